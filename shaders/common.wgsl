@@ -1,0 +1,25 @@
+// Shared by every kernel that walks the packed token sets.
+// Activation buffers hold `batch` sequences of `seqStride` (= L) rows each; sequence b
+// owns rows b*seqStride .. b*seqStride + n_b - 1. Clean tokens and queries have their own
+// per-sequence counts, so padding is never computed and never read.
+struct Dims {
+  batch: u32,
+  seqStride: u32,
+  maxClean: u32,
+  maxQuery: u32,
+}
+
+const CLEAN: u32 = 0u;
+const QUERY: u32 = 1u;
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+// [batch] clean counts, then [batch] query counts.
+@group(0) @binding(1) var<storage, read> lengths: array<u32>;
+
+fn seqRows(kind: u32, b: u32) -> u32 {
+  return lengths[kind * dims.batch + b];
+}
+
+fn maxRows(kind: u32) -> u32 {
+  return select(dims.maxClean, dims.maxQuery, kind == QUERY);
+}

@@ -1,0 +1,21 @@
+// x[b, i, :] = embedding[tokens[b, i], :] for the clean tokens of each sequence.
+#include "common.wgsl"
+
+struct Params {
+  D: u32,
+}
+
+@group(0) @binding(2) var<uniform> p: Params;
+@group(0) @binding(3) var<storage, read> tokens: array<u32>;     // [batch, seqStride]
+@group(0) @binding(4) var<storage, read> embedding: array<f32>;  // [V, D]
+@group(0) @binding(5) var<storage, read_write> x: array<f32>;    // [batch, seqStride, D]
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let b = gid.z;
+  let i = gid.y;
+  let c = gid.x;
+  if (c >= p.D || i >= seqRows(CLEAN, b)) { return; }
+  let row = b * dims.seqStride + i;
+  x[row * p.D + c] = embedding[tokens[row] * p.D + c];
+}

@@ -1,0 +1,31 @@
+/**
+ * Every failure the engine reports on purpose is a PgmError with a stable `code`,
+ * so callers can branch on it; `message` is one line that names the file or
+ * option and says what to do.
+ */
+export type PgmErrorCode =
+  | 'checkpoint' // a .ckpt file that is not a readable torch/Lightning checkpoint
+  | 'unsafe-pickle' // a pickle that reaches for a global outside the allowlist
+  | 'architecture' // a checkpoint or config the engine cannot run
+  | 'safetensors' // a malformed safetensors file
+  | 'integrity' // size or sha256 mismatch against the manifest
+  | 'config' // a malformed config.json / weights-manifest.json
+  | 'shape' // inputs the model cannot take
+  | 'option' // invalid generation options
+  | 'webgpu' // no adapter, missing feature or limit
+  | 'device-lost'
+  | 'aborted'
+  | 'io';
+
+export class PgmError extends Error {
+  readonly code: PgmErrorCode;
+  constructor(code: PgmErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PgmError';
+    this.code = code;
+  }
+}
+
+export function fail(code: PgmErrorCode, message: string): never {
+  throw new PgmError(code, message);
+}

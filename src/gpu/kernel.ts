@@ -1,0 +1,99 @@
+import { PgmError } from '../errors.js';
+import { loadShader, variantKey, type Defines } from './shader.js';
+
+export type BindingKind = 'uniform' | 'read' | 'write';
+
+export interface KernelSpec {
+  /** Shader file, resolved with `new URL(..., import.meta.url)` by the wrapper. */
+  url: URL;
+  /** Binding kinds for bindings 0..n-1, in order. */
+  bindings: readonly BindingKind[];
+  defines?: Defines;
+}
+
+const bufferType: Record<BindingKind, GPUBufferBindingType> = {
+  uniform: 'uniform',
+  read: 'read-only-storage',
+  write: 'storage',
+};
+
+/** A compiled compute pipeline with an explicit bind-group layout. */
+export class Kernel {
+  private constructor(
+    readonly name: string,
+    readonly pipeline: GPUComputePipeline,
+    readonly layout: GPUBindGroupLayout,
+    private readonly device: GPUDevice,
+  ) {}
+
+  static async create(device: GPUDevice, spec: KernelSpec): Promise<Kernel> {
+    const name = spec.url.pathname.split('/').pop() ?? 'kernel';
+    const code = await loadShader(spec.url, spec.defines);
+    const module = device.createShaderModule({ label: name, code });
+    const info = await module.getCompilationInfo();
+    const errors = info.messages.filter((m) => m.type === 'error');
+    if (errors.length) {
+      throw new PgmError('webgpu', `shader ${name} failed to compile: ${errors.map((m) => `line ${m.lineNum}: ${m.message}`).join('; ')}`);
+    }
+    const layout = device.createBindGroupLayout({
+      label: name,
+      entries: spec.bindings.map((kind, binding) => ({
+        binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: bufferType[kind] },
+      })),
+    });
+    device.pushErrorScope('validation');
+    const pipeline = await device.createComputePipelineAsync({
+      label: name,
+      layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module, entryPoint: 'main' },
+    });
+    const error = await device.popErrorScope();
+    if (error) throw new PgmError('webgpu', `pipeline ${name}: ${error.message}`);
+    return new Kernel(name, pipeline, layout, device);
+  }
+
+  /** Build a bind group once; buffers in binding order. */
+  bind(label: string, buffers: readonly GPUBuffer[]): GPUBindGroup {
+    return this.device.createBindGroup({
+      label,
+      layout: this.layout,
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+  }
+}
+
+/** One cache of compiled kernels per device, keyed by file and variant. */
+export class KernelCache {
+  private readonly kernels = new Map<string, Promise<Kernel>>();
+  constructor(readonly device: GPUDevice) {}
+
+  get(spec: KernelSpec): Promise<Kernel> {
+    const key = variantKey(spec.url.href, spec.defines ?? {});
+    let kernel = this.kernels.get(key);
+    if (!kernel) {
+      kernel = Kernel.create(this.device, spec);
+      this.kernels.set(key, kernel);
+      kernel.catch(() => this.kernels.delete(key));
+    }
+    return kernel;
+  }
+}
+
+/** A recorded dispatch: its pipeline, its bind group (built once) and its grid for the current shapes. */
+export interface Dispatch {
+  kernel: Kernel;
+  bindGroup: GPUBindGroup;
+  grid: () => [number, number, number];
+}
+
+export function encodeDispatches(pass: GPUComputePassEncoder, dispatches: readonly Dispatch[]): void {
+  for (const d of dispatches) {
+    const [x, y, z] = d.grid();
+    if (x === 0 || y === 0 || z === 0) continue;
+    pass.setPipeline(d.kernel.pipeline);
+    pass.setBindGroup(0, d.bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+  }
+}

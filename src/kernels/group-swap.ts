@@ -1,0 +1,65 @@
+import type { Dispatch } from '../gpu/kernel.js';
+import type { PreQueryMode } from '../model/config.js';
+import { ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
+
+const poolUrl = new URL('../../shaders/pool.wgsl', import.meta.url);
+const queryInitUrl = new URL('../../shaders/query_init.wgsl', import.meta.url);
+
+/** sinus(p) = concat(cos(p / den), sin(p / den)), den_i = 10000^(2i/D), for p < L: [L, D]. */
+export function sinusTable(L: number, D: number): Float32Array {
+  const half = D / 2;
+  const table = new Float32Array(L * D);
+  for (let i = 0; i < half; i++) {
+    const den = Math.fround(10000 ** Math.fround((2 * i) / D));
+    for (let p = 0; p < L; p++) {
+      const angle = Math.fround(p / den);
+      table[p * D + i] = Math.cos(angle);
+      table[p * D + half + i] = Math.sin(angle);
+    }
+  }
+  return table;
+}
+
+export interface QueryInitArgs {
+  mode: PreQueryMode;
+  D: number;
+  encoderOut: GPUBuffer; // [batch, L, D]
+  base: GPUBuffer; // [D]
+  queryPositions: GPUBuffer;
+  sinus: GPUBuffer; // [L, D]
+  stat: GPUBuffer; // [batch, D]
+  out: GPUBuffer; // [batch, L, D]
+}
+
+/**
+ * The group-swap query vectors q0 (before pre_query_norm): base embedding, plus the
+ * sinusoid of the query position, plus the mean or logsumexp of the encoder output.
+ */
+export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Promise<Dispatch[]> {
+  const params = paramsBuffer(ws, 'group_swap.q0', [a.D]);
+  const withStat = a.mode === 'learn+freqs+mean' || a.mode === 'learn+freqs+logsumexp';
+  const dispatches: Dispatch[] = [];
+  if (withStat) {
+    const pool = await ws.kernels.get({
+      url: poolUrl,
+      bindings: ['uniform', 'read', 'uniform', 'read', 'write'],
+      defines: { LOGSUMEXP: a.mode === 'learn+freqs+logsumexp' },
+    });
+    dispatches.push({
+      kernel: pool,
+      bindGroup: pool.bind('group_swap.pool', [ws.dims, ws.lengths, params, a.encoderOut, a.stat]),
+      grid: () => [ceilDiv(a.D, 64), ws.shape.batch, 1],
+    });
+  }
+  const init = await ws.kernels.get({
+    url: queryInitUrl,
+    bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'read', 'write'],
+    defines: { FREQS: a.mode !== 'learn', STAT: withStat },
+  });
+  dispatches.push({
+    kernel: init,
+    bindGroup: init.bind('group_swap.q0', [ws.dims, ws.lengths, params, a.base, a.queryPositions, a.sinus, a.stat, a.out]),
+    grid: () => [ceilDiv(a.D, 64), ws.shape.maxQuery, ws.shape.batch],
+  });
+  return dispatches;
+}

@@ -1,0 +1,73 @@
+import { fail } from '../errors.js';
+import type { ModelConfig } from './config.js';
+import type { HostTensor, WeightMap } from './tensor.js';
+
+/** Offsets (in floats) of one block's six adaLN vectors inside the modulation buffer. */
+export interface BlockModulation {
+  shiftMsa: number;
+  scaleMsa: number;
+  gateMsa: number;
+  shiftMlp: number;
+  scaleMlp: number;
+  gateMlp: number;
+}
+
+export interface Modulations {
+  /** Every adaLN_modulation(c), concatenated: blocks in `prefixes` order, then the output layer. */
+  values: Float32Array;
+  blocks: Map<string, BlockModulation>;
+  output: { shift: number; scale: number };
+}
+
+const FREQ_DIM = 256;
+
+function get(weights: WeightMap, name: string): HostTensor {
+  const t = weights.get(name);
+  if (!t) fail('architecture', `missing tensor ${name}`);
+  return t;
+}
+
+/** y = W x + b for one vector (W [out, in]), accumulated in float64. */
+function affine(W: HostTensor, b: HostTensor, x: Float64Array): Float64Array {
+  const [out, inDim] = W.shape;
+  if (inDim !== x.length || b.data.length !== out) fail('shape', `conditioning: ${W.shape} does not take a vector of ${x.length}`);
+  const y = new Float64Array(out);
+  for (let o = 0; o < out; o++) {
+    let s = b.data[o];
+    for (let i = 0; i < inDim; i++) s += W.data[o * inDim + i] * x[i];
+    y[o] = s;
+  }
+  return y;
+}
+
+const silu = (v: Float64Array): Float64Array => v.map((x) => x / (1 + Math.exp(-x)));
+
+/**
+ * The released text models are not time-conditioned: the backbone always sees sigma = 0,
+ * so c = silu(mlp2(silu(mlp0(t_freq(0))))) and every adaLN_modulation(c) is a constant.
+ * Computed once here, at load time, for the blocks named by `prefixes`.
+ */
+export function computeModulations(config: ModelConfig, weights: WeightMap, prefixes: readonly string[]): Modulations {
+  const D = config.hiddenSize;
+  const tFreq = new Float64Array(FREQ_DIM);
+  tFreq.fill(1, 0, FREQ_DIM / 2); // cos(0) = 1, sin(0) = 0
+  const hidden = silu(affine(get(weights, 'sigma_map.mlp.0.weight'), get(weights, 'sigma_map.mlp.0.bias'), tFreq));
+  const c = silu(affine(get(weights, 'sigma_map.mlp.2.weight'), get(weights, 'sigma_map.mlp.2.bias'), hidden));
+  const values = new Float32Array(prefixes.length * 6 * D + 2 * D);
+  const blocks = new Map<string, BlockModulation>();
+  prefixes.forEach((prefix, k) => {
+    const base = k * 6 * D;
+    values.set(affine(get(weights, `${prefix}.adaLN_modulation.weight`), get(weights, `${prefix}.adaLN_modulation.bias`), c), base);
+    blocks.set(prefix, {
+      shiftMsa: base,
+      scaleMsa: base + D,
+      gateMsa: base + 2 * D,
+      shiftMlp: base + 3 * D,
+      scaleMlp: base + 4 * D,
+      gateMlp: base + 5 * D,
+    });
+  });
+  const outBase = prefixes.length * 6 * D;
+  values.set(affine(get(weights, 'output_layer.adaLN_modulation.weight'), get(weights, 'output_layer.adaLN_modulation.bias'), c), outBase);
+  return { values, blocks, output: { shift: outBase, scale: outBase + D } };
+}

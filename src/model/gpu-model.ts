@@ -1,0 +1,155 @@
+import { fail } from '../errors.js';
+import type { GpuContext } from '../gpu/context.js';
+import { encodeDispatches, KernelCache, type Dispatch } from '../gpu/kernel.js';
+import { GpuMemory, readBuffer } from '../gpu/memory.js';
+import { sinusTable } from '../kernels/group-swap.js';
+import { ropeTables } from '../kernels/rope.js';
+import { setBatchShape, type Workspace } from '../kernels/workspace.js';
+import type { Activations, ForwardContext } from './blocks.js';
+import { computeModulations } from './conditioning.js';
+import { headDim, type ModelConfig } from './config.js';
+import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from './inputs.js';
+import { mdlmForward } from './mdlm.js';
+import { pgmForward } from './pgm.js';
+import type { WeightMap } from './tensor.js';
+
+export interface GpuModelOptions {
+  /** Largest batch the buffers are sized for (default 1). */
+  maxBatch?: number;
+}
+
+/**
+ * A model resident on the GPU: weights uploaded once, activation buffers sized once for
+ * [maxBatch, L], pipelines and bind groups built once; a forward pass is one command
+ * encoder and nothing is read back between layers.
+ */
+export class GpuModel {
+  private constructor(
+    readonly config: ModelConfig,
+    readonly ws: Workspace,
+    readonly act: Activations,
+    private readonly forward: Dispatch[],
+  ) {}
+
+  static async load(ctx: GpuContext, config: ModelConfig, weights: WeightMap, options: GpuModelOptions = {}): Promise<GpuModel> {
+    const maxBatch = options.maxBatch ?? 1;
+    if (!Number.isInteger(maxBatch) || maxBatch < 1) fail('option', `maxBatch must be a positive integer, got ${maxBatch}`);
+    const memory = new GpuMemory(ctx.device);
+    const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    try {
+      const L = config.length;
+      const D = config.hiddenSize;
+      const ws: Workspace = {
+        device: ctx.device,
+        memory,
+        kernels: new KernelCache(ctx.device),
+        seqStride: L,
+        maxBatch,
+        dims: memory.create('dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
+        lengths: memory.create('lengths', 8 * maxBatch, STORAGE),
+        unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
+        shape: { batch: 0, maxClean: 0, maxQuery: 0 },
+      };
+      const gpuWeights = new Map<string, GPUBuffer>();
+      for (const [name, tensor] of weights) gpuWeights.set(name, memory.upload(name, tensor.data));
+      const w = (name: string): GPUBuffer => gpuWeights.get(name) ?? fail('architecture', `the model has no tensor ${name}`);
+
+      const rows = maxBatch * L;
+      const act: Activations = {
+        cleanTokens: memory.create('cleanTokens', rows * 4, STORAGE),
+        cleanPositions: memory.create('cleanPositions', rows * 4, STORAGE),
+        queryPositions: memory.create('queryPositions', rows * 4, STORAGE),
+        x: memory.create('x', rows * D * 4, STORAGE),
+        y: memory.create('y', rows * D * 4, STORAGE),
+        norm: memory.create('norm', rows * D * 4, STORAGE),
+        queryNorm: memory.create('queryNorm', rows * D * 4, STORAGE),
+        q: memory.create('q', rows * D * 4, STORAGE),
+        wide: memory.create('wide', rows * 3 * D * 4, STORAGE),
+        attn: memory.create('attn', rows * D * 4, STORAGE),
+        hidden: memory.create('hidden', rows * Math.max(config.mlpDim, 4 * D) * 4, STORAGE),
+        stat: memory.create('stat', maxBatch * D * 4, STORAGE),
+        logits: memory.create('logits', rows * config.vocabSize * 4, STORAGE),
+      };
+      const prefixes =
+        config.arch === 'pgm'
+          ? [...Array.from({ length: config.encoderBlocks }, (_, i) => `encoder.blocks.${i}`), ...Array.from({ length: config.decoderBlocks }, (_, i) => `decoder.layers.${i}`)]
+          : Array.from({ length: config.nBlocks }, (_, i) => `blocks.${i}`);
+      const mod = computeModulations(config, weights, prefixes);
+      const tables = ropeTables(L, headDim(config));
+      const f: ForwardContext = {
+        ws,
+        config,
+        w,
+        mod,
+        modBuffer: memory.upload('modulations', mod.values),
+        act,
+        rope: { cos: memory.upload('rope.cos', tables.cos), sin: memory.upload('rope.sin', tables.sin) },
+      };
+      const forward = config.arch === 'pgm' ? await pgmForward(f, memory.upload('sinus', sinusTable(L, D))) : await mdlmForward(f);
+      return new GpuModel(config, ws, act, forward);
+    } catch (e) {
+      memory.releaseAll();
+      throw e;
+    }
+  }
+
+  /** Bytes of GPU memory this model holds. */
+  get gpuBytes(): number {
+    return this.ws.memory.bytes;
+  }
+
+  /** Record the whole forward pass for the current batch shape into `encoder`. */
+  encodeForward(encoder: GPUCommandEncoder): void {
+    const pass = encoder.beginComputePass({ label: `${this.config.arch} forward` });
+    encodeDispatches(pass, this.forward);
+    pass.end();
+  }
+
+  /** Write a batch into the token, position and length buffers (padding per sequence). */
+  private writeBatch(tokens: ArrayLike<number>[], positions: ArrayLike<number>[], queries: ArrayLike<number>[]): void {
+    const { ws, act } = this;
+    const L = ws.seqStride;
+    if (tokens.length > ws.maxBatch) fail('shape', `batch of ${tokens.length} exceeds this model's maxBatch ${ws.maxBatch}`);
+    const put = (buffer: GPUBuffer, rows: ArrayLike<number>[]) => {
+      const data = new Uint32Array(rows.length * L);
+      rows.forEach((r, b) => data.set(Array.from(r), b * L));
+      ws.device.queue.writeBuffer(buffer, 0, data);
+    };
+    put(act.cleanTokens, tokens);
+    put(act.cleanPositions, positions);
+    put(act.queryPositions, queries);
+    setBatchShape(ws, tokens.map((t) => t.length), queries.map((q) => q.length));
+  }
+
+  /** PGM logits for a padded batch: [batch, maxQueries, V], rows of padded queries are 0. */
+  async pgmLogits(sequences: readonly PgmSequence[]): Promise<Float32Array> {
+    if (this.config.arch !== 'pgm') fail('architecture', 'pgmLogits needs a PGM model; this one is an MDLM');
+    const shape = validatePgmBatch(this.config, sequences);
+    this.writeBatch(sequences.map((s) => s.tokens), sequences.map((s) => s.positions), sequences.map((s) => s.queries));
+    const logits = await this.run(shape.batch * shape.maxQueries);
+    const V = this.config.vocabSize;
+    shape.queryLengths.forEach((m, b) => logits.fill(0, (b * shape.maxQueries + m) * V, (b + 1) * shape.maxQueries * V));
+    return logits;
+  }
+
+  /** MDLM logits for sequences of equal length n: [batch, n, V]. */
+  async mdlmLogits(sequences: readonly MdlmSequence[]): Promise<Float32Array> {
+    if (this.config.arch !== 'mdlm') fail('architecture', 'mdlmLogits needs an MDLM model; this one is a PGM');
+    const n = validateMdlmBatch(this.config, sequences);
+    const positions = Array.from({ length: n }, (_, i) => i);
+    this.writeBatch(sequences.map((s) => s.tokens), sequences.map(() => positions), []);
+    return this.run(sequences.length * n);
+  }
+
+  /** One submit: the forward pass and the copy of `rows` logits rows to a staging buffer. */
+  private async run(rows: number): Promise<Float32Array> {
+    const encoder = this.ws.device.createCommandEncoder({ label: 'forward' });
+    this.encodeForward(encoder);
+    return new Float32Array(await readBuffer(this.ws.memory, this.act.logits, rows * this.config.vocabSize * 4, encoder));
+  }
+
+  /** Free every GPU buffer this model holds. */
+  dispose(): void {
+    this.ws.memory.releaseAll();
+  }
+}

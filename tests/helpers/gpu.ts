@@ -1,0 +1,38 @@
+import { requestGpu, type GpuContext } from '../../src/gpu/context.js';
+
+const inNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
+
+let context: Promise<GpuContext> | undefined;
+
+/**
+ * The WebGPU device for this test worker: navigator.gpu in Chromium, the `webgpu` package
+ * in Node. Throws (fails the test) when there is no adapter: GPU tests never skip.
+ */
+export function testGpu(): Promise<GpuContext> {
+  context ??= inNode
+    ? import('../../src/node.js').then((m) => m.requestNodeGpu())
+    : requestGpu();
+  return context;
+}
+
+export const runtime = inNode ? 'node' : 'chromium';
+
+/** Largest |a - b| and whether a and b pick the same argmax in every row of width `cols`. */
+export function compareRows(a: Float32Array, b: Float32Array, cols: number): { maxAbs: number; argmaxMismatches: number } {
+  if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`);
+  let maxAbs = 0;
+  let argmaxMismatches = 0;
+  for (let r = 0; r < a.length / cols; r++) {
+    let ia = 0;
+    let ib = 0;
+    for (let c = 0; c < cols; c++) {
+      const i = r * cols + c;
+      const d = Math.abs(a[i] - b[i]);
+      if (!(d <= maxAbs)) maxAbs = Number.isNaN(d) ? Infinity : d;
+      if (a[i] > a[r * cols + ia]) ia = c;
+      if (b[i] > b[r * cols + ib]) ib = c;
+    }
+    if (ia !== ib) argmaxMismatches++;
+  }
+  return { maxAbs, argmaxMismatches };
+}

@@ -1,0 +1,49 @@
+import { defineConfig } from 'vitest/config';
+import { playwright } from '@vitest/browser-playwright';
+
+// Flags that give headless Chromium a WebGPU adapter on machines without a GPU
+// (SwiftShader); on a machine with a GPU, drop --use-webgpu-adapter to test it instead.
+const chromiumArgs = [
+  '--no-sandbox',
+  '--headless',
+  '--enable-unsafe-webgpu',
+  `--use-webgpu-adapter=${process.env.PGM_WEBGPU_ADAPTER ?? 'swiftshader'}`,
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+
+export default defineConfig({
+  test: {
+    testTimeout: 180_000,
+    hookTimeout: 180_000,
+    projects: [
+      {
+        test: {
+          name: 'node',
+          environment: 'node',
+          include: ['tests/**/*.test.ts'],
+          exclude: ['tests/**/*.browser-only.test.ts'],
+          // Each worker gets its own Dawn instance; two at most on a 2-core machine.
+          maxWorkers: 2,
+        },
+      },
+      {
+        test: {
+          name: 'browser',
+          // Only the WebGPU tests run in Chromium; converters, vocab and CLI are Node-side.
+          include: ['tests/gpu/**/*.test.ts', 'tests/**/*.browser-only.test.ts'],
+          browser: {
+            enabled: true,
+            headless: true,
+            provider: playwright({
+              launchOptions: { executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: chromiumArgs },
+            }),
+            instances: [{ browser: 'chromium' }],
+          },
+        },
+      },
+    ],
+  },
+});
