@@ -1,0 +1,1 @@
+"""PyTorch reference and training code for Partition Generative Models (docs/model.md)."""
