@@ -1,0 +1,179 @@
+import { describe, expect, it } from 'vitest';
+import { decode as gpt2Decode } from 'gpt-tokenizer/encoding/r50k_base';
+import { PgmError } from '../../src/errors.js';
+import { GPT2_EOT, GPT2_VOCAB_SIZE, gpt2EncodeText, gpt2TokenBytes, Vocabulary } from '../../src/model/vocab.js';
+
+const SAMPLES = [
+  'It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife.',
+  'Café naïve façade — “curly quotes” and ‘single’ ones… Ærøskøbing, Straße, Ελληνικά, русский, 日本語のテキスト, 한국어.',
+  'Emoji: 🤗🐋👩‍👩‍👧‍👦 🏳️‍🌈 and flags 🇯🇵🇫🇷.',
+  '  leading spaces,\ttabs,\n\nnewlines\r\n and trailing   ',
+  'Rare words: floccinaucinihilipilification, pneumonoultramicroscopic, Xylophagous qwzx-vbnm_1234567890.',
+  'Literal <|endoftext|> stays text.',
+  '\u00a0\u200b\ufeff zero-width and non-breaking spaces',
+  '',
+];
+
+// A small corpus: the reduced vocabulary learns its frequent tokens, everything else is split.
+const CORPUS = [
+  'The whale, the whale! It is the whale that swims in the sea, and the sea is wide.',
+  'Mr. Darcy and Elizabeth walked in the garden; the garden was green and the day was fine.',
+  'In the beginning God created the heavens and the earth.',
+].join('\n\n');
+
+function countsOf(text: string): Float64Array {
+  const counts = new Float64Array(GPT2_EOT + 1);
+  for (const id of gpt2EncodeText(text)) counts[id]++;
+  return counts;
+}
+
+describe('GPT-2 token bytes', () => {
+  it('covers every id; ids 0..255 are the single bytes, each byte once', () => {
+    const bytes = gpt2TokenBytes();
+    expect(bytes.length).toBe(GPT2_EOT + 1);
+    const seen = new Set<number>();
+    for (let id = 0; id < 256; id++) {
+      expect(bytes[id].length).toBe(1);
+      seen.add(bytes[id][0]);
+    }
+    expect(seen.size).toBe(256);
+    expect(new TextDecoder().decode(bytes[GPT2_EOT])).toBe('<|endoftext|>');
+  });
+});
+
+describe('Vocabulary.gpt2 (identity)', () => {
+  const vocab = Vocabulary.gpt2();
+
+  it('follows the BOS = V-2, mask = V-1 convention', () => {
+    expect(vocab.size).toBe(GPT2_VOCAB_SIZE);
+    expect(vocab.bosId).toBe(GPT2_EOT);
+    expect(vocab.maskId).toBe(50257);
+    expect(vocab.vocabMap[vocab.maskId]).toBe(-1);
+    expect(vocab.isIdentity).toBe(true);
+  });
+
+  it.each(SAMPLES)('round-trips %j and matches gpt-tokenizer', (text) => {
+    const ids = vocab.encode(text);
+    expect(ids).toEqual(gpt2EncodeText(text));
+    expect(vocab.decode(ids)).toBe(text);
+    expect(vocab.decode(ids)).toBe(gpt2Decode(ids));
+  });
+
+  it('decodes BOS as <|endoftext|> and maps ids to themselves', () => {
+    expect(vocab.decode([vocab.bosId, ...vocab.encode(' hi')])).toBe('<|endoftext|> hi');
+    expect(vocab.toGpt2(1234)).toBe(1234);
+    expect(vocab.fromGpt2Ids([1234, GPT2_EOT])).toEqual([1234, GPT2_EOT]);
+  });
+
+  it('fromMap recognises the identity map', () => {
+    expect(Vocabulary.fromMap(vocab.vocabMap).isIdentity).toBe(true);
+  });
+});
+
+describe('reduced vocabulary', () => {
+  const vocab = Vocabulary.fromCounts(countsOf(CORPUS), 300);
+
+  it('holds the byte tokens, the corpus tokens, BOS at K-2 and the mask at K-1', () => {
+    expect(vocab.size).toBe(300);
+    expect(vocab.bosId).toBe(298);
+    expect(vocab.maskId).toBe(299);
+    expect(vocab.vocabMap[298]).toBe(GPT2_EOT);
+    expect(vocab.vocabMap[299]).toBe(-1);
+    expect(Array.from(vocab.vocabMap.slice(0, 256))).toEqual(Array.from({ length: 256 }, (_, i) => i));
+    const the = gpt2EncodeText(' the')[0];
+    expect(vocab.vocabMap.indexOf(the)).toBe(256); // most frequent token comes first
+    expect(vocab.isIdentity).toBe(false);
+  });
+
+  it.each([...SAMPLES, CORPUS])('round-trips %j exactly like the GPT-2 ids do', (text) => {
+    const ids = vocab.encode(text);
+    expect(vocab.decode(ids)).toBe(text);
+    const gpt2Ids = gpt2EncodeText(text);
+    expect(vocab.decode(ids)).toBe(Vocabulary.gpt2().decode(gpt2Ids));
+    expect(vocab.fromGpt2Ids(gpt2Ids)).toEqual(ids);
+  });
+
+  it('splits out-of-set tokens greedily into in-set pieces only', () => {
+    const text = SAMPLES.join(' ');
+    const gpt2Ids = gpt2EncodeText(text);
+    const ids = vocab.encode(text);
+    expect(ids.length).toBeGreaterThan(gpt2Ids.length);
+    for (const id of ids) {
+      expect(Number.isInteger(id) && id >= 0 && id < vocab.bosId).toBe(true);
+    }
+    const table = gpt2TokenBytes();
+    for (const gpt2Id of new Set(gpt2Ids)) {
+      const pieces = vocab.fromGpt2Ids([gpt2Id]);
+      const bytes = Array.from(table[gpt2Id]);
+      expect(pieces.flatMap((p) => Array.from(vocab.tokenBytes(p)))).toEqual(bytes);
+      // greedy: each piece is the longest in-set prefix of what is left
+      let offset = 0;
+      for (const piece of pieces) {
+        const length = vocab.tokenBytes(piece).length;
+        for (let longer = length + 1; offset + longer <= bytes.length; longer++) {
+          const candidate = bytes.slice(offset, offset + longer);
+          const inSet = Array.from(vocab.vocabMap.slice(0, vocab.bosId)).some((g) => {
+            const b = table[g];
+            return b.length === candidate.length && b.every((x, i) => x === candidate[i]);
+          });
+          expect(inSet).toBe(false);
+        }
+        offset += length;
+      }
+    }
+  });
+
+  it('keeps in-set tokens whole and maps <|endoftext|> to BOS', () => {
+    const the = gpt2EncodeText(' the')[0];
+    expect(vocab.fromGpt2Ids([the, GPT2_EOT])).toEqual([256, vocab.bosId]);
+    expect(vocab.toGpt2(vocab.bosId)).toBe(GPT2_EOT);
+  });
+
+  it('survives a JSON round trip through vocab.json', () => {
+    const json = JSON.parse(JSON.stringify(vocab.toJSON()));
+    expect(json).toMatchObject({ size: 300, bos: 298, mask: 299 });
+    const again = Vocabulary.fromMap(json.vocabMap);
+    expect(again.encode(SAMPLES[2])).toEqual(vocab.encode(SAMPLES[2]));
+  });
+});
+
+describe('decodePartial', () => {
+  const vocab = Vocabulary.fromCounts(countsOf(CORPUS), 300);
+  const ids = vocab.encode('The whale swims in the sea.');
+
+  it('renders unknown (-1) and mask positions with one placeholder each', () => {
+    const partial = ids.map((id, i) => (i % 2 === 1 ? -1 : id));
+    partial[2] = vocab.maskId;
+    const text = vocab.decodePartial(partial);
+    expect([...text].filter((c) => c === '▯').length).toBe(partial.filter((id) => id < 0 || id === vocab.maskId).length);
+    expect(text.startsWith(vocab.decode([ids[0]]))).toBe(true);
+  });
+
+  it('uses a configurable placeholder and equals decode when nothing is hidden', () => {
+    expect(vocab.decodePartial(ids)).toBe(vocab.decode(ids));
+    expect(vocab.decodePartial([-1, ...ids.slice(1)], '·')).toBe('·' + vocab.decode(ids.slice(1)));
+    expect(vocab.decodePartial([-1, -1], '<?>')).toBe('<?><?>');
+  });
+});
+
+describe('validation', () => {
+  const base = Array.from(Vocabulary.fromCounts(countsOf(CORPUS), 300).vocabMap);
+
+  it.each([
+    ['too short', [0, 1, GPT2_EOT, -1]],
+    ['BOS not at K-2', [...base.slice(0, 298), 5000, -1]],
+    ['mask not -1 at K-1', [...base.slice(0, 299), 7]],
+    ['duplicate id', [...base.slice(0, 297), 0, GPT2_EOT, -1]],
+    ['missing byte token', [999, ...base.slice(1)]],
+    ['not a GPT-2 id', [...base.slice(0, 297), 50257, GPT2_EOT, -1]],
+  ])('fromMap rejects a map with %s', (_, map) => {
+    expect(() => Vocabulary.fromMap(map as number[])).toThrow(PgmError);
+  });
+
+  it('rejects ids without a GPT-2 token', () => {
+    const vocab = Vocabulary.fromMap(base);
+    expect(() => vocab.decode([vocab.maskId])).toThrow(/mask/);
+    expect(() => vocab.decode([300])).toThrow(PgmError);
+    expect(() => vocab.fromGpt2Ids([50257])).toThrow(PgmError);
+  });
+});
