@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { PgmError } from '../errors.js';
+import { UsageError } from './args.js';
+
+/**
+ * `pgm <command> [args]`. Each command lives in `src/cli/<command>.ts` and exports
+ * `summary: string`, `usage: string` and `run(argv): Promise<number>` (the exit code).
+ * Throw UsageError for command-line mistakes (exit 2) and PgmError for everything else (exit 1).
+ */
+const COMMANDS = ['convert', 'logits', 'generate'] as const;
+
+interface Command {
+  summary: string;
+  usage: string;
+  run(argv: string[]): Promise<number>;
+}
+
+async function loadCommand(name: string): Promise<Command | undefined> {
+  try {
+    return (await import(`./${name}.js`)) as Command;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((e as Error).message).includes(`${name}.`)) return undefined;
+    throw e;
+  }
+}
+
+async function mainUsage(): Promise<string> {
+  const lines = ['usage: pgm <command> [options]', '', 'commands:'];
+  for (const name of COMMANDS) {
+    const cmd = await loadCommand(name);
+    if (cmd) lines.push(`  ${name.padEnd(10)} ${cmd.summary}`);
+  }
+  lines.push('', 'Run `pgm <command> --help` for its options.');
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  try {
+    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+      const text = await mainUsage();
+      if (name === undefined) {
+        console.error(text);
+        return 2;
+      }
+      console.log(text);
+      return 0;
+    }
+    const cmd = (COMMANDS as readonly string[]).includes(name) ? await loadCommand(name) : undefined;
+    if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(name)}`, await mainUsage());
+    return await cmd.run(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`pgm: ${e.message}${e.usage ? `\n\n${e.usage}` : ''}`);
+      return 2;
+    }
+    if (e instanceof PgmError) {
+      console.error(`pgm: ${e.message}`);
+      return 1;
+    }
+    console.error(`pgm: internal error: ${(e as Error)?.message ?? String(e)}`);
+    if (process.env.PGM_DEBUG) console.error(e);
+    return 1;
+  }
+}
+
+const entry = process.argv[1] ? pathToFileURL(realpathSync(process.argv[1])).href : '';
+if (import.meta.url === entry) process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,293 @@
+import { fail } from '../errors.js';
+import { validateModelConfig, type ModelConfig, type ModelDirConfig, type PreQueryMode, type QueryProcessMode, type ShardInfo } from '../model/config.js';
+import { encodeFloats, writeSafetensors, type FileSink, type SafetensorsDtype, type TensorSpec } from '../model/safetensors.js';
+import type { WeightMap } from '../model/tensor.js';
+import { isBuffer, parameterMismatches } from './architecture.js';
+import { Checkpoint, StorageRef, describeValue, lookup, toPlain } from './checkpoint.js';
+import { TorchTensor } from './pickle.js';
+
+export const CONVERTER = 'pgm-webgpu convert 1';
+export const DEFAULT_SHARD_SIZE = 512 * 1024 * 1024;
+
+export interface ReadOptions {
+  /** Take `ema.shadow_params` (default) rather than the raw `state_dict`. */
+  ema?: boolean;
+}
+
+export interface ConvertOptions extends ReadOptions {
+  dtype?: 'f32' | 'f16';
+  /** Start a new shard before one would exceed this many bytes (default 512 MiB). */
+  shardSize?: number;
+}
+
+/** A checkpoint's backbone, resolved to what the engine needs; tensors are still unread. */
+export interface CheckpointModel {
+  config: ModelConfig;
+  /** Backbone parameters in state_dict order (buffers removed), EMA or raw. */
+  parameters: { name: string; shape: number[]; tensor: TorchTensor }[];
+  /** Provenance for config.json `source`. */
+  source: Record<string, unknown>;
+  /** state_dict entries outside the backbone, not converted. */
+  ignored: string[];
+  warnings: string[];
+}
+
+type Plain = Record<string, unknown>;
+const at = (o: unknown, path: string): unknown =>
+  path.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Plain)[k] : undefined), o);
+const shapeOf = (t: TorchTensor): number[] => [...t.shape];
+const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
+
+/** Indices `i` of keys `<prefix><i>.`; must be 0..n-1. */
+function blockCount(names: string[], prefix: string, file: string): number {
+  const re = new RegExp(`^${prefix.replace(/\./g, '\\.')}(\\d+)\\.`);
+  const ids = new Set<number>();
+  for (const n of names) {
+    const m = re.exec(n);
+    if (m) ids.add(Number(m[1]));
+  }
+  for (let i = 0; i < ids.size; i++) {
+    if (!ids.has(i)) fail('architecture', `${file}: ${prefix}* block indices are not 0..${ids.size - 1} (block ${i} is missing)`);
+  }
+  return ids.size;
+}
+
+/** Resolve architecture, config and the tensors to convert, without reading tensor data. */
+export function inspectCheckpoint(ckpt: Checkpoint, opts: ReadOptions = {}): CheckpointModel {
+  const file = ckpt.name;
+  const useEma = opts.ema ?? true;
+  const warnings: string[] = [];
+  const root = ckpt.root;
+  const stateDict = lookup(root, 'state_dict') ?? (root instanceof Map && [...root.values()].every((v) => v instanceof TorchTensor) ? root : undefined);
+  if (!(stateDict instanceof Map)) fail('checkpoint', `${file}: no state_dict (top-level keys: ${root instanceof Map ? [...root.keys()].map(String).join(', ') : describeValue(root)})`);
+
+  const all = [...(stateDict as Map<unknown, unknown>).entries()].map(([k, v]) => {
+    if (typeof k !== 'string' || !(v instanceof TorchTensor)) fail('checkpoint', `${file}: state_dict entry ${describeValue(k)} is not a named tensor`);
+    return [k, v] as [string, TorchTensor];
+  });
+  const prefixed = all.some(([k]) => k.startsWith('backbone.'));
+  const backbone = prefixed ? all.filter(([k]) => k.startsWith('backbone.')).map(([k, v]) => [k.slice('backbone.'.length), v] as [string, TorchTensor]) : all;
+  const ignored = prefixed ? all.filter(([k]) => !k.startsWith('backbone.')).map(([k]) => k) : [];
+  const names = backbone.map(([k]) => k);
+  const shapes = new Map(backbone.map(([k, v]) => [k, shapeOf(v)]));
+
+  const has = (p: string): boolean => names.some((n) => n.startsWith(p));
+  let arch: 'pgm' | 'mdlm';
+  if (has('encoder.blocks.') && has('decoder.') && !has('blocks.')) arch = 'pgm';
+  else if (has('blocks.') && !has('encoder.') && !has('decoder.')) arch = 'mdlm';
+  else {
+    const found = [...new Set(names.map((n) => n.split('.').slice(0, 2).join('.')))].slice(0, 12).join(', ');
+    return fail('architecture', `${file}: unrecognized backbone (found ${found || 'no tensors'}); expected a PGM PartitionDIT (encoder.blocks.*, decoder.*) or an MDLM DIT (blocks.*)`);
+  }
+  const need = (name: string, rank: number): number[] => {
+    const s = shapes.get(name) ?? fail('architecture', `${file}: ${arch.toUpperCase()} backbone lacks ${name}`);
+    if (s.length !== rank) fail('architecture', `${file}: ${name} has rank ${s.length}, expected ${rank}`);
+    return s;
+  };
+
+  const hp = toPlain(lookup(root, 'hyper_parameters'));
+  const cfg = (at(hp, 'config') ?? (at(hp, 'model') !== undefined ? hp : undefined)) as Plain | undefined;
+  const [V, D] = need('vocab_embed.embedding', 2);
+  const [C] = need('sigma_map.mlp.0.weight', 2);
+  const firstBlock = arch === 'pgm' ? 'encoder.blocks.0' : 'blocks.0';
+  const [F] = need(`${firstBlock}.mlp.0.weight`, 2);
+  const encoderBlocks = arch === 'pgm' ? blockCount(names, 'encoder.blocks.', file) : 0;
+  const decoderBlocks = arch === 'pgm' ? blockCount(names, 'decoder.layers.', file) : 0;
+  const nBlocks = arch === 'mdlm' ? blockCount(names, 'blocks.', file) : 0;
+  const queryProcessMode: QueryProcessMode = has('decoder.group_swap.query_processor.0.') ? 'mlp4' : 'linear';
+
+  const cfgInt = (path: string, required: boolean): number | undefined => {
+    const v = at(cfg, path);
+    if (v === undefined || v === null) {
+      if (required) fail('checkpoint', `${file}: hyper_parameters.config.${path} is missing; it cannot be read from tensor shapes`);
+      return undefined;
+    }
+    if (typeof v !== 'number' || !Number.isInteger(v)) fail('checkpoint', `${file}: hyper_parameters.config.${path} = ${JSON.stringify(v)} is not an integer`);
+    return v as number;
+  };
+  const crossCheck = (path: string, actual: number, what: string): void => {
+    const v = cfgInt(path, false);
+    if (v !== undefined && v !== actual) fail('architecture', `${file}: config ${path} = ${v} but the tensors have ${what} = ${actual}`);
+  };
+  crossCheck('model.hidden_size', D, 'hidden size');
+  crossCheck('model.cond_dim', C, 'cond dim');
+  if (arch === 'pgm') {
+    crossCheck('model.encoder.n_blocks', encoderBlocks, 'encoder blocks');
+    crossCheck('model.decoder.n_blocks', decoderBlocks, 'decoder blocks');
+  } else crossCheck('model.n_blocks', nBlocks, 'blocks');
+  const mlpRatio = at(cfg, 'model.mlp_ratio');
+  if (typeof mlpRatio === 'number' && mlpRatio * D !== F) warnings.push(`config model.mlp_ratio = ${mlpRatio} but mlp.0.weight has ${F} rows; using ${F}`);
+
+  let preQueryMode: PreQueryMode = 'learn+freqs';
+  if (arch === 'pgm') {
+    const mode = at(cfg, 'model.swap.pre_query_mode');
+    if (mode === undefined) warnings.push('config model.swap.pre_query_mode is missing; assuming "learn+freqs" (the released default)');
+    else preQueryMode = mode as PreQueryMode;
+    const qpm = at(cfg, 'model.swap.query_process_mode');
+    if (qpm !== undefined && qpm !== queryProcessMode) fail('architecture', `${file}: config model.swap.query_process_mode = ${JSON.stringify(qpm)} but the query_processor tensors are ${queryProcessMode}`);
+    const norm = at(cfg, 'model.swap.normalize_mode');
+    if (norm !== undefined && norm !== 'layernorm') fail('architecture', `${file}: model.swap.normalize_mode = ${JSON.stringify(norm)} is not supported (only layernorm)`);
+  }
+  const algoName = at(cfg, 'algo.name');
+  if (typeof algoName === 'string' && (arch === 'pgm' ? /^mdlm$/i.test(algoName) : /partition|pgm/i.test(algoName))) {
+    warnings.push(`config algo.name = ${JSON.stringify(algoName)} but the tensors are a ${arch.toUpperCase()} backbone`);
+  }
+  const timeCond = at(cfg, 'algo.time_conditioning') ?? at(cfg, 'time_conditioning');
+  if (timeCond === true) warnings.push('config enables time_conditioning; the engine always conditions on sigma = 0');
+  const pNucleus = at(cfg, 'sampling.p_nucleus') ?? 1;
+
+  const config = validateModelConfig(
+    {
+      arch, vocabSize: V, hiddenSize: D, nHeads: cfgInt('model.n_heads', true), condDim: C, mlpDim: F,
+      length: cfgInt('model.length', true), encoderBlocks, decoderBlocks, nBlocks, preQueryMode, queryProcessMode,
+      maskId: V - 1, bosId: V - 2, pNucleus,
+    },
+    `${file} (hyper_parameters.config)`,
+  );
+  const problems = parameterMismatches(config, shapes);
+  if (problems.length) fail('architecture', `${file}: backbone tensors do not match a ${arch.toUpperCase()} with this config: ${problems.join('; ')}`);
+
+  const params = backbone.filter(([k]) => !isBuffer(k));
+  let chosen = params.map(([, t]) => t);
+  const source: Record<string, unknown> = { file, converter: CONVERTER, weights: useEma ? 'ema' : 'raw' };
+  if (useEma) {
+    const ema = lookup(root, 'ema');
+    if (ema === undefined) fail('checkpoint', `${file}: no EMA weights (no "ema" entry); pass --no-ema to convert the raw state_dict`);
+    const shadow = lookup(ema, 'shadow_params');
+    if (!Array.isArray(shadow) || !shadow.every((t) => t instanceof TorchTensor)) fail('checkpoint', `${file}: ema.shadow_params is not a list of tensors`);
+    const list = shadow as TorchTensor[];
+    // The EMA also tracks parameters of non-backbone modules (the noise schedule), after the backbone's.
+    if (list.length < params.length || list.length > params.length + ignored.length) {
+      fail('checkpoint', `${file}: ema.shadow_params has ${list.length} tensors but the backbone has ${params.length} parameters (state_dict without buffers); cannot map EMA weights`);
+    }
+    params.forEach(([name, t], i) => {
+      if (!sameShape(list[i].shape, t.shape)) {
+        fail('checkpoint', `${file}: ema.shadow_params[${i}] has shape [${list[i].shape.join(', ')}] but state_dict parameter #${i} ${name} has [${t.shape.join(', ')}]`);
+      }
+    });
+    if (list.length > params.length) warnings.push(`ignored ${list.length - params.length} trailing EMA tensor(s) of non-backbone modules`);
+    chosen = list.slice(0, params.length);
+    const num = (v: unknown): unknown => (typeof v === 'bigint' ? Number(v) : v);
+    source.ema = { decay: num(lookup(ema, 'decay')), numUpdates: num(lookup(ema, 'num_updates')), shadowParams: list.length };
+  }
+  for (const t of chosen) if (!(t.storage instanceof StorageRef)) fail('checkpoint', `${file}: a parameter tensor has no checkpoint storage`);
+  if (cfg !== undefined) source.hyperParameters = cfg;
+  const lightning = lookup(root, 'pytorch-lightning_version');
+  if (typeof lightning === 'string') source.lightningVersion = lightning;
+  for (const k of ['global_step', 'epoch']) {
+    const v = lookup(root, k);
+    if (typeof v === 'number') source[k === 'global_step' ? 'globalStep' : k] = v;
+  }
+  if (ignored.length) source.ignored = ignored;
+  if (warnings.length) source.warnings = warnings;
+  return {
+    config,
+    parameters: params.map(([name], i) => ({ name, shape: shapeOf(chosen[i]), tensor: chosen[i] })),
+    source,
+    ignored,
+    warnings,
+  };
+}
+
+/** Read a checkpoint's backbone straight into float32 host tensors (no files written). */
+export async function readCheckpointWeights(ckpt: Checkpoint, opts: ReadOptions = {}): Promise<CheckpointModel & { weights: WeightMap }> {
+  const model = inspectCheckpoint(ckpt, opts);
+  const weights: WeightMap = new Map();
+  for (const p of model.parameters) weights.set(p.name, { shape: p.shape, data: await ckpt.readFloat32(p.tensor, p.name) });
+  return { ...model, weights };
+}
+
+/** Where a conversion writes its files (Node: a directory; see `dirSink` in sink-node.ts). */
+export interface DirSink {
+  create(file: string): Promise<FileSink>;
+  writeText(file: string, text: string): Promise<void>;
+}
+
+export interface ConvertResult {
+  dirConfig: ModelDirConfig;
+  /** Every file written, config.json last. */
+  files: string[];
+  params: number;
+  ignored: string[];
+  warnings: string[];
+}
+
+const shardName = (i: number, n: number): string => (n === 1 ? 'model.safetensors' : `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`);
+
+/** Convert a checkpoint into a model directory, one tensor in memory at a time. */
+export async function convertCheckpoint(ckpt: Checkpoint, out: DirSink, opts: ConvertOptions = {}): Promise<ConvertResult> {
+  const model = inspectCheckpoint(ckpt, opts);
+  const dtype = opts.dtype ?? 'f32';
+  const stDtype: SafetensorsDtype = dtype === 'f16' ? 'F16' : 'F32';
+  const shardSize = opts.shardSize ?? DEFAULT_SHARD_SIZE;
+  if (!(Number.isSafeInteger(shardSize) && shardSize > 0)) fail('option', `--shard-size must be a positive integer number of bytes, got ${opts.shardSize}`);
+  const metadata = { format: 'pt', producer: CONVERTER, arch: model.config.arch, weights: String(model.source.weights) };
+
+  // Greedy split of the tensor data in state_dict order; a tensor larger than the limit gets a shard of its own.
+  const specs = model.parameters.map((p): TensorSpec => ({ name: p.name, dtype: stDtype, shape: p.shape }));
+  const groups: number[][] = [[]];
+  let bytesInShard = 0;
+  specs.forEach((s, i) => {
+    const size = s.shape.reduce((a, b) => a * b, 1) * (stDtype === 'F32' ? 4 : 2);
+    const current = groups[groups.length - 1];
+    if (current.length && bytesInShard + size > shardSize) {
+      groups.push([i]);
+      bytesInShard = size;
+    } else {
+      current.push(i);
+      bytesInShard += size;
+    }
+  });
+
+  const warnings = [...model.warnings];
+  let overflow = 0;
+  const shards: ShardInfo[] = [];
+  const weightMap: Record<string, string> = {};
+  let totalSize = 0;
+  for (let g = 0; g < groups.length; g++) {
+    const fileName = shardName(g, groups.length);
+    const members = groups[g];
+    const info = await writeSafetensors(
+      await out.create(fileName),
+      members.map((i) => specs[i]),
+      async (k) => {
+        const p = model.parameters[members[k]];
+        const values = await ckpt.readFloat32(p.tensor, p.name);
+        if (stDtype === 'F16') for (const v of values) if (Math.abs(v) > 65504 && Number.isFinite(v)) overflow++;
+        return encodeFloats(values, stDtype);
+      },
+      metadata,
+    );
+    shards.push({ file: fileName, ...info });
+    for (const i of members) {
+      weightMap[specs[i].name] = fileName;
+      totalSize += specs[i].shape.reduce((a, b) => a * b, 1) * (stDtype === 'F32' ? 4 : 2);
+    }
+  }
+  if (overflow) warnings.push(`${overflow} value(s) exceed the float16 range and became infinite; convert with --dtype f32`);
+  const files = shards.map((s) => s.file);
+  if (shards.length > 1) {
+    await out.writeText('model.safetensors.index.json', `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2)}\n`);
+    files.push('model.safetensors.index.json');
+  }
+  if (warnings.length) model.source.warnings = warnings;
+  const dirConfig: ModelDirConfig = { format: 'pgm-webgpu', formatVersion: 1, model: model.config, dtype, shards, source: model.source };
+  await out.writeText('config.json', `${JSON.stringify(dirConfig, null, 2)}\n`);
+  files.push('config.json');
+  const params = model.parameters.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+  return { dirConfig, files, params, ignored: model.ignored, warnings };
+}
+
+/** A few lines describing a conversion, for the CLI. */
+export function formatSummary(r: ConvertResult): string {
+  const m = r.dirConfig.model;
+  const blocks = m.arch === 'pgm' ? `${m.encoderBlocks} encoder + ${m.decoderBlocks} decoder blocks (${m.preQueryMode}, ${m.queryProcessMode})` : `${m.nBlocks} blocks`;
+  const millions = (r.params / 1e6).toFixed(r.params < 1e6 ? 3 : 1);
+  const lines = [
+    `arch ${m.arch.toUpperCase()}, ${millions}M params, V=${m.vocabSize} D=${m.hiddenSize} H=${m.nHeads} C=${m.condDim} F=${m.mlpDim} L=${m.length}, ${blocks}`,
+    `weights ${String(r.dirConfig.source?.weights)}, dtype ${r.dirConfig.dtype}, files: ${r.files.join(', ')}`,
+  ];
+  if (r.ignored.length) lines.push(`ignored ${r.ignored.length} non-backbone state_dict entr${r.ignored.length === 1 ? 'y' : 'ies'}: ${r.ignored.slice(0, 6).join(', ')}${r.ignored.length > 6 ? ', ...' : ''}`);
+  for (const w of r.warnings) lines.push(`warning: ${w}`);
+  return lines.join('\n');
+}

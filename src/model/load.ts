@@ -1,0 +1,123 @@
+import { PgmError, fail } from '../errors.js';
+import { parameterMismatches } from '../convert/architecture.js';
+import { validateModelConfig, type ModelConfig, type ModelDirConfig } from './config.js';
+import { findModel, validateManifest, validateShards, type ManifestModel } from './manifest.js';
+import { parseSafetensors, sha256Hex } from './safetensors.js';
+import type { WeightMap } from './tensor.js';
+
+/** Read access to the files of one model directory (disk in Node, HTTP in the browser). */
+export interface ModelFiles {
+  /** Directory path or base URL, for messages. */
+  location: string;
+  read(file: string): Promise<Uint8Array>;
+}
+
+export interface LoadOptions {
+  /** The manifest entry this directory was chosen from: its shard sizes and hashes must agree. */
+  manifestEntry?: ManifestModel;
+  /** Called after each shard with bytes loaded so far and the total. */
+  onProgress?: (loadedBytes: number, totalBytes: number) => void;
+}
+
+export interface LoadedModel {
+  dirConfig: ModelDirConfig;
+  /** = dirConfig.model */
+  config: ModelConfig;
+  /** float32 weights, keyed by state_dict name without `backbone.`. */
+  weights: WeightMap;
+}
+
+const short = (hex: string): string => `${hex.slice(0, 12)}…`;
+
+/** Parse and validate `config.json` of a model directory. */
+export function parseModelDirConfig(text: string, where: string): ModelDirConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    fail('config', `${where}: not valid JSON (${(e as Error).message})`);
+  }
+  const c = json as Record<string, unknown>;
+  if (typeof c !== 'object' || c === null) fail('config', `${where}: not a JSON object`);
+  if (c.format !== 'pgm-webgpu' || c.formatVersion !== 1) fail('config', `${where}: not a pgm-webgpu model directory config (format ${JSON.stringify(c.format)}, formatVersion ${JSON.stringify(c.formatVersion)}); convert the checkpoint with \`pgm convert\``);
+  validateModelConfig(c.model, where);
+  if (c.dtype !== 'f32' && c.dtype !== 'f16') fail('config', `${where}: "dtype" must be "f32" or "f16", got ${JSON.stringify(c.dtype)}`);
+  validateShards(c.shards, where);
+  return c as unknown as ModelDirConfig;
+}
+
+/** Load and verify a model directory: config.json, every shard's size and sha256, tensor names and shapes. */
+export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const where = `${files.location.replace(/\/$/, '')}/config.json`;
+  const dirConfig = parseModelDirConfig(new TextDecoder().decode(await files.read('config.json')), where);
+  const entry = opts.manifestEntry;
+  if (entry) {
+    if (entry.arch !== dirConfig.model.arch) fail('integrity', `${where}: architecture ${dirConfig.model.arch} differs from the manifest entry ${entry.id} (${entry.arch}); delete the cached copy or re-download`);
+    const listed = new Map(entry.shards.map((s) => [s.file, s]));
+    for (const s of dirConfig.shards) {
+      const m = listed.get(s.file);
+      if (!m || m.size !== s.size || m.sha256 !== s.sha256) fail('integrity', `shard ${s.file}: config.json and the manifest entry ${entry.id} disagree on it; delete the cached copy or re-download`);
+    }
+    if (listed.size !== dirConfig.shards.length) fail('integrity', `${where}: lists ${dirConfig.shards.length} shards, the manifest entry ${entry.id} lists ${listed.size}`);
+  }
+  const total = dirConfig.shards.reduce((a, s) => a + s.size, 0);
+  let loaded = 0;
+  const weights: WeightMap = new Map();
+  for (const shard of dirConfig.shards) {
+    const bytes = await files.read(shard.file);
+    if (bytes.length !== shard.size) fail('integrity', `shard ${shard.file}: size mismatch (expected ${shard.size} bytes, got ${bytes.length}); delete the cached copy or re-download`);
+    const sha = await sha256Hex(bytes);
+    if (sha !== shard.sha256) fail('integrity', `shard ${shard.file}: sha256 mismatch (expected ${short(shard.sha256)}, got ${short(sha)}); delete the cached copy or re-download`);
+    for (const [name, t] of parseSafetensors(bytes, shard.file).tensors) {
+      if (weights.has(name)) fail('safetensors', `${shard.file}: tensor ${name} also appears in an earlier shard`);
+      weights.set(name, { shape: t.shape, data: t.toFloat32() });
+    }
+    loaded += bytes.length;
+    opts.onProgress?.(loaded, total);
+  }
+  const problems = parameterMismatches(dirConfig.model, new Map([...weights].map(([k, t]) => [k, t.shape])));
+  if (problems.length) fail('config', `${where}: the shards do not match the model config: ${problems.join('; ')}`);
+  return { dirConfig, config: dirConfig.model, weights };
+}
+
+/** Model files served over HTTP(S) under `baseUrl` (browser, or Node with fetch). */
+export function urlFiles(baseUrl: string | URL, fetchFn: typeof fetch = fetch): ModelFiles {
+  const base = new URL(String(baseUrl).endsWith('/') ? String(baseUrl) : `${String(baseUrl)}/`, globalThis.location?.href);
+  return {
+    location: base.href,
+    async read(file) {
+      const url = new URL(file, base).href;
+      let res: Response;
+      try {
+        res = await fetchFn(url);
+      } catch (e) {
+        throw new PgmError('io', `${url}: fetch failed (${(e as Error).message})`, { cause: e });
+      }
+      if (!res.ok) fail('io', `${url}: HTTP ${res.status} ${res.statusText}`);
+      return new Uint8Array(await res.arrayBuffer());
+    },
+  };
+}
+
+/** Browser entry: load the model directory at `baseUrl`. */
+export function loadModelFromUrl(baseUrl: string | URL, opts: LoadOptions = {}, fetchFn: typeof fetch = fetch): Promise<LoadedModel> {
+  return loadModel(urlFiles(baseUrl, fetchFn), opts);
+}
+
+/**
+ * Browser entry: read `weights-manifest.json` at `manifestUrl`, pick model `id` (or the
+ * default) and load it, checking its shards against the manifest.
+ */
+export async function loadModelFromManifest(manifestUrl: string | URL, id?: string, opts: Omit<LoadOptions, 'manifestEntry'> = {}, fetchFn: typeof fetch = fetch): Promise<LoadedModel> {
+  const url = new URL(String(manifestUrl), globalThis.location?.href);
+  const res = await fetchFn(url.href).catch((e: Error) => fail('io', `${url.href}: fetch failed (${e.message})`));
+  if (!res.ok) fail('io', `${url.href}: HTTP ${res.status} ${res.statusText}`);
+  let json: unknown;
+  try {
+    json = await res.json();
+  } catch (e) {
+    fail('config', `${url.href}: not valid JSON (${(e as Error).message})`);
+  }
+  const entry = findModel(validateManifest(json, url.href), id);
+  return loadModel(urlFiles(new URL(entry.path.endsWith('/') ? entry.path : `${entry.path}/`, url), fetchFn), { ...opts, manifestEntry: entry });
+}

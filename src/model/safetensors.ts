@@ -1,0 +1,262 @@
+import { fail } from '../errors.js';
+
+/**
+ * safetensors files: 8-byte little-endian header length N, N bytes of JSON header
+ * (`{"__metadata__": {...}, "<name>": {"dtype", "shape", "data_offsets": [begin, end]}}`,
+ * padded with spaces to a multiple of 8), then the tensor bytes, little-endian.
+ */
+
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
+export const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
+
+export interface SafetensorsTensor {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** Raw little-endian bytes (a view into the file). */
+  bytes: Uint8Array;
+  toFloat32(): Float32Array;
+}
+
+export interface SafetensorsFile {
+  metadata: Record<string, string>;
+  /** In file order. */
+  tensors: Map<string, SafetensorsTensor>;
+}
+
+/** Where a writer puts one file; `close` reports what was written. */
+export interface FileSink {
+  write(bytes: Uint8Array): Promise<void>;
+  close(): Promise<{ size: number; sha256: string }>;
+  /** Discard a file that will not be completed. */
+  abort?(): Promise<void>;
+}
+
+export interface TensorSpec {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+}
+
+/** Largest header we accept: real headers are a few hundred KB at most. */
+const MAX_HEADER = 100 * 1024 * 1024;
+const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/** The header bytes (length prefix included) for tensors stored back to back in `specs` order. */
+export function encodeHeader(specs: readonly TensorSpec[], metadata: Record<string, string> = {}): { header: Uint8Array; dataSize: number } {
+  const json: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) json.__metadata__ = metadata;
+  let offset = 0;
+  for (const s of specs) {
+    if (s.name === '__metadata__' || s.name in json) fail('safetensors', `duplicate or reserved tensor name ${JSON.stringify(s.name)}`);
+    const end = offset + numel(s.shape) * DTYPE_BYTES[s.dtype];
+    json[s.name] = { dtype: s.dtype, shape: s.shape, data_offsets: [offset, end] };
+    offset = end;
+  }
+  let text = JSON.stringify(json);
+  text += ' '.repeat((8 - (new TextEncoder().encode(text).length % 8)) % 8);
+  const body = new TextEncoder().encode(text);
+  const header = new Uint8Array(8 + body.length);
+  new DataView(header.buffer).setBigUint64(0, BigInt(body.length), true);
+  header.set(body, 8);
+  return { header, dataSize: offset };
+}
+
+/**
+ * Stream a safetensors file into `sink`: the header first, then each tensor's bytes as
+ * `data(i)` produces them, one tensor in memory at a time.
+ */
+export async function writeSafetensors(
+  sink: FileSink,
+  specs: readonly TensorSpec[],
+  data: (index: number) => Promise<Uint8Array>,
+  metadata: Record<string, string> = {},
+): Promise<{ size: number; sha256: string }> {
+  try {
+    const { header } = encodeHeader(specs, metadata);
+    await sink.write(header);
+    for (let i = 0; i < specs.length; i++) {
+      const bytes = await data(i);
+      const want = numel(specs[i].shape) * DTYPE_BYTES[specs[i].dtype];
+      if (bytes.length !== want) fail('safetensors', `tensor ${specs[i].name}: got ${bytes.length} bytes, its shape and dtype need ${want}`);
+      await sink.write(bytes);
+    }
+  } catch (e) {
+    await sink.abort?.();
+    throw e;
+  }
+  return sink.close();
+}
+
+/** Encode float32 values as little-endian bytes of `dtype` (f16: round to nearest even). */
+export function encodeFloats(values: Float32Array, dtype: SafetensorsDtype): Uint8Array {
+  if (dtype === 'F32') {
+    const out = new Uint8Array(values.length * 4);
+    new Float32Array(out.buffer).set(values);
+    return out;
+  }
+  const out = new Uint16Array(values.length);
+  if (dtype === 'F16') for (let i = 0; i < values.length; i++) out[i] = floatToHalf(values[i]);
+  else {
+    const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+    for (let i = 0; i < values.length; i++) {
+      const b = bits[i];
+      out[i] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+    }
+  }
+  return new Uint8Array(out.buffer);
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+/** number -> IEEE binary16 bits, round to nearest even; overflow -> infinity. */
+export function floatToHalf(v: number): number {
+  f32[0] = v;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let r = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    if (rest > half || (rest === half && r & 1)) r++;
+    return sign | r;
+  }
+  let r = mant >>> 13;
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && r & 1)) {
+    r++;
+    if (r === 0x400) {
+      r = 0;
+      e++;
+      if (e >= 0x1f) return sign | 0x7c00;
+    }
+  }
+  return sign | (e << 10) | r;
+}
+
+/** IEEE binary16 bits -> number. */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** Decode F32/F16/BF16 (or F64, for checkpoints) bytes to float32; little-endian unless told otherwise. */
+export function decodeFloats(bytes: Uint8Array, dtype: SafetensorsDtype | 'F64', littleEndian = true): Float32Array {
+  const size = dtype === 'F64' ? 8 : DTYPE_BYTES[dtype];
+  const n = bytes.length / size;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float32Array(n);
+  if (dtype === 'F32') {
+    if (littleEndian && bytes.byteOffset % 4 === 0) out.set(new Float32Array(bytes.buffer, bytes.byteOffset, n));
+    else for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, littleEndian);
+  } else if (dtype === 'F64') {
+    for (let i = 0; i < n; i++) out[i] = dv.getFloat64(8 * i, littleEndian);
+  } else if (dtype === 'F16') {
+    for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(2 * i, littleEndian));
+  } else {
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < n; i++) bits[i] = dv.getUint16(2 * i, littleEndian) << 16;
+  }
+  return out;
+}
+
+/** Parse and validate a whole safetensors file held in memory. `file` names it in errors. */
+export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFile {
+  const bad = (why: string): never => fail('safetensors', `${file}: ${why}`);
+  if (bytes.length < 8) bad(`${bytes.length} bytes is too short for a safetensors file`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n64 = dv.getBigUint64(0, true);
+  if (n64 > BigInt(Math.min(bytes.length - 8, MAX_HEADER))) bad(`header length ${n64} exceeds the file size (${bytes.length} bytes) or the ${MAX_HEADER}-byte limit; the file is truncated or not safetensors`);
+  const n = Number(n64);
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
+  } catch (e) {
+    bad(`header is not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) bad('header is not a JSON object');
+  const dataStart = 8 + n;
+  const dataSize = bytes.length - dataStart;
+  const metadata: Record<string, string> = {};
+  const entries: { name: string; dtype: SafetensorsDtype; shape: number[]; begin: number; end: number }[] = [];
+  for (const [name, value] of Object.entries(json as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('__metadata__ is not an object');
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+        if (typeof v !== 'string') bad(`__metadata__.${k} is not a string`);
+        metadata[k] = v as string;
+      }
+      continue;
+    }
+    const t = value as Record<string, unknown>;
+    if (typeof t !== 'object' || t === null) bad(`tensor ${name}: entry is not an object`);
+    const dtype = t.dtype as SafetensorsDtype;
+    if (!(typeof dtype === 'string' && dtype in DTYPE_BYTES)) bad(`tensor ${name}: unsupported dtype ${JSON.stringify(t.dtype)} (expected F32, F16 or BF16)`);
+    const shape = t.shape;
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`tensor ${name}: bad shape ${JSON.stringify(shape)}`);
+    const off = t.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0) || off[0] > off[1]) bad(`tensor ${name}: bad data_offsets ${JSON.stringify(off)}`);
+    const [begin, end] = off as number[];
+    if (end > dataSize) bad(`tensor ${name}: data_offsets [${begin}, ${end}] run past the end of the data (${dataSize} bytes); the file is truncated`);
+    const want = numel(shape as number[]) * DTYPE_BYTES[dtype];
+    if (end - begin !== want) bad(`tensor ${name}: shape [${(shape as number[]).join(', ')}] x ${dtype} needs ${want} bytes, data_offsets span ${end - begin}`);
+    entries.push({ name, dtype, shape: shape as number[], begin, end });
+  }
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = 0;
+  for (const e of sorted) {
+    if (e.begin !== at) bad(e.begin < at ? `tensor ${e.name} overlaps the previous tensor (data_offsets start at ${e.begin} < ${at})` : `gap before tensor ${e.name} (data_offsets start at ${e.begin}, previous tensor ends at ${at})`);
+    at = e.end;
+  }
+  if (at !== dataSize) bad(`tensor data ends at ${at} but the file holds ${dataSize} data bytes`);
+  const tensors = new Map<string, SafetensorsTensor>();
+  for (const e of sorted) {
+    const view = bytes.subarray(dataStart + e.begin, dataStart + e.end);
+    tensors.set(e.name, { dtype: e.dtype, shape: e.shape, bytes: view, toFloat32: () => decodeFloats(view, e.dtype) });
+  }
+  return { metadata, tensors };
+}
+
+/** A sink that keeps the bytes in memory (tests, browser-side conversion). */
+export function memorySink(onClose?: (bytes: Uint8Array) => void): FileSink & { bytes(): Uint8Array } {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const concat = (): Uint8Array => {
+    const out = new Uint8Array(total);
+    let o = 0;
+    for (const c of chunks) {
+      out.set(c, o);
+      o += c.length;
+    }
+    return out;
+  };
+  return {
+    async write(b) {
+      chunks.push(b.slice());
+      total += b.length;
+    },
+    async close() {
+      const bytes = concat();
+      onClose?.(bytes);
+      return { size: bytes.length, sha256: await sha256Hex(bytes) };
+    },
+    bytes: concat,
+  };
+}
+
+/** Hex SHA-256 via WebCrypto (Node 20 and browsers). */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}

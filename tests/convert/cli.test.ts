@@ -1,0 +1,77 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../src/cli/main.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const CKPT = join(import.meta.dirname, 'data', 'mdlm-edge.ckpt');
+let out: string;
+beforeAll(async () => {
+  out = await mkdtemp(join(tmpdir(), 'pgm-cli-'));
+});
+afterAll(() => rm(out, { recursive: true, force: true }));
+
+/** Run `pgm <argv>` in-process; returns the exit code and what went to stdout/stderr. */
+async function pgm(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void stdout.push(a.join(' ')));
+  const err = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void stderr.push(a.join(' ')));
+  try {
+    const code = await main(argv);
+    return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n') };
+  } finally {
+    log.mockRestore();
+    err.mockRestore();
+  }
+}
+
+describe('pgm convert', () => {
+  it('converts and prints a summary (exit 0)', async () => {
+    const r = await pgm('convert', CKPT, join(out, 'a'), '--dtype', 'f16', '--shard-size', '2K');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/arch MDLM, 0\.003M params, V=10 D=8 H=2 C=4 F=12 L=8, 2 blocks/);
+    expect(r.stdout).toMatch(/weights ema, dtype f16, files: model-00001-of-000\d\d\.safetensors, .*model\.safetensors\.index\.json, config\.json/);
+    expect(r.stdout).toMatch(/ignored 1 non-backbone state_dict entry: noise\.sigma/);
+    expect(r.stderr).toBe('');
+    const raw = await pgm('convert', CKPT, join(out, 'b'), '--no-ema');
+    expect(raw.code).toBe(0);
+    expect(raw.stdout).toMatch(/weights raw, dtype f32, files: model\.safetensors, config\.json/);
+  });
+
+  it('typed errors: exit 1 with a one-line "pgm: ..." message and no stack', async () => {
+    for (const [file, re] of [
+      [join(import.meta.dirname, 'data', 'evil.ckpt'), /^pgm: evil\.ckpt: pickle references forbidden global posix\.system; refusing to load/],
+      [join(out, 'missing.ckpt'), /^pgm: .*missing\.ckpt: cannot open \(ENOENT\)$/],
+      [join(import.meta.dirname, 'data', 'make.py'), /^pgm: make\.py: not a zip archive/],
+    ] as const) {
+      const r = await pgm('convert', file, join(out, 'c'));
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(re);
+      expect(r.stderr).not.toContain('\n');
+    }
+    expect(existsSync(join(out, 'c', 'config.json'))).toBe(false);
+  });
+
+  it('usage errors: exit 2', async () => {
+    for (const argv of [[], ['convert'], ['convert', CKPT], ['convert', CKPT, out, '--dtype', 'bf16'], ['convert', CKPT, out, '--shard-size', 'lots'], ['convert', CKPT, out, '--bogus'], ['frobnicate']]) {
+      const r = await pgm(...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(/^(pgm: |usage: pgm)/);
+    }
+    const help = await pgm('convert', '--help');
+    expect([help.code, help.stdout]).toEqual([0, expect.stringContaining('usage: pgm convert <file.ckpt> <outDir>')]);
+  });
+
+  it('runs as a process through the tsx entry point', async () => {
+    const run = promisify(execFile);
+    const { stdout } = await run(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'src', 'cli', 'main.ts'), 'convert', CKPT, join(out, 'd')], { cwd: ROOT });
+    expect(stdout).toMatch(/arch MDLM/);
+    const failed = await run(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'src', 'cli', 'main.ts'), 'convert', CKPT], { cwd: ROOT }).catch((e: { code: number; stderr: string }) => e);
+    expect((failed as { code: number }).code).toBe(2);
+  });
+});

@@ -1,0 +1,131 @@
+import { readFileSync } from 'node:fs';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Checkpoint } from '../../src/convert/checkpoint.js';
+import { convertCheckpoint } from '../../src/convert/convert.js';
+import { dirSink } from '../../src/convert/sink-node.js';
+import { fileSource } from '../../src/convert/source-node.js';
+import type { ModelDirConfig } from '../../src/model/config.js';
+import { loadModelFromManifest, loadModelFromUrl } from '../../src/model/load.js';
+import { loadModelDir, loadModelPath } from '../../src/model/load-node.js';
+import { findModel, validateManifest, type ManifestModel, type WeightsManifest } from '../../src/model/manifest.js';
+import { pgmError } from './helpers.js';
+
+const CKPT = join(import.meta.dirname, 'data', 'mdlm-edge.ckpt');
+let root: string;
+let modelDir: string;
+let dirConfig: ModelDirConfig;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'pgm-load-'));
+  modelDir = join(root, 'mdlm-edge');
+  const source = await fileSource(CKPT);
+  dirConfig = (await convertCheckpoint(await Checkpoint.open(source), await dirSink(modelDir))).dirConfig;
+  await source.close();
+});
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+/** A copy of the model dir that `edit` may damage. */
+async function copy(edit: (dir: string) => Promise<void>): Promise<string> {
+  const dir = await mkdtemp(join(root, 'copy-'));
+  await cp(modelDir, dir, { recursive: true });
+  await edit(dir);
+  return dir;
+}
+
+/** fetch() over files on disk, under http://models.test/. */
+const diskFetch = (async (input: string | URL | Request) => {
+  const url = new URL(String(input));
+  try {
+    return new Response(await readFile(join(root, decodeURIComponent(url.pathname))));
+  } catch {
+    return new Response('not found', { status: 404, statusText: 'Not Found' });
+  }
+}) as typeof fetch;
+
+const entry = (over: Partial<ManifestModel> = {}): ManifestModel => ({
+  id: 'mdlm-edge', arch: 'mdlm', path: 'mdlm-edge', description: 'test', params: 2928, shards: dirConfig.shards, license: 'MIT', ...over,
+});
+
+describe('model directory loading', () => {
+  it('loads from disk and from a directory-or-ckpt path, with identical weights', async () => {
+    const fromDir = await loadModelDir(modelDir);
+    expect(fromDir.config).toEqual(dirConfig.model);
+    const fromCkpt = await loadModelPath(CKPT);
+    const fromPath = await loadModelPath(modelDir);
+    expect([...fromPath.weights.keys()]).toEqual([...fromCkpt.weights.keys()]);
+    for (const [k, t] of fromCkpt.weights) expect(fromDir.weights.get(k)).toEqual(t);
+  });
+
+  it('loads over fetch (the browser path), directly and through a manifest', async () => {
+    const progress: number[] = [];
+    const a = await loadModelFromUrl('http://models.test/mdlm-edge', { onProgress: (n) => progress.push(n) }, diskFetch);
+    expect(a.weights.size).toBe(30);
+    expect(progress).toEqual([dirConfig.shards[0].size]);
+    const manifest: WeightsManifest = { version: 1, default: 'mdlm-edge', models: [entry()] };
+    await writeFile(join(root, 'weights-manifest.json'), JSON.stringify(manifest));
+    const b = await loadModelFromManifest('http://models.test/weights-manifest.json', undefined, {}, diskFetch);
+    expect(b.weights.get('blocks.0.attn_qkv.weight')).toEqual(a.weights.get('blocks.0.attn_qkv.weight'));
+    expect((await pgmError(() => loadModelFromUrl('http://models.test/nothing', {}, diskFetch))).message).toBe('http://models.test/nothing/config.json: HTTP 404 Not Found');
+  });
+
+  it('detects a modified shard (sha256) and a truncated one (size)', async () => {
+    const flipped = await copy(async (dir) => {
+      const p = join(dir, 'model.safetensors');
+      const b = await readFile(p);
+      b[b.length - 3] ^= 0x40;
+      await writeFile(p, b);
+    });
+    const e = await pgmError(() => loadModelDir(flipped));
+    expect(e.code).toBe('integrity');
+    const want = dirConfig.shards[0].sha256.slice(0, 12);
+    expect(e.message).toMatch(new RegExp(`^shard model\\.safetensors: sha256 mismatch \\(expected ${want}…, got [0-9a-f]{12}…\\); delete the cached copy or re-download$`));
+    const cut = await copy(async (dir) => writeFile(join(dir, 'model.safetensors'), (await readFile(join(dir, 'model.safetensors'))).subarray(0, 100)));
+    expect((await pgmError(() => loadModelDir(cut))).message).toBe(`shard model.safetensors: size mismatch (expected ${dirConfig.shards[0].size} bytes, got 100); delete the cached copy or re-download`);
+  });
+
+  it('checks the shards against the manifest entry', async () => {
+    const other = { ...dirConfig.shards[0], sha256: 'f'.repeat(64) };
+    const e = await pgmError(() => loadModelDir(modelDir, { manifestEntry: entry({ shards: [other] }) }));
+    expect([e.code, e.message]).toEqual(['integrity', 'shard model.safetensors: config.json and the manifest entry mdlm-edge disagree on it; delete the cached copy or re-download']);
+  });
+
+  it('validates config.json and that the tensors match it', async () => {
+    const bad = await copy(async (dir) => writeFile(join(dir, 'config.json'), '{"format": "pgm-webgpu", "formatVersion": 1, "model": {"arch": "gpt"}}'));
+    expect((await pgmError(() => loadModelDir(bad))).message).toMatch(/config\.json: unknown architecture "gpt"/);
+    const notJson = await copy(async (dir) => writeFile(join(dir, 'config.json'), '{'));
+    expect((await pgmError(() => loadModelDir(notJson))).message).toMatch(/config\.json: not valid JSON/);
+    const wrongShape = await copy(async (dir) => {
+      const c = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as ModelDirConfig;
+      c.model.nBlocks = 3;
+      await writeFile(join(dir, 'config.json'), JSON.stringify(c));
+    });
+    expect((await pgmError(() => loadModelDir(wrongShape))).message).toMatch(/the shards do not match the model config: missing blocks\.2\.norm1\.weight/);
+  });
+});
+
+describe('weights-manifest.json', () => {
+  it('the repository manifest is valid', () => {
+    const m = validateManifest(JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'weights-manifest.json'), 'utf8')));
+    expect(m.version).toBe(1);
+  });
+  it('rejects malformed manifests with one-line messages', async () => {
+    const good = { version: 1, default: 'a', models: [entry({ id: 'a' })] };
+    expect(findModel(validateManifest(good)).id).toBe('a');
+    const cases: [unknown, RegExp][] = [
+      [{ ...good, version: 2 }, /unsupported version 2/],
+      [{ ...good, default: 'b' }, /"default" must be null or the id of a listed model/],
+      [{ ...good, models: [entry({ id: 'a' }), entry({ id: 'a' })] }, /model id a is listed twice/],
+      [{ ...good, models: [entry({ id: 'a', arch: 'gpt' as never })] }, /models\[0\]\.arch must be "pgm" or "mdlm"/],
+      [{ ...good, models: [entry({ id: 'a', shards: [{ file: '../x.safetensors', size: 9, sha256: 'a'.repeat(64) }] })] }, /plain \*\.safetensors file name/],
+      [{ ...good, models: [entry({ id: 'a', shards: [{ file: 'x.safetensors', size: 9, sha256: 'xyz' }] })] }, /sha256 must be 64 lowercase hex digits/],
+    ];
+    for (const [m, re] of cases) {
+      const e = await pgmError(() => validateManifest(m));
+      expect([e.code, e.message]).toEqual(['config', expect.stringMatching(re)]);
+    }
+    expect((await pgmError(() => findModel(validateManifest({ ...good, default: null })))).message).toMatch(/no default model/);
+  });
+});

@@ -1,0 +1,108 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Checkpoint } from '../../src/convert/checkpoint.js';
+import { inspectCheckpoint } from '../../src/convert/convert.js';
+import { blobSource, bytesSource } from '../../src/convert/source.js';
+import { ZipArchive } from '../../src/convert/zip.js';
+import { PgmError } from '../../src/errors.js';
+import { makeZip, pgmError } from './helpers.js';
+import { seededUniform as rng } from '../../src/reference/random.js';
+
+const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+const entries = [
+  { name: 'archive/data.pkl', data: text('pickle bytes') },
+  { name: 'archive/data/0', data: Uint8Array.from({ length: 1000 }, (_, i) => i & 0xff) },
+  { name: 'archive/version', data: text('3\n') },
+];
+
+describe('ZipArchive', () => {
+  it('lists entries and reads whole entries and byte ranges', async () => {
+    const zip = await ZipArchive.open(bytesSource(makeZip(entries, { comment: 'a comment' }), 'a.ckpt'));
+    expect(zip.entries.map((e) => e.name)).toEqual(entries.map((e) => e.name));
+    expect(await zip.read('archive/data.pkl')).toEqual(entries[0].data);
+    expect(await zip.read('archive/data/0', 10, 20)).toEqual(entries[1].data.subarray(10, 20));
+    expect((await pgmError(() => zip.read('archive/data/0', 900, 1001))).message).toMatch(/range \[900, 1001\) is outside its 1000 bytes/);
+    expect((await pgmError(() => zip.read('nope'))).message).toMatch(/missing entry "nope"/);
+  });
+
+  it('reads ZIP64 archives (end records and extra fields)', async () => {
+    const zip = await ZipArchive.open(bytesSource(makeZip(entries, { zip64: true }), 'z64.ckpt'));
+    expect(zip.get('archive/data/0')?.size).toBe(1000);
+    expect(await zip.read('archive/data/0')).toEqual(entries[1].data);
+  });
+
+  it('inflates DEFLATE entries (and ranges of them)', async () => {
+    const zip = await ZipArchive.open(bytesSource(makeZip(entries.map((e) => ({ ...e, deflate: true }))), 'd.ckpt'));
+    expect(zip.get('archive/data/0')?.method).toBe(8);
+    expect(await zip.read('archive/data/0')).toEqual(entries[1].data);
+    expect(await zip.read('archive/data/0', 5, 8)).toEqual(entries[1].data.subarray(5, 8));
+  });
+
+  it('reads through a Blob source (the browser path)', async () => {
+    const bytes = makeZip(entries);
+    const zip = await ZipArchive.open(blobSource(new Blob([bytes as Uint8Array<ArrayBuffer>]), 'blob.ckpt'));
+    expect(await zip.read('archive/version')).toEqual(text('3\n'));
+  });
+
+  it('detects corrupted entry data by CRC', async () => {
+    const bytes = makeZip(entries);
+    const at = bytes.indexOf(0x63, 40); // inside the first entry's data ("pickle bytes")
+    bytes[at] ^= 1;
+    const zip = await ZipArchive.open(bytesSource(bytes, 'crc.ckpt'));
+    expect((await pgmError(() => zip.read('archive/data.pkl'))).message).toBe('crc.ckpt: entry archive/data.pkl: CRC-32 mismatch; the file is corrupt');
+  });
+
+  it('rejects non-zip and truncated files with typed errors', async () => {
+    expect((await pgmError(() => ZipArchive.open(bytesSource(new Uint8Array(10), 'tiny.ckpt')))).message).toMatch(/^tiny\.ckpt: not a zip archive/);
+    expect((await pgmError(() => ZipArchive.open(bytesSource(new Uint8Array(5000), 'zeros.ckpt')))).message).toMatch(/no end-of-central-directory record/);
+    const bytes = makeZip(entries, { zip64: true });
+    for (let n = 0; n < bytes.length; n += 13) {
+      const e = await pgmError(async () => {
+        const zip = await ZipArchive.open(bytesSource(bytes.subarray(0, n), 'cut.ckpt'));
+        for (const entry of zip.entries) await zip.read(entry.name);
+      });
+      expect(e.code).toBe('checkpoint');
+    }
+  });
+
+  it('fuzz: random corruption ends in success or a typed error, never a crash', async () => {
+    const base = makeZip(entries);
+    const random = rng(1);
+    for (let i = 0; i < 300; i++) {
+      const bytes = base.slice();
+      for (let k = 0; k < 3; k++) bytes[Math.floor(random() * bytes.length)] = Math.floor(random() * 256);
+      try {
+        const zip = await ZipArchive.open(bytesSource(bytes, 'fuzz.ckpt'));
+        for (const entry of zip.entries) await zip.read(entry.name);
+      } catch (e) {
+        if (!(e instanceof PgmError)) throw e;
+      }
+    }
+  });
+});
+
+describe('Checkpoint on corrupt torch files', () => {
+  const ckpt = readFileSync(join(import.meta.dirname, 'data', 'mdlm-edge.ckpt'));
+  it('fuzz: corrupting a real checkpoint ends in success or a typed error', async () => {
+    const random = rng(2);
+    for (let i = 0; i < 150; i++) {
+      const bytes = new Uint8Array(ckpt);
+      // Corrupt the pickle (the first entry) most of the time, anywhere otherwise.
+      const span = random() < 0.7 ? 4000 : bytes.length;
+      for (let k = 0; k < 4; k++) bytes[Math.floor(random() * span)] = Math.floor(random() * 256);
+      try {
+        const c = await Checkpoint.open(bytesSource(bytes, 'fuzz.ckpt'));
+        const model = inspectCheckpoint(c, {});
+        for (const p of model.parameters) await c.readFloat32(p.tensor, p.name);
+      } catch (e) {
+        if (!(e instanceof PgmError)) throw e;
+      }
+    }
+  });
+
+  it('names a missing data.pkl', async () => {
+    const e = await pgmError(() => Checkpoint.open(bytesSource(makeZip([{ name: 'x/version', data: text('3') }]), 'empty.ckpt')));
+    expect(e.message).toBe('empty.ckpt: no <prefix>/data.pkl entry; not a torch.save checkpoint');
+  });
+});
