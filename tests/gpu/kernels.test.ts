@@ -1,0 +1,558 @@
+/**
+ * Every WGSL kernel against its `src/reference/ops.ts` oracle on seeded random data, one
+ * `describe` per kernel. Shapes cover what tiles and workgroups get wrong: sizes that are not
+ * multiples of the matmul tile (32 rows x 32 columns, 4x4 per thread) or of a 64-wide
+ * workgroup, a single row, all `seqStride` rows, ragged batches (sequences with different
+ * clean/query row counts), and both row kinds.
+ *
+ * Outputs start as a sentinel (or as existing values for in-place kernels) and every element a
+ * kernel does not own (padding rows past a sequence's count, columns outside a slice, rows of a
+ * dense output past the max row count) must come back bit-identical. Inputs in padding rows
+ * hold garbage (huge values, out-of-range tokens and positions) so reading them shows up.
+ *
+ * Tolerance: |got - want| <= abs + rel * |want|, with rel = 1e-5 and abs = 1e-5 (2e-5 for the
+ * softmax/exp/log kernels), and abs = 1e-4 where the accumulation is long (matmul K > 128) or
+ * the softmax amplifies rounding (attention scores of order 100). Observed errors on
+ * SwiftShader are below 1e-6 (relative to 1 + |want|) except for that peaky softmax case.
+ */
+import { describe, expect, it } from 'vitest';
+import { encodeDispatches, KernelCache, type Dispatch } from '../../src/gpu/kernel.js';
+import { GpuMemory } from '../../src/gpu/memory.js';
+import { attentionDispatch } from '../../src/kernels/attention.js';
+import { embedDispatch } from '../../src/kernels/embed.js';
+import { queryInitDispatches, sinusTable } from '../../src/kernels/group-swap.js';
+import { layerNormDispatch } from '../../src/kernels/layernorm.js';
+import { matmulDispatch } from '../../src/kernels/matmul.js';
+import { ropeDispatch, ropeTables } from '../../src/kernels/rope.js';
+import { Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
+import type { PreQueryMode } from '../../src/model/config.js';
+import {
+  attention,
+  embed,
+  gatedResidual,
+  geluTanh,
+  layerNorm,
+  linear,
+  logsumexpRows,
+  meanRows,
+  modulate,
+  rope,
+  silu,
+  sinusoidal,
+} from '../../src/reference/ops.js';
+import { seededNormal, seededUniform } from '../../src/reference/random.js';
+import { runtime, testGpu } from '../helpers/gpu.js';
+
+const SENTINEL = Math.fround(-8675.309);
+const TIGHT = { abs: 1e-5, rel: 1e-5 };
+const TRANSCENDENTAL = { abs: 2e-5, rel: 1e-5 };
+const LONG_SUM = { abs: 1e-4, rel: 1e-5 };
+
+// ---------------------------------------------------------------------------------------------
+// Harness: a Workspace like GpuModel.load builds, and one submit per run.
+
+/** Per-sequence row counts of one test batch; activation buffers are [batch, L, width]. */
+interface Batch {
+  L: number;
+  clean: number[];
+  query: number[];
+}
+
+const countsOf = (batch: Batch, kind: Rows): number[] => (kind === Rows.Clean ? batch.clean : batch.query);
+const describeBatch = (batch: Batch): string => `L=${batch.L} clean=[${batch.clean}] query=[${batch.query}]`;
+
+interface Harness {
+  ws: Workspace;
+  /** A storage buffer holding `data`, readable back. */
+  buffer(label: string, data: Float32Array | Uint32Array): GPUBuffer;
+  /**
+   * Build the dispatches inside a validation error scope, encode them into one compute pass,
+   * copy `outputs` to staging buffers in the same encoder: one submit.
+   */
+  run(build: () => Promise<Dispatch[]>, outputs: GPUBuffer[]): Promise<Float32Array[]>;
+}
+
+// Compiled pipelines are shared by every test of this file (one device per worker).
+let kernelCache: KernelCache | undefined;
+
+async function withHarness(batch: Batch, body: (h: Harness) => Promise<void>): Promise<void> {
+  const { device } = await testGpu();
+  if (kernelCache?.device !== device) kernelCache = new KernelCache(device);
+  const memory = new GpuMemory(device);
+  const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  const ws: Workspace = {
+    device,
+    memory,
+    kernels: kernelCache,
+    seqStride: batch.L,
+    maxBatch: batch.clean.length,
+    dims: memory.create('dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
+    lengths: memory.create('lengths', 8 * batch.clean.length, STORAGE),
+    unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
+    shape: { batch: 0, maxClean: 0, maxQuery: 0 },
+  };
+  setBatchShape(ws, batch.clean, batch.query);
+  const harness: Harness = {
+    ws,
+    buffer: (label, data) => memory.upload(label, data, STORAGE),
+    async run(build, outputs) {
+      device.pushErrorScope('validation');
+      const dispatches = await build();
+      const encoder = device.createCommandEncoder({ label: 'kernel test' });
+      const pass = encoder.beginComputePass();
+      encodeDispatches(pass, dispatches);
+      pass.end();
+      const staging = outputs.map((out) => {
+        const s = memory.create('readback', out.size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+        encoder.copyBufferToBuffer(out, 0, s, 0, out.size);
+        return s;
+      });
+      device.queue.submit([encoder.finish()]);
+      const error = await device.popErrorScope();
+      if (error) throw new Error(`WebGPU validation error: ${error.message}`);
+      await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
+      return staging.map((s) => new Float32Array(s.getMappedRange().slice(0)));
+    },
+  };
+  try {
+    await body(harness);
+  } finally {
+    memory.releaseAll();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data and layout helpers.
+
+function normals(count: number, seed: number, std = 1, mean = 0): Float32Array {
+  const normal = seededNormal(seed);
+  return Float32Array.from({ length: count }, () => mean + std * normal());
+}
+
+const filled = (count: number, value: number): Float32Array => new Float32Array(count).fill(value);
+
+/** Rows 0..count-1 of sequence b in a [batch, rowsPerSeq, width] buffer. */
+const rowsOfSeq = (buf: Float32Array, b: number, count: number, rowsPerSeq: number, width: number): Float32Array =>
+  buf.slice(b * rowsPerSeq * width, (b * rowsPerSeq + count) * width);
+
+/** Columns offset..offset+cols-1 of the first `count` rows of sequence b. */
+function columnsOfSeq(buf: Float32Array, b: number, count: number, L: number, stride: number, offset: number, cols: number): Float32Array {
+  const out = new Float32Array(count * cols);
+  for (let i = 0; i < count; i++) out.set(buf.subarray((b * L + i) * stride + offset, (b * L + i) * stride + offset + cols), i * cols);
+  return out;
+}
+
+const placeSeq = (buf: Float32Array, b: number, rowsPerSeq: number, width: number, rows: Float32Array): void => buf.set(rows, b * rowsPerSeq * width);
+
+/** Does element i of a [.., rowsPerSeq, width] buffer lie in a valid row (and in columns [c0, c1))? */
+function ownedBy(counts: readonly number[], rowsPerSeq: number, width: number, c0 = 0, c1 = width): (i: number) => boolean {
+  return (i) => {
+    const row = Math.floor(i / width);
+    const col = i % width;
+    const b = Math.floor(row / rowsPerSeq);
+    return b < counts.length && row % rowsPerSeq < counts[b] && col >= c0 && col < c1;
+  };
+}
+
+/** Fill whole rows i >= counts[b] of each sequence with `value(i)`. */
+function fillPadding(buf: Float32Array | Uint32Array, counts: readonly number[], L: number, width: number, value: (row: number) => number): void {
+  counts.forEach((n, b) => {
+    for (let i = n; i < L; i++) buf.fill(value(i), (b * L + i) * width, (b * L + i + 1) * width);
+  });
+}
+
+/** Valid positions in [0, L) (with 0 and L-1 present when there is room), garbage in padding rows. */
+function randomPositions(counts: readonly number[], L: number, seed: number): Uint32Array {
+  const u = seededUniform(seed);
+  const pos = new Uint32Array(counts.length * L).fill(0xffffff);
+  counts.forEach((n, b) => {
+    for (let i = 0; i < n; i++) pos[b * L + i] = Math.floor(u() * L);
+  });
+  const longest = counts.indexOf(Math.max(...counts));
+  if (counts[longest] >= 1) pos[longest * L] = L - 1;
+  if (counts[longest] >= 2) pos[longest * L + 1] = 0;
+  return pos;
+}
+
+/** A seeded ragged batch of 1..3 sequences: the first has all L clean rows, the others 1..L; 0..L query rows. */
+function randomBatch(seed: number, maxL: number): Batch {
+  const u = seededUniform(seed);
+  const L = 2 + Math.floor(u() * (maxL - 1));
+  const size = 1 + Math.floor(u() * 3);
+  const clean = Array.from({ length: size }, () => 1 + Math.floor(u() * L));
+  const query = Array.from({ length: size }, () => Math.floor(u() * (L + 1)));
+  clean[0] = L;
+  query[size - 1] = Math.max(1, query[size - 1]);
+  return { L, clean, query };
+}
+
+/**
+ * `got` must match `want` within `abs + rel * |want|` where `owned(i)`, and be bit-identical to
+ * `want` (what the buffer held before the run) everywhere else.
+ */
+function expectBuffer(label: string, got: Float32Array, want: Float32Array, owned: (i: number) => boolean, tol: { abs: number; rel: number }): void {
+  expect(got.length, `${label}: length`).toBeGreaterThanOrEqual(want.length);
+  const gotBits = new Uint32Array(got.buffer, got.byteOffset, want.length);
+  const wantBits = new Uint32Array(want.buffer, want.byteOffset, want.length);
+  const wrong: string[] = [];
+  const clobbered: string[] = [];
+  for (let i = 0; i < want.length; i++) {
+    if (owned(i)) {
+      if (!(Math.abs(got[i] - want[i]) <= tol.abs + tol.rel * Math.abs(want[i]))) wrong.push(`[${i}] got ${got[i]}, want ${want[i]}`);
+    } else if (gotBits[i] !== wantBits[i]) {
+      clobbered.push(`[${i}] was ${want[i]}, now ${got[i]}`);
+    }
+  }
+  expect(wrong.slice(0, 6), `${label}: ${wrong.length} values outside tolerance`).toEqual([]);
+  expect(clobbered.slice(0, 6), `${label}: ${clobbered.length} elements it does not own were written`).toEqual([]);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe(`embed kernel (${runtime}) vs reference embed`, () => {
+  const cases: { name: string; V: number; D: number; batch: Batch }[] = [
+    { name: 'single row, D = 1', V: 11, D: 1, batch: { L: 5, clean: [1], query: [0] } },
+    { name: 'full seqStride and ragged, D = 65 (two workgroups)', V: 97, D: 65, batch: { L: 70, clean: [70, 1, 33], query: [0, 5, 70] } },
+    { name: 'D = 96, L = 40', V: 50, D: 96, batch: { L: 40, clean: [17, 40], query: [40, 0] } },
+    { name: 'random shape', V: 23, D: 7, batch: randomBatch(11, 70) },
+  ];
+  for (const { name, V, D, batch } of cases) {
+    it(`${name}: ${describeBatch(batch)}`, async () => {
+      const { L, clean } = batch;
+      const table = normals(V * D, 1);
+      const u = seededUniform(2);
+      const tokens = new Uint32Array(clean.length * L).map(() => Math.floor(u() * V));
+      fillPadding(tokens, clean, L, 1, (i) => V + 1000 + i);
+      const initial = filled(clean.length * L * D, SENTINEL);
+      await withHarness(batch, async (h) => {
+        const out = h.buffer('x', initial);
+        const tokenBuf = h.buffer('tokens', tokens);
+        const embedding = h.buffer('embedding', table);
+        const [got] = await h.run(async () => [await embedDispatch(h.ws, { tokens: tokenBuf, embedding, out, D })], [out]);
+        const want = initial.slice();
+        clean.forEach((n, b) => placeSeq(want, b, L, D, embed({ shape: [V, D], data: table }, tokens.subarray(b * L, b * L + n))));
+        expectBuffer('embed', got, want, ownedBy(clean, L, D), { abs: 0, rel: 0 });
+      });
+    });
+  }
+});
+
+describe(`layernorm kernel (${runtime}) vs reference layerNorm + modulate`, () => {
+  interface Case {
+    name: string;
+    D: number;
+    kind: Rows;
+    batch: Batch;
+    bias?: boolean;
+    /** Float offsets of shift and scale in the modulation buffer. */
+    modulate?: [number, number];
+  }
+  const cases: Case[] = [
+    { name: 'weight only, single row, D = 3', D: 3, kind: Rows.Clean, batch: { L: 1, clean: [1], query: [1] } },
+    { name: 'weight only, 70 rows (two workgroups), ragged', D: 96, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 29], query: [3, 70, 0] } },
+    { name: 'affine bias on query rows', D: 65, kind: Rows.Query, batch: { L: 33, clean: [5, 33, 4], query: [33, 2, 0] }, bias: true },
+    { name: 'modulation at unaligned offsets', D: 32, kind: Rows.Clean, batch: { L: 20, clean: [20, 7], query: [1, 1] }, modulate: [3 * 32 + 5, 32 + 1] },
+    { name: 'modulation on query rows, scale before shift', D: 45, kind: Rows.Query, batch: { L: 66, clean: [66, 3, 9], query: [1, 66, 40] }, modulate: [4 * 45, 0] },
+    { name: 'bias and modulation together', D: 18, kind: Rows.Clean, batch: { L: 9, clean: [9, 4], query: [2, 9] }, bias: true, modulate: [18, 2 * 18 + 3] },
+    { name: 'random shape, query rows, modulated', D: 27, kind: Rows.Query, batch: randomBatch(21, 70), modulate: [27, 5] },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: D=${c.D} ${describeBatch(c.batch)}`, async () => {
+      const { D, kind, batch } = c;
+      const { L } = batch;
+      const counts = countsOf(batch, kind);
+      const x = normals(counts.length * L * D, 3, 2, 1.5);
+      const weight = normals(D, 4, 0.1, 1);
+      const bias = normals(D, 5, 0.5);
+      const modulation = normals(6 * D + 8, 6, 0.5);
+      const initial = filled(counts.length * L * D, SENTINEL);
+      await withHarness(batch, async (h) => {
+        const out = h.buffer('out', initial);
+        const xBuf = h.buffer('x', x);
+        const weightBuf = h.buffer('weight', weight);
+        const biasBuf = c.bias ? h.buffer('bias', bias) : undefined;
+        const modBuf = h.buffer('modulation', modulation);
+        const modulate_ = c.modulate ? { modulation: modBuf, shiftOffset: c.modulate[0], scaleOffset: c.modulate[1] } : undefined;
+        const [got] = await h.run(
+          async () => [await layerNormDispatch(h.ws, { label: 'ln', rows: kind, D, x: xBuf, weight: weightBuf, out, bias: biasBuf, modulate: modulate_ })],
+          [out],
+        );
+        const want = initial.slice();
+        counts.forEach((n, b) => {
+          let y = layerNorm(rowsOfSeq(x, b, n, L, D), n, D, weight, c.bias ? bias : undefined);
+          if (c.modulate) {
+            const [shift, scale] = c.modulate;
+            y = modulate(y, n, D, modulation.subarray(shift, shift + D), modulation.subarray(scale, scale + D));
+          }
+          placeSeq(want, b, L, D, y);
+        });
+        expectBuffer('layernorm', got, want, ownedBy(counts, L, D), TIGHT);
+      });
+    });
+  }
+});
+
+describe(`matmul kernel (${runtime}) vs reference linear + epilogue`, () => {
+  interface Case {
+    name: string;
+    K: number;
+    N: number;
+    kind: Rows;
+    batch: Batch;
+    bias?: boolean;
+    activation?: 'gelu' | 'silu';
+    /** Gate offset in the modulation buffer: out += gate * result. */
+    gateOffset?: number;
+    denseOut?: boolean;
+    /** Spread of x (default 1): large pre-activations test the gelu clamp and silu's exp. */
+    xStd?: number;
+  }
+  const cases: Case[] = [
+    { name: 'VEC4, 3 row tiles (70 rows), N = 33', K: 32, N: 33, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 40], query: [2, 70, 3] } },
+    { name: 'K = 3 (scalar path), N = 5', K: 3, N: 5, kind: Rows.Clean, batch: { L: 9, clean: [9, 4], query: [0, 9] } },
+    { name: 'K = 1, N = 70, bias, query rows', K: 1, N: 70, kind: Rows.Query, batch: { L: 37, clean: [37, 2], query: [1, 37] }, bias: true },
+    { name: 'K = 2, N = 2, single row', K: 2, N: 2, kind: Rows.Clean, batch: { L: 1, clean: [1], query: [1] } },
+    { name: 'mlp.0: bias + gelu, N = 4D', K: 96, N: 384, kind: Rows.Clean, batch: { L: 45, clean: [45, 13], query: [3, 3] }, bias: true, activation: 'gelu' },
+    { name: 'mlp.2: K = 384, bias + gated residual', K: 384, N: 96, kind: Rows.Query, batch: { L: 41, clean: [2, 41], query: [41, 10] }, bias: true, gateOffset: 2 * 96 + 3 },
+    { name: 'gated residual, K % 4 != 0, no bias', K: 30, N: 33, kind: Rows.Clean, batch: { L: 35, clean: [35, 1, 34], query: [1, 1, 1] }, gateOffset: 5 },
+    { name: 'bias + silu, K = 30, N = 61, query rows', K: 30, N: 61, kind: Rows.Query, batch: { L: 50, clean: [3, 50, 1], query: [50, 0, 17] }, bias: true, activation: 'silu' },
+    { name: 'gelu without bias, K = 5, N = 7', K: 5, N: 7, kind: Rows.Clean, batch: { L: 33, clean: [33, 32], query: [0, 0] }, activation: 'gelu' },
+    { name: 'gelu at pre-activations up to |60|', K: 12, N: 40, kind: Rows.Clean, batch: { L: 30, clean: [30, 11], query: [1, 1] }, bias: true, activation: 'gelu', xStd: 20 },
+    { name: 'silu at pre-activations up to |60|', K: 13, N: 40, kind: Rows.Query, batch: { L: 30, clean: [1, 1], query: [11, 30] }, activation: 'silu', xStd: 20 },
+    { name: 'denseOut logits, query rows, N = 97', K: 36, N: 97, kind: Rows.Query, batch: { L: 40, clean: [40, 1, 7], query: [3, 33, 17] }, bias: true, denseOut: true },
+    { name: 'denseOut, clean rows, K = 7, N = 3', K: 7, N: 3, kind: Rows.Clean, batch: { L: 70, clean: [5, 38], query: [70, 70] }, denseOut: true },
+    { name: 'random shape, bias', K: 21, N: 45, kind: Rows.Clean, batch: randomBatch(31, 70), bias: true },
+    { name: 'random shape, query rows, gelu', K: 44, N: 9, kind: Rows.Query, batch: randomBatch(32, 70), bias: true, activation: 'gelu' },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: K=${c.K} N=${c.N} ${describeBatch(c.batch)}`, async () => {
+      const { K, N, kind, batch } = c;
+      const { L } = batch;
+      const counts = countsOf(batch, kind);
+      const rowsPerSeq = c.denseOut ? Math.max(...counts) : L;
+      const x = normals(counts.length * L * K, 7, c.xStd ?? 1);
+      fillPadding(x, counts, L, K, () => 1e6);
+      const weight = normals(N * K, 8, 1 / Math.sqrt(K));
+      const bias = normals(N, 9, 0.5);
+      const modulation = normals(6 * N + 8, 10, 0.5);
+      // The output buffer is [batch, L, N] even when dense, so writes past the dense rows show.
+      const initial = c.gateOffset !== undefined ? normals(counts.length * L * N, 11) : filled(counts.length * L * N, SENTINEL);
+      await withHarness(batch, async (h) => {
+        const out = h.buffer('out', initial);
+        const xBuf = h.buffer('x', x);
+        const weightBuf = h.buffer('weight', weight);
+        const biasBuf = c.bias ? h.buffer('bias', bias) : undefined;
+        const modBuf = h.buffer('modulation', modulation);
+        const gatedResidual_ = c.gateOffset !== undefined ? { modulation: modBuf, gateOffset: c.gateOffset } : undefined;
+        const [got] = await h.run(
+          async () => [
+            await matmulDispatch(h.ws, {
+              label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out, K, N,
+              bias: biasBuf, activation: c.activation, gatedResidual: gatedResidual_, denseOut: c.denseOut,
+            }),
+          ],
+          [out],
+        );
+        const want = initial.slice();
+        counts.forEach((n, b) => {
+          let y = linear(rowsOfSeq(x, b, n, L, K), n, K, weight, N, c.bias ? bias : undefined);
+          if (c.activation === 'gelu') y = geluTanh(y);
+          if (c.activation === 'silu') y = silu(y);
+          if (c.gateOffset !== undefined) {
+            y = gatedResidual(rowsOfSeq(initial, b, n, rowsPerSeq, N), y, modulation.subarray(c.gateOffset, c.gateOffset + N), n, N);
+          }
+          placeSeq(want, b, rowsPerSeq, N, y);
+        });
+        expectBuffer('matmul', got, want, ownedBy(counts, rowsPerSeq, N), K > 128 ? LONG_SUM : TIGHT);
+      });
+    });
+  }
+});
+
+describe(`rope kernel (${runtime}) vs reference rope`, () => {
+  interface Case {
+    name: string;
+    nHeads: number;
+    headDim: number;
+    rowStride: number;
+    colOffset: number;
+    kind: Rows;
+    batch: Batch;
+  }
+  const cases: Case[] = [
+    { name: 'q of packed qkv', nHeads: 4, headDim: 8, rowStride: 96, colOffset: 0, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 12], query: [0, 4, 4] } },
+    { name: 'k of packed qkv', nHeads: 4, headDim: 8, rowStride: 96, colOffset: 32, kind: Rows.Clean, batch: { L: 70, clean: [12, 70], query: [1, 1] } },
+    { name: 'k of packed kv, headDim 16', nHeads: 3, headDim: 16, rowStride: 96, colOffset: 0, kind: Rows.Clean, batch: { L: 25, clean: [25, 2], query: [9, 25] } },
+    { name: 'query rows, headDim 2, single head', nHeads: 1, headDim: 2, rowStride: 2, colOffset: 0, kind: Rows.Query, batch: { L: 64, clean: [1, 64], query: [64, 1] } },
+    { name: 'query rows, headDim 64', nHeads: 1, headDim: 64, rowStride: 64, colOffset: 0, kind: Rows.Query, batch: { L: 70, clean: [70, 70], query: [3, 69] } },
+    { name: 'odd stride and offset', nHeads: 5, headDim: 6, rowStride: 35, colOffset: 3, kind: Rows.Clean, batch: { L: 17, clean: [1, 17, 16], query: [2, 2, 2] } },
+    { name: 'nHeads * headDim / 2 = 72 (two workgroups)', nHeads: 3, headDim: 48, rowStride: 288, colOffset: 144, kind: Rows.Query, batch: { L: 11, clean: [2, 2], query: [11, 5] } },
+    { name: 'random shape', nHeads: 2, headDim: 12, rowStride: 72, colOffset: 24, kind: Rows.Clean, batch: randomBatch(41, 70) },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: H=${c.nHeads} dh=${c.headDim} stride=${c.rowStride}+${c.colOffset} ${describeBatch(c.batch)}`, async () => {
+      const { nHeads, headDim, rowStride, colOffset, kind, batch } = c;
+      const { L } = batch;
+      const counts = countsOf(batch, kind);
+      const initial = normals(counts.length * L * rowStride, 12, 2);
+      const positions = randomPositions(counts, L, 13);
+      const tables = ropeTables(L, headDim);
+      await withHarness(batch, async (h) => {
+        const x = h.buffer('x', initial);
+        const posBuf = h.buffer('positions', positions);
+        const ropeBufs = { cos: h.buffer('cos', tables.cos), sin: h.buffer('sin', tables.sin) };
+        const [got] = await h.run(
+          async () => [await ropeDispatch(h.ws, { label: 'rope', rows: kind, positions: posBuf, tables: ropeBufs, x, rowStride, colOffset, nHeads, headDim })],
+          [x],
+        );
+        const want = initial.slice();
+        counts.forEach((n, b) => {
+          const rows = rowsOfSeq(initial, b, n, L, rowStride);
+          placeSeq(want, b, L, rowStride, rope(rows, n, nHeads, headDim, positions.subarray(b * L, b * L + n), rowStride, colOffset));
+        });
+        expectBuffer('rope', got, want, ownedBy(counts, L, rowStride, colOffset, colOffset + nHeads * headDim), TIGHT);
+      });
+    });
+  }
+});
+
+describe(`attention kernel (${runtime}) vs reference attention`, () => {
+  /** Buffers of the given widths; q, k and v are [buffer index, float offset] into them. */
+  interface Layout {
+    widths: number[];
+    q: [number, number];
+    k: [number, number];
+    v: [number, number];
+  }
+  const packedQkv = (D: number): Layout => ({ widths: [3 * D], q: [0, 0], k: [0, D], v: [0, 2 * D] });
+  const queryAndKv = (D: number): Layout => ({ widths: [D, 2 * D], q: [0, 0], k: [1, 0], v: [1, D] });
+  const scattered = (D: number): Layout => ({ widths: [D + 5, D + 3, 2 * D + 1], q: [0, 5], k: [1, 3], v: [2, D + 1] });
+  interface Case {
+    name: string;
+    nHeads: number;
+    headDim: number;
+    kind: Rows;
+    layout: (D: number) => Layout;
+    batch: Batch;
+    /**
+     * Spread of q, k, v (default 1.5). Large values make the softmax peaky: float32 rounding
+     * of a score s moves its weight by about |s| * 6e-8, so that case gets the 1e-4 bound.
+     */
+    std?: number;
+  }
+  const cases: Case[] = [
+    { name: 'self-attention, packed qkv, full and single-key sequences', nHeads: 4, headDim: 8, kind: Rows.Clean, layout: packedQkv, batch: { L: 70, clean: [70, 1, 23], query: [0, 1, 2] } },
+    { name: 'self-attention, one key, headDim 2', nHeads: 1, headDim: 2, kind: Rows.Clean, layout: packedQkv, batch: { L: 5, clean: [1], query: [5] } },
+    { name: 'cross-attention, odd headDim 5', nHeads: 3, headDim: 5, kind: Rows.Query, layout: queryAndKv, batch: { L: 37, clean: [1, 37, 9], query: [36, 1, 20] } },
+    { name: 'cross-attention, headDim 64', nHeads: 1, headDim: 64, kind: Rows.Query, layout: queryAndKv, batch: { L: 40, clean: [40, 2, 5], query: [3, 40, 0] } },
+    { name: 'self-attention, D = 96 (6 heads of 16)', nHeads: 6, headDim: 16, kind: Rows.Clean, layout: packedQkv, batch: { L: 50, clean: [50, 31], query: [1, 1] } },
+    { name: 'cross-attention, q/k/v in three strided buffers', nHeads: 2, headDim: 24, kind: Rows.Query, layout: scattered, batch: { L: 30, clean: [30, 4, 1], query: [7, 30, 29] } },
+    { name: 'self-attention, strided buffers', nHeads: 3, headDim: 4, kind: Rows.Clean, layout: scattered, batch: { L: 22, clean: [3, 22], query: [22, 3] } },
+    { name: 'peaky softmax (scores of order 100)', nHeads: 2, headDim: 32, kind: Rows.Clean, layout: packedQkv, batch: { L: 45, clean: [45, 17], query: [1, 1] }, std: 4 },
+    { name: 'random shape, cross-attention', nHeads: 2, headDim: 10, kind: Rows.Query, layout: queryAndKv, batch: randomBatch(51, 70) },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: H=${c.nHeads} dh=${c.headDim} ${describeBatch(c.batch)}`, async () => {
+      const { nHeads, headDim, kind, batch } = c;
+      const { L, clean } = batch;
+      const D = nHeads * headDim;
+      const layout = c.layout(D);
+      const queries = countsOf(batch, kind);
+      const data = layout.widths.map((width, i) => normals(clean.length * L * width, 20 + i, c.std ?? 1.5));
+      // Padded keys: zero or +-1e3 keys with 1e6 values; any weight on them ruins the output.
+      const u = seededUniform(14);
+      const padKey = (i: number) => (i % 2 ? (u() < 0.5 ? -1e3 : 1e3) : 0);
+      for (const [[buf, offset], value] of [[layout.k, padKey], [layout.v, () => 1e6]] as const) {
+        const width = layout.widths[buf];
+        clean.forEach((n, b) => {
+          for (let i = n; i < L; i++) {
+            for (let d = 0; d < D; d++) data[buf][(b * L + i) * width + offset + d] = value(i);
+          }
+        });
+      }
+      const initial = filled(clean.length * L * D, SENTINEL);
+      await withHarness(batch, async (h) => {
+        const buffers = data.map((d, i) => h.buffer(`qkv${i}`, d));
+        const slice = ([buf, offset]: [number, number]) => ({ buffer: buffers[buf], stride: layout.widths[buf], offset });
+        const out = h.buffer('out', initial);
+        const [got] = await h.run(
+          async () => [await attentionDispatch(h.ws, { label: 'attn', queries: kind, q: slice(layout.q), k: slice(layout.k), v: slice(layout.v), out, nHeads, headDim })],
+          [out],
+        );
+        const want = initial.slice();
+        const cols = ([buf, offset]: [number, number], b: number, count: number) => columnsOfSeq(data[buf], b, count, L, layout.widths[buf], offset, D);
+        clean.forEach((n, b) => {
+          const m = queries[b];
+          placeSeq(want, b, L, D, attention(cols(layout.q, b, m), cols(layout.k, b, n), cols(layout.v, b, n), m, n, nHeads, headDim));
+        });
+        expectBuffer('attention', got, want, ownedBy(queries, L, D), c.std ? LONG_SUM : TRANSCENDENTAL);
+      });
+    });
+  }
+});
+
+describe(`group-swap pool + query_init kernels (${runtime}) vs reference sinusoidal, meanRows, logsumexpRows`, () => {
+  interface Case {
+    name: string;
+    mode: PreQueryMode;
+    D: number;
+    batch: Batch;
+    /** Spread of the encoder output: large values test logsumexp's max subtraction. */
+    std: number;
+  }
+  const cases: Case[] = [
+    { name: 'learn, single row', mode: 'learn', D: 2, batch: { L: 3, clean: [1], query: [1] }, std: 1 },
+    { name: 'learn, ragged', mode: 'learn', D: 66, batch: { L: 20, clean: [20, 3], query: [0, 20] }, std: 1 },
+    { name: 'learn+freqs, positions up to L-1', mode: 'learn+freqs', D: 66, batch: { L: 70, clean: [70, 1], query: [69, 70] }, std: 1 },
+    { name: 'learn+freqs+mean', mode: 'learn+freqs+mean', D: 96, batch: { L: 40, clean: [40, 1, 13], query: [1, 39, 20] }, std: 1 },
+    { name: 'learn+freqs+mean, D = 30', mode: 'learn+freqs+mean', D: 30, batch: { L: 70, clean: [2, 70], query: [70, 0] }, std: 3 },
+    { name: 'learn+freqs+logsumexp', mode: 'learn+freqs+logsumexp', D: 30, batch: { L: 29, clean: [1, 28, 5], query: [28, 1, 3] }, std: 1 },
+    { name: 'learn+freqs+logsumexp, values beyond exp range', mode: 'learn+freqs+logsumexp', D: 96, batch: { L: 45, clean: [45, 6], query: [12, 45] }, std: 40 },
+    { name: 'random shape, logsumexp', mode: 'learn+freqs+logsumexp', D: 14, batch: randomBatch(61, 70), std: 2 },
+    { name: 'random shape, mean', mode: 'learn+freqs+mean', D: 8, batch: randomBatch(62, 70), std: 2 },
+  ];
+  for (const c of cases) {
+    it(`${c.mode}: ${c.name}: D=${c.D} ${describeBatch(c.batch)}`, async () => {
+      const { mode, D, batch } = c;
+      const { L, clean, query } = batch;
+      const size = clean.length;
+      const withStat = mode === 'learn+freqs+mean' || mode === 'learn+freqs+logsumexp';
+      const encoderOut = normals(size * L * D, 15, c.std);
+      fillPadding(encoderOut, clean, L, D, () => 1e3);
+      const base = normals(D, 16, 0.5);
+      const positions = randomPositions(query, L, 17);
+      // One row more than the batch: the pool must not write past it.
+      const statInitial = filled((size + 1) * D, SENTINEL);
+      const initial = filled(size * L * D, SENTINEL);
+      await withHarness(batch, async (h) => {
+        const stat = h.buffer('stat', statInitial);
+        const out = h.buffer('q0', initial);
+        const args = {
+          mode, D, base: h.buffer('base', base), queryPositions: h.buffer('queryPositions', positions),
+          encoderOut: h.buffer('encoderOut', encoderOut), sinus: h.buffer('sinus', sinusTable(L, D)), stat, out,
+        };
+        const [got, gotStat] = await h.run(() => queryInitDispatches(h.ws, args), [out, stat]);
+        const wantStat = statInitial.slice();
+        clean.forEach((n, b) => {
+          if (!withStat) return;
+          const rows = rowsOfSeq(encoderOut, b, n, L, D);
+          wantStat.set(mode === 'learn+freqs+mean' ? meanRows(rows, n, D) : logsumexpRows(rows, n, D), b * D);
+        });
+        const want = initial.slice();
+        query.forEach((m, b) => {
+          const sinus = sinusoidal(positions.subarray(b * L, b * L + m), D);
+          for (let j = 0; j < m; j++) {
+            for (let i = 0; i < D; i++) {
+              let v = base[i];
+              if (mode !== 'learn') v += sinus[j * D + i];
+              if (withStat) v += wantStat[b * D + i];
+              want[(b * L + j) * D + i] = v;
+            }
+          }
+        });
+        expectBuffer('pool stat', gotStat, wantStat, withStat ? (i) => i < size * D : () => false, TRANSCENDENTAL);
+        expectBuffer('query_init q0', got, want, ownedBy(query, L, D), TRANSCENDENTAL);
+      });
+    });
+  }
+});
