@@ -1,4 +1,26 @@
 export { PgmError, type PgmErrorCode } from './errors.js';
 export { requestGpu, type GpuContext, type AdapterSummary } from './gpu/context.js';
+export {
+  createEngine,
+  Engine,
+  GenerationRun,
+  vocabularyOf,
+  type EngineOptions,
+  type GenerateOptions,
+  type BatchOptions,
+  type SequenceOptions,
+  type InfillSegment,
+  type StepEvent,
+  type BatchStepEvent,
+  type GenerationResult,
+  type BatchResult,
+  type GenerationStats,
+  type LoadProgress,
+  type ModelWeights,
+} from './engine.js';
+export { GpuModel, type GpuModelOptions } from './model/gpu-model.js';
+export { loadModel, loadModelFromUrl, loadModelFromManifest, urlFiles, type ModelFiles, type LoadedModel } from './model/load.js';
+export { Vocabulary } from './model/vocab.js';
 export type { ModelConfig, ModelDirConfig } from './model/config.js';
 export type { PgmSequence, MdlmSequence } from './model/inputs.js';
+export type { Order, Schedule } from './sampling/schedule.js';

@@ -4,6 +4,7 @@ import { encodeDispatches, KernelCache, type Dispatch } from '../gpu/kernel.js';
 import { GpuMemory, readBuffer } from '../gpu/memory.js';
 import { sinusTable } from '../kernels/group-swap.js';
 import { ropeTables } from '../kernels/rope.js';
+import { createSampler, type SampleSettings, type Sampler } from '../kernels/sample.js';
 import { setBatchShape, type Workspace } from '../kernels/workspace.js';
 import type { Activations, ForwardContext } from './blocks.js';
 import { computeModulations } from './conditioning.js';
@@ -29,6 +30,9 @@ export class GpuModel {
     readonly ws: Workspace,
     readonly act: Activations,
     private readonly forward: Dispatch[],
+    private readonly sampler: Sampler,
+    private readonly seeds: GPUBuffer,
+    private readonly drawn: GPUBuffer,
   ) {}
 
   static async load(ctx: GpuContext, config: ModelConfig, weights: WeightMap, options: GpuModelOptions = {}): Promise<GpuModel> {
@@ -86,7 +90,13 @@ export class GpuModel {
         rope: { cos: memory.upload('rope.cos', tables.cos), sin: memory.upload('rope.sin', tables.sin) },
       };
       const forward = config.arch === 'pgm' ? await pgmForward(f, memory.upload('sinus', sinusTable(L, D))) : await mdlmForward(f);
-      return new GpuModel(config, ws, act, forward);
+      const seeds = memory.create('seeds', 4 * maxBatch, STORAGE);
+      const drawn = memory.create('drawn', 8 * rows, STORAGE);
+      const sampler = await createSampler(ws, {
+        arch: config.arch, V: config.vocabSize, maskId: config.maskId, logits: act.logits, seeds,
+        queryPositions: act.queryPositions, cleanTokens: act.cleanTokens, cleanPositions: act.cleanPositions, drawn,
+      });
+      return new GpuModel(config, ws, act, forward, sampler, seeds, drawn);
     } catch (e) {
       memory.releaseAll();
       throw e;
@@ -103,6 +113,54 @@ export class GpuModel {
     const pass = encoder.beginComputePass({ label: `${this.config.arch} forward` });
     encodeDispatches(pass, this.forward);
     pass.end();
+  }
+
+  /** Overwrite clean tokens and positions of sequence b from row `at` on. */
+  writeClean(b: number, at: number, tokens: ArrayLike<number>, positions: ArrayLike<number>): void {
+    const offset = (b * this.ws.seqStride + at) * 4;
+    this.ws.device.queue.writeBuffer(this.act.cleanTokens, offset, Uint32Array.from(tokens as ArrayLike<number>));
+    this.ws.device.queue.writeBuffer(this.act.cleanPositions, offset, Uint32Array.from(positions as ArrayLike<number>));
+  }
+
+  /** This step's query positions of sequence b. */
+  writeQueries(b: number, positions: ArrayLike<number>): void {
+    if (positions.length) this.ws.device.queue.writeBuffer(this.act.queryPositions, b * this.ws.seqStride * 4, Uint32Array.from(positions));
+  }
+
+  /** One RNG seed per sequence of the batch. */
+  writeSeeds(seeds: readonly number[]): void {
+    this.ws.device.queue.writeBuffer(this.seeds, 0, Uint32Array.from(seeds, (s) => s >>> 0));
+  }
+
+  /** Per-sequence clean and query counts for the next step. */
+  setLengths(clean: readonly number[], queries: readonly number[]): void {
+    if (clean.length > this.ws.maxBatch) fail('shape', `batch of ${clean.length} exceeds this model's maxBatch ${this.ws.maxBatch}`);
+    setBatchShape(this.ws, clean, queries);
+  }
+
+  /**
+   * One sampling step in one submit: the forward pass (unless `forward` is false, which
+   * reuses the logits of the previous step), the sampler, and the readback of the drawn
+   * tokens and their probabilities, [batch, maxRows] each; token -1 = not revealed.
+   */
+  async sampleStep(settings: SampleSettings, forward = true): Promise<{ tokens: Int32Array; probs: Float32Array; rowsPerSeq: number }> {
+    this.sampler.set(settings);
+    const encoder = this.ws.device.createCommandEncoder({ label: 'sampling step' });
+    const pass = encoder.beginComputePass({ label: 'sampling step' });
+    encodeDispatches(pass, forward ? [...this.forward, this.sampler.dispatch] : [this.sampler.dispatch]);
+    pass.end();
+    const rowsPerSeq = this.config.arch === 'pgm' ? this.ws.shape.maxQuery : this.ws.shape.maxClean;
+    const n = this.ws.shape.batch * rowsPerSeq;
+    const pairs = await readBuffer(this.ws.memory, this.drawn, Math.max(8, 8 * n), encoder);
+    const all = new Int32Array(pairs, 0, 2 * n);
+    const tokens = new Int32Array(n);
+    const probs = new Float32Array(n);
+    const probBits = new Int32Array(probs.buffer);
+    for (let i = 0; i < n; i++) {
+      tokens[i] = all[2 * i];
+      probBits[i] = all[2 * i + 1];
+    }
+    return { tokens, probs, rowsPerSeq };
   }
 
   /** Write a batch into the token, position and length buffers (padding per sequence). */

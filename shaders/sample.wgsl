@@ -1,0 +1,198 @@
+// Logits -> tokens on the GPU, one workgroup per row. Per row: the mask token is excluded,
+// logits are divided by the temperature, an optional nucleus (top-p) filter keeps the
+// tokens whose preceding mass (in decreasing probability) is <= topP, and a token is drawn
+// by Gumbel-max with a counter-based RNG keyed by (seed, step, sequence position, token),
+// so a seed gives the same draw in any batch, order or runtime. Greedy takes the argmax.
+// Also written: the probability of the drawn token (before the nucleus filter), for the
+// "confident" order.
+// Switches: PGM (rows are query rows; appends the drawn tokens to the clean set),
+// MDLM (rows are positions; a masked position is revealed with probability pReveal,
+// decided before its token is drawn).
+#include "common.wgsl"
+
+struct Params {
+  V: u32,
+  maskId: u32,
+  step: u32,
+  greedy: u32,
+  temperature: f32,
+  topP: f32,
+  pReveal: f32,
+  append: u32,
+}
+
+@group(0) @binding(2) var<uniform> p: Params;
+@group(0) @binding(3) var<storage, read> logits: array<f32>;         // [batch, maxRows, V]
+@group(0) @binding(4) var<storage, read> seeds: array<u32>;          // [batch]
+@group(0) @binding(5) var<storage, read> queryPositions: array<u32>; // [batch, seqStride] (PGM)
+@group(0) @binding(6) var<storage, read_write> cleanTokens: array<u32>;    // [batch, seqStride]
+@group(0) @binding(7) var<storage, read_write> cleanPositions: array<u32>; // [batch, seqStride] (PGM)
+// [batch, maxRows] pairs (token or -1, bitcast probability), read back after each step.
+@group(0) @binding(8) var<storage, read_write> drawn: array<vec2<i32>>;
+
+const WG: u32 = 64u;
+var<workgroup> redF: array<f32, WG>;
+var<workgroup> redI: array<u32, WG>;
+var<workgroup> alreadyKnown: u32;
+
+fn hash(x: u32) -> u32 {
+  // lowbias32 (Chris Wellons): a well-mixed 32-bit integer hash.
+  var h = x;
+  h ^= h >> 16u;
+  h *= 0x7feb352du;
+  h ^= h >> 15u;
+  h *= 0x846ca68bu;
+  h ^= h >> 16u;
+  return h;
+}
+
+/** A uniform in (0, 1) for (seed, step, position, counter). */
+fn uniform01(seed: u32, step: u32, position: u32, counter: u32) -> f32 {
+  let h = hash(hash(hash(hash(seed) ^ step) ^ (position * 0x9e3779b9u)) ^ counter);
+  return (f32(h >> 8u) + 0.5) / 16777216.0;
+}
+
+fn reduceMax(lid: u32, v: f32) -> f32 {
+  redF[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { redF[lid] = max(redF[lid], redF[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = workgroupUniformLoad(&redF[0]);
+  workgroupBarrier();
+  return r;
+}
+
+fn reduceSum(lid: u32, v: f32) -> f32 {
+  redF[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { redF[lid] += redF[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = workgroupUniformLoad(&redF[0]);
+  workgroupBarrier();
+  return r;
+}
+
+/** Argmax of v over the workgroup, lowest token id among equal values. */
+fn reduceArgmax(lid: u32, v: f32, id: u32) -> u32 {
+  redF[lid] = v;
+  redI[lid] = id;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      let ov = redF[lid + s];
+      let oi = redI[lid + s];
+      if (ov > redF[lid] || (ov == redF[lid] && oi < redI[lid])) {
+        redF[lid] = ov;
+        redI[lid] = oi;
+      }
+    }
+    workgroupBarrier();
+  }
+  let r = workgroupUniformLoad(&redI[0]);
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+  let lid = lid3.x;
+  let b = wid.y;
+  let r = wid.x;
+#if PGM
+  let kind = QUERY;
+#else
+  let kind = CLEAN;
+#endif
+  // Uniform control flow: every invocation of the workgroup takes the same branches.
+  if (r >= seqRows(kind, b)) { return; }
+  let rowBase = (b * maxRows(kind) + r) * p.V;
+  let outIndex = b * maxRows(kind) + r;
+  let seqRow = b * dims.seqStride + r;
+#if PGM
+  let position = queryPositions[seqRow];
+#else
+  let position = r;
+  // Skip known positions, and decide the reveal first (counter V is never a token id): the
+  // token drawn for a position that stays masked would be thrown away.
+  if (lid == 0u) { alreadyKnown = select(0u, 1u, cleanTokens[seqRow] != p.maskId); }
+  let stays = uniform01(seeds[b], p.step, position, p.V) >= p.pReveal;
+  if (workgroupUniformLoad(&alreadyKnown) == 1u || stays) {
+    if (lid == 0u) { drawn[outIndex] = vec2<i32>(-1, 0); }
+    return;
+  }
+#endif
+  let seed = seeds[b];
+  let invT = select(1.0 / p.temperature, 1.0, p.greedy == 1u);
+
+  // Max of the scaled logits, then the softmax normaliser.
+  var m = -3.0e38;
+  for (var v = lid; v < p.V; v += WG) {
+    if (v != p.maskId) { m = max(m, logits[rowBase + v] * invT); }
+  }
+  m = reduceMax(lid, m);
+  var z = 0.0;
+  for (var v = lid; v < p.V; v += WG) {
+    if (v != p.maskId) { z += exp(logits[rowBase + v] * invT - m); }
+  }
+  z = reduceSum(lid, z);
+
+  // Nucleus: the smallest probability threshold t with mass(prob > t) <= topP, found by
+  // bisection over the bit patterns of non-negative floats (monotone in value).
+  var threshold = 0.0;
+  if (p.topP < 1.0 && p.greedy == 0u) {
+    var lo = 0u;
+    var hi = bitcast<u32>(1.0);
+    loop {
+      if (lo >= hi) { break; }
+      let mid = lo + (hi - lo) / 2u;
+      let t = bitcast<f32>(mid);
+      var mass = 0.0;
+      for (var v = lid; v < p.V; v += WG) {
+        if (v != p.maskId) {
+          let q = exp(logits[rowBase + v] * invT - m) / z;
+          if (q > t) { mass += q; }
+        }
+      }
+      mass = reduceSum(lid, mass);
+      if (mass <= p.topP) { hi = mid; } else { lo = mid + 1u; }
+    }
+    threshold = bitcast<f32>(lo);
+  }
+
+  // Draw: Gumbel-max over the kept tokens (plain argmax when greedy).
+  var best = -3.0e38;
+  var bestId = p.V;
+  for (var v = lid; v < p.V; v += WG) {
+    if (v == p.maskId) { continue; }
+    let s = logits[rowBase + v] * invT;
+    if (exp(s - m) / z < threshold) { continue; }
+    var key = s;
+    if (p.greedy == 0u) {
+      key = s - log(-log(uniform01(seed, p.step, position, v)));
+    }
+    if (key > best || (key == best && v < bestId)) {
+      best = key;
+      bestId = v;
+    }
+  }
+  let token = reduceArgmax(lid, best, bestId);
+
+  if (lid == 0u) {
+    let prob = bitcast<i32>(exp(logits[rowBase + token] * invT - m) / z);
+#if PGM
+    drawn[outIndex] = vec2<i32>(i32(token), prob);
+    if (p.append == 1u) {
+      let at = b * dims.seqStride + seqRows(CLEAN, b) + r;
+      cleanTokens[at] = token;
+      cleanPositions[at] = position;
+    }
+#else
+    drawn[outIndex] = vec2<i32>(i32(token), prob);
+    cleanTokens[seqRow] = token;
+#endif
+  }
+}

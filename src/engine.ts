@@ -1,0 +1,368 @@
+import { PgmError, fail } from './errors.js';
+import { requestGpu, type AdapterSummary, type GpuContext } from './gpu/context.js';
+import type { ModelConfig } from './model/config.js';
+import { GpuModel } from './model/gpu-model.js';
+import { loadModelFromManifest, loadModelFromUrl, type LoadedModel } from './model/load.js';
+import type { WeightMap } from './model/tensor.js';
+import { Vocabulary } from './model/vocab.js';
+import { samplePgm, sampleMdlm, checkSamplingOptions, type BatchStep, type SamplingOptions, type SequencePlan } from './sampling/generate.js';
+import type { Order, Schedule } from './sampling/schedule.js';
+
+export interface LoadProgress {
+  loadedBytes: number;
+  totalBytes: number;
+}
+
+/** A model already in memory: config + float32 weights (from a converter or a test). */
+export interface ModelWeights {
+  config: ModelConfig;
+  weights: WeightMap;
+}
+
+export interface EngineOptions {
+  /** An id from weights-manifest.json, a model directory URL, or weights already loaded. */
+  model: string | ModelWeights;
+  /** A device to share; by default the engine requests its own (navigator.gpu). */
+  gpu?: GpuContext;
+  /** Where model ids are looked up (default: the package's weights-manifest.json). */
+  manifestUrl?: string | URL;
+  onProgress?: (p: LoadProgress) => void;
+  /** Largest batch `generateBatch` takes (default 4). */
+  maxBatch?: number;
+}
+
+/** Text known in advance at a given position (infilling). */
+export interface InfillSegment {
+  position: number;
+  text: string;
+}
+
+export interface SequenceOptions {
+  /** A prefix: its tokens are clean at positions 1.. after BOS. */
+  prompt?: string;
+  /**
+   * Known text anywhere: segments at explicit positions, or a template where `{{n}}` is a
+   * hole of n tokens ("The {{4}} sat on the mat.{{20}}"). Positions not covered are generated.
+   */
+  infill?: string | InfillSegment[];
+  seed?: number;
+}
+
+export interface SharedOptions {
+  /** Generate positions < length (default: the model length). */
+  length?: number;
+  /** Sampling steps (default: min(64, positions to generate)). */
+  steps?: number;
+  /** random (the paper), left-to-right (semi-autoregressive blocks) or confident (PGM only). */
+  order?: Order;
+  /** uniform ("efficient-uniform", default) or non-uniform (binomial counts). */
+  schedule?: Schedule;
+  temperature?: number;
+  /** Nucleus mass (default: the checkpoint's sampling.p_nucleus). */
+  topP?: number;
+  greedy?: boolean;
+  signal?: AbortSignal;
+  /** Shown for positions not revealed yet (default ▯). */
+  placeholder?: string;
+}
+
+export type GenerateOptions = SequenceOptions & SharedOptions;
+export interface BatchOptions extends SharedOptions {
+  sequences: SequenceOptions[];
+}
+
+/** One step as seen by one sequence. Token ids are GPT-2 ids. */
+export interface StepEvent {
+  step: number;
+  steps: number;
+  revealed: { position: number; token: number }[];
+  /** GPT-2 ids by position, -1 = not revealed yet. */
+  tokens: Int32Array;
+  text: string;
+  /** Milliseconds this step took (GPU work + readback). */
+  ms: number;
+}
+
+export interface BatchStepEvent {
+  step: number;
+  steps: number;
+  sequences: StepEvent[];
+  ms: number;
+}
+
+export interface GenerationStats {
+  steps: number;
+  forwardPasses: number;
+  totalMs: number;
+  stepMs: number[];
+  /** Tokens generated (all sequences) per second. */
+  tokensPerSecond: number;
+  /** Rows the encoder (MDLM: the network) and decoder processed, summed over steps and sequences. */
+  encoderRows: number;
+  decoderRows: number;
+}
+
+export interface SequenceResult {
+  text: string;
+  tokens: Int32Array;
+}
+
+export interface GenerationResult extends SequenceResult {
+  stats: GenerationStats;
+}
+
+export interface BatchResult {
+  sequences: SequenceResult[];
+  stats: GenerationStats;
+}
+
+/**
+ * A running generation: iterate it for step events, await it for the result. It runs
+ * whether or not anyone iterates; events are buffered.
+ */
+export class GenerationRun<E, R> implements AsyncIterable<E>, PromiseLike<R> {
+  private readonly events: E[] = [];
+  private wake: (() => void) | undefined;
+  private finished = false;
+  private readonly result: Promise<R>;
+
+  constructor(body: (emit: (e: E) => void) => Promise<R>) {
+    this.result = body((e) => {
+      this.events.push(e);
+      this.wake?.();
+    }).finally(() => {
+      this.finished = true;
+      this.wake?.();
+    });
+    this.result.catch(() => undefined); // rejections surface through then() and iteration
+  }
+
+  then<A = R, B = never>(onFulfilled?: ((value: R) => A | PromiseLike<A>) | null, onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+    return this.result.then(onFulfilled, onRejected);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<E> {
+    let next = 0;
+    for (;;) {
+      if (next < this.events.length) {
+        yield this.events[next++];
+        continue;
+      }
+      if (this.finished) {
+        await this.result; // rethrows a failure
+        return;
+      }
+      await new Promise<void>((resolve) => (this.wake = resolve));
+      this.wake = undefined;
+    }
+  }
+}
+
+const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
+
+/** The public engine: one model on one device. */
+export class Engine {
+  readonly config: ModelConfig;
+  readonly vocabulary: Vocabulary;
+  readonly adapter: AdapterSummary;
+  private queue: Promise<unknown> = Promise.resolve();
+  private lostReason: string | undefined;
+  private disposed = false;
+
+  private constructor(
+    private readonly ctx: GpuContext,
+    private readonly model: GpuModel,
+    private readonly ownsDevice: boolean,
+  ) {
+    this.config = model.config;
+    this.adapter = ctx.adapter;
+    this.vocabulary = vocabularyOf(model.config);
+    ctx.lost.then((info) => {
+      this.lostReason = info.message || info.reason || 'unknown reason';
+    });
+  }
+
+  static async create(ctx: GpuContext, loaded: ModelWeights, options: { maxBatch?: number; ownsDevice?: boolean } = {}): Promise<Engine> {
+    const model = await GpuModel.load(ctx, loaded.config, loaded.weights, { maxBatch: options.maxBatch ?? 4 });
+    return new Engine(ctx, model, options.ownsDevice ?? false);
+  }
+
+  /** GPU bytes this engine holds (weights, activations, staging). */
+  get gpuBytes(): number {
+    return this.model.gpuBytes;
+  }
+
+  /** The low-level forward pass (see GpuModel): PGM or MDLM logits for a batch. */
+  get gpuModel(): GpuModel {
+    return this.model;
+  }
+
+  /** Generate one sequence, streaming step events. */
+  generate(options: GenerateOptions = {}): GenerationRun<StepEvent, GenerationResult> {
+    const { prompt, infill, seed, ...shared } = options;
+    const batch = this.generateBatch({ ...shared, sequences: [{ prompt, infill, seed }] });
+    return new GenerationRun<StepEvent, GenerationResult>(async (emit) => {
+      for await (const e of batch) emit(e.sequences[0]);
+      const r = await batch;
+      return { ...r.sequences[0], stats: r.stats };
+    });
+  }
+
+  /** Generate several sequences at once (own prompts and seeds), padded per sequence. */
+  generateBatch(options: BatchOptions): GenerationRun<BatchStepEvent, BatchResult> {
+    // Validate before queueing: bad options are typed errors before any GPU work.
+    let prepared: { plans: SequencePlan[]; sampling: SamplingOptions; placeholder?: string };
+    try {
+      prepared = this.prepare(options);
+    } catch (e) {
+      return new GenerationRun(() => Promise.reject(e));
+    }
+    return new GenerationRun<BatchStepEvent, BatchResult>((emit) => {
+      // Overlapping calls run one after another, in call order.
+      const run = this.queue.then(() => this.run(prepared.plans, prepared.sampling, options.signal, prepared.placeholder, emit));
+      this.queue = run.catch(() => undefined);
+      return run;
+    });
+  }
+
+  private prepare(options: BatchOptions): { plans: SequencePlan[]; sampling: SamplingOptions; placeholder?: string } {
+    const c = this.config;
+    if (!Array.isArray(options.sequences) || options.sequences.length === 0) fail('option', 'sequences must be a non-empty array');
+    if (options.sequences.length > this.model.ws.maxBatch) fail('option', `batch of ${options.sequences.length} exceeds this engine's maxBatch ${this.model.ws.maxBatch}; create the engine with a larger maxBatch`);
+    const length = options.length ?? c.length;
+    if (!Number.isInteger(length) || length < 2 || length > c.length) fail('option', `length must be an integer in [2, ${c.length}] (the model length), got ${length}`);
+    const plans = options.sequences.map((s, b) => this.plan(s, length, b));
+    const free = Math.min(...plans.map((p) => length - p.known.size));
+    const sampling: SamplingOptions = {
+      length,
+      steps: options.steps ?? Math.min(64, free),
+      order: options.order ?? 'random',
+      schedule: options.schedule ?? 'uniform',
+      temperature: options.temperature ?? 1,
+      topP: options.topP ?? c.pNucleus,
+      greedy: options.greedy ?? false,
+    };
+    checkSamplingOptions(sampling, c.length, c.maskId, c.arch);
+    return { plans, sampling, placeholder: options.placeholder };
+  }
+
+  private plan(s: SequenceOptions, length: number, b: number): SequencePlan {
+    const known = new Map<number, number>([[0, this.config.bosId]]);
+    const place = (position: number, ids: number[], what: string) => {
+      if (position + ids.length > length) fail('option', `sequence ${b}: ${what} needs positions up to ${position + ids.length - 1}, but length is ${length} (the prompt is longer than the length)`);
+      ids.forEach((id, i) => known.set(position + i, id));
+    };
+    if (s.prompt !== undefined && s.infill !== undefined) fail('option', `sequence ${b}: give either prompt or infill, not both`);
+    if (s.prompt) place(1, this.vocabulary.encode(s.prompt), `the prompt (${this.vocabulary.encode(s.prompt).length} tokens)`);
+    if (typeof s.infill === 'string') {
+      let position = 1;
+      for (const part of s.infill.split(/(\{\{\d+\}\})/)) {
+        const hole = part.match(/^\{\{(\d+)\}\}$/);
+        if (hole) position += Number(hole[1]);
+        else if (part) {
+          const ids = this.vocabulary.encode(part);
+          place(position, ids, 'the infill template');
+          position += ids.length;
+        }
+      }
+    } else if (s.infill) {
+      for (const seg of s.infill) {
+        if (!Number.isInteger(seg.position) || seg.position < 1) fail('option', `sequence ${b}: infill segment position must be an integer >= 1 (0 holds BOS), got ${seg.position}`);
+        place(seg.position, this.vocabulary.encode(seg.text), `infill segment at ${seg.position}`);
+      }
+    }
+    const seed = s.seed ?? Math.floor(Math.random() * 2 ** 31);
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) fail('option', `sequence ${b}: seed must be an integer in [0, 2^32), got ${seed}`);
+    return { known, seed };
+  }
+
+  private async run(plans: SequencePlan[], o: SamplingOptions, signal: AbortSignal | undefined, placeholder: string | undefined, emit: (e: BatchStepEvent) => void): Promise<BatchResult> {
+    this.assertUsable();
+    const sampler = this.config.arch === 'pgm' ? samplePgm : sampleMdlm;
+    const stepMs: number[] = [];
+    let forwardPasses = 0;
+    let encoderRows = 0;
+    let decoderRows = 0;
+    let last: BatchStep | undefined;
+    const start = now();
+    let t = start;
+    try {
+      for await (const step of sampler(this.model, plans, o, signal)) {
+        const ms = now() - t;
+        t = now();
+        stepMs.push(ms);
+        if (step.forward) forwardPasses++;
+        encoderRows += step.encoderRows.reduce((a, b) => a + b, 0);
+        decoderRows += step.decoderRows.reduce((a, b) => a + b, 0);
+        last = step;
+        emit({
+          step: step.step,
+          steps: step.steps,
+          ms,
+          sequences: step.tokens.map((tokens, b) => ({
+            step: step.step,
+            steps: step.steps,
+            ms,
+            revealed: step.revealed[b].map((r) => ({ position: r.position, token: this.vocabulary.toGpt2(r.token) })),
+            tokens: this.toGpt2(tokens),
+            text: this.vocabulary.decodePartial(tokens, placeholder),
+          })),
+        });
+      }
+    } catch (e) {
+      if (this.lostReason !== undefined && !(e instanceof PgmError && e.code === 'aborted')) {
+        throw new PgmError('device-lost', `the GPU device was lost during generation (${this.lostReason}); create a new engine`, { cause: e });
+      }
+      throw e;
+    }
+    const totalMs = now() - start;
+    const generated = plans.reduce((a, p) => a + o.length - p.known.size, 0);
+    return {
+      sequences: (last?.tokens ?? []).map((tokens) => ({ text: this.vocabulary.decode(tokens), tokens: this.toGpt2(tokens) })),
+      stats: { steps: stepMs.length, forwardPasses, totalMs, stepMs, tokensPerSecond: generated / (totalMs / 1000), encoderRows, decoderRows },
+    };
+  }
+
+  private toGpt2(tokens: Int32Array): Int32Array {
+    return tokens.map((id) => (id < 0 ? -1 : this.vocabulary.toGpt2(id)));
+  }
+
+  private assertUsable(): void {
+    if (this.disposed) fail('option', 'this engine was disposed; create a new one');
+    if (this.lostReason !== undefined) fail('device-lost', `the GPU device was lost (${this.lostReason}); create a new engine`);
+  }
+
+  /** Free every GPU buffer (and the device, if the engine created it). */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.model.dispose();
+    if (this.ownsDevice) this.ctx.device.destroy();
+  }
+}
+
+/** The tokenizer edge of a model: its reduced vocabulary, or plain GPT-2. */
+export function vocabularyOf(config: ModelConfig): Vocabulary {
+  if (config.vocabMap) return Vocabulary.fromMap(config.vocabMap, 'config.json vocabMap');
+  if (config.vocabSize === 50258) return Vocabulary.gpt2();
+  fail('config', `a model with ${config.vocabSize} token ids and no vocabMap has no tokenizer; text generation needs the GPT-2 vocabulary (50258) or a vocabMap`);
+}
+
+const DEFAULT_MANIFEST = new URL('../weights-manifest.json', import.meta.url);
+
+/** Load a model and put it on the GPU (browser; Node uses `createEngine` from `pgm-webgpu/node`). */
+export async function createEngine(options: EngineOptions): Promise<Engine> {
+  const progress = options.onProgress && ((loadedBytes: number, totalBytes: number) => options.onProgress!({ loadedBytes, totalBytes }));
+  let loaded: ModelWeights | LoadedModel;
+  if (typeof options.model !== 'string') loaded = options.model;
+  else if (/^(https?:|\/|\.\.?\/)/.test(options.model)) loaded = await loadModelFromUrl(options.model, { onProgress: progress });
+  else loaded = await loadModelFromManifest(options.manifestUrl ?? DEFAULT_MANIFEST, options.model, { onProgress: progress });
+  return engineOn(options, loaded);
+}
+
+/** Put loaded weights on the GPU of `options.gpu` (or a new device). */
+export async function engineOn(options: Pick<EngineOptions, 'gpu' | 'maxBatch'>, loaded: ModelWeights, requestDevice: () => Promise<GpuContext> = () => requestGpu()): Promise<Engine> {
+  vocabularyOf(loaded.config);
+  const ctx = options.gpu ?? (await requestDevice());
+  return Engine.create(ctx, loaded, { maxBatch: options.maxBatch, ownsDevice: !options.gpu });
+}

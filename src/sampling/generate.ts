@@ -1,0 +1,168 @@
+import { PgmError, fail } from '../errors.js';
+import type { GpuModel } from '../model/gpu-model.js';
+import { Rng } from './rng.js';
+import { mdlmRevealProbability, nonUniformCounts, uniformCounts, ORDERS, SCHEDULES, type Order, type Schedule } from './schedule.js';
+
+/** One sequence to generate: tokens already known (model ids) at their positions, and its seed. */
+export interface SequencePlan {
+  /** Known tokens by position; position 0 must hold BOS. Prompt and infill segments go here. */
+  known: ReadonlyMap<number, number>;
+  seed: number;
+}
+
+export interface SamplingOptions {
+  /** Generate positions < length (<= the model length L). */
+  length: number;
+  /** Number of steps, 1..(positions to generate). */
+  steps: number;
+  order: Order;
+  schedule: Schedule;
+  temperature: number;
+  topP: number;
+  greedy: boolean;
+}
+
+/** What one step revealed, per sequence of the batch. */
+export interface BatchStep {
+  step: number;
+  /** Steps planned (the longest plan of the batch). */
+  steps: number;
+  revealed: { position: number; token: number }[][];
+  /** Model ids by position, -1 where unknown, per sequence. */
+  tokens: Int32Array[];
+  /** Did this step run the network (MDLM reuses logits when nothing changed)? */
+  forward: boolean;
+  /** Rows the encoder and decoder processed this step (PGM: clean tokens and queries; MDLM: positions). */
+  encoderRows: number[];
+  decoderRows: number[];
+}
+
+/** Throws a typed error for options the model cannot take, before any GPU work. */
+export function checkSamplingOptions(o: SamplingOptions, L: number, maskId: number, arch: 'pgm' | 'mdlm'): void {
+  const bad = (msg: string): never => fail('option', msg);
+  if (!Number.isInteger(o.length) || o.length < 2 || o.length > L) bad(`length must be an integer in [2, ${L}] (the model length), got ${o.length}`);
+  if (!Number.isInteger(o.steps) || o.steps < 1) bad(`steps must be a positive integer, got ${o.steps}`);
+  if (!ORDERS.includes(o.order)) bad(`unknown order ${JSON.stringify(o.order)}; use one of ${ORDERS.join(', ')}`);
+  if (!SCHEDULES.includes(o.schedule)) bad(`unknown schedule ${JSON.stringify(o.schedule)}; use one of ${SCHEDULES.join(', ')}`);
+  if (arch === 'mdlm' && o.order !== 'random') bad(`the MDLM sampler (ddpm_cache) reveals positions at random; order ${o.order} needs a PGM`);
+  if (!o.greedy && !(o.temperature > 0 && Number.isFinite(o.temperature))) bad(`temperature must be > 0 (or use greedy), got ${o.temperature}`);
+  if (!(o.topP > 0 && o.topP <= 1)) bad(`topP must be in (0, 1], got ${o.topP}`);
+  void maskId;
+}
+
+function checkPlan(plan: SequencePlan, o: SamplingOptions, bosId: number, V: number, b: number, stepsReveal = true): number[] {
+  if (plan.known.get(0) !== bosId) fail('option', `sequence ${b}: position 0 must hold BOS (${bosId})`);
+  for (const [p, t] of plan.known) {
+    if (!Number.isInteger(p) || p < 0 || p >= o.length) fail('option', `sequence ${b}: known token at position ${p} is outside [0, ${o.length}) (the prompt is longer than length?)`);
+    if (!Number.isInteger(t) || t < 0 || t >= V - 1) fail('option', `sequence ${b}: token ${t} at position ${p} is not a model token id`);
+  }
+  if (!Number.isInteger(plan.seed)) fail('option', `sequence ${b}: seed must be an integer, got ${plan.seed}`);
+  const free: number[] = [];
+  for (let p = 0; p < o.length; p++) if (!plan.known.has(p)) free.push(p);
+  if (free.length === 0) fail('option', `sequence ${b}: nothing to generate (every position < ${o.length} is known)`);
+  if (stepsReveal && o.steps > free.length) fail('option', `steps ${o.steps} exceeds the ${free.length} positions to generate in sequence ${b}`);
+  return free;
+}
+
+const throwIfAborted = (signal?: AbortSignal): void => {
+  if (signal?.aborted) throw new PgmError('aborted', 'generation aborted');
+};
+
+/**
+ * PGM sampling: each step, the encoder runs over exactly the clean tokens of each sequence
+ * and the decoder over exactly this step's queries; drawn tokens join the clean set in place.
+ */
+export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[], o: SamplingOptions, signal?: AbortSignal): AsyncGenerator<BatchStep> {
+  const { config } = model;
+  const B = plans.length;
+  const tokens = plans.map(() => new Int32Array(o.length).fill(-1));
+  const queue: number[][] = []; // positions still to reveal, in reveal order (confident: any order)
+  const counts: number[][] = [];
+  const clean: number[] = [];
+  plans.forEach((plan, b) => {
+    const free = checkPlan(plan, o, config.bosId, config.vocabSize, b);
+    const rng = new Rng(plan.seed);
+    queue.push(o.order === 'random' ? rng.shuffle(free) : free);
+    counts.push(o.schedule === 'uniform' ? uniformCounts(free.length, o.steps) : nonUniformCounts(free.length, o.steps, o.length, rng));
+    const known = [...plan.known].sort((x, y) => x[0] - y[0]);
+    for (const [p, t] of known) tokens[b][p] = t;
+    model.writeClean(b, 0, known.map((k) => k[1]), known.map((k) => k[0]));
+    clean.push(known.length);
+  });
+  model.writeSeeds(plans.map((p) => p.seed));
+  const steps = Math.max(...counts.map((c) => c.length));
+  const settings = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal: 1, append: o.order !== 'confident' };
+  for (let step = 0; step < steps; step++) {
+    throwIfAborted(signal);
+    const reveal = counts.map((c) => c[step] ?? 0);
+    // confident: predict every remaining position, keep the most probable ones
+    const queries = queue.map((q, b) => (reveal[b] === 0 ? [] : o.order === 'confident' ? q : q.slice(0, reveal[b])));
+    queries.forEach((q, b) => model.writeQueries(b, q));
+    const queryCounts = queries.map((q) => q.length);
+    const encoderRows = [...clean];
+    const revealed: { position: number; token: number }[][] = plans.map(() => []);
+    if (queryCounts.some((m) => m > 0)) {
+      model.setLengths(clean, queryCounts);
+      const out = await model.sampleStep({ ...settings, step });
+      queries.forEach((q, b) => {
+        const row = (j: number) => b * out.rowsPerSeq + j;
+        let picked = q.map((_, j) => j);
+        if (o.order === 'confident') {
+          picked = picked.sort((x, y) => out.probs[row(y)] - out.probs[row(x)] || q[x] - q[y]).slice(0, reveal[b]);
+          model.writeClean(b, clean[b], picked.map((j) => out.tokens[row(j)]), picked.map((j) => q[j]));
+        }
+        for (const j of picked) revealed[b].push({ position: q[j], token: out.tokens[row(j)] });
+      });
+    }
+    revealed.forEach((r, b) => {
+      const taken = new Set(r.map((x) => x.position));
+      queue[b] = queue[b].filter((p) => !taken.has(p));
+      for (const { position, token } of r) tokens[b][position] = token;
+      clean[b] += r.length;
+    });
+    yield { step, steps, revealed, tokens: tokens.map((t) => t.slice()), forward: queryCounts.some((m) => m > 0), encoderRows, decoderRows: queryCounts };
+  }
+}
+
+/**
+ * MDLM "ddpm_cache": the network runs over all `length` positions; each still-masked
+ * position is revealed with probability (alpha_s - alpha_t) / (1 - alpha_t); when no
+ * position changed, the next step reuses the logits without a forward pass; a final step
+ * reveals whatever is still masked.
+ */
+export async function* sampleMdlm(model: GpuModel, plans: readonly SequencePlan[], o: SamplingOptions, signal?: AbortSignal): AsyncGenerator<BatchStep> {
+  const { config } = model;
+  const n = o.length;
+  const positions = Array.from({ length: n }, (_, i) => i);
+  const tokens = plans.map((plan, b) => {
+    checkPlan(plan, o, config.bosId, config.vocabSize, b, false); // MDLM steps are time steps, not reveal counts
+    const t = new Int32Array(n).fill(-1);
+    for (const [p, id] of plan.known) t[p] = id;
+    model.writeClean(b, 0, Array.from(t, (id) => (id < 0 ? config.maskId : id)), positions);
+    return t;
+  });
+  model.writeSeeds(plans.map((p) => p.seed));
+  model.setLengths(plans.map(() => n), []);
+  const steps = o.steps + 1;
+  let forward = true;
+  for (let step = 0; step < steps; step++) {
+    throwIfAborted(signal);
+    const masked = tokens.map((t) => t.reduce((a, id) => a + (id < 0 ? 1 : 0), 0));
+    if (masked.every((m) => m === 0)) break;
+    const pReveal = step < o.steps ? mdlmRevealProbability(step, o.steps) : 1;
+    const out = await model.sampleStep({ temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal, append: false, step }, forward);
+    const revealed = tokens.map((t, b) => {
+      const r: { position: number; token: number }[] = [];
+      for (let p = 0; p < n; p++) {
+        const token = out.tokens[b * out.rowsPerSeq + p];
+        if (t[p] < 0 && token >= 0) {
+          t[p] = token;
+          r.push({ position: p, token });
+        }
+      }
+      return r;
+    });
+    yield { step, steps, revealed, tokens: tokens.map((t) => t.slice()), forward, encoderRows: forward ? plans.map(() => n) : plans.map(() => 0), decoderRows: forward ? masked : plans.map(() => 0) };
+    forward = revealed.some((r) => r.length > 0);
+  }
+}

@@ -1,0 +1,160 @@
+import { describe, expect, it } from 'vitest';
+import { Engine, type BatchStepEvent, type StepEvent } from '../../src/engine.js';
+import { PgmError } from '../../src/errors.js';
+import type { ModelConfig } from '../../src/model/config.js';
+import { Vocabulary } from '../../src/model/vocab.js';
+import { randomWeights, tinyConfig } from '../../src/reference/random.js';
+import { uniformCounts } from '../../src/sampling/schedule.js';
+import { runtime, testGpu } from '../helpers/gpu.js';
+
+// Random weights with the real GPT-2 vocabulary, so the text edge (prompts, decode) is real.
+const pgmConfig = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 16, nHeads: 2, condDim: 8, length: 40 });
+const mdlmConfig = tinyConfig('mdlm', { vocabSize: 50258, hiddenSize: 16, nHeads: 2, condDim: 8, length: 40, nBlocks: 2 });
+
+const engines = new Map<string, Promise<Engine>>();
+function engine(config: ModelConfig): Promise<Engine> {
+  let e = engines.get(config.arch);
+  if (!e) {
+    e = testGpu().then((gpu) => Engine.create(gpu, { config, weights: randomWeights(config, 11) }, { maxBatch: 3 }));
+    engines.set(config.arch, e);
+  }
+  return e;
+}
+
+async function collect<E>(run: AsyncIterable<E>): Promise<E[]> {
+  const events: E[] = [];
+  for await (const e of run) events.push(e);
+  return events;
+}
+
+describe(`generation (${runtime})`, () => {
+  it('PGM random order: every position < length revealed exactly once, per-step counts follow the schedule', async () => {
+    const e = await engine(pgmConfig);
+    const events = await collect<StepEvent>(e.generate({ length: 33, steps: 8, seed: 5 }));
+    expect(events).toHaveLength(8);
+    expect(events.map((ev) => ev.revealed.length)).toEqual(uniformCounts(32, 8));
+    const positions = events.flatMap((ev) => ev.revealed.map((r) => r.position)).sort((a, b) => a - b);
+    expect(positions).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
+    const last = events.at(-1)!;
+    expect(last.tokens[0]).toBe(50256);
+    expect([...last.tokens].every((t) => t >= 0 && t < 50257)).toBe(true);
+    expect(last.text).not.toContain('▯');
+    expect(events[0].text).toContain('▯');
+  });
+
+  it('each PGM step runs the encoder over exactly the clean tokens and the decoder over exactly its queries', async () => {
+    const e = await engine(pgmConfig);
+    const run = e.generate({ length: 40, steps: 13, seed: 9 });
+    const events = await collect(run);
+    const result = await run;
+    const counts = uniformCounts(39, 13);
+    let clean = 1;
+    let encoder = 0;
+    for (const c of counts) {
+      encoder += clean;
+      clean += c;
+    }
+    expect(result.stats.forwardPasses).toBe(13);
+    expect(result.stats.encoderRows).toBe(encoder);
+    expect(result.stats.decoderRows).toBe(39);
+    expect(events.map((ev) => ev.revealed.length)).toEqual(counts);
+  });
+
+  it('same seed, same tokens; another seed, other tokens', async () => {
+    const e = await engine(pgmConfig);
+    const a = await e.generate({ length: 30, steps: 6, seed: 123 });
+    const b = await e.generate({ length: 30, steps: 6, seed: 123 });
+    const c = await e.generate({ length: 30, steps: 6, seed: 124 });
+    expect([...a.tokens]).toEqual([...b.tokens]);
+    expect([...a.tokens]).not.toEqual([...c.tokens]);
+  });
+
+  it('a prompt stays as given and is never re-sampled', async () => {
+    const e = await engine(pgmConfig);
+    const prompt = 'The quick brown fox';
+    const ids = Vocabulary.gpt2().encode(prompt);
+    const events = await collect<StepEvent>(e.generate({ prompt, length: 24, steps: 5, seed: 1 }));
+    for (const ev of events) {
+      expect([...ev.tokens.slice(0, 1 + ids.length)]).toEqual([50256, ...ids]);
+      for (const r of ev.revealed) expect(r.position).toBeGreaterThan(ids.length);
+    }
+    expect(events.at(-1)!.text.startsWith(`<|endoftext|>${prompt}`)).toBe(true);
+  });
+
+  it('infill template: known segments stay at their positions, holes and the tail are generated', async () => {
+    const e = await engine(pgmConfig);
+    const v = Vocabulary.gpt2();
+    const a = v.encode('Once upon a time');
+    const b = v.encode(' happily ever after.');
+    const result = await e.generate({ infill: `Once upon a time{{6}} happily ever after.`, length: 36, steps: 4, seed: 2 });
+    expect([...result.tokens.slice(1, 1 + a.length)]).toEqual(a);
+    const at = 1 + a.length + 6;
+    expect([...result.tokens.slice(at, at + b.length)]).toEqual(b);
+    expect([...result.tokens].every((t) => t >= 0)).toBe(true);
+  });
+
+  it('left-to-right reveals blocks in position order; confident reveals the schedule count per step', async () => {
+    const e = await engine(pgmConfig);
+    const l2r = await collect<StepEvent>(e.generate({ length: 21, steps: 4, order: 'left-to-right', seed: 3 }));
+    const firsts = l2r.map((ev) => ev.revealed.map((r) => r.position));
+    expect(firsts.flat()).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    const confident = await collect<StepEvent>(e.generate({ length: 21, steps: 4, order: 'confident', seed: 3 }));
+    expect(confident.map((ev) => ev.revealed.length)).toEqual(uniformCounts(20, 4));
+    expect(new Set(confident.flatMap((ev) => ev.revealed.map((r) => r.position))).size).toBe(20);
+  });
+
+  it('a batch gives the same tokens as its sequences run one by one with the same seeds', async () => {
+    const e = await engine(pgmConfig);
+    const sequences = [{ seed: 7 }, { prompt: 'Hello there', seed: 8 }, { infill: 'A{{3}}B', seed: 9 }];
+    const batch = await e.generateBatch({ sequences, length: 26, steps: 5 });
+    for (const [b, s] of sequences.entries()) {
+      const alone = await e.generate({ ...s, length: 26, steps: 5 });
+      expect([...batch.sequences[b].tokens]).toEqual([...alone.tokens]);
+    }
+  });
+
+  it('abort stops within one step and leaves the engine usable', async () => {
+    const e = await engine(pgmConfig);
+    const controller = new AbortController();
+    const run = e.generate({ length: 40, steps: 39, seed: 4, signal: controller.signal });
+    let seen = 0;
+    await expect(
+      (async () => {
+        for await (const _ of run) {
+          seen++;
+          if (seen === 2) controller.abort();
+        }
+      })(),
+    ).rejects.toMatchObject({ code: 'aborted' });
+    expect(seen).toBeLessThanOrEqual(3);
+    const after = await e.generate({ length: 20, steps: 4, seed: 4 });
+    expect([...after.tokens].every((t) => t >= 0)).toBe(true);
+  });
+
+  it('invalid options are typed errors before any GPU work', async () => {
+    const e = await engine(pgmConfig);
+    const bad = [{ steps: 0 }, { steps: 100, length: 20 }, { length: 41 }, { temperature: 0 }, { topP: 0 }, { topP: 1.5 }, { order: 'sideways' as 'random' }, { prompt: 'word '.repeat(60), length: 20 }];
+    for (const options of bad) {
+      const err = await e.generate(options).then(() => undefined, (x: unknown) => x);
+      expect(err).toBeInstanceOf(PgmError);
+      expect((err as PgmError).code).toBe('option');
+    }
+  });
+
+  it('MDLM ddpm_cache: reveals every position once, reuses logits when nothing changed', async () => {
+    const e = await engine(mdlmConfig);
+    const run = e.generateBatch({ sequences: [{ seed: 1 }, { seed: 2, prompt: 'Hi' }], length: 24, steps: 40 });
+    const events = await collect<BatchStepEvent>(run);
+    const result = await run;
+    for (const [b, seq] of result.sequences.entries()) {
+      expect([...seq.tokens].every((t) => t >= 0 && t < 50257)).toBe(true);
+      const revealed = events.flatMap((ev) => ev.sequences[b].revealed.map((r) => r.position));
+      expect(new Set(revealed).size).toBe(revealed.length);
+      expect(revealed.length).toBe(b === 0 ? 23 : 23 - Vocabulary.gpt2().encode('Hi').length);
+    }
+    // 40 steps for ~23 positions: many steps change nothing, so fewer forward passes than steps
+    expect(result.stats.forwardPasses).toBeLessThan(result.stats.steps);
+    const again = await e.generateBatch({ sequences: [{ seed: 1 }, { seed: 2, prompt: 'Hi' }], length: 24, steps: 40 });
+    expect(again.sequences.map((s) => [...s.tokens])).toEqual(result.sequences.map((s) => [...s.tokens]));
+  });
+});
