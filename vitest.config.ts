@@ -16,10 +16,12 @@ const chromiumArgs = [
 
 export default defineConfig({
   test: {
+    // WebGPU on SwiftShader runs on the CPU: generous per-test limits, the suite stays small.
     testTimeout: 180_000,
     hookTimeout: 180_000,
     projects: [
       {
+        extends: true,
         test: {
           name: 'node',
           environment: 'node',
@@ -30,6 +32,7 @@ export default defineConfig({
         },
       },
       {
+        extends: true,
         test: {
           name: 'browser',
           // Only the WebGPU tests run in Chromium; converters, vocab and CLI are Node-side.
