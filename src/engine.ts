@@ -76,8 +76,9 @@ export interface StepEvent {
   step: number;
   steps: number;
   revealed: { position: number; token: number }[];
-  /** GPT-2 ids by position, -1 = not revealed yet. */
+  /** GPT-2 ids by position (BOS at 0), -1 = not revealed yet. */
   tokens: Int32Array;
+  /** The text after BOS, unknown positions shown as the placeholder. */
   text: string;
   /** Milliseconds this step took (GPU work + readback). */
   ms: number;
@@ -305,7 +306,7 @@ export class Engine {
             ms,
             revealed: step.revealed[b].map((r) => ({ position: r.position, token: this.vocabulary.toGpt2(r.token) })),
             tokens: this.toGpt2(tokens),
-            text: this.vocabulary.decodePartial(tokens, placeholder),
+            text: this.vocabulary.decodePartial(tokens.subarray(1), placeholder),
           })),
         });
       }
@@ -318,7 +319,7 @@ export class Engine {
     const totalMs = now() - start;
     const generated = plans.reduce((a, p) => a + o.length - p.known.size, 0);
     return {
-      sequences: (last?.tokens ?? []).map((tokens) => ({ text: this.vocabulary.decode(tokens), tokens: this.toGpt2(tokens) })),
+      sequences: (last?.tokens ?? []).map((tokens) => ({ text: this.vocabulary.decode(tokens.subarray(1)), tokens: this.toGpt2(tokens) })),
       stats: { steps: stepMs.length, forwardPasses, totalMs, stepMs, tokensPerSecond: generated / (totalMs / 1000), encoderRows, decoderRows },
     };
   }

@@ -9,29 +9,24 @@ import { UsageError } from './args.js';
  * `summary: string`, `usage: string` and `run(argv): Promise<number>` (the exit code).
  * Throw UsageError for command-line mistakes (exit 2) and PgmError for everything else (exit 1).
  */
-const COMMANDS = ['convert', 'logits', 'generate'] as const;
-
 interface Command {
   summary: string;
   usage: string;
   run(argv: string[]): Promise<number>;
 }
 
-async function loadCommand(name: string): Promise<Command | undefined> {
-  try {
-    return (await import(`./${name}.js`)) as Command;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((e as Error).message).includes(`${name}.`)) return undefined;
-    throw e;
-  }
-}
+// Loaded on demand, so `pgm convert` never initialises WebGPU.
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  convert: () => import('./convert.js'),
+  logits: () => import('./logits.js'),
+  generate: () => import('./generate.js'),
+};
+
+const loadCommand = (name: string): Promise<Command> | undefined => (Object.hasOwn(COMMANDS, name) ? COMMANDS[name]() : undefined);
 
 async function mainUsage(): Promise<string> {
   const lines = ['usage: pgm <command> [options]', '', 'commands:'];
-  for (const name of COMMANDS) {
-    const cmd = await loadCommand(name);
-    if (cmd) lines.push(`  ${name.padEnd(10)} ${cmd.summary}`);
-  }
+  for (const name of Object.keys(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${(await loadCommand(name)!).summary}`);
   lines.push('', 'Run `pgm <command> --help` for its options.');
   return lines.join('\n');
 }
@@ -48,7 +43,7 @@ export async function main(argv: string[]): Promise<number> {
       console.log(text);
       return 0;
     }
-    const cmd = (COMMANDS as readonly string[]).includes(name) ? await loadCommand(name) : undefined;
+    const cmd = await loadCommand(name);
     if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(name)}`, await mainUsage());
     return await cmd.run(rest);
   } catch (e) {

@@ -78,7 +78,7 @@ describe(`generation (${runtime})`, () => {
       expect([...ev.tokens.slice(0, 1 + ids.length)]).toEqual([50256, ...ids]);
       for (const r of ev.revealed) expect(r.position).toBeGreaterThan(ids.length);
     }
-    expect(events.at(-1)!.text.startsWith(`<|endoftext|>${prompt}`)).toBe(true);
+    expect(events.at(-1)!.text.startsWith(prompt)).toBe(true); // BOS at position 0 is not part of the text
   });
 
   it('infill template: known segments stay at their positions, holes and the tail are generated', async () => {
