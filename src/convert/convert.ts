@@ -141,6 +141,8 @@ export function inspectCheckpoint(ckpt: Checkpoint, opts: ReadOptions = {}): Che
       arch, vocabSize: V, hiddenSize: D, nHeads: cfgInt('model.n_heads', true), condDim: C, mlpDim: F,
       length: cfgInt('model.length', true), encoderBlocks, decoderBlocks, nBlocks, preQueryMode, queryProcessMode,
       maskId: V - 1, bosId: V - 2, pNucleus,
+      // A reduced vocabulary (model id -> GPT-2 id) travels in the training config.
+      ...(Array.isArray(at(cfg, 'data.vocab_map')) ? { vocabMap: at(cfg, 'data.vocab_map') } : {}),
     },
     `${file} (hyper_parameters.config)`,
   );

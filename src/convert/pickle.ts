@@ -104,6 +104,9 @@ const FORBIDDEN_MODULES = new Set([
 const ALLOWED_BUILTINS = new Set([
   'set', 'frozenset', 'slice', 'bytearray', 'complex', 'dict', 'list', 'tuple', 'object', 'int', 'float', 'str',
   'bytes', 'bool',
+  // Protocol-2 pickles name Python 3's int and str by their Python 2 names (OmegaConf's
+  // ListConfig stores `int` as its key type, so every config with a list carries `long`).
+  'long', 'unicode',
 ]);
 
 type Callable = (args: readonly unknown[], bad: (why: string) => never) => unknown;

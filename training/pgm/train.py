@@ -126,6 +126,10 @@ def validate(model, val_chunks, args, autocast):
 
 
 def config_sections(cfg, args):
+  data = dict(path=str(args.data), bos_id=args.bos_id, token_dtype=args.token_dtype)
+  vocab = vocab_map(args)
+  if vocab:
+    data['vocab_map'] = vocab
   return {**cfg.to_sections(),
           'training': dict(ema=args.ema, antithetic_sampling=True, sampling_eps=1e-3,
                            low_var=args.low_var, bf16=args.bf16),
@@ -134,7 +138,14 @@ def config_sections(cfg, args):
           'lr_scheduler': dict(schedule=args.schedule, warmup=args.warmup,
                                min_lr_ratio=args.min_lr_ratio, steps=args.steps),
           'loader': dict(batch_size=args.batch_size),
-          'data': dict(path=str(args.data), bos_id=args.bos_id, token_dtype=args.token_dtype)}
+          'data': data}
+
+
+def vocab_map(args):
+  """The reduced vocabulary (model id -> GPT-2 id, -1 for the mask) from the corpus build's
+  vocab.json next to train.bin; the converter writes it into the model's config.json."""
+  path = args.data / 'vocab.json'
+  return json.load(open(path))['vocabMap'] if path.exists() else None
 
 
 def main(argv=None):
