@@ -1,6 +1,6 @@
 // Logits -> tokens on the GPU, one workgroup per row. Per row: the mask token is excluded,
-// logits are divided by the temperature, an optional nucleus (top-p) filter keeps the
-// tokens whose preceding mass (in decreasing probability) is <= topP, and a token is drawn
+// logits are divided by the temperature, an optional nucleus (top-p) filter keeps every
+// token whose strictly more probable tokens hold a mass <= topP, and a token is drawn
 // by Gumbel-max with a counter-based RNG keyed by (seed, step, sequence position, token),
 // so a seed gives the same draw in any batch, order or runtime. Greedy takes the argmax.
 // Also written: the probability of the drawn token (before the nucleus filter), for the
@@ -46,10 +46,19 @@ fn hash(x: u32) -> u32 {
   return h;
 }
 
-/** A uniform in (0, 1) for (seed, step, position, counter). */
+/**
+ * A uniform in (0, 1) for (seed, step, position, counter). 23 bits: the largest value,
+ * 1 - 2^-24, is exact in f32 (24 bits would round up to 1.0 and make -log(-log(u)) infinite).
+ * The counter is hashed before it is mixed in, so two positions never share noise vectors.
+ */
 fn uniform01(seed: u32, step: u32, position: u32, counter: u32) -> f32 {
-  let h = hash(hash(hash(hash(seed) ^ step) ^ (position * 0x9e3779b9u)) ^ counter);
-  return (f32(h >> 8u) + 0.5) / 16777216.0;
+  let h = hash(hash(hash(hash(seed) ^ step) ^ (position * 0x9e3779b9u)) ^ hash(counter ^ 0x632be5abu));
+  return (f32(h >> 9u) + 0.5) / 8388608.0;
+}
+
+/** Gumbel noise -log(-log(u)); -log(u) kept positive where log is inexact near 1. */
+fn gumbel(u: f32) -> f32 {
+  return -log(max(-log(u), 5.0e-8));
 }
 
 fn reduceMax(lid: u32, v: f32) -> f32 {
@@ -172,7 +181,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (exp(s - m) / z < threshold) { continue; }
     var key = s;
     if (p.greedy == 0u) {
-      key = s - log(-log(uniform01(seed, p.step, position, v)));
+      key = s + gumbel(uniform01(seed, p.step, position, v));
     }
     if (key > best || (key == best && v < bestId)) {
       best = key;

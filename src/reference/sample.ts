@@ -21,12 +21,12 @@ export interface SamplingDistributionOptions {
  * 2. `greedy`: probability 1 on the largest logit (the lowest id among equal ones);
  *    temperature and topP play no role.
  * 3. `p = softmax(logits / temperature)` over the other tokens.
- * 4. `topP < 1`: order tokens by `p`, highest first (equal `p`: lower id first), and keep
- *    each token whose preceding mass (the sum of `p` over the tokens before it) is `<= topP`.
- *    That is the shortest prefix whose mass exceeds `topP` (the authors'
- *    `top_k_top_p_filtering`, which removes a token when the cumulative mass before it
- *    is `> top_p`); the top token is always kept. At an exact tie of the cumulative mass
- *    with `topP` this keeps one token more than a ">= topP" rule would.
+ * 4. `topP < 1`: keep each token whose strictly more probable tokens hold a mass `<= topP`.
+ *    In decreasing-probability order that is the shortest prefix whose mass exceeds `topP`
+ *    (the authors' `top_k_top_p_filtering` removes a token when the cumulative mass before
+ *    it is `> top_p`); the top token is always kept. Tokens of equal probability are kept or
+ *    dropped together, so the nucleus never depends on token ids (the authors' sort breaks
+ *    such ties arbitrarily).
  * 5. The kept probabilities are renormalised to sum to 1.
  * Unlike the authors' code, which applies the nucleus to the raw logits with the mask
  * token still in and only then sets the mask's logit to -inf, the mask is left out first,
@@ -60,10 +60,13 @@ export function samplingDistribution(logits: Float32Array, opts: SamplingDistrib
   for (const i of candidates) probs[i] /= total;
   if (topP >= 1) return probs;
 
-  const order = candidates.sort((a, b) => probs[b] - probs[a] || a - b);
-  let kept = 0; // the mass of every token before this one, all of them kept
-  for (const i of order) {
-    if (kept > topP) probs[i] = 0;
+  const order = candidates.sort((a, b) => probs[b] - probs[a]);
+  let kept = 0; // mass of the tokens kept so far
+  let above = 0; // mass of the tokens strictly more probable than the current one
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k];
+    if (k > 0 && probs[i] < probs[order[k - 1]]) above = kept;
+    if (above > topP) probs[i] = 0;
     else kept += probs[i];
   }
   for (const i of order) probs[i] /= kept;
