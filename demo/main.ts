@@ -1,78 +1,451 @@
-import { createEngine, PgmError, type Engine } from '../src/index.js';
+/**
+ * The demo page: checks WebGPU, lists the models of a weights manifest, drives the
+ * generation worker and draws what it streams. Query parameters:
+ *   ?manifest=<url>   the weights manifest to list (default: ../weights-manifest.json)
+ *   ?model=<id|url>   the model to load first (default: the manifest's default)
+ */
+import type { Order } from '../src/index.js';
+import type { FromWorker, GenerationSettings, ModelInfo, ModelSource, Slot, ToWorker } from './protocol.js';
+import { RunView, type DoneMessage } from './view.js';
 
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-const status = $('status');
-const generateButton = $<HTMLButtonElement>('generate');
-const stopButton = $<HTMLButtonElement>('stop');
+interface ManifestEntry {
+  id: string;
+  arch: 'pgm' | 'mdlm';
+  description?: string;
+  params?: number;
+  twin?: string;
+}
 
-let engine: Engine | undefined;
-let controller: AbortController | undefined;
+const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T;
+const input = (id: string) => $<HTMLInputElement>(id);
+const CUSTOM = '__url__';
+const params = new URLSearchParams(location.search);
+const manifestUrl = new URL(params.get('manifest') ?? '../weights-manifest.json', location.href).href;
 
-function showError(e: unknown): void {
-  status.innerHTML = '';
+let manifest: ManifestEntry[] = [];
+let worker: Worker | undefined;
+const models = new Map<Slot, { source: ModelSource; info: ModelInfo }>();
+let busy = false;
+let stopRequested = false;
+let replayController: AbortController | undefined;
+
+// ---- talking to the worker: one request at a time ----
+
+class DemoError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+let pending: { resolve: (m: FromWorker) => void; reject: (e: DemoError) => void; onEvent?: (m: FromWorker) => void } | undefined;
+
+function startWorker(): Worker {
+  const w = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
+  w.onmessage = (event: MessageEvent<FromWorker>) => {
+    const m = event.data;
+    if (m.type === 'device-lost') {
+      models.delete(m.slot);
+      showProblem(`${m.message} The page is fine; the engine needs a restart.`, true);
+      pending?.reject(new DemoError('device-lost', m.message));
+      pending = undefined;
+      return;
+    }
+    if (m.type === 'progress' || m.type === 'step') {
+      pending?.onEvent?.(m);
+      return;
+    }
+    const p = pending;
+    pending = undefined;
+    if (m.type === 'error') p?.reject(new DemoError(m.code, m.message));
+    else p?.resolve(m);
+  };
+  w.onerror = (event) => {
+    event.preventDefault();
+    pending?.reject(new DemoError('internal', `the generation worker failed: ${event.message || 'could not start it'}`));
+    pending = undefined;
+  };
+  return w;
+}
+
+function call(message: ToWorker, onEvent?: (m: FromWorker) => void): Promise<FromWorker> {
+  worker ??= startWorker();
+  return new Promise((resolve, reject) => {
+    pending = { resolve, reject, onEvent };
+    worker!.postMessage(message);
+  });
+}
+
+// ---- status panel ----
+
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+function showProblem(message: string, offerReload = false): void {
+  const box = $('problem');
+  box.replaceChildren();
   const p = document.createElement('p');
   p.className = 'error';
-  p.textContent = e instanceof PgmError ? e.message : `Unexpected error: ${(e as Error).message}`;
-  status.append(p);
+  p.textContent = message;
+  box.append(p);
+  if (offerReload) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = 'Reload engine';
+    button.onclick = () => void reloadEngine();
+    box.append(button);
+  }
+  box.hidden = false;
 }
 
-async function start(): Promise<void> {
-  if (!('gpu' in navigator)) {
-    showError(new PgmError('webgpu', 'This browser has no WebGPU (navigator.gpu is undefined). Use a recent Chrome, Edge or Safari over https or localhost, or enable WebGPU in your browser flags.'));
-    return;
+function clearProblem(): void {
+  $('problem').hidden = true;
+  $('problem').replaceChildren();
+}
+
+/** What to tell a visitor whose browser cannot run the demo: plain words, no stack trace. */
+function showNoWebGpu(reason: string): void {
+  $('adapter').textContent = '';
+  const box = $('problem');
+  box.replaceChildren();
+  box.classList.add('no-webgpu');
+  const title = document.createElement('p');
+  title.className = 'error';
+  title.textContent = reason;
+  const how = document.createElement('ul');
+  for (const line of [
+    'Chrome or Edge 113+ on Windows, macOS and ChromeOS have WebGPU on by default; on Linux and Android, open chrome://flags, enable "Unsafe WebGPU Support" (#enable-unsafe-webgpu) and restart.',
+    'Safari 26+ (macOS, iOS) has WebGPU; on older versions turn on Develop → Feature Flags → WebGPU.',
+    'Firefox 141+ on Windows has WebGPU; elsewhere set dom.webgpu.enabled to true in about:config (Nightly).',
+    'The page must be served over https or from localhost, and your GPU must not be blocklisted (see chrome://gpu).',
+  ]) {
+    const li = document.createElement('li');
+    li.textContent = line;
+    how.append(li);
   }
-  const manifest = await (await fetch(new URL('../weights-manifest.json', import.meta.url))).json();
-  if (!manifest.default) {
-    status.textContent = 'No default model in weights-manifest.json yet.';
-    return;
+  box.append(title, how);
+  box.hidden = false;
+  for (const e of $('controls').querySelectorAll<HTMLInputElement | HTMLButtonElement | HTMLSelectElement>('input, button, select')) e.disabled = true;
+}
+
+async function describeAdapter(): Promise<boolean> {
+  if (!window.isSecureContext) {
+    showNoWebGpu('WebGPU needs a secure page: this one is served over plain http from another machine. Open it over https or from localhost.');
+    return false;
   }
-  status.textContent = `Loading ${manifest.default}…`;
-  engine = await createEngine({
-    model: manifest.default,
-    onProgress: ({ loadedBytes, totalBytes }) => {
-      status.textContent = `Loading ${manifest.default}: ${(loadedBytes / 2 ** 20).toFixed(1)} / ${(totalBytes / 2 ** 20).toFixed(1)} MiB`;
-    },
+  if (!('gpu' in navigator) || !navigator.gpu) {
+    showNoWebGpu('This browser does not support WebGPU, or it is turned off, so the demo cannot run here.');
+    return false;
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
+  if (!adapter) {
+    showNoWebGpu('This browser has WebGPU, but it found no usable GPU adapter (the GPU or its driver may be blocklisted), so the demo cannot run here.');
+    return false;
+  }
+  const info = adapter.info;
+  const l = adapter.limits;
+  const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ? ' (software fallback)' : '';
+  $('adapter').textContent =
+    `GPU: ${info.vendor || 'unknown vendor'} ${info.architecture || ''}${info.description ? ` (${info.description})` : ''}${fallback} · ` +
+    `shader-f16: ${adapter.features.has('shader-f16') ? 'yes' : 'no'} · subgroups: ${adapter.features.has('subgroups') ? 'yes' : 'no'} · ` +
+    `max storage binding ${mib(l.maxStorageBufferBindingSize)} · max buffer ${mib(l.maxBufferSize)} · ` +
+    `workgroup memory ${(l.maxComputeWorkgroupStorageSize / 1024).toFixed(0)} KiB · ${l.maxComputeInvocationsPerWorkgroup} invocations/workgroup`;
+  return true;
+}
+
+// ---- models ----
+
+async function readManifest(): Promise<{ models: ManifestEntry[]; default: string | null }> {
+  const res = await fetch(manifestUrl).catch((e: Error) => {
+    throw new DemoError('io', `${manifestUrl}: fetch failed (${e.message})`);
   });
-  const a = engine.adapter;
-  status.textContent = `${manifest.default} on ${a.vendor || 'unknown vendor'} ${a.architecture} (${a.description || 'no description'}), shader-f16: ${a.features.includes('shader-f16') ? 'yes' : 'no'}, max storage binding ${(a.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB`;
-  generateButton.disabled = false;
+  if (!res.ok) throw new DemoError('io', `${manifestUrl}: HTTP ${res.status} ${res.statusText}`);
+  const json = (await res.json().catch(() => null)) as { models?: ManifestEntry[]; default?: string | null } | null;
+  if (!json || !Array.isArray(json.models)) throw new DemoError('config', `${manifestUrl}: not a weights manifest (no "models" array)`);
+  return { models: json.models, default: json.default ?? null };
 }
 
-generateButton.onclick = async () => {
-  if (!engine) return;
-  const length = Number($<HTMLInputElement>('length').value);
-  const grid = $('grid');
-  grid.innerHTML = '';
-  const cells = Array.from({ length }, () => grid.appendChild(Object.assign(document.createElement('div'), { className: 'cell' })));
-  controller = new AbortController();
-  generateButton.disabled = true;
-  stopButton.disabled = false;
-  try {
-    const run = engine.generate({
-      prompt: $<HTMLInputElement>('prompt').value || undefined,
-      length,
-      steps: Number($<HTMLInputElement>('steps').value),
-      order: $<HTMLSelectElement>('order').value as 'random',
-      seed: Number($<HTMLInputElement>('seed').value),
-      signal: controller.signal,
-    });
-    for await (const step of run) {
-      for (const c of cells) c.classList.remove('new');
-      step.tokens.forEach((t, i) => t >= 0 && cells[i].classList.add('known'));
-      for (const r of step.revealed) cells[r.position].classList.add('new');
-      $('text').textContent = step.text;
-      $('progress').textContent = `step ${step.step + 1} / ${step.steps} (${step.ms.toFixed(0)} ms)`;
-    }
-    const { stats } = await run;
-    $('progress').textContent = `${stats.steps} steps in ${(stats.totalMs / 1000).toFixed(2)} s, ${stats.tokensPerSecond.toFixed(1)} tokens/s`;
-  } catch (e) {
-    if (!(e instanceof PgmError && e.code === 'aborted')) showError(e);
-  } finally {
-    generateButton.disabled = false;
-    stopButton.disabled = true;
+function fillModelPicker(selected: string | undefined): void {
+  const select = $<HTMLSelectElement>('model');
+  select.replaceChildren();
+  for (const m of manifest) {
+    const params = m.params ? `, ${(m.params / 1e6).toFixed(1)}M params` : '';
+    select.append(new Option(`${m.id} (${m.arch.toUpperCase()}${params})`, m.id));
   }
+  select.append(new Option('Model directory by URL…', CUSTOM));
+  select.value = selected && manifest.some((m) => m.id === selected) ? selected : CUSTOM;
+  showUrlInput(select.value === CUSTOM);
+}
+
+function showUrlInput(show: boolean): void {
+  $('model-url-label').hidden = !show;
+  $('load-url').hidden = !show;
+}
+
+/** The model raced against `id`: its manifest `twin`, else the first model of the other architecture. */
+function twinOf(id: string): ManifestEntry | undefined {
+  const me = manifest.find((m) => m.id === id);
+  if (!me) return undefined;
+  return manifest.find((m) => m.id === me.twin) ?? manifest.find((m) => m.arch !== me.arch);
+}
+
+function sourceLabel(source: ModelSource): string {
+  return source.kind === 'manifest' ? source.id : source.url;
+}
+
+async function loadModel(slot: Slot, source: ModelSource): Promise<ModelInfo> {
+  models.delete(slot);
+  const label = sourceLabel(source);
+  $('loading').hidden = false;
+  $<HTMLProgressElement>('load-bar').value = 0;
+  $('load-text').textContent = `Loading ${label}…`;
+  try {
+    const m = await call({ type: 'load', slot, source }, (e) => {
+      if (e.type !== 'progress') return;
+      const fraction = e.totalBytes ? e.loadedBytes / e.totalBytes : 0;
+      $<HTMLProgressElement>('load-bar').value = fraction;
+      $('load-text').textContent = `Loading ${label}: ${mib(e.loadedBytes)}${e.totalBytes ? ` / ${mib(e.totalBytes)} (${(fraction * 100).toFixed(0)}%)` : ''}`;
+    });
+    if (m.type !== 'loaded') throw new DemoError('internal', `unexpected reply ${m.type} to load`);
+    models.set(slot, { source, info: m.info });
+    return m.info;
+  } finally {
+    $('loading').hidden = true;
+  }
+}
+
+function describeModel(info: ModelInfo): string {
+  const where = info.fromCache ? 'from this browser\'s cache' : 'downloaded';
+  return (
+    `${info.label}: ${info.arch.toUpperCase()}, ${(info.params / 1e6).toFixed(2)}M parameters, length ${info.length}, ` +
+    `${mib(info.bytes)} ${where} in ${(info.readMs / 1000).toFixed(2)} s, on the GPU in ${(info.gpuMs / 1000).toFixed(2)} s`
+  );
+}
+
+async function loadMain(source: ModelSource): Promise<void> {
+  setBusy(true);
+  clearProblem();
+  $('model-info').textContent = '';
+  models.delete('twin');
+  try {
+    const info = await loadModel('main', source);
+    performance.mark('pgm-model-ready', { detail: info });
+    $('model-info').textContent = describeModel(info);
+    const length = input('length');
+    length.max = String(info.length);
+    if (!(Number(length.value) <= info.length)) length.value = String(Math.min(128, info.length));
+    input('top-p').placeholder = String(info.pNucleus);
+  } catch (e) {
+    showProblem(messageOf(e), e instanceof DemoError && e.code === 'device-lost');
+  } finally {
+    setBusy(false);
+  }
+}
+
+function messageOf(e: unknown): string {
+  if (e instanceof DemoError) return e.code === 'internal' ? `Something went wrong: ${e.message}` : e.message;
+  return `Something went wrong: ${(e as Error)?.message ?? String(e)}`;
+}
+
+async function reloadEngine(): Promise<void> {
+  pending?.reject(new DemoError('device-lost', 'engine restarted'));
+  pending = undefined;
+  worker?.terminate();
+  worker = undefined;
+  const main = models.get('main')?.source ?? currentSource();
+  models.clear();
+  if (main) await loadMain(main);
+}
+
+function currentSource(): ModelSource | undefined {
+  const id = $<HTMLSelectElement>('model').value;
+  if (id !== CUSTOM) return { kind: 'manifest', manifestUrl, id };
+  const url = input('model-url').value.trim();
+  return url ? { kind: 'url', url: new URL(url, location.href).href } : undefined;
+}
+
+// ---- generating ----
+
+function setBusy(value: boolean): void {
+  busy = value;
+  const ready = models.has('main');
+  $<HTMLButtonElement>('generate').disabled = busy || !ready;
+  $<HTMLButtonElement>('stop').disabled = !busy;
+  for (const id of ['model', 'load-url', 'clear-cache']) $<HTMLButtonElement>(id).disabled = busy;
+  const main = models.get('main');
+  const twin = main?.source.kind === 'manifest' ? twinOf(main.source.id) : undefined;
+  $<HTMLButtonElement>('race').disabled = busy || !twin;
+  $('twin-note').textContent = twin ? `twin: ${twin.id} (${twin.arch.toUpperCase()})` : main ? 'no twin of the other architecture in the manifest' : '';
+}
+
+function readSettings(): GenerationSettings {
+  const text = input('text').value;
+  const infill = $<HTMLSelectElement>('mode').value === 'infill';
+  const topP = input('top-p').value.trim();
+  return {
+    ...(infill ? { infill: text } : { prompt: text }),
+    length: Number(input('length').value),
+    steps: Number(input('steps').value),
+    order: $<HTMLSelectElement>('order').value as Order,
+    temperature: Number(input('temperature').value),
+    topP: topP === '' ? undefined : Number(topP),
+    seed: Number(input('seed').value),
+  };
+}
+
+async function runOne(slot: Slot, view: RunView, settings: GenerationSettings): Promise<DoneMessage | undefined> {
+  let first = true;
+  try {
+    const m = await call({ type: 'generate', slot, settings }, (e) => {
+      if (e.type !== 'step') return;
+      if (first) performance.mark(`pgm-first-token-${slot}`);
+      first = false;
+      view.step(e);
+    });
+    if (m.type === 'stopped') {
+      view.note('stopped');
+      return undefined;
+    }
+    if (m.type !== 'done') throw new DemoError('internal', `unexpected reply ${m.type} to generate`);
+    performance.mark(`pgm-done-${slot}`);
+    view.done(m);
+    return m;
+  } catch (e) {
+    view.note('failed');
+    throw e;
+  }
+}
+
+async function generate(race: boolean): Promise<void> {
+  if (busy) return;
+  const settings = readSettings();
+  performance.mark('pgm-generate');
+  replayController?.abort();
+  stopRequested = false;
+  setBusy(true);
+  clearProblem();
+  $('race-summary').hidden = true;
+  const runs = $('runs');
+  runs.replaceChildren();
+  runs.classList.toggle('race', race);
+  try {
+    const main = models.get('main')!;
+    if (race && !models.has('twin')) {
+      const twin = twinOf((main.source as { id: string }).id)!;
+      await loadModel('twin', { kind: 'manifest', manifestUrl, id: twin.id });
+    }
+    const slots: Slot[] = race ? ['main', 'twin'] : ['main'];
+    const views = slots.map((slot) => {
+      const { info } = models.get(slot)!;
+      const view = new RunView(`${info.label} · ${info.arch.toUpperCase()}`, settings.length);
+      runs.append(view.root);
+      return view;
+    });
+    // One after the other: on one GPU, two concurrent runs would slow each other down and
+    // the measured speed-up would mean little.
+    const results: (DoneMessage | undefined)[] = [];
+    for (const [i, slot] of slots.entries()) {
+      if (stopRequested) {
+        views[i].note('not started (stopped)');
+        break;
+      }
+      if (i > 0) views[i].note('waiting for the first model to finish');
+      results.push(await runOne(slot, views[i], settings));
+    }
+    if (race && results.length === 2 && results.every(Boolean)) showRace(slots, results as DoneMessage[], views);
+  } catch (e) {
+    showProblem(messageOf(e), e instanceof DemoError && e.code === 'device-lost');
+  } finally {
+    setBusy(false);
+  }
+}
+
+function showRace(slots: Slot[], results: DoneMessage[], views: RunView[]): void {
+  const arch = slots.map((s) => models.get(s)!.info.arch);
+  const pgm = results[arch.indexOf('pgm')];
+  const mdlm = results[arch.indexOf('mdlm')];
+  const box = $('race-summary');
+  box.replaceChildren();
+  const p = document.createElement('p');
+  const line = (r: DoneMessage, name: string) => `${name} ${(r.totalMs / 1000).toFixed(2)} s (${r.tokensPerSecond.toFixed(1)} tokens/s)`;
+  if (pgm && mdlm) {
+    const speedup = mdlm.totalMs / pgm.totalMs;
+    p.innerHTML = `<strong>PGM is ${speedup.toFixed(2)}× ${speedup >= 1 ? 'faster' : 'slower'}</strong>: `;
+    p.append(`${line(pgm, 'PGM')} vs ${line(mdlm, 'MDLM')}, same settings and seed. Measured one after the other in one worker, each model on its own WebGPU device, so neither slowed the other.`);
+  } else {
+    p.textContent = `${line(results[0], arch[0].toUpperCase())} vs ${line(results[1], arch[1].toUpperCase())}.`;
+  }
+  p.dataset.testid = 'speedup';
+  const replay = document.createElement('button');
+  replay.type = 'button';
+  replay.textContent = 'Replay side by side at measured speed';
+  replay.onclick = () => {
+    replayController?.abort();
+    replayController = new AbortController();
+    for (const v of views) void v.replay(replayController.signal);
+  };
+  box.append(p, replay);
+  box.hidden = false;
+}
+
+// ---- wiring ----
+
+const examples = { prompt: 'It was a dark and stormy night', infill: 'The {{4}} sat on the mat.{{12}} Then{{16}}' };
+
+$<HTMLSelectElement>('mode').onchange = (e) => {
+  const mode = (e.target as HTMLSelectElement).value as keyof typeof examples;
+  $('text-label').textContent = mode === 'infill' ? 'Template ({{n}} = n tokens to write)' : 'Prompt';
+  input('text').value = examples[mode];
+};
+$<HTMLSelectElement>('model').onchange = () => {
+  const custom = $<HTMLSelectElement>('model').value === CUSTOM;
+  showUrlInput(custom);
+  const source = currentSource();
+  if (!custom && source) void loadMain(source);
+};
+$('load-url').onclick = () => {
+  const source = currentSource();
+  if (source) void loadMain(source);
+};
+$('controls').onsubmit = (e) => {
+  e.preventDefault();
+  void generate(false);
+};
+$('race').onclick = () => void generate(true);
+$('stop').onclick = () => {
+  stopRequested = true;
+  worker?.postMessage({ type: 'stop' } satisfies ToWorker);
+};
+$('clear-cache').onclick = async () => {
+  await call({ type: 'clear-cache' });
+  $('model-info').textContent += ' · cache cleared';
 };
 
-stopButton.onclick = () => controller?.abort();
+/** For tests and the curious: destroy the device, as a GPU reset would. */
+(window as unknown as { pgmDemo: object }).pgmDemo = {
+  loseDevice: (slot: Slot = 'main') => worker?.postMessage({ type: 'lose-device', slot } satisfies ToWorker),
+};
 
-start().catch(showError);
+async function start(): Promise<void> {
+  if (!(await describeAdapter())) return;
+  let wanted = params.get('model') ?? undefined;
+  try {
+    const m = await readManifest();
+    manifest = m.models;
+    wanted ??= m.default ?? manifest[0]?.id;
+  } catch (e) {
+    showProblem(`${messageOf(e)}. You can still load a converted model directory by URL.`);
+  }
+  const fromManifest = wanted !== undefined && manifest.some((m) => m.id === wanted);
+  fillModelPicker(fromManifest ? wanted : undefined);
+  if (fromManifest) return loadMain({ kind: 'manifest', manifestUrl, id: wanted! });
+  if (wanted && /^(https?:|\/|\.)/.test(wanted)) {
+    input('model-url').value = wanted;
+    return loadMain({ kind: 'url', url: new URL(wanted, location.href).href });
+  }
+  $('model-info').textContent = manifest.length ? '' : `No models in ${manifestUrl} yet: load a converted model directory by URL.`;
+  setBusy(false);
+}
+
+start().catch((e: unknown) => showProblem(messageOf(e)));
