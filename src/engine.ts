@@ -159,6 +159,9 @@ export class GenerationRun<E, R> implements AsyncIterable<E>, PromiseLike<R> {
   }
 }
 
+/** How long a GPU failure waits for device.lost before it is reported as itself. */
+const LOST_GRACE_MS = 1000;
+
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
 /** The public engine: one model on one device. */
@@ -311,6 +314,9 @@ export class Engine {
         });
       }
     } catch (e) {
+      // A readback can fail (mapAsync: AbortError) before device.lost resolves (Chromium does
+      // this): give the loss a moment to arrive, so it is reported as what it is.
+      if (this.lostReason === undefined && !(e instanceof PgmError)) await Promise.race([this.ctx.lost, new Promise((resolve) => setTimeout(resolve, LOST_GRACE_MS))]);
       if (this.lostReason !== undefined && !(e instanceof PgmError && e.code === 'aborted')) {
         throw new PgmError('device-lost', `the GPU device was lost during generation (${this.lostReason}); create a new engine`, { cause: e });
       }

@@ -29,3 +29,18 @@ export class PgmError extends Error {
 export function fail(code: PgmErrorCode, message: string): never {
   throw new PgmError(code, message);
 }
+
+/**
+ * A value from an untrusted file or caller, as JSON for an error message: at most `max`
+ * characters, and never a throw of its own (deeply nested, cyclic or bigint values).
+ */
+export function brief(value: unknown, max = 80): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    text = Array.isArray(value) ? '[...]' : typeof value === 'bigint' ? `${value}` : '{...}';
+  }
+  text ??= String(value);
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}

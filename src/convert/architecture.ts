@@ -87,6 +87,10 @@ const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.len
  * (missing, unexpected, wrong shape), empty when they agree.
  */
 export function parameterMismatches(c: ModelConfig, actual: ReadonlyMap<string, readonly number[]>): string[] {
+  // Every block has at least 10 tensors: a config claiming more blocks than there are tensors
+  // (a damaged or hostile config.json) cannot match, and listing its names would not end.
+  const blocks = c.arch === 'pgm' ? c.encoderBlocks + c.decoderBlocks : c.nBlocks;
+  if (blocks > actual.size) return [`the config describes ${blocks} blocks, but there are only ${actual.size} tensors`];
   const expected = expectedParameters(c);
   const problems: string[] = [];
   const missing = [...expected.keys()].filter((k) => !actual.has(k));

@@ -131,11 +131,11 @@ function gather(src: Float32Array, shape: readonly number[], stride: readonly nu
   return out;
 }
 
-/** A short description of a pickled value for error messages. */
-export function describeValue(v: unknown): string {
+/** A short description of a pickled value for error messages (nested tuples to `depth` levels: pickles can be cyclic). */
+export function describeValue(v: unknown, depth = 2): string {
   if (v instanceof PyGlobal || v instanceof PickledObject) return v.qualname;
   if (v instanceof Map) return `dict(${v.size})`;
-  if (Array.isArray(v)) return `(${v.slice(0, 5).map(describeValue).join(', ')}${v.length > 5 ? ', ...' : ''})`;
+  if (Array.isArray(v)) return depth > 0 ? `(${v.slice(0, 5).map((x) => describeValue(x, depth - 1)).join(', ')}${v.length > 5 ? ', ...' : ''})` : '(...)';
   if (v instanceof TorchTensor) return `tensor[${v.shape.join(', ')}]`;
   if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}...` : v);
   return String(v);

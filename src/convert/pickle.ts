@@ -1,4 +1,4 @@
-import { PgmError } from '../errors.js';
+import { PgmError, brief } from '../errors.js';
 
 /**
  * A restricted unpickler for torch / Lightning checkpoints. It never imports or calls
@@ -127,7 +127,7 @@ function rebuildTensor(args: readonly unknown[], bad: (why: string) => never): T
   const offset = intArg(args, 1, bad, 'tensor storage offset');
   const shape = tupleArg(args, 2, bad, 'tensor size');
   const stride = tupleArg(args, 3, bad, 'tensor stride');
-  if (shape.length !== stride.length) bad(`tensor size ${JSON.stringify(shape)} and stride ${JSON.stringify(stride)} differ in rank`);
+  if (shape.length !== stride.length) bad(`tensor size ${brief(shape)} and stride ${brief(stride)} differ in rank`);
   for (const v of [...shape, ...stride]) {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(`tensor size/stride entries must be non-negative integers`);
   }

@@ -195,9 +195,13 @@ function toSafe(v: bigint, file: string, what: string): number {
   return Number(v);
 }
 
-/** Inflate raw DEFLATE data, refusing output beyond `expected` bytes. */
+/**
+ * Inflate raw DEFLATE data, refusing output beyond `expected` bytes. The output buffer is
+ * allocated once the data has produced all of it: the declared size alone (up to 1032x the
+ * compressed bytes) never decides how much memory a corrupt or hostile entry takes.
+ */
 async function inflateRaw(compressed: Uint8Array, expected: number, where: string): Promise<Uint8Array> {
-  const out = new Uint8Array(expected);
+  const chunks: Uint8Array[] = [];
   let n = 0;
   const stream = new Blob([compressed as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
   const reader = stream.getReader();
@@ -209,7 +213,7 @@ async function inflateRaw(compressed: Uint8Array, expected: number, where: strin
         await reader.cancel();
         fail('checkpoint', `${where}: inflates to more than its declared ${expected} bytes`);
       }
-      out.set(value, n);
+      chunks.push(value);
       n += value.length;
     }
   } catch (e) {
@@ -217,5 +221,11 @@ async function inflateRaw(compressed: Uint8Array, expected: number, where: strin
     throw new PgmError('checkpoint', `${where}: corrupt deflate data (${(e as Error).message})`, { cause: e });
   }
   if (n !== expected) fail('checkpoint', `${where}: inflated to ${n} bytes, expected ${expected}`);
+  const out = new Uint8Array(expected);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
   return out;
 }

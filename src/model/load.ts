@@ -1,4 +1,4 @@
-import { PgmError, fail } from '../errors.js';
+import { PgmError, brief, fail } from '../errors.js';
 import { parameterMismatches } from '../convert/architecture.js';
 import { validateModelConfig, type ModelConfig, type ModelDirConfig } from './config.js';
 import { findModel, validateManifest, validateShards, type ManifestModel } from './manifest.js';
@@ -39,9 +39,9 @@ export function parseModelDirConfig(text: string, where: string): ModelDirConfig
   }
   const c = json as Record<string, unknown>;
   if (typeof c !== 'object' || c === null) fail('config', `${where}: not a JSON object`);
-  if (c.format !== 'pgm-webgpu' || c.formatVersion !== 1) fail('config', `${where}: not a pgm-webgpu model directory config (format ${JSON.stringify(c.format)}, formatVersion ${JSON.stringify(c.formatVersion)}); convert the checkpoint with \`pgm convert\``);
+  if (c.format !== 'pgm-webgpu' || c.formatVersion !== 1) fail('config', `${where}: not a pgm-webgpu model directory config (format ${brief(c.format)}, formatVersion ${brief(c.formatVersion)}); convert the checkpoint with \`pgm convert\``);
   validateModelConfig(c.model, where);
-  if (c.dtype !== 'f32' && c.dtype !== 'f16') fail('config', `${where}: "dtype" must be "f32" or "f16", got ${JSON.stringify(c.dtype)}`);
+  if (c.dtype !== 'f32' && c.dtype !== 'f16') fail('config', `${where}: "dtype" must be "f32" or "f16", got ${brief(c.dtype)}`);
   validateShards(c.shards, where);
   return c as unknown as ModelDirConfig;
 }

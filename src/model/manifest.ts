@@ -1,4 +1,4 @@
-import { fail } from '../errors.js';
+import { brief, fail } from '../errors.js';
 import type { Architecture, ShardInfo } from './config.js';
 
 /**
@@ -34,10 +34,10 @@ export function validateShards(shards: unknown, where: string): ShardInfo[] {
   for (const [i, s] of (shards as unknown[]).entries()) {
     const r = s as Record<string, unknown>;
     if (typeof r !== 'object' || r === null) bad(`shards[${i}] is not an object`);
-    if (typeof r.file !== 'string' || !/^[\w.-]+\.safetensors$/.test(r.file)) bad(`shards[${i}].file must be a plain *.safetensors file name, got ${JSON.stringify(r.file)}`);
+    if (typeof r.file !== 'string' || !/^[\w.-]+\.safetensors$/.test(r.file)) bad(`shards[${i}].file must be a plain *.safetensors file name, got ${brief(r.file)}`);
     if (seen.has(r.file as string)) bad(`shard ${r.file as string} is listed twice`);
     seen.add(r.file as string);
-    if (!Number.isSafeInteger(r.size) || (r.size as number) < 8) bad(`shards[${i}].size must be a byte count, got ${JSON.stringify(r.size)}`);
+    if (!Number.isSafeInteger(r.size) || (r.size as number) < 8) bad(`shards[${i}].size must be a byte count, got ${brief(r.size)}`);
     if (typeof r.sha256 !== 'string' || !SHA256.test(r.sha256)) bad(`shards[${i}].sha256 must be 64 lowercase hex digits`);
   }
   return shards as ShardInfo[];
@@ -48,22 +48,22 @@ export function validateManifest(m: unknown, where = 'weights-manifest.json'): W
   const bad = (why: string): never => fail('config', `${where}: ${why}`);
   if (typeof m !== 'object' || m === null || Array.isArray(m)) bad('not a JSON object');
   const r = m as Record<string, unknown>;
-  if (r.version !== 1) bad(`unsupported version ${JSON.stringify(r.version)} (expected 1)`);
+  if (r.version !== 1) bad(`unsupported version ${brief(r.version)} (expected 1)`);
   if (!Array.isArray(r.models)) bad('"models" must be an array');
   const ids = new Set<string>();
   for (const [i, e] of (r.models as unknown[]).entries()) {
     const x = e as Record<string, unknown>;
     const at = `models[${i}]`;
     if (typeof x !== 'object' || x === null) bad(`${at} is not an object`);
-    if (typeof x.id !== 'string' || !/^[\w.-]+$/.test(x.id)) bad(`${at}.id must be a simple name, got ${JSON.stringify(x.id)}`);
+    if (typeof x.id !== 'string' || !/^[\w.-]+$/.test(x.id)) bad(`${at}.id must be a simple name, got ${brief(x.id)}`);
     if (ids.has(x.id as string)) bad(`model id ${x.id as string} is listed twice`);
     ids.add(x.id as string);
-    if (x.arch !== 'pgm' && x.arch !== 'mdlm') bad(`${at}.arch must be "pgm" or "mdlm", got ${JSON.stringify(x.arch)}`);
+    if (x.arch !== 'pgm' && x.arch !== 'mdlm') bad(`${at}.arch must be "pgm" or "mdlm", got ${brief(x.arch)}`);
     for (const k of ['path', 'description', 'license'] as const) if (typeof x[k] !== 'string' || !(x[k] as string).length) bad(`${at}.${k} must be a non-empty string`);
     if (!Number.isSafeInteger(x.params) || (x.params as number) <= 0) bad(`${at}.params must be a positive integer`);
     validateShards(x.shards, `${where} ${at}`);
   }
-  if (r.default !== null && !(typeof r.default === 'string' && ids.has(r.default))) bad(`"default" must be null or the id of a listed model, got ${JSON.stringify(r.default)}`);
+  if (r.default !== null && !(typeof r.default === 'string' && ids.has(r.default))) bad(`"default" must be null or the id of a listed model, got ${brief(r.default)}`);
   return r as unknown as WeightsManifest;
 }
 

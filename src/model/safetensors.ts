@@ -1,4 +1,4 @@
-import { fail } from '../errors.js';
+import { brief, fail } from '../errors.js';
 
 /**
  * safetensors files: 8-byte little-endian header length N, N bytes of JSON header
@@ -202,11 +202,11 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
     const t = value as Record<string, unknown>;
     if (typeof t !== 'object' || t === null) bad(`tensor ${name}: entry is not an object`);
     const dtype = t.dtype as SafetensorsDtype;
-    if (!(typeof dtype === 'string' && dtype in DTYPE_BYTES)) bad(`tensor ${name}: unsupported dtype ${JSON.stringify(t.dtype)} (expected F32, F16 or BF16)`);
+    if (!(typeof dtype === 'string' && dtype in DTYPE_BYTES)) bad(`tensor ${name}: unsupported dtype ${brief(t.dtype)} (expected F32, F16 or BF16)`);
     const shape = t.shape;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`tensor ${name}: bad shape ${JSON.stringify(shape)}`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`tensor ${name}: bad shape ${brief(shape)}`);
     const off = t.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0) || off[0] > off[1]) bad(`tensor ${name}: bad data_offsets ${JSON.stringify(off)}`);
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0) || off[0] > off[1]) bad(`tensor ${name}: bad data_offsets ${brief(off)}`);
     const [begin, end] = off as number[];
     if (end > dataSize) bad(`tensor ${name}: data_offsets [${begin}, ${end}] run past the end of the data (${dataSize} bytes); the file is truncated`);
     const want = numel(shape as number[]) * DTYPE_BYTES[dtype];

@@ -1,4 +1,4 @@
-import { PgmError, fail } from '../errors.js';
+import { PgmError, brief, fail } from '../errors.js';
 import type { GpuModel } from '../model/gpu-model.js';
 import { Rng } from './rng.js';
 import { mdlmRevealProbability, nonUniformCounts, uniformCounts, ORDERS, SCHEDULES, type Order, type Schedule } from './schedule.js';
@@ -42,8 +42,8 @@ export function checkSamplingOptions(o: SamplingOptions, L: number, maskId: numb
   const bad = (msg: string): never => fail('option', msg);
   if (!Number.isInteger(o.length) || o.length < 2 || o.length > L) bad(`length must be an integer in [2, ${L}] (the model length), got ${o.length}`);
   if (!Number.isInteger(o.steps) || o.steps < 1) bad(`steps must be a positive integer, got ${o.steps}`);
-  if (!ORDERS.includes(o.order)) bad(`unknown order ${JSON.stringify(o.order)}; use one of ${ORDERS.join(', ')}`);
-  if (!SCHEDULES.includes(o.schedule)) bad(`unknown schedule ${JSON.stringify(o.schedule)}; use one of ${SCHEDULES.join(', ')}`);
+  if (!ORDERS.includes(o.order)) bad(`unknown order ${brief(o.order)}; use one of ${ORDERS.join(', ')}`);
+  if (!SCHEDULES.includes(o.schedule)) bad(`unknown schedule ${brief(o.schedule)}; use one of ${SCHEDULES.join(', ')}`);
   if (arch === 'mdlm' && o.order !== 'random') bad(`the MDLM sampler (ddpm_cache) reveals positions at random; order ${o.order} needs a PGM`);
   if (!o.greedy && !(o.temperature > 0 && Number.isFinite(o.temperature))) bad(`temperature must be > 0 (or use greedy), got ${o.temperature}`);
   if (!(o.topP > 0 && o.topP <= 1)) bad(`topP must be in (0, 1], got ${o.topP}`);

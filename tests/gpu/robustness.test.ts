@@ -1,0 +1,235 @@
+/**
+ * The engine under misuse, in Node and in Chromium: invalid options fail before any GPU
+ * work, overlapping calls queue in order, a lost device rejects what is pending with
+ * `device-lost`, and tensors beyond the device's limits are refused naming the limit.
+ */
+import { describe, expect, it } from 'vitest';
+import { Engine, type GenerateOptions } from '../../src/engine.js';
+import { PgmError } from '../../src/errors.js';
+import { requestGpu, type GpuContext } from '../../src/gpu/context.js';
+import type { ModelConfig } from '../../src/model/config.js';
+import type { WeightMap } from '../../src/model/tensor.js';
+import { Vocabulary } from '../../src/model/vocab.js';
+import { randomWeights, tinyConfig } from '../../src/reference/random.js';
+import { runtime, testGpu } from '../helpers/gpu.js';
+
+// A reduced vocabulary keeps the sampler cheap; prompts and text still go through GPT-2.
+const vocabulary = Vocabulary.fromCounts(new Uint32Array(50257), 300);
+const config = tinyConfig('pgm', { vocabSize: 300, hiddenSize: 16, nHeads: 2, condDim: 8, length: 24, vocabMap: [...vocabulary.vocabMap] });
+const model = { config, weights: randomWeights(config, 5) };
+
+let sharedEngine: Promise<Engine> | undefined;
+/** The engine on this worker's shared device (maxBatch 2). */
+const shared = (): Promise<Engine> => (sharedEngine ??= testGpu().then((gpu) => Engine.create(gpu, model, { maxBatch: 2 })));
+
+/** A device of its own (the tests that destroy it must not take the shared one down). */
+async function ownGpu(): Promise<GpuContext> {
+  return runtime === 'node' ? (await import('../../src/node.js')).requestNodeGpu() : requestGpu();
+}
+
+/**
+ * A device with WebGPU's default limits (maxStorageBufferBindingSize 128 MiB, maxBufferSize
+ * 256 MiB): what `adapter.requestDevice()` gives when no limits are requested. Limits cannot
+ * be requested below the defaults, so this is the smallest honest device; no wrapper fakes them.
+ */
+async function defaultLimitsGpu(): Promise<GpuContext> {
+  const base = await testGpu();
+  const adapter = await base.gpu.requestAdapter();
+  const device = await adapter!.requestDevice();
+  const { maxStorageBufferBindingSize, maxBufferSize } = device.limits;
+  return { gpu: base.gpu, device, lost: device.lost, adapter: { ...base.adapter, maxStorageBufferBindingSize, maxBufferSize } };
+}
+
+/** Counts GPU work on `device` (submits, buffers, writes, encoders) until `restore()`. */
+function countGpuWork(device: GPUDevice) {
+  const counts = { submit: 0, createBuffer: 0, writeBuffer: 0, createCommandEncoder: 0 };
+  const wrap = <T extends object>(target: T, name: keyof typeof counts & keyof T) => {
+    const original = target[name] as (...args: unknown[]) => unknown;
+    Object.defineProperty(target, name, {
+      configurable: true,
+      value(this: T, ...args: unknown[]) {
+        counts[name]++;
+        return original.apply(this, args);
+      },
+    });
+    return () => delete (target as Record<string, unknown>)[name as string];
+  };
+  const undo = [wrap(device.queue, 'submit'), wrap(device.queue, 'writeBuffer'), wrap(device, 'createBuffer'), wrap(device, 'createCommandEncoder')];
+  return { counts, restore: () => undo.forEach((u) => u()) };
+}
+
+const rejection = (p: PromiseLike<unknown>): Promise<unknown> => Promise.resolve(p).then(() => undefined, (e: unknown) => e);
+
+describe(`robustness (${runtime})`, () => {
+  it('invalid options are typed errors naming the option, before any GPU work', async () => {
+    const engine = await shared();
+    const device = (await testGpu()).device;
+    const bytes = engine.gpuBytes;
+    const promptTokens = vocabulary.encode('ab').length;
+    const bad: [GenerateOptions & { sequences?: unknown }, RegExp][] = [
+      [{ steps: 0 }, /steps must be a positive integer, got 0/],
+      [{ steps: -3 }, /steps/],
+      [{ steps: 2.5 }, /steps/],
+      [{ steps: Number.NaN }, /steps/],
+      [{ steps: Infinity }, /steps/],
+      [{ steps: 24, length: 24 }, /steps 24 exceeds the 23 positions to generate/],
+      [{ steps: 7 - promptTokens + 1, length: 8, prompt: 'ab' }, new RegExp(`steps ${8 - promptTokens} exceeds the ${7 - promptTokens} positions`)],
+      [{ length: 25 }, /length must be an integer in \[2, 24\]/],
+      [{ length: 1 }, /length/],
+      [{ length: 12.5 }, /length/],
+      [{ length: Number.NaN }, /length/],
+      [{ temperature: 0 }, /temperature must be > 0 \(or use greedy\), got 0/],
+      [{ temperature: -1 }, /temperature/],
+      [{ temperature: Number.NaN }, /temperature/],
+      [{ temperature: Infinity }, /temperature/],
+      [{ temperature: '0.5' as unknown as number }, /temperature/],
+      [{ topP: 0 }, /topP must be in \(0, 1\], got 0/],
+      [{ topP: -0.5 }, /topP/],
+      [{ topP: 1.0001 }, /topP/],
+      [{ topP: Number.NaN }, /topP/],
+      [{ prompt: 'word '.repeat(40), length: 20 }, /the prompt is longer than the length/],
+      [{ infill: 'A{{30}}B', length: 20 }, /infill template needs positions up to/],
+      [{ infill: [{ position: 0, text: 'x' }] }, /position must be an integer >= 1/],
+      [{ prompt: 'a', infill: 'b' }, /either prompt or infill/],
+      [{ order: 'sideways' as 'random' }, /unknown order "sideways"; use one of random, left-to-right, confident/],
+      [{ order: 10n as unknown as 'random' }, /unknown order 10;/],
+      [{ schedule: 'cosine' as 'uniform' }, /unknown schedule "cosine"/],
+      [{ seed: -1 }, /seed must be an integer in \[0, 2\^32\), got -1/],
+      [{ seed: 2 ** 32 }, /seed/],
+      [{ seed: 1.5 }, /seed/],
+      [{ seed: Number.NaN }, /seed/],
+    ];
+    const work = countGpuWork(device);
+    try {
+      for (const [options, message] of bad) {
+        const e = await rejection(engine.generate(options));
+        expect(e, JSON.stringify(options, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))).toBeInstanceOf(PgmError);
+        expect([(e as PgmError).code, (e as PgmError).message]).toEqual(['option', expect.stringMatching(message)]);
+      }
+      for (const [sequences, message] of [[[], /non-empty array/], [[{ seed: 1 }, { seed: 2 }, { seed: 3 }], /batch of 3 exceeds this engine's maxBatch 2/]] as const) {
+        const e = await rejection(engine.generateBatch({ sequences: sequences as unknown as { seed: number }[] }));
+        expect([(e as PgmError).code, (e as PgmError).message]).toEqual(['option', expect.stringMatching(message)]);
+      }
+    } finally {
+      work.restore();
+    }
+    expect(work.counts).toEqual({ submit: 0, createBuffer: 0, writeBuffer: 0, createCommandEncoder: 0 });
+    expect(engine.gpuBytes).toBe(bytes);
+    // The boundaries themselves are valid: greedy needs no temperature, topP = 1, steps = positions.
+    const ok = await engine.generate({ length: 6, steps: 5, temperature: 0, greedy: true, topP: 1, seed: 2 ** 32 - 1 });
+    expect([...ok.tokens].every((t) => t >= 0)).toBe(true);
+  });
+
+  it('overlapping generate() calls run in call order, each as if alone; failures and aborts do not disturb the queue', async () => {
+    const engine = await shared();
+    const options = [
+      { length: 20, steps: 4, seed: 101 },
+      { length: 16, steps: 5, seed: 202, prompt: 'Hello' },
+      { length: 24, steps: 3, seed: 303, order: 'left-to-right' as const },
+    ];
+    const alone = [];
+    for (const o of options) alone.push(await engine.generate(o));
+
+    // Each call's step events, logged as its consumer receives them, and completion order.
+    const log: string[] = [];
+    const finished: string[] = [];
+    const track = (name: string, run: AsyncIterable<unknown> & PromiseLike<unknown>): Promise<unknown> =>
+      (async () => {
+        for await (const _ of run) log.push(name);
+        return run;
+      })().then(
+        (r) => (finished.push(name), r),
+        (e: unknown) => (finished.push(name), e),
+      );
+    const aborted = new AbortController();
+    aborted.abort();
+    const results = await Promise.all([
+      track('0', engine.generate(options[0])),
+      track('bad', engine.generate({ steps: 0 })),
+      track('1', engine.generate(options[1])),
+      track('aborted', engine.generate({ length: 20, steps: 4, seed: 1, signal: aborted.signal })),
+      track('2', engine.generate(options[2])),
+    ]);
+    // The invalid call fails at once (it never joins the queue); the others run one after
+    // another in call order: no step of a later call comes before the last step of an earlier
+    // one. (The aborted call fails as soon as its turn comes, within the same few microtasks
+    // as the previous call's result, so its settling is only ordered after call 0.)
+    expect(finished[0]).toBe('bad');
+    expect(finished.filter((n) => /^\d$/.test(n))).toEqual(['0', '1', '2']);
+    expect(finished.indexOf('aborted')).toBeGreaterThan(finished.indexOf('0'));
+    expect(log).toEqual([...Array(4).fill('0'), ...Array(5).fill('1'), ...Array(3).fill('2')]);
+    expect(results[1]).toMatchObject({ code: 'option' });
+    expect(results[3]).toMatchObject({ code: 'aborted' });
+    for (const [i, r] of [results[0], results[2], results[4]].entries()) {
+      const run = r as (typeof alone)[number];
+      expect([...run.tokens], `call ${i}`).toEqual([...alone[i].tokens]);
+      expect(run.text).toBe(alone[i].text);
+    }
+  });
+
+  it('a device lost mid-generation rejects the running and the queued calls with device-lost; a new engine on a new device works', async () => {
+    const ctx = await ownGpu();
+    const engine = await Engine.create(ctx, model, { maxBatch: 1, ownsDevice: true });
+    const running = engine.generate({ steps: 20, seed: 7 });
+    const queued = engine.generate({ steps: 4, seed: 8 });
+    let seen = 0;
+    const lost = await rejection(
+      (async () => {
+        for await (const _ of running) if (++seen === 2) ctx.device.destroy();
+      })(),
+    );
+    expect(seen).toBeLessThan(20);
+    expect(lost).toBeInstanceOf(PgmError);
+    expect([(lost as PgmError).code, (lost as PgmError).message]).toEqual(['device-lost', expect.stringMatching(/^the GPU device was lost during generation \(.+\); create a new engine$/)]);
+    expect(await rejection(running)).toBe(lost);
+    expect(await rejection(queued)).toMatchObject({ code: 'device-lost' });
+    expect(await rejection(engine.generate({ steps: 2, seed: 1 }))).toMatchObject({ code: 'device-lost', message: expect.stringMatching(/create a new engine$/) });
+    engine.dispose();
+    expect(engine.gpuBytes).toBe(0);
+
+    // Lost before the first step ran (destroyed right after the call).
+    const ctx2 = await ownGpu();
+    const engine2 = await Engine.create(ctx2, model, { maxBatch: 1, ownsDevice: true });
+    const early = engine2.generate({ steps: 4, seed: 9 });
+    ctx2.device.destroy();
+    expect(await rejection(early)).toMatchObject({ code: 'device-lost' });
+    engine2.dispose();
+
+    // A new engine on a new device: the same tokens as the shared engine for the same seed.
+    const ctx3 = await ownGpu();
+    const fresh = await Engine.create(ctx3, model, { maxBatch: 1, ownsDevice: true });
+    const again = await fresh.generate({ length: 20, steps: 4, seed: 101 });
+    const reference = await (await shared()).generate({ length: 20, steps: 4, seed: 101 });
+    expect([...again.tokens]).toEqual([...reference.tokens]);
+    fresh.dispose();
+  });
+
+  it('tensors and activations beyond the device limits are refused naming the limit, and every buffer made is freed', async () => {
+    await shared(); // kernel variants are measured once per adapter: not on the huge shapes below
+    const gpu = await defaultLimitsGpu();
+    expect([gpu.device.limits.maxStorageBufferBindingSize, gpu.device.limits.maxBufferSize]).toEqual([2 ** 27, 2 ** 28]);
+    const live = new Set<GPUBuffer>();
+    const createBuffer = gpu.device.createBuffer.bind(gpu.device);
+    gpu.device.createBuffer = (descriptor: GPUBufferDescriptor) => {
+      const buffer = createBuffer(descriptor);
+      const destroy = buffer.destroy.bind(buffer);
+      live.add(buffer);
+      buffer.destroy = () => (live.delete(buffer), destroy());
+      return buffer;
+    };
+    // Only the embedding: loading uploads tensors in order and must stop at this one.
+    // Zero-filled, so the host pages are never touched.
+    const embedding = (c: ModelConfig): WeightMap => new Map([['vocab_embed.embedding', { shape: [c.vocabSize, c.hiddenSize], data: new Float32Array(c.vocabSize * c.hiddenSize) }]]);
+    const wide = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 768, nHeads: 12, condDim: 8, length: 8 }); // 154 MB > 128 MiB
+    const e1 = await rejection(Engine.create(gpu, { config: wide, weights: embedding(wide) }));
+    expect([(e1 as PgmError).code, (e1 as PgmError).message]).toEqual(['webgpu', `buffer "vocab_embed.embedding" needs 154392576 bytes, over this adapter's maxStorageBufferBindingSize (134217728); use a smaller batch or model length`]);
+    const wider = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 1344, nHeads: 12, condDim: 8, length: 8 }); // 270 MB > 256 MiB
+    const e2 = await rejection(Engine.create(gpu, { config: wider, weights: embedding(wider) }));
+    expect([(e2 as PgmError).code, (e2 as PgmError).message]).toEqual(['webgpu', expect.stringMatching(/^buffer "vocab_embed\.embedding" needs 270187008 bytes, over this adapter's maxBufferSize \(268435456\)/)]);
+    // Activations sized for [maxBatch, L]: logits [8192 * 24, 300] floats = 236 MB.
+    const e3 = await rejection(Engine.create(gpu, model, { maxBatch: 8192 }));
+    expect([(e3 as PgmError).code, (e3 as PgmError).message]).toEqual(['webgpu', expect.stringMatching(/^buffer "logits" needs 235929600 bytes, over this adapter's maxStorageBufferBindingSize \(134217728\)/)]);
+    expect(live.size).toBe(0);
+    gpu.device.destroy();
+  });
+});
