@@ -72,6 +72,9 @@ def parse_args(argv=None):
   g.add_argument('--val-batches', type=int, default=8)
   g.add_argument('--save-every', type=int, default=500, help='overwrite last.ckpt')
   g.add_argument('--keep-every', type=int, default=0, help='also keep step-N.ckpt (0: never)')
+  g.add_argument('--deadline', type=float, default=0,
+                 help='Unix time: past it, validate, save last.ckpt and stop early (0: none); '
+                      'a later --resume continues to --steps')
   return p.parse_args(argv)
 
 
@@ -217,6 +220,12 @@ def main(argv=None):
   model.train()
   losses, t0, tokens = [], time.time(), 0
   while step < args.steps:
+    if args.deadline and time.time() > args.deadline:
+      write({'step': step, 'stopped': 'deadline'})
+      evaluate()
+      save(args.out / 'last.ckpt.tmp')
+      os.replace(args.out / 'last.ckpt.tmp', args.out / 'last.ckpt')
+      break
     rng, gen = step_generator(args.seed, step)
     rows = rng.integers(0, len(train_chunks), size=args.batch_size)
     x0 = torch.from_numpy(train_chunks[np.sort(rows)].astype(np.int64))
