@@ -88,10 +88,21 @@ export interface Dispatch {
   grid: () => [number, number, number];
 }
 
+/** Sees every dispatch encoded, with the grid it ran at (bench/ replays them one timestamped pass each). */
+export type DispatchObserver = (dispatch: Dispatch, grid: [number, number, number]) => void;
+
+let observer: DispatchObserver | undefined;
+
+/** Install (or remove, with undefined) the observer of `encodeDispatches`; profiling only. */
+export function observeDispatches(o: DispatchObserver | undefined): void {
+  observer = o;
+}
+
 export function encodeDispatches(pass: GPUComputePassEncoder, dispatches: readonly Dispatch[]): void {
   for (const d of dispatches) {
     const [x, y, z] = d.grid();
     if (x === 0 || y === 0 || z === 0) continue;
+    observer?.(d, [x, y, z]);
     pass.setPipeline(d.kernel.pipeline);
     pass.setBindGroup(0, d.bindGroup);
     pass.dispatchWorkgroups(x, y, z);

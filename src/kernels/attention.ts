@@ -1,7 +1,33 @@
 import type { Dispatch } from '../gpu/kernel.js';
+import { byRowCount } from './variant.js';
 import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
-const url = new URL('../../shaders/attention.wgsl', import.meta.url);
+/**
+ * The attention variants, same bindings and results:
+ * - `thread`: one thread per (query row, head) reading keys and values from global memory
+ *   (no workgroup memory: what SwiftShader prefers);
+ * - `flash`: a workgroup per 64 query rows of a head, key/value tiles staged in workgroup
+ *   memory and shared by its threads (what real GPUs prefer).
+ */
+export const ATTENTION_VARIANTS = ['thread', 'flash'] as const;
+export type AttentionVariant = (typeof ATTENTION_VARIANTS)[number];
+
+/** Which variant runs for many query rows and for at most `SMALL_QUERIES`. */
+export interface AttentionPlan {
+  large: AttentionVariant;
+  small: AttentionVariant;
+}
+
+export const SMALL_QUERIES = 16;
+
+export const DEFAULT_ATTENTION_PLAN: AttentionPlan = { large: 'thread', small: 'thread' };
+
+const threadUrl = new URL('../../shaders/attention.wgsl', import.meta.url);
+const flashUrl = new URL('../../shaders/attention_flash.wgsl', import.meta.url);
+const QUERY_TILE = 64;
+
+/** Keys per workgroup-memory tile: K and V tiles together stay within 16 KiB, the WebGPU default limit. */
+export const keyTile = (headDim: number): number => Math.max(1, Math.min(32, Math.floor(2048 / headDim)));
 
 /** A [rows, stride] buffer whose heads start at float column `offset`. */
 export interface HeadSlice {
@@ -20,24 +46,37 @@ export interface AttentionArgs {
   out: GPUBuffer; // [batch, L, nHeads * headDim]
   nHeads: number;
   headDim: number;
+  /** Run this variant at every query count instead of `ws.plan` (tests, benches, tuning). */
+  variant?: AttentionVariant;
 }
 
-/** softmax(q k^T / sqrt(dh)) v per head over each sequence's clean keys. */
+/**
+ * softmax(q k^T / sqrt(dh)) v per head over each sequence's clean keys, by the plan's variant
+ * for the query count at encode time.
+ */
 export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promise<Dispatch> {
-  const kernel = await ws.kernels.get({
-    url,
-    bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write'],
-    defines: { HEAD_DIM: a.headDim },
-  });
+  const plan = a.variant ? { large: a.variant, small: a.variant } : ws.plan?.attention ?? DEFAULT_ATTENTION_PLAN;
   const params = paramsBuffer(
     ws,
     a.label,
     [a.q.stride, a.q.offset, a.k.stride, a.k.offset, a.v.stride, a.v.offset, a.nHeads, a.queries],
     [1 / Math.sqrt(a.headDim)],
   );
-  return {
-    kernel,
-    bindGroup: kernel.bind(a.label, [ws.dims, ws.lengths, params, a.q.buffer, a.k.buffer, a.v.buffer, a.out]),
-    grid: () => [ceilDiv(rowsOf(ws, a.queries) * a.nHeads, 64), ws.shape.batch, 1],
+  const prepare = async (variant: AttentionVariant): Promise<Dispatch> => {
+    const flash = variant === 'flash';
+    const kernel = await ws.kernels.get({
+      url: flash ? flashUrl : threadUrl,
+      bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write'],
+      defines: flash ? { HEAD_DIM: a.headDim, KEY_TILE: keyTile(a.headDim) } : { HEAD_DIM: a.headDim },
+    });
+    const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.q.buffer, a.k.buffer, a.v.buffer, a.out]);
+    const grid = (): [number, number, number] =>
+      flash
+        ? [ceilDiv(rowsOf(ws, a.queries), QUERY_TILE), a.nHeads, ws.shape.batch]
+        : [ceilDiv(rowsOf(ws, a.queries) * a.nHeads, 64), ws.shape.batch, 1];
+    return { kernel, bindGroup, grid };
   };
+  const large = await prepare(plan.large);
+  const small = plan.small === plan.large ? large : await prepare(plan.small);
+  return byRowCount(() => rowsOf(ws, a.queries), SMALL_QUERIES, small, large);
 }

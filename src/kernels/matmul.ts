@@ -1,8 +1,40 @@
 import type { Dispatch } from '../gpu/kernel.js';
+import type { Defines } from '../gpu/shader.js';
+import { byRowCount } from './variant.js';
 import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
-const url = new URL('../../shaders/matmul.wgsl', import.meta.url);
-const TILE = 32;
+/**
+ * The matmul variants, all with the same bindings and fused epilogues:
+ * - `register`: 4x4 outputs per thread straight from global memory, 32x32 per workgroup
+ *   (no workgroup memory: what SwiftShader prefers);
+ * - `wide`: the same kernel as 4 rows x 256 columns per workgroup, for few rows;
+ * - `tiled`: 64x64 per workgroup, K tiles staged in workgroup memory (what real GPUs prefer);
+ * - `splitk`: 4 rows x 64 columns per workgroup, K split over 16 lanes, for few rows.
+ * Every variant is correct at any shape; tuning.ts measures which is fastest where.
+ */
+export const MATMUL_VARIANTS = ['register', 'wide', 'tiled', 'splitk'] as const;
+export type MatmulVariant = (typeof MATMUL_VARIANTS)[number];
+
+/** Which variant runs when a sequence has many rows and when it has at most `SMALL_ROWS`. */
+export interface MatmulPlan {
+  large: MatmulVariant;
+  small: MatmulVariant;
+}
+
+/** Row counts up to this use the plan's `small` variant. */
+export const SMALL_ROWS = 16;
+
+export const DEFAULT_MATMUL_PLAN: MatmulPlan = { large: 'register', small: 'register' };
+
+const shader = (file: string): URL => new URL(`../../shaders/${file}`, import.meta.url);
+
+/** Shader file, extra defines and the block of [rows, columns] one workgroup covers. */
+const layouts: Record<MatmulVariant, { url: URL; defines: Defines; block: [number, number] }> = {
+  register: { url: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 8 }, block: [32, 32] },
+  wide: { url: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1 }, block: [4, 256] },
+  tiled: { url: shader('matmul_tiled.wgsl'), defines: {}, block: [64, 64] },
+  splitk: { url: shader('matmul_small.wgsl'), defines: {}, block: [4, 64] },
+};
 
 export interface MatmulArgs {
   label: string;
@@ -19,22 +51,36 @@ export interface MatmulArgs {
   gatedResidual?: { modulation: GPUBuffer; gateOffset: number };
   /** Pack output rows densely per sequence by the current max row count (for logits). */
   denseOut?: boolean;
+  /** Run this variant at every row count instead of `ws.plan` (tests, benches, tuning). */
+  variant?: MatmulVariant;
 }
 
-/** out = epilogue(x @ weight^T), only over each sequence's valid rows. */
+/**
+ * out = epilogue(x @ weight^T), only over each sequence's valid rows, by the plan's variant
+ * for the row count at encode time.
+ */
 export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Dispatch> {
-  const kernel = await ws.kernels.get({
-    url,
-    bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'write', 'read', 'read'],
-    defines: {
-      VEC4: a.K % 4 === 0,
-      BIAS: a.bias !== undefined,
-      GELU: a.activation === 'gelu',
-      SILU: a.activation === 'silu',
-      GATED_RESIDUAL: a.gatedResidual !== undefined,
-    },
-  });
+  const plan = a.variant ? { large: a.variant, small: a.variant } : ws.plan?.matmul ?? DEFAULT_MATMUL_PLAN;
   const params = paramsBuffer(ws, a.label, [a.K, a.N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0]);
-  const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.x, a.weight, a.out, a.bias ?? ws.unused, a.gatedResidual?.modulation ?? ws.unused]);
-  return { kernel, bindGroup, grid: () => [ceilDiv(a.N, TILE), ceilDiv(rowsOf(ws, a.rows), TILE), ws.shape.batch] };
+  const prepare = async (variant: MatmulVariant): Promise<Dispatch> => {
+    const layout = layouts[variant];
+    const kernel = await ws.kernels.get({
+      url: layout.url,
+      bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'write', 'read', 'read'],
+      defines: {
+        ...layout.defines,
+        VEC4: a.K % 4 === 0,
+        BIAS: a.bias !== undefined,
+        GELU: a.activation === 'gelu',
+        SILU: a.activation === 'silu',
+        GATED_RESIDUAL: a.gatedResidual !== undefined,
+      },
+    });
+    const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.x, a.weight, a.out, a.bias ?? ws.unused, a.gatedResidual?.modulation ?? ws.unused]);
+    const [rows, cols] = layout.block;
+    return { kernel, bindGroup, grid: () => [ceilDiv(a.N, cols), ceilDiv(rowsOf(ws, a.rows), rows), ws.shape.batch] };
+  };
+  const large = await prepare(plan.large);
+  const small = plan.small === plan.large ? large : await prepare(plan.small);
+  return byRowCount(() => rowsOf(ws, a.rows), SMALL_ROWS, small, large);
 }

@@ -1,5 +1,6 @@
 import type { GpuMemory } from '../gpu/memory.js';
 import type { KernelCache } from '../gpu/kernel.js';
+import type { KernelPlan } from './tuning.js';
 
 /** Which per-sequence row count a kernel walks: the clean tokens or the queries. */
 export const Rows = { Clean: 0, Query: 1 } as const;
@@ -28,6 +29,8 @@ export interface Workspace {
   /** Bound where a variant does not read a binding. */
   unused: GPUBuffer;
   shape: BatchShape;
+  /** Kernel variants measured fastest on this adapter (tuning.ts); absent: the SwiftShader-friendly ones. */
+  plan?: KernelPlan;
 }
 
 /** A uniform buffer with `u32s` followed by `f32s`, written once. */

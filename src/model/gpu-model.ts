@@ -5,6 +5,7 @@ import { GpuMemory, readBuffer } from '../gpu/memory.js';
 import { sinusTable } from '../kernels/group-swap.js';
 import { ropeTables } from '../kernels/rope.js';
 import { createSampler, type SampleSettings, type Sampler } from '../kernels/sample.js';
+import { kernelPlan, type PlanOptions } from '../kernels/tuning.js';
 import { setBatchShape, type Workspace } from '../kernels/workspace.js';
 import type { Activations, ForwardContext } from './blocks.js';
 import { computeModulations } from './conditioning.js';
@@ -14,7 +15,11 @@ import { mdlmForward } from './mdlm.js';
 import { pgmForward } from './pgm.js';
 import type { WeightMap } from './tensor.js';
 
-export interface GpuModelOptions {
+/**
+ * `matmul`, `attention`: which kernel variants run; 'auto' (default) measures them once per
+ * adapter at load and remembers the fastest, a variant name forces it (tests, benches).
+ */
+export interface GpuModelOptions extends PlanOptions {
   /** Largest batch the buffers are sized for (default 1). */
   maxBatch?: number;
 }
@@ -54,6 +59,7 @@ export class GpuModel {
         unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
         shape: { batch: 0, maxClean: 0, maxQuery: 0 },
       };
+      ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V: config.vocabSize, L, nHeads: config.nHeads, headDim: headDim(config) }, options);
       const gpuWeights = new Map<string, GPUBuffer>();
       for (const [name, tensor] of weights) gpuWeights.set(name, memory.upload(name, tensor.data));
       const w = (name: string): GPUBuffer => gpuWeights.get(name) ?? fail('architecture', `the model has no tensor ${name}`);

@@ -48,6 +48,24 @@ describe(`PGM forward on WebGPU (${runtime}) vs the TypeScript reference`, () =>
   }
 });
 
+describe(`PGM forward with forced kernel variants (${runtime}) vs the TypeScript reference`, () => {
+  it('tiled matmul + flash attention, padded batch, D % 4 != 0', async () => {
+    const gpu = await testGpu();
+    const config = tinyConfig('pgm', { hiddenSize: 30, nHeads: 5, length: 29 });
+    const weights = randomWeights(config, 7);
+    const sequences = [[1, 28], [28, 1], [9, 5]].map(([n, m], b) => randomSequence(config, n, m, 100 + b));
+    const model = await GpuModel.load(gpu, config, weights, { maxBatch: sequences.length, matmul: 'tiled', attention: 'flash' });
+    try {
+      expect(model.ws.plan).toEqual({ matmul: { large: 'tiled', small: 'tiled' }, attention: { large: 'flash', small: 'flash' } });
+      const { maxAbs, argmaxMismatches } = compareRows(await model.pgmLogits(sequences), referencePgmLogits(config, weights, sequences), config.vocabSize);
+      expect(maxAbs).toBeLessThan(1e-4);
+      expect(argmaxMismatches).toBe(0);
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
 describe(`MDLM forward on WebGPU (${runtime}) vs the TypeScript reference`, () => {
   it('batch of 2, odd length, masks', async () => {
     const gpu = await testGpu();

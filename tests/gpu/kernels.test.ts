@@ -1,9 +1,11 @@
 /**
  * Every WGSL kernel against its `src/reference/ops.ts` oracle on seeded random data, one
- * `describe` per kernel. Shapes cover what tiles and workgroups get wrong: sizes that are not
- * multiples of the matmul tile (32 rows x 32 columns, 4x4 per thread) or of a 64-wide
- * workgroup, a single row, all `seqStride` rows, ragged batches (sequences with different
- * clean/query row counts), and both row kinds.
+ * `describe` per kernel and per variant (matmul: register, wide, tiled, splitk; attention:
+ * thread, flash). Shapes cover what tiles and workgroups get wrong: sizes that are not
+ * multiples of a matmul block (32x32 register, 4x256 wide, 64x64 tiled with K tiles of 16,
+ * 4x64 splitk over 16 K lanes) or of a 64-wide workgroup or flash query/key tile, a single row,
+ * all `seqStride` rows, ragged batches (sequences with different clean/query row counts), and
+ * both row kinds.
  *
  * Outputs start as a sentinel (or as existing values for in-place kernels) and every element a
  * kernel does not own (padding rows past a sequence's count, columns outside a slice, rows of a
@@ -18,12 +20,13 @@
 import { describe, expect, it } from 'vitest';
 import { encodeDispatches, KernelCache, type Dispatch } from '../../src/gpu/kernel.js';
 import { GpuMemory } from '../../src/gpu/memory.js';
-import { attentionDispatch } from '../../src/kernels/attention.js';
+import { ATTENTION_VARIANTS, attentionDispatch, type AttentionVariant } from '../../src/kernels/attention.js';
 import { embedDispatch } from '../../src/kernels/embed.js';
 import { queryInitDispatches, sinusTable } from '../../src/kernels/group-swap.js';
 import { layerNormDispatch } from '../../src/kernels/layernorm.js';
-import { matmulDispatch } from '../../src/kernels/matmul.js';
+import { MATMUL_VARIANTS, matmulDispatch, type MatmulVariant } from '../../src/kernels/matmul.js';
 import { ropeDispatch, ropeTables } from '../../src/kernels/rope.js';
+import type { KernelPlan } from '../../src/kernels/tuning.js';
 import { Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
 import type { PreQueryMode } from '../../src/model/config.js';
 import {
@@ -292,82 +295,99 @@ describe(`layernorm kernel (${runtime}) vs reference layerNorm + modulate`, () =
   }
 });
 
-describe(`matmul kernel (${runtime}) vs reference linear + epilogue`, () => {
-  interface Case {
-    name: string;
-    K: number;
-    N: number;
-    kind: Rows;
-    batch: Batch;
-    bias?: boolean;
-    activation?: 'gelu' | 'silu';
-    /** Gate offset in the modulation buffer: out += gate * result. */
-    gateOffset?: number;
-    denseOut?: boolean;
-    /** Spread of x (default 1): large pre-activations test the gelu clamp and silu's exp. */
-    xStd?: number;
-  }
-  const cases: Case[] = [
-    { name: 'VEC4, 3 row tiles (70 rows), N = 33', K: 32, N: 33, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 40], query: [2, 70, 3] } },
-    { name: 'K = 3 (scalar path), N = 5', K: 3, N: 5, kind: Rows.Clean, batch: { L: 9, clean: [9, 4], query: [0, 9] } },
-    { name: 'K = 1, N = 70, bias, query rows', K: 1, N: 70, kind: Rows.Query, batch: { L: 37, clean: [37, 2], query: [1, 37] }, bias: true },
-    { name: 'K = 2, N = 2, single row', K: 2, N: 2, kind: Rows.Clean, batch: { L: 1, clean: [1], query: [1] } },
-    { name: 'mlp.0: bias + gelu, N = 4D', K: 96, N: 384, kind: Rows.Clean, batch: { L: 45, clean: [45, 13], query: [3, 3] }, bias: true, activation: 'gelu' },
-    { name: 'mlp.2: K = 384, bias + gated residual', K: 384, N: 96, kind: Rows.Query, batch: { L: 41, clean: [2, 41], query: [41, 10] }, bias: true, gateOffset: 2 * 96 + 3 },
-    { name: 'gated residual, K % 4 != 0, no bias', K: 30, N: 33, kind: Rows.Clean, batch: { L: 35, clean: [35, 1, 34], query: [1, 1, 1] }, gateOffset: 5 },
-    { name: 'bias + silu, K = 30, N = 61, query rows', K: 30, N: 61, kind: Rows.Query, batch: { L: 50, clean: [3, 50, 1], query: [50, 0, 17] }, bias: true, activation: 'silu' },
-    { name: 'gelu without bias, K = 5, N = 7', K: 5, N: 7, kind: Rows.Clean, batch: { L: 33, clean: [33, 32], query: [0, 0] }, activation: 'gelu' },
-    { name: 'gelu at pre-activations up to |60|', K: 12, N: 40, kind: Rows.Clean, batch: { L: 30, clean: [30, 11], query: [1, 1] }, bias: true, activation: 'gelu', xStd: 20 },
-    { name: 'silu at pre-activations up to |60|', K: 13, N: 40, kind: Rows.Query, batch: { L: 30, clean: [1, 1], query: [11, 30] }, activation: 'silu', xStd: 20 },
-    { name: 'denseOut logits, query rows, N = 97', K: 36, N: 97, kind: Rows.Query, batch: { L: 40, clean: [40, 1, 7], query: [3, 33, 17] }, bias: true, denseOut: true },
-    { name: 'denseOut, clean rows, K = 7, N = 3', K: 7, N: 3, kind: Rows.Clean, batch: { L: 70, clean: [5, 38], query: [70, 70] }, denseOut: true },
-    { name: 'random shape, bias', K: 21, N: 45, kind: Rows.Clean, batch: randomBatch(31, 70), bias: true },
-    { name: 'random shape, query rows, gelu', K: 44, N: 9, kind: Rows.Query, batch: randomBatch(32, 70), bias: true, activation: 'gelu' },
-  ];
-  for (const c of cases) {
-    it(`${c.name}: K=${c.K} N=${c.N} ${describeBatch(c.batch)}`, async () => {
-      const { K, N, kind, batch } = c;
-      const { L } = batch;
-      const counts = countsOf(batch, kind);
-      const rowsPerSeq = c.denseOut ? Math.max(...counts) : L;
-      const x = normals(counts.length * L * K, 7, c.xStd ?? 1);
-      fillPadding(x, counts, L, K, () => 1e6);
-      const weight = normals(N * K, 8, 1 / Math.sqrt(K));
-      const bias = normals(N, 9, 0.5);
-      const modulation = normals(6 * N + 8, 10, 0.5);
-      // The output buffer is [batch, L, N] even when dense, so writes past the dense rows show.
-      const initial = c.gateOffset !== undefined ? normals(counts.length * L * N, 11) : filled(counts.length * L * N, SENTINEL);
-      await withHarness(batch, async (h) => {
-        const out = h.buffer('out', initial);
-        const xBuf = h.buffer('x', x);
-        const weightBuf = h.buffer('weight', weight);
-        const biasBuf = c.bias ? h.buffer('bias', bias) : undefined;
-        const modBuf = h.buffer('modulation', modulation);
-        const gatedResidual_ = c.gateOffset !== undefined ? { modulation: modBuf, gateOffset: c.gateOffset } : undefined;
-        const [got] = await h.run(
-          async () => [
-            await matmulDispatch(h.ws, {
-              label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out, K, N,
-              bias: biasBuf, activation: c.activation, gatedResidual: gatedResidual_, denseOut: c.denseOut,
-            }),
-          ],
-          [out],
-        );
-        const want = initial.slice();
-        counts.forEach((n, b) => {
-          let y = linear(rowsOfSeq(x, b, n, L, K), n, K, weight, N, c.bias ? bias : undefined);
-          if (c.activation === 'gelu') y = geluTanh(y);
-          if (c.activation === 'silu') y = silu(y);
-          if (c.gateOffset !== undefined) {
-            y = gatedResidual(rowsOfSeq(initial, b, n, rowsPerSeq, N), y, modulation.subarray(c.gateOffset, c.gateOffset + N), n, N);
-          }
-          placeSeq(want, b, rowsPerSeq, N, y);
-        });
-        expectBuffer('matmul', got, want, ownedBy(counts, rowsPerSeq, N), K > 128 ? LONG_SUM : TIGHT);
-      });
+interface MatmulCase {
+  name: string;
+  K: number;
+  N: number;
+  kind: Rows;
+  batch: Batch;
+  bias?: boolean;
+  activation?: 'gelu' | 'silu';
+  /** Gate offset in the modulation buffer: out += gate * result. */
+  gateOffset?: number;
+  denseOut?: boolean;
+  /** Spread of x (default 1): large pre-activations test the gelu clamp and silu's exp. */
+  xStd?: number;
+}
+const matmulCases: MatmulCase[] = [
+  { name: 'VEC4, 3 row tiles (70 rows), N = 33', K: 32, N: 33, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 40], query: [2, 70, 3] } },
+  { name: 'K = 3 (scalar path), N = 5', K: 3, N: 5, kind: Rows.Clean, batch: { L: 9, clean: [9, 4], query: [0, 9] } },
+  { name: 'K = 1, N = 70, bias, query rows', K: 1, N: 70, kind: Rows.Query, batch: { L: 37, clean: [37, 2], query: [1, 37] }, bias: true },
+  { name: 'K = 2, N = 2, single row', K: 2, N: 2, kind: Rows.Clean, batch: { L: 1, clean: [1], query: [1] } },
+  { name: 'mlp.0: bias + gelu, N = 4D', K: 96, N: 384, kind: Rows.Clean, batch: { L: 45, clean: [45, 13], query: [3, 3] }, bias: true, activation: 'gelu' },
+  { name: 'mlp.2: K = 384, bias + gated residual', K: 384, N: 96, kind: Rows.Query, batch: { L: 41, clean: [2, 41], query: [41, 10] }, bias: true, gateOffset: 2 * 96 + 3 },
+  { name: 'gated residual, K % 4 != 0, no bias', K: 30, N: 33, kind: Rows.Clean, batch: { L: 35, clean: [35, 1, 34], query: [1, 1, 1] }, gateOffset: 5 },
+  { name: 'bias + silu, K = 30, N = 61, query rows', K: 30, N: 61, kind: Rows.Query, batch: { L: 50, clean: [3, 50, 1], query: [50, 0, 17] }, bias: true, activation: 'silu' },
+  { name: 'gelu without bias, K = 5, N = 7', K: 5, N: 7, kind: Rows.Clean, batch: { L: 33, clean: [33, 32], query: [0, 0] }, activation: 'gelu' },
+  { name: 'gelu at pre-activations up to |60|', K: 12, N: 40, kind: Rows.Clean, batch: { L: 30, clean: [30, 11], query: [1, 1] }, bias: true, activation: 'gelu', xStd: 20 },
+  { name: 'silu at pre-activations up to |60|', K: 13, N: 40, kind: Rows.Query, batch: { L: 30, clean: [1, 1], query: [11, 30] }, activation: 'silu', xStd: 20 },
+  { name: 'denseOut logits, query rows, N = 97', K: 36, N: 97, kind: Rows.Query, batch: { L: 40, clean: [40, 1, 7], query: [3, 33, 17] }, bias: true, denseOut: true },
+  { name: 'denseOut, clean rows, K = 7, N = 3', K: 7, N: 3, kind: Rows.Clean, batch: { L: 70, clean: [5, 38], query: [70, 70] }, denseOut: true },
+  { name: 'random shape, bias', K: 21, N: 45, kind: Rows.Clean, batch: randomBatch(31, 70), bias: true },
+  { name: 'random shape, query rows, gelu', K: 44, N: 9, kind: Rows.Query, batch: randomBatch(32, 70), bias: true, activation: 'gelu' },
+];
+const describeMatmul = (c: MatmulCase): string => `${c.name}: K=${c.K} N=${c.N} ${describeBatch(c.batch)}`;
+
+/** Run one matmul case (by `variant`, else the workspace default) against the reference. */
+async function checkMatmul(c: MatmulCase, variant?: MatmulVariant): Promise<void> {
+  const { K, N, kind, batch } = c;
+  const { L } = batch;
+  const counts = countsOf(batch, kind);
+  const rowsPerSeq = c.denseOut ? Math.max(...counts) : L;
+  const x = normals(counts.length * L * K, 7, c.xStd ?? 1);
+  fillPadding(x, counts, L, K, () => 1e6);
+  const weight = normals(N * K, 8, 1 / Math.sqrt(K));
+  const bias = normals(N, 9, 0.5);
+  const modulation = normals(6 * N + 8, 10, 0.5);
+  // The output buffer is [batch, L, N] even when dense, so writes past the dense rows show.
+  const initial = c.gateOffset !== undefined ? normals(counts.length * L * N, 11) : filled(counts.length * L * N, SENTINEL);
+  await withHarness(batch, async (h) => {
+    const out = h.buffer('out', initial);
+    const xBuf = h.buffer('x', x);
+    const weightBuf = h.buffer('weight', weight);
+    const biasBuf = c.bias ? h.buffer('bias', bias) : undefined;
+    const modBuf = h.buffer('modulation', modulation);
+    const gatedResidual_ = c.gateOffset !== undefined ? { modulation: modBuf, gateOffset: c.gateOffset } : undefined;
+    const [got] = await h.run(
+      async () => [
+        await matmulDispatch(h.ws, {
+          label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out, K, N,
+          bias: biasBuf, activation: c.activation, gatedResidual: gatedResidual_, denseOut: c.denseOut, variant,
+        }),
+      ],
+      [out],
+    );
+    const want = initial.slice();
+    counts.forEach((n, b) => {
+      let y = linear(rowsOfSeq(x, b, n, L, K), n, K, weight, N, c.bias ? bias : undefined);
+      if (c.activation === 'gelu') y = geluTanh(y);
+      if (c.activation === 'silu') y = silu(y);
+      if (c.gateOffset !== undefined) {
+        y = gatedResidual(rowsOfSeq(initial, b, n, rowsPerSeq, N), y, modulation.subarray(c.gateOffset, c.gateOffset + N), n, N);
+      }
+      placeSeq(want, b, rowsPerSeq, N, y);
     });
-  }
+    expectBuffer('matmul', got, want, ownedBy(counts, rowsPerSeq, N), K > 128 ? LONG_SUM : TIGHT);
+  });
+}
+
+describe(`matmul kernel (${runtime}) vs reference linear + epilogue`, () => {
+  for (const c of matmulCases) it(describeMatmul(c), () => checkMatmul(c));
 });
+
+/** Shapes at the edges of the variants' blocks: 64x64 (tiled, K tiles of 16), 4x256 (wide), 4x64 split over 16 K lanes (splitk). */
+const matmulEdgeCases: MatmulCase[] = [
+  { name: '130 rows (3 tiles of 64), K = 100 (K tile of 16 + 4), N = 131, bias + gelu', K: 100, N: 131, kind: Rows.Clean, batch: { L: 130, clean: [130, 65, 1], query: [1, 1, 1] }, bias: true, activation: 'gelu' },
+  { name: 'K = 37 (scalar path over 3 K tiles), N = 200, gated residual, query rows', K: 37, N: 200, kind: Rows.Query, batch: { L: 66, clean: [1, 66], query: [66, 64] }, gateOffset: 7 },
+  { name: 'few rows, N = 257 (a wide block + 1), K = 1000 (250 steps over 16 lanes)', K: 1000, N: 257, kind: Rows.Query, batch: { L: 20, clean: [20, 20, 20], query: [5, 1, 4] }, bias: true },
+  { name: 'few rows, denseOut logits, N = 300, K = 66 (scalar path)', K: 66, N: 300, kind: Rows.Query, batch: { L: 12, clean: [12, 3], query: [2, 3] }, bias: true, denseOut: true },
+];
+
+for (const variant of MATMUL_VARIANTS) {
+  describe(`matmul kernel, ${variant} variant (${runtime}) vs reference linear + epilogue`, () => {
+    for (const c of [...matmulCases, ...matmulEdgeCases]) it(describeMatmul(c), () => checkMatmul(c, variant));
+  });
+}
 
 describe(`rope kernel (${runtime}) vs reference rope`, () => {
   interface Case {
@@ -416,79 +436,134 @@ describe(`rope kernel (${runtime}) vs reference rope`, () => {
   }
 });
 
-describe(`attention kernel (${runtime}) vs reference attention`, () => {
-  /** Buffers of the given widths; q, k and v are [buffer index, float offset] into them. */
-  interface Layout {
-    widths: number[];
-    q: [number, number];
-    k: [number, number];
-    v: [number, number];
-  }
-  const packedQkv = (D: number): Layout => ({ widths: [3 * D], q: [0, 0], k: [0, D], v: [0, 2 * D] });
-  const queryAndKv = (D: number): Layout => ({ widths: [D, 2 * D], q: [0, 0], k: [1, 0], v: [1, D] });
-  const scattered = (D: number): Layout => ({ widths: [D + 5, D + 3, 2 * D + 1], q: [0, 5], k: [1, 3], v: [2, D + 1] });
-  interface Case {
-    name: string;
-    nHeads: number;
-    headDim: number;
-    kind: Rows;
-    layout: (D: number) => Layout;
-    batch: Batch;
-    /**
-     * Spread of q, k, v (default 1.5). Large values make the softmax peaky: float32 rounding
-     * of a score s moves its weight by about |s| * 6e-8, so that case gets the 1e-4 bound.
-     */
-    std?: number;
-  }
-  const cases: Case[] = [
-    { name: 'self-attention, packed qkv, full and single-key sequences', nHeads: 4, headDim: 8, kind: Rows.Clean, layout: packedQkv, batch: { L: 70, clean: [70, 1, 23], query: [0, 1, 2] } },
-    { name: 'self-attention, one key, headDim 2', nHeads: 1, headDim: 2, kind: Rows.Clean, layout: packedQkv, batch: { L: 5, clean: [1], query: [5] } },
-    { name: 'cross-attention, odd headDim 5', nHeads: 3, headDim: 5, kind: Rows.Query, layout: queryAndKv, batch: { L: 37, clean: [1, 37, 9], query: [36, 1, 20] } },
-    { name: 'cross-attention, headDim 64', nHeads: 1, headDim: 64, kind: Rows.Query, layout: queryAndKv, batch: { L: 40, clean: [40, 2, 5], query: [3, 40, 0] } },
-    { name: 'self-attention, D = 96 (6 heads of 16)', nHeads: 6, headDim: 16, kind: Rows.Clean, layout: packedQkv, batch: { L: 50, clean: [50, 31], query: [1, 1] } },
-    { name: 'cross-attention, q/k/v in three strided buffers', nHeads: 2, headDim: 24, kind: Rows.Query, layout: scattered, batch: { L: 30, clean: [30, 4, 1], query: [7, 30, 29] } },
-    { name: 'self-attention, strided buffers', nHeads: 3, headDim: 4, kind: Rows.Clean, layout: scattered, batch: { L: 22, clean: [3, 22], query: [22, 3] } },
-    { name: 'peaky softmax (scores of order 100)', nHeads: 2, headDim: 32, kind: Rows.Clean, layout: packedQkv, batch: { L: 45, clean: [45, 17], query: [1, 1] }, std: 4 },
-    { name: 'random shape, cross-attention', nHeads: 2, headDim: 10, kind: Rows.Query, layout: queryAndKv, batch: randomBatch(51, 70) },
-  ];
-  for (const c of cases) {
-    it(`${c.name}: H=${c.nHeads} dh=${c.headDim} ${describeBatch(c.batch)}`, async () => {
-      const { nHeads, headDim, kind, batch } = c;
-      const { L, clean } = batch;
-      const D = nHeads * headDim;
-      const layout = c.layout(D);
-      const queries = countsOf(batch, kind);
-      const data = layout.widths.map((width, i) => normals(clean.length * L * width, 20 + i, c.std ?? 1.5));
-      // Padded keys: zero or +-1e3 keys with 1e6 values; any weight on them ruins the output.
-      const u = seededUniform(14);
-      const padKey = (i: number) => (i % 2 ? (u() < 0.5 ? -1e3 : 1e3) : 0);
-      for (const [[buf, offset], value] of [[layout.k, padKey], [layout.v, () => 1e6]] as const) {
-        const width = layout.widths[buf];
-        clean.forEach((n, b) => {
-          for (let i = n; i < L; i++) {
-            for (let d = 0; d < D; d++) data[buf][(b * L + i) * width + offset + d] = value(i);
-          }
-        });
+/** Buffers of the given widths; q, k and v are [buffer index, float offset] into them. */
+interface Layout {
+  widths: number[];
+  q: [number, number];
+  k: [number, number];
+  v: [number, number];
+}
+const packedQkv = (D: number): Layout => ({ widths: [3 * D], q: [0, 0], k: [0, D], v: [0, 2 * D] });
+const queryAndKv = (D: number): Layout => ({ widths: [D, 2 * D], q: [0, 0], k: [1, 0], v: [1, D] });
+const scattered = (D: number): Layout => ({ widths: [D + 5, D + 3, 2 * D + 1], q: [0, 5], k: [1, 3], v: [2, D + 1] });
+interface AttentionCase {
+  name: string;
+  nHeads: number;
+  headDim: number;
+  kind: Rows;
+  layout: (D: number) => Layout;
+  batch: Batch;
+  /**
+   * Spread of q, k, v (default 1.5). Large values make the softmax peaky: float32 rounding
+   * of a score s moves its weight by about |s| * 6e-8, so that case gets the 1e-4 bound.
+   */
+  std?: number;
+}
+const attentionCases: AttentionCase[] = [
+  { name: 'self-attention, packed qkv, full and single-key sequences', nHeads: 4, headDim: 8, kind: Rows.Clean, layout: packedQkv, batch: { L: 70, clean: [70, 1, 23], query: [0, 1, 2] } },
+  { name: 'self-attention, one key, headDim 2', nHeads: 1, headDim: 2, kind: Rows.Clean, layout: packedQkv, batch: { L: 5, clean: [1], query: [5] } },
+  { name: 'cross-attention, odd headDim 5', nHeads: 3, headDim: 5, kind: Rows.Query, layout: queryAndKv, batch: { L: 37, clean: [1, 37, 9], query: [36, 1, 20] } },
+  { name: 'cross-attention, headDim 64', nHeads: 1, headDim: 64, kind: Rows.Query, layout: queryAndKv, batch: { L: 40, clean: [40, 2, 5], query: [3, 40, 0] } },
+  { name: 'self-attention, D = 96 (6 heads of 16)', nHeads: 6, headDim: 16, kind: Rows.Clean, layout: packedQkv, batch: { L: 50, clean: [50, 31], query: [1, 1] } },
+  { name: 'cross-attention, q/k/v in three strided buffers', nHeads: 2, headDim: 24, kind: Rows.Query, layout: scattered, batch: { L: 30, clean: [30, 4, 1], query: [7, 30, 29] } },
+  { name: 'self-attention, strided buffers', nHeads: 3, headDim: 4, kind: Rows.Clean, layout: scattered, batch: { L: 22, clean: [3, 22], query: [22, 3] } },
+  { name: 'peaky softmax (scores of order 100)', nHeads: 2, headDim: 32, kind: Rows.Clean, layout: packedQkv, batch: { L: 45, clean: [45, 17], query: [1, 1] }, std: 4 },
+  { name: 'random shape, cross-attention', nHeads: 2, headDim: 10, kind: Rows.Query, layout: queryAndKv, batch: randomBatch(51, 70) },
+];
+const describeAttention = (c: AttentionCase): string => `${c.name}: H=${c.nHeads} dh=${c.headDim} ${describeBatch(c.batch)}`;
+
+/** Run one attention case (by `variant`, else the workspace default) against the reference. */
+async function checkAttention(c: AttentionCase, variant?: AttentionVariant): Promise<void> {
+  const { nHeads, headDim, kind, batch } = c;
+  const { L, clean } = batch;
+  const D = nHeads * headDim;
+  const layout = c.layout(D);
+  const queries = countsOf(batch, kind);
+  const data = layout.widths.map((width, i) => normals(clean.length * L * width, 20 + i, c.std ?? 1.5));
+  // Padded keys: zero or +-1e3 keys with 1e6 values; any weight on them ruins the output.
+  const u = seededUniform(14);
+  const padKey = (i: number) => (i % 2 ? (u() < 0.5 ? -1e3 : 1e3) : 0);
+  for (const [[buf, offset], value] of [[layout.k, padKey], [layout.v, () => 1e6]] as const) {
+    const width = layout.widths[buf];
+    clean.forEach((n, b) => {
+      for (let i = n; i < L; i++) {
+        for (let d = 0; d < D; d++) data[buf][(b * L + i) * width + offset + d] = value(i);
       }
-      const initial = filled(clean.length * L * D, SENTINEL);
-      await withHarness(batch, async (h) => {
-        const buffers = data.map((d, i) => h.buffer(`qkv${i}`, d));
-        const slice = ([buf, offset]: [number, number]) => ({ buffer: buffers[buf], stride: layout.widths[buf], offset });
-        const out = h.buffer('out', initial);
-        const [got] = await h.run(
-          async () => [await attentionDispatch(h.ws, { label: 'attn', queries: kind, q: slice(layout.q), k: slice(layout.k), v: slice(layout.v), out, nHeads, headDim })],
-          [out],
-        );
-        const want = initial.slice();
-        const cols = ([buf, offset]: [number, number], b: number, count: number) => columnsOfSeq(data[buf], b, count, L, layout.widths[buf], offset, D);
-        clean.forEach((n, b) => {
-          const m = queries[b];
-          placeSeq(want, b, L, D, attention(cols(layout.q, b, m), cols(layout.k, b, n), cols(layout.v, b, n), m, n, nHeads, headDim));
-        });
-        expectBuffer('attention', got, want, ownedBy(queries, L, D), c.std ? LONG_SUM : TRANSCENDENTAL);
-      });
     });
   }
+  const initial = filled(clean.length * L * D, SENTINEL);
+  await withHarness(batch, async (h) => {
+    const buffers = data.map((d, i) => h.buffer(`qkv${i}`, d));
+    const slice = ([buf, offset]: [number, number]) => ({ buffer: buffers[buf], stride: layout.widths[buf], offset });
+    const out = h.buffer('out', initial);
+    const [got] = await h.run(
+      async () => [await attentionDispatch(h.ws, { label: 'attn', queries: kind, q: slice(layout.q), k: slice(layout.k), v: slice(layout.v), out, nHeads, headDim, variant })],
+      [out],
+    );
+    const want = initial.slice();
+    const cols = ([buf, offset]: [number, number], b: number, count: number) => columnsOfSeq(data[buf], b, count, L, layout.widths[buf], offset, D);
+    clean.forEach((n, b) => {
+      const m = queries[b];
+      placeSeq(want, b, L, D, attention(cols(layout.q, b, m), cols(layout.k, b, n), cols(layout.v, b, n), m, n, nHeads, headDim));
+    });
+    expectBuffer('attention', got, want, ownedBy(queries, L, D), c.std ? LONG_SUM : TRANSCENDENTAL);
+  });
+}
+
+describe(`attention kernel (${runtime}) vs reference attention`, () => {
+  for (const c of attentionCases) it(describeAttention(c), () => checkAttention(c));
+});
+
+/** Shapes at the edges of the flash variant's tiles: 64 queries per workgroup, 2048 / headDim (at most 32) keys per tile. */
+const attentionEdgeCases: AttentionCase[] = [
+  { name: '130 queries and keys (3 query tiles, 5 key tiles), headDim 64', nHeads: 2, headDim: 64, kind: Rows.Clean, layout: packedQkv, batch: { L: 130, clean: [130, 33], query: [1, 1] } },
+  { name: 'headDim 100 (key tiles of 20), 65 queries over 70 keys', nHeads: 1, headDim: 100, kind: Rows.Query, layout: queryAndKv, batch: { L: 70, clean: [70, 21], query: [65, 70] } },
+  { name: 'single query, single key', nHeads: 3, headDim: 4, kind: Rows.Query, layout: scattered, batch: { L: 1, clean: [1], query: [1] } },
+];
+
+for (const variant of ATTENTION_VARIANTS) {
+  describe(`attention kernel, ${variant} variant (${runtime}) vs reference attention`, () => {
+    for (const c of [...attentionCases, ...attentionEdgeCases]) it(describeAttention(c), () => checkAttention(c, variant));
+  });
+}
+
+describe(`kernel plan (${runtime}): one dispatch follows the row count at encode time`, () => {
+  it('matmul: splitk at 3 query rows, tiled at 40; attention: thread at 3, flash at 40', async () => {
+    const plan: KernelPlan = { matmul: { large: 'tiled', small: 'splitk' }, attention: { large: 'flash', small: 'thread' } };
+    const K = 24;
+    const N = 70;
+    const nHeads = 2;
+    const headDim = 12;
+    const batch: Batch = { L: 40, clean: [40, 40], query: [40, 17] };
+    const { L } = batch;
+    const x = normals(2 * L * K, 30);
+    const weight = normals(N * K, 31, 0.2);
+    const qkv = normals(2 * L * 3 * K, 32);
+    await withHarness(batch, async (h) => {
+      h.ws.plan = plan;
+      const mmOut = h.buffer('mm.out', filled(2 * L * N, SENTINEL));
+      const attnOut = h.buffer('attn.out', filled(2 * L * K, SENTINEL));
+      const qkvBuf = h.buffer('qkv', qkv);
+      const slice = (offset: number) => ({ buffer: qkvBuf, stride: 3 * K, offset });
+      const mm = await matmulDispatch(h.ws, { label: 'mm', rows: Rows.Query, x: h.buffer('x', x), weight: h.buffer('weight', weight), out: mmOut, K, N });
+      const attn = await attentionDispatch(h.ws, { label: 'attn', queries: Rows.Query, q: slice(0), k: slice(K), v: slice(2 * K), out: attnOut, nHeads, headDim });
+      for (const [query, mmKernel, attnKernel] of [[[3, 2], 'matmul_small.wgsl', 'attention.wgsl'], [[40, 17], 'matmul_tiled.wgsl', 'attention_flash.wgsl']] as const) {
+        setBatchShape(h.ws, batch.clean, query);
+        const [gotMm, gotAttn] = await h.run(async () => [mm, attn], [mmOut, attnOut]);
+        expect([mm.kernel.name, attn.kernel.name]).toEqual([mmKernel, attnKernel]);
+        const wantMm = filled(2 * L * N, SENTINEL);
+        const wantAttn = filled(2 * L * K, SENTINEL);
+        query.forEach((m, b) => {
+          placeSeq(wantMm, b, L, N, linear(rowsOfSeq(x, b, m, L, K), m, K, weight, N));
+          const cols = (offset: number, count: number) => columnsOfSeq(qkv, b, count, L, 3 * K, offset, K);
+          placeSeq(wantAttn, b, L, K, attention(cols(0, m), cols(K, L), cols(2 * K, L), m, L, nHeads, headDim));
+        });
+        // The second run covers every row the first one wrote.
+        expectBuffer(`matmul at ${query}`, gotMm, wantMm, ownedBy(query, L, N), TIGHT);
+        expectBuffer(`attention at ${query}`, gotAttn, wantAttn, ownedBy(query, L, K), TRANSCENDENTAL);
+      }
+    });
+  });
 });
 
 describe(`group-swap pool + query_init kernels (${runtime}) vs reference sinusoidal, meanRows, logsumexpRows`, () => {

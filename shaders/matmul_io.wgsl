@@ -1,0 +1,80 @@
+// Bindings, operand loads and the fused epilogue shared by every matmul variant:
+// y = epilogue(x @ w^T) for the valid rows of each sequence, w stored [N, K] (PyTorch layout),
+// so both operands are read along K, four floats (one K step) at a time.
+// Switches: VEC4 (K % 4 == 0: vec4 loads; otherwise the last step is zero-padded), BIAS,
+// GELU (tanh approximation), SILU, GATED_RESIDUAL (y += gate * result, gate from `modulation`).
+#include "common.wgsl"
+
+struct Params {
+  K: u32,
+  N: u32,
+  rowsKind: u32,
+  // Row stride between sequences in y: 0 = dense (maxRows of this kind), else seqStride.
+  ySeqDense: u32,
+  gateOffset: u32,
+}
+
+@group(0) @binding(2) var<uniform> p: Params;
+#if VEC4
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;  // [batch, seqStride, K/4]
+@group(0) @binding(4) var<storage, read> w: array<vec4<f32>>;  // [N, K/4]
+#else
+@group(0) @binding(3) var<storage, read> x: array<f32>;        // [batch, seqStride, K]
+@group(0) @binding(4) var<storage, read> w: array<f32>;        // [N, K]
+#endif
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;  // [batch, rows, N]
+@group(0) @binding(6) var<storage, read> bias: array<f32>;     // [N]
+@group(0) @binding(7) var<storage, read> modulation: array<f32>;
+
+// Number of four-float K steps.
+fn kSteps() -> u32 {
+  return (p.K + 3u) / 4u;
+}
+
+// x[row, 4q .. 4q+3], `row` counted over the whole buffer (b * seqStride + i).
+fn loadX(row: u32, q: u32) -> vec4<f32> {
+#if VEC4
+  return x[row * (p.K / 4u) + q];
+#else
+  var v = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    if (4u * q + e < p.K) { v[e] = x[row * p.K + 4u * q + e]; }
+  }
+  return v;
+#endif
+}
+
+// w[col, 4q .. 4q+3].
+fn loadW(col: u32, q: u32) -> vec4<f32> {
+#if VEC4
+  return w[col * (p.K / 4u) + q];
+#else
+  var v = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    if (4u * q + e < p.K) { v[e] = w[col * p.K + 4u * q + e]; }
+  }
+  return v;
+#endif
+}
+
+// Apply the epilogue to the dot product of row i of sequence b with column c, and store it.
+fn store(b: u32, i: u32, c: u32, sum: f32) {
+  let yRows = select(dims.seqStride, maxRows(p.rowsKind), p.ySeqDense == 1u);
+  let at = (b * yRows + i) * p.N + c;
+  var v = sum;
+#if BIAS
+  v += bias[c];
+#endif
+#if GELU
+  let u = clamp(0.7978845608028654 * (v + 0.044715 * v * v * v), -15.0, 15.0);
+  v = 0.5 * v * (1.0 + tanh(u));
+#endif
+#if SILU
+  v = v / (1.0 + exp(-v));
+#endif
+#if GATED_RESIDUAL
+  y[at] += modulation[p.gateOffset + c] * v;
+#else
+  y[at] = v;
+#endif
+}

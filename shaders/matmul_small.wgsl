@@ -1,0 +1,54 @@
+// Matmul for few rows (see matmul_io.wgsl): the decoder's queries and the output layer late in
+// sampling, where reading w once is the whole cost. A workgroup computes 4 rows x 64 columns:
+// 16 column groups of 4 columns, each split over K between 16 lanes, so the lanes of a group
+// read 16 consecutive four-float steps of a w row together; their partial sums meet in
+// workgroup memory.
+#include "matmul_io.wgsl"
+
+const LANES: u32 = 16u;
+
+var<workgroup> partial: array<vec4<f32>, 256>;  // [column group * LANES + lane]: 4 columns
+
+@compute @workgroup_size(16, 16)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(local_invocation_index) li: u32,
+) {
+  let b = wid.z;
+  let rows = seqRows(p.rowsKind, b);
+  let r0 = wid.y * 4u;
+  if (r0 >= rows) { return; }
+  let lane = lid.x;
+  let c0 = wid.x * 64u + lid.y * 4u;
+  // Rows/columns past the end are clamped to the last valid one and never written.
+  var xr: array<u32, 4>;
+  var wr: array<u32, 4>;
+  for (var i = 0u; i < 4u; i++) {
+    xr[i] = b * dims.seqStride + min(r0 + i, rows - 1u);
+    wr[i] = min(c0 + i, p.N - 1u);
+  }
+  var acc: array<vec4<f32>, 4>;
+  let steps = kSteps();
+  for (var q = lane; q < steps; q += LANES) {
+    let w0 = loadW(wr[0], q);
+    let w1 = loadW(wr[1], q);
+    let w2 = loadW(wr[2], q);
+    let w3 = loadW(wr[3], q);
+    for (var i = 0u; i < 4u; i++) {
+      let a = loadX(xr[i], q);
+      acc[i] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
+    }
+  }
+  // Row by row: lane j < 4 of each group sums column c0 + j over the 16 lanes.
+  for (var i = 0u; i < 4u; i++) {
+    partial[li] = acc[i];
+    workgroupBarrier();
+    if (lane < 4u && r0 + i < rows && c0 + lane < p.N) {
+      var sum = 0.0;
+      for (var l = 0u; l < LANES; l++) { sum += partial[lid.y * LANES + l][lane]; }
+      store(b, r0 + i, c0 + lane, sum);
+    }
+    workgroupBarrier();
+  }
+}

@@ -1,0 +1,65 @@
+// Shared-memory tiled matmul (see matmul_io.wgsl), what real GPUs prefer: a workgroup of
+// 16 x 16 threads computes a 64 x 64 block of y. Per K tile, each thread stages one four-float
+// step of one x row and one w row in workgroup memory, transposed so that the four rows (or
+// columns) a thread owns are one vec4; then each thread accumulates its 4 x 4 outputs as
+// outer products, reading both operands from workgroup memory.
+#include "matmul_io.wgsl"
+
+const TILE: u32 = 64u;
+const TILE_K: u32 = 16u;
+
+var<workgroup> xTile: array<array<vec4<f32>, 16>, TILE_K>;  // [k][row / 4], rows 4r .. 4r+3
+var<workgroup> wTile: array<array<vec4<f32>, 16>, TILE_K>;  // [k][col / 4]
+
+@compute @workgroup_size(16, 16)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(local_invocation_index) li: u32,
+) {
+  let b = wid.z;
+  let rows = seqRows(p.rowsKind, b);
+  let rowBlock = wid.y * TILE;
+  let colBlock = wid.x * TILE;
+  if (rowBlock >= rows) { return; }
+  // Staging: thread li loads row/column `slot` of the block, K step `part` of the tile.
+  // Rows/columns past the end are clamped to the last valid one and never written.
+  let slot = li / 4u;
+  let part = li % 4u;
+  let xRow = b * dims.seqStride + min(rowBlock + slot, rows - 1u);
+  let wRow = min(colBlock + slot, p.N - 1u);
+  var acc: array<vec4<f32>, 4>;
+  let steps = kSteps();
+  for (var q0 = 0u; q0 < steps; q0 += TILE_K / 4u) {
+    let q = q0 + part;
+    var xv = vec4<f32>(0.0);
+    var wv = vec4<f32>(0.0);
+    if (q < steps) {
+      xv = loadX(xRow, q);
+      wv = loadW(wRow, q);
+    }
+    for (var e = 0u; e < 4u; e++) {
+      xTile[4u * part + e][slot / 4u][slot % 4u] = xv[e];
+      wTile[4u * part + e][slot / 4u][slot % 4u] = wv[e];
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < TILE_K; k++) {
+      let a = xTile[k][lid.y];
+      let bv = wTile[k][lid.x];
+      acc[0] += a.x * bv;
+      acc[1] += a.y * bv;
+      acc[2] += a.z * bv;
+      acc[3] += a.w * bv;
+    }
+    workgroupBarrier();
+  }
+  let r0 = rowBlock + 4u * lid.y;
+  let c0 = colBlock + 4u * lid.x;
+  for (var i = 0u; i < 4u; i++) {
+    if (r0 + i >= rows) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      if (c0 + j >= p.N) { break; }
+      store(b, r0 + i, c0 + j, acc[i][j]);
+    }
+  }
+}

@@ -1,0 +1,404 @@
+/**
+ * Kernel variants per adapter: which matmul and attention variants run for many and for few
+ * rows is measured once per adapter at model load, on a few shapes of the model, and
+ * remembered (in the browser's localStorage when there is one, else for this process).
+ * Nothing here knows a vendor: SwiftShader picks the register-blocked kernels and real GPUs
+ * the tiled ones because that is what the clock says.
+ */
+import { fail } from '../errors.js';
+import type { AdapterSummary } from '../gpu/context.js';
+import type { Dispatch, KernelCache } from '../gpu/kernel.js';
+import { GpuMemory } from '../gpu/memory.js';
+import { ATTENTION_VARIANTS, attentionDispatch, DEFAULT_ATTENTION_PLAN, type AttentionPlan, type AttentionVariant } from './attention.js';
+import { DEFAULT_MATMUL_PLAN, MATMUL_VARIANTS, matmulDispatch, SMALL_ROWS, type MatmulPlan, type MatmulVariant } from './matmul.js';
+import { Rows, setBatchShape, type Workspace } from './workspace.js';
+
+export interface KernelPlan {
+  matmul: MatmulPlan;
+  attention: AttentionPlan;
+}
+
+/** Bump when a variant is added, removed or changed: plans remembered for an older set are measured again. */
+export const VARIANT_SET_VERSION = 1;
+
+export const DEFAULT_PLAN: KernelPlan = { matmul: DEFAULT_MATMUL_PLAN, attention: DEFAULT_ATTENTION_PLAN };
+
+/** The sizes a model's kernels run at. */
+export interface ModelShapes {
+  /** Hidden size D, MLP width F, vocabulary V, length L. */
+  D: number;
+  F: number;
+  V: number;
+  L: number;
+  nHeads: number;
+  headDim: number;
+}
+
+/** 'auto' (default): measured per adapter; a variant name: that variant at every row count. */
+export interface PlanOptions {
+  matmul?: 'auto' | MatmulVariant;
+  attention?: 'auto' | AttentionVariant;
+}
+
+/** One timed shape of one variant. */
+export interface Measurement {
+  kernel: 'matmul' | 'attention';
+  /** Which half of the plan it decides. */
+  rows: 'large' | 'small';
+  variant: string;
+  /** [M, K, N] for matmul, [queries, keys, D] for attention. */
+  shape: [number, number, number];
+  ms: number;
+  gflops: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Remembering: one plan per adapter and variant set.
+
+const remembered = new Map<string, KernelPlan>();
+
+export const planKey = (adapter: AdapterSummary): string =>
+  `pgm-webgpu.kernel-plan.v${VARIANT_SET_VERSION}:${adapter.vendor}/${adapter.architecture}/${adapter.description}`;
+
+function browserStorage(): Storage | undefined {
+  try {
+    return typeof window !== 'undefined' ? window.localStorage : undefined;
+  } catch {
+    return undefined; // storage blocked (privacy settings, sandboxed frame)
+  }
+}
+
+const isPlan = (v: unknown): v is KernelPlan => {
+  const p = v as KernelPlan | undefined;
+  const ok = <T extends string>(names: readonly T[], half: { large: unknown; small: unknown } | undefined) =>
+    !!half && names.includes(half.large as T) && names.includes(half.small as T);
+  return !!p && ok(MATMUL_VARIANTS, p.matmul) && ok(ATTENTION_VARIANTS, p.attention);
+};
+
+function recall(key: string): KernelPlan | undefined {
+  const plan = remembered.get(key);
+  if (plan) return plan;
+  try {
+    const stored: unknown = JSON.parse(browserStorage()?.getItem(key) ?? 'null');
+    if (isPlan(stored)) remembered.set(key, stored);
+    return isPlan(stored) ? stored : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function remember(key: string, plan: KernelPlan): void {
+  remembered.set(key, plan);
+  try {
+    browserStorage()?.setItem(key, JSON.stringify(plan));
+  } catch {
+    // quota or blocked storage: this page measures again next time
+  }
+}
+
+/** Forget remembered plans (all, or this adapter's), so the next load measures again. */
+export function forgetPlans(adapter?: AdapterSummary): void {
+  const keys = adapter ? [planKey(adapter)] : [...remembered.keys()];
+  for (const key of keys) {
+    remembered.delete(key);
+    browserStorage()?.removeItem(key);
+  }
+}
+
+function checkOption<T extends string>(name: string, value: string | undefined, names: readonly T[]): T | undefined {
+  if (value === undefined || value === 'auto') return undefined;
+  if (!names.includes(value as T)) fail('option', `GpuModelOptions.${name} must be 'auto' or one of ${names.join(', ')}; got "${value}"`);
+  return value as T;
+}
+
+/**
+ * The kernel plan for a model on this adapter: forced variants as given, the rest remembered
+ * or measured now (a few ms per candidate on a real GPU, about 0.3 s on SwiftShader).
+ */
+export async function kernelPlan(
+  gpu: { device: GPUDevice; adapter: AdapterSummary },
+  kernels: KernelCache,
+  shapes: ModelShapes,
+  options: PlanOptions = {},
+): Promise<KernelPlan> {
+  const matmul = checkOption('matmul', options.matmul, MATMUL_VARIANTS);
+  const attention = checkOption('attention', options.attention, ATTENTION_VARIANTS);
+  let plan = DEFAULT_PLAN;
+  if (!matmul || !attention) {
+    const key = planKey(gpu.adapter);
+    plan = recall(key) ?? (await measurePlan(gpu.device, kernels, shapes)).plan;
+    remember(key, plan);
+  }
+  return {
+    matmul: matmul ? { large: matmul, small: matmul } : plan.matmul,
+    attention: attention ? { large: attention, small: attention } : plan.attention,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring.
+
+/** Rows of the "few rows" shapes: a handful of decoder queries. */
+const FEW = 8;
+/** Wall time all timed dispatches of a measurement may take together, warm-ups as much again. */
+const BUDGET_MS = 120;
+/** A timed pass repeats its dispatch until it lasts about this long (timestamps can be coarse). */
+const PASS_MS = 1;
+/**
+ * Below this probe rate (GFLOP/s), an adapter that emulates the GPU on the CPU, only the
+ * variants without workgroup memory are measured: SwiftShader turns barriers into coroutines,
+ * so those take seconds to compile there, far over the load budget, and run 2-10x slower.
+ */
+const MIN_GFLOPS_FOR_SHARED_MEMORY = 25;
+const usesWorkgroupMemory = (variant: string): boolean => variant === 'tiled' || variant === 'splitk' || variant === 'flash';
+
+interface Case {
+  kernel: Measurement['kernel'];
+  rows: Measurement['rows'];
+  shape: [number, number, number];
+  flops: number;
+  variants: readonly string[];
+}
+
+const matmulFlops = ([M, K, N]: [number, number, number]): number => 2 * M * K * N;
+const attentionFlops = ([queries, keys, D]: [number, number, number]): number => 4 * queries * keys * D;
+
+/** `value` scaled by `s`, at least `floor`, a multiple of 4. */
+const scaled = (value: number, s: number, floor: number): number => Math.max(floor, 4 * Math.round((value * s) / 4));
+
+/**
+ * The shapes to time, shrunk so that each dispatch costs about `flopsPerRun` (with floors that
+ * keep several workgroups of every variant busy) on a slow adapter; full size on a fast one.
+ */
+function cases(s: ModelShapes, flopsPerRun: number, candidates: (variants: readonly string[]) => readonly string[]): Case[] {
+  const out: Case[] = [];
+  const matmul = (rows: Case['rows'], M: number, K: number, N: number) => {
+    const large = rows === 'large';
+    const f = Math.min(1, flopsPerRun / matmulFlops([M, K, N]));
+    const k = large ? Math.cbrt(f) : Math.sqrt(f);
+    const shape: [number, number, number] = [large ? scaled(M, k, 64) : M, scaled(K, k, 32), scaled(N, k, large ? 128 : 512)];
+    out.push({ kernel: 'matmul', rows, shape, flops: matmulFlops(shape), variants: candidates(large ? ['register', 'tiled'] : MATMUL_VARIANTS) });
+  };
+  const { D, F, L } = s;
+  matmul('large', L, D, 3 * D);
+  matmul('large', L, D, F);
+  matmul('large', L, F, D);
+  matmul('small', FEW, D, D);
+  matmul('small', FEW, D, F);
+  matmul('small', FEW, F, D);
+  matmul('small', FEW, D, Math.min(s.V, 8192));
+  // [queries, keys, heads * headDim]: rows shrink first, then heads.
+  const attention = (rows: Case['rows'], queries: number) => {
+    const large = rows === 'large';
+    const f = Math.min(1, flopsPerRun / attentionFlops([queries, L, D]));
+    const k = large ? Math.sqrt(f) : f;
+    const [m, n] = [large ? scaled(queries, k, 64) : queries, scaled(L, k, 64)];
+    const heads = Math.max(1, Math.min(s.nHeads, Math.round(flopsPerRun / attentionFlops([m, n, s.headDim]))));
+    const shape: [number, number, number] = [m, n, heads * s.headDim];
+    out.push({ kernel: 'attention', rows, shape, flops: attentionFlops(shape), variants: candidates(ATTENTION_VARIANTS) });
+  };
+  attention('large', L);
+  attention('small', FEW);
+  return out;
+}
+
+/** A workspace of one sequence with `clean` clean rows and `queries` query rows, for timing. */
+function timingWorkspace(device: GPUDevice, memory: GpuMemory, kernels: KernelCache, clean: number, queries: number): Workspace {
+  const ws: Workspace = {
+    device,
+    memory,
+    kernels,
+    seqStride: clean,
+    maxBatch: 1,
+    dims: memory.create('tuning.dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
+    lengths: memory.create('tuning.lengths', 8, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST),
+    unused: memory.create('tuning.unused', 16, GPUBufferUsage.STORAGE),
+    shape: { batch: 0, maxClean: 0, maxQuery: 0 },
+  };
+  setBatchShape(ws, [clean], [queries]);
+  return ws;
+}
+
+interface Timed {
+  dispatch: Dispatch;
+  reps: number;
+}
+
+function encode(pass: GPUComputePassEncoder, dispatch: Dispatch, reps: number): void {
+  pass.setPipeline(dispatch.kernel.pipeline);
+  pass.setBindGroup(0, dispatch.bindGroup);
+  for (let r = 0; r < reps; r++) pass.dispatchWorkgroups(...dispatch.grid());
+}
+
+/**
+ * Milliseconds per dispatch of each run, each after one warm-up dispatch: with timestamp
+ * queries all in one submit, else the wall time of an awaited submit per run.
+ */
+async function time(device: GPUDevice, runs: readonly Timed[]): Promise<number[]> {
+  if (!device.features.has('timestamp-query')) {
+    const ms: number[] = [];
+    for (const { dispatch, reps } of runs) {
+      const submit = async (n: number) => {
+        const encoder = device.createCommandEncoder({ label: 'tuning' });
+        const pass = encoder.beginComputePass();
+        encode(pass, dispatch, n);
+        pass.end();
+        device.queue.submit([encoder.finish()]);
+        await device.queue.onSubmittedWorkDone();
+      };
+      await submit(1);
+      const t0 = performance.now();
+      await submit(reps);
+      ms.push((performance.now() - t0) / reps);
+    }
+    return ms;
+  }
+  const count = 2 * runs.length;
+  const querySet = device.createQuerySet({ label: 'tuning', type: 'timestamp', count });
+  const resolved = device.createBuffer({ label: 'tuning.resolved', size: 8 * count, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const staging = device.createBuffer({ label: 'tuning.staging', size: 8 * count, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  try {
+    const encoder = device.createCommandEncoder({ label: 'tuning' });
+    runs.forEach(({ dispatch, reps }, i) => {
+      const warm = encoder.beginComputePass();
+      encode(warm, dispatch, 1);
+      warm.end();
+      const pass = encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+      encode(pass, dispatch, reps);
+      pass.end();
+    });
+    encoder.resolveQuerySet(querySet, 0, count, resolved, 0);
+    encoder.copyBufferToBuffer(resolved, 0, staging, 0, 8 * count);
+    device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const ns = new BigInt64Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    return runs.map(({ reps }, i) => Math.max(0, Number(ns[2 * i + 1] - ns[2 * i])) / 1e6 / reps);
+  } finally {
+    querySet.destroy();
+    resolved.destroy();
+    staging.destroy();
+  }
+}
+
+/** Zero-filled operands for every case, sized for the largest. */
+interface Operands {
+  x: GPUBuffer; // [M, K] for matmul, packed q/k/v [keys, 3D] for attention
+  w: GPUBuffer; // [N, K]
+  out: GPUBuffer; // [M, N] or [keys, D]
+}
+
+function operands(memory: GpuMemory, all: readonly Case[]): Operands {
+  const floats = (size: (c: Case) => number) => 4 * Math.max(...all.map(size));
+  const matmul = (c: Case, size: (M: number, K: number, N: number) => number) => (c.kernel === 'matmul' ? size(...c.shape) : 0);
+  const attention = (c: Case, size: (keys: number, D: number) => number) => (c.kernel === 'attention' ? size(c.shape[1], c.shape[2]) : 0);
+  return {
+    x: memory.create('tuning.x', floats((c) => Math.max(matmul(c, (M, K) => M * K), attention(c, (keys, D) => keys * 3 * D))), GPUBufferUsage.STORAGE),
+    w: memory.create('tuning.w', floats((c) => matmul(c, (M, K, N) => N * K)), GPUBufferUsage.STORAGE),
+    out: memory.create('tuning.out', floats((c) => Math.max(matmul(c, (M, K, N) => M * N), attention(c, (keys, D) => keys * D))), GPUBufferUsage.STORAGE),
+  };
+}
+
+/** The dispatch of one case in one variant, or undefined when that variant does not build here. */
+async function caseDispatch(device: GPUDevice, memory: GpuMemory, kernels: KernelCache, c: Case, variant: string, ops: Operands, s: ModelShapes): Promise<Dispatch | undefined> {
+  try {
+    if (c.kernel === 'matmul') {
+      const [M, K, N] = c.shape;
+      const ws = timingWorkspace(device, memory, kernels, M, M);
+      return await matmulDispatch(ws, { label: `tuning.${variant}`, rows: Rows.Clean, x: ops.x, weight: ops.w, out: ops.out, K, N, variant: variant as MatmulVariant });
+    }
+    const [queries, keys, D] = c.shape;
+    const ws = timingWorkspace(device, memory, kernels, keys, queries);
+    const slice = (offset: number) => ({ buffer: ops.x, stride: 3 * D, offset });
+    return await attentionDispatch(ws, {
+      label: `tuning.${variant}`, queries: Rows.Query, q: slice(0), k: slice(D), v: slice(2 * D), out: ops.out,
+      nHeads: D / s.headDim, headDim: s.headDim, variant: variant as AttentionVariant,
+    });
+  } catch {
+    return undefined; // e.g. a compiler that rejects it: never chosen
+  }
+}
+
+/** Measured flop rate (GFLOP/s) of the register matmul, growing the shape on a fast adapter. */
+async function probeRate(device: GPUDevice, memory: GpuMemory, kernels: KernelCache, s: ModelShapes): Promise<number> {
+  let rate = 0;
+  for (const [shape, reps] of [[[64, 128, 128], 1], [[256, 768, 768], 8]] as const) {
+    const c: Case = { kernel: 'matmul', rows: 'large', shape: [...shape], flops: matmulFlops([...shape]), variants: ['register'] };
+    const dispatch = await caseDispatch(device, memory, kernels, c, 'register', operands(memory, [c]), s);
+    if (!dispatch) return Infinity;
+    const [ms] = await time(device, [{ dispatch, reps }]);
+    rate = c.flops / Math.max(ms, 1e-3) / 1e6;
+    if (ms * reps >= PASS_MS) break;
+  }
+  return rate;
+}
+
+/**
+ * Time the candidate variants on the model's shapes (scaled to the adapter's speed) and pick,
+ * for each half of the plan, the variant with the least total time over its shapes.
+ * `everyVariant` measures the workgroup-memory variants even on a CPU-emulated adapter
+ * (benches). `gflops` is the probe rate of the register matmul.
+ */
+export async function measurePlan(
+  device: GPUDevice,
+  kernels: KernelCache,
+  shapes: ModelShapes,
+  options: { everyVariant?: boolean } = {},
+): Promise<{ plan: KernelPlan; measurements: Measurement[]; gflops: number }> {
+  const memory = new GpuMemory(device);
+  try {
+    const rate = await probeRate(device, memory, kernels, shapes);
+    const candidates = (variants: readonly string[]) =>
+      variants.filter((v) => options.everyVariant || rate >= MIN_GFLOPS_FOR_SHARED_MEMORY || !usesWorkgroupMemory(v));
+    // A half of the plan with one candidate needs no clock.
+    const timed = (all: Case[]) => all.filter((c) => c.variants.length > 1);
+    const runCount = timed(cases(shapes, Infinity, candidates)).reduce((n, c) => n + c.variants.length, 0);
+    const all = cases(shapes, (rate * 1e6 * BUDGET_MS) / Math.max(1, runCount), candidates);
+    const ops = operands(memory, all);
+    const jobs = await Promise.all(
+      timed(all).flatMap((c) => c.variants.map(async (variant) => ({ c, variant, dispatch: await caseDispatch(device, memory, kernels, c, variant, ops, shapes) }))),
+    );
+    const built = jobs.filter((j): j is typeof j & { dispatch: Dispatch } => j.dispatch !== undefined);
+    const reps = (c: Case) => Math.min(10, Math.max(1, Math.round(PASS_MS / (c.flops / (rate * 1e6)))));
+    const ms = await time(device, built.map(({ c, dispatch }) => ({ dispatch, reps: reps(c) })));
+    const measurements = built.map(({ c, variant }, i): Measurement => ({
+      kernel: c.kernel, rows: c.rows, variant, shape: c.shape, ms: ms[i], gflops: c.flops / Math.max(ms[i], 1e-6) / 1e6,
+    }));
+    /** The candidate with the least total time over all shapes of this half (one that failed to build on any shape is out). */
+    const fastest = <T extends string>(kernel: Case['kernel'], rows: Case['rows'], fallback: T): T => {
+      const half = all.filter((c) => c.kernel === kernel && c.rows === rows);
+      const variants = half[0]?.variants ?? [];
+      if (variants.length === 1) return variants[0] as T;
+      let best: [string, number] | undefined;
+      for (const variant of variants) {
+        const times = measurements.filter((m) => m.kernel === kernel && m.rows === rows && m.variant === variant).map((m) => m.ms);
+        const total = times.reduce((a, t) => a + t, 0);
+        if (times.length === half.length && (!best || total < best[1])) best = [variant, total];
+      }
+      return (best?.[0] ?? fallback) as T;
+    };
+    const plan: KernelPlan = {
+      matmul: { large: fastest('matmul', 'large', DEFAULT_MATMUL_PLAN.large), small: fastest('matmul', 'small', DEFAULT_MATMUL_PLAN.small) },
+      attention: { large: fastest('attention', 'large', DEFAULT_ATTENTION_PLAN.large), small: fastest('attention', 'small', DEFAULT_ATTENTION_PLAN.small) },
+    };
+    return { plan, measurements, gflops: rate };
+  } finally {
+    memory.releaseAll();
+  }
+}
+
+/** Time each matmul variant once at [M, K, N] (after a warm-up), for benches. */
+export async function measureMatmul(device: GPUDevice, kernels: KernelCache, shape: [number, number, number], variants: readonly MatmulVariant[] = MATMUL_VARIANTS): Promise<Measurement[]> {
+  const memory = new GpuMemory(device);
+  try {
+    const c: Case = { kernel: 'matmul', rows: shape[0] <= SMALL_ROWS ? 'small' : 'large', shape, flops: matmulFlops(shape), variants };
+    const ops = operands(memory, [c]);
+    const shapes = { D: shape[1], F: shape[1], V: shape[2], L: shape[0], nHeads: 1, headDim: 1 };
+    const built = await Promise.all(variants.map(async (variant) => ({ variant, dispatch: await caseDispatch(device, memory, kernels, c, variant, ops, shapes) })));
+    const ready = built.filter((b): b is typeof b & { dispatch: Dispatch } => b.dispatch !== undefined);
+    const ms = await time(device, ready.map(({ dispatch }) => ({ dispatch, reps: 1 })));
+    return ready.map(({ variant }, i) => ({ kernel: 'matmul', rows: c.rows, variant, shape, ms: ms[i], gflops: c.flops / Math.max(ms[i], 1e-6) / 1e6 }));
+  } finally {
+    memory.releaseAll();
+  }
+}
