@@ -1,0 +1,126 @@
+/**
+ * What this adapter can do at best: FMA throughput (bench/peak-fma.wgsl), copy bandwidth
+ * (bench/peak-bandwidth.wgsl), and the engine's own matmul kernel on a large shape.
+ */
+import type { GpuContext } from '../src/gpu/context.js';
+import { Kernel, KernelCache } from '../src/gpu/kernel.js';
+import { GpuMemory } from '../src/gpu/memory.js';
+import { MATMUL_VARIANTS, matmulDispatch, type MatmulVariant } from '../src/kernels/matmul.js';
+import { Rows, setBatchShape, type Workspace } from '../src/kernels/workspace.js';
+import { seededNormal } from '../src/reference/random.js';
+import { record, timeDispatches } from './timing.js';
+
+// A function: in Node, GPUBufferUsage exists only once the `webgpu` package is loaded.
+const storage = (): GPUBufferUsageFlags => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+/** Grow the work until one run takes at least `minMs`, then keep the best of `reps`. */
+async function adaptive(run: (scale: number) => Promise<number>, minMs: number, maxScale: number): Promise<{ ms: number; scale: number }> {
+  let scale = 1;
+  let ms = await run(scale);
+  while (ms < minMs && scale < maxScale) {
+    scale *= Math.min(16, Math.max(2, 2 ** Math.ceil(Math.log2(minMs / Math.max(ms, 1e-3)))));
+    ms = await run(scale);
+  }
+  return { ms, scale };
+}
+
+/** GFLOP/s of 8 independent vec4 FMA chains per invocation. */
+export async function fmaPeak(ctx: GpuContext, reps: number): Promise<number> {
+  const memory = new GpuMemory(ctx.device);
+  try {
+    const kernel = await Kernel.create(ctx.device, { url: new URL('./peak-fma.wgsl', import.meta.url), bindings: ['uniform', 'write'] });
+    const groups = 4096;
+    const threads = groups * 64;
+    const out = memory.create('fma.out', threads * 16, storage());
+    const params = memory.create('fma.params', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    const bindGroup = kernel.bind('peak-fma', [params, out]);
+    const run = async (iterations: number, n = 1): Promise<number> => {
+      const data = new ArrayBuffer(16);
+      new Uint32Array(data, 0, 1)[0] = iterations;
+      new Float32Array(data, 4, 2).set([0.999, 1e-3]);
+      ctx.device.queue.writeBuffer(params, 0, data);
+      const [ms] = await timeDispatches(ctx, [{ kernel, bindGroup, grid: [groups, 1, 1] }], n);
+      return ms;
+    };
+    const { scale } = await adaptive((s) => run(16 * s), 100, 1 << 14);
+    const ms = await run(16 * scale, reps);
+    return (threads * 16 * scale * 64) / (ms * 1e6);
+  } finally {
+    memory.releaseAll();
+  }
+}
+
+/** GB/s of a vec4 copy of `megabytes` (read + write counted). */
+export async function bandwidthPeak(ctx: GpuContext, megabytes: number, reps: number): Promise<number> {
+  const memory = new GpuMemory(ctx.device);
+  try {
+    const kernel = await Kernel.create(ctx.device, { url: new URL('./peak-bandwidth.wgsl', import.meta.url), bindings: ['uniform', 'read', 'write'] });
+    const bytes = Math.min(megabytes * 2 ** 20, ctx.device.limits.maxStorageBufferBindingSize);
+    const count = Math.floor(bytes / 16);
+    const src = memory.create('bandwidth.src', count * 16, storage());
+    const dst = memory.create('bandwidth.dst', count * 16, storage());
+    const params = memory.create('bandwidth.params', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    const data = new ArrayBuffer(16);
+    new Uint32Array(data, 0, 1)[0] = count;
+    new Float32Array(data, 4, 1)[0] = 1.5;
+    ctx.device.queue.writeBuffer(params, 0, data);
+    const groups = Math.min(4096, Math.ceil(count / 64));
+    const bindGroup = kernel.bind('peak-bandwidth', [params, src, dst]);
+    const [ms] = await timeDispatches(ctx, [{ kernel, bindGroup, grid: [groups, 1, 1] }], reps);
+    return (2 * count * 16) / (ms * 1e6);
+  } finally {
+    memory.releaseAll();
+  }
+}
+
+export interface MatmulPeak {
+  /** [M, K, N]: out[M, N] = x[M, K] @ w[N, K]^T. */
+  shape: [number, number, number];
+  /** The fastest variant and its GFLOP/s. */
+  variant: string;
+  bestGflops: number;
+  /** GFLOP/s of every variant. */
+  variants: Record<string, number>;
+}
+
+/** The engine's matmul kernels (src/kernels/matmul.ts, every variant) on one large shape. */
+export async function matmulPeak(ctx: GpuContext, [M, K, N]: [number, number, number], reps: number): Promise<MatmulPeak> {
+  const { device } = ctx;
+  const memory = new GpuMemory(device);
+  try {
+    const ws: Workspace = {
+      device,
+      memory,
+      kernels: new KernelCache(device),
+      seqStride: M,
+      maxBatch: 1,
+      dims: memory.create('dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
+      lengths: memory.create('lengths', 8, storage()),
+      unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
+      shape: { batch: 0, maxClean: 0, maxQuery: 0 },
+    };
+    const normal = seededNormal(7);
+    const random = (n: number) => Float32Array.from({ length: n }, normal);
+    const x = memory.upload('x', random(M * K));
+    const weight = memory.upload('weight', random(N * K));
+    const bias = memory.upload('bias', random(N));
+    const out = memory.create('out', M * N * 4, storage());
+    setBatchShape(ws, [M], [0]);
+    const best: MatmulPeak = { shape: [M, K, N], variant: '', bestGflops: 0, variants: {} };
+    const gflops = async (variant: MatmulVariant, n: number): Promise<number> => {
+      const dispatch = await matmulDispatch(ws, { label: `bench.matmul.${variant}`, rows: Rows.Clean, x, weight, bias, activation: 'gelu', out, K, N, variant });
+      const [ms] = await timeDispatches(ctx, [record(dispatch)], n);
+      return (2 * M * K * N) / (ms * 1e6);
+    };
+    // Every variant once, then the fastest `reps` more times (the slow ones take long on SwiftShader).
+    for (const variant of MATMUL_VARIANTS) {
+      best.variants[variant] = await gflops(variant, 1);
+      if (best.variants[variant] > best.bestGflops) Object.assign(best, { variant, bestGflops: best.variants[variant] });
+    }
+    const v = best.variant as MatmulVariant;
+    best.variants[v] = best.bestGflops = Math.max(best.bestGflops, await gflops(v, reps));
+    return best;
+  } finally {
+    memory.releaseAll();
+  }
+}

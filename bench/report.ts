@@ -1,0 +1,90 @@
+/** Markdown tables and an SVG chart of a BenchResult (pure functions, any runtime). */
+import type { BenchResult } from './suite.js';
+
+const f = (x: number, digits = 1): string => x.toFixed(digits);
+const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
+
+export function markdown(r: BenchResult): string {
+  const a = r.adapter;
+  const lines: string[] = [];
+  lines.push(`Adapter: ${a.vendor || '?'} / ${a.architecture || '?'}${a.description ? ` (${a.description})` : ''}, ${a.runtime}, ${r.date.slice(0, 10)}, mode ${r.mode}, timestamps ${a.timestamps ? 'yes' : 'no'}`);
+  lines.push('');
+  lines.push('| shape | steps | batch | PGM ms | MDLM ms | PGM tok/s | MDLM tok/s | MDLM forwards | speed-up (MDLM/PGM) | FLOP ratio |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const e of r.e2e) {
+    lines.push(`| ${e.shape} | ${e.steps} | ${e.batch} | ${f(e.pgmMs, 0)} | ${f(e.mdlmMs, 0)} | ${f(e.pgmTokensPerS)} | ${f(e.mdlmTokensPerS)} | ${e.mdlmForwards} | ${f(e.ratio, 2)}x | ${f(e.flopRatio, 2)}x |`);
+  }
+  lines.push('');
+  lines.push(`Adapter peak: FMA ${f(r.peak.fmaGflops, 2)} GFLOP/s, copy ${f(r.peak.bandwidthGBs, 2)} GB/s. ` +
+    `Engine matmul ${r.matmul.shape.join('x')}, best variant ${r.matmul.variant}: ${f(r.matmul.bestGflops, 2)} GFLOP/s = ${pct(r.matmul.fraction)} of the FMA peak` +
+    ` (${Object.entries(r.matmul.variants ?? {}).map(([v, g]) => `${v} ${f(g, 2)}`).join(', ')}).`);
+  for (const p of r.profile) {
+    const rows = r.kernels.filter((k) => k.arch === p.arch);
+    lines.push('');
+    const where = p.arch === 'pgm' ? `clean ${p.clean.join(',')}, queries ${p.queries.join(',')}` : `positions ${p.clean.join(',')}`;
+    lines.push(`Kernels, ${p.arch.toUpperCase()} step ${p.step} of ${p.steps} (${p.shape}; ${where}): ${p.dispatches} dispatches, GPU ${f(p.gpuMs)} ms, step wall clock ${f(p.wallMs)} ms`);
+    lines.push('');
+    lines.push('| kernel | calls | ms | share | GFLOP/s | GB/s | of peak |');
+    lines.push('|---|---:|---:|---:|---:|---:|---:|');
+    for (const k of rows) {
+      lines.push(`| ${k.name} | ${k.calls} | ${f(k.ms, 2)} | ${pct(k.share)} | ${k.gflops === null ? '' : f(k.gflops, 2)} | ${k.gbps === null ? '' : f(k.gbps, 2)} | ${pct(k.fractionOfPeak)} |`);
+    }
+  }
+  return lines.join('\n');
+}
+
+const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+
+/** Left: PGM vs MDLM latency per case (log scale). Right: measured speed-up vs FLOP ratio. */
+export function svg(r: BenchResult): string {
+  const cases = r.e2e;
+  const W = 960;
+  const H = 360;
+  const pad = { l: 60, r: 20, t: 40, b: 70 };
+  const panelW = (W - 3 * pad.l) / 2;
+  const plotH = H - pad.t - pad.b;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`);
+  out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  out.push(`<text x="${W / 2}" y="16" text-anchor="middle" font-size="13">${esc(`PGM vs MDLM, ${r.adapter.vendor} ${r.adapter.architecture} (${r.adapter.runtime}), ${r.date.slice(0, 10)}`)}</text>`);
+  const label = (i: number) => `L${cases[i].L} s${cases[i].steps} b${cases[i].batch}`;
+
+  const panel = (x0: number, title: string, yLabel: string, series: { name: string; color: string; values: number[] }[], log: boolean) => {
+    const all = series.flatMap((s) => s.values).filter((v) => v > 0);
+    let lo = log ? 10 ** Math.floor(Math.log10(Math.min(...all))) : 0;
+    let hi = log ? 10 ** Math.ceil(Math.log10(Math.max(...all))) : Math.max(...all) * 1.15;
+    if (!(hi > lo)) [lo, hi] = [0, 1];
+    const y = (v: number) => pad.t + plotH - (log ? (Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo)) : (v - lo) / (hi - lo)) * plotH;
+    out.push(`<text x="${x0 + panelW / 2}" y="${pad.t - 10}" text-anchor="middle" font-size="12">${esc(title)}</text>`);
+    out.push(`<line x1="${x0}" y1="${pad.t}" x2="${x0}" y2="${pad.t + plotH}" stroke="#333"/><line x1="${x0}" y1="${pad.t + plotH}" x2="${x0 + panelW}" y2="${pad.t + plotH}" stroke="#333"/>`);
+    const ticks = log ? Array.from({ length: Math.round(Math.log10(hi / lo)) + 1 }, (_, i) => lo * 10 ** i) : Array.from({ length: 5 }, (_, i) => lo + ((hi - lo) * i) / 4);
+    for (const t of ticks) {
+      out.push(`<line x1="${x0 - 4}" y1="${y(t)}" x2="${x0 + panelW}" y2="${y(t)}" stroke="#ddd"/><text x="${x0 - 6}" y="${y(t) + 4}" text-anchor="end">${t >= 100 ? t.toFixed(0) : +t.toPrecision(2)}</text>`);
+    }
+    out.push(`<text transform="translate(${x0 - 45},${pad.t + plotH / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`);
+    const groupW = panelW / Math.max(1, cases.length);
+    const barW = (groupW * 0.8) / series.length;
+    cases.forEach((_, i) => {
+      const gx = x0 + i * groupW + groupW * 0.1;
+      series.forEach((s, j) => {
+        const v = s.values[i];
+        const top = y(Math.max(v, log ? lo : 0));
+        out.push(`<rect x="${gx + j * barW}" y="${top}" width="${barW - 1}" height="${pad.t + plotH - top}" fill="${s.color}"><title>${esc(`${s.name} ${label(i)}: ${v.toFixed(2)}`)}</title></rect>`);
+      });
+      out.push(`<text transform="translate(${gx + groupW * 0.4},${pad.t + plotH + 12}) rotate(35)" font-size="10">${esc(label(i))}</text>`);
+    });
+    series.forEach((s, j) => {
+      out.push(`<rect x="${x0 + 10 + j * 110}" y="${H - 18}" width="10" height="10" fill="${s.color}"/><text x="${x0 + 24 + j * 110}" y="${H - 9}">${esc(s.name)}</text>`);
+    });
+  };
+  panel(pad.l, 'Latency per generation (ms, log scale)', 'ms', [
+    { name: 'PGM', color: '#1f77b4', values: cases.map((c) => c.pgmMs) },
+    { name: 'MDLM', color: '#d62728', values: cases.map((c) => c.mdlmMs) },
+  ], true);
+  panel(2 * pad.l + panelW + pad.r, 'PGM speed-up: measured vs FLOP ratio', 'MDLM / PGM', [
+    { name: 'measured', color: '#2ca02c', values: cases.map((c) => c.ratio) },
+    { name: 'FLOP ratio', color: '#999999', values: cases.map((c) => c.flopRatio) },
+  ], false);
+  out.push('</svg>');
+  return out.join('\n');
+}

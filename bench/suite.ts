@@ -1,0 +1,352 @@
+/**
+ * The benchmark, runtime-agnostic: give it a GpuContext (Chromium's navigator.gpu or Node's
+ * `webgpu`). PGM vs MDLM at the paper's pairing (PGM n/n encoder/decoder blocks vs MDLM 2n
+ * blocks, same width, vocabulary, length and steps), random weights, driven through the
+ * engine's own sampling loops (src/sampling/generate.ts) on a GpuModel.
+ */
+import type { AdapterSummary, GpuContext } from '../src/gpu/context.js';
+import { observeDispatches } from '../src/gpu/kernel.js';
+import type { ModelConfig } from '../src/model/config.js';
+import { GpuModel } from '../src/model/gpu-model.js';
+import { randomWeights, tinyConfig } from '../src/reference/random.js';
+import { sampleMdlm, samplePgm, type BatchStep, type SamplingOptions, type SequencePlan } from '../src/sampling/generate.js';
+import { forwardFlops, mdlmOps, pgmOps, sampleOp, type Op, type OpClass } from './flops.js';
+import { bandwidthPeak, fmaPeak, matmulPeak } from './peak.js';
+import { hasTimestamps, record, timeDispatches, type RecordedDispatch } from './timing.js';
+
+export type BenchMode = 'quick' | 'default' | 'owt';
+
+/** One model width shared by the PGM and the MDLM of a comparison. */
+export interface Shape {
+  D: number;
+  H: number;
+  /** PGM encoder = decoder blocks; the MDLM has twice as many. */
+  halfBlocks: number;
+  V: number;
+  L: number;
+}
+
+export interface Plan {
+  mode: BenchMode;
+  shapes: { shape: Shape; cases: { steps: number; batch: number }[] }[];
+  /** Timed repetitions per case (PGM and MDLM interleaved; the fastest is kept). */
+  reps: number;
+  /** The case whose middle PGM step and first MDLM step are profiled kernel by kernel. */
+  profile: { L: number; steps: number; batch: number };
+  matmulShape: [number, number, number];
+  bandwidthMB: number;
+}
+
+const scaled = (L: number): Shape => ({ D: 128, H: 4, halfBlocks: 2, V: 8192, L });
+
+export function plan(mode: BenchMode): Plan {
+  if (mode === 'owt') {
+    return {
+      mode,
+      shapes: [{ shape: { D: 768, H: 12, halfBlocks: 6, V: 50258, L: 1024 }, cases: [{ steps: 128, batch: 1 }, { steps: 128, batch: 4 }] }],
+      reps: 2,
+      profile: { L: 1024, steps: 128, batch: 1 },
+      matmulShape: [1024, 768, 3072],
+      bandwidthMB: 256,
+    };
+  }
+  if (mode === 'quick') {
+    return {
+      mode,
+      shapes: [{ shape: scaled(128), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }] }],
+      reps: 1,
+      profile: { L: 128, steps: 16, batch: 1 },
+      matmulShape: [512, 768, 768],
+      bandwidthMB: 32,
+    };
+  }
+  return {
+    mode,
+    shapes: [
+      // Sized for about 8 minutes on SwiftShader on 2 idle cores (MDLM forwards dominate).
+      { shape: scaled(128), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }, { steps: 64, batch: 1 }, { steps: 16, batch: 8 }] },
+      { shape: scaled(256), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }] },
+    ],
+    reps: 1,
+    profile: { L: 256, steps: 32, batch: 1 },
+    matmulShape: [512, 768, 768],
+    bandwidthMB: 64,
+  };
+}
+
+export const shapeName = (s: Shape): string => `D${s.D} H${s.H} V${s.V} L${s.L}, PGM ${s.halfBlocks}/${s.halfBlocks} vs MDLM ${2 * s.halfBlocks}`;
+
+export interface E2eResult {
+  shape: string;
+  L: number;
+  steps: number;
+  batch: number;
+  /** Wall-clock latency of one generation of `batch` samples of L tokens (all steps, submits and readbacks). */
+  pgmMs: number;
+  mdlmMs: number;
+  /** mdlmMs / pgmMs: PGM's measured speed-up. */
+  ratio: number;
+  /** MDLM FLOPs / PGM FLOPs (matmul + attention) of the forwards each sampler actually ran. */
+  flopRatio: number;
+  pgmTokensPerS: number;
+  mdlmTokensPerS: number;
+  pgmForwards: number;
+  mdlmForwards: number;
+  pgmGflop: number;
+  mdlmGflop: number;
+  /** Achieved GFLOP/s over the whole generation (wall clock). */
+  pgmGflops: number;
+  mdlmGflops: number;
+}
+
+export interface KernelRow {
+  arch: 'pgm' | 'mdlm';
+  /** Kernel file and dispatch label with block indices folded: `matmul.wgsl encoder.blocks.*.attn_qkv`. */
+  name: string;
+  cls: OpClass;
+  calls: number;
+  ms: number;
+  /** Of the profiled step's summed GPU time. */
+  share: number;
+  gflops: number | null;
+  gbps: number | null;
+  /** GFLOP/s over the FMA peak (matmul, attention) or GB/s over the bandwidth peak (others). */
+  fractionOfPeak: number;
+}
+
+export interface ProfiledStep {
+  arch: 'pgm' | 'mdlm';
+  shape: string;
+  steps: number;
+  batch: number;
+  step: number;
+  /** Per sequence: rows the encoder (MDLM: every block) and the decoder ran over. */
+  clean: number[];
+  queries: number[];
+  /** Wall clock of the step in the sampling loop (submit, GPU work, readback). */
+  wallMs: number;
+  /** Sum of the kernels' GPU times (timestamps, or one awaited submit each). */
+  gpuMs: number;
+  dispatches: number;
+}
+
+export interface BenchResult {
+  adapter: AdapterSummary & { runtime: string; timestamps: boolean };
+  date: string;
+  mode: BenchMode;
+  e2e: E2eResult[];
+  /** A peer engine on the same shapes (onnxruntime-web, later). */
+  peer: null;
+  peak: { fmaGflops: number; bandwidthGBs: number };
+  matmul: { shape: [number, number, number]; variant: string; bestGflops: number; variants: Record<string, number>; peakGflops: number; fraction: number };
+  profile: ProfiledStep[];
+  kernels: KernelRow[];
+  /** Milliseconds the whole suite took. */
+  totalMs: number;
+}
+
+export interface SuiteOptions {
+  mode: BenchMode;
+  runtime: string;
+  log?: (line: string) => void;
+}
+
+export function modelConfig(arch: 'pgm' | 'mdlm', s: Shape): ModelConfig {
+  return tinyConfig(arch, {
+    vocabSize: s.V,
+    hiddenSize: s.D,
+    nHeads: s.H,
+    condDim: 128,
+    mlpDim: 4 * s.D,
+    length: s.L,
+    encoderBlocks: arch === 'pgm' ? s.halfBlocks : 0,
+    decoderBlocks: arch === 'pgm' ? s.halfBlocks : 0,
+    nBlocks: arch === 'mdlm' ? 2 * s.halfBlocks : 0,
+  });
+}
+
+function samplingOptions(L: number, steps: number): SamplingOptions {
+  return { length: L, steps, order: 'random', schedule: 'uniform', temperature: 1, topP: 1, greedy: false };
+}
+
+function plans(config: ModelConfig, batch: number): SequencePlan[] {
+  return Array.from({ length: batch }, (_, b) => ({ known: new Map([[0, config.bosId]]), seed: 1000 + b }));
+}
+
+function steps(model: GpuModel, batch: number, L: number, nSteps: number): AsyncGenerator<BatchStep> {
+  const run = model.config.arch === 'pgm' ? samplePgm : sampleMdlm;
+  return run(model, plans(model.config, batch), samplingOptions(L, nSteps));
+}
+
+/** The ops of the forward one step event ran (none when MDLM reused its logits). */
+function stepOps(config: ModelConfig, ev: BatchStep): Op[] {
+  if (!ev.forward) return [];
+  return config.arch === 'pgm' ? pgmOps(config, ev.encoderRows, ev.decoderRows) : mdlmOps(config, ev.encoderRows);
+}
+
+/** One whole generation: wall-clock ms, forwards run, and their matmul + attention FLOPs. */
+async function generate(model: GpuModel, batch: number, nSteps: number): Promise<{ ms: number; forwards: number; flops: number }> {
+  let forwards = 0;
+  let flops = 0;
+  const t0 = performance.now();
+  for await (const ev of steps(model, batch, model.config.length, nSteps)) {
+    if (ev.forward) forwards++;
+    flops += forwardFlops(stepOps(model.config, ev));
+  }
+  return { ms: performance.now() - t0, forwards, flops };
+}
+
+/** Run a generation up to step `target` and record that step's dispatches and their ops. */
+async function recordStep(model: GpuModel, batch: number, nSteps: number, target: number) {
+  const gen = steps(model, batch, model.config.length, nSteps);
+  try {
+    for (let step = 0; ; step++) {
+      const recorded: RecordedDispatch[] = [];
+      if (step === target) observeDispatches((dispatch, grid) => recorded.push(record(dispatch, grid)));
+      const t0 = performance.now();
+      let next: IteratorResult<BatchStep>;
+      try {
+        next = await gen.next();
+      } finally {
+        observeDispatches(undefined);
+      }
+      const wallMs = performance.now() - t0;
+      if (next.done) throw new Error(`bench: step ${target} of ${nSteps} never ran`);
+      if (step < target) continue;
+      const ev = next.value;
+      const rows = model.config.arch === 'pgm' ? ev.decoderRows : ev.encoderRows;
+      const ops = new Map([...stepOps(model.config, ev), sampleOp(model.config, rows)].map((o) => [o.label, o]));
+      return { ev, wallMs, recorded, ops, ms: recorded.map(() => Infinity) };
+    }
+  } finally {
+    // The model keeps this step's batch shape (dims, lengths) until its next step: replays see the same work.
+    await gen.return(undefined);
+  }
+}
+
+const fold = (label: string): string => label.replace(/\.\d+\./g, '.*.');
+
+function kernelRows(arch: 'pgm' | 'mdlm', p: Awaited<ReturnType<typeof recordStep>>, peak: BenchResult['peak']): KernelRow[] {
+  const total = p.ms.reduce((a, x) => a + x, 0);
+  const groups = new Map<string, { cls: OpClass; calls: number; ms: number; flops: number; bytes: number }>();
+  p.recorded.forEach(({ kernel, bindGroup }, i) => {
+    const label = bindGroup.label;
+    const op = p.ops.get(label);
+    if (!op) throw new Error(`bench: no FLOP/byte model for dispatch "${label}" (${kernel.name}); update bench/flops.ts`);
+    const name = `${kernel.name} ${fold(label)}`;
+    const g = groups.get(name) ?? { cls: op.cls, calls: 0, ms: 0, flops: 0, bytes: 0 };
+    g.calls++;
+    g.ms += p.ms[i];
+    g.flops += op.flops;
+    g.bytes += op.bytes;
+    groups.set(name, g);
+  });
+  return [...groups].map(([name, g]) => {
+    const gflops = g.cls === 'memory' ? null : g.flops / (g.ms * 1e6);
+    const gbps = g.bytes / (g.ms * 1e6);
+    return {
+      arch, name, cls: g.cls, calls: g.calls, ms: g.ms, share: g.ms / total,
+      gflops, gbps, fractionOfPeak: gflops !== null ? gflops / peak.fmaGflops : gbps / peak.bandwidthGBs,
+    };
+  }).sort((a, b) => b.ms - a.ms);
+}
+
+export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<BenchResult> {
+  const log = options.log ?? (() => {});
+  const p = plan(options.mode);
+  const start = performance.now();
+  const timestamps = hasTimestamps(ctx);
+  log(`adapter: ${ctx.adapter.vendor} ${ctx.adapter.architecture} ${ctx.adapter.description} (${options.runtime}, timestamps: ${timestamps})`);
+
+  const fmaGflops = await fmaPeak(ctx, 3);
+  const bandwidthGBs = await bandwidthPeak(ctx, p.bandwidthMB, 3);
+  const peak = { fmaGflops, bandwidthGBs };
+  log(`peak: FMA ${fmaGflops.toFixed(2)} GFLOP/s, copy ${bandwidthGBs.toFixed(2)} GB/s`);
+  const mm = await matmulPeak(ctx, p.matmulShape, 3);
+  const matmul = { ...mm, peakGflops: fmaGflops, fraction: mm.bestGflops / fmaGflops };
+  log(`matmul ${mm.shape.join('x')} (${mm.variant}): ${mm.bestGflops.toFixed(2)} GFLOP/s = ${(100 * matmul.fraction).toFixed(1)}% of FMA peak`);
+
+  const e2e: E2eResult[] = [];
+  const profile: ProfiledStep[] = [];
+  const kernels: KernelRow[] = [];
+  for (const { shape, cases: planned } of p.shapes) {
+    const name = shapeName(shape);
+    // The logits buffer holds [maxBatch, L, V] floats and must fit one storage binding.
+    const fits = (batch: number) => batch * shape.L * shape.V * 4 <= ctx.device.limits.maxStorageBufferBindingSize;
+    for (const c of planned) if (!fits(c.batch)) log(`${name}: batch ${c.batch} skipped, its logits exceed maxStorageBufferBindingSize`);
+    const cases = planned.filter((c) => fits(c.batch));
+    if (!cases.length) continue;
+    const maxBatch = Math.max(...cases.map((c) => c.batch), p.profile.L === shape.L ? p.profile.batch : 1);
+    const pgmConfig = modelConfig('pgm', shape);
+    const mdlmConfig = modelConfig('mdlm', shape);
+    log(`${name}: loading random weights (maxBatch ${maxBatch})`);
+    const pgm = await GpuModel.load(ctx, pgmConfig, randomWeights(pgmConfig, 1), { maxBatch });
+    const mdlm = await GpuModel.load(ctx, mdlmConfig, randomWeights(mdlmConfig, 2), { maxBatch });
+    try {
+      await generate(pgm, 1, 4); // warm-up: first submits, lazy driver work
+      await generate(mdlm, 1, 2);
+      for (const { steps: nSteps, batch } of cases) {
+        let best: { pgm?: Awaited<ReturnType<typeof generate>>; mdlm?: Awaited<ReturnType<typeof generate>> } = {};
+        for (let r = 0; r < p.reps; r++) {
+          const a = await generate(pgm, batch, nSteps);
+          const b = await generate(mdlm, batch, nSteps);
+          best = { pgm: !best.pgm || a.ms < best.pgm.ms ? a : best.pgm, mdlm: !best.mdlm || b.ms < best.mdlm.ms ? b : best.mdlm };
+        }
+        const a = best.pgm!;
+        const b = best.mdlm!;
+        const tokens = batch * (shape.L - 1);
+        const row: E2eResult = {
+          shape: name, L: shape.L, steps: nSteps, batch,
+          pgmMs: a.ms, mdlmMs: b.ms, ratio: b.ms / a.ms, flopRatio: b.flops / a.flops,
+          pgmTokensPerS: tokens / (a.ms / 1000), mdlmTokensPerS: tokens / (b.ms / 1000),
+          pgmForwards: a.forwards, mdlmForwards: b.forwards, pgmGflop: a.flops / 1e9, mdlmGflop: b.flops / 1e9,
+          pgmGflops: a.flops / (a.ms * 1e6), mdlmGflops: b.flops / (b.ms * 1e6),
+        };
+        e2e.push(row);
+        log(`  L${shape.L} steps ${nSteps} batch ${batch}: PGM ${a.ms.toFixed(0)} ms, MDLM ${b.ms.toFixed(0)} ms (${b.forwards} forwards), ratio ${row.ratio.toFixed(2)} vs FLOP ratio ${row.flopRatio.toFixed(2)}`);
+      }
+      if (p.profile.L === shape.L) {
+        const { steps: nSteps, batch } = p.profile;
+        const runs = [await recordStep(pgm, batch, nSteps, Math.floor(nSteps / 2)), await recordStep(mdlm, batch, nSteps, 0)];
+        // PGM and MDLM replays alternate, so both see the same background load; best of each kept.
+        for (let r = 0; r < (timestamps ? 3 : 1); r++) {
+          for (const run of runs) {
+            const ms = await timeDispatches(ctx, run.recorded, 1);
+            run.ms = run.ms.map((t, i) => Math.min(t, ms[i]));
+          }
+        }
+        for (const [i, run] of runs.entries()) {
+          const arch = i === 0 ? 'pgm' : 'mdlm';
+          const gpuMs = run.ms.reduce((x, y) => x + y, 0);
+          profile.push({
+            arch, shape: name, steps: nSteps, batch, step: run.ev.step, clean: run.ev.encoderRows, queries: arch === 'pgm' ? run.ev.decoderRows : [],
+            wallMs: run.wallMs, gpuMs, dispatches: run.recorded.length,
+          });
+          kernels.push(...kernelRows(arch, run, peak));
+          log(`  profiled ${arch} step ${run.ev.step}: ${run.recorded.length} dispatches, GPU ${gpuMs.toFixed(1)} ms, wall ${run.wallMs.toFixed(1)} ms`);
+        }
+      }
+    } finally {
+      pgm.dispose();
+      mdlm.dispose();
+    }
+  }
+  // Measured again at the end, keeping the best: a busy machine lowers one measurement.
+  peak.fmaGflops = Math.max(peak.fmaGflops, await fmaPeak(ctx, 3));
+  peak.bandwidthGBs = Math.max(peak.bandwidthGBs, await bandwidthPeak(ctx, p.bandwidthMB, 3));
+  log(`peak again: FMA ${peak.fmaGflops.toFixed(2)} GFLOP/s, copy ${peak.bandwidthGBs.toFixed(2)} GB/s (best of both)`);
+  for (const k of kernels) k.fractionOfPeak = k.gflops !== null ? k.gflops / peak.fmaGflops : (k.gbps ?? 0) / peak.bandwidthGBs;
+  Object.assign(matmul, { peakGflops: peak.fmaGflops, fraction: matmul.bestGflops / peak.fmaGflops });
+  return {
+    adapter: { ...ctx.adapter, runtime: options.runtime, timestamps },
+    date: new Date().toISOString(),
+    mode: p.mode,
+    e2e,
+    peer: null,
+    peak,
+    matmul,
+    profile,
+    kernels,
+    totalMs: performance.now() - start,
+  };
+}
