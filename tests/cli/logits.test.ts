@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -10,7 +10,8 @@ import { compareRows } from '../helpers/gpu.js';
 // The acceptance path of the engine: `pgm convert` a Lightning checkpoint written by PyTorch,
 // then `pgm logits` on WebGPU (Node), against PyTorch's fp32 CPU logits.
 const fixtures = join(import.meta.dirname, '..', 'fixtures');
-const names = readdirSync(fixtures).filter((n) => !n.includes('.'));
+// Fixture folders hold a model.ckpt (tests/fixtures/shipped/ holds the shipped models' fixtures: tests/gpu/shipped.test.ts).
+const names = readdirSync(fixtures).filter((n) => existsSync(join(fixtures, n, 'model.ckpt')));
 const work = mkdtempSync(join(tmpdir(), 'pgm-logits-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
