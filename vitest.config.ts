@@ -29,6 +29,8 @@ export default defineConfig({
           exclude: ['tests/**/*.browser-only.test.ts'],
           // Each worker gets its own Dawn instance; two at most on a 2-core machine.
           maxWorkers: 2,
+          // The Node project runs first, then the browser project: both are CPU-bound here.
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -37,6 +39,7 @@ export default defineConfig({
           name: 'browser',
           // Only the WebGPU tests run in Chromium; converters, vocab and CLI are Node-side.
           include: ['tests/gpu/**/*.test.ts', 'tests/**/*.browser-only.test.ts'],
+          sequence: { groupOrder: 1 },
           browser: {
             enabled: true,
             headless: true,
