@@ -93,6 +93,15 @@ def training_time(records, batch, length, run_dir, ckpt_path):
   return out
 
 
+def repo_relative(path):
+  """`path` relative to the repository root when it is inside it (no machine paths in outputs)."""
+  root = Path(__file__).resolve().parent.parent
+  try:
+    return str(Path(path).resolve().relative_to(root))
+  except ValueError:
+    return str(path)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('run', type=Path, help='run directory (log.jsonl, last.ckpt)')
@@ -137,7 +146,7 @@ def main(argv=None):
     key: round(bound, 5), 'unit': 'nats per token (all L tokens, BOS included)',
     'what': ('group-1 ELBO terms (pgm_loss bound)' if cfg.arch == 'pgm'
              else 'masked-token ELBO terms (mdlm_loss bound)'),
-    'weights': 'ema', 'split': str(data / 'val.bin'), 'chunks': n_chunks,
+    'weights': 'ema', 'split': repo_relative(data / 'val.bin'), 'chunks': n_chunks,
     'chunksTotal': int(len(load_chunks(data / 'val.bin', cfg.length,
                                        conf['data'].get('token_dtype', 'uint16'),
                                        conf['data']['bos_id']))),
