@@ -6,7 +6,7 @@ import type { GpuContext } from '../src/gpu/context.js';
 import { Kernel, KernelCache } from '../src/gpu/kernel.js';
 import { GpuMemory } from '../src/gpu/memory.js';
 import { MATMUL_VARIANTS, matmulDispatch, type MatmulVariant } from '../src/kernels/matmul.js';
-import { Rows, setBatchShape, type Workspace } from '../src/kernels/workspace.js';
+import { createWorkspace, Rows, setBatchShape } from '../src/kernels/workspace.js';
 import { seededNormal } from '../src/reference/random.js';
 import { record, timeDispatches } from './timing.js';
 
@@ -88,17 +88,7 @@ export async function matmulPeak(ctx: GpuContext, [M, K, N]: [number, number, nu
   const { device } = ctx;
   const memory = new GpuMemory(device);
   try {
-    const ws: Workspace = {
-      device,
-      memory,
-      kernels: new KernelCache(device),
-      seqStride: M,
-      maxBatch: 1,
-      dims: memory.create('dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
-      lengths: memory.create('lengths', 8, storage()),
-      unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
-      shape: { batch: 0, maxClean: 0, maxQuery: 0 },
-    };
+    const ws = createWorkspace(memory, new KernelCache(device), M, 1);
     const normal = seededNormal(7);
     const random = (n: number) => Float32Array.from({ length: n }, normal);
     const x = memory.upload('x', random(M * K));

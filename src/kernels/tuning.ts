@@ -11,7 +11,7 @@ import type { Dispatch, KernelCache } from '../gpu/kernel.js';
 import { GpuMemory } from '../gpu/memory.js';
 import { ATTENTION_VARIANTS, attentionDispatch, DEFAULT_ATTENTION_PLAN, type AttentionPlan, type AttentionVariant } from './attention.js';
 import { DEFAULT_MATMUL_PLAN, MATMUL_VARIANTS, matmulDispatch, SMALL_ROWS, type MatmulPlan, type MatmulVariant } from './matmul.js';
-import { Rows, setBatchShape, type Workspace } from './workspace.js';
+import { createWorkspace, Rows, setBatchShape, type Workspace } from './workspace.js';
 
 export interface KernelPlan {
   matmul: MatmulPlan;
@@ -203,18 +203,8 @@ function cases(s: ModelShapes, flopsPerRun: number, candidates: (variants: reado
 }
 
 /** A workspace of one sequence with `clean` clean rows and `queries` query rows, for timing. */
-function timingWorkspace(device: GPUDevice, memory: GpuMemory, kernels: KernelCache, clean: number, queries: number): Workspace {
-  const ws: Workspace = {
-    device,
-    memory,
-    kernels,
-    seqStride: clean,
-    maxBatch: 1,
-    dims: memory.create('tuning.dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
-    lengths: memory.create('tuning.lengths', 8, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST),
-    unused: memory.create('tuning.unused', 16, GPUBufferUsage.STORAGE),
-    shape: { batch: 0, maxClean: 0, maxQuery: 0 },
-  };
+function timingWorkspace(memory: GpuMemory, kernels: KernelCache, clean: number, queries: number): Workspace {
+  const ws = createWorkspace(memory, kernels, clean, 1);
   setBatchShape(ws, [clean], [queries]);
   return ws;
 }
@@ -304,11 +294,11 @@ async function caseDispatch(device: GPUDevice, memory: GpuMemory, kernels: Kerne
   try {
     if (c.kernel === 'matmul') {
       const [M, K, N] = c.shape;
-      const ws = timingWorkspace(device, memory, kernels, M, M);
+      const ws = timingWorkspace(memory, kernels, M, M);
       return await matmulDispatch(ws, { label: `tuning.${variant}`, rows: Rows.Clean, x: ops.x, weight: ops.w, out: ops.out, K, N, variant: variant as MatmulVariant });
     }
     const [queries, keys, D] = c.shape;
-    const ws = timingWorkspace(device, memory, kernels, keys, queries);
+    const ws = timingWorkspace(memory, kernels, keys, queries);
     const slice = (offset: number) => ({ buffer: ops.x, stride: 3 * D, offset });
     return await attentionDispatch(ws, {
       label: `tuning.${variant}`, queries: Rows.Query, q: slice(0), k: slice(D), v: slice(2 * D), out: ops.out,

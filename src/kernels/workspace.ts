@@ -33,6 +33,21 @@ export interface Workspace {
   plan?: KernelPlan;
 }
 
+/** A workspace for `maxBatch` sequences of `seqStride` rows, its dims and lengths buffers allocated from `memory`. */
+export function createWorkspace(memory: GpuMemory, kernels: KernelCache, seqStride: number, maxBatch: number): Workspace {
+  return {
+    device: memory.device,
+    memory,
+    kernels,
+    seqStride,
+    maxBatch,
+    dims: memory.create('dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
+    lengths: memory.create('lengths', 8 * maxBatch, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST),
+    unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
+    shape: { batch: 0, maxClean: 0, maxQuery: 0 },
+  };
+}
+
 /** A uniform buffer with `u32s` followed by `f32s`, written once. */
 export function paramsBuffer(ws: Workspace, label: string, u32s: readonly number[], f32s: readonly number[] = []): GPUBuffer {
   const data = new ArrayBuffer(Math.max(16, Math.ceil((u32s.length + f32s.length) * 4 / 16) * 16));

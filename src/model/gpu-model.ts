@@ -6,7 +6,7 @@ import { sinusTable } from '../kernels/group-swap.js';
 import { ropeTables } from '../kernels/rope.js';
 import { createSampler, type SampleSettings, type Sampler } from '../kernels/sample.js';
 import { kernelPlan, type PlanOptions } from '../kernels/tuning.js';
-import { setBatchShape, type Workspace } from '../kernels/workspace.js';
+import { createWorkspace, setBatchShape, type Workspace } from '../kernels/workspace.js';
 import type { Activations, ForwardContext } from './blocks.js';
 import { computeModulations } from './conditioning.js';
 import { headDim, type ModelConfig } from './config.js';
@@ -48,17 +48,7 @@ export class GpuModel {
     try {
       const L = config.length;
       const D = config.hiddenSize;
-      const ws: Workspace = {
-        device: ctx.device,
-        memory,
-        kernels: new KernelCache(ctx.device),
-        seqStride: L,
-        maxBatch,
-        dims: memory.create('dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
-        lengths: memory.create('lengths', 8 * maxBatch, STORAGE),
-        unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
-        shape: { batch: 0, maxClean: 0, maxQuery: 0 },
-      };
+      const ws = createWorkspace(memory, new KernelCache(ctx.device), L, maxBatch);
       ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V: config.vocabSize, L, nHeads: config.nHeads, headDim: headDim(config) }, options);
       const gpuWeights = new Map<string, GPUBuffer>();
       for (const [name, tensor] of weights) gpuWeights.set(name, memory.upload(name, tensor.data));

@@ -27,7 +27,7 @@ import { layerNormDispatch } from '../../src/kernels/layernorm.js';
 import { MATMUL_VARIANTS, matmulDispatch, type MatmulVariant } from '../../src/kernels/matmul.js';
 import { ropeDispatch, ropeTables } from '../../src/kernels/rope.js';
 import type { KernelPlan } from '../../src/kernels/tuning.js';
-import { Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
+import { createWorkspace, Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
 import type { PreQueryMode } from '../../src/model/config.js';
 import {
   attention,
@@ -83,17 +83,7 @@ async function withHarness(batch: Batch, body: (h: Harness) => Promise<void>): P
   if (kernelCache?.device !== device) kernelCache = new KernelCache(device);
   const memory = new GpuMemory(device);
   const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-  const ws: Workspace = {
-    device,
-    memory,
-    kernels: kernelCache,
-    seqStride: batch.L,
-    maxBatch: batch.clean.length,
-    dims: memory.create('dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
-    lengths: memory.create('lengths', 8 * batch.clean.length, STORAGE),
-    unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
-    shape: { batch: 0, maxClean: 0, maxQuery: 0 },
-  };
+  const ws = createWorkspace(memory, kernelCache, batch.L, batch.clean.length);
   setBatchShape(ws, batch.clean, batch.query);
   const harness: Harness = {
     ws,

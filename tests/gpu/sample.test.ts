@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeDispatches, KernelCache } from '../../src/gpu/kernel.js';
 import { GpuMemory } from '../../src/gpu/memory.js';
 import { createSampler, type SampleSettings, type Sampler } from '../../src/kernels/sample.js';
-import { setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
+import { createWorkspace, setBatchShape } from '../../src/kernels/workspace.js';
 import { seededNormal, seededUniform } from '../../src/reference/random.js';
 import { samplingDistribution } from '../../src/reference/sample.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
@@ -200,17 +200,7 @@ async function withRig(o: { V: number; maskId: number; L: number; maxBatch: numb
   const { V, maskId, L, maxBatch } = o;
   const rows = maxBatch * L;
   try {
-    const ws: Workspace = {
-      device,
-      memory,
-      kernels: kernelCache,
-      seqStride: L,
-      maxBatch,
-      dims: memory.create('dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
-      lengths: memory.create('lengths', 8 * maxBatch, STORAGE),
-      unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
-      shape: { batch: 0, maxClean: 0, maxQuery: 0 },
-    };
+    const ws = createWorkspace(memory, kernelCache, L, maxBatch);
     const buffers = {
       logits: memory.create('logits', rows * V * 4, STORAGE),
       seeds: memory.create('seeds', 4 * maxBatch, STORAGE),
