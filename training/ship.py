@@ -27,6 +27,7 @@ TRAINING = Path(__file__).resolve().parent
 ROOT = TRAINING.parent
 sys.path.insert(0, str(TRAINING))
 from final_eval import load_model  # noqa: E402
+from make_fixtures import pgm_logits  # noqa: E402
 from pgm.ckpt import load_checkpoint  # noqa: E402
 from pgm.train import load_chunks  # noqa: E402
 
@@ -62,23 +63,6 @@ def mdlm_inputs(val, mask_id, n=64, n_masked=32):
   clean = [p for p in range(1, n) if p not in masked]
   rows = sorted(masked[::4] + [0, clean[len(clean) // 2]])
   return [{'tokens': tokens}], rows
-
-
-@torch.no_grad()
-def pgm_logits(model, seqs):
-  b = len(seqs)
-  n = max(len(s['tokens']) for s in seqs)
-  m = max(len(s['queries']) for s in seqs)
-  tokens = torch.zeros(b, n, dtype=torch.long)
-  positions = torch.zeros(b, n, dtype=torch.long)
-  queries = torch.zeros(b, m, dtype=torch.long)
-  for i, s in enumerate(seqs):
-    tokens[i, :len(s['tokens'])] = torch.tensor(s['tokens'])
-    positions[i, :len(s['positions'])] = torch.tensor(s['positions'])
-    queries[i, :len(s['queries'])] = torch.tensor(s['queries'])
-  clean_lengths = torch.tensor([len(s['tokens']) for s in seqs])
-  query_lengths = torch.tensor([len(s['queries']) for s in seqs])
-  return model.forward_infer(tokens, positions, clean_lengths, queries, query_lengths)
 
 
 def sha256(path):
