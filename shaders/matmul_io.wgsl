@@ -1,8 +1,9 @@
 // Bindings, operand loads and the fused epilogue shared by every matmul variant:
 // y = epilogue(x @ w^T) for the valid rows of each sequence, w stored [N, K] (PyTorch layout),
 // so both operands are read along K, four floats (one K step) at a time.
-// Switches: VEC4 (K % 4 == 0: vec4 loads; otherwise the last step is zero-padded), BIAS,
-// GELU (tanh approximation), SILU, GATED_RESIDUAL (y += gate * result, gate from `modulation`).
+// Switches: VEC4 (K % 4 == 0: vec4 loads; otherwise the last step is zero-padded), F16W (w
+// holds IEEE half floats, two per u32, widened exactly on load), BIAS, GELU (tanh
+// approximation), SILU, GATED_RESIDUAL (y += gate * result, gate from `modulation`).
 #include "common.wgsl"
 
 struct Params {
@@ -17,10 +18,21 @@ struct Params {
 @group(0) @binding(2) var<uniform> p: Params;
 #if VEC4
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;  // [batch, seqStride, K/4]
-@group(0) @binding(4) var<storage, read> w: array<vec4<f32>>;  // [N, K/4]
 #else
 @group(0) @binding(3) var<storage, read> x: array<f32>;        // [batch, seqStride, K]
+#endif
+#if F16W
+#if VEC4
+@group(0) @binding(4) var<storage, read> w: array<vec2<u32>>;  // [N, K/4], four halves each
+#else
+@group(0) @binding(4) var<storage, read> w: array<u32>;        // [N * K] halves, two per word
+#endif
+#else
+#if VEC4
+@group(0) @binding(4) var<storage, read> w: array<vec4<f32>>;  // [N, K/4]
+#else
 @group(0) @binding(4) var<storage, read> w: array<f32>;        // [N, K]
+#endif
 #endif
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;  // [batch, rows, N]
 @group(0) @binding(6) var<storage, read> bias: array<f32>;     // [N]
@@ -46,6 +58,19 @@ fn loadX(row: u32, q: u32) -> vec4<f32> {
 
 // w[col, 4q .. 4q+3].
 fn loadW(col: u32, q: u32) -> vec4<f32> {
+#if F16W
+#if VEC4
+  let h = w[col * (p.K / 4u) + q];
+  return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
+#else
+  var v = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    let at = col * p.K + 4u * q + e;
+    if (4u * q + e < p.K) { v[e] = unpack2x16float(w[at / 2u])[at % 2u]; }
+  }
+  return v;
+#endif
+#else
 #if VEC4
   return w[col * (p.K / 4u) + q];
 #else
@@ -54,6 +79,7 @@ fn loadW(col: u32, q: u32) -> vec4<f32> {
     if (4u * q + e < p.K) { v[e] = w[col * p.K + 4u * q + e]; }
   }
   return v;
+#endif
 #endif
 }
 

@@ -1,7 +1,7 @@
 import { PgmError, fail } from './errors.js';
 import { requestGpu, type AdapterSummary, type GpuContext } from './gpu/context.js';
 import type { ModelConfig } from './model/config.js';
-import { GpuModel } from './model/gpu-model.js';
+import { GpuModel, type WeightStorage } from './model/gpu-model.js';
 import { loadModelFromManifest, loadModelFromUrl, type LoadedModel } from './model/load.js';
 import type { WeightMap } from './model/tensor.js';
 import { Vocabulary } from './model/vocab.js';
@@ -29,6 +29,8 @@ export interface EngineOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Largest batch `generateBatch` takes (default 4). */
   maxBatch?: number;
+  /** GPU storage of the matmul weights (default 'auto': f16 files stay f16); see GpuModelOptions. */
+  weightStorage?: WeightStorage;
 }
 
 /** Text known in advance at a given position (infilling). */
@@ -186,8 +188,8 @@ export class Engine {
     });
   }
 
-  static async create(ctx: GpuContext, loaded: ModelWeights, options: { maxBatch?: number; ownsDevice?: boolean } = {}): Promise<Engine> {
-    const model = await GpuModel.load(ctx, loaded.config, loaded.weights, { maxBatch: options.maxBatch ?? 4 });
+  static async create(ctx: GpuContext, loaded: ModelWeights, options: { maxBatch?: number; weightStorage?: WeightStorage; ownsDevice?: boolean } = {}): Promise<Engine> {
+    const model = await GpuModel.load(ctx, loaded.config, loaded.weights, { maxBatch: options.maxBatch ?? 4, weightStorage: options.weightStorage });
     return new Engine(ctx, model, options.ownsDevice ?? false);
   }
 
@@ -368,8 +370,8 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
 }
 
 /** Put loaded weights on the GPU of `options.gpu` (or a new device). */
-export async function engineOn(options: Pick<EngineOptions, 'gpu' | 'maxBatch'>, loaded: ModelWeights, requestDevice: () => Promise<GpuContext> = () => requestGpu()): Promise<Engine> {
+export async function engineOn(options: Pick<EngineOptions, 'gpu' | 'maxBatch' | 'weightStorage'>, loaded: ModelWeights, requestDevice: () => Promise<GpuContext> = () => requestGpu()): Promise<Engine> {
   vocabularyOf(loaded.config);
   const ctx = options.gpu ?? (await requestDevice());
-  return Engine.create(ctx, loaded, { maxBatch: options.maxBatch, ownsDevice: !options.gpu });
+  return Engine.create(ctx, loaded, { maxBatch: options.maxBatch, weightStorage: options.weightStorage, ownsDevice: !options.gpu });
 }

@@ -18,7 +18,7 @@ export {
   type LoadProgress,
   type ModelWeights,
 } from './engine.js';
-export { GpuModel, type GpuModelOptions } from './model/gpu-model.js';
+export { GpuModel, WEIGHT_STORAGES, type GpuModelOptions, type WeightStorage } from './model/gpu-model.js';
 export { loadModel, loadModelFromUrl, loadModelFromManifest, urlFiles, type ModelFiles, type LoadedModel } from './model/load.js';
 export { Vocabulary } from './model/vocab.js';
 export type { ModelConfig, ModelDirConfig } from './model/config.js';

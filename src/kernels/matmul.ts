@@ -39,7 +39,10 @@ const layouts: Record<MatmulVariant, { url: URL; defines: Defines; block: [numbe
 export interface MatmulArgs {
   label: string;
   rows: Rows;
-  /** x: [batch, L, K]; weight: [N, K]; out: [batch, L, N] (or [batch, maxRows, N] when `denseOut`). */
+  /**
+   * x: [batch, L, K]; weight: [N, K], f32, or f16 when the buffer is in `ws.halfWeights`;
+   * out: [batch, L, N] (or [batch, maxRows, N] when `denseOut`).
+   */
   x: GPUBuffer;
   weight: GPUBuffer;
   out: GPUBuffer;
@@ -70,6 +73,7 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
       defines: {
         ...layout.defines,
         VEC4: a.K % 4 === 0,
+        F16W: ws.halfWeights.has(a.weight),
         BIAS: a.bias !== undefined,
         GELU: a.activation === 'gelu',
         SILU: a.activation === 'silu',

@@ -31,6 +31,8 @@ export interface Workspace {
   shape: BatchShape;
   /** Kernel variants measured fastest on this adapter (tuning.ts); absent: the SwiftShader-friendly ones. */
   plan?: KernelPlan;
+  /** Weight buffers that hold IEEE half floats (two per u32) instead of f32; matmuls widen them on load. */
+  halfWeights: Set<GPUBuffer>;
 }
 
 /** A workspace for `maxBatch` sequences of `seqStride` rows, its dims and lengths buffers allocated from `memory`. */
@@ -45,6 +47,7 @@ export function createWorkspace(memory: GpuMemory, kernels: KernelCache, seqStri
     lengths: memory.create('lengths', 8 * maxBatch, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST),
     unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
     shape: { batch: 0, maxClean: 0, maxQuery: 0 },
+    halfWeights: new Set(),
   };
 }
 

@@ -13,7 +13,8 @@ import { headDim, type ModelConfig } from './config.js';
 import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from './inputs.js';
 import { mdlmForward } from './mdlm.js';
 import { pgmForward } from './pgm.js';
-import type { WeightMap } from './tensor.js';
+import { floatToHalf } from './safetensors.js';
+import type { HostTensor, WeightMap } from './tensor.js';
 
 /**
  * `matmul`, `attention`: which kernel variants run; 'auto' (default) measures them once per
@@ -22,6 +23,25 @@ import type { WeightMap } from './tensor.js';
 export interface GpuModelOptions extends PlanOptions {
   /** Largest batch the buffers are sized for (default 1). */
   maxBatch?: number;
+  /**
+   * How the matmul weights (every 2-D `*.weight`) are stored on the GPU, the kernels widening
+   * f16 to f32 as they read it: 'auto' (default) keeps the tensors that arrive as f16 in f16
+   * (exact, half the memory and weight traffic); 'f32' widens them at load; 'f16' also rounds
+   * f32 tensors to f16 (lossy). Other tensors are f32, and tensors only the host reads (the
+   * adaLN and timestep weights) are not uploaded.
+   */
+  weightStorage?: WeightStorage;
+}
+
+export const WEIGHT_STORAGES = ['auto', 'f32', 'f16'] as const;
+export type WeightStorage = (typeof WEIGHT_STORAGES)[number];
+
+/** The tensor's values as f16 bits, padded to a whole number of u32 words. */
+function halfBits(tensor: HostTensor): Uint16Array {
+  const out = new Uint16Array(tensor.data.length + (tensor.data.length % 2));
+  if (tensor.half) out.set(tensor.half);
+  else for (let i = 0; i < tensor.data.length; i++) out[i] = floatToHalf(tensor.data[i]);
+  return out;
 }
 
 /**
@@ -43,6 +63,8 @@ export class GpuModel {
   static async load(ctx: GpuContext, config: ModelConfig, weights: WeightMap, options: GpuModelOptions = {}): Promise<GpuModel> {
     const maxBatch = options.maxBatch ?? 1;
     if (!Number.isInteger(maxBatch) || maxBatch < 1) fail('option', `maxBatch must be a positive integer, got ${maxBatch}`);
+    const storage = options.weightStorage ?? 'auto';
+    if (!WEIGHT_STORAGES.includes(storage)) fail('option', `weightStorage must be one of ${WEIGHT_STORAGES.join(', ')}; got "${storage}"`);
     const memory = new GpuMemory(ctx.device);
     const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     try {
@@ -50,9 +72,22 @@ export class GpuModel {
       const D = config.hiddenSize;
       const ws = createWorkspace(memory, new KernelCache(ctx.device), L, maxBatch);
       ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V: config.vocabSize, L, nHeads: config.nHeads, headDim: headDim(config) }, options);
+      // Uploaded on first use, so tensors no kernel reads never reach the GPU.
       const gpuWeights = new Map<string, GPUBuffer>();
-      for (const [name, tensor] of weights) gpuWeights.set(name, memory.upload(name, tensor.data));
-      const w = (name: string): GPUBuffer => gpuWeights.get(name) ?? fail('architecture', `the model has no tensor ${name}`);
+      const w = (name: string): GPUBuffer => {
+        let buffer = gpuWeights.get(name);
+        if (buffer) return buffer;
+        const tensor = weights.get(name) ?? fail('architecture', `the model has no tensor ${name}`);
+        const linear = tensor.shape.length === 2 && name.endsWith('.weight');
+        if (linear && (storage === 'f16' || (storage === 'auto' && tensor.half))) {
+          buffer = memory.upload(name, halfBits(tensor));
+          ws.halfWeights.add(buffer);
+        } else {
+          buffer = memory.upload(name, tensor.data);
+        }
+        gpuWeights.set(name, buffer);
+        return buffer;
+      };
 
       const rows = maxBatch * L;
       const act: Activations = {

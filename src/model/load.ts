@@ -29,6 +29,10 @@ export interface LoadedModel {
 
 const short = (hex: string): string => `${hex.slice(0, 12)}…`;
 
+/** Little-endian f16 bytes as u16 bits (a view when aligned, else a copy). */
+const halfView = (bytes: Uint8Array): Uint16Array =>
+  bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2) : new Uint16Array(bytes.slice().buffer);
+
 /** Parse and validate `config.json` of a model directory. */
 export function parseModelDirConfig(text: string, where: string): ModelDirConfig {
   let json: unknown;
@@ -70,7 +74,7 @@ export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Prom
     if (sha !== shard.sha256) fail('integrity', `shard ${shard.file}: sha256 mismatch (expected ${short(shard.sha256)}, got ${short(sha)}); delete the cached copy or re-download`);
     for (const [name, t] of parseSafetensors(bytes, shard.file).tensors) {
       if (weights.has(name)) fail('safetensors', `${shard.file}: tensor ${name} also appears in an earlier shard`);
-      weights.set(name, { shape: t.shape, data: t.toFloat32() });
+      weights.set(name, { shape: t.shape, data: t.toFloat32(), half: t.dtype === 'F16' ? halfView(t.bytes) : undefined });
     }
     loaded += bytes.length;
     opts.onProgress?.(loaded, total);

@@ -2,6 +2,8 @@
 export interface HostTensor {
   shape: number[];
   data: Float32Array;
+  /** The same values as IEEE f16 bits when the file stored them so (GPU storage can stay f16). */
+  half?: Uint16Array;
 }
 
 /** Named model parameters, keyed by state_dict name without the `backbone.` prefix. */

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { ModelConfig } from '../../src/model/config.js';
 import { GpuModel } from '../../src/model/gpu-model.js';
 import type { PgmSequence } from '../../src/model/inputs.js';
+import { decodeFloats, encodeFloats } from '../../src/model/safetensors.js';
+import type { WeightMap } from '../../src/model/tensor.js';
 import { referenceMdlmLogits, referencePgmLogits } from '../../src/reference/forward.js';
 import { randomWeights, seededUniform, tinyConfig } from '../../src/reference/random.js';
 import { compareRows, runtime, testGpu } from '../helpers/gpu.js';
@@ -85,5 +87,62 @@ describe(`MDLM forward on WebGPU (${runtime}) vs the TypeScript reference`, () =
     } finally {
       model.dispose();
     }
+  });
+});
+
+/** Weights as an f16 file would give them: values rounded to f16, `half` holding their bits. */
+function asHalfFile(weights: WeightMap, only: (name: string, shape: number[]) => boolean = () => true): WeightMap {
+  const out: WeightMap = new Map();
+  for (const [name, t] of weights) {
+    if (!only(name, t.shape)) {
+      out.set(name, t);
+      continue;
+    }
+    const bytes = encodeFloats(t.data, 'F16');
+    out.set(name, { shape: t.shape, data: decodeFloats(bytes, 'F16'), half: new Uint16Array(bytes.buffer, bytes.byteOffset, t.data.length) });
+  }
+  return out;
+}
+
+describe(`f16 weight storage (${runtime})`, () => {
+  const config = tinyConfig('pgm', { hiddenSize: 30, nHeads: 5, length: 29, vocabSize: 67 });
+  const sequences = [[1, 28], [28, 1], [9, 5]].map(([n, m], b) => randomSequence(config, n, m, 100 + b));
+
+  it("f16 tensors: 'auto' keeps the matmul weights f16 and gives the logits of 'f32' storage exactly", async () => {
+    const gpu = await testGpu();
+    const weights = asHalfFile(randomWeights(config, 7));
+    const half = await GpuModel.load(gpu, config, weights, { maxBatch: 3 });
+    const full = await GpuModel.load(gpu, config, weights, { maxBatch: 3, weightStorage: 'f32' });
+    try {
+      expect(half.ws.halfWeights.size).toBeGreaterThan(0);
+      expect(full.ws.halfWeights.size).toBe(0);
+      expect(half.gpuBytes).toBeLessThan(full.gpuBytes);
+      const got = await half.pgmLogits(sequences);
+      expect(Array.from(got)).toEqual(Array.from(await full.pgmLogits(sequences)));
+      const { maxAbs } = compareRows(got, referencePgmLogits(config, weights, sequences), config.vocabSize);
+      expect(maxAbs).toBeLessThan(1e-4);
+    } finally {
+      half.dispose();
+      full.dispose();
+    }
+  });
+
+  it("'f16' rounds f32 matmul weights to f16: the reference on the rounded weights agrees", async () => {
+    const gpu = await testGpu();
+    const weights = randomWeights(config, 8);
+    const model = await GpuModel.load(gpu, config, weights, { maxBatch: 3, weightStorage: 'f16' });
+    try {
+      const rounded = asHalfFile(weights, (name, shape) => shape.length === 2 && name.endsWith('.weight') && !name.includes('adaLN') && !name.startsWith('sigma_map'));
+      const { maxAbs, argmaxMismatches } = compareRows(await model.pgmLogits(sequences), referencePgmLogits(config, rounded, sequences), config.vocabSize);
+      expect(maxAbs).toBeLessThan(1e-4);
+      expect(argmaxMismatches).toBe(0);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('an unknown weightStorage is a typed option error', async () => {
+    const gpu = await testGpu();
+    await expect(GpuModel.load(gpu, config, randomWeights(config, 7), { weightStorage: 'bf16' as never })).rejects.toMatchObject({ code: 'option' });
   });
 });

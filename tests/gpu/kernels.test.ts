@@ -29,6 +29,7 @@ import { ropeDispatch, ropeTables } from '../../src/kernels/rope.js';
 import type { KernelPlan } from '../../src/kernels/tuning.js';
 import { createWorkspace, Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
 import type { PreQueryMode } from '../../src/model/config.js';
+import { decodeFloats, encodeFloats } from '../../src/model/safetensors.js';
 import {
   attention,
   embed,
@@ -318,15 +319,24 @@ const matmulCases: MatmulCase[] = [
 ];
 const describeMatmul = (c: MatmulCase): string => `${c.name}: K=${c.K} N=${c.N} ${describeBatch(c.batch)}`;
 
-/** Run one matmul case (by `variant`, else the workspace default) against the reference. */
-async function checkMatmul(c: MatmulCase, variant?: MatmulVariant): Promise<void> {
+/**
+ * Run one matmul case (by `variant`, else the workspace default) against the reference; with
+ * `half`, the weight is stored as f16 bits (the reference uses the same values, widened).
+ */
+async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false): Promise<void> {
   const { K, N, kind, batch } = c;
   const { L } = batch;
   const counts = countsOf(batch, kind);
   const rowsPerSeq = c.denseOut ? Math.max(...counts) : L;
   const x = normals(counts.length * L * K, 7, c.xStd ?? 1);
   fillPadding(x, counts, L, K, () => 1e6);
-  const weight = normals(N * K, 8, 1 / Math.sqrt(K));
+  let weight = normals(N * K, 8, 1 / Math.sqrt(K));
+  // f16 bits padded to whole u32 words, as GpuModel uploads them.
+  const halfBits = new Uint16Array(N * K + ((N * K) % 2));
+  if (half) {
+    halfBits.set(new Uint16Array(encodeFloats(weight, 'F16').buffer));
+    weight = decodeFloats(new Uint8Array(halfBits.buffer, 0, 2 * N * K), 'F16');
+  }
   const bias = normals(N, 9, 0.5);
   const modulation = normals(6 * N + 8, 10, 0.5);
   // The output buffer is [batch, L, N] even when dense, so writes past the dense rows show.
@@ -334,7 +344,8 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant): Promise<void
   await withHarness(batch, async (h) => {
     const out = h.buffer('out', initial);
     const xBuf = h.buffer('x', x);
-    const weightBuf = h.buffer('weight', weight);
+    const weightBuf = half ? h.buffer('weight', new Uint32Array(halfBits.buffer)) : h.buffer('weight', weight);
+    if (half) h.ws.halfWeights.add(weightBuf);
     const biasBuf = c.bias ? h.buffer('bias', bias) : undefined;
     const modBuf = h.buffer('modulation', modulation);
     const gatedResidual_ = c.gateOffset !== undefined ? { modulation: modBuf, gateOffset: c.gateOffset } : undefined;
@@ -376,6 +387,15 @@ const matmulEdgeCases: MatmulCase[] = [
 for (const variant of MATMUL_VARIANTS) {
   describe(`matmul kernel, ${variant} variant (${runtime}) vs reference linear + epilogue`, () => {
     for (const c of [...matmulCases, ...matmulEdgeCases]) it(describeMatmul(c), () => checkMatmul(c, variant));
+  });
+}
+
+// f16 weight storage: the vec4 path, the scalar path with an odd N * K (a padded last word),
+// and a block edge of each variant.
+const halfCases = [matmulCases[0], matmulCases[1], matmulCases[6], matmulCases[11], ...matmulEdgeCases];
+for (const variant of MATMUL_VARIANTS) {
+  describe(`matmul kernel, ${variant} variant, f16 weights (${runtime}) vs reference`, () => {
+    for (const c of halfCases) it(describeMatmul(c), () => checkMatmul(c, variant, true));
   });
 }
 
