@@ -34,6 +34,9 @@ def parse_args(argv=None):
   p.add_argument('--out', type=Path, required=True)
   p.add_argument('--resume', type=Path,
                  help='checkpoint to continue from (model, EMA, optimizer, LR schedule shape)')
+  p.add_argument('--init', type=Path,
+                 help='checkpoint whose weights (raw and EMA) start a new run: fresh optimizer, '
+                      'LR schedule and step count; the architecture comes from the checkpoint')
   g = p.add_argument_group('model (ignored with --resume: taken from the checkpoint)')
   g.add_argument('--arch', choices=['pgm', 'mdlm'], default='pgm')
   g.add_argument('--vocab-size', type=int, help='V, including the mask id V-1')
@@ -157,14 +160,17 @@ def main(argv=None):
   torch.manual_seed(args.seed)
   args.out.mkdir(parents=True, exist_ok=True)
 
-  ckpt = load_checkpoint(args.resume) if args.resume else None
+  if args.resume and args.init:
+    raise SystemExit('--resume and --init exclude each other')
+  ckpt = load_checkpoint(args.resume or args.init) if (args.resume or args.init) else None
   if ckpt is not None:
     cfg = model_config(ckpt)
     saved = ckpt['hyper_parameters']['config']
     if args.bos_id is None:
       args.bos_id = saved['data']['bos_id']
-    for key in ('schedule', 'warmup', 'min_lr_ratio'):  # --steps may change: it extends the run
-      setattr(args, key, saved['lr_scheduler'][key])
+    if args.resume:
+      for key in ('schedule', 'warmup', 'min_lr_ratio'):  # --steps may change: it extends the run
+        setattr(args, key, saved['lr_scheduler'][key])
   else:
     if args.vocab_size is None or args.bos_id is None:
       raise SystemExit('--vocab-size and --bos-id are required for a new run')
@@ -185,10 +191,11 @@ def main(argv=None):
   step = 0
   if ckpt is not None:
     model.load_state_dict({k[len('backbone.'):]: v.float() for k, v in ckpt['state_dict'].items()})
-    optimizer.load_state_dict(ckpt['optimizer_states'][0])
-    scheduler.load_state_dict(ckpt['lr_schedulers'][0])
     ema.load_state_dict(ckpt['ema'])
-    step = ckpt['global_step']
+    if args.resume:
+      optimizer.load_state_dict(ckpt['optimizer_states'][0])
+      scheduler.load_state_dict(ckpt['lr_schedulers'][0])
+      step = ckpt['global_step']
     del ckpt
 
   train_chunks = load_chunks(args.data / 'train.bin', cfg.length, args.token_dtype, args.bos_id)
