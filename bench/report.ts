@@ -1,8 +1,29 @@
 /** Markdown tables and an SVG chart of a BenchResult (pure functions, any runtime). */
-import type { BenchResult } from './suite.js';
+import type { BenchResult, PeerResult } from './suite.js';
 
 const f = (x: number, digits = 1): string => x.toFixed(digits);
 const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
+const sci = (x: number | null): string => (x === null ? '' : x.toExponential(1));
+
+interface PeerRow {
+  engine: string;
+  short: string;
+  /** null: the engine failed with `error`. */
+  ms: number | null;
+  error?: string;
+  runs: number;
+  vsTorch: number | null;
+}
+
+function peerRows(p: PeerResult): PeerRow[] {
+  const ort = `onnxruntime-web ${p.ort.version}`;
+  const threads = `${p.ort.wasmThreads} thread${p.ort.wasmThreads === 1 ? '' : 's'}`;
+  return [
+    { engine: 'pgm-webgpu (ours)', short: 'ours', ms: p.oursMs, runs: p.runs.ours, vsTorch: p.maxAbsDiff.oursVsTorch },
+    { engine: `${ort}, WebGPU EP (device: ${p.ort.webgpuDevice})`, short: 'ORT WebGPU', ms: p.ortWebgpuMs, error: p.ortWebgpuError, runs: p.runs.ortWebgpu, vsTorch: p.maxAbsDiff.ortWebgpuVsTorch },
+    { engine: `${ort}, wasm EP (${threads})`, short: `ORT wasm (${threads})`, ms: p.ortWasmMs, error: p.ortWasmError, runs: p.runs.ortWasm, vsTorch: p.maxAbsDiff.ortWasmVsTorch },
+  ];
+}
 
 export function markdown(r: BenchResult): string {
   const a = r.adapter;
@@ -18,6 +39,20 @@ export function markdown(r: BenchResult): string {
   lines.push(`Adapter peak: FMA ${f(r.peak.fmaGflops, 2)} GFLOP/s, copy ${f(r.peak.bandwidthGBs, 2)} GB/s. ` +
     `Engine matmul ${r.matmul.shape.join('x')}, best variant ${r.matmul.variant}: ${f(r.matmul.bestGflops, 2)} GFLOP/s = ${pct(r.matmul.fraction)} of the FMA peak` +
     ` (${Object.entries(r.matmul.variants ?? {}).map(([v, g]) => `${v} ${f(g, 2)}`).join(', ')}).`);
+  if (r.peer) {
+    const p = r.peer;
+    lines.push('');
+    lines.push(`Peer, one forward pass of ${p.model} (median; cross-origin isolated: ${p.ort.crossOriginIsolated ? 'yes' : 'no'}; ours vs ORT WebGPU max |diff| ${sci(p.maxAbsDiff.oursVsOrtWebgpu) || '-'}):`);
+    lines.push('');
+    lines.push('| engine | ms per forward | runs | max abs diff vs PyTorch |');
+    lines.push('|---|---:|---:|---:|');
+    for (const row of peerRows(p)) lines.push(`| ${row.engine} | ${row.ms === null ? `failed: ${row.error}` : f(row.ms)} | ${row.runs} | ${sci(row.vsTorch)} |`);
+  } else {
+    lines.push('');
+    lines.push(a.runtime === 'node'
+      ? 'Peer: none in Node (onnxruntime-web\'s WebGPU EP runs in browsers only); `npm run bench` measures it in Chromium.'
+      : 'Peer: none this run (the ONNX export failed: see the message above).');
+  }
   for (const p of r.profile) {
     const rows = r.kernels.filter((k) => k.arch === p.arch);
     lines.push('');
@@ -39,10 +74,12 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
 export function svg(r: BenchResult): string {
   const cases = r.e2e;
   const W = 960;
-  const H = 360;
+  // A line under the legend for the peer comparison.
+  const footer = r.peer ? 18 : 0;
+  const H = 360 + footer;
   const pad = { l: 60, r: 20, t: 40, b: 70 };
   const panelW = (W - 3 * pad.l) / 2;
-  const plotH = H - pad.t - pad.b;
+  const plotH = H - footer - pad.t - pad.b;
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`);
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
@@ -74,7 +111,7 @@ export function svg(r: BenchResult): string {
       out.push(`<text transform="translate(${gx + groupW * 0.4},${pad.t + plotH + 12}) rotate(35)" font-size="10">${esc(label(i))}</text>`);
     });
     series.forEach((s, j) => {
-      out.push(`<rect x="${x0 + 10 + j * 110}" y="${H - 18}" width="10" height="10" fill="${s.color}"/><text x="${x0 + 24 + j * 110}" y="${H - 9}">${esc(s.name)}</text>`);
+      out.push(`<rect x="${x0 + 10 + j * 110}" y="${H - footer - 18}" width="10" height="10" fill="${s.color}"/><text x="${x0 + 24 + j * 110}" y="${H - footer - 9}">${esc(s.name)}</text>`);
     });
   };
   panel(pad.l, 'Latency per generation (ms, log scale)', 'ms', [
@@ -85,6 +122,10 @@ export function svg(r: BenchResult): string {
     { name: 'measured', color: '#2ca02c', values: cases.map((c) => c.ratio) },
     { name: 'FLOP ratio', color: '#999999', values: cases.map((c) => c.flopRatio) },
   ], false);
+  if (r.peer) {
+    const line = peerRows(r.peer).map((row) => `${row.short} ${row.ms === null ? 'failed' : `${f(row.ms)} ms`}`).join(', ');
+    out.push(`<text x="${W / 2}" y="${H - 5}" text-anchor="middle" font-size="10">${esc(`Peer, one forward of ${r.peer.model}: ${line}`)}</text>`);
+  }
   out.push('</svg>');
   return out.join('\n');
 }

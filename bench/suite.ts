@@ -76,6 +76,25 @@ export function plan(mode: BenchMode): Plan {
 
 export const shapeName = (s: Shape): string => `D${s.D} H${s.H} V${s.V} L${s.L}, PGM ${s.halfBlocks}/${s.halfBlocks} vs MDLM ${2 * s.halfBlocks}`;
 
+/**
+ * The one PGM forward pass the peer runs (exported by training/export_onnx.py): the profiled
+ * shape at about the profiled middle step, half the sequence clean and L/steps queries, batch 1.
+ */
+export interface PeerShape {
+  shape: Shape;
+  clean: number;
+  queries: number;
+}
+
+export function peerShape(mode: BenchMode): PeerShape {
+  const { profile, shapes } = plan(mode);
+  const shape = shapes.map((s) => s.shape).find((s) => s.L === profile.L)!;
+  return { shape, clean: profile.L / 2, queries: profile.L / profile.steps };
+}
+
+/** The export's folder name under bench/peer/out/. */
+export const peerDirName = ({ shape: s, clean, queries }: PeerShape): string => `D${s.D}-H${s.H}-B${s.halfBlocks}-V${s.V}-L${s.L}-n${clean}-m${queries}`;
+
 export interface E2eResult {
   shape: string;
   L: number;
@@ -130,13 +149,39 @@ export interface ProfiledStep {
   dispatches: number;
 }
 
+/** Our engine and onnxruntime-web on the same exported forward pass, same input (bench/peer.ts). */
+export interface PeerResult {
+  /** `PGM D128 H4 2/2 V8192 L128, n=64 clean, m=8 queries, batch 1`. */
+  model: string;
+  /** Median wall-clock ms of one forward pass over `runs` (inputs written, logits [1, m, V] read back). */
+  oursMs: number;
+  /** null when ORT failed on this EP; the error is in ortWebgpuError / ortWasmError. */
+  ortWebgpuMs: number | null;
+  ortWasmMs: number | null;
+  ortWebgpuError?: string;
+  ortWasmError?: string;
+  /** Timed forwards after the warm-up (fewer for a slow engine, see bench/peer.ts). */
+  runs: { ours: number; ortWebgpu: number; ortWasm: number };
+  logitsShape: number[];
+  /** Largest |logit difference| against PyTorch's fp32 CPU logits, and ours vs ORT's WebGPU EP. */
+  maxAbsDiff: { oursVsTorch: number; ortWebgpuVsTorch: number | null; ortWasmVsTorch: number | null; oursVsOrtWebgpu: number | null };
+  ort: {
+    version: string;
+    /** ort.env.wasm.numThreads: navigator.hardwareConcurrency when crossOriginIsolated, else 1. */
+    wasmThreads: number;
+    crossOriginIsolated: boolean;
+    /** 'ours': ORT's native WebGPU EP ran on the suite's GPUDevice; 'none': it failed. */
+    webgpuDevice: string;
+  };
+}
+
 export interface BenchResult {
   adapter: AdapterSummary & { runtime: string; timestamps: boolean };
   date: string;
   mode: BenchMode;
   e2e: E2eResult[];
-  /** A peer engine on the same shapes (onnxruntime-web, later). */
-  peer: null;
+  /** onnxruntime-web on the same forward pass (Chromium only: its WebGPU EP is browser-only). */
+  peer: PeerResult | null;
   peak: { fmaGflops: number; bandwidthGBs: number };
   matmul: { shape: [number, number, number]; variant: string; bestGflops: number; variants: Record<string, number>; peakGflops: number; fraction: number };
   profile: ProfiledStep[];
@@ -149,6 +194,8 @@ export interface SuiteOptions {
   mode: BenchMode;
   runtime: string;
   log?: (line: string) => void;
+  /** Runs the peer comparison on the suite's device (bench/peer.ts); none: `peer` is null. */
+  peer?: (ctx: GpuContext, log: (line: string) => void) => Promise<PeerResult>;
 }
 
 export function modelConfig(arch: 'pgm' | 'mdlm', s: Shape): ModelConfig {
@@ -331,6 +378,7 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
       mdlm.dispose();
     }
   }
+  const peer = options.peer ? await options.peer(ctx, log) : null;
   // Measured again at the end, keeping the best: a busy machine lowers one measurement.
   peak.fmaGflops = Math.max(peak.fmaGflops, await fmaPeak(ctx, 3));
   peak.bandwidthGBs = Math.max(peak.bandwidthGBs, await bandwidthPeak(ctx, p.bandwidthMB, 3));
@@ -342,7 +390,7 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
     date: new Date().toISOString(),
     mode: p.mode,
     e2e,
-    peer: null,
+    peer,
     peak,
     matmul,
     profile,
