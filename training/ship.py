@@ -5,7 +5,7 @@
   /usr/bin/python3 training/ship.py summary                               # sizes, hashes, val losses
 
 `fixture`: PyTorch fp32 logits of the EMA weights rounded to float16 and back (what
-`pgm convert --dtype f16` stores and the engine widens to f32 at load) on fixed inputs cut
+`pgm convert --dtype f16` stores and the engine reads exactly) on fixed inputs cut
 from `val.bin`:
 - PGM: a padded batch of 2 sequences, each a prompt (BOS + positions 1..k, in shuffled order)
   plus a few scattered clean tokens, with 5 and 4 query positions; logits [2, 5, V].
