@@ -2,9 +2,11 @@
  * Time from page load to the first revealed token and to the full text, with a cold cache
  * (fresh browser profile) and with the weights cached (same profile, reloaded).
  *
- *   npm run build:demo && npx tsx tests/demo/measure.ts [--model-dir <dir with weights-manifest.json>] [--runs 2]
+ *   npm run build:demo && npx tsx tests/demo/measure.ts [--model-dir <dir with weights-manifest.json>] [--runs 2] [--screenshot out.png]
  *
- * Without --model-dir it writes the random test models. Prints one line per run and a JSON summary.
+ * Without --model-dir it writes the random test models. Prints one line per run and a JSON
+ * summary; --screenshot saves the page after the last generation (docs/demo.png comes from
+ * `--model-dir . --runs 1 --screenshot docs/demo.png`: the shipped models).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +17,9 @@ import { BASE_ARGS, CHROMIUM, WEBGPU_ARGS } from './browser.js';
 import { makeTestModels } from './make-test-models.js';
 import { serveStatic } from './server.js';
 
-const { values } = parseArgs({ options: { 'model-dir': { type: 'string' }, runs: { type: 'string', default: '2' }, length: { type: 'string', default: '64' }, steps: { type: 'string', default: '16' } } });
+const { values } = parseArgs({
+  options: { 'model-dir': { type: 'string' }, runs: { type: 'string', default: '2' }, length: { type: 'string', default: '64' }, steps: { type: 'string', default: '16' }, screenshot: { type: 'string' } },
+});
 
 interface Times {
   modelReady: number;
@@ -55,6 +59,7 @@ try {
         const t = await measure(page, url);
         rows.push({ cache, ...t });
         const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+        if (values.screenshot && run === Number(values.runs) - 1 && cache === 'cached') await page.screenshot({ path: values.screenshot, fullPage: true, animations: 'disabled' });
         console.log(`run ${run + 1} ${cache.padEnd(6)}  model ready ${s(t.modelReady)} (files ${s(t.readMs)}${t.fromCache ? ' from cache' : ''}, GPU ${s(t.gpuMs)})  first token ${s(t.firstToken)}  full text ${s(t.fullText)}  (generate clicked at ${s(t.generateClicked)})`);
       }
     } finally {
