@@ -1,7 +1,7 @@
 /**
  * Kernel variants per adapter: which matmul and attention variants run for many and for few
  * rows is measured once per adapter at model load, on a few shapes of the model, and
- * remembered (in the browser's localStorage when there is one, else for this process).
+ * remembered: in localStorage in a page, in IndexedDB in a Web Worker, else for this process.
  * Nothing here knows a vendor: SwiftShader picks the register-blocked kernels and real GPUs
  * the tiled ones because that is what the clock says.
  */
@@ -68,6 +68,43 @@ function browserStorage(): Storage | undefined {
   }
 }
 
+/**
+ * Plans in IndexedDB, for Web Workers (they have no localStorage; the demo's engine runs in
+ * one). Every failure (no IndexedDB, blocked, quota) reads as "nothing stored".
+ */
+export const idbPlans = {
+  async get(key: string): Promise<unknown> {
+    return idbRequest('readonly', (store) => store.get(key)).catch(() => undefined);
+  },
+  async set(key: string, value: unknown): Promise<void> {
+    await idbRequest('readwrite', (store) => store.put(value, key)).catch(() => undefined);
+  },
+  async delete(key: string): Promise<void> {
+    await idbRequest('readwrite', (store) => store.delete(key)).catch(() => undefined);
+  },
+};
+
+const IDB_STORE = 'kernel-plans';
+
+async function idbRequest<T>(mode: IDBTransactionMode, op: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> {
+  if (typeof indexedDB === 'undefined') throw new Error('no IndexedDB');
+  const db = await new Promise<IDBDatabase>((resolve, reject) => {
+    const open = indexedDB.open('pgm-webgpu', 1);
+    open.onupgradeneeded = () => open.result.createObjectStore(IDB_STORE);
+    open.onsuccess = () => resolve(open.result);
+    open.onerror = () => reject(open.error);
+  });
+  try {
+    return await new Promise<T>((resolve, reject) => {
+      const request = op(db.transaction(IDB_STORE, mode).objectStore(IDB_STORE));
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
 const isPlan = (v: unknown): v is KernelPlan => {
   const p = v as KernelPlan | undefined;
   const ok = <T extends string>(names: readonly T[], half: { large: unknown; small: unknown } | undefined) =>
@@ -75,33 +112,40 @@ const isPlan = (v: unknown): v is KernelPlan => {
   return !!p && ok(MATMUL_VARIANTS, p.matmul) && ok(ATTENTION_VARIANTS, p.attention);
 };
 
-function recall(key: string): KernelPlan | undefined {
+/** This process's copy, else localStorage (a page), else IndexedDB (a worker). */
+async function recall(key: string): Promise<KernelPlan | undefined> {
   const plan = remembered.get(key);
   if (plan) return plan;
+  let stored: unknown;
+  const local = browserStorage();
   try {
-    const stored: unknown = JSON.parse(browserStorage()?.getItem(key) ?? 'null');
-    if (isPlan(stored)) remembered.set(key, stored);
-    return isPlan(stored) ? stored : undefined;
+    stored = local ? JSON.parse(local.getItem(key) ?? 'null') : await idbPlans.get(key);
   } catch {
     return undefined;
   }
+  if (!isPlan(stored)) return undefined;
+  remembered.set(key, stored);
+  return stored;
 }
 
-function remember(key: string, plan: KernelPlan): void {
+async function remember(key: string, plan: KernelPlan): Promise<void> {
   remembered.set(key, plan);
+  const local = browserStorage();
+  if (!local) return idbPlans.set(key, plan);
   try {
-    browserStorage()?.setItem(key, JSON.stringify(plan));
+    local.setItem(key, JSON.stringify(plan));
   } catch {
     // quota or blocked storage: this page measures again next time
   }
 }
 
 /** Forget remembered plans (all, or this adapter's), so the next load measures again. */
-export function forgetPlans(adapter?: AdapterSummary): void {
+export async function forgetPlans(adapter?: AdapterSummary): Promise<void> {
   const keys = adapter ? [planKey(adapter)] : [...remembered.keys()];
   for (const key of keys) {
     remembered.delete(key);
     browserStorage()?.removeItem(key);
+    await idbPlans.delete(key);
   }
 }
 
@@ -126,8 +170,8 @@ export async function kernelPlan(
   let plan = DEFAULT_PLAN;
   if (!matmul || !attention) {
     const key = planKey(gpu.adapter);
-    plan = recall(key) ?? (await measurePlan(gpu.device, kernels, shapes)).plan;
-    remember(key, plan);
+    plan = (await recall(key)) ?? (await measurePlan(gpu.device, kernels, shapes)).plan;
+    await remember(key, plan);
   }
   return {
     matmul: matmul ? { large: matmul, small: matmul } : plan.matmul,

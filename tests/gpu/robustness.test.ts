@@ -4,11 +4,12 @@
  * `device-lost`, and tensors beyond the device's limits are refused naming the limit.
  */
 import { describe, expect, it } from 'vitest';
+import { expectedParameters } from '../../src/convert/architecture.js';
 import { Engine, type GenerateOptions } from '../../src/engine.js';
 import { PgmError } from '../../src/errors.js';
 import { requestGpu, type GpuContext } from '../../src/gpu/context.js';
 import type { ModelConfig } from '../../src/model/config.js';
-import type { WeightMap } from '../../src/model/tensor.js';
+import { numel, type WeightMap } from '../../src/model/tensor.js';
 import { Vocabulary } from '../../src/model/vocab.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
@@ -217,9 +218,9 @@ describe(`robustness (${runtime})`, () => {
       buffer.destroy = () => (live.delete(buffer), destroy());
       return buffer;
     };
-    // Only the embedding: loading uploads tensors in order and must stop at this one.
-    // Zero-filled, so the host pages are never touched.
-    const embedding = (c: ModelConfig): WeightMap => new Map([['vocab_embed.embedding', { shape: [c.vocabSize, c.hiddenSize], data: new Float32Array(c.vocabSize * c.hiddenSize) }]]);
+    // Every tensor, zero-filled so the host pages are never touched; loading uploads a tensor
+    // when the forward pass first needs it, the embedding first, and must stop there.
+    const embedding = (c: ModelConfig): WeightMap => new Map([...expectedParameters(c)].map(([name, shape]) => [name, { shape, data: new Float32Array(numel(shape)) }]));
     const wide = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 768, nHeads: 12, condDim: 8, length: 8 }); // 154 MB > 128 MiB
     const e1 = await rejection(Engine.create(gpu, { config: wide, weights: embedding(wide) }));
     expect([(e1 as PgmError).code, (e1 as PgmError).message]).toEqual(['webgpu', `buffer "vocab_embed.embedding" needs 154392576 bytes, over this adapter's maxStorageBufferBindingSize (134217728); use a smaller batch or model length`]);

@@ -7,7 +7,7 @@ import { PgmError } from '../../src/errors.js';
 import { KernelCache } from '../../src/gpu/kernel.js';
 import { ATTENTION_VARIANTS } from '../../src/kernels/attention.js';
 import { MATMUL_VARIANTS } from '../../src/kernels/matmul.js';
-import { forgetPlans, kernelPlan, measurePlan, planKey, VARIANT_SET_VERSION, type ModelShapes } from '../../src/kernels/tuning.js';
+import { forgetPlans, idbPlans, kernelPlan, measurePlan, planKey, VARIANT_SET_VERSION, type ModelShapes } from '../../src/kernels/tuning.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
 
 const tiny: ModelShapes = { D: 64, F: 256, V: 300, L: 48, nHeads: 4, headDim: 16 };
@@ -38,7 +38,7 @@ describe(`kernel plan (${runtime})`, () => {
 
   it('the plan is remembered per adapter (and in localStorage in a browser)', async () => {
     const gpu = await testGpu();
-    forgetPlans(gpu.adapter);
+    await forgetPlans(gpu.adapter);
     const key = planKey(gpu.adapter);
     expect(key).toContain(`v${VARIANT_SET_VERSION}`);
     expect(key).toContain(`${gpu.adapter.vendor}/${gpu.adapter.architecture}/${gpu.adapter.description}`);
@@ -51,5 +51,18 @@ describe(`kernel plan (${runtime})`, () => {
     expect(performance.now() - t0).toBeLessThan(50);
     const mixed = await kernelPlan(gpu, new KernelCache(gpu.device), tiny, { attention: 'flash' });
     expect(mixed).toEqual({ matmul: first.matmul, attention: { large: 'flash', small: 'flash' } });
+  });
+
+  it('IndexedDB keeps plans where there is no localStorage (Web Workers); without IndexedDB nothing is stored', async () => {
+    const key = 'pgm-webgpu.kernel-plan.test';
+    const plan = { matmul: { large: 'tiled', small: 'splitk' }, attention: { large: 'flash', small: 'thread' } };
+    await idbPlans.set(key, plan);
+    if (typeof indexedDB === 'undefined') {
+      expect(await idbPlans.get(key)).toBeUndefined();
+      return;
+    }
+    expect(await idbPlans.get(key)).toEqual(plan);
+    await idbPlans.delete(key);
+    expect(await idbPlans.get(key)).toBeUndefined();
   });
 });
