@@ -58,29 +58,43 @@ fn loadX(row: u32, q: u32) -> vec4<f32> {
 
 // w[col, 4q .. 4q+3].
 fn loadW(col: u32, q: u32) -> vec4<f32> {
-#if F16W
 #if VEC4
+#if F16W
   let h = w[col * (p.K / 4u) + q];
   return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
 #else
-  var v = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u; e++) {
-    let at = col * p.K + 4u * q + e;
-    if (4u * q + e < p.K) { v[e] = unpack2x16float(w[at / 2u])[at % 2u]; }
-  }
-  return v;
-#endif
-#else
-#if VEC4
   return w[col * (p.K / 4u) + q];
+#endif
 #else
   var v = vec4<f32>(0.0);
   for (var e = 0u; e < 4u; e++) {
-    if (4u * q + e < p.K) { v[e] = w[col * p.K + 4u * q + e]; }
+    if (4u * q + e < p.K) { v[e] = wAt(col * p.K + 4u * q + e); }
   }
   return v;
 #endif
+}
+
+#if !VEC4
+// The weight at flat index `at` of [N, K].
+fn wAt(at: u32) -> f32 {
+#if F16W
+  return unpack2x16float(w[at / 2u])[at % 2u];
+#else
+  return w[at];
 #endif
+}
+#endif
+
+// acc[i][j] += x[xr[i], 4q .. 4q+3] . w[wr[j], 4q .. 4q+3]: one K step of a 4 x 4 block.
+fn accumulate4x4(acc: ptr<function, array<vec4<f32>, 4>>, xr: array<u32, 4>, wr: array<u32, 4>, q: u32) {
+  let w0 = loadW(wr[0], q);
+  let w1 = loadW(wr[1], q);
+  let w2 = loadW(wr[2], q);
+  let w3 = loadW(wr[3], q);
+  for (var i = 0u; i < 4u; i++) {
+    let a = loadX(xr[i], q);
+    (*acc)[i] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
+  }
 }
 
 // Apply the epilogue to the dot product of row i of sequence b with column c, and store it.
