@@ -23,7 +23,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var acc: array<vec4<f32>, 4>;
   let steps = kSteps();
   for (var q = 0u; q < steps; q++) {
-    accumulate4x4(&acc, xr, wr, q);
+    let w0 = loadW(wr[0], q);
+    let w1 = loadW(wr[1], q);
+    let w2 = loadW(wr[2], q);
+    let w3 = loadW(wr[3], q);
+    for (var i = 0u; i < 4u; i++) {
+      let a = loadX(xr[i], q);
+      acc[i] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
+    }
   }
   for (var i = 0u; i < 4u; i++) {
     if (r0 + i >= rows) { break; }

@@ -85,18 +85,6 @@ fn wAt(at: u32) -> f32 {
 }
 #endif
 
-// acc[i][j] += x[xr[i], 4q .. 4q+3] . w[wr[j], 4q .. 4q+3]: one K step of a 4 x 4 block.
-fn accumulate4x4(acc: ptr<function, array<vec4<f32>, 4>>, xr: array<u32, 4>, wr: array<u32, 4>, q: u32) {
-  let w0 = loadW(wr[0], q);
-  let w1 = loadW(wr[1], q);
-  let w2 = loadW(wr[2], q);
-  let w3 = loadW(wr[3], q);
-  for (var i = 0u; i < 4u; i++) {
-    let a = loadX(xr[i], q);
-    (*acc)[i] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
-  }
-}
-
 // Apply the epilogue to the dot product of row i of sequence b with column c, and store it.
 fn store(b: u32, i: u32, c: u32, sum: f32) {
   let yRows = select(dims.seqStride, maxRows(p.rowsKind), p.ySeqDense == 1u);

@@ -31,7 +31,14 @@ fn main(
   var acc: array<vec4<f32>, 4>;
   let steps = kSteps();
   for (var q = lane; q < steps; q += LANES) {
-    accumulate4x4(&acc, xr, wr, q);
+    let w0 = loadW(wr[0], q);
+    let w1 = loadW(wr[1], q);
+    let w2 = loadW(wr[2], q);
+    let w3 = loadW(wr[3], q);
+    for (var i = 0u; i < 4u; i++) {
+      let a = loadX(xr[i], q);
+      acc[i] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
+    }
   }
   // Row by row: lane j < 4 of each group sums column c0 + j over the 16 lanes.
   for (var i = 0u; i < 4u; i++) {
