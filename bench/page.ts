@@ -1,5 +1,5 @@
 /** The bench page (bench/index.html): exposes the suite to bench/chromium.ts, logs to the console and the page. */
-import { requestGpu } from '../src/gpu/context.js';
+import { requestGpu, type GpuContext } from '../src/gpu/context.js';
 import { forwardTimings, type ForwardTiming } from './forward.js';
 import { runPeer } from './peer.js';
 import { runSuite, type BenchMode, type BenchResult, type PeerResult } from './suite.js';
@@ -15,37 +15,24 @@ declare global {
 
 const logElement = document.getElementById('log')!;
 
-window.pgmBench = async (mode, peerDir) => {
+/** Run `f` on a fresh device, destroyed afterwards. */
+async function withGpu<T>(f: (ctx: GpuContext) => Promise<T>): Promise<T> {
   const ctx = await requestGpu();
   try {
-    return await runSuite(ctx, {
-      mode,
-      runtime: 'chromium',
-      log: (line) => {
-        console.log(line);
-        logElement.textContent += `${line}\n`;
-      },
-      peer: peerDir ? (c, log) => runPeer(c, peerDir, log) : undefined,
-    });
+    return await f(ctx);
   } finally {
     ctx.device.destroy();
   }
+}
+
+const log = (line: string): void => {
+  console.log(line);
+  logElement.textContent += `${line}\n`;
 };
 
-window.pgmForward = async (lengths) => {
-  const ctx = await requestGpu();
-  try {
-    return await forwardTimings(ctx, lengths, (line) => console.log(line));
-  } finally {
-    ctx.device.destroy();
-  }
-};
+window.pgmBench = (mode, peerDir) =>
+  withGpu((ctx) => runSuite(ctx, { mode, runtime: 'chromium', log, peer: peerDir ? (c, l) => runPeer(c, peerDir, l) : undefined }));
 
-window.pgmPeer = async (peerDir) => {
-  const ctx = await requestGpu();
-  try {
-    return await runPeer(ctx, peerDir, (line) => console.log(line));
-  } finally {
-    ctx.device.destroy();
-  }
-};
+window.pgmForward = (lengths) => withGpu((ctx) => forwardTimings(ctx, lengths, (line) => console.log(line)));
+
+window.pgmPeer = (peerDir) => withGpu((ctx) => runPeer(ctx, peerDir, (line) => console.log(line)));

@@ -4,7 +4,7 @@
  * the wall-clock time of an awaited submit per dispatch.
  */
 import type { GpuContext } from '../src/gpu/context.js';
-import type { Dispatch, Kernel } from '../src/gpu/kernel.js';
+import { timePasses, type Dispatch, type Kernel } from '../src/gpu/kernel.js';
 
 /** A dispatch as it ran: its pipeline, bind group and grid at that moment (variants resolved). */
 export interface RecordedDispatch {
@@ -39,33 +39,17 @@ function encode(pass: GPUComputePassEncoder, { kernel, bindGroup, grid }: Record
 const MAX_QUERIES = 4096;
 
 async function timestamped(ctx: GpuContext, recorded: readonly RecordedDispatch[]): Promise<number[]> {
-  const { device } = ctx;
   const out: number[] = [];
   for (let start = 0; start < recorded.length; start += MAX_QUERIES / 2) {
     const chunk = recorded.slice(start, start + MAX_QUERIES / 2);
-    const count = 2 * chunk.length;
-    const querySet = device.createQuerySet({ type: 'timestamp', count });
-    const resolve = device.createBuffer({ size: 8 * count, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-    const staging = device.createBuffer({ size: 8 * count, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    try {
-      const encoder = device.createCommandEncoder({ label: 'bench timestamps' });
+    const ms = await timePasses(ctx.device, chunk.length, (encoder, writes) =>
       chunk.forEach((d, i) => {
-        const pass = encoder.beginComputePass({ label: d.bindGroup.label, timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+        const pass = encoder.beginComputePass({ label: d.bindGroup.label, timestampWrites: writes(i) });
         encode(pass, d);
         pass.end();
-      });
-      encoder.resolveQuerySet(querySet, 0, count, resolve, 0);
-      encoder.copyBufferToBuffer(resolve, 0, staging, 0, 8 * count);
-      device.queue.submit([encoder.finish()]);
-      await staging.mapAsync(GPUMapMode.READ);
-      const ns = new BigInt64Array(staging.getMappedRange().slice(0));
-      staging.unmap();
-      for (let i = 0; i < chunk.length; i++) out.push(Math.max(0, Number(ns[2 * i + 1] - ns[2 * i])) / 1e6);
-    } finally {
-      querySet.destroy();
-      resolve.destroy();
-      staging.destroy();
-    }
+      }),
+    );
+    out.push(...ms);
   }
   return out;
 }

@@ -108,3 +108,33 @@ export function encodeDispatches(pass: GPUComputePassEncoder, dispatches: readon
     pass.dispatchWorkgroups(x, y, z);
   }
 }
+
+/**
+ * Milliseconds of GPU time of each of `passes` compute passes, from timestamp queries, in one
+ * submit: `record` begins pass i with `timestampWrites: writes(i)`. Needs 'timestamp-query'.
+ */
+export async function timePasses(
+  device: GPUDevice,
+  passes: number,
+  record: (encoder: GPUCommandEncoder, writes: (i: number) => GPUComputePassTimestampWrites) => void,
+): Promise<number[]> {
+  const count = 2 * passes;
+  const querySet = device.createQuerySet({ label: 'timestamps', type: 'timestamp', count });
+  const resolved = device.createBuffer({ label: 'timestamps.resolved', size: 8 * count, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const staging = device.createBuffer({ label: 'timestamps.staging', size: 8 * count, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  try {
+    const encoder = device.createCommandEncoder({ label: 'timestamps' });
+    record(encoder, (i) => ({ querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 }));
+    encoder.resolveQuerySet(querySet, 0, count, resolved, 0);
+    encoder.copyBufferToBuffer(resolved, 0, staging, 0, 8 * count);
+    device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const ns = new BigInt64Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    return Array.from({ length: passes }, (_, i) => Math.max(0, Number(ns[2 * i + 1] - ns[2 * i])) / 1e6);
+  } finally {
+    querySet.destroy();
+    resolved.destroy();
+    staging.destroy();
+  }
+}

@@ -7,7 +7,7 @@
  */
 import { fail } from '../errors.js';
 import type { AdapterSummary } from '../gpu/context.js';
-import type { Dispatch, KernelCache } from '../gpu/kernel.js';
+import { timePasses, type Dispatch, type KernelCache } from '../gpu/kernel.js';
 import { GpuMemory } from '../gpu/memory.js';
 import { ATTENTION_VARIANTS, attentionDispatch, DEFAULT_ATTENTION_PLAN, type AttentionPlan, type AttentionVariant } from './attention.js';
 import { DEFAULT_MATMUL_PLAN, MATMUL_VARIANTS, matmulDispatch, SMALL_ROWS, type MatmulPlan, type MatmulVariant } from './matmul.js';
@@ -287,32 +287,17 @@ async function time(device: GPUDevice, runs: readonly Timed[]): Promise<number[]
     }
     return ms;
   }
-  const count = 2 * runs.length;
-  const querySet = device.createQuerySet({ label: 'tuning', type: 'timestamp', count });
-  const resolved = device.createBuffer({ label: 'tuning.resolved', size: 8 * count, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-  const staging = device.createBuffer({ label: 'tuning.staging', size: 8 * count, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  try {
-    const encoder = device.createCommandEncoder({ label: 'tuning' });
+  const ms = await timePasses(device, runs.length, (encoder, writes) =>
     runs.forEach(({ dispatch, reps }, i) => {
       const warm = encoder.beginComputePass();
       encode(warm, dispatch, 1);
       warm.end();
-      const pass = encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+      const pass = encoder.beginComputePass({ timestampWrites: writes(i) });
       encode(pass, dispatch, reps);
       pass.end();
-    });
-    encoder.resolveQuerySet(querySet, 0, count, resolved, 0);
-    encoder.copyBufferToBuffer(resolved, 0, staging, 0, 8 * count);
-    device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const ns = new BigInt64Array(staging.getMappedRange().slice(0));
-    staging.unmap();
-    return runs.map(({ reps }, i) => Math.max(0, Number(ns[2 * i + 1] - ns[2 * i])) / 1e6 / reps);
-  } finally {
-    querySet.destroy();
-    resolved.destroy();
-    staging.destroy();
-  }
+    }),
+  );
+  return ms.map((t, i) => t / runs[i].reps);
 }
 
 /** Zero-filled operands for every case, sized for the largest. */
