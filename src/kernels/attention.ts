@@ -4,8 +4,8 @@ import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './work
 
 /**
  * The attention variants, same bindings and results:
- * - `thread`: one thread per (query row, head) reading keys and values from global memory
- *   (no workgroup memory: what SwiftShader prefers);
+ * - `thread`: one thread per (query row, head) reading keys and values from global memory,
+ *   four keys per softmax rescale (no workgroup memory: what SwiftShader prefers);
  * - `flash`: a workgroup per 64 query rows of a head, key/value tiles staged in workgroup
  *   memory and shared by its threads (what real GPUs prefer).
  */
@@ -67,7 +67,7 @@ export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promis
     const kernel = await ws.kernels.get({
       url: flash ? flashUrl : threadUrl,
       bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write'],
-      defines: flash ? { HEAD_DIM: a.headDim, KEY_TILE: keyTile(a.headDim) } : { HEAD_DIM: a.headDim },
+      defines: flash ? { HEAD_DIM: a.headDim, KEY_TILE: keyTile(a.headDim) } : { HEAD_DIM: a.headDim, HEAD_VEC4: a.headDim % 4 === 0 },
     });
     const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.q.buffer, a.k.buffer, a.v.buffer, a.out]);
     const grid = (): [number, number, number] =>
