@@ -29,7 +29,7 @@ export interface Shape {
 export interface Plan {
   mode: BenchMode;
   shapes: { shape: Shape; cases: { steps: number; batch: number }[] }[];
-  /** Timed repetitions per case (PGM and MDLM interleaved; the fastest is kept). */
+  /** Timed repetitions per case (PGM and MDLM stepped in turns; the fastest of each is kept). */
   reps: number;
   /** The case whose middle PGM step and first MDLM step are profiled kernel by kernel. */
   profile: { L: number; steps: number; batch: number };
@@ -100,7 +100,7 @@ export interface E2eResult {
   L: number;
   steps: number;
   batch: number;
-  /** Wall-clock latency of one generation of `batch` samples of L tokens (all steps, submits and readbacks). */
+  /** Latency of one generation of `batch` samples of L tokens: the wall clock of all its steps (submits, readbacks, host work). */
   pgmMs: number;
   mdlmMs: number;
   /** mdlmMs / pgmMs: PGM's measured speed-up. */
@@ -231,16 +231,37 @@ function stepOps(config: ModelConfig, ev: BatchStep): Op[] {
   return config.arch === 'pgm' ? pgmOps(config, ev.encoderRows, ev.decoderRows) : mdlmOps(config, ev.encoderRows);
 }
 
-/** One whole generation: wall-clock ms, forwards run, and their matmul + attention FLOPs. */
-async function generate(model: GpuModel, batch: number, nSteps: number): Promise<{ ms: number; forwards: number; flops: number }> {
-  let forwards = 0;
-  let flops = 0;
-  const t0 = performance.now();
-  for await (const ev of steps(model, batch, model.config.length, nSteps)) {
-    if (ev.forward) forwards++;
-    flops += forwardFlops(stepOps(model.config, ev));
+/** One model's generation: ms summed over its steps, forwards run, and their matmul + attention FLOPs. */
+interface Generation {
+  ms: number;
+  forwards: number;
+  flops: number;
+}
+
+/**
+ * One generation by each model, stepped in turns (a PGM step, an MDLM step, ...) so that both
+ * see the same machine load over the same seconds: on a noisy machine, two generations timed
+ * one after the other drift apart by tens of percent. Each model's time is the sum of its own
+ * steps (submit, GPU work, readback and the sampler's host work).
+ */
+async function generateInTurns(models: readonly GpuModel[], batch: number, nSteps: number): Promise<Generation[]> {
+  const runs = models.map((model) => ({ model, gen: steps(model, batch, model.config.length, nSteps), done: false, stepsRun: 0, ms: 0, forwards: 0, flops: 0 }));
+  for (;;) {
+    const live = runs.filter((r) => !r.done);
+    if (!live.length) break;
+    const r = live.reduce((a, b) => (b.stepsRun < a.stepsRun ? b : a));
+    const t0 = performance.now();
+    const next = await r.gen.next();
+    r.ms += performance.now() - t0;
+    if (next.done) {
+      r.done = true;
+      continue;
+    }
+    r.stepsRun++;
+    if (next.value.forward) r.forwards++;
+    r.flops += forwardFlops(stepOps(r.model.config, next.value));
   }
-  return { ms: performance.now() - t0, forwards, flops };
+  return runs.map(({ ms, forwards, flops }) => ({ ms, forwards, flops }));
 }
 
 /** Run a generation up to step `target` and record that step's dispatches and their ops. */
@@ -330,13 +351,11 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
     const pgm = await GpuModel.load(ctx, pgmConfig, randomWeights(pgmConfig, 1), { maxBatch });
     const mdlm = await GpuModel.load(ctx, mdlmConfig, randomWeights(mdlmConfig, 2), { maxBatch });
     try {
-      await generate(pgm, 1, 4); // warm-up: first submits, lazy driver work
-      await generate(mdlm, 1, 2);
+      await generateInTurns([pgm, mdlm], 1, 2); // warm-up: first submits, lazy driver work
       for (const { steps: nSteps, batch } of cases) {
-        let best: { pgm?: Awaited<ReturnType<typeof generate>>; mdlm?: Awaited<ReturnType<typeof generate>> } = {};
+        let best: { pgm?: Generation; mdlm?: Generation } = {};
         for (let r = 0; r < p.reps; r++) {
-          const a = await generate(pgm, batch, nSteps);
-          const b = await generate(mdlm, batch, nSteps);
+          const [a, b] = await generateInTurns([pgm, mdlm], batch, nSteps);
           best = { pgm: !best.pgm || a.ms < best.pgm.ms ? a : best.pgm, mdlm: !best.mdlm || b.ms < best.mdlm.ms ? b : best.mdlm };
         }
         const a = best.pgm!;
