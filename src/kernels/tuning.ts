@@ -207,6 +207,10 @@ interface Case {
 const matmulFlops = ([M, K, N]: [number, number, number]): number => 2 * M * K * N;
 const attentionFlops = ([queries, keys, D]: [number, number, number]): number => 4 * queries * keys * D;
 
+/** Matmul variants tried for many rows, and for few (`tall`'s 64-row blocks would be mostly padding there). */
+const LARGE_CANDIDATES: readonly MatmulVariant[] = ['register', 'tall', 'tiled'];
+const SMALL_CANDIDATES: readonly MatmulVariant[] = MATMUL_VARIANTS.filter((v) => v !== 'tall');
+
 /** `value` scaled by `s`, at least `floor`, a multiple of 4. */
 const scaled = (value: number, s: number, floor: number): number => Math.max(floor, 4 * Math.round((value * s) / 4));
 
@@ -221,7 +225,7 @@ function cases(s: ModelShapes, flopsPerRun: number, candidates: (variants: reado
     const f = Math.min(1, flopsPerRun / matmulFlops([M, K, N]));
     const k = large ? Math.cbrt(f) : Math.sqrt(f);
     const shape: [number, number, number] = [large ? scaled(M, k, 64) : M, scaled(K, k, 32), scaled(N, k, large ? 128 : 512)];
-    out.push({ kernel: 'matmul', rows, shape, flops: matmulFlops(shape), variants: candidates(large ? ['register', 'tiled'] : MATMUL_VARIANTS) });
+    out.push({ kernel: 'matmul', rows, shape, flops: matmulFlops(shape), variants: candidates(large ? LARGE_CANDIDATES : SMALL_CANDIDATES) });
   };
   const { D, F, L } = s;
   matmul('large', L, D, 3 * D);

@@ -1,6 +1,6 @@
 /**
  * Every WGSL kernel against its `src/reference/ops.ts` oracle on seeded random data, one
- * `describe` per kernel and per variant (matmul: register, wide, tiled, splitk; attention:
+ * `describe` per kernel and per variant (matmul: register, wide, tall, tiled, splitk; attention:
  * thread, flash). Shapes cover what tiles and workgroups get wrong: sizes that are not
  * multiples of a matmul block (32x32 register, 4x256 wide, 64x64 tiled with K tiles of 16,
  * 4x64 splitk over 16 K lanes) or of a 64-wide workgroup or flash query/key tile, a single row,
@@ -376,7 +376,7 @@ describe(`matmul kernel (${runtime}) vs reference linear + epilogue`, () => {
   for (const c of matmulCases) it(describeMatmul(c), () => checkMatmul(c));
 });
 
-/** Shapes at the edges of the variants' blocks: 64x64 (tiled, K tiles of 16), 4x256 (wide), 4x64 split over 16 K lanes (splitk). */
+/** Shapes at the edges of the variants' blocks: 64x64 (tiled, K tiles of 16; tall, 16x8 per thread), 4x256 (wide), 4x64 split over 16 K lanes (splitk). */
 const matmulEdgeCases: MatmulCase[] = [
   { name: '130 rows (3 tiles of 64), K = 100 (K tile of 16 + 4), N = 131, bias + gelu', K: 100, N: 131, kind: Rows.Clean, batch: { L: 130, clean: [130, 65, 1], query: [1, 1, 1] }, bias: true, activation: 'gelu' },
   { name: 'K = 37 (scalar path over 3 K tiles), N = 200, gated residual, query rows', K: 37, N: 200, kind: Rows.Query, batch: { L: 66, clean: [1, 66], query: [66, 64] }, gateOffset: 7 },

@@ -23,7 +23,7 @@ describe(`kernel plan (${runtime})`, () => {
     const gpu = await testGpu();
     const err = await kernelPlan(gpu, new KernelCache(gpu.device), tiny, { matmul: 'fast' as never }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PgmError);
-    expect((err as PgmError).message).toMatch(/GpuModelOptions\.matmul .*register, wide, tiled, splitk.*"fast"/);
+    expect((err as PgmError).message).toMatch(/GpuModelOptions\.matmul .*register, wide, tall, tiled, splitk.*"fast"/);
   });
 
   it('the measurement picks a known variant for each half of the plan', async () => {
