@@ -52,7 +52,16 @@ fn hash(x: u32) -> u32 {
  * The counter is hashed before it is mixed in, so two positions never share noise vectors.
  */
 fn uniform01(seed: u32, step: u32, position: u32, counter: u32) -> f32 {
-  let h = hash(hash(hash(hash(seed) ^ step) ^ (position * 0x9e3779b9u)) ^ hash(counter ^ 0x632be5abu));
+  return uniformAt(streamKey(seed, step, position), counter);
+}
+
+/** The part of uniform01's hash shared by every counter of one (seed, step, position). */
+fn streamKey(seed: u32, step: u32, position: u32) -> u32 {
+  return hash(hash(hash(seed) ^ step) ^ (position * 0x9e3779b9u));
+}
+
+fn uniformAt(key: u32, counter: u32) -> f32 {
+  let h = hash(key ^ hash(counter ^ 0x632be5abu));
   return (f32(h >> 9u) + 0.5) / 8388608.0;
 }
 
@@ -173,15 +182,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 
   // Draw: Gumbel-max over the kept tokens (plain argmax when greedy).
+  let stream = streamKey(seed, p.step, position);
   var best = -3.0e38;
   var bestId = p.V;
   for (var v = lid; v < p.V; v += WG) {
     if (v == p.maskId) { continue; }
     let s = logits[rowBase + v] * invT;
-    if (exp(s - m) / z < threshold) { continue; }
+    if (threshold > 0.0 && exp(s - m) / z < threshold) { continue; }
     var key = s;
     if (p.greedy == 0u) {
-      key = s + gumbel(uniform01(seed, p.step, position, v));
+      key = s + gumbel(uniformAt(stream, v));
     }
     if (key > best || (key == best && v < bestId)) {
       best = key;
