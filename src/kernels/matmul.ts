@@ -7,7 +7,8 @@ import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './work
  * The matmul variants, all with the same bindings and fused epilogues:
  * - `register`: 4x4 outputs per thread straight from global memory, 32x32 per workgroup
  *   (no workgroup memory: what SwiftShader prefers);
- * - `wide`: the same kernel as 4 rows x 256 columns per workgroup, for few rows;
+ * - `wide`: the same kernel as 256 columns per workgroup for few rows, each thread holding all
+ *   of them (4, 8 or 16 by the row count at encode time: each weight load serves every row);
  * - `tall`: the same kernel with 16x8 outputs per thread, 64x64 per workgroup, for many rows
  *   (each weight load serves 16 rows: 1.6x `register` on SwiftShader);
  * - `tiled`: 64x64 per workgroup, K tiles staged in workgroup memory (what real GPUs prefer);
@@ -31,12 +32,21 @@ export const DEFAULT_MATMUL_PLAN: MatmulPlan = { large: 'register', small: 'regi
 const shader = (file: string): URL => new URL(`../../shaders/${file}`, import.meta.url);
 
 /** Shader file, extra defines and the block of [rows, columns] one workgroup covers. */
-const layouts: Record<MatmulVariant, { url: URL; defines: Defines; block: [number, number] }> = {
-  register: { url: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 8, TM: 4 }, block: [32, 32] },
-  wide: { url: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1, TM: 4 }, block: [4, 256] },
-  tall: { url: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, block: [64, 64] },
-  tiled: { url: shader('matmul_tiled.wgsl'), defines: {}, block: [64, 64] },
-  splitk: { url: shader('matmul_small.wgsl'), defines: {}, block: [4, 64] },
+interface Layout {
+  url: URL;
+  defines: Defines;
+  block: [number, number];
+}
+
+const wideRows = (TM: number): Layout => ({ url: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1, TM }, block: [TM, 256] });
+
+/** Each variant's layouts by the most rows they serve (the last one: any count). */
+const layouts: Record<MatmulVariant, [number, Layout][]> = {
+  register: [[Infinity, { url: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 8, TM: 4 }, block: [32, 32] }]],
+  wide: [[4, wideRows(4)], [8, wideRows(8)], [Infinity, wideRows(16)]],
+  tall: [[Infinity, { url: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, block: [64, 64] }]],
+  tiled: [[Infinity, { url: shader('matmul_tiled.wgsl'), defines: {}, block: [64, 64] }]],
+  splitk: [[Infinity, { url: shader('matmul_small.wgsl'), defines: {}, block: [4, 64] }]],
 };
 
 export interface MatmulArgs {
@@ -68,8 +78,8 @@ export interface MatmulArgs {
 export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Dispatch> {
   const plan = a.variant ? { large: a.variant, small: a.variant } : ws.plan?.matmul ?? DEFAULT_MATMUL_PLAN;
   const params = paramsBuffer(ws, a.label, [a.K, a.N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0]);
-  const prepare = async (variant: MatmulVariant): Promise<Dispatch> => {
-    const layout = layouts[variant];
+  const rowCount = () => rowsOf(ws, a.rows);
+  const build = async (layout: Layout): Promise<Dispatch> => {
     const kernel = await ws.kernels.get({
       url: layout.url,
       bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'write', 'read', 'read'],
@@ -85,9 +95,13 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
     });
     const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.x, a.weight, a.out, a.bias ?? ws.unused, a.gatedResidual?.modulation ?? ws.unused]);
     const [rows, cols] = layout.block;
-    return { kernel, bindGroup, grid: () => [ceilDiv(a.N, cols), ceilDiv(rowsOf(ws, a.rows), rows), ws.shape.batch] };
+    return { kernel, bindGroup, grid: () => [ceilDiv(a.N, cols), ceilDiv(rowCount(), rows), ws.shape.batch] };
+  };
+  const prepare = async (variant: MatmulVariant): Promise<Dispatch> => {
+    const tiers = await Promise.all(layouts[variant].map(async ([most, layout]) => [most, await build(layout)] as const));
+    return tiers.slice(0, -1).reduceRight((rest, [most, d]) => byRowCount(rowCount, most, d, rest), tiers[tiers.length - 1][1]);
   };
   const large = await prepare(plan.large);
   const small = plan.small === plan.large ? large : await prepare(plan.small);
-  return byRowCount(() => rowsOf(ws, a.rows), SMALL_ROWS, small, large);
+  return byRowCount(rowCount, SMALL_ROWS, small, large);
 }

@@ -376,12 +376,14 @@ describe(`matmul kernel (${runtime}) vs reference linear + epilogue`, () => {
   for (const c of matmulCases) it(describeMatmul(c), () => checkMatmul(c));
 });
 
-/** Shapes at the edges of the variants' blocks: 64x64 (tiled, K tiles of 16; tall, 16x8 per thread), 4x256 (wide), 4x64 split over 16 K lanes (splitk). */
+/** Shapes at the edges of the variants' blocks: 64x64 (tiled, K tiles of 16; tall, 16x8 per thread), 4/8/16x256 (wide), 4x64 split over 16 K lanes (splitk). */
 const matmulEdgeCases: MatmulCase[] = [
   { name: '130 rows (3 tiles of 64), K = 100 (K tile of 16 + 4), N = 131, bias + gelu', K: 100, N: 131, kind: Rows.Clean, batch: { L: 130, clean: [130, 65, 1], query: [1, 1, 1] }, bias: true, activation: 'gelu' },
   { name: 'K = 37 (scalar path over 3 K tiles), N = 200, gated residual, query rows', K: 37, N: 200, kind: Rows.Query, batch: { L: 66, clean: [1, 66], query: [66, 64] }, gateOffset: 7 },
   { name: 'few rows, N = 257 (a wide block + 1), K = 1000 (250 steps over 16 lanes)', K: 1000, N: 257, kind: Rows.Query, batch: { L: 20, clean: [20, 20, 20], query: [5, 1, 4] }, bias: true },
   { name: 'few rows, denseOut logits, N = 300, K = 66 (scalar path)', K: 66, N: 300, kind: Rows.Query, batch: { L: 12, clean: [12, 3], query: [2, 3] }, bias: true, denseOut: true },
+  { name: '8 rows (wide: 8 per thread), N = 260, K = 64, gelu', K: 64, N: 260, kind: Rows.Query, batch: { L: 16, clean: [16, 16], query: [8, 6] }, bias: true, activation: 'gelu' },
+  { name: '16 rows (wide: 16 per thread), N = 70, K = 50, gated residual', K: 50, N: 70, kind: Rows.Query, batch: { L: 16, clean: [3, 16], query: [9, 16] }, gateOffset: 11 },
 ];
 
 for (const variant of MATMUL_VARIANTS) {
