@@ -63,9 +63,9 @@ export function plan(mode: BenchMode): Plan {
   return {
     mode,
     shapes: [
-      // Sized for about 8 minutes on SwiftShader on 2 idle cores (MDLM forwards dominate).
+      // Sized for about 8 minutes on SwiftShader in Chromium on 2 idle cores (MDLM forwards dominate).
       { shape: scaled(128), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }, { steps: 64, batch: 1 }, { steps: 16, batch: 8 }] },
-      { shape: scaled(256), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }] },
+      { shape: scaled(256), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }, { steps: 128, batch: 1 }] },
     ],
     reps: 1,
     profile: { L: 256, steps: 32, batch: 1 },
