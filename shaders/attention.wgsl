@@ -1,97 +1,110 @@
-// Attention (see attention_io.wgsl), one thread per (query row, head) walking all keys from
-// global memory with a running max; no workgroup memory (what SwiftShader prefers). Keys go
-// four at a time: four scores, one rescale of the running sum and five exponentials per four
-// keys instead of two exponentials and a rescale per key. Head vectors are held as vec4s.
+// Attention (see attention_io.wgsl), one thread per four query rows of one head, walking all
+// keys from global memory with a running max per row; no workgroup memory (what SwiftShader
+// prefers). Each key and value vector loaded serves the four rows, and keys go four at a
+// time: a 4x4 block of scores, one rescale of each running sum per four keys.
 // Requires: const HEAD_DIM. Switch: HEAD_VEC4 (HEAD_DIM % 4 == 0: no tail lanes to mask).
 #include "attention_io.wgsl"
 
 const DV: u32 = (HEAD_DIM + 3u) / 4u;
 
 // Four floats of a head vector starting at `base`, zero past HEAD_DIM.
+fn loadQ(base: u32, t: u32) -> vec4<f32> {
+  let at = base + 4u * t;
 #if HEAD_VEC4
-fn loadQ(base: u32) -> vec4<f32> { return vec4<f32>(q[base], q[base + 1u], q[base + 2u], q[base + 3u]); }
-fn loadK(base: u32) -> vec4<f32> { return vec4<f32>(k[base], k[base + 1u], k[base + 2u], k[base + 3u]); }
-fn loadV(base: u32) -> vec4<f32> { return vec4<f32>(v[base], v[base + 1u], v[base + 2u], v[base + 3u]); }
+  return vec4<f32>(q[at], q[at + 1u], q[at + 2u], q[at + 3u]);
 #else
-fn loadQ(base: u32, n: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
-  for (var e = 0u; e < n; e++) { r[e] = q[base + e]; }
+  for (var e = 0u; e < min(4u, HEAD_DIM - 4u * t); e++) { r[e] = q[at + e]; }
   return r;
-}
-fn loadK(base: u32, n: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < n; e++) { r[e] = k[base + e]; }
-  return r;
-}
-fn loadV(base: u32, n: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < n; e++) { r[e] = v[base + e]; }
-  return r;
-}
 #endif
+}
+fn loadK(base: u32, t: u32) -> vec4<f32> {
+  let at = base + 4u * t;
+#if HEAD_VEC4
+  return vec4<f32>(k[at], k[at + 1u], k[at + 2u], k[at + 3u]);
+#else
+  var r = vec4<f32>(0.0);
+  for (var e = 0u; e < min(4u, HEAD_DIM - 4u * t); e++) { r[e] = k[at + e]; }
+  return r;
+#endif
+}
+fn loadV(base: u32, t: u32) -> vec4<f32> {
+  let at = base + 4u * t;
+#if HEAD_VEC4
+  return vec4<f32>(v[at], v[at + 1u], v[at + 2u], v[at + 3u]);
+#else
+  var r = vec4<f32>(0.0);
+  for (var e = 0u; e < min(4u, HEAD_DIM - 4u * t); e++) { r[e] = v[at + e]; }
+  return r;
+#endif
+}
 
-@compute @workgroup_size(64)
+fn hmax(x: vec4<f32>) -> f32 { return max(max(x.x, x.y), max(x.z, x.w)); }
+fn hsum(x: vec4<f32>) -> f32 { return (x.x + x.y) + (x.z + x.w); }
+
+@compute @workgroup_size(16)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let b = gid.y;
-  let i = gid.x / p.nHeads;
+  let i0 = (gid.x / p.nHeads) * 4u;
   let h = gid.x % p.nHeads;
-  if (i >= seqRows(p.queryKind, b)) { return; }
+  let nRows = seqRows(p.queryKind, b);
+  if (i0 >= nRows) { return; }
   let nKeys = seqRows(CLEAN, b);
   let seq = b * dims.seqStride;
-  let qBase = (seq + i) * p.qStride + p.qOffset + h * HEAD_DIM;
   let kHead = p.kOffset + h * HEAD_DIM;
   let vHead = p.vOffset + h * HEAD_DIM;
-  var qv: array<vec4<f32>, DV>;
-  var acc: array<vec4<f32>, DV>;
-  for (var t = 0u; t < DV; t++) {
-#if HEAD_VEC4
-    qv[t] = loadQ(qBase + 4u * t) * p.scale;
-#else
-    qv[t] = loadQ(qBase + 4u * t, min(4u, HEAD_DIM - 4u * t)) * p.scale;
-#endif
-    acc[t] = vec4<f32>(0.0);
+  // Rows past the last are clamped to it and never written.
+  var qv: array<array<vec4<f32>, DV>, 4>;
+  var acc: array<array<vec4<f32>, DV>, 4>;
+  for (var r = 0u; r < 4u; r++) {
+    let qBase = (seq + min(i0 + r, nRows - 1u)) * p.qStride + p.qOffset + h * HEAD_DIM;
+    for (var t = 0u; t < DV; t++) {
+      qv[r][t] = loadQ(qBase, t) * p.scale;
+      acc[r][t] = vec4<f32>(0.0);
+    }
   }
-  var runningMax = -3.0e38;
-  var denom = 0.0;
+  var runningMax = vec4<f32>(-3.0e38);  // per row
+  var denom = vec4<f32>(0.0);
   var j = 0u;
   for (; j + 4u <= nKeys; j += 4u) {
     let k0 = (seq + j) * p.kStride + kHead;
-    var s = vec4<f32>(0.0);
+    // Zeroed explicitly: Dawn on SwiftShader kept the previous iteration's values for a `var` without
+    // initializer declared in a loop body.
+    var s = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));  // [row]: scores of the four keys
     for (var t = 0u; t < DV; t++) {
-      let at = k0 + 4u * t;
-#if HEAD_VEC4
-      s += vec4<f32>(dot(qv[t], loadK(at)), dot(qv[t], loadK(at + p.kStride)), dot(qv[t], loadK(at + 2u * p.kStride)), dot(qv[t], loadK(at + 3u * p.kStride)));
-#else
-      let n = min(4u, HEAD_DIM - 4u * t);
-      s += vec4<f32>(dot(qv[t], loadK(at, n)), dot(qv[t], loadK(at + p.kStride, n)), dot(qv[t], loadK(at + 2u * p.kStride, n)), dot(qv[t], loadK(at + 3u * p.kStride, n)));
-#endif
+      let ka = loadK(k0, t);
+      let kb = loadK(k0 + p.kStride, t);
+      let kc = loadK(k0 + 2u * p.kStride, t);
+      let kd = loadK(k0 + 3u * p.kStride, t);
+      for (var r = 0u; r < 4u; r++) {
+        let a = qv[r][t];
+        s[r] += vec4<f32>(dot(a, ka), dot(a, kb), dot(a, kc), dot(a, kd));
+      }
     }
-    let newMax = max(runningMax, max(max(s.x, s.y), max(s.z, s.w)));
+    let newMax = max(runningMax, vec4<f32>(hmax(s[0]), hmax(s[1]), hmax(s[2]), hmax(s[3])));
     let correction = exp(runningMax - newMax);
-    let w = exp(s - vec4<f32>(newMax));
-    denom = denom * correction + ((w.x + w.y) + (w.z + w.w));
+    var w: array<vec4<f32>, 4>;
+    for (var r = 0u; r < 4u; r++) { w[r] = exp(s[r] - vec4<f32>(newMax[r])); }
+    denom = denom * correction + vec4<f32>(hsum(w[0]), hsum(w[1]), hsum(w[2]), hsum(w[3]));
     let v0 = (seq + j) * p.vStride + vHead;
     for (var t = 0u; t < DV; t++) {
-      let at = v0 + 4u * t;
-#if HEAD_VEC4
-      acc[t] = acc[t] * correction + w.x * loadV(at) + w.y * loadV(at + p.vStride) + w.z * loadV(at + 2u * p.vStride) + w.w * loadV(at + 3u * p.vStride);
-#else
-      let n = min(4u, HEAD_DIM - 4u * t);
-      acc[t] = acc[t] * correction + w.x * loadV(at, n) + w.y * loadV(at + p.vStride, n) + w.z * loadV(at + 2u * p.vStride, n) + w.w * loadV(at + 3u * p.vStride, n);
-#endif
+      let va = loadV(v0, t);
+      let vb = loadV(v0 + p.vStride, t);
+      let vc = loadV(v0 + 2u * p.vStride, t);
+      let vd = loadV(v0 + 3u * p.vStride, t);
+      for (var r = 0u; r < 4u; r++) {
+        acc[r][t] = acc[r][t] * correction[r] + w[r].x * va + w[r].y * vb + w[r].z * vc + w[r].w * vd;
+      }
     }
     runningMax = newMax;
   }
   // The last nKeys % 4 keys, one at a time.
   for (; j < nKeys; j++) {
     let k0 = (seq + j) * p.kStride + kHead;
-    var s = 0.0;
+    var s = vec4<f32>(0.0);  // [row]
     for (var t = 0u; t < DV; t++) {
-#if HEAD_VEC4
-      s += dot(qv[t], loadK(k0 + 4u * t));
-#else
-      s += dot(qv[t], loadK(k0 + 4u * t, min(4u, HEAD_DIM - 4u * t)));
-#endif
+      let kt = loadK(k0, t);
+      s += vec4<f32>(dot(qv[0][t], kt), dot(qv[1][t], kt), dot(qv[2][t], kt), dot(qv[3][t], kt));
     }
     let newMax = max(runningMax, s);
     let correction = exp(runningMax - newMax);
@@ -99,15 +112,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     denom = denom * correction + w;
     let v0 = (seq + j) * p.vStride + vHead;
     for (var t = 0u; t < DV; t++) {
-#if HEAD_VEC4
-      acc[t] = acc[t] * correction + w * loadV(v0 + 4u * t);
-#else
-      acc[t] = acc[t] * correction + w * loadV(v0 + 4u * t, min(4u, HEAD_DIM - 4u * t));
-#endif
+      let vt = loadV(v0, t);
+      for (var r = 0u; r < 4u; r++) { acc[r][t] = acc[r][t] * correction[r] + w[r] * vt; }
     }
     runningMax = newMax;
   }
-  let oBase = (seq + i) * p.nHeads * HEAD_DIM + h * HEAD_DIM;
-  let inv = select(0.0, 1.0 / denom, denom > 0.0);
-  for (var d = 0u; d < HEAD_DIM; d++) { out[oBase + d] = acc[d / 4u][d % 4u] * inv; }
+  let inv = select(vec4<f32>(0.0), 1.0 / denom, denom > vec4<f32>(0.0));
+  for (var r = 0u; r < 4u; r++) {
+    if (i0 + r >= nRows) { break; }
+    let oBase = (seq + i0 + r) * p.nHeads * HEAD_DIM + h * HEAD_DIM;
+    for (var d = 0u; d < HEAD_DIM; d++) { out[oBase + d] = acc[r][d / 4u][d % 4u] * inv[r]; }
+  }
 }

@@ -4,8 +4,9 @@ import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './work
 
 /**
  * The attention variants, same bindings and results:
- * - `thread`: one thread per (query row, head) reading keys and values from global memory,
- *   four keys per softmax rescale (no workgroup memory: what SwiftShader prefers);
+ * - `thread`: one thread per four query rows of a head, reading keys and values from global
+ *   memory (each load serves the four rows), four keys per softmax rescale (no workgroup
+ *   memory: what SwiftShader prefers);
  * - `flash`: a workgroup per 64 query rows of a head, key/value tiles staged in workgroup
  *   memory and shared by its threads (what real GPUs prefer).
  */
@@ -25,6 +26,9 @@ export const DEFAULT_ATTENTION_PLAN: AttentionPlan = { large: 'thread', small: '
 const threadUrl = new URL('../../shaders/attention.wgsl', import.meta.url);
 const flashUrl = new URL('../../shaders/attention_flash.wgsl', import.meta.url);
 const QUERY_TILE = 64;
+/** `thread`: query rows per thread, threads per workgroup (small groups spread few rows over all cores). */
+const THREAD_ROWS = 4;
+const THREAD_GROUP = 16;
 
 /** Keys per workgroup-memory tile: K and V tiles together stay within 16 KiB, the WebGPU default limit. */
 export const keyTile = (headDim: number): number => Math.max(1, Math.min(32, Math.floor(2048 / headDim)));
@@ -73,7 +77,7 @@ export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promis
     const grid = (): [number, number, number] =>
       flash
         ? [ceilDiv(rowsOf(ws, a.queries), QUERY_TILE), a.nHeads, ws.shape.batch]
-        : [ceilDiv(rowsOf(ws, a.queries) * a.nHeads, 64), ws.shape.batch, 1];
+        : [ceilDiv(ceilDiv(rowsOf(ws, a.queries), THREAD_ROWS) * a.nHeads, THREAD_GROUP), ws.shape.batch, 1];
     return { kernel, bindGroup, grid };
   };
   const large = await prepare(plan.large);

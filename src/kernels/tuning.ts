@@ -19,7 +19,7 @@ export interface KernelPlan {
 }
 
 /** Bump when a variant is added, removed or changed: plans remembered for an older set are measured again. */
-export const VARIANT_SET_VERSION = 2;
+export const VARIANT_SET_VERSION = 3;
 
 export const DEFAULT_PLAN: KernelPlan = { matmul: DEFAULT_MATMUL_PLAN, attention: DEFAULT_ATTENTION_PLAN };
 
