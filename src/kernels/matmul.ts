@@ -6,7 +6,7 @@ import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './work
 /**
  * The matmul variants, all with the same bindings and fused epilogues:
  * - `register`: 4x4 outputs per thread straight from global memory, 32x32 per workgroup
- *   (no workgroup memory: what SwiftShader prefers);
+ *   (no workgroup memory or barriers, which SwiftShader turns into coroutine switches);
  * - `wide`: the same kernel as 256 columns per workgroup for few rows, each thread holding all
  *   of them (4, 8 or 16 by the row count at encode time: each weight load serves every row);
  * - `tall`: the same kernel with 16x8 outputs per thread, 64x64 per workgroup, for many rows
