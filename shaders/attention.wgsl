@@ -2,42 +2,18 @@
 // keys from global memory with a running max per row; no workgroup memory (what SwiftShader
 // prefers). Each key and value vector loaded serves the four rows, and keys go four at a
 // time: a 4x4 block of scores, one rescale of each running sum per four keys.
-// Requires: const HEAD_DIM. Switch: HEAD_VEC4 (HEAD_DIM % 4 == 0: no tail lanes to mask).
+// Requires: const HEAD_DIM.
 #include "attention_io.wgsl"
 
 const DV: u32 = (HEAD_DIM + 3u) / 4u;
 
-// Four floats of a head vector starting at `base`, zero past HEAD_DIM.
-fn loadQ(base: u32, t: u32) -> vec4<f32> {
-  let at = base + 4u * t;
-#if HEAD_VEC4
-  return vec4<f32>(q[at], q[at + 1u], q[at + 2u], q[at + 3u]);
-#else
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < min(4u, HEAD_DIM - 4u * t); e++) { r[e] = q[at + e]; }
-  return r;
-#endif
-}
-fn loadK(base: u32, t: u32) -> vec4<f32> {
-  let at = base + 4u * t;
-#if HEAD_VEC4
-  return vec4<f32>(k[at], k[at + 1u], k[at + 2u], k[at + 3u]);
-#else
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < min(4u, HEAD_DIM - 4u * t); e++) { r[e] = k[at + e]; }
-  return r;
-#endif
-}
-fn loadV(base: u32, t: u32) -> vec4<f32> {
-  let at = base + 4u * t;
-#if HEAD_VEC4
-  return vec4<f32>(v[at], v[at + 1u], v[at + 2u], v[at + 3u]);
-#else
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < min(4u, HEAD_DIM - 4u * t); e++) { r[e] = v[at + e]; }
-  return r;
-#endif
-}
+// Four floats of a head vector, from float 4t of the head starting at `base`; zero past
+// HEAD_DIM. A last group shorter than four reads past the head (the next head, or past the
+// buffer's end, where WGSL bounds every access) and drops those floats.
+fn tail(t: u32) -> vec4<bool> { return vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(HEAD_DIM - 4u * t); }
+fn loadQ(base: u32, t: u32) -> vec4<f32> { let at = base + 4u * t; return select(vec4<f32>(0.0), vec4<f32>(q[at], q[at + 1u], q[at + 2u], q[at + 3u]), tail(t)); }
+fn loadK(base: u32, t: u32) -> vec4<f32> { let at = base + 4u * t; return select(vec4<f32>(0.0), vec4<f32>(k[at], k[at + 1u], k[at + 2u], k[at + 3u]), tail(t)); }
+fn loadV(base: u32, t: u32) -> vec4<f32> { let at = base + 4u * t; return select(vec4<f32>(0.0), vec4<f32>(v[at], v[at + 1u], v[at + 2u], v[at + 3u]), tail(t)); }
 
 fn hmax(x: vec4<f32>) -> f32 { return max(max(x.x, x.y), max(x.z, x.w)); }
 fn hsum(x: vec4<f32>) -> f32 { return (x.x + x.y) + (x.z + x.w); }

@@ -71,7 +71,7 @@ export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promis
     const kernel = await ws.kernels.get({
       url: flash ? flashUrl : threadUrl,
       bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write'],
-      defines: flash ? { HEAD_DIM: a.headDim, KEY_TILE: keyTile(a.headDim) } : { HEAD_DIM: a.headDim, HEAD_VEC4: a.headDim % 4 === 0 },
+      defines: flash ? { HEAD_DIM: a.headDim, KEY_TILE: keyTile(a.headDim) } : { HEAD_DIM: a.headDim },
     });
     const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.q.buffer, a.k.buffer, a.v.buffer, a.out]);
     const grid = (): [number, number, number] =>
