@@ -2,6 +2,7 @@
  * What this adapter can do at best: FMA throughput (bench/peak-fma.wgsl), copy bandwidth
  * (bench/peak-bandwidth.wgsl), and the engine's own matmul kernel on a large shape.
  */
+import { WGSL } from './wgsl.js';
 import type { GpuContext } from '../src/gpu/context.js';
 import { Kernel, KernelCache } from '../src/gpu/kernel.js';
 import { GpuMemory } from '../src/gpu/memory.js';
@@ -28,7 +29,7 @@ async function adaptive(run: (scale: number) => Promise<number>, minMs: number, 
 export async function fmaPeak(ctx: GpuContext, reps: number): Promise<number> {
   const memory = new GpuMemory(ctx.device);
   try {
-    const kernel = await Kernel.create(ctx.device, { url: new URL('./peak-fma.wgsl', import.meta.url), bindings: ['uniform', 'write'] });
+    const kernel = await Kernel.create(ctx.device, { shader: { name: 'peak-fma.wgsl', code: WGSL['peak-fma.wgsl'] }, bindings: ['uniform', 'write'] });
     const groups = 4096;
     const threads = groups * 64;
     const out = memory.create('fma.out', threads * 16, storage());
@@ -54,7 +55,7 @@ export async function fmaPeak(ctx: GpuContext, reps: number): Promise<number> {
 export async function bandwidthPeak(ctx: GpuContext, megabytes: number, reps: number): Promise<number> {
   const memory = new GpuMemory(ctx.device);
   try {
-    const kernel = await Kernel.create(ctx.device, { url: new URL('./peak-bandwidth.wgsl', import.meta.url), bindings: ['uniform', 'read', 'write'] });
+    const kernel = await Kernel.create(ctx.device, { shader: { name: 'peak-bandwidth.wgsl', code: WGSL['peak-bandwidth.wgsl'] }, bindings: ['uniform', 'read', 'write'] });
     const bytes = Math.min(megabytes * 2 ** 20, ctx.device.limits.maxStorageBufferBindingSize);
     const count = Math.floor(bytes / 16);
     const src = memory.create('bandwidth.src', count * 16, storage());

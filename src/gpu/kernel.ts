@@ -1,11 +1,11 @@
 import { PgmError } from '../errors.js';
-import { loadShader, variantKey, type Defines } from './shader.js';
+import { preprocess, variantKey, type Defines, type ShaderSource } from './shader.js';
 
 export type BindingKind = 'uniform' | 'read' | 'write';
 
 export interface KernelSpec {
-  /** Shader file, resolved with `new URL(..., import.meta.url)` by the wrapper. */
-  url: URL;
+  /** The shader (`shader(file)` for the engine's own). */
+  shader: ShaderSource;
   /** Binding kinds for bindings 0..n-1, in order. */
   bindings: readonly BindingKind[];
   defines?: Defines;
@@ -27,8 +27,8 @@ export class Kernel {
   ) {}
 
   static async create(device: GPUDevice, spec: KernelSpec): Promise<Kernel> {
-    const name = spec.url.pathname.split('/').pop() ?? 'kernel';
-    const code = await loadShader(spec.url, spec.defines);
+    const name = spec.shader.name;
+    const code = preprocess(spec.shader, spec.defines);
     const module = device.createShaderModule({ label: name, code });
     const info = await module.getCompilationInfo();
     const errors = info.messages.filter((m) => m.type === 'error');
@@ -70,7 +70,7 @@ export class KernelCache {
   constructor(readonly device: GPUDevice) {}
 
   get(spec: KernelSpec): Promise<Kernel> {
-    const key = variantKey(spec.url.href, spec.defines ?? {});
+    const key = variantKey(spec.shader.name, spec.defines ?? {});
     let kernel = this.kernels.get(key);
     if (!kernel) {
       kernel = Kernel.create(this.device, spec);

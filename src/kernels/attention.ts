@@ -1,3 +1,4 @@
+import { shader } from '../gpu/shader.js';
 import type { Dispatch } from '../gpu/kernel.js';
 import { byRowCount } from './variant.js';
 import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
@@ -23,8 +24,8 @@ export const SMALL_QUERIES = 16;
 
 export const DEFAULT_ATTENTION_PLAN: AttentionPlan = { large: 'thread', small: 'thread' };
 
-const threadUrl = new URL('../../shaders/attention.wgsl', import.meta.url);
-const flashUrl = new URL('../../shaders/attention_flash.wgsl', import.meta.url);
+const threadShader = shader('attention.wgsl');
+const flashShader = shader('attention_flash.wgsl');
 const QUERY_TILE = 64;
 /** `thread`: query rows per thread, threads per workgroup (small groups spread few rows over all cores). */
 const THREAD_ROWS = 4;
@@ -69,7 +70,7 @@ export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promis
   const prepare = async (variant: AttentionVariant): Promise<Dispatch> => {
     const flash = variant === 'flash';
     const kernel = await ws.kernels.get({
-      url: flash ? flashUrl : threadUrl,
+      shader: flash ? flashShader : threadShader,
       bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write'],
       defines: flash ? { HEAD_DIM: a.headDim, KEY_TILE: keyTile(a.headDim) } : { HEAD_DIM: a.headDim },
     });

@@ -1,9 +1,10 @@
+import { shader } from '../gpu/shader.js';
 import type { Dispatch } from '../gpu/kernel.js';
 import type { PreQueryMode } from '../model/config.js';
 import { ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
 
-const poolUrl = new URL('../../shaders/pool.wgsl', import.meta.url);
-const queryInitUrl = new URL('../../shaders/query_init.wgsl', import.meta.url);
+const poolShader = shader('pool.wgsl');
+const queryInitShader = shader('query_init.wgsl');
 
 /** sinus(p) = concat(cos(p / den), sin(p / den)), den_i = 10000^(2i/D), for p < L: [L, D]. */
 export function sinusTable(L: number, D: number): Float32Array {
@@ -41,7 +42,7 @@ export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Prom
   const dispatches: Dispatch[] = [];
   if (withStat) {
     const pool = await ws.kernels.get({
-      url: poolUrl,
+      shader: poolShader,
       bindings: ['uniform', 'read', 'uniform', 'read', 'write'],
       defines: { LOGSUMEXP: a.mode === 'learn+freqs+logsumexp' },
     });
@@ -52,7 +53,7 @@ export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Prom
     });
   }
   const init = await ws.kernels.get({
-    url: queryInitUrl,
+    shader: queryInitShader,
     bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'read', 'write'],
     defines: { FREQS: a.mode !== 'learn', STAT: withStat },
   });

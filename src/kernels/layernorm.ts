@@ -1,7 +1,8 @@
+import { shader } from '../gpu/shader.js';
 import type { Dispatch } from '../gpu/kernel.js';
 import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
-const url = new URL('../../shaders/layernorm.wgsl', import.meta.url);
+const source = shader('layernorm.wgsl');
 
 export interface LayerNormArgs {
   label: string;
@@ -19,7 +20,7 @@ export interface LayerNormArgs {
 /** out = LN(x) * weight [+ bias] [* (1 + scale) + shift], per valid row. */
 export async function layerNormDispatch(ws: Workspace, a: LayerNormArgs): Promise<Dispatch> {
   const kernel = await ws.kernels.get({
-    url,
+    shader: source,
     bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'write', 'read', 'read'],
     defines: { BIAS: a.bias !== undefined, MODULATE: a.modulate !== undefined },
   });

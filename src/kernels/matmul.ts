@@ -1,5 +1,5 @@
 import type { Dispatch } from '../gpu/kernel.js';
-import type { Defines } from '../gpu/shader.js';
+import { shader, type Defines, type ShaderSource } from '../gpu/shader.js';
 import { byRowCount } from './variant.js';
 import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
@@ -29,24 +29,22 @@ export const SMALL_ROWS = 16;
 
 export const DEFAULT_MATMUL_PLAN: MatmulPlan = { large: 'register', small: 'register' };
 
-const shader = (file: string): URL => new URL(`../../shaders/${file}`, import.meta.url);
-
 /** Shader file, extra defines and the block of [rows, columns] one workgroup covers. */
 interface Layout {
-  url: URL;
+  shader: ShaderSource;
   defines: Defines;
   block: [number, number];
 }
 
-const wideRows = (TM: number): Layout => ({ url: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1, TM }, block: [TM, 256] });
+const wideRows = (TM: number): Layout => ({ shader: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1, TM }, block: [TM, 256] });
 
 /** Each variant's layouts by the most rows they serve (the last one: any count). */
 const layouts: Record<MatmulVariant, [number, Layout][]> = {
-  register: [[Infinity, { url: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 8, TM: 4 }, block: [32, 32] }]],
+  register: [[Infinity, { shader: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 8, TM: 4 }, block: [32, 32] }]],
   wide: [[4, wideRows(4)], [8, wideRows(8)], [Infinity, wideRows(16)]],
-  tall: [[Infinity, { url: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, block: [64, 64] }]],
-  tiled: [[Infinity, { url: shader('matmul_tiled.wgsl'), defines: {}, block: [64, 64] }]],
-  splitk: [[Infinity, { url: shader('matmul_small.wgsl'), defines: {}, block: [4, 64] }]],
+  tall: [[Infinity, { shader: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, block: [64, 64] }]],
+  tiled: [[Infinity, { shader: shader('matmul_tiled.wgsl'), defines: {}, block: [64, 64] }]],
+  splitk: [[Infinity, { shader: shader('matmul_small.wgsl'), defines: {}, block: [4, 64] }]],
 };
 
 export interface MatmulArgs {
@@ -81,7 +79,7 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   const rowCount = () => rowsOf(ws, a.rows);
   const build = async (layout: Layout): Promise<Dispatch> => {
     const kernel = await ws.kernels.get({
-      url: layout.url,
+      shader: layout.shader,
       bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'write', 'read', 'read'],
       defines: {
         ...layout.defines,

@@ -1,7 +1,8 @@
+import { shader } from '../gpu/shader.js';
 import type { Dispatch } from '../gpu/kernel.js';
 import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
-const url = new URL('../../shaders/rope.wgsl', import.meta.url);
+const source = shader('rope.wgsl');
 
 export interface RopeTables {
   cos: GPUBuffer; // [L, dh/2]
@@ -42,7 +43,7 @@ export interface RopeArgs {
 
 /** Rotate nHeads heads of each valid row of x in place, at the row's sequence position. */
 export async function ropeDispatch(ws: Workspace, a: RopeArgs): Promise<Dispatch> {
-  const kernel = await ws.kernels.get({ url, bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write'] });
+  const kernel = await ws.kernels.get({ shader: source, bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write'] });
   const half = a.headDim / 2;
   const params = paramsBuffer(ws, a.label, [a.rowStride, a.colOffset, a.nHeads, half, a.rows]);
   return {

@@ -1,7 +1,8 @@
+import { shader } from '../gpu/shader.js';
 import type { Dispatch } from '../gpu/kernel.js';
 import { paramsBuffer, rowsOf, Rows, type Workspace } from './workspace.js';
 
-const url = new URL('../../shaders/sample.wgsl', import.meta.url);
+const source = shader('sample.wgsl');
 
 /** Per-step sampling settings, written to the sampler's uniform before each step. */
 export interface SampleSettings {
@@ -36,7 +37,7 @@ export interface Sampler {
 /** The GPU sampler: one workgroup per row of logits. */
 export async function createSampler(ws: Workspace, a: SampleArgs): Promise<Sampler> {
   const kernel = await ws.kernels.get({
-    url,
+    shader: source,
     bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write', 'write', 'write'],
     defines: { PGM: a.arch === 'pgm' },
   });

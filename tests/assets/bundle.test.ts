@@ -1,0 +1,67 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { inlineIncludes, MODULES } from '../../scripts/bundle-assets.js';
+import { PgmError } from '../../src/errors.js';
+import { preprocess, shader } from '../../src/gpu/shader.js';
+import { WGSL } from '../../src/gpu/wgsl.js';
+import { PACKAGED_FILES, PACKAGED_MANIFEST } from '../../src/model/packaged.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+describe('generated asset modules', () => {
+  for (const { out, text } of MODULES) {
+    it(`${out} matches its sources (npx tsx scripts/bundle-assets.ts regenerates it)`, () => {
+      expect(readFileSync(join(ROOT, out), 'utf8')).toBe(text());
+    });
+  }
+
+  it('every kernel of shaders/ is carried, its includes resolved', () => {
+    const files = readdirSync(join(ROOT, 'shaders')).filter((f) => f.endsWith('.wgsl'));
+    const includeOnly = ['common.wgsl', 'attention_io.wgsl', 'matmul_io.wgsl'];
+    expect(Object.keys(WGSL).sort()).toEqual(files.filter((f) => !includeOnly.includes(f)).sort());
+    for (const [file, code] of Object.entries(WGSL)) {
+      expect(code, file).not.toMatch(/#include/);
+      expect(code.startsWith(readFileSync(join(ROOT, 'shaders', file), 'utf8').split('#include')[0]), file).toBe(true);
+    }
+    // matmul.wgsl includes matmul_io.wgsl, which includes common.wgsl: both texts are inside.
+    expect(WGSL['matmul.wgsl']).toContain(readFileSync(join(ROOT, 'shaders', 'common.wgsl'), 'utf8'));
+  });
+
+  it('inlineIncludes refuses cycles and malformed includes', () => {
+    const files: Record<string, string> = { 'a.wgsl': '#include "b.wgsl"', 'b.wgsl': '#include "a.wgsl"', 'c.wgsl': '#include b.wgsl' };
+    expect(() => inlineIncludes('a.wgsl', (f) => files[f])).toThrow(/cycle/);
+    expect(() => inlineIncludes('c.wgsl', (f) => files[f])).toThrow(/malformed/);
+  });
+
+  it('the packaged manifest is weights-manifest.json, with a literal URL per shipped file', () => {
+    expect(PACKAGED_MANIFEST).toEqual(JSON.parse(readFileSync(join(ROOT, 'weights-manifest.json'), 'utf8')));
+    for (const model of PACKAGED_MANIFEST.models) {
+      const urls = PACKAGED_FILES[model.id];
+      expect(Object.keys(urls).sort()).toEqual(['config.json', ...model.shards.map((s) => s.file)].sort());
+      for (const [file, url] of Object.entries(urls)) expect(url().href).toBe(new URL(`${model.path}/${file}`, new URL('../../', import.meta.url)).href);
+    }
+  });
+});
+
+describe('preprocess (the #if switches resolved per pipeline)', () => {
+  const source = (code: string) => ({ name: 'test.wgsl', code });
+
+  it('keeps the taken branches, nested, and prepends numeric defines as consts', () => {
+    const code = ['a', '#if X', 'x', '#if !Y', 'x-not-y', '#else', 'x-y', '#endif', '#else', 'not-x', '#endif', 'b'].join('\n');
+    expect(preprocess(source(code), { X: true, Y: false, N: 3, S: 0.5 })).toBe(['const N = 3;', 'const S = 5e-1;', 'a', 'x', 'x-not-y', 'b'].join('\n'));
+    expect(preprocess(source(code), { X: true, Y: true })).toBe(['a', 'x', 'x-y', 'b'].join('\n'));
+    expect(preprocess(source(code))).toBe(['a', 'not-x', 'b'].join('\n'));
+  });
+
+  it('unbalanced or unknown directives are typed errors naming the shader', () => {
+    for (const code of ['#if X\na', '#endif', '#else', '#include "common.wgsl"', '#define X 1']) {
+      expect(() => preprocess(source(code)), code).toThrow(PgmError);
+      expect(() => preprocess(source(code)), code).toThrow(/test\.wgsl/);
+    }
+  });
+
+  it('shader(file) is the bundled source', () => {
+    expect(shader('rope.wgsl')).toEqual({ name: 'rope.wgsl', code: WGSL['rope.wgsl'] });
+  });
+});
