@@ -26,7 +26,7 @@ export default defineConfig({
           name: 'node',
           environment: 'node',
           include: ['tests/**/*.test.ts'],
-          exclude: ['tests/**/*.browser-only.test.ts'],
+          exclude: ['tests/**/*.browser-only.test.ts', 'tests/consumers/**'],
           // Each worker gets its own Dawn instance; two at most on a 2-core machine.
           maxWorkers: 2,
           // The Node project runs first, then the browser project: both are CPU-bound here.
@@ -48,6 +48,17 @@ export default defineConfig({
             }),
             instances: [{ browser: 'chromium' }],
           },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // The packed package in fresh projects (npm pack, installs, bundlers, Chromium): last,
+          // alone, since it builds and serves several apps.
+          name: 'consumers',
+          environment: 'node',
+          include: ['tests/consumers/**/*.test.ts'],
+          sequence: { groupOrder: 2 },
         },
       },
     ],

@@ -1,8 +1,8 @@
-import { PgmError, fail } from './errors.js';
+import { PgmError, brief, fail } from './errors.js';
 import { requestGpu, type AdapterSummary, type GpuContext } from './gpu/context.js';
 import type { ModelConfig } from './model/config.js';
 import { GpuModel, type WeightStorage } from './model/gpu-model.js';
-import { loadModelFromManifest, loadModelFromUrl, type LoadedModel } from './model/load.js';
+import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel } from './model/load.js';
 import type { WeightMap } from './model/tensor.js';
 import { Vocabulary } from './model/vocab.js';
 import { samplePgm, sampleMdlm, checkSamplingOptions, type BatchStep, type SamplingOptions, type SequencePlan } from './sampling/generate.js';
@@ -20,11 +20,17 @@ export interface ModelWeights {
 }
 
 export interface EngineOptions {
-  /** An id from weights-manifest.json, a model directory URL, or weights already loaded. */
-  model: string | ModelWeights;
+  /**
+   * An id from weights-manifest.json (default: its default model), a model directory URL
+   * (`https://...`, `/...`, `./...`), or weights already loaded.
+   */
+  model?: string | ModelWeights;
   /** A device to share; by default the engine requests its own (navigator.gpu). */
   gpu?: GpuContext;
-  /** Where model ids are looked up (default: the package's weights-manifest.json). */
+  /**
+   * Where model ids are looked up. Default: the manifest shipped in the package, whose models
+   * load from where the app's bundler emitted them (Vite, webpack) or from beside the package.
+   */
   manifestUrl?: string | URL;
   onProgress?: (p: LoadProgress) => void;
   /** Largest batch `generateBatch` takes (default 4). */
@@ -357,16 +363,21 @@ export function vocabularyOf(config: ModelConfig): Vocabulary {
   fail('config', `a model with ${config.vocabSize} token ids and no vocabMap has no tokenizer; text generation needs the GPT-2 vocabulary (50258) or a vocabMap`);
 }
 
-const DEFAULT_MANIFEST = new URL('../weights-manifest.json', import.meta.url);
-
 /** Load a model and put it on the GPU (browser; Node uses `createEngine` from `pgm-webgpu/node`). */
-export async function createEngine(options: EngineOptions): Promise<Engine> {
+export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
+  return engineOn(options, await loadWeights(options));
+}
+
+/** The weights `options` name (see EngineOptions.model), loaded over fetch. */
+export async function loadWeights(options: EngineOptions): Promise<ModelWeights> {
+  if (typeof options !== 'object' || options === null) fail('option', `createEngine takes an options object, got ${brief(options)}`);
   const progress = options.onProgress && ((loadedBytes: number, totalBytes: number) => options.onProgress!({ loadedBytes, totalBytes }));
-  let loaded: ModelWeights | LoadedModel;
-  if (typeof options.model !== 'string') loaded = options.model;
-  else if (/^(https?:|\/|\.\.?\/)/.test(options.model)) loaded = await loadModelFromUrl(options.model, { onProgress: progress });
-  else loaded = await loadModelFromManifest(options.manifestUrl ?? DEFAULT_MANIFEST, options.model, { onProgress: progress });
-  return engineOn(options, loaded);
+  const { model, manifestUrl } = options;
+  if (typeof model === 'object' && model !== null) return model;
+  if (model !== undefined && typeof model !== 'string') fail('option', `model must be a manifest id, a model directory URL or loaded weights, got ${brief(model)}`);
+  if (model !== undefined && /^(https?:|\/|\.\.?\/)/.test(model)) return loadModelFromUrl(model, { onProgress: progress });
+  if (manifestUrl !== undefined) return loadModelFromManifest(manifestUrl, model, { onProgress: progress });
+  return loadPackagedModel(model, { onProgress: progress });
 }
 
 /** Put loaded weights on the GPU of `options.gpu` (or a new device). */

@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 export { PgmError, type PgmErrorCode } from './errors.js';
 export { requestGpu, type GpuContext, type AdapterSummary } from './gpu/context.js';
 export {

@@ -2,6 +2,7 @@ import { PgmError, brief, fail } from '../errors.js';
 import { parameterMismatches } from '../convert/architecture.js';
 import { validateModelConfig, type ModelConfig, type ModelDirConfig } from './config.js';
 import { findModel, validateManifest, validateShards, type ManifestModel } from './manifest.js';
+import { PACKAGED_FILES, PACKAGED_MANIFEST } from './packaged.js';
 import { parseSafetensors, sha256Hex } from './safetensors.js';
 import type { WeightMap } from './tensor.js';
 
@@ -84,23 +85,33 @@ export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Prom
   return { dirConfig, config: dirConfig.model, weights };
 }
 
-/** Model files served over HTTP(S) under `baseUrl` (browser, or Node with fetch). */
-export function urlFiles(baseUrl: string | URL, fetchFn: typeof fetch = fetch): ModelFiles {
-  const base = new URL(String(baseUrl).endsWith('/') ? String(baseUrl) : `${String(baseUrl)}/`, globalThis.location?.href);
+/**
+ * Model files fetched over HTTP(S) (browser, or Node with fetch) from `urlOf(file)`; `hint`
+ * ends the message of a file that cannot be had.
+ */
+function fetchedFiles(location: string, urlOf: (file: string) => string, hint: string, fetchFn: typeof fetch): ModelFiles {
   return {
-    location: base.href,
+    location,
     async read(file) {
-      const url = new URL(file, base).href;
+      const url = urlOf(file);
       let res: Response;
       try {
         res = await fetchFn(url);
       } catch (e) {
-        throw new PgmError('io', `${url}: fetch failed (${(e as Error).message})`, { cause: e });
+        throw new PgmError('io', `${url}: fetch failed (${(e as Error).message}); ${hint}`, { cause: e });
       }
-      if (!res.ok) fail('io', `${url}: HTTP ${res.status} ${res.statusText}`);
+      if (!res.ok) fail('io', `${url}: HTTP ${res.status} ${res.statusText}; ${hint}`);
+      // A dev server's fallback page for a file it does not have: say so, not "invalid JSON".
+      if (res.headers.get('content-type')?.startsWith('text/html')) fail('io', `${url}: the server answered with an HTML page, not the model file; ${hint}`);
       return new Uint8Array(await res.arrayBuffer());
     },
   };
+}
+
+/** Model files served over HTTP(S) under `baseUrl`. */
+export function urlFiles(baseUrl: string | URL, fetchFn: typeof fetch = fetch): ModelFiles {
+  const base = new URL(String(baseUrl).endsWith('/') ? String(baseUrl) : `${String(baseUrl)}/`, globalThis.location?.href);
+  return fetchedFiles(base.href, (file) => new URL(file, base).href, 'check the model URL (a directory with config.json and its shards)', fetchFn);
 }
 
 /** Browser entry: load the model directory at `baseUrl`. */
@@ -124,4 +135,19 @@ export async function loadModelFromManifest(manifestUrl: string | URL, id?: stri
   }
   const entry = findModel(validateManifest(json, url.href), id);
   return loadModel(urlFiles(new URL(entry.path.endsWith('/') ? entry.path : `${entry.path}/`, url), fetchFn), { ...opts, manifestEntry: entry });
+}
+
+/**
+ * A model shipped inside the package (the packaged manifest's `id`, or its default), read from
+ * where the app's bundler emitted its files. A bundler that copies no assets (esbuild, a page
+ * with an import map) leaves them unreachable: then pass the URL of a hosted copy instead.
+ */
+export async function loadPackagedModel(id?: string, opts: Omit<LoadOptions, 'manifestEntry'> = {}, fetchFn: typeof fetch = fetch): Promise<LoadedModel> {
+  const entry = findModel(PACKAGED_MANIFEST, id);
+  const urls = PACKAGED_FILES[entry.id];
+  if (!urls) return loadModel(urlFiles(entry.path, fetchFn), { ...opts, manifestEntry: entry });
+  const urlOf = (file: string): string => urls[file]?.().href ?? fail('integrity', `model ${entry.id}: ${file} is not a file of the packaged model`);
+  const hint = `the packaged model ${entry.id} was not emitted with this app (bundlers other than Vite and webpack copy no asset files): host models/${entry.id}/ of the package yourself and pass its URL as \`model\``;
+  const files = fetchedFiles(`packaged model ${entry.id}`, urlOf, hint, fetchFn);
+  return loadModel(files, { ...opts, manifestEntry: entry });
 }
