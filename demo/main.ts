@@ -1,10 +1,11 @@
 /**
  * The demo page: checks WebGPU, lists the models of a weights manifest, drives the
  * generation worker and draws what it streams. Query parameters:
- *   ?manifest=<url>   the weights manifest to list (default: ../weights-manifest.json)
+ *   ?manifest=<url>   the weights manifest to list (default: the package's own, whose models
+ *                     the build emits with the page)
  *   ?model=<id|url>   the model to load first (default: the manifest's default)
  */
-import type { Order } from '../src/index.js';
+import { PACKAGED_MANIFEST, type Order } from '../src/index.js';
 import type { FromWorker, GenerationSettings, ModelInfo, ModelSource, Slot, ToWorker } from './protocol.js';
 import { RunView, type DoneMessage } from './view.js';
 
@@ -20,7 +21,8 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getEl
 const input = (id: string) => $<HTMLInputElement>(id);
 const CUSTOM = '__url__';
 const params = new URLSearchParams(location.search);
-const manifestUrl = new URL(params.get('manifest') ?? '../weights-manifest.json', location.href).href;
+/** undefined: the manifest and models packaged with the engine. */
+const manifestUrl = params.has('manifest') ? new URL(params.get('manifest')!, location.href).href : undefined;
 
 let manifest: ManifestEntry[] = [];
 let worker: Worker | undefined;
@@ -157,6 +159,7 @@ async function describeAdapter(): Promise<boolean> {
 // ---- models ----
 
 async function readManifest(): Promise<{ models: ManifestEntry[]; default: string | null }> {
+  if (manifestUrl === undefined) return PACKAGED_MANIFEST;
   const res = await fetch(manifestUrl).catch((e: Error) => {
     throw new DemoError('io', `${manifestUrl}: fetch failed (${e.message})`);
   });
@@ -444,7 +447,7 @@ async function start(): Promise<void> {
     input('model-url').value = wanted;
     return loadMain({ kind: 'url', url: new URL(wanted, location.href).href });
   }
-  $('model-info').textContent = manifest.length ? '' : `No models in ${manifestUrl} yet: load a converted model directory by URL.`;
+  $('model-info').textContent = manifest.length ? '' : `No models in ${manifestUrl ?? 'the packaged manifest'} yet: load a converted model directory by URL.`;
   setBusy(false);
 }
 

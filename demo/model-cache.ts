@@ -7,7 +7,9 @@
 import { PgmError } from '../src/index.js';
 
 export const CACHE_NAME = 'pgm-webgpu-models';
-const CACHED_FILE = /\/(config\.json|[^/]+\.safetensors|[^/]+\.index\.json)$/;
+// A model directory's config.json, or the same file emitted by a bundler with a hash (config-1a2B.json).
+const CONFIG_FILE = /\/config(-[\w-]+)?\.json$/;
+const CACHED_FILE = /(\/config(-[\w-]+)?\.json|\/[^/]+\.safetensors|\/[^/]+\.index\.json)$/;
 
 export interface CachingFetch {
   fetch: typeof fetch;
@@ -82,7 +84,7 @@ export function cachingFetch(cache: Cache | undefined, hooks: CacheHooks = {}): 
         // A full quota only costs the next reload its speed.
         await cache.put(url, new Response(body)).catch(() => undefined);
       }
-      if (url.endsWith('/config.json')) await reportConfig(body, hooks);
+      if (CONFIG_FILE.test(new URL(url).pathname)) await reportConfig(body, hooks);
       return new Response(body);
     },
   };

@@ -4,7 +4,8 @@ import type { Order } from '../src/index.js';
 /** The worker holds up to two engines: `main` (the picked model) and `twin` (race mode). */
 export type Slot = 'main' | 'twin';
 
-export type ModelSource = { kind: 'manifest'; manifestUrl: string; id: string } | { kind: 'url'; url: string };
+/** A manifest's model (manifestUrl undefined: the manifest packaged with the engine), or a model directory. */
+export type ModelSource = { kind: 'manifest'; manifestUrl: string | undefined; id: string } | { kind: 'url'; url: string };
 
 export interface ModelInfo {
   label: string;

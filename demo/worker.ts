@@ -3,7 +3,7 @@
  * and streams step events to the page, so the page never waits on the GPU. One request
  * runs at a time; `stop` aborts the running generation within one step.
  */
-import { createEngine, loadModelFromManifest, loadModelFromUrl, PgmError, requestGpu, Vocabulary, type Engine, type GpuContext, type LoadedModel } from '../src/index.js';
+import { createEngine, loadModelFromManifest, loadModelFromUrl, loadPackagedModel, PgmError, requestGpu, Vocabulary, type Engine, type GpuContext, type LoadedModel } from '../src/index.js';
 import { CACHE_NAME, cachingFetch, loadEvictingOnFailure, openModelCache } from './model-cache.js';
 import type { FromWorker, GenerationSettings, ModelSource, ShownToken, Slot, ToWorker } from './protocol.js';
 
@@ -61,9 +61,10 @@ async function load(slot: Slot, source: ModelSource): Promise<void> {
   };
   const model: LoadedModel = await loadEvictingOnFailure(cache, files, () => {
     verifiedBytes = pendingBytes = 0;
-    return source.kind === 'manifest'
-      ? loadModelFromManifest(source.manifestUrl, source.id, { onProgress }, files.fetch)
-      : loadModelFromUrl(source.url, { onProgress }, files.fetch);
+    if (source.kind === 'url') return loadModelFromUrl(source.url, { onProgress }, files.fetch);
+    return source.manifestUrl === undefined
+      ? loadPackagedModel(source.id, { onProgress }, files.fetch)
+      : loadModelFromManifest(source.manifestUrl, source.id, { onProgress }, files.fetch);
   });
   const read = performance.now();
   const ctx = await requestGpu();

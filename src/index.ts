@@ -20,7 +20,9 @@ export {
   type ModelWeights,
 } from './engine.js';
 export { GpuModel, WEIGHT_STORAGES, type GpuModelOptions, type WeightStorage } from './model/gpu-model.js';
-export { loadModel, loadModelFromUrl, loadModelFromManifest, urlFiles, type ModelFiles, type LoadedModel } from './model/load.js';
+export { loadModel, loadModelFromUrl, loadModelFromManifest, loadPackagedModel, urlFiles, type ModelFiles, type LoadedModel } from './model/load.js';
+export { PACKAGED_MANIFEST } from './model/packaged.js';
+export type { WeightsManifest, ManifestModel } from './model/manifest.js';
 export { Vocabulary } from './model/vocab.js';
 export type { ModelConfig, ModelDirConfig } from './model/config.js';
 export type { PgmSequence, MdlmSequence } from './model/inputs.js';
