@@ -1,10 +1,12 @@
 import { PgmError, brief, fail } from './errors.js';
 import { requestGpu, type AdapterSummary, type GpuContext } from './gpu/context.js';
+import { releaseAtExit } from './gpu/release.js';
 import type { ModelConfig } from './model/config.js';
 import { GpuModel, type WeightStorage } from './model/gpu-model.js';
 import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel } from './model/load.js';
 import type { WeightMap } from './model/tensor.js';
 import { Vocabulary } from './model/vocab.js';
+import { checkBatchOptionTypes, checkGenerateOptionTypes, parseInfillTemplate } from './options.js';
 import { samplePgm, sampleMdlm, checkSamplingOptions, type BatchStep, type SamplingOptions, type SequencePlan } from './sampling/generate.js';
 import type { Order, Schedule } from './sampling/schedule.js';
 
@@ -126,10 +128,11 @@ export interface BatchResult {
 }
 
 /**
- * A running generation: iterate it for step events, await it for the result. It runs
- * whether or not anyone iterates; events are buffered.
+ * A running generation: iterate it for step events, await it for the result (a Promise:
+ * `then`, `catch`, `finally`). It runs whether or not anyone iterates; events are buffered.
  */
-export class GenerationRun<E, R> implements AsyncIterable<E>, PromiseLike<R> {
+export class GenerationRun<E, R> implements AsyncIterable<E>, Promise<R> {
+  readonly [Symbol.toStringTag] = 'GenerationRun';
   private readonly events: E[] = [];
   private wake: (() => void) | undefined;
   private finished = false;
@@ -148,6 +151,14 @@ export class GenerationRun<E, R> implements AsyncIterable<E>, PromiseLike<R> {
 
   then<A = R, B = never>(onFulfilled?: ((value: R) => A | PromiseLike<A>) | null, onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
     return this.result.then(onFulfilled, onRejected);
+  }
+
+  catch<B = never>(onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<R | B> {
+    return this.result.catch(onRejected);
+  }
+
+  finally(onFinally?: (() => void) | null): Promise<R> {
+    return this.result.finally(onFinally);
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<E> {
@@ -180,6 +191,9 @@ export class Engine {
   private queue: Promise<unknown> = Promise.resolve();
   private lostReason: string | undefined;
   private disposed = false;
+  /** Aborted by dispose(): the running generation stops at its next step. */
+  private readonly disposal = new AbortController();
+  private readonly unregister: () => void;
 
   private constructor(
     private readonly ctx: GpuContext,
@@ -192,6 +206,7 @@ export class Engine {
     ctx.lost.then((info) => {
       this.lostReason = info.message || info.reason || 'unknown reason';
     });
+    this.unregister = releaseAtExit(this);
   }
 
   static async create(ctx: GpuContext, loaded: ModelWeights, options: { maxBatch?: number; weightStorage?: WeightStorage; ownsDevice?: boolean } = {}): Promise<Engine> {
@@ -211,6 +226,11 @@ export class Engine {
 
   /** Generate one sequence, streaming step events. */
   generate(options: GenerateOptions = {}): GenerationRun<StepEvent, GenerationResult> {
+    try {
+      checkGenerateOptionTypes(options);
+    } catch (e) {
+      return new GenerationRun(() => Promise.reject(e));
+    }
     const { prompt, infill, seed, ...shared } = options;
     const batch = this.generateBatch({ ...shared, sequences: [{ prompt, infill, seed }] });
     return new GenerationRun<StepEvent, GenerationResult>(async (emit) => {
@@ -238,16 +258,23 @@ export class Engine {
   }
 
   private prepare(options: BatchOptions): { plans: SequencePlan[]; sampling: SamplingOptions; placeholder?: string } {
+    checkBatchOptionTypes(options);
     const c = this.config;
-    if (!Array.isArray(options.sequences) || options.sequences.length === 0) fail('option', 'sequences must be a non-empty array');
     if (options.sequences.length > this.model.ws.maxBatch) fail('option', `batch of ${options.sequences.length} exceeds this engine's maxBatch ${this.model.ws.maxBatch}; create the engine with a larger maxBatch`);
-    const length = options.length ?? c.length;
-    if (!Number.isInteger(length) || length < 2 || length > c.length) fail('option', `length must be an integer in [2, ${c.length}] (the model length), got ${length}`);
-    const plans = options.sequences.map((s, b) => this.plan(s, length, b));
+    if (options.length !== undefined && (options.length < 2 || options.length > c.length)) fail('option', `length must be an integer in [2, ${c.length}] (the model length), got ${options.length}`);
+    const texts = options.sequences.map((s, b) => this.knownText(s, b));
+    const length = options.length ?? templateLength(texts) ?? c.length;
+    const plans = texts.map((t, b) => {
+      if (t.end > length) {
+        const limit = options.length === undefined && length === c.length ? `the model's length is ${c.length}` : `length is ${length}`;
+        fail('option', `sequence ${b}: ${t.what} needs positions up to ${t.end - 1} (position 0 is BOS), but ${limit}`);
+      }
+      return { known: t.known, seed: options.sequences[b].seed ?? Math.floor(Math.random() * 2 ** 31) };
+    });
     const free = Math.min(...plans.map((p) => length - p.known.size));
     const sampling: SamplingOptions = {
       length,
-      steps: options.steps ?? Math.min(64, free),
+      steps: options.steps ?? Math.max(1, Math.min(64, free)),
       order: options.order ?? 'random',
       schedule: options.schedule ?? 'uniform',
       temperature: options.temperature ?? 1,
@@ -258,39 +285,54 @@ export class Engine {
     return { plans, sampling, placeholder: options.placeholder };
   }
 
-  private plan(s: SequenceOptions, length: number, b: number): SequencePlan {
+  /** The tokens a sequence's prompt or infill fixes, by position, and how far they reach. */
+  private knownText(s: SequenceOptions, b: number): KnownText {
     const known = new Map<number, number>([[0, this.config.bosId]]);
-    const place = (position: number, ids: number[], what: string) => {
-      if (position + ids.length > length) fail('option', `sequence ${b}: ${what} needs positions up to ${position + ids.length - 1}, but length is ${length} (the prompt is longer than the length)`);
-      ids.forEach((id, i) => known.set(position + i, id));
+    const result: KnownText = { known, end: 1, what: 'nothing', endsWithHole: false };
+    const reach = (end: number, what: string) => {
+      if (end > result.end) Object.assign(result, { end, what });
     };
     if (s.prompt !== undefined && s.infill !== undefined) fail('option', `sequence ${b}: give either prompt or infill, not both`);
-    if (s.prompt) place(1, this.vocabulary.encode(s.prompt), `the prompt (${this.vocabulary.encode(s.prompt).length} tokens)`);
-    if (typeof s.infill === 'string') {
+    if (s.prompt) {
+      const ids = this.vocabulary.encode(s.prompt);
+      ids.forEach((id, i) => known.set(1 + i, id));
+      reach(1 + ids.length, `the prompt (${ids.length} tokens)`);
+    } else if (typeof s.infill === 'string') {
       let position = 1;
-      for (const part of s.infill.split(/(\{\{\d+\}\})/)) {
-        const hole = part.match(/^\{\{(\d+)\}\}$/);
-        if (hole) position += Number(hole[1]);
-        else if (part) {
-          const ids = this.vocabulary.encode(part);
-          place(position, ids, 'the infill template');
+      let textTokens = 0;
+      let holeTokens = 0;
+      const parts = parseInfillTemplate(s.infill, `sequence ${b}: `);
+      for (const part of parts) {
+        if ('hole' in part) {
+          position += part.hole;
+          holeTokens += part.hole;
+        } else {
+          const ids = this.vocabulary.encode(part.text);
+          ids.forEach((id, i) => known.set(position + i, id));
           position += ids.length;
+          textTokens += ids.length;
         }
       }
+      reach(position, `the infill template ${brief(s.infill, 60)} (${textTokens} text and ${holeTokens} hole tokens)`);
+      result.endsWithHole = parts.length > 0 && 'hole' in parts[parts.length - 1];
     } else if (s.infill) {
+      if (s.infill.length > this.config.length) fail('option', `sequence ${b}: ${s.infill.length} infill segments for a model of length ${this.config.length}; give at most one segment per position`);
       for (const seg of s.infill) {
-        if (!Number.isInteger(seg.position) || seg.position < 1) fail('option', `sequence ${b}: infill segment position must be an integer >= 1 (0 holds BOS), got ${seg.position}`);
-        place(seg.position, this.vocabulary.encode(seg.text), `infill segment at ${seg.position}`);
+        const ids = this.vocabulary.encode(seg.text);
+        ids.forEach((id, i) => {
+          if (known.has(seg.position + i)) fail('option', `sequence ${b}: infill segments overlap at position ${seg.position + i}`);
+          known.set(seg.position + i, id);
+        });
+        reach(seg.position + ids.length, `the infill segment at ${seg.position} (${ids.length} tokens)`);
       }
     }
-    const seed = s.seed ?? Math.floor(Math.random() * 2 ** 31);
-    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) fail('option', `sequence ${b}: seed must be an integer in [0, 2^32), got ${seed}`);
-    return { known, seed };
+    return result;
   }
 
   private async run(plans: SequencePlan[], o: SamplingOptions, signal: AbortSignal | undefined, placeholder: string | undefined, emit: (e: BatchStepEvent) => void): Promise<BatchResult> {
     this.assertUsable();
     const sampler = this.config.arch === 'pgm' ? samplePgm : sampleMdlm;
+    const stop = signal ? AbortSignal.any([signal, this.disposal.signal]) : this.disposal.signal;
     const stepMs: number[] = [];
     let forwardPasses = 0;
     let encoderRows = 0;
@@ -299,7 +341,7 @@ export class Engine {
     const start = now();
     let t = start;
     try {
-      for await (const step of sampler(this.model, plans, o, signal)) {
+      for await (const step of sampler(this.model, plans, o, stop)) {
         const ms = now() - t;
         t = now();
         stepMs.push(ms);
@@ -322,6 +364,7 @@ export class Engine {
         });
       }
     } catch (e) {
+      if (this.disposed) throw new PgmError('disposed', 'the engine was disposed during generation; create a new engine to generate again', { cause: e });
       // A readback can fail (mapAsync: AbortError) before device.lost resolves (Chromium does
       // this): give the loss a moment to arrive, so it is reported as what it is.
       if (this.lostReason === undefined && !(e instanceof PgmError)) await Promise.race([this.ctx.lost, new Promise((resolve) => setTimeout(resolve, LOST_GRACE_MS))]);
@@ -343,7 +386,7 @@ export class Engine {
   }
 
   private assertUsable(): void {
-    if (this.disposed) fail('option', 'this engine was disposed; create a new one');
+    if (this.disposed) fail('disposed', 'this engine was disposed; create a new one');
     if (this.lostReason !== undefined) fail('device-lost', `the GPU device was lost (${this.lostReason}); create a new engine`);
   }
 
@@ -351,9 +394,31 @@ export class Engine {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.unregister();
+    this.disposal.abort();
     this.model.dispose();
     if (this.ownsDevice) this.ctx.device.destroy();
   }
+}
+
+/** What a sequence's prompt or infill fixes: tokens by position (BOS at 0), and the first position after them. */
+interface KnownText {
+  known: Map<number, number>;
+  end: number;
+  /** What reaches `end`, for messages. */
+  what: string;
+  /** An infill template that ends with a hole: it fixes the length when none is given. */
+  endsWithHole: boolean;
+}
+
+/**
+ * The length a batch's infill templates fix when no length is given: where those that end
+ * with a hole end (they must agree); undefined when none does.
+ */
+function templateLength(texts: KnownText[]): number | undefined {
+  const ends = [...new Set(texts.filter((t) => t.endsWithHole).map((t) => t.end))];
+  if (ends.length > 1) fail('option', `the infill templates end with holes at different lengths (${ends.join(', ')}); make them end at the same position or give a length`);
+  return ends[0];
 }
 
 /** The tokenizer edge of a model: its reduced vocabulary, or plain GPT-2. */

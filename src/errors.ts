@@ -14,6 +14,8 @@ export type PgmErrorCode =
   | 'option' // invalid generation options
   | 'webgpu' // no adapter, missing feature or limit
   | 'device-lost'
+  | 'disposed' // the engine was disposed (during or before the generation)
+  | 'non-finite' // the model produced NaN or infinite logits (broken or overflowing weights)
   | 'aborted'
   | 'io';
 

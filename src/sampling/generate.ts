@@ -1,5 +1,6 @@
 import { PgmError, brief, fail } from '../errors.js';
 import type { GpuModel } from '../model/gpu-model.js';
+import { MAX_TEMPERATURE, MIN_TEMPERATURE } from '../options.js';
 import { Rng } from './rng.js';
 import { mdlmRevealProbability, nonUniformCounts, uniformCounts, ORDERS, SCHEDULES, type Order, type Schedule } from './schedule.js';
 
@@ -13,7 +14,7 @@ export interface SequencePlan {
 export interface SamplingOptions {
   /** Generate positions < length (<= the model length L). */
   length: number;
-  /** Number of steps, 1..(positions to generate). */
+  /** Number of steps: PGM 1..(positions to generate), MDLM 1..MDLM_STEPS_PER_POSITION x that. */
   steps: number;
   order: Order;
   schedule: Schedule;
@@ -37,6 +38,14 @@ export interface BatchStep {
   decoderRows: number[];
 }
 
+/**
+ * MDLM steps are time steps, not reveal counts: beyond one per position most steps reveal
+ * nothing (and run no forward pass), but each still costs a sampler pass over every position.
+ * Four per position to generate bounds the work while leaving room for the fine time grids
+ * MDLM is evaluated with.
+ */
+export const MDLM_STEPS_PER_POSITION = 4;
+
 /** Throws a typed error for options the model cannot take, before any GPU work. */
 export function checkSamplingOptions(o: SamplingOptions, L: number, maskId: number, arch: 'pgm' | 'mdlm'): void {
   const bad = (msg: string): never => fail('option', msg);
@@ -45,7 +54,9 @@ export function checkSamplingOptions(o: SamplingOptions, L: number, maskId: numb
   if (!ORDERS.includes(o.order)) bad(`unknown order ${brief(o.order)}; use one of ${ORDERS.join(', ')}`);
   if (!SCHEDULES.includes(o.schedule)) bad(`unknown schedule ${brief(o.schedule)}; use one of ${SCHEDULES.join(', ')}`);
   if (arch === 'mdlm' && o.order !== 'random') bad(`the MDLM sampler (ddpm_cache) reveals positions at random; order ${o.order} needs a PGM`);
-  if (!o.greedy && !(o.temperature > 0 && Number.isFinite(o.temperature))) bad(`temperature must be > 0 (or use greedy), got ${o.temperature}`);
+  if (!o.greedy && !(o.temperature >= MIN_TEMPERATURE && o.temperature <= MAX_TEMPERATURE)) {
+    bad(`temperature must be in [${MIN_TEMPERATURE}, ${MAX_TEMPERATURE}], got ${o.temperature}: the sampler scales f32 logits by 1/T, which overflows below ${MIN_TEMPERATURE}; for the T -> 0 limit use greedy`);
+  }
   if (!(o.topP > 0 && o.topP <= 1)) bad(`topP must be in (0, 1], got ${o.topP}`);
   void maskId;
 }
@@ -61,7 +72,25 @@ function checkPlan(plan: SequencePlan, o: SamplingOptions, bosId: number, V: num
   for (let p = 0; p < o.length; p++) if (!plan.known.has(p)) free.push(p);
   if (free.length === 0) fail('option', `sequence ${b}: nothing to generate (every position < ${o.length} is known)`);
   if (stepsReveal && o.steps > free.length) fail('option', `steps ${o.steps} exceeds the ${free.length} positions to generate in sequence ${b}`);
+  if (!stepsReveal && o.steps > MDLM_STEPS_PER_POSITION * free.length) {
+    fail('option', `steps ${o.steps} exceeds ${MDLM_STEPS_PER_POSITION} x the ${free.length} positions to generate in sequence ${b} (${MDLM_STEPS_PER_POSITION * free.length}), the most an MDLM takes`);
+  }
   return free;
+}
+
+/**
+ * Finite logits always give a real token whose probability is in (0, 1]: Gumbel noise spans
+ * less than 20, so the drawn token's scaled logit is within 20 of the maximum, and its
+ * probability at least e^-20 / V. No token, or a probability that is 0 or not a number, means
+ * the logits held NaN or infinities, and what was drawn means nothing.
+ */
+function checkDrawn(out: { tokens: Int32Array; probs: Float32Array }, row: number, V: number, maskId: number, step: number, position: number): void {
+  const token = out.tokens[row];
+  if (token < 0) return;
+  const prob = out.probs[row];
+  if (token >= V || token === maskId || !(prob > 0 && prob <= 1)) {
+    fail('non-finite', `the model's logits are not finite (NaN or infinite) at step ${step}, position ${position}: its weights hold NaN or infinite values, or overflow f32; check the checkpoint (pgm convert reads the EMA weights unless --no-ema)`);
+  }
 }
 
 const throwIfAborted = (signal?: AbortSignal): void => {
@@ -106,6 +135,7 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
       const out = await model.sampleStep({ ...settings, step });
       queries.forEach((q, b) => {
         const row = (j: number) => b * out.rowsPerSeq + j;
+        q.forEach((position, j) => checkDrawn(out, row(j), config.vocabSize, config.maskId, step, position));
         let picked = q.map((_, j) => j);
         if (o.order === 'confident') {
           picked = picked.sort((x, y) => out.probs[row(y)] - out.probs[row(x)] || q[x] - q[y]).slice(0, reveal[b]);
@@ -155,6 +185,7 @@ export async function* sampleMdlm(model: GpuModel, plans: readonly SequencePlan[
       const r: { position: number; token: number }[] = [];
       for (let p = 0; p < n; p++) {
         const token = out.tokens[b * out.rowsPerSeq + p];
+        if (t[p] < 0) checkDrawn(out, b * out.rowsPerSeq + p, config.vocabSize, config.maskId, step, p);
         if (t[p] < 0 && token >= 0) {
           t[p] = token;
           r.push({ position: p, token });

@@ -93,6 +93,42 @@ describe(`generation (${runtime})`, () => {
     expect([...result.tokens].every((t) => t >= 0)).toBe(true);
   });
 
+  it('infill template: a hole at the end ends the text there, {{5}}{{5}} is 10 tokens, a space before a hole goes with the hole', async () => {
+    const e = await engine(pgmConfig);
+    const v = Vocabulary.gpt2();
+    const the = v.encode('The');
+    const sat = v.encode(' sat on the mat.');
+    const r = await e.generate({ infill: 'The {{3}} sat on the mat.{{5}}', steps: 4, seed: 3 });
+    // No length given: the template's own, BOS + "The" + 3 + " sat on the mat." + 5.
+    expect(r.tokens.length).toBe(1 + the.length + 3 + sat.length + 5);
+    expect([...r.tokens.slice(1, 1 + the.length)]).toEqual(the);
+    expect([...r.tokens.slice(1 + the.length + 3, 1 + the.length + 3 + sat.length)]).toEqual(sat);
+    expect([...r.tokens].every((t) => t >= 0)).toBe(true);
+    expect(r.text.startsWith('The')).toBe(true);
+    expect(r.text).toContain(' sat on the mat.');
+    // A longer length than the template generates the positions after it too; a shorter one is an error.
+    const longer = await e.generate({ infill: 'The {{3}} sat on the mat.{{5}}', length: 30, steps: 4, seed: 3 });
+    expect(longer.tokens.length).toBe(30);
+    const shorter = await e.generate({ infill: 'The {{3}} sat on the mat.{{5}}', length: 10 }).catch((x: unknown) => x);
+    expect(shorter).toMatchObject({ code: 'option', message: expect.stringMatching(/the infill template "The \{\{3\}\} sat on the mat.\{\{5\}\}" .* but length is 10$/) });
+    const holes = await e.generate({ infill: '{{5}}{{5}}', steps: 2, seed: 1 });
+    expect(holes.tokens.length).toBe(11);
+    // Text at the end: the positions after it are generated, up to the model length.
+    const open = await e.generate({ infill: 'The {{3}} sat', steps: 4, seed: 1 });
+    expect(open.tokens.length).toBe(pgmConfig.length);
+    // A batch of templates ending with holes at different places needs a length.
+    const mixed = await e.generateBatch({ sequences: [{ infill: 'A{{3}}' }, { infill: 'A{{4}}' }] }).catch((x: unknown) => x);
+    expect(mixed).toMatchObject({ code: 'option', message: expect.stringMatching(/^the infill templates end with holes at different lengths \(\d+, \d+\); /) });
+  });
+
+  it('MDLM steps are bounded by 4 x the positions to generate', async () => {
+    const e = await engine(mdlmConfig);
+    const err = await e.generate({ length: 8, steps: 29, seed: 1 }).catch((x: unknown) => x);
+    expect(err).toMatchObject({ code: 'option', message: 'steps 29 exceeds 4 x the 7 positions to generate in sequence 0 (28), the most an MDLM takes' });
+    const r = await e.generate({ length: 8, steps: 28, seed: 1 });
+    expect([...r.tokens].every((t) => t >= 0)).toBe(true);
+  });
+
   it('left-to-right reveals blocks in position order; confident reveals the schedule count per step', async () => {
     const e = await engine(pgmConfig);
     const l2r = await collect<StepEvent>(e.generate({ length: 21, steps: 4, order: 'left-to-right', seed: 3 }));

@@ -6,12 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import { expectedParameters } from '../../src/convert/architecture.js';
 import { Engine, type GenerateOptions } from '../../src/engine.js';
-import { PgmError } from '../../src/errors.js';
+import { PgmError, brief } from '../../src/errors.js';
 import { requestGpu, type GpuContext } from '../../src/gpu/context.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { numel, type WeightMap } from '../../src/model/tensor.js';
 import { Vocabulary } from '../../src/model/vocab.js';
-import { randomWeights, tinyConfig } from '../../src/reference/random.js';
+import { randomWeights, seededUniform, tinyConfig } from '../../src/reference/random.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
 
 // A reduced vocabulary keeps the sampler cheap; prompts and text still go through GPT-2.
@@ -79,7 +79,10 @@ describe(`robustness (${runtime})`, () => {
       [{ length: 1 }, /length/],
       [{ length: 12.5 }, /length/],
       [{ length: Number.NaN }, /length/],
-      [{ temperature: 0 }, /temperature must be > 0 \(or use greedy\), got 0/],
+      [{ temperature: 0 }, /temperature must be in \[0.000001, 1000000\], got 0: the sampler scales f32 logits by 1\/T, which overflows below 0.000001; for the T -> 0 limit use greedy$/],
+      [{ temperature: 1e-40 }, /temperature must be in .*, got 1e-40/],
+      [{ temperature: 9e-7 }, /temperature must be in/],
+      [{ temperature: 1.1e6 }, /temperature must be in/],
       [{ temperature: -1 }, /temperature/],
       [{ temperature: Number.NaN }, /temperature/],
       [{ temperature: Infinity }, /temperature/],
@@ -88,9 +91,20 @@ describe(`robustness (${runtime})`, () => {
       [{ topP: -0.5 }, /topP/],
       [{ topP: 1.0001 }, /topP/],
       [{ topP: Number.NaN }, /topP/],
-      [{ prompt: 'word '.repeat(40), length: 20 }, /the prompt is longer than the length/],
-      [{ infill: 'A{{30}}B', length: 20 }, /infill template needs positions up to/],
+      [{ prompt: 'word '.repeat(40), length: 20 }, /^sequence 0: the prompt \(\d+ tokens\) needs positions up to \d+ \(position 0 is BOS\), but length is 20$/],
+      [{ prompt: 'word '.repeat(40) }, /^sequence 0: the prompt \(\d+ tokens\) needs positions up to \d+ \(position 0 is BOS\), but the model's length is 24$/],
+      [{ infill: 'A{{30}}B', length: 20 }, /^sequence 0: the infill template "A\{\{30\}\}B" \(\d text and 30 hole tokens\) needs positions up to \d+ \(position 0 is BOS\), but length is 20$/],
+      [{ infill: 'A{{30}}B' }, /the infill template "A\{\{30\}\}B" .*but the model's length is 24$/],
+      [{ infill: 'ab{{3}}', length: 4 }, /the infill template "ab\{\{3\}\}" \(\d text and 3 hole tokens\) needs positions up to 5 \(position 0 is BOS\), but length is 4$/],
+      [{ infill: 'The {{-3}} sat' }, /^sequence 0: infill template "The \{\{-3\}\} sat": "\{\{-3\}\}" is not a hole; a hole is \{\{n\}\} with n a whole number of tokens >= 1/],
+      [{ infill: 'The {{0}} sat' }, /"\{\{0\}\}" is not a hole/],
+      [{ infill: 'The {{x}} sat' }, /"\{\{x\}\}" is not a hole/],
+      [{ infill: 'The {{3 sat' }, /^sequence 0: infill template "The \{\{3 sat": "\{\{" at character 5 is never closed; a hole is/],
+      [{ infill: 'The {{3}} sat {{ 2 }}' }, /"\{\{ 2 \}\}" is not a hole/],
       [{ infill: [{ position: 0, text: 'x' }] }, /position must be an integer >= 1/],
+      [{ infill: [{ position: 2, text: 'ab cd' }, { position: 3, text: 'x' }] }, /^sequence 0: infill segments overlap at position 3$/],
+      [{ placeholder: '_'.repeat(17) }, /^placeholder must be a string of at most 16 characters/],
+      [{ top_p: 0.9 } as GenerateOptions, /^unknown option "top_p"; the options are prompt, infill, seed, length, steps, order, schedule, temperature, topP, greedy, signal, placeholder$/],
       [{ prompt: 'a', infill: 'b' }, /either prompt or infill/],
       [{ order: 'sideways' as 'random' }, /unknown order "sideways"; use one of random, left-to-right, confident/],
       [{ order: 10n as unknown as 'random' }, /unknown order 10;/],
@@ -119,6 +133,82 @@ describe(`robustness (${runtime})`, () => {
     // The boundaries themselves are valid: greedy needs no temperature, topP = 1, steps = positions.
     const ok = await engine.generate({ length: 6, steps: 5, temperature: 0, greedy: true, topP: 1, seed: 2 ** 32 - 1 });
     expect([...ok.tokens].every((t) => t >= 0)).toBe(true);
+    // The smallest temperature samples real tokens (here: the greedy ones); the largest, real tokens.
+    const greedy = await engine.generate({ length: 12, steps: 4, greedy: true, seed: 3 });
+    const coldest = await engine.generate({ length: 12, steps: 4, temperature: 1e-6, seed: 3 });
+    expect([...coldest.tokens]).toEqual([...greedy.tokens]);
+    const hottest = await engine.generate({ length: 12, steps: 4, temperature: 1e6, seed: 3 });
+    expect([...hottest.tokens].every((t) => t >= 0)).toBe(true);
+  });
+
+  it('property: random wrongly typed options are PgmError(option) from then/catch/finally, with no GPU work', async () => {
+    const engine = await shared();
+    const device = (await testGpu()).device;
+    const bytes = engine.gpuBytes;
+    const signal = new AbortController().signal;
+    // Values of every kind, and which of them each option takes (the option's documented type).
+    const pool: unknown[] = [0, 1, 16, -1, 2.5, Number.NaN, Infinity, 2 ** 32, '16', '0.9', 'false', 'random', '', true, false, null, {}, [], [{ position: 1, text: 'a' }], [{ position: '1', text: 'a' }], [{ text: 'a' }], [5], 10n, Symbol('s'), () => 1, new Date(0), { aborted: 'no' }, signal, '_'.repeat(17)];
+    const takes: Record<string, (v: unknown) => boolean> = {
+      prompt: (v) => typeof v === 'string',
+      infill: (v) => typeof v === 'string' || (Array.isArray(v) && v.every((s) => typeof s === 'object' && s !== null && Number.isInteger(s.position) && s.position >= 1 && typeof s.text === 'string')),
+      seed: (v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) < 2 ** 32,
+      length: Number.isInteger,
+      steps: Number.isInteger,
+      order: (v) => v === 'random' || v === 'left-to-right' || v === 'confident',
+      schedule: (v) => v === 'uniform' || v === 'non-uniform',
+      temperature: (v) => typeof v === 'number' && !Number.isNaN(v),
+      topP: (v) => typeof v === 'number' && !Number.isNaN(v),
+      greedy: (v) => typeof v === 'boolean',
+      signal: (v) => v === signal,
+      placeholder: (v) => typeof v === 'string' && v.length <= 16,
+    };
+    const names = Object.keys(takes);
+    const random = seededUniform(13);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
+    const valid: Record<string, unknown> = { prompt: 'Hi', seed: 4, length: 10, steps: 3, order: 'random', schedule: 'uniform', temperature: 0.8, topP: 0.9, greedy: false, signal, placeholder: '?' };
+    const work = countGpuWork(device);
+    let cases = 0;
+    try {
+      for (let i = 0; i < 300; i++) {
+        // A few valid options around one or two wrongly typed ones (or a misspelt name).
+        const options: Record<string, unknown> = {};
+        for (const name of names) if (name !== 'infill' && random() < 0.3) options[name] = valid[name];
+        const wrong = 1 + Math.floor(random() * 2);
+        for (let w = 0; w < wrong; w++) {
+          if (random() < 0.1) {
+            options[pick(['top_p', 'temp', 'Length', 'tokens'])] = pick(pool);
+            continue;
+          }
+          const name = pick(names);
+          const candidates = pool.filter((v) => !takes[name](v));
+          options[name] = pick(candidates);
+        }
+        const batch = random() < 0.3;
+        const { prompt, infill, seed, ...shared } = options;
+        const run = batch ? engine.generateBatch({ ...shared, sequences: [{ seed: 1 }, { prompt, infill, seed }] } as never) : engine.generate(options as GenerateOptions);
+        const settled: string[] = [];
+        const e = await run.catch((x: unknown) => x).finally(() => settled.push('finally'));
+        const label = `case ${i}: ${brief(options, 200)}`;
+        expect(e, label).toBeInstanceOf(PgmError);
+        expect((e as PgmError).code, `${label}: ${(e as Error).message}`).toBe('option');
+        expect(settled).toEqual(['finally']);
+        cases++;
+      }
+      // Not an object at all.
+      for (const options of [null, 5, 'prompt', [], () => 1]) {
+        expect(await rejection(engine.generate(options as GenerateOptions))).toMatchObject({ code: 'option', message: expect.stringMatching(/^options must be an object, got /) });
+        expect(await rejection(engine.generateBatch(options as never))).toMatchObject({ code: 'option' });
+      }
+      for (const sequences of [undefined, 'a', [null], [5], [{ prompt: 1 }], [{ seed: 1 }, { tokens: [1] }]]) {
+        expect(await rejection(engine.generateBatch({ sequences } as never)), brief(sequences)).toMatchObject({ code: 'option' });
+      }
+    } finally {
+      work.restore();
+    }
+    expect(cases).toBe(300);
+    expect(work.counts).toEqual({ submit: 0, createBuffer: 0, writeBuffer: 0, createCommandEncoder: 0 });
+    expect(engine.gpuBytes).toBe(bytes);
+    expect(Object.prototype.toString.call(engine.generate({ steps: 0 }))).toBe('[object GenerationRun]');
   });
 
   it('overlapping generate() calls run in call order, each as if alone; failures and aborts do not disturb the queue', async () => {
@@ -203,6 +293,43 @@ describe(`robustness (${runtime})`, () => {
     const reference = await (await shared()).generate({ length: 20, steps: 4, seed: 101 });
     expect([...again.tokens]).toEqual([...reference.tokens]);
     fresh.dispose();
+  });
+
+  it('dispose() during a generation rejects it, and the calls queued behind it, with disposed', async () => {
+    for (const own of [false, true]) {
+      const ctx = own ? await ownGpu() : await testGpu();
+      const engine = await Engine.create(ctx, model, { maxBatch: 1, ownsDevice: own });
+      const running = engine.generate({ steps: 20, seed: 7 });
+      const queued = engine.generate({ steps: 4, seed: 8 });
+      let seen = 0;
+      const stopped = await rejection(
+        (async () => {
+          for await (const _ of running) if (++seen === 2) engine.dispose();
+        })(),
+      );
+      expect(seen, `own device: ${own}`).toBeLessThan(20);
+      expect([(stopped as PgmError).code, (stopped as PgmError).message]).toEqual(['disposed', 'the engine was disposed during generation; create a new engine to generate again']);
+      expect(await rejection(queued)).toMatchObject({ code: 'disposed' });
+      expect(await rejection(engine.generate({ steps: 2 }))).toMatchObject({ code: 'disposed', message: 'this engine was disposed; create a new one' });
+      expect(engine.gpuBytes).toBe(0);
+    }
+    // The shared device still works.
+    const after = await (await shared()).generate({ length: 8, steps: 2, seed: 1 });
+    expect([...after.tokens].every((t) => t >= 0)).toBe(true);
+  });
+
+  it('weights that give NaN or infinite logits are a non-finite error naming the step, not a token id', async () => {
+    const gpu = await testGpu();
+    for (const [arch, value] of [['pgm', Number.NaN], ['pgm', Infinity], ['mdlm', Number.NaN]] as const) {
+      const c = arch === 'pgm' ? config : tinyConfig('mdlm', { vocabSize: 300, hiddenSize: 16, nHeads: 2, condDim: 8, length: 24, nBlocks: 2, vocabMap: [...vocabulary.vocabMap] });
+      const weights = randomWeights(c, 5);
+      const bias = weights.get('output_layer.linear.bias')!;
+      weights.set('output_layer.linear.bias', { ...bias, data: bias.data.map((x, i) => (i % 7 === 3 ? value : x)) });
+      const engine = await Engine.create(gpu, { config: c, weights }, { maxBatch: 1 });
+      const e = await rejection(engine.generate({ length: 10, steps: 3, seed: 1 }));
+      expect([(e as PgmError).code, (e as PgmError).message], `${arch} ${value}`).toEqual(['non-finite', expect.stringMatching(/^the model's logits are not finite \(NaN or infinite\) at step 0, position \d+: its weights hold NaN or infinite values/)]);
+      engine.dispose();
+    }
   });
 
   it('tensors and activations beyond the device limits are refused naming the limit, and every buffer made is freed', async () => {

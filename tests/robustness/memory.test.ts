@@ -87,7 +87,7 @@ describe('memory over a long run', () => {
     expect(engine.gpuBytes).toBe(0);
     expect(live.size).toBe(0);
     const e = await engine.generate({ steps: 2 }).then(() => undefined, (x: unknown) => x);
-    expect([e instanceof PgmError, (e as PgmError).code, (e as PgmError).message]).toEqual([true, 'option', 'this engine was disposed; create a new one']);
+    expect([e instanceof PgmError, (e as PgmError).code, (e as PgmError).message]).toEqual([true, 'disposed', 'this engine was disposed; create a new one']);
     ctx.device.destroy();
   });
 });
