@@ -2,7 +2,7 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { PgmError } from '../errors.js';
-import { UsageError } from './args.js';
+import { UsageError, stdoutClosed, watchOutput } from './args.js';
 
 /**
  * `pgm <command> [args]`. Each command lives in `src/cli/<command>.ts` and exports
@@ -27,13 +27,19 @@ const loadCommand = (name: string): Promise<Command> | undefined => (Object.hasO
 async function mainUsage(): Promise<string> {
   const lines = ['usage: pgm <command> [options]', '', 'commands:'];
   for (const name of Object.keys(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${(await loadCommand(name)!).summary}`);
-  lines.push('', 'Run `pgm <command> --help` for its options.');
+  lines.push('', 'Run `pgm help <command>` or `pgm <command> --help` for its options.');
   return lines.join('\n');
 }
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   try {
+    if (name === 'help' && rest.length > 0) {
+      const cmd = await loadCommand(rest[0]);
+      if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(rest[0])}`, await mainUsage());
+      console.log(cmd.usage);
+      return 0;
+    }
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
       const text = await mainUsage();
       if (name === undefined) {
@@ -51,6 +57,8 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`pgm: ${e.message}${e.usage ? `\n\n${e.usage}` : ''}`);
       return 2;
     }
+    // The reader of stdout went away: whatever failed after that, nobody is waiting for it.
+    if (stdoutClosed.signal.aborted) return 0;
     if (e instanceof PgmError) {
       console.error(`pgm: ${e.message}`);
       return 1;
@@ -62,4 +70,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 const entry = process.argv[1] ? pathToFileURL(realpathSync(process.argv[1])).href : '';
-if (import.meta.url === entry) process.exitCode = await main(process.argv.slice(2));
+if (import.meta.url === entry) {
+  watchOutput();
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,119 @@
+/**
+ * `pgm generate` as a user runs it: the CLI as a subprocess with a reader that closes early,
+ * scripts that end in every way while a generation runs, and the mistakes a user makes on the
+ * command line. A process must never end by a signal (SIGSEGV at exit, or EPIPE's SIGPIPE).
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { main } from '../../src/cli/main.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const CLI = join(ROOT, 'src', 'cli', 'main.ts');
+
+interface Ended {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Run `node --import tsx <script> <args>`; with `closeAfterLine`, stdout is closed by the
+ * reader as soon as the first line has arrived, as `| head -n 1` does.
+ */
+function node(script: string, args: string[], closeAfterLine = false): Promise<Ended> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk;
+      if (closeAfterLine && stdout.includes('\n')) child.stdout.destroy();
+    });
+    child.stderr.on('data', (chunk: Buffer) => void (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+/** Run `pgm <argv>` in this process; returns the exit code and what went to stdout/stderr. */
+async function pgm(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void stdout.push(a.join(' ')));
+  const err = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void stderr.push(a.join(' ')));
+  try {
+    const code = await main(argv);
+    return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n') };
+  } finally {
+    log.mockRestore();
+    err.mockRestore();
+  }
+}
+
+describe('pgm generate, the process', () => {
+  it('a reader that closes early (| head -n 1): exit 0, nothing on stderr, never a signal', async () => {
+    for (let i = 0; i < 3; i++) {
+      const r = await node(CLI, ['generate', '--length', '128', '--steps', '16', '--seed', '1', '--json'], true);
+      expect(JSON.parse(r.stdout.split('\n')[0])).toMatchObject({ step: 0, steps: 16 });
+      expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
+    }
+  });
+
+  it('a script that ends while generating (end, process.exit, uncaught error, SIGINT, SIGTERM) exits with a code, never by a signal', async () => {
+    const expected = { end: 0, exit: 0, throw: 1, SIGINT: 130, SIGTERM: 143 } as const;
+    for (let round = 0; round < 2; round++) {
+      for (const [how, code] of Object.entries(expected)) {
+        const r = await node(join(import.meta.dirname, 'exit-child.ts'), [how]);
+        expect({ how, code: r.code, signal: r.signal }).toEqual({ how, code, signal: null });
+        if (how === 'throw') expect(r.stderr).toContain('thrown at step 2');
+        else expect(r.stderr).toBe('');
+      }
+    }
+  });
+});
+
+describe('pgm generate, the command line', () => {
+  it('pgm help generate prints the usage of generate', async () => {
+    const r = await pgm('help', 'generate');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^usage: pgm generate /);
+    expect((await pgm('help', 'nonsense')).code).toBe(2);
+  });
+
+  it('--seed -1 is a value, refused with the seed range', async () => {
+    const r = await pgm('generate', '--seed', '-1');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^pgm: --seed must be an integer in \[0, 4294967295\] .*got -1\n\nusage: pgm generate/);
+    expect((await pgm('generate', '--seed', '1.5')).stderr).toMatch(/^pgm: --seed expects an integer, got "1.5"/);
+  });
+
+  it('a temperature the sampler cannot represent, and MDLM steps without bound, are refused before generating', async () => {
+    for (const [argv, message] of [
+      [['--temperature', '1e-40'], /^pgm: temperature must be in \[0.000001, 1000000\], got 1e-40: .*use greedy$/],
+      [['--temperature', '-1'], /^pgm: temperature must be in/],
+      [['--model', 'mdlm-small', '--steps', '1000000000'], /^pgm: steps 1000000000 exceeds 4 x the 255 positions to generate in sequence 0 \(1020\), the most an MDLM takes$/],
+      [['--steps', '1000000000'], /^pgm: steps 1000000000 exceeds the 255 positions to generate in sequence 0$/],
+      [['--batch', '100000'], /^pgm: --batch must be in \[1, 64\], got 100000/],
+    ] as const) {
+      const r = await pgm('generate', '--seed', '1', ...argv);
+      expect(r.code, argv.join(' ')).not.toBe(0);
+      expect(r.stderr).toMatch(message);
+      expect(r.stdout).toBe('');
+    }
+  });
+
+  it('--batch: each text after a header naming its sequence, seed and length', async () => {
+    const r = await pgm('generate', '--length', '12', '--steps', '3', '--seed', '5', '--batch', '2');
+    expect(r.code).toBe(0);
+    const blocks = r.stdout.split(/^--- sequence (\d) \(seed (\d+), (\d+) characters\) ---\n/m);
+    expect(blocks[0]).toBe('');
+    for (let b = 0; b < 2; b++) {
+      const [index, seed, chars, text] = blocks.slice(1 + 4 * b, 5 + 4 * b);
+      expect([Number(index), Number(seed)]).toEqual([b, 5 + b]);
+      // The last text ends at the end of the output; the first, where the second header starts.
+      expect([...text.replace(/\n$/, '')].length).toBe(Number(chars));
+    }
+  });
+});
