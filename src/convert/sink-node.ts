@@ -5,6 +5,26 @@ import { PgmError } from '../errors.js';
 import type { FileSink } from '../model/safetensors.js';
 import type { DirSink } from './convert.js';
 
+/** What to do about a failed file operation, by errno code. */
+const ADVICE: Record<string, string> = {
+  ENOSPC: 'free some disk space or convert into another directory',
+  EDQUOT: 'free some of your disk quota or convert into another directory',
+  EACCES: 'check the permissions of the output directory',
+  EPERM: 'check the permissions of the output directory',
+  EROFS: 'the file system is read-only; convert into another directory',
+};
+
+/** Run a file operation on `path`; a failure is an `io` error naming the path, the errno code and what to do. */
+async function onDisk<T>(path: string, what: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const advice = code && Object.hasOwn(ADVICE, code) ? `; ${ADVICE[code]}` : '';
+    throw new PgmError('io', `${path}: cannot ${what} (${(e as Error).message})${advice}`, { cause: e });
+  }
+}
+
 /**
  * Write a model directory on disk. Files are written as `<name>.partial` and renamed when
  * complete, so an interrupted conversion never leaves a plausible-looking shard behind.
@@ -19,7 +39,7 @@ export async function dirSink(dir: string): Promise<DirSink> {
     async create(file): Promise<FileSink> {
       const path = join(dir, file);
       const partial = `${path}.partial`;
-      const fh = await open(partial, 'w');
+      const fh = await onDisk(partial, 'create the file', () => open(partial, 'w'));
       const hash = createHash('sha256');
       let size = 0;
       return {
@@ -27,22 +47,29 @@ export async function dirSink(dir: string): Promise<DirSink> {
           hash.update(bytes);
           size += bytes.length;
           let done = 0;
-          while (done < bytes.length) done += (await fh.write(bytes, done, bytes.length - done)).bytesWritten;
+          while (done < bytes.length) done += (await onDisk(partial, 'write', () => fh.write(bytes, done, bytes.length - done))).bytesWritten;
         },
         async close() {
-          await fh.close();
-          await rename(partial, path);
+          try {
+            await onDisk(partial, 'finish writing', () => fh.close());
+            await onDisk(path, 'rename the finished file into place', () => rename(partial, path));
+          } catch (e) {
+            await rm(partial, { force: true }).catch(() => undefined);
+            throw e;
+          }
           return { size, sha256: hash.digest('hex') };
         },
         async abort() {
-          await fh.close();
-          await rm(partial, { force: true });
+          // Already failing: the first error is the one to report.
+          await fh.close().catch(() => undefined);
+          await rm(partial, { force: true }).catch(() => undefined);
         },
       };
     },
     async writeText(file, text) {
-      await writeFile(`${join(dir, file)}.partial`, text);
-      await rename(`${join(dir, file)}.partial`, join(dir, file));
+      const path = join(dir, file);
+      await onDisk(`${path}.partial`, 'write', () => writeFile(`${path}.partial`, text));
+      await onDisk(path, 'rename the finished file into place', () => rename(`${path}.partial`, path));
     },
   };
 }
