@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PgmError } from '../errors.js';
 import { Checkpoint } from '../convert/checkpoint.js';
@@ -12,9 +12,23 @@ import type { WeightMap } from './tensor.js';
 export function diskFiles(dir: string): ModelFiles {
   return {
     location: dir,
-    async read(file) {
+    async read(file, maxBytes) {
       try {
-        return new Uint8Array(await readFile(join(dir, file)));
+        if (maxBytes === undefined) return new Uint8Array(await readFile(join(dir, file)));
+        // At most maxBytes + 1 bytes, however large the file.
+        const handle = await open(join(dir, file), 'r');
+        try {
+          const bytes = new Uint8Array(Math.min((await handle.stat()).size, maxBytes + 1));
+          let done = 0;
+          while (done < bytes.length) {
+            const { bytesRead } = await handle.read(bytes, done, bytes.length - done, done);
+            if (bytesRead === 0) break;
+            done += bytesRead;
+          }
+          return bytes.subarray(0, done);
+        } finally {
+          await handle.close();
+        }
       } catch (e) {
         throw new PgmError('io', `${join(dir, file)}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
       }

@@ -10,8 +10,15 @@ import type { WeightMap } from './tensor.js';
 export interface ModelFiles {
   /** Directory path or base URL, for messages. */
   location: string;
-  read(file: string): Promise<Uint8Array>;
+  /**
+   * The bytes of `file`. Given `maxBytes`, reading stops after `maxBytes + 1` bytes: a larger
+   * file (or an endless answer) comes back longer than `maxBytes`, never whole.
+   */
+  read(file: string, maxBytes?: number): Promise<Uint8Array>;
 }
+
+/** Far above any config.json (a 50257-entry vocabMap is ~0.4 MB); a larger one is not a model config. */
+const MAX_CONFIG_BYTES = 16 * 2 ** 20;
 
 export interface LoadOptions {
   /** The manifest entry this directory was chosen from: its shard sizes and hashes must agree. */
@@ -54,7 +61,9 @@ export function parseModelDirConfig(text: string, where: string): ModelDirConfig
 /** Load and verify a model directory: config.json, every shard's size and sha256, tensor names and shapes. */
 export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Promise<LoadedModel> {
   const where = `${files.location.replace(/\/$/, '')}/config.json`;
-  const dirConfig = parseModelDirConfig(new TextDecoder().decode(await files.read('config.json')), where);
+  const configBytes = await files.read('config.json', MAX_CONFIG_BYTES);
+  if (configBytes.length > MAX_CONFIG_BYTES) fail('config', `${where}: larger than ${MAX_CONFIG_BYTES} bytes, not a model config; check the model URL or directory`);
+  const dirConfig = parseModelDirConfig(new TextDecoder().decode(configBytes), where);
   const entry = opts.manifestEntry;
   if (entry) {
     if (entry.arch !== dirConfig.model.arch) fail('integrity', `${where}: architecture ${dirConfig.model.arch} differs from the manifest entry ${entry.id} (${entry.arch}); delete the cached copy or re-download`);
@@ -69,7 +78,8 @@ export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Prom
   let loaded = 0;
   const weights: WeightMap = new Map();
   for (const shard of dirConfig.shards) {
-    const bytes = await files.read(shard.file);
+    const bytes = await files.read(shard.file, shard.size);
+    if (bytes.length > shard.size) fail('integrity', `shard ${shard.file}: larger than its declared ${shard.size} bytes (reading stopped there); delete the cached copy or re-download`);
     if (bytes.length !== shard.size) fail('integrity', `shard ${shard.file}: size mismatch (expected ${shard.size} bytes, got ${bytes.length}); delete the cached copy or re-download`);
     const sha = await sha256Hex(bytes);
     if (sha !== shard.sha256) fail('integrity', `shard ${shard.file}: sha256 mismatch (expected ${short(shard.sha256)}, got ${short(sha)}); delete the cached copy or re-download`);
@@ -92,7 +102,7 @@ export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Prom
 function fetchedFiles(location: string, urlOf: (file: string) => string, hint: string, fetchFn: typeof fetch): ModelFiles {
   return {
     location,
-    async read(file) {
+    async read(file, maxBytes) {
       const url = urlOf(file);
       let res: Response;
       try {
@@ -103,9 +113,32 @@ function fetchedFiles(location: string, urlOf: (file: string) => string, hint: s
       if (!res.ok) fail('io', `${url}: HTTP ${res.status} ${res.statusText}; ${hint}`);
       // A dev server's fallback page for a file it does not have: say so, not "invalid JSON".
       if (res.headers.get('content-type')?.startsWith('text/html')) fail('io', `${url}: the server answered with an HTML page, not the model file; ${hint}`);
-      return new Uint8Array(await res.arrayBuffer());
+      return maxBytes === undefined ? new Uint8Array(await res.arrayBuffer()) : readAtMost(res, maxBytes + 1);
     },
   };
+}
+
+/** The first `limit` bytes of a response body (all of it when shorter); the rest is never downloaded. */
+async function readAtMost(res: Response, limit: number): Promise<Uint8Array> {
+  if (!res.body) return new Uint8Array(await res.arrayBuffer()).subarray(0, limit);
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  while (length < limit) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    length += value.length;
+  }
+  if (length >= limit) await reader.cancel().catch(() => undefined);
+  const bytes = new Uint8Array(Math.min(length, limit));
+  let at = 0;
+  for (const chunk of chunks) {
+    const part = chunk.subarray(0, bytes.length - at);
+    bytes.set(part, at);
+    at += part.length;
+  }
+  return bytes;
 }
 
 /** Model files served over HTTP(S) under `baseUrl`. */

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,6 +86,44 @@ describe('model directory loading', () => {
     expect(e.message).toMatch(new RegExp(`^shard model\\.safetensors: sha256 mismatch \\(expected ${want}…, got [0-9a-f]{12}…\\); delete the cached copy or re-download$`));
     const cut = await copy(async (dir) => writeFile(join(dir, 'model.safetensors'), (await readFile(join(dir, 'model.safetensors'))).subarray(0, 100)));
     expect((await pgmError(() => loadModelDir(cut))).message).toBe(`shard model.safetensors: size mismatch (expected ${dirConfig.shards[0].size} bytes, got 100); delete the cached copy or re-download`);
+  });
+
+  it('a shard larger than declared is not read whole, over HTTP or from disk', async () => {
+    // A real HTTP server: config.json as converted, the shard followed by 64 MiB more.
+    const config = await readFile(join(modelDir, 'config.json'));
+    const shard = await readFile(join(modelDir, 'model.safetensors'));
+    const extra = 64 * 2 ** 20;
+    let sent = 0;
+    const server = createServer((req, res) => {
+      if (req.url?.endsWith('/config.json')) return res.end(config);
+      res.writeHead(200, { 'content-length': String(shard.length + extra) });
+      res.write(shard);
+      const chunk = Buffer.alloc(2 ** 16);
+      const more = () => {
+        while (sent < extra) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return res.once('drain', more);
+        }
+        res.end();
+      };
+      more();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const e = await pgmError(() => loadModelFromUrl(`http://127.0.0.1:${port}/m/`));
+      expect([e.code, e.message]).toEqual(['integrity', `shard model.safetensors: larger than its declared ${shard.length} bytes (reading stopped there); delete the cached copy or re-download`]);
+      // What the server could push into the socket buffers before the reader hung up, not 64 MiB.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(sent).toBeLessThan(extra / 4);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+    const longer = await copy(async (dir) => writeFile(join(dir, 'model.safetensors'), Buffer.concat([shard, Buffer.alloc(2 ** 20)])));
+    expect((await pgmError(() => loadModelDir(longer))).message).toBe(`shard model.safetensors: larger than its declared ${shard.length} bytes (reading stopped there); delete the cached copy or re-download`);
+    const hugeConfig = await copy(async (dir) => writeFile(join(dir, 'config.json'), Buffer.alloc(17 * 2 ** 20, 32)));
+    expect(await pgmError(() => loadModelDir(hugeConfig))).toMatchObject({ code: 'config', message: expect.stringMatching(/config\.json: larger than 16777216 bytes, not a model config/) });
   });
 
   it('checks the shards against the manifest entry', async () => {
