@@ -10,7 +10,8 @@ import { convertCheckpoint } from '../../src/convert/convert.js';
 import { dirSink } from '../../src/convert/sink-node.js';
 import { fileSource } from '../../src/convert/source-node.js';
 import type { ModelDirConfig } from '../../src/model/config.js';
-import { loadModelFromManifest, loadModelFromUrl } from '../../src/model/load.js';
+import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel } from '../../src/model/load.js';
+import { PACKAGED_MANIFEST } from '../../src/model/packaged.js';
 import { loadModelDir, loadModelPath } from '../../src/model/load-node.js';
 import { findModel, validateManifest, type ManifestModel, type WeightsManifest } from '../../src/model/manifest.js';
 import { pgmError } from './helpers.js';
@@ -70,7 +71,29 @@ describe('model directory loading', () => {
     await writeFile(join(root, 'weights-manifest.json'), JSON.stringify(manifest));
     const b = await loadModelFromManifest('http://models.test/weights-manifest.json', undefined, {}, diskFetch);
     expect(b.weights.get('blocks.0.attn_qkv.weight')).toEqual(a.weights.get('blocks.0.attn_qkv.weight'));
-    expect((await pgmError(() => loadModelFromUrl('http://models.test/nothing', {}, diskFetch))).message).toBe('http://models.test/nothing/config.json: HTTP 404 Not Found');
+    expect((await pgmError(() => loadModelFromUrl('http://models.test/nothing', {}, diskFetch))).message).toMatch(/^http:\/\/models\.test\/nothing\/config\.json: HTTP 404 Not Found; check the model URL/);
+  });
+
+  it("a dev server's HTML fallback page for a missing file is named as such, not as invalid JSON", async () => {
+    const spa = (async () => new Response('<!doctype html><title>app</title>', { headers: { 'content-type': 'text/html; charset=utf-8' } })) as typeof fetch;
+    const e = await pgmError(() => loadModelFromUrl('http://models.test/mdlm-edge', {}, spa));
+    expect(e.code).toBe('io');
+    expect(e.message).toMatch(/config\.json: the server answered with an HTML page, not the model file/);
+  });
+
+  it('loads the packaged default model from its literal asset URLs, and says how to host it when they are unreachable', async () => {
+    // In Node the packaged URLs are file: URLs into the repository's models/.
+    const fileFetch = (async (input: string | URL | Request) => new Response(await readFile(new URL(String(input))))) as typeof fetch;
+    const fetched: string[] = [];
+    const model = await loadPackagedModel(undefined, {}, ((input: string | URL | Request) => (fetched.push(String(input)), fileFetch(input))) as typeof fetch);
+    expect(model.config.arch).toBe(PACKAGED_MANIFEST.models.find((m) => m.id === PACKAGED_MANIFEST.default)!.arch);
+    expect(fetched.map((u) => u.split('/models/')[1])).toEqual([`${PACKAGED_MANIFEST.default}/config.json`, `${PACKAGED_MANIFEST.default}/model.safetensors`]);
+    expect((await loadPackagedModel('mdlm-small', {}, fileFetch)).config.arch).toBe('mdlm');
+    const e = await pgmError(() => loadPackagedModel(undefined, {}, diskFetch));
+    expect(e.code).toBe('io');
+    expect(e.message).toContain('was not emitted with this app');
+    expect(e.message).toContain('pass its URL as `model`');
+    expect((await pgmError(() => loadPackagedModel('no-such-model', {}, fileFetch))).message).toMatch(/no model "no-such-model" \(available: pgm-small, mdlm-small\)/);
   });
 
   it('detects a modified shard (sha256) and a truncated one (size)', async () => {
