@@ -60,6 +60,7 @@ createEngine(${createArgs})
 
 /** Open `url` in Chromium and return the generated text (or fail with the page's error). */
 async function textAt(url: string): Promise<string> {
+  expect(expectedText, 'the Node consumer ran first and set the expected text').toBeDefined();
   const context = await browser.newContext();
   try {
     const tab = await context.newPage();
