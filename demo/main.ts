@@ -5,7 +5,8 @@
  *                     the build emits with the page)
  *   ?model=<id|url>   the model to load first (default: the manifest's default)
  */
-import { PACKAGED_MANIFEST, type Order } from '../src/index.js';
+import { PACKAGED_MANIFEST, PgmError, type Order } from '../src/index.js';
+import { validateManifest } from '../src/model/manifest.js';
 import type { FromWorker, GenerationSettings, ModelInfo, ModelSource, Slot, ToWorker } from './protocol.js';
 import { RunView, type DoneMessage } from './view.js';
 
@@ -164,9 +165,15 @@ async function readManifest(): Promise<{ models: ManifestEntry[]; default: strin
     throw new DemoError('io', `${manifestUrl}: fetch failed (${e.message})`);
   });
   if (!res.ok) throw new DemoError('io', `${manifestUrl}: HTTP ${res.status} ${res.statusText}`);
-  const json = (await res.json().catch(() => null)) as { models?: ManifestEntry[]; default?: string | null } | null;
-  if (!json || !Array.isArray(json.models)) throw new DemoError('config', `${manifestUrl}: not a weights manifest (no "models" array)`);
-  return { models: json.models, default: json.default ?? null };
+  const json: unknown = await res.json().catch(() => null);
+  if (typeof json !== 'object' || json === null || !Array.isArray((json as { models?: unknown }).models)) throw new DemoError('config', `${manifestUrl}: not a weights manifest (no "models" array)`);
+  // The engine's own checks, so every entry listed here can be loaded (an entry without arch is named, not a crash).
+  try {
+    return validateManifest(json, manifestUrl);
+  } catch (e) {
+    if (e instanceof PgmError) throw new DemoError(e.code, e.message);
+    throw e;
+  }
 }
 
 function fillModelPicker(selected: string | undefined): void {
@@ -432,17 +439,34 @@ $('clear-cache').onclick = async () => {
 
 async function start(): Promise<void> {
   if (!(await describeAdapter())) return;
-  let wanted = params.get('model') ?? undefined;
+  const asked = params.get('model') ?? undefined;
+  let wanted = asked;
+  let fallback: string | undefined;
+  let listed = false;
   try {
     const m = await readManifest();
+    listed = true;
     manifest = m.models;
-    wanted ??= m.default ?? manifest[0]?.id;
+    fallback = m.default ?? manifest[0]?.id;
+    wanted ??= fallback;
   } catch (e) {
     showProblem(`${messageOf(e)}. You can still load a converted model directory by URL.`);
   }
+  let unknown: string | undefined;
+  if (listed && asked !== undefined && !/^(https?:|\/|\.)/.test(asked) && !manifest.some((m) => m.id === asked)) {
+    const choices = manifest.map((m) => m.id).join(', ') || 'none';
+    unknown = `?model=${asked}: ${manifestUrl ?? 'the packaged manifest'} has no such model (it has: ${choices}); give one of those ids or a model directory URL (https:, / or ./)`;
+    wanted = fallback;
+  }
   const fromManifest = wanted !== undefined && manifest.some((m) => m.id === wanted);
   fillModelPicker(fromManifest ? wanted : undefined);
-  if (fromManifest) return loadMain({ kind: 'manifest', manifestUrl, id: wanted! });
+  if (fromManifest) {
+    await loadMain({ kind: 'manifest', manifestUrl, id: wanted! });
+    // After the load, which clears earlier problems: the page says why this is not the model asked for.
+    if (unknown) showProblem(`${unknown}. Loaded ${wanted} instead.`);
+    return;
+  }
+  if (unknown) showProblem(`${unknown}.`);
   if (wanted && /^(https?:|\/|\.)/.test(wanted)) {
     input('model-url').value = wanted;
     return loadMain({ kind: 'url', url: new URL(wanted, location.href).href });

@@ -2,7 +2,9 @@
  * Model files through the Cache API, so that a reload does not download the weights again.
  * The engine verifies each shard's size and sha256 after reading it; a load that fails
  * evicts every file it touched, so a corrupt or stale cached copy never survives, and an
- * integrity failure is retried once from the network.
+ * integrity failure of a load that read from the cache is retried once from the network.
+ * Shards stream from the network to the engine, which stops reading one past their declared
+ * size; only a shard read to its end goes into the cache.
  */
 import { PgmError } from '../src/index.js';
 
@@ -18,6 +20,8 @@ export interface CachingFetch {
   /** Files served from the cache since the last `reset()` (shards and configs). */
   hits: number;
   misses: number;
+  /** Cache writes of shards that streamed to their end, still under way. */
+  writes: Set<Promise<unknown>>;
   reset(): void;
 }
 
@@ -47,6 +51,32 @@ async function readCounting(res: Response, onChunk?: (n: number) => void): Promi
   return new Blob(chunks);
 }
 
+/**
+ * `res` with its body passed through as the reader pulls it (counted by `onChunk`); `whole`
+ * gets the body once it has all arrived, never when the reader stops early (the rest is then
+ * not downloaded).
+ */
+function passThrough(res: Response, onChunk: ((n: number) => void) | undefined, whole: (body: Blob) => void): Response {
+  if (!res.body) return res;
+  const reader = res.body.getReader();
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) {
+        controller.close();
+        whole(new Blob(chunks));
+        return;
+      }
+      chunks.push(value);
+      onChunk?.(value.length);
+      controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+  return new Response(body, { headers: { 'content-type': res.headers.get('content-type') ?? '' } });
+}
+
 function reportConfig(body: Blob, hooks: CacheHooks): Promise<void> {
   return body
     .text()
@@ -63,6 +93,7 @@ export function cachingFetch(cache: Cache | undefined, hooks: CacheHooks = {}): 
     touched: new Set(),
     hits: 0,
     misses: 0,
+    writes: new Set(),
     reset() {
       state.touched.clear();
       state.hits = state.misses = 0;
@@ -71,6 +102,9 @@ export function cachingFetch(cache: Cache | undefined, hooks: CacheHooks = {}): 
       const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
       if (!cache || !CACHED_FILE.test(new URL(url).pathname)) return fetch(input, init);
       state.touched.add(url);
+      const config = CONFIG_FILE.test(new URL(url).pathname);
+      // A full quota only costs the next reload its speed.
+      const keep = (body: Blob) => cache.put(url, new Response(body)).catch(() => undefined);
       let body: Blob;
       const hit = await cache.match(url);
       if (hit) {
@@ -80,11 +114,16 @@ export function cachingFetch(cache: Cache | undefined, hooks: CacheHooks = {}): 
         const res = await fetch(url, init);
         if (!res.ok) return res;
         state.misses++;
+        if (!config) {
+          return passThrough(res, hooks.onChunk, (whole) => {
+            const write = keep(whole).finally(() => state.writes.delete(write));
+            state.writes.add(write);
+          });
+        }
         body = await readCounting(res, hooks.onChunk);
-        // A full quota only costs the next reload its speed.
-        await cache.put(url, new Response(body)).catch(() => undefined);
+        await keep(body);
       }
-      if (CONFIG_FILE.test(new URL(url).pathname)) await reportConfig(body, hooks);
+      if (config) await reportConfig(body, hooks);
       return new Response(body);
     },
   };
@@ -97,6 +136,7 @@ export function cachingFetch(cache: Cache | undefined, hooks: CacheHooks = {}): 
  */
 export async function loadEvictingOnFailure<T>(cache: Cache | undefined, files: CachingFetch, load: () => Promise<T>): Promise<T> {
   const evict = async () => {
+    await Promise.all(files.writes); // a shard being written now must not land after its eviction
     if (cache) await Promise.all([...files.touched].map((url) => cache.delete(url)));
   };
   for (let attempt = 0; ; attempt++) {
@@ -105,7 +145,8 @@ export async function loadEvictingOnFailure<T>(cache: Cache | undefined, files: 
       return await load();
     } catch (e) {
       await evict();
-      if (attempt > 0 || !(e instanceof PgmError && e.code === 'integrity')) throw e;
+      // All from the network: a second download would fail the same way.
+      if (attempt > 0 || files.hits === 0 || !(e instanceof PgmError && e.code === 'integrity')) throw e;
     }
   }
 }
