@@ -10,11 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { engineOn, loadWeights, type Engine, type EngineOptions } from './engine.js';
 import { brief, fail } from './errors.js';
 import { requestGpu, type GpuContext } from './gpu/context.js';
-import { loadModelDir, loadModelPath } from './model/load-node.js';
+import { loadModelPath } from './convert/read-node.js';
+import { loadModelDir } from './model/load-node.js';
 import { findModel, validateManifest } from './model/manifest.js';
 
 export * from './index.js';
-export { loadModelDir, loadModelPath, loadCheckpoint } from './model/load-node.js';
+export { loadModelDir } from './model/load-node.js';
+export { loadModelPath, loadCheckpoint } from './convert/read-node.js';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 

@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { fail } from '../errors.js';
 import { GpuModel } from '../model/gpu-model.js';
 import type { MdlmSequence, PgmSequence } from '../model/inputs.js';
-import { loadModelPath } from '../model/load-node.js';
+import { loadModelPath } from '../convert/read-node.js';
 import { requestNodeGpu } from '../node.js';
 import { UsageError, parseCommandLine } from './args.js';
 
@@ -45,14 +45,18 @@ export async function run(argv: string[]): Promise<number> {
     const fields = pgm ? ['tokens', 'positions', 'queries'] : ['tokens'];
     for (const f of fields) if (!intArray(s?.[f])) fail('shape', `${values.input}: sequences[${b}].${f} must be an array of integers (${config.arch.toUpperCase()} input)`);
   });
-  const model = await GpuModel.load(await requestNodeGpu(), config, weights, { maxBatch: sequences.length });
+  // The device goes before the process does: a device still open at exit can take Dawn down with SIGSEGV.
+  const gpu = await requestNodeGpu();
+  let model: GpuModel | undefined;
   try {
+    model = await GpuModel.load(gpu, config, weights, { maxBatch: sequences.length });
     const logits = pgm ? await model.pgmLogits(sequences as PgmSequence[]) : await model.mdlmLogits(sequences as MdlmSequence[]);
     const rows = pgm ? Math.max(...(sequences as PgmSequence[]).map((s) => s.queries.length)) : (sequences as MdlmSequence[])[0].tokens.length;
     await writeFile(values.out, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength));
     console.log(`[${sequences.length}, ${rows}, ${config.vocabSize}]`);
   } finally {
-    model.dispose();
+    model?.dispose();
+    gpu.device.destroy();
   }
   return 0;
 }

@@ -1,5 +1,5 @@
 import { fail } from '../errors.js';
-import { decodeFloats } from '../model/safetensors.js';
+import { decodeFloats } from '../model/floats.js';
 import { PickledObject, PyGlobal, TORCH_DTYPE_SIZE, TorchTensor, torchDtypeOf, unpickle, type TorchDtype } from './pickle.js';
 import type { RandomAccessSource } from './source.js';
 import { ZipArchive } from './zip.js';

@@ -1,8 +1,9 @@
 import { fail } from '../errors.js';
 import { validateModelConfig, type ModelConfig, type ModelDirConfig, type PreQueryMode, type QueryProcessMode, type ShardInfo } from '../model/config.js';
-import { encodeFloats, writeSafetensors, type FileSink, type SafetensorsDtype, type TensorSpec } from '../model/safetensors.js';
+import { encodeFloats, type SafetensorsDtype } from '../model/floats.js';
+import { writeSafetensors, type FileSink, type TensorSpec } from '../model/safetensors.js';
 import type { WeightMap } from '../model/tensor.js';
-import { isBuffer, parameterMismatches } from './architecture.js';
+import { isBuffer, parameterMismatches } from '../model/parameters.js';
 import { Checkpoint, StorageRef, describeValue, lookup, toPlain } from './checkpoint.js';
 import { TorchTensor } from './pickle.js';
 

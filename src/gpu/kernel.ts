@@ -88,6 +88,25 @@ export interface Dispatch {
   grid: () => [number, number, number];
 }
 
+/**
+ * One dispatch over two prepared variants of a kernel: `small` while the current row count
+ * (read at encode time) is at most `threshold`, else `large`. `kernel` and `bindGroup` are
+ * read right after `grid()` for the same batch shape, so the three always agree.
+ */
+export function byRowCount(rows: () => number, threshold: number, small: Dispatch, large: Dispatch): Dispatch {
+  if (small === large) return large;
+  const current = (): Dispatch => (rows() <= threshold ? small : large);
+  return {
+    get kernel() {
+      return current().kernel;
+    },
+    get bindGroup() {
+      return current().bindGroup;
+    },
+    grid: () => current().grid(),
+  };
+}
+
 /** Sees every dispatch encoded, with the grid it ran at (bench/ replays them one timestamped pass each). */
 export type DispatchObserver = (dispatch: Dispatch, grid: [number, number, number]) => void;
 
@@ -98,43 +117,19 @@ export function observeDispatches(o: DispatchObserver | undefined): void {
   observer = o;
 }
 
-export function encodeDispatches(pass: GPUComputePassEncoder, dispatches: readonly Dispatch[]): void {
-  for (const d of dispatches) {
-    const [x, y, z] = d.grid();
-    if (x === 0 || y === 0 || z === 0) continue;
-    observer?.(d, [x, y, z]);
-    pass.setPipeline(d.kernel.pipeline);
-    pass.setBindGroup(0, d.bindGroup);
-    pass.dispatchWorkgroups(x, y, z);
-  }
+/** Encode `d` at `grid`, `reps` times (timing repeats a dispatch). */
+export function encodeDispatch(pass: GPUComputePassEncoder, d: { kernel: Kernel; bindGroup: GPUBindGroup }, grid: [number, number, number], reps = 1): void {
+  pass.setPipeline(d.kernel.pipeline);
+  pass.setBindGroup(0, d.bindGroup);
+  for (let r = 0; r < reps; r++) pass.dispatchWorkgroups(...grid);
 }
 
-/**
- * Milliseconds of GPU time of each of `passes` compute passes, from timestamp queries, in one
- * submit: `record` begins pass i with `timestampWrites: writes(i)`. Needs 'timestamp-query'.
- */
-export async function timePasses(
-  device: GPUDevice,
-  passes: number,
-  record: (encoder: GPUCommandEncoder, writes: (i: number) => GPUComputePassTimestampWrites) => void,
-): Promise<number[]> {
-  const count = 2 * passes;
-  const querySet = device.createQuerySet({ label: 'timestamps', type: 'timestamp', count });
-  const resolved = device.createBuffer({ label: 'timestamps.resolved', size: 8 * count, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-  const staging = device.createBuffer({ label: 'timestamps.staging', size: 8 * count, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  try {
-    const encoder = device.createCommandEncoder({ label: 'timestamps' });
-    record(encoder, (i) => ({ querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 }));
-    encoder.resolveQuerySet(querySet, 0, count, resolved, 0);
-    encoder.copyBufferToBuffer(resolved, 0, staging, 0, 8 * count);
-    device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const ns = new BigInt64Array(staging.getMappedRange().slice(0));
-    staging.unmap();
-    return Array.from({ length: passes }, (_, i) => Math.max(0, Number(ns[2 * i + 1] - ns[2 * i])) / 1e6);
-  } finally {
-    querySet.destroy();
-    resolved.destroy();
-    staging.destroy();
+/** Encode each dispatch at its grid for the current batch shape (empty grids skipped). */
+export function encodeDispatches(pass: GPUComputePassEncoder, dispatches: readonly Dispatch[]): void {
+  for (const d of dispatches) {
+    const grid = d.grid();
+    if (grid.includes(0)) continue;
+    observer?.(d, grid);
+    encodeDispatch(pass, d, grid);
   }
 }

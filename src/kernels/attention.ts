@@ -1,28 +1,7 @@
 import { shader } from '../gpu/shader.js';
-import type { Dispatch } from '../gpu/kernel.js';
-import { byRowCount } from './variant.js';
+import { byRowCount, type Dispatch } from '../gpu/kernel.js';
+import { DEFAULT_ATTENTION_PLAN, SMALL_QUERIES, type AttentionVariant } from './plan.js';
 import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
-
-/**
- * The attention variants, same bindings and results:
- * - `thread`: one thread per four query rows of a head, reading keys and values from global
- *   memory (each load serves the four rows), four keys per softmax rescale (no workgroup
- *   memory: what SwiftShader prefers);
- * - `flash`: a workgroup per 64 query rows of a head, key/value tiles staged in workgroup
- *   memory and shared by its threads (what real GPUs prefer).
- */
-export const ATTENTION_VARIANTS = ['thread', 'flash'] as const;
-export type AttentionVariant = (typeof ATTENTION_VARIANTS)[number];
-
-/** Which variant runs for many query rows and for at most `SMALL_QUERIES`. */
-export interface AttentionPlan {
-  large: AttentionVariant;
-  small: AttentionVariant;
-}
-
-export const SMALL_QUERIES = 16;
-
-export const DEFAULT_ATTENTION_PLAN: AttentionPlan = { large: 'thread', small: 'thread' };
 
 const threadShader = shader('attention.wgsl');
 const flashShader = shader('attention_flash.wgsl');

@@ -1,6 +1,5 @@
 import { shader } from '../gpu/shader.js';
 import type { Dispatch } from '../gpu/kernel.js';
-import type { PreQueryMode } from '../model/config.js';
 import { ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
 
 const poolShader = shader('pool.wgsl');
@@ -22,7 +21,10 @@ export function sinusTable(L: number, D: number): Float32Array {
 }
 
 export interface QueryInitArgs {
-  mode: PreQueryMode;
+  /** Add the sinusoid of the query position. */
+  freqs: boolean;
+  /** Add this statistic of the encoder output over the clean tokens (into `stat` first). */
+  statistic?: 'mean' | 'logsumexp';
   D: number;
   encoderOut: GPUBuffer; // [batch, L, D]
   base: GPUBuffer; // [D]
@@ -38,13 +40,12 @@ export interface QueryInitArgs {
  */
 export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Promise<Dispatch[]> {
   const params = paramsBuffer(ws, 'group_swap.q0', [a.D]);
-  const withStat = a.mode === 'learn+freqs+mean' || a.mode === 'learn+freqs+logsumexp';
   const dispatches: Dispatch[] = [];
-  if (withStat) {
+  if (a.statistic) {
     const pool = await ws.kernels.get({
       shader: poolShader,
       bindings: ['uniform', 'read', 'uniform', 'read', 'write'],
-      defines: { LOGSUMEXP: a.mode === 'learn+freqs+logsumexp' },
+      defines: { LOGSUMEXP: a.statistic === 'logsumexp' },
     });
     dispatches.push({
       kernel: pool,
@@ -55,7 +56,7 @@ export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Prom
   const init = await ws.kernels.get({
     shader: queryInitShader,
     bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'read', 'write'],
-    defines: { FREQS: a.mode !== 'learn', STAT: withStat },
+    defines: { FREQS: a.freqs, STAT: a.statistic !== undefined },
   });
   dispatches.push({
     kernel: init,

@@ -1,33 +1,7 @@
-import type { Dispatch } from '../gpu/kernel.js';
+import { byRowCount, type Dispatch } from '../gpu/kernel.js';
 import { shader, type Defines, type ShaderSource } from '../gpu/shader.js';
-import { byRowCount } from './variant.js';
+import { DEFAULT_MATMUL_PLAN, SMALL_ROWS, type MatmulVariant } from './plan.js';
 import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
-
-/**
- * The matmul variants, all with the same bindings and fused epilogues:
- * - `register`: 4x4 outputs per thread straight from global memory, 32x32 per workgroup
- *   (no workgroup memory or barriers, which SwiftShader turns into coroutine switches);
- * - `wide`: the same kernel as 256 columns per workgroup for few rows, each thread holding all
- *   of them (4, 8 or 16 by the row count at encode time: each weight load serves every row);
- * - `tall`: the same kernel with 16x8 outputs per thread, 64x64 per workgroup, for many rows
- *   (each weight load serves 16 rows: 1.6x `register` on SwiftShader);
- * - `tiled`: 64x64 per workgroup, K tiles staged in workgroup memory (what real GPUs prefer);
- * - `splitk`: 4 rows x 64 columns per workgroup, K split over 16 lanes, for few rows.
- * Every variant is correct at any shape; tuning.ts measures which is fastest where.
- */
-export const MATMUL_VARIANTS = ['register', 'wide', 'tall', 'tiled', 'splitk'] as const;
-export type MatmulVariant = (typeof MATMUL_VARIANTS)[number];
-
-/** Which variant runs when a sequence has many rows and when it has at most `SMALL_ROWS`. */
-export interface MatmulPlan {
-  large: MatmulVariant;
-  small: MatmulVariant;
-}
-
-/** Row counts up to this use the plan's `small` variant. */
-export const SMALL_ROWS = 16;
-
-export const DEFAULT_MATMUL_PLAN: MatmulPlan = { large: 'register', small: 'register' };
 
 /** Shader file, extra defines and the block of [rows, columns] one workgroup covers. */
 interface Layout {

@@ -1,44 +1,23 @@
 /**
  * Kernel variants per adapter: which matmul and attention variants run for many and for few
  * rows is measured once per adapter at model load, on a few shapes of the model, and
- * remembered: in localStorage in a page, in IndexedDB in a Web Worker, else for this process.
+ * remembered (plan-store.ts).
  * Nothing here knows a vendor: SwiftShader picks the register-blocked kernels and real GPUs
  * the tiled ones because that is what the clock says.
  */
 import { fail } from '../errors.js';
 import type { AdapterSummary } from '../gpu/context.js';
-import { timePasses, type Dispatch, type KernelCache } from '../gpu/kernel.js';
+import type { Dispatch, KernelCache } from '../gpu/kernel.js';
 import { GpuMemory } from '../gpu/memory.js';
-import { ATTENTION_VARIANTS, attentionDispatch, DEFAULT_ATTENTION_PLAN, type AttentionPlan, type AttentionVariant } from './attention.js';
-import { DEFAULT_MATMUL_PLAN, MATMUL_VARIANTS, matmulDispatch, SMALL_ROWS, type MatmulPlan, type MatmulVariant } from './matmul.js';
+import { record, timeRuns } from '../gpu/timing.js';
+import { attentionDispatch } from './attention.js';
+import { matmulDispatch } from './matmul.js';
+import {
+  ATTENTION_VARIANTS, DEFAULT_ATTENTION_PLAN, DEFAULT_MATMUL_PLAN, DEFAULT_PLAN, MATMUL_VARIANTS,
+  type AttentionVariant, type KernelPlan, type MatmulVariant, type ModelShapes, type PlanOptions,
+} from './plan.js';
+import { planKey, recall, remember } from './plan-store.js';
 import { createWorkspace, Rows, setBatchShape, type Workspace } from './workspace.js';
-
-export interface KernelPlan {
-  matmul: MatmulPlan;
-  attention: AttentionPlan;
-}
-
-/** Bump when a variant is added, removed or changed: plans remembered for an older set are measured again. */
-export const VARIANT_SET_VERSION = 3;
-
-export const DEFAULT_PLAN: KernelPlan = { matmul: DEFAULT_MATMUL_PLAN, attention: DEFAULT_ATTENTION_PLAN };
-
-/** The sizes a model's kernels run at. */
-export interface ModelShapes {
-  /** Hidden size D, MLP width F, vocabulary V, length L. */
-  D: number;
-  F: number;
-  V: number;
-  L: number;
-  nHeads: number;
-  headDim: number;
-}
-
-/** 'auto' (default): measured per adapter; a variant name: that variant at every row count. */
-export interface PlanOptions {
-  matmul?: 'auto' | MatmulVariant;
-  attention?: 'auto' | AttentionVariant;
-}
 
 /** One timed shape of one variant. */
 export interface Measurement {
@@ -50,103 +29,6 @@ export interface Measurement {
   shape: [number, number, number];
   ms: number;
   gflops: number;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Remembering: one plan per adapter and variant set.
-
-const remembered = new Map<string, KernelPlan>();
-
-export const planKey = (adapter: AdapterSummary): string =>
-  `pgm-webgpu.kernel-plan.v${VARIANT_SET_VERSION}:${adapter.vendor}/${adapter.architecture}/${adapter.description}`;
-
-function browserStorage(): Storage | undefined {
-  try {
-    return typeof window !== 'undefined' ? window.localStorage : undefined;
-  } catch {
-    return undefined; // storage blocked (privacy settings, sandboxed frame)
-  }
-}
-
-/**
- * Plans in IndexedDB, for Web Workers (they have no localStorage; the demo's engine runs in
- * one). Every failure (no IndexedDB, blocked, quota) reads as "nothing stored".
- */
-export const idbPlans = {
-  async get(key: string): Promise<unknown> {
-    return idbRequest('readonly', (store) => store.get(key)).catch(() => undefined);
-  },
-  async set(key: string, value: unknown): Promise<void> {
-    await idbRequest('readwrite', (store) => store.put(value, key)).catch(() => undefined);
-  },
-  async delete(key: string): Promise<void> {
-    await idbRequest('readwrite', (store) => store.delete(key)).catch(() => undefined);
-  },
-};
-
-const IDB_STORE = 'kernel-plans';
-
-async function idbRequest<T>(mode: IDBTransactionMode, op: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> {
-  if (typeof indexedDB === 'undefined') throw new Error('no IndexedDB');
-  const db = await new Promise<IDBDatabase>((resolve, reject) => {
-    const open = indexedDB.open('pgm-webgpu', 1);
-    open.onupgradeneeded = () => open.result.createObjectStore(IDB_STORE);
-    open.onsuccess = () => resolve(open.result);
-    open.onerror = () => reject(open.error);
-  });
-  try {
-    return await new Promise<T>((resolve, reject) => {
-      const request = op(db.transaction(IDB_STORE, mode).objectStore(IDB_STORE));
-      request.onsuccess = () => resolve(request.result);
-      request.onerror = () => reject(request.error);
-    });
-  } finally {
-    db.close();
-  }
-}
-
-const isPlan = (v: unknown): v is KernelPlan => {
-  const p = v as KernelPlan | undefined;
-  const ok = <T extends string>(names: readonly T[], half: { large: unknown; small: unknown } | undefined) =>
-    !!half && names.includes(half.large as T) && names.includes(half.small as T);
-  return !!p && ok(MATMUL_VARIANTS, p.matmul) && ok(ATTENTION_VARIANTS, p.attention);
-};
-
-/** This process's copy, else localStorage (a page), else IndexedDB (a worker). */
-async function recall(key: string): Promise<KernelPlan | undefined> {
-  const plan = remembered.get(key);
-  if (plan) return plan;
-  let stored: unknown;
-  const local = browserStorage();
-  try {
-    stored = local ? JSON.parse(local.getItem(key) ?? 'null') : await idbPlans.get(key);
-  } catch {
-    return undefined;
-  }
-  if (!isPlan(stored)) return undefined;
-  remembered.set(key, stored);
-  return stored;
-}
-
-async function remember(key: string, plan: KernelPlan): Promise<void> {
-  remembered.set(key, plan);
-  const local = browserStorage();
-  if (!local) return idbPlans.set(key, plan);
-  try {
-    local.setItem(key, JSON.stringify(plan));
-  } catch {
-    // quota or blocked storage: this page measures again next time
-  }
-}
-
-/** Forget remembered plans (all, or this adapter's), so the next load measures again. */
-export async function forgetPlans(adapter?: AdapterSummary): Promise<void> {
-  const keys = adapter ? [planKey(adapter)] : [...remembered.keys()];
-  for (const key of keys) {
-    remembered.delete(key);
-    browserStorage()?.removeItem(key);
-    await idbPlans.delete(key);
-  }
 }
 
 function checkOption<T extends string>(name: string, value: string | undefined, names: readonly T[]): T | undefined {
@@ -262,47 +144,9 @@ interface Timed {
   reps: number;
 }
 
-function encode(pass: GPUComputePassEncoder, dispatch: Dispatch, reps: number): void {
-  pass.setPipeline(dispatch.kernel.pipeline);
-  pass.setBindGroup(0, dispatch.bindGroup);
-  for (let r = 0; r < reps; r++) pass.dispatchWorkgroups(...dispatch.grid());
-}
-
-/**
- * Milliseconds per dispatch of each run, each after one warm-up dispatch: with timestamp
- * queries all in one submit, else the wall time of an awaited submit per run.
- */
-async function time(device: GPUDevice, runs: readonly Timed[]): Promise<number[]> {
-  if (!device.features.has('timestamp-query')) {
-    const ms: number[] = [];
-    for (const { dispatch, reps } of runs) {
-      const submit = async (n: number) => {
-        const encoder = device.createCommandEncoder({ label: 'tuning' });
-        const pass = encoder.beginComputePass();
-        encode(pass, dispatch, n);
-        pass.end();
-        device.queue.submit([encoder.finish()]);
-        await device.queue.onSubmittedWorkDone();
-      };
-      await submit(1);
-      const t0 = performance.now();
-      await submit(reps);
-      ms.push((performance.now() - t0) / reps);
-    }
-    return ms;
-  }
-  const ms = await timePasses(device, runs.length, (encoder, writes) =>
-    runs.forEach(({ dispatch, reps }, i) => {
-      const warm = encoder.beginComputePass();
-      encode(warm, dispatch, 1);
-      warm.end();
-      const pass = encoder.beginComputePass({ timestampWrites: writes(i) });
-      encode(pass, dispatch, reps);
-      pass.end();
-    }),
-  );
-  return ms.map((t, i) => t / runs[i].reps);
-}
+/** Milliseconds per dispatch of each run, each after one warm-up dispatch. */
+const time = (device: GPUDevice, runs: readonly Timed[]): Promise<number[]> =>
+  timeRuns(device, runs.map(({ dispatch, reps }) => ({ ...record(dispatch), reps, warmUp: true })));
 
 /** Zero-filled operands for every case, sized for the largest. */
 interface Operands {
@@ -405,22 +249,6 @@ export async function measurePlan(
       attention: { large: fastest('attention', 'large', DEFAULT_ATTENTION_PLAN.large), small: fastest('attention', 'small', DEFAULT_ATTENTION_PLAN.small) },
     };
     return { plan, measurements, gflops: rate };
-  } finally {
-    memory.releaseAll();
-  }
-}
-
-/** Time each matmul variant once at [M, K, N] (after a warm-up), for benches. */
-export async function measureMatmul(device: GPUDevice, kernels: KernelCache, shape: [number, number, number], variants: readonly MatmulVariant[] = MATMUL_VARIANTS): Promise<Measurement[]> {
-  const memory = new GpuMemory(device);
-  try {
-    const c: Case = { kernel: 'matmul', rows: shape[0] <= SMALL_ROWS ? 'small' : 'large', shape, flops: matmulFlops(shape), variants };
-    const ops = operands(memory, [c]);
-    const shapes = { D: shape[1], F: shape[1], V: shape[2], L: shape[0], nHeads: 1, headDim: 1 };
-    const built = await Promise.all(variants.map(async (variant) => ({ variant, dispatch: await caseDispatch(device, memory, kernels, c, variant, ops, shapes) })));
-    const ready = built.filter((b): b is typeof b & { dispatch: Dispatch } => b.dispatch !== undefined);
-    const ms = await time(device, ready.map(({ dispatch }) => ({ dispatch, reps: 1 })));
-    return ready.map(({ variant }, i) => ({ kernel: 'matmul', rows: c.rows, variant, shape, ms: ms[i], gflops: c.flops / Math.max(ms[i], 1e-6) / 1e6 }));
   } finally {
     memory.releaseAll();
   }

@@ -1,6 +1,6 @@
 import type { GpuMemory } from '../gpu/memory.js';
 import type { KernelCache } from '../gpu/kernel.js';
-import type { KernelPlan } from './tuning.js';
+import type { KernelPlan } from './plan.js';
 
 /** Which per-sequence row count a kernel walks: the clean tokens or the queries. */
 export const Rows = { Clean: 0, Query: 1 } as const;

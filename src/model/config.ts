@@ -3,6 +3,11 @@ import { brief, fail } from '../errors.js';
 export type Architecture = 'pgm' | 'mdlm';
 export const PRE_QUERY_MODES = ['learn', 'learn+freqs', 'learn+freqs+mean', 'learn+freqs+logsumexp'] as const;
 export type PreQueryMode = (typeof PRE_QUERY_MODES)[number];
+/** What a pre-query mode adds to the base embedding: the query position's sinusoid, a statistic of the encoder output. */
+export const queryInitTerms = (mode: PreQueryMode): { freqs: boolean; statistic?: 'mean' | 'logsumexp' } => ({
+  freqs: mode !== 'learn',
+  statistic: mode === 'learn+freqs+mean' ? 'mean' : mode === 'learn+freqs+logsumexp' ? 'logsumexp' : undefined,
+});
 export const QUERY_PROCESS_MODES = ['linear', 'mlp4'] as const;
 export type QueryProcessMode = (typeof QUERY_PROCESS_MODES)[number];
 

@@ -5,7 +5,8 @@ import { GpuMemory, readBuffer } from '../gpu/memory.js';
 import { sinusTable } from '../kernels/group-swap.js';
 import { ropeTables } from '../kernels/rope.js';
 import { createSampler, type SampleSettings, type Sampler } from '../kernels/sample.js';
-import { kernelPlan, type PlanOptions } from '../kernels/tuning.js';
+import type { PlanOptions } from '../kernels/plan.js';
+import { kernelPlan } from '../kernels/tuning.js';
 import { createWorkspace, setBatchShape, type Workspace } from '../kernels/workspace.js';
 import type { Activations, ForwardContext } from './blocks.js';
 import { computeModulations } from './conditioning.js';
@@ -13,7 +14,7 @@ import { headDim, type ModelConfig } from './config.js';
 import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from './inputs.js';
 import { mdlmForward } from './mdlm.js';
 import { pgmForward } from './pgm.js';
-import { floatToHalf } from './safetensors.js';
+import { floatToHalf } from './floats.js';
 import type { HostTensor, WeightMap } from './tensor.js';
 
 /**

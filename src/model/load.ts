@@ -1,5 +1,5 @@
 import { PgmError, brief, fail } from '../errors.js';
-import { parameterMismatches } from '../convert/architecture.js';
+import { parameterMismatches } from './parameters.js';
 import { validateModelConfig, type ModelConfig, type ModelDirConfig } from './config.js';
 import { findModel, validateManifest, validateShards, type ManifestModel } from './manifest.js';
 import { PACKAGED_FILES, PACKAGED_MANIFEST } from './packaged.js';

@@ -4,6 +4,7 @@ import { queryInitDispatches } from '../kernels/group-swap.js';
 import { layerNormDispatch } from '../kernels/layernorm.js';
 import { matmulDispatch } from '../kernels/matmul.js';
 import { Rows } from '../kernels/workspace.js';
+import { queryInitTerms } from './config.js';
 import { ditBlock, mlpResidual, outputLayer, rotaryAttention, type ForwardContext } from './blocks.js';
 
 /**
@@ -43,7 +44,7 @@ async function groupSwap(f: ForwardContext, sinus: GPUBuffer): Promise<Dispatch[
           matmulDispatch(ws, { label: `${g}.query_processor.2`, rows: Rows.Query, x: act.hidden, weight: w(`${g}.query_processor.2.weight`), bias: w(`${g}.query_processor.2.bias`), out: act.q, K: 4 * D, N: D }),
         ];
   const parts = await Promise.all([
-    queryInitDispatches(ws, { mode: config.preQueryMode, D, encoderOut: act.x, base: w(`${g}.base_embedding`), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }),
+    queryInitDispatches(ws, { ...queryInitTerms(config.preQueryMode), D, encoderOut: act.x, base: w(`${g}.base_embedding`), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }),
     layerNormDispatch(ws, { label: `${g}.pre_query_norm`, rows: Rows.Query, D, x: q0, weight: w(`${g}.pre_query_norm.weight`), bias: w(`${g}.pre_query_norm.bias`), out: act.queryNorm }).then((d) => [d]),
     Promise.all(processor),
     matmulDispatch(ws, { label: `${g}.hidden_to_key_value`, rows: Rows.Clean, x: act.x, weight: w(`${g}.hidden_to_key_value.weight`), bias: w(`${g}.hidden_to_key_value.bias`), out: act.wide, K: D, N: 2 * D }).then((d) => [d]),

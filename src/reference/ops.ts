@@ -4,7 +4,7 @@
  * dot product, sum and softmax accumulates in JS numbers (float64) and each result is
  * stored back as float32, like one PyTorch float32 op after another.
  */
-import { TIME_FREQ_DIM } from '../convert/architecture.js';
+import { TIME_FREQ_DIM } from '../model/parameters.js';
 import { fail } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
 import type { HostTensor, WeightMap } from '../model/tensor.js';

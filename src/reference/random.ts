@@ -4,7 +4,7 @@
  * that shifts, scales and gates all change the result (a test with zero gates would not
  * see a broken attention or MLP).
  */
-import { expectedParameters } from '../convert/architecture.js';
+import { expectedParameters } from '../model/parameters.js';
 import type { ModelConfig } from '../model/config.js';
 import { numel, type WeightMap } from '../model/tensor.js';
 

@@ -7,7 +7,8 @@ import { Checkpoint, type StorageRef } from '../../src/convert/checkpoint.js';
 import { convertCheckpoint, inspectCheckpoint } from '../../src/convert/convert.js';
 import { dirSink } from '../../src/convert/sink-node.js';
 import { bytesSource } from '../../src/convert/source.js';
-import { loadCheckpoint, loadModelDir } from '../../src/model/load-node.js';
+import { loadCheckpoint } from '../../src/convert/read-node.js';
+import { loadModelDir } from '../../src/model/load-node.js';
 import { pgmError } from './helpers.js';
 
 const DATA = join(import.meta.dirname, 'data');

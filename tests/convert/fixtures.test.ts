@@ -8,8 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import { expectedParameters } from '../../src/convert/architecture.js';
-import { loadCheckpoint, loadModelDir } from '../../src/model/load-node.js';
+import { expectedParameters } from '../../src/model/parameters.js';
+import { loadCheckpoint } from '../../src/convert/read-node.js';
+import { loadModelDir } from '../../src/model/load-node.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
 const NAMES = ['pgm-learn-freqs-linear', 'pgm-first-step', 'pgm-learn-mlp4', 'pgm-mean-linear', 'pgm-logsumexp-mlp4', 'pgm-v50258', 'pgm-bf16', 'mdlm-tiny'];

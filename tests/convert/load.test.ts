@@ -12,7 +12,8 @@ import { fileSource } from '../../src/convert/source-node.js';
 import type { ModelDirConfig } from '../../src/model/config.js';
 import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel } from '../../src/model/load.js';
 import { PACKAGED_MANIFEST } from '../../src/model/packaged.js';
-import { loadModelDir, loadModelPath } from '../../src/model/load-node.js';
+import { loadModelPath } from '../../src/convert/read-node.js';
+import { loadModelDir } from '../../src/model/load-node.js';
 import { findModel, validateManifest, type ManifestModel, type WeightsManifest } from '../../src/model/manifest.js';
 import { pgmError } from './helpers.js';
 

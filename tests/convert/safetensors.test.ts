@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { encodeFloats, encodeHeader, floatToHalf, halfToFloat, memorySink, parseSafetensors, sha256Hex, writeSafetensors, type TensorSpec } from '../../src/model/safetensors.js';
+import { encodeFloats, floatToHalf, halfToFloat } from '../../src/model/floats.js';
+import { encodeHeader, memorySink, parseSafetensors, sha256Hex, writeSafetensors, type TensorSpec } from '../../src/model/safetensors.js';
 import { pgmError } from './helpers.js';
 import { seededUniform as rng } from '../../src/reference/random.js';
 

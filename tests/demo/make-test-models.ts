@@ -10,7 +10,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ModelConfig, ModelDirConfig } from '../../src/model/config.js';
-import { encodeFloats, memorySink, writeSafetensors, type TensorSpec } from '../../src/model/safetensors.js';
+import { encodeFloats } from '../../src/model/floats.js';
+import { memorySink, writeSafetensors, type TensorSpec } from '../../src/model/safetensors.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
 
 export const TEST_MODELS = { pgm: 'pgm-test', mdlm: 'mdlm-test' } as const;

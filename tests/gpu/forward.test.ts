@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { ModelConfig } from '../../src/model/config.js';
 import { GpuModel } from '../../src/model/gpu-model.js';
 import type { PgmSequence } from '../../src/model/inputs.js';
-import { decodeFloats, encodeFloats } from '../../src/model/safetensors.js';
+import { decodeFloats, encodeFloats } from '../../src/model/floats.js';
 import type { WeightMap } from '../../src/model/tensor.js';
 import { referenceMdlmLogits, referencePgmLogits } from '../../src/reference/forward.js';
 import { randomWeights, seededUniform, tinyConfig } from '../../src/reference/random.js';

@@ -20,16 +20,16 @@
 import { describe, expect, it } from 'vitest';
 import { encodeDispatches, KernelCache, type Dispatch } from '../../src/gpu/kernel.js';
 import { GpuMemory } from '../../src/gpu/memory.js';
-import { ATTENTION_VARIANTS, attentionDispatch, type AttentionVariant } from '../../src/kernels/attention.js';
+import { attentionDispatch } from '../../src/kernels/attention.js';
 import { embedDispatch } from '../../src/kernels/embed.js';
 import { queryInitDispatches, sinusTable } from '../../src/kernels/group-swap.js';
 import { layerNormDispatch } from '../../src/kernels/layernorm.js';
-import { MATMUL_VARIANTS, matmulDispatch, type MatmulVariant } from '../../src/kernels/matmul.js';
+import { matmulDispatch } from '../../src/kernels/matmul.js';
 import { ropeDispatch, ropeTables } from '../../src/kernels/rope.js';
-import type { KernelPlan } from '../../src/kernels/tuning.js';
+import { ATTENTION_VARIANTS, MATMUL_VARIANTS, type AttentionVariant, type KernelPlan, type MatmulVariant } from '../../src/kernels/plan.js';
 import { createWorkspace, Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
-import type { PreQueryMode } from '../../src/model/config.js';
-import { decodeFloats, encodeFloats } from '../../src/model/safetensors.js';
+import { queryInitTerms, type PreQueryMode } from '../../src/model/config.js';
+import { decodeFloats, encodeFloats } from '../../src/model/floats.js';
 import {
   attention,
   embed,
@@ -615,7 +615,7 @@ describe(`group-swap pool + query_init kernels (${runtime}) vs reference sinusoi
         const stat = h.buffer('stat', statInitial);
         const out = h.buffer('q0', initial);
         const args = {
-          mode, D, base: h.buffer('base', base), queryPositions: h.buffer('queryPositions', positions),
+          ...queryInitTerms(mode), D, base: h.buffer('base', base), queryPositions: h.buffer('queryPositions', positions),
           encoderOut: h.buffer('encoderOut', encoderOut), sinus: h.buffer('sinus', sinusTable(L, D)), stat, out,
         };
         const [got, gotStat] = await h.run(() => queryInitDispatches(h.ws, args), [out, stat]);

@@ -4,7 +4,7 @@
  * `device-lost`, and tensors beyond the device's limits are refused naming the limit.
  */
 import { describe, expect, it } from 'vitest';
-import { expectedParameters } from '../../src/convert/architecture.js';
+import { expectedParameters } from '../../src/model/parameters.js';
 import { Engine, type GenerateOptions } from '../../src/engine.js';
 import { PgmError, brief } from '../../src/errors.js';
 import { requestGpu, type GpuContext } from '../../src/gpu/context.js';

@@ -5,9 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import { PgmError } from '../../src/errors.js';
 import { KernelCache } from '../../src/gpu/kernel.js';
-import { ATTENTION_VARIANTS } from '../../src/kernels/attention.js';
-import { MATMUL_VARIANTS } from '../../src/kernels/matmul.js';
-import { forgetPlans, idbPlans, kernelPlan, measurePlan, planKey, VARIANT_SET_VERSION, type ModelShapes } from '../../src/kernels/tuning.js';
+import { ATTENTION_VARIANTS, MATMUL_VARIANTS, VARIANT_SET_VERSION, type ModelShapes } from '../../src/kernels/plan.js';
+import { forgetPlans, idbPlans, planKey } from '../../src/kernels/plan-store.js';
+import { kernelPlan, measurePlan } from '../../src/kernels/tuning.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
 
 const tiny: ModelShapes = { D: 64, F: 256, V: 300, L: 48, nHeads: 4, headDim: 16 };

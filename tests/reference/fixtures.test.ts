@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { MdlmSequence, PgmSequence } from '../../src/model/inputs.js';
-import { loadCheckpoint } from '../../src/model/load-node.js';
+import { loadCheckpoint } from '../../src/convert/read-node.js';
 import { referenceMdlmLogits, referencePgmLogits } from '../../src/reference/forward.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures');

@@ -1,4 +1,4 @@
-import type { ModelConfig } from '../model/config.js';
+import type { ModelConfig } from './config.js';
 
 /** Sinusoidal time-embedding width fed to `sigma_map.mlp.0`. */
 export const TIME_FREQ_DIM = 256;
