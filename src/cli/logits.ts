@@ -52,7 +52,7 @@ export async function run(argv: string[]): Promise<number> {
     model = await GpuModel.load(gpu, config, weights, { maxBatch: sequences.length });
     const logits = pgm ? await model.pgmLogits(sequences as PgmSequence[]) : await model.mdlmLogits(sequences as MdlmSequence[]);
     const rows = pgm ? Math.max(...(sequences as PgmSequence[]).map((s) => s.queries.length)) : (sequences as MdlmSequence[])[0].tokens.length;
-    await writeFile(values.out, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength));
+    await writeFile(values.out, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength)).catch((e: Error) => fail('io', `${values.out}: cannot write the logits (${e.message})`));
     console.log(`[${sequences.length}, ${rows}, ${config.vocabSize}]`);
   } finally {
     model?.dispose();

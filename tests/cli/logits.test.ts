@@ -80,6 +80,20 @@ describe('pgm logits errors', () => {
     }
   });
 
+  it('an output that cannot be written (a full disk) is an io error naming it, not an internal error', async () => {
+    const model = join(work, 'pgm-learn-mlp4-ema');
+    await pgm('convert', join(fixtures, 'pgm-learn-mlp4', 'model.ckpt'), model);
+    const errors: string[] = [];
+    const error = console.error;
+    console.error = (...a: unknown[]) => errors.push(a.join(' '));
+    try {
+      expect(await main(['logits', '--model', model, '--input', join(fixtures, 'pgm-learn-mlp4', 'input.json'), '--out', '/dev/full'])).toBe(1);
+    } finally {
+      console.error = error;
+    }
+    expect(errors).toEqual(['pgm: /dev/full: cannot write the logits (ENOSPC: no space left on device, write)']);
+  });
+
   it('the installed binary exits non-zero with one line on stderr for an unknown architecture', async () => {
     const run = promisify(execFile);
     const err = await run(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts'), 'convert', join(import.meta.dirname, '..', 'convert', 'data', 'unknown-arch.ckpt'), join(work, 'u')]).catch((e) => e);
