@@ -6,6 +6,7 @@ import { WGSL } from './wgsl.js';
 import type { GpuContext } from '../src/gpu/context.js';
 import { Kernel, KernelCache } from '../src/gpu/kernel.js';
 import { GpuMemory } from '../src/gpu/memory.js';
+import { gpuTensor } from '../src/gpu/tensor.js';
 import { matmulDispatch } from '../src/kernels/matmul.js';
 import { MATMUL_VARIANTS, type MatmulVariant } from '../src/kernels/plan.js';
 import { createWorkspace, Rows, setBatchShape } from '../src/kernels/workspace.js';
@@ -93,14 +94,14 @@ export async function matmulPeak(ctx: GpuContext, [M, K, N]: [number, number, nu
     const ws = createWorkspace(memory, new KernelCache(device), M, 1);
     const normal = seededNormal(7);
     const random = (n: number) => Float32Array.from({ length: n }, normal);
-    const x = memory.upload('x', random(M * K));
-    const weight = memory.upload('weight', random(N * K));
-    const bias = memory.upload('bias', random(N));
-    const out = memory.create('out', M * N * 4, storage());
+    const x = gpuTensor('x', memory.upload('x', random(M * K)), [1, M, K]);
+    const weight = gpuTensor('weight', memory.upload('weight', random(N * K)), [N, K]);
+    const bias = gpuTensor('bias', memory.upload('bias', random(N)), [N]);
+    const out = gpuTensor('out', memory.create('out', M * N * 4, storage()), [1, M, N]);
     setBatchShape(ws, [M], [0]);
     const best: MatmulPeak = { shape: [M, K, N], variant: '', bestGflops: 0, variants: {} };
     const gflops = async (variant: MatmulVariant, n: number): Promise<number> => {
-      const dispatch = await matmulDispatch(ws, { label: `bench.matmul.${variant}`, rows: Rows.Clean, x, weight, bias, activation: 'gelu', out, K, N, variant });
+      const dispatch = await matmulDispatch(ws, { label: `bench.matmul.${variant}`, rows: Rows.Clean, x, weight, bias, activation: 'gelu', out, variant });
       const [ms] = await timeDispatches(ctx, [record(dispatch)], n);
       return (2 * M * K * N) / (ms * 1e6);
     };

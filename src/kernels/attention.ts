@@ -1,7 +1,8 @@
-import { shader } from '../gpu/shader.js';
 import { byRowCount, type Dispatch } from '../gpu/kernel.js';
+import { shader } from '../gpu/shader.js';
+import { expectTensor, type GpuTensor } from '../gpu/tensor.js';
 import { DEFAULT_ATTENTION_PLAN, SMALL_QUERIES, type AttentionVariant } from './plan.js';
-import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
+import { activationShape, ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
 const threadShader = shader('attention.wgsl');
 const flashShader = shader('attention_flash.wgsl');
@@ -13,21 +14,15 @@ const THREAD_GROUP = 16;
 /** Keys per workgroup-memory tile: K and V tiles together stay within 16 KiB, the WebGPU default limit. */
 export const keyTile = (headDim: number): number => Math.max(1, Math.min(32, Math.floor(2048 / headDim)));
 
-/** A [rows, stride] buffer whose heads start at float column `offset`. */
-export interface HeadSlice {
-  buffer: GPUBuffer;
-  stride: number;
-  offset: number;
-}
-
 export interface AttentionArgs {
   label: string;
   /** Whose rows ask: clean tokens (self-attention) or queries (cross-attention). */
   queries: Rows;
-  q: HeadSlice;
-  k: HeadSlice;
-  v: HeadSlice;
-  out: GPUBuffer; // [batch, L, nHeads * headDim]
+  /** Each [batch, L, nHeads * headDim], usually column views of packed projections. */
+  q: GpuTensor;
+  k: GpuTensor;
+  v: GpuTensor;
+  out: GpuTensor; // [batch, L, nHeads * headDim], dense
   nHeads: number;
   headDim: number;
   /** Run this variant at every query count instead of `ws.plan` (tests, benches, tuning). */
@@ -39,11 +34,15 @@ export interface AttentionArgs {
  * for the query count at encode time.
  */
 export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promise<Dispatch> {
+  const op = `attention ${a.label}`;
+  const shape = activationShape(ws, a.nHeads * a.headDim);
+  for (const [role, t] of [['q', a.q], ['k', a.k], ['v', a.v]] as const) expectTensor(op, role, t, { shape });
+  expectTensor(op, 'out', a.out, { shape, dense: true });
   const plan = a.variant ? { large: a.variant, small: a.variant } : ws.plan?.attention ?? DEFAULT_ATTENTION_PLAN;
   const params = paramsBuffer(
     ws,
     a.label,
-    [a.q.stride, a.q.offset, a.k.stride, a.k.offset, a.v.stride, a.v.offset, a.nHeads, a.queries],
+    [a.q.rowStride, a.q.offset, a.k.rowStride, a.k.offset, a.v.rowStride, a.v.offset, a.nHeads, a.queries],
     [1 / Math.sqrt(a.headDim)],
   );
   const prepare = async (variant: AttentionVariant): Promise<Dispatch> => {
@@ -53,7 +52,7 @@ export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promis
       bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write'],
       defines: flash ? { HEAD_DIM: a.headDim, KEY_TILE: keyTile(a.headDim) } : { HEAD_DIM: a.headDim },
     });
-    const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.q.buffer, a.k.buffer, a.v.buffer, a.out]);
+    const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.q.buffer, a.k.buffer, a.v.buffer, a.out.buffer]);
     const grid = (): [number, number, number] =>
       flash
         ? [ceilDiv(rowsOf(ws, a.queries), QUERY_TILE), a.nHeads, ws.shape.batch]

@@ -1,16 +1,27 @@
-import { shader } from '../gpu/shader.js';
 import type { Dispatch } from '../gpu/kernel.js';
-import { ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
+import { shader } from '../gpu/shader.js';
+import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
+import { activationShape, ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
 
 const source = shader('embed.wgsl');
 
-/** x[b, i] = embedding[tokens[b, i]] for every clean token. */
-export async function embedDispatch(ws: Workspace, a: { tokens: GPUBuffer; embedding: GPUBuffer; out: GPUBuffer; D: number }): Promise<Dispatch> {
+export interface EmbedArgs {
+  tokens: GpuTensor; // u32 [batch, L]
+  embedding: GpuTensor; // [V, D]
+  out: GpuTensor; // [batch, L, D]
+}
+
+/** out[b, i] = embedding[tokens[b, i]] for every clean token. */
+export async function embedDispatch(ws: Workspace, a: EmbedArgs): Promise<Dispatch> {
+  const D = cols(a.embedding);
+  expectTensor('embed', 'tokens', a.tokens, { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true });
+  expectTensor('embed', 'embedding', a.embedding, { shape: [undefined, D], dense: true });
+  expectTensor('embed', 'out', a.out, { shape: activationShape(ws, D), dense: true });
   const kernel = await ws.kernels.get({ shader: source, bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'write'] });
-  const params = paramsBuffer(ws, 'embed', [a.D]);
+  const params = paramsBuffer(ws, 'embed', [D]);
   return {
     kernel,
-    bindGroup: kernel.bind('embed', [ws.dims, ws.lengths, params, a.tokens, a.embedding, a.out]),
-    grid: () => [ceilDiv(a.D, 64), ws.shape.maxClean, ws.shape.batch],
+    bindGroup: kernel.bind('embed', [ws.dims, ws.lengths, params, a.tokens.buffer, a.embedding.buffer, a.out.buffer]),
+    grid: () => [ceilDiv(D, 64), ws.shape.maxClean, ws.shape.batch],
   };
 }

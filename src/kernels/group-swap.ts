@@ -1,6 +1,7 @@
-import { shader } from '../gpu/shader.js';
 import type { Dispatch } from '../gpu/kernel.js';
-import { ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
+import { shader } from '../gpu/shader.js';
+import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
+import { activationShape, ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
 
 const poolShader = shader('pool.wgsl');
 const queryInitShader = shader('query_init.wgsl');
@@ -25,13 +26,12 @@ export interface QueryInitArgs {
   freqs: boolean;
   /** Add this statistic of the encoder output over the clean tokens (into `stat` first). */
   statistic?: 'mean' | 'logsumexp';
-  D: number;
-  encoderOut: GPUBuffer; // [batch, L, D]
-  base: GPUBuffer; // [D]
-  queryPositions: GPUBuffer;
-  sinus: GPUBuffer; // [L, D]
-  stat: GPUBuffer; // [batch, D]
-  out: GPUBuffer; // [batch, L, D]
+  encoderOut: GpuTensor; // [batch, L, D]
+  base: GpuTensor; // [1, D]
+  queryPositions: GpuTensor; // u32 [batch, L]
+  sinus: GpuTensor; // [L, D]
+  stat: GpuTensor; // [batch, D]
+  out: GpuTensor; // [batch, L, D]
 }
 
 /**
@@ -39,7 +39,15 @@ export interface QueryInitArgs {
  * sinusoid of the query position, plus the mean or logsumexp of the encoder output.
  */
 export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Promise<Dispatch[]> {
-  const params = paramsBuffer(ws, 'group_swap.q0', [a.D]);
+  const D = cols(a.out);
+  const op = 'group_swap.q0';
+  expectTensor(op, 'encoderOut', a.encoderOut, { shape: activationShape(ws, D), dense: true });
+  expectTensor(op, 'base', a.base, { shape: [1, D] });
+  expectTensor(op, 'queryPositions', a.queryPositions, { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true });
+  expectTensor(op, 'sinus', a.sinus, { shape: [ws.seqStride, D], dense: true });
+  expectTensor(op, 'stat', a.stat, { shape: [ws.maxBatch, D], dense: true });
+  expectTensor(op, 'out', a.out, { shape: activationShape(ws, D), dense: true });
+  const params = paramsBuffer(ws, 'group_swap.q0', [D]);
   const dispatches: Dispatch[] = [];
   if (a.statistic) {
     const pool = await ws.kernels.get({
@@ -49,8 +57,8 @@ export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Prom
     });
     dispatches.push({
       kernel: pool,
-      bindGroup: pool.bind('group_swap.pool', [ws.dims, ws.lengths, params, a.encoderOut, a.stat]),
-      grid: () => [ceilDiv(a.D, 64), ws.shape.batch, 1],
+      bindGroup: pool.bind('group_swap.pool', [ws.dims, ws.lengths, params, a.encoderOut.buffer, a.stat.buffer]),
+      grid: () => [ceilDiv(D, 64), ws.shape.batch, 1],
     });
   }
   const init = await ws.kernels.get({
@@ -60,8 +68,8 @@ export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Prom
   });
   dispatches.push({
     kernel: init,
-    bindGroup: init.bind('group_swap.q0', [ws.dims, ws.lengths, params, a.base, a.queryPositions, a.sinus, a.stat, a.out]),
-    grid: () => [ceilDiv(a.D, 64), ws.shape.maxQuery, ws.shape.batch],
+    bindGroup: init.bind('group_swap.q0', [ws.dims, ws.lengths, params, a.base.buffer, a.queryPositions.buffer, a.sinus.buffer, a.stat.buffer, a.out.buffer]),
+    grid: () => [ceilDiv(D, 64), ws.shape.maxQuery, ws.shape.batch],
   });
   return dispatches;
 }

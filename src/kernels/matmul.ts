@@ -1,7 +1,8 @@
 import { byRowCount, type Dispatch } from '../gpu/kernel.js';
 import { shader, type Defines, type ShaderSource } from '../gpu/shader.js';
+import { expectTensor, type GpuTensor } from '../gpu/tensor.js';
 import { DEFAULT_MATMUL_PLAN, SMALL_ROWS, type MatmulVariant } from './plan.js';
-import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
+import { activationShape, ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
 /** Shader file, extra defines and the block of [rows, columns] one workgroup covers. */
 interface Layout {
@@ -24,19 +25,15 @@ const layouts: Record<MatmulVariant, [number, Layout][]> = {
 export interface MatmulArgs {
   label: string;
   rows: Rows;
-  /**
-   * x: [batch, L, K]; weight: [N, K], f32, or f16 when the buffer is in `ws.halfWeights`;
-   * out: [batch, L, N] (or [batch, maxRows, N] when `denseOut`).
-   */
-  x: GPUBuffer;
-  weight: GPUBuffer;
-  out: GPUBuffer;
-  K: number;
-  N: number;
-  bias?: GPUBuffer;
+  x: GpuTensor; // [batch, L, K]
+  /** [N, K], f32 or f16 (widened as the kernel loads it). */
+  weight: GpuTensor;
+  /** [batch, L, N] (packed [batch, maxRows, N] when `denseOut`). */
+  out: GpuTensor;
+  bias?: GpuTensor; // [N]
   activation?: 'gelu' | 'silu';
   /** out += gate * result, with the gate at this float offset of `modulation`. */
-  gatedResidual?: { modulation: GPUBuffer; gateOffset: number };
+  gatedResidual?: { modulation: GpuTensor; gateOffset: number };
   /** Pack output rows densely per sequence by the current max row count (for logits). */
   denseOut?: boolean;
   /** Run this variant at every row count instead of `ws.plan` (tests, benches, tuning). */
@@ -48,8 +45,14 @@ export interface MatmulArgs {
  * for the row count at encode time.
  */
 export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Dispatch> {
+  const [N, K] = a.weight.shape;
+  const op = `matmul ${a.label}`;
+  expectTensor(op, 'weight', a.weight, { shape: [N, K], dtype: ['f32', 'f16'], dense: true });
+  expectTensor(op, 'x', a.x, { shape: activationShape(ws, K), dense: true });
+  expectTensor(op, 'out', a.out, { shape: activationShape(ws, N), dense: true });
+  if (a.bias) expectTensor(op, 'bias', a.bias, { shape: [N] });
   const plan = a.variant ? { large: a.variant, small: a.variant } : ws.plan?.matmul ?? DEFAULT_MATMUL_PLAN;
-  const params = paramsBuffer(ws, a.label, [a.K, a.N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0]);
+  const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0]);
   const rowCount = () => rowsOf(ws, a.rows);
   const build = async (layout: Layout): Promise<Dispatch> => {
     const kernel = await ws.kernels.get({
@@ -57,17 +60,17 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
       bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'write', 'read', 'read'],
       defines: {
         ...layout.defines,
-        VEC4: a.K % 4 === 0,
-        F16W: ws.halfWeights.has(a.weight),
+        VEC4: K % 4 === 0,
+        F16W: a.weight.dtype === 'f16',
         BIAS: a.bias !== undefined,
         GELU: a.activation === 'gelu',
         SILU: a.activation === 'silu',
         GATED_RESIDUAL: a.gatedResidual !== undefined,
       },
     });
-    const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.x, a.weight, a.out, a.bias ?? ws.unused, a.gatedResidual?.modulation ?? ws.unused]);
-    const [rows, cols] = layout.block;
-    return { kernel, bindGroup, grid: () => [ceilDiv(a.N, cols), ceilDiv(rowCount(), rows), ws.shape.batch] };
+    const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.x.buffer, a.weight.buffer, a.out.buffer, a.bias?.buffer ?? ws.unused, a.gatedResidual?.modulation.buffer ?? ws.unused]);
+    const [blockRows, blockCols] = layout.block;
+    return { kernel, bindGroup, grid: () => [ceilDiv(N, blockCols), ceilDiv(rowCount(), blockRows), ws.shape.batch] };
   };
   const prepare = async (variant: MatmulVariant): Promise<Dispatch> => {
     const tiers = await Promise.all(layouts[variant].map(async ([most, layout]) => [most, await build(layout)] as const));

@@ -1,5 +1,7 @@
-import { shader } from '../gpu/shader.js';
+import { fail } from '../errors.js';
 import type { Dispatch } from '../gpu/kernel.js';
+import { shader } from '../gpu/shader.js';
+import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
 import { ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
 const source = shader('rope.wgsl');
@@ -31,24 +33,26 @@ export function ropeTables(L: number, headDim: number): { cos: Float32Array; sin
 export interface RopeArgs {
   label: string;
   rows: Rows;
-  positions: GPUBuffer;
+  positions: GpuTensor; // u32 [batch, L]
   tables: RopeTables;
-  x: GPUBuffer;
-  /** Floats per row of x, and where the rotated heads start in it. */
-  rowStride: number;
-  colOffset: number;
+  /** [batch, L, nHeads * headDim], usually a column view of a packed projection. */
+  x: GpuTensor;
   nHeads: number;
   headDim: number;
 }
 
 /** Rotate nHeads heads of each valid row of x in place, at the row's sequence position. */
 export async function ropeDispatch(ws: Workspace, a: RopeArgs): Promise<Dispatch> {
+  const op = `rope ${a.label}`;
+  expectTensor(op, 'positions', a.positions, { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true });
+  expectTensor(op, 'x', a.x, { shape: [ws.maxBatch, ws.seqStride, a.nHeads * a.headDim] });
+  if (a.headDim % 2 !== 0) fail('shape', `${op}: head size ${a.headDim} is odd; rotary needs pairs`);
   const kernel = await ws.kernels.get({ shader: source, bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write'] });
   const half = a.headDim / 2;
-  const params = paramsBuffer(ws, a.label, [a.rowStride, a.colOffset, a.nHeads, half, a.rows]);
+  const params = paramsBuffer(ws, a.label, [a.x.rowStride, a.x.offset, a.nHeads, half, a.rows]);
   return {
     kernel,
-    bindGroup: kernel.bind(a.label, [ws.dims, ws.lengths, params, a.positions, a.tables.cos, a.tables.sin, a.x]),
+    bindGroup: kernel.bind(a.label, [ws.dims, ws.lengths, params, a.positions.buffer, a.tables.cos, a.tables.sin, a.x.buffer]),
     grid: () => [ceilDiv(a.nHeads * half, 64), rowsOf(ws, a.rows), ws.shape.batch],
   };
 }

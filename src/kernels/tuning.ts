@@ -9,6 +9,7 @@ import { fail } from '../errors.js';
 import type { AdapterSummary } from '../gpu/context.js';
 import type { Dispatch, KernelCache } from '../gpu/kernel.js';
 import { GpuMemory } from '../gpu/memory.js';
+import { columns, gpuTensor } from '../gpu/tensor.js';
 import { record, timeRuns } from '../gpu/timing.js';
 import { attentionDispatch } from './attention.js';
 import { matmulDispatch } from './matmul.js';
@@ -172,13 +173,14 @@ async function caseDispatch(device: GPUDevice, memory: GpuMemory, kernels: Kerne
     if (c.kernel === 'matmul') {
       const [M, K, N] = c.shape;
       const ws = timingWorkspace(memory, kernels, M, M);
-      return await matmulDispatch(ws, { label: `tuning.${variant}`, rows: Rows.Clean, x: ops.x, weight: ops.w, out: ops.out, K, N, variant: variant as MatmulVariant });
+      const [x, weight, out] = [gpuTensor('x', ops.x, [1, M, K]), gpuTensor('w', ops.w, [N, K]), gpuTensor('out', ops.out, [1, M, N])];
+      return await matmulDispatch(ws, { label: `tuning.${variant}`, rows: Rows.Clean, x, weight, out, variant: variant as MatmulVariant });
     }
     const [queries, keys, D] = c.shape;
     const ws = timingWorkspace(memory, kernels, keys, queries);
-    const slice = (offset: number) => ({ buffer: ops.x, stride: 3 * D, offset });
+    const qkv = gpuTensor('qkv', ops.x, [1, keys, 3 * D]);
     return await attentionDispatch(ws, {
-      label: `tuning.${variant}`, queries: Rows.Query, q: slice(0), k: slice(D), v: slice(2 * D), out: ops.out,
+      label: `tuning.${variant}`, queries: Rows.Query, q: columns(qkv, 0, D), k: columns(qkv, D, D), v: columns(qkv, 2 * D, D), out: gpuTensor('out', ops.out, [1, keys, D]),
       nHeads: D / s.headDim, headDim: s.headDim, variant: variant as AttentionVariant,
     });
   } catch {

@@ -31,8 +31,6 @@ export interface Workspace {
   shape: BatchShape;
   /** Kernel variants measured fastest on this adapter (tuning.ts); absent: the SwiftShader-friendly ones. */
   plan?: KernelPlan;
-  /** Weight buffers that hold IEEE half floats (two per u32) instead of f32; matmuls widen them on load. */
-  halfWeights: Set<GPUBuffer>;
 }
 
 /** A workspace for `maxBatch` sequences of `seqStride` rows, its dims and lengths buffers allocated from `memory`. */
@@ -47,7 +45,6 @@ export function createWorkspace(memory: GpuMemory, kernels: KernelCache, seqStri
     lengths: memory.create('lengths', 8 * maxBatch, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST),
     unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
     shape: { batch: 0, maxClean: 0, maxQuery: 0 },
-    halfWeights: new Set(),
   };
 }
 
@@ -75,5 +72,8 @@ export function setBatchShape(ws: Workspace, cleanLengths: readonly number[], qu
 }
 
 export const rowsOf = (ws: Workspace, kind: Rows): number => (kind === Rows.Clean ? ws.shape.maxClean : ws.shape.maxQuery);
+
+/** The shape of an activation: `width` columns for each of the L rows of every sequence. */
+export const activationShape = (ws: Workspace, width: number): number[] => [ws.maxBatch, ws.seqStride, width];
 
 export const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);

@@ -1,124 +1,112 @@
 import type { Dispatch } from '../gpu/kernel.js';
+import { columns, reshape, type GpuTensor } from '../gpu/tensor.js';
 import { attentionDispatch } from '../kernels/attention.js';
-import { layerNormDispatch } from '../kernels/layernorm.js';
+import { layerNormDispatch, type Modulate } from '../kernels/layernorm.js';
 import { matmulDispatch } from '../kernels/matmul.js';
 import { ropeDispatch, type RopeTables } from '../kernels/rope.js';
-import { Rows, type Workspace } from '../kernels/workspace.js';
+import { activationShape, Rows, type Workspace } from '../kernels/workspace.js';
 import type { BlockModulation, Modulations } from './conditioning.js';
 import { headDim, type ModelConfig } from './config.js';
 
-/** GPU-resident parameters by state_dict name. */
-export type GpuWeights = (name: string) => GPUBuffer;
-
-/** Activation buffers shared by both architectures, each [maxBatch, L, width]. */
+/** Activations shared by both architectures, sized once for [maxBatch, L]. */
 export interface Activations {
-  cleanTokens: GPUBuffer; // u32 [batch, L]
-  cleanPositions: GPUBuffer; // u32 [batch, L]
-  queryPositions: GPUBuffer; // u32 [batch, L]
-  x: GPUBuffer; // [.., D] encoder stream; after the encoder, its output E
-  y: GPUBuffer; // [.., D] decoder (query) stream
-  norm: GPUBuffer; // [.., D] normalised clean rows
-  queryNorm: GPUBuffer; // [.., D] normalised query rows
-  q: GPUBuffer; // [.., D] query projections
-  wide: GPUBuffer; // [.., 3D] qkv or kv projections
-  attn: GPUBuffer; // [.., D] attention output
-  hidden: GPUBuffer; // [.., max(F, 4D)]
-  stat: GPUBuffer; // [batch, D]
-  logits: GPUBuffer; // [batch, maxRows, V]
+  cleanTokens: GpuTensor; // u32 [batch, L]
+  cleanPositions: GpuTensor; // u32 [batch, L]
+  queryPositions: GpuTensor; // u32 [batch, L]
+  x: GpuTensor; // [batch, L, D] encoder stream; after the encoder, its output E
+  y: GpuTensor; // [batch, L, D] query stream
+  norm: GpuTensor; // [batch, L, D] normalised clean rows
+  queryNorm: GpuTensor; // [batch, L, D] normalised query rows
+  q: GpuTensor; // [batch, L, D] query projections
+  wide: GpuTensor; // [batch, L, 3D] qkv or kv projections
+  attn: GpuTensor; // [batch, L, D] attention output
+  hidden: GpuTensor; // [batch, L, max(F, 4D)] MLP hidden rows
+  stat: GpuTensor; // [batch, D]
+  logits: GpuTensor; // [batch, L, V], packed by the current row count
 }
 
 /** Everything a block needs besides its own weights. */
 export interface ForwardContext {
   ws: Workspace;
   config: ModelConfig;
-  w: GpuWeights;
+  /** A parameter by state_dict name (without `backbone.`), shaped as in the checkpoint. */
+  param(name: string): GpuTensor;
   mod: Modulations;
-  modBuffer: GPUBuffer;
+  /** Every constant adaLN_modulation(c), concatenated (offsets in `mod`). */
+  modulation: GpuTensor;
   act: Activations;
   rope: RopeTables;
+  /** Queue the next dispatches of the pass; their pipelines compile while later ones are queued. */
+  emit(dispatches: Promise<Dispatch | Dispatch[]>): void;
 }
 
-/** Multi-head attention helper: rotate q (query rows) and k (clean rows), attend, into act.attn. */
-export async function rotaryAttention(
-  f: ForwardContext,
-  label: string,
-  queries: Rows,
-  q: { buffer: GPUBuffer; stride: number; offset: number },
-  kv: { buffer: GPUBuffer; stride: number; kOffset: number; vOffset: number },
-): Promise<Dispatch[]> {
-  const { ws, config } = f;
+/** The forward pass as it is written: `emit` in order, `build` once every pipeline is ready. */
+export function recorder(): { emit: ForwardContext['emit']; build(): Promise<Dispatch[]> } {
+  const pending: Promise<Dispatch | Dispatch[]>[] = [];
+  return { emit: (d) => void pending.push(d), build: async () => (await Promise.all(pending)).flat() };
+}
+
+/** The adaLN shift and scale at these offsets of the modulation table. */
+export const modulate = (f: ForwardContext, shiftOffset: number, scaleOffset: number): Modulate => ({ modulation: f.modulation, shiftOffset, scaleOffset });
+
+/** `t`'s buffer seen as [batch, L, width]: a narrower use of a shared activation. */
+export const rowsOf = (f: ForwardContext, t: GpuTensor, width: number, name = t.name): GpuTensor => reshape(t, activationShape(f.ws, width), name);
+
+/** A block's parameters: `p('attn_qkv.weight')` is `<prefix>.attn_qkv.weight`. */
+export const paramsOf = (f: ForwardContext, prefix: string) => (name: string): GpuTensor => f.param(`${prefix}.${name}`);
+
+/** attn = attention(rope(q), rope(k), v) per head; q over `rows`, k and v over the clean rows. */
+export function rotaryAttention(f: ForwardContext, label: string, rows: Rows, q: GpuTensor, k: GpuTensor, v: GpuTensor): void {
+  const { ws, act, config } = f;
   const heads = { nHeads: config.nHeads, headDim: headDim(config) };
-  const queryPositions = queries === Rows.Clean ? f.act.cleanPositions : f.act.queryPositions;
-  return Promise.all([
-    ropeDispatch(ws, { label: `${label}.rope_q`, rows: queries, positions: queryPositions, tables: f.rope, x: q.buffer, rowStride: q.stride, colOffset: q.offset, ...heads }),
-    ropeDispatch(ws, { label: `${label}.rope_k`, rows: Rows.Clean, positions: f.act.cleanPositions, tables: f.rope, x: kv.buffer, rowStride: kv.stride, colOffset: kv.kOffset, ...heads }),
-    attentionDispatch(ws, {
-      label: `${label}.attention`,
-      queries,
-      q,
-      k: { buffer: kv.buffer, stride: kv.stride, offset: kv.kOffset },
-      v: { buffer: kv.buffer, stride: kv.stride, offset: kv.vOffset },
-      out: f.act.attn,
-      ...heads,
-    }),
-  ]);
+  const positions = rows === Rows.Clean ? act.cleanPositions : act.queryPositions;
+  f.emit(ropeDispatch(ws, { label: `${label}.rope_q`, rows, positions, tables: f.rope, x: q, ...heads }));
+  f.emit(ropeDispatch(ws, { label: `${label}.rope_k`, rows: Rows.Clean, positions: act.cleanPositions, tables: f.rope, x: k, ...heads }));
+  f.emit(attentionDispatch(ws, { label: `${label}.attention`, queries: rows, q, k, v, out: act.attn, ...heads }));
 }
 
-/** stream += gate_mlp * mlp(modulate(LN_norm2(stream), shift_mlp, scale_mlp)). */
-export async function mlpResidual(f: ForwardContext, prefix: string, rows: Rows, stream: GPUBuffer, normOut: GPUBuffer, m: BlockModulation): Promise<Dispatch[]> {
-  const { ws, w, config } = f;
-  const D = config.hiddenSize;
-  const F = config.mlpDim;
-  return Promise.all([
-    layerNormDispatch(ws, {
-      label: `${prefix}.norm2`, rows, D, x: stream, weight: w(`${prefix}.norm2.weight`), out: normOut,
-      modulate: { modulation: f.modBuffer, shiftOffset: m.shiftMlp, scaleOffset: m.scaleMlp },
-    }),
-    matmulDispatch(ws, { label: `${prefix}.mlp.0`, rows, x: normOut, weight: w(`${prefix}.mlp.0.weight`), bias: w(`${prefix}.mlp.0.bias`), activation: 'gelu', out: f.act.hidden, K: D, N: F }),
-    matmulDispatch(ws, {
-      label: `${prefix}.mlp.2`, rows, x: f.act.hidden, weight: w(`${prefix}.mlp.2.weight`), bias: w(`${prefix}.mlp.2.bias`), out: stream, K: F, N: D,
-      gatedResidual: { modulation: f.modBuffer, gateOffset: m.gateMlp },
-    }),
-  ]);
+/**
+ * stream += gate_msa * attn_out(attention(rope(q), rope(k), v)): the attention residual of
+ * the encoder block (queries: the clean rows) and of the decoder layer (queries: the query rows).
+ */
+export function attentionResidual(f: ForwardContext, prefix: string, rows: Rows, qkv: { q: GpuTensor; k: GpuTensor; v: GpuTensor }, stream: GpuTensor, m: BlockModulation): void {
+  rotaryAttention(f, prefix, rows, qkv.q, qkv.k, qkv.v);
+  const gatedResidual = { modulation: f.modulation, gateOffset: m.gateMsa };
+  f.emit(matmulDispatch(f.ws, { label: `${prefix}.attn_out`, rows, x: f.act.attn, weight: f.param(`${prefix}.attn_out.weight`), out: stream, gatedResidual }));
+}
+
+/** stream += gate_mlp * mlp(modulate(LN_norm2(stream), shift_mlp, scale_mlp)), mlp = Linear, GELU, Linear. */
+export function mlpResidual(f: ForwardContext, prefix: string, rows: Rows, stream: GpuTensor, normOut: GpuTensor, m: BlockModulation): void {
+  const { ws } = f;
+  const p = paramsOf(f, prefix);
+  const hidden = rowsOf(f, f.act.hidden, f.config.mlpDim); // [batch, L, F]
+  f.emit(layerNormDispatch(ws, { label: `${prefix}.norm2`, rows, x: stream, weight: p('norm2.weight'), out: normOut, modulate: modulate(f, m.shiftMlp, m.scaleMlp) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.0`, rows, x: normOut, weight: p('mlp.0.weight'), bias: p('mlp.0.bias'), activation: 'gelu', out: hidden }));
+  const gatedResidual = { modulation: f.modulation, gateOffset: m.gateMlp };
+  f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.2`, rows, x: hidden, weight: p('mlp.2.weight'), bias: p('mlp.2.bias'), out: stream, gatedResidual }));
 }
 
 /**
  * A DiT block over the clean rows (the PGM encoder block and the MDLM block):
- *   x += gate_msa * attn_out(attention(rope(q), rope(k), v)), qkv = modulate(LN_norm1(x)) @ attn_qkv^T
+ *   x += gate_msa * attn_out(attention(rope(q), rope(k), v)), q | k | v = modulate(LN_norm1(x)) @ attn_qkv^T
  *   x += gate_mlp * mlp(modulate(LN_norm2(x)))
  */
-export async function ditBlock(f: ForwardContext, prefix: string): Promise<Dispatch[]> {
-  const { ws, w, act, config } = f;
-  const D = config.hiddenSize;
+export function ditBlock(f: ForwardContext, prefix: string): void {
+  const { ws, act } = f;
+  const D = f.config.hiddenSize;
+  const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
-  const parts = await Promise.all([
-    layerNormDispatch(ws, {
-      label: `${prefix}.norm1`, rows: Rows.Clean, D, x: act.x, weight: w(`${prefix}.norm1.weight`), out: act.norm,
-      modulate: { modulation: f.modBuffer, shiftOffset: m.shiftMsa, scaleOffset: m.scaleMsa },
-    }).then((d) => [d]),
-    matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows: Rows.Clean, x: act.norm, weight: w(`${prefix}.attn_qkv.weight`), out: act.wide, K: D, N: 3 * D }).then((d) => [d]),
-    rotaryAttention(f, prefix, Rows.Clean, { buffer: act.wide, stride: 3 * D, offset: 0 }, { buffer: act.wide, stride: 3 * D, kOffset: D, vOffset: 2 * D }),
-    matmulDispatch(ws, {
-      label: `${prefix}.attn_out`, rows: Rows.Clean, x: act.attn, weight: w(`${prefix}.attn_out.weight`), out: act.x, K: D, N: D,
-      gatedResidual: { modulation: f.modBuffer, gateOffset: m.gateMsa },
-    }).then((d) => [d]),
-    mlpResidual(f, prefix, Rows.Clean, act.x, act.norm, m),
-  ]);
-  return parts.flat();
+  const qkv = act.wide; // [batch, L, 3D]
+  f.emit(layerNormDispatch(ws, { label: `${prefix}.norm1`, rows: Rows.Clean, x: act.x, weight: p('norm1.weight'), out: act.norm, modulate: modulate(f, m.shiftMsa, m.scaleMsa) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows: Rows.Clean, x: act.norm, weight: p('attn_qkv.weight'), out: qkv }));
+  attentionResidual(f, prefix, Rows.Clean, { q: columns(qkv, 0, D, 'q'), k: columns(qkv, D, D, 'k'), v: columns(qkv, 2 * D, D, 'v') }, act.x, m);
+  mlpResidual(f, prefix, Rows.Clean, act.x, act.norm, m);
 }
 
 /** logits = modulate(LN_norm_final(stream), shift, scale) @ linear^T + b, packed [batch, maxRows, V]. */
-export async function outputLayer(f: ForwardContext, rows: Rows, stream: GPUBuffer, normOut: GPUBuffer): Promise<Dispatch[]> {
-  const { ws, w, config } = f;
-  const D = config.hiddenSize;
-  return Promise.all([
-    layerNormDispatch(ws, {
-      label: 'output_layer.norm_final', rows, D, x: stream, weight: w('output_layer.norm_final.weight'), out: normOut,
-      modulate: { modulation: f.modBuffer, shiftOffset: f.mod.output.shift, scaleOffset: f.mod.output.scale },
-    }),
-    matmulDispatch(ws, {
-      label: 'output_layer.linear', rows, x: normOut, weight: w('output_layer.linear.weight'), bias: w('output_layer.linear.bias'),
-      out: f.act.logits, K: D, N: config.vocabSize, denseOut: true,
-    }),
-  ]);
+export function outputLayer(f: ForwardContext, rows: Rows, stream: GpuTensor, normOut: GpuTensor): void {
+  const { ws, mod } = f;
+  f.emit(layerNormDispatch(ws, { label: 'output_layer.norm_final', rows, x: stream, weight: f.param('output_layer.norm_final.weight'), out: normOut, modulate: modulate(f, mod.output.shift, mod.output.scale) }));
+  const [weight, bias] = [f.param('output_layer.linear.weight'), f.param('output_layer.linear.bias')];
+  f.emit(matmulDispatch(ws, { label: 'output_layer.linear', rows, x: normOut, weight, bias, out: f.act.logits, denseOut: true }));
 }

@@ -2,13 +2,14 @@ import { fail } from '../errors.js';
 import type { GpuContext } from '../gpu/context.js';
 import { encodeDispatches, KernelCache, type Dispatch } from '../gpu/kernel.js';
 import { GpuMemory, readBuffer } from '../gpu/memory.js';
+import { gpuTensor, type GpuTensor } from '../gpu/tensor.js';
 import { sinusTable } from '../kernels/group-swap.js';
 import { ropeTables } from '../kernels/rope.js';
 import { createSampler, type SampleSettings, type Sampler } from '../kernels/sample.js';
 import type { PlanOptions } from '../kernels/plan.js';
 import { kernelPlan } from '../kernels/tuning.js';
 import { createWorkspace, setBatchShape, type Workspace } from '../kernels/workspace.js';
-import type { Activations, ForwardContext } from './blocks.js';
+import { recorder, type Activations, type ForwardContext } from './blocks.js';
 import { computeModulations } from './conditioning.js';
 import { headDim, type ModelConfig } from './config.js';
 import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from './inputs.js';
@@ -74,37 +75,35 @@ export class GpuModel {
       const ws = createWorkspace(memory, new KernelCache(ctx.device), L, maxBatch);
       ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V: config.vocabSize, L, nHeads: config.nHeads, headDim: headDim(config) }, options);
       // Uploaded on first use, so tensors no kernel reads never reach the GPU.
-      const gpuWeights = new Map<string, GPUBuffer>();
-      const w = (name: string): GPUBuffer => {
-        let buffer = gpuWeights.get(name);
-        if (buffer) return buffer;
+      const gpuWeights = new Map<string, GpuTensor>();
+      const param = (name: string): GpuTensor => {
+        let t = gpuWeights.get(name);
+        if (t) return t;
         const tensor = weights.get(name) ?? fail('architecture', `the model has no tensor ${name}`);
         const linear = tensor.shape.length === 2 && name.endsWith('.weight');
-        if (linear && (storage === 'f16' || (storage === 'auto' && tensor.half))) {
-          buffer = memory.upload(name, halfBits(tensor));
-          ws.halfWeights.add(buffer);
-        } else {
-          buffer = memory.upload(name, tensor.data);
-        }
-        gpuWeights.set(name, buffer);
-        return buffer;
+        t = linear && (storage === 'f16' || (storage === 'auto' && tensor.half))
+          ? gpuTensor(name, memory.upload(name, halfBits(tensor)), tensor.shape, 'f16')
+          : gpuTensor(name, memory.upload(name, tensor.data), tensor.shape);
+        gpuWeights.set(name, t);
+        return t;
       };
 
-      const rows = maxBatch * L;
+      const activation = (name: string, width: number) => gpuTensor(name, memory.create(name, maxBatch * L * width * 4, STORAGE), [maxBatch, L, width]);
+      const indices = (name: string) => gpuTensor(name, memory.create(name, maxBatch * L * 4, STORAGE), [maxBatch, L], 'u32');
       const act: Activations = {
-        cleanTokens: memory.create('cleanTokens', rows * 4, STORAGE),
-        cleanPositions: memory.create('cleanPositions', rows * 4, STORAGE),
-        queryPositions: memory.create('queryPositions', rows * 4, STORAGE),
-        x: memory.create('x', rows * D * 4, STORAGE),
-        y: memory.create('y', rows * D * 4, STORAGE),
-        norm: memory.create('norm', rows * D * 4, STORAGE),
-        queryNorm: memory.create('queryNorm', rows * D * 4, STORAGE),
-        q: memory.create('q', rows * D * 4, STORAGE),
-        wide: memory.create('wide', rows * 3 * D * 4, STORAGE),
-        attn: memory.create('attn', rows * D * 4, STORAGE),
-        hidden: memory.create('hidden', rows * Math.max(config.mlpDim, 4 * D) * 4, STORAGE),
-        stat: memory.create('stat', maxBatch * D * 4, STORAGE),
-        logits: memory.create('logits', rows * config.vocabSize * 4, STORAGE),
+        cleanTokens: indices('cleanTokens'),
+        cleanPositions: indices('cleanPositions'),
+        queryPositions: indices('queryPositions'),
+        x: activation('x', D),
+        y: activation('y', D),
+        norm: activation('norm', D),
+        queryNorm: activation('queryNorm', D),
+        q: activation('q', D),
+        wide: activation('wide', 3 * D),
+        attn: activation('attn', D),
+        hidden: activation('hidden', Math.max(config.mlpDim, 4 * D)),
+        stat: gpuTensor('stat', memory.create('stat', maxBatch * D * 4, STORAGE), [maxBatch, D]),
+        logits: activation('logits', config.vocabSize),
       };
       const prefixes =
         config.arch === 'pgm'
@@ -112,21 +111,26 @@ export class GpuModel {
           : Array.from({ length: config.nBlocks }, (_, i) => `blocks.${i}`);
       const mod = computeModulations(config, weights, prefixes);
       const tables = ropeTables(L, headDim(config));
+      const pass = recorder();
       const f: ForwardContext = {
         ws,
         config,
-        w,
+        param,
         mod,
-        modBuffer: memory.upload('modulations', mod.values),
+        modulation: gpuTensor('modulations', memory.upload('modulations', mod.values), [mod.values.length]),
         act,
         rope: { cos: memory.upload('rope.cos', tables.cos), sin: memory.upload('rope.sin', tables.sin) },
+        emit: pass.emit,
       };
-      const forward = config.arch === 'pgm' ? await pgmForward(f, memory.upload('sinus', sinusTable(L, D))) : await mdlmForward(f);
+      if (config.arch === 'pgm') pgmForward(f, gpuTensor('sinus', memory.upload('sinus', sinusTable(L, D)), [L, D]));
+      else mdlmForward(f);
+      const forward = await pass.build();
+      const rows = maxBatch * L;
       const seeds = memory.create('seeds', 4 * maxBatch, STORAGE);
       const drawn = memory.create('drawn', 8 * rows, STORAGE);
       const sampler = await createSampler(ws, {
-        arch: config.arch, V: config.vocabSize, maskId: config.maskId, logits: act.logits, seeds,
-        queryPositions: act.queryPositions, cleanTokens: act.cleanTokens, cleanPositions: act.cleanPositions, drawn,
+        arch: config.arch, V: config.vocabSize, maskId: config.maskId, logits: act.logits.buffer, seeds,
+        queryPositions: act.queryPositions.buffer, cleanTokens: act.cleanTokens.buffer, cleanPositions: act.cleanPositions.buffer, drawn,
       });
       return new GpuModel(config, ws, act, forward, sampler, seeds, drawn);
     } catch (e) {
@@ -150,13 +154,13 @@ export class GpuModel {
   /** Overwrite clean tokens and positions of sequence b from row `at` on. */
   writeClean(b: number, at: number, tokens: ArrayLike<number>, positions: ArrayLike<number>): void {
     const offset = (b * this.ws.seqStride + at) * 4;
-    this.ws.device.queue.writeBuffer(this.act.cleanTokens, offset, Uint32Array.from(tokens as ArrayLike<number>));
-    this.ws.device.queue.writeBuffer(this.act.cleanPositions, offset, Uint32Array.from(positions as ArrayLike<number>));
+    this.ws.device.queue.writeBuffer(this.act.cleanTokens.buffer, offset, Uint32Array.from(tokens as ArrayLike<number>));
+    this.ws.device.queue.writeBuffer(this.act.cleanPositions.buffer, offset, Uint32Array.from(positions as ArrayLike<number>));
   }
 
   /** This step's query positions of sequence b. */
   writeQueries(b: number, positions: ArrayLike<number>): void {
-    if (positions.length) this.ws.device.queue.writeBuffer(this.act.queryPositions, b * this.ws.seqStride * 4, Uint32Array.from(positions));
+    if (positions.length) this.ws.device.queue.writeBuffer(this.act.queryPositions.buffer, b * this.ws.seqStride * 4, Uint32Array.from(positions));
   }
 
   /** One RNG seed per sequence of the batch. */
@@ -205,9 +209,9 @@ export class GpuModel {
       rows.forEach((r, b) => data.set(Array.from(r), b * L));
       ws.device.queue.writeBuffer(buffer, 0, data);
     };
-    put(act.cleanTokens, tokens);
-    put(act.cleanPositions, positions);
-    put(act.queryPositions, queries);
+    put(act.cleanTokens.buffer, tokens);
+    put(act.cleanPositions.buffer, positions);
+    put(act.queryPositions.buffer, queries);
     setBatchShape(ws, tokens.map((t) => t.length), queries.map((q) => q.length));
   }
 
@@ -235,7 +239,7 @@ export class GpuModel {
   private async run(rows: number): Promise<Float32Array> {
     const encoder = this.ws.device.createCommandEncoder({ label: 'forward' });
     this.encodeForward(encoder);
-    return new Float32Array(await readBuffer(this.ws.memory, this.act.logits, rows * this.config.vocabSize * 4, encoder));
+    return new Float32Array(await readBuffer(this.ws.memory, this.act.logits.buffer, rows * this.config.vocabSize * 4, encoder));
   }
 
   /** Free every GPU buffer this model holds. */

@@ -1,57 +1,54 @@
-import type { Dispatch } from '../gpu/kernel.js';
+import { columns, type GpuTensor } from '../gpu/tensor.js';
 import { embedDispatch } from '../kernels/embed.js';
 import { queryInitDispatches } from '../kernels/group-swap.js';
 import { layerNormDispatch } from '../kernels/layernorm.js';
 import { matmulDispatch } from '../kernels/matmul.js';
 import { Rows } from '../kernels/workspace.js';
+import { attentionResidual, ditBlock, mlpResidual, modulate, outputLayer, paramsOf, rotaryAttention, rowsOf, type ForwardContext } from './blocks.js';
 import { queryInitTerms } from './config.js';
-import { ditBlock, mlpResidual, outputLayer, rotaryAttention, type ForwardContext } from './blocks.js';
 
 /**
- * The PGM forward pass (model.md, "PGM at inference"), as a list of dispatches built once:
- * encoder over the clean tokens, group swap, decoder over the queries, output layer.
+ * The PGM forward pass (docs/model.md, "PGM at inference"): encoder over the clean tokens,
+ * group swap, decoder over the queries, output layer.
  */
-export async function pgmForward(f: ForwardContext, sinus: GPUBuffer): Promise<Dispatch[]> {
-  const { config, act, ws, w } = f;
-  const parts: Dispatch[][] = [];
+export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
+  const { config, act, ws } = f;
   // 1. x = embedding[cleanTokens]
-  parts.push([await embedDispatch(ws, { tokens: act.cleanTokens, embedding: w('vocab_embed.embedding'), out: act.x, D: config.hiddenSize })]);
+  f.emit(embedDispatch(ws, { tokens: act.cleanTokens, embedding: f.param('vocab_embed.embedding'), out: act.x }));
   // 2. Encoder: bidirectional self-attention among the clean tokens; E = x.
-  for (let i = 0; i < config.encoderBlocks; i++) parts.push(await ditBlock(f, `encoder.blocks.${i}`));
-  // 3. Group swap: one vector per query position, cross-attending to E.
-  parts.push(await groupSwap(f, sinus));
+  for (let i = 0; i < config.encoderBlocks; i++) ditBlock(f, `encoder.blocks.${i}`);
+  // 3. Group swap: y = one vector per query position, cross-attending to E.
+  groupSwap(f, sinus);
   // 4. Decoder: cross-attention only, queries never see each other.
-  for (let i = 0; i < config.decoderBlocks; i++) parts.push(await decoderLayer(f, `decoder.layers.${i}`));
+  for (let i = 0; i < config.decoderBlocks; i++) decoderLayer(f, `decoder.layers.${i}`);
   // 5. Output layer over the query rows.
-  parts.push(await outputLayer(f, Rows.Query, act.y, act.queryNorm));
-  return parts.flat();
+  outputLayer(f, Rows.Query, act.y, act.queryNorm);
 }
 
 /**
- * qv = query_processor(affineLN(q0)), kv = E @ hidden_to_key_value^T + b,
- * y = attention(rope(qv, pq), rope(k, pk), v) @ output_linear^T + b.
+ * q0 = base + sinus(pq) [+ mean or logsumexp of E], qv = query_processor(affineLN(q0)),
+ * k | v = E @ hidden_to_key_value^T + b, y = attention(rope(qv, pq), rope(k, pk), v) @ output_linear^T + b.
  */
-async function groupSwap(f: ForwardContext, sinus: GPUBuffer): Promise<Dispatch[]> {
-  const { ws, w, act, config } = f;
+function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
+  const { ws, act, config } = f;
   const D = config.hiddenSize;
-  const g = 'decoder.group_swap';
-  const q0 = act.y; // the query stream starts as q0 and is overwritten by the group swap's output
-  const processor =
-    config.queryProcessMode === 'linear'
-      ? [matmulDispatch(ws, { label: `${g}.query_processor`, rows: Rows.Query, x: act.queryNorm, weight: w(`${g}.query_processor.weight`), bias: w(`${g}.query_processor.bias`), out: act.q, K: D, N: D })]
-      : [
-          matmulDispatch(ws, { label: `${g}.query_processor.0`, rows: Rows.Query, x: act.queryNorm, weight: w(`${g}.query_processor.0.weight`), bias: w(`${g}.query_processor.0.bias`), activation: 'silu', out: act.hidden, K: D, N: 4 * D }),
-          matmulDispatch(ws, { label: `${g}.query_processor.2`, rows: Rows.Query, x: act.hidden, weight: w(`${g}.query_processor.2.weight`), bias: w(`${g}.query_processor.2.bias`), out: act.q, K: 4 * D, N: D }),
-        ];
-  const parts = await Promise.all([
-    queryInitDispatches(ws, { ...queryInitTerms(config.preQueryMode), D, encoderOut: act.x, base: w(`${g}.base_embedding`), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }),
-    layerNormDispatch(ws, { label: `${g}.pre_query_norm`, rows: Rows.Query, D, x: q0, weight: w(`${g}.pre_query_norm.weight`), bias: w(`${g}.pre_query_norm.bias`), out: act.queryNorm }).then((d) => [d]),
-    Promise.all(processor),
-    matmulDispatch(ws, { label: `${g}.hidden_to_key_value`, rows: Rows.Clean, x: act.x, weight: w(`${g}.hidden_to_key_value.weight`), bias: w(`${g}.hidden_to_key_value.bias`), out: act.wide, K: D, N: 2 * D }).then((d) => [d]),
-    rotaryAttention(f, g, Rows.Query, { buffer: act.q, stride: D, offset: 0 }, { buffer: act.wide, stride: 2 * D, kOffset: 0, vOffset: D }),
-    matmulDispatch(ws, { label: `${g}.output_linear`, rows: Rows.Query, x: act.attn, weight: w(`${g}.output_linear.weight`), bias: w(`${g}.output_linear.bias`), out: act.y, K: D, N: D }).then((d) => [d]),
-  ]);
-  return parts.flat();
+  const p = paramsOf(f, 'decoder.group_swap');
+  // q0 is built in y's rows; the group swap's output overwrites it there.
+  const q0 = rowsOf(f, act.y, D, 'q0');
+  const kv = rowsOf(f, act.wide, 2 * D, 'kv');
+  const terms = queryInitTerms(config.preQueryMode);
+  f.emit(queryInitDispatches(ws, { ...terms, encoderOut: act.x, base: p('base_embedding'), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }));
+  f.emit(layerNormDispatch(ws, { label: 'decoder.group_swap.pre_query_norm', rows: Rows.Query, x: q0, weight: p('pre_query_norm.weight'), bias: p('pre_query_norm.bias'), out: act.queryNorm }));
+  if (config.queryProcessMode === 'linear') {
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: act.queryNorm, weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q }));
+  } else {
+    const hidden = rowsOf(f, act.hidden, 4 * D); // [batch, L, 4D]
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: act.queryNorm, weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.2', rows: Rows.Query, x: hidden, weight: p('query_processor.2.weight'), bias: p('query_processor.2.bias'), out: act.q }));
+  }
+  f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.hidden_to_key_value', rows: Rows.Clean, x: act.x, weight: p('hidden_to_key_value.weight'), bias: p('hidden_to_key_value.bias'), out: kv }));
+  rotaryAttention(f, 'decoder.group_swap', Rows.Query, act.q, columns(kv, 0, D, 'k'), columns(kv, D, D, 'v'));
+  f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.output_linear', rows: Rows.Query, x: act.attn, weight: p('output_linear.weight'), bias: p('output_linear.bias'), out: act.y }));
 }
 
 /**
@@ -59,24 +56,16 @@ async function groupSwap(f: ForwardContext, sinus: GPUBuffer): Promise<Dispatch[
  *   k | v = LN_kv_norm1(E) @ attn_kv^T
  * y += gate_mlp * mlp(modulate(LN_norm2(y)))
  */
-async function decoderLayer(f: ForwardContext, prefix: string): Promise<Dispatch[]> {
-  const { ws, w, act, config } = f;
+function decoderLayer(f: ForwardContext, prefix: string): void {
+  const { ws, act, config } = f;
   const D = config.hiddenSize;
+  const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
-  const parts = await Promise.all([
-    layerNormDispatch(ws, {
-      label: `${prefix}.q_norm1`, rows: Rows.Query, D, x: act.y, weight: w(`${prefix}.q_norm1.weight`), out: act.queryNorm,
-      modulate: { modulation: f.modBuffer, shiftOffset: m.shiftMsa, scaleOffset: m.scaleMsa },
-    }).then((d) => [d]),
-    layerNormDispatch(ws, { label: `${prefix}.kv_norm1`, rows: Rows.Clean, D, x: act.x, weight: w(`${prefix}.kv_norm1.weight`), out: act.norm }).then((d) => [d]),
-    matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.queryNorm, weight: w(`${prefix}.attn_q.weight`), out: act.q, K: D, N: D }).then((d) => [d]),
-    matmulDispatch(ws, { label: `${prefix}.attn_kv`, rows: Rows.Clean, x: act.norm, weight: w(`${prefix}.attn_kv.weight`), out: act.wide, K: D, N: 2 * D }).then((d) => [d]),
-    rotaryAttention(f, prefix, Rows.Query, { buffer: act.q, stride: D, offset: 0 }, { buffer: act.wide, stride: 2 * D, kOffset: 0, vOffset: D }),
-    matmulDispatch(ws, {
-      label: `${prefix}.attn_out`, rows: Rows.Query, x: act.attn, weight: w(`${prefix}.attn_out.weight`), out: act.y, K: D, N: D,
-      gatedResidual: { modulation: f.modBuffer, gateOffset: m.gateMsa },
-    }).then((d) => [d]),
-    mlpResidual(f, prefix, Rows.Query, act.y, act.queryNorm, m),
-  ]);
-  return parts.flat();
+  const kv = rowsOf(f, act.wide, 2 * D, 'kv');
+  f.emit(layerNormDispatch(ws, { label: `${prefix}.q_norm1`, rows: Rows.Query, x: act.y, weight: p('q_norm1.weight'), out: act.queryNorm, modulate: modulate(f, m.shiftMsa, m.scaleMsa) }));
+  f.emit(layerNormDispatch(ws, { label: `${prefix}.kv_norm1`, rows: Rows.Clean, x: act.x, weight: p('kv_norm1.weight'), out: act.norm }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.queryNorm, weight: p('attn_q.weight'), out: act.q }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_kv`, rows: Rows.Clean, x: act.norm, weight: p('attn_kv.weight'), out: kv }));
+  attentionResidual(f, prefix, Rows.Query, { q: act.q, k: columns(kv, 0, D, 'k'), v: columns(kv, D, D, 'v') }, act.y, m);
+  mlpResidual(f, prefix, Rows.Query, act.y, act.queryNorm, m);
 }

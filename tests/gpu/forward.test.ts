@@ -114,8 +114,6 @@ describe(`f16 weight storage (${runtime})`, () => {
     const half = await GpuModel.load(gpu, config, weights, { maxBatch: 3 });
     const full = await GpuModel.load(gpu, config, weights, { maxBatch: 3, weightStorage: 'f32' });
     try {
-      expect(half.ws.halfWeights.size).toBeGreaterThan(0);
-      expect(full.ws.halfWeights.size).toBe(0);
       expect(half.gpuBytes).toBeLessThan(full.gpuBytes);
       const got = await half.pgmLogits(sequences);
       expect(Array.from(got)).toEqual(Array.from(await full.pgmLogits(sequences)));

@@ -19,6 +19,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { encodeDispatches, KernelCache, type Dispatch } from '../../src/gpu/kernel.js';
+import { PgmError } from '../../src/errors.js';
+import { columns, gpuTensor, type GpuDtype, type GpuTensor } from '../../src/gpu/tensor.js';
 import { GpuMemory } from '../../src/gpu/memory.js';
 import { attentionDispatch } from '../../src/kernels/attention.js';
 import { embedDispatch } from '../../src/kernels/embed.js';
@@ -69,11 +71,13 @@ interface Harness {
   ws: Workspace;
   /** A storage buffer holding `data`, readable back. */
   buffer(label: string, data: Float32Array | Uint32Array): GPUBuffer;
+  /** The same, seen as a dense tensor of `shape`. */
+  tensor(label: string, data: Float32Array | Uint32Array, shape: number[], dtype?: GpuDtype): GpuTensor;
   /**
    * Build the dispatches inside a validation error scope, encode them into one compute pass,
    * copy `outputs` to staging buffers in the same encoder: one submit.
    */
-  run(build: () => Promise<Dispatch[]>, outputs: GPUBuffer[]): Promise<Float32Array[]>;
+  run(build: () => Promise<Dispatch[]>, outputs: (GPUBuffer | GpuTensor)[]): Promise<Float32Array[]>;
 }
 
 // Compiled pipelines are shared by every test of this file (one device per worker).
@@ -89,7 +93,9 @@ async function withHarness(batch: Batch, body: (h: Harness) => Promise<void>): P
   const harness: Harness = {
     ws,
     buffer: (label, data) => memory.upload(label, data, STORAGE),
-    async run(build, outputs) {
+    tensor: (label, data, shape, dtype) => gpuTensor(label, memory.upload(label, data, STORAGE), shape, dtype ?? (data instanceof Uint32Array ? 'u32' : 'f32')),
+    async run(build, targets) {
+      const outputs = targets.map((t) => ('buffer' in t ? t.buffer : t));
       device.pushErrorScope('validation');
       const dispatches = await build();
       const encoder = device.createCommandEncoder({ label: 'kernel test' });
@@ -219,10 +225,10 @@ describe(`embed kernel (${runtime}) vs reference embed`, () => {
       fillPadding(tokens, clean, L, 1, (i) => V + 1000 + i);
       const initial = filled(clean.length * L * D, SENTINEL);
       await withHarness(batch, async (h) => {
-        const out = h.buffer('x', initial);
-        const tokenBuf = h.buffer('tokens', tokens);
-        const embedding = h.buffer('embedding', table);
-        const [got] = await h.run(async () => [await embedDispatch(h.ws, { tokens: tokenBuf, embedding, out, D })], [out]);
+        const out = h.tensor('x', initial, [clean.length, L, D]);
+        const tokenBuf = h.tensor('tokens', tokens, [clean.length, L]);
+        const embedding = h.tensor('embedding', table, [V, D]);
+        const [got] = await h.run(async () => [await embedDispatch(h.ws, { tokens: tokenBuf, embedding, out })], [out]);
         const want = initial.slice();
         clean.forEach((n, b) => placeSeq(want, b, L, D, embed({ shape: [V, D], data: table }, tokens.subarray(b * L, b * L + n))));
         expectBuffer('embed', got, want, ownedBy(clean, L, D), { abs: 0, rel: 0 });
@@ -261,14 +267,14 @@ describe(`layernorm kernel (${runtime}) vs reference layerNorm + modulate`, () =
       const modulation = normals(6 * D + 8, 6, 0.5);
       const initial = filled(counts.length * L * D, SENTINEL);
       await withHarness(batch, async (h) => {
-        const out = h.buffer('out', initial);
-        const xBuf = h.buffer('x', x);
-        const weightBuf = h.buffer('weight', weight);
-        const biasBuf = c.bias ? h.buffer('bias', bias) : undefined;
-        const modBuf = h.buffer('modulation', modulation);
+        const out = h.tensor('out', initial, [counts.length, L, D]);
+        const xBuf = h.tensor('x', x, [counts.length, L, D]);
+        const weightBuf = h.tensor('weight', weight, [D]);
+        const biasBuf = c.bias ? h.tensor('bias', bias, [D]) : undefined;
+        const modBuf = h.tensor('modulation', modulation, [modulation.length]);
         const modulate_ = c.modulate ? { modulation: modBuf, shiftOffset: c.modulate[0], scaleOffset: c.modulate[1] } : undefined;
         const [got] = await h.run(
-          async () => [await layerNormDispatch(h.ws, { label: 'ln', rows: kind, D, x: xBuf, weight: weightBuf, out, bias: biasBuf, modulate: modulate_ })],
+          async () => [await layerNormDispatch(h.ws, { label: 'ln', rows: kind, x: xBuf, weight: weightBuf, out, bias: biasBuf, modulate: modulate_ })],
           [out],
         );
         const want = initial.slice();
@@ -342,17 +348,16 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
   // The output buffer is [batch, L, N] even when dense, so writes past the dense rows show.
   const initial = c.gateOffset !== undefined ? normals(counts.length * L * N, 11) : filled(counts.length * L * N, SENTINEL);
   await withHarness(batch, async (h) => {
-    const out = h.buffer('out', initial);
-    const xBuf = h.buffer('x', x);
-    const weightBuf = half ? h.buffer('weight', new Uint32Array(halfBits.buffer)) : h.buffer('weight', weight);
-    if (half) h.ws.halfWeights.add(weightBuf);
-    const biasBuf = c.bias ? h.buffer('bias', bias) : undefined;
-    const modBuf = h.buffer('modulation', modulation);
+    const out = h.tensor('out', initial, [counts.length, L, N]);
+    const xBuf = h.tensor('x', x, [counts.length, L, K]);
+    const weightBuf = half ? h.tensor('weight', new Uint32Array(halfBits.buffer), [N, K], 'f16') : h.tensor('weight', weight, [N, K]);
+    const biasBuf = c.bias ? h.tensor('bias', bias, [N]) : undefined;
+    const modBuf = h.tensor('modulation', modulation, [modulation.length]);
     const gatedResidual_ = c.gateOffset !== undefined ? { modulation: modBuf, gateOffset: c.gateOffset } : undefined;
     const [got] = await h.run(
       async () => [
         await matmulDispatch(h.ws, {
-          label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out, K, N,
+          label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out,
           bias: biasBuf, activation: c.activation, gatedResidual: gatedResidual_, denseOut: c.denseOut, variant,
         }),
       ],
@@ -430,11 +435,12 @@ describe(`rope kernel (${runtime}) vs reference rope`, () => {
       const positions = randomPositions(counts, L, 13);
       const tables = ropeTables(L, headDim);
       await withHarness(batch, async (h) => {
-        const x = h.buffer('x', initial);
-        const posBuf = h.buffer('positions', positions);
+        const x = h.tensor('x', initial, [counts.length, L, rowStride]);
+        const posBuf = h.tensor('positions', positions, [counts.length, L]);
         const ropeBufs = { cos: h.buffer('cos', tables.cos), sin: h.buffer('sin', tables.sin) };
+        const heads = columns(x, colOffset, nHeads * headDim);
         const [got] = await h.run(
-          async () => [await ropeDispatch(h.ws, { label: 'rope', rows: kind, positions: posBuf, tables: ropeBufs, x, rowStride, colOffset, nHeads, headDim })],
+          async () => [await ropeDispatch(h.ws, { label: 'rope', rows: kind, positions: posBuf, tables: ropeBufs, x: heads, nHeads, headDim })],
           [x],
         );
         const want = initial.slice();
@@ -505,9 +511,9 @@ async function checkAttention(c: AttentionCase, variant?: AttentionVariant): Pro
   }
   const initial = filled(clean.length * L * D, SENTINEL);
   await withHarness(batch, async (h) => {
-    const buffers = data.map((d, i) => h.buffer(`qkv${i}`, d));
-    const slice = ([buf, offset]: [number, number]) => ({ buffer: buffers[buf], stride: layout.widths[buf], offset });
-    const out = h.buffer('out', initial);
+    const buffers = data.map((d, i) => h.tensor(`qkv${i}`, d, [clean.length, L, layout.widths[i]]));
+    const slice = ([buf, offset]: [number, number]) => columns(buffers[buf], offset, D);
+    const out = h.tensor('out', initial, [clean.length, L, D]);
     const [got] = await h.run(
       async () => [await attentionDispatch(h.ws, { label: 'attn', queries: kind, q: slice(layout.q), k: slice(layout.k), v: slice(layout.v), out, nHeads, headDim, variant })],
       [out],
@@ -539,6 +545,29 @@ for (const variant of ATTENTION_VARIANTS) {
   });
 }
 
+describe(`tensor views (${runtime}): a wrong shape fails where the op is built`, () => {
+  it('names the op, the argument and both shapes', async () => {
+    await withHarness({ L: 5, clean: [5, 2], query: [1, 1] }, async (h) => {
+      const x = h.tensor('x', filled(2 * 5 * 8, 0), [2, 5, 8]);
+      const weight = h.tensor('w', filled(6 * 7, 0), [6, 7]);
+      const out = h.tensor('out', filled(2 * 5 * 6, 0), [2, 5, 6]);
+      const wrong = async (build: () => Promise<unknown>, message: RegExp) => {
+        const e = await build().then(() => undefined, (err: unknown) => err);
+        expect(e).toBeInstanceOf(PgmError);
+        expect((e as PgmError).code).toBe('shape');
+        expect((e as PgmError).message).toMatch(message);
+      };
+      await wrong(() => matmulDispatch(h.ws, { label: 'proj', rows: Rows.Clean, x, weight, out }), /^matmul proj: x x is \[2, 5, 8\], expected \[2, 5, 7\]$/);
+      await wrong(() => layerNormDispatch(h.ws, { label: 'ln', rows: Rows.Clean, x, weight: h.tensor('g', filled(7, 1), [7]), out: x }), /^layernorm ln: weight g is \[7\], expected \[8\]$/);
+      const strided = columns(h.tensor('qkv', filled(2 * 5 * 24, 0), [2, 5, 24]), 8, 8);
+      await wrong(() => matmulDispatch(h.ws, { label: 'proj', rows: Rows.Clean, x: strided, weight: h.tensor('w8', filled(6 * 8, 0), [6, 8]), out }), /strided view .* needs dense rows/);
+      await wrong(() => attentionDispatch(h.ws, { label: 'a', queries: Rows.Clean, q: strided, k: strided, v: strided, out: x, nHeads: 2, headDim: 3 }), /^attention a: q qkv\[8:16\] is \[2, 5, 8\], expected \[2, 5, 6\]$/);
+      expect(() => columns(strided, 4, 8)).toThrow(/columns 4\.\.11 are out of range/);
+      expect(() => gpuTensor('big', h.buffer('small', filled(4, 0)), [2, 3])).toThrow(/needs 24 bytes, its buffer has 16/);
+    });
+  });
+});
+
 describe(`kernel plan (${runtime}): one dispatch follows the row count at encode time`, () => {
   it('matmul: splitk at 3 query rows, tiled at 40; attention: thread at 3, flash at 40', async () => {
     const plan: KernelPlan = { matmul: { large: 'tiled', small: 'splitk' }, attention: { large: 'flash', small: 'thread' } };
@@ -553,11 +582,11 @@ describe(`kernel plan (${runtime}): one dispatch follows the row count at encode
     const qkv = normals(2 * L * 3 * K, 32);
     await withHarness(batch, async (h) => {
       h.ws.plan = plan;
-      const mmOut = h.buffer('mm.out', filled(2 * L * N, SENTINEL));
-      const attnOut = h.buffer('attn.out', filled(2 * L * K, SENTINEL));
-      const qkvBuf = h.buffer('qkv', qkv);
-      const slice = (offset: number) => ({ buffer: qkvBuf, stride: 3 * K, offset });
-      const mm = await matmulDispatch(h.ws, { label: 'mm', rows: Rows.Query, x: h.buffer('x', x), weight: h.buffer('weight', weight), out: mmOut, K, N });
+      const mmOut = h.tensor('mm.out', filled(2 * L * N, SENTINEL), [2, L, N]);
+      const attnOut = h.tensor('attn.out', filled(2 * L * K, SENTINEL), [2, L, K]);
+      const qkvBuf = h.tensor('qkv', qkv, [2, L, 3 * K]);
+      const slice = (offset: number) => columns(qkvBuf, offset, K);
+      const mm = await matmulDispatch(h.ws, { label: 'mm', rows: Rows.Query, x: h.tensor('x', x, [2, L, K]), weight: h.tensor('weight', weight, [N, K]), out: mmOut });
       const attn = await attentionDispatch(h.ws, { label: 'attn', queries: Rows.Query, q: slice(0), k: slice(K), v: slice(2 * K), out: attnOut, nHeads, headDim });
       for (const [query, mmKernel, attnKernel] of [[[3, 2], 'matmul_small.wgsl', 'attention.wgsl'], [[40, 17], 'matmul_tiled.wgsl', 'attention_flash.wgsl']] as const) {
         setBatchShape(h.ws, batch.clean, query);
@@ -612,11 +641,11 @@ describe(`group-swap pool + query_init kernels (${runtime}) vs reference sinusoi
       const statInitial = filled((size + 1) * D, SENTINEL);
       const initial = filled(size * L * D, SENTINEL);
       await withHarness(batch, async (h) => {
-        const stat = h.buffer('stat', statInitial);
-        const out = h.buffer('q0', initial);
+        const stat = gpuTensor('stat', h.buffer('stat', statInitial), [size, D]);
+        const out = h.tensor('q0', initial, [size, L, D]);
         const args = {
-          ...queryInitTerms(mode), D, base: h.buffer('base', base), queryPositions: h.buffer('queryPositions', positions),
-          encoderOut: h.buffer('encoderOut', encoderOut), sinus: h.buffer('sinus', sinusTable(L, D)), stat, out,
+          ...queryInitTerms(mode), base: h.tensor('base', base, [1, D]), queryPositions: h.tensor('queryPositions', positions, [size, L]),
+          encoderOut: h.tensor('encoderOut', encoderOut, [size, L, D]), sinus: h.tensor('sinus', sinusTable(L, D), [L, D]), stat, out,
         };
         const [got, gotStat] = await h.run(() => queryInitDispatches(h.ws, args), [out, stat]);
         const wantStat = statInitial.slice();
