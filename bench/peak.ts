@@ -31,7 +31,7 @@ async function adaptive(run: (scale: number) => Promise<number>, minMs: number, 
 export async function fmaPeak(ctx: GpuContext, reps: number): Promise<number> {
   const memory = new GpuMemory(ctx.device);
   try {
-    const kernel = await Kernel.create(ctx.device, { shader: { name: 'peak-fma.wgsl', code: WGSL['peak-fma.wgsl'] }, bindings: ['uniform', 'write'] });
+    const kernel = await Kernel.create(ctx.device, { shader: { name: 'peak-fma.wgsl', code: WGSL['peak-fma.wgsl'] } });
     const groups = 4096;
     const threads = groups * 64;
     const out = memory.create('fma.out', threads * 16, storage());
@@ -57,7 +57,7 @@ export async function fmaPeak(ctx: GpuContext, reps: number): Promise<number> {
 export async function bandwidthPeak(ctx: GpuContext, megabytes: number, reps: number): Promise<number> {
   const memory = new GpuMemory(ctx.device);
   try {
-    const kernel = await Kernel.create(ctx.device, { shader: { name: 'peak-bandwidth.wgsl', code: WGSL['peak-bandwidth.wgsl'] }, bindings: ['uniform', 'read', 'write'] });
+    const kernel = await Kernel.create(ctx.device, { shader: { name: 'peak-bandwidth.wgsl', code: WGSL['peak-bandwidth.wgsl'] } });
     const bytes = Math.min(megabytes * 2 ** 20, ctx.device.limits.maxStorageBufferBindingSize);
     const count = Math.floor(bytes / 16);
     const src = memory.create('bandwidth.src', count * 16, storage());

@@ -1,13 +1,9 @@
-import { PgmError } from '../errors.js';
-import { preprocess, variantKey, type Defines, type ShaderSource } from './shader.js';
-
-export type BindingKind = 'uniform' | 'read' | 'write';
+import { PgmError, fail } from '../errors.js';
+import { bindingKinds, preprocess, variantKey, type BindingKind, type Defines, type ShaderSource } from './shader.js';
 
 export interface KernelSpec {
   /** The shader (`shader(file)` for the engine's own). */
   shader: ShaderSource;
-  /** Binding kinds for bindings 0..n-1, in order. */
-  bindings: readonly BindingKind[];
   defines?: Defines;
 }
 
@@ -23,6 +19,8 @@ export class Kernel {
     readonly name: string,
     readonly pipeline: GPUComputePipeline,
     readonly layout: GPUBindGroupLayout,
+    /** The shader's bindings 0..n-1, read off its WGSL. */
+    readonly bindings: readonly BindingKind[],
     private readonly device: GPUDevice,
   ) {}
 
@@ -35,9 +33,10 @@ export class Kernel {
     if (errors.length) {
       throw new PgmError('webgpu', `shader ${name} failed to compile: ${errors.map((m) => `line ${m.lineNum}: ${m.message}`).join('; ')}`);
     }
+    const bindings = bindingKinds(spec.shader, code);
     const layout = device.createBindGroupLayout({
       label: name,
-      entries: spec.bindings.map((kind, binding) => ({
+      entries: bindings.map((kind, binding) => ({
         binding,
         visibility: GPUShaderStage.COMPUTE,
         buffer: { type: bufferType[kind] },
@@ -51,11 +50,12 @@ export class Kernel {
     });
     const error = await device.popErrorScope();
     if (error) throw new PgmError('webgpu', `pipeline ${name}: ${error.message}`);
-    return new Kernel(name, pipeline, layout, device);
+    return new Kernel(name, pipeline, layout, bindings, device);
   }
 
-  /** Build a bind group once; buffers in binding order. */
+  /** Build a bind group once; buffers in binding order, one per binding the shader declares. */
   bind(label: string, buffers: readonly GPUBuffer[]): GPUBindGroup {
+    if (buffers.length !== this.bindings.length) fail('webgpu', `${label}: shader ${this.name} declares ${this.bindings.length} bindings, ${buffers.length} buffers were given`);
     return this.device.createBindGroup({
       label,
       layout: this.layout,

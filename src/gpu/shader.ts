@@ -53,6 +53,28 @@ export function preprocess(shader: ShaderSource, defines: Defines = {}): string 
   return [...consts, ...out].join('\n');
 }
 
+/** How a kernel uses a buffer binding: `var<uniform>`, `var<storage, read>`, `var<storage, read_write>`. */
+export type BindingKind = 'uniform' | 'read' | 'write';
+
+const KINDS: Record<string, BindingKind> = { uniform: 'uniform', 'storage,read': 'read', 'storage,read_write': 'write' };
+
+/**
+ * The kinds of bindings 0..n-1 of group 0, as the (preprocessed) WGSL declares them: the
+ * shader is the one declaration of a kernel's interface, the bind-group layout is read off it.
+ */
+export function bindingKinds(shader: ShaderSource, code: string): BindingKind[] {
+  const kinds: BindingKind[] = [];
+  for (const [, group, binding, space] of code.matchAll(/@group\((\d+)\)\s*@binding\((\d+)\)\s*var<([^>]+)>/g)) {
+    const kind = KINDS[space.replace(/\s/g, '')];
+    if (group !== '0' || !kind) fail('webgpu', `shader ${shader.name}: binding ${binding} of group ${group} is var<${space}>; kernels use group 0 and uniform or storage buffers`);
+    if (kinds[Number(binding)]) fail('webgpu', `shader ${shader.name}: binding ${binding} is declared twice`);
+    kinds[Number(binding)] = kind;
+  }
+  const missing = Array.from(kinds, (k, i) => (k ? -1 : i)).filter((i) => i >= 0);
+  if (missing.length) fail('webgpu', `shader ${shader.name}: bindings ${missing.join(', ')} are not declared; bindings are numbered 0..n-1`);
+  return kinds;
+}
+
 /** A stable key for a variant, for pipeline caches. */
 export const variantKey = (name: string, defines: Defines): string =>
   `${name}?${Object.keys(defines).sort().map((k) => `${k}=${defines[k]}`).join('&')}`;

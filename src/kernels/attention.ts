@@ -49,7 +49,6 @@ export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promis
     const flash = variant === 'flash';
     const kernel = await ws.kernels.get({
       shader: flash ? flashShader : threadShader,
-      bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write'],
       defines: flash ? { HEAD_DIM: a.headDim, KEY_TILE: keyTile(a.headDim) } : { HEAD_DIM: a.headDim },
     });
     const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.q.buffer, a.k.buffer, a.v.buffer, a.out.buffer]);

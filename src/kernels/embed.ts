@@ -17,7 +17,7 @@ export async function embedDispatch(ws: Workspace, a: EmbedArgs): Promise<Dispat
   expectTensor('embed', 'tokens', a.tokens, { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true });
   expectTensor('embed', 'embedding', a.embedding, { shape: [undefined, D], dense: true });
   expectTensor('embed', 'out', a.out, { shape: activationShape(ws, D), dense: true });
-  const kernel = await ws.kernels.get({ shader: source, bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'write'] });
+  const kernel = await ws.kernels.get({ shader: source });
   const params = paramsBuffer(ws, 'embed', [D]);
   return {
     kernel,

@@ -52,7 +52,6 @@ export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Prom
   if (a.statistic) {
     const pool = await ws.kernels.get({
       shader: poolShader,
-      bindings: ['uniform', 'read', 'uniform', 'read', 'write'],
       defines: { LOGSUMEXP: a.statistic === 'logsumexp' },
     });
     dispatches.push({
@@ -63,7 +62,6 @@ export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Prom
   }
   const init = await ws.kernels.get({
     shader: queryInitShader,
-    bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'read', 'write'],
     defines: { FREQS: a.freqs, STAT: a.statistic !== undefined },
   });
   dispatches.push({

@@ -33,7 +33,6 @@ export async function layerNormDispatch(ws: Workspace, a: LayerNormArgs): Promis
   if (a.bias) expectTensor(op, 'bias', a.bias, { shape: [D] });
   const kernel = await ws.kernels.get({
     shader: source,
-    bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'write', 'read', 'read'],
     defines: { BIAS: a.bias !== undefined, MODULATE: a.modulate !== undefined },
   });
   const params = paramsBuffer(ws, a.label, [D, a.rows, a.modulate?.shiftOffset ?? 0, a.modulate?.scaleOffset ?? 0]);

@@ -57,7 +57,6 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   const build = async (layout: Layout): Promise<Dispatch> => {
     const kernel = await ws.kernels.get({
       shader: layout.shader,
-      bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'write', 'read', 'read'],
       defines: {
         ...layout.defines,
         VEC4: K % 4 === 0,

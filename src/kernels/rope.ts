@@ -47,7 +47,7 @@ export async function ropeDispatch(ws: Workspace, a: RopeArgs): Promise<Dispatch
   expectTensor(op, 'positions', a.positions, { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true });
   expectTensor(op, 'x', a.x, { shape: [ws.maxBatch, ws.seqStride, a.nHeads * a.headDim] });
   if (a.headDim % 2 !== 0) fail('shape', `${op}: head size ${a.headDim} is odd; rotary needs pairs`);
-  const kernel = await ws.kernels.get({ shader: source, bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write'] });
+  const kernel = await ws.kernels.get({ shader: source });
   const half = a.headDim / 2;
   const params = paramsBuffer(ws, a.label, [a.x.rowStride, a.x.offset, a.nHeads, half, a.rows]);
   return {

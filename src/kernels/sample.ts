@@ -38,7 +38,6 @@ export interface Sampler {
 export async function createSampler(ws: Workspace, a: SampleArgs): Promise<Sampler> {
   const kernel = await ws.kernels.get({
     shader: source,
-    bindings: ['uniform', 'read', 'uniform', 'read', 'read', 'read', 'write', 'write', 'write'],
     defines: { PGM: a.arch === 'pgm' },
   });
   const rows = a.arch === 'pgm' ? Rows.Query : Rows.Clean;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { inlineIncludes, MODULES } from '../../scripts/bundle-assets.js';
 import { PgmError } from '../../src/errors.js';
-import { preprocess, shader } from '../../src/gpu/shader.js';
+import { bindingKinds, preprocess, shader } from '../../src/gpu/shader.js';
 import { WGSL } from '../../src/gpu/wgsl.js';
 import { PACKAGED_FILES, PACKAGED_MANIFEST } from '../../src/model/packaged.js';
 
@@ -63,5 +63,38 @@ describe('preprocess (the #if switches resolved per pipeline)', () => {
 
   it('shader(file) is the bundled source', () => {
     expect(shader('rope.wgsl')).toEqual({ name: 'rope.wgsl', code: WGSL['rope.wgsl'] });
+  });
+});
+
+describe('bindingKinds (each kernel declares its bindings once, in WGSL)', () => {
+  const source = (code: string) => ({ name: 'test.wgsl', code });
+
+  it('reads the kinds of bindings 0..n-1 from the declarations', () => {
+    const code = [
+      '@group(0) @binding(1) var<storage, read> x: array<f32>;',
+      '@group(0) @binding(0) var<uniform> p: Params;',
+      '@group(0) @binding(2) var<storage,read_write> y: array<f32>; // [batch, L, D]',
+    ].join('\n');
+    expect(bindingKinds(source(code), code)).toEqual(['uniform', 'read', 'write']);
+  });
+
+  it('refuses gaps, duplicates, other groups and other address spaces', () => {
+    for (const code of [
+      '@group(0) @binding(1) var<uniform> p: P;',
+      '@group(0) @binding(0) var<uniform> p: P;\n@group(0) @binding(0) var<uniform> q: P;',
+      '@group(1) @binding(0) var<uniform> p: P;',
+      '@group(0) @binding(0) var<workgroup> t: array<f32, 64>;',
+    ]) expect(() => bindingKinds(source(code), code), code).toThrow(PgmError);
+  });
+
+  it('every engine kernel, in every variant switch, starts with dims, lengths and its params', () => {
+    for (const file of Object.keys(WGSL) as (keyof typeof WGSL)[]) {
+      const switches = [...new Set([...WGSL[file].matchAll(/^#if !?(\w+)/gm)].map((m) => m[1]))];
+      for (let bits = 0; bits < 1 << switches.length; bits++) {
+        const defines = Object.fromEntries(switches.map((name, i) => [name, Boolean(bits & (1 << i))]));
+        const kinds = bindingKinds(shader(file), preprocess(shader(file), defines));
+        expect(kinds.slice(0, 3), `${file} ${JSON.stringify(defines)}`).toEqual(['uniform', 'read', 'uniform']);
+      }
+    }
   });
 });
