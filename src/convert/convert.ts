@@ -53,49 +53,53 @@ function blockCount(names: string[], prefix: string, file: string): number {
   return ids.size;
 }
 
-/** Resolve architecture, config and the tensors to convert, without reading tensor data. */
-export function inspectCheckpoint(ckpt: Checkpoint, opts: ReadOptions = {}): CheckpointModel {
+type Named = [string, TorchTensor];
+
+/** The state_dict's backbone tensors (`backbone.` stripped) and the names outside it. */
+function backboneOf(ckpt: Checkpoint): { backbone: Named[]; ignored: string[] } {
   const file = ckpt.name;
-  const useEma = opts.ema ?? true;
-  const warnings: string[] = [];
   const root = ckpt.root;
   const stateDict = lookup(root, 'state_dict') ?? (root instanceof Map && [...root.values()].every((v) => v instanceof TorchTensor) ? root : undefined);
   if (!(stateDict instanceof Map)) fail('checkpoint', `${file}: no state_dict (top-level keys: ${root instanceof Map ? [...root.keys()].map(String).join(', ') : describeValue(root)})`);
-
   const all = [...(stateDict as Map<unknown, unknown>).entries()].map(([k, v]) => {
     if (typeof k !== 'string' || !(v instanceof TorchTensor)) fail('checkpoint', `${file}: state_dict entry ${describeValue(k)} is not a named tensor`);
-    return [k, v] as [string, TorchTensor];
+    return [k, v] as Named;
   });
   const prefixed = all.some(([k]) => k.startsWith('backbone.'));
-  const backbone = prefixed ? all.filter(([k]) => k.startsWith('backbone.')).map(([k, v]) => [k.slice('backbone.'.length), v] as [string, TorchTensor]) : all;
-  const ignored = prefixed ? all.filter(([k]) => !k.startsWith('backbone.')).map(([k]) => k) : [];
-  const names = backbone.map(([k]) => k);
-  const shapes = new Map(backbone.map(([k, v]) => [k, shapeOf(v)]));
+  if (!prefixed) return { backbone: all, ignored: [] };
+  return {
+    backbone: all.filter(([k]) => k.startsWith('backbone.')).map(([k, v]) => [k.slice('backbone.'.length), v]),
+    ignored: all.filter(([k]) => !k.startsWith('backbone.')).map(([k]) => k),
+  };
+}
 
+/** PGM (encoder.blocks.*, decoder.*) or MDLM (blocks.*), from the tensor names. */
+function architectureOf(names: string[], file: string): 'pgm' | 'mdlm' {
   const has = (p: string): boolean => names.some((n) => n.startsWith(p));
-  let arch: 'pgm' | 'mdlm';
-  if (has('encoder.blocks.') && has('decoder.') && !has('blocks.')) arch = 'pgm';
-  else if (has('blocks.') && !has('encoder.') && !has('decoder.')) arch = 'mdlm';
-  else {
-    const found = [...new Set(names.map((n) => n.split('.').slice(0, 2).join('.')))].slice(0, 12).join(', ');
-    return fail('architecture', `${file}: unrecognized backbone (found ${found || 'no tensors'}); expected a PGM PartitionDIT (encoder.blocks.*, decoder.*) or an MDLM DIT (blocks.*)`);
-  }
+  if (has('encoder.blocks.') && has('decoder.') && !has('blocks.')) return 'pgm';
+  if (has('blocks.') && !has('encoder.') && !has('decoder.')) return 'mdlm';
+  const found = [...new Set(names.map((n) => n.split('.').slice(0, 2).join('.')))].slice(0, 12).join(', ');
+  return fail('architecture', `${file}: unrecognized backbone (found ${found || 'no tensors'}); expected a PGM PartitionDIT (encoder.blocks.*, decoder.*) or an MDLM DIT (blocks.*)`);
+}
+
+/**
+ * The model config: sizes read off the tensor shapes, cross-checked against the training
+ * config (`cfg`), which alone gives the head count and the length.
+ */
+function configOf(file: string, arch: 'pgm' | 'mdlm', shapes: Map<string, number[]>, cfg: Plain | undefined, warnings: string[]): ModelConfig {
+  const names = [...shapes.keys()];
   const need = (name: string, rank: number): number[] => {
     const s = shapes.get(name) ?? fail('architecture', `${file}: ${arch.toUpperCase()} backbone lacks ${name}`);
     if (s.length !== rank) fail('architecture', `${file}: ${name} has rank ${s.length}, expected ${rank}`);
     return s;
   };
-
-  const hp = toPlain(lookup(root, 'hyper_parameters'));
-  const cfg = (at(hp, 'config') ?? (at(hp, 'model') !== undefined ? hp : undefined)) as Plain | undefined;
   const [V, D] = need('vocab_embed.embedding', 2);
   const [C] = need('sigma_map.mlp.0.weight', 2);
-  const firstBlock = arch === 'pgm' ? 'encoder.blocks.0' : 'blocks.0';
-  const [F] = need(`${firstBlock}.mlp.0.weight`, 2);
+  const [F] = need(`${arch === 'pgm' ? 'encoder.blocks.0' : 'blocks.0'}.mlp.0.weight`, 2);
   const encoderBlocks = arch === 'pgm' ? blockCount(names, 'encoder.blocks.', file) : 0;
   const decoderBlocks = arch === 'pgm' ? blockCount(names, 'decoder.layers.', file) : 0;
   const nBlocks = arch === 'mdlm' ? blockCount(names, 'blocks.', file) : 0;
-  const queryProcessMode: QueryProcessMode = has('decoder.group_swap.query_processor.0.') ? 'mlp4' : 'linear';
+  const queryProcessMode: QueryProcessMode = names.some((n) => n.startsWith('decoder.group_swap.query_processor.0.')) ? 'mlp4' : 'linear';
 
   const cfgInt = (path: string, required: boolean): number | undefined => {
     const v = at(cfg, path);
@@ -135,13 +139,12 @@ export function inspectCheckpoint(ckpt: Checkpoint, opts: ReadOptions = {}): Che
   }
   const timeCond = at(cfg, 'algo.time_conditioning') ?? at(cfg, 'time_conditioning');
   if (timeCond === true) warnings.push('config enables time_conditioning; the engine always conditions on sigma = 0');
-  const pNucleus = at(cfg, 'sampling.p_nucleus') ?? 1;
 
   const config = validateModelConfig(
     {
       arch, vocabSize: V, hiddenSize: D, nHeads: cfgInt('model.n_heads', true), condDim: C, mlpDim: F,
       length: cfgInt('model.length', true), encoderBlocks, decoderBlocks, nBlocks, preQueryMode, queryProcessMode,
-      maskId: V - 1, bosId: V - 2, pNucleus,
+      maskId: V - 1, bosId: V - 2, pNucleus: at(cfg, 'sampling.p_nucleus') ?? 1,
       // A reduced vocabulary (model id -> GPT-2 id) travels in the training config.
       ...(Array.isArray(at(cfg, 'data.vocab_map')) ? { vocabMap: at(cfg, 'data.vocab_map') } : {}),
     },
@@ -149,36 +152,59 @@ export function inspectCheckpoint(ckpt: Checkpoint, opts: ReadOptions = {}): Che
   );
   const problems = parameterMismatches(config, shapes);
   if (problems.length) fail('architecture', `${file}: backbone tensors do not match a ${arch.toUpperCase()} with this config: ${problems.join('; ')}`);
+  return config;
+}
+
+/**
+ * The EMA copies of the backbone parameters: `ema.shadow_params` lists the parameters in
+ * state_dict order (buffers excluded), then those of non-backbone modules (the noise schedule).
+ */
+function emaWeights(ckpt: Checkpoint, params: Named[], ignored: string[], warnings: string[]): { tensors: TorchTensor[]; provenance: Record<string, unknown> } {
+  const file = ckpt.name;
+  const ema = lookup(ckpt.root, 'ema');
+  if (ema === undefined) fail('checkpoint', `${file}: no EMA weights (no "ema" entry); pass --no-ema to convert the raw state_dict`);
+  const shadow = lookup(ema, 'shadow_params');
+  if (!Array.isArray(shadow) || !shadow.every((t) => t instanceof TorchTensor)) fail('checkpoint', `${file}: ema.shadow_params is not a list of tensors`);
+  const list = shadow as TorchTensor[];
+  if (list.length < params.length || list.length > params.length + ignored.length) {
+    fail('checkpoint', `${file}: ema.shadow_params has ${list.length} tensors but the backbone has ${params.length} parameters (state_dict without buffers); cannot map EMA weights`);
+  }
+  params.forEach(([name, t], i) => {
+    if (!sameShape(list[i].shape, t.shape)) {
+      fail('checkpoint', `${file}: ema.shadow_params[${i}] has shape [${list[i].shape.join(', ')}] but state_dict parameter #${i} ${name} has [${t.shape.join(', ')}]`);
+    }
+  });
+  if (list.length > params.length) warnings.push(`ignored ${list.length - params.length} trailing EMA tensor(s) of non-backbone modules`);
+  const num = (v: unknown): unknown => (typeof v === 'bigint' ? Number(v) : v);
+  return { tensors: list.slice(0, params.length), provenance: { decay: num(lookup(ema, 'decay')), numUpdates: num(lookup(ema, 'num_updates')), shadowParams: list.length } };
+}
+
+/** Resolve architecture, config and the tensors to convert, without reading tensor data. */
+export function inspectCheckpoint(ckpt: Checkpoint, opts: ReadOptions = {}): CheckpointModel {
+  const file = ckpt.name;
+  const useEma = opts.ema ?? true;
+  const warnings: string[] = [];
+  const { backbone, ignored } = backboneOf(ckpt);
+  const shapes = new Map(backbone.map(([k, v]) => [k, shapeOf(v)]));
+  const arch = architectureOf([...shapes.keys()], file);
+  const hp = toPlain(lookup(ckpt.root, 'hyper_parameters'));
+  const cfg = (at(hp, 'config') ?? (at(hp, 'model') !== undefined ? hp : undefined)) as Plain | undefined;
+  const config = configOf(file, arch, shapes, cfg, warnings);
 
   const params = backbone.filter(([k]) => !isBuffer(k));
-  let chosen = params.map(([, t]) => t);
   const source: Record<string, unknown> = { file, converter: CONVERTER, weights: useEma ? 'ema' : 'raw' };
+  let chosen = params.map(([, t]) => t);
   if (useEma) {
-    const ema = lookup(root, 'ema');
-    if (ema === undefined) fail('checkpoint', `${file}: no EMA weights (no "ema" entry); pass --no-ema to convert the raw state_dict`);
-    const shadow = lookup(ema, 'shadow_params');
-    if (!Array.isArray(shadow) || !shadow.every((t) => t instanceof TorchTensor)) fail('checkpoint', `${file}: ema.shadow_params is not a list of tensors`);
-    const list = shadow as TorchTensor[];
-    // The EMA also tracks parameters of non-backbone modules (the noise schedule), after the backbone's.
-    if (list.length < params.length || list.length > params.length + ignored.length) {
-      fail('checkpoint', `${file}: ema.shadow_params has ${list.length} tensors but the backbone has ${params.length} parameters (state_dict without buffers); cannot map EMA weights`);
-    }
-    params.forEach(([name, t], i) => {
-      if (!sameShape(list[i].shape, t.shape)) {
-        fail('checkpoint', `${file}: ema.shadow_params[${i}] has shape [${list[i].shape.join(', ')}] but state_dict parameter #${i} ${name} has [${t.shape.join(', ')}]`);
-      }
-    });
-    if (list.length > params.length) warnings.push(`ignored ${list.length - params.length} trailing EMA tensor(s) of non-backbone modules`);
-    chosen = list.slice(0, params.length);
-    const num = (v: unknown): unknown => (typeof v === 'bigint' ? Number(v) : v);
-    source.ema = { decay: num(lookup(ema, 'decay')), numUpdates: num(lookup(ema, 'num_updates')), shadowParams: list.length };
+    const ema = emaWeights(ckpt, params, ignored, warnings);
+    chosen = ema.tensors;
+    source.ema = ema.provenance;
   }
   for (const t of chosen) if (!(t.storage instanceof StorageRef)) fail('checkpoint', `${file}: a parameter tensor has no checkpoint storage`);
   if (cfg !== undefined) source.hyperParameters = cfg;
-  const lightning = lookup(root, 'pytorch-lightning_version');
+  const lightning = lookup(ckpt.root, 'pytorch-lightning_version');
   if (typeof lightning === 'string') source.lightningVersion = lightning;
   for (const k of ['global_step', 'epoch']) {
-    const v = lookup(root, k);
+    const v = lookup(ckpt.root, k);
     if (typeof v === 'number') source[k === 'global_step' ? 'globalStep' : k] = v;
   }
   if (ignored.length) source.ignored = ignored;
