@@ -1,14 +1,16 @@
 /// <reference types="@webgpu/types" preserve="true" />
 /**
  * Node.js entry: WebGPU through the `webgpu` package (Dawn). On machines without a GPU
- * driver it falls back to Chromium's SwiftShader Vulkan driver when that is installed.
+ * device it runs on a CPU adapter: lavapipe (Mesa 25, which scripts/setup.sh unpacks into
+ * .lavapipe/) when installed, else Chromium's SwiftShader Vulkan driver;
+ * PGM_WEBGPU_ADAPTER=llvmpipe|swiftshader picks one.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { engineOn, loadWeights, type Engine, type EngineOptions } from './engine.js';
-import { brief, fail } from './errors.js';
+import { PgmError, brief, fail } from './errors.js';
 import { requestGpu, type GpuContext } from './gpu/context.js';
 import { loadModelPath } from './convert/read-node.js';
 import { loadModelDir } from './model/load-node.js';
@@ -26,14 +28,50 @@ function noGpuDevice(): boolean {
   return !dri && !existsSync('/dev/nvidia0');
 }
 
+/** PGM_WEBGPU_ADAPTER's values, each with the name Dawn's `adapter=` option matches (part of the Vulkan device's name, case-sensitive). */
+const CPU_ADAPTERS = { llvmpipe: 'llvmpipe', swiftshader: 'SwiftShader' } as const;
+type CpuAdapter = keyof typeof CPU_ADAPTERS;
+
+/** The CPU adapters installed here and their Vulkan ICD files, lavapipe first (.lavapipe/ beside the package, or in the working directory). */
+function cpuIcds(): Partial<Record<CpuAdapter, string>> {
+  const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+  const lavapipe = [packageRoot, process.cwd()].map((dir) => join(dir, '.lavapipe', 'lvp_icd.json')).find((f) => existsSync(f));
+  return { ...(lavapipe && { llvmpipe: lavapipe }), ...(existsSync(SWIFTSHADER_ICD) && { swiftshader: SWIFTSHADER_ICD }) };
+}
+
+/**
+ * Dawn's options for the adapter: PGM_WEBGPU_ADAPTER (llvmpipe or swiftshader) names a CPU
+ * adapter; without it, a machine with no GPU device gets lavapipe when it is installed, else
+ * SwiftShader, and a machine with one its GPU. VK_ICD_FILENAMES lists only the chosen driver
+ * (Dawn writes two warnings to stderr in every process that sees lavapipe); one set by the
+ * caller is kept.
+ */
+function adapterOptions(): string[] {
+  const wanted = process.env.PGM_WEBGPU_ADAPTER || undefined;
+  if (wanted !== undefined && !Object.hasOwn(CPU_ADAPTERS, wanted)) {
+    fail('webgpu', `PGM_WEBGPU_ADAPTER=${wanted} names no adapter: use llvmpipe (lavapipe) or swiftshader, or unset it`);
+  }
+  const named = wanted as CpuAdapter | undefined;
+  if (process.env.VK_ICD_FILENAMES) return named ? [`adapter=${CPU_ADAPTERS[named]}`] : [];
+  if (!named && !noGpuDevice()) return [];
+  const icds = cpuIcds();
+  const pick = named ?? (Object.keys(icds)[0] as CpuAdapter | undefined);
+  if (!pick) return []; // no driver at all: requestGpu says there is no adapter
+  const icd = icds[pick];
+  if (!icd) {
+    const missing = pick === 'llvmpipe' ? 'lavapipe is not installed (bash scripts/setup.sh unpacks it into .lavapipe/)' : `SwiftShader is not installed (${SWIFTSHADER_ICD}, from Debian's chromium package)`;
+    fail('webgpu', `PGM_WEBGPU_ADAPTER=${pick}, but ${missing}; available: ${Object.keys(icds).join(', ') || 'none'}`);
+  }
+  process.env.VK_ICD_FILENAMES = icd;
+  return [`adapter=${CPU_ADAPTERS[pick]}`];
+}
+
 let nodeGpu: GPU | undefined;
 
 /** The `webgpu` package's GPU object, created once per process and kept alive. */
 export async function getNodeGpu(): Promise<GPU> {
   if (nodeGpu) return nodeGpu;
-  if (!process.env.VK_ICD_FILENAMES && noGpuDevice() && existsSync(SWIFTSHADER_ICD)) {
-    process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-  }
+  const options = adapterOptions();
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   let mod: typeof import('webgpu');
   try {
@@ -44,13 +82,21 @@ export async function getNodeGpu(): Promise<GPU> {
     fail('webgpu', `the "webgpu" package could not be loaded (${(e as Error).message}); reinstall it with npm install webgpu`);
   }
   Object.assign(globalThis, mod.globals);
-  nodeGpu = mod.create([]);
+  nodeGpu = mod.create(options);
   return nodeGpu;
 }
 
-/** A device on this machine's GPU (or SwiftShader). */
+/** A device on this machine's GPU, or on the CPU adapter adapterOptions picks. */
 export async function requestNodeGpu(): Promise<GpuContext> {
-  return requestGpu({ gpu: await getNodeGpu() });
+  const gpu = await getNodeGpu();
+  try {
+    return await requestGpu({ gpu });
+  } catch (e) {
+    if (e instanceof PgmError) throw e;
+    // Dawn's answer to an `adapter=` it cannot find: "no suitable backends found", then the adapters it has.
+    const [first, ...adapters] = String((e as Error).message).split('\n').map((line) => line.trim()).filter(Boolean);
+    throw new PgmError('webgpu', `no WebGPU adapter for PGM_WEBGPU_ADAPTER=${process.env.PGM_WEBGPU_ADAPTER ?? ''} (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? ''}): ${[first, adapters.join(' ')].filter(Boolean).join('; ')}`, { cause: e });
+  }
 }
 
 const PACKAGE_MANIFEST = fileURLToPath(new URL('../weights-manifest.json', import.meta.url));
