@@ -293,6 +293,12 @@ export class Engine {
       if (end > result.end) Object.assign(result, { end, what });
     };
     if (s.prompt !== undefined && s.infill !== undefined) fail('option', `sequence ${b}: give either prompt or infill, not both`);
+    // Text that cannot fit is refused before it is tokenized (which costs time in proportion to it).
+    const texts = typeof s.infill === 'string' ? [s.infill] : Array.isArray(s.infill) ? s.infill.map((seg) => seg.text) : [s.prompt ?? ''];
+    const chars = texts.reduce((a, t) => a + t.length, 0);
+    if (chars > MAX_CHARS_PER_TOKEN * this.config.length) {
+      fail('option', `sequence ${b}: ${s.prompt !== undefined ? 'the prompt' : 'the infill text'} has ${chars} characters, so at least ${Math.ceil(chars / MAX_CHARS_PER_TOKEN)} tokens, more than the model's length ${this.config.length}`);
+    }
     if (s.prompt) {
       const ids = this.vocabulary.encode(s.prompt);
       ids.forEach((id, i) => known.set(1 + i, id));
@@ -400,6 +406,12 @@ export class Engine {
     if (this.ownsDevice) this.ctx.device.destroy();
   }
 }
+
+/**
+ * The longest GPT-2 token is 128 bytes of UTF-8, and a UTF-16 code unit takes at least one
+ * byte: text of n code units is at least n / 128 tokens (a reduced vocabulary only splits more).
+ */
+export const MAX_CHARS_PER_TOKEN = 128;
 
 /** What a sequence's prompt or infill fixes: tokens by position (BOS at 0), and the first position after them. */
 interface KnownText {

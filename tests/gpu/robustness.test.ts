@@ -5,12 +5,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { expectedParameters } from '../../src/model/parameters.js';
-import { Engine, type GenerateOptions } from '../../src/engine.js';
+import { Engine, MAX_CHARS_PER_TOKEN, type GenerateOptions } from '../../src/engine.js';
 import { PgmError, brief } from '../../src/errors.js';
 import { requestGpu, type GpuContext } from '../../src/gpu/context.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { numel, type WeightMap } from '../../src/model/tensor.js';
-import { Vocabulary } from '../../src/model/vocab.js';
+import { Vocabulary, gpt2TokenBytes } from '../../src/model/vocab.js';
 import { randomWeights, seededUniform, tinyConfig } from '../../src/reference/random.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
 
@@ -139,6 +139,18 @@ describe(`robustness (${runtime})`, () => {
     expect([...coldest.tokens]).toEqual([...greedy.tokens]);
     const hottest = await engine.generate({ length: 12, steps: 4, temperature: 1e6, seed: 3 });
     expect([...hottest.tokens].every((t) => t >= 0)).toBe(true);
+  });
+
+  it('text far longer than the model is refused before it is tokenized', async () => {
+    const engine = await shared();
+    const started = performance.now();
+    for (const options of [{ prompt: 'a'.repeat(10_000_000) }, { infill: `${'b'.repeat(5_000_000)}{{2}}` }, { infill: [{ position: 1, text: 'c'.repeat(5_000_000) }] }]) {
+      const e = await rejection(engine.generate(options));
+      expect([(e as PgmError).code, (e as PgmError).message]).toEqual(['option', expect.stringMatching(/^sequence 0: the (prompt|infill text) has \d+ characters, so at least \d+ tokens, more than the model's length 24$/)]);
+    }
+    expect(performance.now() - started).toBeLessThan(1000);
+    // The bound is the longest GPT-2 token, in bytes.
+    expect(Math.max(...gpt2TokenBytes().map((t) => t.length))).toBe(MAX_CHARS_PER_TOKEN);
   });
 
   it('property: random wrongly typed options are PgmError(option) from then/catch/finally, with no GPU work', async () => {
