@@ -62,7 +62,7 @@ const SHARED_OPTIONS: Record<string, Check> = {
 /** A value for an error message, with its type when the type is the mistake ("string \"16\""). */
 function typed(v: unknown): string {
   const type = v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
-  return type === 'number' ? brief(v) : `${type} ${brief(v)}`;
+  return type === 'number' ? String(v) : `${type} ${brief(v)}`; // String: JSON would write NaN as null
 }
 
 function checkFields(options: unknown, table: Record<string, Check>, where: string, extra: string[] = []): void {
