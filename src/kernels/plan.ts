@@ -18,11 +18,14 @@
 export const MATMUL_VARIANTS = ['register', 'wide', 'tall', 'tiled', 'splitk'] as const;
 export type MatmulVariant = (typeof MATMUL_VARIANTS)[number];
 
-/** Which variant runs when a sequence has many rows and when it has at most `SMALL_ROWS`. */
-export interface MatmulPlan {
-  large: MatmulVariant;
-  small: MatmulVariant;
+/** Which variant of a kernel runs when a sequence has many rows, and when it has few. */
+export interface VariantPlan<V extends string> {
+  large: V;
+  small: V;
 }
+
+/** `small` serves row counts up to `SMALL_ROWS`. */
+export type MatmulPlan = VariantPlan<MatmulVariant>;
 
 /** Row counts up to this use the plan's `small` variant. */
 export const SMALL_ROWS = 16;
@@ -40,11 +43,8 @@ export const DEFAULT_MATMUL_PLAN: MatmulPlan = { large: 'register', small: 'regi
 export const ATTENTION_VARIANTS = ['thread', 'flash'] as const;
 export type AttentionVariant = (typeof ATTENTION_VARIANTS)[number];
 
-/** Which variant runs for many query rows and for at most `SMALL_QUERIES`. */
-export interface AttentionPlan {
-  large: AttentionVariant;
-  small: AttentionVariant;
-}
+/** `small` serves query counts up to `SMALL_QUERIES`. */
+export type AttentionPlan = VariantPlan<AttentionVariant>;
 
 export const SMALL_QUERIES = 16;
 
