@@ -14,6 +14,8 @@ import { ORDERS, SCHEDULES } from './sampling/schedule.js';
  */
 export const MIN_TEMPERATURE = 1e-6;
 export const MAX_TEMPERATURE = 1e6;
+/** As messages and usage texts write it. */
+export const TEMPERATURE_RANGE = `[${MIN_TEMPERATURE.toExponential()}, ${MAX_TEMPERATURE.toExponential()}]`;
 /** The placeholder is repeated at every unknown position of every step event's text. */
 export const MAX_PLACEHOLDER_LENGTH = 16;
 

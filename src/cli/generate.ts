@@ -1,7 +1,7 @@
 import type { BatchStepEvent } from '../engine.js';
 import { PgmError } from '../errors.js';
 import { createEngine } from '../node.js';
-import { MAX_TEMPERATURE, MIN_TEMPERATURE } from '../options.js';
+import { TEMPERATURE_RANGE } from '../options.js';
 import { MDLM_STEPS_PER_POSITION } from '../sampling/generate.js';
 import { ORDERS, SCHEDULES, type Order, type Schedule } from '../sampling/schedule.js';
 import { UsageError, parseCommandLine, stdoutClosed } from './args.js';
@@ -23,7 +23,7 @@ export const usage = `usage: pgm generate [--model <id|dir|file.ckpt>] [--prompt
                to generate (PGM), ${MDLM_STEPS_PER_POSITION} x that (MDLM)
   --order      random (default, the paper), left-to-right (semi-autoregressive), confident
                (predicts every remaining position each step, reveals the most probable: costlier)
-  --temperature  in [${MIN_TEMPERATURE}, ${MAX_TEMPERATURE}] (default 1); --greedy is the T -> 0 limit
+  --temperature  in ${TEMPERATURE_RANGE} (default 1); --greedy is the T -> 0 limit
   --top-p      nucleus mass in (0, 1] (default: the checkpoint's)
   --seed       integer in [0, 2^32): seed of sequence 0; sequence b uses seed + b (default: random)
   --batch      generate B sequences at once (B <= 64)

@@ -1,6 +1,6 @@
 import { PgmError, brief, fail } from '../errors.js';
 import type { GpuModel } from '../model/gpu-model.js';
-import { MAX_TEMPERATURE, MIN_TEMPERATURE } from '../options.js';
+import { MAX_TEMPERATURE, MIN_TEMPERATURE, TEMPERATURE_RANGE } from '../options.js';
 import { Rng } from './rng.js';
 import { mdlmRevealProbability, nonUniformCounts, uniformCounts, ORDERS, SCHEDULES, type Order, type Schedule } from './schedule.js';
 
@@ -55,7 +55,7 @@ export function checkSamplingOptions(o: SamplingOptions, L: number, maskId: numb
   if (!SCHEDULES.includes(o.schedule)) bad(`unknown schedule ${brief(o.schedule)}; use one of ${SCHEDULES.join(', ')}`);
   if (arch === 'mdlm' && o.order !== 'random') bad(`the MDLM sampler (ddpm_cache) reveals positions at random; order ${o.order} needs a PGM`);
   if (!o.greedy && !(o.temperature >= MIN_TEMPERATURE && o.temperature <= MAX_TEMPERATURE)) {
-    bad(`temperature must be in [${MIN_TEMPERATURE}, ${MAX_TEMPERATURE}], got ${o.temperature}: the sampler scales f32 logits by 1/T, which overflows below ${MIN_TEMPERATURE}; for the T -> 0 limit use greedy`);
+    bad(`temperature must be in ${TEMPERATURE_RANGE}, got ${o.temperature}: the sampler scales f32 logits by 1/T, which can overflow f32 below ${MIN_TEMPERATURE.toExponential()}; for the T -> 0 limit use greedy`);
   }
   if (!(o.topP > 0 && o.topP <= 1)) bad(`topP must be in (0, 1], got ${o.topP}`);
   void maskId;

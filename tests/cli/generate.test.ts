@@ -91,7 +91,7 @@ describe('pgm generate, the command line', () => {
 
   it('a temperature the sampler cannot represent, and MDLM steps without bound, are refused before generating', async () => {
     for (const [argv, message] of [
-      [['--temperature', '1e-40'], /^pgm: temperature must be in \[0.000001, 1000000\], got 1e-40: .*use greedy$/],
+      [['--temperature', '1e-40'], /^pgm: temperature must be in \[1e-6, 1e\+6\], got 1e-40: .*use greedy$/],
       [['--temperature', '-1'], /^pgm: temperature must be in/],
       [['--model', 'mdlm-small', '--steps', '1000000000'], /^pgm: steps 1000000000 exceeds 4 x the 255 positions to generate in sequence 0 \(1020\), the most an MDLM takes$/],
       [['--steps', '1000000000'], /^pgm: steps 1000000000 exceeds the 255 positions to generate in sequence 0$/],

@@ -83,7 +83,7 @@ describe(`robustness (${runtime})`, () => {
       [{ length: 1 }, /length/],
       [{ length: 12.5 }, /length/],
       [{ length: Number.NaN }, /length/],
-      [{ temperature: 0 }, /temperature must be in \[0.000001, 1000000\], got 0: the sampler scales f32 logits by 1\/T, which overflows below 0.000001; for the T -> 0 limit use greedy$/],
+      [{ temperature: 0 }, /temperature must be in \[1e-6, 1e\+6\], got 0: the sampler scales f32 logits by 1\/T, which can overflow f32 below 1e-6; for the T -> 0 limit use greedy$/],
       [{ temperature: 1e-40 }, /temperature must be in .*, got 1e-40/],
       [{ temperature: 9e-7 }, /temperature must be in/],
       [{ temperature: 1.1e6 }, /temperature must be in/],
