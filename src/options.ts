@@ -22,7 +22,8 @@ export const MAX_PLACEHOLDER_LENGTH = 16;
 /** undefined when `value` is fine; else "must be ..." (the message adds the option and the value) or a whole message. */
 type Check = (value: unknown) => string | undefined;
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** A plain object (or a class instance), not an array, Map, Date...: those have no options in them. */
+const isObject = (v: unknown): v is Record<string, unknown> => Object.prototype.toString.call(v) === '[object Object]';
 const integer: Check = (v) => (Number.isInteger(v) ? undefined : 'must be an integer');
 const number: Check = (v) => (typeof v === 'number' && !Number.isNaN(v) ? undefined : 'must be a number');
 const string: Check = (v) => (typeof v === 'string' ? undefined : 'must be a string');
@@ -57,7 +58,10 @@ const SHARED_OPTIONS: Record<string, Check> = {
   temperature: number,
   topP: number,
   greedy: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false'),
-  signal: (v) => (isObject(v) && typeof v.aborted === 'boolean' && typeof v.addEventListener === 'function' ? undefined : 'must be an AbortSignal'),
+  signal: (v) => {
+    const signal = v as Partial<AbortSignal> | null;
+    return typeof signal === 'object' && signal !== null && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function' ? undefined : 'must be an AbortSignal';
+  },
   placeholder: (v) => (typeof v === 'string' && v.length <= MAX_PLACEHOLDER_LENGTH ? undefined : `must be a string of at most ${MAX_PLACEHOLDER_LENGTH} characters`),
 };
 

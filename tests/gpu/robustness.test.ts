@@ -211,7 +211,7 @@ describe(`robustness (${runtime})`, () => {
         cases++;
       }
       // Not an object at all.
-      for (const options of [null, 5, 'prompt', [], () => 1]) {
+      for (const options of [null, 5, 'prompt', [], () => 1, new Map([['steps', 2]]), new Date(0)]) {
         expect(await rejection(engine.generate(options as GenerateOptions))).toMatchObject({ code: 'option', message: expect.stringMatching(/^options must be an object, got /) });
         expect(await rejection(engine.generateBatch(options as never))).toMatchObject({ code: 'option' });
       }
