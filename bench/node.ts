@@ -1,4 +1,4 @@
-/** `npm run bench:node [-- --quick | --owt]`: the suite in Node through the `webgpu` package. */
+/** `npm run bench:node [-- --quick | --owt]`: the suite in Node through the `webgpu` package, on the adapter PGM_WEBGPU_ADAPTER names (llvmpipe or swiftshader; default: see src/node.ts). */
 import { requestNodeGpu } from '../src/node.js';
 import { runSuite } from './suite.js';
 import { finish, parseMode } from './write.js';

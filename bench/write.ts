@@ -20,16 +20,24 @@ export function parseMode(argv: readonly string[]): BenchMode {
 
 const slug = (s: string): string => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'unknown';
 
+/** The adapter as PGM_WEBGPU_ADAPTER names it (llvmpipe, swiftshader), else <vendor>-<architecture>. */
+function adapterName(a: BenchResult['adapter']): string {
+  if (/^llvmpipe/i.test(a.description)) return 'llvmpipe';
+  if (a.architecture === 'swiftshader') return 'swiftshader';
+  return slug(`${a.vendor}-${a.architecture}`);
+}
+
 /**
  * bench/results/<runtime>-<vendor>-<architecture>-<mode>-<date>.json (+ .svg), and the
- * latest run of each runtime as latest.json/.svg (Chromium) or latest-node.json/.svg (Node).
+ * latest run of each runtime as latest.json/.svg (Chromium) or, in Node, of each adapter as
+ * latest-node-<adapter>.json/.svg (latest-node-llvmpipe, latest-node-swiftshader).
  */
 export function writeResults(result: BenchResult): string[] {
   const dir = fileURLToPath(new URL('./results/', import.meta.url));
   mkdirSync(dir, { recursive: true });
   const a = result.adapter;
   const base = `${slug(a.runtime)}-${slug(`${a.vendor}-${a.architecture}`)}-${result.mode}-${result.date.slice(0, 10)}`;
-  const latest = a.runtime === 'chromium' ? 'latest' : `latest-${slug(a.runtime)}`;
+  const latest = a.runtime === 'chromium' ? 'latest' : `latest-${slug(a.runtime)}-${adapterName(a)}`;
   const json = `${JSON.stringify(result, null, 2)}\n`;
   const chart = `${svg(result)}\n`;
   const files: string[] = [];
