@@ -7,10 +7,10 @@ import { createEngine } from '../../src/node.js';
 
 const how = process.argv[2];
 const engine = await createEngine({ model: 'pgm-small' });
-const run = engine.generate({ length: 128, steps: 32, seed: 1 });
+const run = engine.generate({ length: 64, steps: 8, seed: 1 });
 let steps = 0;
 for await (const step of run) {
-  if (++steps < 3) continue;
+  if (++steps < 2) continue;
   if (how === 'exit') process.exit(0);
   if (how === 'throw') throw new Error(`thrown at step ${step.step}`);
   if (how === 'SIGINT' || how === 'SIGTERM') process.kill(process.pid, how);
