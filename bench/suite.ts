@@ -9,7 +9,7 @@ import { observeDispatches } from '../src/gpu/kernel.js';
 import type { ModelConfig } from '../src/model/config.js';
 import { GpuModel } from '../src/model/gpu-model.js';
 import { randomWeights, tinyConfig } from '../src/reference/random.js';
-import { sampleMdlm, samplePgm, type BatchStep, type SamplingOptions, type SequencePlan } from '../src/sampling/generate.js';
+import { sampleMdlm, samplePgm, type BatchStep, type SamplingOptions, type SequencePlan } from '../src/sampling/samplers.js';
 import { forwardFlops, mdlmOps, pgmOps, sampleOp, type Op, type OpClass } from './flops.js';
 import { bandwidthPeak, fmaPeak, matmulPeak } from './peak.js';
 import { hasTimestamps, record, timeDispatches, type RecordedDispatch } from './timing.js';

@@ -5,7 +5,7 @@
  *                     the build emits with the page)
  *   ?model=<id|url>   the model to load first (default: the manifest's default)
  */
-import { PACKAGED_MANIFEST, PgmError, type Order } from '../src/index.js';
+import { GENERATION_OPTIONS, PACKAGED_MANIFEST, PgmError, type Order } from '../src/index.js';
 import { validateManifest } from '../src/model/manifest.js';
 import type { FromWorker, GenerationSettings, ModelInfo, ModelSource, Slot, ToWorker } from './protocol.js';
 import { RunView, type DoneMessage } from './view.js';
@@ -437,7 +437,17 @@ $('clear-cache').onclick = async () => {
   loseDevice: (slot: Slot = 'main') => worker?.postMessage({ type: 'lose-device', slot } satisfies ToWorker),
 };
 
+/** Each settings control explains itself with its option's entry of the API's table: what it does, takes and defaults to. */
+function describeControls(): void {
+  const controls: Record<string, string> = { text: 'prompt', length: 'length', steps: 'steps', order: 'order', temperature: 'temperature', 'top-p': 'topP', seed: 'seed' };
+  for (const [id, name] of Object.entries(controls)) {
+    const option = GENERATION_OPTIONS.find((o) => o.name === name);
+    if (option) $(id).title = `${option.doc}; ${option.takes} (default: ${option.default})`;
+  }
+}
+
 async function start(): Promise<void> {
+  describeControls();
   if (!(await describeAdapter())) return;
   const asked = params.get('model') ?? undefined;
   let wanted = asked;

@@ -4,128 +4,10 @@ import { releaseAtExit } from './gpu/release.js';
 import type { ModelConfig } from './model/config.js';
 import { GpuModel, type WeightStorage } from './model/gpu-model.js';
 import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel } from './model/load.js';
-import type { WeightMap } from './model/tensor.js';
 import { Vocabulary } from './model/vocab.js';
-import { checkBatchOptionTypes, checkGenerateOptionTypes, parseInfillTemplate } from './options.js';
-import { samplePgm, sampleMdlm, checkSamplingOptions, type BatchStep, type SamplingOptions, type SequencePlan } from './sampling/generate.js';
-import type { Order, Schedule } from './sampling/schedule.js';
-
-export interface LoadProgress {
-  loadedBytes: number;
-  totalBytes: number;
-}
-
-/** A model already in memory: config + float32 weights (from a converter or a test). */
-export interface ModelWeights {
-  config: ModelConfig;
-  weights: WeightMap;
-}
-
-export interface EngineOptions {
-  /**
-   * An id from weights-manifest.json (default: its default model), a model directory URL
-   * (`https://...`, `/...`, `./...`), or weights already loaded.
-   */
-  model?: string | ModelWeights;
-  /** A device to share; by default the engine requests its own (navigator.gpu). */
-  gpu?: GpuContext;
-  /**
-   * Where model ids are looked up. Default: the manifest shipped in the package, whose models
-   * load from where the app's bundler emitted them (Vite, webpack) or from beside the package.
-   */
-  manifestUrl?: string | URL;
-  onProgress?: (p: LoadProgress) => void;
-  /** Largest batch `generateBatch` takes (default 4). */
-  maxBatch?: number;
-  /** GPU storage of the matmul weights (default 'auto': f16 files stay f16); see GpuModelOptions. */
-  weightStorage?: WeightStorage;
-}
-
-/** Text known in advance at a given position (infilling). */
-export interface InfillSegment {
-  position: number;
-  text: string;
-}
-
-export interface SequenceOptions {
-  /** A prefix: its tokens are clean at positions 1.. after BOS. */
-  prompt?: string;
-  /**
-   * Known text anywhere: segments at explicit positions, or a template where `{{n}}` is a
-   * hole of n tokens ("The {{4}} sat on the mat.{{20}}"). Positions not covered are generated.
-   */
-  infill?: string | InfillSegment[];
-  seed?: number;
-}
-
-export interface SharedOptions {
-  /** Generate positions < length (default: the model length). */
-  length?: number;
-  /** Sampling steps (default: min(64, positions to generate)). */
-  steps?: number;
-  /** random (the paper), left-to-right (semi-autoregressive blocks) or confident (PGM only). */
-  order?: Order;
-  /** uniform ("efficient-uniform", default) or non-uniform (binomial counts). */
-  schedule?: Schedule;
-  temperature?: number;
-  /** Nucleus mass (default: the checkpoint's sampling.p_nucleus). */
-  topP?: number;
-  greedy?: boolean;
-  signal?: AbortSignal;
-  /** Shown for positions not revealed yet (default ▯). */
-  placeholder?: string;
-}
-
-export type GenerateOptions = SequenceOptions & SharedOptions;
-export interface BatchOptions extends SharedOptions {
-  sequences: SequenceOptions[];
-}
-
-/** One step as seen by one sequence. Token ids are GPT-2 ids. */
-export interface StepEvent {
-  step: number;
-  steps: number;
-  revealed: { position: number; token: number }[];
-  /** GPT-2 ids by position (BOS at 0), -1 = not revealed yet. */
-  tokens: Int32Array;
-  /** The text after BOS, unknown positions shown as the placeholder. */
-  text: string;
-  /** Milliseconds this step took (GPU work + readback). */
-  ms: number;
-}
-
-export interface BatchStepEvent {
-  step: number;
-  steps: number;
-  sequences: StepEvent[];
-  ms: number;
-}
-
-export interface GenerationStats {
-  steps: number;
-  forwardPasses: number;
-  totalMs: number;
-  stepMs: number[];
-  /** Tokens generated (all sequences) per second. */
-  tokensPerSecond: number;
-  /** Rows the encoder (MDLM: the network) and decoder processed, summed over steps and sequences. */
-  encoderRows: number;
-  decoderRows: number;
-}
-
-export interface SequenceResult {
-  text: string;
-  tokens: Int32Array;
-}
-
-export interface GenerationResult extends SequenceResult {
-  stats: GenerationStats;
-}
-
-export interface BatchResult {
-  sequences: SequenceResult[];
-  stats: GenerationStats;
-}
+import { checkBatchOptionTypes, checkGenerateOptionTypes, resolveGenerationOptions, type ResolvedGeneration } from './options.js';
+import { samplePgm, sampleMdlm, type BatchStep } from './sampling/samplers.js';
+import type { BatchOptions, BatchResult, BatchStepEvent, EngineOptions, GenerateOptions, GenerationResult, ModelWeights, StepEvent } from './types.js';
 
 /**
  * A running generation: iterate it for step events, await it for the result (a Promise:
@@ -232,7 +114,7 @@ export class Engine {
       return new GenerationRun(() => Promise.reject(e));
     }
     const { prompt, infill, seed, ...shared } = options;
-    const batch = this.generateBatch({ ...shared, sequences: [{ prompt, infill, seed }] });
+    const batch = this.start({ ...shared, sequences: [{ prompt, infill, seed }] });
     return new GenerationRun<StepEvent, GenerationResult>(async (emit) => {
       for await (const e of batch) emit(e.sequences[0]);
       const r = await batch;
@@ -242,100 +124,31 @@ export class Engine {
 
   /** Generate several sequences at once (own prompts and seeds), padded per sequence. */
   generateBatch(options: BatchOptions): GenerationRun<BatchStepEvent, BatchResult> {
-    // Validate before queueing: bad options are typed errors before any GPU work.
-    let prepared: { plans: SequencePlan[]; sampling: SamplingOptions; placeholder?: string };
     try {
-      prepared = this.prepare(options);
+      checkBatchOptionTypes(options);
+    } catch (e) {
+      return new GenerationRun(() => Promise.reject(e));
+    }
+    return this.start(options);
+  }
+
+  /** Resolve type-checked options (bad ones are typed errors before any GPU work) and queue the run. */
+  private start(options: BatchOptions): GenerationRun<BatchStepEvent, BatchResult> {
+    let resolved: ResolvedGeneration;
+    try {
+      resolved = resolveGenerationOptions(options, { config: this.config, vocabulary: this.vocabulary, maxBatch: this.model.ws.maxBatch });
     } catch (e) {
       return new GenerationRun(() => Promise.reject(e));
     }
     return new GenerationRun<BatchStepEvent, BatchResult>((emit) => {
       // Overlapping calls run one after another, in call order.
-      const run = this.queue.then(() => this.run(prepared.plans, prepared.sampling, options.signal, prepared.placeholder, emit));
+      const run = this.queue.then(() => this.run(resolved, emit));
       this.queue = run.catch(() => undefined);
       return run;
     });
   }
 
-  private prepare(options: BatchOptions): { plans: SequencePlan[]; sampling: SamplingOptions; placeholder?: string } {
-    checkBatchOptionTypes(options);
-    const c = this.config;
-    if (options.sequences.length > this.model.ws.maxBatch) fail('option', `batch of ${options.sequences.length} exceeds this engine's maxBatch ${this.model.ws.maxBatch}; create the engine with a larger maxBatch`);
-    if (options.length !== undefined && (options.length < 2 || options.length > c.length)) fail('option', `length must be an integer in [2, ${c.length}] (the model length), got ${options.length}`);
-    const texts = options.sequences.map((s, b) => this.knownText(s, b));
-    const length = options.length ?? templateLength(texts) ?? c.length;
-    const plans = texts.map((t, b) => {
-      if (t.end > length) {
-        const limit = options.length === undefined && length === c.length ? `the model's length is ${c.length}` : `length is ${length}`;
-        fail('option', `sequence ${b}: ${t.what} needs positions up to ${t.end - 1} (position 0 is BOS), but ${limit}`);
-      }
-      return { known: t.known, seed: options.sequences[b].seed ?? Math.floor(Math.random() * 2 ** 31) };
-    });
-    const free = Math.min(...plans.map((p) => length - p.known.size));
-    const sampling: SamplingOptions = {
-      length,
-      steps: options.steps ?? Math.max(1, Math.min(64, free)),
-      order: options.order ?? 'random',
-      schedule: options.schedule ?? 'uniform',
-      temperature: options.temperature ?? 1,
-      topP: options.topP ?? c.pNucleus,
-      greedy: options.greedy ?? false,
-    };
-    checkSamplingOptions(sampling, c.length, c.maskId, c.arch);
-    return { plans, sampling, placeholder: options.placeholder };
-  }
-
-  /** The tokens a sequence's prompt or infill fixes, by position, and how far they reach. */
-  private knownText(s: SequenceOptions, b: number): KnownText {
-    const known = new Map<number, number>([[0, this.config.bosId]]);
-    const result: KnownText = { known, end: 1, what: 'nothing', endsWithHole: false };
-    const reach = (end: number, what: string) => {
-      if (end > result.end) Object.assign(result, { end, what });
-    };
-    if (s.prompt !== undefined && s.infill !== undefined) fail('option', `sequence ${b}: give either prompt or infill, not both`);
-    // Text that cannot fit is refused before it is tokenized (which costs time in proportion to it).
-    const texts = typeof s.infill === 'string' ? [s.infill] : Array.isArray(s.infill) ? s.infill.map((seg) => seg.text) : [s.prompt ?? ''];
-    const chars = texts.reduce((a, t) => a + t.length, 0);
-    if (chars > MAX_CHARS_PER_TOKEN * this.config.length) {
-      fail('option', `sequence ${b}: ${s.prompt !== undefined ? 'the prompt' : 'the infill text'} has ${chars} characters, so at least ${Math.ceil(chars / MAX_CHARS_PER_TOKEN)} tokens, more than the model's length ${this.config.length}`);
-    }
-    if (s.prompt) {
-      const ids = this.vocabulary.encode(s.prompt);
-      ids.forEach((id, i) => known.set(1 + i, id));
-      reach(1 + ids.length, `the prompt (${ids.length} tokens)`);
-    } else if (typeof s.infill === 'string') {
-      let position = 1;
-      let textTokens = 0;
-      let holeTokens = 0;
-      const parts = parseInfillTemplate(s.infill, `sequence ${b}: `);
-      for (const part of parts) {
-        if ('hole' in part) {
-          position += part.hole;
-          holeTokens += part.hole;
-        } else {
-          const ids = this.vocabulary.encode(part.text);
-          ids.forEach((id, i) => known.set(position + i, id));
-          position += ids.length;
-          textTokens += ids.length;
-        }
-      }
-      reach(position, `the infill template ${brief(s.infill, 60)} (${textTokens} text and ${holeTokens} hole tokens)`);
-      result.endsWithHole = parts.length > 0 && 'hole' in parts[parts.length - 1];
-    } else if (s.infill) {
-      if (s.infill.length > this.config.length) fail('option', `sequence ${b}: ${s.infill.length} infill segments for a model of length ${this.config.length}; give at most one segment per position`);
-      for (const seg of s.infill) {
-        const ids = this.vocabulary.encode(seg.text);
-        ids.forEach((id, i) => {
-          if (known.has(seg.position + i)) fail('option', `sequence ${b}: infill segments overlap at position ${seg.position + i}`);
-          known.set(seg.position + i, id);
-        });
-        reach(seg.position + ids.length, `the infill segment at ${seg.position} (${ids.length} tokens)`);
-      }
-    }
-    return result;
-  }
-
-  private async run(plans: SequencePlan[], o: SamplingOptions, signal: AbortSignal | undefined, placeholder: string | undefined, emit: (e: BatchStepEvent) => void): Promise<BatchResult> {
+  private async run({ plans, sampling: o, signal, placeholder }: ResolvedGeneration, emit: (e: BatchStepEvent) => void): Promise<BatchResult> {
     this.assertUsable();
     const sampler = this.config.arch === 'pgm' ? samplePgm : sampleMdlm;
     const stop = signal ? AbortSignal.any([signal, this.disposal.signal]) : this.disposal.signal;
@@ -405,32 +218,6 @@ export class Engine {
     this.model.dispose();
     if (this.ownsDevice) this.ctx.device.destroy();
   }
-}
-
-/**
- * The longest GPT-2 token is 128 bytes of UTF-8, and a UTF-16 code unit takes at least one
- * byte: text of n code units is at least n / 128 tokens (a reduced vocabulary only splits more).
- */
-export const MAX_CHARS_PER_TOKEN = 128;
-
-/** What a sequence's prompt or infill fixes: tokens by position (BOS at 0), and the first position after them. */
-interface KnownText {
-  known: Map<number, number>;
-  end: number;
-  /** What reaches `end`, for messages. */
-  what: string;
-  /** An infill template that ends with a hole: it fixes the length when none is given. */
-  endsWithHole: boolean;
-}
-
-/**
- * The length a batch's infill templates fix when no length is given: where those that end
- * with a hole end (they must agree); undefined when none does.
- */
-function templateLength(texts: KnownText[]): number | undefined {
-  const ends = [...new Set(texts.filter((t) => t.endsWithHole).map((t) => t.end))];
-  if (ends.length > 1) fail('option', `the infill templates end with holes at different lengths (${ends.join(', ')}); make them end at the same position or give a length`);
-  return ends[0];
 }
 
 /** The tokenizer edge of a model: its reduced vocabulary, or plain GPT-2. */

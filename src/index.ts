@@ -1,24 +1,24 @@
 /// <reference types="@webgpu/types" preserve="true" />
 export { PgmError, type PgmErrorCode } from './errors.js';
 export { requestGpu, type GpuContext, type AdapterSummary } from './gpu/context.js';
-export {
-  createEngine,
-  Engine,
-  GenerationRun,
-  vocabularyOf,
-  type EngineOptions,
-  type GenerateOptions,
-  type BatchOptions,
-  type SequenceOptions,
-  type InfillSegment,
-  type StepEvent,
-  type BatchStepEvent,
-  type GenerationResult,
-  type BatchResult,
-  type GenerationStats,
-  type LoadProgress,
-  type ModelWeights,
-} from './engine.js';
+export { createEngine, Engine, GenerationRun, vocabularyOf } from './engine.js';
+export { GENERATION_OPTIONS, type GenerationOption } from './options.js';
+export type {
+  EngineOptions,
+  GenerateOptions,
+  BatchOptions,
+  SequenceOptions,
+  SharedOptions,
+  InfillSegment,
+  StepEvent,
+  BatchStepEvent,
+  GenerationResult,
+  BatchResult,
+  SequenceResult,
+  GenerationStats,
+  LoadProgress,
+  ModelWeights,
+} from './types.js';
 export { GpuModel, WEIGHT_STORAGES, type GpuModelOptions, type WeightStorage } from './model/gpu-model.js';
 export { loadModel, loadModelFromUrl, loadModelFromManifest, loadPackagedModel, urlFiles, type ModelFiles, type LoadedModel } from './model/load.js';
 export { PACKAGED_MANIFEST } from './model/packaged.js';

@@ -1,10 +1,16 @@
 /**
- * The generation options of `generate` and `generateBatch`: every option's type, checked before
- * anything is queued, and the infill template syntax. Ranges that depend on the model (length,
- * steps) are checked by the engine once the model is known.
+ * The generation options of `generate` and `generateBatch`, resolved in one place: one table
+ * (`GENERATION_OPTIONS`) gives each option's type, default, bound and documentation (the API
+ * checks, the CLI's flags and usage text, the demo and the README read it), and
+ * `resolveGenerationOptions` turns checked options into what the samplers run: defaults filled
+ * in, bounds derived from the model, the prompt or infill encoded once.
  */
 import { brief, fail } from './errors.js';
-import { ORDERS, SCHEDULES } from './sampling/schedule.js';
+import type { ModelConfig } from './model/config.js';
+import type { Vocabulary } from './model/vocab.js';
+import { MDLM_STEPS_PER_POSITION, type SamplingOptions, type SequencePlan } from './sampling/samplers.js';
+import { ORDERS, SCHEDULES, type Order, type Schedule } from './sampling/schedule.js';
+import type { SequenceOptions, SharedOptions } from './types.js';
 
 /**
  * Temperatures the sampling kernel computes with: it scales f32 logits by 1/T. Below 1e-6 a
@@ -32,10 +38,21 @@ const oneOf =
   (v) =>
     typeof v === 'string' && values.includes(v) ? undefined : `unknown ${what} ${brief(v)}; use one of ${values.join(', ')}`;
 
-/** What each option takes, one entry per option: the README's API list reads the same. */
-const SEQUENCE_OPTIONS: Record<string, Check> = {
-  prompt: string,
-  infill: (v) => {
+/** One generation option, as the API checks it, the CLI parses it and the docs describe it. */
+export interface GenerationOption {
+  name: string;
+  /** Per sequence (`generateBatch`'s `sequences[i]`) or shared by the batch. */
+  scope: 'sequence' | 'shared';
+  /** The `pgm generate` flag and how its text is read; none: API only. */
+  cli?: { flag: string; parse: 'text' | 'integer' | 'number' | 'switch' };
+  /** What it takes, its bound included. */
+  takes: string;
+  default: string;
+  doc: string;
+  check: Check;
+}
+
+const infill: Check = (v) => {
     if (typeof v === 'string') return undefined;
     if (!Array.isArray(v)) return 'must be a template string or an array of { position, text } segments';
     for (const [i, seg] of v.entries()) {
@@ -46,24 +63,36 @@ const SEQUENCE_OPTIONS: Record<string, Check> = {
       if (typeof seg.text !== 'string') return `infill segment ${i}: text must be a string, got ${typed(seg.text)}`;
     }
     return undefined;
-  },
-  seed: (v) => (Number.isInteger(v) && (v as number) >= 0 && (v as number) < 2 ** 32 ? undefined : 'must be an integer in [0, 2^32)'),
-};
+  };
 
-const SHARED_OPTIONS: Record<string, Check> = {
-  length: integer,
-  steps: integer,
-  order: oneOf('order', ORDERS),
-  schedule: oneOf('schedule', SCHEDULES),
-  temperature: number,
-  topP: number,
-  greedy: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false'),
-  signal: (v) => {
-    const signal = v as Partial<AbortSignal> | null;
-    return typeof signal === 'object' && signal !== null && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function' ? undefined : 'must be an AbortSignal';
+export const GENERATION_OPTIONS: readonly GenerationOption[] = [
+  { name: 'prompt', scope: 'sequence', cli: { flag: 'prompt', parse: 'text' }, takes: 'text', default: 'none', doc: 'a prefix: its tokens are clean at positions 1.. after BOS', check: string },
+  {
+    name: 'infill', scope: 'sequence', cli: { flag: 'infill', parse: 'text' }, takes: 'a template with {{n}} holes (n >= 1 tokens each), or [{ position, text }] segments', default: 'none',
+    doc: 'known text anywhere, e.g. "The {{3}} sat on the mat.{{5}}"; a template that ends with a hole ends there (it sets the length: "{{5}}{{5}}" is 10 tokens), one that ends with text is continued up to the length', check: infill,
   },
-  placeholder: (v) => (typeof v === 'string' && v.length <= MAX_PLACEHOLDER_LENGTH ? undefined : `must be a string of at most ${MAX_PLACEHOLDER_LENGTH} characters`),
-};
+  { name: 'seed', scope: 'sequence', cli: { flag: 'seed', parse: 'integer' }, takes: 'an integer in [0, 2^32)', default: 'random', doc: 'seeds the reveal order, the schedule and every draw (the CLI: sequence b gets seed + b)', check: (v) => (Number.isInteger(v) && (v as number) >= 0 && (v as number) < 2 ** 32 ? undefined : 'must be an integer in [0, 2^32)') },
+  { name: 'length', scope: 'shared', cli: { flag: 'length', parse: 'integer' }, takes: 'an integer in [2, L], L the model length', default: 'L, or where an infill template that ends with a hole ends', doc: 'generate positions < length', check: integer },
+  { name: 'steps', scope: 'shared', cli: { flag: 'steps', parse: 'integer' }, takes: `an integer in [1, positions to generate] (MDLM: up to ${MDLM_STEPS_PER_POSITION} x that)`, default: 'min(64, positions to generate)', doc: 'sampling steps', check: integer },
+  { name: 'order', scope: 'shared', cli: { flag: 'order', parse: 'text' }, takes: ORDERS.join(' | '), default: 'random', doc: 'random (the paper), left-to-right (blocks of length/steps in position order: semi-autoregressive), confident (each step predicts every remaining position and reveals the most probable: costlier; PGM only)', check: oneOf('order', ORDERS) },
+  { name: 'schedule', scope: 'shared', cli: { flag: 'schedule', parse: 'text' }, takes: SCHEDULES.join(' | '), default: 'uniform', doc: 'uniform (the paper\'s "efficient-uniform") or non-uniform (binomial counts under the log-linear schedule, leftovers in one last step)', check: oneOf('schedule', SCHEDULES) },
+  { name: 'temperature', scope: 'shared', cli: { flag: 'temperature', parse: 'number' }, takes: `a number in ${TEMPERATURE_RANGE}`, default: '1', doc: 'divides the logits; greedy is the T -> 0 limit', check: number },
+  { name: 'topP', scope: 'shared', cli: { flag: 'top-p', parse: 'number' }, takes: 'a number in (0, 1]', default: "the checkpoint's sampling.p_nucleus", doc: 'nucleus mass', check: number },
+  { name: 'greedy', scope: 'shared', cli: { flag: 'greedy', parse: 'switch' }, takes: 'true or false', default: 'false', doc: 'take the most probable token everywhere', check: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false') },
+  {
+    name: 'signal', scope: 'shared', takes: 'an AbortSignal', default: 'none', doc: 'cancels within one step; the engine stays usable',
+    check: (v) => {
+      const signal = v as Partial<AbortSignal> | null;
+      return typeof signal === 'object' && signal !== null && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function' ? undefined : 'must be an AbortSignal';
+    },
+  },
+  { name: 'placeholder', scope: 'shared', takes: `a string of at most ${MAX_PLACEHOLDER_LENGTH} characters`, default: '"▯"', doc: 'shown in step texts for positions not revealed yet', check: (v) => (typeof v === 'string' && v.length <= MAX_PLACEHOLDER_LENGTH ? undefined : `must be a string of at most ${MAX_PLACEHOLDER_LENGTH} characters`) },
+];
+
+const tableOf = (scope: GenerationOption['scope']): Record<string, Check> =>
+  Object.fromEntries(GENERATION_OPTIONS.filter((o) => o.scope === scope).map((o) => [o.name, o.check]));
+const SEQUENCE_OPTIONS = tableOf('sequence');
+const SHARED_OPTIONS = tableOf('shared');
 
 /** A value for an error message, with its type when the type is the mistake ("string \"16\""). */
 function typed(v: unknown): string {
@@ -126,4 +155,145 @@ export function parseInfillTemplate(template: string, where = ''): TemplatePart[
   }
   text(template.slice(at));
   return parts;
+}
+
+/** What resolving needs of the engine: its model's config and vocabulary, and its batch capacity. */
+export interface ResolveContext {
+  config: ModelConfig;
+  vocabulary: Vocabulary;
+  maxBatch: number;
+}
+
+/** Options ready for the samplers. */
+export interface ResolvedGeneration {
+  plans: SequencePlan[];
+  sampling: SamplingOptions;
+  placeholder?: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * Defaults, model-derived bounds and the known tokens of each sequence, for options whose types
+ * were checked (checkGenerateOptionTypes, checkBatchOptionTypes).
+ */
+export function resolveGenerationOptions(options: SharedOptions & { sequences: SequenceOptions[] }, model: ResolveContext): ResolvedGeneration {
+const c = model.config;
+if (options.sequences.length > model.maxBatch) fail('option', `batch of ${options.sequences.length} exceeds this engine's maxBatch ${model.maxBatch}; create the engine with a larger maxBatch`);
+  if (options.length !== undefined && (options.length < 2 || options.length > c.length)) fail('option', `length must be an integer in [2, ${c.length}] (the model length), got ${options.length}`);
+  const texts = options.sequences.map((s, b) => knownText(s, b, model));
+  const length = options.length ?? templateLength(texts) ?? c.length;
+  const plans = texts.map((t, b) => {
+    if (t.end > length) {
+      const limit = options.length === undefined && length === c.length ? `the model's length is ${c.length}` : `length is ${length}`;
+      fail('option', `sequence ${b}: ${t.what} needs positions up to ${t.end - 1} (position 0 is BOS), but ${limit}`);
+    }
+    return { known: t.known, seed: options.sequences[b].seed ?? Math.floor(Math.random() * 2 ** 31) };
+  });
+  const free = Math.min(...plans.map((p) => length - p.known.size));
+  const sampling: SamplingOptions = {
+    length,
+    steps: options.steps ?? Math.max(1, Math.min(64, free)),
+    order: options.order ?? 'random',
+    schedule: options.schedule ?? 'uniform',
+    temperature: options.temperature ?? 1,
+    topP: options.topP ?? c.pNucleus,
+    greedy: options.greedy ?? false,
+  };
+  checkSampling(sampling, plans, c);
+  return { plans, sampling, placeholder: options.placeholder, signal: options.signal };
+}
+
+/** The tokens a sequence's prompt or infill fixes, by position, and how far they reach. */
+function knownText(s: SequenceOptions, b: number, { config, vocabulary }: ResolveContext): KnownText {
+  const known = new Map<number, number>([[0, config.bosId]]);
+  const result: KnownText = { known, end: 1, what: 'nothing', endsWithHole: false };
+  const reach = (end: number, what: string) => {
+    if (end > result.end) Object.assign(result, { end, what });
+  };
+  if (s.prompt !== undefined && s.infill !== undefined) fail('option', `sequence ${b}: give either prompt or infill, not both`);
+  // Text that cannot fit is refused before it is tokenized (which costs time in proportion to it).
+  const texts = typeof s.infill === 'string' ? [s.infill] : Array.isArray(s.infill) ? s.infill.map((seg) => seg.text) : [s.prompt ?? ''];
+  const chars = texts.reduce((a, t) => a + t.length, 0);
+  if (chars > MAX_CHARS_PER_TOKEN * config.length) {
+    fail('option', `sequence ${b}: ${s.prompt !== undefined ? 'the prompt' : 'the infill text'} has ${chars} characters, so at least ${Math.ceil(chars / MAX_CHARS_PER_TOKEN)} tokens, more than the model's length ${config.length}`);
+  }
+  if (s.prompt) {
+    const ids = vocabulary.encode(s.prompt);
+    ids.forEach((id, i) => known.set(1 + i, id));
+    reach(1 + ids.length, `the prompt (${ids.length} tokens)`);
+  } else if (typeof s.infill === 'string') {
+    let position = 1;
+    let textTokens = 0;
+    let holeTokens = 0;
+    const parts = parseInfillTemplate(s.infill, `sequence ${b}: `);
+    for (const part of parts) {
+      if ('hole' in part) {
+        position += part.hole;
+        holeTokens += part.hole;
+      } else {
+        const ids = vocabulary.encode(part.text);
+        ids.forEach((id, i) => known.set(position + i, id));
+        position += ids.length;
+        textTokens += ids.length;
+      }
+    }
+    reach(position, `the infill template ${brief(s.infill, 60)} (${textTokens} text and ${holeTokens} hole tokens)`);
+    result.endsWithHole = parts.length > 0 && 'hole' in parts[parts.length - 1];
+  } else if (s.infill) {
+    if (s.infill.length > config.length) fail('option', `sequence ${b}: ${s.infill.length} infill segments for a model of length ${config.length}; give at most one segment per position`);
+    for (const seg of s.infill) {
+      const ids = vocabulary.encode(seg.text);
+      ids.forEach((id, i) => {
+        if (known.has(seg.position + i)) fail('option', `sequence ${b}: infill segments overlap at position ${seg.position + i}`);
+        known.set(seg.position + i, id);
+      });
+      reach(seg.position + ids.length, `the infill segment at ${seg.position} (${ids.length} tokens)`);
+    }
+  }
+  return result;
+}
+
+/** The bounds of the sampling options, derived from the model and the known tokens of each sequence. */
+function checkSampling(o: SamplingOptions, plans: readonly SequencePlan[], c: ModelConfig): void {
+  const bad = (msg: string): never => fail('option', msg);
+  if (o.steps < 1) bad(`steps must be a positive integer, got ${o.steps}`);
+  if (c.arch === 'mdlm' && o.order !== 'random') bad(`the MDLM sampler (ddpm_cache) reveals positions at random; order ${o.order} needs a PGM`);
+  if (!o.greedy && !(o.temperature >= MIN_TEMPERATURE && o.temperature <= MAX_TEMPERATURE)) {
+    bad(`temperature must be in ${TEMPERATURE_RANGE}, got ${o.temperature}: the sampler scales f32 logits by 1/T, which can overflow f32 below ${MIN_TEMPERATURE.toExponential()}; for the T -> 0 limit use greedy`);
+  }
+  if (!(o.topP > 0 && o.topP <= 1)) bad(`topP must be in (0, 1], got ${o.topP}`);
+  plans.forEach((plan, b) => {
+    const free = o.length - plan.known.size;
+    if (free === 0) bad(`sequence ${b}: nothing to generate (every position < ${o.length} is known)`);
+    if (c.arch === 'pgm' && o.steps > free) bad(`steps ${o.steps} exceeds the ${free} positions to generate in sequence ${b}`);
+    if (c.arch === 'mdlm' && o.steps > MDLM_STEPS_PER_POSITION * free) {
+      bad(`steps ${o.steps} exceeds ${MDLM_STEPS_PER_POSITION} x the ${free} positions to generate in sequence ${b} (${MDLM_STEPS_PER_POSITION * free}), the most an MDLM takes`);
+    }
+  });
+}
+
+/**
+ * The longest GPT-2 token is 128 bytes of UTF-8, and a UTF-16 code unit takes at least one
+ * byte: text of n code units is at least n / 128 tokens (a reduced vocabulary only splits more).
+ */
+export const MAX_CHARS_PER_TOKEN = 128;
+
+/** What a sequence's prompt or infill fixes: tokens by position (BOS at 0), and the first position after them. */
+interface KnownText {
+  known: Map<number, number>;
+  end: number;
+  /** What reaches `end`, for messages. */
+  what: string;
+  /** An infill template that ends with a hole: it fixes the length when none is given. */
+  endsWithHole: boolean;
+}
+
+/**
+ * The length a batch's infill templates fix when no length is given: where those that end
+ * with a hole end (they must agree); undefined when none does.
+ */
+function templateLength(texts: KnownText[]): number | undefined {
+  const ends = [...new Set(texts.filter((t) => t.endsWithHole).map((t) => t.end))];
+  if (ends.length > 1) fail('option', `the infill templates end with holes at different lengths (${ends.join(', ')}); make them end at the same position or give a length`);
+  return ends[0];
 }

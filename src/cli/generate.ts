@@ -1,39 +1,43 @@
-import type { BatchStepEvent } from '../engine.js';
 import { PgmError } from '../errors.js';
 import { createEngine } from '../node.js';
-import { TEMPERATURE_RANGE } from '../options.js';
-import { MDLM_STEPS_PER_POSITION } from '../sampling/generate.js';
-import { ORDERS, SCHEDULES, type Order, type Schedule } from '../sampling/schedule.js';
+import { checkBatchOptionTypes, GENERATION_OPTIONS, type GenerationOption } from '../options.js';
+import type { BatchOptions, BatchStepEvent } from '../types.js';
 import { UsageError, parseCommandLine, stdoutClosed } from './args.js';
 
 export const summary = 'generate text with a PGM (or MDLM), streaming progress on stderr';
 
-export const usage = `usage: pgm generate [--model <id|dir|file.ckpt>] [--prompt TEXT | --infill TEMPLATE] [--length N]
-                    [--steps S] [--order random|left-to-right|confident] [--schedule uniform|non-uniform]
-                    [--seed N] [--temperature T] [--top-p P] [--greedy] [--batch B] [--json]
-
-  --model      an id of weights-manifest.json (default: its default model), a converted
-               model directory, or a Lightning .ckpt (EMA weights)
-  --prompt     text placed after BOS at positions 1..
-  --infill     text with holes: {{n}} is a hole of n >= 1 tokens, e.g. "The {{3}} sat on the mat.{{5}}";
-               a template that ends with a hole ends there (it sets the length), otherwise
-               the positions after it are generated too
-  --length     generate positions < N (default: the model length, or where --infill ends)
-  --steps      sampling steps (default: min(64, positions to generate)); at most the positions
-               to generate (PGM), ${MDLM_STEPS_PER_POSITION} x that (MDLM)
-  --order      random (default, the paper), left-to-right (semi-autoregressive), confident
-               (predicts every remaining position each step, reveals the most probable: costlier)
-  --temperature  in ${TEMPERATURE_RANGE} (default 1); --greedy is the T -> 0 limit
-  --top-p      nucleus mass in (0, 1] (default: the checkpoint's)
-  --seed       integer in [0, 2^32): seed of sequence 0; sequence b uses seed + b (default: random)
-  --batch      generate B sequences at once (B <= 64)
-  --json       one JSON line per step event on stdout, then the final result
-
-Progress goes to stderr; stdout gets only the text. With --batch, each text comes after a line
-"--- sequence b (seed S, N characters) ---", b from 0 (N counts code points; --json for programs).`;
+/** The flags of `pgm generate` that are generation options: their names, parsing and docs come from GENERATION_OPTIONS. */
+const OPTION_FLAGS = GENERATION_OPTIONS.filter((o): o is GenerationOption & { cli: NonNullable<GenerationOption['cli']> } => o.cli !== undefined);
 
 /** --batch sizes the engine's buffers (maxBatch); the GPU limits refuse far less than this on small devices. */
 const MAX_BATCH = 64;
+
+/** `--flag  text`, the text wrapped under itself at 100 columns. */
+function describe(flag: string, text: string): string {
+  const lines: string[] = [];
+  let line = `  --${flag.padEnd(12)} `;
+  const indent = ' '.repeat(line.length);
+  for (const word of text.split(' ')) {
+    if (line.length + word.length > 100 && line.trim()) {
+      lines.push(line.trimEnd());
+      line = indent;
+    }
+    line += `${word} `;
+  }
+  return [...lines, line.trimEnd()].join('\n');
+}
+
+export const usage = [
+  `usage: pgm generate [--model <id|dir|file.ckpt>] [--<option> VALUE ...] [--batch B] [--json]`,
+  '',
+  describe('model', 'an id of weights-manifest.json (default: its default model), a converted model directory, or a Lightning .ckpt (EMA weights)'),
+  ...OPTION_FLAGS.map((o) => describe(o.cli.flag, o.cli.parse === 'switch' ? o.doc : `${o.doc}; ${o.takes} (default: ${o.default})`)),
+  describe('batch', `generate B sequences at once, B in [1, ${MAX_BATCH}] (default: 1)`),
+  describe('json', 'one JSON line per step event on stdout, then the final result'),
+  '',
+  'Progress goes to stderr; stdout gets only the text. With --batch, each text comes after a line',
+  '"--- sequence b (seed S, N characters) ---", b from 0 (N counts code points; --json for programs).',
+].join('\n');
 
 const number = (text: string | undefined, option: string, integer: boolean): number | undefined => {
   if (text === undefined) return undefined;
@@ -49,16 +53,7 @@ export async function run(argv: string[]): Promise<number> {
     argv,
     {
       model: { type: 'string' },
-      prompt: { type: 'string' },
-      infill: { type: 'string' },
-      length: { type: 'string' },
-      steps: { type: 'string' },
-      order: { type: 'string', default: 'random' },
-      schedule: { type: 'string', default: 'uniform' },
-      seed: { type: 'string' },
-      temperature: { type: 'string' },
-      'top-p': { type: 'string' },
-      greedy: { type: 'boolean', default: false },
+      ...Object.fromEntries(OPTION_FLAGS.map((o) => [o.cli.flag, { type: o.cli.parse === 'switch' ? ('boolean' as const) : ('string' as const) }])),
       batch: { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
@@ -70,12 +65,28 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`, usage);
-  if (!(ORDERS as readonly string[]).includes(values.order!)) throw new UsageError(`--order must be one of ${ORDERS.join(', ')}`, usage);
-  if (!(SCHEDULES as readonly string[]).includes(values.schedule!)) throw new UsageError(`--schedule must be one of ${SCHEDULES.join(', ')}`, usage);
   const batch = number(values.batch, '--batch', true)!;
   if (batch < 1 || batch > MAX_BATCH) throw new UsageError(`--batch must be in [1, ${MAX_BATCH}], got ${batch}`, usage);
-  const seed = number(values.seed, '--seed', true) ?? Math.floor(Math.random() * 2 ** 31);
+  // Each flag's text read as its option's type; the table's own checks run before the model loads.
+  const given: Record<string, unknown> = {};
+  for (const o of OPTION_FLAGS) {
+    const text = (values as Record<string, string | boolean | undefined>)[o.cli.flag];
+    given[o.name] = o.cli.parse === 'integer' || o.cli.parse === 'number' ? number(text as string | undefined, `--${o.cli.flag}`, o.cli.parse === 'integer') : text;
+  }
+  const seed = (given.seed as number | undefined) ?? Math.floor(Math.random() * 2 ** 31);
   if (seed < 0 || seed + batch - 1 >= 2 ** 32) throw new UsageError(`--seed must be an integer in [0, ${2 ** 32 - batch}] (sequence b uses seed + b < 2^32), got ${seed}`, usage);
+  const scoped = (scope: GenerationOption['scope']) => Object.fromEntries(OPTION_FLAGS.filter((o) => o.scope === scope).map((o) => [o.name, given[o.name]]));
+  const options: BatchOptions = {
+    ...scoped('shared'),
+    signal: stdoutClosed.signal,
+    sequences: Array.from({ length: batch }, (_, b) => ({ ...scoped('sequence'), seed: seed + b })),
+  };
+  try {
+    checkBatchOptionTypes(options);
+  } catch (e) {
+    if (e instanceof PgmError) throw new UsageError(e.message, usage);
+    throw e;
+  }
 
   const progress = (text: string) => process.stderr.isTTY && process.stderr.write(`\r\x1b[K${text}`);
   const engine = await createEngine({
@@ -84,17 +95,7 @@ export async function run(argv: string[]): Promise<number> {
     onProgress: ({ loadedBytes, totalBytes }) => progress(`loading ${(loadedBytes / 2 ** 20).toFixed(1)} / ${(totalBytes / 2 ** 20).toFixed(1)} MiB`),
   });
   try {
-    const run = engine.generateBatch({
-      signal: stdoutClosed.signal,
-      sequences: Array.from({ length: batch }, (_, b) => ({ prompt: values.prompt, infill: values.infill, seed: seed + b })),
-      length: number(values.length, '--length', true),
-      steps: number(values.steps, '--steps', true),
-      order: values.order as Order,
-      schedule: values.schedule as Schedule,
-      temperature: number(values.temperature, '--temperature', false),
-      topP: number(values['top-p'], '--top-p', false),
-      greedy: values.greedy,
-    });
+    const run = engine.generateBatch(options);
     for await (const e of run as AsyncIterable<BatchStepEvent>) {
       if (values.json) {
         console.log(JSON.stringify({ step: e.step, steps: e.steps, ms: e.ms, sequences: e.sequences.map((s) => ({ revealed: s.revealed, tokens: Array.from(s.tokens), text: s.text })) }));

@@ -1,6 +1,6 @@
 /**
  * The layering of src/ (docs/architecture.md): no module is part of an import cycle, type-only
- * imports included.
+ * imports included, and each folder imports only the layers below it.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -51,9 +51,28 @@ function cycles(): string[][] {
   return found;
 }
 
+/**
+ * Layers, lowest first: a module imports its own folder and lower layers only; folders of one
+ * layer do not import each other.
+ */
+const LAYER: Record<string, number> = { errors: 0, gpu: 1, kernels: 2, model: 3, convert: 4, reference: 4, sampling: 4, api: 5, cli: 6 };
+/** errors.ts is the bottom layer; the other top-level modules (engine, options, index, node) are the API. */
+const layerOf = (module: string): string => (module === 'errors.ts' ? 'errors' : module.includes('/') ? module.split('/')[0] : 'api');
+
 describe('src/ imports', () => {
   it('resolve to modules of src/', () => {
     for (const [from, to] of graph) for (const target of to) expect(graph.has(target), `${from} imports ${target}`).toBe(true);
+  });
+
+  it('go down the layers only', () => {
+    const upward: string[] = [];
+    for (const [from, to] of graph) {
+      for (const target of to) {
+        const [a, b] = [layerOf(from), layerOf(target)];
+        if (a !== b && LAYER[b] >= LAYER[a]) upward.push(`${from} (${a}) -> ${target} (${b})`);
+      }
+    }
+    expect(upward).toEqual([]);
   });
 
   it('form no cycle, type-only imports included', () => {

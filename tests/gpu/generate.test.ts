@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Engine, type BatchStepEvent, type StepEvent } from '../../src/engine.js';
+import { Engine } from '../../src/engine.js';
+import type { BatchStepEvent, StepEvent } from '../../src/types.js';
 import { PgmError } from '../../src/errors.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { Vocabulary } from '../../src/model/vocab.js';

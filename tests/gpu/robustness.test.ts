@@ -5,7 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { expectedParameters } from '../../src/model/parameters.js';
-import { Engine, MAX_CHARS_PER_TOKEN, type GenerateOptions } from '../../src/engine.js';
+import { Engine } from '../../src/engine.js';
+import { MAX_CHARS_PER_TOKEN } from '../../src/options.js';
+import type { GenerateOptions } from '../../src/types.js';
 import { PgmError, brief } from '../../src/errors.js';
 import { requestGpu, type GpuContext } from '../../src/gpu/context.js';
 import type { ModelConfig } from '../../src/model/config.js';

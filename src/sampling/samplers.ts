@@ -1,8 +1,7 @@
-import { PgmError, brief, fail } from '../errors.js';
+import { PgmError, fail } from '../errors.js';
 import type { GpuModel } from '../model/gpu-model.js';
-import { MAX_TEMPERATURE, MIN_TEMPERATURE, TEMPERATURE_RANGE } from '../options.js';
 import { Rng } from './rng.js';
-import { mdlmRevealProbability, nonUniformCounts, uniformCounts, ORDERS, SCHEDULES, type Order, type Schedule } from './schedule.js';
+import { mdlmRevealProbability, nonUniformCounts, uniformCounts, type Order, type Schedule } from './schedule.js';
 
 /** One sequence to generate: tokens already known (model ids) at their positions, and its seed. */
 export interface SequencePlan {
@@ -46,22 +45,8 @@ export interface BatchStep {
  */
 export const MDLM_STEPS_PER_POSITION = 4;
 
-/** Throws a typed error for options the model cannot take, before any GPU work. */
-export function checkSamplingOptions(o: SamplingOptions, L: number, maskId: number, arch: 'pgm' | 'mdlm'): void {
-  const bad = (msg: string): never => fail('option', msg);
-  if (!Number.isInteger(o.length) || o.length < 2 || o.length > L) bad(`length must be an integer in [2, ${L}] (the model length), got ${o.length}`);
-  if (!Number.isInteger(o.steps) || o.steps < 1) bad(`steps must be a positive integer, got ${o.steps}`);
-  if (!ORDERS.includes(o.order)) bad(`unknown order ${brief(o.order)}; use one of ${ORDERS.join(', ')}`);
-  if (!SCHEDULES.includes(o.schedule)) bad(`unknown schedule ${brief(o.schedule)}; use one of ${SCHEDULES.join(', ')}`);
-  if (arch === 'mdlm' && o.order !== 'random') bad(`the MDLM sampler (ddpm_cache) reveals positions at random; order ${o.order} needs a PGM`);
-  if (!o.greedy && !(o.temperature >= MIN_TEMPERATURE && o.temperature <= MAX_TEMPERATURE)) {
-    bad(`temperature must be in ${TEMPERATURE_RANGE}, got ${o.temperature}: the sampler scales f32 logits by 1/T, which can overflow f32 below ${MIN_TEMPERATURE.toExponential()}; for the T -> 0 limit use greedy`);
-  }
-  if (!(o.topP > 0 && o.topP <= 1)) bad(`topP must be in (0, 1], got ${o.topP}`);
-  void maskId;
-}
-
-function checkPlan(plan: SequencePlan, o: SamplingOptions, bosId: number, V: number, b: number, stepsReveal = true): number[] {
+/** The positions a plan leaves to generate; a plan the engine's option resolution would not make is an error. */
+function checkPlan(plan: SequencePlan, o: SamplingOptions, bosId: number, V: number, b: number): number[] {
   if (plan.known.get(0) !== bosId) fail('option', `sequence ${b}: position 0 must hold BOS (${bosId})`);
   for (const [p, t] of plan.known) {
     if (!Number.isInteger(p) || p < 0 || p >= o.length) fail('option', `sequence ${b}: known token at position ${p} is outside [0, ${o.length}) (the prompt is longer than length?)`);
@@ -71,10 +56,6 @@ function checkPlan(plan: SequencePlan, o: SamplingOptions, bosId: number, V: num
   const free: number[] = [];
   for (let p = 0; p < o.length; p++) if (!plan.known.has(p)) free.push(p);
   if (free.length === 0) fail('option', `sequence ${b}: nothing to generate (every position < ${o.length} is known)`);
-  if (stepsReveal && o.steps > free.length) fail('option', `steps ${o.steps} exceeds the ${free.length} positions to generate in sequence ${b}`);
-  if (!stepsReveal && o.steps > MDLM_STEPS_PER_POSITION * free.length) {
-    fail('option', `steps ${o.steps} exceeds ${MDLM_STEPS_PER_POSITION} x the ${free.length} positions to generate in sequence ${b} (${MDLM_STEPS_PER_POSITION * free.length}), the most an MDLM takes`);
-  }
   return free;
 }
 
@@ -165,7 +146,7 @@ export async function* sampleMdlm(model: GpuModel, plans: readonly SequencePlan[
   const n = o.length;
   const positions = Array.from({ length: n }, (_, i) => i);
   const tokens = plans.map((plan, b) => {
-    checkPlan(plan, o, config.bosId, config.vocabSize, b, false); // MDLM steps are time steps, not reveal counts
+    checkPlan(plan, o, config.bosId, config.vocabSize, b);
     const t = new Int32Array(n).fill(-1);
     for (const [p, id] of plan.known) t[p] = id;
     model.writeClean(b, 0, Array.from(t, (id) => (id < 0 ? config.maskId : id)), positions);

@@ -1,0 +1,123 @@
+/** The public types of the API: engine options, generation options, step events and results. */
+import type { GpuContext } from './gpu/context.js';
+import type { ModelConfig } from './model/config.js';
+import type { WeightStorage } from './model/gpu-model.js';
+import type { WeightMap } from './model/tensor.js';
+import type { Order, Schedule } from './sampling/schedule.js';
+
+export interface LoadProgress {
+  loadedBytes: number;
+  totalBytes: number;
+}
+
+/** A model already in memory: config + float32 weights (from a converter or a test). */
+export interface ModelWeights {
+  config: ModelConfig;
+  weights: WeightMap;
+}
+
+export interface EngineOptions {
+  /**
+   * An id from weights-manifest.json (default: its default model), a model directory URL
+   * (`https://...`, `/...`, `./...`), or weights already loaded.
+   */
+  model?: string | ModelWeights;
+  /** A device to share; by default the engine requests its own (navigator.gpu). */
+  gpu?: GpuContext;
+  /**
+   * Where model ids are looked up. Default: the manifest shipped in the package, whose models
+   * load from where the app's bundler emitted them (Vite, webpack) or from beside the package.
+   */
+  manifestUrl?: string | URL;
+  onProgress?: (p: LoadProgress) => void;
+  /** Largest batch `generateBatch` takes (default 4). */
+  maxBatch?: number;
+  /** GPU storage of the matmul weights (default 'auto': f16 files stay f16); see GpuModelOptions. */
+  weightStorage?: WeightStorage;
+}
+
+/** Text known in advance at a given position (infilling). */
+export interface InfillSegment {
+  position: number;
+  text: string;
+}
+
+export interface SequenceOptions {
+  /** A prefix: its tokens are clean at positions 1.. after BOS. */
+  prompt?: string;
+  /**
+   * Known text anywhere: segments at explicit positions, or a template where `{{n}}` is a
+   * hole of n tokens ("The {{4}} sat on the mat.{{20}}"). Positions not covered are generated.
+   */
+  infill?: string | InfillSegment[];
+  seed?: number;
+}
+
+export interface SharedOptions {
+  /** Generate positions < length (default: the model length). */
+  length?: number;
+  /** Sampling steps (default: min(64, positions to generate)). */
+  steps?: number;
+  /** random (the paper), left-to-right (semi-autoregressive blocks) or confident (PGM only). */
+  order?: Order;
+  /** uniform ("efficient-uniform", default) or non-uniform (binomial counts). */
+  schedule?: Schedule;
+  temperature?: number;
+  /** Nucleus mass (default: the checkpoint's sampling.p_nucleus). */
+  topP?: number;
+  greedy?: boolean;
+  signal?: AbortSignal;
+  /** Shown for positions not revealed yet (default ▯). */
+  placeholder?: string;
+}
+
+export type GenerateOptions = SequenceOptions & SharedOptions;
+export interface BatchOptions extends SharedOptions {
+  sequences: SequenceOptions[];
+}
+
+/** One step as seen by one sequence. Token ids are GPT-2 ids. */
+export interface StepEvent {
+  step: number;
+  steps: number;
+  revealed: { position: number; token: number }[];
+  /** GPT-2 ids by position (BOS at 0), -1 = not revealed yet. */
+  tokens: Int32Array;
+  /** The text after BOS, unknown positions shown as the placeholder. */
+  text: string;
+  /** Milliseconds this step took (GPU work + readback). */
+  ms: number;
+}
+
+export interface BatchStepEvent {
+  step: number;
+  steps: number;
+  sequences: StepEvent[];
+  ms: number;
+}
+
+export interface GenerationStats {
+  steps: number;
+  forwardPasses: number;
+  totalMs: number;
+  stepMs: number[];
+  /** Tokens generated (all sequences) per second. */
+  tokensPerSecond: number;
+  /** Rows the encoder (MDLM: the network) and decoder processed, summed over steps and sequences. */
+  encoderRows: number;
+  decoderRows: number;
+}
+
+export interface SequenceResult {
+  text: string;
+  tokens: Int32Array;
+}
+
+export interface GenerationResult extends SequenceResult {
+  stats: GenerationStats;
+}
+
+export interface BatchResult {
+  sequences: SequenceResult[];
+  stats: GenerationStats;
+}
