@@ -5,8 +5,8 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { describe, expect, it } from 'vitest';
+import { pgm } from '../helpers/cli.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const CLI = join(ROOT, 'src', 'cli', 'main.ts');
@@ -43,21 +43,6 @@ function node(script: string, args: string[], closeAfterLine = false): Promise<E
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr: stderr.replace(LAVAPIPE_DAWN_WARNINGS, '') }));
   });
-}
-
-/** Run `pgm <argv>` in this process; returns the exit code and what went to stdout/stderr. */
-async function pgm(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void stdout.push(a.join(' ')));
-  const err = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void stderr.push(a.join(' ')));
-  try {
-    const code = await main(argv);
-    return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n') };
-  } finally {
-    log.mockRestore();
-    err.mockRestore();
-  }
 }
 
 describe('pgm generate, the process', () => {

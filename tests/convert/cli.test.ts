@@ -4,8 +4,8 @@ import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pgm } from '../helpers/cli.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const CKPT = join(import.meta.dirname, 'data', 'mdlm-edge.ckpt');
@@ -14,21 +14,6 @@ beforeAll(async () => {
   out = await mkdtemp(join(tmpdir(), 'pgm-cli-'));
 });
 afterAll(() => rm(out, { recursive: true, force: true }));
-
-/** Run `pgm <argv>` in-process; returns the exit code and what went to stdout/stderr. */
-async function pgm(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void stdout.push(a.join(' ')));
-  const err = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void stderr.push(a.join(' ')));
-  try {
-    const code = await main(argv);
-    return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n') };
-  } finally {
-    log.mockRestore();
-    err.mockRestore();
-  }
-}
 
 describe('pgm convert', () => {
   it('converts and prints a summary (exit 0)', async () => {
