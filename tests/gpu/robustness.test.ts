@@ -276,17 +276,23 @@ describe(`robustness (${runtime})`, () => {
     }
   });
 
-  it('a device lost mid-generation rejects the running and the queued calls with device-lost; a new engine on a new device works', async () => {
-    const ctx = await ownGpu();
-    const engine = await Engine.create(ctx, model, { maxBatch: 1, ownsDevice: true });
+  /** A 20-step generation with a second call queued behind it; `interrupt` runs once its second step has arrived. */
+  async function interruptAtStep2(engine: Engine, interrupt: () => void) {
     const running = engine.generate({ steps: 20, seed: 7 });
     const queued = engine.generate({ steps: 4, seed: 8 });
     let seen = 0;
-    const lost = await rejection(
+    const error = await rejection(
       (async () => {
-        for await (const _ of running) if (++seen === 2) ctx.device.destroy();
+        for await (const _ of running) if (++seen === 2) interrupt();
       })(),
     );
+    return { running, queued, seen, error };
+  }
+
+  it('a device lost mid-generation rejects the running and the queued calls with device-lost; a new engine on a new device works', async () => {
+    const ctx = await ownGpu();
+    const engine = await Engine.create(ctx, model, { maxBatch: 1, ownsDevice: true });
+    const { running, queued, seen, error: lost } = await interruptAtStep2(engine, () => ctx.device.destroy());
     expect(seen).toBeLessThan(20);
     expect(lost).toBeInstanceOf(PgmError);
     expect([(lost as PgmError).code, (lost as PgmError).message]).toEqual(['device-lost', expect.stringMatching(/^the GPU device was lost during generation \(.+\); create a new engine$/)]);
@@ -317,14 +323,7 @@ describe(`robustness (${runtime})`, () => {
     for (const own of [false, true]) {
       const ctx = own ? await ownGpu() : await testGpu();
       const engine = await Engine.create(ctx, model, { maxBatch: 1, ownsDevice: own });
-      const running = engine.generate({ steps: 20, seed: 7 });
-      const queued = engine.generate({ steps: 4, seed: 8 });
-      let seen = 0;
-      const stopped = await rejection(
-        (async () => {
-          for await (const _ of running) if (++seen === 2) engine.dispose();
-        })(),
-      );
+      const { running, queued, seen, error: stopped } = await interruptAtStep2(engine, () => engine.dispose());
       expect(seen, `own device: ${own}`).toBeLessThan(20);
       expect([(stopped as PgmError).code, (stopped as PgmError).message]).toEqual(['disposed', 'the engine was disposed during generation; create a new engine to generate again']);
       expect(await rejection(queued)).toMatchObject({ code: 'disposed' });
