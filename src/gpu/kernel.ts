@@ -89,13 +89,14 @@ export interface Dispatch {
 }
 
 /**
- * One dispatch over two prepared variants of a kernel: `small` while the current row count
- * (read at encode time) is at most `threshold`, else `large`. `kernel` and `bindGroup` are
- * read right after `grid()` for the same batch shape, so the three always agree.
+ * One dispatch over prepared variants of a kernel, each serving row counts up to its bound
+ * (the last: any count), chosen by the current row count read at encode time. `kernel` and
+ * `bindGroup` are read right after `grid()` for the same batch shape, so the three always agree.
  */
-export function byRowCount(rows: () => number, threshold: number, small: Dispatch, large: Dispatch): Dispatch {
-  if (small === large) return large;
-  const current = (): Dispatch => (rows() <= threshold ? small : large);
+export function byRowCount(rows: () => number, tiers: readonly (readonly [number, Dispatch])[]): Dispatch {
+  const last = tiers[tiers.length - 1][1];
+  if (tiers.every(([, d]) => d === last)) return last;
+  const current = (): Dispatch => tiers.find(([most]) => rows() <= most)?.[1] ?? last;
   return {
     get kernel() {
       return current().kernel;

@@ -1,7 +1,7 @@
 import { byRowCount, type Dispatch } from '../gpu/kernel.js';
 import { shader } from '../gpu/shader.js';
 import { expectTensor, type GpuTensor } from '../gpu/tensor.js';
-import { DEFAULT_ATTENTION_PLAN, SMALL_QUERIES, type AttentionVariant } from './plan.js';
+import { DEFAULT_PLAN, everyBucket, ROW_BUCKETS, type AttentionVariant } from './plan.js';
 import { activationShape, ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
 const threadShader = shader('attention.wgsl');
@@ -31,14 +31,14 @@ export interface AttentionArgs {
 
 /**
  * softmax(q k^T / sqrt(dh)) v per head over each sequence's clean keys, by the plan's variant
- * for the query count at encode time.
+ * for the query-count bucket at encode time.
  */
 export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promise<Dispatch> {
   const op = `attention ${a.label}`;
   const shape = activationShape(ws, a.nHeads * a.headDim);
   for (const [role, t] of [['q', a.q], ['k', a.k], ['v', a.v]] as const) expectTensor(op, role, t, { shape });
   expectTensor(op, 'out', a.out, { shape, dense: true });
-  const plan = a.variant ? { large: a.variant, small: a.variant } : ws.plan?.attention ?? DEFAULT_ATTENTION_PLAN;
+  const variants = a.variant ? everyBucket(a.variant) : (ws.plan ?? DEFAULT_PLAN).attention;
   const params = paramsBuffer(
     ws,
     a.label,
@@ -58,7 +58,7 @@ export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promis
         : [ceilDiv(ceilDiv(rowsOf(ws, a.queries), THREAD_ROWS) * a.nHeads, THREAD_GROUP), ws.shape.batch, 1];
     return { kernel, bindGroup, grid };
   };
-  const large = await prepare(plan.large);
-  const small = plan.small === plan.large ? large : await prepare(plan.small);
-  return byRowCount(() => rowsOf(ws, a.queries), SMALL_QUERIES, small, large);
+  const built = new Map<AttentionVariant, Promise<Dispatch>>();
+  const dispatch = (v: AttentionVariant) => built.get(v) ?? built.set(v, prepare(v)).get(v)!;
+  return byRowCount(() => rowsOf(ws, a.queries), await Promise.all(variants.map(async (v, i) => [ROW_BUCKETS[i], await dispatch(v)] as const)));
 }

@@ -1,7 +1,7 @@
 import { byRowCount, type Dispatch } from '../gpu/kernel.js';
 import { shader, type Defines, type ShaderSource } from '../gpu/shader.js';
 import { expectTensor, type GpuTensor } from '../gpu/tensor.js';
-import { DEFAULT_MATMUL_PLAN, SMALL_ROWS, type MatmulVariant } from './plan.js';
+import { bucketRange, DEFAULT_PLAN, everyBucket, matmulBuckets, type MatmulVariant } from './plan.js';
 import { activationShape, ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
 /** Shader file, extra defines and the block of [rows, columns] one workgroup covers. */
@@ -42,7 +42,7 @@ export interface MatmulArgs {
 
 /**
  * out = epilogue(x @ weight^T), only over each sequence's valid rows, by the plan's variant
- * for the row count at encode time.
+ * for this weight shape and the row-count bucket at encode time.
  */
 export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Dispatch> {
   const [N, K] = a.weight.shape;
@@ -51,7 +51,7 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   expectTensor(op, 'x', a.x, { shape: activationShape(ws, K), dense: true });
   expectTensor(op, 'out', a.out, { shape: activationShape(ws, N), dense: true });
   if (a.bias) expectTensor(op, 'bias', a.bias, { shape: [N] });
-  const plan = a.variant ? { large: a.variant, small: a.variant } : ws.plan?.matmul ?? DEFAULT_MATMUL_PLAN;
+  const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, N);
   const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0]);
   const rowCount = () => rowsOf(ws, a.rows);
   const build = async (layout: Layout): Promise<Dispatch> => {
@@ -71,11 +71,13 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
     const [blockRows, blockCols] = layout.block;
     return { kernel, bindGroup, grid: () => [ceilDiv(N, blockCols), ceilDiv(rowCount(), blockRows), ws.shape.batch] };
   };
-  const prepare = async (variant: MatmulVariant): Promise<Dispatch> => {
-    const tiers = await Promise.all(layouts[variant].map(async ([most, layout]) => [most, await build(layout)] as const));
-    return tiers.slice(0, -1).reduceRight((rest, [most, d]) => byRowCount(rowCount, most, d, rest), tiers[tiers.length - 1][1]);
-  };
-  const large = await prepare(plan.large);
-  const small = plan.small === plan.large ? large : await prepare(plan.small);
-  return byRowCount(rowCount, SMALL_ROWS, small, large);
+  // Each bucket's variant, by the layouts of it that serve some row count of the bucket.
+  const tiers = variants.flatMap((variant, i) => {
+    const [least, most] = bucketRange(i);
+    const serving = layouts[variant].filter(([upTo], j, all) => upTo > least && (j === 0 || all[j - 1][0] < most));
+    return serving.map(([upTo, layout]) => [Math.min(upTo, most), layout] as const);
+  });
+  const built = new Map<Layout, Promise<Dispatch>>();
+  const dispatch = (layout: Layout) => built.get(layout) ?? built.set(layout, build(layout)).get(layout)!;
+  return byRowCount(rowCount, await Promise.all(tiers.map(async ([most, layout]) => [most, await dispatch(layout)] as const)));
 }

@@ -1,6 +1,7 @@
 /**
- * Kernel variants and plans: which variant of matmul and of attention runs for many rows and
- * for few. Import-free, so that any layer can name a plan without pulling in the kernels.
+ * Kernel variants and plans: which variant of matmul and of attention runs in each row-count
+ * bucket (and, for matmul, at each weight shape). Import-free, so that any layer can name a
+ * plan without pulling in the kernels.
  */
 
 /**
@@ -18,19 +19,21 @@
 export const MATMUL_VARIANTS = ['register', 'wide', 'tall', 'tiled', 'splitk'] as const;
 export type MatmulVariant = (typeof MATMUL_VARIANTS)[number];
 
-/** Which variant of a kernel runs when a sequence has many rows, and when it has few. */
-export interface VariantPlan<V extends string> {
-  large: V;
-  small: V;
-}
+/**
+ * Row-count buckets: bucket i serves row counts up to `ROW_BUCKETS[i]` (the last: any count),
+ * so that the PGM's few decoder rows and its part-filled encoder each get their own variant.
+ */
+export const ROW_BUCKETS = [4, 8, 16, 32, 64, 128, Infinity] as const;
 
-/** `small` serves row counts up to `SMALL_ROWS`. */
-export type MatmulPlan = VariantPlan<MatmulVariant>;
+/** One variant per row-count bucket, in `ROW_BUCKETS` order. */
+export type BucketPlan<V extends string> = V[];
 
-/** Row counts up to this use the plan's `small` variant. */
-export const SMALL_ROWS = 16;
+/** The same variant in every bucket. */
+export const everyBucket = <V extends string>(variant: V): BucketPlan<V> => ROW_BUCKETS.map(() => variant);
 
-export const DEFAULT_MATMUL_PLAN: MatmulPlan = { large: 'register', small: 'register' };
+/** A matmul's plan entry: by its weight's K and N. `ANY_SHAPE` serves shapes without one. */
+export const matmulKey = (K: number, N: number): string => `${K}x${N}`;
+export const ANY_SHAPE = '*';
 
 /**
  * The attention variants, same bindings and results:
@@ -43,22 +46,24 @@ export const DEFAULT_MATMUL_PLAN: MatmulPlan = { large: 'register', small: 'regi
 export const ATTENTION_VARIANTS = ['thread', 'flash'] as const;
 export type AttentionVariant = (typeof ATTENTION_VARIANTS)[number];
 
-/** `small` serves query counts up to `SMALL_QUERIES`. */
-export type AttentionPlan = VariantPlan<AttentionVariant>;
-
-export const SMALL_QUERIES = 16;
-
-export const DEFAULT_ATTENTION_PLAN: AttentionPlan = { large: 'thread', small: 'thread' };
-
 export interface KernelPlan {
-  matmul: MatmulPlan;
-  attention: AttentionPlan;
+  /** The matmul variant per bucket, by `matmulKey(K, N)` (or `ANY_SHAPE`); `register` where neither is planned. */
+  matmul: Record<string, BucketPlan<MatmulVariant>>;
+  /** The attention variant per bucket of the query count. */
+  attention: BucketPlan<AttentionVariant>;
 }
 
-export const DEFAULT_PLAN: KernelPlan = { matmul: DEFAULT_MATMUL_PLAN, attention: DEFAULT_ATTENTION_PLAN };
+export const DEFAULT_PLAN: KernelPlan = { matmul: {}, attention: everyBucket('thread') };
+
+/** The variants a plan runs for a matmul with this weight shape, one per bucket. */
+export const matmulBuckets = (plan: KernelPlan, K: number, N: number): BucketPlan<MatmulVariant> =>
+  plan.matmul[matmulKey(K, N)] ?? plan.matmul[ANY_SHAPE] ?? everyBucket('register');
+
+/** The row counts bucket i serves: (least, most]. */
+export const bucketRange = (i: number): [number, number] => [ROW_BUCKETS[i - 1] ?? 0, ROW_BUCKETS[i]];
 
 /** Bump when a variant is added, removed or changed: plans remembered for an older set are measured again. */
-export const VARIANT_SET_VERSION = 3;
+export const VARIANT_SET_VERSION = 4;
 
 /** 'auto' (default): measured per adapter; a variant name: that variant at every row count. */
 export interface PlanOptions {
@@ -77,10 +82,17 @@ export interface ModelShapes {
   headDim: number;
 }
 
-/** Is `v` a plan of known variants (a remembered plan may come from an older variant set)? */
+/** The [K, N] of every matmul weight of a model (qkv, attention out and q, MLP, kv, query processor, output layer). */
+export function matmulShapes({ D, F, V }: ModelShapes): [number, number][] {
+  const all: [number, number][] = [[D, 3 * D], [D, D], [D, F], [F, D], [D, 2 * D], [D, 4 * D], [4 * D, D], [D, V]];
+  return all.filter(([K, N], i) => all.findIndex(([k, n]) => k === K && n === N) === i);
+}
+
+/** Is `v` a plan of known variants (a remembered plan may come from an older variant set or plan shape)? */
 export function isPlan(v: unknown): v is KernelPlan {
-  const p = v as KernelPlan | undefined;
-  const ok = <T extends string>(names: readonly T[], half: { large: unknown; small: unknown } | undefined) =>
-    !!half && names.includes(half.large as T) && names.includes(half.small as T);
-  return !!p && ok(MATMUL_VARIANTS, p.matmul) && ok(ATTENTION_VARIANTS, p.attention);
+  const p = v as Partial<KernelPlan> | null | undefined;
+  const ok = <T extends string>(names: readonly T[], buckets: unknown) =>
+    Array.isArray(buckets) && buckets.length === ROW_BUCKETS.length && buckets.every((b) => names.includes(b as T));
+  const matmul = typeof p?.matmul === 'object' && p.matmul !== null ? Object.values(p.matmul) : [undefined];
+  return matmul.every((b) => ok(MATMUL_VARIANTS, b)) && ok(ATTENTION_VARIANTS, p?.attention);
 }

@@ -1,7 +1,7 @@
 /**
- * Kernel variants per adapter: which matmul and attention variants run for many and for few
- * rows is measured once per adapter at model load, on a few shapes of the model, and
- * remembered (plan-store.ts).
+ * Kernel variants per adapter: which matmul and attention variants run in each row-count bucket
+ * (and for matmul, at each weight shape of the model) is measured once per adapter and model
+ * shape at load, and remembered (plan-store.ts).
  * Nothing here knows a vendor: SwiftShader picks the register-blocked kernels and real GPUs
  * the tiled ones because that is what the clock says.
  */
@@ -14,8 +14,8 @@ import { record, timeRuns } from '../gpu/timing.js';
 import { attentionDispatch } from './attention.js';
 import { matmulDispatch } from './matmul.js';
 import {
-  ATTENTION_VARIANTS, DEFAULT_ATTENTION_PLAN, DEFAULT_MATMUL_PLAN, DEFAULT_PLAN, MATMUL_VARIANTS,
-  type AttentionVariant, type KernelPlan, type MatmulVariant, type ModelShapes, type PlanOptions,
+  ANY_SHAPE, ATTENTION_VARIANTS, bucketRange, DEFAULT_PLAN, everyBucket, MATMUL_VARIANTS, matmulKey, matmulShapes, ROW_BUCKETS,
+  type AttentionVariant, type BucketPlan, type KernelPlan, type MatmulVariant, type ModelShapes, type PlanOptions,
 } from './plan.js';
 import { planKey, recall, remember } from './plan-store.js';
 import { createWorkspace, Rows, setBatchShape, type Workspace } from './workspace.js';
@@ -23,8 +23,10 @@ import { createWorkspace, Rows, setBatchShape, type Workspace } from './workspac
 /** One timed shape of one variant. */
 export interface Measurement {
   kernel: 'matmul' | 'attention';
-  /** Which half of the plan it decides. */
-  rows: 'large' | 'small';
+  /** The plan entry it decides: `matmulKey(K, N)` for matmul, 'attention' for attention. */
+  key: string;
+  /** The row-count bucket it decides. */
+  bucket: number;
   variant: string;
   /** [M, K, N] for matmul, [queries, keys, D] for attention. */
   shape: [number, number, number];
@@ -40,7 +42,8 @@ function checkOption<T extends string>(name: string, value: string | undefined, 
 
 /**
  * The kernel plan for a model on this adapter: forced variants as given, the rest remembered
- * or measured now (a few ms per candidate on a real GPU, about 0.3 s on SwiftShader).
+ * or, when the remembered plan lacks one of the model's matmul shapes, measured now (a few ms
+ * per candidate on a real GPU, under a second on SwiftShader) and added to it.
  */
 export async function kernelPlan(
   gpu: { device: GPUDevice; adapter: AdapterSummary },
@@ -53,20 +56,23 @@ export async function kernelPlan(
   let plan = DEFAULT_PLAN;
   if (!matmul || !attention) {
     const key = planKey(gpu.adapter);
-    plan = (await recall(key)) ?? (await measurePlan(gpu.device, kernels, shapes)).plan;
-    await remember(key, plan);
+    const recalled = await recall(key);
+    if (recalled && matmulShapes(shapes).every(([K, N]) => matmulKey(K, N) in recalled.matmul)) plan = recalled;
+    else {
+      const measured = (await measurePlan(gpu.device, kernels, shapes)).plan;
+      plan = { matmul: { ...recalled?.matmul, ...measured.matmul }, attention: measured.attention };
+      await remember(key, plan);
+    }
   }
   return {
-    matmul: matmul ? { large: matmul, small: matmul } : plan.matmul,
-    attention: attention ? { large: attention, small: attention } : plan.attention,
+    matmul: matmul ? { [ANY_SHAPE]: everyBucket(matmul) } : plan.matmul,
+    attention: attention ? everyBucket(attention) : plan.attention,
   };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Measuring.
 
-/** Rows of the "few rows" shapes: a handful of decoder queries. */
-const FEW = 8;
 /** Wall time all timed dispatches of a measurement may take together, warm-ups as much again. */
 const BUDGET_MS = 120;
 /** A timed pass repeats its dispatch until it lasts about this long (timestamps can be coarse). */
@@ -81,7 +87,8 @@ const usesWorkgroupMemory = (variant: string): boolean => variant === 'tiled' ||
 
 interface Case {
   kernel: Measurement['kernel'];
-  rows: Measurement['rows'];
+  key: string;
+  bucket: number;
   shape: [number, number, number];
   flops: number;
   variants: readonly string[];
@@ -90,46 +97,41 @@ interface Case {
 const matmulFlops = ([M, K, N]: [number, number, number]): number => 2 * M * K * N;
 const attentionFlops = ([queries, keys, D]: [number, number, number]): number => 4 * queries * keys * D;
 
-/** Matmul variants tried for many rows, and for few (`tall`'s 64-row blocks would be mostly padding there). */
-const LARGE_CANDIDATES: readonly MatmulVariant[] = ['register', 'tall', 'tiled'];
-const SMALL_CANDIDATES: readonly MatmulVariant[] = MATMUL_VARIANTS.filter((v) => v !== 'tall');
+/**
+ * Matmul variants tried in bucket i: the few-row kernels up to 32 rows, `tall` (64-row blocks)
+ * only above 16 rows, where its blocks are not mostly padding.
+ */
+function matmulCandidates(i: number): readonly MatmulVariant[] {
+  const [least, most] = bucketRange(i);
+  return MATMUL_VARIANTS.filter((v) => (v === 'tall' ? least >= 16 : v === 'wide' || v === 'splitk' ? most <= 32 : true));
+}
 
-/** `value` scaled by `s`, at least `floor`, a multiple of 4. */
-const scaled = (value: number, s: number, floor: number): number => Math.max(floor, 4 * Math.round((value * s) / 4));
+/** `value` scaled by `s`, at least `floor` (but not above `value`), a multiple of 4. */
+const scaled = (value: number, s: number, floor: number): number => Math.min(value, Math.max(floor, 4 * Math.round((value * s) / 4)));
 
 /**
- * The shapes to time, shrunk so that each dispatch costs about `flopsPerRun` (with floors that
- * keep several workgroups of every variant busy) on a slow adapter; full size on a fast one.
+ * The shapes to time: each matmul weight shape and attention at the middle row count of each
+ * bucket a sequence of L rows reaches. K, N and keys shrink so that each dispatch costs about
+ * `flopsPerRun` on a slow adapter (with floors that keep several workgroups of every variant
+ * busy); the row count never does (it is what the bucket is about). Full size on a fast adapter.
  */
 function cases(s: ModelShapes, flopsPerRun: number, candidates: (variants: readonly string[]) => readonly string[]): Case[] {
   const out: Case[] = [];
-  const matmul = (rows: Case['rows'], M: number, K: number, N: number) => {
-    const large = rows === 'large';
-    const f = Math.min(1, flopsPerRun / matmulFlops([M, K, N]));
-    const k = large ? Math.cbrt(f) : Math.sqrt(f);
-    const shape: [number, number, number] = [large ? scaled(M, k, 64) : M, scaled(K, k, 32), scaled(N, k, large ? 128 : 512)];
-    out.push({ kernel: 'matmul', rows, shape, flops: matmulFlops(shape), variants: candidates(large ? LARGE_CANDIDATES : SMALL_CANDIDATES) });
-  };
-  const { D, F, L } = s;
-  matmul('large', L, D, 3 * D);
-  matmul('large', L, D, F);
-  matmul('large', L, F, D);
-  matmul('small', FEW, D, D);
-  matmul('small', FEW, D, F);
-  matmul('small', FEW, F, D);
-  matmul('small', FEW, D, Math.min(s.V, 8192));
-  // [queries, keys, heads * headDim]: rows shrink first, then heads.
-  const attention = (rows: Case['rows'], queries: number) => {
-    const large = rows === 'large';
-    const f = Math.min(1, flopsPerRun / attentionFlops([queries, L, D]));
-    const k = large ? Math.sqrt(f) : f;
-    const [m, n] = [large ? scaled(queries, k, 64) : queries, scaled(L, k, 64)];
-    const heads = Math.max(1, Math.min(s.nHeads, Math.round(flopsPerRun / attentionFlops([m, n, s.headDim]))));
-    const shape: [number, number, number] = [m, n, heads * s.headDim];
-    out.push({ kernel: 'attention', rows, shape, flops: attentionFlops(shape), variants: candidates(ATTENTION_VARIANTS) });
-  };
-  attention('large', L);
-  attention('small', FEW);
+  const { L } = s;
+  for (let bucket = 0; bucketRange(bucket)[0] < L; bucket++) {
+    const [least, most] = bucketRange(bucket);
+    const M = Math.ceil((least + 1 + Math.min(most, L)) / 2);
+    for (const [K, N] of matmulShapes(s)) {
+      const k = Math.sqrt(Math.min(1, flopsPerRun / matmulFlops([M, K, N])));
+      const shape: [number, number, number] = [M, scaled(K, k, 32), scaled(N, k, 512)];
+      out.push({ kernel: 'matmul', key: matmulKey(K, N), bucket, shape, flops: matmulFlops(shape), variants: candidates(matmulCandidates(bucket)) });
+    }
+    // [queries, keys, heads * headDim]: keys shrink first (not below the queries), then heads.
+    const keys = Math.max(M, scaled(L, Math.min(1, flopsPerRun / attentionFlops([M, L, s.D])), 64));
+    const heads = Math.max(1, Math.min(s.nHeads, Math.round(flopsPerRun / attentionFlops([M, keys, s.headDim]))));
+    const shape: [number, number, number] = [M, keys, heads * s.headDim];
+    out.push({ kernel: 'attention', key: 'attention', bucket, shape, flops: attentionFlops(shape), variants: candidates(ATTENTION_VARIANTS) });
+  }
   return out;
 }
 
@@ -192,7 +194,7 @@ async function caseDispatch(device: GPUDevice, memory: GpuMemory, kernels: Kerne
 async function probeRate(device: GPUDevice, memory: GpuMemory, kernels: KernelCache, s: ModelShapes): Promise<number> {
   let rate = 0;
   for (const [shape, reps] of [[[64, 128, 128], 1], [[256, 768, 768], 8]] as const) {
-    const c: Case = { kernel: 'matmul', rows: 'large', shape: [...shape], flops: matmulFlops([...shape]), variants: ['register'] };
+    const c: Case = { kernel: 'matmul', key: 'probe', bucket: 0, shape: [...shape], flops: matmulFlops([...shape]), variants: ['register'] };
     const dispatch = await caseDispatch(device, memory, kernels, c, 'register', operands(memory, [c]), s);
     if (!dispatch) return Infinity;
     const [ms] = await time(device, [{ dispatch, reps }]);
@@ -204,7 +206,8 @@ async function probeRate(device: GPUDevice, memory: GpuMemory, kernels: KernelCa
 
 /**
  * Time the candidate variants on the model's shapes (scaled to the adapter's speed) and pick,
- * for each half of the plan, the variant with the least total time over its shapes.
+ * for each matmul weight shape and for attention, the fastest variant in each row-count bucket
+ * (buckets above the model's length L take the last one measured).
  * `everyVariant` measures the workgroup-memory variants even on a CPU-emulated adapter
  * (benches). `gflops` is the probe rate of the register matmul.
  */
@@ -219,7 +222,7 @@ export async function measurePlan(
     const rate = await probeRate(device, memory, kernels, shapes);
     const candidates = (variants: readonly string[]) =>
       variants.filter((v) => options.everyVariant || rate >= MIN_GFLOPS_FOR_SHARED_MEMORY || !usesWorkgroupMemory(v));
-    // A half of the plan with one candidate needs no clock.
+    // A case with one candidate needs no clock.
     const timed = (all: Case[]) => all.filter((c) => c.variants.length > 1);
     const runCount = timed(cases(shapes, Infinity, candidates)).reduce((n, c) => n + c.variants.length, 0);
     const all = cases(shapes, (rate * 1e6 * BUDGET_MS) / Math.max(1, runCount), candidates);
@@ -228,27 +231,25 @@ export async function measurePlan(
       timed(all).flatMap((c) => c.variants.map(async (variant) => ({ c, variant, dispatch: await caseDispatch(device, memory, kernels, c, variant, ops, shapes) }))),
     );
     const built = jobs.filter((j): j is typeof j & { dispatch: Dispatch } => j.dispatch !== undefined);
-    const reps = (c: Case) => Math.min(10, Math.max(1, Math.round(PASS_MS / (c.flops / (rate * 1e6)))));
+    const reps = (c: Case) => Math.min(100, Math.max(1, Math.round(PASS_MS / (c.flops / (rate * 1e6)))));
     const ms = await time(device, built.map(({ c, dispatch }) => ({ dispatch, reps: reps(c) })));
     const measurements = built.map(({ c, variant }, i): Measurement => ({
-      kernel: c.kernel, rows: c.rows, variant, shape: c.shape, ms: ms[i], gflops: c.flops / Math.max(ms[i], 1e-6) / 1e6,
+      kernel: c.kernel, key: c.key, bucket: c.bucket, variant, shape: c.shape, ms: ms[i], gflops: c.flops / Math.max(ms[i], 1e-6) / 1e6,
     }));
-    /** The candidate with the least total time over all shapes of this half (one that failed to build on any shape is out). */
-    const fastest = <T extends string>(kernel: Case['kernel'], rows: Case['rows'], fallback: T): T => {
-      const half = all.filter((c) => c.kernel === kernel && c.rows === rows);
-      const variants = half[0]?.variants ?? [];
-      if (variants.length === 1) return variants[0] as T;
-      let best: [string, number] | undefined;
-      for (const variant of variants) {
-        const times = measurements.filter((m) => m.kernel === kernel && m.rows === rows && m.variant === variant).map((m) => m.ms);
-        const total = times.reduce((a, t) => a + t, 0);
-        if (times.length === half.length && (!best || total < best[1])) best = [variant, total];
-      }
-      return (best?.[0] ?? fallback) as T;
+    /** The fastest candidate of a case (one that failed to build is out). */
+    const fastest = (c: Case): string | undefined =>
+      c.variants.length === 1 ? c.variants[0] : measurements.filter((m) => m.key === c.key && m.bucket === c.bucket).sort((a, b) => a.ms - b.ms)[0]?.variant;
+    const buckets = <V extends string>(key: string, fallback: V): BucketPlan<V> => {
+      let last = fallback;
+      return ROW_BUCKETS.map((_, i) => {
+        const c = all.find((c) => c.key === key && c.bucket === i);
+        if (c) last = (fastest(c) ?? fallback) as V;
+        return last;
+      });
     };
     const plan: KernelPlan = {
-      matmul: { large: fastest('matmul', 'large', DEFAULT_MATMUL_PLAN.large), small: fastest('matmul', 'small', DEFAULT_MATMUL_PLAN.small) },
-      attention: { large: fastest('attention', 'large', DEFAULT_ATTENTION_PLAN.large), small: fastest('attention', 'small', DEFAULT_ATTENTION_PLAN.small) },
+      matmul: Object.fromEntries(matmulShapes(shapes).map(([K, N]) => [matmulKey(K, N), buckets<MatmulVariant>(matmulKey(K, N), 'register')])),
+      attention: buckets<AttentionVariant>('attention', 'thread'),
     };
     return { plan, measurements, gflops: rate };
   } finally {

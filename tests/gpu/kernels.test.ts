@@ -28,7 +28,7 @@ import { queryInitDispatches, sinusTable } from '../../src/kernels/group-swap.js
 import { layerNormDispatch } from '../../src/kernels/layernorm.js';
 import { matmulDispatch } from '../../src/kernels/matmul.js';
 import { ropeDispatch, ropeTables } from '../../src/kernels/rope.js';
-import { ATTENTION_VARIANTS, MATMUL_VARIANTS, type AttentionVariant, type KernelPlan, type MatmulVariant } from '../../src/kernels/plan.js';
+import { ANY_SHAPE, ATTENTION_VARIANTS, everyBucket, MATMUL_VARIANTS, type AttentionVariant, type KernelPlan, type MatmulVariant } from '../../src/kernels/plan.js';
 import { createWorkspace, Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
 import { queryInitTerms, type PreQueryMode } from '../../src/model/config.js';
 import { decodeFloats, encodeFloats } from '../../src/model/floats.js';
@@ -568,9 +568,12 @@ describe(`tensor views (${runtime}): a wrong shape fails where the op is built`,
   });
 });
 
-describe(`kernel plan (${runtime}): one dispatch follows the row count at encode time`, () => {
-  it('matmul: splitk at 3 query rows, tiled at 40; attention: thread at 3, flash at 40', async () => {
-    const plan: KernelPlan = { matmul: { large: 'tiled', small: 'splitk' }, attention: { large: 'flash', small: 'thread' } };
+describe(`kernel plan (${runtime}): one dispatch follows the row-count bucket and its weight shape at encode time`, () => {
+  it('matmul 24x70: splitk, wide, register, tall, tiled in buckets 1-4 .. 33-64, other shapes by ANY_SHAPE; attention: thread, flash alternating', async () => {
+    const plan: KernelPlan = {
+      matmul: { '24x70': ['splitk', 'wide', 'register', 'tall', 'tiled', 'register', 'register'], [ANY_SHAPE]: everyBucket('tiled') },
+      attention: ['thread', 'flash', 'thread', 'flash', 'thread', 'flash', 'flash'],
+    };
     const K = 24;
     const N = 70;
     const nHeads = 2;
@@ -588,10 +591,20 @@ describe(`kernel plan (${runtime}): one dispatch follows the row count at encode
       const slice = (offset: number) => columns(qkvBuf, offset, K);
       const mm = await matmulDispatch(h.ws, { label: 'mm', rows: Rows.Query, x: h.tensor('x', x, [2, L, K]), weight: h.tensor('weight', weight, [N, K]), out: mmOut });
       const attn = await attentionDispatch(h.ws, { label: 'attn', queries: Rows.Query, q: slice(0), k: slice(K), v: slice(2 * K), out: attnOut, nHeads, headDim });
-      for (const [query, mmKernel, attnKernel] of [[[3, 2], 'matmul_small.wgsl', 'attention.wgsl'], [[40, 17], 'matmul_tiled.wgsl', 'attention_flash.wgsl']] as const) {
+      // Another weight shape: not in the plan, so ANY_SHAPE's variant (never run here, only chosen).
+      const other = await matmulDispatch(h.ws, { label: 'other', rows: Rows.Query, x: h.tensor('x2', x, [2, L, K]), weight: h.tensor('weight2', weight.slice(0, 40 * K), [40, K]), out: h.tensor('other.out', filled(2 * L * 40, 0), [2, L, 40]) });
+      // The matmul variants told apart by shader and grid: splitk 4x64 blocks, wide 4/8/16x256, register 32x32, tall 64x64.
+      const steps = [
+        [[3, 2], 'matmul_small.wgsl', [2, 1, 2], 'attention.wgsl'],
+        [[6, 5], 'matmul.wgsl', [1, 1, 2], 'attention_flash.wgsl'],
+        [[12, 5], 'matmul.wgsl', [3, 1, 2], 'attention.wgsl'],
+        [[20, 17], 'matmul.wgsl', [2, 1, 2], 'attention_flash.wgsl'],
+        [[40, 17], 'matmul_tiled.wgsl', [2, 1, 2], 'attention.wgsl'],
+      ] as const;
+      for (const [query, mmKernel, mmGrid, attnKernel] of steps) {
         setBatchShape(h.ws, batch.clean, query);
         const [gotMm, gotAttn] = await h.run(async () => [mm, attn], [mmOut, attnOut]);
-        expect([mm.kernel.name, attn.kernel.name]).toEqual([mmKernel, attnKernel]);
+        expect([mm.kernel.name, mm.grid(), attn.kernel.name, other.kernel.name], `at ${query}`).toEqual([mmKernel, mmGrid, attnKernel, 'matmul_tiled.wgsl']);
         const wantMm = filled(2 * L * N, SENTINEL);
         const wantAttn = filled(2 * L * K, SENTINEL);
         query.forEach((m, b) => {

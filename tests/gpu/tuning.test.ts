@@ -1,11 +1,13 @@
 /**
- * Kernel plans (src/kernels/tuning.ts): forced variants, the measurement on this adapter, and
- * remembering the plan per adapter. Correctness of each variant is in kernels.test.ts.
+ * Kernel plans (src/kernels/tuning.ts): forced variants, the measurement per row-count bucket
+ * and matmul weight shape on this adapter, and remembering the plan per adapter. Correctness of each variant is in kernels.test.ts.
  */
 import { describe, expect, it } from 'vitest';
 import { PgmError } from '../../src/errors.js';
 import { KernelCache } from '../../src/gpu/kernel.js';
-import { ATTENTION_VARIANTS, MATMUL_VARIANTS, VARIANT_SET_VERSION, type ModelShapes } from '../../src/kernels/plan.js';
+import {
+  ANY_SHAPE, ATTENTION_VARIANTS, bucketRange, everyBucket, isPlan, MATMUL_VARIANTS, matmulKey, matmulShapes, ROW_BUCKETS, VARIANT_SET_VERSION, type ModelShapes,
+} from '../../src/kernels/plan.js';
 import { forgetPlans, idbPlans, planKey } from '../../src/kernels/plan-store.js';
 import { kernelPlan, measurePlan } from '../../src/kernels/tuning.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
@@ -16,7 +18,7 @@ describe(`kernel plan (${runtime})`, () => {
   it('forced variants are used as given, at every row count', async () => {
     const gpu = await testGpu();
     const plan = await kernelPlan(gpu, new KernelCache(gpu.device), tiny, { matmul: 'splitk', attention: 'flash' });
-    expect(plan).toEqual({ matmul: { large: 'splitk', small: 'splitk' }, attention: { large: 'flash', small: 'flash' } });
+    expect(plan).toEqual({ matmul: { [ANY_SHAPE]: everyBucket('splitk') }, attention: everyBucket('flash') });
   });
 
   it('an unknown variant is an option error naming the choices', async () => {
@@ -26,14 +28,45 @@ describe(`kernel plan (${runtime})`, () => {
     expect((err as PgmError).message).toMatch(/GpuModelOptions\.matmul .*register, wide, tall, tiled, splitk.*"fast"/);
   });
 
-  it('the measurement picks a known variant for each half of the plan', async () => {
+  it('the measurement times each weight shape in each bucket L reaches, at a row count of that bucket, and picks the fastest', async () => {
     const gpu = await testGpu();
     const { plan, measurements } = await measurePlan(gpu.device, new KernelCache(gpu.device), tiny);
-    expect(MATMUL_VARIANTS).toContain(plan.matmul.large);
-    expect(MATMUL_VARIANTS).toContain(plan.matmul.small);
-    expect(ATTENTION_VARIANTS).toContain(plan.attention.large);
-    expect(ATTENTION_VARIANTS).toContain(plan.attention.small);
-    for (const m of measurements) expect(m.ms, `${m.kernel} ${m.variant} [${m.shape}]`).toBeGreaterThanOrEqual(0);
+    const keys = matmulShapes(tiny).map(([K, N]) => matmulKey(K, N));
+    expect(keys).toEqual(['64x192', '64x64', '64x256', '256x64', '64x128', '64x300']); // [D, 4D] = [D, F] once
+    expect(Object.keys(plan.matmul)).toEqual(keys);
+    expect(isPlan(plan)).toBe(true);
+    for (const m of measurements) {
+      expect(m.ms, `${m.kernel} ${m.variant} [${m.shape}]`).toBeGreaterThanOrEqual(0);
+      const [least, most] = bucketRange(m.bucket);
+      expect(m.shape[0], `${m.key} bucket ${m.bucket}`).toBeGreaterThan(least);
+      expect(m.shape[0]).toBeLessThanOrEqual(Math.min(most, tiny.L));
+    }
+    // L = 48 reaches buckets 0..4; the buckets above take bucket 4's choice.
+    const timed = new Set(measurements.map((m) => `${m.key}/${m.bucket}`));
+    for (const key of [...keys, 'attention']) {
+      const buckets = key === 'attention' ? plan.attention : plan.matmul[key];
+      expect(buckets.slice(5), key).toEqual([buckets[4], buckets[4]]);
+      for (let bucket = 0; bucket < 5; bucket++) {
+        if (!timed.has(`${key}/${bucket}`)) continue; // one candidate: chosen unmeasured
+        const fastest = measurements.filter((m) => m.key === key && m.bucket === bucket).sort((a, b) => a.ms - b.ms)[0];
+        expect(buckets[bucket], `${key} bucket ${bucket}`).toBe(fastest.variant);
+      }
+    }
+    // At least the matmul buckets are timed on every adapter (register against wide at few rows).
+    for (const key of keys) for (let bucket = 0; bucket < 5; bucket++) expect(timed.has(`${key}/${bucket}`), `${key}/${bucket}`).toBe(true);
+    expect(ROW_BUCKETS.length).toBe(plan.attention.length);
+    for (const v of plan.attention) expect(ATTENTION_VARIANTS).toContain(v);
+    for (const v of Object.values(plan.matmul).flat()) expect(MATMUL_VARIANTS).toContain(v);
+  });
+
+  it('a plan of another shape (an older version, a damaged store) is not a plan', () => {
+    const good = { matmul: { '64x64': everyBucket('wide') }, attention: everyBucket('thread') };
+    expect(isPlan(good)).toBe(true);
+    expect(isPlan({ matmul: { large: 'tiled', small: 'splitk' }, attention: { large: 'flash', small: 'thread' } })).toBe(false);
+    expect(isPlan({ ...good, attention: ['thread'] })).toBe(false);
+    expect(isPlan({ ...good, matmul: { '64x64': everyBucket('fast') } })).toBe(false);
+    expect(isPlan({ ...good, matmul: null })).toBe(false);
+    expect(isPlan(null)).toBe(false);
   });
 
   it('the plan is remembered per adapter (and in localStorage in a browser)', async () => {
@@ -42,20 +75,27 @@ describe(`kernel plan (${runtime})`, () => {
     const key = planKey(gpu.adapter);
     expect(key).toContain(`v${VARIANT_SET_VERSION}`);
     expect(key).toContain(`${gpu.adapter.vendor}/${gpu.adapter.architecture}/${gpu.adapter.description}`);
+    if (typeof window !== 'undefined') window.localStorage.setItem(key, JSON.stringify({ matmul: { large: 'tiled', small: 'splitk' }, attention: { large: 'flash', small: 'thread' } }));
+    // Nothing (or, in a browser, a plan of the older shape) remembered: measured.
     const first = await kernelPlan(gpu, new KernelCache(gpu.device), tiny);
+    expect(isPlan(first)).toBe(true);
     if (typeof window !== 'undefined') expect(JSON.parse(window.localStorage.getItem(key) ?? 'null')).toEqual(first);
     const t0 = performance.now();
-    const again = await kernelPlan(gpu, new KernelCache(gpu.device), { ...tiny, D: 32 });
+    const again = await kernelPlan(gpu, new KernelCache(gpu.device), tiny);
     expect(again).toEqual(first);
     // Recalled, not measured: no pipeline is compiled or timed.
     expect(performance.now() - t0).toBeLessThan(50);
+    // Another model's weight shapes are measured and added to this adapter's plan.
+    const other = await kernelPlan(gpu, new KernelCache(gpu.device), { ...tiny, D: 32 });
+    expect(Object.keys(other.matmul)).toEqual([...new Set([...Object.keys(first.matmul), ...matmulShapes({ ...tiny, D: 32 }).map(([K, N]) => matmulKey(K, N))])]);
+    for (const [k, buckets] of Object.entries(first.matmul)) expect(other.matmul[k]).toEqual(buckets);
     const mixed = await kernelPlan(gpu, new KernelCache(gpu.device), tiny, { attention: 'flash' });
-    expect(mixed).toEqual({ matmul: first.matmul, attention: { large: 'flash', small: 'flash' } });
+    expect(mixed).toEqual({ matmul: other.matmul, attention: everyBucket('flash') });
   });
 
   it('IndexedDB keeps plans where there is no localStorage (Web Workers); without IndexedDB nothing is stored', async () => {
     const key = 'pgm-webgpu.kernel-plan.test';
-    const plan = { matmul: { large: 'tiled', small: 'splitk' }, attention: { large: 'flash', small: 'thread' } };
+    const plan = { matmul: { '64x64': everyBucket('splitk') }, attention: everyBucket('thread') };
     await idbPlans.set(key, plan);
     if (typeof indexedDB === 'undefined') {
       expect(await idbPlans.get(key)).toBeUndefined();
