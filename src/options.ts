@@ -177,8 +177,8 @@ export interface ResolvedGeneration {
  * were checked (checkGenerateOptionTypes, checkBatchOptionTypes).
  */
 export function resolveGenerationOptions(options: SharedOptions & { sequences: SequenceOptions[] }, model: ResolveContext): ResolvedGeneration {
-const c = model.config;
-if (options.sequences.length > model.maxBatch) fail('option', `batch of ${options.sequences.length} exceeds this engine's maxBatch ${model.maxBatch}; create the engine with a larger maxBatch`);
+  const c = model.config;
+  if (options.sequences.length > model.maxBatch) fail('option', `batch of ${options.sequences.length} exceeds this engine's maxBatch ${model.maxBatch}; create the engine with a larger maxBatch`);
   if (options.length !== undefined && (options.length < 2 || options.length > c.length)) fail('option', `length must be an integer in [2, ${c.length}] (the model length), got ${options.length}`);
   const texts = options.sequences.map((s, b) => knownText(s, b, model));
   const length = options.length ?? templateLength(texts) ?? c.length;
