@@ -32,7 +32,8 @@ export type BucketPlan<V extends string> = V[];
 export const everyBucket = <V extends string>(variant: V): BucketPlan<V> => ROW_BUCKETS.map(() => variant);
 
 /** A matmul's plan entry: by its weight's K and N. `ANY_SHAPE` serves shapes without one. */
-export const matmulKey = (K: number, N: number): string => `${K}x${N}`;
+/** A matmul's plan entry: its weight's shape [N, K], and its storage when the weights are f16. */
+export const matmulKey = (K: number, N: number, dtype: 'f32' | 'f16' = 'f32'): string => `${K}x${N}${dtype === 'f16' ? ':f16' : ''}`;
 export const ANY_SHAPE = '*';
 
 /**
@@ -56,8 +57,8 @@ export interface KernelPlan {
 export const DEFAULT_PLAN: KernelPlan = { matmul: {}, attention: everyBucket('thread') };
 
 /** The variants a plan runs for a matmul with this weight shape, one per bucket. */
-export const matmulBuckets = (plan: KernelPlan, K: number, N: number): BucketPlan<MatmulVariant> =>
-  plan.matmul[matmulKey(K, N)] ?? plan.matmul[ANY_SHAPE] ?? everyBucket('register');
+export const matmulBuckets = (plan: KernelPlan, K: number, N: number, dtype: 'f32' | 'f16' = 'f32'): BucketPlan<MatmulVariant> =>
+  plan.matmul[matmulKey(K, N, dtype)] ?? plan.matmul[ANY_SHAPE] ?? everyBucket('register');
 
 /** The row counts bucket i serves: (least, most]. */
 export const bucketRange = (i: number): [number, number] => [ROW_BUCKETS[i - 1] ?? 0, ROW_BUCKETS[i]];
@@ -80,6 +81,8 @@ export interface ModelShapes {
   L: number;
   nHeads: number;
   headDim: number;
+  /** The matmul weights sit on the GPU as f16 (the kernels widen them as they load them). */
+  halfWeights?: boolean;
 }
 
 /** The [K, N] of every matmul weight of a model (qkv, attention out and q, MLP, kv, query processor, output layer). */

@@ -34,6 +34,9 @@ export interface Measurement {
   gflops: number;
 }
 
+/** The plan entry of a model's matmul: timed with the weights stored as the model stores them. */
+const weightKey = (s: ModelShapes, K: number, N: number): string => matmulKey(K, N, s.halfWeights ? 'f16' : 'f32');
+
 function checkOption<T extends string>(name: string, value: string | undefined, names: readonly T[]): T | undefined {
   if (value === undefined || value === 'auto') return undefined;
   if (!names.includes(value as T)) fail('option', `GpuModelOptions.${name} must be 'auto' or one of ${names.join(', ')}; got "${value}"`);
@@ -57,7 +60,7 @@ export async function kernelPlan(
   if (!matmul || !attention) {
     const key = planKey(gpu.adapter);
     const recalled = await recall(key);
-    if (recalled && matmulShapes(shapes).every(([K, N]) => matmulKey(K, N) in recalled.matmul)) plan = recalled;
+    if (recalled && matmulShapes(shapes).every(([K, N]) => weightKey(shapes, K, N) in recalled.matmul)) plan = recalled;
     else {
       const measured = (await measurePlan(gpu.device, kernels, shapes)).plan;
       plan = { matmul: { ...recalled?.matmul, ...measured.matmul }, attention: measured.attention };
@@ -124,7 +127,7 @@ function cases(s: ModelShapes, flopsPerRun: number, candidates: (variants: reado
     for (const [K, N] of matmulShapes(s)) {
       const k = Math.sqrt(Math.min(1, flopsPerRun / matmulFlops([M, K, N])));
       const shape: [number, number, number] = [M, scaled(K, k, 32), scaled(N, k, 512)];
-      out.push({ kernel: 'matmul', key: matmulKey(K, N), bucket, shape, flops: matmulFlops(shape), variants: candidates(matmulCandidates(bucket)) });
+      out.push({ kernel: 'matmul', key: weightKey(s, K, N), bucket, shape, flops: matmulFlops(shape), variants: candidates(matmulCandidates(bucket)) });
     }
     // [queries, keys, heads * headDim]: keys shrink first (not below the queries), then heads.
     const keys = Math.max(M, scaled(L, Math.min(1, flopsPerRun / attentionFlops([M, L, s.D])), 64));
@@ -175,7 +178,7 @@ async function caseDispatch(device: GPUDevice, memory: GpuMemory, kernels: Kerne
     if (c.kernel === 'matmul') {
       const [M, K, N] = c.shape;
       const ws = timingWorkspace(memory, kernels, M, M);
-      const [x, weight, out] = [gpuTensor('x', ops.x, [1, M, K]), gpuTensor('w', ops.w, [N, K]), gpuTensor('out', ops.out, [1, M, N])];
+      const [x, weight, out] = [gpuTensor('x', ops.x, [1, M, K]), gpuTensor('w', ops.w, [N, K], s.halfWeights ? 'f16' : 'f32'), gpuTensor('out', ops.out, [1, M, N])];
       return await matmulDispatch(ws, { label: `tuning.${variant}`, rows: Rows.Clean, x, weight, out, variant: variant as MatmulVariant });
     }
     const [queries, keys, D] = c.shape;
@@ -248,7 +251,7 @@ export async function measurePlan(
       });
     };
     const plan: KernelPlan = {
-      matmul: Object.fromEntries(matmulShapes(shapes).map(([K, N]) => [matmulKey(K, N), buckets<MatmulVariant>(matmulKey(K, N), 'register')])),
+      matmul: Object.fromEntries(matmulShapes(shapes).map(([K, N]) => [weightKey(shapes, K, N), buckets<MatmulVariant>(weightKey(shapes, K, N), 'register')])),
       attention: buckets<AttentionVariant>('attention', 'thread'),
     };
     return { plan, measurements, gflops: rate };

@@ -73,15 +73,16 @@ export class GpuModel {
       const L = config.length;
       const D = config.hiddenSize;
       const ws = createWorkspace(memory, new KernelCache(ctx.device), L, maxBatch);
-      ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V: config.vocabSize, L, nHeads: config.nHeads, headDim: headDim(config) }, options);
+      const linear = (name: string, t: HostTensor) => t.shape.length === 2 && name.endsWith('.weight');
+      const halfWeights = storage === 'f16' || (storage === 'auto' && [...weights].some(([name, t]) => linear(name, t) && t.half !== undefined));
+      ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V: config.vocabSize, L, nHeads: config.nHeads, headDim: headDim(config), halfWeights }, options);
       // Uploaded on first use, so tensors no kernel reads never reach the GPU.
       const gpuWeights = new Map<string, GpuTensor>();
       const param = (name: string): GpuTensor => {
         let t = gpuWeights.get(name);
         if (t) return t;
         const tensor = weights.get(name) ?? fail('architecture', `the model has no tensor ${name}`);
-        const linear = tensor.shape.length === 2 && name.endsWith('.weight');
-        t = linear && (storage === 'f16' || (storage === 'auto' && tensor.half))
+        t = linear(name, tensor) && (storage === 'f16' || (storage === 'auto' && tensor.half))
           ? gpuTensor(name, memory.upload(name, halfBits(tensor)), tensor.shape, 'f16')
           : gpuTensor(name, memory.upload(name, tensor.data), tensor.shape);
         gpuWeights.set(name, t);

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { PgmError } from '../../src/errors.js';
 import { KernelCache } from '../../src/gpu/kernel.js';
 import {
-  ANY_SHAPE, ATTENTION_VARIANTS, bucketRange, everyBucket, isPlan, MATMUL_VARIANTS, matmulKey, matmulShapes, ROW_BUCKETS, VARIANT_SET_VERSION, type ModelShapes,
+  ANY_SHAPE, ATTENTION_VARIANTS, bucketRange, everyBucket, isPlan, MATMUL_VARIANTS, matmulBuckets, matmulKey, matmulShapes, ROW_BUCKETS, VARIANT_SET_VERSION, type KernelPlan, type ModelShapes,
 } from '../../src/kernels/plan.js';
 import { forgetPlans, idbPlans, planKey } from '../../src/kernels/plan-store.js';
 import { kernelPlan, measurePlan } from '../../src/kernels/tuning.js';
@@ -57,6 +57,15 @@ describe(`kernel plan (${runtime})`, () => {
     expect(ROW_BUCKETS.length).toBe(plan.attention.length);
     for (const v of plan.attention) expect(ATTENTION_VARIANTS).toContain(v);
     for (const v of Object.values(plan.matmul).flat()) expect(MATMUL_VARIANTS).toContain(v);
+  });
+
+  it('a model whose matmul weights are f16 is timed with f16 weights, and its dispatches read those entries', async () => {
+    const gpu = await testGpu();
+    const { plan } = await measurePlan(gpu.device, new KernelCache(gpu.device), { ...tiny, halfWeights: true });
+    expect(Object.keys(plan.matmul)).toEqual(matmulShapes(tiny).map(([K, N]) => `${K}x${N}:f16`));
+    const f32: KernelPlan = { ...plan, matmul: { [matmulKey(64, 192)]: everyBucket('tall') } };
+    expect(matmulBuckets(f32, 64, 192, 'f16')).toEqual(everyBucket('register')); // an f32 entry does not serve f16 weights
+    expect(matmulBuckets(plan, 64, 192, 'f16')).toBe(plan.matmul['64x192:f16']);
   });
 
   it('a plan of another shape (an older version, a damaged store) is not a plan', () => {
