@@ -38,19 +38,6 @@ export async function openModelCache(): Promise<Cache | undefined> {
   return caches.open(CACHE_NAME).catch(() => undefined);
 }
 
-async function readCounting(res: Response, onChunk?: (n: number) => void): Promise<Blob> {
-  if (!res.body) return res.blob();
-  const chunks: Uint8Array<ArrayBuffer>[] = [];
-  const reader = res.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    onChunk?.(value.length);
-  }
-  return new Blob(chunks);
-}
-
 /**
  * `res` with its body passed through as the reader pulls it (counted by `onChunk`); `whole`
  * gets the body once it has all arrived, never when the reader stops early (the rest is then
@@ -120,7 +107,7 @@ export function cachingFetch(cache: Cache | undefined, hooks: CacheHooks = {}): 
             state.writes.add(write);
           });
         }
-        body = await readCounting(res, hooks.onChunk);
+        body = await passThrough(res, hooks.onChunk, () => undefined).blob();
         await keep(body);
       }
       if (config) await reportConfig(body, hooks);

@@ -1,4 +1,4 @@
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PgmError } from '../errors.js';
 import { loadModel, type LoadOptions, type LoadedModel, type ModelFiles } from './load.js';

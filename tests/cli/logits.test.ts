@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
+import { pgm } from '../helpers/cli.js';
 import { compareRows } from '../helpers/gpu.js';
 
 // The acceptance path of the engine: `pgm convert` a Lightning checkpoint written by PyTorch,
@@ -14,17 +15,6 @@ const fixtures = join(import.meta.dirname, '..', 'fixtures');
 const names = readdirSync(fixtures).filter((n) => existsSync(join(fixtures, n, 'model.ckpt')));
 const work = mkdtempSync(join(tmpdir(), 'pgm-logits-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-async function pgm(...argv: string[]): Promise<{ code: number; out: string }> {
-  const lines: string[] = [];
-  const log = console.log;
-  console.log = (...a: unknown[]) => lines.push(a.join(' '));
-  try {
-    return { code: await main(argv), out: lines.join('\n') };
-  } finally {
-    console.log = log;
-  }
-}
 
 const readFloats = (path: string): Float32Array => {
   const b = readFileSync(path);
@@ -46,7 +36,7 @@ describe('pgm convert + pgm logits vs PyTorch (Node WebGPU)', () => {
         const bin = join(out, 'logits.bin');
         const logits = await pgm('logits', '--model', out, '--input', join(dir, 'input.json'), '--out', bin);
         expect(logits.code).toBe(0);
-        expect(logits.out.trim()).toBe(`[${meta.shape.join(', ')}]`);
+        expect(logits.stdout.trim()).toBe(`[${meta.shape.join(', ')}]`);
         const { maxAbs, argmaxMismatches } = compareRows(readFloats(bin), readFloats(join(dir, expected)), meta.shape[2]);
         expect(maxAbs).toBeLessThanOrEqual(1e-4);
         expect(argmaxMismatches).toBe(0);
