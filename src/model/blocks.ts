@@ -50,7 +50,7 @@ export function recorder(): { emit: ForwardContext['emit']; build(): Promise<Dis
 export const modulate = (f: ForwardContext, shiftOffset: number, scaleOffset: number): Modulate => ({ modulation: f.modulation, shiftOffset, scaleOffset });
 
 /** `t`'s buffer seen as [batch, L, width]: a narrower use of a shared activation. */
-export const rowsOf = (f: ForwardContext, t: GpuTensor, width: number, name = t.name): GpuTensor => reshape(t, activationShape(f.ws, width), name);
+export const activationView = (f: ForwardContext, t: GpuTensor, width: number, name = t.name): GpuTensor => reshape(t, activationShape(f.ws, width), name);
 
 /** A block's parameters: `p('attn_qkv.weight')` is `<prefix>.attn_qkv.weight`. */
 export const paramsOf = (f: ForwardContext, prefix: string) => (name: string): GpuTensor => f.param(`${prefix}.${name}`);
@@ -79,7 +79,7 @@ export function attentionResidual(f: ForwardContext, prefix: string, rows: Rows,
 export function mlpResidual(f: ForwardContext, prefix: string, rows: Rows, stream: GpuTensor, normOut: GpuTensor, m: BlockModulation): void {
   const { ws } = f;
   const p = paramsOf(f, prefix);
-  const hidden = rowsOf(f, f.act.hidden, f.config.mlpDim); // [batch, L, F]
+  const hidden = activationView(f, f.act.hidden, f.config.mlpDim); // [batch, L, F]
   f.emit(layerNormDispatch(ws, { label: `${prefix}.norm2`, rows, x: stream, weight: p('norm2.weight'), out: normOut, modulate: modulate(f, m.shiftMlp, m.scaleMlp) }));
   f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.0`, rows, x: normOut, weight: p('mlp.0.weight'), bias: p('mlp.0.bias'), activation: 'gelu', out: hidden }));
   const gatedResidual = { modulation: f.modulation, gateOffset: m.gateMlp };

@@ -4,7 +4,7 @@ import { queryInitDispatches } from '../kernels/group-swap.js';
 import { layerNormDispatch } from '../kernels/layernorm.js';
 import { matmulDispatch } from '../kernels/matmul.js';
 import { Rows } from '../kernels/workspace.js';
-import { attentionResidual, ditBlock, mlpResidual, modulate, outputLayer, paramsOf, rotaryAttention, rowsOf, type ForwardContext } from './blocks.js';
+import { activationView, attentionResidual, ditBlock, mlpResidual, modulate, outputLayer, paramsOf, rotaryAttention, type ForwardContext } from './blocks.js';
 import { queryInitTerms } from './config.js';
 
 /**
@@ -34,15 +34,15 @@ function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
   const D = config.hiddenSize;
   const p = paramsOf(f, 'decoder.group_swap');
   // q0 is built in y's rows; the group swap's output overwrites it there.
-  const q0 = rowsOf(f, act.y, D, 'q0');
-  const kv = rowsOf(f, act.wide, 2 * D, 'kv');
+  const q0 = activationView(f, act.y, D, 'q0');
+  const kv = activationView(f, act.wide, 2 * D, 'kv');
   const terms = queryInitTerms(config.preQueryMode);
   f.emit(queryInitDispatches(ws, { ...terms, encoderOut: act.x, base: p('base_embedding'), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }));
   f.emit(layerNormDispatch(ws, { label: 'decoder.group_swap.pre_query_norm', rows: Rows.Query, x: q0, weight: p('pre_query_norm.weight'), bias: p('pre_query_norm.bias'), out: act.queryNorm }));
   if (config.queryProcessMode === 'linear') {
     f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: act.queryNorm, weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q }));
   } else {
-    const hidden = rowsOf(f, act.hidden, 4 * D); // [batch, L, 4D]
+    const hidden = activationView(f, act.hidden, 4 * D); // [batch, L, 4D]
     f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: act.queryNorm, weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
     f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.2', rows: Rows.Query, x: hidden, weight: p('query_processor.2.weight'), bias: p('query_processor.2.bias'), out: act.q }));
   }
@@ -61,7 +61,7 @@ function decoderLayer(f: ForwardContext, prefix: string): void {
   const D = config.hiddenSize;
   const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
-  const kv = rowsOf(f, act.wide, 2 * D, 'kv');
+  const kv = activationView(f, act.wide, 2 * D, 'kv');
   f.emit(layerNormDispatch(ws, { label: `${prefix}.q_norm1`, rows: Rows.Query, x: act.y, weight: p('q_norm1.weight'), out: act.queryNorm, modulate: modulate(f, m.shiftMsa, m.scaleMsa) }));
   f.emit(layerNormDispatch(ws, { label: `${prefix}.kv_norm1`, rows: Rows.Clean, x: act.x, weight: p('kv_norm1.weight'), out: act.norm }));
   f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.queryNorm, weight: p('attn_q.weight'), out: act.q }));
