@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pgm.ckpt import save_checkpoint  # noqa: E402
 from pgm.ema import EMA  # noqa: E402
-from pgm.model import ModelConfig, build_model  # noqa: E402
+from pgm.model import ModelConfig, build_model, pgm_incremental_logits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GPT2_BOS = 50256
@@ -28,6 +28,8 @@ def pgm(**kw):
 
 # name -> (seed, config, storage dtype, keep optimizer moments, batch spec, notes)
 #   PGM batch spec: list of (n clean tokens, m queries) or an explicit sequence dict.
+#   A KV-set fixture has `passes` instead of `batch`: per sequence, per pass, (fresh tokens,
+#   queries) or (fresh tokens, queries, 'refresh').
 FIXTURES = {
   'pgm-learn-freqs-linear': dict(
     seed=1, storage=torch.float32, optimizer=True,
@@ -92,6 +94,18 @@ FIXTURES = {
     batch=[0.4, 0.7],  # mask fraction per sequence (BOS at 0 is never masked)
     notes='MDLM baseline (DIT), 2 blocks. Full sequences of length L, some tokens = mask_id '
           '(V-1); positions 0..L-1, no padding. Output [batch, L, V].'),
+  'pgm-incremental': dict(
+    seed=9, storage=torch.float32, optimizer=False,
+    cfg=pgm(vocab_size=67, hidden_size=40, n_heads=4, cond_dim=24, length=37,
+            encoder_blocks=2, decoder_blocks=2, pre_query_mode='learn+freqs+mean',
+            query_process_mode='linear'),
+    passes=[[(3, 5), (3, 4), (1, 6), (2, 5, 'refresh'), (4, 3)],
+            [(2, 4), (4, 6), (2, 3), (1, 4, 'refresh'), (3, 5), (1, 2)]],
+    notes='Stale (incremental) KV set: each clean token is encoded once, in the pass in which it '
+          'joins, against the rows cached before it (training/pgm/model.py '
+          'pgm_incremental_logits). Pass 0: BOS at 0 and a prompt at 1.. ; later passes add '
+          'tokens at positions the previous pass queried. A refresh pass re-encodes the whole '
+          'clean set.'),
 }
 
 
@@ -220,17 +234,58 @@ def mdlm_sequences(rng, cfg, spec, bos_id):
   return seqs
 
 
-@torch.no_grad()
-def make_fixture(name, spec, out_dir):
-  cfg, seed = spec['cfg'], spec['seed']
+def random_model(spec):
+  """The fixture's model with random weights, an EMA state that differs from them, and the
+  generators (torch, then `random` for the inputs), all seeded with spec['seed']."""
+  seed = spec['seed']
   torch.manual_seed(seed)
   gen = torch.Generator().manual_seed(seed)
   rng = random.Random(seed)
-  bos_id = spec.get('bos_id', cfg.vocab_size - 2)
-
-  model = build_model(cfg).eval()
+  model = build_model(spec['cfg']).eval()
   randomize(model, gen)
   ema = ema_from(model, gen, num_updates=1234)
+  return model, ema, gen, rng
+
+
+def storage_name(dtype):
+  return {torch.float32: 'float32', torch.float16: 'float16', torch.bfloat16: 'bfloat16'}[dtype]
+
+
+def write_fixture(d, spec, model, ema, seqs, bos_id, logits, meta, checkpoint='model.ckpt',
+                  optimizer_state=None, scheduler_state=None):
+  """Write fixture folder d: the checkpoint, input.json, each of `logits` (file name ->
+  tensor; 'logits.bin' gives meta's shape) as float32 little-endian, and meta.json (the
+  common fields, then `meta`). Returns the folder's size in bytes."""
+  cfg = spec['cfg']
+  d.mkdir(parents=True, exist_ok=True)
+  save_checkpoint(d / checkpoint, model, {**training_sections(cfg), **cfg.to_sections()},
+                  ema_state=ema.state_dict(), optimizer_state=optimizer_state,
+                  scheduler_state=scheduler_state, global_step=1234, epoch=0,
+                  dtype=spec['storage'])
+  (d / 'input.json').write_text(json.dumps({'sequences': seqs}) + '\n')
+  for file, values in logits.items():
+    values.numpy().astype('<f4').tofile(d / file)
+  meta = {
+    'arch': cfg.arch,
+    'shape': list(logits['logits.bin'].shape),
+    'ema': True,
+    'storage_dtype': storage_name(spec['storage']),
+    'vocab_size': cfg.vocab_size,
+    'bos_id': bos_id,
+    'mask_id': cfg.mask_id,
+    'config': cfg.to_sections(),
+    'max_abs_logit': round(logits['logits.bin'].abs().max().item(), 4),
+    **meta,
+  }
+  (d / 'meta.json').write_text(json.dumps(meta, indent=2) + '\n')
+  return sum(f.stat().st_size for f in d.iterdir())
+
+
+@torch.no_grad()
+def make_fixture(name, spec, out_dir):
+  cfg = spec['cfg']
+  bos_id = spec.get('bos_id', cfg.vocab_size - 2)
+  model, ema, gen, rng = random_model(spec)
   optimizer_state, scheduler_state = (fake_optimizer(model, gen, step=1234) if spec['optimizer']
                                       else (None, None))
   if spec['storage'] != torch.float32:
@@ -252,33 +307,94 @@ def make_fixture(name, spec, out_dir):
   assert diff > 0.1, f'{name}: EMA and raw logits too close ({diff})'
   assert torch.isfinite(ema_logits).all()
 
-  sections = {**training_sections(cfg), **cfg.to_sections()}
-  d = out_dir / name
-  d.mkdir(parents=True, exist_ok=True)
-  save_checkpoint(d / 'model.ckpt', model, sections, ema_state=ema.state_dict(),
-                  optimizer_state=optimizer_state, scheduler_state=scheduler_state,
-                  global_step=1234, epoch=0, dtype=spec['storage'])
-  (d / 'input.json').write_text(json.dumps({'sequences': seqs}) + '\n')
-  ema_logits.numpy().astype('<f4').tofile(d / 'logits.bin')
-  raw_logits.numpy().astype('<f4').tofile(d / 'logits-raw.bin')
   meta = {
-    'arch': cfg.arch,
-    'shape': list(ema_logits.shape),
-    'ema': True,
-    'storage_dtype': {torch.float32: 'float32', torch.float16: 'float16',
-                      torch.bfloat16: 'bfloat16'}[spec['storage']],
-    'vocab_size': cfg.vocab_size,
-    'bos_id': bos_id,
-    'mask_id': cfg.mask_id,
-    'config': cfg.to_sections(),
-    'max_abs_logit': round(ema_logits.abs().max().item(), 4),
     'max_abs_diff_ema_vs_raw': round(diff, 4),
     'notes': spec['notes'] + ' logits.bin: EMA weights; logits-raw.bin: raw state_dict weights; '
              'float32 little-endian, row-major; padded query rows are 0.',
   }
-  (d / 'meta.json').write_text(json.dumps(meta, indent=2) + '\n')
-  size = sum(f.stat().st_size for f in d.iterdir())
+  size = write_fixture(out_dir / name, spec, model, ema, seqs, bos_id,
+                       {'logits.bin': ema_logits, 'logits-raw.bin': raw_logits}, meta,
+                       optimizer_state=optimizer_state, scheduler_state=scheduler_state)
   print(f'{name}: logits {list(ema_logits.shape)}, ema-vs-raw {diff:.3f}, {size / 1e6:.2f} MB')
+
+
+def incremental_sequences(rng, cfg, spec, bos_id):
+  """Per sequence, the passes of a KV set (see pgm_incremental_logits). Pass 0 holds BOS at 0
+  and a prompt at 1.. (rows shuffled); a later pass adds tokens at the first positions the
+  previous pass queried (a random sample of the unknown positions); a refresh pass lists the
+  whole clean set: the earlier rows in row order, then the tokens joining now."""
+  seqs = []
+  for seq_spec in spec:
+    unknown = list(range(cfg.length))
+    clean_tokens, clean_positions, passes, queries = [], [], [], []
+    for k, (fresh, m, *flag) in enumerate(seq_spec):
+      if k == 0:
+        positions = list(range(fresh))
+        rng.shuffle(positions)
+      else:
+        assert fresh <= len(queries), 'a pass adds at most what the previous one queried'
+        positions = queries[:fresh]
+      tokens = [bos_id if p == 0 else rng.randrange(cfg.vocab_size - 1) for p in positions]
+      unknown = [p for p in unknown if p not in positions]
+      queries = rng.sample(unknown, m)
+      refresh = flag == ['refresh']
+      passes.append({'tokens': clean_tokens + tokens if refresh else tokens,
+                     'positions': clean_positions + positions if refresh else positions,
+                     'queries': queries, 'refresh': refresh})
+      clean_tokens, clean_positions = clean_tokens + tokens, clean_positions + positions
+    seqs.append({'passes': passes})
+  return seqs
+
+
+def max_diff(a, b):
+  return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+@torch.no_grad()
+def make_incremental_fixture(name, spec, out_dir):
+  """A KV-set fixture: stale logits of every pass, and the exact logits over the same clean
+  sets. Checks that passing every clean token again (a refresh) at every pass is the exact
+  forward, and that the stale passes do differ from it."""
+  cfg = spec['cfg']
+  bos_id = cfg.vocab_size - 2
+  model, ema, _, rng = random_model(spec)
+  ema.swap_in(model.parameters())
+  seqs = incremental_sequences(rng, cfg, spec['passes'], bos_id)
+  stale, exact = [], []
+  for b, seq in enumerate(seqs):
+    clean, always_refreshed = {'tokens': [], 'positions': []}, []
+    for p in seq['passes']:
+      clean = {key: (p[key] if p['refresh'] else clean[key] + p[key]) for key in clean}
+      always_refreshed.append({**clean, 'queries': p['queries'], 'refresh': True})
+    exact_b = [pgm_logits(model, [s])[0] for s in always_refreshed]
+    stale_b = pgm_incremental_logits(model, seq['passes'])
+    diff = max_diff(pgm_incremental_logits(model, always_refreshed), exact_b)
+    assert diff < 1e-5, f'{name} sequence {b}: refreshing every pass is not exact ({diff})'
+    exact_passes = [i for i, p in enumerate(seq['passes']) if i == 0 or p['refresh']]
+    diff = max_diff([stale_b[i] for i in exact_passes], [exact_b[i] for i in exact_passes])
+    assert diff < 1e-5, f'{name} sequence {b}: first or refresh pass differs from exact ({diff})'
+    stale += stale_b
+    exact += exact_b
+  stale_vs_exact = max_diff(stale, exact)
+  assert stale_vs_exact > 1e-3, f'{name}: stale logits equal the exact ones ({stale_vs_exact})'
+  stale_logits, exact_logits = torch.cat(stale), torch.cat(exact)
+  assert torch.isfinite(stale_logits).all()
+  ema.swap_out(model.parameters())
+
+  meta = {
+    'checkpoint': 'incremental.ckpt',
+    'rows': [[len(p['queries']) for p in s['passes']] for s in seqs],
+    'max_abs_diff_stale_vs_exact': round(stale_vs_exact, 4),
+    'notes': spec['notes'] + ' logits.bin: stale logits; logits-exact.bin: the exact forward '
+             'over the same clean tokens; both from the EMA weights, float32 little-endian, '
+             '[sum of rows, V]: the passes of sequence 0 in order, then those of sequence 1 '
+             '(rows[b][k] = queries of pass k of sequence b), no padding.',
+  }
+  size = write_fixture(out_dir / name, spec, model, ema, seqs, bos_id,
+                       {'logits.bin': stale_logits, 'logits-exact.bin': exact_logits}, meta,
+                       checkpoint=meta['checkpoint'])
+  print(f'{name}: logits {list(stale_logits.shape)}, stale-vs-exact {stale_vs_exact:.3f}, '
+        f'{size / 1e6:.2f} MB')
 
 
 def main():
@@ -289,7 +405,7 @@ def main():
   torch.set_num_threads(1)
   for name, spec in FIXTURES.items():
     if not args.only or name in args.only:
-      make_fixture(name, spec, args.out)
+      (make_incremental_fixture if 'passes' in spec else make_fixture)(name, spec, args.out)
 
 
 if __name__ == '__main__':

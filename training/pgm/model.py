@@ -402,6 +402,84 @@ class DIT(Backbone):
     return self.output_layer(*self.hidden(tokens))                     # [B, L, V]
 
 
+# ----------------------------------------------------------------------------- incremental
+
+@torch.no_grad()
+def pgm_incremental_logits(model: PartitionDIT, passes):
+  """The stale ("incremental") PGM forward of one sequence over a series of passes.
+
+  Each pass is a dict: `tokens` and `positions` (the m >= 1 clean tokens joining the set now,
+  appended as its last rows), `queries` (positions to predict) and `refresh` (True: empty the
+  cache first, so `tokens` must then be the whole clean set, the earlier rows in row order
+  followed by the ones joining now). A fresh row runs through the encoder once: in each block
+  it attends to every cached row and to the rows joining with it, and everything computed
+  from it (per block its rotary-applied key and value, its encoder output E, the group swap's
+  and each decoder layer's rotary-applied key and value) is cached and never recomputed. The
+  query side is the exact one (docs/model.md steps 3-5) over the cached rows; the +mean /
+  +logsumexp statistic is taken over the cached E rows. Returns one [m, V] tensor per pass.
+  """
+  cfg, swap = model.cfg, model.decoder.group_swap
+  inv_freq = model.rotary_emb.inv_freq
+  c = model.condition(1, inv_freq.device)
+  heads = lambda t: split_heads(t, cfg.n_heads)
+  cache = {}                                                            # name -> [1, n, ...]
+
+  def append(name, rows):
+    cache[name] = rows if name not in cache else torch.cat([cache[name], rows], dim=1)
+    return cache[name]
+
+  out = []
+  for step in passes:
+    if step.get('refresh', False):
+      cache.clear()
+    fresh_positions = torch.tensor([step['positions']])                # [1, m]
+    query_positions = torch.tensor([step['queries']])                  # [1, q]
+    x = model.vocab_embed(torch.tensor([step['tokens']]))              # [1, m, D]
+    n = x.shape[1] + (cache['E'].shape[1] if 'E' in cache else 0)
+    all_rows = torch.ones(1, 1, n, dtype=torch.bool)
+
+    for i, block in enumerate(model.encoder.blocks):
+      shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
+        block.adaLN_modulation(c)[:, None].chunk(6, dim=-1))
+      h = modulate(block.norm1(x), shift_msa, scale_msa)
+      q, k, v = (heads(t) for t in block.attn_qkv(h).chunk(3, dim=-1))
+      keys = append(f'encoder.{i}.k', rope(k, fresh_positions, inv_freq))
+      values = append(f'encoder.{i}.v', v)
+      h = attention(rope(q, fresh_positions, inv_freq), keys, values, all_rows)
+      x = x + gate_msa * block.attn_out(h)
+      x = x + gate_mlp * block.mlp(modulate(block.norm2(x), shift_mlp, scale_mlp))
+    encoder_out = append('E', x)
+
+    k, v = (heads(t) for t in swap.hidden_to_key_value(x).chunk(2, dim=-1))
+    append('swap.k', rope(k, fresh_positions, inv_freq))
+    append('swap.v', v)
+    for j, layer in enumerate(model.decoder.layers):
+      k, v = (heads(t) for t in layer.attn_kv(layer.kv_norm1(x)).chunk(2, dim=-1))
+      append(f'decoder.{j}.k', rope(k, fresh_positions, inv_freq))
+      append(f'decoder.{j}.v', v)
+
+    q0 = swap.base_embedding.expand(*query_positions.shape, -1)       # [1, q, D]
+    if 'freqs' in swap.mode:
+      q0 = q0 + swap.pos_freqs[query_positions]
+    if swap.mode.endswith('+mean'):
+      q0 = q0 + encoder_out.mean(dim=1, keepdim=True)
+    elif swap.mode.endswith('+logsumexp'):
+      q0 = q0 + encoder_out.logsumexp(dim=1, keepdim=True)
+    queries = heads(swap.query_processor(swap.pre_query_norm(q0)))
+    y = swap.output_linear(attention(rope(queries, query_positions, inv_freq),
+                                     cache['swap.k'], cache['swap.v'], all_rows))
+    for j, layer in enumerate(model.decoder.layers):
+      shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
+        layer.adaLN_modulation(c)[:, None].chunk(6, dim=-1))
+      q = heads(layer.attn_q(modulate(layer.q_norm1(y), shift_msa, scale_msa)))
+      h = attention(rope(q, query_positions, inv_freq), cache[f'decoder.{j}.k'],
+                    cache[f'decoder.{j}.v'], all_rows)
+      y = y + gate_msa * layer.attn_out(h)
+      y = y + gate_mlp * layer.mlp(modulate(layer.norm2(y), shift_mlp, scale_mlp))
+    out.append(model.output_layer(y, c)[0])
+  return out
+
+
 # ----------------------------------------------------------------------------- losses
 
 def alpha(t):
