@@ -213,7 +213,7 @@ export function modelConfig(arch: 'pgm' | 'mdlm', s: Shape): ModelConfig {
 }
 
 function samplingOptions(L: number, steps: number): SamplingOptions {
-  return { length: L, steps, order: 'random', schedule: 'uniform', temperature: 1, topP: 1, greedy: false };
+  return { length: L, steps, order: 'random', schedule: 'uniform', temperature: 1, topP: 1, greedy: false, encoder: 'exact', refresh: 0 };
 }
 
 function plans(config: ModelConfig, batch: number): SequencePlan[] {

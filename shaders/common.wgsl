@@ -1,7 +1,9 @@
 // Shared by every kernel that walks the packed token sets.
 // Activation buffers hold `batch` sequences of `seqStride` (= L) rows each; sequence b
 // owns rows b*seqStride .. b*seqStride + n_b - 1. Clean tokens and queries have their own
-// per-sequence counts, so padding is never computed and never read.
+// per-sequence counts, so padding is never computed and never read. The fresh rows are the
+// clean tokens an incremental pass encodes: the last m_b of the clean set, packed at rows
+// 0..m_b-1 of the buffers that hold them.
 struct Dims {
   batch: u32,
   seqStride: u32,
@@ -11,9 +13,10 @@ struct Dims {
 
 const CLEAN: u32 = 0u;
 const QUERY: u32 = 1u;
+const FRESH: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
-// [batch] clean counts, then [batch] query counts.
+// [batch] clean counts, then [batch] query counts, then [batch] fresh counts.
 @group(0) @binding(1) var<storage, read> lengths: array<u32>;
 
 fn seqRows(kind: u32, b: u32) -> u32 {

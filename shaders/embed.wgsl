@@ -1,8 +1,9 @@
-// x[b, i, :] = embedding[tokens[b, i], :] for the clean tokens of each sequence.
+// x[b, i, :] = embedding[tokens[b, i], :] for the clean (or fresh) tokens of each sequence.
 #include "common.wgsl"
 
 struct Params {
   D: u32,
+  rowsKind: u32,
 }
 
 @group(0) @binding(2) var<uniform> p: Params;
@@ -15,7 +16,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let b = gid.z;
   let i = gid.y;
   let c = gid.x;
-  if (c >= p.D || i >= seqRows(CLEAN, b)) { return; }
+  if (c >= p.D || i >= seqRows(p.rowsKind, b)) { return; }
   let row = b * dims.seqStride + i;
   x[row * p.D + c] = embedding[tokens[row] * p.D + c];
 }

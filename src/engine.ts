@@ -179,6 +179,8 @@ export class Engine {
             revealed: step.revealed[b].map((r) => ({ position: r.position, token: this.vocabulary.toGpt2(r.token) })),
             tokens: this.toGpt2(tokens),
             text: this.vocabulary.decodePartial(tokens.subarray(1), placeholder),
+            encoderRows: step.encoderRows[b],
+            decoderRows: step.decoderRows[b],
           })),
         });
       }

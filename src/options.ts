@@ -8,7 +8,7 @@
 import { brief, fail } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import type { Vocabulary } from './model/vocab.js';
-import { MDLM_STEPS_PER_POSITION, type SamplingOptions, type SequencePlan } from './sampling/samplers.js';
+import { ENCODER_MODES, MDLM_STEPS_PER_POSITION, type SamplingOptions, type SequencePlan } from './sampling/samplers.js';
 import { ORDERS, SCHEDULES, type Order, type Schedule } from './sampling/schedule.js';
 import type { SequenceOptions, SharedOptions } from './types.js';
 
@@ -78,6 +78,14 @@ export const GENERATION_OPTIONS: readonly GenerationOption[] = [
   { name: 'schedule', scope: 'shared', cli: { flag: 'schedule', parse: 'text' }, takes: SCHEDULES.join(' | '), default: 'uniform', doc: 'uniform (the paper\'s "efficient-uniform") or non-uniform (binomial counts under the log-linear schedule, leftovers in one last step)', check: oneOf('schedule', SCHEDULES) },
   { name: 'temperature', scope: 'shared', cli: { flag: 'temperature', parse: 'number' }, takes: `a number in ${TEMPERATURE_RANGE}`, default: '1', doc: 'divides the logits; greedy is the T -> 0 limit', check: number },
   { name: 'topP', scope: 'shared', cli: { flag: 'top-p', parse: 'number' }, takes: 'a number in (0, 1]', default: "the checkpoint's sampling.p_nucleus", doc: 'nucleus mass', check: number },
+  {
+    name: 'encoder', scope: 'shared', cli: { flag: 'encoder', parse: 'text' }, takes: ENCODER_MODES.join(' | '), default: 'exact',
+    doc: 'PGM: exact re-encodes every clean token each step; incremental encodes each token once, when it joins, and keeps its keys and values (a KV set): each step costs only what is new, but earlier tokens never see later ones (an approximation, measured in the README)', check: oneOf('encoder', ENCODER_MODES),
+  },
+  {
+    name: 'refresh', scope: 'shared', cli: { flag: 'refresh', parse: 'integer' }, takes: 'an integer >= 1', default: 'never',
+    doc: 'with encoder incremental: every step with step % refresh == 0 re-encodes every clean token (refresh 1 is exact)', check: (v) => (Number.isInteger(v) && (v as number) >= 1 ? undefined : 'must be an integer >= 1'),
+  },
   { name: 'greedy', scope: 'shared', cli: { flag: 'greedy', parse: 'switch' }, takes: 'true or false', default: 'false', doc: 'take the most probable token everywhere', check: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false') },
   {
     name: 'signal', scope: 'shared', takes: 'an AbortSignal', default: 'none', doc: 'cancels within one step; the engine stays usable',
@@ -198,6 +206,8 @@ export function resolveGenerationOptions(options: SharedOptions & { sequences: S
     temperature: options.temperature ?? 1,
     topP: options.topP ?? c.pNucleus,
     greedy: options.greedy ?? false,
+    encoder: options.encoder ?? 'exact',
+    refresh: options.refresh ?? 0,
   };
   checkSampling(sampling, plans, c);
   return { plans, sampling, placeholder: options.placeholder, signal: options.signal };
@@ -262,6 +272,8 @@ function checkSampling(o: SamplingOptions, plans: readonly SequencePlan[], c: Mo
     bad(`temperature must be in ${TEMPERATURE_RANGE}, got ${o.temperature}: the sampler scales f32 logits by 1/T, which can overflow f32 below ${MIN_TEMPERATURE.toExponential()}; for the T -> 0 limit use greedy`);
   }
   if (!(o.topP > 0 && o.topP <= 1)) bad(`topP must be in (0, 1], got ${o.topP}`);
+  if (o.encoder === 'incremental' && c.arch !== 'pgm') bad('encoder incremental needs a PGM: an MDLM has no clean set to keep keys and values of (it runs every position each step)');
+  if (o.refresh > 0 && o.encoder !== 'incremental') bad(`refresh ${o.refresh} applies to encoder incremental; the exact encoder re-encodes every step`);
   plans.forEach((plan, b) => {
     const free = o.length - plan.known.size;
     if (free === 0) bad(`sequence ${b}: nothing to generate (every position < ${o.length} is known)`);

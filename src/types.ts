@@ -3,6 +3,7 @@ import type { GpuContext } from './gpu/context.js';
 import type { ModelConfig } from './model/config.js';
 import type { WeightStorage } from './model/gpu-model.js';
 import type { WeightMap } from './model/tensor.js';
+import type { EncoderMode } from './sampling/samplers.js';
 import type { Order, Schedule } from './sampling/schedule.js';
 
 export interface LoadProgress {
@@ -66,6 +67,10 @@ export interface SharedOptions {
   /** Nucleus mass (default: the checkpoint's sampling.p_nucleus). */
   topP?: number;
   greedy?: boolean;
+  /** PGM: 'exact' (default) re-encodes every clean token each step; 'incremental' keeps a KV set and encodes only new tokens. */
+  encoder?: EncoderMode;
+  /** With encoder 'incremental': steps with step % refresh == 0 re-encode every clean token (default: never). */
+  refresh?: number;
   signal?: AbortSignal;
   /** Shown for positions not revealed yet (default ▯). */
   placeholder?: string;
@@ -87,6 +92,9 @@ export interface StepEvent {
   text: string;
   /** Milliseconds this step took (GPU work + readback). */
   ms: number;
+  /** Rows this step ran through the encoder (MDLM: the network) and the decoder, for this sequence. */
+  encoderRows: number;
+  decoderRows: number;
 }
 
 export interface BatchStepEvent {

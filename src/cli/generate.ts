@@ -98,7 +98,14 @@ export async function run(argv: string[]): Promise<number> {
     const run = engine.generateBatch(options);
     for await (const e of run as AsyncIterable<BatchStepEvent>) {
       if (values.json) {
-        console.log(JSON.stringify({ step: e.step, steps: e.steps, ms: e.ms, sequences: e.sequences.map((s) => ({ revealed: s.revealed, tokens: Array.from(s.tokens), text: s.text })) }));
+        console.log(JSON.stringify({
+          step: e.step,
+          steps: e.steps,
+          ms: e.ms,
+          encoderRows: e.sequences.map((s) => s.encoderRows),
+          decoderRows: e.sequences.map((s) => s.decoderRows),
+          sequences: e.sequences.map((s) => ({ revealed: s.revealed, tokens: Array.from(s.tokens), text: s.text })),
+        }));
       }
       progress(`step ${e.step + 1}/${e.steps}  ${e.ms.toFixed(0)} ms`);
     }

@@ -1,27 +1,30 @@
 import type { Dispatch } from '../gpu/kernel.js';
 import { shader } from '../gpu/shader.js';
 import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
-import { activationShape, ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
+import { activationShape, ceilDiv, paramsBuffer, rowsOf, Rows, type Workspace } from './workspace.js';
 
 const source = shader('embed.wgsl');
 
 export interface EmbedArgs {
+  /** The clean tokens (default) or the fresh ones, packed. */
+  rows?: Rows;
   tokens: GpuTensor; // u32 [batch, L]
   embedding: GpuTensor; // [V, D]
   out: GpuTensor; // [batch, L, D]
 }
 
-/** out[b, i] = embedding[tokens[b, i]] for every clean token. */
+/** out[b, i] = embedding[tokens[b, i]] for every clean (or fresh) token. */
 export async function embedDispatch(ws: Workspace, a: EmbedArgs): Promise<Dispatch> {
   const D = cols(a.embedding);
   expectTensor('embed', 'tokens', a.tokens, { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true });
   expectTensor('embed', 'embedding', a.embedding, { shape: [undefined, D], dense: true });
   expectTensor('embed', 'out', a.out, { shape: activationShape(ws, D), dense: true });
   const kernel = await ws.kernels.get({ shader: source });
-  const params = paramsBuffer(ws, 'embed', [D]);
+  const rows = a.rows ?? Rows.Clean;
+  const params = paramsBuffer(ws, 'embed', [D, rows]);
   return {
     kernel,
     bindGroup: kernel.bind('embed', [ws.dims, ws.lengths, params, a.tokens.buffer, a.embedding.buffer, a.out.buffer]),
-    grid: () => [ceilDiv(D, 64), ws.shape.maxClean, ws.shape.batch],
+    grid: () => [ceilDiv(D, 64), rowsOf(ws, rows), ws.shape.batch],
   };
 }

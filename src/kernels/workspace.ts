@@ -2,8 +2,11 @@ import type { GpuMemory } from '../gpu/memory.js';
 import type { KernelCache } from '../gpu/kernel.js';
 import type { KernelPlan } from './plan.js';
 
-/** Which per-sequence row count a kernel walks: the clean tokens or the queries. */
-export const Rows = { Clean: 0, Query: 1 } as const;
+/**
+ * Which per-sequence row count a kernel walks: the clean tokens, the queries, or the fresh
+ * rows (the clean tokens an incremental pass encodes: the last m_b of the clean set, packed).
+ */
+export const Rows = { Clean: 0, Query: 1, Fresh: 2 } as const;
 export type Rows = (typeof Rows)[keyof typeof Rows];
 
 /** Current padded batch shape, mirrored in the `dims` uniform. */
@@ -11,6 +14,7 @@ export interface BatchShape {
   batch: number;
   maxClean: number;
   maxQuery: number;
+  maxFresh: number;
 }
 
 /**
@@ -42,9 +46,9 @@ export function createWorkspace(memory: GpuMemory, kernels: KernelCache, seqStri
     seqStride,
     maxBatch,
     dims: memory.create('dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
-    lengths: memory.create('lengths', 8 * maxBatch, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST),
+    lengths: memory.create('lengths', 12 * maxBatch, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST),
     unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
-    shape: { batch: 0, maxClean: 0, maxQuery: 0 },
+    shape: { batch: 0, maxClean: 0, maxQuery: 0, maxFresh: 0 },
   };
 }
 
@@ -56,22 +60,23 @@ export function paramsBuffer(ws: Workspace, label: string, u32s: readonly number
   return ws.memory.upload(label, new Uint8Array(data), GPUBufferUsage.UNIFORM);
 }
 
-/** Set the batch shape for the next forward pass: writes `dims` and `lengths`. */
-export function setBatchShape(ws: Workspace, cleanLengths: readonly number[], queryLengths: readonly number[]): void {
+/**
+ * Set the batch shape for the next forward pass: writes `dims` and `lengths`. `freshLengths`
+ * (default: none) are the clean tokens of each sequence an incremental pass encodes.
+ */
+export function setBatchShape(ws: Workspace, cleanLengths: readonly number[], queryLengths: readonly number[], freshLengths: readonly number[] = []): void {
   const batch = cleanLengths.length;
-  ws.shape = {
-    batch,
-    maxClean: Math.max(...cleanLengths),
-    maxQuery: queryLengths.length ? Math.max(...queryLengths) : 0,
-  };
+  const most = (counts: readonly number[]) => (counts.length ? Math.max(...counts) : 0);
+  ws.shape = { batch, maxClean: most(cleanLengths), maxQuery: most(queryLengths), maxFresh: most(freshLengths) };
   ws.device.queue.writeBuffer(ws.dims, 0, new Uint32Array([batch, ws.seqStride, ws.shape.maxClean, ws.shape.maxQuery]));
-  const lengths = new Uint32Array(2 * batch);
+  const lengths = new Uint32Array(3 * batch);
   lengths.set(cleanLengths, 0);
-  lengths.set(queryLengths.length ? queryLengths : new Array(batch).fill(0), batch);
+  if (queryLengths.length) lengths.set(queryLengths, batch);
+  if (freshLengths.length) lengths.set(freshLengths, 2 * batch);
   ws.device.queue.writeBuffer(ws.lengths, 0, lengths);
 }
 
-export const rowsOf = (ws: Workspace, kind: Rows): number => (kind === Rows.Clean ? ws.shape.maxClean : ws.shape.maxQuery);
+export const rowsOf = (ws: Workspace, kind: Rows): number => [ws.shape.maxClean, ws.shape.maxQuery, ws.shape.maxFresh][kind];
 
 /** The shape of an activation: `width` columns for each of the L rows of every sequence. */
 export const activationShape = (ws: Workspace, width: number): number[] => [ws.maxBatch, ws.seqStride, width];

@@ -25,6 +25,37 @@ export interface Activations {
   logits: GpuTensor; // [batch, L, V], packed by the current row count
 }
 
+/**
+ * The clean side of a forward pass: which rows the encoder runs over and where the keys and
+ * values attention reads are kept. Exact: every clean token, its keys and values recomputed in
+ * scratch each pass. Incremental (kv-set.ts): only the fresh rows, packed, their keys and values
+ * appended to per-layer caches that hold every clean token's (docs/architecture.md).
+ */
+export interface CleanSide {
+  /** The rows this pass encodes: Rows.Clean (exact) or Rows.Fresh. */
+  rows: Rows;
+  /** Their tokens and sequence positions, u32 [batch, L]. */
+  tokens: GpuTensor;
+  positions: GpuTensor;
+  /** Their encoder stream [batch, L, D]; after the encoder, their encoder outputs. */
+  stream: GpuTensor;
+  /**
+   * The keys | values attention reads for layer `prefix`, given this pass's rows of them
+   * (`kv`, [batch, L, 2D], keys rotated): `kv` itself (exact), or the layer's cache with them
+   * appended (incremental).
+   */
+  keep(f: ForwardContext, prefix: string, kv: GpuTensor): GpuTensor;
+}
+
+/** The exact clean side: every clean token is encoded each pass, in the shared activations. */
+export const exactSide = (act: Activations): CleanSide => ({
+  rows: Rows.Clean,
+  tokens: act.cleanTokens,
+  positions: act.cleanPositions,
+  stream: act.x,
+  keep: (_f, _prefix, kv) => kv,
+});
+
 /** Everything a block needs besides its own weights. */
 export interface ForwardContext {
   ws: Workspace;
@@ -35,6 +66,7 @@ export interface ForwardContext {
   /** Every constant adaLN_modulation(c), concatenated (offsets in `mod`). */
   modulation: GpuTensor;
   act: Activations;
+  clean: CleanSide;
   rope: RopeTables;
   /** Queue the next dispatches of the pass; their pipelines compile while later ones are queued. */
   emit(dispatches: Promise<Dispatch | Dispatch[]>): void;
@@ -55,22 +87,33 @@ export const activationView = (f: ForwardContext, t: GpuTensor, width: number, n
 /** A block's parameters: `p('attn_qkv.weight')` is `<prefix>.attn_qkv.weight`. */
 export const paramsOf = (f: ForwardContext, prefix: string) => (name: string): GpuTensor => f.param(`${prefix}.${name}`);
 
-/** attn = attention(rope(q), rope(k), v) per head; q over `rows`, k and v over the clean rows. */
-export function rotaryAttention(f: ForwardContext, label: string, rows: Rows, q: GpuTensor, k: GpuTensor, v: GpuTensor): void {
-  const { ws, act, config } = f;
-  const heads = { nHeads: config.nHeads, headDim: headDim(config) };
-  const positions = rows === Rows.Clean ? act.cleanPositions : act.queryPositions;
-  f.emit(ropeDispatch(ws, { label: `${label}.rope_q`, rows, positions, tables: f.rope, x: q, ...heads }));
-  f.emit(ropeDispatch(ws, { label: `${label}.rope_k`, rows: Rows.Clean, positions: act.cleanPositions, tables: f.rope, x: k, ...heads }));
-  f.emit(attentionDispatch(ws, { label: `${label}.attention`, queries: rows, q, k, v, out: act.attn, ...heads }));
+const heads = (f: ForwardContext) => ({ nHeads: f.config.nHeads, headDim: headDim(f.config) });
+
+/**
+ * The keys and values attention reads for layer `prefix`: `kv` ([batch, L, 2D], k | v of the
+ * rows this pass encodes), its keys rotated at their positions, kept as the clean side keeps them.
+ */
+export function cleanKeysValues(f: ForwardContext, prefix: string, kv: GpuTensor): { k: GpuTensor; v: GpuTensor } {
+  const D = f.config.hiddenSize;
+  const { rows, positions } = f.clean;
+  f.emit(ropeDispatch(f.ws, { label: `${prefix}.rope_k`, rows, positions, tables: f.rope, x: columns(kv, 0, D, 'k'), ...heads(f) }));
+  const kept = f.clean.keep(f, prefix, kv);
+  return { k: columns(kept, 0, D, 'k'), v: columns(kept, D, D, 'v') };
+}
+
+/** attn = attention(rope(q), k, v) per head: q over `rows`, k (rotated) and v over every clean row. */
+export function rotaryAttention(f: ForwardContext, label: string, rows: Rows, q: GpuTensor, kv: { k: GpuTensor; v: GpuTensor }): void {
+  const positions = rows === Rows.Query ? f.act.queryPositions : f.clean.positions;
+  f.emit(ropeDispatch(f.ws, { label: `${label}.rope_q`, rows, positions, tables: f.rope, x: q, ...heads(f) }));
+  f.emit(attentionDispatch(f.ws, { label: `${label}.attention`, queries: rows, q, k: kv.k, v: kv.v, out: f.act.attn, ...heads(f) }));
 }
 
 /**
- * stream += gate_msa * attn_out(attention(rope(q), rope(k), v)): the attention residual of
- * the encoder block (queries: the clean rows) and of the decoder layer (queries: the query rows).
+ * stream += gate_msa * attn_out(attention(rope(q), k, v)): the attention residual of the
+ * encoder block (queries: the rows it encodes) and of the decoder layer (queries: the query rows).
  */
-export function attentionResidual(f: ForwardContext, prefix: string, rows: Rows, qkv: { q: GpuTensor; k: GpuTensor; v: GpuTensor }, stream: GpuTensor, m: BlockModulation): void {
-  rotaryAttention(f, prefix, rows, qkv.q, qkv.k, qkv.v);
+export function attentionResidual(f: ForwardContext, prefix: string, rows: Rows, q: GpuTensor, kv: { k: GpuTensor; v: GpuTensor }, stream: GpuTensor, m: BlockModulation): void {
+  rotaryAttention(f, prefix, rows, q, kv);
   const gatedResidual = { modulation: f.modulation, gateOffset: m.gateMsa };
   f.emit(matmulDispatch(f.ws, { label: `${prefix}.attn_out`, rows, x: f.act.attn, weight: f.param(`${prefix}.attn_out.weight`), out: stream, gatedResidual }));
 }
@@ -87,20 +130,22 @@ export function mlpResidual(f: ForwardContext, prefix: string, rows: Rows, strea
 }
 
 /**
- * A DiT block over the clean rows (the PGM encoder block and the MDLM block):
+ * A DiT block over the clean side's rows (the PGM encoder block and the MDLM block):
  *   x += gate_msa * attn_out(attention(rope(q), rope(k), v)), q | k | v = modulate(LN_norm1(x)) @ attn_qkv^T
  *   x += gate_mlp * mlp(modulate(LN_norm2(x)))
  */
 export function ditBlock(f: ForwardContext, prefix: string): void {
   const { ws, act } = f;
+  const { rows, stream } = f.clean;
   const D = f.config.hiddenSize;
   const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
   const qkv = act.wide; // [batch, L, 3D]
-  f.emit(layerNormDispatch(ws, { label: `${prefix}.norm1`, rows: Rows.Clean, x: act.x, weight: p('norm1.weight'), out: act.norm, modulate: modulate(f, m.shiftMsa, m.scaleMsa) }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows: Rows.Clean, x: act.norm, weight: p('attn_qkv.weight'), out: qkv }));
-  attentionResidual(f, prefix, Rows.Clean, { q: columns(qkv, 0, D, 'q'), k: columns(qkv, D, D, 'k'), v: columns(qkv, 2 * D, D, 'v') }, act.x, m);
-  mlpResidual(f, prefix, Rows.Clean, act.x, act.norm, m);
+  f.emit(layerNormDispatch(ws, { label: `${prefix}.norm1`, rows, x: stream, weight: p('norm1.weight'), out: act.norm, modulate: modulate(f, m.shiftMsa, m.scaleMsa) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: act.norm, weight: p('attn_qkv.weight'), out: qkv }));
+  const kv = cleanKeysValues(f, prefix, columns(qkv, D, 2 * D, 'kv'));
+  attentionResidual(f, prefix, rows, columns(qkv, 0, D, 'q'), kv, stream, m);
+  mlpResidual(f, prefix, rows, stream, act.norm, m);
 }
 
 /** logits = modulate(LN_norm_final(stream), shift, scale) @ linear^T + b, packed [batch, maxRows, V]. */

@@ -9,9 +9,10 @@ import { createSampler, type SampleSettings, type Sampler } from '../kernels/sam
 import type { PlanOptions } from '../kernels/plan.js';
 import { kernelPlan } from '../kernels/tuning.js';
 import { createWorkspace, setBatchShape, type Workspace } from '../kernels/workspace.js';
-import { recorder, type Activations, type ForwardContext } from './blocks.js';
+import { exactSide, recorder, type Activations, type ForwardContext } from './blocks.js';
 import { computeModulations } from './conditioning.js';
 import { headDim, type ModelConfig } from './config.js';
+import { incrementalSide } from './kv-set.js';
 import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from './inputs.js';
 import { mdlmForward } from './mdlm.js';
 import { pgmForward } from './pgm.js';
@@ -36,6 +37,13 @@ export interface GpuModelOptions extends PlanOptions {
 }
 
 export const WEIGHT_STORAGES = ['auto', 'f32', 'f16'] as const;
+
+/**
+ * Which forward pass a step runs: `exact` encodes every clean token; `incremental` (PGM) only
+ * the fresh ones (the last `fresh[b]` of the clean set, see setLengths) against the KV set of
+ * the rows before them; `none` reuses the previous step's logits.
+ */
+export type ForwardPass = 'exact' | 'incremental' | 'none';
 export type WeightStorage = (typeof WEIGHT_STORAGES)[number];
 
 /** The tensor's values as f16 bits, padded to a whole number of u32 words. */
@@ -60,7 +68,17 @@ export class GpuModel {
     private readonly sampler: Sampler,
     private readonly seeds: GPUBuffer,
     private readonly drawn: GPUBuffer,
+    /** The incremental pass, built on first use (it allocates the KV set). */
+    private readonly buildIncremental: () => Promise<Dispatch[]>,
   ) {}
+
+  private incremental: Promise<Dispatch[]> | undefined;
+  /** Per sequence: rows the KV set holds (0 after an exact pass, which overwrites E). */
+  private kvRows: number[] = [];
+  /** The lengths of the next pass, as setLengths was given them. */
+  private lengths: { clean: readonly number[]; queries: readonly number[]; fresh?: readonly number[] } = { clean: [], queries: [] };
+  /** Rows the last forward pass ran through the encoder and the decoder, per sequence. */
+  lastPass: { encoderRows: number[]; decoderRows: number[] } = { encoderRows: [], decoderRows: [] };
 
   static async load(ctx: GpuContext, config: ModelConfig, weights: WeightMap, options: GpuModelOptions = {}): Promise<GpuModel> {
     const maxBatch = options.maxBatch ?? 1;
@@ -112,8 +130,7 @@ export class GpuModel {
           : Array.from({ length: config.nBlocks }, (_, i) => `blocks.${i}`);
       const mod = computeModulations(config, weights, prefixes);
       const tables = ropeTables(L, headDim(config));
-      const pass = recorder();
-      const f: ForwardContext = {
+      const shared = {
         ws,
         config,
         param,
@@ -121,11 +138,16 @@ export class GpuModel {
         modulation: gpuTensor('modulations', memory.upload('modulations', mod.values), [mod.values.length]),
         act,
         rope: { cos: memory.upload('rope.cos', tables.cos), sin: memory.upload('rope.sin', tables.sin) },
-        emit: pass.emit,
       };
-      if (config.arch === 'pgm') pgmForward(f, gpuTensor('sinus', memory.upload('sinus', sinusTable(L, D)), [L, D]));
-      else mdlmForward(f);
-      const forward = await pass.build();
+      const sinus = config.arch === 'pgm' ? gpuTensor('sinus', memory.upload('sinus', sinusTable(L, D)), [L, D]) : undefined;
+      const build = (clean: ForwardContext['clean']): Promise<Dispatch[]> => {
+        const pass = recorder();
+        const f: ForwardContext = { ...shared, clean, emit: pass.emit };
+        if (sinus) pgmForward(f, sinus);
+        else mdlmForward(f);
+        return pass.build();
+      };
+      const forward = await build(exactSide(act));
       const rows = maxBatch * L;
       const seeds = memory.create('seeds', 4 * maxBatch, STORAGE);
       const drawn = memory.create('drawn', 8 * rows, STORAGE);
@@ -133,7 +155,8 @@ export class GpuModel {
         arch: config.arch, V: config.vocabSize, maskId: config.maskId, logits: act.logits.buffer, seeds,
         queryPositions: act.queryPositions.buffer, cleanTokens: act.cleanTokens.buffer, cleanPositions: act.cleanPositions.buffer, drawn,
       });
-      return new GpuModel(config, ws, act, forward, sampler, seeds, drawn);
+      const buildIncremental = () => build(incrementalSide(memory, config, maxBatch));
+      return new GpuModel(config, ws, act, forward, sampler, seeds, drawn, buildIncremental);
     } catch (e) {
       memory.releaseAll();
       throw e;
@@ -169,23 +192,61 @@ export class GpuModel {
     this.ws.device.queue.writeBuffer(this.seeds, 0, Uint32Array.from(seeds, (s) => s >>> 0));
   }
 
-  /** Per-sequence clean and query counts for the next step. */
-  setLengths(clean: readonly number[], queries: readonly number[]): void {
+  /**
+   * Per-sequence clean and query counts for the next step, and for an incremental pass the
+   * fresh counts: sequence b encodes its last fresh[b] clean tokens; the KV set must hold the
+   * clean[b] - fresh[b] rows before them (fresh[b] = clean[b]: a refresh, exact).
+   */
+  setLengths(clean: readonly number[], queries: readonly number[], fresh?: readonly number[]): void {
     if (clean.length > this.ws.maxBatch) fail('shape', `batch of ${clean.length} exceeds this model's maxBatch ${this.ws.maxBatch}`);
-    setBatchShape(this.ws, clean, queries);
+    fresh?.forEach((m, b) => {
+      const cached = this.kvRows[b] ?? 0;
+      if (!Number.isInteger(m) || m < 0 || m > clean[b]) fail('shape', `sequence ${b}: ${m} fresh rows, but ${clean[b]} clean tokens`);
+      if (clean[b] - m > cached) fail('shape', `sequence ${b}: an incremental pass over the last ${m} of ${clean[b]} clean tokens needs ${clean[b] - m} cached rows; the KV set holds ${cached}`);
+    });
+    this.lengths = { clean: [...clean], queries: [...queries], fresh: fresh && [...fresh] };
+    setBatchShape(this.ws, clean, queries, fresh);
+  }
+
+  /** Rows the KV set holds for each sequence (after incremental passes; 0 after an exact one). */
+  get kvSetRows(): readonly number[] {
+    return this.kvRows;
+  }
+
+  /** The dispatches of a forward pass over the lengths set last; its effect on the KV set's bookkeeping. */
+  private async passDispatches(kind: ForwardPass): Promise<Dispatch[]> {
+    if (kind === 'none') return [];
+    const { clean, queries, fresh } = this.lengths;
+    const decoderRows = this.config.arch === 'pgm' ? [...queries] : clean.map(() => 0);
+    if (kind === 'exact') {
+      this.kvRows = [];
+      this.lastPass = { encoderRows: [...clean], decoderRows };
+      return this.forward;
+    }
+    if (this.config.arch !== 'pgm') fail('architecture', 'an incremental pass needs a PGM model; this one is an MDLM');
+    if (!fresh) fail('shape', 'an incremental pass needs fresh counts: call setLengths(clean, queries, fresh)');
+    this.incremental ??= this.buildIncremental().catch((e) => {
+      this.incremental = undefined;
+      throw e;
+    });
+    const dispatches = await this.incremental;
+    this.kvRows = [...clean];
+    this.lastPass = { encoderRows: [...fresh], decoderRows };
+    return dispatches;
   }
 
   /**
-   * One sampling step in one submit: the forward pass (unless `forward` is false, which
-   * reuses the logits of the previous step), the sampler, and the readback of the drawn
+   * One sampling step in one submit: the forward pass (`pass`: exact, incremental, or none,
+   * which reuses the logits of the previous step), the sampler, and the readback of the drawn
    * tokens and their probabilities, [batch, maxRows] each; token -1 = not revealed.
    */
-  async sampleStep(settings: SampleSettings, forward = true): Promise<{ tokens: Int32Array; probs: Float32Array; rowsPerSeq: number }> {
+  async sampleStep(settings: SampleSettings, pass: ForwardPass = 'exact'): Promise<{ tokens: Int32Array; probs: Float32Array; rowsPerSeq: number }> {
+    const forward = await this.passDispatches(pass);
     this.sampler.set(settings);
     const encoder = this.ws.device.createCommandEncoder({ label: 'sampling step' });
-    const pass = encoder.beginComputePass({ label: 'sampling step' });
-    encodeDispatches(pass, forward ? [...this.forward, this.sampler.dispatch] : [this.sampler.dispatch]);
-    pass.end();
+    const compute = encoder.beginComputePass({ label: 'sampling step' });
+    encodeDispatches(compute, [...forward, this.sampler.dispatch]);
+    compute.end();
     const rowsPerSeq = this.config.arch === 'pgm' ? this.ws.shape.maxQuery : this.ws.shape.maxClean;
     const n = this.ws.shape.batch * rowsPerSeq;
     const pairs = await readBuffer(this.ws.memory, this.drawn, Math.max(8, 8 * n), encoder);
@@ -201,7 +262,7 @@ export class GpuModel {
   }
 
   /** Write a batch into the token, position and length buffers (padding per sequence). */
-  private writeBatch(tokens: ArrayLike<number>[], positions: ArrayLike<number>[], queries: ArrayLike<number>[]): void {
+  private writeBatch(tokens: ArrayLike<number>[], positions: ArrayLike<number>[], queries: ArrayLike<number>[], fresh?: readonly number[]): void {
     const { ws, act } = this;
     const L = ws.seqStride;
     if (tokens.length > ws.maxBatch) fail('shape', `batch of ${tokens.length} exceeds this model's maxBatch ${ws.maxBatch}`);
@@ -213,15 +274,21 @@ export class GpuModel {
     put(act.cleanTokens.buffer, tokens);
     put(act.cleanPositions.buffer, positions);
     put(act.queryPositions.buffer, queries);
-    setBatchShape(ws, tokens.map((t) => t.length), queries.map((q) => q.length));
+    this.setLengths(tokens.map((t) => t.length), queries.map((q) => q.length), fresh);
   }
 
-  /** PGM logits for a padded batch: [batch, maxQueries, V], rows of padded queries are 0. */
-  async pgmLogits(sequences: readonly PgmSequence[]): Promise<Float32Array> {
+  /**
+   * PGM logits for a padded batch: [batch, maxQueries, V], rows of padded queries are 0.
+   * `fresh` (per sequence): an incremental pass that encodes only the last fresh[b] clean
+   * tokens, against the KV set the previous passes left (which must hold the rows before them,
+   * in this order); without it, the exact pass.
+   */
+  async pgmLogits(sequences: readonly PgmSequence[], options: { fresh?: readonly number[] } = {}): Promise<Float32Array> {
     if (this.config.arch !== 'pgm') fail('architecture', 'pgmLogits needs a PGM model; this one is an MDLM');
     const shape = validatePgmBatch(this.config, sequences);
-    this.writeBatch(sequences.map((s) => s.tokens), sequences.map((s) => s.positions), sequences.map((s) => s.queries));
-    const logits = await this.run(shape.batch * shape.maxQueries);
+    if (options.fresh && options.fresh.length !== sequences.length) fail('shape', `${options.fresh.length} fresh counts for ${sequences.length} sequences`);
+    this.writeBatch(sequences.map((s) => s.tokens), sequences.map((s) => s.positions), sequences.map((s) => s.queries), options.fresh);
+    const logits = await this.run(shape.batch * shape.maxQueries, options.fresh ? 'incremental' : 'exact');
     const V = this.config.vocabSize;
     shape.queryLengths.forEach((m, b) => logits.fill(0, (b * shape.maxQueries + m) * V, (b + 1) * shape.maxQueries * V));
     return logits;
@@ -233,13 +300,16 @@ export class GpuModel {
     const n = validateMdlmBatch(this.config, sequences);
     const positions = Array.from({ length: n }, (_, i) => i);
     this.writeBatch(sequences.map((s) => s.tokens), sequences.map(() => positions), []);
-    return this.run(sequences.length * n);
+    return this.run(sequences.length * n, 'exact');
   }
 
   /** One submit: the forward pass and the copy of `rows` logits rows to a staging buffer. */
-  private async run(rows: number): Promise<Float32Array> {
+  private async run(rows: number, kind: ForwardPass): Promise<Float32Array> {
+    const dispatches = await this.passDispatches(kind);
     const encoder = this.ws.device.createCommandEncoder({ label: 'forward' });
-    this.encodeForward(encoder);
+    const pass = encoder.beginComputePass({ label: `${this.config.arch} forward` });
+    encodeDispatches(pass, dispatches);
+    pass.end();
     return new Float32Array(await readBuffer(this.ws.memory, this.act.logits.buffer, rows * this.config.vocabSize * 4, encoder));
   }
 

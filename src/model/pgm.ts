@@ -1,22 +1,32 @@
-import { columns, type GpuTensor } from '../gpu/tensor.js';
+import type { GpuTensor } from '../gpu/tensor.js';
 import { embedDispatch } from '../kernels/embed.js';
 import { queryInitDispatches } from '../kernels/group-swap.js';
 import { layerNormDispatch } from '../kernels/layernorm.js';
 import { matmulDispatch } from '../kernels/matmul.js';
+import { freshRowsDispatch } from '../kernels/rows.js';
 import { Rows } from '../kernels/workspace.js';
-import { activationView, attentionResidual, ditBlock, mlpResidual, modulate, outputLayer, paramsOf, rotaryAttention, type ForwardContext } from './blocks.js';
+import { activationView, attentionResidual, cleanKeysValues, ditBlock, mlpResidual, modulate, outputLayer, paramsOf, rotaryAttention, type ForwardContext } from './blocks.js';
 import { queryInitTerms } from './config.js';
 
 /**
- * The PGM forward pass (docs/model.md, "PGM at inference"): encoder over the clean tokens,
- * group swap, decoder over the queries, output layer.
+ * The PGM forward pass (docs/model.md, "PGM at inference"): encoder over the clean side's
+ * rows, group swap, decoder over the queries, output layer. Exact: the clean side is every
+ * clean token. Incremental: only the fresh ones, gathered from the clean set's tail, whose
+ * keys and values join the cached set; their encoder outputs join E (act.x), which the
+ * `+mean` and `+logsumexp` query modes read.
  */
 export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
-  const { config, act, ws } = f;
-  // 1. x = embedding[cleanTokens]
-  f.emit(embedDispatch(ws, { tokens: act.cleanTokens, embedding: f.param('vocab_embed.embedding'), out: act.x }));
+  const { config, act, ws, clean } = f;
+  const incremental = clean.rows === Rows.Fresh;
+  if (incremental) {
+    f.emit(freshRowsDispatch(ws, { label: 'fresh tokens', direction: 'gather', from: act.cleanTokens, to: clean.tokens }));
+    f.emit(freshRowsDispatch(ws, { label: 'fresh positions', direction: 'gather', from: act.cleanPositions, to: clean.positions }));
+  }
+  // 1. x = embedding[tokens]
+  f.emit(embedDispatch(ws, { rows: clean.rows, tokens: clean.tokens, embedding: f.param('vocab_embed.embedding'), out: clean.stream }));
   // 2. Encoder: bidirectional self-attention among the clean tokens; E = x.
   for (let i = 0; i < config.encoderBlocks; i++) ditBlock(f, `encoder.blocks.${i}`);
+  if (incremental) f.emit(freshRowsDispatch(ws, { label: 'encoder outputs', direction: 'append', from: clean.stream, to: act.x }));
   // 3. Group swap: y = one vector per query position, cross-attending to E.
   groupSwap(f, sinus);
   // 4. Decoder: cross-attention only, queries never see each other.
@@ -30,12 +40,11 @@ export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
  * k | v = E @ hidden_to_key_value^T + b, y = attention(rope(qv, pq), rope(k, pk), v) @ output_linear^T + b.
  */
 function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
-  const { ws, act, config } = f;
+  const { ws, act, config, clean } = f;
   const D = config.hiddenSize;
   const p = paramsOf(f, 'decoder.group_swap');
   // q0 is built in y's rows; the group swap's output overwrites it there.
   const q0 = activationView(f, act.y, D, 'q0');
-  const kv = activationView(f, act.wide, 2 * D, 'kv');
   const terms = queryInitTerms(config.preQueryMode);
   f.emit(queryInitDispatches(ws, { ...terms, encoderOut: act.x, base: p('base_embedding'), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }));
   f.emit(layerNormDispatch(ws, { label: 'decoder.group_swap.pre_query_norm', rows: Rows.Query, x: q0, weight: p('pre_query_norm.weight'), bias: p('pre_query_norm.bias'), out: act.queryNorm }));
@@ -46,8 +55,9 @@ function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
     f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: act.queryNorm, weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
     f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.2', rows: Rows.Query, x: hidden, weight: p('query_processor.2.weight'), bias: p('query_processor.2.bias'), out: act.q }));
   }
-  f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.hidden_to_key_value', rows: Rows.Clean, x: act.x, weight: p('hidden_to_key_value.weight'), bias: p('hidden_to_key_value.bias'), out: kv }));
-  rotaryAttention(f, 'decoder.group_swap', Rows.Query, act.q, columns(kv, 0, D, 'k'), columns(kv, D, D, 'v'));
+  const kv = activationView(f, act.wide, 2 * D, 'kv');
+  f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.hidden_to_key_value', rows: clean.rows, x: clean.stream, weight: p('hidden_to_key_value.weight'), bias: p('hidden_to_key_value.bias'), out: kv }));
+  rotaryAttention(f, 'decoder.group_swap', Rows.Query, act.q, cleanKeysValues(f, 'decoder.group_swap', kv));
   f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.output_linear', rows: Rows.Query, x: act.attn, weight: p('output_linear.weight'), bias: p('output_linear.bias'), out: act.y }));
 }
 
@@ -57,15 +67,15 @@ function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
  * y += gate_mlp * mlp(modulate(LN_norm2(y)))
  */
 function decoderLayer(f: ForwardContext, prefix: string): void {
-  const { ws, act, config } = f;
+  const { ws, act, config, clean } = f;
   const D = config.hiddenSize;
   const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
   const kv = activationView(f, act.wide, 2 * D, 'kv');
   f.emit(layerNormDispatch(ws, { label: `${prefix}.q_norm1`, rows: Rows.Query, x: act.y, weight: p('q_norm1.weight'), out: act.queryNorm, modulate: modulate(f, m.shiftMsa, m.scaleMsa) }));
-  f.emit(layerNormDispatch(ws, { label: `${prefix}.kv_norm1`, rows: Rows.Clean, x: act.x, weight: p('kv_norm1.weight'), out: act.norm }));
+  f.emit(layerNormDispatch(ws, { label: `${prefix}.kv_norm1`, rows: clean.rows, x: clean.stream, weight: p('kv_norm1.weight'), out: act.norm }));
   f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.queryNorm, weight: p('attn_q.weight'), out: act.q }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_kv`, rows: Rows.Clean, x: act.norm, weight: p('attn_kv.weight'), out: kv }));
-  attentionResidual(f, prefix, Rows.Query, { q: act.q, k: columns(kv, 0, D, 'k'), v: columns(kv, D, D, 'v') }, act.y, m);
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_kv`, rows: clean.rows, x: act.norm, weight: p('attn_kv.weight'), out: kv }));
+  attentionResidual(f, prefix, Rows.Query, act.q, cleanKeysValues(f, prefix, kv), act.y, m);
   mlpResidual(f, prefix, Rows.Query, act.y, act.queryNorm, m);
 }

@@ -20,7 +20,14 @@ export interface SamplingOptions {
   temperature: number;
   topP: number;
   greedy: boolean;
+  /** PGM: encode every clean token each step (exact), or only the ones that joined since the last pass (incremental). */
+  encoder: EncoderMode;
+  /** Incremental: steps with step % refresh == 0 re-encode every clean token; 0 = never. */
+  refresh: number;
 }
+
+export const ENCODER_MODES = ['exact', 'incremental'] as const;
+export type EncoderMode = (typeof ENCODER_MODES)[number];
 
 /** What one step revealed, per sequence of the batch. */
 export interface BatchStep {
@@ -79,8 +86,10 @@ const throwIfAborted = (signal?: AbortSignal): void => {
 };
 
 /**
- * PGM sampling: each step, the encoder runs over exactly the clean tokens of each sequence
- * and the decoder over exactly this step's queries; drawn tokens join the clean set in place.
+ * PGM sampling: each step, the encoder runs over the clean tokens of each sequence (exact:
+ * all of them; incremental: those that joined since the previous pass, against the KV set of
+ * the others) and the decoder over exactly this step's queries; drawn tokens join the clean
+ * set in place.
  */
 export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[], o: SamplingOptions, signal?: AbortSignal): AsyncGenerator<BatchStep> {
   const { config } = model;
@@ -101,6 +110,7 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
   });
   model.writeSeeds(plans.map((p) => p.seed));
   const steps = Math.max(...counts.map((c) => c.length));
+  let encoded = plans.map(() => 0);
   const settings = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal: 1, append: o.order !== 'confident' };
   for (let step = 0; step < steps; step++) {
     throwIfAborted(signal);
@@ -109,11 +119,18 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
     const queries = queue.map((q, b) => (reveal[b] === 0 ? [] : o.order === 'confident' ? q : q.slice(0, reveal[b])));
     queries.forEach((q, b) => model.writeQueries(b, q));
     const queryCounts = queries.map((q) => q.length);
-    const encoderRows = [...clean];
+    const incremental = o.encoder === 'incremental';
+    const refresh = incremental && o.refresh > 0 && step % o.refresh === 0;
     const revealed: { position: number; token: number }[][] = plans.map(() => []);
-    if (queryCounts.some((m) => m > 0)) {
-      model.setLengths(clean, queryCounts);
-      const out = await model.sampleStep({ ...settings, step });
+    const forward = queryCounts.some((m) => m > 0);
+    let rows = { encoderRows: plans.map(() => 0), decoderRows: plans.map(() => 0) };
+    if (forward) {
+      // The KV set holds the rows of the previous pass (none before the first); a refresh re-encodes all.
+      const fresh = refresh ? clean : clean.map((n, b) => n - encoded[b]);
+      model.setLengths(clean, queryCounts, incremental ? fresh : undefined);
+      const out = await model.sampleStep({ ...settings, step }, incremental ? 'incremental' : 'exact');
+      rows = model.lastPass;
+      encoded = [...clean];
       queries.forEach((q, b) => {
         const row = (j: number) => b * out.rowsPerSeq + j;
         q.forEach((position, j) => checkDrawn(out, row(j), config.vocabSize, config.maskId, step, position));
@@ -131,7 +148,7 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
       for (const { position, token } of r) tokens[b][position] = token;
       clean[b] += r.length;
     });
-    yield { step, steps, revealed, tokens: tokens.map((t) => t.slice()), forward: queryCounts.some((m) => m > 0), encoderRows, decoderRows: queryCounts };
+    yield { step, steps, revealed, tokens: tokens.map((t) => t.slice()), forward, ...rows };
   }
 }
 
@@ -161,7 +178,7 @@ export async function* sampleMdlm(model: GpuModel, plans: readonly SequencePlan[
     const masked = tokens.map((t) => t.reduce((a, id) => a + (id < 0 ? 1 : 0), 0));
     if (masked.every((m) => m === 0)) break;
     const pReveal = step < o.steps ? mdlmRevealProbability(step, o.steps) : 1;
-    const out = await model.sampleStep({ temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal, append: false, step }, forward);
+    const out = await model.sampleStep({ temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal, append: false, step }, forward ? 'exact' : 'none');
     const revealed = tokens.map((t, b) => {
       const r: { position: number; token: number }[] = [];
       for (let p = 0; p < n; p++) {

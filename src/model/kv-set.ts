@@ -1,0 +1,39 @@
+import type { GpuMemory } from '../gpu/memory.js';
+import { gpuTensor, type GpuTensor } from '../gpu/tensor.js';
+import { freshRowsDispatch } from '../kernels/rows.js';
+import { Rows } from '../kernels/workspace.js';
+import type { CleanSide } from './blocks.js';
+import type { ModelConfig } from './config.js';
+
+/**
+ * The incremental clean side: the KV set. Per sequence, every clean token's rotated keys and
+ * values at each layer that attends to the clean set (each encoder block, the group swap, each
+ * decoder layer), in buffers sized for L: [maxBatch, L, 2D] per layer, rows in the order the
+ * tokens joined the clean set. A pass encodes only the fresh rows (the clean set's last m_b,
+ * gathered packed into `tokens` / `positions`); their keys and values are appended in place and
+ * attention reads the whole set. Older rows are never recomputed: they are stale, an
+ * approximation (the encoder is bidirectional), unless every clean row is fresh (a refresh).
+ */
+export function incrementalSide(memory: GpuMemory, config: ModelConfig, maxBatch: number): CleanSide {
+  const L = config.length;
+  const D = config.hiddenSize;
+  const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  const indices = (name: string) => gpuTensor(name, memory.create(name, maxBatch * L * 4, STORAGE), [maxBatch, L], 'u32');
+  const caches = new Map<string, GpuTensor>();
+  return {
+    rows: Rows.Fresh,
+    tokens: indices('freshTokens'),
+    positions: indices('freshPositions'),
+    stream: gpuTensor('fresh', memory.create('fresh', maxBatch * L * D * 4, STORAGE), [maxBatch, L, D]),
+    keep(f, prefix, kv) {
+      let cache = caches.get(prefix);
+      if (!cache) {
+        const name = `kv set ${prefix}`;
+        cache = gpuTensor(name, memory.create(name, maxBatch * L * 2 * D * 4, STORAGE), [maxBatch, L, 2 * D]);
+        caches.set(prefix, cache);
+      }
+      f.emit(freshRowsDispatch(f.ws, { label: `${prefix}.append_kv`, direction: 'append', from: kv, to: cache }));
+      return cache;
+    },
+  };
+}
