@@ -28,7 +28,7 @@ import {
 } from './ops.js';
 
 /** Split `[rows, sum(widths)]` into column blocks `[rows, width]`, in order. */
-function splitColumns(x: Float32Array, rows: number, widths: readonly number[]): Float32Array[] {
+export function splitColumns(x: Float32Array, rows: number, widths: readonly number[]): Float32Array[] {
   const stride = widths.reduce((a, b) => a + b, 0);
   let start = 0;
   return widths.map((width) => {
@@ -40,7 +40,7 @@ function splitColumns(x: Float32Array, rows: number, widths: readonly number[]):
 }
 
 /** `vocab_embed.embedding[tokens]` -> `[n, D]`. */
-function embedTokens(config: ModelConfig, weights: WeightMap, tokens: ArrayLike<number>): Float32Array {
+export function embedTokens(config: ModelConfig, weights: WeightMap, tokens: ArrayLike<number>): Float32Array {
   const shape = [config.vocabSize, config.hiddenSize];
   return embed({ shape, data: param(weights, 'vocab_embed.embedding', shape) }, tokens);
 }
@@ -54,7 +54,7 @@ function mlp(config: ModelConfig, weights: WeightMap, prefix: string, h: Float32
 }
 
 /** `x + gate_mlp * mlp(modulate(LN_norm2(x), shift_mlp, scale_mlp))`, the second half of every block. */
-function mlpResidual(config: ModelConfig, weights: WeightMap, prefix: string, mod: BlockModulation, x: Float32Array, rows: number): Float32Array {
+export function mlpResidual(config: ModelConfig, weights: WeightMap, prefix: string, mod: BlockModulation, x: Float32Array, rows: number): Float32Array {
   const D = config.hiddenSize;
   const h = modulate(layerNorm(x, rows, D, param(weights, `${prefix}.norm2.weight`, [D])), rows, D, mod.shiftMlp, mod.scaleMlp);
   return gatedResidual(x, mlp(config, weights, prefix, h, rows), mod.gateMlp, rows, D);
