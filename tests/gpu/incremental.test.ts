@@ -1,0 +1,208 @@
+import { describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine.js';
+import { PgmError } from '../../src/errors.js';
+import type { ModelConfig } from '../../src/model/config.js';
+import { GpuModel } from '../../src/model/gpu-model.js';
+import type { PgmSequence } from '../../src/model/inputs.js';
+import { ReferenceKvSet } from '../../src/reference/incremental.js';
+import { randomWeights, seededUniform, tinyConfig } from '../../src/reference/random.js';
+import type { StepEvent } from '../../src/types.js';
+import { compareRows, runtime, testGpu } from '../helpers/gpu.js';
+
+/**
+ * A generation-like sequence of passes: pass k adds `joins[k]` clean tokens (the first pass:
+ * BOS and a prompt) at positions the previous pass queried, and queries the next `queries[k]`
+ * positions; 'refresh' re-encodes every clean token.
+ */
+interface PassPlan {
+  joins: number[];
+  queries: number[];
+  refresh: boolean[];
+}
+
+/** Random positions after BOS in a random order, and random tokens for them. */
+function randomOrder(config: ModelConfig, seed: number): { order: number[]; tokens: number[] } {
+  const rand = seededUniform(seed);
+  const order = Array.from({ length: config.length - 1 }, (_, i) => i + 1);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return { order: [0, ...order], tokens: [config.bosId, ...order.map(() => Math.floor(rand() * (config.vocabSize - 2)))] };
+}
+
+/** Pass k of each sequence: its whole clean set (rows in join order), its queries, and its fresh rows. */
+function passesOf(config: ModelConfig, plans: PassPlan[]): { sequences: PgmSequence[]; fresh: number[] }[] {
+  const seqs = plans.map((_, b) => randomOrder(config, 40 + b));
+  return plans[0].joins.map((_, k) =>
+    plans.reduce(
+      (pass, plan, b) => {
+        const n = plan.joins.slice(0, k + 1).reduce((a, x) => a + x, 0);
+        const { order, tokens } = seqs[b];
+        pass.sequences.push({ tokens: tokens.slice(0, n), positions: order.slice(0, n), queries: order.slice(n, n + plan.queries[k]) });
+        pass.fresh.push(plan.refresh[k] ? n : plan.joins[k]);
+        return pass;
+      },
+      { sequences: [] as PgmSequence[], fresh: [] as number[] },
+    ),
+  );
+}
+
+describe(`the incremental KV set on WebGPU (${runtime}) vs the TypeScript reference`, () => {
+  // Odd sizes (D = 36, dh = 12, L = 37), a padded batch whose sequences add different counts,
+  // the first pass, stale passes, a refresh mid-way and the last step (L - 1 clean tokens, 1 query).
+  const cases: [string, Partial<ModelConfig>][] = [
+    ['learn+freqs+mean, linear', { preQueryMode: 'learn+freqs+mean', hiddenSize: 36, nHeads: 3, vocabSize: 71, length: 37 }],
+    ['learn+freqs+logsumexp, mlp4, 1 enc / 2 dec', { preQueryMode: 'learn+freqs+logsumexp', queryProcessMode: 'mlp4', encoderBlocks: 1, decoderBlocks: 2, hiddenSize: 30, nHeads: 5, length: 37 }],
+  ];
+  const plans: PassPlan[] = [
+    { joins: [3, 5, 1, 9, 4, 14], queries: [5, 1, 9, 4, 14, 1], refresh: [false, false, false, true, false, false] },
+    { joins: [1, 2, 7, 3, 11, 12], queries: [2, 7, 3, 11, 12, 1], refresh: [false, false, false, true, false, false] },
+  ];
+  for (const [name, overrides] of cases) {
+    it(name, async () => {
+      const gpu = await testGpu();
+      const config = tinyConfig('pgm', overrides);
+      const weights = randomWeights(config, 7);
+      const model = await GpuModel.load(gpu, config, weights, { maxBatch: 2 });
+      const sets = plans.map(() => new ReferenceKvSet(config, weights));
+      try {
+        const passes = passesOf(config, plans);
+        expect(passes.at(-1)!.sequences[0].tokens).toHaveLength(config.length - 1);
+        const stale: Float32Array[] = [];
+        for (const [k, { sequences, fresh }] of passes.entries()) {
+          const got = await model.pgmLogits(sequences, { fresh });
+          stale.push(got);
+          expect(model.kvSetRows).toEqual(sequences.map((s) => s.tokens.length));
+          expect(model.lastPass.encoderRows).toEqual(fresh);
+          const maxQueries = Math.max(...sequences.map((s) => s.queries.length));
+          const want = new Float32Array(got.length);
+          sequences.forEach((s, b) => {
+            if (fresh[b] === s.tokens.length) sets[b].clear();
+            const n = s.tokens.length;
+            const rows = { tokens: Array.from(s.tokens).slice(n - fresh[b]), positions: Array.from(s.positions).slice(n - fresh[b]) };
+            want.set(sets[b].step(rows, s.queries), b * maxQueries * config.vocabSize);
+          });
+          const { maxAbs, argmaxMismatches } = compareRows(got, want, config.vocabSize);
+          expect(maxAbs, `pass ${k}`).toBeLessThan(1e-4);
+          expect(argmaxMismatches, `pass ${k}`).toBe(0);
+        }
+        // The stale passes are not the exact ones; the first pass and the refresh are.
+        let staleGap = 0;
+        for (const [k, { sequences }] of passes.entries()) {
+          const gap = compareRows(stale[k], await model.pgmLogits(sequences), config.vocabSize).maxAbs;
+          if (k === 0 || plans[0].refresh[k]) expect(gap, `pass ${k}`).toBe(0);
+          else staleGap = Math.min(staleGap || Infinity, gap);
+        }
+        expect(model.kvSetRows).toEqual([]); // an exact pass overwrites E
+        expect(staleGap).toBeGreaterThan(1e-3);
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+
+  it('a pass that reuses rows the KV set does not hold is refused', async () => {
+    const gpu = await testGpu();
+    const config = tinyConfig('pgm', { length: 20 });
+    const model = await GpuModel.load(gpu, config, randomWeights(config, 3), { maxBatch: 1 });
+    try {
+      const seq = (n: number): PgmSequence => ({ tokens: Array.from({ length: n }, (_, i) => (i === 0 ? config.bosId : i)), positions: Array.from({ length: n }, (_, i) => i), queries: [n] });
+      await expect(model.pgmLogits([seq(4)], { fresh: [2] })).rejects.toMatchObject({ code: 'shape', message: expect.stringContaining('the KV set holds 0') });
+      await model.pgmLogits([seq(4)], { fresh: [4] });
+      await model.pgmLogits([seq(6)], { fresh: [2] });
+      expect(model.kvSetRows).toEqual([6]);
+      await expect(model.pgmLogits([seq(9)], { fresh: [2] })).rejects.toMatchObject({ code: 'shape', message: expect.stringContaining('needs 7 cached rows; the KV set holds 6') });
+      await expect(model.pgmLogits([seq(6)], { fresh: [7] })).rejects.toMatchObject({ code: 'shape' });
+      await model.pgmLogits([seq(6)]);
+      expect(model.kvSetRows).toEqual([]); // the exact pass overwrote E
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
+describe(`generation with the incremental encoder (${runtime})`, () => {
+  // Random weights with the real GPT-2 vocabulary, so prompts are real text.
+  const pgmConfig = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 16, nHeads: 2, condDim: 8, length: 40 });
+  const mdlmConfig = tinyConfig('mdlm', { vocabSize: 50258, hiddenSize: 16, nHeads: 2, condDim: 8, length: 40, nBlocks: 2 });
+  let pgm: Promise<Engine> | undefined;
+  const engine = () => (pgm ??= testGpu().then((gpu) => Engine.create(gpu, { config: pgmConfig, weights: randomWeights(pgmConfig, 11) }, { maxBatch: 3 })));
+  const collect = async (run: AsyncIterable<StepEvent>) => {
+    const events: StepEvent[] = [];
+    for await (const e of run) events.push(e);
+    return events;
+  };
+
+  it('refresh 1 is the exact encoder, token for token (random, left-to-right and confident orders)', async () => {
+    const e = await engine();
+    for (const order of ['random', 'left-to-right', 'confident'] as const) {
+      const options = { prompt: 'The cat', length: 37, steps: 9, seed: 3, order };
+      const exact = await e.generate(options);
+      const refreshed = await e.generate({ ...options, encoder: 'incremental', refresh: 1 });
+      expect(Array.from(refreshed.tokens), order).toEqual(Array.from(exact.tokens));
+      expect(refreshed.stats.encoderRows, order).toBe(exact.stats.encoderRows);
+    }
+  });
+
+  it('each step encodes exactly the tokens that joined since the previous pass; a refresh step, every clean token', async () => {
+    const e = await engine();
+    const prompt = 'Once upon a time';
+    const known = 1 + e.vocabulary.encode(prompt).length;
+    for (const refresh of [undefined, 3]) {
+      const events = await collect(e.generate({ prompt, length: 40, steps: 11, seed: 8, encoder: 'incremental', refresh }));
+      let clean = known;
+      events.forEach((ev, step) => {
+        const joined = step === 0 ? known : events[step - 1].revealed.length;
+        expect(ev.encoderRows, `step ${step}, refresh ${refresh}`).toBe(refresh !== undefined && step % refresh === 0 ? clean : joined);
+        expect(ev.decoderRows).toBe(ev.revealed.length);
+        clean += ev.revealed.length;
+      });
+      const exact = await collect(e.generate({ prompt, length: 40, steps: 11, seed: 8 }));
+      let exactClean = known;
+      exact.forEach((ev) => {
+        expect(ev.encoderRows).toBe(exactClean);
+        exactClean += ev.revealed.length;
+      });
+    }
+  });
+
+  it('without refresh it is stale: its text differs from the exact one for some seed', async () => {
+    const e = await engine();
+    let differs = false;
+    for (let seed = 0; seed < 6 && !differs; seed++) {
+      const options = { length: 40, steps: 13, seed };
+      const [a, b] = [await e.generate(options), await e.generate({ ...options, encoder: 'incremental' })];
+      differs = a.text !== b.text;
+    }
+    expect(differs).toBe(true);
+  });
+
+  it('a batch equals its sequences run alone (own KV sets, padding, different prompts)', async () => {
+    const e = await engine();
+    const sequences = [{ prompt: 'A long time ago in a', seed: 1 }, { seed: 2 }, { infill: 'The {{4}} sat on the mat.', seed: 3 }];
+    const shared = { length: 36, steps: 7, encoder: 'incremental', refresh: 4 } as const;
+    const batch = await e.generateBatch({ ...shared, sequences });
+    for (const [b, s] of sequences.entries()) {
+      const alone = await e.generate({ ...shared, ...s });
+      expect(Array.from(batch.sequences[b].tokens), `sequence ${b}`).toEqual(Array.from(alone.tokens));
+    }
+  });
+
+  it('bad encoder options are typed errors before any GPU work', async () => {
+    const e = await engine();
+    const reject = (options: object, text: string) => expect(e.generate({ length: 10, ...options })).rejects.toMatchObject({ code: 'option', message: expect.stringContaining(text) });
+    await reject({ encoder: 'fast' }, 'unknown encoder "fast"');
+    await reject({ refresh: 2 }, 'refresh 2 applies to encoder incremental');
+    await reject({ encoder: 'incremental', refresh: 0 }, 'refresh must be an integer >= 1');
+    await reject({ encoder: 'incremental', refresh: 1.5 }, 'refresh must be an integer >= 1');
+    const gpu = await testGpu();
+    const mdlm = await Engine.create(gpu, { config: mdlmConfig, weights: randomWeights(mdlmConfig, 5) }, { maxBatch: 1 });
+    try {
+      await expect(mdlm.generate({ length: 10, encoder: 'incremental' })).rejects.toBeInstanceOf(PgmError);
+      await expect(mdlm.generate({ length: 10, encoder: 'incremental' })).rejects.toMatchObject({ code: 'option', message: expect.stringContaining('needs a PGM') });
+    } finally {
+      mdlm.dispose();
+    }
+  });
+});
