@@ -111,4 +111,31 @@ describe('pgm generate, the command line', () => {
       expect([...text.replace(/\n$/, '')].length).toBe(Number(chars));
     }
   });
+
+  it('--encoder incremental --json: per-sequence encoderRows and decoderRows in every step event; --refresh 1 prints the exact text', async () => {
+    const run = async (...argv: string[]) => {
+      const r = await pgm('generate', '--length', '48', '--steps', '8', '--seed', '4', '--batch', '2', '--json', ...argv);
+      expect(r.code, argv.join(' ')).toBe(0);
+      const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+      return { steps: lines.slice(0, -1), result: lines.at(-1).result };
+    };
+    const exact = await run();
+    const refreshed = await run('--encoder', 'incremental', '--refresh', '1');
+    const incremental = await run('--encoder', 'incremental');
+    expect(refreshed.result.sequences).toEqual(exact.result.sequences);
+    for (const { steps } of [exact, incremental]) expect(steps).toHaveLength(8);
+    // 47 positions in 8 steps for each of the 2 sequences: 5 or 6 a step; exact encodes the whole clean set.
+    expect(exact.steps.map((s) => s.decoderRows)).toEqual(incremental.steps.map((s) => s.decoderRows));
+    let clean = 1;
+    exact.steps.forEach((s, k) => {
+      expect(s.encoderRows, `step ${k}`).toEqual([clean, clean]);
+      expect(incremental.steps[k].encoderRows, `step ${k}`).toEqual(k === 0 ? [1, 1] : exact.steps[k - 1].decoderRows);
+      clean += s.decoderRows[0];
+    });
+    const r = await pgm('generate', '--refresh', '2');
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^pgm: refresh 2 applies to encoder incremental/);
+    expect((await pgm('generate', '--encoder', 'lazy')).stderr).toMatch(/^pgm: unknown encoder "lazy"; use one of exact, incremental/);
+  });
 });
