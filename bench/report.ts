@@ -35,6 +35,16 @@ export function markdown(r: BenchResult): string {
   for (const e of r.e2e) {
     lines.push(`| ${e.shape} | ${e.steps} | ${e.batch} | ${f(e.pgmMs, 0)} | ${f(e.mdlmMs, 0)} | ${f(e.pgmTokensPerS)} | ${f(e.mdlmTokensPerS)} | ${e.mdlmForwards} | ${f(e.ratio, 2)}x | ${f(e.flopRatio, 2)}x |`);
   }
+  if (r.incremental?.length) {
+    lines.push('');
+    lines.push('Incremental encoder (KV set) vs the exact PGM, same model, batch 1, stepped in turns:');
+    lines.push('');
+    lines.push('| shape | steps | refresh | exact ms | incremental ms | speed-up | encoder rows, exact / incremental |');
+    lines.push('|---|---:|---:|---:|---:|---:|---:|');
+    for (const e of r.incremental) {
+      lines.push(`| ${e.shape} | ${e.steps} | ${e.refresh ?? 'never'} | ${f(e.exactMs, 0)} | ${f(e.incrementalMs, 0)} | ${f(e.speedup, 2)}x | ${e.exactEncoderRows} / ${e.incrementalEncoderRows} |`);
+    }
+  }
   lines.push('');
   lines.push(`Adapter peak: FMA ${f(r.peak.fmaGflops, 2)} GFLOP/s, copy ${f(r.peak.bandwidthGBs, 2)} GB/s. ` +
     `Engine matmul ${r.matmul.shape.join('x')}, best variant ${r.matmul.variant}: ${f(r.matmul.bestGflops, 2)} GFLOP/s = ${pct(r.matmul.fraction)} of the FMA peak` +

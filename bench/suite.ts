@@ -26,9 +26,15 @@ export interface Shape {
   L: number;
 }
 
+/** An incremental-encoder case: the exact PGM and the incremental one (refresh 0: never) stepped in turns. */
+export interface IncrementalCase {
+  steps: number;
+  refresh: number;
+}
+
 export interface Plan {
   mode: BenchMode;
-  shapes: { shape: Shape; cases: { steps: number; batch: number }[] }[];
+  shapes: { shape: Shape; cases: { steps: number; batch: number }[]; incremental: IncrementalCase[] }[];
   /** Timed repetitions per case (PGM and MDLM stepped in turns; the fastest of each is kept). */
   reps: number;
   /** The case whose middle PGM step and first MDLM step are profiled kernel by kernel. */
@@ -43,7 +49,7 @@ export function plan(mode: BenchMode): Plan {
   if (mode === 'owt') {
     return {
       mode,
-      shapes: [{ shape: { D: 768, H: 12, halfBlocks: 6, V: 50258, L: 1024 }, cases: [{ steps: 128, batch: 1 }, { steps: 128, batch: 4 }] }],
+      shapes: [{ shape: { D: 768, H: 12, halfBlocks: 6, V: 50258, L: 1024 }, cases: [{ steps: 128, batch: 1 }, { steps: 128, batch: 4 }], incremental: [{ steps: 128, refresh: 0 }, { steps: 128, refresh: 8 }] }],
       reps: 2,
       profile: { L: 1024, steps: 128, batch: 1 },
       matmulShape: [1024, 768, 3072],
@@ -53,7 +59,7 @@ export function plan(mode: BenchMode): Plan {
   if (mode === 'quick') {
     return {
       mode,
-      shapes: [{ shape: scaled(128), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }] }],
+      shapes: [{ shape: scaled(128), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }], incremental: [{ steps: 16, refresh: 0 }, { steps: 32, refresh: 0 }] }],
       reps: 1,
       profile: { L: 128, steps: 16, batch: 1 },
       matmulShape: [512, 768, 768],
@@ -64,8 +70,16 @@ export function plan(mode: BenchMode): Plan {
     mode,
     shapes: [
       // Sized for about 8 minutes on SwiftShader in Chromium on 2 idle cores (MDLM forwards dominate).
-      { shape: scaled(128), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }, { steps: 64, batch: 1 }, { steps: 16, batch: 8 }] },
-      { shape: scaled(256), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }, { steps: 128, batch: 1 }] },
+      {
+        shape: scaled(128),
+        cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }, { steps: 64, batch: 1 }, { steps: 16, batch: 8 }],
+        incremental: [{ steps: 16, refresh: 0 }, { steps: 64, refresh: 0 }],
+      },
+      {
+        shape: scaled(256),
+        cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }, { steps: 128, batch: 1 }],
+        incremental: [{ steps: 16, refresh: 0 }, { steps: 64, refresh: 0 }, { steps: 64, refresh: 8 }, { steps: 64, refresh: 4 }, { steps: 128, refresh: 0 }],
+      },
     ],
     reps: 1,
     profile: { L: 256, steps: 32, batch: 1 },
@@ -116,6 +130,22 @@ export interface E2eResult {
   /** Achieved GFLOP/s over the whole generation (wall clock). */
   pgmGflops: number;
   mdlmGflops: number;
+}
+
+/** The exact PGM vs the incremental encoder (its KV set), same model, batch 1, stepped in turns. */
+export interface IncrementalResult {
+  shape: string;
+  L: number;
+  steps: number;
+  /** Every step % refresh == 0 re-encodes all clean tokens; null: never. */
+  refresh: number | null;
+  exactMs: number;
+  incrementalMs: number;
+  /** exactMs / incrementalMs. */
+  speedup: number;
+  /** Rows each encoder ran over, summed over the steps (the work the KV set saves). */
+  exactEncoderRows: number;
+  incrementalEncoderRows: number;
 }
 
 export interface KernelRow {
@@ -180,6 +210,7 @@ export interface BenchResult {
   date: string;
   mode: BenchMode;
   e2e: E2eResult[];
+  incremental: IncrementalResult[];
   /** onnxruntime-web on the same forward pass (Chromium only: its WebGPU EP is browser-only). */
   peer: PeerResult | null;
   peak: { fmaGflops: number; bandwidthGBs: number };
@@ -212,17 +243,25 @@ export function modelConfig(arch: 'pgm' | 'mdlm', s: Shape): ModelConfig {
   });
 }
 
-function samplingOptions(L: number, steps: number): SamplingOptions {
-  return { length: L, steps, order: 'random', schedule: 'uniform', temperature: 1, topP: 1, greedy: false, encoder: 'exact', refresh: 0 };
+/** A generation's encoder: exact, or incremental with a refresh period (0: never). */
+interface Encoding {
+  encoder: SamplingOptions['encoder'];
+  refresh: number;
+}
+
+const EXACT: Encoding = { encoder: 'exact', refresh: 0 };
+
+function samplingOptions(L: number, steps: number, encoding: Encoding): SamplingOptions {
+  return { length: L, steps, order: 'random', schedule: 'uniform', temperature: 1, topP: 1, greedy: false, ...encoding };
 }
 
 function plans(config: ModelConfig, batch: number): SequencePlan[] {
   return Array.from({ length: batch }, (_, b) => ({ known: new Map([[0, config.bosId]]), seed: 1000 + b }));
 }
 
-function steps(model: GpuModel, batch: number, L: number, nSteps: number): AsyncGenerator<BatchStep> {
+function steps(model: GpuModel, batch: number, L: number, nSteps: number, encoding = EXACT): AsyncGenerator<BatchStep> {
   const run = model.config.arch === 'pgm' ? samplePgm : sampleMdlm;
-  return run(model, plans(model.config, batch), samplingOptions(L, nSteps));
+  return run(model, plans(model.config, batch), samplingOptions(L, nSteps, encoding));
 }
 
 /** The ops of the forward one step event ran (none when MDLM reused its logits). */
@@ -231,11 +270,12 @@ function stepOps(config: ModelConfig, ev: BatchStep): Op[] {
   return config.arch === 'pgm' ? pgmOps(config, ev.encoderRows, ev.decoderRows) : mdlmOps(config, ev.encoderRows);
 }
 
-/** One model's generation: ms summed over its steps, forwards run, and their matmul + attention FLOPs. */
+/** One model's generation: ms summed over its steps, forwards run, their matmul + attention FLOPs, and encoder rows. */
 interface Generation {
   ms: number;
   forwards: number;
   flops: number;
+  encoderRows: number;
 }
 
 /**
@@ -244,8 +284,8 @@ interface Generation {
  * one after the other drift apart by tens of percent. Each model's time is the sum of its own
  * steps (submit, GPU work, readback and the sampler's host work).
  */
-async function generateInTurns(models: readonly GpuModel[], batch: number, nSteps: number): Promise<Generation[]> {
-  const runs = models.map((model) => ({ model, gen: steps(model, batch, model.config.length, nSteps), done: false, stepsRun: 0, ms: 0, forwards: 0, flops: 0 }));
+async function generateInTurns(models: readonly GpuModel[], batch: number, nSteps: number, encodings: readonly Encoding[] = models.map(() => EXACT)): Promise<Generation[]> {
+  const runs = models.map((model, i) => ({ model, gen: steps(model, batch, model.config.length, nSteps, encodings[i]), done: false, stepsRun: 0, ms: 0, forwards: 0, flops: 0, encoderRows: 0 }));
   for (;;) {
     const live = runs.filter((r) => !r.done);
     if (!live.length) break;
@@ -260,8 +300,9 @@ async function generateInTurns(models: readonly GpuModel[], batch: number, nStep
     r.stepsRun++;
     if (next.value.forward) r.forwards++;
     r.flops += forwardFlops(stepOps(r.model.config, next.value));
+    r.encoderRows += next.value.encoderRows.reduce((a, x) => a + x, 0);
   }
-  return runs.map(({ ms, forwards, flops }) => ({ ms, forwards, flops }));
+  return runs.map(({ ms, forwards, flops, encoderRows }) => ({ ms, forwards, flops, encoderRows }));
 }
 
 /** Run a generation up to step `target` and record that step's dispatches and their ops. */
@@ -335,9 +376,10 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
   log(`matmul ${mm.shape.join('x')} (${mm.variant}): ${mm.bestGflops.toFixed(2)} GFLOP/s = ${(100 * matmul.fraction).toFixed(1)}% of FMA peak`);
 
   const e2e: E2eResult[] = [];
+  const incremental: IncrementalResult[] = [];
   const profile: ProfiledStep[] = [];
   const kernels: KernelRow[] = [];
-  for (const { shape, cases: planned } of p.shapes) {
+  for (const { shape, cases: planned, incremental: incrementalCases } of p.shapes) {
     const name = shapeName(shape);
     // The logits buffer holds [maxBatch, L, V] floats and must fit one storage binding.
     const fits = (batch: number) => batch * shape.L * shape.V * 4 <= ctx.device.limits.maxStorageBufferBindingSize;
@@ -370,6 +412,29 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
         };
         e2e.push(row);
         log(`  L${shape.L} steps ${nSteps} batch ${batch}: PGM ${a.ms.toFixed(0)} ms, MDLM ${b.ms.toFixed(0)} ms (${b.forwards} forwards), ratio ${row.ratio.toFixed(2)} vs FLOP ratio ${row.flopRatio.toFixed(2)}`);
+      }
+      if (incrementalCases.length) {
+        // A second PGM with the same weights holds the KV set, so both generations step in turns.
+        const kv = await GpuModel.load(ctx, pgmConfig, randomWeights(pgmConfig, 1), { maxBatch: 1 });
+        try {
+          await generateInTurns([pgm, kv], 1, 2, [EXACT, { encoder: 'incremental', refresh: 0 }]);
+          for (const { steps: nSteps, refresh } of incrementalCases) {
+            let best: Generation[] | undefined;
+            for (let r = 0; r < p.reps; r++) {
+              const run = await generateInTurns([pgm, kv], 1, nSteps, [EXACT, { encoder: 'incremental', refresh }]);
+              best = best ? best.map((g, i) => (run[i].ms < g.ms ? run[i] : g)) : run;
+            }
+            const [a, b] = best!;
+            const row: IncrementalResult = {
+              shape: name, L: shape.L, steps: nSteps, refresh: refresh || null,
+              exactMs: a.ms, incrementalMs: b.ms, speedup: a.ms / b.ms, exactEncoderRows: a.encoderRows, incrementalEncoderRows: b.encoderRows,
+            };
+            incremental.push(row);
+            log(`  L${shape.L} steps ${nSteps} incremental (refresh ${refresh || 'never'}): exact ${a.ms.toFixed(0)} ms, incremental ${b.ms.toFixed(0)} ms, ${row.speedup.toFixed(2)}x (encoder rows ${a.encoderRows} vs ${b.encoderRows})`);
+          }
+        } finally {
+          kv.dispose();
+        }
       }
       if (p.profile.L === shape.L) {
         const { steps: nSteps, batch } = p.profile;
@@ -409,6 +474,7 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
     date: new Date().toISOString(),
     mode: p.mode,
     e2e,
+    incremental,
     peer,
     peak,
     matmul,
