@@ -77,8 +77,7 @@ export class GpuModel {
   private kvRows: number[] = [];
   /** The lengths of the next pass, as setLengths was given them. */
   private lengths: { clean: readonly number[]; queries: readonly number[]; fresh?: readonly number[] } = { clean: [], queries: [] };
-  /** Rows the last forward pass ran through the encoder and the decoder, per sequence. */
-  lastPass: { encoderRows: number[]; decoderRows: number[] } = { encoderRows: [], decoderRows: [] };
+  private rowsRun: { encoderRows: number[]; decoderRows: number[] } = { encoderRows: [], decoderRows: [] };
 
   static async load(ctx: GpuContext, config: ModelConfig, weights: WeightMap, options: GpuModelOptions = {}): Promise<GpuModel> {
     const maxBatch = options.maxBatch ?? 1;
@@ -208,6 +207,11 @@ export class GpuModel {
     setBatchShape(this.ws, clean, queries, fresh);
   }
 
+  /** Rows the last forward pass ran through the encoder and the decoder, per sequence (MDLM: decoder 0). */
+  get lastPass(): { readonly encoderRows: readonly number[]; readonly decoderRows: readonly number[] } {
+    return this.rowsRun;
+  }
+
   /** Rows the KV set holds for each sequence (after incremental passes; 0 after an exact one). */
   get kvSetRows(): readonly number[] {
     return this.kvRows;
@@ -220,7 +224,7 @@ export class GpuModel {
     const decoderRows = this.config.arch === 'pgm' ? [...queries] : clean.map(() => 0);
     if (kind === 'exact') {
       this.kvRows = [];
-      this.lastPass = { encoderRows: [...clean], decoderRows };
+      this.rowsRun = { encoderRows: [...clean], decoderRows };
       return this.forward;
     }
     if (this.config.arch !== 'pgm') fail('architecture', 'an incremental pass needs a PGM model; this one is an MDLM');
@@ -231,7 +235,7 @@ export class GpuModel {
     });
     const dispatches = await this.incremental;
     this.kvRows = [...clean];
-    this.lastPass = { encoderRows: [...fresh], decoderRows };
+    this.rowsRun = { encoderRows: [...fresh], decoderRows };
     return dispatches;
   }
 

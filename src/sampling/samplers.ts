@@ -129,7 +129,7 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
       const fresh = refresh ? clean : clean.map((n, b) => n - encoded[b]);
       model.setLengths(clean, queryCounts, incremental ? fresh : undefined);
       const out = await model.sampleStep({ ...settings, step }, incremental ? 'incremental' : 'exact');
-      rows = model.lastPass;
+      rows = { encoderRows: [...model.lastPass.encoderRows], decoderRows: [...model.lastPass.decoderRows] };
       encoded = [...clean];
       queries.forEach((q, b) => {
         const row = (j: number) => b * out.rowsPerSeq + j;

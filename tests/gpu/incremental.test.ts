@@ -189,6 +189,42 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
     }
   });
 
+  it('the KV set is allocated once, on first use: GPU memory then stays flat through generations, an abort and exact runs, and dispose() frees it', async () => {
+    const gpu = await testGpu();
+    const config = pgmConfig;
+    const e = await Engine.create(gpu, { config, weights: randomWeights(config, 11) }, { maxBatch: 2 });
+    try {
+      await e.generate({ length: 30, steps: 5, seed: 1 });
+      const exactBytes = e.gpuBytes;
+      await e.generate({ length: 30, steps: 5, seed: 1, encoder: 'incremental' });
+      // Keys | values for each layer that attends to the clean set, the fresh stream, fresh tokens and positions.
+      const { length: L, hiddenSize: D, encoderBlocks, decoderBlocks } = config;
+      const kvSet = (encoderBlocks + 1 + decoderBlocks) * 2 * L * 2 * D * 4 + 2 * L * D * 4 + 2 * (2 * L * 4);
+      expect(e.gpuBytes - exactBytes).toBeGreaterThanOrEqual(kvSet);
+      expect(e.gpuBytes - exactBytes).toBeLessThan(kvSet + 16_384); // and the passes' small uniforms
+      const bytes = e.gpuBytes;
+      const stop = new AbortController();
+      const aborted = e.generate({ length: 40, steps: 20, seed: 2, encoder: 'incremental', signal: stop.signal });
+      const iterate = async () => {
+        for await (const ev of aborted) if (ev.step === 3) stop.abort();
+      };
+      await expect(iterate()).rejects.toMatchObject({ code: 'aborted' });
+      await expect(aborted).rejects.toMatchObject({ code: 'aborted' });
+      for (const seed of [3, 4]) {
+        await e.generateBatch({ length: 40, steps: 9, encoder: 'incremental', refresh: 3, sequences: [{ seed }, { seed: seed + 10 }] });
+        await e.generate({ length: 40, steps: 9, seed });
+      }
+      expect(e.gpuBytes).toBe(bytes);
+      // After an abort and exact runs in between, the same seed still gives the same text.
+      const again = await e.generate({ length: 30, steps: 5, seed: 1, encoder: 'incremental' });
+      const first = await e.generate({ length: 30, steps: 5, seed: 1, encoder: 'incremental' });
+      expect(again.text).toBe(first.text);
+    } finally {
+      e.dispose();
+    }
+    expect(e.gpuBytes).toBe(0);
+  });
+
   it('bad encoder options are typed errors before any GPU work', async () => {
     const e = await engine();
     const reject = (options: object, text: string) => expect(e.generate({ length: 10, ...options })).rejects.toMatchObject({ code: 'option', message: expect.stringContaining(text) });
