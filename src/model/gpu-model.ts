@@ -38,13 +38,14 @@ export interface GpuModelOptions extends PlanOptions {
 
 export const WEIGHT_STORAGES = ['auto', 'f32', 'f16'] as const;
 
+export type WeightStorage = (typeof WEIGHT_STORAGES)[number];
+
 /**
  * Which forward pass a step runs: `exact` encodes every clean token; `incremental` (PGM) only
  * the fresh ones (the last `fresh[b]` of the clean set, see setLengths) against the KV set of
  * the rows before them; `none` reuses the previous step's logits.
  */
 export type ForwardPass = 'exact' | 'incremental' | 'none';
-export type WeightStorage = (typeof WEIGHT_STORAGES)[number];
 
 /** The tensor's values as f16 bits, padded to a whole number of u32 words. */
 function halfBits(tensor: HostTensor): Uint16Array {
