@@ -1,7 +1,10 @@
 /** Messages between the demo page and its generation worker (demo/worker.ts). */
-import type { Order } from '../src/index.js';
+import type { EncoderMode, Order } from '../src/index.js';
 
-/** The worker holds up to two engines: `main` (the picked model) and `twin` (race mode). */
+/**
+ * The worker holds up to two engines: `main` (the picked model) and `twin` (race mode). A
+ * race's two PGM lanes (exact and incremental encoder) are two runs of the same engine.
+ */
 export type Slot = 'main' | 'twin';
 
 /** A manifest's model (manifestUrl undefined: the manifest packaged with the engine), or a model directory. */
@@ -20,7 +23,7 @@ export interface ModelInfo {
   fromCache: boolean;
   /** Fetching (or reading from the cache) and verifying the files. */
   readMs: number;
-  /** Uploading weights and building pipelines. */
+  /** Uploading weights, building pipelines and an untimed warm-up run of each forward pass. */
   gpuMs: number;
 }
 
@@ -33,6 +36,10 @@ export interface GenerationSettings {
   temperature: number;
   topP?: number;
   seed: number;
+  /** PGM only (undefined: the engine's default, exact); an MDLM rejects it. */
+  encoder?: EncoderMode;
+  /** With encoder incremental (undefined: never). */
+  refresh?: number;
 }
 
 /** A token as shown in the grid: its GPT-2 id and text. */
@@ -64,7 +71,18 @@ export type FromWorker =
       text: string;
       ms: number;
     }
-  | { type: 'done'; slot: Slot; text: string; steps: number; totalMs: number; tokensPerSecond: number; stepMs: number[] }
+  | {
+      type: 'done';
+      slot: Slot;
+      text: string;
+      steps: number;
+      totalMs: number;
+      tokensPerSecond: number;
+      stepMs: number[];
+      /** Rows the encoder (MDLM: the network) and the decoder ran, summed over the steps. */
+      encoderRows: number;
+      decoderRows: number;
+    }
   | { type: 'stopped'; slot: Slot }
   | { type: 'cache-cleared' }
   | { type: 'device-lost'; slot: Slot; message: string }

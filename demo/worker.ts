@@ -3,7 +3,7 @@
  * and streams step events to the page, so the page never waits on the GPU. One request
  * runs at a time; `stop` aborts the running generation within one step.
  */
-import { createEngine, loadModelFromManifest, loadModelFromUrl, loadPackagedModel, PgmError, requestGpu, Vocabulary, type Engine, type GpuContext, type LoadedModel } from '../src/index.js';
+import { createEngine, ENCODER_MODES, loadModelFromManifest, loadModelFromUrl, loadPackagedModel, PgmError, requestGpu, Vocabulary, type Engine, type GpuContext, type LoadedModel } from '../src/index.js';
 import { CACHE_NAME, cachingFetch, loadEvictingOnFailure, openModelCache } from './model-cache.js';
 import type { FromWorker, GenerationSettings, ModelSource, ShownToken, Slot, ToWorker } from './protocol.js';
 
@@ -76,6 +76,7 @@ async function load(slot: Slot, source: ModelSource): Promise<void> {
     engines.delete(slot);
     post({ type: 'device-lost', slot, message: `The GPU device was lost (${info.message || info.reason || 'unknown reason'}).` });
   });
+  await warmUp(engine, model.config.arch);
   const c = model.config;
   post({
     type: 'loaded',
@@ -96,6 +97,14 @@ async function load(slot: Slot, source: ModelSource): Promise<void> {
   });
 }
 
+/**
+ * One tiny untimed run per forward pass the model has, so that no timed run builds pipelines
+ * in its first step (a PGM builds its incremental pass on first use): a race compares steps.
+ */
+async function warmUp(engine: Engine, arch: 'pgm' | 'mdlm'): Promise<void> {
+  for (const encoder of arch === 'pgm' ? ENCODER_MODES : (['exact'] as const)) await engine.generate({ length: 2, steps: 1, encoder });
+}
+
 async function generate(slot: Slot, s: GenerationSettings): Promise<void> {
   const loaded = engines.get(slot);
   if (!loaded) throw new PgmError('option', 'no model is loaded; pick a model first');
@@ -108,6 +117,8 @@ async function generate(slot: Slot, s: GenerationSettings): Promise<void> {
     temperature: s.temperature,
     topP: s.topP,
     seed: s.seed,
+    encoder: s.encoder,
+    refresh: s.refresh,
     signal: running.signal,
   });
   let first = true;
@@ -121,7 +132,8 @@ async function generate(slot: Slot, s: GenerationSettings): Promise<void> {
       post({ type: 'step', slot, step: e.step, steps: e.steps, given, revealed, text: e.text, ms: e.ms });
     }
     const { text, stats } = await run;
-    post({ type: 'done', slot, text, steps: stats.steps, totalMs: stats.totalMs, tokensPerSecond: stats.tokensPerSecond, stepMs: stats.stepMs });
+    const { steps, totalMs, tokensPerSecond, stepMs, encoderRows, decoderRows } = stats;
+    post({ type: 'done', slot, text, steps, totalMs, tokensPerSecond, stepMs, encoderRows, decoderRows });
   } catch (e) {
     if (e instanceof PgmError && e.code === 'aborted') post({ type: 'stopped', slot });
     else throw e;
