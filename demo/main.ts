@@ -5,7 +5,7 @@
  *                     the build emits with the page)
  *   ?model=<id|url>   the model to load first (default: the manifest's default)
  */
-import { GENERATION_OPTIONS, PACKAGED_MANIFEST, PgmError, type Order } from '../src/index.js';
+import { GENERATION_OPTIONS, PACKAGED_MANIFEST, PgmError, type EncoderMode, type Order } from '../src/index.js';
 import { validateManifest } from '../src/model/manifest.js';
 import type { FromWorker, GenerationSettings, ModelInfo, ModelSource, Slot, ToWorker } from './protocol.js';
 import { RunView, type DoneMessage } from './view.js';
@@ -287,6 +287,25 @@ function setBusy(value: boolean): void {
   const twin = main?.source.kind === 'manifest' ? twinOf(main.source.id) : undefined;
   $<HTMLButtonElement>('race').disabled = busy || !twin;
   $('twin-note').textContent = twin ? `twin: ${twin.id} (${twin.arch.toUpperCase()})` : main ? 'no twin of the other architecture in the manifest' : '';
+  showEncoderControls();
+}
+
+/** The encoder is a PGM's choice: with an MDLM picked both controls are off, and say so. */
+function showEncoderControls(): void {
+  const arch = models.get('main')?.info.arch;
+  const encoder = $<HTMLSelectElement>('encoder');
+  encoder.disabled = arch !== 'pgm';
+  input('refresh').disabled = arch !== 'pgm' || encoder.value !== 'incremental';
+  $('encoder-note').textContent =
+    arch === 'mdlm' ? 'not for an MDLM, which runs every position at every step: ignored (a race runs its PGM twin with both encoders)' : '';
+}
+
+/** The encoder the controls ask for; nothing where they are off (an MDLM, or refresh with the exact encoder). */
+function encoderSettings(): { encoder?: EncoderMode; refresh?: number } {
+  const encoder = $<HTMLSelectElement>('encoder');
+  const refresh = input('refresh');
+  if (encoder.disabled) return {};
+  return { encoder: encoder.value as EncoderMode, refresh: refresh.disabled || refresh.value.trim() === '' ? undefined : Number(refresh.value) };
 }
 
 function readSettings(): GenerationSettings {
@@ -304,7 +323,39 @@ function readSettings(): GenerationSettings {
   };
 }
 
-async function runOne(slot: Slot, view: RunView, settings: GenerationSettings): Promise<DoneMessage | undefined> {
+/** One run on screen: a model's slot, what it is called there and its settings (the PGM's encoder among them). */
+interface Lane {
+  slot: Slot;
+  name: string;
+  settings: GenerationSettings;
+}
+
+/** "MDLM", "PGM exact", "PGM incremental (refresh every 4 steps)". */
+function laneName(slot: Slot, { encoder, refresh }: GenerationSettings): string {
+  const arch = models.get(slot)!.info.arch.toUpperCase();
+  if (encoder !== 'incremental') return encoder === undefined ? arch : `${arch} ${encoder}`;
+  return `${arch} incremental (refresh ${refresh === undefined ? 'never' : `every ${refresh} steps`})`;
+}
+
+/**
+ * The race: the MDLM, then the PGM with the exact encoder, then the PGM with the incremental
+ * one and the refresh of the controls, whichever of the two was picked (a picked MDLM's
+ * controls are off: its twin's incremental lane never refreshes). The PGM lanes share its engine.
+ */
+function raceLanes(settings: GenerationSettings): Lane[] {
+  const slots: Slot[] = ['main', 'twin'];
+  const mdlm = slots.find((s) => models.get(s)!.info.arch === 'mdlm');
+  const pgm = slots.find((s) => models.get(s)!.info.arch === 'pgm');
+  if (mdlm === undefined || pgm === undefined) return slots.map((slot) => ({ slot, name: laneName(slot, settings), settings }));
+  const runs: [Slot, GenerationSettings][] = [
+    [mdlm, settings],
+    [pgm, { ...settings, encoder: 'exact' }],
+    [pgm, { ...settings, encoder: 'incremental', refresh: encoderSettings().refresh }],
+  ];
+  return runs.map(([slot, s]) => ({ slot, name: laneName(slot, s), settings: s }));
+}
+
+async function runOne({ slot, settings }: Lane, view: RunView): Promise<DoneMessage | undefined> {
   let first = true;
   try {
     const m = await call({ type: 'generate', slot, settings }, (e) => {
@@ -345,25 +396,26 @@ async function generate(race: boolean): Promise<void> {
       const twin = twinOf((main.source as { id: string }).id)!;
       await loadModel('twin', { kind: 'manifest', manifestUrl, id: twin.id });
     }
-    const slots: Slot[] = race ? ['main', 'twin'] : ['main'];
-    const views = slots.map((slot) => {
-      const { info } = models.get(slot)!;
-      const view = new RunView(`${info.label} · ${info.arch.toUpperCase()}`, settings.length);
+    const single = { ...settings, ...encoderSettings() };
+    const lanes: Lane[] = race ? raceLanes(settings) : [{ slot: 'main', name: laneName('main', single), settings: single }];
+    runs.style.setProperty('--lanes', String(lanes.length));
+    const views = lanes.map((lane, i) => {
+      const view = new RunView(`${models.get(lane.slot)!.info.label} · ${lane.name}`, settings.length);
+      if (i > 0) view.note(`waiting for ${lanes[i - 1].name} to finish`);
       runs.append(view.root);
       return view;
     });
-    // One after the other: on one GPU, two concurrent runs would slow each other down and
-    // the measured speed-up would mean little.
+    // One after the other: on one GPU, concurrent runs would slow each other down and the
+    // measured speed-ups would mean little.
     const results: (DoneMessage | undefined)[] = [];
-    for (const [i, slot] of slots.entries()) {
+    for (const [i, lane] of lanes.entries()) {
       if (stopRequested) {
-        views[i].note('not started (stopped)');
+        for (const view of views.slice(i)) view.note('not started (stopped)');
         break;
       }
-      if (i > 0) views[i].note('waiting for the first model to finish');
-      results.push(await runOne(slot, views[i], settings));
+      results.push(await runOne(lane, views[i]));
     }
-    if (race && results.length === 2 && results.every(Boolean)) showRace(slots, results as DoneMessage[], views);
+    if (race && results.length === lanes.length && results.every(Boolean)) showRace(lanes, results as DoneMessage[], views);
   } catch (e) {
     showProblem(messageOf(e), e instanceof DemoError && e.code === 'device-lost');
   } finally {
@@ -371,22 +423,36 @@ async function generate(race: boolean): Promise<void> {
   }
 }
 
-function showRace(slots: Slot[], results: DoneMessage[], views: RunView[]): void {
-  const arch = slots.map((s) => models.get(s)!.info.arch);
-  const pgm = results[arch.indexOf('pgm')];
-  const mdlm = results[arch.indexOf('mdlm')];
+/** "2.41× faster" (or slower): how much less time `fast` took than `slow`. */
+function speedup(fast: DoneMessage, slow: DoneMessage): string {
+  const x = slow.totalMs / fast.totalMs;
+  return `${x.toFixed(2)}× ${x >= 1 ? 'faster' : 'slower'}`;
+}
+
+function showRace(lanes: Lane[], results: DoneMessage[], views: RunView[]): void {
+  const result = (arch: string, encoder?: EncoderMode) => results[lanes.findIndex((l) => models.get(l.slot)!.info.arch === arch && l.settings.encoder === encoder)];
+  const mdlm = result('mdlm');
+  const exact = result('pgm', 'exact');
+  const incremental = result('pgm', 'incremental');
   const box = $('race-summary');
   box.replaceChildren();
   const p = document.createElement('p');
-  const line = (r: DoneMessage, name: string) => `${name} ${(r.totalMs / 1000).toFixed(2)} s (${r.tokensPerSecond.toFixed(1)} tokens/s)`;
-  if (pgm && mdlm) {
-    const speedup = mdlm.totalMs / pgm.totalMs;
-    p.innerHTML = `<strong>PGM is ${speedup.toFixed(2)}× ${speedup >= 1 ? 'faster' : 'slower'}</strong>: `;
-    p.append(`${line(pgm, 'PGM')} vs ${line(mdlm, 'MDLM')}, same settings and seed. Measured one after the other in one worker, each model on its own WebGPU device, so neither slowed the other.`);
-  } else {
-    p.textContent = `${line(results[0], arch[0].toUpperCase())} vs ${line(results[1], arch[1].toUpperCase())}.`;
-  }
   p.dataset.testid = 'speedup';
+  if (mdlm && exact && incremental) {
+    const headline = document.createElement('strong');
+    headline.textContent = `PGM exact is ${speedup(exact, mdlm)} than MDLM; PGM incremental is ${speedup(incremental, mdlm)} than MDLM and ${speedup(incremental, exact)} than exact`;
+    p.append(headline, '. Same settings and seed, measured one after the other in one worker, each model on its own WebGPU device, so no run slowed another; the incremental lane encodes each token once, the exact one every clean token at every step.');
+  } else {
+    p.textContent = 'Same settings and seed, measured one after the other.';
+  }
+  const list = document.createElement('ul');
+  results.forEach((r, i) => {
+    const li = document.createElement('li');
+    li.dataset.testid = 'lane-speed';
+    const rows = models.get(lanes[i].slot)!.info.arch === 'pgm' ? 'encoder rows' : 'network rows';
+    li.textContent = `${lanes[i].name}: ${(r.totalMs / 1000).toFixed(2)} s, ${r.tokensPerSecond.toFixed(1)} tokens/s, ${(r.totalMs / r.steps).toFixed(1)} ms per step, ${r.encoderRows} ${rows}`;
+    list.append(li);
+  });
   const replay = document.createElement('button');
   replay.type = 'button';
   replay.textContent = 'Replay side by side at measured speed';
@@ -395,7 +461,7 @@ function showRace(slots: Slot[], results: DoneMessage[], views: RunView[]): void
     replayController = new AbortController();
     for (const v of views) void v.replay(replayController.signal);
   };
-  box.append(p, replay);
+  box.append(p, list, replay);
   box.hidden = false;
 }
 
@@ -423,6 +489,7 @@ $('controls').onsubmit = (e) => {
   void generate(false);
 };
 $('race').onclick = () => void generate(true);
+$('encoder').onchange = showEncoderControls;
 $('stop').onclick = () => {
   stopRequested = true;
   worker?.postMessage({ type: 'stop' } satisfies ToWorker);
@@ -439,7 +506,7 @@ $('clear-cache').onclick = async () => {
 
 /** Each settings control explains itself with its option's entry of the API's table: what it does, takes and defaults to. */
 function describeControls(): void {
-  const controls: Record<string, string> = { text: 'prompt', length: 'length', steps: 'steps', order: 'order', temperature: 'temperature', 'top-p': 'topP', seed: 'seed' };
+  const controls: Record<string, string> = { text: 'prompt', length: 'length', steps: 'steps', order: 'order', temperature: 'temperature', 'top-p': 'topP', seed: 'seed', encoder: 'encoder', refresh: 'refresh' };
   for (const [id, name] of Object.entries(controls)) {
     const option = GENERATION_OPTIONS.find((o) => o.name === name);
     if (option) $(id).title = `${option.doc}; ${option.takes} (default: ${option.default})`;

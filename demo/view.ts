@@ -79,7 +79,7 @@ export class RunView {
     for (const cell of this.fresh) cell.classList.remove('new');
     this.fresh = [];
     this.textBox.textContent = m.text;
-    this.counter.textContent = `done: ${m.steps} steps in ${(m.totalMs / 1000).toFixed(2)} s · ${m.tokensPerSecond.toFixed(1)} tokens/s`;
+    this.counter.textContent = `done: ${m.steps} steps in ${(m.totalMs / 1000).toFixed(2)} s · ${m.tokensPerSecond.toFixed(1)} tokens/s · ${(m.totalMs / m.steps).toFixed(1)} ms/step`;
     this.root.classList.add('finished');
   }
 
