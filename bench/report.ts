@@ -39,10 +39,10 @@ export function markdown(r: BenchResult): string {
     lines.push('');
     lines.push('Incremental encoder (KV set) vs the exact PGM, same model, batch 1, stepped in turns:');
     lines.push('');
-    lines.push('| shape | steps | refresh | exact ms | incremental ms | speed-up | encoder rows, exact / incremental |');
-    lines.push('|---|---:|---:|---:|---:|---:|---:|');
+    lines.push('| shape | steps | encoder | refresh | exact ms | incremental ms | speed-up | encoder rows, exact / incremental |');
+    lines.push('|---|---:|---|---:|---:|---:|---:|---:|');
     for (const e of r.incremental) {
-      lines.push(`| ${e.shape} | ${e.steps} | ${e.refresh ?? 'never'} | ${f(e.exactMs, 0)} | ${f(e.incrementalMs, 0)} | ${f(e.speedup, 2)}x | ${e.exactEncoderRows} / ${e.incrementalEncoderRows} |`);
+      lines.push(`| ${e.shape} | ${e.steps} | ${e.encoder ?? 'incremental'} | ${e.refresh ?? 'never'} | ${f(e.exactMs, 0)} | ${f(e.incrementalMs, 0)} | ${f(e.speedup, 2)}x | ${e.exactEncoderRows} / ${e.incrementalEncoderRows} |`);
     }
   }
   lines.push('');

@@ -26,10 +26,11 @@ export interface Shape {
   L: number;
 }
 
-/** An incremental-encoder case: the exact PGM and the incremental one (refresh 0: never) stepped in turns. */
+/** A KV-set case: the exact PGM and the incremental (or delayed) one (refresh 0: never) stepped in turns. */
 export interface IncrementalCase {
   steps: number;
   refresh: number;
+  encoder?: 'incremental' | 'delayed';
 }
 
 export interface Plan {
@@ -78,7 +79,7 @@ export function plan(mode: BenchMode): Plan {
       {
         shape: scaled(256),
         cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }, { steps: 128, batch: 1 }],
-        incremental: [{ steps: 16, refresh: 0 }, { steps: 64, refresh: 0 }, { steps: 64, refresh: 8 }, { steps: 64, refresh: 4 }, { steps: 128, refresh: 0 }],
+        incremental: [{ steps: 16, refresh: 0 }, { steps: 64, refresh: 0 }, { steps: 64, refresh: 8 }, { steps: 64, refresh: 4 }, { steps: 64, refresh: 0, encoder: 'delayed' }, { steps: 128, refresh: 0 }],
       },
     ],
     reps: 1,
@@ -137,6 +138,7 @@ export interface IncrementalResult {
   shape: string;
   L: number;
   steps: number;
+  encoder: 'incremental' | 'delayed';
   /** Every step % refresh == 0 re-encodes all clean tokens; null: never. */
   refresh: number | null;
   exactMs: number;
@@ -418,19 +420,19 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
         const kv = await GpuModel.load(ctx, pgmConfig, randomWeights(pgmConfig, 1), { maxBatch: 1 });
         try {
           await generateInTurns([pgm, kv], 1, 2, [EXACT, { encoder: 'incremental', refresh: 0 }]);
-          for (const { steps: nSteps, refresh } of incrementalCases) {
+          for (const { steps: nSteps, refresh, encoder = 'incremental' } of incrementalCases) {
             let best: Generation[] | undefined;
             for (let r = 0; r < p.reps; r++) {
-              const run = await generateInTurns([pgm, kv], 1, nSteps, [EXACT, { encoder: 'incremental', refresh }]);
+              const run = await generateInTurns([pgm, kv], 1, nSteps, [EXACT, { encoder, refresh }]);
               best = best ? best.map((g, i) => (run[i].ms < g.ms ? run[i] : g)) : run;
             }
             const [a, b] = best!;
             const row: IncrementalResult = {
-              shape: name, L: shape.L, steps: nSteps, refresh: refresh || null,
+              shape: name, L: shape.L, steps: nSteps, encoder, refresh: refresh || null,
               exactMs: a.ms, incrementalMs: b.ms, speedup: a.ms / b.ms, exactEncoderRows: a.encoderRows, incrementalEncoderRows: b.encoderRows,
             };
             incremental.push(row);
-            log(`  L${shape.L} steps ${nSteps} incremental (refresh ${refresh || 'never'}): exact ${a.ms.toFixed(0)} ms, incremental ${b.ms.toFixed(0)} ms, ${row.speedup.toFixed(2)}x (encoder rows ${a.encoderRows} vs ${b.encoderRows})`);
+            log(`  L${shape.L} steps ${nSteps} ${encoder} (refresh ${refresh || 'never'}): exact ${a.ms.toFixed(0)} ms, incremental ${b.ms.toFixed(0)} ms, ${row.speedup.toFixed(2)}x (encoder rows ${a.encoderRows} vs ${b.encoderRows})`);
           }
         } finally {
           kv.dispose();

@@ -80,11 +80,11 @@ export const GENERATION_OPTIONS: readonly GenerationOption[] = [
   { name: 'topP', scope: 'shared', cli: { flag: 'top-p', parse: 'number' }, takes: 'a number in (0, 1]', default: "the checkpoint's sampling.p_nucleus", doc: 'nucleus mass', check: number },
   {
     name: 'encoder', scope: 'shared', cli: { flag: 'encoder', parse: 'text' }, takes: ENCODER_MODES.join(' | '), default: 'exact',
-    doc: 'PGM: exact re-encodes every clean token each step; incremental encodes each token once, when it joins, and keeps its keys and values (a KV set): each step costs only what is new, but earlier tokens never see later ones (an approximation, measured in the README)', check: oneOf('encoder', ENCODER_MODES),
+    doc: 'PGM: exact re-encodes every clean token each step; incremental encodes each token once, when it joins, and keeps its keys and values (a KV set): each step costs only what is new, but earlier tokens never see later ones (an approximation, measured in the README); delayed is incremental that encodes each token a second time in the next step, so it also sees the tokens that joined right after it (dKV-Cache\'s delayed caching; about twice the encoder rows of incremental)', check: oneOf('encoder', ENCODER_MODES),
   },
   {
     name: 'refresh', scope: 'shared', cli: { flag: 'refresh', parse: 'integer' }, takes: 'an integer >= 1', default: 'never',
-    doc: 'with encoder incremental: every step with step % refresh == 0 re-encodes every clean token (refresh 1 is exact)', check: (v) => (Number.isInteger(v) && (v as number) >= 1 ? undefined : 'must be an integer >= 1'),
+    doc: 'with encoder incremental or delayed: every step with step % refresh == 0 re-encodes every clean token (refresh 1 is exact)', check: (v) => (Number.isInteger(v) && (v as number) >= 1 ? undefined : 'must be an integer >= 1'),
   },
   { name: 'greedy', scope: 'shared', cli: { flag: 'greedy', parse: 'switch' }, takes: 'true or false', default: 'false', doc: 'take the most probable token everywhere', check: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false') },
   {
@@ -272,8 +272,8 @@ function checkSampling(o: SamplingOptions, plans: readonly SequencePlan[], c: Mo
     bad(`temperature must be in ${TEMPERATURE_RANGE}, got ${o.temperature}: the sampler scales f32 logits by 1/T, which can overflow f32 below ${MIN_TEMPERATURE.toExponential()}; for the T -> 0 limit use greedy`);
   }
   if (!(o.topP > 0 && o.topP <= 1)) bad(`topP must be in (0, 1], got ${o.topP}`);
-  if (o.encoder === 'incremental' && c.arch !== 'pgm') bad('encoder incremental needs a PGM: an MDLM has no clean set to keep keys and values of (it runs every position each step)');
-  if (o.refresh > 0 && o.encoder !== 'incremental') bad(`refresh ${o.refresh} applies to encoder incremental; the exact encoder re-encodes every step`);
+  if (o.encoder !== 'exact' && c.arch !== 'pgm') bad(`encoder ${o.encoder} needs a PGM: an MDLM has no clean set to keep keys and values of (it runs every position each step)`);
+  if (o.refresh > 0 && o.encoder === 'exact') bad(`refresh ${o.refresh} applies to encoder incremental or delayed; the exact encoder re-encodes every step`);
   plans.forEach((plan, b) => {
     const free = o.length - plan.known.size;
     if (free === 0) bad(`sequence ${b}: nothing to generate (every position < ${o.length} is known)`);

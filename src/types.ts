@@ -67,9 +67,12 @@ export interface SharedOptions {
   /** Nucleus mass (default: the checkpoint's sampling.p_nucleus). */
   topP?: number;
   greedy?: boolean;
-  /** PGM: 'exact' (default) re-encodes every clean token each step; 'incremental' keeps a KV set and encodes only new tokens. */
+  /**
+   * PGM: 'exact' (default) re-encodes every clean token each step; 'incremental' keeps a KV set
+   * and encodes only new tokens; 'delayed' also encodes each token once more in the next step.
+   */
   encoder?: EncoderMode;
-  /** With encoder 'incremental': steps with step % refresh == 0 re-encode every clean token (default: never). */
+  /** With encoder 'incremental' or 'delayed': steps with step % refresh == 0 re-encode every clean token (default: never). */
   refresh?: number;
   signal?: AbortSignal;
   /** Shown for positions not revealed yet (default ▯). */

@@ -61,6 +61,18 @@ export class ReferenceKvSet {
   }
 
   /**
+   * Forget the rows from `n` on (the rows a delayed policy encodes again join afresh).
+   */
+  truncate(n: number): void {
+    if (!Number.isInteger(n) || n < 0 || n > this.size) fail('shape', `KV set: cannot keep ${n} of ${this.size} rows`);
+    const D = this.config.hiddenSize;
+    this.cleanPositions = this.cleanPositions.slice(0, n);
+    this.encoderOut = this.encoderOut.slice(0, n * D);
+    this.blockKeys = this.blockKeys.map((k) => k.slice(0, n * D));
+    this.blockValues = this.blockValues.map((v) => v.slice(0, n * D));
+  }
+
+  /**
    * Append `fresh` (`m >= 1` tokens at their sequence positions) as rows `n .. n+m-1`, encode
    * them against the cached set, and return the logits `[queries.length, V]` for `queries`.
    */

@@ -20,13 +20,16 @@ export interface SamplingOptions {
   temperature: number;
   topP: number;
   greedy: boolean;
-  /** PGM: encode every clean token each step (exact), or only the ones that joined since the last pass (incremental). */
+  /**
+   * PGM: encode every clean token each step (exact), only the ones that joined since the last
+   * pass (incremental), or those and, once more, the ones that joined the pass before (delayed).
+   */
   encoder: EncoderMode;
   /** Incremental: steps with step % refresh == 0 re-encode every clean token; 0 = never. */
   refresh: number;
 }
 
-export const ENCODER_MODES = ['exact', 'incremental'] as const;
+export const ENCODER_MODES = ['exact', 'incremental', 'delayed'] as const;
 export type EncoderMode = (typeof ENCODER_MODES)[number];
 
 /** What one step revealed, per sequence of the batch. */
@@ -110,7 +113,9 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
   });
   model.writeSeeds(plans.map((p) => p.seed));
   const steps = Math.max(...counts.map((c) => c.length));
+  // Per sequence: rows the KV set holds, and (delayed) rows that will not be encoded again.
   let encoded = plans.map(() => 0);
+  let settled = plans.map(() => 0);
   const settings = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal: 1, append: o.order !== 'confident' };
   for (let step = 0; step < steps; step++) {
     throwIfAborted(signal);
@@ -119,17 +124,20 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
     const queries = queue.map((q, b) => (reveal[b] === 0 ? [] : o.order === 'confident' ? q : q.slice(0, reveal[b])));
     queries.forEach((q, b) => model.writeQueries(b, q));
     const queryCounts = queries.map((q) => q.length);
-    const incremental = o.encoder === 'incremental';
+    const incremental = o.encoder !== 'exact';
     const refresh = incremental && o.refresh > 0 && step % o.refresh === 0;
     const revealed: { position: number; token: number }[][] = plans.map(() => []);
     const forward = queryCounts.some((m) => m > 0);
     let rows = { encoderRows: plans.map(() => 0), decoderRows: plans.map(() => 0) };
     if (forward) {
-      // The KV set holds the rows of the previous pass (none before the first); a refresh re-encodes all.
-      const fresh = refresh ? clean : clean.map((n, b) => n - encoded[b]);
+      // The KV set holds the rows of the previous pass (none before the first); a refresh
+      // re-encodes all; delayed re-encodes the rows that joined for the previous pass too.
+      const kept = refresh ? plans.map(() => 0) : o.encoder === 'delayed' ? settled : encoded;
+      const fresh = clean.map((n, b) => n - kept[b]);
       model.setLengths(clean, queryCounts, incremental ? fresh : undefined);
       const out = await model.sampleStep({ ...settings, step }, incremental ? 'incremental' : 'exact');
       rows = { encoderRows: [...model.lastPass.encoderRows], decoderRows: [...model.lastPass.decoderRows] };
+      settled = refresh ? [...clean] : encoded;
       encoded = [...clean];
       queries.forEach((q, b) => {
         const row = (j: number) => b * out.rowsPerSeq + j;
