@@ -57,15 +57,15 @@ async function laneSpeeds(page: Page): Promise<{ name: string; seconds: number; 
 const SPEEDUPS = /^PGM exact is \d+\.\d\d× (faster|slower) than MDLM; PGM incremental is \d+\.\d\d× (faster|slower) than MDLM and \d+\.\d\d× (faster|slower) than exact$/;
 
 test('the encoder control and its refresh reach the engine: the demo writes the CLI text of each', async ({ page }) => {
-  const [exact, incremental, refresh3] = [cliText(), cliText('--encoder', 'incremental'), cliText('--encoder', 'incremental', '--refresh', '3')];
+  const [exact, incremental, refresh3, delayed] = [cliText(), cliText('--encoder', 'incremental'), cliText('--encoder', 'incremental', '--refresh', '3'), cliText('--encoder', 'delayed')];
   const errors = await open(page);
   const option = GENERATION_OPTIONS.find((o) => o.name === 'encoder')!;
   await expect(page.locator('#encoder')).toHaveAttribute('title', `${option.doc}; ${option.takes} (default: exact)`);
-  await expect(page.locator('#refresh')).toHaveAttribute('title', /^with encoder incremental: /);
+  await expect(page.locator('#refresh')).toHaveAttribute('title', /^with encoder incremental or delayed: /);
   await expect(page.locator('#encoder')).toHaveValue('exact');
   await expect(page.locator('#refresh')).toBeDisabled();
-  // Three different texts, so each comparison below tells the settings apart.
-  expect(new Set([await exact, await incremental, await refresh3]).size).toBe(3);
+  // Different texts, so each comparison below tells the settings apart.
+  expect(new Set([await exact, await incremental, await refresh3, await delayed]).size).toBe(4);
 
   expect(await generatedText(page)).toBe(await exact);
   await page.selectOption('#encoder', 'incremental');
@@ -75,6 +75,10 @@ test('the encoder control and its refresh reach the engine: the demo writes the 
   await page.fill('#refresh', '3');
   expect(await generatedText(page)).toBe(await refresh3);
   await expect(page.locator('.run h2')).toHaveText(`${TEST_MODELS.pgm} · PGM incremental (refresh every 3 steps)`);
+  await page.selectOption('#encoder', 'delayed');
+  await page.fill('#refresh', '');
+  expect(await generatedText(page)).toBe(await delayed);
+  await expect(page.locator('.run h2')).toHaveText(`${TEST_MODELS.pgm} · PGM delayed (refresh never)`);
   expect(errors).toEqual([]);
 });
 
