@@ -239,7 +239,7 @@ try {
     const result = {
       date,
       adapter: pgm.adapter.description,
-      command: `PGM_WEBGPU_ADAPTER=${process.env.PGM_WEBGPU_ADAPTER ?? ''} npm run bench:quality -- ${process.argv.slice(2).join(' ')}`.trim(),
+      command: [`PGM_WEBGPU_ADAPTER=${process.env.PGM_WEBGPU_ADAPTER ?? ''} npm run bench:quality`, ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
       models: { generator: 'pgm-small', judge: 'mdlm-small' },
       length: L,
       steps: args.steps,
