@@ -128,12 +128,13 @@ describe('the packed package in fresh projects', () => {
       'main.js': `import { createEngine } from 'pgm-webgpu/node';
 const engine = await createEngine();
 const { text } = await engine.generate(${GENERATE});
-console.log(JSON.stringify({ arch: engine.config.arch, text }));
+const incremental = await engine.generate({ ...${GENERATE}, encoder: 'incremental' });
+console.log(JSON.stringify({ arch: engine.config.arch, text, incremental: incremental.text, rows: [incremental.stats.encoderRows, (await engine.generate(${GENERATE})).stats.encoderRows] }));
 engine.dispose();
 `,
     }, ['webgpu']);
     const { stdout } = await sh('node', ['main.js'], dir);
-    const result = JSON.parse(stdout) as { arch: string; text: string };
+    const result = JSON.parse(stdout) as { arch: string; text: string; incremental: string; rows: [number, number] };
     expect(result.arch).toBe('pgm');
     expect(result.text.startsWith('It was')).toBe(true);
     expect(result.text.length).toBeGreaterThan(20);
@@ -142,6 +143,10 @@ engine.dispose();
     // The CLI of the installed package prints the same text for the same settings.
     const cli = await sh('npx', ['--no-install', 'pgm', 'generate', '--prompt', 'It was', '--length', '24', '--steps', '4', '--seed', '3'], dir);
     expect(cli.stdout.trim()).toBe(expectedText.trim());
+    // ... and with the incremental encoder, which encodes fewer rows.
+    const kv = await sh('npx', ['--no-install', 'pgm', 'generate', '--prompt', 'It was', '--length', '24', '--steps', '4', '--seed', '3', '--encoder', 'incremental'], dir);
+    expect(kv.stdout.trim()).toBe(result.incremental.trim());
+    expect(result.rows[0]).toBeLessThan(result.rows[1]);
 
     // manifestUrl is honoured in Node (a manifest on disk whose default is the MDLM twin) ...
     const manifest = join(dir, 'node_modules', 'pgm-webgpu', 'weights-manifest.json');
@@ -180,10 +185,12 @@ await createEngine().catch((e) => console.log(JSON.stringify({ name: e.name, cod
         compilerOptions: { strict: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', lib: ['ES2022', 'DOM'], types: [], noEmit: true },
         include: ['*.ts'],
       }),
-      'browser.ts': `import { createEngine, requestGpu, PgmError, type StepEvent } from 'pgm-webgpu';
+      'browser.ts': `import { createEngine, requestGpu, PgmError, type EncoderMode, type StepEvent } from 'pgm-webgpu';
 const ctx = await requestGpu();
 const engine = await createEngine({ model: 'pgm-small', maxBatch: 2, gpu: ctx });
 for await (const step of engine.generate({ prompt: 'It was', length: 24 })) { const s: StepEvent = step; console.log(s.text); }
+const encoder: EncoderMode = 'incremental';
+for await (const step of engine.generate({ length: 24, encoder, refresh: 4 })) console.log(step.encoderRows, step.decoderRows);
 const device: GPUDevice = ctx.device;
 console.log(device, PgmError);
 `,
