@@ -2,7 +2,7 @@
  * `npm run bench:quality [-- --quick] [--samples N] [--steps S] [--draws K]`: what incremental
  * encoding costs in quality (issue 15). The shipped PGM generates full-length samples (seed i
  * for sample i, the same seeds in every setting) with the exact encoder and with the
- * incremental KV set at several refresh periods; each sample is judged by the MDLM twin's
+ * incremental KV set at several refresh periods (and the delayed policy); each sample is judged by the MDLM twin's
  * NELBO, the exact PGM's own bound (Monte Carlo, bench/judges.ts) and its dictionary-word
  * share; each generation is timed. Writes bench/results/incremental-quality.json and .svg
  * (not in --quick) and prints a Markdown table.
@@ -19,13 +19,14 @@ const JUDGE_BATCH = 8;
 
 interface Setting {
   name: string;
-  encoder: 'exact' | 'incremental';
+  encoder: 'exact' | 'incremental' | 'delayed';
   refresh?: number;
 }
 
 const SETTINGS: Setting[] = [
   { name: 'exact', encoder: 'exact' },
   { name: 'incremental, refresh never', encoder: 'incremental' },
+  { name: 'delayed, refresh never', encoder: 'delayed' },
   { name: 'incremental, refresh 8', encoder: 'incremental', refresh: 8 },
   { name: 'incremental, refresh 4', encoder: 'incremental', refresh: 4 },
   { name: 'incremental, refresh 2', encoder: 'incremental', refresh: 2 },
@@ -139,7 +140,7 @@ function svg(rows: Row[], title: string): string {
   if (exact) out.push(`<line x1="${pad.l}" y1="${y(exact.mdlmNelbo.mean)}" x2="${pad.l + plotW}" y2="${y(exact.mdlmNelbo.mean)}" stroke="#1f77b4" stroke-dasharray="4 3"/>`);
   rows.forEach((r, i) => {
     const cx = x(r.speedup);
-    const color = r.encoder === 'exact' ? '#1f77b4' : r.refresh === 1 ? '#7f7f7f' : '#d62728';
+    const color = r.encoder === 'exact' ? '#1f77b4' : r.refresh === 1 ? '#7f7f7f' : r.encoder === 'delayed' ? '#2ca02c' : '#d62728';
     out.push(`<line x1="${cx}" y1="${y(r.mdlmNelbo.mean - r.mdlmNelbo.ci95)}" x2="${cx}" y2="${y(r.mdlmNelbo.mean + r.mdlmNelbo.ci95)}" stroke="${color}"/>`);
     for (const v of [r.mdlmNelbo.mean - r.mdlmNelbo.ci95, r.mdlmNelbo.mean + r.mdlmNelbo.ci95]) out.push(`<line x1="${cx - 4}" y1="${y(v)}" x2="${cx + 4}" y2="${y(v)}" stroke="${color}"/>`);
     out.push(`<circle cx="${cx}" cy="${y(r.mdlmNelbo.mean)}" r="4" fill="${color}"><title>${esc(`${r.setting}: ${pm(r.mdlmNelbo)} nats/token, ${f(r.speedup, 2)}x`)}</title></circle>`);
