@@ -25,7 +25,7 @@ export interface SamplingOptions {
    * pass (incremental), or those and, once more, the ones that joined the pass before (delayed).
    */
   encoder: EncoderMode;
-  /** Incremental: steps with step % refresh == 0 re-encode every clean token; 0 = never. */
+  /** Incremental or delayed: steps with step % refresh == 0 re-encode every clean token; 0 = never. */
   refresh: number;
 }
 
