@@ -261,9 +261,11 @@ function plans(config: ModelConfig, batch: number): SequencePlan[] {
   return Array.from({ length: batch }, (_, b) => ({ known: new Map([[0, config.bosId]]), seed: 1000 + b }));
 }
 
-function steps(model: GpuModel, batch: number, L: number, nSteps: number, encoding = EXACT): AsyncGenerator<BatchStep> {
-  const run = model.config.arch === 'pgm' ? samplePgm : sampleMdlm;
-  return run(model, plans(model.config, batch), samplingOptions(L, nSteps, encoding));
+/** A generation's steps; `overlap: false` (profiling) keeps no PGM step in flight, so each call runs exactly its own step. */
+function steps(model: GpuModel, batch: number, L: number, nSteps: number, encoding = EXACT, overlap = true): AsyncGenerator<BatchStep> {
+  const o = samplingOptions(L, nSteps, encoding);
+  const p = plans(model.config, batch);
+  return model.config.arch === 'pgm' ? samplePgm(model, p, o, undefined, { overlap }) : sampleMdlm(model, p, o);
 }
 
 /** The ops of the forward one step event ran (none when MDLM reused its logits). */
@@ -309,7 +311,7 @@ async function generateInTurns(models: readonly GpuModel[], batch: number, nStep
 
 /** Run a generation up to step `target` and record that step's dispatches and their ops. */
 async function recordStep(model: GpuModel, batch: number, nSteps: number, target: number) {
-  const gen = steps(model, batch, model.config.length, nSteps);
+  const gen = steps(model, batch, model.config.length, nSteps, EXACT, false);
   try {
     for (let step = 0; ; step++) {
       const recorded: RecordedDispatch[] = [];

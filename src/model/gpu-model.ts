@@ -47,6 +47,13 @@ export type WeightStorage = (typeof WEIGHT_STORAGES)[number];
  */
 export type ForwardPass = 'exact' | 'incremental' | 'none';
 
+/** What a sampling step drew: token and probability per row, [batch, rowsPerSeq]; token -1 = not revealed. */
+export interface DrawnTokens {
+  tokens: Int32Array;
+  probs: Float32Array;
+  rowsPerSeq: number;
+}
+
 /** The tensor's values as f16 bits, padded to a whole number of u32 words. */
 function halfBits(tensor: HostTensor): Uint16Array {
   const out = new Uint16Array(tensor.data.length + (tensor.data.length % 2));
@@ -245,7 +252,16 @@ export class GpuModel {
    * which reuses the logits of the previous step), the sampler, and the readback of the drawn
    * tokens and their probabilities, [batch, maxRows] each; token -1 = not revealed.
    */
-  async sampleStep(settings: SampleSettings, pass: ForwardPass = 'exact'): Promise<{ tokens: Int32Array; probs: Float32Array; rowsPerSeq: number }> {
+  async sampleStep(settings: SampleSettings, pass: ForwardPass = 'exact'): Promise<DrawnTokens> {
+    return (await this.startStep(settings, pass)).result;
+  }
+
+  /**
+   * sampleStep without waiting for it: resolves once the step is submitted; `result` resolves
+   * with what it drew. Writes and submits made meanwhile run after it (the queue keeps their
+   * order), so a sampler whose next step does not depend on the draws keeps one in flight.
+   */
+  async startStep(settings: SampleSettings, pass: ForwardPass = 'exact'): Promise<{ result: Promise<DrawnTokens> }> {
     const forward = await this.passDispatches(pass);
     this.sampler.set(settings);
     const encoder = this.ws.device.createCommandEncoder({ label: 'sampling step' });
@@ -254,16 +270,21 @@ export class GpuModel {
     compute.end();
     const rowsPerSeq = this.config.arch === 'pgm' ? this.ws.shape.maxQuery : this.ws.shape.maxClean;
     const n = this.ws.shape.batch * rowsPerSeq;
-    const pairs = await readBuffer(this.ws.memory, this.drawn, Math.max(8, 8 * n), encoder);
-    const all = new Int32Array(pairs, 0, 2 * n);
-    const tokens = new Int32Array(n);
-    const probs = new Float32Array(n);
-    const probBits = new Int32Array(probs.buffer);
-    for (let i = 0; i < n; i++) {
-      tokens[i] = all[2 * i];
-      probBits[i] = all[2 * i + 1];
-    }
-    return { tokens, probs, rowsPerSeq };
+    // readBuffer submits before its first await: the step is queued when this returns.
+    const result = readBuffer(this.ws.memory, this.drawn, Math.max(8, 8 * n), encoder).then((pairs) => {
+      const all = new Int32Array(pairs, 0, 2 * n);
+      const tokens = new Int32Array(n);
+      const probs = new Float32Array(n);
+      const probBits = new Int32Array(probs.buffer);
+      for (let i = 0; i < n; i++) {
+        tokens[i] = all[2 * i];
+        probBits[i] = all[2 * i + 1];
+      }
+      return { tokens, probs, rowsPerSeq };
+    });
+    // A step left in flight by a generation that stopped is nobody's error.
+    result.catch(() => undefined);
+    return { result };
   }
 
   /** Write a batch into the token, position and length buffers (padding per sequence). */

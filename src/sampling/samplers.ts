@@ -1,5 +1,5 @@
 import { PgmError, fail } from '../errors.js';
-import type { GpuModel } from '../model/gpu-model.js';
+import type { DrawnTokens, GpuModel } from '../model/gpu-model.js';
 import { Rng } from './rng.js';
 import { mdlmRevealProbability, nonUniformCounts, uniformCounts, type Order, type Schedule } from './schedule.js';
 
@@ -92,11 +92,13 @@ const throwIfAborted = (signal?: AbortSignal): void => {
  * PGM sampling: each step, the encoder runs over the clean tokens of each sequence (exact:
  * all of them; incremental: those that joined since the previous pass, against the KV set of
  * the others) and the decoder over exactly this step's queries; drawn tokens join the clean
- * set in place.
+ * set in place, on the GPU. In the random and left-to-right orders a step's queries do not
+ * depend on what the previous step drew, so one step stays in flight: step s + 1 is submitted
+ * before step s's draws are read back, and the readback's round trip overlaps GPU work
+ * (`overlap: false` runs one step at a time: profiling a step's dispatches).
  */
-export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[], o: SamplingOptions, signal?: AbortSignal): AsyncGenerator<BatchStep> {
+export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[], o: SamplingOptions, signal?: AbortSignal, { overlap = true } = {}): AsyncGenerator<BatchStep> {
   const { config } = model;
-  const B = plans.length;
   const tokens = plans.map(() => new Int32Array(o.length).fill(-1));
   const queue: number[][] = []; // positions still to reveal, in reveal order (confident: any order)
   const counts: number[][] = [];
@@ -116,34 +118,53 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
   // Per sequence: rows the KV set holds, and (delayed) rows that will not be encoded again.
   let encoded = plans.map(() => 0);
   let settled = plans.map(() => 0);
-  const settings = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal: 1, append: o.order !== 'confident' };
-  for (let step = 0; step < steps; step++) {
-    throwIfAborted(signal);
+  const confident = o.order === 'confident';
+  const oneAtATime = confident || !overlap;
+  const settings = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal: 1, append: !confident };
+  const incremental = o.encoder !== 'exact';
+
+  /** Submit step `step`: its queries, its lengths, its pass; the draws come with `drawn`. */
+  const submit = async (step: number) => {
     const reveal = counts.map((c) => c[step] ?? 0);
     // confident: predict every remaining position, keep the most probable ones
-    const queries = queue.map((q, b) => (reveal[b] === 0 ? [] : o.order === 'confident' ? q : q.slice(0, reveal[b])));
+    const queries = queue.map((q, b) => (reveal[b] === 0 ? [] : confident ? q : q.slice(0, reveal[b])));
     queries.forEach((q, b) => model.writeQueries(b, q));
     const queryCounts = queries.map((q) => q.length);
-    const incremental = o.encoder !== 'exact';
     const refresh = incremental && o.refresh > 0 && step % o.refresh === 0;
-    const revealed: { position: number; token: number }[][] = plans.map(() => []);
     const forward = queryCounts.some((m) => m > 0);
     let rows = { encoderRows: plans.map(() => 0), decoderRows: plans.map(() => 0) };
+    let drawn: Promise<DrawnTokens> | undefined;
     if (forward) {
       // The KV set holds the rows of the previous pass (none before the first); a refresh
       // re-encodes all; delayed re-encodes the rows that joined for the previous pass too.
       const kept = refresh ? plans.map(() => 0) : o.encoder === 'delayed' ? settled : encoded;
       const fresh = clean.map((n, b) => n - kept[b]);
       model.setLengths(clean, queryCounts, incremental ? fresh : undefined);
-      const out = await model.sampleStep({ ...settings, step }, incremental ? 'incremental' : 'exact');
+      drawn = (await model.startStep({ ...settings, step }, incremental ? 'incremental' : 'exact')).result;
       rows = { encoderRows: [...model.lastPass.encoderRows], decoderRows: [...model.lastPass.decoderRows] };
       settled = refresh ? [...clean] : encoded;
       encoded = [...clean];
+    }
+    if (!confident) {
+      // Every query is revealed, and the GPU appends it to the clean set: the next step is known.
+      queries.forEach((q, b) => {
+        queue[b] = queue[b].slice(q.length);
+        clean[b] += q.length;
+      });
+    }
+    return { step, reveal, queries, forward, rows, drawn };
+  };
+
+  /** Read a submitted step's draws back (confident: keep the most probable) into a BatchStep. */
+  const finish = async ({ step, reveal, queries, forward, rows, drawn }: Awaited<ReturnType<typeof submit>>): Promise<BatchStep> => {
+    const revealed: { position: number; token: number }[][] = plans.map(() => []);
+    if (drawn) {
+      const out = await drawn;
       queries.forEach((q, b) => {
         const row = (j: number) => b * out.rowsPerSeq + j;
         q.forEach((position, j) => checkDrawn(out, row(j), config.vocabSize, config.maskId, step, position));
         let picked = q.map((_, j) => j);
-        if (o.order === 'confident') {
+        if (confident) {
           picked = picked.sort((x, y) => out.probs[row(y)] - out.probs[row(x)] || q[x] - q[y]).slice(0, reveal[b]);
           model.writeClean(b, clean[b], picked.map((j) => out.tokens[row(j)]), picked.map((j) => q[j]));
         }
@@ -151,13 +172,27 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
       });
     }
     revealed.forEach((r, b) => {
-      const taken = new Set(r.map((x) => x.position));
-      queue[b] = queue[b].filter((p) => !taken.has(p));
       for (const { position, token } of r) tokens[b][position] = token;
-      clean[b] += r.length;
+      if (confident) {
+        const taken = new Set(r.map((x) => x.position));
+        queue[b] = queue[b].filter((p) => !taken.has(p));
+        clean[b] += r.length;
+      }
     });
-    yield { step, steps, revealed, tokens: tokens.map((t) => t.slice()), forward, ...rows };
+    return { step, steps, revealed, tokens: tokens.map((t) => t.slice()), forward, ...rows };
+  };
+
+  let inFlight: Awaited<ReturnType<typeof submit>> | undefined;
+  for (let step = 0; step < steps; step++) {
+    throwIfAborted(signal);
+    const submitted = await submit(step);
+    if (oneAtATime) yield await finish(submitted);
+    else {
+      if (inFlight) yield await finish(inFlight);
+      inFlight = submitted;
+    }
   }
+  if (inFlight) yield await finish(inFlight);
 }
 
 /**

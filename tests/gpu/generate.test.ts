@@ -5,6 +5,7 @@ import { PgmError } from '../../src/errors.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { Vocabulary } from '../../src/model/vocab.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
+import { samplePgm, type BatchStep, type SamplingOptions } from '../../src/sampling/samplers.js';
 import { uniformCounts } from '../../src/sampling/schedule.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
 
@@ -193,5 +194,40 @@ describe(`generation (${runtime})`, () => {
     expect(result.stats.forwardPasses).toBeLessThan(result.stats.steps);
     const again = await e.generateBatch({ sequences: [{ seed: 1 }, { seed: 2, prompt: 'Hi' }], length: 16, steps: 20 });
     expect(again.sequences.map((s) => [...s.tokens])).toEqual(result.sequences.map((s) => [...s.tokens]));
+  });
+});
+
+describe(`the PGM sampler keeps one step in flight (${runtime})`, () => {
+  it('step s + 1 is submitted before step s is read back, and the steps are those of one step at a time', async () => {
+    const model = (await engine(pgmConfig)).gpuModel;
+    const bos = pgmConfig.bosId;
+    const plans = [{ known: new Map([[0, bos], [3, 464]]), seed: 4 }, { known: new Map([[0, bos]]), seed: 5 }];
+    const cases: Pick<SamplingOptions, 'order' | 'schedule' | 'encoder'>[] = [
+      { order: 'random', schedule: 'uniform', encoder: 'exact' },
+      { order: 'left-to-right', schedule: 'non-uniform', encoder: 'exact' },
+      { order: 'random', schedule: 'non-uniform', encoder: 'incremental' },
+    ];
+    for (const c of cases) {
+      const o: SamplingOptions = { length: 37, steps: 9, temperature: 1, topP: 1, greedy: false, refresh: 0, ...c };
+      const run = async (overlap: boolean) => {
+        let submitted = 0;
+        const start = model.startStep.bind(model);
+        model.startStep = (...args) => (submitted++, start(...args));
+        const events: { ev: BatchStep; submitted: number }[] = [];
+        try {
+          for await (const ev of samplePgm(model, plans, o, undefined, { overlap })) events.push({ ev, submitted });
+        } finally {
+          model.startStep = start;
+        }
+        return events;
+      };
+      const overlapped = await run(true);
+      const single = await run(false);
+      expect(overlapped.map((e) => e.ev), JSON.stringify(c)).toEqual(single.map((e) => e.ev));
+      const forwards = (events: typeof single, upTo: number) => events.slice(0, upTo).filter((e) => e.ev.forward).length;
+      // When step s arrives, one at a time has submitted steps 0..s; overlapped, also step s + 1.
+      single.forEach((e, s) => expect(e.submitted, `one at a time, step ${s}`).toBe(forwards(single, s + 1)));
+      overlapped.forEach((e, s) => expect(e.submitted, `overlapped, step ${s}`).toBe(forwards(single, s + 2)));
+    }
   });
 });
