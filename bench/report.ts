@@ -45,6 +45,14 @@ export function markdown(r: BenchResult): string {
       lines.push(`| ${e.shape} | ${e.steps} | ${e.encoder ?? 'incremental'} | ${e.refresh ?? 'never'} | ${f(e.exactMs, 0)} | ${f(e.incrementalMs, 0)} | ${f(e.speedup, 2)}x | ${e.exactEncoderRows} / ${e.incrementalEncoderRows} |`);
     }
   }
+  if (r.overlap?.length) {
+    lines.push('');
+    lines.push('The PGM with a step in flight (the default) vs one step at a time (as stepped in turns above), whole generations alternating, best of 3:');
+    lines.push('');
+    lines.push('| shape | steps | in flight ms | one at a time ms | speed-up |');
+    lines.push('|---|---:|---:|---:|---:|');
+    for (const e of r.overlap) lines.push(`| ${e.shape} | ${e.steps} | ${f(e.overlapMs, 0)} | ${f(e.oneAtATimeMs, 0)} | ${f(e.speedup, 2)}x |`);
+  }
   lines.push('');
   lines.push(`Adapter peak: FMA ${f(r.peak.fmaGflops, 2)} GFLOP/s, copy ${f(r.peak.bandwidthGBs, 2)} GB/s. ` +
     `Engine matmul ${r.matmul.shape.join('x')}, best variant ${r.matmul.variant}: ${f(r.matmul.bestGflops, 2)} GFLOP/s = ${pct(r.matmul.fraction)} of the FMA peak` +
