@@ -183,16 +183,22 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
   };
 
   let inFlight: Awaited<ReturnType<typeof submit>> | undefined;
-  for (let step = 0; step < steps; step++) {
-    throwIfAborted(signal);
-    const submitted = await submit(step);
-    if (oneAtATime) yield await finish(submitted);
-    else {
-      if (inFlight) yield await finish(inFlight);
-      inFlight = submitted;
+  try {
+    for (let step = 0; step < steps; step++) {
+      throwIfAborted(signal);
+      const submitted = await submit(step);
+      if (oneAtATime) yield await finish(submitted);
+      else {
+        if (inFlight) yield await finish(inFlight);
+        inFlight = submitted;
+      }
     }
+    if (inFlight) yield await finish(inFlight);
+  } finally {
+    // Stopped early (abort, an error, the caller left): the step in flight ends before we do,
+    // so its staging buffer is released when the generation returns, not after.
+    await inFlight?.drawn?.catch(() => undefined);
   }
-  if (inFlight) yield await finish(inFlight);
 }
 
 /**
