@@ -28,7 +28,7 @@ import {
 } from './ops.js';
 
 /** Split `[rows, sum(widths)]` into column blocks `[rows, width]`, in order. */
-export function splitColumns(x: Float32Array, rows: number, widths: readonly number[]): Float32Array[] {
+function splitColumns(x: Float32Array, rows: number, widths: readonly number[]): Float32Array[] {
   const stride = widths.reduce((a, b) => a + b, 0);
   let start = 0;
   return widths.map((width) => {
@@ -54,34 +54,59 @@ function mlp(config: ModelConfig, weights: WeightMap, prefix: string, h: Float32
 }
 
 /** `x + gate_mlp * mlp(modulate(LN_norm2(x), shift_mlp, scale_mlp))`, the second half of every block. */
-export function mlpResidual(config: ModelConfig, weights: WeightMap, prefix: string, mod: BlockModulation, x: Float32Array, rows: number): Float32Array {
+function mlpResidual(config: ModelConfig, weights: WeightMap, prefix: string, mod: BlockModulation, x: Float32Array, rows: number): Float32Array {
   const D = config.hiddenSize;
   const h = modulate(layerNorm(x, rows, D, param(weights, `${prefix}.norm2.weight`, [D])), rows, D, mod.shiftMlp, mod.scaleMlp);
   return gatedResidual(x, mlp(config, weights, prefix, h, rows), mod.gateMlp, rows, D);
 }
 
+/** `[a rows; b rows]`. */
+export function appendRows(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Keys (rotary-applied) and values `[n, D]` a block attends to, besides the rows it runs over. */
+export interface CachedKeysValues {
+  keys: Float32Array;
+  values: Float32Array;
+}
+
+const NONE: CachedKeysValues = { keys: new Float32Array(0), values: new Float32Array(0) };
+
 /**
- * One DiT block (`encoder.blocks.{i}` or MDLM `blocks.{i}`): bidirectional self-attention
- * over the `n = positions.length` rows of `x` `[n, D]`, RoPE at `positions`. -> `[n, D]`.
+ * One DiT block (`encoder.blocks.{i}` or MDLM `blocks.{i}`) over the `m = positions.length`
+ * rows of `x` `[m, D]`, RoPE at `positions`: bidirectional self-attention over `cached`'s rows
+ * (none: the exact block) followed by its own. -> the block's output `x` `[m, D]` and the keys
+ * and values it attended to, `cached` then its own.
  */
-export function ditBlock(
+export function ditBlockOver(
   config: ModelConfig,
   weights: WeightMap,
   prefix: string,
   mod: BlockModulation,
   x: Float32Array,
   positions: ArrayLike<number>,
-): Float32Array {
-  const n = positions.length;
+  cached: CachedKeysValues = NONE,
+): { x: Float32Array } & CachedKeysValues {
+  const m = positions.length;
   const D = config.hiddenSize;
   const H = config.nHeads;
   const dh = headDim(config);
-  const h = modulate(layerNorm(x, n, D, param(weights, `${prefix}.norm1.weight`, [D])), n, D, mod.shiftMsa, mod.scaleMsa);
-  const [q, k, v] = splitColumns(linear(h, n, D, param(weights, `${prefix}.attn_qkv.weight`, [3 * D, D]), 3 * D), n, [D, D, D]);
-  const attended = attention(rope(q, n, H, dh, positions), rope(k, n, H, dh, positions), v, n, n, H, dh);
-  const afterAttention = gatedResidual(x, linear(attended, n, D, param(weights, `${prefix}.attn_out.weight`, [D, D]), D), mod.gateMsa, n, D);
-  return mlpResidual(config, weights, prefix, mod, afterAttention, n);
+  const h = modulate(layerNorm(x, m, D, param(weights, `${prefix}.norm1.weight`, [D])), m, D, mod.shiftMsa, mod.scaleMsa);
+  const [q, k, v] = splitColumns(linear(h, m, D, param(weights, `${prefix}.attn_qkv.weight`, [3 * D, D]), 3 * D), m, [D, D, D]);
+  const keys = appendRows(cached.keys, rope(k, m, H, dh, positions));
+  const values = appendRows(cached.values, v);
+  const attended = attention(rope(q, m, H, dh, positions), keys, values, m, keys.length / D, H, dh);
+  const afterAttention = gatedResidual(x, linear(attended, m, D, param(weights, `${prefix}.attn_out.weight`, [D, D]), D), mod.gateMsa, m, D);
+  return { x: mlpResidual(config, weights, prefix, mod, afterAttention, m), keys, values };
 }
+
+/** One exact DiT block over all `n = positions.length` rows of `x` `[n, D]`. -> `[n, D]`. */
+export const ditBlock = (config: ModelConfig, weights: WeightMap, prefix: string, mod: BlockModulation, x: Float32Array, positions: ArrayLike<number>): Float32Array =>
+  ditBlockOver(config, weights, prefix, mod, x, positions).x;
 
 /** The PGM encoder over the clean tokens at their sequence positions -> `encoderOut` `[n, D]` (no final norm). */
 export function pgmEncoder(

@@ -16,19 +16,11 @@
  * checks. `referenceKvSetLogits` steps a batch of sets, padded like `referencePgmLogits`.
  */
 import { fail } from '../errors.js';
-import { headDim, type ModelConfig } from '../model/config.js';
+import type { ModelConfig } from '../model/config.js';
 import { validatePgmBatch, type PgmSequence } from '../model/inputs.js';
 import type { WeightMap } from '../model/tensor.js';
-import { embedTokens, groupSwap, mlpResidual, outputLayer, pgmDecoderLayer, splitColumns } from './forward.js';
-import { attention, gatedResidual, layerNorm, linear, modulate, modulations, param, rope, type BlockModulation, type Modulations } from './ops.js';
-
-/** `[a rows; b rows]`. */
-const appendRows = (a: Float32Array, b: Float32Array): Float32Array => {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-};
+import { appendRows, ditBlockOver, embedTokens, groupSwap, outputLayer, pgmDecoderLayer } from './forward.js';
+import { modulations, type Modulations } from './ops.js';
 
 /** One sequence's stale encoder state, grown pass by pass. */
 export class ReferenceKvSet {
@@ -87,7 +79,8 @@ export class ReferenceKvSet {
     const values: Float32Array[] = [];
     let x = embedTokens(config, weights, fresh.tokens);
     mods.encoder.forEach((mod, i) => {
-      ({ x, keys: keys[i], values: values[i] } = this.encoderBlock(i, mod, x, fresh.positions));
+      const cached = { keys: this.blockKeys[i], values: this.blockValues[i] };
+      ({ x, keys: keys[i], values: values[i] } = ditBlockOver(config, weights, `encoder.blocks.${i}`, mod, x, fresh.positions, cached));
     });
     this.blockKeys = keys;
     this.blockValues = values;
@@ -99,33 +92,6 @@ export class ReferenceKvSet {
       y = pgmDecoderLayer(config, weights, i, mod, y, queries, this.encoderOut, this.cleanPositions);
     });
     return outputLayer(config, weights, mods.output, y, queries.length);
-  }
-
-  /**
-   * `encoder.blocks.{block}` over the fresh rows `x` `[m, D]`: they attend to the block's
-   * cached keys and values followed by their own (all `n` rows, no causal mask). -> the
-   * block's output `x` `[m, D]` and its `keys` and `values` `[n, D]` (cached, then fresh).
-   */
-  private encoderBlock(
-    block: number,
-    mod: BlockModulation,
-    x: Float32Array,
-    freshPositions: ArrayLike<number>,
-  ): { x: Float32Array; keys: Float32Array; values: Float32Array } {
-    const { config, weights } = this;
-    const D = config.hiddenSize;
-    const H = config.nHeads;
-    const dh = headDim(config);
-    const m = freshPositions.length;
-    const n = this.size + m;
-    const prefix = `encoder.blocks.${block}`;
-    const h = modulate(layerNorm(x, m, D, param(weights, `${prefix}.norm1.weight`, [D])), m, D, mod.shiftMsa, mod.scaleMsa);
-    const [q, k, v] = splitColumns(linear(h, m, D, param(weights, `${prefix}.attn_qkv.weight`, [3 * D, D]), 3 * D), m, [D, D, D]);
-    const keys = appendRows(this.blockKeys[block], rope(k, m, H, dh, freshPositions));
-    const values = appendRows(this.blockValues[block], v);
-    const attended = attention(rope(q, m, H, dh, freshPositions), keys, values, m, n, H, dh);
-    const afterAttention = gatedResidual(x, linear(attended, m, D, param(weights, `${prefix}.attn_out.weight`, [D, D]), D), mod.gateMsa, m, D);
-    return { x: mlpResidual(config, weights, prefix, mod, afterAttention, m), keys, values };
   }
 }
 
