@@ -54,6 +54,13 @@ export interface DrawnTokens {
   rowsPerSeq: number;
 }
 
+/** One compute pass of `dispatches` at their current grids. */
+function encodePass(encoder: GPUCommandEncoder, label: string, dispatches: readonly Dispatch[]): void {
+  const pass = encoder.beginComputePass({ label });
+  encodeDispatches(pass, dispatches);
+  pass.end();
+}
+
 /** The tensor's values as f16 bits, padded to a whole number of u32 words. */
 function halfBits(tensor: HostTensor): Uint16Array {
   const out = new Uint16Array(tensor.data.length + (tensor.data.length % 2));
@@ -162,7 +169,7 @@ export class GpuModel {
         arch: config.arch, V: config.vocabSize, maskId: config.maskId, logits: act.logits.buffer, seeds,
         queryPositions: act.queryPositions.buffer, cleanTokens: act.cleanTokens.buffer, cleanPositions: act.cleanPositions.buffer, drawn,
       });
-      const buildIncremental = () => build(incrementalSide(memory, config, maxBatch));
+      const buildIncremental = () => build(incrementalSide({ activation, indices }, config));
       return new GpuModel(config, ws, act, forward, sampler, seeds, drawn, buildIncremental);
     } catch (e) {
       memory.releaseAll();
@@ -173,13 +180,6 @@ export class GpuModel {
   /** Bytes of GPU memory this model holds. */
   get gpuBytes(): number {
     return this.ws.memory.bytes;
-  }
-
-  /** Record the whole forward pass for the current batch shape into `encoder`. */
-  encodeForward(encoder: GPUCommandEncoder): void {
-    const pass = encoder.beginComputePass({ label: `${this.config.arch} forward` });
-    encodeDispatches(pass, this.forward);
-    pass.end();
   }
 
   /** Overwrite clean tokens and positions of sequence b from row `at` on. */
@@ -265,9 +265,7 @@ export class GpuModel {
     const forward = await this.passDispatches(pass);
     this.sampler.set(settings);
     const encoder = this.ws.device.createCommandEncoder({ label: 'sampling step' });
-    const compute = encoder.beginComputePass({ label: 'sampling step' });
-    encodeDispatches(compute, [...forward, this.sampler.dispatch]);
-    compute.end();
+    encodePass(encoder, 'sampling step', [...forward, this.sampler.dispatch]);
     const rowsPerSeq = this.config.arch === 'pgm' ? this.ws.shape.maxQuery : this.ws.shape.maxClean;
     const n = this.ws.shape.batch * rowsPerSeq;
     // readBuffer submits before its first await: the step is queued when this returns.
@@ -333,9 +331,7 @@ export class GpuModel {
   private async run(rows: number, kind: ForwardPass): Promise<Float32Array> {
     const dispatches = await this.passDispatches(kind);
     const encoder = this.ws.device.createCommandEncoder({ label: 'forward' });
-    const pass = encoder.beginComputePass({ label: `${this.config.arch} forward` });
-    encodeDispatches(pass, dispatches);
-    pass.end();
+    encodePass(encoder, `${this.config.arch} forward`, dispatches);
     return new Float32Array(await readBuffer(this.ws.memory, this.act.logits.buffer, rows * this.config.vocabSize * 4, encoder));
   }
 

@@ -1,9 +1,14 @@
-import type { GpuMemory } from '../gpu/memory.js';
-import { gpuTensor, type GpuTensor } from '../gpu/tensor.js';
+import type { GpuTensor } from '../gpu/tensor.js';
 import { freshRowsDispatch } from '../kernels/rows.js';
 import { Rows } from '../kernels/workspace.js';
 import type { CleanSide } from './blocks.js';
 import type { ModelConfig } from './config.js';
+
+/** The model's own buffer makers: [maxBatch, L, width] f32 activations and [maxBatch, L] u32 indices. */
+export interface ActivationAllocator {
+  activation(name: string, width: number): GpuTensor;
+  indices(name: string): GpuTensor;
+}
 
 /**
  * The incremental clean side: the KV set. Per sequence, every clean token's rotated keys and
@@ -14,22 +19,18 @@ import type { ModelConfig } from './config.js';
  * attention reads the whole set. Older rows are never recomputed: they are stale, an
  * approximation (the encoder is bidirectional), unless every clean row is fresh (a refresh).
  */
-export function incrementalSide(memory: GpuMemory, config: ModelConfig, maxBatch: number): CleanSide {
-  const L = config.length;
+export function incrementalSide(allocate: ActivationAllocator, config: ModelConfig): CleanSide {
   const D = config.hiddenSize;
-  const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-  const indices = (name: string) => gpuTensor(name, memory.create(name, maxBatch * L * 4, STORAGE), [maxBatch, L], 'u32');
   const caches = new Map<string, GpuTensor>();
   return {
     rows: Rows.Fresh,
-    tokens: indices('freshTokens'),
-    positions: indices('freshPositions'),
-    stream: gpuTensor('fresh', memory.create('fresh', maxBatch * L * D * 4, STORAGE), [maxBatch, L, D]),
+    tokens: allocate.indices('freshTokens'),
+    positions: allocate.indices('freshPositions'),
+    stream: allocate.activation('fresh', D),
     keep(f, prefix, kv) {
       let cache = caches.get(prefix);
       if (!cache) {
-        const name = `kv set ${prefix}`;
-        cache = gpuTensor(name, memory.create(name, maxBatch * L * 2 * D * 4, STORAGE), [maxBatch, L, 2 * D]);
+        cache = allocate.activation(`kv set ${prefix}`, 2 * D);
         caches.set(prefix, cache);
       }
       f.emit(freshRowsDispatch(f.ws, { label: `${prefix}.append_kv`, direction: 'append', from: kv, to: cache }));
