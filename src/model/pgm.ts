@@ -12,8 +12,8 @@ import { queryInitTerms } from './config.js';
  * The PGM forward pass (docs/model.md, "PGM at inference"): encoder over the clean side's
  * rows, group swap, decoder over the queries, output layer. Exact: the clean side is every
  * clean token. Incremental: only the fresh ones, gathered from the clean set's tail, whose
- * keys and values join the cached set; their encoder outputs join E (act.x), which the
- * `+mean` and `+logsumexp` query modes read.
+ * keys and values join the cached set; for the `+mean` and `+logsumexp` query modes their
+ * encoder outputs also join E (act.x), which those read.
  */
 export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
   const { config, act, ws, clean } = f;
@@ -26,7 +26,8 @@ export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
   f.emit(embedDispatch(ws, { rows: clean.rows, tokens: clean.tokens, embedding: f.param('vocab_embed.embedding'), out: clean.stream }));
   // 2. Encoder: bidirectional self-attention among the clean tokens; E = x.
   for (let i = 0; i < config.encoderBlocks; i++) ditBlock(f, `encoder.blocks.${i}`);
-  if (incremental) f.emit(freshRowsDispatch(ws, { label: 'encoder outputs', direction: 'append', from: clean.stream, to: act.x }));
+  // Only the `+mean` / `+logsumexp` statistic reads E over every clean row.
+  if (incremental && queryInitTerms(config.preQueryMode).statistic) f.emit(freshRowsDispatch(ws, { label: 'encoder outputs', direction: 'append', from: clean.stream, to: act.x }));
   // 3. Group swap: y = one vector per query position, cross-attending to E.
   groupSwap(f, sinus);
   // 4. Decoder: cross-attention only, queries never see each other.
