@@ -10,6 +10,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createEngine } from '../src/node.js';
+import { esc } from './report.js';
 import { estimateNelbo, mdlmNll, meanCi, monteCarloSe, pgmNll, wordShare, type MeanCi, type NelboEstimate } from './judges.js';
 
 const DICTIONARY = '/usr/share/dict/words';
@@ -105,7 +106,6 @@ function markdown(rows: Row[]): string {
   return lines.join('\n');
 }
 
-const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 /** Speed-up on x, MDLM-judged NELBO on y with its 95% interval, one labelled point per setting. */
 function svg(rows: Row[], title: string): string {

@@ -86,7 +86,7 @@ export function markdown(r: BenchResult): string {
   return lines.join('\n');
 }
 
-const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+export const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 /** Left: PGM vs MDLM latency per case (log scale). Right: measured speed-up vs FLOP ratio. */
 export function svg(r: BenchResult): string {
