@@ -29,6 +29,7 @@ import { layerNormDispatch } from '../../src/kernels/layernorm.js';
 import { matmulDispatch } from '../../src/kernels/matmul.js';
 import { ropeDispatch, ropeTables } from '../../src/kernels/rope.js';
 import { ANY_SHAPE, ATTENTION_VARIANTS, everyBucket, MATMUL_VARIANTS, type AttentionVariant, type KernelPlan, type MatmulVariant } from '../../src/kernels/plan.js';
+import { freshRowsDispatch } from '../../src/kernels/rows.js';
 import { createWorkspace, Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
 import { queryInitTerms, type PreQueryMode } from '../../src/model/config.js';
 import { decodeFloats, encodeFloats } from '../../src/model/floats.js';
@@ -684,4 +685,51 @@ describe(`group-swap pool + query_init kernels (${runtime}) vs reference sinusoi
       });
     });
   }
+});
+
+describe(`rows.wgsl, the KV set's gather and append (${runtime})`, () => {
+  it("moves each sequence's last fresh rows to packed rows and back: strided views, odd widths, u32 indices, a sequence with none fresh", async () => {
+    const batch: Batch = { L: 13, clean: [11, 5, 7], query: [1, 1, 1] };
+    const fresh = [4, 0, 7];
+    const [B, L] = [batch.clean.length, batch.L];
+    await withHarness(batch, async (h) => {
+      setBatchShape(h.ws, batch.clean, batch.query, fresh);
+      const source = normals(B * L * 17, 1);
+      const packedIn = normals(B * L * 5, 2);
+      const tail = normals(B * L * 9, 3);
+      const tokens = Uint32Array.from({ length: B * L }, (_, i) => 1000 + i);
+      const src = h.tensor('src', source, [B, L, 17]);
+      const gathered = h.tensor('gathered', new Float32Array(B * L * 5).fill(-7), [B, L, 5]);
+      const packed = h.tensor('packed', packedIn, [B, L, 5]);
+      const dst = h.tensor('dst', tail, [B, L, 9]);
+      const tok = h.tensor('tokens', tokens, [B, L]);
+      const tokOut = h.tensor('tokens out', new Uint32Array(B * L), [B, L]);
+      const [got, appended, gotTokens] = await h.run(
+        async () => [
+          await freshRowsDispatch(h.ws, { label: 'gather', direction: 'gather', from: columns(src, 6, 5), to: gathered }),
+          await freshRowsDispatch(h.ws, { label: 'append', direction: 'append', from: packed, to: columns(dst, 2, 5) }),
+          await freshRowsDispatch(h.ws, { label: 'tokens', direction: 'gather', from: tok, to: tokOut }),
+        ],
+        [gathered, dst, tokOut],
+      );
+      const wantGathered = new Float32Array(B * L * 5).fill(-7);
+      const wantAppended = tail.slice();
+      const wantTokens = new Uint32Array(B * L);
+      for (let b = 0; b < B; b++) {
+        for (let i = 0; i < fresh[b]; i++) {
+          const row = b * L + batch.clean[b] - fresh[b] + i;
+          const packedRow = b * L + i;
+          for (let c = 0; c < 5; c++) {
+            wantGathered[packedRow * 5 + c] = source[row * 17 + 6 + c];
+            wantAppended[row * 9 + 2 + c] = packedIn[packedRow * 5 + c];
+          }
+          wantTokens[packedRow] = tokens[row];
+        }
+      }
+      // Read back whole buffers, which may be padded past the tensor.
+      expect(got.subarray(0, wantGathered.length)).toEqual(wantGathered);
+      expect(appended.subarray(0, wantAppended.length)).toEqual(wantAppended);
+      expect(new Uint32Array(gotTokens.buffer, 0, wantTokens.length)).toEqual(wantTokens);
+    });
+  });
 });
