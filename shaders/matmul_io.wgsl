@@ -1,9 +1,10 @@
 // Bindings, operand loads and the fused epilogue shared by every matmul variant:
 // y = epilogue(x @ w^T) for the valid rows of each sequence, w stored [N, K] (PyTorch layout),
 // so both operands are read along K, four floats (one K step) at a time.
-// Switches: VEC4 (K % 4 == 0: vec4 loads; otherwise the last step is zero-padded), F16W (w
-// holds IEEE half floats, two per u32, widened exactly on load), BIAS, GELU (tanh
-// approximation), SILU, GATED_RESIDUAL (y += gate * result, gate from `modulation`).
+// Switches: VEC4 (K % 4 == 0: vec4 loads; otherwise the last step is zero-padded), XSCALAR (x
+// bound as plain floats all the same), F16W (w holds IEEE half floats, two per u32, widened
+// exactly on load), BIAS, GELU (tanh approximation), SILU, GATED_RESIDUAL (y += gate * result,
+// gate from `modulation`).
 #include "common.wgsl"
 
 struct Params {
@@ -16,10 +17,14 @@ struct Params {
 }
 
 @group(0) @binding(2) var<uniform> p: Params;
+#if XSCALAR
+@group(0) @binding(3) var<storage, read> x: array<f32>;        // [batch, seqStride, K]
+#else
 #if VEC4
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;  // [batch, seqStride, K/4]
 #else
 @group(0) @binding(3) var<storage, read> x: array<f32>;        // [batch, seqStride, K]
+#endif
 #endif
 #if F16W
 #if VEC4
@@ -46,7 +51,12 @@ fn kSteps() -> u32 {
 // x[row, 4q .. 4q+3], `row` counted over the whole buffer (b * seqStride + i).
 fn loadX(row: u32, q: u32) -> vec4<f32> {
 #if VEC4
+#if XSCALAR
+  let at = row * p.K + 4u * q;
+  return vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]);
+#else
   return x[row * (p.K / 4u) + q];
+#endif
 #else
   var v = vec4<f32>(0.0);
   for (var e = 0u; e < 4u; e++) {

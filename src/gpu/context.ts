@@ -44,7 +44,7 @@ export async function requestGpu(options: { gpu?: GPU; powerPreference?: GPUPowe
   if (!adapter) fail('webgpu', 'no WebGPU adapter found: the GPU driver is missing or blocked (in Node, install libvulkan1 and a Vulkan driver, e.g. Chromium\'s SwiftShader)');
   const requiredLimits: Record<string, number> = {};
   for (const name of WANTED_LIMITS) requiredLimits[name] = adapter.limits[name];
-  const requiredFeatures = (['timestamp-query', 'shader-f16'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
+  const requiredFeatures = (['timestamp-query', 'shader-f16', 'subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
   let device: GPUDevice;
   try {
     device = await adapter.requestDevice({ requiredLimits, requiredFeatures });

@@ -7,7 +7,11 @@ import { WGSL, type ShaderFile } from './wgsl.js';
  * nothing is fetched at run time. Variants are chosen by a deliberately tiny preprocessor,
  * resolved once per pipeline:
  *   #if NAME / #if !NAME / #else / #endif   boolean switches (nestable)
- * Numeric defines become `const NAME = value;` declarations prepended to the module.
+ *   #for i COUNT ... #endfor                 the lines between, COUNT times, with the word `i`
+ *                                            as 0u, 1u, ... (COUNT: a number or numeric define;
+ *                                            not nested): unrolled where a compiler would not
+ * Numeric defines become `const NAME = value;` declarations prepended to the module, after
+ * its `enable` directives (which WGSL wants before any declaration).
  */
 export type Defines = Record<string, boolean | number>;
 
@@ -20,12 +24,33 @@ export interface ShaderSource {
 /** One of the engine's shaders (`shaders/<file>`). */
 export const shader = (file: ShaderFile): ShaderSource => ({ name: file, code: WGSL[file] });
 
+/** Expand the `#for` blocks of a shader's lines. */
+function unroll(shader: ShaderSource, lines: string[], defines: Defines): string[] {
+  const out: string[] = [];
+  for (let at = 0; at < lines.length; at++) {
+    const loop = lines[at].trim().match(/^#for\s+(\w+)\s+(\w+)$/);
+    if (!loop) {
+      out.push(lines[at]);
+      continue;
+    }
+    const [, name, countName] = loop;
+    const count = /^\d+$/.test(countName) ? Number(countName) : defines[countName];
+    if (typeof count !== 'number') fail('webgpu', `shader ${shader.name}: #for ${name} ${countName}: ${countName} is not a number or numeric define`);
+    const end = lines.findIndex((line, i) => i > at && /^\s*#(for|endfor)\b/.test(line));
+    if (end < 0 || !/^\s*#endfor\b/.test(lines[end])) fail('webgpu', `shader ${shader.name}: #for without #endfor (or nested #for)`);
+    const word = new RegExp(`\\b${name}\\b`, 'g');
+    for (let i = 0; i < count; i++) out.push(...lines.slice(at + 1, end).map((line) => line.replace(word, `${i}u`)));
+    at = end;
+  }
+  return out;
+}
+
 /** Resolve a shader's preprocessor switches for one variant. */
 export function preprocess(shader: ShaderSource, defines: Defines = {}): string {
   const out: string[] = [];
   const active: boolean[] = []; // one entry per open #if: is its current branch taken?
   const enabled = () => active.every(Boolean);
-  for (const line of shader.code.split('\n')) {
+  for (const line of unroll(shader, shader.code.split('\n'), defines)) {
     const directive = line.trim().match(/^#(\w+)\s*(.*)$/);
     if (!directive) {
       if (enabled()) out.push(line);
@@ -50,7 +75,8 @@ export function preprocess(shader: ShaderSource, defines: Defines = {}): string 
   const consts = Object.entries(defines)
     .filter((entry): entry is [string, number] => typeof entry[1] === 'number')
     .map(([name, value]) => `const ${name} = ${Number.isInteger(value) ? value : value.toExponential()};`);
-  return [...consts, ...out].join('\n');
+  const directive = (line: string) => /^\s*enable\s/.test(line);
+  return [...out.filter(directive), ...consts, ...out.filter((line) => !directive(line))].join('\n');
 }
 
 /** How a kernel uses a buffer binding: `var<uniform>`, `var<storage, read>`, `var<storage, read_write>`. */

@@ -1,3 +1,4 @@
+import { fail } from '../errors.js';
 import { byRowCount, type Dispatch } from '../gpu/kernel.js';
 import { shader, type Defines, type ShaderSource } from '../gpu/shader.js';
 import { expectTensor, type GpuTensor } from '../gpu/tensor.js';
@@ -12,6 +13,7 @@ interface Layout {
 }
 
 const wideRows = (TM: number): Layout => ({ shader: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1, TM }, block: [TM, 256] });
+const broadcastRows = (TM: number): Layout => ({ shader: shader('matmul_broadcast.wgsl'), defines: { TM, XSCALAR: true }, block: [TM, 256] });
 
 /** Each variant's layouts by the most rows they serve (the last one: any count). */
 const layouts: Record<MatmulVariant, [number, Layout][]> = {
@@ -20,7 +22,14 @@ const layouts: Record<MatmulVariant, [number, Layout][]> = {
   tall: [[Infinity, { shader: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, block: [64, 64] }]],
   tiled: [[Infinity, { shader: shader('matmul_tiled.wgsl'), defines: {}, block: [64, 64] }]],
   splitk: [[Infinity, { shader: shader('matmul_small.wgsl'), defines: {}, block: [4, 64] }]],
+  broadcast: [[4, broadcastRows(4)], [Infinity, broadcastRows(8)]],
 };
+
+/** Can this device run the `broadcast` matmul (it needs the `subgroups` feature)? */
+export const hasSubgroups = (device: GPUDevice): boolean => device.features.has('subgroups');
+
+/** The subgroup switch of the `broadcast` matmul: 8-lane groups where no subgroup is smaller. */
+const subgroupDefines = (device: GPUDevice): Defines => ({ SG8: (device.adapterInfo?.subgroupMinSize ?? 4) >= 8 });
 
 export interface MatmulArgs {
   label: string;
@@ -52,6 +61,9 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   expectTensor(op, 'out', a.out, { shape: activationShape(ws, N), dense: true });
   if (a.bias) expectTensor(op, 'bias', a.bias, { shape: [N] });
   const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, N, a.weight.dtype === 'f16' ? 'f16' : 'f32');
+  if (variants.includes('broadcast') && !hasSubgroups(ws.kernels.device)) {
+    fail('option', `matmul ${a.label}: the 'broadcast' variant needs the WebGPU feature 'subgroups', which this adapter does not have`);
+  }
   const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0]);
   const rowCount = () => rowsOf(ws, a.rows);
   const build = async (layout: Layout): Promise<Dispatch> => {
@@ -59,6 +71,7 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
       shader: layout.shader,
       defines: {
         ...layout.defines,
+        ...(layout.shader.name === 'matmul_broadcast.wgsl' ? subgroupDefines(ws.kernels.device) : {}),
         VEC4: K % 4 === 0,
         F16W: a.weight.dtype === 'f16',
         BIAS: a.bias !== undefined,

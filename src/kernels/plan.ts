@@ -13,10 +13,13 @@
  * - `tall`: the same kernel with 16x8 outputs per thread, 64x64 per workgroup, for many rows
  *   (each weight load serves 16 rows: 1.6x `register` on SwiftShader);
  * - `tiled`: 64x64 per workgroup, K tiles staged in workgroup memory (what real GPUs prefer);
- * - `splitk`: 4 rows x 64 columns per workgroup, K split over 16 lanes, for few rows.
+ * - `splitk`: 4 rows x 64 columns per workgroup, K split over 16 lanes, for few rows;
+ * - `broadcast`: 4 columns per thread, 256 per workgroup, the rows' x values loaded once per
+ *   subgroup and shared by `subgroupBroadcast` (CPU adapters, where every load is a gather);
+ *   only where the device has `subgroups`.
  * Every variant is correct at any shape; tuning.ts measures which is fastest where.
  */
-export const MATMUL_VARIANTS = ['register', 'wide', 'tall', 'tiled', 'splitk'] as const;
+export const MATMUL_VARIANTS = ['register', 'wide', 'tall', 'tiled', 'splitk', 'broadcast'] as const;
 export type MatmulVariant = (typeof MATMUL_VARIANTS)[number];
 
 /**
@@ -64,7 +67,7 @@ export const matmulBuckets = (plan: KernelPlan, K: number, N: number, dtype: 'f3
 export const bucketRange = (i: number): [number, number] => [ROW_BUCKETS[i - 1] ?? 0, ROW_BUCKETS[i]];
 
 /** Bump when a variant is added, removed or changed: plans remembered for an older set are measured again. */
-export const VARIANT_SET_VERSION = 4;
+export const VARIANT_SET_VERSION = 5;
 
 /** 'auto' (default): measured per adapter; a variant name: that variant at every row count. */
 export interface PlanOptions {

@@ -54,8 +54,20 @@ describe('preprocess (the #if switches resolved per pipeline)', () => {
     expect(preprocess(source(code))).toBe(['a', 'not-x', 'b'].join('\n'));
   });
 
+  it('#for repeats its lines with the word as 0u, 1u, ..., by a literal or numeric define, before the switches', () => {
+    const code = ['a', '#for i N', 'x[i] = xi + i;', '#if X', 'y[i];', '#endif', '#endfor', '#for j 2', 'z[j];', '#endfor'].join('\n');
+    expect(preprocess(source(code), { N: 3, X: true })).toBe(
+      ['const N = 3;', 'a', 'x[0u] = xi + 0u;', 'y[0u];', 'x[1u] = xi + 1u;', 'y[1u];', 'x[2u] = xi + 2u;', 'y[2u];', 'z[0u];', 'z[1u];'].join('\n'),
+    );
+    expect(preprocess(source(code), { N: 0 })).toBe(['const N = 0;', 'a', 'z[0u];', 'z[1u];'].join('\n'));
+  });
+
+  it('enable directives come before the numeric defines (WGSL wants them first)', () => {
+    expect(preprocess(source('enable subgroups;\n// x\nfn f() {}'), { TM: 4 })).toBe(['enable subgroups;', 'const TM = 4;', '// x', 'fn f() {}'].join('\n'));
+  });
+
   it('unbalanced or unknown directives are typed errors naming the shader', () => {
-    for (const code of ['#if X\na', '#endif', '#else', '#include "common.wgsl"', '#define X 1']) {
+    for (const code of ['#if X\na', '#endif', '#else', '#include "common.wgsl"', '#define X 1', '#for i N\na\n#endfor', '#for i 2\na', '#for i 2\n#for j 2\n#endfor\n#endfor']) {
       expect(() => preprocess(source(code)), code).toThrow(PgmError);
       expect(() => preprocess(source(code)), code).toThrow(/test\.wgsl/);
     }
@@ -91,7 +103,8 @@ describe('bindingKinds (each kernel declares its bindings once, in WGSL)', () =>
     for (const file of Object.keys(WGSL) as (keyof typeof WGSL)[]) {
       const switches = [...new Set([...WGSL[file].matchAll(/^#if !?(\w+)/gm)].map((m) => m[1]))];
       for (let bits = 0; bits < 1 << switches.length; bits++) {
-        const defines = Object.fromEntries(switches.map((name, i) => [name, Boolean(bits & (1 << i))]));
+        const counts = [...WGSL[file].matchAll(/^#for \w+ (\w+)/gm)].map((m) => [m[1], 2]);
+        const defines = { ...Object.fromEntries(counts), ...Object.fromEntries(switches.map((name, i) => [name, Boolean(bits & (1 << i))])) };
         const kinds = bindingKinds(shader(file), preprocess(shader(file), defines));
         expect(kinds.slice(0, 3), `${file} ${JSON.stringify(defines)}`).toEqual(['uniform', 'read', 'uniform']);
       }

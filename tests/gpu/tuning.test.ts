@@ -28,6 +28,27 @@ describe(`kernel plan (${runtime})`, () => {
     expect((err as PgmError).message).toMatch(/GpuModelOptions\.matmul .*register, wide, tall, tiled, splitk.*"fast"/);
   });
 
+  it('broadcast (subgroups) is measured where the device has subgroups; a device without them never plans it, and forcing it is an option error', async () => {
+    const gpu = await testGpu();
+    expect(gpu.device.features.has('subgroups'), 'all three test adapters have subgroups').toBe(true);
+    const withSubgroups = await measurePlan(gpu.device, new KernelCache(gpu.device), tiny);
+    expect(new Set(withSubgroups.measurements.map((m) => m.variant))).toContain('broadcast');
+    const adapter = await gpu.gpu.requestAdapter();
+    const plain = await adapter!.requestDevice(); // no features asked for
+    try {
+      expect(plain.features.has('subgroups')).toBe(false);
+      const { plan, measurements } = await measurePlan(plain, new KernelCache(plain), tiny);
+      expect(measurements.length).toBeGreaterThan(0);
+      expect(measurements.map((m) => m.variant)).not.toContain('broadcast');
+      expect(Object.values(plan.matmul).flat()).not.toContain('broadcast');
+      const err = await kernelPlan({ ...gpu, device: plain }, new KernelCache(plain), tiny, { matmul: 'broadcast' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PgmError);
+      expect((err as PgmError).message).toMatch(/'broadcast' needs the WebGPU feature 'subgroups'/);
+    } finally {
+      plain.destroy();
+    }
+  });
+
   it('the measurement times each weight shape in each bucket L reaches, at a row count of that bucket, and picks the fastest', async () => {
     const gpu = await testGpu();
     const { plan, measurements } = await measurePlan(gpu.device, new KernelCache(gpu.device), tiny);
