@@ -7,8 +7,9 @@ import type { GpuContext } from '../src/gpu/context.js';
 import { Kernel, KernelCache } from '../src/gpu/kernel.js';
 import { GpuMemory } from '../src/gpu/memory.js';
 import { gpuTensor } from '../src/gpu/tensor.js';
-import { matmulDispatch } from '../src/kernels/matmul.js';
+import { hasSubgroups, matmulDispatch } from '../src/kernels/matmul.js';
 import { MATMUL_VARIANTS, type MatmulVariant } from '../src/kernels/plan.js';
+import { floatToHalf } from '../src/model/floats.js';
 import { createWorkspace, Rows, setBatchShape } from '../src/kernels/workspace.js';
 import { seededNormal } from '../src/reference/random.js';
 import { record, timeDispatches } from './timing.js';
@@ -79,10 +80,10 @@ export async function bandwidthPeak(ctx: GpuContext, megabytes: number, reps: nu
 export interface MatmulPeak {
   /** [M, K, N]: out[M, N] = x[M, K] @ w[N, K]^T. */
   shape: [number, number, number];
-  /** The fastest variant and its GFLOP/s. */
+  /** The fastest variant (`name` with f32 weights, `name:f16` with f16 weights) and its GFLOP/s. */
   variant: string;
   bestGflops: number;
-  /** GFLOP/s of every variant. */
+  /** GFLOP/s of every variant, with f32 and with f16 weights. */
   variants: Record<string, number>;
 }
 
@@ -95,22 +96,30 @@ export async function matmulPeak(ctx: GpuContext, [M, K, N]: [number, number, nu
     const normal = seededNormal(7);
     const random = (n: number) => Float32Array.from({ length: n }, normal);
     const x = gpuTensor('x', memory.upload('x', random(M * K)), [1, M, K]);
-    const weight = gpuTensor('weight', memory.upload('weight', random(N * K)), [N, K]);
+    const w = random(N * K);
+    const halves = new Uint16Array(N * K + (N * K) % 2);
+    halves.set(Uint16Array.from(w, floatToHalf));
+    const weights = { f32: gpuTensor('weight', memory.upload('weight', w), [N, K]), f16: gpuTensor('weight.f16', memory.upload('weight.f16', halves), [N, K], 'f16') };
     const bias = gpuTensor('bias', memory.upload('bias', random(N)), [N]);
     const out = gpuTensor('out', memory.create('out', M * N * 4, storage()), [1, M, N]);
     setBatchShape(ws, [M], [0]);
     const best: MatmulPeak = { shape: [M, K, N], variant: '', bestGflops: 0, variants: {} };
-    const gflops = async (variant: MatmulVariant, n: number): Promise<number> => {
-      const dispatch = await matmulDispatch(ws, { label: `bench.matmul.${variant}`, rows: Rows.Clean, x, weight, bias, activation: 'gelu', out, variant });
+    const gflops = async (name: string, n: number): Promise<number> => {
+      const [variant, dtype = 'f32'] = name.split(':') as [MatmulVariant, 'f16' | undefined];
+      const weight = weights[dtype];
+      const dispatch = await matmulDispatch(ws, { label: `bench.matmul.${name}`, rows: Rows.Clean, x, weight, bias, activation: 'gelu', out, variant });
+      await timeDispatches(ctx, [record(dispatch)], 1); // a warm-up: some drivers compile on first use
       const [ms] = await timeDispatches(ctx, [record(dispatch)], n);
       return (2 * M * K * N) / (ms * 1e6);
     };
-    // Every variant once, then the fastest `reps` more times (the slow ones take long on SwiftShader).
-    for (const variant of MATMUL_VARIANTS) {
+    // Every variant once with f32 and with f16 weights (as the shipped models store them), then
+    // the fastest `reps` more times (the slow ones take long on SwiftShader).
+    const names = MATMUL_VARIANTS.filter((v) => v !== 'broadcast' || hasSubgroups(device)).flatMap((v) => [v, `${v}:f16`]);
+    for (const variant of names) {
       best.variants[variant] = await gflops(variant, 1);
       if (best.variants[variant] > best.bestGflops) Object.assign(best, { variant, bestGflops: best.variants[variant] });
     }
-    const v = best.variant as MatmulVariant;
+    const v = best.variant;
     best.variants[v] = best.bestGflops = Math.max(best.bestGflops, await gflops(v, reps));
     return best;
   } finally {

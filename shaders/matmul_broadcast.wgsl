@@ -1,6 +1,6 @@
 // Subgroup matmul (see matmul_io.wgsl) for CPU-emulated adapters, where every storage load is
 // a gather across the lanes and costs the same whether the lanes share its address or not.
-// A workgroup covers TM rows x 256 columns: each of its 64 threads owns 4 columns, and all its
+// A workgroup covers TM rows x 4 WG columns: each of its WG threads owns 4 columns, and all its
 // threads share the rows, so the row values are loaded once per subgroup instead of once per
 // lane: the lanes of a subgroup read SG consecutive x values of a row together (one each) and
 // pass them round with subgroupBroadcast. Each weight vector loaded then serves TM rows and
@@ -8,7 +8,7 @@
 // Correct at any subgroup size >= SG (lanes past SG load values nobody reads); SG is 4, or 8
 // with SG8 (the adapter's smallest subgroup size). No early exit but the workgroup's own, so
 // every lane of a subgroup takes part in each broadcast.
-// Requires: const TM; switches SG8 and XSCALAR (x as plain floats).
+// Requires: const TM, WG (a multiple of SG); switches SG8 and XSCALAR (x as plain floats).
 enable subgroups;
 #include "matmul_io.wgsl"
 
@@ -18,7 +18,7 @@ const SG: u32 = 8u;
 const SG: u32 = 4u;
 #endif
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(local_invocation_index) li: u32,
@@ -28,7 +28,7 @@ fn main(
   let rows = seqRows(p.rowsKind, b);
   let r0 = wid.y * TM;
   if (r0 >= rows) { return; }
-  let c0 = (wid.x * 64u + li) * 4u;
+  let c0 = (wid.x * WG + li) * 4u;
   // Rows/columns past the end are clamped to the last valid one and never written.
   let wr = min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.N - 1u));
   var xr: array<u32, TM>;

@@ -13,7 +13,17 @@ interface Layout {
 }
 
 const wideRows = (TM: number): Layout => ({ shader: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1, TM }, block: [TM, 256] });
-const broadcastRows = (TM: number): Layout => ({ shader: shader('matmul_broadcast.wgsl'), defines: { TM, XSCALAR: true }, block: [TM, 256] });
+const broadcastRows = (TM: number): Layout => ({ shader: shader('matmul_broadcast.wgsl'), defines: { TM, WG: 64, XSCALAR: true }, block: [TM, 256] });
+/**
+ * The `broadcast` layout for N: 8 to 64 threads (4 columns each), at least two column blocks
+ * where N allows, so that few rows still make work for two CPU threads and no block is mostly
+ * idle lanes.
+ */
+function narrowed(layout: Layout, N: number): Layout {
+  if (layout.shader.name !== 'matmul_broadcast.wgsl') return layout;
+  const WG = Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(Math.ceil(N / 8)))));
+  return { ...layout, defines: { ...layout.defines, WG }, block: [layout.block[0], 4 * WG] };
+}
 
 /** Each variant's layouts by the most rows they serve (the last one: any count). */
 const layouts: Record<MatmulVariant, [number, Layout][]> = {
@@ -66,7 +76,8 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   }
   const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0]);
   const rowCount = () => rowsOf(ws, a.rows);
-  const build = async (layout: Layout): Promise<Dispatch> => {
+  const build = async (planned: Layout): Promise<Dispatch> => {
+    const layout = narrowed(planned, N);
     const kernel = await ws.kernels.get({
       shader: layout.shader,
       defines: {
