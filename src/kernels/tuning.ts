@@ -115,7 +115,7 @@ const scaled = (value: number, s: number, floor: number): number => Math.min(val
 
 /**
  * The shapes to time: each matmul weight shape and attention at the middle row count of each
- * bucket a sequence of L rows reaches. K, N and keys shrink so that each dispatch costs about
+ * bucket a sequence of L rows reaches. N, K and keys shrink so that each dispatch costs about
  * `flopsPerRun` on a slow adapter (with floors that keep several workgroups of every variant
  * busy); the row count never does (it is what the bucket is about). Full size on a fast adapter.
  */
@@ -126,8 +126,9 @@ function cases(s: ModelShapes, flopsPerRun: number, candidates: (variants: reado
     const [least, most] = bucketRange(bucket);
     const M = Math.ceil((least + 1 + Math.min(most, L)) / 2);
     for (const [K, N] of matmulShapes(s)) {
-      const k = Math.sqrt(Math.min(1, flopsPerRun / matmulFlops([M, K, N])));
-      const shape: [number, number, number] = [M, scaled(K, k, 32), scaled(N, k, 512)];
+      // N shrinks first (a variant's work per workgroup does not depend on it), then K.
+      const n = scaled(N, Math.min(1, flopsPerRun / matmulFlops([M, K, N])), 512);
+      const shape: [number, number, number] = [M, scaled(K, Math.min(1, flopsPerRun / matmulFlops([M, K, n])), 128), n];
       out.push({ kernel: 'matmul', key: weightKey(s, K, N), bucket, shape, flops: matmulFlops(shape), variants: candidates(matmulCandidates(bucket)) });
     }
     // [queries, keys, heads * headDim]: keys shrink first (not below the queries), then heads.
