@@ -8,7 +8,7 @@ import { KernelCache } from '../../src/gpu/kernel.js';
 import {
   ANY_SHAPE, ATTENTION_VARIANTS, bucketRange, everyBucket, isPlan, MATMUL_VARIANTS, matmulBuckets, matmulKey, matmulShapes, ROW_BUCKETS, VARIANT_SET_VERSION, type KernelPlan, type ModelShapes,
 } from '../../src/kernels/plan.js';
-import { forgetPlans, idbPlans, planKey } from '../../src/kernels/plan-store.js';
+import { forgetPlans, idbPlans, planKey, remember } from '../../src/kernels/plan-store.js';
 import { kernelPlan, measurePlan } from '../../src/kernels/tuning.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
 
@@ -41,6 +41,13 @@ describe(`kernel plan (${runtime})`, () => {
       expect(measurements.length).toBeGreaterThan(0);
       expect(measurements.map((m) => m.variant)).not.toContain('broadcast');
       expect(Object.values(plan.matmul).flat()).not.toContain('broadcast');
+      // The adapter's remembered plan (here: broadcast everywhere) is not this device's.
+      const everywhere: KernelPlan = { matmul: Object.fromEntries(matmulShapes(tiny).map(([K, N]) => [matmulKey(K, N), everyBucket('broadcast')])), attention: everyBucket('thread') };
+      await remember(planKey(gpu.adapter), everywhere);
+      const own = await kernelPlan({ ...gpu, device: plain }, new KernelCache(plain), tiny);
+      expect(Object.values(own.matmul).flat()).not.toContain('broadcast');
+      expect(await kernelPlan(gpu, new KernelCache(gpu.device), tiny)).toEqual(everywhere);
+      await forgetPlans(gpu.adapter);
       const err = await kernelPlan({ ...gpu, device: plain }, new KernelCache(plain), tiny, { matmul: 'broadcast' }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(PgmError);
       expect((err as PgmError).message).toMatch(/'broadcast' needs the WebGPU feature 'subgroups'/);
