@@ -51,15 +51,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
   for (var i = 0u; i < TM; i++) {
     if (r0 + i >= rows) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      if (c0 + j >= p.N) { break; }
-      store(b, r0 + i, c0 + j, acc[i][j]);
-    }
+    store4(b, r0 + i, c0, acc[i]);
 #if COLS8
-    for (var j = 0u; j < 4u; j++) {
-      if (c0 + 4u + j >= p.N) { break; }
-      store(b, r0 + i, c0 + 4u + j, acc2[i][j]);
-    }
+    store4(b, r0 + i, c0 + 4u, acc2[i]);
 #endif
   }
 }

@@ -116,3 +116,11 @@ fn store(b: u32, i: u32, c: u32, sum: f32) {
   y[at] = v;
 #endif
 }
+
+// Store columns c0 .. c0+3 of row i of sequence b (those < N).
+fn store4(b: u32, i: u32, c0: u32, sums: vec4<f32>) {
+  for (var j = 0u; j < 4u; j++) {
+    if (c0 + j >= p.N) { break; }
+    store(b, i, c0 + j, sums[j]);
+  }
+}

@@ -57,9 +57,6 @@ fn main(
   let c0 = colBlock + 4u * lid.x;
   for (var i = 0u; i < 4u; i++) {
     if (r0 + i >= rows) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      if (c0 + j >= p.N) { break; }
-      store(b, r0 + i, c0 + j, acc[i][j]);
-    }
+    store4(b, r0 + i, c0, acc[i]);
   }
 }
