@@ -6,13 +6,15 @@
  * PGM_WEBGPU_ADAPTER=llvmpipe|swiftshader picks one.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { engineOn, loadWeights, type Engine } from './engine.js';
 import type { EngineOptions } from './types.js';
 import { PgmError, brief, fail } from './errors.js';
 import { requestGpu, type GpuContext } from './gpu/context.js';
+import { usePlanFile, type PlanFile } from './kernels/plan-store.js';
 import { loadModelPath } from './convert/read-node.js';
 import { loadModelDir } from './model/load-node.js';
 import { findModel, validateManifest } from './model/manifest.js';
@@ -67,6 +69,35 @@ function adapterOptions(): string[] {
   return [`adapter=${CPU_ADAPTERS[pick]}`];
 }
 
+/**
+ * Kernel plans in Node outlive the process (each `pgm` command would measure again otherwise):
+ * `$PGM_WEBGPU_CACHE/kernel-plans.json`, by default under `$XDG_CACHE_HOME` or `~/.cache`
+ * (`pgm-webgpu/`). PGM_WEBGPU_CACHE set empty keeps them in the process only. Written whole
+ * to a temporary file and renamed, so a reader never sees half a file.
+ */
+function nodePlanFile(): PlanFile | undefined {
+  const dir = process.env.PGM_WEBGPU_CACHE ?? join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'pgm-webgpu');
+  if (!dir) return undefined;
+  const file = join(dir, 'kernel-plans.json');
+  return {
+    read: async () => {
+      let plans: unknown;
+      try {
+        plans = JSON.parse(await readFile(file, 'utf8'));
+      } catch {
+        return {}; // none yet, or unreadable: written afresh
+      }
+      return typeof plans === 'object' && plans !== null && !Array.isArray(plans) ? (plans as Record<string, unknown>) : {};
+    },
+    write: async (plans) => {
+      await mkdir(dir, { recursive: true });
+      const partial = `${file}.${process.pid}.tmp`;
+      await writeFile(partial, JSON.stringify(plans, null, 1));
+      await rename(partial, file);
+    },
+  };
+}
+
 let nodeGpu: GPU | undefined;
 
 /** The `webgpu` package's GPU object, created once per process and kept alive. */
@@ -84,6 +115,7 @@ export async function getNodeGpu(): Promise<GPU> {
   }
   Object.assign(globalThis, mod.globals);
   nodeGpu = mod.create(options);
+  usePlanFile(nodePlanFile());
   return nodeGpu;
 }
 

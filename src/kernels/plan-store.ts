@@ -1,15 +1,41 @@
 /**
  * Kernel plans remembered per adapter and variant set: in this process, in localStorage in a
- * page, in IndexedDB in a Web Worker (which has no localStorage). Every storage failure reads
- * as "nothing stored": the plan is measured again.
+ * page, in IndexedDB in a Web Worker (which has no localStorage), in a file in Node (set by
+ * pgm-webgpu/node: `usePlanFile`). Every storage failure reads as "nothing stored": the plan
+ * is measured again.
  */
 import type { AdapterSummary } from '../gpu/context.js';
 import { isPlan, VARIANT_SET_VERSION, type KernelPlan } from './plan.js';
 
 const remembered = new Map<string, KernelPlan>();
 
-export const planKey = (adapter: AdapterSummary): string =>
-  `pgm-webgpu.kernel-plan.v${VARIANT_SET_VERSION}:${adapter.vendor}/${adapter.architecture}/${adapter.description}`;
+/** Plans kept across processes (Node): every plan by key, read and written whole. */
+export interface PlanFile {
+  read(): Promise<Record<string, unknown>>;
+  write(plans: Record<string, unknown>): Promise<void>;
+}
+
+let planFile: PlanFile | undefined;
+
+/** Keep plans in `file` from now on (undefined: the browser's storage, as before). */
+export function usePlanFile(file: PlanFile | undefined): void {
+  planFile = file;
+}
+
+/** The plans of the plan file with `change` made, written back (failures: nothing stored). */
+async function updatePlanFile(file: PlanFile, change: (plans: Record<string, unknown>) => void): Promise<void> {
+  try {
+    const plans = await file.read();
+    change(plans);
+    await file.write(plans);
+  } catch {
+    // unwritable cache: the next process measures again
+  }
+}
+
+/** The key of an adapter's plans; a device without `subgroups` (one the caller made) has its own. */
+export const planKey = (adapter: AdapterSummary, subgroups = true): string =>
+  `pgm-webgpu.kernel-plan.v${VARIANT_SET_VERSION}:${adapter.vendor}/${adapter.architecture}/${adapter.description}${subgroups ? '' : '/no-subgroups'}`;
 
 function browserStorage(): Storage | undefined {
   try {
@@ -56,14 +82,14 @@ async function idbRequest<T>(mode: IDBTransactionMode, op: (store: IDBObjectStor
   }
 }
 
-/** This process's copy, else localStorage (a page), else IndexedDB (a worker). */
+/** This process's copy, else the plan file (Node), localStorage (a page) or IndexedDB (a worker). */
 export async function recall(key: string): Promise<KernelPlan | undefined> {
   const plan = remembered.get(key);
   if (plan) return plan;
   let stored: unknown;
   const local = browserStorage();
   try {
-    stored = local ? JSON.parse(local.getItem(key) ?? 'null') : await idbPlans.get(key);
+    stored = planFile ? (await planFile.read())[key] : local ? JSON.parse(local.getItem(key) ?? 'null') : await idbPlans.get(key);
   } catch {
     return undefined;
   }
@@ -74,6 +100,7 @@ export async function recall(key: string): Promise<KernelPlan | undefined> {
 
 export async function remember(key: string, plan: KernelPlan): Promise<void> {
   remembered.set(key, plan);
+  if (planFile) return updatePlanFile(planFile, (plans) => void (plans[key] = plan));
   const local = browserStorage();
   if (!local) return idbPlans.set(key, plan);
   try {
@@ -85,7 +112,8 @@ export async function remember(key: string, plan: KernelPlan): Promise<void> {
 
 /** Forget remembered plans (all, or this adapter's), so the next load measures again. */
 export async function forgetPlans(adapter?: AdapterSummary): Promise<void> {
-  const keys = adapter ? [planKey(adapter)] : [...remembered.keys()];
+  const keys = adapter ? [planKey(adapter), planKey(adapter, false)] : [...remembered.keys()];
+  if (planFile) await updatePlanFile(planFile, (plans) => (adapter ? keys : Object.keys(plans)).forEach((key) => delete plans[key]));
   for (const key of keys) {
     remembered.delete(key);
     browserStorage()?.removeItem(key);

@@ -59,8 +59,7 @@ export async function kernelPlan(
   const attention = checkOption('attention', options.attention, ATTENTION_VARIANTS);
   let plan = DEFAULT_PLAN;
   if (!matmul || !attention) {
-    // A device without subgroups (one the caller made) has plans of its own: no `broadcast`.
-    const key = planKey(gpu.adapter) + (hasSubgroups(gpu.device) ? '' : '/no-subgroups');
+    const key = planKey(gpu.adapter, hasSubgroups(gpu.device));
     const recalled = await recall(key);
     if (recalled && matmulShapes(shapes).every(([K, N]) => weightKey(shapes, K, N) in recalled.matmul)) plan = recalled;
     else {

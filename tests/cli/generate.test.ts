@@ -4,8 +4,11 @@
  * command line. A process must never end by a signal (SIGSEGV at exit, or EPIPE's SIGPIPE).
  */
 import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { everyBucket, isPlan, type KernelPlan } from '../../src/kernels/plan.js';
 import { pgm } from '../helpers/cli.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -30,9 +33,9 @@ const LAVAPIPE_DAWN_WARNINGS = /^Warning: maxDynamic(Uniform|Storage)BuffersPerP
  * reader as soon as the first line has arrived, as `| head -n 1` does. stderr without Dawn's
  * lavapipe warnings.
  */
-function node(script: string, args: string[], closeAfterLine = false): Promise<Ended> {
+function node(script: string, args: string[], closeAfterLine = false, env: NodeJS.ProcessEnv = process.env): Promise<Ended> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => {
@@ -55,6 +58,40 @@ describe('pgm generate, the process', () => {
       expect(JSON.parse(r.stdout.split('\n')[0])).toMatchObject({ step: 0, steps: 16 });
       expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
     }
+  }, SUBPROCESS_TIMEOUT);
+
+  it('kernel plans outlive the process: the next run recalls them from the cache file; a corrupt file is rewritten; PGM_WEBGPU_CACHE= keeps none', async () => {
+    const args = ['generate', '--length', '32', '--steps', '4', '--seed', '1'];
+    // Exit 0, and on stderr only the summary line (`4 steps, 4 forward passes, ...`).
+    const ok = (r: Ended) => expect({ code: r.code, signal: r.signal, stderr: r.stderr.replace(/^4 steps, .*\n$/, '') }).toEqual({ code: 0, signal: null, stderr: '' });
+    // The default place: $XDG_CACHE_HOME/pgm-webgpu/kernel-plans.json.
+    const xdg = mkdtempSync(join(tmpdir(), 'pgm-xdg-'));
+    const env = { ...process.env, XDG_CACHE_HOME: xdg, PGM_WEBGPU_CACHE: undefined };
+    ok(await node(CLI, args, false, env));
+    const file = join(xdg, 'pgm-webgpu', 'kernel-plans.json');
+    const stored = JSON.parse(readFileSync(file, 'utf8')) as Record<string, KernelPlan>;
+    const [key, ...others] = Object.keys(stored);
+    expect(others).toEqual([]);
+    expect(key).toMatch(/^pgm-webgpu\.kernel-plan\.v\d+:/);
+    expect(isPlan(stored[key])).toBe(true);
+    // Recalled, not measured: a plan written by hand (register everywhere) is used and left as it is.
+    const handMade = { [key]: { matmul: Object.fromEntries(Object.keys(stored[key].matmul).map((k) => [k, everyBucket('register')])), attention: everyBucket('thread') } };
+    writeFileSync(file, JSON.stringify(handMade));
+    const mtime = statSync(file).mtimeMs;
+    ok(await node(CLI, args, false, env));
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(handMade);
+    expect(statSync(file).mtimeMs).toBe(mtime);
+    // A corrupt file: measured again and written afresh.
+    writeFileSync(file, '{"pgm-webgpu.kernel-plan');
+    ok(await node(CLI, args, false, env));
+    expect(isPlan((JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>)[key])).toBe(true);
+    // PGM_WEBGPU_CACHE names the directory; set empty, nothing is written.
+    const own = mkdtempSync(join(tmpdir(), 'pgm-cache-'));
+    ok(await node(CLI, args, false, { ...env, PGM_WEBGPU_CACHE: own }));
+    expect(existsSync(join(own, 'kernel-plans.json'))).toBe(true);
+    const none = mkdtempSync(join(tmpdir(), 'pgm-xdg-'));
+    ok(await node(CLI, args, false, { ...env, XDG_CACHE_HOME: none, PGM_WEBGPU_CACHE: '' }));
+    expect(existsSync(join(none, 'pgm-webgpu'))).toBe(false);
   }, SUBPROCESS_TIMEOUT);
 
   it('a script that ends while generating (end, process.exit, uncaught error, SIGINT, SIGTERM) exits with a code, never by a signal', async () => {
