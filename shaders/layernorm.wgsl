@@ -1,4 +1,6 @@
-// y = LN(x) * weight [+ bias] [then modulate: y * (1 + scale) + shift], one thread per row.
+// y = LN(x) * weight [+ bias] [then modulate: y * (1 + scale) + shift], one thread per row,
+// 16 rows per workgroup (the PGM's 65-row encoder as 5 workgroups, not 64 rows + 1: on a CPU
+// adapter each workgroup runs on one core, and 64 + 1 left one core idle).
 // Switches: BIAS (affine LayerNorm), MODULATE (adaLN shift/scale from the modulation buffer).
 #include "common.wgsl"
 
@@ -18,7 +20,7 @@ struct Params {
 
 const EPS: f32 = 1e-5;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(16)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let b = gid.y;
   let i = gid.x;

@@ -37,5 +37,5 @@ export async function layerNormDispatch(ws: Workspace, a: LayerNormArgs): Promis
   });
   const params = paramsBuffer(ws, a.label, [D, a.rows, a.modulate?.shiftOffset ?? 0, a.modulate?.scaleOffset ?? 0]);
   const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.x.buffer, a.weight.buffer, a.out.buffer, a.bias?.buffer ?? ws.unused, a.modulate?.modulation.buffer ?? ws.unused]);
-  return { kernel, bindGroup, grid: () => [ceilDiv(rowsOf(ws, a.rows), 64), ws.shape.batch, 1] };
+  return { kernel, bindGroup, grid: () => [ceilDiv(rowsOf(ws, a.rows), 16), ws.shape.batch, 1] };
 }
