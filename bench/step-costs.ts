@@ -6,6 +6,7 @@
  *   back (`startStep`, what the GPU alone sustains);
  * - the step's own dispatches replayed in one pass: all of them, without the layernorm and
  *   rotary ones, the matmuls only, and the sampler alone (wall clock of the submit).
+ * STEP_COSTS_REPS sets the 20 (tests run it with 2).
  */
 import { encodeDispatch, observeDispatches } from '../src/gpu/kernel.js';
 import { GpuModel } from '../src/model/gpu-model.js';
@@ -14,7 +15,7 @@ import { randomWeights } from '../src/reference/random.js';
 import { modelConfig } from './suite.js';
 import { record, type RecordedDispatch } from './timing.js';
 
-const REPS = 20;
+const REPS = Number(process.env.STEP_COSTS_REPS ?? 20);
 const [CLEAN, QUERIES] = [65, 8];
 
 const ctx = await requestNodeGpu();
