@@ -76,7 +76,12 @@ function adapterOptions(): string[] {
  * to a temporary file and renamed, so a reader never sees half a file.
  */
 function nodePlanFile(): PlanFile | undefined {
-  const dir = process.env.PGM_WEBGPU_CACHE ?? join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'pgm-webgpu');
+  let dir = process.env.PGM_WEBGPU_CACHE;
+  try {
+    dir ??= join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'pgm-webgpu');
+  } catch {
+    return undefined; // no home directory (a user without one): plans stay in the process
+  }
   if (!dir) return undefined;
   const file = join(dir, 'kernel-plans.json');
   return {
