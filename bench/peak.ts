@@ -7,9 +7,9 @@ import type { GpuContext } from '../src/gpu/context.js';
 import { Kernel, KernelCache } from '../src/gpu/kernel.js';
 import { GpuMemory } from '../src/gpu/memory.js';
 import { gpuTensor } from '../src/gpu/tensor.js';
-import { hasSubgroups, matmulDispatch } from '../src/kernels/matmul.js';
+import { matmulDispatch, variantRuns } from '../src/kernels/matmul.js';
 import { MATMUL_VARIANTS, type MatmulVariant } from '../src/kernels/plan.js';
-import { floatToHalf } from '../src/model/floats.js';
+import { encodeFloats } from '../src/model/floats.js';
 import { createWorkspace, Rows, setBatchShape } from '../src/kernels/workspace.js';
 import { seededNormal } from '../src/reference/random.js';
 import { record, timeDispatches } from './timing.js';
@@ -97,8 +97,8 @@ export async function matmulPeak(ctx: GpuContext, [M, K, N]: [number, number, nu
     const random = (n: number) => Float32Array.from({ length: n }, normal);
     const x = gpuTensor('x', memory.upload('x', random(M * K)), [1, M, K]);
     const w = random(N * K);
-    const halves = new Uint16Array(N * K + (N * K) % 2);
-    halves.set(Uint16Array.from(w, floatToHalf));
+    const halves = new Uint16Array(N * K + ((N * K) % 2)); // whole u32 words
+    halves.set(new Uint16Array(encodeFloats(w, 'F16').buffer));
     const weights = { f32: gpuTensor('weight', memory.upload('weight', w), [N, K]), f16: gpuTensor('weight.f16', memory.upload('weight.f16', halves), [N, K], 'f16') };
     const bias = gpuTensor('bias', memory.upload('bias', random(N)), [N]);
     const out = gpuTensor('out', memory.create('out', M * N * 4, storage()), [1, M, N]);
@@ -114,7 +114,7 @@ export async function matmulPeak(ctx: GpuContext, [M, K, N]: [number, number, nu
     };
     // Every variant once with f32 and with f16 weights (as the shipped models store them), then
     // the fastest `reps` more times (the slow ones take long on SwiftShader).
-    const names = MATMUL_VARIANTS.filter((v) => v !== 'broadcast' || hasSubgroups(device)).flatMap((v) => [v, `${v}:f16`]);
+    const names = MATMUL_VARIANTS.filter((v) => variantRuns(v, device)).flatMap((v) => [v, `${v}:f16`]);
     for (const variant of names) {
       best.variants[variant] = await gflops(variant, 1);
       if (best.variants[variant] > best.bestGflops) Object.assign(best, { variant, bestGflops: best.variants[variant] });

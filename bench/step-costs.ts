@@ -12,14 +12,14 @@ import { encodeDispatch, observeDispatches } from '../src/gpu/kernel.js';
 import { GpuModel } from '../src/model/gpu-model.js';
 import { requestNodeGpu } from '../src/node.js';
 import { randomWeights } from '../src/reference/random.js';
-import { modelConfig } from './suite.js';
+import { modelConfig, smallShape } from './suite.js';
 import { record, type RecordedDispatch } from './timing.js';
 
 const REPS = Number(process.env.STEP_COSTS_REPS ?? 20);
 const [CLEAN, QUERIES] = [65, 8];
 
 const ctx = await requestNodeGpu();
-const config = modelConfig('pgm', { D: 128, H: 4, halfBlocks: 2, V: 8192, L: 128 });
+const config = modelConfig('pgm', smallShape(128));
 const model = await GpuModel.load(ctx, config, randomWeights(config, 1), { maxBatch: 1 });
 try {
   model.writeClean(0, 0, Array.from({ length: CLEAN }, (_, i) => (7 * i) % config.vocabSize), Array.from({ length: CLEAN }, (_, i) => i));

@@ -44,7 +44,8 @@ export interface Plan {
   bandwidthMB: number;
 }
 
-const scaled = (L: number): Shape => ({ D: 128, H: 4, halfBlocks: 2, V: 8192, L });
+/** The bench's small model (quick and default modes) at length L. */
+export const smallShape = (L: number): Shape => ({ D: 128, H: 4, halfBlocks: 2, V: 8192, L });
 
 export function plan(mode: BenchMode): Plan {
   if (mode === 'owt') {
@@ -60,7 +61,7 @@ export function plan(mode: BenchMode): Plan {
   if (mode === 'quick') {
     return {
       mode,
-      shapes: [{ shape: scaled(128), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }], incremental: [{ steps: 16, refresh: 0 }, { steps: 32, refresh: 0 }] }],
+      shapes: [{ shape: smallShape(128), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }], incremental: [{ steps: 16, refresh: 0 }, { steps: 32, refresh: 0 }] }],
       reps: 1,
       profile: { L: 128, steps: 16, batch: 1 },
       matmulShape: [512, 768, 768],
@@ -72,12 +73,12 @@ export function plan(mode: BenchMode): Plan {
     shapes: [
       // Sized for about 8 minutes on SwiftShader in Chromium on 2 idle cores (MDLM forwards dominate).
       {
-        shape: scaled(128),
+        shape: smallShape(128),
         cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }, { steps: 64, batch: 1 }, { steps: 16, batch: 8 }],
         incremental: [{ steps: 16, refresh: 0 }, { steps: 64, refresh: 0 }],
       },
       {
-        shape: scaled(256),
+        shape: smallShape(256),
         cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }, { steps: 128, batch: 1 }],
         incremental: [{ steps: 16, refresh: 0 }, { steps: 64, refresh: 0 }, { steps: 64, refresh: 8 }, { steps: 64, refresh: 4 }, { steps: 64, refresh: 0, encoder: 'delayed' }, { steps: 128, refresh: 0 }],
       },

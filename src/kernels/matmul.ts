@@ -12,21 +12,24 @@ interface Layout {
   block: [number, number];
 }
 
+/** A layout, or one chosen for the weight's N on this device. */
+type LayoutFor = Layout | ((N: number, device: GPUDevice) => Layout);
+
 const wideRows = (TM: number): Layout => ({ shader: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1, TM }, block: [TM, 256] });
-const broadcastRows = (TM: number): Layout => ({ shader: shader('matmul_broadcast.wgsl'), defines: { TM, WG: 64, XSCALAR: true }, block: [TM, 256] });
+
 /**
- * The `broadcast` layout for N: 8 to 64 threads (4 columns each), at least two column blocks
- * where N allows, so that few rows still make work for two CPU threads and no block is mostly
- * idle lanes.
+ * `broadcast` with TM rows: 8 to 64 threads of 4 columns each, at least two column blocks where
+ * N allows (few rows still make work for two CPU threads, no block is mostly idle lanes);
+ * 8-lane groups where no subgroup of the device is smaller.
  */
-function narrowed(layout: Layout, N: number): Layout {
-  if (layout.shader.name !== 'matmul_broadcast.wgsl') return layout;
+const broadcastRows = (TM: number) => (N: number, device: GPUDevice): Layout => {
   const WG = Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(Math.ceil(N / 8)))));
-  return { ...layout, defines: { ...layout.defines, WG }, block: [layout.block[0], 4 * WG] };
-}
+  const SG8 = (device.adapterInfo?.subgroupMinSize ?? 4) >= 8;
+  return { shader: shader('matmul_broadcast.wgsl'), defines: { TM, WG, SG8, XSCALAR: true }, block: [TM, 4 * WG] };
+};
 
 /** Each variant's layouts by the most rows they serve (the last one: any count). */
-const layouts: Record<MatmulVariant, [number, Layout][]> = {
+const layouts: Record<MatmulVariant, [number, LayoutFor][]> = {
   register: [[Infinity, { shader: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 8, TM: 4 }, block: [32, 32] }]],
   wide: [[4, wideRows(4)], [8, wideRows(8)], [Infinity, wideRows(16)]],
   tall: [[Infinity, { shader: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, block: [64, 64] }]],
@@ -35,11 +38,11 @@ const layouts: Record<MatmulVariant, [number, Layout][]> = {
   broadcast: [[4, broadcastRows(4)], [Infinity, broadcastRows(8)]],
 };
 
-/** Can this device run the `broadcast` matmul (it needs the `subgroups` feature)? */
+/** Does the device have the `subgroups` feature (which `broadcast` needs)? */
 export const hasSubgroups = (device: GPUDevice): boolean => device.features.has('subgroups');
 
-/** The subgroup switch of the `broadcast` matmul: 8-lane groups where no subgroup is smaller. */
-const subgroupDefines = (device: GPUDevice): Defines => ({ SG8: (device.adapterInfo?.subgroupMinSize ?? 4) >= 8 });
+/** Can this variant run on this device? (Only `broadcast` needs a feature; other names: yes.) */
+export const variantRuns = (variant: string, device: GPUDevice): boolean => variant !== 'broadcast' || hasSubgroups(device);
 
 export interface MatmulArgs {
   label: string;
@@ -71,18 +74,17 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   expectTensor(op, 'out', a.out, { shape: activationShape(ws, N), dense: true });
   if (a.bias) expectTensor(op, 'bias', a.bias, { shape: [N] });
   const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, N, a.weight.dtype === 'f16' ? 'f16' : 'f32');
-  if (variants.includes('broadcast') && !hasSubgroups(ws.kernels.device)) {
+  if (!variants.every((v) => variantRuns(v, ws.kernels.device))) {
     fail('option', `matmul ${a.label}: the 'broadcast' variant needs the WebGPU feature 'subgroups', which this adapter does not have`);
   }
   const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0]);
   const rowCount = () => rowsOf(ws, a.rows);
-  const build = async (planned: Layout): Promise<Dispatch> => {
-    const layout = narrowed(planned, N);
+  const build = async (planned: LayoutFor): Promise<Dispatch> => {
+    const layout = typeof planned === 'function' ? planned(N, ws.kernels.device) : planned;
     const kernel = await ws.kernels.get({
       shader: layout.shader,
       defines: {
         ...layout.defines,
-        ...(layout.shader.name === 'matmul_broadcast.wgsl' ? subgroupDefines(ws.kernels.device) : {}),
         VEC4: K % 4 === 0,
         F16W: a.weight.dtype === 'f16',
         BIAS: a.bias !== undefined,
@@ -101,7 +103,7 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
     const serving = layouts[variant].filter(([upTo], j, all) => upTo > least && (j === 0 || all[j - 1][0] < most));
     return serving.map(([upTo, layout]) => [Math.min(upTo, most), layout] as const);
   });
-  const built = new Map<Layout, Promise<Dispatch>>();
-  const dispatch = (layout: Layout) => built.get(layout) ?? built.set(layout, build(layout)).get(layout)!;
+  const built = new Map<LayoutFor, Promise<Dispatch>>();
+  const dispatch = (layout: LayoutFor) => built.get(layout) ?? built.set(layout, build(layout)).get(layout)!;
   return byRowCount(rowCount, await Promise.all(tiers.map(async ([most, layout]) => [most, await dispatch(layout)] as const)));
 }

@@ -12,7 +12,7 @@ import { GpuMemory } from '../gpu/memory.js';
 import { columns, gpuTensor } from '../gpu/tensor.js';
 import { record, timeRuns } from '../gpu/timing.js';
 import { attentionDispatch } from './attention.js';
-import { hasSubgroups, matmulDispatch } from './matmul.js';
+import { hasSubgroups, matmulDispatch, variantRuns } from './matmul.js';
 import {
   ANY_SHAPE, ATTENTION_VARIANTS, bucketRange, DEFAULT_PLAN, everyBucket, MATMUL_VARIANTS, matmulKey, matmulShapes, ROW_BUCKETS,
   type AttentionVariant, type BucketPlan, type KernelPlan, type MatmulVariant, type ModelShapes, type PlanOptions,
@@ -55,7 +55,7 @@ export async function kernelPlan(
   options: PlanOptions = {},
 ): Promise<KernelPlan> {
   const matmul = checkOption('matmul', options.matmul, MATMUL_VARIANTS);
-  if (matmul === 'broadcast' && !hasSubgroups(gpu.device)) fail('option', `GpuModelOptions.matmul 'broadcast' needs the WebGPU feature 'subgroups', which this adapter does not have`);
+  if (matmul && !variantRuns(matmul, gpu.device)) fail('option', `GpuModelOptions.matmul '${matmul}' needs the WebGPU feature 'subgroups', which this adapter does not have`);
   const attention = checkOption('attention', options.attention, ATTENTION_VARIANTS);
   let plan = DEFAULT_PLAN;
   if (!matmul || !attention) {
@@ -226,7 +226,7 @@ export async function measurePlan(
   try {
     const rate = await probeRate(device, memory, kernels, shapes);
     const candidates = (variants: readonly string[]) =>
-      variants.filter((v) => (v !== 'broadcast' || hasSubgroups(device)) && (options.everyVariant || rate >= MIN_GFLOPS_FOR_SHARED_MEMORY || !usesWorkgroupMemory(v)));
+      variants.filter((v) => variantRuns(v, device) && (options.everyVariant || rate >= MIN_GFLOPS_FOR_SHARED_MEMORY || !usesWorkgroupMemory(v)));
     // A case with one candidate needs no clock.
     const timed = (all: Case[]) => all.filter((c) => c.variants.length > 1);
     const runCount = timed(cases(shapes, Infinity, candidates)).reduce((n, c) => n + c.variants.length, 0);
