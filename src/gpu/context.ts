@@ -20,6 +20,8 @@ export interface GpuContext {
   lost: Promise<GPUDeviceLostInfo>;
   /** Keeps the GPU entry point alive (Node's `webgpu` aborts if it is garbage-collected). */
   readonly gpu: GPU;
+  /** Models on this device pace their readbacks: waiting busy-loops the JavaScript thread (Node's `webgpu`; pacer.ts). */
+  readonly paceReadbacks?: boolean;
 }
 
 const WANTED_LIMITS = [
