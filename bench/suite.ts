@@ -302,7 +302,7 @@ interface Generation {
  * steps (submit, GPU work, readback and the sampler's host work). The PGM runs one step at a
  * time here; what keeping a step in flight saves is measured on its own (`overlapGain`).
  */
-async function generateInTurns(models: readonly GpuModel[], batch: number, nSteps: number, encodings: readonly Encoding[] = models.map(() => EXACT)): Promise<Generation[]> {
+export async function generateInTurns(models: readonly GpuModel[], batch: number, nSteps: number, encodings: readonly Encoding[] = models.map(() => EXACT)): Promise<Generation[]> {
   // One step at a time: a PGM step left in flight would run (and be timed) in another model's turn.
   const runs = models.map((model, i) => ({ model, gen: steps(model, batch, model.config.length, nSteps, encodings[i], false), done: false, stepsRun: 0, ms: 0, forwards: 0, flops: 0, encoderRows: 0 }));
   for (;;) {
