@@ -128,8 +128,7 @@ export async function getNodeGpu(): Promise<GPU> {
 export async function requestNodeGpu(): Promise<GpuContext> {
   const gpu = await getNodeGpu();
   try {
-    // Waiting on this binding busy-loops the JavaScript thread: pace the readbacks (pacer.ts).
-    return { ...(await requestGpu({ gpu })), paceReadbacks: true };
+    return await requestGpu({ gpu });
   } catch (e) {
     if (e instanceof PgmError) throw e;
     // Dawn's answer to an `adapter=` it cannot find: "no suitable backends found", then the adapters it has.

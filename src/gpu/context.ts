@@ -20,8 +20,8 @@ export interface GpuContext {
   lost: Promise<GPUDeviceLostInfo>;
   /** Keeps the GPU entry point alive (Node's `webgpu` aborts if it is garbage-collected). */
   readonly gpu: GPU;
-  /** Models on this device pace their readbacks: waiting busy-loops the JavaScript thread (Node's `webgpu`; pacer.ts). */
-  readonly paceReadbacks?: boolean;
+  /** Whether models on this device nap while they wait for the GPU (nap.ts); default: in Node, where waiting busy-loops the JavaScript thread. */
+  readonly napWhileWaiting?: boolean;
 }
 
 const WANTED_LIMITS = [

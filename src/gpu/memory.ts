@@ -1,5 +1,5 @@
 import { fail } from '../errors.js';
-import type { PaceKey, ReadbackPacer } from './pacer.js';
+import { napWhile } from './nap.js';
 
 /**
  * Every GPU buffer the engine creates goes through here, so the engine can say how many
@@ -10,8 +10,8 @@ export class GpuMemory {
   bytes = 0;
   peak = 0;
 
-  /** `pacer`: readBuffer sleeps through most of each wait before it maps (pacer.ts; Node). */
-  constructor(readonly device: GPUDevice, readonly pacer?: ReadbackPacer) {}
+  /** `naps`: readBuffer naps while it waits (nap.ts; Node's `webgpu` busy-polls). */
+  constructor(readonly device: GPUDevice, readonly naps = false) {}
 
   create(label: string, size: number, usage: GPUBufferUsageFlags): GPUBuffer {
     const limits = this.device.limits;
@@ -51,19 +51,17 @@ export class GpuMemory {
 
 /**
  * Copy `size` bytes of a storage buffer to the host. The copy is appended to `encoder`
- * (default: a new one) and submitted with it, so work + readback cost one submit. With a
- * pacer on `memory`, `pace` names the kind and size of the work (default: the encoder's label
- * and `size`).
+ * (default: a new one) and submitted with it, so work + readback cost one submit.
  */
-export async function readBuffer(memory: GpuMemory, source: GPUBuffer, size: number, encoder?: GPUCommandEncoder, pace?: PaceKey): Promise<ArrayBuffer> {
+export async function readBuffer(memory: GpuMemory, source: GPUBuffer, size: number, encoder?: GPUCommandEncoder): Promise<ArrayBuffer> {
   const device = memory.device;
   const staging = memory.create('readback', size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
   try {
     encoder ??= device.createCommandEncoder({ label: 'readback' });
     encoder.copyBufferToBuffer(source, 0, staging, 0, Math.ceil(size / 4) * 4);
     device.queue.submit([encoder.finish()]);
-    const map = () => staging.mapAsync(GPUMapMode.READ, 0, Math.ceil(size / 4) * 4);
-    await (memory.pacer ? memory.pacer.wait(pace ?? { key: encoder.label, work: size }, performance.now(), map) : map());
+    const mapped = staging.mapAsync(GPUMapMode.READ, 0, Math.ceil(size / 4) * 4);
+    await (memory.naps ? napWhile(mapped) : mapped);
     return staging.getMappedRange(0, Math.ceil(size / 4) * 4).slice(0, size);
   } finally {
     memory.release(staging);

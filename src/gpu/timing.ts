@@ -5,6 +5,7 @@
  * awaited submit per dispatch.
  */
 import { encodeDispatch, type Dispatch, type Kernel } from './kernel.js';
+import { napWhile } from './nap.js';
 
 /** A dispatch as it ran: its pipeline, bind group and grid at that moment (variants resolved). */
 export interface RecordedDispatch {
@@ -37,7 +38,7 @@ export async function timeRuns(device: GPUDevice, runs: readonly TimedRun[]): Pr
         encodeDispatch(pass, run, run.grid, reps);
         pass.end();
         device.queue.submit([encoder.finish()]);
-        await device.queue.onSubmittedWorkDone();
+        await napWhile(device.queue.onSubmittedWorkDone());
       };
       if (run.warmUp) await submit(1);
       const t0 = performance.now();
@@ -84,7 +85,7 @@ async function timePasses(
     encoder.resolveQuerySet(querySet, 0, count, resolved, 0);
     encoder.copyBufferToBuffer(resolved, 0, staging, 0, 8 * count);
     device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
+    await napWhile(staging.mapAsync(GPUMapMode.READ));
     const ns = new BigInt64Array(staging.getMappedRange().slice(0));
     staging.unmap();
     return Array.from({ length: passes }, (_, i) => Math.max(0, Number(ns[2 * i + 1] - ns[2 * i])) / 1e6);

@@ -2,7 +2,7 @@ import { fail } from '../errors.js';
 import type { GpuContext } from '../gpu/context.js';
 import { encodeDispatches, KernelCache, type Dispatch } from '../gpu/kernel.js';
 import { GpuMemory, readBuffer } from '../gpu/memory.js';
-import { ReadbackPacer, type PaceKey } from '../gpu/pacer.js';
+import { canNap } from '../gpu/nap.js';
 import { gpuTensor, type GpuTensor } from '../gpu/tensor.js';
 import { sinusTable } from '../kernels/group-swap.js';
 import { ropeTables } from '../kernels/rope.js';
@@ -100,7 +100,7 @@ export class GpuModel {
     if (!Number.isInteger(maxBatch) || maxBatch < 1) fail('option', `maxBatch must be a positive integer, got ${maxBatch}`);
     const storage = options.weightStorage ?? 'auto';
     if (!WEIGHT_STORAGES.includes(storage)) fail('option', `weightStorage must be one of ${WEIGHT_STORAGES.join(', ')}; got "${storage}"`);
-    const memory = new GpuMemory(ctx.device, ctx.paceReadbacks ? new ReadbackPacer() : undefined);
+    const memory = new GpuMemory(ctx.device, ctx.napWhileWaiting ?? canNap);
     const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     try {
       const L = config.length;
@@ -270,7 +270,7 @@ export class GpuModel {
     const rowsPerSeq = this.config.arch === 'pgm' ? this.ws.shape.maxQuery : this.ws.shape.maxClean;
     const n = this.ws.shape.batch * rowsPerSeq;
     // readBuffer submits before its first await: the step is queued when this returns.
-    const result = readBuffer(this.ws.memory, this.drawn, Math.max(8, 8 * n), encoder, this.paceKey('step', pass)).then((pairs) => {
+    const result = readBuffer(this.ws.memory, this.drawn, Math.max(8, 8 * n), encoder).then((pairs) => {
       const all = new Int32Array(pairs, 0, 2 * n);
       const tokens = new Int32Array(n);
       const probs = new Float32Array(n);
@@ -333,13 +333,7 @@ export class GpuModel {
     const dispatches = await this.passDispatches(kind);
     const encoder = this.ws.device.createCommandEncoder({ label: 'forward' });
     encodePass(encoder, `${this.config.arch} forward`, dispatches);
-    return new Float32Array(await readBuffer(this.ws.memory, this.act.logits.buffer, rows * this.config.vocabSize * 4, encoder, this.paceKey('logits', kind)));
-  }
-
-  /** What a readback waits for (pacer.ts): the kind of submit, and the rows the pass just encoded ran. */
-  private paceKey(what: string, pass: ForwardPass): PaceKey {
-    const rows = pass === 'none' ? 0 : [...this.rowsRun.encoderRows, ...this.rowsRun.decoderRows].reduce((a, r) => a + r, 0);
-    return { key: `${what} ${pass} ${this.ws.shape.batch}`, work: rows };
+    return new Float32Array(await readBuffer(this.ws.memory, this.act.logits.buffer, rows * this.config.vocabSize * 4, encoder));
   }
 
   /** Free every GPU buffer this model holds. */
