@@ -66,8 +66,11 @@ export const matmulBuckets = (plan: KernelPlan, K: number, N: number, dtype: 'f3
 /** The row counts bucket i serves: (least, most]. */
 export const bucketRange = (i: number): [number, number] => [ROW_BUCKETS[i - 1] ?? 0, ROW_BUCKETS[i]];
 
-/** Bump when a variant is added, removed or changed: plans remembered for an older set are measured again. */
-export const VARIANT_SET_VERSION = 5;
+/**
+ * Bump when a variant is added, removed or changed, or how it is timed: plans remembered for an
+ * older set are measured again. 6: Node's timing waits nap (gpu/nap.ts), as its generation does.
+ */
+export const VARIANT_SET_VERSION = 6;
 
 /** 'auto' (default): measured per adapter; a variant name: that variant at every row count. */
 export interface PlanOptions {
