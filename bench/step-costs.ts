@@ -9,6 +9,7 @@
  * STEP_COSTS_REPS sets the 20 (tests run it with 2).
  */
 import { encodeDispatch, observeDispatches } from '../src/gpu/kernel.js';
+import { napWhile } from '../src/gpu/nap.js';
 import { GpuModel } from '../src/model/gpu-model.js';
 import { requestNodeGpu } from '../src/node.js';
 import { randomWeights } from '../src/reference/random.js';
@@ -47,7 +48,7 @@ try {
       for (let r = 0; r < REPS; r++) for (const d of dispatches) encodeDispatch(pass, d, d.grid);
       pass.end();
       ctx.device.queue.submit([encoder.finish()]);
-      await ctx.device.queue.onSubmittedWorkDone();
+      await napWhile(ctx.device.queue.onSubmittedWorkDone());
     });
   const isSampler = (d: RecordedDispatch) => d.kernel.name === 'sample.wgsl';
   const forward = recorded.filter((d) => !isSampler(d));
