@@ -41,4 +41,22 @@ describe('napWhile', () => {
     // Timers fire up to a few ms late on a busy machine; a nap adds at most MAX_NAP_MS.
     expect(napping.wallMs).toBeLessThan(200 + MAX_NAP_MS + 20);
   });
+
+  it('concurrent waits share one napping loop: with 100 under way, other callbacks wait at most a nap', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const waits = Array.from({ length: 100 }, () => napWhile(gate));
+    await after(30); // naps have grown to MAX_NAP_MS
+    // How long a timer due now waits for its turn, 10 times: a loop per wait would nap 100 times a turn.
+    const lags: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const due = performance.now();
+      await after(0);
+      lags.push(performance.now() - due);
+    }
+    release();
+    await Promise.all(waits);
+    lags.sort((a, b) => a - b);
+    expect(lags[5]).toBeLessThan(MAX_NAP_MS + 4);
+  });
 });
