@@ -21,7 +21,7 @@ const load = (arch: 'pgm' | 'mdlm', naps: boolean) => {
 };
 const models = [await load('pgm', true), await load('mdlm', true), await load('pgm', false), await load('mdlm', false)];
 try {
-  await generateInTurns(models, 1, STEPS); // warm-up: pipelines, and the pacers' first waits
+  await generateInTurns(models, 1, STEPS); // warm-up: pipelines and kernel plans
   const ms = models.map(() => 0);
   for (let r = 0; r < REPS; r++) (await generateInTurns(models, 1, STEPS)).forEach((g, i) => (ms[i] += g.ms));
   const [napPgm, napMdlm, spinPgm, spinMdlm] = ms;
