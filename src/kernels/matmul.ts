@@ -44,6 +44,12 @@ export const hasSubgroups = (device: GPUDevice): boolean => device.features.has(
 /** Can this variant run on this device? (Only `broadcast` needs a feature; other names: yes.) */
 export const variantRuns = (variant: string, device: GPUDevice): boolean => variant !== 'broadcast' || hasSubgroups(device);
 
+/** A PgmError('option') naming `what` unless every one of `variants` runs on this device. */
+export function expectVariantsRun(what: string, variants: readonly string[], device: GPUDevice): void {
+  const missing = variants.find((v) => !variantRuns(v, device));
+  if (missing) fail('option', `${what} '${missing}' needs the WebGPU feature 'subgroups', which this adapter does not have`);
+}
+
 export interface MatmulArgs {
   label: string;
   rows: Rows;
@@ -74,9 +80,7 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   expectTensor(op, 'out', a.out, { shape: activationShape(ws, N), dense: true });
   if (a.bias) expectTensor(op, 'bias', a.bias, { shape: [N] });
   const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, N, a.weight.dtype === 'f16' ? 'f16' : 'f32');
-  if (!variants.every((v) => variantRuns(v, ws.kernels.device))) {
-    fail('option', `matmul ${a.label}: the 'broadcast' variant needs the WebGPU feature 'subgroups', which this adapter does not have`);
-  }
+  expectVariantsRun(`matmul ${a.label}: the variant`, variants, ws.kernels.device);
   const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0]);
   const rowCount = () => rowsOf(ws, a.rows);
   const build = async (planned: LayoutFor): Promise<Dispatch> => {

@@ -12,7 +12,7 @@ import { GpuMemory } from '../gpu/memory.js';
 import { columns, gpuTensor } from '../gpu/tensor.js';
 import { record, timeRuns } from '../gpu/timing.js';
 import { attentionDispatch } from './attention.js';
-import { hasSubgroups, matmulDispatch, variantRuns } from './matmul.js';
+import { expectVariantsRun, hasSubgroups, matmulDispatch, variantRuns } from './matmul.js';
 import {
   ANY_SHAPE, ATTENTION_VARIANTS, bucketRange, DEFAULT_PLAN, everyBucket, MATMUL_VARIANTS, matmulKey, matmulShapes, ROW_BUCKETS,
   type AttentionVariant, type BucketPlan, type KernelPlan, type MatmulVariant, type ModelShapes, type PlanOptions,
@@ -55,7 +55,7 @@ export async function kernelPlan(
   options: PlanOptions = {},
 ): Promise<KernelPlan> {
   const matmul = checkOption('matmul', options.matmul, MATMUL_VARIANTS);
-  if (matmul && !variantRuns(matmul, gpu.device)) fail('option', `GpuModelOptions.matmul '${matmul}' needs the WebGPU feature 'subgroups', which this adapter does not have`);
+  if (matmul) expectVariantsRun('GpuModelOptions.matmul', [matmul], gpu.device);
   const attention = checkOption('attention', options.attention, ATTENTION_VARIANTS);
   let plan = DEFAULT_PLAN;
   if (!matmul || !attention) {
