@@ -28,31 +28,38 @@ as_root() {
 packages=(chromium libvulkan1 mesa-vulkan-drivers python3-torch python3-omegaconf libopenblas0-openmp)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" = "install ok installed" ] || missing+=("$p")
 done
-updated=
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/setup.sh: installing ${missing[*]}" >&2
   as_root apt-get update -qq
-  updated=1
   as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 lvp=$PWD/.lavapipe
 lvp_so=$lvp/root/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so
+# apt knows a backports mesa-vulkan-drivers only once its lists for that suite were fetched.
+# (Output captured first: `grep -q` stops reading early, and under pipefail the writer's SIGPIPE
+# would read as "not found".)
+backports_known() { [[ $(apt-cache policy mesa-vulkan-drivers 2>/dev/null) == *' bookworm-backports/main '* ]]; }
 if [ ! -f "$lvp/lvp_icd.json" ] || [ ! -f "$lvp_so" ]; then
   echo "scripts/setup.sh: installing lavapipe (Mesa from bookworm-backports) into .lavapipe/" >&2
+  # The mirror the system's own Debian sources use (deb822 .sources or one-line .list).
+  mirror=$(sed -n -e 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' -e 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\)[[:space:]]\+bookworm[[:space:]].*/\2/p' \
+    /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null | grep -v -e security -e '^$' | grep -m1 debian || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
   if ! grep -rqs --include='*.list' --include='*.sources' --include='sources.list' 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    # The mirror the system's own Debian sources use (deb822 .sources or one-line .list).
-    mirror=$(sed -n -e 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' -e 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\)[[:space:]]\+bookworm[[:space:]].*/\2/p' \
-      /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null | grep -v -e security -e '^$' | grep -m1 debian || true)
-    mirror=${mirror:-http://deb.debian.org/debian}
     printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$mirror" \
       | as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
     echo "scripts/setup.sh: added bookworm-backports ($mirror) to /etc/apt/sources.list.d/" >&2
   fi
-  if [ -z "$updated" ] && ! apt-cache policy mesa-vulkan-drivers | grep -q ' bookworm-backports/main '; then
-    as_root apt-get update -qq
+  # A source just added (or added earlier, its lists never fetched) has no package lists yet.
+  if ! backports_known; then
+    as_root apt-get update -qq >/dev/null 2>&1 || true
+  fi
+  if ! backports_known; then
+    echo "scripts/setup.sh: lavapipe needs mesa-vulkan-drivers from bookworm-backports, and apt could not read that suite from $mirror (check the network or the mirror in /etc/apt/sources.list.d/bookworm-backports.sources, then run this script again)" >&2
+    exit 1
   fi
   mkdir -p "$lvp/cache"
   rm -f "$lvp"/cache/mesa-vulkan-drivers_*.deb
