@@ -1,4 +1,5 @@
 import { fail } from '../errors.js';
+import { checkAborted } from '../model/fetch.js';
 import { validateModelConfig, type ModelConfig, type ModelDirConfig, type PreQueryMode, type QueryProcessMode, type ShardInfo } from '../model/config.js';
 import { encodeFloats, type SafetensorsDtype } from '../model/floats.js';
 import { writeSafetensors, type FileSink, type TensorSpec } from '../model/safetensors.js';
@@ -8,7 +9,12 @@ import { Checkpoint, StorageRef, describeValue, lookup, toPlain } from './checkp
 import { TorchTensor } from './pickle.js';
 
 export const CONVERTER = 'pgm-webgpu convert 1';
-export const DEFAULT_SHARD_SIZE = 512 * 1024 * 1024;
+/**
+ * The default shard size, 64 MiB: every browser's Cache API keeps shards this size (an
+ * ephemeral Chromium context refuses entries of 256 MiB and more; see the README), and a load
+ * holds one shard at a time. A tensor larger than this gets a shard of its own.
+ */
+export const DEFAULT_SHARD_SIZE = 64 * 1024 * 1024;
 
 export interface ReadOptions {
   /** Take `ema.shadow_params` (default) rather than the raw `state_dict`. */
@@ -17,8 +23,10 @@ export interface ReadOptions {
 
 export interface ConvertOptions extends ReadOptions {
   dtype?: 'f32' | 'f16';
-  /** Start a new shard before one would exceed this many bytes (default 512 MiB). */
+  /** Start a new shard before one would exceed this many bytes (default 64 MiB). */
   shardSize?: number;
+  /** Stops the conversion between tensors; what it wrote is removed (DirSink.abort). */
+  signal?: AbortSignal;
 }
 
 /** A checkpoint's backbone, resolved to what the engine needs; tensors are still unread. */
@@ -230,6 +238,10 @@ export async function readCheckpointWeights(ckpt: Checkpoint, opts: ReadOptions 
 export interface DirSink {
   create(file: string): Promise<FileSink>;
   writeText(file: string, text: string): Promise<void>;
+  /** Make the files written the directory's model, all at once (a sink that writes in place has none). */
+  commit?(): Promise<void>;
+  /** Discard the files written (a failed or interrupted conversion). */
+  abort?(): Promise<void>;
 }
 
 export interface ConvertResult {
@@ -273,36 +285,45 @@ export async function convertCheckpoint(ckpt: Checkpoint, out: DirSink, opts: Co
   const shards: ShardInfo[] = [];
   const weightMap: Record<string, string> = {};
   let totalSize = 0;
-  for (let g = 0; g < groups.length; g++) {
-    const fileName = shardName(g, groups.length);
-    const members = groups[g];
-    const info = await writeSafetensors(
-      await out.create(fileName),
-      members.map((i) => specs[i]),
-      async (k) => {
-        const p = model.parameters[members[k]];
-        const values = await ckpt.readFloat32(p.tensor, p.name);
-        if (stDtype === 'F16') for (const v of values) if (Math.abs(v) > 65504 && Number.isFinite(v)) overflow++;
-        return encodeFloats(values, stDtype);
-      },
-      metadata,
-    );
-    shards.push({ file: fileName, ...info });
-    for (const i of members) {
-      weightMap[specs[i].name] = fileName;
-      totalSize += specs[i].shape.reduce((a, b) => a * b, 1) * (stDtype === 'F32' ? 4 : 2);
+  const files: string[] = [];
+  let dirConfig: ModelDirConfig;
+  try {
+    for (let g = 0; g < groups.length; g++) {
+      const fileName = shardName(g, groups.length);
+      const members = groups[g];
+      const info = await writeSafetensors(
+        await out.create(fileName),
+        members.map((i) => specs[i]),
+        async (k) => {
+          checkAborted(opts.signal, 'the conversion');
+          const p = model.parameters[members[k]];
+          const values = await ckpt.readFloat32(p.tensor, p.name);
+          if (stDtype === 'F16') for (const v of values) if (Math.abs(v) > 65504 && Number.isFinite(v)) overflow++;
+          return encodeFloats(values, stDtype);
+        },
+        metadata,
+      );
+      shards.push({ file: fileName, ...info });
+      for (const i of members) {
+        weightMap[specs[i].name] = fileName;
+        totalSize += specs[i].shape.reduce((a, b) => a * b, 1) * (stDtype === 'F32' ? 4 : 2);
+      }
     }
+    if (overflow) warnings.push(`${overflow} value(s) exceed the float16 range and became infinite; convert with --dtype f32`);
+    files.push(...shards.map((s) => s.file));
+    if (shards.length > 1) {
+      await out.writeText('model.safetensors.index.json', `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2)}\n`);
+      files.push('model.safetensors.index.json');
+    }
+    if (warnings.length) model.source.warnings = warnings;
+    dirConfig = { format: 'pgm-webgpu', formatVersion: 1, model: model.config, dtype, shards, source: model.source };
+    await out.writeText('config.json', `${JSON.stringify(dirConfig, null, 2)}\n`);
+    files.push('config.json');
+    await out.commit?.();
+  } catch (e) {
+    await out.abort?.();
+    throw e;
   }
-  if (overflow) warnings.push(`${overflow} value(s) exceed the float16 range and became infinite; convert with --dtype f32`);
-  const files = shards.map((s) => s.file);
-  if (shards.length > 1) {
-    await out.writeText('model.safetensors.index.json', `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2)}\n`);
-    files.push('model.safetensors.index.json');
-  }
-  if (warnings.length) model.source.warnings = warnings;
-  const dirConfig: ModelDirConfig = { format: 'pgm-webgpu', formatVersion: 1, model: model.config, dtype, shards, source: model.source };
-  await out.writeText('config.json', `${JSON.stringify(dirConfig, null, 2)}\n`);
-  files.push('config.json');
   const params = model.parameters.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
   return { dirConfig, files, params, ignored: model.ignored, warnings };
 }
