@@ -327,6 +327,8 @@ function checkSampling(o: SamplingOptions, plans: readonly SequencePlan[], c: Mo
   if (!(o.topP > 0 && o.topP <= 1)) bad(`topP must be in (0, 1], got ${o.topP}`);
   if (o.encoder !== 'exact' && c.arch !== 'pgm') bad(`encoder ${o.encoder} needs a PGM: an MDLM has no clean set to keep keys and values of (it runs every position each step)`);
   if (o.refresh > 0 && o.encoder === 'exact') bad(`refresh ${o.refresh} applies to encoder incremental or delayed; the exact encoder re-encodes every step`);
+  // Step 0 encodes everything anyway: a refresh no later step reaches would silently mean never.
+  if (o.refresh >= o.steps) bad(`refresh ${o.refresh} is not below steps ${o.steps}: no step after the first would re-encode, the same as no refresh; give a refresh below ${o.steps}, or none`);
   plans.forEach((plan, b) => {
     const free = o.length - plan.known.size;
     if (free === 0) bad(`sequence ${b}: nothing to generate (every position < ${o.length} is known)`);

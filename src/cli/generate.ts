@@ -117,7 +117,7 @@ export async function run(argv: string[], signal?: AbortSignal): Promise<number>
     // Nobody reads stdout any more (`| head -n 1`): stopping is the expected end, not a failure.
     if (e instanceof PgmError && e.code === 'aborted' && stdoutClosed.signal.aborted) return 0;
     // A mistake that only the model reveals (--encoder delayed for an MDLM) is still a usage mistake.
-    if (e instanceof PgmError && e.code === 'option') throw new UsageError(e.message, usage);
+    if (e instanceof PgmError && e.code === 'option') throw new UsageError(e.message);
     throw e;
   } finally {
     engine.dispose();
