@@ -19,6 +19,7 @@ interface Command {
 // Loaded on demand, so `pgm convert` never initialises WebGPU.
 const COMMANDS: Record<string, () => Promise<Command>> = {
   convert: () => import('./convert.js'),
+  reshard: () => import('./reshard.js'),
   logits: () => import('./logits.js'),
   generate: () => import('./generate.js'),
 };

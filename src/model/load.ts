@@ -206,6 +206,13 @@ async function readConfig(files: ModelFiles, where: string, opts: LoadOptions, p
   return { bytes, cached: false };
 }
 
+/** What is wrong with a shard's bytes against its config.json entry (size, then sha256); undefined when nothing. */
+export async function shardProblem(bytes: Uint8Array, shard: ShardInfo): Promise<string | undefined> {
+  if (bytes.length !== shard.size) return `size mismatch (expected ${shard.size} bytes, got ${bytes.length})`;
+  const sha = await sha256Hex(bytes);
+  return sha === shard.sha256 ? undefined : `sha256 mismatch (expected ${short(shard.sha256)}, got ${short(sha)})`;
+}
+
 /**
  * One shard, verified (size, sha256): the store's copy when it has one that verifies (a damaged
  * one is evicted), else downloaded, verified and then put in the store (`writes`).
@@ -215,10 +222,9 @@ async function readShard(files: ModelFiles, shard: ShardInfo, opts: LoadOptions,
   const key = shardKey(shard.sha256);
   const verify = async (bytes: Uint8Array): Promise<string | undefined> => {
     const start = now();
-    const sha = bytes.length === size ? await sha256Hex(bytes) : undefined;
+    const problem = await shardProblem(bytes, shard);
     progress.emit({ phase: 'verify', file, loaded: size, total: size, ms: now() - start });
-    if (bytes.length !== size) return `size mismatch (expected ${size} bytes, got ${bytes.length})`;
-    return sha === shard.sha256 ? undefined : `sha256 mismatch (expected ${short(shard.sha256)}, got ${short(sha!)})`;
+    return problem;
   };
   const start = now();
   const before = progress.loadedBytes;

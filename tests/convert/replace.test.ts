@@ -18,6 +18,7 @@ import { dirSink } from '../../src/convert/sink-node.js';
 import { bytesSource } from '../../src/convert/source.js';
 import { loadModelDir } from '../../src/model/load-node.js';
 import { memoryDir } from '../../scripts/fuzz.js';
+import { pgm } from '../helpers/cli.js';
 import { pgmError } from './helpers.js';
 
 /** Called after every rename, link, copy, write and removal the code under test makes (when set). */
@@ -139,6 +140,34 @@ describe('temporaries', () => {
     await fs.writeFile(shard, bytes);
     const e = await pgmError(() => loadModelDir(dir));
     expect(e.message).toMatch(/^shard model\.safetensors: sha256 mismatch .*; the directory holds a damaged or partly written model; convert it again$/);
+  });
+});
+
+describe('pgm reshard', () => {
+  it('rewrites a model directory into shards of another size, the same tensors byte for byte; a damaged shard changes nothing', async () => {
+    const dir = await fs.mkdtemp(join(root, 'reshard-'));
+    await convertCheckpoint(await open(), await dirSink(dir), { dtype: 'f16', shardSize: 2048 });
+    const before = await loadModelDir(dir);
+    expect(before.dirConfig.shards.length).toBeGreaterThan(2);
+    const one = await pgm('reshard', dir);
+    expect([one.code, one.stdout, one.stderr]).toEqual([0, `${dir}: model.safetensors, config.json`, '']);
+    const after = await loadModelDir(dir);
+    expect(after.dirConfig.shards.map((s) => s.file)).toEqual(['model.safetensors']);
+    expect(after.dirConfig.model).toEqual(before.dirConfig.model);
+    for (const [name, t] of before.weights) expect(after.weights.get(name)?.half, name).toEqual(t.half);
+    expect((await fs.readdir(dir)).sort()).toEqual(['config.json', 'model.safetensors']);
+    const many = await pgm('reshard', dir, '--shard-size', '4K');
+    expect(many.code).toBe(0);
+    expect((await loadModelDir(dir)).dirConfig.shards.length).toBeGreaterThan(1);
+    const shard = join(dir, 'model-00001-of-00002.safetensors');
+    const bytes = await fs.readFile(shard);
+    bytes[bytes.length - 1] ^= 1;
+    await fs.writeFile(shard, bytes);
+    const listing = (await fs.readdir(dir)).sort();
+    const damaged = await pgm('reshard', dir);
+    expect([damaged.code, damaged.stderr]).toEqual([1, expect.stringMatching(/^pgm: shard model-00001-of-00002\.safetensors: sha256 mismatch .*; the directory holds a damaged or partly written model; convert it again$/)]);
+    expect((await fs.readdir(dir)).sort()).toEqual(listing);
+    expect((await pgm('reshard')).code).toBe(2);
   });
 });
 
