@@ -2,7 +2,7 @@ import { PgmError, fail } from './errors.js';
 import { requestGpu, type AdapterSummary, type GpuContext } from './gpu/context.js';
 import { releaseAtExit } from './gpu/release.js';
 import type { ModelConfig } from './model/config.js';
-import { GpuModel, type WeightStorage } from './model/gpu-model.js';
+import { GpuModel } from './model/gpu-model.js';
 import { cacheStore } from './model/cache.js';
 import { abortedError, checkAborted } from './model/fetch.js';
 import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel, type LoadedModel, type LoadOptions, type LoadPhase } from './model/load.js';

@@ -120,15 +120,17 @@ describe('temporaries', () => {
     expect((await loadModelDir(dir)).dirConfig.dtype).toBe('f16');
   });
 
-  it('Ctrl-C during a re-convert: exit 130, temporaries removed, the old model loads', async () => {
-    const dir = await fs.mkdtemp(join(root, 'sigint-'));
-    await convertCheckpoint(await open(), await dirSink(dir), { dtype: 'f16' });
-    const before = (await fs.readdir(dir)).sort();
-    const r = await run(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'interrupt-child.ts'), CKPT, dir]);
-    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 130, stderr: '' });
-    expect(r.stdout).toMatch(/^SIGINT with \d+ temporar(y|ies) in the directory\n$/);
-    expect((await fs.readdir(dir)).sort()).toEqual(before);
-    expect((await loadModelDir(dir)).dirConfig.dtype).toBe('f16');
+  it('Ctrl-C (SIGINT) or SIGTERM during a re-convert: exit 130 or 143, temporaries removed, the old model loads', async () => {
+    for (const [signal, exit] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+      const dir = await fs.mkdtemp(join(root, 'signal-'));
+      await convertCheckpoint(await open(), await dirSink(dir), { dtype: 'f16' });
+      const before = (await fs.readdir(dir)).sort();
+      const r = await run(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'interrupt-child.ts'), CKPT, dir, signal]);
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: exit, stderr: '' });
+      expect(r.stdout).toMatch(new RegExp(`^${signal} with \\d+ temporar(y|ies) in the directory\n$`));
+      expect((await fs.readdir(dir)).sort()).toEqual(before);
+      expect((await loadModelDir(dir)).dirConfig.dtype).toBe('f16');
+    }
   });
 
   it('a damaged or half-written directory says to convert again, not to re-download', async () => {
