@@ -89,7 +89,7 @@ export const GENERATION_OPTIONS: readonly GenerationOption[] = [
     doc: 'PGM: exact re-encodes every clean token each step; incremental encodes each token once, when it joins, and keeps its keys and values (a KV set): each step costs only what is new, but earlier tokens never see later ones (an approximation, measured in the README); delayed is incremental that encodes each token a second time in the next step, so it also sees the tokens that joined right after it (dKV-Cache\'s delayed caching; about twice the encoder rows of incremental)', check: oneOf('encoder', ENCODER_MODES),
   },
   {
-    name: 'refresh', scope: 'shared', cli: { flag: 'refresh', parse: 'integer' }, takes: 'an integer >= 1', default: 'never',
+    name: 'refresh', scope: 'shared', cli: { flag: 'refresh', parse: 'integer' }, takes: 'an integer >= 1, below steps', default: 'never',
     doc: 'with encoder incremental or delayed: every step with step % refresh == 0 re-encodes every clean token (refresh 1 is exact)', check: (v) => (Number.isInteger(v) && (v as number) >= 1 ? undefined : 'must be an integer >= 1'),
   },
   { name: 'greedy', scope: 'shared', cli: { flag: 'greedy', parse: 'switch' }, takes: 'true or false', default: 'false', doc: 'take the most probable token everywhere', check: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false') },
