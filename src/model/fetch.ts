@@ -104,8 +104,8 @@ export async function fetchBody(url: string, fetchFn: typeof fetch, hint: string
     }
     if (!res.body) return new Uint8Array(0);
     const reader = res.body.getReader();
-    // Sized once when the length is known; else grown by doubling, never past the limit.
-    let bytes = new Uint8Array(Math.min(limit, announced ?? 2 ** 20));
+    // Sized once when the length is known; else grown by doubling from 64 KiB, never past the limit.
+    let bytes = new Uint8Array(Math.min(limit, announced ?? 2 ** 16));
     let sinceArm = 0;
     arm();
     try {

@@ -207,12 +207,12 @@ describe('time is bounded, and a load can be cancelled', () => {
   });
 
   it('Ctrl-C during `pgm generate`\'s download stops it: exit 130, nothing on stderr', async () => {
-    model('trickle', trickle(shard, 100));
-    const p = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'generate', '--model', `${base}/trickle/`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    model('ctrl-c', trickle(shard, 100)); // a path of its own: no late request of another test counts
+    const p = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'generate', '--model', `${base}/ctrl-c/`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     p.stderr.on('data', (d) => (stderr += d));
     // Once the shard is being downloaded.
-    while ((requests.get('/trickle/model.safetensors') ?? 0) === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    while ((requests.get('/ctrl-c/model.safetensors') ?? 0) === 0) await new Promise((resolve) => setTimeout(resolve, 50));
     const start = performance.now();
     p.kill('SIGINT');
     const code = await new Promise((resolve) => p.on('close', (c, signal) => resolve(c ?? signal)));
