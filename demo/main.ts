@@ -5,8 +5,7 @@
  *                     the build emits with the page)
  *   ?model=<id|url>   the model to load first (default: the manifest's default)
  */
-import { GENERATION_OPTIONS, PACKAGED_MANIFEST, PgmError, type EncoderMode, type Order } from '../src/index.js';
-import { validateManifest } from '../src/model/manifest.js';
+import { fetchManifest, GENERATION_OPTIONS, PACKAGED_MANIFEST, PgmError, type EncoderMode, type LoadPhase, type LoadProgress, type Order } from '../src/index.js';
 import type { FromWorker, GenerationSettings, ModelInfo, ModelSource, Slot, ToWorker } from './protocol.js';
 import { RunView, type DoneMessage } from './view.js';
 
@@ -85,18 +84,20 @@ function call(message: ToWorker, onEvent?: (m: FromWorker) => void): Promise<Fro
 
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
-function showProblem(message: string, offerReload = false): void {
+/** A problem in words, with a button for what fixes it: restarting the engine (device loss), or `action`. */
+function showProblem(message: string, offerReload = false, action?: { label: string; run: () => void }): void {
   const box = $('problem');
   box.replaceChildren();
   const p = document.createElement('p');
   p.className = 'error';
   p.textContent = message;
   box.append(p);
-  if (offerReload) {
+  if (offerReload) action = { label: 'Reload engine', run: () => void reloadEngine() };
+  if (action) {
     const button = document.createElement('button');
     button.type = 'button';
-    button.textContent = 'Reload engine';
-    button.onclick = () => void reloadEngine();
+    button.textContent = action.label;
+    button.onclick = action.run;
     box.append(button);
   }
   box.hidden = false;
@@ -161,27 +162,32 @@ async function describeAdapter(): Promise<boolean> {
 
 async function readManifest(): Promise<{ models: ManifestEntry[]; default: string | null }> {
   if (manifestUrl === undefined) return PACKAGED_MANIFEST;
-  const res = await fetch(manifestUrl).catch((e: Error) => {
-    throw new DemoError('io', `${manifestUrl}: fetch failed (${e.message})`);
-  });
-  if (!res.ok) throw new DemoError('io', `${manifestUrl}: HTTP ${res.status} ${res.statusText}`);
-  const json: unknown = await res.json().catch(() => null);
-  if (typeof json !== 'object' || json === null || !Array.isArray((json as { models?: unknown }).models)) throw new DemoError('config', `${manifestUrl}: not a weights manifest (no "models" array)`);
-  // The engine's own checks, so every entry listed here can be loaded (an entry without arch is named, not a crash).
+  // The engine's own bounded read and checks, so every entry listed here can be loaded.
   try {
-    return validateManifest(json, manifestUrl);
+    return await fetchManifest(manifestUrl);
   } catch (e) {
     if (e instanceof PgmError) throw new DemoError(e.code, e.message);
     throw e;
   }
 }
 
+/** The picker lists at most this many models (a manifest of 200,000 would make the page crawl); ?model= reaches any. */
+const MAX_LISTED = 500;
+
 function fillModelPicker(selected: string | undefined): void {
   const select = $<HTMLSelectElement>('model');
   select.replaceChildren();
-  for (const m of manifest) {
+  const listed = manifest.slice(0, MAX_LISTED);
+  const wanted = manifest.find((m) => m.id === selected);
+  if (wanted && !listed.includes(wanted)) listed.push(wanted);
+  for (const m of listed) {
     const params = m.params ? `, ${(m.params / 1e6).toFixed(1)}M params` : '';
     select.append(new Option(`${m.id} (${m.arch.toUpperCase()}${params})`, m.id));
+  }
+  if (manifest.length > listed.length) {
+    const more = new Option(`… ${manifest.length - listed.length} more in the manifest: open the page with ?model=<id>`, '');
+    more.disabled = true;
+    select.append(more);
   }
   select.append(new Option('Model directory by URL…', CUSTOM));
   select.value = selected && manifest.some((m) => m.id === selected) ? selected : CUSTOM;
@@ -204,6 +210,23 @@ function sourceLabel(source: ModelSource): string {
   return source.kind === 'manifest' ? source.id : source.url;
 }
 
+/** What the load is doing now, in words: the file arriving and its bytes, or the phase. */
+function describeProgress(label: string, p: LoadProgress): string {
+  const all = p.totalBytes ? ` (model ${mib(p.loadedBytes)} / ${mib(p.totalBytes)}, ${((100 * p.loadedBytes) / p.totalBytes).toFixed(0)}%)` : '';
+  switch (p.phase) {
+    case 'download':
+      return `Loading ${label}: ${p.cached ? 'reading' : 'downloading'} ${p.file} ${mib(p.loaded)}${p.total ? ` / ${mib(p.total)}` : ''}${all}`;
+    case 'verify':
+      return `Loading ${label}: verified ${p.file}${all}`;
+    case 'upload':
+      return `Loading ${label}: uploading the weights to the GPU`;
+    case 'compile':
+      return `Loading ${label}: compiling the kernels`;
+    case 'warm-up':
+      return `Loading ${label}: warming up`;
+  }
+}
+
 async function loadModel(slot: Slot, source: ModelSource): Promise<ModelInfo> {
   models.delete(slot);
   const label = sourceLabel(source);
@@ -212,10 +235,12 @@ async function loadModel(slot: Slot, source: ModelSource): Promise<ModelInfo> {
   $('load-text').textContent = `Loading ${label}…`;
   try {
     const m = await call({ type: 'load', slot, source }, (e) => {
-      if (e.type !== 'progress') return;
-      const fraction = e.totalBytes ? e.loadedBytes / e.totalBytes : 0;
-      $<HTMLProgressElement>('load-bar').value = fraction;
-      $('load-text').textContent = `Loading ${label}: ${mib(e.loadedBytes)}${e.totalBytes ? ` / ${mib(e.totalBytes)} (${(fraction * 100).toFixed(0)}%)` : ''}`;
+      if (e.type !== 'progress' || e.progress.warning) return;
+      const p = e.progress;
+      // Bytes fill the bar to 90%; each later phase (upload, compile, warm-up) a little more.
+      const later: Partial<Record<LoadPhase, number>> = { upload: 0.9, compile: 0.95, 'warm-up': 0.98 };
+      $<HTMLProgressElement>('load-bar').value = later[p.phase] ?? (p.totalBytes ? (0.9 * p.loadedBytes) / p.totalBytes : 0);
+      $('load-text').textContent = describeProgress(label, p);
     });
     if (m.type !== 'loaded') throw new DemoError('internal', `unexpected reply ${m.type} to load`);
     models.set(slot, { source, info: m.info });
@@ -225,32 +250,45 @@ async function loadModel(slot: Slot, source: ModelSource): Promise<ModelInfo> {
   }
 }
 
+const seconds = (ms: number | undefined): string => `${((ms ?? 0) / 1000).toFixed(2)} s`;
+
 function describeModel(info: ModelInfo): string {
-  const where = info.fromCache ? 'from this browser\'s cache' : 'downloaded';
+  const t = info.phases;
+  const where = info.fromCache ? `read from this browser's cache in ${seconds(t.download)}` : `downloaded in ${seconds(t.download)}`;
   return (
     `${info.label}: ${info.arch.toUpperCase()}, ${(info.params / 1e6).toFixed(2)}M parameters, length ${info.length}, ` +
-    `${mib(info.bytes)} ${where} in ${(info.readMs / 1000).toFixed(2)} s, on the GPU in ${(info.gpuMs / 1000).toFixed(2)} s`
+    `${mib(info.bytes)} ${where}; verified in ${seconds(t.verify)}, uploaded in ${seconds(t.upload)}, compiled in ${seconds(t.compile)}, warmed up in ${seconds(t['warm-up'])}`
   );
 }
 
 async function loadMain(source: ModelSource): Promise<void> {
   setBusy(true);
   clearProblem();
+  showWarnings([]);
   $('model-info').textContent = '';
   models.delete('twin');
   try {
     const info = await loadModel('main', source);
     performance.mark('pgm-model-ready', { detail: info });
     $('model-info').textContent = describeModel(info);
+    showWarnings(info.warnings);
     const length = input('length');
     length.max = String(info.length);
     if (!(Number(length.value) <= info.length)) length.value = String(Math.min(128, info.length));
     input('top-p').placeholder = String(info.pNucleus);
   } catch (e) {
-    showProblem(messageOf(e), e instanceof DemoError && e.code === 'device-lost');
+    if (e instanceof DemoError && e.code === 'aborted') showProblem(`Loading ${sourceLabel(source)} stopped.`, false, { label: 'Load it again', run: () => void loadMain(source) });
+    else showProblem(messageOf(e), e instanceof DemoError && e.code === 'device-lost');
   } finally {
     setBusy(false);
   }
+}
+
+/** What a load survived (a cache write refused, a damaged cached copy), one line each: never silent. */
+function showWarnings(warnings: string[]): void {
+  const box = $('load-warnings');
+  box.replaceChildren(...warnings.map((w) => Object.assign(document.createElement('li'), { textContent: `Warning: ${w}` })));
+  box.hidden = warnings.length === 0;
 }
 
 function messageOf(e: unknown): string {
@@ -308,18 +346,25 @@ function encoderSettings(): { encoder?: EncoderMode; refresh?: number } {
   return { encoder: encoder.value as EncoderMode, refresh: refresh.disabled || refresh.value.trim() === '' ? undefined : Number(refresh.value) };
 }
 
+/** A number field that must hold a number: an empty one is said to be empty, not read as 0. */
+function requiredNumber(id: string, label: string): number {
+  const text = input(id).value.trim();
+  if (text === '') throw new DemoError('option', `${label} is empty: give a number`);
+  return Number(text);
+}
+
 function readSettings(): GenerationSettings {
   const text = input('text').value;
   const infill = $<HTMLSelectElement>('mode').value === 'infill';
   const topP = input('top-p').value.trim();
   return {
     ...(infill ? { infill: text } : { prompt: text }),
-    length: Number(input('length').value),
-    steps: Number(input('steps').value),
+    length: requiredNumber('length', 'Length'),
+    steps: requiredNumber('steps', 'Steps'),
     order: $<HTMLSelectElement>('order').value as Order,
-    temperature: Number(input('temperature').value),
+    temperature: requiredNumber('temperature', 'Temperature'),
     topP: topP === '' ? undefined : Number(topP),
-    seed: Number(input('seed').value),
+    seed: requiredNumber('seed', 'Seed'),
   };
 }
 
@@ -381,7 +426,13 @@ async function runOne({ slot, settings }: Lane, view: RunView): Promise<DoneMess
 
 async function generate(race: boolean): Promise<void> {
   if (busy) return;
-  const settings = readSettings();
+  let settings: GenerationSettings;
+  try {
+    settings = readSettings();
+  } catch (e) {
+    showProblem(messageOf(e));
+    return;
+  }
   performance.mark('pgm-generate');
   replayController?.abort();
   stopRequested = false;

@@ -1,5 +1,5 @@
 /** Messages between the demo page and its generation worker (demo/worker.ts). */
-import type { EncoderMode, Order } from '../src/index.js';
+import type { EncoderMode, LoadPhase, LoadProgress, Order } from '../src/index.js';
 
 /**
  * The worker holds up to two engines: `main` (the picked model) and `twin` (race mode). A
@@ -21,10 +21,10 @@ export interface ModelInfo {
   bytes: number;
   /** Every shard came from the Cache API (no download). */
   fromCache: boolean;
-  /** Fetching (or reading from the cache) and verifying the files. */
-  readMs: number;
-  /** Uploading weights, building pipelines and an untimed warm-up run of each forward pass. */
-  gpuMs: number;
+  /** Milliseconds of each load phase (download and verify summed over the files; warm-up: an untimed run of each forward pass). */
+  phases: Partial<Record<LoadPhase, number>>;
+  /** What the load survived and the page should say (a cache write refused, a damaged cached copy). */
+  warnings: string[];
 }
 
 export interface GenerationSettings {
@@ -52,13 +52,14 @@ export interface ShownToken {
 export type ToWorker =
   | { type: 'load'; slot: Slot; source: ModelSource }
   | { type: 'generate'; slot: Slot; settings: GenerationSettings }
+  /** Abort the running load or generation. */
   | { type: 'stop' }
   | { type: 'clear-cache' }
   /** Destroy the device of `slot`, as a driver reset would (tests and the curious). */
   | { type: 'lose-device'; slot: Slot };
 
 export type FromWorker =
-  | { type: 'progress'; slot: Slot; loadedBytes: number; totalBytes: number }
+  | { type: 'progress'; slot: Slot; progress: LoadProgress }
   | { type: 'loaded'; slot: Slot; info: ModelInfo }
   | {
       type: 'step';

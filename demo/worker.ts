@@ -1,10 +1,12 @@
 /**
- * The demo's generation worker: loads models (through the Cache API), owns their engines
- * and streams step events to the page, so the page never waits on the GPU. One request
- * runs at a time; `stop` aborts the running generation within one step.
+ * The demo's generation worker: loads models (the library keeps them in the Cache API), owns
+ * their engines and streams load progress and step events to the page, so the page never waits
+ * on the GPU. One request runs at a time; `stop` aborts the running load or generation.
  */
-import { createEngine, ENCODER_MODES, loadModelFromManifest, loadModelFromUrl, loadPackagedModel, PgmError, requestGpu, Vocabulary, type Engine, type GpuContext, type LoadedModel } from '../src/index.js';
-import { CACHE_NAME, cachingFetch, loadEvictingOnFailure, openModelCache } from './model-cache.js';
+import {
+  cacheStore, clearModelCache, createEngine, loadModelFromManifest, loadModelFromUrl, loadPackagedModel, PgmError, requestGpu, Vocabulary,
+  type Engine, type GpuContext, type LoadedModel, type LoadOptions, type LoadPhase, type LoadProgress,
+} from '../src/index.js';
 import type { FromWorker, GenerationSettings, ModelSource, ShownToken, Slot, ToWorker } from './protocol.js';
 
 interface Loaded {
@@ -15,6 +17,7 @@ interface Loaded {
 
 const engines = new Map<Slot, Loaded>();
 let running: AbortController | undefined;
+let loading: AbortController | undefined;
 // Step events carry GPT-2 ids whatever the model's vocabulary: decode pieces with GPT-2's.
 let gpt2: Vocabulary | undefined;
 
@@ -37,72 +40,63 @@ function dispose(slot: Slot): void {
 
 async function load(slot: Slot, source: ModelSource): Promise<void> {
   dispose(slot);
-  const started = performance.now();
-  const cache = await openModelCache();
-  let totalBytes = 0;
-  let verifiedBytes = 0;
-  let pendingBytes = 0; // downloaded bytes of the shard being read, not yet verified
-  const report = () => post({ type: 'progress', slot, loadedBytes: verifiedBytes + pendingBytes, totalBytes });
-  const files = cachingFetch(cache, {
-    onConfig: (bytes) => {
-      totalBytes = bytes;
-      report();
-    },
-    onChunk: (bytes) => {
-      pendingBytes += bytes;
-      report();
-    },
-  });
-  const onProgress = (loaded: number, total: number) => {
-    verifiedBytes = loaded;
-    totalBytes = total;
-    pendingBytes = 0;
-    report();
+  loading = new AbortController();
+  const { signal } = loading;
+  const phases: Partial<Record<LoadPhase, number>> = {};
+  const warnings: string[] = [];
+  let files = 0;
+  let cachedFiles = 0;
+  const onProgress = (p: LoadProgress) => {
+    if (p.ms !== undefined) phases[p.phase] = (phases[p.phase] ?? 0) + p.ms;
+    if (p.phase === 'download' && p.ms !== undefined && p.file !== 'config.json') {
+      files++;
+      if (p.cached) cachedFiles++;
+    }
+    if (p.warning) warnings.push(p.warning);
+    post({ type: 'progress', slot, progress: p });
   };
-  const model: LoadedModel = await loadEvictingOnFailure(cache, files, () => {
-    verifiedBytes = pendingBytes = 0;
-    if (source.kind === 'url') return loadModelFromUrl(source.url, { onProgress }, files.fetch);
-    return source.manifestUrl === undefined
-      ? loadPackagedModel(source.id, { onProgress }, files.fetch)
-      : loadModelFromManifest(source.manifestUrl, source.id, { onProgress }, files.fetch);
-  });
-  const read = performance.now();
-  const ctx = await requestGpu();
-  const engine = await createEngine({ model, gpu: ctx });
-  const loaded: Loaded = { engine, ctx, disposing: false };
-  engines.set(slot, loaded);
-  ctx.lost.then((info) => {
-    if (loaded.disposing) return;
-    engines.delete(slot);
-    post({ type: 'device-lost', slot, message: `The GPU device was lost (${info.message || info.reason || 'unknown reason'}).` });
-  });
-  await warmUp(engine, model.config.arch);
-  const c = model.config;
-  post({
-    type: 'loaded',
-    slot,
-    info: {
-      label: source.kind === 'manifest' ? source.id : source.url,
-      arch: c.arch,
-      length: c.length,
-      vocabSize: c.vocabSize,
-      hiddenSize: c.hiddenSize,
-      pNucleus: c.pNucleus,
-      params: [...model.weights.values()].reduce((a, t) => a + t.data.length, 0),
-      bytes: model.dirConfig.shards.reduce((a, s) => a + s.size, 0),
-      fromCache: files.misses === 0 && files.hits > 0,
-      readMs: read - started,
-      gpuMs: performance.now() - read,
-    },
-  });
-}
-
-/**
- * One tiny untimed run per forward pass the model has, so that no timed run builds pipelines
- * in its first step (a PGM builds its incremental pass on first use): a race compares steps.
- */
-async function warmUp(engine: Engine, arch: 'pgm' | 'mdlm'): Promise<void> {
-  for (const encoder of arch === 'pgm' ? ENCODER_MODES : (['exact'] as const)) await engine.generate({ length: 2, steps: 1, encoder });
+  let ctx: GpuContext | undefined;
+  try {
+    const options: LoadOptions = { onProgress, signal, store: cacheStore() };
+    const model: LoadedModel = await (source.kind === 'url'
+      ? loadModelFromUrl(source.url, options)
+      : source.manifestUrl === undefined
+        ? loadPackagedModel(source.id, options)
+        : loadModelFromManifest(source.manifestUrl, source.id, options));
+    ctx = await requestGpu();
+    // warmUp: no timed run builds pipelines in its first step (a race compares steps).
+    const engine = await createEngine({ model, gpu: ctx, onProgress, signal, warmUp: true });
+    const loaded: Loaded = { engine, ctx, disposing: false };
+    engines.set(slot, loaded);
+    ctx.lost.then((info) => {
+      if (loaded.disposing) return;
+      engines.delete(slot);
+      post({ type: 'device-lost', slot, message: `The GPU device was lost (${info.message || info.reason || 'unknown reason'}).` });
+    });
+    const c = model.config;
+    post({
+      type: 'loaded',
+      slot,
+      info: {
+        label: source.kind === 'manifest' ? source.id : source.url,
+        arch: c.arch,
+        length: c.length,
+        vocabSize: c.vocabSize,
+        hiddenSize: c.hiddenSize,
+        pNucleus: c.pNucleus,
+        params: [...model.weights.values()].reduce((a, t) => a + t.data.length, 0),
+        bytes: model.dirConfig.shards.reduce((a, s) => a + s.size, 0),
+        fromCache: files > 0 && cachedFiles === files,
+        phases,
+        warnings,
+      },
+    });
+  } catch (e) {
+    if (!engines.has(slot)) ctx?.device.destroy(); // the engine leaves a device it was given alone
+    throw e;
+  } finally {
+    loading = undefined;
+  }
 }
 
 async function generate(slot: Slot, s: GenerationSettings): Promise<void> {
@@ -150,9 +144,10 @@ async function handle(m: ToWorker): Promise<void> {
       return generate(m.slot, m.settings);
     case 'stop':
       running?.abort();
+      loading?.abort();
       return;
     case 'clear-cache':
-      if (typeof caches !== 'undefined') await caches.delete(CACHE_NAME);
+      await clearModelCache();
       post({ type: 'cache-cleared' });
       return;
     case 'lose-device':

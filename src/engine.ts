@@ -1,12 +1,14 @@
-import { PgmError, brief, fail } from './errors.js';
+import { PgmError, fail } from './errors.js';
 import { requestGpu, type AdapterSummary, type GpuContext } from './gpu/context.js';
 import { releaseAtExit } from './gpu/release.js';
 import type { ModelConfig } from './model/config.js';
-import { GpuModel, type WeightStorage } from './model/gpu-model.js';
-import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel } from './model/load.js';
+import { GpuModel } from './model/gpu-model.js';
+import { cacheStore } from './model/cache.js';
+import { abortedError, checkAborted } from './model/fetch.js';
+import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel, type LoadedModel, type LoadOptions, type LoadPhase } from './model/load.js';
 import { Vocabulary } from './model/vocab.js';
-import { checkBatchOptionTypes, checkGenerateOptionTypes, resolveGenerationOptions, type ResolvedGeneration } from './options.js';
-import { samplePgm, sampleMdlm, type BatchStep } from './sampling/samplers.js';
+import { checkBatchOptionTypes, checkEngineOptionTypes, checkGenerateOptionTypes, resolveGenerationOptions, type ResolvedGeneration } from './options.js';
+import { ENCODER_MODES, samplePgm, sampleMdlm, type BatchStep } from './sampling/samplers.js';
 import type { BatchOptions, BatchResult, BatchStepEvent, EngineOptions, GenerateOptions, GenerationResult, ModelWeights, StepEvent } from './types.js';
 
 /**
@@ -60,6 +62,9 @@ export class GenerationRun<E, R> implements AsyncIterable<E>, Promise<R> {
   }
 }
 
+/** What `Engine.create` takes of the engine options, and whether the engine owns the device (destroys it on dispose). */
+export type EngineSetup = Pick<EngineOptions, 'maxBatch' | 'weightStorage' | 'onProgress' | 'signal' | 'warmUp'> & { ownsDevice?: boolean };
+
 /** How long a GPU failure waits for device.lost before it is reported as itself. */
 const LOST_GRACE_MS = 1000;
 
@@ -91,9 +96,34 @@ export class Engine {
     this.unregister = releaseAtExit(this);
   }
 
-  static async create(ctx: GpuContext, loaded: ModelWeights, options: { maxBatch?: number; weightStorage?: WeightStorage; ownsDevice?: boolean } = {}): Promise<Engine> {
-    const model = await GpuModel.load(ctx, loaded.config, loaded.weights, { maxBatch: options.maxBatch ?? 4, weightStorage: options.weightStorage });
-    return new Engine(ctx, model, options.ownsDevice ?? false);
+  /**
+   * An engine for `loaded` on `ctx`: weights uploaded, pipelines built (the progress events of
+   * upload and compile), and with `warmUp` one tiny generation per forward pass (warm-up). An
+   * abort of `signal` in between disposes what was built (and the device, if owned).
+   */
+  static async create(ctx: GpuContext, loaded: ModelWeights, options: EngineSetup = {}): Promise<Engine> {
+    const bytes = (loaded as Partial<LoadedModel>).dirConfig?.shards.reduce((a, s) => a + s.size, 0) ?? 0;
+    const report = (phase: LoadPhase, ms?: number) => options.onProgress?.({ phase, loaded: ms === undefined ? 0 : 1, total: 1, loadedBytes: bytes, totalBytes: bytes, ms });
+    let engine: Engine | undefined;
+    try {
+      checkAborted(options.signal);
+      report('upload');
+      const model = await GpuModel.load(ctx, loaded.config, loaded.weights, { maxBatch: options.maxBatch ?? 4, weightStorage: options.weightStorage, onPhase: report });
+      engine = new Engine(ctx, model, options.ownsDevice ?? false);
+      checkAborted(options.signal);
+      if (options.warmUp) {
+        report('warm-up');
+        const start = now();
+        // One tiny untimed run per forward pass (a PGM builds its incremental pass on first use).
+        for (const encoder of loaded.config.arch === 'pgm' ? ENCODER_MODES : (['exact'] as const)) await engine.generate({ length: 2, steps: 1, encoder, signal: options.signal });
+        report('warm-up', now() - start);
+      }
+      return engine;
+    } catch (e) {
+      if (engine) engine.dispose();
+      else if (options.ownsDevice) ctx.device.destroy();
+      throw options.signal?.aborted ? abortedError(options.signal) : e;
+    }
   }
 
   /** GPU bytes this engine holds (weights, activations, staging). */
@@ -231,24 +261,30 @@ export function vocabularyOf(config: ModelConfig): Vocabulary {
 
 /** Load a model and put it on the GPU (browser; Node uses `createEngine` from `pgm-webgpu/node`). */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
+  checkEngineOptionTypes(options);
   return engineOn(options, await loadWeights(options));
 }
 
-/** The weights `options` name (see EngineOptions.model), loaded over fetch. */
+/** What loading takes of the engine options: progress, signal, stall timeout, and the store (browsers: the Cache API unless `cache` is false). */
+export function loadOptions(options: EngineOptions): Omit<LoadOptions, 'manifestEntry'> {
+  const store = options.cache === false ? undefined : typeof options.cache === 'object' ? options.cache : cacheStore();
+  return { onProgress: options.onProgress, signal: options.signal, stallTimeout: options.stallTimeout, store };
+}
+
+/** The weights `options` name (see EngineOptions.model), loaded over fetch; options already checked. */
 export async function loadWeights(options: EngineOptions): Promise<ModelWeights> {
-  if (typeof options !== 'object' || options === null) fail('option', `createEngine takes an options object, got ${brief(options)}`);
-  const progress = options.onProgress && ((loadedBytes: number, totalBytes: number) => options.onProgress!({ loadedBytes, totalBytes }));
   const { model, manifestUrl } = options;
-  if (typeof model === 'object' && model !== null) return model;
-  if (model !== undefined && typeof model !== 'string') fail('option', `model must be a manifest id, a model directory URL or loaded weights, got ${brief(model)}`);
-  if (model !== undefined && /^(https?:|\/|\.\.?\/)/.test(model)) return loadModelFromUrl(model, { onProgress: progress });
-  if (manifestUrl !== undefined) return loadModelFromManifest(manifestUrl, model, { onProgress: progress });
-  return loadPackagedModel(model, { onProgress: progress });
+  if (typeof model === 'object') return model;
+  if (model !== undefined && /^(https?:|\/|\.\.?\/)/.test(model)) return loadModelFromUrl(model, loadOptions(options));
+  if (manifestUrl !== undefined) return loadModelFromManifest(manifestUrl, model, loadOptions(options));
+  return loadPackagedModel(model, loadOptions(options));
 }
 
 /** Put loaded weights on the GPU of `options.gpu` (or a new device). */
-export async function engineOn(options: Pick<EngineOptions, 'gpu' | 'maxBatch' | 'weightStorage'>, loaded: ModelWeights, requestDevice: () => Promise<GpuContext> = () => requestGpu()): Promise<Engine> {
+export async function engineOn(options: EngineOptions, loaded: ModelWeights, requestDevice: () => Promise<GpuContext> = () => requestGpu()): Promise<Engine> {
   vocabularyOf(loaded.config);
+  checkAborted(options.signal);
   const ctx = options.gpu ?? (await requestDevice());
-  return Engine.create(ctx, loaded, { maxBatch: options.maxBatch, weightStorage: options.weightStorage, ownsDevice: !options.gpu });
+  const { maxBatch, weightStorage, onProgress, signal, warmUp } = options;
+  return Engine.create(ctx, loaded, { maxBatch, weightStorage, onProgress, signal, warmUp, ownsDevice: !options.gpu });
 }

@@ -2,7 +2,7 @@
 export { PgmError, type PgmErrorCode } from './errors.js';
 export { requestGpu, type GpuContext, type AdapterSummary } from './gpu/context.js';
 export { createEngine, Engine, GenerationRun, vocabularyOf } from './engine.js';
-export { GENERATION_OPTIONS, type GenerationOption } from './options.js';
+export { ENGINE_OPTIONS, GENERATION_OPTIONS, type EngineOption, type GenerationOption } from './options.js';
 export { ENCODER_MODES, type EncoderMode } from './sampling/samplers.js';
 export type {
   EngineOptions,
@@ -17,11 +17,18 @@ export type {
   BatchResult,
   SequenceResult,
   GenerationStats,
+  LoadPhase,
   LoadProgress,
+  ModelStore,
   ModelWeights,
 } from './types.js';
 export { GpuModel, WEIGHT_STORAGES, type GpuModelOptions, type WeightStorage } from './model/gpu-model.js';
-export { loadModel, loadModelFromUrl, loadModelFromManifest, loadPackagedModel, urlFiles, type ModelFiles, type LoadedModel } from './model/load.js';
+export {
+  fetchManifest, loadModel, loadModelFromUrl, loadModelFromManifest, loadPackagedModel, urlFiles, LOAD_PHASES, MAX_CONFIG_BYTES, MAX_MODEL_BYTES, MAX_SHARD_BYTES,
+  type ModelFiles, type LoadedModel, type LoadOptions,
+} from './model/load.js';
+export { cacheStore, clearModelCache, MODEL_CACHE } from './model/cache.js';
+export { DEFAULT_STALL_TIMEOUT, STALL_BYTES, type BodyOptions } from './model/fetch.js';
 export { PACKAGED_MANIFEST } from './model/packaged.js';
 export type { WeightsManifest, ManifestModel } from './model/manifest.js';
 export { Vocabulary } from './model/vocab.js';

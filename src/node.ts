@@ -6,18 +6,21 @@
  * PGM_WEBGPU_ADAPTER=llvmpipe|swiftshader picks one.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { engineOn, loadWeights, type Engine } from './engine.js';
+import { engineOn, loadOptions, loadWeights, type Engine } from './engine.js';
 import type { EngineOptions } from './types.js';
 import { PgmError, brief, fail } from './errors.js';
+import { replaceFile } from './convert/sink-node.js';
 import { requestGpu, type GpuContext } from './gpu/context.js';
 import { usePlanFile, type PlanFile } from './kernels/plan-store.js';
 import { loadModelPath } from './convert/read-node.js';
-import { loadModelDir } from './model/load-node.js';
-import { findModel, validateManifest } from './model/manifest.js';
+import { diskFiles, loadModelDir } from './model/load-node.js';
+import { MAX_CONFIG_BYTES, parseManifest } from './model/load.js';
+import { findModel } from './model/manifest.js';
+import { checkEngineOptionTypes } from './options.js';
 
 export * from './index.js';
 export { loadModelDir } from './model/load-node.js';
@@ -69,11 +72,15 @@ function adapterOptions(): string[] {
   return [`adapter=${CPU_ADAPTERS[pick]}`];
 }
 
+/** A plan file larger than this is none of ours (a plan is a few KB per adapter and model): read as empty, then rewritten. */
+const MAX_PLAN_FILE_BYTES = 2 ** 20;
+
 /**
  * Kernel plans in Node outlive the process (each `pgm` command would measure again otherwise):
  * `$PGM_WEBGPU_CACHE/kernel-plans.json`, by default under `$XDG_CACHE_HOME` or `~/.cache`
  * (`pgm-webgpu/`). PGM_WEBGPU_CACHE set empty keeps them in the process only. Written whole
- * to a temporary file and renamed, so a reader never sees half a file.
+ * to a temporary file created exclusively under a fresh name (a link planted in a shared cache
+ * directory is never followed) and renamed, so a reader never sees half a file.
  */
 function nodePlanFile(): PlanFile | undefined {
   let dir = process.env.PGM_WEBGPU_CACHE;
@@ -88,6 +95,7 @@ function nodePlanFile(): PlanFile | undefined {
     read: async () => {
       let plans: unknown;
       try {
+        if ((await stat(file)).size > MAX_PLAN_FILE_BYTES) return {};
         plans = JSON.parse(await readFile(file, 'utf8'));
       } catch {
         return {}; // none yet, or unreadable: written afresh
@@ -96,9 +104,7 @@ function nodePlanFile(): PlanFile | undefined {
     },
     write: async (plans) => {
       await mkdir(dir, { recursive: true });
-      const partial = `${file}.${process.pid}.tmp`;
-      await writeFile(partial, JSON.stringify(plans, null, 1));
-      await rename(partial, file);
+      await replaceFile(file, JSON.stringify(plans));
     },
   };
 }
@@ -157,24 +163,17 @@ function manifestPath(manifestUrl: EngineOptions['manifestUrl']): string | undef
  * put it on this machine's GPU (or SwiftShader).
  */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
-  if (typeof options !== 'object' || options === null) fail('option', `createEngine takes an options object, got ${brief(options)}`);
+  checkEngineOptionTypes(options);
   const { model } = options;
-  const progress = options.onProgress && ((loadedBytes: number, totalBytes: number) => options.onProgress!({ loadedBytes, totalBytes }));
   const path = manifestPath(options.manifestUrl);
   let loaded;
   if (typeof model === 'string' && /^https?:/i.test(model)) loaded = await loadWeights(options);
-  else if (typeof model === 'string' && (existsSync(model) || model.includes('/') || model.endsWith('.ckpt'))) loaded = await loadModelPath(model, { onProgress: progress });
+  else if (typeof model === 'string' && (existsSync(model) || model.includes('/') || model.endsWith('.ckpt'))) loaded = await loadModelPath(model, loadOptions(options));
   else if (path === undefined || (model !== undefined && typeof model !== 'string')) loaded = await loadWeights(options);
   else {
-    const text = await readFile(path, 'utf8').catch((e: Error) => fail('io', `${path}: ${e.message}`));
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      fail('config', `${path}: not valid JSON (${(e as Error).message})`);
-    }
-    const entry = findModel(validateManifest(json, path), model);
-    loaded = await loadModelDir(resolve(dirname(path), entry.path), { manifestEntry: entry, onProgress: progress });
+    const manifest = parseManifest(await diskFiles(dirname(path)).read(basename(path), { maxBytes: MAX_CONFIG_BYTES }), path);
+    const entry = findModel(manifest, model);
+    loaded = await loadModelDir(resolve(dirname(path), entry.path), { ...loadOptions(options), manifestEntry: entry });
   }
   return engineOn(options, loaded, requestNodeGpu);
 }

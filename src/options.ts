@@ -7,6 +7,7 @@
  */
 import { brief, fail } from './errors.js';
 import type { ModelConfig } from './model/config.js';
+import { WEIGHT_STORAGES } from './model/gpu-model.js';
 import type { Vocabulary } from './model/vocab.js';
 import { ENCODER_MODES, MDLM_STEPS_PER_POSITION, type SamplingOptions, type SequencePlan } from './sampling/samplers.js';
 import { ORDERS, SCHEDULES, type Order, type Schedule } from './sampling/schedule.js';
@@ -37,6 +38,11 @@ const oneOf =
   (what: string, values: readonly string[]): Check =>
   (v) =>
     typeof v === 'string' && values.includes(v) ? undefined : `unknown ${what} ${brief(v)}; use one of ${values.join(', ')}`;
+
+const isSignal: Check = (v) => {
+  const signal = v as Partial<AbortSignal> | null;
+  return typeof signal === 'object' && signal !== null && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function' ? undefined : 'must be an AbortSignal';
+};
 
 /** One generation option, as the API checks it, the CLI parses it and the docs describe it. */
 export interface GenerationOption {
@@ -83,19 +89,66 @@ export const GENERATION_OPTIONS: readonly GenerationOption[] = [
     doc: 'PGM: exact re-encodes every clean token each step; incremental encodes each token once, when it joins, and keeps its keys and values (a KV set): each step costs only what is new, but earlier tokens never see later ones (an approximation, measured in the README); delayed is incremental that encodes each token a second time in the next step, so it also sees the tokens that joined right after it (dKV-Cache\'s delayed caching; about twice the encoder rows of incremental)', check: oneOf('encoder', ENCODER_MODES),
   },
   {
-    name: 'refresh', scope: 'shared', cli: { flag: 'refresh', parse: 'integer' }, takes: 'an integer >= 1', default: 'never',
+    name: 'refresh', scope: 'shared', cli: { flag: 'refresh', parse: 'integer' }, takes: 'an integer >= 1, below steps', default: 'never',
     doc: 'with encoder incremental or delayed: every step with step % refresh == 0 re-encodes every clean token (refresh 1 is exact)', check: (v) => (Number.isInteger(v) && (v as number) >= 1 ? undefined : 'must be an integer >= 1'),
   },
   { name: 'greedy', scope: 'shared', cli: { flag: 'greedy', parse: 'switch' }, takes: 'true or false', default: 'false', doc: 'take the most probable token everywhere', check: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false') },
   {
     name: 'signal', scope: 'shared', takes: 'an AbortSignal', default: 'none', doc: 'cancels within one step; the engine stays usable',
-    check: (v) => {
-      const signal = v as Partial<AbortSignal> | null;
-      return typeof signal === 'object' && signal !== null && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function' ? undefined : 'must be an AbortSignal';
-    },
+    check: isSignal,
   },
   { name: 'placeholder', scope: 'shared', takes: `a string of at most ${MAX_PLACEHOLDER_LENGTH} characters`, default: '"▯"', doc: 'shown in step texts for positions not revealed yet', check: (v) => (typeof v === 'string' && v.length <= MAX_PLACEHOLDER_LENGTH ? undefined : `must be a string of at most ${MAX_PLACEHOLDER_LENGTH} characters`) },
 ];
+
+/** One option of `createEngine`, as the API checks it and the README describes it. */
+export interface EngineOption {
+  name: string;
+  /** What it takes. */
+  takes: string;
+  default: string;
+  doc: string;
+  check: Check;
+}
+
+const functions = (...names: string[]) => (v: unknown) => isObject(v) && names.every((n) => typeof v[n] === 'function');
+
+/** Every option of `createEngine` (browser and Node entries), checked before anything loads. */
+export const ENGINE_OPTIONS: readonly EngineOption[] = [
+  {
+    name: 'model', takes: 'a manifest id, a model directory URL (https:, /, ./) or loaded weights { config, weights }; Node: also a directory or a .ckpt path', default: "the manifest's default",
+    doc: 'the model to load', check: (v) => (typeof v === 'string' || (isObject(v) && isObject(v.config) && v.weights instanceof Map) ? undefined : 'must be a manifest id, a URL, a path or loaded weights { config, weights }'),
+  },
+  {
+    name: 'manifestUrl', takes: 'a URL (Node: also a path)', default: 'the manifest packaged with the engine',
+    doc: 'where model ids are looked up; its models load from beside it (the packaged ones from where the bundler emitted them)', check: (v) => (typeof v === 'string' || v instanceof URL ? undefined : 'must be a URL or a path'),
+  },
+  { name: 'gpu', takes: 'a GpuContext (requestGpu())', default: 'a device of its own', doc: 'a device to share; dispose() leaves it open', check: (v) => (isObject(v) && typeof v.device === 'object' && v.device !== null ? undefined : 'must be a GpuContext from requestGpu()') },
+  { name: 'maxBatch', takes: 'an integer >= 1', default: '4', doc: 'the largest batch generateBatch takes (it sizes the buffers)', check: (v) => (Number.isInteger(v) && (v as number) >= 1 ? undefined : 'must be an integer >= 1') },
+  { name: 'weightStorage', takes: WEIGHT_STORAGES.join(' | '), default: 'auto', doc: 'how matmul weights sit on the GPU: auto keeps f16 files f16 (exact), f32 widens them at load, f16 also rounds f32 files (lossy)', check: oneOf('weightStorage', WEIGHT_STORAGES) },
+  {
+    name: 'onProgress', takes: 'a function of { phase, file, loaded, total, loadedBytes, totalBytes, ms, cached, warning }', default: 'none',
+    doc: "the load as it goes: download (each file's bytes as they arrive: loaded of total for the file, loadedBytes of totalBytes for all shards), verify (each shard's size and sha256), upload, compile, warm-up; a phase's last event has its ms; a warning event says what the load survived (a cache write refused, a damaged cached copy)",
+    check: (v) => (typeof v === 'function' ? undefined : 'must be a function'),
+  },
+  { name: 'signal', takes: 'an AbortSignal', default: 'none', doc: "cancels the load, downloads and GPU set-up alike: createEngine rejects with PgmError('aborted')", check: isSignal },
+  {
+    name: 'stallTimeout', takes: 'milliseconds > 0, or Infinity', default: '30000', doc: "a download that receives less than 16 KiB in this time (waiting for the headers too) fails with PgmError('io')",
+    check: (v) => (typeof v === 'number' && v > 0 && (v <= 2 ** 31 - 1 || v === Infinity) ? undefined : 'must be a number of milliseconds in (0, 2^31), or Infinity'),
+  },
+  {
+    name: 'cache', takes: 'true, false or a ModelStore { get, put, delete, keys }', default: 'true in browsers (the Cache API); Node: none',
+    doc: 'keeps verified model files for the next load: shards by their sha256 (a damaged copy is evicted and downloaded again), config.json and manifests read from the network first and from the cache only when it fails (offline); a cache write that fails is a warning event, never silent',
+    check: (v) => (typeof v === 'boolean' || functions('get', 'put', 'delete', 'keys')(v) ? undefined : 'must be true, false or a ModelStore { get, put, delete, keys }'),
+  },
+  { name: 'warmUp', takes: 'true or false', default: 'false', doc: "before createEngine resolves, one tiny generation through each forward pass (a PGM's incremental one too), so that the first real step builds nothing", check: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false') },
+];
+
+const ENGINE_TABLE: Record<string, Check> = Object.fromEntries(ENGINE_OPTIONS.map((o) => [o.name, o.check]));
+
+/** The options of `createEngine`: an object of known options, each of its type (or undefined). */
+export function checkEngineOptionTypes(options: unknown): void {
+  checkFields(options, ENGINE_TABLE, 'createEngine: ');
+}
 
 const tableOf = (scope: GenerationOption['scope']): Record<string, Check> =>
   Object.fromEntries(GENERATION_OPTIONS.filter((o) => o.scope === scope).map((o) => [o.name, o.check]));
@@ -274,6 +327,8 @@ function checkSampling(o: SamplingOptions, plans: readonly SequencePlan[], c: Mo
   if (!(o.topP > 0 && o.topP <= 1)) bad(`topP must be in (0, 1], got ${o.topP}`);
   if (o.encoder !== 'exact' && c.arch !== 'pgm') bad(`encoder ${o.encoder} needs a PGM: an MDLM has no clean set to keep keys and values of (it runs every position each step)`);
   if (o.refresh > 0 && o.encoder === 'exact') bad(`refresh ${o.refresh} applies to encoder incremental or delayed; the exact encoder re-encodes every step`);
+  // Step 0 encodes everything anyway: a refresh no later step reaches would silently mean never.
+  if (o.refresh >= o.steps) bad(`refresh ${o.refresh} is not below steps ${o.steps}: no step after the first would re-encode, the same as no refresh; give a refresh below ${o.steps}, or none`);
   plans.forEach((plan, b) => {
     const free = o.length - plan.known.size;
     if (free === 0) bad(`sequence ${b}: nothing to generate (every position < ${o.length} is known)`);

@@ -1,15 +1,15 @@
 /** The public types of the API: engine options, generation options, step events and results. */
 import type { GpuContext } from './gpu/context.js';
 import type { ModelConfig } from './model/config.js';
+import type { ModelStore } from './model/cache.js';
 import type { WeightStorage } from './model/gpu-model.js';
+import type { LoadProgress } from './model/load.js';
 import type { WeightMap } from './model/tensor.js';
 import type { EncoderMode } from './sampling/samplers.js';
 import type { Order, Schedule } from './sampling/schedule.js';
 
-export interface LoadProgress {
-  loadedBytes: number;
-  totalBytes: number;
-}
+export type { LoadPhase, LoadProgress } from './model/load.js';
+export type { ModelStore } from './model/cache.js';
 
 /** A model already in memory: config + float32 weights (from a converter or a test). */
 export interface ModelWeights {
@@ -30,11 +30,20 @@ export interface EngineOptions {
    * load from where the app's bundler emitted them (Vite, webpack) or from beside the package.
    */
   manifestUrl?: string | URL;
+  /** The load as it goes: bytes as they arrive, then each phase with its time (see LoadProgress). */
   onProgress?: (p: LoadProgress) => void;
   /** Largest batch `generateBatch` takes (default 4). */
   maxBatch?: number;
   /** GPU storage of the matmul weights (default 'auto': f16 files stay f16); see GpuModelOptions. */
   weightStorage?: WeightStorage;
+  /** Cancels the load: createEngine rejects with PgmError('aborted'). */
+  signal?: AbortSignal;
+  /** Milliseconds a download may receive less than 16 KiB before it fails (default 30,000; Infinity: never). */
+  stallTimeout?: number;
+  /** Keep verified model files for the next load: true (browsers' default: the Cache API), false, or a store of your own. */
+  cache?: boolean | ModelStore;
+  /** Run a tiny generation through each forward pass before resolving (default false). */
+  warmUp?: boolean;
 }
 
 /** Text known in advance at a given position (infilling). */

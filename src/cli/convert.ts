@@ -10,9 +10,13 @@ export const usage = `usage: pgm convert <file.ckpt> <outDir> [--dtype f32|f16] 
 
   --dtype f32|f16     storage dtype of the safetensors shards (default f32)
   --no-ema            convert the raw state_dict instead of the EMA weights (sampling uses EMA)
-  --shard-size BYTES  split into shards of at most this size, e.g. 536870912 or 512M (default 512M)`;
+  --shard-size BYTES  split into shards of at most this size, e.g. 67108864 or 64M (default 64M,
+                      which every browser's Cache API keeps; a larger tensor gets its own shard)
 
-export async function run(argv: string[]): Promise<number> {
+A model already in <outDir> is replaced whole when the new one is complete: interrupted at any
+moment (Ctrl-C removes the temporaries), the directory still holds a model that loads.`;
+
+export async function run(argv: string[], signal?: AbortSignal): Promise<number> {
   const { values, positionals } = parseCommandLine(
     argv,
     { dtype: { type: 'string', default: 'f32' }, 'no-ema': { type: 'boolean', default: false }, 'shard-size': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
@@ -31,7 +35,7 @@ export async function run(argv: string[]): Promise<number> {
   const source = await fileSource(input);
   try {
     const ckpt = await Checkpoint.open(source);
-    const result = await convertCheckpoint(ckpt, await dirSink(outDir), { dtype, ema: !values['no-ema'], shardSize });
+    const result = await convertCheckpoint(ckpt, await dirSink(outDir), { dtype, ema: !values['no-ema'], shardSize, signal });
     console.log(`${input} -> ${outDir}\n${formatSummary(result)}`);
   } finally {
     await source.close();

@@ -2,7 +2,7 @@ import { PgmError } from '../errors.js';
 import { createEngine } from '../node.js';
 import { checkBatchOptionTypes, GENERATION_OPTIONS, type GenerationOption } from '../options.js';
 import type { BatchOptions, BatchStepEvent } from '../types.js';
-import { UsageError, parseCommandLine, stdoutClosed } from './args.js';
+import { UsageError, parseCommandLine, parseNumber, stdoutClosed } from './args.js';
 
 export const summary = 'generate text with a PGM (or MDLM), streaming progress on stderr';
 
@@ -39,16 +39,9 @@ export const usage = [
   '"--- sequence b (seed S, N characters) ---", b from 0 (N counts code points; --json for programs).',
 ].join('\n');
 
-const number = (text: string | undefined, option: string, integer: boolean): number | undefined => {
-  if (text === undefined) return undefined;
-  const v = Number(text);
-  if (text.trim() === '' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
-    throw new UsageError(`${option} expects ${integer ? 'an integer' : 'a number'}, got ${JSON.stringify(text)}`, usage);
-  }
-  return v;
-};
+const number = (text: string | undefined, option: string, integer: boolean): number | undefined => (text === undefined ? undefined : parseNumber(text, option, integer, usage));
 
-export async function run(argv: string[]): Promise<number> {
+export async function run(argv: string[], signal?: AbortSignal): Promise<number> {
   const { values, positionals } = parseCommandLine(
     argv,
     {
@@ -78,7 +71,7 @@ export async function run(argv: string[]): Promise<number> {
   const scoped = (scope: GenerationOption['scope']) => Object.fromEntries(OPTION_FLAGS.filter((o) => o.scope === scope).map((o) => [o.name, given[o.name]]));
   const options: BatchOptions = {
     ...scoped('shared'),
-    signal: stdoutClosed.signal,
+    signal: signal ? AbortSignal.any([stdoutClosed.signal, signal]) : stdoutClosed.signal,
     sequences: Array.from({ length: batch }, (_, b) => ({ ...scoped('sequence'), seed: seed + b })),
   };
   try {
@@ -92,7 +85,11 @@ export async function run(argv: string[]): Promise<number> {
   const engine = await createEngine({
     model: values.model,
     maxBatch: batch,
-    onProgress: ({ loadedBytes, totalBytes }) => progress(`loading ${(loadedBytes / 2 ** 20).toFixed(1)} / ${(totalBytes / 2 ** 20).toFixed(1)} MiB`),
+    signal,
+    onProgress: (p) => {
+      if (p.warning) process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[K' : ''}pgm: warning: ${p.warning}\n`);
+      else progress(p.phase === 'download' ? `loading ${(p.loadedBytes / 2 ** 20).toFixed(1)} / ${(p.totalBytes / 2 ** 20).toFixed(1)} MiB` : `${p.phase}...`);
+    },
   });
   try {
     const run = engine.generateBatch(options);
@@ -119,6 +116,8 @@ export async function run(argv: string[]): Promise<number> {
   } catch (e) {
     // Nobody reads stdout any more (`| head -n 1`): stopping is the expected end, not a failure.
     if (e instanceof PgmError && e.code === 'aborted' && stdoutClosed.signal.aborted) return 0;
+    // A mistake that only the model reveals (--encoder delayed for an MDLM) is still a usage mistake.
+    if (e instanceof PgmError && e.code === 'option') throw new UsageError(e.message);
     throw e;
   } finally {
     engine.dispose();

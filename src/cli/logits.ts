@@ -17,7 +17,7 @@ export const usage = `usage: pgm logits --model <dir|file.ckpt> --input <in.json
 
 const intArray = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => Number.isInteger(x));
 
-export async function run(argv: string[]): Promise<number> {
+export async function run(argv: string[], signal?: AbortSignal): Promise<number> {
   const { values, positionals } = parseCommandLine(
     argv,
     { model: { type: 'string' }, input: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
@@ -39,7 +39,7 @@ export async function run(argv: string[]): Promise<number> {
   const sequences = json.sequences;
   if (!Array.isArray(sequences) || sequences.length === 0) fail('shape', `${values.input}: "sequences" must be a non-empty array`);
 
-  const { config, weights } = await loadModelPath(values.model);
+  const { config, weights } = await loadModelPath(values.model, { signal });
   const pgm = config.arch === 'pgm';
   sequences.forEach((s: Record<string, unknown>, b) => {
     const fields = pgm ? ['tokens', 'positions', 'queries'] : ['tokens'];

@@ -2,22 +2,24 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { PgmError } from '../errors.js';
-import { UsageError, stdoutClosed, watchOutput } from './args.js';
+import { UsageError, stdoutClosed, watchInterrupts, watchOutput } from './args.js';
 
 /**
  * `pgm <command> [args]`. Each command lives in `src/cli/<command>.ts` and exports
- * `summary: string`, `usage: string` and `run(argv): Promise<number>` (the exit code).
+ * `summary: string`, `usage: string` and `run(argv, signal): Promise<number>` (the exit code).
  * Throw UsageError for command-line mistakes (exit 2) and PgmError for everything else (exit 1).
+ * `signal` aborts on SIGINT or SIGTERM: the command stops, cleans up, and pgm exits 130 or 143.
  */
 interface Command {
   summary: string;
   usage: string;
-  run(argv: string[]): Promise<number>;
+  run(argv: string[], signal: AbortSignal): Promise<number>;
 }
 
 // Loaded on demand, so `pgm convert` never initialises WebGPU.
 const COMMANDS: Record<string, () => Promise<Command>> = {
   convert: () => import('./convert.js'),
+  reshard: () => import('./reshard.js'),
   logits: () => import('./logits.js'),
   generate: () => import('./generate.js'),
 };
@@ -33,6 +35,7 @@ async function mainUsage(): Promise<string> {
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  const interrupts = watchInterrupts();
   try {
     if (name === 'help' && rest.length > 0) {
       const cmd = await loadCommand(rest[0]);
@@ -51,8 +54,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     const cmd = await loadCommand(name);
     if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(name)}`, await mainUsage());
-    return await cmd.run(rest);
+    const code = await cmd.run(rest, interrupts.signal);
+    return interrupts.exitCode() ?? code;
   } catch (e) {
+    // Stopped by a signal: the command cleaned up; a shell says the rest.
+    if (interrupts.exitCode() !== undefined) return interrupts.exitCode()!;
     if (e instanceof UsageError) {
       console.error(`pgm: ${e.message}${e.usage ? `\n\n${e.usage}` : ''}`);
       return 2;
@@ -66,6 +72,8 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`pgm: internal error: ${(e as Error)?.message ?? String(e)}`);
     if (process.env.PGM_DEBUG) console.error(e);
     return 1;
+  } finally {
+    interrupts.dispose();
   }
 }
 

@@ -1,6 +1,7 @@
 import { fail } from '../errors.js';
+import { checkAborted } from '../model/fetch.js';
 import { validateModelConfig, type ModelConfig, type ModelDirConfig, type PreQueryMode, type QueryProcessMode, type ShardInfo } from '../model/config.js';
-import { encodeFloats, type SafetensorsDtype } from '../model/floats.js';
+import { DTYPE_BYTES, encodeFloats, type SafetensorsDtype } from '../model/floats.js';
 import { writeSafetensors, type FileSink, type TensorSpec } from '../model/safetensors.js';
 import type { WeightMap } from '../model/tensor.js';
 import { isBuffer, parameterMismatches } from '../model/parameters.js';
@@ -8,7 +9,12 @@ import { Checkpoint, StorageRef, describeValue, lookup, toPlain } from './checkp
 import { TorchTensor } from './pickle.js';
 
 export const CONVERTER = 'pgm-webgpu convert 1';
-export const DEFAULT_SHARD_SIZE = 512 * 1024 * 1024;
+/**
+ * The default shard size, 64 MiB: every browser's Cache API keeps shards this size (an
+ * ephemeral Chromium context refuses entries of 256 MiB and more; see the README), and a load
+ * holds one shard at a time. A tensor larger than this gets a shard of its own.
+ */
+export const DEFAULT_SHARD_SIZE = 64 * 1024 * 1024;
 
 export interface ReadOptions {
   /** Take `ema.shadow_params` (default) rather than the raw `state_dict`. */
@@ -17,8 +23,10 @@ export interface ReadOptions {
 
 export interface ConvertOptions extends ReadOptions {
   dtype?: 'f32' | 'f16';
-  /** Start a new shard before one would exceed this many bytes (default 512 MiB). */
+  /** Start a new shard before one would exceed this many bytes (default 64 MiB). */
   shardSize?: number;
+  /** Stops the conversion between tensors; what it wrote is removed (DirSink.abort). */
+  signal?: AbortSignal;
 }
 
 /** A checkpoint's backbone, resolved to what the engine needs; tensors are still unread. */
@@ -230,6 +238,10 @@ export async function readCheckpointWeights(ckpt: Checkpoint, opts: ReadOptions 
 export interface DirSink {
   create(file: string): Promise<FileSink>;
   writeText(file: string, text: string): Promise<void>;
+  /** Make the files written the directory's model, all at once (a sink that writes in place has none). */
+  commit?(): Promise<void>;
+  /** Discard the files written (a failed or interrupted conversion). */
+  abort?(): Promise<void>;
 }
 
 export interface ConvertResult {
@@ -243,66 +255,100 @@ export interface ConvertResult {
 
 const shardName = (i: number, n: number): string => (n === 1 ? 'model.safetensors' : `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`);
 
+/** One tensor of a model being written: its name, dtype and shape, and its bytes when they are due. */
+export interface TensorSource extends TensorSpec {
+  bytes(): Promise<Uint8Array>;
+}
+
+/** What a model directory is written from: its config, its tensors in order, and config.json's dtype and provenance (read once every tensor is written). */
+export interface ModelToWrite {
+  config: ModelConfig;
+  dtype: 'f32' | 'f16';
+  tensors: readonly TensorSource[];
+  source(): Record<string, unknown>;
+  /** The safetensors `__metadata__` of every shard. */
+  metadata: Record<string, string>;
+}
+
+/**
+ * Write a model directory, one tensor in memory at a time: the tensors in order, split greedily
+ * into shards of at most `shardSize` bytes (a larger tensor gets a shard of its own), the index
+ * when there are several, config.json last; then `out.commit()` makes them the directory's
+ * model at once. On any failure (an abort of `signal` included) what was written is discarded.
+ */
+export async function writeModelDir(out: DirSink, model: ModelToWrite, opts: { shardSize?: number; signal?: AbortSignal; what?: string } = {}): Promise<{ dirConfig: ModelDirConfig; files: string[] }> {
+  const shardSize = opts.shardSize ?? DEFAULT_SHARD_SIZE;
+  if (!(Number.isSafeInteger(shardSize) && shardSize > 0)) fail('option', `--shard-size must be a positive integer number of bytes, got ${opts.shardSize}`);
+  const sizeOf = (t: TensorSpec) => t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+  const groups: number[][] = [[]];
+  let bytesInShard = 0;
+  model.tensors.forEach((t, i) => {
+    const current = groups[groups.length - 1];
+    if (current.length && bytesInShard + sizeOf(t) > shardSize) {
+      groups.push([i]);
+      bytesInShard = sizeOf(t);
+    } else {
+      current.push(i);
+      bytesInShard += sizeOf(t);
+    }
+  });
+  const shards: ShardInfo[] = [];
+  const weightMap: Record<string, string> = {};
+  let totalSize = 0;
+  const files: string[] = [];
+  try {
+    for (const [g, members] of groups.entries()) {
+      const file = shardName(g, groups.length);
+      const info = await writeSafetensors(await out.create(file), members.map((i) => model.tensors[i]), (k) => {
+        checkAborted(opts.signal, opts.what ?? 'the conversion');
+        return model.tensors[members[k]].bytes();
+      }, model.metadata);
+      shards.push({ file, ...info });
+      for (const i of members) {
+        weightMap[model.tensors[i].name] = file;
+        totalSize += sizeOf(model.tensors[i]);
+      }
+    }
+    files.push(...shards.map((s) => s.file));
+    if (shards.length > 1) {
+      await out.writeText('model.safetensors.index.json', `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2)}\n`);
+      files.push('model.safetensors.index.json');
+    }
+    const dirConfig: ModelDirConfig = { format: 'pgm-webgpu', formatVersion: 1, model: model.config, dtype: model.dtype, shards, source: model.source() };
+    await out.writeText('config.json', `${JSON.stringify(dirConfig, null, 2)}\n`);
+    files.push('config.json');
+    await out.commit?.();
+    return { dirConfig, files };
+  } catch (e) {
+    await out.abort?.();
+    throw e;
+  }
+}
+
 /** Convert a checkpoint into a model directory, one tensor in memory at a time. */
 export async function convertCheckpoint(ckpt: Checkpoint, out: DirSink, opts: ConvertOptions = {}): Promise<ConvertResult> {
   const model = inspectCheckpoint(ckpt, opts);
   const dtype = opts.dtype ?? 'f32';
   const stDtype: SafetensorsDtype = dtype === 'f16' ? 'F16' : 'F32';
-  const shardSize = opts.shardSize ?? DEFAULT_SHARD_SIZE;
-  if (!(Number.isSafeInteger(shardSize) && shardSize > 0)) fail('option', `--shard-size must be a positive integer number of bytes, got ${opts.shardSize}`);
-  const metadata = { format: 'pt', producer: CONVERTER, arch: model.config.arch, weights: String(model.source.weights) };
-
-  // Greedy split of the tensor data in state_dict order; a tensor larger than the limit gets a shard of its own.
-  const specs = model.parameters.map((p): TensorSpec => ({ name: p.name, dtype: stDtype, shape: p.shape }));
-  const groups: number[][] = [[]];
-  let bytesInShard = 0;
-  specs.forEach((s, i) => {
-    const size = s.shape.reduce((a, b) => a * b, 1) * (stDtype === 'F32' ? 4 : 2);
-    const current = groups[groups.length - 1];
-    if (current.length && bytesInShard + size > shardSize) {
-      groups.push([i]);
-      bytesInShard = size;
-    } else {
-      current.push(i);
-      bytesInShard += size;
-    }
-  });
-
   const warnings = [...model.warnings];
   let overflow = 0;
-  const shards: ShardInfo[] = [];
-  const weightMap: Record<string, string> = {};
-  let totalSize = 0;
-  for (let g = 0; g < groups.length; g++) {
-    const fileName = shardName(g, groups.length);
-    const members = groups[g];
-    const info = await writeSafetensors(
-      await out.create(fileName),
-      members.map((i) => specs[i]),
-      async (k) => {
-        const p = model.parameters[members[k]];
-        const values = await ckpt.readFloat32(p.tensor, p.name);
-        if (stDtype === 'F16') for (const v of values) if (Math.abs(v) > 65504 && Number.isFinite(v)) overflow++;
-        return encodeFloats(values, stDtype);
-      },
-      metadata,
-    );
-    shards.push({ file: fileName, ...info });
-    for (const i of members) {
-      weightMap[specs[i].name] = fileName;
-      totalSize += specs[i].shape.reduce((a, b) => a * b, 1) * (stDtype === 'F32' ? 4 : 2);
-    }
-  }
-  if (overflow) warnings.push(`${overflow} value(s) exceed the float16 range and became infinite; convert with --dtype f32`);
-  const files = shards.map((s) => s.file);
-  if (shards.length > 1) {
-    await out.writeText('model.safetensors.index.json', `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2)}\n`);
-    files.push('model.safetensors.index.json');
-  }
-  if (warnings.length) model.source.warnings = warnings;
-  const dirConfig: ModelDirConfig = { format: 'pgm-webgpu', formatVersion: 1, model: model.config, dtype, shards, source: model.source };
-  await out.writeText('config.json', `${JSON.stringify(dirConfig, null, 2)}\n`);
-  files.push('config.json');
+  const tensors = model.parameters.map((p): TensorSource => ({
+    name: p.name,
+    dtype: stDtype,
+    shape: p.shape,
+    async bytes() {
+      const values = await ckpt.readFloat32(p.tensor, p.name);
+      if (stDtype === 'F16') for (const v of values) if (Math.abs(v) > 65504 && Number.isFinite(v)) overflow++;
+      return encodeFloats(values, stDtype);
+    },
+  }));
+  const source = () => {
+    if (overflow) warnings.push(`${overflow} value(s) exceed the float16 range and became infinite; convert with --dtype f32`);
+    if (warnings.length) model.source.warnings = warnings;
+    return model.source;
+  };
+  const metadata = { format: 'pt', producer: CONVERTER, arch: model.config.arch, weights: String(model.source.weights) };
+  const { dirConfig, files } = await writeModelDir(out, { config: model.config, dtype, tensors, source, metadata }, opts);
   const params = model.parameters.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
   return { dirConfig, files, params, ignored: model.ignored, warnings };
 }

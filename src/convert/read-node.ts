@@ -1,6 +1,7 @@
 /** Node: models straight from a Lightning `.ckpt`, or from a path that may be either. */
 import { stat } from 'node:fs/promises';
 import { PgmError } from '../errors.js';
+import { checkAborted } from '../model/fetch.js';
 import type { ModelConfig } from '../model/config.js';
 import { loadModelDir } from '../model/load-node.js';
 import type { LoadOptions } from '../model/load.js';
@@ -24,5 +25,9 @@ export async function loadModelPath(path: string, opts: ReadOptions & LoadOption
   const info = await stat(path).catch((e: NodeJS.ErrnoException) => {
     throw new PgmError('io', `${path}: ${e.code === 'ENOENT' ? 'no such file or directory' : e.message}`, { cause: e });
   });
-  return info.isDirectory() ? loadModelDir(path, opts) : loadCheckpoint(path, opts);
+  if (info.isDirectory()) return loadModelDir(path, opts);
+  checkAborted(opts.signal);
+  const model = await loadCheckpoint(path, opts);
+  checkAborted(opts.signal);
+  return model;
 }

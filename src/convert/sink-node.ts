@@ -1,6 +1,7 @@
-import { createHash } from 'node:crypto';
-import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { PgmError } from '../errors.js';
 import type { FileSink } from '../model/safetensors.js';
 import type { DirSink } from './convert.js';
@@ -9,6 +10,7 @@ import type { DirSink } from './convert.js';
 const ADVICE: Record<string, string> = {
   ENOSPC: 'free some disk space or convert into another directory',
   EDQUOT: 'free some of your disk quota or convert into another directory',
+  EFBIG: 'the file is larger than this file system or the process limit (ulimit -f) allows',
   EACCES: 'check the permissions of the output directory',
   EPERM: 'check the permissions of the output directory',
   EROFS: 'the file system is read-only; convert into another directory',
@@ -25,9 +27,76 @@ async function onDisk<T>(path: string, what: string, op: () => Promise<T>): Prom
   }
 }
 
+/** Temporaries and set-aside shards this module writes: `.<name>.<12 hex>.partial`, `<stem>.replaced-<12 hex>.safetensors`. */
+const TEMPORARY = /^\..+\.[0-9a-f]{12}\.partial$/;
+const SET_ASIDE = /\.replaced-[0-9a-f]{12}\.safetensors$/;
+/** The files a conversion writes (convert.ts's shard names and index). */
+const CONVERTED = /^(model(-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json)$/;
+
 /**
- * Write a model directory on disk. Files are written as `<name>.partial` and renamed when
- * complete, so an interrupted conversion never leaves a plausible-looking shard behind.
+ * A fresh name beside `path` for a file being written (`.<name>.<random>.partial`): nobody can
+ * plant a link there in advance, and it is opened with O_EXCL (`wx`), so none is followed.
+ */
+export function temporaryPath(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`);
+}
+
+/** Write `text` to `path` whole or not at all: into a temporary beside it, created exclusively, then renamed over it. */
+export async function replaceFile(path: string, text: string): Promise<void> {
+  const partial = temporaryPath(path);
+  try {
+    await onDisk(partial, 'write', () => writeFile(partial, text, { flag: 'wx' }));
+    await onDisk(path, 'rename the finished file into place', () => rename(partial, path));
+  } catch (e) {
+    await rm(partial, { force: true }).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** The shard files the model now in `dir` lists (none when there is no readable config.json). */
+async function listedShards(dir: string): Promise<{ config?: Record<string, unknown>; shards: string[] }> {
+  try {
+    const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { shards?: { file?: unknown }[] };
+    const shards = (Array.isArray(config.shards) ? config.shards : []).map((s) => s?.file).filter((f): f is string => typeof f === 'string' && /^[\w.-]+\.safetensors$/.test(f));
+    return { config, shards };
+  } catch {
+    return { shards: [] };
+  }
+}
+
+/**
+ * Make the staged files (`staged`: final name -> temporary path) the model of `dir`, so that at
+ * every instant the directory holds a model that loads, the old one or the new. The old shards
+ * whose names the new model reuses are first set aside under new names (hard links, else
+ * copies) and the old config.json is pointed at them (one rename); then the new shards are
+ * renamed into place, and the new config.json last (one rename: from then on the directory is
+ * the new model). Finally the files of the old model that the new one does not use are removed:
+ * set-aside shards, old shards and index, temporaries of interrupted conversions.
+ */
+async function replaceModel(dir: string, staged: Map<string, string>): Promise<void> {
+  const old = await listedShards(dir);
+  const reused = old.shards.filter((f) => staged.has(f));
+  if (old.config && reused.length) {
+    const moved = new Map<string, string>();
+    for (const file of reused) {
+      const aside = file.replace(/\.safetensors$/, `.replaced-${randomBytes(6).toString('hex')}.safetensors`);
+      await onDisk(join(dir, aside), 'set the old shard aside', () => link(join(dir, file), join(dir, aside)).catch(() => copyFile(join(dir, file), join(dir, aside), constants.COPYFILE_EXCL)));
+      moved.set(file, aside);
+    }
+    const shards = (old.config.shards as { file: string }[]).map((s) => ({ ...s, file: moved.get(s.file) ?? s.file }));
+    await replaceFile(join(dir, 'config.json'), `${JSON.stringify({ ...old.config, shards }, null, 2)}\n`);
+  }
+  for (const [file, partial] of staged) if (file !== 'config.json') await onDisk(join(dir, file), 'rename the finished file into place', () => rename(partial, join(dir, file)));
+  const config = staged.get('config.json');
+  if (config) await onDisk(join(dir, 'config.json'), 'rename the finished file into place', () => rename(config, join(dir, 'config.json')));
+  const stale = (name: string) => !staged.has(name) && (old.shards.includes(name) || CONVERTED.test(name) || SET_ASIDE.test(name) || TEMPORARY.test(name));
+  for (const name of (await readdir(dir)).filter(stale)) await rm(join(dir, name), { force: true }).catch(() => undefined);
+}
+
+/**
+ * Write a model directory on disk. Every file goes to a temporary beside its final name, and
+ * `commit` makes them the directory's model at once (see replaceModel); `abort` removes them. A
+ * conversion interrupted at any moment leaves the directory's old model (or none) loadable.
  */
 export async function dirSink(dir: string): Promise<DirSink> {
   try {
@@ -35,11 +104,17 @@ export async function dirSink(dir: string): Promise<DirSink> {
   } catch (e) {
     throw new PgmError('io', `${dir}: cannot create output directory (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
   }
+  const staged = new Map<string, string>();
+  const partials = new Set<string>();
+  const stage = (file: string): string => {
+    const partial = temporaryPath(join(dir, file));
+    partials.add(partial);
+    return partial;
+  };
   return {
     async create(file): Promise<FileSink> {
-      const path = join(dir, file);
-      const partial = `${path}.partial`;
-      const fh = await onDisk(partial, 'create the file', () => open(partial, 'w'));
+      const partial = stage(file);
+      const fh = await onDisk(partial, 'create the file', () => open(partial, 'wx'));
       const hash = createHash('sha256');
       let size = 0;
       return {
@@ -50,13 +125,8 @@ export async function dirSink(dir: string): Promise<DirSink> {
           while (done < bytes.length) done += (await onDisk(partial, 'write', () => fh.write(bytes, done, bytes.length - done))).bytesWritten;
         },
         async close() {
-          try {
-            await onDisk(partial, 'finish writing', () => fh.close());
-            await onDisk(path, 'rename the finished file into place', () => rename(partial, path));
-          } catch (e) {
-            await rm(partial, { force: true }).catch(() => undefined);
-            throw e;
-          }
+          await onDisk(partial, 'finish writing', () => fh.close());
+          staged.set(file, partial);
           return { size, sha256: hash.digest('hex') };
         },
         async abort() {
@@ -67,9 +137,17 @@ export async function dirSink(dir: string): Promise<DirSink> {
       };
     },
     async writeText(file, text) {
-      const path = join(dir, file);
-      await onDisk(`${path}.partial`, 'write', () => writeFile(`${path}.partial`, text));
-      await onDisk(path, 'rename the finished file into place', () => rename(`${path}.partial`, path));
+      const partial = stage(file);
+      await onDisk(partial, 'write', () => writeFile(partial, text, { flag: 'wx' }));
+      staged.set(file, partial);
+    },
+    async commit() {
+      await replaceModel(dir, staged);
+      partials.clear();
+    },
+    async abort() {
+      await Promise.all([...partials].map((p) => rm(p, { force: true }).catch(() => undefined)));
+      partials.clear();
     },
   };
 }

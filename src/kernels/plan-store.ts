@@ -22,10 +22,13 @@ export function usePlanFile(file: PlanFile | undefined): void {
   planFile = file;
 }
 
-/** The plans of the plan file with `change` made, written back (failures: nothing stored). */
+const KEY_PREFIX = `pgm-webgpu.kernel-plan.v${VARIANT_SET_VERSION}:`;
+
+/** The plans of the plan file with `change` made, written back (failures: nothing stored); entries of older variant sets or not plans at all are dropped. */
 async function updatePlanFile(file: PlanFile, change: (plans: Record<string, unknown>) => void): Promise<void> {
   try {
     const plans = await file.read();
+    for (const [key, plan] of Object.entries(plans)) if (!key.startsWith(KEY_PREFIX) || !isPlan(plan)) delete plans[key];
     change(plans);
     await file.write(plans);
   } catch {
@@ -35,7 +38,7 @@ async function updatePlanFile(file: PlanFile, change: (plans: Record<string, unk
 
 /** The key of an adapter's plans; a device without `subgroups` (one the caller made) has its own. */
 export const planKey = (adapter: AdapterSummary, subgroups = true): string =>
-  `pgm-webgpu.kernel-plan.v${VARIANT_SET_VERSION}:${adapter.vendor}/${adapter.architecture}/${adapter.description}${subgroups ? '' : '/no-subgroups'}`;
+  `${KEY_PREFIX}${adapter.vendor}/${adapter.architecture}/${adapter.description}${subgroups ? '' : '/no-subgroups'}`;
 
 function browserStorage(): Storage | undefined {
   try {

@@ -60,7 +60,10 @@ export async function kernelPlan(
   let plan = DEFAULT_PLAN;
   if (!matmul || !attention) {
     const key = planKey(gpu.adapter, hasSubgroups(gpu.device));
-    const recalled = await recall(key);
+    // A remembered plan naming a variant this device cannot run (a cache file copied from
+    // another machine, or edited) is as good as none: measured again and rewritten.
+    const stored = await recall(key);
+    const recalled = stored && planRuns(stored, gpu.device) ? stored : undefined;
     if (recalled && matmulShapes(shapes).every(([K, N]) => weightKey(shapes, K, N) in recalled.matmul)) plan = recalled;
     else {
       const measured = (await measurePlan(gpu.device, kernels, shapes)).plan;
@@ -73,6 +76,9 @@ export async function kernelPlan(
     attention: attention ? everyBucket(attention) : plan.attention,
   };
 }
+
+/** Every variant `plan` names runs on `device`. */
+const planRuns = (plan: KernelPlan, device: GPUDevice): boolean => Object.values(plan.matmul).every((buckets) => buckets.every((v) => variantRuns(v, device)));
 
 // ---------------------------------------------------------------------------------------------
 // Measuring.

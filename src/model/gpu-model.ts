@@ -35,6 +35,8 @@ export interface GpuModelOptions extends PlanOptions {
    * adaLN and timestep weights) are not uploaded.
    */
   weightStorage?: WeightStorage;
+  /** Called once load is done with the time spent uploading weights and the rest (kernel plan, pipelines): ms each. */
+  onPhase?: (phase: 'upload' | 'compile', ms: number) => void;
 }
 
 export const WEIGHT_STORAGES = ['auto', 'f32', 'f16'] as const;
@@ -101,6 +103,8 @@ export class GpuModel {
     const storage = options.weightStorage ?? 'auto';
     if (!WEIGHT_STORAGES.includes(storage)) fail('option', `weightStorage must be one of ${WEIGHT_STORAGES.join(', ')}; got "${storage}"`);
     const memory = new GpuMemory(ctx.device, ctx.napWhileWaiting ?? canNap);
+    const started = performance.now();
+    let uploadMs = 0;
     const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     try {
       const L = config.length;
@@ -115,9 +119,11 @@ export class GpuModel {
         let t = gpuWeights.get(name);
         if (t) return t;
         const tensor = weights.get(name) ?? fail('architecture', `the model has no tensor ${name}`);
+        const uploading = performance.now();
         t = linear(name, tensor) && (storage === 'f16' || (storage === 'auto' && tensor.half))
           ? gpuTensor(name, memory.upload(name, halfBits(tensor)), tensor.shape, 'f16')
           : gpuTensor(name, memory.upload(name, tensor.data), tensor.shape);
+        uploadMs += performance.now() - uploading;
         gpuWeights.set(name, t);
         return t;
       };
@@ -171,6 +177,8 @@ export class GpuModel {
         queryPositions: act.queryPositions.buffer, cleanTokens: act.cleanTokens.buffer, cleanPositions: act.cleanPositions.buffer, drawn,
       });
       const buildIncremental = () => build(incrementalSide({ activation, indices }, config));
+      options.onPhase?.('upload', uploadMs);
+      options.onPhase?.('compile', performance.now() - started - uploadMs);
       return new GpuModel(config, ws, act, forward, sampler, seeds, drawn, buildIncremental);
     } catch (e) {
       memory.releaseAll();

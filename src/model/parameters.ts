@@ -104,3 +104,25 @@ export function parameterMismatches(c: ModelConfig, actual: ReadonlyMap<string, 
   }
   return problems;
 }
+
+/**
+ * How many values and tensors the backbone `c` describes has, without listing its names (a
+ * hostile config.json may claim 1e308 blocks): the model without blocks plus each kind of block
+ * times its count. Infinity where the counts overflow.
+ */
+export function parameterTotals(c: ModelConfig): { values: number; tensors: number } {
+  const totals = (blocks: Partial<ModelConfig>) => {
+    const shapes = expectedParameters({ ...c, ...blocks });
+    return { values: [...shapes.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0), tensors: shapes.size };
+  };
+  const kinds: [Partial<ModelConfig>, number][] =
+    c.arch === 'pgm' ? [[{ encoderBlocks: 1, decoderBlocks: 0 }, c.encoderBlocks], [{ encoderBlocks: 0, decoderBlocks: 1 }, c.decoderBlocks]] : [[{ nBlocks: 1 }, c.nBlocks]];
+  const base = totals({ encoderBlocks: 0, decoderBlocks: 0, nBlocks: 0 });
+  const out = { ...base };
+  for (const [one, count] of kinds) {
+    const block = totals(one);
+    out.values += (block.values - base.values) * count;
+    out.tensors += (block.tensors - base.tensors) * count;
+  }
+  return out;
+}

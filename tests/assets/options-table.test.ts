@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { usage } from '../../src/cli/generate.js';
-import { GENERATION_OPTIONS } from '../../src/options.js';
-import { README, optionsTable } from '../../scripts/options-table.js';
+import { checkEngineOptionTypes, ENGINE_OPTIONS, GENERATION_OPTIONS } from '../../src/options.js';
+import { README, engineOptionsTable, optionsTable } from '../../scripts/options-table.js';
 
 describe('one table of generation options', () => {
   it("README.md's option list is the table (npx tsx scripts/options-table.ts rewrites it)", () => {
@@ -17,7 +17,40 @@ describe('one table of generation options', () => {
   });
 
   it('every option has its type check, and the names are unique', () => {
-    expect(new Set(GENERATION_OPTIONS.map((o) => o.name)).size).toBe(GENERATION_OPTIONS.length);
-    for (const o of GENERATION_OPTIONS) expect(o.check(Symbol('not an option value')), o.name).toBeTypeOf('string');
+    for (const table of [GENERATION_OPTIONS, ENGINE_OPTIONS]) {
+      expect(new Set(table.map((o) => o.name)).size).toBe(table.length);
+      for (const o of table) expect(o.check(Symbol('not an option value')), o.name).toBeTypeOf('string');
+    }
+  });
+});
+
+describe("one table of createEngine's options", () => {
+  it("README.md's engine option list is the table", () => {
+    expect(readFileSync(README, 'utf8')).toContain(engineOptionsTable());
+  });
+
+  it('names every createEngine option of the types, and nothing else', () => {
+    const types = readFileSync(new URL('../../src/types.ts', import.meta.url), 'utf8');
+    const declared = /export interface EngineOptions \{([\s\S]*?)\n\}/.exec(types)![1].match(/^ {2}(\w+)\?:/gm)!.map((m) => m.trim().slice(0, -2));
+    expect(ENGINE_OPTIONS.map((o) => o.name).sort()).toEqual(declared.sort());
+  });
+
+  it('unknown names and wrong types are PgmError(option) naming them', () => {
+    const message = (options: unknown) => {
+      try {
+        checkEngineOptionTypes(options);
+      } catch (e) {
+        return [(e as { code: string }).code, (e as Error).message];
+      }
+      return undefined;
+    };
+    expect(message({ modle: 'x' })).toEqual(['option', `createEngine: unknown option "modle"; the options are ${ENGINE_OPTIONS.map((o) => o.name).join(', ')}`]);
+    expect(message({ onProgres: () => undefined })?.[1]).toMatch(/^createEngine: unknown option "onProgres"/);
+    expect(message({ maxBatch: '4' })).toEqual(['option', 'createEngine: maxBatch must be an integer >= 1, got string "4"']);
+    expect(message({ stallTimeout: 2 ** 31 })).toEqual(['option', 'createEngine: stallTimeout must be a number of milliseconds in (0, 2^31), or Infinity, got 2147483648']);
+    expect(message({ cache: 'yes' })?.[1]).toBe('createEngine: cache must be true, false or a ModelStore { get, put, delete, keys }, got string "yes"');
+    expect(message({ weightStorage: 'bf16' })?.[1]).toBe('createEngine: unknown weightStorage "bf16"; use one of auto, f32, f16');
+    expect(message('pgm-small')?.[1]).toBe('createEngine: options must be an object, got string "pgm-small"');
+    expect(message({ model: 'pgm-small', signal: new AbortController().signal, stallTimeout: Infinity, cache: false, warmUp: true, onProgress: () => undefined, maxBatch: undefined })).toBeUndefined();
   });
 });

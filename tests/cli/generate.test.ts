@@ -118,7 +118,19 @@ describe('pgm generate, the command line', () => {
     const r = await pgm('generate', '--seed', '-1');
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^pgm: --seed must be an integer in \[0, 4294967295\] .*got -1\n\nusage: pgm generate/);
-    expect((await pgm('generate', '--seed', '1.5')).stderr).toMatch(/^pgm: --seed expects an integer, got "1.5"/);
+    expect((await pgm('generate', '--seed', '1.5')).stderr).toMatch(/^pgm: --seed expects an integer \(decimal digits, below 2\^53\), got "1.5"/);
+  });
+
+  it('numbers as typed: 0x10, 1e3, " 8", an empty value and integers past 2^53 are usage mistakes; so are mistakes only the model reveals (exit 2)', async () => {
+    for (const text of ['0x10', '1e3', ' 8', '', '9007199254740993']) {
+      const r = await pgm('generate', '--length', text);
+      expect([r.code, r.stderr.split('\n')[0]], text).toEqual([2, `pgm: --length expects an integer (decimal digits, below 2^53), got ${JSON.stringify(text)}`]);
+    }
+    expect((await pgm('generate', '--temperature', '0x1')).stderr).toMatch(/^pgm: --temperature expects a decimal number, got "0x1"/);
+    const mdlm = await pgm('generate', '--model', 'mdlm-small', '--encoder', 'delayed', '--seed', '1');
+    expect([mdlm.code, mdlm.stderr.split('\n')[0]]).toEqual([2, 'pgm: encoder delayed needs a PGM: an MDLM has no clean set to keep keys and values of (it runs every position each step)']);
+    const refresh = await pgm('generate', '--encoder', 'incremental', '--refresh', '8', '--steps', '8', '--length', '16', '--seed', '1');
+    expect([refresh.code, refresh.stderr.split('\n')[0]]).toEqual([2, 'pgm: refresh 8 is not below steps 8: no step after the first would re-encode, the same as no refresh; give a refresh below 8, or none']);
   });
 
   it('a temperature the sampler cannot represent, and MDLM steps without bound, are refused before generating', async () => {
@@ -130,7 +142,7 @@ describe('pgm generate, the command line', () => {
       [['--batch', '100000'], /^pgm: --batch must be in \[1, 64\], got 100000/],
     ] as const) {
       const r = await pgm('generate', '--seed', '1', ...argv);
-      expect(r.code, argv.join(' ')).not.toBe(0);
+      expect(r.code, argv.join(' ')).toBe(2);
       expect(r.stderr).toMatch(message);
       expect(r.stdout).toBe('');
     }

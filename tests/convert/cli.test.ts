@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -42,22 +42,14 @@ describe('pgm convert', () => {
     expect(existsSync(join(out, 'c', 'config.json'))).toBe(false);
   });
 
-  it('a full disk or a file in the way is an io error naming the file, with no partial file left', async () => {
-    // /dev/full fails every write with ENOSPC: the shard's partial file is a link to it.
-    const full = join(out, 'full');
-    await mkdir(full);
-    await symlink('/dev/full', join(full, 'model.safetensors.partial'));
-    const r = await pgm('convert', CKPT, full);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^pgm: .*full\/model\.safetensors\.partial: cannot write \(ENOSPC: no space left on device, write\); free some disk space or convert into another directory$/);
-    expect(await readdir(full)).toEqual([]);
-    // A directory where the config goes: the shard is written, the config cannot be.
+  it('a directory in the way of config.json is an io error naming it, with no temporary left (write errors: tests/convert/replace.test.ts)', async () => {
     const blocked = join(out, 'blocked');
-    await mkdir(join(blocked, 'config.json.partial'), { recursive: true });
+    await mkdir(join(blocked, 'config.json'), { recursive: true });
     const b = await pgm('convert', CKPT, blocked);
     expect(b.code).toBe(1);
-    expect(b.stderr).toMatch(/^pgm: .*blocked\/config\.json\.partial: cannot write \(EISDIR: illegal operation on a directory, open '.*config\.json\.partial'\)$/);
+    expect(b.stderr).toMatch(/^pgm: .*blocked\/config\.json: cannot rename the finished file into place \(EISDIR: illegal operation on a directory, rename '.*\/\.config\.json\.[0-9a-f]{12}\.partial' -> '.*config\.json'\)$/);
     expect(b.stderr).not.toContain('internal error');
+    expect((await readdir(blocked)).filter((f) => f.endsWith('.partial'))).toEqual([]);
   });
 
   it('usage errors: exit 2', async () => {

@@ -65,7 +65,7 @@ describe('model directory loading', () => {
 
   it('loads over fetch (the browser path), directly and through a manifest', async () => {
     const progress: number[] = [];
-    const a = await loadModelFromUrl('http://models.test/mdlm-edge', { onProgress: (n) => progress.push(n) }, diskFetch);
+    const a = await loadModelFromUrl('http://models.test/mdlm-edge', { onProgress: (p) => p.phase === 'verify' && progress.push(p.loadedBytes) }, diskFetch);
     expect(a.weights.size).toBe(30);
     expect(progress).toEqual([dirConfig.shards[0].size]);
     const manifest: WeightsManifest = { version: 1, default: 'mdlm-edge', models: [entry()] };
@@ -107,9 +107,9 @@ describe('model directory loading', () => {
     const e = await pgmError(() => loadModelDir(flipped));
     expect(e.code).toBe('integrity');
     const want = dirConfig.shards[0].sha256.slice(0, 12);
-    expect(e.message).toMatch(new RegExp(`^shard model\\.safetensors: sha256 mismatch \\(expected ${want}…, got [0-9a-f]{12}…\\); delete the cached copy or re-download$`));
+    expect(e.message).toMatch(new RegExp(`^shard model\\.safetensors: sha256 mismatch \\(expected ${want}…, got [0-9a-f]{12}…\\); the directory holds a damaged or partly written model; convert it again$`));
     const cut = await copy(async (dir) => writeFile(join(dir, 'model.safetensors'), (await readFile(join(dir, 'model.safetensors'))).subarray(0, 100)));
-    expect((await pgmError(() => loadModelDir(cut))).message).toBe(`shard model.safetensors: size mismatch (expected ${dirConfig.shards[0].size} bytes, got 100); delete the cached copy or re-download`);
+    expect((await pgmError(() => loadModelDir(cut))).message).toBe(`shard model.safetensors: size mismatch (expected ${dirConfig.shards[0].size} bytes, got 100); the directory holds a damaged or partly written model; convert it again`);
   });
 
   it('a shard larger than declared is not read whole, over HTTP or from disk', async () => {
@@ -136,7 +136,7 @@ describe('model directory loading', () => {
     try {
       const { port } = server.address() as AddressInfo;
       const e = await pgmError(() => loadModelFromUrl(`http://127.0.0.1:${port}/m/`));
-      expect([e.code, e.message]).toEqual(['integrity', `shard model.safetensors: larger than its declared ${shard.length} bytes (reading stopped there); delete the cached copy or re-download`]);
+      expect([e.code, e.message]).toEqual(['integrity', `shard model.safetensors: larger than its declared ${shard.length} bytes (the server announces ${shard.length + extra}); the server's copy is damaged or belongs to another version of the model; try again, or fix the files on the server`]);
       // What the server could push into the socket buffers before the reader hung up, not 64 MiB.
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(sent).toBeLessThan(extra / 4);
@@ -145,7 +145,7 @@ describe('model directory loading', () => {
       await new Promise((resolve) => server.close(resolve));
     }
     const longer = await copy(async (dir) => writeFile(join(dir, 'model.safetensors'), Buffer.concat([shard, Buffer.alloc(2 ** 20)])));
-    expect((await pgmError(() => loadModelDir(longer))).message).toBe(`shard model.safetensors: larger than its declared ${shard.length} bytes (reading stopped there); delete the cached copy or re-download`);
+    expect((await pgmError(() => loadModelDir(longer))).message).toBe(`shard model.safetensors: larger than its declared ${shard.length} bytes (reading stopped there); the directory holds a damaged or partly written model; convert it again`);
     const hugeConfig = await copy(async (dir) => writeFile(join(dir, 'config.json'), Buffer.alloc(17 * 2 ** 20, 32)));
     expect(await pgmError(() => loadModelDir(hugeConfig))).toMatchObject({ code: 'config', message: expect.stringMatching(/config\.json: larger than 16777216 bytes, not a model config/) });
   });
@@ -153,7 +153,7 @@ describe('model directory loading', () => {
   it('checks the shards against the manifest entry', async () => {
     const other = { ...dirConfig.shards[0], sha256: 'f'.repeat(64) };
     const e = await pgmError(() => loadModelDir(modelDir, { manifestEntry: entry({ shards: [other] }) }));
-    expect([e.code, e.message]).toEqual(['integrity', 'shard model.safetensors: config.json and the manifest entry mdlm-edge disagree on it; delete the cached copy or re-download']);
+    expect([e.code, e.message]).toEqual(['integrity', 'shard model.safetensors: config.json and the manifest entry mdlm-edge disagree on it; the directory holds a damaged or partly written model; convert it again']);
   });
 
   it('validates config.json and that the tensors match it', async () => {

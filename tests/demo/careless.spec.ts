@@ -1,7 +1,8 @@
 /**
  * The demo given careless input: a manifest entry without `arch`, a `?model=` the manifest
- * does not have, and a shard served larger than its declared size. The page says what is
- * wrong in words, throws nothing, and downloads a bad shard once.
+ * does not have, a shard served larger than its declared size, an empty number field, a data:
+ * manifest with relative paths, a manifest of 2,000 models. The page says what is wrong in
+ * words, throws nothing, and downloads a bad shard once.
  */
 import { expect, test, type Page } from '@playwright/test';
 import { demoUrl } from './browser.js';
@@ -45,9 +46,34 @@ test('a shard served larger than declared is an integrity error after one reques
     await route.fulfill({ body: Buffer.concat([shard, Buffer.alloc(2 ** 20)]) });
   });
   await page.goto(demoUrl());
-  await expect(page.locator('#problem .error')).toHaveText(/^shard [\w.-]+\.safetensors: larger than its declared \d+ bytes \(reading stopped there\); delete the cached copy or re-download$/);
+  await expect(page.locator('#problem .error')).toHaveText(/^shard [\w.-]+\.safetensors: larger than its declared \d+ bytes \(the server announces \d+\); the server's copy is damaged or belongs to another version of the model; try again, or fix the files on the server$/);
   expect(requests).toBe(1);
-  const cached = await page.evaluate(async () => (await (await caches.open('pgm-webgpu-models')).keys()).map((r) => r.url).filter((u) => u.endsWith('.safetensors')));
+  const cached = await page.evaluate(async () => (await (await caches.open('pgm-webgpu-models')).keys()).map((r) => decodeURIComponent(r.url)).filter((u) => u.includes('sha256:')));
   expect(cached).toEqual([]);
+  expect(errors).toEqual([]);
+});
+
+test('an empty Length is named, not read as 0; a data: manifest with a relative model path says so; 2,000 models list 500', async ({ page }) => {
+  const errors = pageErrors(page);
+  await page.goto(demoUrl());
+  await expect(page.locator('#generate')).toBeEnabled();
+  await page.fill('#length', '');
+  await page.click('#generate');
+  await expect(page.locator('#problem .error')).toHaveText('Length is empty: give a number');
+
+  const manifest = await (await page.request.get(`${new URL(demoUrl()).origin}/test-models/weights-manifest.json`)).json();
+  const data = `data:application/json,${encodeURIComponent(JSON.stringify(manifest))}`;
+  await page.goto(`${new URL(demoUrl()).origin}/demo/?manifest=${encodeURIComponent(data)}`);
+  await expect(page.locator('#problem .error')).toHaveText(new RegExp(`^data:application/json,.*: model ${TEST_MODELS.pgm} has the path "${TEST_MODELS.pgm}/", which names no URL relative to a data: manifest; give an absolute http\\(s\\) URL$`));
+  await expect(page.locator('#model')).toBeEnabled();
+
+  await page.route((url) => url.pathname === '/test-models/weights-manifest.json', async (route) => {
+    const many = { ...manifest, models: [...manifest.models, ...Array.from({ length: 2000 }, (_, i) => ({ ...manifest.models[0], id: `copy-${i}`, twin: undefined }))] };
+    await route.fulfill({ json: many });
+  });
+  await page.goto(demoUrl());
+  await expect(page.locator('#model-info')).toContainText(`${TEST_MODELS.pgm}: PGM`);
+  await expect(page.locator('#model option')).toHaveCount(502);
+  await expect(page.locator('#model option').nth(500)).toHaveText('… 1502 more in the manifest: open the page with ?model=<id>');
   expect(errors).toEqual([]);
 });

@@ -6,6 +6,7 @@
  * docs/demo.png; writing it on every run would dirty the working tree).
  */
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect, test, type Page } from '@playwright/test';
@@ -72,16 +73,19 @@ test('the demo loads a model, generates the CLI text, stops, caches, survives de
   await test.step('a reload reads the weights from the cache; a corrupt cached shard is evicted and fetched again', async () => {
     await page.reload();
     await expect(modelInfo(page)).toContainText("from this browser's cache");
-    await page.evaluate(async () => {
+    const sha256 = JSON.parse(await readFile(join(process.env.PGM_DEMO_MODELS!, TEST_MODELS.pgm, 'config.json'), 'utf8')).shards[0].sha256 as string;
+    await page.evaluate(async (sha256) => {
       const cache = await caches.open('pgm-webgpu-models');
-      const shard = (await cache.keys()).find((r) => r.url.includes('/pgm-test/') && r.url.endsWith('.safetensors'))!;
+      // The library keeps shards by their sha256.
+      const shard = (await cache.keys()).find((r) => decodeURIComponent(r.url).endsWith(`sha256:${sha256}`))!;
       const bytes = new Uint8Array(await (await cache.match(shard))!.arrayBuffer());
       bytes[bytes.length - 1] ^= 0xff;
       await cache.put(shard, new Response(bytes));
-    });
+    }, sha256);
     await page.reload();
     await expect(modelInfo(page)).toContainText(`${TEST_MODELS.pgm}: PGM`);
     await expect(modelInfo(page)).toContainText('downloaded');
+    await expect(page.locator('#load-warnings')).toHaveText(/^Warning: the cached copy of model\.safetensors is damaged \(sha256 mismatch .*\); evicted, downloading it again$/);
     await expect(page.locator('#problem')).toBeHidden();
   });
 

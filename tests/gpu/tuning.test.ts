@@ -8,7 +8,9 @@ import { KernelCache } from '../../src/gpu/kernel.js';
 import {
   ANY_SHAPE, ATTENTION_VARIANTS, bucketRange, everyBucket, isPlan, MATMUL_VARIANTS, matmulBuckets, matmulKey, matmulShapes, ROW_BUCKETS, VARIANT_SET_VERSION, type KernelPlan, type ModelShapes,
 } from '../../src/kernels/plan.js';
-import { forgetPlans, idbPlans, planKey, remember } from '../../src/kernels/plan-store.js';
+import { forgetPlans, idbPlans, planKey, recall, remember } from '../../src/kernels/plan-store.js';
+import { GpuModel } from '../../src/model/gpu-model.js';
+import { randomWeights, tinyConfig } from '../../src/reference/random.js';
 import { kernelPlan, measurePlan } from '../../src/kernels/tuning.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
 
@@ -52,6 +54,32 @@ describe(`kernel plan (${runtime})`, () => {
       expect(err).toBeInstanceOf(PgmError);
       expect((err as PgmError).message).toMatch(/'broadcast' needs the WebGPU feature 'subgroups'/);
     } finally {
+      plain.destroy();
+    }
+  });
+
+  it('a remembered plan naming a variant the device cannot run (broadcast under the key of a device without subgroups) is as good as none: measured again, rewritten, and models load', async () => {
+    const gpu = await testGpu();
+    const plain = await (await gpu.gpu.requestAdapter())!.requestDevice(); // no subgroups
+    try {
+      const key = planKey(gpu.adapter, false);
+      const unrunnable: KernelPlan = { matmul: Object.fromEntries(matmulShapes(tiny).map(([K, N]) => [matmulKey(K, N), everyBucket('broadcast')])), attention: everyBucket('thread') };
+      await forgetPlans(gpu.adapter);
+      // In the store only (a copied cache file, a localStorage value from elsewhere): Node's plan file, or localStorage.
+      if (typeof window !== 'undefined') window.localStorage.setItem(key, JSON.stringify(unrunnable));
+      else await remember(key, unrunnable);
+      const plan = await kernelPlan({ ...gpu, device: plain }, new KernelCache(plain), tiny);
+      expect(Object.values(plan.matmul).flat()).not.toContain('broadcast');
+      expect(await recall(key)).toEqual(plan);
+      if (typeof window !== 'undefined') expect(JSON.parse(window.localStorage.getItem(key)!)).toEqual(plan);
+      // What every createEngine on such a device did before: fail with an option error.
+      const config = tinyConfig('pgm', { vocabSize: 40, hiddenSize: 16, nHeads: 2, condDim: 8, length: 12 });
+      const shapes = { D: config.hiddenSize, F: config.mlpDim, V: config.vocabSize, L: config.length, nHeads: config.nHeads, headDim: config.hiddenSize / config.nHeads };
+      await remember(key, { matmul: Object.fromEntries(matmulShapes(shapes).map(([K, N]) => [matmulKey(K, N), everyBucket('broadcast')])), attention: everyBucket('thread') });
+      const model = await GpuModel.load({ ...gpu, device: plain }, config, randomWeights(config, 1));
+      model.dispose();
+    } finally {
+      await forgetPlans(gpu.adapter);
       plain.destroy();
     }
   });
