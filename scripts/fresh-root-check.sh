@@ -20,6 +20,7 @@ mirror=$(sed -n '/^bookworm /{s///p;q}' <<<"$(apt-get indextargets --no-release-
 mirror=${mirror:-http://deb.debian.org/debian/}
 
 root=$(mktemp -d /var/tmp/pgm-fresh-root.XXXXXX)
+chmod 755 "$root"   # its /: mktemp made it 0700, which apt's _apt user could not enter
 cleanup() {
   umount -R "$root/dev" "$root/proc" "$root/sys" 2>/dev/null || true
   # Never remove through a mount that is still there (--one-file-system also stops at one).
