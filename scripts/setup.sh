@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Everything the tests need on a fresh Debian machine, then the npm packages:
+# Everything the tests need on a fresh Debian machine. First lavapipe from Mesa 25
+# (bookworm-backports), Node's second CPU adapter, unpacked into .lavapipe/ without touching the
+# system's Mesa (.lavapipe/lvp_icd.json is its Vulkan ICD); then Debian's
 #   chromium            headless browser tests; ships SwiftShader, the WebGPU adapter of
 #                       machines without a GPU (also a Vulkan driver Node's `webgpu` uses there)
 #   libvulkan1          the Vulkan loader for Node's `webgpu` package
 #   mesa-vulkan-drivers Debian 12's Mesa: the shared libraries (LLVM 15, xcb, wayland) of the
-#                       lavapipe below; its own lavapipe (Mesa 22.3) is too old for Dawn
+#                       lavapipe above; its own lavapipe (Mesa 22.3) is too old for Dawn
 #   python3-torch, python3-omegaconf, libopenblas0-openmp
 #                       the PyTorch side: training smoke tests and the ONNX peer export
-# And lavapipe from Mesa 25 (bookworm-backports), Node's second CPU adapter, unpacked into
-# .lavapipe/ without touching the system's Mesa: .lavapipe/lvp_icd.json is its Vulkan ICD.
-# As root it runs apt-get itself; as another user, through sudo. Packages already installed
-# are not touched, and an unpacked lavapipe is kept, so a second run only runs `npm ci`.
+# then the npm packages. As root it runs apt-get itself; as another user, through sudo (none is
+# needed to unpack lavapipe where apt already has the backports lists). Packages already
+# installed are not touched, and an unpacked lavapipe is kept, so a second run only runs `npm ci`.
 # tests/setup/setup.test.ts runs it against stand-ins for apt and dpkg; after changing it, also
 # run scripts/fresh-root-check.sh (a real fresh Debian 12 root).
 set -euo pipefail
@@ -43,18 +44,21 @@ if [ ! -f "$lvp/lvp_icd.json" ] || [ ! -f "$lvp_so" ]; then
       | as_root tee "${parts}bookworm-backports.sources" >/dev/null
     echo "scripts/setup.sh: added bookworm-backports ($mirror) to $parts" >&2
   fi
-  # Always fresh lists: a source just added has none yet, and old ones may name a .deb the
-  # mirror no longer has. Only the backports suite matters here, checked below.
-  as_root apt-get update -qq >/dev/null 2>&1 || true
-  # (The policy is captured first: `grep -q` stops reading early, and under pipefail the
-  # writer's SIGPIPE would read as "not found".)
-  if [[ $(apt-cache policy mesa-vulkan-drivers 2>/dev/null) != *' bookworm-backports/main '* ]]; then
-    echo "scripts/setup.sh: lavapipe needs mesa-vulkan-drivers from bookworm-backports, and apt could not read that suite from $mirror (check the network or that mirror, then run this script again)" >&2
-    exit 1
+  # apt knows backports' mesa-vulkan-drivers once that suite's lists are fetched: never right
+  # after its source was added. (The policy is captured first: `grep -q` stops reading early,
+  # and under pipefail the writer's SIGPIPE would read as "not found".)
+  backports_known() { [[ $(apt-cache policy mesa-vulkan-drivers 2>/dev/null) == *' bookworm-backports/main '* ]]; }
+  # Quietly: whether the lists now have that suite is what counts, and is checked.
+  refresh_lists() { as_root apt-get update -qq >/dev/null 2>&1 || true; }
+  download() { (cd "$lvp/cache" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" mesa-vulkan-drivers/bookworm-backports); }
+  if ! backports_known; then
+    refresh_lists
+    backports_known || { echo "scripts/setup.sh: lavapipe needs mesa-vulkan-drivers from bookworm-backports, and apt could not read that suite from $mirror (check the network or that mirror, then run this script again)" >&2; exit 1; }
   fi
   mkdir -p "$lvp/cache"
   rm -f "$lvp"/cache/mesa-vulkan-drivers_*.deb
-  (cd "$lvp/cache" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" mesa-vulkan-drivers/bookworm-backports)
+  # Lists fetched long ago may name a .deb the mirror has since replaced: fetched again, once.
+  download 2>/dev/null || { refresh_lists; download; }
   deb=$(ls "$lvp"/cache/mesa-vulkan-drivers_*.deb)
   rm -rf "$lvp/root"
   dpkg-deb -x "$deb" "$lvp/root"

@@ -65,6 +65,7 @@ case "$1" in
         echo "W: Failed to fetch \${mirror}dists/$suite/InRelease  Could not connect to the mirror" >&2; failed=1
       else
         echo "$suite" >>$sys/lists
+        [ "$suite" != bookworm-backports ] || rm -f $sys/backports-stale
       fi
     done < <(sources)
     log "apt-get $* (lists: $(echo $(cat $sys/lists)))"
@@ -79,6 +80,7 @@ case "$1" in
     log "apt-get $* (in \${PWD#${project}/})"
     [ "\${*: -1}" = mesa-vulkan-drivers/bookworm-backports ] || unexpected "$@"
     grep -qx bookworm-backports $sys/lists || { echo "E: Release 'bookworm-backports' for 'mesa-vulkan-drivers' was not found" >&2; exit 100; }
+    [ ! -e $sys/backports-stale ] || { echo 'E: Failed to fetch http://mirror.example/debian/pool/main/m/mesa/mesa-vulkan-drivers_25.0.4-1~bpo12+1_amd64.deb  404  Not Found' >&2; exit 100; }
     echo 'a .deb' >${DEB} ;;
   *) unexpected "$@" ;;
 esac`,
@@ -118,8 +120,12 @@ log "npm $*"`,
 interface Machine {
   /** Packages dpkg has installed. */
   installed?: string[];
-  /** A bookworm-backports source in sources.list.d (its lists not fetched). */
+  /** A bookworm-backports source in sources.list.d. */
   backportsSource?: boolean;
+  /** The suites whose lists apt has (none: an update never ran). */
+  lists?: string[];
+  /** The backports lists name a .deb the mirror has since replaced. */
+  backportsStale?: boolean;
   /** .lavapipe/ unpacked by an earlier run. */
   lavapipe?: boolean;
   uid?: number;
@@ -136,7 +142,8 @@ function machine(name: string, m: Machine) {
   writeFileSync(join(sys, 'etc', 'sources.list'), 'deb http://mirror.example/debian/ bookworm main\ndeb http://mirror.example/debian-security/ bookworm-security main\n');
   if (m.backportsSource) writeFileSync(join(sys, 'etc', 'sources.list.d', 'backports.sources'), 'Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm-backports\nComponents: main\n');
   writeFileSync(join(sys, 'installed'), (m.installed ?? []).map((p) => `${p}\n`).join(''));
-  writeFileSync(join(sys, 'lists'), '');
+  writeFileSync(join(sys, 'lists'), (m.lists ?? []).map((suite) => `${suite}\n`).join(''));
+  if (m.backportsStale) writeFileSync(join(sys, 'backports-stale'), '');
   writeFileSync(join(sys, 'uid'), `${m.uid ?? 0}\n`);
   if (m.backportsUnreachable) writeFileSync(join(sys, 'backports-unreachable'), '');
   cpSync(SETUP, join(project, 'scripts', 'setup.sh'));
@@ -164,25 +171,21 @@ function machine(name: string, m: Machine) {
 }
 
 const NPM_CI = 'npm ci --no-audit --no-fund';
+const POLICY = 'apt-cache policy mesa-vulkan-drivers';
 const download = (user: string) => `apt-get download -qq -o APT::Sandbox::User=${user} mesa-vulkan-drivers/bookworm-backports (in .lavapipe/cache)`;
 const UNPACK = `dpkg-deb -x .lavapipe/cache/${DEB} .lavapipe/root`;
 const INSTALL = `apt-get install -y -qq ${PACKAGES.join(' ')}`;
-const BOTH_LISTS = '(lists: bookworm bookworm-security bookworm-backports)';
+const ALL_LISTS = ['bookworm', 'bookworm-security', 'bookworm-backports'];
+const UPDATE = `apt-get update -qq (lists: ${ALL_LISTS.join(' ')})`;
+/** A machine scripts/setup.sh has set up, but without this project's .lavapipe/. */
+const SET_UP: Machine = { installed: PACKAGES, backportsSource: true, lists: ALL_LISTS };
 
 describe('scripts/setup.sh', () => {
   it('sets up a fresh machine as root: adds backports, fetches its lists before using it, then installs; a second run only runs npm ci', () => {
     const m = machine('fresh-root', {});
     const first = m.run();
     expect(first.stderr).not.toMatch(/^[EW]:/m);
-    expect(first.calls).toEqual([
-      `apt-get update -qq ${BOTH_LISTS}`,
-      'apt-cache policy mesa-vulkan-drivers',
-      download('root'),
-      UNPACK,
-      `apt-get update -qq ${BOTH_LISTS}`,
-      INSTALL,
-      NPM_CI,
-    ]);
+    expect(first.calls).toEqual([POLICY, UPDATE, POLICY, download('root'), UNPACK, UPDATE, INSTALL, NPM_CI]);
     expect(first.status).toBe(0);
     expect(m.read('etc/sources.list.d/bookworm-backports.sources')).toBe(
       'Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n',
@@ -200,15 +203,7 @@ describe('scripts/setup.sh', () => {
 
   it('sets up a fresh machine as another user through sudo, downloading and unpacking as that user', () => {
     const { status, calls } = machine('fresh-sudo', { uid: 1000, sudo: true }).run();
-    expect(calls).toEqual([
-      `sudo apt-get update -qq ${BOTH_LISTS}`,
-      'apt-cache policy mesa-vulkan-drivers',
-      download('dev'),
-      UNPACK,
-      `sudo apt-get update -qq ${BOTH_LISTS}`,
-      `sudo ${INSTALL}`,
-      NPM_CI,
-    ]);
+    expect(calls).toEqual([POLICY, `sudo ${UPDATE}`, POLICY, download('dev'), UNPACK, `sudo ${UPDATE}`, `sudo ${INSTALL}`, NPM_CI]);
     expect(status).toBe(0);
   });
 
@@ -220,20 +215,27 @@ describe('scripts/setup.sh', () => {
   });
 
   it('only runs npm ci for a user without sudo on a machine already set up', () => {
-    const { status, calls } = machine('installed-no-sudo', { uid: 1000, installed: PACKAGES, backportsSource: true, lavapipe: true }).run();
+    const { status, calls } = machine('set-up-no-sudo', { ...SET_UP, uid: 1000, lavapipe: true }).run();
     expect(calls).toEqual([NPM_CI]);
     expect(status).toBe(0);
   });
 
-  it('fetches fresh lists before downloading lavapipe into a new clone on a machine set up long ago, and installs nothing', () => {
-    const { status, calls } = machine('new-clone', { installed: PACKAGES, backportsSource: true }).run();
-    expect(calls).toEqual([`apt-get update -qq ${BOTH_LISTS}`, 'apt-cache policy mesa-vulkan-drivers', download('root'), UNPACK, NPM_CI]);
+  it('unpacks lavapipe into a new clone on a set-up machine for a user without sudo, from the lists apt has', () => {
+    const { status, calls } = machine('new-clone-no-sudo', { ...SET_UP, uid: 1000 }).run();
+    expect(calls).toEqual([POLICY, download('dev'), UNPACK, NPM_CI]);
+    expect(status).toBe(0);
+  });
+
+  it('fetches the lists again when old ones name a .deb the mirror no longer has', () => {
+    const { status, stderr, calls } = machine('new-clone-stale', { ...SET_UP, backportsStale: true }).run();
+    expect(calls).toEqual([POLICY, download('root'), UPDATE, download('root'), UNPACK, NPM_CI]);
+    expect(stderr).not.toMatch(/^[EW]:/m);
     expect(status).toBe(0);
   });
 
   it('fails with one line naming what it needed when the backports mirror cannot be reached', () => {
     const { status, stderr, calls } = machine('unreachable', { backportsUnreachable: true }).run();
-    expect(calls).toEqual(['apt-get update -qq (lists: bookworm bookworm-security)', 'apt-cache policy mesa-vulkan-drivers']);
+    expect(calls).toEqual([POLICY, 'apt-get update -qq (lists: bookworm bookworm-security)', POLICY]);
     expect(stderr.trim().split('\n')).toEqual([
       'scripts/setup.sh: installing lavapipe (Mesa from bookworm-backports) into .lavapipe/',
       expect.stringMatching(/^scripts\/setup\.sh: added bookworm-backports \(http:\/\/mirror\.example\/debian\/\) to /),
