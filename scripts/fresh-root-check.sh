@@ -2,10 +2,11 @@
 # scripts/setup.sh on a real fresh machine: a minimal Debian 12 root (debootstrap --variant=minbase
 # bookworm, from this machine's own Debian mirror) with this machine's Node and npm copied in and
 # a clone of this repository's HEAD (or the commit given). Inside it, as root with a bare
-# environment: setup.sh, setup.sh again (which must only run `npm ci`), tsc, and one GPU test file
-# on each Node adapter. Run it as root on Debian after changing the set-up (setup.sh, the packages
-# or files the tests need from the machine). It downloads Chromium, PyTorch and the npm packages,
-# so it is not part of `npm test`. Everything is removed at the end, passed or not.
+# environment: setup.sh, setup.sh again (which must only run `npm ci`), tsc, and one GPU test
+# file on each adapter (SwiftShader and lavapipe in Node, SwiftShader in Chromium). Run it as root
+# on Debian after changing the set-up (setup.sh, the packages or files the tests need from the
+# machine). It downloads Chromium, PyTorch and the npm packages, so it is not part of `npm test`.
+# Everything is removed at the end, passed or not.
 #   bash scripts/fresh-root-check.sh [commit]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,7 +69,8 @@ printf '%s\n' "$again"
 if [[ $again == *'scripts/setup.sh:'* ]]; then echo "scripts/fresh-root-check.sh: the second setup.sh did more than npm ci" >&2; exit 1; fi
 step "npx tsc -p tsconfig.json --noEmit"
 in_root 'npx tsc -p tsconfig.json --noEmit'
-for project in node node-lavapipe; do
+# One GPU test file per adapter: SwiftShader and lavapipe in Node, SwiftShader in Chromium.
+for project in node node-lavapipe browser; do
   step "npx vitest run --project $project tests/gpu/adapter.test.ts"
   in_root "npx vitest run --project $project tests/gpu/adapter.test.ts"
 done
