@@ -3,7 +3,8 @@
  * with a PATH of only stand-ins for the system's package tools (apt-get, apt-cache, apt-config,
  * dpkg-query, dpkg-deb, sudo, id, npm) and the few plain tools it uses, so nothing real is read or
  * installed. The stand-ins keep a machine's state in files (installed packages, apt's sources,
- * the suites whose lists were fetched) and log each call that reads or changes it.
+ * the suites whose lists were fetched) and log the calls whose order matters (lists fetched and
+ * read, installs, the download and unpacking, npm); any call they do not expect fails.
  * scripts/fresh-root-check.sh runs the real thing on a fresh Debian root.
  */
 import { spawnSync } from 'node:child_process';
