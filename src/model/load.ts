@@ -1,4 +1,5 @@
 import { PgmError, brief, fail } from '../errors.js';
+import { notEmittedHint } from './bundlers.js';
 import { parameterMismatches } from './parameters.js';
 import { validateModelConfig, type ModelConfig, type ModelDirConfig } from './config.js';
 import { findModel, validateManifest, validateShards, type ManifestModel } from './manifest.js';
@@ -180,7 +181,7 @@ export async function loadPackagedModel(id?: string, opts: Omit<LoadOptions, 'ma
   const urls = PACKAGED_FILES[entry.id];
   if (!urls) return loadModel(urlFiles(entry.path, fetchFn), { ...opts, manifestEntry: entry });
   const urlOf = (file: string): string => urls[file]?.().href ?? fail('integrity', `model ${entry.id}: ${file} is not a file of the packaged model`);
-  const hint = `the packaged model ${entry.id} was not emitted with this app (bundlers other than Vite and webpack copy no asset files): host models/${entry.id}/ of the package yourself and pass its URL as \`model\``;
+  const hint = notEmittedHint(entry.id);
   const files = fetchedFiles(`packaged model ${entry.id}`, urlOf, hint, fetchFn);
   return loadModel(files, { ...opts, manifestEntry: entry });
 }

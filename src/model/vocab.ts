@@ -10,8 +10,9 @@
  *
  * Browser-safe: no node: imports.
  */
-import { encode as gpt2Encode } from 'gpt-tokenizer/encoding/r50k_base';
-import gpt2Ranks from 'gpt-tokenizer/bpeRanks/r50k_base';
+// The esm/ paths exist as files, so they resolve with or without package exports (Parcel 2 reads none by default).
+import { encode as gpt2Encode } from 'gpt-tokenizer/esm/encoding/r50k_base';
+import gpt2Ranks from 'gpt-tokenizer/esm/bpeRanks/r50k_base';
 import { fail } from '../errors.js';
 
 /** `<|endoftext|>`, GPT-2's BOS/EOS. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decode as gpt2Decode } from 'gpt-tokenizer/encoding/r50k_base';
+import { decode as gpt2Decode } from 'gpt-tokenizer/esm/encoding/r50k_base';
 import { PgmError } from '../../src/errors.js';
 import { GPT2_EOT, GPT2_VOCAB_SIZE, gpt2EncodeText, gpt2TokenBytes, Vocabulary } from '../../src/model/vocab.js';
 
