@@ -1,14 +1,18 @@
 /**
  * The package as strangers use it: `npm pack`, then tiny projects in a temporary folder that
- * install the tarball and build with their own tool and no configuration (Vite build + preview,
- * Vite dev, webpack 5, esbuild, a plain page with an import map), a Node ESM script, the CLI and
- * a strict TypeScript consumer. Each page runs in headless Chromium (SwiftShader) and must show
- * the text the Node script prints for the same seed: the same model, the same kernels.
- * The bundlers are this project's devDependencies, run from here with the consumer as cwd;
- * installs come from npm's cache (`--prefer-offline`), which `npm ci` filled.
+ * install the tarball and build with their own tool and no configuration (Vite 5, 6, 7 and 8,
+ * dev server and build; webpack 5; esbuild; a plain page with an import map), with the one line
+ * that the error names where a bundler needs one (Parcel 2, Rollup 4), the README's React component,
+ * Node ESM and CommonJS scripts, the CLI, and strict TypeScript 5, 6 and 7. Each page runs in headless Chromium
+ * (SwiftShader) and must show the text the Node script prints for the same seed: the same model,
+ * the same kernels.
+ * Vite 8, webpack, esbuild and TypeScript 5 are this project's devDependencies, run from here
+ * with the consumer as cwd; the other tools (TOOLS) are installed once per run into the
+ * temporary folder, whose node_modules every project below it sees (as a user's project sees
+ * its own). Installs come from npm's cache where they can (`--prefer-offline`).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,12 +23,28 @@ import { serveStatic } from '../demo/server.js';
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
-const BIN = (tool: string) => join(ROOT, 'node_modules', '.bin', tool);
 const work = mkdtempSync(join(tmpdir(), 'pgm-consumers-'));
+const npmInstall = ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'];
+
+/** The tools installed into `work`: the Vite and TypeScript majors before this project's own, npm's latest TypeScript (7), Parcel and Rollup. */
+const TOOLS = {
+  vite5: 'npm:vite@5.4.21',
+  vite6: 'npm:vite@6.4.6',
+  vite7: 'npm:vite@7.3.8',
+  ts6: 'npm:typescript@6.0.3',
+  ts7: 'npm:typescript@7.0.2',
+  parcel: '2.16.4',
+  rollup: '4.69.3',
+  '@rollup/plugin-node-resolve': '16.0.3',
+  '@web/rollup-plugin-import-meta-assets': '2.3.3',
+};
+const tool = (...path: string[]) => join(work, 'node_modules', ...path);
+const VITE = { 5: tool('vite5', 'bin', 'vite.js'), 6: tool('vite6', 'bin', 'vite.js'), 7: tool('vite7', 'bin', 'vite.js'), 8: join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js') };
+const TSC = { 5: join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), 6: tool('ts6', 'bin', 'tsc'), 7: tool('ts7', 'bin', 'tsc') };
+
 let tarball = '';
 let browser: Browser;
 const servers: { close(): Promise<void> }[] = [];
-const children: ChildProcess[] = [];
 
 /** The generation every consumer runs; the Node script's text is the expected one. */
 const GENERATE = "{ prompt: 'It was', length: 24, steps: 4, seed: 3 }";
@@ -38,12 +58,16 @@ async function project(name: string, files: Record<string, string>, extra: strin
   const dir = join(work, name);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-${name}`, private: true, type: 'module' }));
+  writeFiles(dir, files);
+  await sh('npm', [...npmInstall, tarball, ...extra], dir);
+  return dir;
+}
+
+function writeFiles(dir: string, files: Record<string, string>): void {
   for (const [file, text] of Object.entries(files)) {
     mkdirSync(join(dir, file, '..'), { recursive: true });
     writeFileSync(join(dir, file), text);
   }
-  await sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tarball, ...extra], dir);
-  return dir;
 }
 
 /** A page that generates with the package and writes the text into #out (or the error into #error). */
@@ -58,9 +82,8 @@ createEngine(${createArgs})
   .catch((e) => { document.querySelector('#error').textContent = String(e && e.message || e); });
 `;
 
-/** Open `url` in Chromium and return the generated text (or fail with the page's error). */
-async function textAt(url: string): Promise<string> {
-  expect(expectedText, 'the Node consumer ran first and set the expected text').toBeDefined();
+/** Open `url` in Chromium: the generated text, or `{ error }` with the page's error message. */
+async function outcome(url: string): Promise<string | { error: string }> {
   const context = await browser.newContext();
   try {
     const tab = await context.newPage();
@@ -68,58 +91,88 @@ async function textAt(url: string): Promise<string> {
     tab.on('console', (m) => logs.push(m.text()));
     tab.on('pageerror', (e) => logs.push(e.message));
     await tab.goto(url);
-    await tab.waitForFunction(() => document.querySelector('#out')?.textContent || document.querySelector('#error')?.textContent, null, { timeout: 120_000 });
+    await tab
+      .waitForFunction(() => document.querySelector('#out')?.textContent || document.querySelector('#error')?.textContent, null, { timeout: 120_000 })
+      .catch((e: Error) => Promise.reject(new Error(`${url}: ${e.message}\n${logs.join('\n')}`)));
     const error = await tab.textContent('#error');
-    if (error) throw new Error(`${url}: ${error}\n${logs.join('\n')}`);
-    return JSON.parse((await tab.textContent('#out')) ?? '""') as string;
+    return error ? { error } : (JSON.parse((await tab.textContent('#out')) ?? '""') as string);
   } finally {
     await context.close();
   }
 }
 
-/** Start a long-running server (vite dev / preview) and resolve with the URL it prints. */
-function startServer(args: string[], cwd: string): Promise<string> {
+/** The text generated at `url` (a page's error fails the test). */
+async function textAt(url: string): Promise<string> {
+  expect(expectedText, 'the Node consumer ran first and set the expected text').toBeDefined();
+  const result = await outcome(url);
+  if (typeof result !== 'string') throw new Error(`${url}: ${result.error}`);
+  return result;
+}
+
+/** The error message shown at `url` (a page that generates fails the test). */
+async function errorAt(url: string): Promise<string> {
+  const result = await outcome(url);
+  if (typeof result === 'string') throw new Error(`${url} generated ${JSON.stringify(result)} where an error was expected`);
+  return result.error;
+}
+
+/** Serve `dir` statically and return the URL of its `file`. */
+async function served(dir: string, file = 'index.html'): Promise<string> {
+  const server = await serveStatic({ '/': dir });
+  servers.push(server);
+  return `${server.url}/${file}`;
+}
+
+/** Run a long-running server (vite dev / preview) for `use(url of the page it prints)`, then stop it. */
+async function withServer<T>(args: string[], cwd: string, use: (url: string) => Promise<T>): Promise<T> {
   const child = spawn(process.execPath, args, { cwd, env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const url = out.match(/https?:\/\/(?:localhost|127\.0\.0\.1):\d+\/\S*/);
-      if (url) resolve(url[0]);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}:\n${out}`)));
-  });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const onData = (d: Buffer) => {
+        out += d.toString();
+        const found = out.match(/https?:\/\/(?:localhost|127\.0\.0\.1):\d+\/\S*/);
+        if (found) resolve(found[0]);
+      };
+      child.stdout!.on('data', onData);
+      child.stderr!.on('data', onData);
+      child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}:\n${out}`)));
+    });
+    return await use(url);
+  } finally {
+    child.kill('SIGTERM');
+  }
 }
 
 beforeAll(async () => {
   // PGM_CONSUMER_TARBALL: test another build of the package (an older release, say).
   tarball = process.env.PGM_CONSUMER_TARBALL ?? '';
-  if (!tarball) {
+  const pack = async () => {
+    if (tarball) return;
     const packed = join(work, 'pack');
     mkdirSync(packed);
     await sh('npm', ['pack', '--pack-destination', packed, '--loglevel=error'], ROOT);
     tarball = join(packed, readdirSync(packed).find((f) => f.endsWith('.tgz'))!);
-  }
+  };
+  writeFileSync(join(work, 'package.json'), JSON.stringify({ name: 'consumer-tools', private: true }));
+  const tools = Object.entries(TOOLS).map(([name, version]) => `${name}@${version}`);
+  await Promise.all([pack(), sh('npm', [...npmInstall, ...tools], work)]);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: [...BASE_ARGS, ...WEBGPU_ARGS] });
-}, 300_000);
+}, 600_000);
 
 afterAll(async () => {
-  for (const child of children) child.kill('SIGTERM');
   await Promise.all(servers.map((s) => s.close()));
   await browser?.close();
   rmSync(work, { recursive: true, force: true });
 });
 
 describe('the packed package in fresh projects', () => {
-  it('the tarball carries the models and no .wgsl files or sources', async () => {
+  it('the tarball carries the models and the entries, no .wgsl files or sources', async () => {
     const { stdout } = await sh('tar', ['-tzf', tarball], work);
     const files = stdout.split('\n');
-    expect(files).toContain('package/models/pgm-small/model.safetensors');
-    expect(files).toContain('package/dist/gpu/wgsl.js');
-    expect(files).toContain('package/LICENSE');
+    for (const file of ['models/pgm-small/model.safetensors', 'dist/gpu/wgsl.js', 'entries/browser.jsx', 'entries/ts5/index.d.ts', 'entries/ts5/node.d.ts', 'LICENSE']) {
+      expect(files).toContain(`package/${file}`);
+    }
     expect(files.filter((f) => f.endsWith('.wgsl') || f.startsWith('package/src/'))).toEqual([]);
   });
 
@@ -168,6 +221,27 @@ await createEngine({ manifestUrl: 'data:application/json,{}' }).catch((e) => con
     expect((await sh('node', ['mdlm.mjs'], dir)).stdout.trim().split('\n')).toEqual(['mdlm', 'mdlm', 'option']);
   });
 
+  it('Node CommonJS: require("pgm-webgpu/node") generates the same text', async () => {
+    const dir = join(work, 'node');
+    writeFileSync(join(dir, 'main.cjs'), `const { createEngine } = require('pgm-webgpu/node');
+createEngine().then(async (engine) => {
+  console.log(JSON.stringify((await engine.generate(${GENERATE})).text));
+  engine.dispose();
+});
+`);
+    expect(JSON.parse((await sh('node', ['main.cjs'], dir)).stdout)).toBe(expectedText);
+  });
+
+  it('the browser entry in Node: a typed error that says to import pgm-webgpu/node', async () => {
+    const dir = join(work, 'node');
+    writeFileSync(join(dir, 'browser-entry.mjs'), `import { createEngine } from 'pgm-webgpu';
+await createEngine().catch((e) => console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })));
+`);
+    const error = JSON.parse((await sh('node', ['browser-entry.mjs'], dir)).stdout) as { name: string; code: string; message: string };
+    expect(error).toMatchObject({ name: 'PgmError', code: 'io' });
+    expect(error.message).toContain("in Node.js, import { createEngine } from 'pgm-webgpu/node'");
+  });
+
   it('Node without the optional webgpu package: a typed error that says how to install it', async () => {
     const dir = await project('node-no-webgpu', {
       'main.js': `import { createEngine } from 'pgm-webgpu/node';
@@ -179,11 +253,11 @@ await createEngine().catch((e) => console.log(JSON.stringify({ name: e.name, cod
     expect(error.message).toContain('npm install webgpu');
   });
 
-  it('strict TypeScript without skipLibCheck type-checks both entries', async () => {
+  it('strict TypeScript 5, 6 and 7 without skipLibCheck type-check both entries, import and require', async () => {
     const dir = await project('typescript', {
       'tsconfig.json': JSON.stringify({
         compilerOptions: { strict: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', lib: ['ES2022', 'DOM'], types: [], noEmit: true },
-        include: ['*.ts'],
+        include: ['*.ts', '*.cts'],
       }),
       'browser.ts': `import { createEngine, requestGpu, PgmError, type EncoderMode, type StepEvent } from 'pgm-webgpu';
 const ctx = await requestGpu();
@@ -199,8 +273,16 @@ const engine = await createEngine();
 const result: GenerationResult = await engine.generate({ seed: 1 });
 console.log(result.text);
 `,
+      'require.cts': `import pgm = require('pgm-webgpu/node');
+export const engine: Promise<pgm.Engine> = pgm.createEngine();
+`,
     });
-    await sh('node', [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.'], dir);
+    const versions: string[] = [];
+    for (const tsc of Object.values(TSC)) {
+      versions.push((await sh('node', [tsc, '--version'], dir)).stdout.trim());
+      await sh('node', [tsc, '-p', '.'], dir).catch((e: { stdout: string }) => Promise.reject(new Error(`${versions.at(-1)}:\n${e.stdout}`)));
+    }
+    expect(versions.map((v) => v.match(/Version (\d+)\./)?.[1])).toEqual(['5', '6', '7']);
   });
 
   it('esbuild --bundle (no asset handling): builds for the browser, loads an explicitly hosted model', async () => {
@@ -208,52 +290,119 @@ console.log(result.text);
       'index.html': page('./out/main.js'),
       'main.js': pageScript("{ model: new URL('./weights/pgm-small/', location.href).href }"),
     });
-    await sh(BIN('esbuild'), ['main.js', '--bundle', '--format=esm', '--outfile=out/main.js', '--log-level=warning'], dir);
+    await sh(join(ROOT, 'node_modules', '.bin', 'esbuild'), ['main.js', '--bundle', '--format=esm', '--outfile=out/main.js', '--log-level=warning'], dir);
     // Hosting the weights yourself: copy the package's model directory next to the page.
     cpSync(join(dir, 'node_modules', 'pgm-webgpu', 'models', 'pgm-small'), join(dir, 'weights', 'pgm-small'), { recursive: true });
-    const server = await serveStatic({ '/': dir });
-    servers.push(server);
-    expect(await textAt(`${server.url}/index.html`)).toBe(expectedText);
+    expect(await textAt(await served(dir))).toBe(expectedText);
   });
 
   it('a plain page with an import map and no build step: createEngine() finds the model beside the package', async () => {
-    const map = {
-      imports: {
-        'pgm-webgpu': './node_modules/pgm-webgpu/dist/index.js',
-        'gpt-tokenizer/encoding/r50k_base': './node_modules/gpt-tokenizer/esm/encoding/r50k_base.js',
-        'gpt-tokenizer/bpeRanks/r50k_base': './node_modules/gpt-tokenizer/esm/bpeRanks/r50k_base.js',
-      },
-    };
+    // The README's import map, as a reader copies it.
+    const map = JSON.parse(readFileSync(join(ROOT, 'README.md'), 'utf8').match(/<script type="importmap">([\s\S]*?)<\/script>/)![1]) as { imports: Record<string, string> };
+    expect(Object.keys(map.imports)).toContain('pgm-webgpu');
     const dir = await project('plain-html', {
       'index.html': page('./main.js', `<script type="importmap">${JSON.stringify(map)}</script>`),
       'main.js': pageScript(),
     });
-    const server = await serveStatic({ '/': dir });
-    servers.push(server);
-    expect(await textAt(`${server.url}/index.html`)).toBe(expectedText);
+    expect(await textAt(await served(dir))).toBe(expectedText);
   });
 
-  it('Vite: vite build + vite preview, no configuration', async () => {
-    const dir = await project('vite-build', { 'index.html': page('./main.js'), 'main.js': pageScript() });
-    await sh(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], dir);
-    const emitted = readdirSync(join(dir, 'dist', 'assets'));
-    expect(emitted.filter((f) => f.endsWith('.safetensors')).length).toBeGreaterThan(0);
-    expect(emitted.filter((f) => statSync(join(dir, 'dist', 'assets', f)).size === 0)).toEqual([]);
-    const url = await startServer([join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'preview'], dir);
-    expect(await textAt(url)).toBe(expectedText);
+  describe('Vite, no configuration', () => {
+    let dir = '';
+    beforeAll(async () => {
+      dir = await project('vite', { 'index.html': page('./main.js'), 'main.js': pageScript() });
+    }, 300_000);
+
+    for (const major of [5, 6, 7, 8] as const) {
+      it(`Vite ${major}: the dev server (which pre-bundles dependencies) and vite build + vite preview`, async () => {
+        const vite = VITE[major];
+        expect((await sh('node', [vite, '--version'], dir)).stdout).toMatch(new RegExp(`^vite/${major}\\.`));
+        expect(await withServer([vite, '--force'], dir, textAt)).toBe(expectedText);
+        const outDir = `dist-${major}`;
+        await sh('node', [vite, 'build', '--outDir', outDir, '--logLevel', 'warn'], dir);
+        const emitted = readdirSync(join(dir, outDir, 'assets'));
+        expect(emitted.filter((f) => f.endsWith('.safetensors')).length).toBeGreaterThan(0);
+        expect(emitted.filter((f) => statSync(join(dir, outDir, 'assets', f)).size === 0)).toEqual([]);
+        expect(await withServer([vite, 'preview', '--outDir', outDir], dir, textAt)).toBe(expectedText);
+      });
+    }
   });
 
-  it('Vite: the dev server, with its dependency pre-bundling, no configuration', async () => {
-    const dir = await project('vite-dev', { 'index.html': page('./main.js'), 'main.js': pageScript() });
-    const url = await startServer([join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js')], dir);
-    expect(await textAt(url)).toBe(expectedText);
+  it("React: the README's component in <StrictMode> on the Vite dev server; the engine of the first effect is disposed, the other on unmount", async () => {
+    const story = readFileSync(join(ROOT, 'README.md'), 'utf8').match(/```jsx\n([\s\S]*?)```/)![1];
+    // Spies on the engine's life (the README's code is left as it is): engines created and disposed, in window.engines.
+    const main = `import { StrictMode } from 'react';
+import { createRoot } from 'react-dom/client';
+import { Engine } from 'pgm-webgpu';
+import { Story } from './story.jsx';
+window.engines = { created: 0, disposed: 0 };
+const create = Engine.create;
+Engine.create = (...args) => create.apply(Engine, args).then((engine) => (window.engines.created++, engine));
+const dispose = Engine.prototype.dispose;
+Engine.prototype.dispose = function () { window.engines.disposed++; return dispose.call(this); };
+const root = createRoot(document.getElementById('root'));
+root.render(<StrictMode><Story prompt="It was" /></StrictMode>);
+window.unmount = () => root.unmount();
+`;
+    const dir = await project('react', { 'index.html': '<!doctype html><meta charset="utf-8"><div id="root"></div><script type="module" src="./main.jsx"></script>\n', 'main.jsx': main, 'story.jsx': story }, ['react@19.3.1', 'react-dom@19.3.1']);
+    await withServer([VITE[8]], dir, async (url) => {
+      const context = await browser.newContext();
+      try {
+        const tab = await context.newPage();
+        const errors: string[] = [];
+        tab.on('pageerror', (e) => errors.push(e.message));
+        await tab.goto(url);
+        const done = () => {
+          const text = document.querySelector('#root p')?.textContent ?? '';
+          return text.startsWith('It was') && !text.includes('▯');
+        };
+        await tab.waitForFunction(done, null, { timeout: 120_000 });
+        expect(await tab.evaluate(() => (window as unknown as { engines: unknown }).engines)).toEqual({ created: 2, disposed: 1 });
+        await tab.evaluate(() => (window as unknown as { unmount(): void }).unmount());
+        expect(await tab.evaluate(() => (window as unknown as { engines: unknown }).engines)).toEqual({ created: 2, disposed: 2 });
+        expect(errors).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    });
   });
 
   it('webpack 5: zero-configuration build (src/index.js -> dist/main.js)', async () => {
     const dir = await project('webpack', { 'src/index.js': pageScript(), 'dist/index.html': page('./main.js') });
     await sh(process.execPath, [join(ROOT, 'node_modules', 'webpack-cli', 'bin', 'cli.js'), '--mode', 'production', '--no-stats'], dir);
-    const server = await serveStatic({ '/': join(dir, 'dist') });
-    servers.push(server);
-    expect(await textAt(`${server.url}/index.html`)).toBe(expectedText);
+    expect(await textAt(await served(join(dir, 'dist')))).toBe(expectedText);
+  });
+
+  it('Parcel 2: builds with no configuration; the page names the one-line .parcelrc that keeps the model files, and works with it', async () => {
+    const dir = await project('parcel', { 'index.html': page('./main.js'), 'main.js': pageScript() });
+    const parcel = (outDir: string) => sh('node', [tool('parcel', 'lib', 'bin.js'), 'build', 'index.html', '--dist-dir', outDir, '--no-autoinstall', '--log-level', 'warn'], dir);
+    await parcel('plain');
+    const error = await errorAt(await served(join(dir, 'plain')));
+    expect(error).toContain('Parcel 2 turns JSON into JavaScript');
+    // The fix, as the message gives it.
+    writeFileSync(join(dir, '.parcelrc'), error.match(/\.parcelrc: (\{.*\})$/)![1]);
+    await parcel('fixed');
+    expect(await textAt(await served(join(dir, 'fixed')))).toBe(expectedText);
+  });
+
+  it('Rollup 4: the page names the asset plugin it needs, and works with it', async () => {
+    const config = (plugins: string) => `import { nodeResolve } from '@rollup/plugin-node-resolve';
+import { importMetaAssets } from '@web/rollup-plugin-import-meta-assets';
+export default { input: 'main.js', output: { dir: 'out', format: 'es' }, plugins: [${plugins}] };
+`;
+    const dir = await project('rollup', { 'index.html': page('./out/main.js'), 'main.js': pageScript(), 'rollup.config.mjs': config('nodeResolve({ browser: true })') });
+    const rollup = () => sh('node', [tool('rollup', 'dist', 'bin', 'rollup'), '-c', '--silent'], dir);
+    await rollup();
+    const error = await errorAt(await served(dir));
+    expect(error).toContain('HTTP 404');
+    expect(error).toContain('Rollup 4: npm install -D @web/rollup-plugin-import-meta-assets, then plugins: [nodeResolve(), importMetaAssets()]');
+    writeFiles(dir, { 'rollup.config.mjs': config('nodeResolve({ browser: true }), importMetaAssets()') });
+    rmSync(join(dir, 'out'), { recursive: true });
+    await rollup();
+    expect(await textAt(await served(dir))).toBe(expectedText);
+  });
+
+  it('the projects saw no tool of this repository by accident: no webgpu package above them', () => {
+    expect(existsSync(tool('webgpu'))).toBe(false);
   });
 });
