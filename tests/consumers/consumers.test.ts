@@ -253,11 +253,16 @@ await createEngine().catch((e) => console.log(JSON.stringify({ name: e.name, cod
     expect(error.message).toContain('npm install webgpu');
   });
 
-  it('strict TypeScript 5, 6 and 7 without skipLibCheck type-check both entries, import and require', async () => {
+  it('strict TypeScript 5, 6 and 7 without skipLibCheck type-check both entries (NodeNext and Bundler resolution), import and require', async () => {
     const dir = await project('typescript', {
       'tsconfig.json': JSON.stringify({
         compilerOptions: { strict: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', lib: ['ES2022', 'DOM'], types: [], noEmit: true },
         include: ['*.ts', '*.cts'],
+      }),
+      // What Vite's templates use.
+      'tsconfig.bundler.json': JSON.stringify({
+        compilerOptions: { strict: true, target: 'ES2022', module: 'ESNext', moduleResolution: 'Bundler', lib: ['ES2022', 'DOM'], types: [], noEmit: true },
+        include: ['*.ts'],
       }),
       'browser.ts': `import { createEngine, requestGpu, PgmError, type EncoderMode, type StepEvent } from 'pgm-webgpu';
 const ctx = await requestGpu();
@@ -280,7 +285,9 @@ export const engine: Promise<pgm.Engine> = pgm.createEngine();
     const versions: string[] = [];
     for (const tsc of Object.values(TSC)) {
       versions.push((await sh('node', [tsc, '--version'], dir)).stdout.trim());
-      await sh('node', [tsc, '-p', '.'], dir).catch((e: { stdout: string }) => Promise.reject(new Error(`${versions.at(-1)}:\n${e.stdout}`)));
+      for (const config of ['tsconfig.json', 'tsconfig.bundler.json']) {
+        await sh('node', [tsc, '-p', config], dir).catch((e: { stdout: string }) => Promise.reject(new Error(`${versions.at(-1)}, ${config}:\n${e.stdout}`)));
+      }
     }
     expect(versions.map((v) => v.match(/Version (\d+)\./)?.[1])).toEqual(['5', '6', '7']);
   });
