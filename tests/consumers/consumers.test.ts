@@ -7,12 +7,16 @@
  * (SwiftShader) and must show the text the Node script prints for the same seed: the same model,
  * the same kernels.
  * Vite 8, webpack, esbuild and TypeScript 5 are this project's devDependencies, run from here
- * with the consumer as cwd; the other tools (TOOLS) are installed once per run into the
- * temporary folder, whose node_modules every project below it sees (as a user's project sees
- * its own). Installs come from npm's cache where they can (`--prefer-offline`).
+ * with the consumer as cwd; the other tools (TOOLS) are installed once into
+ * $TMPDIR/pgm-consumer-tools-<hash of TOOLS>/ and kept for later runs: each run's projects live
+ * below it, in a folder removed afterwards, and see its node_modules as a user's project sees
+ * its own. Three projects share the installs: `node` (with the optional `webgpu` package),
+ * `bare` (Node without it, TypeScript and the bundlers other than Vite) and `vite` (with React).
+ * Installs come from npm's cache where they can (`--prefer-offline`).
  */
 import { execFile, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -23,10 +27,9 @@ import { serveStatic } from '../demo/server.js';
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
-const work = mkdtempSync(join(tmpdir(), 'pgm-consumers-'));
 const npmInstall = ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'];
 
-/** The tools installed into `work`: the Vite and TypeScript majors before this project's own, npm's latest TypeScript (7), Parcel and Rollup. */
+/** The tools installed for the projects: the Vite and TypeScript majors before this project's own, npm's latest TypeScript (7), Parcel and Rollup. */
 const TOOLS = {
   vite5: 'npm:vite@5.4.21',
   vite6: 'npm:vite@6.4.6',
@@ -38,9 +41,15 @@ const TOOLS = {
   '@rollup/plugin-node-resolve': '16.0.3',
   '@web/rollup-plugin-import-meta-assets': '2.3.3',
 };
-const tool = (...path: string[]) => join(work, 'node_modules', ...path);
+const TOOLS_DIR = join(tmpdir(), `pgm-consumer-tools-${createHash('sha256').update(JSON.stringify(TOOLS)).digest('hex').slice(0, 12)}`);
+mkdirSync(TOOLS_DIR, { recursive: true });
+const work = mkdtempSync(join(TOOLS_DIR, 'run-'));
+const tool = (...path: string[]) => join(TOOLS_DIR, 'node_modules', ...path);
 const VITE = { 5: tool('vite5', 'bin', 'vite.js'), 6: tool('vite6', 'bin', 'vite.js'), 7: tool('vite7', 'bin', 'vite.js'), 8: join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js') };
 const TSC = { 5: join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), 6: tool('ts6', 'bin', 'tsc'), 7: tool('ts7', 'bin', 'tsc') };
+
+/** The Vite project's React, for the README's component. */
+const REACT = ['react@19.3.1', 'react-dom@19.3.1'];
 
 let tarball = '';
 let browser: Browser;
@@ -53,14 +62,38 @@ let expectedText: string | undefined;
 const sh = async (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
   run(cmd, args, { cwd, env: { ...process.env, ...env }, maxBuffer: 1 << 24 });
 
-/** A fresh project folder with `files` (relative path -> text), the tarball and `extra` packages installed. */
+const projects = new Map<string, Promise<string>>();
+
+/** Project `name` with `files` (relative path -> text) written into it; made on first use, with the tarball and `extra` packages installed. */
 async function project(name: string, files: Record<string, string>, extra: string[] = []): Promise<string> {
-  const dir = join(work, name);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-${name}`, private: true, type: 'module' }));
+  if (!projects.has(name)) {
+    const dir = join(work, name);
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-${name}`, private: true, type: 'module' }));
+    projects.set(name, sh('npm', [...npmInstall, tarball, ...extra], dir).then(() => dir));
+  }
+  const dir = await projects.get(name)!;
   writeFiles(dir, files);
-  await sh('npm', [...npmInstall, tarball, ...extra], dir);
   return dir;
+}
+
+/** TOOLS in TOOLS_DIR/node_modules, unless an earlier run put them there: installed aside, then moved in whole (a concurrent run's move wins). */
+async function installTools(): Promise<void> {
+  const ready = tool('.pgm-consumer-tools');
+  if (existsSync(ready)) return;
+  const staging = mkdtempSync(join(TOOLS_DIR, 'install-'));
+  try {
+    writeFileSync(join(staging, 'package.json'), JSON.stringify({ name: 'consumer-tools', private: true }));
+    await sh('npm', [...npmInstall, ...Object.entries(TOOLS).map(([name, version]) => `${name}@${version}`)], staging);
+    writeFileSync(join(staging, 'node_modules', '.pgm-consumer-tools'), JSON.stringify(TOOLS));
+    try {
+      renameSync(join(staging, 'node_modules'), tool());
+    } catch (e) {
+      if (!existsSync(ready)) throw e;
+    }
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
 }
 
 function writeFiles(dir: string, files: Record<string, string>): void {
@@ -154,9 +187,7 @@ beforeAll(async () => {
     await sh('npm', ['pack', '--pack-destination', packed, '--loglevel=error'], ROOT);
     tarball = join(packed, readdirSync(packed).find((f) => f.endsWith('.tgz'))!);
   };
-  writeFileSync(join(work, 'package.json'), JSON.stringify({ name: 'consumer-tools', private: true }));
-  const tools = Object.entries(TOOLS).map(([name, version]) => `${name}@${version}`);
-  await Promise.all([pack(), sh('npm', [...npmInstall, ...tools], work)]);
+  await Promise.all([pack(), installTools()]);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: [...BASE_ARGS, ...WEBGPU_ARGS] });
 }, 600_000);
 
@@ -222,39 +253,41 @@ await createEngine({ manifestUrl: 'data:application/json,{}' }).catch((e) => con
   });
 
   it('Node CommonJS: require("pgm-webgpu/node") generates the same text', async () => {
-    const dir = join(work, 'node');
-    writeFileSync(join(dir, 'main.cjs'), `const { createEngine } = require('pgm-webgpu/node');
+    const dir = await project('node', {
+      'main.cjs': `const { createEngine } = require('pgm-webgpu/node');
 createEngine().then(async (engine) => {
   console.log(JSON.stringify((await engine.generate(${GENERATE})).text));
   engine.dispose();
 });
-`);
+`,
+    });
     expect(JSON.parse((await sh('node', ['main.cjs'], dir)).stdout)).toBe(expectedText);
   });
 
   it('the browser entry in Node: a typed error that says to import pgm-webgpu/node', async () => {
-    const dir = join(work, 'node');
-    writeFileSync(join(dir, 'browser-entry.mjs'), `import { createEngine } from 'pgm-webgpu';
+    const dir = await project('node', {
+      'browser-entry.mjs': `import { createEngine } from 'pgm-webgpu';
 await createEngine().catch((e) => console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })));
-`);
+`,
+    });
     const error = JSON.parse((await sh('node', ['browser-entry.mjs'], dir)).stdout) as { name: string; code: string; message: string };
     expect(error).toMatchObject({ name: 'PgmError', code: 'io' });
     expect(error.message).toContain("in Node.js, import { createEngine } from 'pgm-webgpu/node'");
   });
 
   it('Node without the optional webgpu package: a typed error that says how to install it', async () => {
-    const dir = await project('node-no-webgpu', {
-      'main.js': `import { createEngine } from 'pgm-webgpu/node';
+    const dir = await project('bare', {
+      'no-webgpu.js': `import { createEngine } from 'pgm-webgpu/node';
 await createEngine().catch((e) => console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })));
 `,
     });
-    const error = JSON.parse((await sh('node', ['main.js'], dir)).stdout) as { name: string; code: string; message: string };
+    const error = JSON.parse((await sh('node', ['no-webgpu.js'], dir)).stdout) as { name: string; code: string; message: string };
     expect(error).toMatchObject({ name: 'PgmError', code: 'webgpu' });
     expect(error.message).toContain('npm install webgpu');
   });
 
   it('strict TypeScript 5, 6 and 7 without skipLibCheck type-check both entries (NodeNext and Bundler resolution), import and require', async () => {
-    const dir = await project('typescript', {
+    const dir = await project('bare', {
       'tsconfig.json': JSON.stringify({
         compilerOptions: { strict: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', lib: ['ES2022', 'DOM'], types: [], noEmit: true },
         include: ['*.ts', '*.cts'],
@@ -293,31 +326,31 @@ export const engine: Promise<pgm.Engine> = pgm.createEngine();
   });
 
   it('esbuild --bundle (no asset handling): builds for the browser, loads an explicitly hosted model', async () => {
-    const dir = await project('esbuild', {
-      'index.html': page('./out/main.js'),
-      'main.js': pageScript("{ model: new URL('./weights/pgm-small/', location.href).href }"),
+    const dir = await project('bare', {
+      'esbuild.html': page('./esbuild-out/main.js'),
+      'esbuild.js': pageScript("{ model: new URL('./weights/pgm-small/', location.href).href }"),
     });
-    await sh(join(ROOT, 'node_modules', '.bin', 'esbuild'), ['main.js', '--bundle', '--format=esm', '--outfile=out/main.js', '--log-level=warning'], dir);
+    await sh(join(ROOT, 'node_modules', '.bin', 'esbuild'), ['esbuild.js', '--bundle', '--format=esm', '--outfile=esbuild-out/main.js', '--log-level=warning'], dir);
     // Hosting the weights yourself: copy the package's model directory next to the page.
     cpSync(join(dir, 'node_modules', 'pgm-webgpu', 'models', 'pgm-small'), join(dir, 'weights', 'pgm-small'), { recursive: true });
-    expect(await textAt(await served(dir))).toBe(expectedText);
+    expect(await textAt(await served(dir, 'esbuild.html'))).toBe(expectedText);
   });
 
   it('a plain page with an import map and no build step: createEngine() finds the model beside the package', async () => {
     // The README's import map, as a reader copies it.
     const map = JSON.parse(readFileSync(join(ROOT, 'README.md'), 'utf8').match(/<script type="importmap">([\s\S]*?)<\/script>/)![1]) as { imports: Record<string, string> };
     expect(Object.keys(map.imports)).toContain('pgm-webgpu');
-    const dir = await project('plain-html', {
-      'index.html': page('./main.js', `<script type="importmap">${JSON.stringify(map)}</script>`),
-      'main.js': pageScript(),
+    const dir = await project('bare', {
+      'plain.html': page('./plain.js', `<script type="importmap">${JSON.stringify(map)}</script>`),
+      'plain.js': pageScript(),
     });
-    expect(await textAt(await served(dir))).toBe(expectedText);
+    expect(await textAt(await served(dir, 'plain.html'))).toBe(expectedText);
   });
 
   describe('Vite, no configuration', () => {
     let dir = '';
     beforeAll(async () => {
-      dir = await project('vite', { 'index.html': page('./main.js'), 'main.js': pageScript() });
+      dir = await project('vite', { 'index.html': page('./main.js'), 'main.js': pageScript() }, REACT);
     }, 300_000);
 
     for (const major of [5, 6, 7, 8] as const) {
@@ -346,7 +379,7 @@ export const engine: Promise<pgm.Engine> = pgm.createEngine();
     const main = `import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { Engine } from 'pgm-webgpu';
-import { Story } from './story.jsx';
+import { Story } from './react-story.jsx';
 window.engines = { created: 0, disposed: 0 };
 const create = Engine.create;
 Engine.create = (...args) => create.apply(Engine, args).then((engine) => (window.engines.created++, engine));
@@ -356,14 +389,15 @@ const root = createRoot(document.getElementById('root'));
 root.render(<StrictMode><Story prompt="It was" /></StrictMode>);
 window.unmount = () => root.unmount();
 `;
-    const dir = await project('react', { 'index.html': '<!doctype html><meta charset="utf-8"><div id="root"></div><script type="module" src="./main.jsx"></script>\n', 'main.jsx': main, 'story.jsx': story }, ['react@19.3.1', 'react-dom@19.3.1']);
+    const html = '<!doctype html><meta charset="utf-8"><div id="root"></div><script type="module" src="./react-main.jsx"></script>\n';
+    const dir = await project('vite', { 'react.html': html, 'react-main.jsx': main, 'react-story.jsx': story }, REACT);
     await withServer([VITE[8]], dir, async (url) => {
       const context = await browser.newContext();
       try {
         const tab = await context.newPage();
         const errors: string[] = [];
         tab.on('pageerror', (e) => errors.push(e.message));
-        await tab.goto(url);
+        await tab.goto(`${url}react.html`);
         const done = () => {
           const text = document.querySelector('#root p')?.textContent ?? '';
           return text.startsWith('It was') && !text.includes('▯');
@@ -380,41 +414,41 @@ window.unmount = () => root.unmount();
   });
 
   it('webpack 5: zero-configuration build (src/index.js -> dist/main.js)', async () => {
-    const dir = await project('webpack', { 'src/index.js': pageScript(), 'dist/index.html': page('./main.js') });
+    const dir = await project('bare', { 'src/index.js': pageScript(), 'dist/index.html': page('./main.js') });
     await sh(process.execPath, [join(ROOT, 'node_modules', 'webpack-cli', 'bin', 'cli.js'), '--mode', 'production', '--no-stats'], dir);
     expect(await textAt(await served(join(dir, 'dist')))).toBe(expectedText);
   });
 
   it('Parcel 2: builds with no configuration; the page names the one-line .parcelrc that keeps the model files, and works with it', async () => {
-    const dir = await project('parcel', { 'index.html': page('./main.js'), 'main.js': pageScript() });
-    const parcel = (outDir: string) => sh('node', [tool('parcel', 'lib', 'bin.js'), 'build', 'index.html', '--dist-dir', outDir, '--no-autoinstall', '--log-level', 'warn'], dir);
-    await parcel('plain');
-    const error = await errorAt(await served(join(dir, 'plain')));
+    const dir = await project('bare', { 'parcel.html': page('./main.js'), 'main.js': pageScript() });
+    const parcel = (outDir: string) => sh('node', [tool('parcel', 'lib', 'bin.js'), 'build', 'parcel.html', '--dist-dir', outDir, '--no-autoinstall', '--log-level', 'warn'], dir);
+    await parcel('parcel-plain');
+    const error = await errorAt(await served(join(dir, 'parcel-plain'), 'parcel.html'));
     expect(error).toContain('Parcel 2 turns JSON into JavaScript');
     // The fix, as the message gives it.
     writeFileSync(join(dir, '.parcelrc'), error.match(/\.parcelrc: (\{.*\})$/)![1]);
-    await parcel('fixed');
-    expect(await textAt(await served(join(dir, 'fixed')))).toBe(expectedText);
+    await parcel('parcel-fixed');
+    expect(await textAt(await served(join(dir, 'parcel-fixed'), 'parcel.html'))).toBe(expectedText);
   });
 
   it('Rollup 4: the page names the asset plugin it needs, and works with it', async () => {
     const config = (plugins: string) => `import { nodeResolve } from '@rollup/plugin-node-resolve';
 import { importMetaAssets } from '@web/rollup-plugin-import-meta-assets';
-export default { input: 'main.js', output: { dir: 'out', format: 'es' }, plugins: [${plugins}] };
+export default { input: 'main.js', output: { dir: 'rollup-out', format: 'es' }, plugins: [${plugins}] };
 `;
-    const dir = await project('rollup', { 'index.html': page('./out/main.js'), 'main.js': pageScript(), 'rollup.config.mjs': config('nodeResolve({ browser: true })') });
+    const dir = await project('bare', { 'rollup.html': page('./rollup-out/main.js'), 'main.js': pageScript(), 'rollup.config.mjs': config('nodeResolve({ browser: true })') });
     const rollup = () => sh('node', [tool('rollup', 'dist', 'bin', 'rollup'), '-c', '--silent'], dir);
     await rollup();
-    const error = await errorAt(await served(dir));
+    const error = await errorAt(await served(dir, 'rollup.html'));
     expect(error).toContain('HTTP 404');
     expect(error).toContain('Rollup 4: npm install -D @web/rollup-plugin-import-meta-assets, then plugins: [nodeResolve(), importMetaAssets()]');
     writeFiles(dir, { 'rollup.config.mjs': config('nodeResolve({ browser: true }), importMetaAssets()') });
-    rmSync(join(dir, 'out'), { recursive: true });
+    rmSync(join(dir, 'rollup-out'), { recursive: true });
     await rollup();
-    expect(await textAt(await served(dir))).toBe(expectedText);
+    expect(await textAt(await served(dir, 'rollup.html'))).toBe(expectedText);
   });
 
-  it('the projects saw no tool of this repository by accident: no webgpu package above them', () => {
+  it('the projects saw no webgpu package above them (the Node test without it would be void)', () => {
     expect(existsSync(tool('webgpu'))).toBe(false);
   });
 });
