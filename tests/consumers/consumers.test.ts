@@ -1,11 +1,11 @@
 /**
- * The package as strangers use it: `npm pack`, then tiny projects in a temporary folder that
- * install the tarball and build with their own tool and no configuration (Vite 5, 6, 7 and 8,
- * dev server and build; webpack 5; esbuild; a plain page with an import map), with the one line
- * that the error names where a bundler needs one (Parcel 2, Rollup 4), the README's React component,
- * Node ESM and CommonJS scripts, the CLI, and strict TypeScript 5, 6 and 7. Each page runs in headless Chromium
- * (SwiftShader) and must show the text the Node script prints for the same seed: the same model,
- * the same kernels.
+ * The package as strangers use it: `npm pack`, then tiny projects that install the tarball and
+ * build with their own tool and no configuration (Vite 5, 6, 7 and 8, dev server and build;
+ * webpack 5; esbuild; a plain page with an import map), with the one line that the error names
+ * where a bundler needs one (Parcel 2, Rollup 4), the README's React component, Node ESM and
+ * CommonJS scripts, the CLI, and strict TypeScript 5, 6 and 7. Each page runs in headless
+ * Chromium (SwiftShader) and must show the text the Node script prints for the same seed: the
+ * same model, the same kernels.
  * Vite 8, webpack, esbuild and TypeScript 5 are this project's devDependencies, run from here
  * with the consumer as cwd; the other tools (TOOLS) are installed once into
  * $TMPDIR/pgm-consumer-tools-<hash of TOOLS>/ and kept for later runs: each run's projects live
