@@ -1,4 +1,3 @@
-/// <reference types="@webgpu/types" preserve="true" />
 export { PgmError, type PgmErrorCode } from './errors.js';
 export { requestGpu, type GpuContext, type AdapterSummary } from './gpu/context.js';
 export { createEngine, Engine, GenerationRun, vocabularyOf } from './engine.js';

@@ -1,4 +1,3 @@
-/// <reference types="@webgpu/types" preserve="true" />
 /**
  * Node.js entry: WebGPU through the `webgpu` package (Dawn). On machines without a GPU
  * device it runs on a CPU adapter: lavapipe (Mesa 25, which scripts/setup.sh unpacks into

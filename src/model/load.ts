@@ -3,6 +3,7 @@ import { configKey, manifestKey, pruneStore, shardKey, type ModelStore } from '.
 import { validateModelConfig, type ModelConfig, type ModelDirConfig, type ShardInfo } from './config.js';
 import { checkAborted, fetchBody, type BodyOptions } from './fetch.js';
 import { findModel, validateManifest, validateShards, type ManifestModel, type WeightsManifest } from './manifest.js';
+import { notEmittedHint } from './bundlers.js';
 import { PACKAGED_FILES, PACKAGED_MANIFEST } from './packaged.js';
 import { parameterMismatches, parameterTotals } from './parameters.js';
 import { parseSafetensors, sha256Hex } from './safetensors.js';
@@ -344,7 +345,7 @@ export async function loadPackagedModel(id?: string, opts: Omit<LoadOptions, 'ma
   const urls = PACKAGED_FILES[entry.id];
   if (!urls) return loadModel(urlFiles(entry.path, fetchFn), { ...opts, manifestEntry: entry });
   const urlOf = (file: string): string => urls[file]?.().href ?? fail('integrity', `model ${entry.id}: ${file} is not a file of the packaged model`);
-  const hint = `the packaged model ${entry.id} was not emitted with this app (bundlers other than Vite and webpack copy no asset files): host models/${entry.id}/ of the package yourself and pass its URL as \`model\``;
+  const hint = notEmittedHint(entry.id);
   const files = fetchedFiles(`packaged model ${entry.id}`, urlOf, hint, fetchFn);
   return loadModel(files, { ...opts, manifestEntry: entry });
 }

@@ -10,8 +10,9 @@
  *
  * Browser-safe: no node: imports.
  */
-import { encode as gpt2Encode } from 'gpt-tokenizer/encoding/r50k_base';
-import gpt2Ranks from 'gpt-tokenizer/bpeRanks/r50k_base';
+// The esm/ paths exist as files, so they resolve with or without package exports (Parcel 2 reads none by default).
+import { encode as gpt2Encode } from 'gpt-tokenizer/esm/encoding/r50k_base';
+import gpt2Ranks from 'gpt-tokenizer/esm/bpeRanks/r50k_base';
 import { fail } from '../errors.js';
 
 /** `<|endoftext|>`, GPT-2's BOS/EOS. */
@@ -169,14 +170,20 @@ export class Vocabulary {
     return gpt2TokenBytes()[this.toGpt2(id)];
   }
 
-  /** Text of model ids: their GPT-2 bytes, concatenated, decoded as UTF-8 (U+FFFD for broken sequences). */
+  /**
+   * Text of model ids: their GPT-2 bytes, concatenated, decoded as UTF-8. A byte sequence that
+   * is no UTF-8 (a model can sample a lone byte token) shows as U+FFFD, one per maximal
+   * ill-formed subsequence, as TextDecoder does.
+   */
   decode(ids: ArrayLike<number>): string {
     return this.utf8.decode(this.concatBytes(ids, 0, ids.length));
   }
 
   /**
    * Text of a partly revealed sequence: -1 (unknown) and the mask id render as
-   * `placeholder`, one per position; runs of known ids decode as in `decode`.
+   * `placeholder`, one per position; runs of known ids decode as in `decode`, except that a
+   * character whose bytes reach into an unknown position (byte-level tokens split multi-byte
+   * characters) is left out until they are known, instead of showing as U+FFFD.
    */
   decodePartial(ids: ArrayLike<number>, placeholder = DEFAULT_PLACEHOLDER): string {
     let text = '';
@@ -184,11 +191,27 @@ export class Vocabulary {
     for (let i = 0; i <= ids.length; i++) {
       const unknown = i < ids.length && (ids[i] === -1 || ids[i] === this.maskId);
       if (i === ids.length || unknown) {
-        if (i > runStart) text += this.utf8.decode(this.concatBytes(ids, runStart, i));
+        if (i > runStart) text += this.runText(this.concatBytes(ids, runStart, i), runStart > 0, unknown);
         if (unknown) text += placeholder;
         runStart = i + 1;
       }
     }
+    return text;
+  }
+
+  /**
+   * UTF-8 text of a run of known bytes; `openStart`/`openEnd`: an unknown position comes
+   * before/after it. Up to 3 leading continuation bytes may belong to a character begun in the
+   * unknown position before, and a trailing incomplete character may be finished by the one
+   * after: both are left out. Anything else that is no UTF-8 is U+FFFD, as in `decode`.
+   */
+  private runText(bytes: Uint8Array, openStart: boolean, openEnd: boolean): string {
+    let start = 0;
+    if (openStart) while (start < Math.min(3, bytes.length) && (bytes[start] & 0xc0) === 0x80) start++;
+    if (!openEnd) return this.utf8.decode(bytes.subarray(start));
+    // Streaming holds back a trailing incomplete character; the flush that follows discards it.
+    const text = this.utf8.decode(bytes.subarray(start), { stream: true });
+    this.utf8.decode();
     return text;
   }
 

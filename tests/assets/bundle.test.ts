@@ -3,8 +3,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { inlineIncludes, MODULES } from '../../scripts/bundle-assets.js';
 import { PgmError } from '../../src/errors.js';
+import { pgmError } from '../convert/helpers.js';
 import { bindingKinds, preprocess, shader } from '../../src/gpu/shader.js';
 import { WGSL } from '../../src/gpu/wgsl.js';
+import { emittedFile, PARCEL_FIX } from '../../src/model/bundlers.js';
 import { PACKAGED_FILES, PACKAGED_MANIFEST } from '../../src/model/packaged.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -41,6 +43,17 @@ describe('generated asset modules', () => {
       expect(Object.keys(urls).sort()).toEqual(['config.json', ...model.shards.map((s) => s.file)].sort());
       for (const [file, url] of Object.entries(urls)) expect(url().href).toBe(new URL(`${model.path}/${file}`, new URL('../../', import.meta.url)).href);
     }
+  });
+
+  it('a packaged file that a bundler made a script of is a typed error with the one-line fix (Parcel does it to JSON)', async () => {
+    for (const url of ['https://app.test/config.3311c1bc.json', 'https://app.test/assets/model-BrKG6zHG.safetensors', 'data:application/json;base64,e30=']) {
+      expect(emittedFile(url.includes('model') ? 'model.safetensors' : 'config.json', new URL(url)).href).toBe(url);
+    }
+    const e = await pgmError(() => emittedFile('config.json', new URL('https://app.test/config.dcbf4a47.js')));
+    expect(e.code).toBe('io');
+    expect(e.message).toContain('config.dcbf4a47.js');
+    expect(e.message).toContain(PARCEL_FIX);
+    expect(JSON.parse(PARCEL_FIX.slice('.parcelrc: '.length))).toMatchObject({ extends: '@parcel/config-default' });
   });
 });
 

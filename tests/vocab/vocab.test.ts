@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decode as gpt2Decode } from 'gpt-tokenizer/encoding/r50k_base';
+import { decode as gpt2Decode } from 'gpt-tokenizer/esm/encoding/r50k_base';
 import { PgmError } from '../../src/errors.js';
 import { GPT2_EOT, GPT2_VOCAB_SIZE, gpt2EncodeText, gpt2TokenBytes, Vocabulary } from '../../src/model/vocab.js';
 
@@ -153,6 +153,71 @@ describe('decodePartial', () => {
     expect(vocab.decodePartial(ids)).toBe(vocab.decode(ids));
     expect(vocab.decodePartial([-1, ...ids.slice(1)], '·')).toBe('·' + vocab.decode(ids.slice(1)));
     expect(vocab.decodePartial([-1, -1], '<?>')).toBe('<?><?>');
+  });
+});
+
+describe('characters split across byte-level tokens', () => {
+  const reduced = Vocabulary.fromCounts(countsOf(CORPUS), 300);
+  const utf8 = new TextEncoder();
+
+  /**
+   * The oracle: the text of `ids` with `hidden` positions unknown, character by character. A
+   * character shows, at the position of its last byte, when every position its bytes span is
+   * known; an unknown position shows the placeholder.
+   */
+  function expectedPartial(vocab: Vocabulary, ids: number[], hidden: boolean[]): string {
+    const tokenOfByte = ids.flatMap((id, position) => Array.from(vocab.tokenBytes(id), () => position));
+    const shownAt: string[] = ids.map(() => '');
+    let byte = 0;
+    for (const char of vocab.decode(ids)) {
+      const positions = tokenOfByte.slice(byte, (byte += utf8.encode(char).length));
+      if (positions.every((p) => !hidden[p])) shownAt[positions[positions.length - 1]] += char;
+    }
+    return ids.map((_, p) => (hidden[p] ? '▯' : shownAt[p])).join('');
+  }
+
+  const cases: [string, Vocabulary, string][] = [
+    ['reduced vocabulary (every non-ASCII character in single bytes)', reduced, 'é “x” 🤗'],
+    ['reduced vocabulary, longer text', reduced, SAMPLES[1]],
+    ['GPT-2 (emoji split across tokens)', Vocabulary.gpt2(), SAMPLES[2]],
+  ];
+
+  it.each(cases)('%s: no U+FFFD in any partly revealed text, and each character shows once its bytes are known', (_, vocab, text) => {
+    const ids = vocab.encode(text);
+    expect(vocab.decode(ids)).toBe(text);
+    const split = ids.filter((id) => new TextDecoder().decode(vocab.tokenBytes(id)).includes('\uFFFD')).length;
+    expect(split, 'the text has tokens that hold part of a character').toBeGreaterThan(0);
+    // Every subset of unknown positions for a short text; random subsets (and any-order reveals) for longer ones.
+    const masks = ids.length <= 14 ? Array.from({ length: 2 ** ids.length }, (_, m) => ids.map((__, p) => Boolean(m & (1 << p)))) : [];
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let k = 0; k < 400; k++) masks.push(ids.map(() => random() < (k % 4) / 4));
+    for (const hidden of masks) {
+      const partial = vocab.decodePartial(ids.map((id, p) => (hidden[p] ? -1 : id)));
+      expect(partial).not.toContain('\uFFFD');
+      expect(partial).toBe(expectedPartial(vocab, ids, hidden));
+    }
+  });
+
+  it('a byte sequence that is no UTF-8 shows as U+FFFD, as TextDecoder shows it, once no unknown position can complete it', () => {
+    const byteId = (b: number) => Array.from({ length: 256 }, (_, id) => id).find((id) => reduced.tokenBytes(id)[0] === b)!;
+    const [lead, cont, a, e0] = [byteId(0xe2), byteId(0x80), byteId(0x41), byteId(0xe0)];
+    const bytesOf = (ids: number[]) => Uint8Array.from(ids.flatMap((id) => Array.from(reduced.tokenBytes(id))));
+    for (const ids of [[lead, a], [a, lead], [cont, a], [lead, cont, a], [e0, cont, a]]) {
+      const text = new TextDecoder().decode(bytesOf(ids));
+      expect(text).toContain('\uFFFD');
+      expect(reduced.decode(ids)).toBe(text);
+      expect(reduced.decodePartial(ids)).toBe(text);
+    }
+    // Next to an unknown position, a character's start or end waits for it ...
+    expect(reduced.decodePartial([a, lead, -1])).toBe('A▯');
+    expect(reduced.decodePartial([a, lead, cont, -1])).toBe('A▯');
+    expect(reduced.decodePartial([-1, cont, a])).toBe('▯A');
+    expect(reduced.decodePartial([-1, cont, cont, cont, a])).toBe('▯A');
+    // ... unless no bytes there could complete it: E0 80 starts no character, and a character has at most 3 continuation bytes.
+    expect(reduced.decodePartial([e0, cont, -1])).toBe('\uFFFD\uFFFD▯');
+    expect(reduced.decodePartial([-1, cont, cont, cont, cont, a])).toBe('▯\uFFFDA');
+    expect(reduced.decodePartial([lead, a, -1])).toBe('\uFFFDA▯');
   });
 });
 
