@@ -1,7 +1,7 @@
 /// <reference types="@webgpu/types" preserve="true" />
 export { PgmError, type PgmErrorCode } from './errors.js';
 export { requestGpu, type GpuContext, type AdapterSummary } from './gpu/context.js';
-export { createEngine, Engine, GenerationRun, vocabularyOf } from './engine.js';
+export { createEngine, Engine, GenerationRun, vocabularyOf, type EngineInterface } from './engine.js';
 export { ENGINE_OPTIONS, GENERATION_OPTIONS, type EngineOption, type GenerationOption } from './options.js';
 export { ENCODER_MODES, type EncoderMode } from './sampling/samplers.js';
 export type {
@@ -35,3 +35,4 @@ export { Vocabulary } from './model/vocab.js';
 export type { ModelConfig, ModelDirConfig } from './model/config.js';
 export type { PgmSequence, MdlmSequence } from './model/inputs.js';
 export type { Order, Schedule } from './sampling/schedule.js';
+export { createWorkerEngine, WorkerEngine, type WorkerEngineOptions, type EngineWorker } from './worker-engine.js';
