@@ -261,7 +261,7 @@ export class Engine {
 }
 
 /** What an engine offers wherever it runs: `Engine` on this thread, `WorkerEngine` in a worker (createWorkerEngine). */
-export type EngineInterface = Pick<Engine, 'config' | 'vocabulary' | 'adapter' | 'lost' | 'generate' | 'generateBatch' | 'dispose'>;
+export type EngineInterface = Pick<Engine, 'config' | 'adapter' | 'lost' | 'generate' | 'generateBatch' | 'dispose'>;
 
 /** The tokenizer edge of a model: its reduced vocabulary, or plain GPT-2. */
 export function vocabularyOf(config: ModelConfig): Vocabulary {

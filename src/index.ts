@@ -35,4 +35,4 @@ export { Vocabulary } from './model/vocab.js';
 export type { ModelConfig, ModelDirConfig } from './model/config.js';
 export type { PgmSequence, MdlmSequence } from './model/inputs.js';
 export type { Order, Schedule } from './sampling/schedule.js';
-export { createWorkerEngine, WorkerEngine, type WorkerEngineOptions, type EngineWorker } from './worker-engine.js';
+export { createWorkerEngine, WorkerEngine, type WorkerEngineOptions, type EngineWorker, type WorkerEvent } from './worker-engine.js';

@@ -6,13 +6,12 @@
  * code and message). Messages carry `channel: 'pgm-webgpu'` and the engine's number, so
  * several engines, and messages of the app's own, may share one worker.
  */
-import { GenerationRun, vocabularyOf, type EngineInterface } from './engine.js';
+import { GenerationRun, type EngineInterface } from './engine.js';
 import { PgmError, fail, type PgmErrorCode } from './errors.js';
 import type { AdapterSummary } from './gpu/context.js';
 import type { ModelConfig } from './model/config.js';
 import { abortedError, checkAborted, DEFAULT_STALL_TIMEOUT } from './model/fetch.js';
 import type { LoadProgress } from './model/load.js';
-import type { Vocabulary } from './model/vocab.js';
 import { checkBatchOptionTypes, checkEngineOptionTypes, checkGenerateOptionTypes } from './options.js';
 import type { BatchOptions, BatchResult, BatchStepEvent, EngineOptions, GenerateOptions, GenerationResult, StepEvent } from './types.js';
 
@@ -51,8 +50,19 @@ export type FromWorker =
 /** A message as posted: with the channel. */
 export type Posted<M> = M extends unknown ? M & { channel: typeof CHANNEL } : never;
 
-/** Anything a worker can post to and hear from: a Worker (or a MessagePort that was started). */
-export type EngineWorker = Pick<Worker, 'postMessage' | 'addEventListener' | 'removeEventListener'>;
+/** An event of the worker, as far as createWorkerEngine reads it (a MessageEvent, an ErrorEvent). */
+export interface WorkerEvent {
+  data?: unknown;
+  message?: string;
+  preventDefault?(): void;
+}
+
+/** What createWorkerEngine needs of a worker (a Worker has it). */
+export interface EngineWorker {
+  postMessage(message: unknown): void;
+  addEventListener(type: 'message' | 'error', listener: (event: WorkerEvent) => void): void;
+  removeEventListener(type: 'message' | 'error', listener: (event: WorkerEvent) => void): void;
+}
 
 export function sendError(e: unknown): SentError {
   if (e instanceof PgmError) return { name: e.name, message: e.message, code: e.code };
@@ -115,13 +125,13 @@ export function createWorkerEngine(worker: EngineWorker, options: WorkerEngineOp
       settle(new PgmError('worker', `the worker did not answer within ${stallTimeout / 1000} s: does it run pgm-webgpu/worker? (new Worker(new URL('pgm-webgpu/worker', import.meta.url), { type: 'module' }), or a worker file that imports 'pgm-webgpu/worker')`));
     const timer = stallTimeout < Infinity ? setTimeout(silence, Math.min(stallTimeout, 2 ** 31 - 1)) : undefined;
     const abort = (): void => post(worker, { type: 'abort', engine: id, reason: sentReason(signal!) });
-    const onError = (event: ErrorEvent): void => {
+    const onError = (event: WorkerEvent): void => {
       if (accepted) return; // the worker runs: its own code's errors are not ours
-      event.preventDefault();
+      event.preventDefault?.();
       const why = event.message || "it could not be loaded: check its URL, and that it was created with { type: 'module' }";
       settle(new PgmError('worker', `the engine's worker failed before it answered (${why})`));
     };
-    const onMessage = (event: MessageEvent): void => {
+    const onMessage = (event: WorkerEvent): void => {
       const m = event.data as Posted<FromWorker> | undefined;
       if (m?.channel !== CHANNEL || m.engine !== id) return;
       accepted = true;
@@ -137,13 +147,13 @@ export function createWorkerEngine(worker: EngineWorker, options: WorkerEngineOp
     function settle(outcome: WorkerEngine | Error): void {
       clearTimeout(timer);
       worker.removeEventListener('message', onMessage);
-      worker.removeEventListener('error', onError as EventListener);
+      worker.removeEventListener('error', onError);
       signal?.removeEventListener('abort', abort);
       if (outcome instanceof WorkerEngine) resolve(outcome);
       else reject(outcome);
     }
     worker.addEventListener('message', onMessage);
-    worker.addEventListener('error', onError as EventListener);
+    worker.addEventListener('error', onError);
     signal?.addEventListener('abort', abort, { once: true });
     try {
       post(worker, { type: 'create', engine: id, options: rest, progress: onProgress !== undefined });
@@ -163,12 +173,11 @@ interface PendingRun {
 
 /**
  * An engine in a worker (see createWorkerEngine), with Engine's interface: `config`, `adapter`,
- * `lost`, `generate`, `generateBatch`, `dispose`. `vocabulary` is built on this thread when
- * first read (the GPT-2 tokenizer; the worker has its own).
+ * `lost`, `generate`, `generateBatch`, `dispose`. No `vocabulary`: the tokenizer is half a
+ * megabyte of JavaScript the page need not load (`vocabularyOf(engine.config)` builds it).
  */
 export class WorkerEngine implements EngineInterface {
   readonly lost: Promise<PgmError>;
-  private vocab: Vocabulary | undefined;
   private reportLost!: (error: PgmError) => void;
   private readonly pending = new Map<number, PendingRun>();
   private runs = 0;
@@ -183,10 +192,6 @@ export class WorkerEngine implements EngineInterface {
   ) {
     this.lost = new Promise((resolve) => (this.reportLost = resolve));
     worker.addEventListener('message', this.onMessage);
-  }
-
-  get vocabulary(): Vocabulary {
-    return (this.vocab ??= vocabularyOf(this.config));
   }
 
   generate(options: GenerateOptions = {}): GenerationRun<StepEvent, GenerationResult> {
@@ -225,7 +230,7 @@ export class WorkerEngine implements EngineInterface {
     });
   }
 
-  private readonly onMessage = (event: MessageEvent): void => {
+  private readonly onMessage = (event: WorkerEvent): void => {
     const m = event.data as Posted<FromWorker> | undefined;
     if (m?.channel !== CHANNEL || m.engine !== this.id) return;
     if (m.type === 'lost') this.reportLost(receiveError(m.error) as PgmError);
