@@ -1,13 +1,15 @@
 /**
- * The demo page: checks WebGPU, lists the models of a weights manifest, drives the
- * generation worker and draws what it streams. Query parameters:
+ * The demo page: checks WebGPU, lists the models of a weights manifest, loads each in a worker
+ * of its own (the library's worker engine) and draws what it streams. Query parameters:
  *   ?manifest=<url>   the weights manifest to list (default: the package's own, whose models
  *                     the build emits with the page)
  *   ?model=<id|url>   the model to load first (default: the manifest's default)
  */
-import { fetchManifest, GENERATION_OPTIONS, PACKAGED_MANIFEST, PgmError, type EncoderMode, type LoadPhase, type LoadProgress, type Order } from '../src/index.js';
-import type { FromWorker, GenerationSettings, ModelInfo, ModelSource, Slot, ToWorker } from './protocol.js';
-import { RunView, type DoneMessage } from './view.js';
+import {
+  clearModelCache, createWorkerEngine, fetchManifest, GENERATION_OPTIONS, PACKAGED_MANIFEST, PgmError,
+  type EncoderMode, type GenerateOptions, type GenerationStats, type LoadPhase, type LoadProgress, type Order, type WorkerEngine,
+} from '../src/index.js';
+import { RunView } from './view.js';
 
 interface ManifestEntry {
   id: string;
@@ -24,61 +26,38 @@ const params = new URLSearchParams(location.search);
 /** undefined: the manifest and models packaged with the engine. */
 const manifestUrl = params.has('manifest') ? new URL(params.get('manifest')!, location.href).href : undefined;
 
+/**
+ * Up to two models: `main` (the picked one) and `twin` (race mode), each an engine in a worker of
+ * its own. A race's two PGM lanes (exact and incremental encoder) are two runs of one engine.
+ */
+type Slot = 'main' | 'twin';
+
+/** A manifest's model (manifestUrl undefined: the manifest packaged with the engine), or a model directory. */
+type ModelSource = { kind: 'manifest'; manifestUrl: string | undefined; id: string } | { kind: 'url'; url: string };
+
+interface ModelInfo {
+  label: string;
+  arch: 'pgm' | 'mdlm';
+  length: number;
+  pNucleus: number;
+  /** From the manifest, where it says. */
+  params?: number;
+  bytes: number;
+  /** Every shard came from the Cache API (no download). */
+  fromCache: boolean;
+  /** Milliseconds of each load phase (download and verify summed over the files; warm-up: an untimed run of each forward pass). */
+  phases: Partial<Record<LoadPhase, number>>;
+  /** What the load survived and the page should say (a cache write refused, a damaged cached copy). */
+  warnings: string[];
+}
+
 let manifest: ManifestEntry[] = [];
-let worker: Worker | undefined;
-const models = new Map<Slot, { source: ModelSource; info: ModelInfo }>();
+const models = new Map<Slot, { source: ModelSource; info: ModelInfo; engine: WorkerEngine; worker: Worker }>();
 let busy = false;
 let stopRequested = false;
+/** Aborted by Stop: the running load or generation. */
+let stopping: AbortController | undefined;
 let replayController: AbortController | undefined;
-
-// ---- talking to the worker: one request at a time ----
-
-class DemoError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-let pending: { resolve: (m: FromWorker) => void; reject: (e: DemoError) => void; onEvent?: (m: FromWorker) => void } | undefined;
-
-function startWorker(): Worker {
-  const w = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
-  w.onmessage = (event: MessageEvent<FromWorker>) => {
-    const m = event.data;
-    if (m.type === 'device-lost') {
-      models.delete(m.slot);
-      showProblem(`${m.message} The page is fine; the engine needs a restart.`, true);
-      pending?.reject(new DemoError('device-lost', m.message));
-      pending = undefined;
-      return;
-    }
-    if (m.type === 'progress' || m.type === 'step') {
-      pending?.onEvent?.(m);
-      return;
-    }
-    const p = pending;
-    pending = undefined;
-    if (m.type === 'error') p?.reject(new DemoError(m.code, m.message));
-    else p?.resolve(m);
-  };
-  w.onerror = (event) => {
-    event.preventDefault();
-    pending?.reject(new DemoError('internal', `the generation worker failed: ${event.message || 'could not start it'}`));
-    pending = undefined;
-  };
-  return w;
-}
-
-function call(message: ToWorker, onEvent?: (m: FromWorker) => void): Promise<FromWorker> {
-  worker ??= startWorker();
-  return new Promise((resolve, reject) => {
-    pending = { resolve, reject, onEvent };
-    worker!.postMessage(message);
-  });
-}
 
 // ---- status panel ----
 
@@ -161,14 +140,8 @@ async function describeAdapter(): Promise<boolean> {
 // ---- models ----
 
 async function readManifest(): Promise<{ models: ManifestEntry[]; default: string | null }> {
-  if (manifestUrl === undefined) return PACKAGED_MANIFEST;
   // The engine's own bounded read and checks, so every entry listed here can be loaded.
-  try {
-    return await fetchManifest(manifestUrl);
-  } catch (e) {
-    if (e instanceof PgmError) throw new DemoError(e.code, e.message);
-    throw e;
-  }
+  return manifestUrl === undefined ? PACKAGED_MANIFEST : fetchManifest(manifestUrl);
 }
 
 /** The picker lists at most this many models (a manifest of 200,000 would make the page crawl); ?model= reaches any. */
@@ -227,24 +200,57 @@ function describeProgress(label: string, p: LoadProgress): string {
   }
 }
 
-async function loadModel(slot: Slot, source: ModelSource): Promise<ModelInfo> {
+/** Dispose of the engine of `slot` and its worker. */
+function unload(slot: Slot): void {
+  const loaded = models.get(slot);
   models.delete(slot);
+  loaded?.engine.dispose();
+  loaded?.worker.terminate();
+}
+
+async function loadModel(slot: Slot, source: ModelSource, signal: AbortSignal): Promise<ModelInfo> {
+  unload(slot);
   const label = sourceLabel(source);
   $('loading').hidden = false;
   $<HTMLProgressElement>('load-bar').value = 0;
   $('load-text').textContent = `Loading ${label}…`;
+  const info: ModelInfo = { label, arch: 'pgm', length: 0, pNucleus: 1, bytes: 0, fromCache: false, phases: {}, warnings: [] };
+  let files = 0;
+  let cachedFiles = 0;
+  const onProgress = (p: LoadProgress) => {
+    if (p.ms !== undefined) info.phases[p.phase] = (info.phases[p.phase] ?? 0) + p.ms;
+    if (p.phase === 'download' && p.ms !== undefined && p.file !== 'config.json') {
+      files++;
+      if (p.cached) cachedFiles++;
+    }
+    info.bytes = p.totalBytes;
+    if (p.warning) {
+      info.warnings.push(p.warning);
+      return;
+    }
+    // Bytes fill the bar to 90%; each later phase (upload, compile, warm-up) a little more.
+    const later: Partial<Record<LoadPhase, number>> = { upload: 0.9, compile: 0.95, 'warm-up': 0.98 };
+    $<HTMLProgressElement>('load-bar').value = later[p.phase] ?? (p.totalBytes ? (0.9 * p.loadedBytes) / p.totalBytes : 0);
+    $('load-text').textContent = describeProgress(label, p);
+  };
+  const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
   try {
-    const m = await call({ type: 'load', slot, source }, (e) => {
-      if (e.type !== 'progress' || e.progress.warning) return;
-      const p = e.progress;
-      // Bytes fill the bar to 90%; each later phase (upload, compile, warm-up) a little more.
-      const later: Partial<Record<LoadPhase, number>> = { upload: 0.9, compile: 0.95, 'warm-up': 0.98 };
-      $<HTMLProgressElement>('load-bar').value = later[p.phase] ?? (p.totalBytes ? (0.9 * p.loadedBytes) / p.totalBytes : 0);
-      $('load-text').textContent = describeProgress(label, p);
+    const model = source.kind === 'url' ? { model: source.url } : { model: source.id, manifestUrl: source.manifestUrl };
+    // warmUp: no timed run builds pipelines in its first step (a race compares steps).
+    const engine = await createWorkerEngine(worker, { ...model, onProgress, signal, warmUp: true });
+    const { arch, length, pNucleus } = engine.config;
+    const params = source.kind === 'manifest' ? manifest.find((m) => m.id === source.id)?.params : undefined;
+    Object.assign(info, { arch, length, pNucleus, params, fromCache: files > 0 && cachedFiles === files });
+    models.set(slot, { source, info, engine, worker });
+    void engine.lost.then((lost) => {
+      if (models.get(slot)?.engine !== engine) return;
+      unload(slot);
+      showProblem(`${lost.message.replace(/^t/, 'T')}. The page is fine: "Reload engine" creates one.`, true);
     });
-    if (m.type !== 'loaded') throw new DemoError('internal', `unexpected reply ${m.type} to load`);
-    models.set(slot, { source, info: m.info });
-    return m.info;
+    return info;
+  } catch (e) {
+    worker.terminate();
+    throw e;
   } finally {
     $('loading').hidden = true;
   }
@@ -255,8 +261,9 @@ const seconds = (ms: number | undefined): string => `${((ms ?? 0) / 1000).toFixe
 function describeModel(info: ModelInfo): string {
   const t = info.phases;
   const where = info.fromCache ? `read from this browser's cache in ${seconds(t.download)}` : `downloaded in ${seconds(t.download)}`;
+  const params = info.params === undefined ? '' : `${(info.params / 1e6).toFixed(2)}M parameters, `;
   return (
-    `${info.label}: ${info.arch.toUpperCase()}, ${(info.params / 1e6).toFixed(2)}M parameters, length ${info.length}, ` +
+    `${info.label}: ${info.arch.toUpperCase()}, ${params}length ${info.length}, ` +
     `${mib(info.bytes)} ${where}; verified in ${seconds(t.verify)}, uploaded in ${seconds(t.upload)}, compiled in ${seconds(t.compile)}, warmed up in ${seconds(t['warm-up'])}`
   );
 }
@@ -266,9 +273,9 @@ async function loadMain(source: ModelSource): Promise<void> {
   clearProblem();
   showWarnings([]);
   $('model-info').textContent = '';
-  models.delete('twin');
+  unload('twin');
   try {
-    const info = await loadModel('main', source);
+    const info = await loadModel('main', source, stopping!.signal);
     performance.mark('pgm-model-ready', { detail: info });
     $('model-info').textContent = describeModel(info);
     showWarnings(info.warnings);
@@ -277,8 +284,8 @@ async function loadMain(source: ModelSource): Promise<void> {
     if (!(Number(length.value) <= info.length)) length.value = String(Math.min(128, info.length));
     input('top-p').placeholder = String(info.pNucleus);
   } catch (e) {
-    if (e instanceof DemoError && e.code === 'aborted') showProblem(`Loading ${sourceLabel(source)} stopped.`, false, { label: 'Load it again', run: () => void loadMain(source) });
-    else showProblem(messageOf(e), e instanceof DemoError && e.code === 'device-lost');
+    if (e instanceof PgmError && e.code === 'aborted') showProblem(`Loading ${sourceLabel(source)} stopped.`, false, { label: 'Load it again', run: () => void loadMain(source) });
+    else showProblem(messageOf(e), e instanceof PgmError && e.code === 'device-lost');
   } finally {
     setBusy(false);
   }
@@ -292,17 +299,14 @@ function showWarnings(warnings: string[]): void {
 }
 
 function messageOf(e: unknown): string {
-  if (e instanceof DemoError) return e.code === 'internal' ? `Something went wrong: ${e.message}` : e.message;
+  if (e instanceof PgmError) return e.message;
   return `Something went wrong: ${(e as Error)?.message ?? String(e)}`;
 }
 
 async function reloadEngine(): Promise<void> {
-  pending?.reject(new DemoError('device-lost', 'engine restarted'));
-  pending = undefined;
-  worker?.terminate();
-  worker = undefined;
   const main = models.get('main')?.source ?? currentSource();
-  models.clear();
+  unload('main');
+  unload('twin');
   if (main) await loadMain(main);
 }
 
@@ -317,6 +321,7 @@ function currentSource(): ModelSource | undefined {
 
 function setBusy(value: boolean): void {
   busy = value;
+  stopping = value ? new AbortController() : undefined;
   const ready = models.has('main');
   $<HTMLButtonElement>('generate').disabled = busy || !ready;
   $<HTMLButtonElement>('stop').disabled = !busy;
@@ -349,16 +354,19 @@ function encoderSettings(): { encoder?: EncoderMode; refresh?: number } {
 /** A number field that must hold a number: an empty one is said to be empty, not read as 0. */
 function requiredNumber(id: string, label: string): number {
   const text = input(id).value.trim();
-  if (text === '') throw new DemoError('option', `${label} is empty: give a number`);
+  if (text === '') throw new PgmError('option', `${label} is empty: give a number`);
   return Number(text);
 }
+
+/** The generation options of the controls. */
+type GenerationSettings = GenerateOptions & { length: number };
 
 function readSettings(): GenerationSettings {
   const text = input('text').value;
   const infill = $<HTMLSelectElement>('mode').value === 'infill';
   const topP = input('top-p').value.trim();
   return {
-    ...(infill ? { infill: text } : { prompt: text }),
+    ...(infill ? { infill: text } : { prompt: text || undefined }),
     length: requiredNumber('length', 'Length'),
     steps: requiredNumber('steps', 'Steps'),
     order: $<HTMLSelectElement>('order').value as Order,
@@ -401,24 +409,22 @@ function raceLanes(settings: GenerationSettings): Lane[] {
   return runs.map(([slot, s]) => ({ slot, name: laneName(slot, s), settings: s }));
 }
 
-async function runOne({ slot, settings }: Lane, view: RunView): Promise<DoneMessage | undefined> {
-  let first = true;
+async function runOne({ slot, settings }: Lane, view: RunView): Promise<GenerationStats | undefined> {
+  const run = models.get(slot)!.engine.generate({ ...settings, signal: stopping!.signal });
   try {
-    const m = await call({ type: 'generate', slot, settings }, (e) => {
-      if (e.type !== 'step') return;
-      if (first) performance.mark(`pgm-first-token-${slot}`);
-      first = false;
-      view.step(e);
-    });
-    if (m.type === 'stopped') {
+    for await (const step of run) {
+      if (view.events.length === 0) performance.mark(`pgm-first-token-${slot}`);
+      view.step(step);
+    }
+    const result = await run;
+    performance.mark(`pgm-done-${slot}`);
+    view.done(result);
+    return result.stats;
+  } catch (e) {
+    if (e instanceof PgmError && e.code === 'aborted') {
       view.note('stopped');
       return undefined;
     }
-    if (m.type !== 'done') throw new DemoError('internal', `unexpected reply ${m.type} to generate`);
-    performance.mark(`pgm-done-${slot}`);
-    view.done(m);
-    return m;
-  } catch (e) {
     view.note('failed');
     throw e;
   }
@@ -446,7 +452,7 @@ async function generate(race: boolean): Promise<void> {
     const main = models.get('main')!;
     if (race && !models.has('twin')) {
       const twin = twinOf((main.source as { id: string }).id)!;
-      await loadModel('twin', { kind: 'manifest', manifestUrl, id: twin.id });
+      await loadModel('twin', { kind: 'manifest', manifestUrl, id: twin.id }, stopping!.signal);
     }
     const single = { ...settings, ...encoderSettings() };
     const lanes: Lane[] = race ? raceLanes(settings) : [{ slot: 'main', name: laneName('main', single), settings: single }];
@@ -459,7 +465,7 @@ async function generate(race: boolean): Promise<void> {
     });
     // One after the other: on one GPU, concurrent runs would slow each other down and the
     // measured speed-ups would mean little.
-    const results: (DoneMessage | undefined)[] = [];
+    const results: (GenerationStats | undefined)[] = [];
     for (const [i, lane] of lanes.entries()) {
       if (stopRequested) {
         for (const view of views.slice(i)) view.note('not started (stopped)');
@@ -467,21 +473,21 @@ async function generate(race: boolean): Promise<void> {
       }
       results.push(await runOne(lane, views[i]));
     }
-    if (race && results.length === lanes.length && results.every(Boolean)) showRace(lanes, results as DoneMessage[], views);
+    if (race && results.length === lanes.length && results.every(Boolean)) showRace(lanes, results as GenerationStats[], views);
   } catch (e) {
-    showProblem(messageOf(e), e instanceof DemoError && e.code === 'device-lost');
+    showProblem(messageOf(e), e instanceof PgmError && e.code === 'device-lost');
   } finally {
     setBusy(false);
   }
 }
 
 /** "2.41× faster" (or slower): how much less time `fast` took than `slow`. */
-function speedup(fast: DoneMessage, slow: DoneMessage): string {
+function speedup(fast: GenerationStats, slow: GenerationStats): string {
   const x = slow.totalMs / fast.totalMs;
   return `${x.toFixed(2)}× ${x >= 1 ? 'faster' : 'slower'}`;
 }
 
-function showRace(lanes: Lane[], results: DoneMessage[], views: RunView[]): void {
+function showRace(lanes: Lane[], results: GenerationStats[], views: RunView[]): void {
   const lane = (arch: string, encoder: (e?: EncoderMode) => boolean) => lanes.findIndex((l) => models.get(l.slot)!.info.arch === arch && encoder(l.settings.encoder));
   const mdlm = results[lane('mdlm', () => true)];
   const exact = results[lane('pgm', (e) => e === 'exact')];
@@ -496,7 +502,7 @@ function showRace(lanes: Lane[], results: DoneMessage[], views: RunView[]): void
     const headline = document.createElement('strong');
     headline.textContent = `PGM exact is ${speedup(exact, mdlm)} than MDLM; PGM ${mode} is ${speedup(incremental, mdlm)} than MDLM and ${speedup(incremental, exact)} than exact`;
     const once = mode === 'delayed' ? 'encodes each token twice (when it joins and one step later)' : 'encodes each token once';
-    p.append(headline, `. Same settings and seed, measured one after the other in one worker, each model on its own WebGPU device, so no run slowed another; the ${mode} lane ${once}, the exact one every clean token at every step.`);
+    p.append(headline, `. Same settings and seed, measured one after the other, each model in a worker of its own on its own WebGPU device, so no run slowed another; the ${mode} lane ${once}, the exact one every clean token at every step.`);
   } else {
     p.textContent = 'Same settings and seed, measured one after the other.';
   }
@@ -547,16 +553,16 @@ $('race').onclick = () => void generate(true);
 $('encoder').onchange = showEncoderControls;
 $('stop').onclick = () => {
   stopRequested = true;
-  worker?.postMessage({ type: 'stop' } satisfies ToWorker);
+  stopping?.abort();
 };
 $('clear-cache').onclick = async () => {
-  await call({ type: 'clear-cache' });
+  await clearModelCache();
   $('model-info').textContent += ' · cache cleared';
 };
 
-/** For tests and the curious: destroy the device, as a GPU reset would. */
+/** For tests and the curious: destroy the device of a model's worker, as a GPU reset would (demo/worker.ts). */
 (window as unknown as { pgmDemo: object }).pgmDemo = {
-  loseDevice: (slot: Slot = 'main') => worker?.postMessage({ type: 'lose-device', slot } satisfies ToWorker),
+  loseDevice: (slot: Slot = 'main') => models.get(slot)?.worker.postMessage('lose-device'),
 };
 
 /** Each settings control explains itself with its option's entry of the API's table: what it does, takes and defaults to. */

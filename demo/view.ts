@@ -1,8 +1,9 @@
 /** One generation on screen: the grid of positions, live text, counters and a latency chart. */
-import type { FromWorker, ShownToken } from './protocol.js';
+import { Vocabulary, type GenerationResult, type StepEvent } from '../src/index.js';
 
-export type StepMessage = Extract<FromWorker, { type: 'step' }>;
-export type DoneMessage = Extract<FromWorker, { type: 'done' }>;
+// Step events carry GPT-2 ids whatever the model's vocabulary: cells show GPT-2's pieces.
+let gpt2: Vocabulary | undefined;
+const piece = (token: number, position: number): string => (position === 0 ? 'BOS' : (gpt2 ??= Vocabulary.gpt2()).decode([token]));
 
 const SVG = 'http://www.w3.org/2000/svg';
 
@@ -18,8 +19,8 @@ const cellText = (piece: string): string => piece.replace(/\n/g, '↵').replace(
 
 export class RunView {
   readonly root: HTMLElement;
-  /** Every step message, for the replay. */
-  readonly events: StepMessage[] = [];
+  /** Every step event, for the replay. */
+  readonly events: StepEvent[] = [];
   private readonly cells: HTMLElement[] = [];
   private readonly counter: HTMLElement;
   private readonly textBox: HTMLElement;
@@ -53,19 +54,24 @@ export class RunView {
     this.root.append(head, grid, this.chart, this.chartLabel, this.textBox);
   }
 
-  private fill(t: ShownToken, className: string): void {
-    const cell = this.cells[t.position];
+  private fill(position: number, token: number, className: string): void {
+    const cell = this.cells[position];
     if (!cell) return;
-    cell.textContent = cellText(t.piece);
-    cell.title = `position ${t.position}: ${JSON.stringify(t.piece)} (GPT-2 id ${t.token})`;
+    const text = piece(token, position);
+    cell.textContent = cellText(text);
+    cell.title = `position ${position}: ${JSON.stringify(text)} (GPT-2 id ${token})`;
     cell.className = `cell ${className}`;
   }
 
-  step(m: StepMessage): void {
+  step(m: StepEvent): void {
+    if (this.events.length === 0) {
+      // Known before the first step: BOS, the prompt or the infill text.
+      const revealed = new Set(m.revealed.map((r) => r.position));
+      m.tokens.forEach((token, position) => token >= 0 && !revealed.has(position) && this.fill(position, token, 'given'));
+    }
     this.events.push(m);
     for (const cell of this.fresh) cell.classList.remove('new');
-    for (const t of m.given) this.fill(t, 'given');
-    for (const t of m.revealed) this.fill(t, 'revealed new');
+    for (const t of m.revealed) this.fill(t.position, t.token, 'revealed new');
     this.fresh = m.revealed.map((t) => this.cells[t.position]).filter(Boolean);
     this.revealedCount += m.revealed.length;
     this.stepMs.push(m.ms);
@@ -75,11 +81,11 @@ export class RunView {
     this.drawChart(m.steps);
   }
 
-  done(m: DoneMessage): void {
+  done({ text, stats }: GenerationResult): void {
     for (const cell of this.fresh) cell.classList.remove('new');
     this.fresh = [];
-    this.textBox.textContent = m.text;
-    this.counter.textContent = `done: ${m.steps} steps in ${(m.totalMs / 1000).toFixed(2)} s · ${m.tokensPerSecond.toFixed(1)} tokens/s · ${(m.totalMs / m.steps).toFixed(1)} ms/step`;
+    this.textBox.textContent = text;
+    this.counter.textContent = `done: ${stats.steps} steps in ${(stats.totalMs / 1000).toFixed(2)} s · ${stats.tokensPerSecond.toFixed(1)} tokens/s · ${(stats.totalMs / stats.steps).toFixed(1)} ms/step`;
     this.root.classList.add('finished');
   }
 

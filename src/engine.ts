@@ -70,11 +70,18 @@ const LOST_GRACE_MS = 1000;
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
+const deviceLost = (reason: string): PgmError => new PgmError('device-lost', `the GPU device was lost (${reason}); create a new engine`);
+
 /** The public engine: one model on one device. */
 export class Engine {
   readonly config: ModelConfig;
   readonly vocabulary: Vocabulary;
   readonly adapter: AdapterSummary;
+  /**
+   * Resolves when the GPU device is lost (a driver reset, the device destroyed) with the error
+   * `generate` rejects with from then on; never for an engine disposed first.
+   */
+  readonly lost: Promise<PgmError>;
   private queue: Promise<unknown> = Promise.resolve();
   private lostReason: string | undefined;
   private disposed = false;
@@ -90,8 +97,9 @@ export class Engine {
     this.config = model.config;
     this.adapter = ctx.adapter;
     this.vocabulary = vocabularyOf(model.config);
-    ctx.lost.then((info) => {
+    this.lost = ctx.lost.then((info) => {
       this.lostReason = info.message || info.reason || 'unknown reason';
+      return this.disposed ? new Promise<never>(() => undefined) : deviceLost(this.lostReason);
     });
     this.unregister = releaseAtExit(this);
   }
@@ -238,7 +246,7 @@ export class Engine {
 
   private assertUsable(): void {
     if (this.disposed) fail('disposed', 'this engine was disposed; create a new one');
-    if (this.lostReason !== undefined) fail('device-lost', `the GPU device was lost (${this.lostReason}); create a new engine`);
+    if (this.lostReason !== undefined) throw deviceLost(this.lostReason);
   }
 
   /** Free every GPU buffer (and the device, if the engine created it). */
@@ -251,6 +259,9 @@ export class Engine {
     if (this.ownsDevice) this.ctx.device.destroy();
   }
 }
+
+/** What an engine offers wherever it runs: `Engine` on this thread, `WorkerEngine` in a worker (createWorkerEngine). */
+export type EngineInterface = Pick<Engine, 'config' | 'adapter' | 'lost' | 'generate' | 'generateBatch' | 'dispose'>;
 
 /** The tokenizer edge of a model: its reduced vocabulary, or plain GPT-2. */
 export function vocabularyOf(config: ModelConfig): Vocabulary {

@@ -17,7 +17,8 @@ export type PgmErrorCode =
   | 'disposed' // the engine was disposed (during or before the generation)
   | 'non-finite' // the model produced NaN or infinite logits (broken or overflowing weights)
   | 'aborted'
-  | 'io';
+  | 'io'
+  | 'worker'; // the engine's worker could not be started, or does not run pgm-webgpu/worker
 
 export class PgmError extends Error {
   readonly code: PgmErrorCode;

@@ -1,6 +1,6 @@
 export { PgmError, type PgmErrorCode } from './errors.js';
 export { requestGpu, type GpuContext, type AdapterSummary } from './gpu/context.js';
-export { createEngine, Engine, GenerationRun, vocabularyOf } from './engine.js';
+export { createEngine, Engine, GenerationRun, vocabularyOf, type EngineInterface } from './engine.js';
 export { ENGINE_OPTIONS, GENERATION_OPTIONS, type EngineOption, type GenerationOption } from './options.js';
 export { ENCODER_MODES, type EncoderMode } from './sampling/samplers.js';
 export type {
@@ -34,3 +34,4 @@ export { Vocabulary } from './model/vocab.js';
 export type { ModelConfig, ModelDirConfig } from './model/config.js';
 export type { PgmSequence, MdlmSequence } from './model/inputs.js';
 export type { Order, Schedule } from './sampling/schedule.js';
+export { createWorkerEngine, WorkerEngine, type WorkerEngineOptions, type EngineWorker, type WorkerEvent } from './worker-engine.js';

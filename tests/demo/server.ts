@@ -1,4 +1,4 @@
-/** A tiny static file server for the demo tests: the built site plus the test models. */
+/** A tiny static file server for the demo and consumer tests: the built site plus the test models. */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -15,11 +15,22 @@ const TYPES: Record<string, string> = {
   '.safetensors': 'application/octet-stream',
 };
 
-/** Serve `mounts` (URL prefix -> directory) on 127.0.0.1 at a free port. */
-export async function serveStatic(mounts: Record<string, string>): Promise<{ url: string; close(): Promise<void> }> {
+/**
+ * What the network does to a request for `path`: 'cut' resets the connection (a network that
+ * went away), a number sends the body at that many bytes per second, undefined sends it whole.
+ */
+export type Network = (path: string) => 'cut' | number | undefined;
+
+/** Serve `mounts` (URL prefix -> directory) on 127.0.0.1 at a free port, through `network`. */
+export async function serveStatic(mounts: Record<string, string>, network: Network = () => undefined): Promise<{ url: string; close(): Promise<void> }> {
   const prefixes = Object.keys(mounts).sort((a, b) => b.length - a.length);
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    const rate = network(path);
+    if (rate === 'cut') {
+      req.socket.destroy();
+      return;
+    }
     const prefix = prefixes.find((p) => path.startsWith(p));
     let file = prefix === undefined ? undefined : join(mounts[prefix], normalize(path.slice(prefix.length)).replace(/^(\.\.[/\\])+/, ''));
     const info = file ? await stat(file).catch(() => undefined) : undefined;
@@ -30,7 +41,16 @@ export async function serveStatic(mounts: Record<string, string>): Promise<{ url
       return;
     }
     res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': found.size, 'cache-control': 'no-store' });
-    createReadStream(file).pipe(res);
+    if (rate === undefined) {
+      createReadStream(file).pipe(res);
+      return;
+    }
+    for await (const chunk of createReadStream(file, { highWaterMark: 16 * 1024 }) as AsyncIterable<Buffer>) {
+      if (res.destroyed) return;
+      res.write(chunk);
+      await new Promise((resolve) => setTimeout(resolve, (1000 * chunk.length) / rate));
+    }
+    res.end();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;

@@ -1,7 +1,7 @@
 /**
  * The engine under misuse, in Node and in Chromium: invalid options fail before any GPU
  * work, overlapping calls queue in order, a lost device rejects what is pending with
- * `device-lost`, and tensors beyond the device's limits are refused naming the limit.
+ * `device-lost` (and resolves `engine.lost`), and tensors beyond the device's limits are refused naming the limit.
  */
 import { describe, expect, it } from 'vitest';
 import { expectedParameters } from '../../src/model/parameters.js';
@@ -299,6 +299,7 @@ describe(`robustness (${runtime})`, () => {
     expect(await rejection(running)).toBe(lost);
     expect(await rejection(queued)).toMatchObject({ code: 'device-lost' });
     expect(await rejection(engine.generate({ steps: 2, seed: 1 }))).toMatchObject({ code: 'device-lost', message: expect.stringMatching(/create a new engine$/) });
+    expect(await engine.lost).toMatchObject({ code: 'device-lost', message: expect.stringMatching(/^the GPU device was lost \(.+\); create a new engine$/) });
     engine.dispose();
     expect(engine.gpuBytes).toBe(0);
 
@@ -317,6 +318,9 @@ describe(`robustness (${runtime})`, () => {
     const reference = await (await shared()).generate({ length: 20, steps: 4, seed: 101 });
     expect([...again.tokens]).toEqual([...reference.tokens]);
     fresh.dispose();
+    // Its device goes with it, but a disposed engine was not lost.
+    await ctx3.lost;
+    expect(await Promise.race([fresh.lost, new Promise((resolve) => setTimeout(() => resolve('not lost'), 100))])).toBe('not lost');
   });
 
   it('dispose() during a generation rejects it, and the calls queued behind it, with disposed', async () => {
