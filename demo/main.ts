@@ -3,11 +3,13 @@
  * generation worker and draws what it streams. Query parameters:
  *   ?manifest=<url>   the weights manifest to list (default: the package's own, whose models
  *                     the build emits with the page)
- *   ?model=<id|url>   the model to load first (default: the manifest's default)
+ *   ?model=<id|url>   the model to load first (default: the manifest's default; local:<name>: one
+ *                     kept in this browser, see demo/local-model.ts)
  */
 import { fetchManifest, GENERATION_OPTIONS, PACKAGED_MANIFEST, PgmError, type EncoderMode, type LoadPhase, type LoadProgress, type Order } from '../src/index.js';
 import type { FromWorker, GenerationSettings, ModelInfo, ModelSource, Slot, ToWorker } from './protocol.js';
 import { RunView, type DoneMessage } from './view.js';
+import { appendLocalOptions, isLocalChoice, refreshLocalModels, setUpLocalModels } from './local-model.js';
 
 interface ManifestEntry {
   id: string;
@@ -189,8 +191,9 @@ function fillModelPicker(selected: string | undefined): void {
     more.disabled = true;
     select.append(more);
   }
+  appendLocalOptions(select);
   select.append(new Option('Model directory by URL…', CUSTOM));
-  select.value = selected && manifest.some((m) => m.id === selected) ? selected : CUSTOM;
+  select.value = selected && (manifest.some((m) => m.id === selected) || isLocalChoice(selected)) ? selected : CUSTOM;
   showUrlInput(select.value === CUSTOM);
 }
 
@@ -207,15 +210,17 @@ function twinOf(id: string): ManifestEntry | undefined {
 }
 
 function sourceLabel(source: ModelSource): string {
-  return source.kind === 'manifest' ? source.id : source.url;
+  return source.kind === 'manifest' ? source.id : source.kind === 'url' ? source.url : source.label;
 }
 
 /** What the load is doing now, in words: the file arriving and its bytes, or the phase. */
-function describeProgress(label: string, p: LoadProgress): string {
+function describeProgress(label: string, p: LoadProgress, local: boolean): string {
   const all = p.totalBytes ? ` (model ${mib(p.loadedBytes)} / ${mib(p.totalBytes)}, ${((100 * p.loadedBytes) / p.totalBytes).toFixed(0)}%)` : '';
   switch (p.phase) {
+    case 'convert':
+      return `Converting ${p.file} into this browser's model cache: ${mib(p.loadedBytes)} / ${mib(p.totalBytes)} written${p.totalBytes ? ` (${((100 * p.loadedBytes) / p.totalBytes).toFixed(0)}%)` : ''}`;
     case 'download':
-      return `Loading ${label}: ${p.cached ? 'reading' : 'downloading'} ${p.file} ${mib(p.loaded)}${p.total ? ` / ${mib(p.total)}` : ''}${all}`;
+      return `Loading ${label}: ${p.cached || local ? 'reading' : 'downloading'} ${p.file} ${mib(p.loaded)}${p.total ? ` / ${mib(p.total)}` : ''}${all}`;
     case 'verify':
       return `Loading ${label}: verified ${p.file}${all}`;
     case 'upload':
@@ -240,7 +245,7 @@ async function loadModel(slot: Slot, source: ModelSource): Promise<ModelInfo> {
       // Bytes fill the bar to 90%; each later phase (upload, compile, warm-up) a little more.
       const later: Partial<Record<LoadPhase, number>> = { upload: 0.9, compile: 0.95, 'warm-up': 0.98 };
       $<HTMLProgressElement>('load-bar').value = later[p.phase] ?? (p.totalBytes ? (0.9 * p.loadedBytes) / p.totalBytes : 0);
-      $('load-text').textContent = describeProgress(label, p);
+      $('load-text').textContent = describeProgress(label, p, source.kind === 'local');
     });
     if (m.type !== 'loaded') throw new DemoError('internal', `unexpected reply ${m.type} to load`);
     models.set(slot, { source, info: m.info });
@@ -254,7 +259,9 @@ const seconds = (ms: number | undefined): string => `${((ms ?? 0) / 1000).toFixe
 
 function describeModel(info: ModelInfo): string {
   const t = info.phases;
-  const where = info.fromCache ? `read from this browser's cache in ${seconds(t.download)}` : `downloaded in ${seconds(t.download)}`;
+  const local = info.label.startsWith('local:');
+  const read = info.fromCache ? `read from this browser's cache in ${seconds(t.download)}` : local ? `read from the files in ${seconds(t.download)}` : `downloaded in ${seconds(t.download)}`;
+  const where = t.convert === undefined ? read : `converted into this browser's cache in ${seconds(t.convert)}, ${read}`;
   return (
     `${info.label}: ${info.arch.toUpperCase()}, ${(info.params / 1e6).toFixed(2)}M parameters, length ${info.length}, ` +
     `${mib(info.bytes)} ${where}; verified in ${seconds(t.verify)}, uploaded in ${seconds(t.upload)}, compiled in ${seconds(t.compile)}, warmed up in ${seconds(t['warm-up'])}`
@@ -269,6 +276,12 @@ async function loadMain(source: ModelSource): Promise<void> {
   models.delete('twin');
   try {
     const info = await loadModel('main', source);
+    if (source.kind === 'local') {
+      // From now on the model loads from the cache (Reload engine, and the picker on later visits).
+      models.get('main')!.source = { kind: 'local', model: info.label as `local:${string}`, label: info.label };
+      await refreshLocalModels();
+      fillModelPicker(info.label);
+    }
     performance.mark('pgm-model-ready', { detail: info });
     $('model-info').textContent = describeModel(info);
     showWarnings(info.warnings);
@@ -308,6 +321,7 @@ async function reloadEngine(): Promise<void> {
 
 function currentSource(): ModelSource | undefined {
   const id = $<HTMLSelectElement>('model').value;
+  if (isLocalChoice(id)) return { kind: 'local', model: id as `local:${string}`, label: id };
   if (id !== CUSTOM) return { kind: 'manifest', manifestUrl, id };
   const url = input('model-url').value.trim();
   return url ? { kind: 'url', url: new URL(url, location.href).href } : undefined;
@@ -320,7 +334,7 @@ function setBusy(value: boolean): void {
   const ready = models.has('main');
   $<HTMLButtonElement>('generate').disabled = busy || !ready;
   $<HTMLButtonElement>('stop').disabled = !busy;
-  for (const id of ['model', 'load-url', 'clear-cache']) $<HTMLButtonElement>(id).disabled = busy;
+  for (const id of ['model', 'load-url', 'clear-cache', 'open-folder', 'open-files']) $<HTMLButtonElement>(id).disabled = busy;
   const main = models.get('main');
   const twin = main?.source.kind === 'manifest' ? twinOf(main.source.id) : undefined;
   $<HTMLButtonElement>('race').disabled = busy || !twin;
@@ -552,6 +566,8 @@ $('stop').onclick = () => {
 $('clear-cache').onclick = async () => {
   await call({ type: 'clear-cache' });
   $('model-info').textContent += ' · cache cleared';
+  await refreshLocalModels();
+  fillModelPicker($<HTMLSelectElement>('model').value);
 };
 
 /** For tests and the curious: destroy the device, as a GPU reset would. */
@@ -571,6 +587,8 @@ function describeControls(): void {
 async function start(): Promise<void> {
   describeControls();
   if (!(await describeAdapter())) return;
+  setUpLocalModels({ load: (model, label) => void loadMain({ kind: 'local', model, label }), busy: () => busy, problem: (message) => showProblem(message) });
+  await refreshLocalModels();
   const asked = params.get('model') ?? undefined;
   let wanted = asked;
   let fallback: string | undefined;

@@ -1,5 +1,5 @@
 /** Messages between the demo page and its generation worker (demo/worker.ts). */
-import type { EncoderMode, LoadPhase, LoadProgress, Order } from '../src/index.js';
+import type { EncoderMode, LoadPhase, LoadProgress, LocalModel, Order } from '../src/index.js';
 
 /**
  * The worker holds up to two engines: `main` (the picked model) and `twin` (race mode). A
@@ -7,10 +7,11 @@ import type { EncoderMode, LoadPhase, LoadProgress, Order } from '../src/index.j
  */
 export type Slot = 'main' | 'twin';
 
-/** A manifest's model (manifestUrl undefined: the manifest packaged with the engine), or a model directory. */
-export type ModelSource = { kind: 'manifest'; manifestUrl: string | undefined; id: string } | { kind: 'url'; url: string };
+/** A manifest's model (manifestUrl undefined: the manifest packaged with the engine), a model directory, or a local model (demo/local-model.ts). */
+export type ModelSource = { kind: 'manifest'; manifestUrl: string | undefined; id: string } | { kind: 'url'; url: string } | { kind: 'local'; model: LocalModel; label: string };
 
 export interface ModelInfo {
+  /** The manifest id, the URL, or a local model's id in the cache (local:<name>). */
   label: string;
   arch: 'pgm' | 'mdlm';
   length: number;

@@ -4,7 +4,7 @@
  * on the GPU. One request runs at a time; `stop` aborts the running load or generation.
  */
 import {
-  cacheStore, clearModelCache, createEngine, loadModelFromManifest, loadModelFromUrl, loadPackagedModel, PgmError, requestGpu, Vocabulary,
+  cacheStore, clearModelCache, createEngine, loadLocalModel, loadModelFromManifest, loadModelFromUrl, loadPackagedModel, PgmError, requestGpu, Vocabulary,
   type Engine, type GpuContext, type LoadedModel, type LoadOptions, type LoadPhase, type LoadProgress,
 } from '../src/index.js';
 import type { FromWorker, GenerationSettings, ModelSource, ShownToken, Slot, ToWorker } from './protocol.js';
@@ -58,11 +58,13 @@ async function load(slot: Slot, source: ModelSource): Promise<void> {
   let ctx: GpuContext | undefined;
   try {
     const options: LoadOptions = { onProgress, signal, store: cacheStore() };
-    const model: LoadedModel = await (source.kind === 'url'
-      ? loadModelFromUrl(source.url, options)
-      : source.manifestUrl === undefined
-        ? loadPackagedModel(source.id, options)
-        : loadModelFromManifest(source.manifestUrl, source.id, options));
+    const model: LoadedModel & { id?: string } = await (source.kind === 'local'
+      ? loadLocalModel(source.model, options)
+      : source.kind === 'url'
+        ? loadModelFromUrl(source.url, options)
+        : source.manifestUrl === undefined
+          ? loadPackagedModel(source.id, options)
+          : loadModelFromManifest(source.manifestUrl, source.id, options));
     ctx = await requestGpu();
     // warmUp: no timed run builds pipelines in its first step (a race compares steps).
     const engine = await createEngine({ model, gpu: ctx, onProgress, signal, warmUp: true });
@@ -78,7 +80,7 @@ async function load(slot: Slot, source: ModelSource): Promise<void> {
       type: 'loaded',
       slot,
       info: {
-        label: source.kind === 'manifest' ? source.id : source.url,
+        label: source.kind === 'manifest' ? source.id : source.kind === 'url' ? source.url : model.id!,
         arch: c.arch,
         length: c.length,
         vocabSize: c.vocabSize,

@@ -16,6 +16,7 @@ import { PgmError, brief, fail } from './errors.js';
 import { replaceFile } from './convert/sink-node.js';
 import { requestGpu, type GpuContext } from './gpu/context.js';
 import { usePlanFile, type PlanFile } from './kernels/plan-store.js';
+import { isLocalModel } from './convert/import.js';
 import { loadModelPath } from './convert/read-node.js';
 import { diskFiles, loadModelDir } from './model/load-node.js';
 import { MAX_CONFIG_BYTES, parseManifest } from './model/load.js';
@@ -167,7 +168,7 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
   const { model } = options;
   const path = manifestPath(options.manifestUrl);
   let loaded;
-  if (typeof model === 'string' && /^https?:/i.test(model)) loaded = await loadWeights(options);
+  if ((typeof model === 'string' && /^https?:/i.test(model)) || isLocalModel(model)) loaded = await loadWeights(options);
   else if (typeof model === 'string' && (existsSync(model) || model.includes('/') || model.endsWith('.ckpt'))) loaded = await loadModelPath(model, loadOptions(options));
   else if (path === undefined || (model !== undefined && typeof model !== 'string')) loaded = await loadWeights(options);
   else {

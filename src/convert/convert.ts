@@ -16,7 +16,7 @@ export const CONVERTER = 'pgm-webgpu convert 1';
  */
 export const DEFAULT_SHARD_SIZE = 64 * 1024 * 1024;
 /** A tensor is converted this many values at a time (4 MiB of float32): a conversion's memory does not grow with its largest tensor. */
-const CHUNK_VALUES = 2 ** 20;
+export const PIECE_VALUES = 2 ** 20;
 
 export interface ReadOptions {
   /** Take `ema.shadow_params` (default) rather than the raw `state_dict`. */
@@ -29,6 +29,8 @@ export interface ConvertOptions extends ReadOptions {
   shardSize?: number;
   /** Stops the conversion between tensors; what it wrote is removed (DirSink.abort). */
   signal?: AbortSignal;
+  /** Values read and converted at a time (default PIECE_VALUES; tests scale it down). */
+  pieceValues?: number;
 }
 
 /** A checkpoint's backbone, resolved to what the engine needs; tensors are still unread. */
@@ -342,7 +344,7 @@ export async function convertCheckpoint(ckpt: Checkpoint, out: DirSink, opts: Co
     dtype: stDtype,
     shape: p.shape,
     async *bytes() {
-      for await (const values of ckpt.float32Chunks(p.tensor, p.name, CHUNK_VALUES)) {
+      for await (const values of ckpt.float32Chunks(p.tensor, p.name, opts.pieceValues ?? PIECE_VALUES)) {
         if (stDtype === 'F16') for (const v of values) if (Math.abs(v) > 65504 && Number.isFinite(v)) overflow++;
         yield encodeFloats(values, stDtype);
       }

@@ -84,7 +84,8 @@ export async function writeSafetensors(
         if (got > want) break;
         await sink.write(piece);
       }
-      if (got !== want) fail('safetensors', `tensor ${specs[i].name}: got ${got > want ? 'more than ' : ''}${got} bytes, its shape and dtype need ${want}`);
+      if (got > want) fail('safetensors', `tensor ${specs[i].name}: got more than the ${want} bytes its shape and dtype need`);
+      if (got < want) fail('safetensors', `tensor ${specs[i].name}: got ${got} bytes, its shape and dtype need ${want}`);
     }
   } catch (e) {
     await sink.abort?.();
