@@ -18,6 +18,7 @@ export interface LocalModelHooks {
 }
 
 let cached: LocalModelInfo[] = [];
+const BUSY = 'A model is loading or a generation runs: stop it, then open the model again.';
 
 /** Read the local models of this browser's cache again (after a load put one there, or the cache was cleared). */
 export async function refreshLocalModels(): Promise<void> {
@@ -70,16 +71,17 @@ export function setUpLocalModels(hooks: LocalModelHooks): void {
     input.onchange = () => {
       const picked = modelOf([...(input.files ?? [])]);
       input.value = ''; // the same file picked again is a change again
-      if (picked) hooks.load(picked.model, picked.label);
+      if (picked && hooks.busy()) hooks.problem(BUSY);
+      else if (picked) hooks.load(picked.model, picked.label);
     };
   }
   const overlay = $('drop-overlay');
   const carriesFiles = (e: DragEvent) => e.dataTransfer?.types.includes('Files') ?? false;
   document.addEventListener('dragover', (e) => {
-    if (!carriesFiles(e) || hooks.busy()) return;
-    e.preventDefault(); // allows the drop
-    e.dataTransfer!.dropEffect = 'copy';
-    overlay.hidden = false;
+    if (!carriesFiles(e)) return;
+    e.preventDefault(); // the drop is the page's (the browser would open the file instead)
+    e.dataTransfer!.dropEffect = hooks.busy() ? 'none' : 'copy';
+    overlay.hidden = hooks.busy();
   });
   document.addEventListener('dragleave', (e) => {
     if (e.relatedTarget === null) overlay.hidden = true; // left the window
@@ -88,7 +90,7 @@ export function setUpLocalModels(hooks: LocalModelHooks): void {
     if (!carriesFiles(e)) return;
     e.preventDefault();
     overlay.hidden = true;
-    if (hooks.busy()) return hooks.problem('A model is loading or a generation runs: stop it, then drop the model again.');
+    if (hooks.busy()) return hooks.problem(BUSY);
     const items = [...e.dataTransfer!.items].filter((i) => i.kind === 'file');
     // File System Access (Chromium): not in TypeScript's DOM types yet.
     const handleOf = (i: DataTransferItem) => (i as DataTransferItem & { getAsFileSystemHandle?(): Promise<FileSystemHandle | null> }).getAsFileSystemHandle?.() ?? Promise.resolve(null);
