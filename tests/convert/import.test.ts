@@ -21,6 +21,7 @@ import { loadModelDir } from '../../src/model/load-node.js';
 import { localModels } from '../../src/model/local.js';
 import type { LoadProgress } from '../../src/model/load.js';
 import { IMPORT_OPTIONS } from '../../src/options.js';
+import { testGpu } from '../helpers/gpu.js';
 import { pgmError } from './helpers.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
@@ -223,5 +224,30 @@ describe('importCheckpoint (the API)', () => {
     const store = memoryStore();
     const imported = await importCheckpoint(blob, { cache: store, name: 'mine', shardSize: SHARD });
     expect((await localModels(store)).map((m) => [m.id, m.bytes])).toEqual([['local:mine', imported.dirConfig.shards.reduce((a, s) => a + s.size, 0)]]);
+  });
+});
+
+describe('createEngine (Node) with local models', () => {
+  it('a .ckpt Blob (converted in memory) and a folder given as Files generate the text of the folder on disk', async () => {
+    const { createEngine } = await import('../../src/node.js');
+    const ckpt = join(FIXTURES, 'pgm-v50258', 'model.ckpt'); // f16 storage, GPT-2 vocabulary
+    const dir = join(root, 'owt-tiny');
+    const source = await fileSource(ckpt);
+    await convertCheckpoint(await Checkpoint.open(source), await dirSink(dir), { dtype: 'f16' });
+    await source.close();
+    const files = await Promise.all((await readdir(dir)).map(async (f) => new File([await readFile(join(dir, f))], f)));
+    const texts: string[] = [];
+    const events: string[] = [];
+    for (const model of [dir, await openAsBlob(ckpt), files]) {
+      const engine = await createEngine({ model: model as string, gpu: await testGpu(), maxBatch: 1, onProgress: (p) => p.ms !== undefined && events.push(p.phase) });
+      try {
+        texts.push((await engine.generate({ prompt: 'It was', length: 16, steps: 4, seed: 9 })).text);
+      } finally {
+        engine.dispose();
+      }
+    }
+    expect(texts[1]).toBe(texts[0]);
+    expect(texts[2]).toBe(texts[0]);
+    expect(events.filter((p) => p === 'convert')).toHaveLength(1);
   });
 });

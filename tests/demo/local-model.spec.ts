@@ -159,6 +159,9 @@ test('a model on another origin without CORS headers: the page says CORS and how
   // The advice, followed to the letter: the Python one-liner of the message, in the folder, on the same port.
   const command = /, or: (python3 -c ".*" \d+)$/.exec((await problem.textContent())!)![1];
   await other.close();
+  // Nothing answers there now: that is not CORS, and the message does not say it is.
+  await page.click('#load-url');
+  await expect(problem).toHaveText(new RegExp(`^${url}config\\.json: fetch failed \\(Failed to fetch: the server is unreachable`));
   const server = spawn('bash', ['-c', command], { cwd: models, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
   try {
     await new Promise<void>((resolve, reject) => {
