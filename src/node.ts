@@ -160,7 +160,8 @@ function manifestPath(manifestUrl: EngineOptions['manifestUrl']): string | undef
 /**
  * Node: load a model — a weights-manifest.json id (default: the manifest's default; the
  * manifest is the package's own unless `manifestUrl` names another, on disk or over http),
- * a model directory, a Lightning `.ckpt` (converted in memory, EMA weights), or a URL — and
+ * a model directory, a Lightning `.ckpt` (converted in memory, EMA weights), a URL, or what a
+ * browser takes too (a .ckpt Blob, a folder's Files, a `local:` id of the `cache` store) — and
  * put it on this machine's GPU (or SwiftShader).
  */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
