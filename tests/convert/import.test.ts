@@ -8,6 +8,8 @@ import { openAsBlob } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from '../../src/convert/checkpoint.js';
 import { convertCheckpoint, inspectCheckpoint, readCheckpointWeights } from '../../src/convert/convert.js';
@@ -28,6 +30,11 @@ const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
 /** 2 MB with optimizer states; its EMA backbone is about a tenth of it. */
 const CKPT = join(FIXTURES, 'pgm-learn-freqs-linear', 'model.ckpt');
 const SHARD = 8 * 1024;
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+/** Bytes of live ArrayBuffers, after full collections. */
+const liveArrayBuffers = (): number => (gc(), gc(), process.memoryUsage().arrayBuffers);
 const PIECE = 256;
 
 let root: string;
@@ -101,6 +108,30 @@ describe('a checkpoint converted into a model store', () => {
     expect(events.every((e) => e.phase === 'convert' && e.file === 'model.ckpt' && e.totalBytes === total)).toBe(true);
     expect(events.map((e) => e.loadedBytes)).toEqual([...events.map((e) => e.loadedBytes)].sort((a, b) => a - b));
     expect(events.at(-1)).toMatchObject({ loadedBytes: total, ms: expect.any(Number) });
+  });
+
+  it('holds about one shard at a time: the live memory (after garbage collection) stays under the pickle plus the largest shard, and a store that kept the shards would not', async () => {
+    const peakLive = async (retain: boolean): Promise<number> => {
+      const { blob } = await recordedBlob(CKPT);
+      let peak = 0;
+      const base = liveArrayBuffers();
+      // Sampled at each shard's put: the shard is complete, the next not begun.
+      const sample = () => (peak = Math.max(peak, liveArrayBuffers() - base));
+      const kept: Uint8Array[] = [];
+      const store: ModelStore = { get: async () => undefined, put: async (_, bytes) => void (sample(), retain && kept.push(bytes)), delete: async () => undefined, keys: async () => [] };
+      await importInto(blob, store, { shardSize: SHARD, pieceValues: 2 * PIECE });
+      return peak;
+    };
+    const source = await fileSource(CKPT);
+    const ckpt = await Checkpoint.open(source);
+    const pickle = ckpt.zip.entries.find((e) => e.name.endsWith('/data.pkl'))!.size;
+    const tensors = inspectCheckpoint(ckpt).parameters.map((p) => 2 * p.shape.reduce((a, b) => a * b, 1));
+    await source.close();
+    const model = tensors.reduce((a, b) => a + b, 0);
+    const bound = pickle + Math.max(SHARD, ...tensors) + 16 * 1024;
+    expect(bound).toBeLessThan(model / 2);
+    expect(await peakLive(false)).toBeLessThan(bound);
+    expect(await peakLive(true)).toBeGreaterThan(bound);
   });
 
   it('loads from the store by its local id: the EMA weights rounded to f16; the raw weights with ema: false, f32 exact', async () => {
