@@ -3,12 +3,14 @@
  * of its own (the library's worker engine) and draws what it streams. Query parameters:
  *   ?manifest=<url>   the weights manifest to list (default: the package's own, whose models
  *                     the build emits with the page)
- *   ?model=<id|url>   the model to load first (default: the manifest's default)
+ *   ?model=<id|url>   the model to load first (default: the manifest's default; local:<name>: one
+ *                     kept in this browser, see demo/local-model.ts)
  */
 import {
-  clearModelCache, createWorkerEngine, fetchManifest, GENERATION_OPTIONS, PACKAGED_MANIFEST, PgmError,
-  type EncoderMode, type GenerateOptions, type GenerationStats, type LoadPhase, type LoadProgress, type Order, type WorkerEngine,
+  clearModelCache, createWorkerEngine, fetchManifest, GENERATION_OPTIONS, localIdOf, PACKAGED_MANIFEST, PgmError,
+  type EncoderMode, type GenerateOptions, type GenerationStats, type LoadPhase, type LoadProgress, type LocalId, type LocalModel, type Order, type WorkerEngine,
 } from '../src/index.js';
+import { appendLocalOptions, isLocalChoice, refreshLocalModels, setUpLocalModels } from './local-model.js';
 import { RunView } from './view.js';
 
 interface ManifestEntry {
@@ -32,15 +34,22 @@ const manifestUrl = params.has('manifest') ? new URL(params.get('manifest')!, lo
  */
 type Slot = 'main' | 'twin';
 
-/** A manifest's model (manifestUrl undefined: the manifest packaged with the engine), or a model directory. */
-type ModelSource = { kind: 'manifest'; manifestUrl: string | undefined; id: string } | { kind: 'url'; url: string };
+/**
+ * A manifest's model (manifestUrl undefined: the manifest packaged with the engine), a model
+ * directory, or a local model (demo/local-model.ts: picked or dropped files, or local:<name>).
+ */
+type ModelSource = { kind: 'manifest'; manifestUrl: string | undefined; id: string } | { kind: 'url'; url: string } | { kind: 'local'; model: LocalModel; label: string };
+
+/** A local model of the cache, by its id. */
+const localSource = (id: string): ModelSource => ({ kind: 'local', model: id as LocalId, label: id });
 
 interface ModelInfo {
+  /** The manifest id, the URL, or a local model's id in the cache (local:<name>). */
   label: string;
   arch: 'pgm' | 'mdlm';
   length: number;
   pNucleus: number;
-  /** From the manifest, where it says. */
+  /** From the manifest where it says, or the cache's entry of a local model. */
   params?: number;
   bytes: number;
   /** Every shard came from the Cache API (no download). */
@@ -162,8 +171,9 @@ function fillModelPicker(selected: string | undefined): void {
     more.disabled = true;
     select.append(more);
   }
+  appendLocalOptions(select);
   select.append(new Option('Model directory by URL…', CUSTOM));
-  select.value = selected && manifest.some((m) => m.id === selected) ? selected : CUSTOM;
+  select.value = selected && (manifest.some((m) => m.id === selected) || isLocalChoice(selected)) ? selected : CUSTOM;
   showUrlInput(select.value === CUSTOM);
 }
 
@@ -180,15 +190,17 @@ function twinOf(id: string): ManifestEntry | undefined {
 }
 
 function sourceLabel(source: ModelSource): string {
-  return source.kind === 'manifest' ? source.id : source.url;
+  return source.kind === 'manifest' ? source.id : source.kind === 'url' ? source.url : source.label;
 }
 
 /** What the load is doing now, in words: the file arriving and its bytes, or the phase. */
-function describeProgress(label: string, p: LoadProgress): string {
+function describeProgress(label: string, p: LoadProgress, local: boolean): string {
   const all = p.totalBytes ? ` (model ${mib(p.loadedBytes)} / ${mib(p.totalBytes)}, ${((100 * p.loadedBytes) / p.totalBytes).toFixed(0)}%)` : '';
   switch (p.phase) {
+    case 'convert':
+      return `Converting ${p.file} into this browser's model cache: ${mib(p.loadedBytes)} / ${mib(p.totalBytes)} written${p.totalBytes ? ` (${((100 * p.loadedBytes) / p.totalBytes).toFixed(0)}%)` : ''}`;
     case 'download':
-      return `Loading ${label}: ${p.cached ? 'reading' : 'downloading'} ${p.file} ${mib(p.loaded)}${p.total ? ` / ${mib(p.total)}` : ''}${all}`;
+      return `Loading ${label}: ${p.cached || local ? 'reading' : 'downloading'} ${p.file} ${mib(p.loaded)}${p.total ? ` / ${mib(p.total)}` : ''}${all}`;
     case 'verify':
       return `Loading ${label}: verified ${p.file}${all}`;
     case 'upload':
@@ -231,17 +243,21 @@ async function loadModel(slot: Slot, source: ModelSource, signal: AbortSignal): 
     // Bytes fill the bar to 90%; each later phase (upload, compile, warm-up) a little more.
     const later: Partial<Record<LoadPhase, number>> = { upload: 0.9, compile: 0.95, 'warm-up': 0.98 };
     $<HTMLProgressElement>('load-bar').value = later[p.phase] ?? (p.totalBytes ? (0.9 * p.loadedBytes) / p.totalBytes : 0);
-    $('load-text').textContent = describeProgress(label, p);
+    $('load-text').textContent = describeProgress(label, p, source.kind === 'local');
   };
   const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
   try {
-    const model = source.kind === 'url' ? { model: source.url } : { model: source.id, manifestUrl: source.manifestUrl };
+    // A local model's files or directory handle cross to the worker as they are (structured clone).
+    const model = source.kind === 'manifest' ? { model: source.id, manifestUrl: source.manifestUrl } : { model: source.kind === 'url' ? source.url : source.model };
     // warmUp: no timed run builds pipelines in its first step (a race compares steps).
     const engine = await createWorkerEngine(worker, { ...model, onProgress, signal, warmUp: true });
     const { arch, length, pNucleus } = engine.config;
-    const params = source.kind === 'manifest' ? manifest.find((m) => m.id === source.id)?.params : undefined;
+    // A local model is in the cache now, under its id: from there it loads next (Reload engine, the picker on later visits).
+    if (source.kind === 'local') info.label = localIdOf(source.model);
+    const kept = source.kind === 'local' ? (await refreshLocalModels()).find((m) => m.id === info.label) : undefined;
+    const params = source.kind === 'manifest' ? manifest.find((m) => m.id === source.id)?.params : kept?.params;
     Object.assign(info, { arch, length, pNucleus, params, fromCache: files > 0 && cachedFiles === files });
-    models.set(slot, { source, info, engine, worker });
+    models.set(slot, { source: source.kind === 'local' ? localSource(info.label) : source, info, engine, worker });
     void engine.lost.then((lost) => {
       if (models.get(slot)?.engine !== engine) return;
       unload(slot);
@@ -260,7 +276,9 @@ const seconds = (ms: number | undefined): string => `${((ms ?? 0) / 1000).toFixe
 
 function describeModel(info: ModelInfo): string {
   const t = info.phases;
-  const where = info.fromCache ? `read from this browser's cache in ${seconds(t.download)}` : `downloaded in ${seconds(t.download)}`;
+  const local = info.label.startsWith('local:');
+  const read = info.fromCache ? `read from this browser's cache in ${seconds(t.download)}` : local ? `read from the files in ${seconds(t.download)}` : `downloaded in ${seconds(t.download)}`;
+  const where = t.convert === undefined ? read : `converted into this browser's cache in ${seconds(t.convert)}, ${read}`;
   const params = info.params === undefined ? '' : `${(info.params / 1e6).toFixed(2)}M parameters, `;
   return (
     `${info.label}: ${info.arch.toUpperCase()}, ${params}length ${info.length}, ` +
@@ -276,6 +294,7 @@ async function loadMain(source: ModelSource): Promise<void> {
   unload('twin');
   try {
     const info = await loadModel('main', source, stopping!.signal);
+    if (source.kind === 'local') fillModelPicker(info.label);
     performance.mark('pgm-model-ready', { detail: info });
     $('model-info').textContent = describeModel(info);
     showWarnings(info.warnings);
@@ -312,6 +331,7 @@ async function reloadEngine(): Promise<void> {
 
 function currentSource(): ModelSource | undefined {
   const id = $<HTMLSelectElement>('model').value;
+  if (isLocalChoice(id)) return localSource(id);
   if (id !== CUSTOM) return { kind: 'manifest', manifestUrl, id };
   const url = input('model-url').value.trim();
   return url ? { kind: 'url', url: new URL(url, location.href).href } : undefined;
@@ -325,7 +345,7 @@ function setBusy(value: boolean): void {
   const ready = models.has('main');
   $<HTMLButtonElement>('generate').disabled = busy || !ready;
   $<HTMLButtonElement>('stop').disabled = !busy;
-  for (const id of ['model', 'load-url', 'clear-cache']) $<HTMLButtonElement>(id).disabled = busy;
+  for (const id of ['model', 'load-url', 'clear-cache', 'open-folder', 'open-files']) $<HTMLButtonElement>(id).disabled = busy;
   const main = models.get('main');
   const twin = main?.source.kind === 'manifest' ? twinOf(main.source.id) : undefined;
   $<HTMLButtonElement>('race').disabled = busy || !twin;
@@ -558,6 +578,8 @@ $('stop').onclick = () => {
 $('clear-cache').onclick = async () => {
   await clearModelCache();
   $('model-info').textContent += ' · cache cleared';
+  await refreshLocalModels();
+  fillModelPicker($<HTMLSelectElement>('model').value);
 };
 
 /** For tests and the curious: destroy the device of a model's worker, as a GPU reset would (demo/worker.ts). */
@@ -577,6 +599,8 @@ function describeControls(): void {
 async function start(): Promise<void> {
   describeControls();
   if (!(await describeAdapter())) return;
+  setUpLocalModels({ load: (model, label) => void loadMain({ kind: 'local', model, label }), busy: () => busy, problem: (message) => showProblem(message) });
+  await refreshLocalModels();
   const asked = params.get('model') ?? undefined;
   let wanted = asked;
   let fallback: string | undefined;

@@ -269,8 +269,9 @@ export function memoryDir(): DirSink & { files: Map<string, Uint8Array> } {
   const files = new Map<string, Uint8Array>();
   return {
     files,
-    async create(file) {
-      return memorySink((bytes) => files.set(file, bytes));
+    async create(file, size) {
+      const sink = memorySink(size);
+      return { ...sink, close: () => sink.close().finally(() => files.set(file, sink.bytes())) };
     },
     async writeText(file, text) {
       files.set(file, utf8.encode(text));

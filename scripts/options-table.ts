@@ -1,20 +1,22 @@
 /**
- * The README's tables of generation options and of createEngine's options, rendered from
- * GENERATION_OPTIONS and ENGINE_OPTIONS (src/options.ts), the one place where each option's
- * type, default, bound and meaning are written.
+ * The README's tables of generation options, of createEngine's options and of
+ * importCheckpoint's, rendered from GENERATION_OPTIONS, ENGINE_OPTIONS and IMPORT_OPTIONS
+ * (src/options.ts), the one place where each option's type, default, bound and meaning are written.
  *
  *   npx tsx scripts/options-table.ts           # rewrite the tables in README.md
  * tests/assets/options-table.test.ts fails when README.md's tables are not these.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ENGINE_OPTIONS, GENERATION_OPTIONS } from '../src/options.js';
+import { ENGINE_OPTIONS, GENERATION_OPTIONS, IMPORT_OPTIONS, type EngineOption } from '../src/options.js';
 
 export const README = fileURLToPath(new URL('../README.md', import.meta.url));
 export const START = '<!-- generation options: scripts/options-table.ts -->';
 export const END = '<!-- end of generation options -->';
 export const ENGINE_START = '<!-- engine options: scripts/options-table.ts -->';
 export const ENGINE_END = '<!-- end of engine options -->';
+export const IMPORT_START = '<!-- import options: scripts/options-table.ts -->';
+export const IMPORT_END = '<!-- end of import options -->';
 
 const cell = (text: string): string => text.replace(/\|/g, '\\|');
 
@@ -23,10 +25,13 @@ export function optionsTable(): string {
   return [START, '| option | per | takes | default | what it does | CLI |', '|---|---|---|---|---|---|', ...rows, END].join('\n');
 }
 
-export function engineOptionsTable(): string {
-  const rows = ENGINE_OPTIONS.map((o) => `| \`${o.name}\` | ${cell(o.takes)} | ${cell(o.default)} | ${cell(o.doc)} |`);
-  return [ENGINE_START, '| option | takes | default | what it does |', '|---|---|---|---|', ...rows, ENGINE_END].join('\n');
+function apiOptionsTable(options: readonly EngineOption[], start: string, end: string): string {
+  const rows = options.map((o) => `| \`${o.name}\` | ${cell(o.takes)} | ${cell(o.default)} | ${cell(o.doc)} |`);
+  return [start, '| option | takes | default | what it does |', '|---|---|---|---|', ...rows, end].join('\n');
 }
+
+export const engineOptionsTable = (): string => apiOptionsTable(ENGINE_OPTIONS, ENGINE_START, ENGINE_END);
+export const importOptionsTable = (): string => apiOptionsTable(IMPORT_OPTIONS, IMPORT_START, IMPORT_END);
 
 /** `readme` with the block between `start` and `end` replaced by `table`. */
 function replaceBlock(readme: string, start: string, end: string, table: string): string {
@@ -35,9 +40,10 @@ function replaceBlock(readme: string, start: string, end: string, table: string)
   return readme.slice(0, a) + table + readme.slice(b + end.length);
 }
 
-/** README.md with its tables replaced by `optionsTable()` and `engineOptionsTable()`. */
+/** README.md with its tables replaced by `optionsTable()`, `engineOptionsTable()` and `importOptionsTable()`. */
 export function withTable(readme: string): string {
-  return replaceBlock(replaceBlock(readme, START, END, optionsTable()), ENGINE_START, ENGINE_END, engineOptionsTable());
+  const tables: [string, string, string][] = [[START, END, optionsTable()], [ENGINE_START, ENGINE_END, engineOptionsTable()], [IMPORT_START, IMPORT_END, importOptionsTable()]];
+  return tables.reduce((text, [start, end, table]) => replaceBlock(text, start, end, table), readme);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

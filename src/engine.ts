@@ -1,4 +1,5 @@
-import { PgmError, fail } from './errors.js';
+import { PgmError, brief, fail } from './errors.js';
+import { importCheckpoint as convertIntoStore, isLocalModel, loadLocalModel, type ImportedModel } from './convert/import.js';
 import { requestGpu, type AdapterSummary, type GpuContext } from './gpu/context.js';
 import { releaseAtExit } from './gpu/release.js';
 import type { ModelConfig } from './model/config.js';
@@ -7,9 +8,9 @@ import { cacheStore } from './model/cache.js';
 import { abortedError, checkAborted } from './model/fetch.js';
 import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel, type LoadedModel, type LoadOptions, type LoadPhase } from './model/load.js';
 import { Vocabulary } from './model/vocab.js';
-import { checkBatchOptionTypes, checkEngineOptionTypes, checkGenerateOptionTypes, resolveGenerationOptions, type ResolvedGeneration } from './options.js';
+import { checkBatchOptionTypes, checkEngineOptionTypes, checkGenerateOptionTypes, checkImportOptionTypes, resolveGenerationOptions, type ResolvedGeneration } from './options.js';
 import { ENCODER_MODES, samplePgm, sampleMdlm, type BatchStep } from './sampling/samplers.js';
-import type { BatchOptions, BatchResult, BatchStepEvent, EngineOptions, GenerateOptions, GenerationResult, ModelWeights, StepEvent } from './types.js';
+import type { BatchOptions, BatchResult, BatchStepEvent, EngineOptions, ImportOptions, GenerateOptions, GenerationResult, ModelWeights, StepEvent } from './types.js';
 
 /**
  * A running generation: iterate it for step events, await it for the result (a Promise:
@@ -282,13 +283,28 @@ export function loadOptions(options: EngineOptions): Omit<LoadOptions, 'manifest
   return { onProgress: options.onProgress, signal: options.signal, stallTimeout: options.stallTimeout, store };
 }
 
-/** The weights `options` name (see EngineOptions.model), loaded over fetch; options already checked. */
+/** The weights `options` name (see EngineOptions.model), loaded over fetch, from local files or from the cache; options already checked. */
 export async function loadWeights(options: EngineOptions): Promise<ModelWeights> {
   const { model, manifestUrl } = options;
+  if (isLocalModel(model)) return loadLocalModel(model, loadOptions(options));
   if (typeof model === 'object') return model;
   if (model !== undefined && /^(https?:|\/|\.\.?\/)/.test(model)) return loadModelFromUrl(model, loadOptions(options));
   if (manifestUrl !== undefined) return loadModelFromManifest(manifestUrl, model, loadOptions(options));
   return loadPackagedModel(model, loadOptions(options));
+}
+
+/**
+ * Convert a Lightning `.ckpt` (a Blob: a File the user picked or dropped; read lazily, never
+ * whole) into the model cache as a sharded model, EMA weights in f16 by default, with progress
+ * events; `createEngine({ model: id })` then loads it from the cache, offline. Options: the
+ * table IMPORT_OPTIONS.
+ */
+export async function importCheckpoint(checkpoint: Blob, options: ImportOptions = {}): Promise<ImportedModel> {
+  if (!(typeof Blob !== 'undefined' && checkpoint instanceof Blob)) fail('option', `importCheckpoint: the checkpoint must be a Blob or a File, got ${brief(checkpoint)}`);
+  checkImportOptionTypes(options);
+  const { cache, ...rest } = options;
+  const store = typeof cache === 'object' ? cache : (cacheStore() ?? fail('option', "importCheckpoint: this environment has no Cache API (Node, or a page served neither over https nor from localhost): pass { cache: store }, a ModelStore"));
+  return convertIntoStore(checkpoint, store, rest);
 }
 
 /** Put loaded weights on the GPU of `options.gpu` (or a new device). */

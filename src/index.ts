@@ -1,7 +1,7 @@
 export { PgmError, type PgmErrorCode } from './errors.js';
 export { requestGpu, type GpuContext, type AdapterSummary } from './gpu/context.js';
-export { createEngine, Engine, GenerationRun, vocabularyOf, type EngineInterface } from './engine.js';
-export { ENGINE_OPTIONS, GENERATION_OPTIONS, type EngineOption, type GenerationOption } from './options.js';
+export { createEngine, Engine, GenerationRun, importCheckpoint, vocabularyOf, type EngineInterface } from './engine.js';
+export { ENGINE_OPTIONS, GENERATION_OPTIONS, IMPORT_OPTIONS, type EngineOption, type GenerationOption } from './options.js';
 export { ENCODER_MODES, type EncoderMode } from './sampling/samplers.js';
 export type {
   EngineOptions,
@@ -20,6 +20,12 @@ export type {
   LoadProgress,
   ModelStore,
   ModelWeights,
+  ImportOptions,
+  ImportedModel,
+  LocalModel,
+  LocalId,
+  LocalModelInfo,
+  ModelFolder,
 } from './types.js';
 export { GpuModel, WEIGHT_STORAGES, type GpuModelOptions, type WeightStorage } from './model/gpu-model.js';
 export {
@@ -27,6 +33,8 @@ export {
   type ModelFiles, type LoadedModel, type LoadOptions,
 } from './model/load.js';
 export { cacheStore, clearModelCache, MODEL_CACHE } from './model/cache.js';
+export { localModels } from './model/local.js';
+export { loadLocalModel, localIdOf } from './convert/import.js';
 export { DEFAULT_STALL_TIMEOUT, STALL_BYTES, type BodyOptions } from './model/fetch.js';
 export { PACKAGED_MANIFEST } from './model/packaged.js';
 export type { WeightsManifest, ManifestModel } from './model/manifest.js';

@@ -15,6 +15,7 @@ import { PgmError, brief, fail } from './errors.js';
 import { replaceFile } from './convert/sink-node.js';
 import { requestGpu, type GpuContext } from './gpu/context.js';
 import { usePlanFile, type PlanFile } from './kernels/plan-store.js';
+import { isLocalModel } from './convert/import.js';
 import { loadModelPath } from './convert/read-node.js';
 import { diskFiles, loadModelDir } from './model/load-node.js';
 import { MAX_CONFIG_BYTES, parseManifest } from './model/load.js';
@@ -158,7 +159,8 @@ function manifestPath(manifestUrl: EngineOptions['manifestUrl']): string | undef
 /**
  * Node: load a model — a weights-manifest.json id (default: the manifest's default; the
  * manifest is the package's own unless `manifestUrl` names another, on disk or over http),
- * a model directory, a Lightning `.ckpt` (converted in memory, EMA weights), or a URL — and
+ * a model directory, a Lightning `.ckpt` (converted in memory, EMA weights), a URL, or what a
+ * browser takes too (a .ckpt Blob, a folder's Files, a `local:` id of the `cache` store) — and
  * put it on this machine's GPU (or SwiftShader).
  */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
@@ -166,7 +168,7 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
   const { model } = options;
   const path = manifestPath(options.manifestUrl);
   let loaded;
-  if (typeof model === 'string' && /^https?:/i.test(model)) loaded = await loadWeights(options);
+  if ((typeof model === 'string' && /^https?:/i.test(model)) || isLocalModel(model)) loaded = await loadWeights(options);
   else if (typeof model === 'string' && (existsSync(model) || model.includes('/') || model.endsWith('.ckpt'))) loaded = await loadModelPath(model, loadOptions(options));
   else if (path === undefined || (model !== undefined && typeof model !== 'string')) loaded = await loadWeights(options);
   else {

@@ -7,6 +7,7 @@
  */
 import { brief, fail } from './errors.js';
 import type { ModelConfig } from './model/config.js';
+import { isLocalModel } from './convert/import.js';
 import { WEIGHT_STORAGES } from './model/gpu-model.js';
 import type { Vocabulary } from './model/vocab.js';
 import { ENCODER_MODES, MDLM_STEPS_PER_POSITION, type SamplingOptions, type SequencePlan } from './sampling/samplers.js';
@@ -115,8 +116,11 @@ const functions = (...names: string[]) => (v: unknown) => isObject(v) && names.e
 /** Every option of `createEngine` (browser and Node entries), checked before anything loads. */
 export const ENGINE_OPTIONS: readonly EngineOption[] = [
   {
-    name: 'model', takes: 'a manifest id, a model directory URL (https:, /, ./) or loaded weights { config, weights }; Node: also a directory or a .ckpt path', default: "the manifest's default",
-    doc: 'the model to load', check: (v) => (typeof v === 'string' || (isObject(v) && isObject(v.config) && v.weights instanceof Map) ? undefined : 'must be a manifest id, a URL, a path or loaded weights { config, weights }'),
+    name: 'model',
+    takes: 'a manifest id, a model directory URL (https:, /, ./), a model folder the user picked (File[], FileList or a directory handle), a Lightning .ckpt as a Blob, a local model id local:<name>, or loaded weights { config, weights }; Node: also a directory or a .ckpt path',
+    default: "the manifest's default",
+    doc: 'the model to load; a picked folder is read from its files and kept in the cache as local:<folder name>, a .ckpt is converted in the page into the cache (importCheckpoint with its defaults) and loaded from there, a local id loads from the cache, offline',
+    check: (v) => (typeof v === 'string' || isLocalModel(v) || (isObject(v) && isObject(v.config) && v.weights instanceof Map) ? undefined : 'must be a manifest id, a URL, a path, a model folder (File[], FileList, a directory handle), a .ckpt Blob or loaded weights { config, weights }'),
   },
   {
     name: 'manifestUrl', takes: 'a URL (Node: also a path)', default: 'the manifest packaged with the engine',
@@ -127,7 +131,7 @@ export const ENGINE_OPTIONS: readonly EngineOption[] = [
   { name: 'weightStorage', takes: WEIGHT_STORAGES.join(' | '), default: 'auto', doc: 'how matmul weights sit on the GPU: auto keeps f16 files f16 (exact), f32 widens them at load, f16 also rounds f32 files (lossy)', check: oneOf('weightStorage', WEIGHT_STORAGES) },
   {
     name: 'onProgress', takes: 'a function of { phase, file, loaded, total, loadedBytes, totalBytes, ms, cached, warning }', default: 'none',
-    doc: "the load as it goes: download (each file's bytes as they arrive: loaded of total for the file, loadedBytes of totalBytes for all shards), verify (each shard's size and sha256), upload, compile, warm-up; a phase's last event has its ms; a warning event says what the load survived (a cache write refused, a damaged cached copy)",
+    doc: "the load as it goes: convert (a .ckpt converted in the page: the model's bytes written), download (each file's bytes as they arrive: loaded of total for the file, loadedBytes of totalBytes for all shards), verify (each shard's size and sha256), upload, compile, warm-up; a phase's last event has its ms; a warning event says what the load survived (a cache write refused, a damaged cached copy)",
     check: (v) => (typeof v === 'function' ? undefined : 'must be a function'),
   },
   { name: 'signal', takes: 'an AbortSignal', default: 'none', doc: "cancels the load, downloads and GPU set-up alike: createEngine rejects with PgmError('aborted')", check: isSignal },
@@ -143,11 +147,45 @@ export const ENGINE_OPTIONS: readonly EngineOption[] = [
   { name: 'warmUp', takes: 'true or false', default: 'false', doc: "before createEngine resolves, one tiny generation through each forward pass (a PGM's incremental one too), so that the first real step builds nothing", check: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false') },
 ];
 
+/** The longest name of a local model (a key and a line in a picker, not a document). */
+export const MAX_NAME_LENGTH = 200;
+
+const engineOption = (name: string): EngineOption => ENGINE_OPTIONS.find((o) => o.name === name)!;
+
+/** Every option of `importCheckpoint` (the same kind of rows as createEngine's), checked before anything is read. */
+export const IMPORT_OPTIONS: readonly EngineOption[] = [
+  {
+    name: 'name', takes: `a string of 1 to ${MAX_NAME_LENGTH} characters`, default: "the file's name without .ckpt",
+    doc: "the model's id in the cache is local:<name>; a model of that name is replaced", check: (v) => (typeof v === 'string' && v.length >= 1 && v.length <= MAX_NAME_LENGTH ? undefined : `must be a string of 1 to ${MAX_NAME_LENGTH} characters`),
+  },
+  { name: 'dtype', takes: 'f16 | f32', default: 'f16', doc: 'how the weights are kept: f16 halves the cache and the load (each value rounded to nearest), f32 keeps them exact', check: oneOf('dtype', ['f16', 'f32']) },
+  { name: 'ema', takes: 'true or false', default: 'true', doc: 'the EMA weights (ema.shadow_params) or the raw state_dict', check: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false') },
+  {
+    name: 'shardSize', takes: 'an integer number of bytes >= 1', default: '67108864 (64 MiB)', doc: 'shards of at most this size (a larger tensor gets one of its own); the conversion holds about one shard in memory',
+    check: (v) => (Number.isSafeInteger(v) && (v as number) >= 1 ? undefined : 'must be an integer number of bytes >= 1'),
+  },
+  {
+    name: 'cache', takes: 'true or a ModelStore { get, put, delete, keys }', default: "true: this browser's Cache API (Node: none, give a store)",
+    doc: 'where the converted model goes', check: (v) => (v === true || functions('get', 'put', 'delete', 'keys')(v) ? undefined : 'must be true or a ModelStore { get, put, delete, keys }'),
+  },
+  {
+    ...engineOption('onProgress'), takes: 'a function of { phase, file, loaded, total, loadedBytes, totalBytes, ms }',
+    doc: "the conversion as it goes: convert events (file: the checkpoint; loadedBytes of totalBytes: the model's bytes written so far, and in all), the last with its ms",
+  },
+  { ...engineOption('signal'), doc: "cancels the conversion between two tensors: importCheckpoint rejects with PgmError('aborted'), and the shards written so far are evicted" },
+];
+
 const ENGINE_TABLE: Record<string, Check> = Object.fromEntries(ENGINE_OPTIONS.map((o) => [o.name, o.check]));
+const IMPORT_TABLE: Record<string, Check> = Object.fromEntries(IMPORT_OPTIONS.map((o) => [o.name, o.check]));
 
 /** The options of `createEngine`: an object of known options, each of its type (or undefined). */
 export function checkEngineOptionTypes(options: unknown): void {
   checkFields(options, ENGINE_TABLE, 'createEngine: ');
+}
+
+/** The options of `importCheckpoint`: an object of known options, each of its type (or undefined). */
+export function checkImportOptionTypes(options: unknown): void {
+  checkFields(options, IMPORT_TABLE, 'importCheckpoint: ');
 }
 
 const tableOf = (scope: GenerationOption['scope']): Record<string, Check> =>

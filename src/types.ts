@@ -1,5 +1,6 @@
 /** The public types of the API: engine options, generation options, step events and results. */
 import type { GpuContext } from './gpu/context.js';
+import type { ImportOptions as ConvertIntoStoreOptions, LocalModel } from './convert/import.js';
 import type { ModelConfig } from './model/config.js';
 import type { ModelStore } from './model/cache.js';
 import type { WeightStorage } from './model/gpu-model.js';
@@ -10,6 +11,8 @@ import type { Order, Schedule } from './sampling/schedule.js';
 
 export type { LoadPhase, LoadProgress } from './model/load.js';
 export type { ModelStore } from './model/cache.js';
+export type { ImportedModel, LocalModel } from './convert/import.js';
+export type { LocalId, LocalModelInfo, ModelFolder } from './model/local.js';
 
 /** A model already in memory: config + float32 weights (from a converter or a test). */
 export interface ModelWeights {
@@ -20,9 +23,11 @@ export interface ModelWeights {
 export interface EngineOptions {
   /**
    * An id from weights-manifest.json (default: its default model), a model directory URL
-   * (`https://...`, `/...`, `./...`), or weights already loaded.
+   * (`https://...`, `/...`, `./...`), a model folder the user picked (its files or directory
+   * handle), a Lightning `.ckpt` as a Blob (converted into the cache: see importCheckpoint), a
+   * local model id `local:<name>` (see localModels), or weights already loaded.
    */
-  model?: string | ModelWeights;
+  model?: string | ModelWeights | LocalModel;
   /** A device to share; by default the engine requests its own (navigator.gpu). */
   gpu?: GpuContext;
   /**
@@ -44,6 +49,12 @@ export interface EngineOptions {
   cache?: boolean | ModelStore;
   /** Run a tiny generation through each forward pass before resolving (default false). */
   warmUp?: boolean;
+}
+
+/** The options of importCheckpoint (the table IMPORT_OPTIONS): how the checkpoint is converted, and where the model goes. */
+export interface ImportOptions extends ConvertIntoStoreOptions {
+  /** Where the converted model goes: true (default: this browser's Cache API) or a store of your own. */
+  cache?: true | ModelStore;
 }
 
 /** Text known in advance at a given position (infilling). */

@@ -84,22 +84,34 @@ export class Checkpoint {
    * storage; non-contiguous views are gathered). `what` names it in errors.
    */
   async readFloat32(t: TorchTensor, what: string): Promise<Float32Array> {
+    for await (const values of this.float32Chunks(t, what)) return values;
+    return new Float32Array(0);
+  }
+
+  /**
+   * The same values in pieces of at most `chunkElements` (Infinity: one piece), read from the
+   * file piece by piece when the view is contiguous (the parameters of a checkpoint are), so a
+   * tensor of any size costs one piece of memory. A strided view is read and gathered whole.
+   */
+  async *float32Chunks(t: TorchTensor, what: string, chunkElements = Infinity): AsyncGenerator<Float32Array> {
     const bad = (why: string): never => fail('checkpoint', `${this.name}: tensor ${what}: ${why}`);
     const storage = t.storage instanceof StorageRef ? t.storage : bad('its storage is not a checkpoint storage');
     const { dtype } = storage;
     const kind = FLOAT_KINDS[dtype as keyof typeof FLOAT_KINDS] ?? bad(`dtype ${dtype} is not floating point`);
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (n === 0) return new Float32Array(0);
+    if (n === 0) return;
     let last = t.storageOffset;
     for (let i = 0; i < t.shape.length; i++) last += (t.shape[i] - 1) * t.stride[i];
     if (last >= storage.numel) bad(`view (offset ${t.storageOffset}, shape [${t.shape}], stride [${t.stride}]) exceeds its storage of ${storage.numel} elements`);
     const size = TORCH_DTYPE_SIZE[dtype];
     const span = last - t.storageOffset + 1;
     if (n > span) bad(`view (shape [${t.shape}], stride [${t.stride}]) repeats storage elements; broadcast views are not supported`);
-    const raw = await this.zip.read(storage.entry, t.storageOffset * size, (last + 1) * size);
-    const values = decodeFloats(raw, kind, !this.bigEndian);
-    if (span === n && isContiguous(t.shape, t.stride)) return values;
-    return gather(values, t.shape, t.stride, n);
+    const contiguous = span === n && isContiguous(t.shape, t.stride);
+    const pieces = this.zip.chunks(storage.entry, t.storageOffset * size, (last + 1) * size, contiguous ? chunkElements * size : Infinity);
+    for await (const raw of pieces) {
+      const values = decodeFloats(raw, kind, !this.bigEndian);
+      yield contiguous ? values : gather(values, t.shape, t.stride, n);
+    }
   }
 }
 

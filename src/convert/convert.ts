@@ -2,7 +2,7 @@ import { fail } from '../errors.js';
 import { checkAborted } from '../model/fetch.js';
 import { validateModelConfig, type ModelConfig, type ModelDirConfig, type PreQueryMode, type QueryProcessMode, type ShardInfo } from '../model/config.js';
 import { DTYPE_BYTES, encodeFloats, type SafetensorsDtype } from '../model/floats.js';
-import { writeSafetensors, type FileSink, type TensorSpec } from '../model/safetensors.js';
+import { encodeHeader, writeSafetensors, type FileSink, type TensorBytes, type TensorSpec } from '../model/safetensors.js';
 import type { WeightMap } from '../model/tensor.js';
 import { isBuffer, parameterMismatches } from '../model/parameters.js';
 import { Checkpoint, StorageRef, describeValue, lookup, toPlain } from './checkpoint.js';
@@ -15,6 +15,8 @@ export const CONVERTER = 'pgm-webgpu convert 1';
  * holds one shard at a time. A tensor larger than this gets a shard of its own.
  */
 export const DEFAULT_SHARD_SIZE = 64 * 1024 * 1024;
+/** A tensor is converted this many values at a time (4 MiB of float32): a conversion's memory does not grow with its largest tensor. */
+export const PIECE_VALUES = 2 ** 20;
 
 export interface ReadOptions {
   /** Take `ema.shadow_params` (default) rather than the raw `state_dict`. */
@@ -27,6 +29,8 @@ export interface ConvertOptions extends ReadOptions {
   shardSize?: number;
   /** Stops the conversion between tensors; what it wrote is removed (DirSink.abort). */
   signal?: AbortSignal;
+  /** Values read and converted at a time (default PIECE_VALUES; tests scale it down). */
+  pieceValues?: number;
 }
 
 /** A checkpoint's backbone, resolved to what the engine needs; tensors are still unread. */
@@ -236,7 +240,8 @@ export async function readCheckpointWeights(ckpt: Checkpoint, opts: ReadOptions 
 
 /** Where a conversion writes its files (Node: a directory; see `dirSink` in sink-node.ts). */
 export interface DirSink {
-  create(file: string): Promise<FileSink>;
+  /** A new file of `size` bytes (a sink that keeps files in memory allocates them once). */
+  create(file: string, size: number): Promise<FileSink>;
   writeText(file: string, text: string): Promise<void>;
   /** Make the files written the directory's model, all at once (a sink that writes in place has none). */
   commit?(): Promise<void>;
@@ -255,9 +260,9 @@ export interface ConvertResult {
 
 const shardName = (i: number, n: number): string => (n === 1 ? 'model.safetensors' : `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`);
 
-/** One tensor of a model being written: its name, dtype and shape, and its bytes when they are due. */
+/** One tensor of a model being written: its name, dtype and shape, and its bytes when they are due (whole or in pieces). */
 export interface TensorSource extends TensorSpec {
-  bytes(): Promise<Uint8Array>;
+  bytes(): TensorBytes;
 }
 
 /** What a model directory is written from: its config, its tensors in order, and config.json's dtype and provenance (read once every tensor is written). */
@@ -299,7 +304,9 @@ export async function writeModelDir(out: DirSink, model: ModelToWrite, opts: { s
   try {
     for (const [g, members] of groups.entries()) {
       const file = shardName(g, groups.length);
-      const info = await writeSafetensors(await out.create(file), members.map((i) => model.tensors[i]), (k) => {
+      const specs = members.map((i) => model.tensors[i]);
+      const size = encodeHeader(specs, model.metadata).header.length + specs.reduce((a, t) => a + sizeOf(t), 0);
+      const info = await writeSafetensors(await out.create(file, size), specs, (k) => {
         checkAborted(opts.signal, opts.what ?? 'the conversion');
         return model.tensors[members[k]].bytes();
       }, model.metadata);
@@ -325,7 +332,7 @@ export async function writeModelDir(out: DirSink, model: ModelToWrite, opts: { s
   }
 }
 
-/** Convert a checkpoint into a model directory, one tensor in memory at a time. */
+/** Convert a checkpoint into a model directory, a piece of one tensor in memory at a time. */
 export async function convertCheckpoint(ckpt: Checkpoint, out: DirSink, opts: ConvertOptions = {}): Promise<ConvertResult> {
   const model = inspectCheckpoint(ckpt, opts);
   const dtype = opts.dtype ?? 'f32';
@@ -336,10 +343,11 @@ export async function convertCheckpoint(ckpt: Checkpoint, out: DirSink, opts: Co
     name: p.name,
     dtype: stDtype,
     shape: p.shape,
-    async bytes() {
-      const values = await ckpt.readFloat32(p.tensor, p.name);
-      if (stDtype === 'F16') for (const v of values) if (Math.abs(v) > 65504 && Number.isFinite(v)) overflow++;
-      return encodeFloats(values, stDtype);
+    async *bytes() {
+      for await (const values of ckpt.float32Chunks(p.tensor, p.name, opts.pieceValues ?? PIECE_VALUES)) {
+        if (stDtype === 'F16') for (const v of values) if (Math.abs(v) > 65504 && Number.isFinite(v)) overflow++;
+        yield encodeFloats(values, stDtype);
+      }
     },
   }));
   const source = () => {

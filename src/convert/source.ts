@@ -1,4 +1,5 @@
 import { fail } from '../errors.js';
+import { readSlice } from '../model/local.js';
 
 /**
  * Random access to the bytes of a (possibly multi-GB) file. Readers ask for the ranges they
@@ -39,9 +40,7 @@ export function blobSource(blob: Blob, name = (blob as File).name ?? 'blob'): Ra
     size: blob.size,
     async read(offset, length) {
       checkRange(name, blob.size, offset, length);
-      const buf = new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer());
-      if (buf.length !== length) fail('io', `${name}: short read (${buf.length} of ${length} bytes at offset ${offset})`);
-      return buf;
+      return readSlice(blob, offset, length, name);
     },
   };
 }

@@ -159,22 +159,39 @@ export class ZipArchive {
 
   /** The entry's bytes in `[start, end)` (decompressed). Full reads are CRC-checked. */
   async read(name: string, start = 0, end?: number): Promise<Uint8Array> {
+    for await (const bytes of this.chunks(name, start, end)) return bytes;
+    return new Uint8Array(0);
+  }
+
+  /**
+   * The entry's bytes in `[start, end)` (decompressed), in pieces of at most `chunkBytes`
+   * (Infinity: one piece): a stored entry is read piece by piece, so no more than one piece is
+   * in memory; a deflated one is inflated whole, once. Full reads are CRC-checked, after the
+   * last piece.
+   */
+  async *chunks(name: string, start = 0, end?: number, chunkBytes = Infinity): AsyncGenerator<Uint8Array> {
     const entry = this.byName.get(name) ?? this.bad(`missing entry ${JSON.stringify(name)}`);
     const stop = end ?? entry.size;
     if (!(Number.isSafeInteger(start) && Number.isSafeInteger(stop) && start >= 0 && start <= stop && stop <= entry.size)) {
       this.bad(`entry ${name}: range [${start}, ${stop}) is outside its ${entry.size} bytes`);
     }
+    if (!(chunkBytes >= 1)) this.bad(`entry ${name}: pieces of ${chunkBytes} bytes`);
     const dataOffset = await this.dataOffset(entry);
     const whole = start === 0 && stop === entry.size;
-    let bytes: Uint8Array;
-    if (entry.method === 0) {
-      bytes = await this.source.read(dataOffset + start, stop - start);
-      if (!whole) return bytes;
-    } else {
-      bytes = await inflateRaw(await this.source.read(dataOffset, entry.compressedSize), entry.size, `${this.source.name}: entry ${name}`);
+    const checkCrc = (crc: number) => crc === entry.crc32 || this.bad(`entry ${name}: CRC-32 mismatch; the file is corrupt`);
+    if (entry.method !== 0) {
+      const bytes = await inflateRaw(await this.source.read(dataOffset, entry.compressedSize), entry.size, `${this.source.name}: entry ${name}`);
+      checkCrc(crc32(bytes));
+      for (let at = start; at < stop || at === start; at += chunkBytes) yield bytes.subarray(at, Math.min(stop, at + chunkBytes));
+      return;
     }
-    if (crc32(bytes) !== entry.crc32) this.bad(`entry ${name}: CRC-32 mismatch; the file is corrupt`);
-    return whole ? bytes : bytes.subarray(start, stop);
+    let crc = 0;
+    for (let at = start; at < stop || at === start; at += chunkBytes) {
+      const bytes = await this.source.read(dataOffset + at, Math.min(stop, at + chunkBytes) - at);
+      if (whole) crc = crc32(bytes, crc);
+      if (whole && at + bytes.length === stop) checkCrc(crc);
+      yield bytes;
+    }
   }
 
   private async dataOffset(entry: ZipEntry): Promise<number> {

@@ -49,6 +49,17 @@ export function cacheStore(name = MODEL_CACHE): ModelStore | undefined {
   };
 }
 
+/** A store in memory, for the life of the object (a checkpoint converted where there is no cache: Node, `cache: false`); it keeps the arrays it is given and gives them out, no copies. */
+export function memoryStore(): ModelStore {
+  const entries = new Map<string, Uint8Array>();
+  return {
+    get: async (key) => entries.get(key),
+    put: async (key, bytes) => void entries.set(key, bytes),
+    delete: async (key) => void entries.delete(key),
+    keys: async () => [...entries.keys()],
+  };
+}
+
 /** Delete every model file the library cached in this browser; false where there was nothing (or no Cache API). */
 export async function clearModelCache(name = MODEL_CACHE): Promise<boolean> {
   return typeof caches !== 'undefined' && caches.delete(name);

@@ -56,6 +56,34 @@ export function describeFetchFailure(e: unknown): string {
   return deepest;
 }
 
+/** A one-line static server that sends Access-Control-Allow-Origin (Python's http.server, which has no flag for it); the port follows. */
+export const CORS_SERVER_PY = `python3 -c "import http.server as s, sys; s.SimpleHTTPRequestHandler.end_headers = lambda h: (h.send_header('Access-Control-Allow-Origin', '*'), s.BaseHTTPRequestHandler.end_headers(h)); s.test(s.SimpleHTTPRequestHandler, port=int(sys.argv[1]))"`;
+
+/**
+ * A page's failed fetch of another origin, told apart: browsers say "Failed to fetch" both for a
+ * server that is down and for one that answers without CORS headers. A no-cors HEAD succeeds
+ * (with an opaque answer) only when the server answered: then it was CORS, and the error says
+ * how to serve the files with the header. Undefined when it was not (or outside a page).
+ */
+async function corsFailure(url: string, fetchFn: typeof fetch, signal: AbortSignal, e: unknown): Promise<PgmError | undefined> {
+  const page = globalThis.location?.origin;
+  if (!page || page === 'null' || !(e instanceof TypeError) || signal.aborted) return undefined;
+  const target = new URL(url);
+  if (target.origin === page || !/^https?:$/.test(target.protocol)) return undefined;
+  try {
+    await fetchFn(url, { method: 'HEAD', mode: 'no-cors', signal });
+  } catch {
+    return undefined;
+  }
+  const port = target.port || (target.protocol === 'https:' ? '443' : '80');
+  return new PgmError(
+    'io',
+    `${url}: blocked by CORS: the server at ${target.origin} answers, but without an Access-Control-Allow-Origin header that lets this page (${page}) read its files. ` +
+      `Serve the model folder with that header, e.g. in the folder: npx http-server --cors -p ${port}, or: ${CORS_SERVER_PY} ${port}`,
+    { cause: e },
+  );
+}
+
 /**
  * GET `url` and read its body under `o`'s limits. `hint` ends the message of a file that
  * cannot be had ("check the model URL ..."). A body cut short (a reset, a Content-Length
@@ -89,7 +117,7 @@ export async function fetchBody(url: string, fetchFn: typeof fetch, hint: string
     try {
       res = await fetchFn(url, { signal });
     } catch (e) {
-      throw failure(e, 'waiting for the headers');
+      throw (await corsFailure(url, fetchFn, signal, e)) ?? failure(e, 'waiting for the headers');
     }
     if (!res.ok) fail('io', `${url}: HTTP ${res.status} ${res.statusText}; ${hint}`);
     // A dev server's fallback page for a file it does not have: say so, not "invalid JSON".

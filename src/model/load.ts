@@ -31,23 +31,24 @@ export const MAX_SHARD_BYTES = 2 ** 31;
 export const MAX_MODEL_BYTES = 2 ** 34;
 
 /**
- * The phases of a load, in order: `download` (each file's bytes as they arrive, from the network
- * or the store), `verify` (each shard's size and sha256), `upload` (weights to the GPU),
- * `compile` (pipelines, and the kernel variants measured once per adapter), `warm-up` (a first
- * generation of each forward pass, with `warmUp`).
+ * The phases of a load, in order: `convert` (a checkpoint converted in the page into the store,
+ * src/convert/import.ts: the model's bytes as they are written), `download` (each file's bytes
+ * as they arrive, from the network, local files or the store), `verify` (each shard's size and
+ * sha256), `upload` (weights to the GPU), `compile` (pipelines, and the kernel variants measured
+ * once per adapter), `warm-up` (a first generation of each forward pass, with `warmUp`).
  */
-export const LOAD_PHASES = ['download', 'verify', 'upload', 'compile', 'warm-up'] as const;
+export const LOAD_PHASES = ['convert', 'download', 'verify', 'upload', 'compile', 'warm-up'] as const;
 export type LoadPhase = (typeof LOAD_PHASES)[number];
 
 /** One progress event of a load (`onProgress`). */
 export interface LoadProgress {
   phase: LoadPhase;
-  /** download, verify: the file this event is about (config.json or a shard). */
+  /** download, verify: the file this event is about (config.json or a shard); convert: the checkpoint. */
   file?: string;
-  /** download, verify: bytes of `file` done so far, and its size (0 while unknown); other phases: 0 of 1, then 1 of 1. */
+  /** download, verify: bytes of `file` done so far, and its size (0 while unknown); convert: as loadedBytes and totalBytes; other phases: 0 of 1, then 1 of 1. */
   loaded: number;
   total: number;
-  /** Bytes of every shard of the model downloaded (or read from the store) so far, and in all (0 until config.json is read). */
+  /** Bytes of every shard of the model downloaded (or read from the store; convert: written) so far, and in all (0 until config.json is read). */
   loadedBytes: number;
   totalBytes: number;
   /** On the event that ends a phase (download, verify: for this file): how long it took, in milliseconds. */

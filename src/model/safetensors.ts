@@ -59,24 +59,33 @@ export function encodeHeader(specs: readonly TensorSpec[], metadata: Record<stri
   return { header, dataSize: offset };
 }
 
+/** A tensor's bytes: all at once, or in pieces (a converter reading a large tensor piece by piece). */
+export type TensorBytes = Promise<Uint8Array> | AsyncIterable<Uint8Array>;
+
 /**
  * Stream a safetensors file into `sink`: the header first, then each tensor's bytes as
- * `data(i)` produces them, one tensor in memory at a time.
+ * `data(i)` produces them, one tensor (or one piece of one) in memory at a time.
  */
 export async function writeSafetensors(
   sink: FileSink,
   specs: readonly TensorSpec[],
-  data: (index: number) => Promise<Uint8Array>,
+  data: (index: number) => TensorBytes,
   metadata: Record<string, string> = {},
 ): Promise<{ size: number; sha256: string }> {
   try {
     const { header } = encodeHeader(specs, metadata);
     await sink.write(header);
     for (let i = 0; i < specs.length; i++) {
-      const bytes = await data(i);
+      const bytes = data(i);
       const want = numel(specs[i].shape) * DTYPE_BYTES[specs[i].dtype];
-      if (bytes.length !== want) fail('safetensors', `tensor ${specs[i].name}: got ${bytes.length} bytes, its shape and dtype need ${want}`);
-      await sink.write(bytes);
+      let got = 0;
+      for await (const piece of Symbol.asyncIterator in bytes ? bytes : [await bytes]) {
+        got += piece.length;
+        if (got > want) break;
+        await sink.write(piece);
+      }
+      if (got > want) fail('safetensors', `tensor ${specs[i].name}: got more than the ${want} bytes its shape and dtype need`);
+      if (got < want) fail('safetensors', `tensor ${specs[i].name}: got ${got} bytes, its shape and dtype need ${want}`);
     }
   } catch (e) {
     await sink.abort?.();
@@ -142,30 +151,27 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
   return { metadata, tensors };
 }
 
-/** A sink that keeps the bytes in memory (tests, browser-side conversion). */
-export function memorySink(onClose?: (bytes: Uint8Array) => void): FileSink & { bytes(): Uint8Array } {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const concat = (): Uint8Array => {
-    const out = new Uint8Array(total);
-    let o = 0;
-    for (const c of chunks) {
-      out.set(c, o);
-      o += c.length;
-    }
-    return out;
-  };
+/**
+ * A sink that keeps the file in one buffer (tests, the model cache): `capacity`, the file's
+ * size when known, is allocated once; beyond it the buffer doubles.
+ */
+export function memorySink(capacity = 0): FileSink & { bytes(): Uint8Array } {
+  let buffer = new Uint8Array(capacity);
+  let size = 0;
   return {
     async write(b) {
-      chunks.push(b.slice());
-      total += b.length;
+      if (size + b.length > buffer.length) {
+        const grown = new Uint8Array(Math.max(2 * buffer.length, size + b.length));
+        grown.set(buffer.subarray(0, size));
+        buffer = grown;
+      }
+      buffer.set(b, size);
+      size += b.length;
     },
     async close() {
-      const bytes = concat();
-      onClose?.(bytes);
-      return { size: bytes.length, sha256: await sha256Hex(bytes) };
+      return { size, sha256: await sha256Hex(buffer.subarray(0, size)) };
     },
-    bytes: concat,
+    bytes: () => buffer.subarray(0, size),
   };
 }
 

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { usage } from '../../src/cli/generate.js';
-import { checkEngineOptionTypes, ENGINE_OPTIONS, GENERATION_OPTIONS } from '../../src/options.js';
-import { README, engineOptionsTable, optionsTable } from '../../scripts/options-table.js';
+import { checkEngineOptionTypes, ENGINE_OPTIONS, GENERATION_OPTIONS, IMPORT_OPTIONS } from '../../src/options.js';
+import { README, engineOptionsTable, importOptionsTable, optionsTable } from '../../scripts/options-table.js';
 
 describe('one table of generation options', () => {
   it("README.md's option list is the table (npx tsx scripts/options-table.ts rewrites it)", () => {
@@ -17,7 +17,7 @@ describe('one table of generation options', () => {
   });
 
   it('every option has its type check, and the names are unique', () => {
-    for (const table of [GENERATION_OPTIONS, ENGINE_OPTIONS]) {
+    for (const table of [GENERATION_OPTIONS, ENGINE_OPTIONS, IMPORT_OPTIONS]) {
       expect(new Set(table.map((o) => o.name)).size).toBe(table.length);
       for (const o of table) expect(o.check(Symbol('not an option value')), o.name).toBeTypeOf('string');
     }
@@ -52,5 +52,26 @@ describe("one table of createEngine's options", () => {
     expect(message({ weightStorage: 'bf16' })?.[1]).toBe('createEngine: unknown weightStorage "bf16"; use one of auto, f32, f16');
     expect(message('pgm-small')?.[1]).toBe('createEngine: options must be an object, got string "pgm-small"');
     expect(message({ model: 'pgm-small', signal: new AbortController().signal, stallTimeout: Infinity, cache: false, warmUp: true, onProgress: () => undefined, maxBatch: undefined })).toBeUndefined();
+  });
+});
+
+describe("one table of importCheckpoint's options", () => {
+  it("README.md's import option list is the table", () => {
+    expect(readFileSync(README, 'utf8')).toContain(importOptionsTable());
+  });
+
+  it('names every importCheckpoint option of the types, and nothing else', () => {
+    const fields = (file: string, name: string) => {
+      const text = readFileSync(new URL(`../../src/${file}`, import.meta.url), 'utf8');
+      return new RegExp(`export interface ${name}\\b[^{]*\\{([\\s\\S]*?)\\n\\}`).exec(text)![1].match(/^ {2}(\w+)\?:/gm)!.map((m) => m.trim().slice(0, -2));
+    };
+    // The API's ImportOptions extends the converter's, which extends ConvertOptions (less pieceValues, for tests) and ReadOptions.
+    const declared = [
+      ...fields('types.ts', 'ImportOptions'),
+      ...fields('convert/import.ts', 'ImportOptions'),
+      ...fields('convert/convert.ts', 'ConvertOptions').filter((f) => f !== 'pieceValues'),
+      ...fields('convert/convert.ts', 'ReadOptions'),
+    ];
+    expect(IMPORT_OPTIONS.map((o) => o.name).sort()).toEqual([...new Set(declared)].sort());
   });
 });

@@ -45,6 +45,19 @@ describe('checkpoint reader on tests/convert/data (regenerate with make.py)', ()
     }
   }
 
+  it('reads each tensor in pieces of any size, the values of a whole read (strided views gathered whole)', async () => {
+    for (const file of ['mdlm-edge.ckpt', 'mdlm-edge-deflate.ckpt']) {
+      const ckpt = await Checkpoint.open(bytesSource(readFileSync(join(DATA, file)), file));
+      for (const { name, tensor } of inspectCheckpoint(ckpt).parameters) {
+        const whole = await ckpt.readFloat32(tensor, name);
+        const pieces: Float32Array[] = [];
+        for await (const piece of ckpt.float32Chunks(tensor, name, 3)) pieces.push(piece);
+        expect(Float32Array.from(pieces.flatMap((p) => [...p])), name).toEqual(whole);
+        if (pieces.length > 1) expect(Math.max(...pieces.map((p) => p.length)), name).toBe(3);
+      }
+    }
+  });
+
   it('the zip prefix is the archive top folder, not always "archive"', async () => {
     const ckpt = await Checkpoint.open(bytesSource(readFileSync(join(DATA, 'mdlm-edge.ckpt')), 'mdlm-edge.ckpt'));
     expect(ckpt.prefix).toBe('mdlm-edge');

@@ -66,6 +66,22 @@ describe('safetensors', () => {
   it('writer refuses data that does not match the declared shape', async () => {
     const e = await pgmError(() => writeSafetensors(memorySink(), [specs[0]], async () => new Uint8Array(4)));
     expect(e.message).toBe('tensor a: got 4 bytes, its shape and dtype need 60');
+    async function* pieces(n: number, size: number) {
+      for (let i = 0; i < n; i++) yield new Uint8Array(size);
+    }
+    expect((await pgmError(() => writeSafetensors(memorySink(), [specs[0]], () => pieces(7, 10)))).message).toBe('tensor a: got more than the 60 bytes its shape and dtype need');
+    expect((await pgmError(() => writeSafetensors(memorySink(), [specs[0]], () => pieces(5, 10)))).message).toBe('tensor a: got 50 bytes, its shape and dtype need 60');
+  });
+
+  it('writes a tensor given in pieces as the same bytes as given whole', async () => {
+    const whole = memorySink();
+    await writeSafetensors(whole, specs, async (i) => encodeFloats(values[i], specs[i].dtype));
+    const pieced = memorySink(1); // grows as it goes
+    await writeSafetensors(pieced, specs, async function* (i) {
+      const bytes = encodeFloats(values[i], specs[i].dtype);
+      for (let at = 0; at < bytes.length; at += 6) yield bytes.subarray(at, at + 6);
+    });
+    expect(pieced.bytes()).toEqual(whole.bytes());
   });
 
   it('rejects bad headers with one-line messages naming the file', async () => {

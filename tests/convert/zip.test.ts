@@ -53,6 +53,32 @@ describe('ZipArchive', () => {
     expect((await pgmError(() => zip.read('archive/data.pkl'))).message).toBe('crc.ckpt: entry archive/data.pkl: CRC-32 mismatch; the file is corrupt');
   });
 
+  it('reads an entry in pieces: stored ones range by range, their CRC over the pieces; deflated ones inflated once', async () => {
+    for (const deflate of [false, true]) {
+      const bytes = makeZip(entries.map((e) => ({ ...e, deflate })));
+      const reads: number[] = [];
+      const source = bytesSource(bytes, 'pieces.ckpt');
+      const zip = await ZipArchive.open({ ...source, read: (offset, length) => (reads.push(length), source.read(offset, length)) });
+      reads.length = 0;
+      const pieces = [];
+      for await (const piece of zip.chunks('archive/data/0', 0, undefined, 64)) pieces.push(piece);
+      expect(pieces.map((p) => p.length)).toEqual([...Array(15).fill(64), 40]);
+      expect(new Uint8Array(pieces.flatMap((p) => [...p]))).toEqual(entries[1].data);
+      if (!deflate) expect(Math.max(...reads)).toBe(64);
+      const range = [];
+      for await (const piece of zip.chunks('archive/data/0', 100, 300, 64)) range.push(...piece);
+      expect(new Uint8Array(range)).toEqual(entries[1].data.subarray(100, 300));
+    }
+    const bytes = makeZip(entries);
+    const dataStart = 30 + entries[0].name.length + entries[0].data.length + 30 + entries[1].name.length; // makeZip: local headers without extra fields
+    bytes[dataStart + 510] ^= 1;
+    const zip = await ZipArchive.open(bytesSource(bytes, 'crc.ckpt'));
+    const read = async () => {
+      for await (const piece of zip.chunks('archive/data/0', 0, undefined, 64)) expect(piece.length).toBeGreaterThan(0);
+    };
+    expect((await pgmError(read)).message).toBe('crc.ckpt: entry archive/data/0: CRC-32 mismatch; the file is corrupt');
+  });
+
   it('rejects non-zip and truncated files with typed errors', async () => {
     expect((await pgmError(() => ZipArchive.open(bytesSource(new Uint8Array(10), 'tiny.ckpt')))).message).toMatch(/^tiny\.ckpt: not a zip archive/);
     expect((await pgmError(() => ZipArchive.open(bytesSource(new Uint8Array(5000), 'zeros.ckpt')))).message).toMatch(/no end-of-central-directory record/);

@@ -2,12 +2,17 @@
  * The engine in a module worker (createWorkerEngine + src/worker.ts) in Chromium: the same step
  * events and results as an Engine on this thread, load progress, AbortSignals for a generation
  * and for a load (downloading and on the GPU), dispose, errors arriving as the PgmError the
- * worker's engine threw, a device lost in the worker, and workers that fail or never answer.
+ * worker's engine threw, a device lost in the worker, and workers that fail or never answer;
+ * local models (a .ckpt File, a folder's Files or directory handle, a local id) crossing to it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { localIdOf } from '../../src/convert/import.js';
 import { createEngine, Engine } from '../../src/engine.js';
 import { PgmError } from '../../src/errors.js';
+import { cacheStore, configKey, pruneStore, shardKey } from '../../src/model/cache.js';
+import type { ModelDirConfig } from '../../src/model/config.js';
 import type { LoadProgress } from '../../src/model/load.js';
+import { localModels } from '../../src/model/local.js';
 import { Vocabulary } from '../../src/model/vocab.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
 import type { StepEvent } from '../../src/types.js';
@@ -141,7 +146,7 @@ describe('createWorkerEngine (Chromium)', () => {
   it("errors arrive as the PgmError the worker's engine threw; what cannot cross is refused by name", async () => {
     const worker = startWorker();
     // Checked where they are given, with createEngine's messages.
-    for (const options of [{ modle: 'x' }, { onProgress: 1 }, { maxBatch: 0 }]) {
+    for (const options of [{ modle: 'x' }, { onProgress: 1 }, { maxBatch: 0 }, { model: [] }, { model: [new Blob(['x'])] }]) {
       const here = await rejection(createEngine(options as never));
       expect(await rejection(createWorkerEngine(worker, options as never))).toMatchObject({ name: 'PgmError', code: 'option', message: here.message });
     }
@@ -161,6 +166,60 @@ describe('createWorkerEngine (Chromium)', () => {
     }
     expect(await rejection(engine.generateBatch({ sequences: [{}, {}, {}, {}, {}] }))).toMatchObject({ code: 'option', message: expect.stringMatching(/exceeds this engine's maxBatch 4/) });
     engine.dispose();
+  });
+
+  it('local models cross to the worker: a .ckpt File converted there into the cache, then its local id, a folder\'s Files and its directory handle generate the text of this thread', async () => {
+    const worker = startWorker();
+    const file = new File([await (await fetch('/tests/fixtures/pgm-v50258/model.ckpt')).arrayBuffer()], `worker-${Math.random().toString(36).slice(2)}.ckpt`);
+    const id = localIdOf(file);
+    const store = cacheStore()!; // the worker's default cache: this origin's
+    const options = { prompt: 'It was', length: 12, steps: 3, seed: 7 };
+    const texts: string[] = [];
+    try {
+      const phases: string[] = [];
+      const converted = await createWorkerEngine(worker, { model: file, maxBatch: 1, onProgress: (p) => p.ms !== undefined && phases.push(p.phase) });
+      expect(phases[0]).toBe('convert');
+      texts.push((await converted.generate(options)).text);
+      converted.dispose();
+      const kept = (await localModels()).find((m) => m.id === id)!;
+      expect(kept.dirConfig.dtype).toBe('f16');
+
+      const reads: LoadProgress[] = [];
+      const fromCache = await createWorkerEngine(worker, { model: id, maxBatch: 1, onProgress: (p) => p.phase === 'download' && p.file !== 'config.json' && p.ms !== undefined && reads.push(p) });
+      expect(reads.map((p) => p.cached)).toEqual(kept.dirConfig.shards.map(() => true));
+      texts.push((await fromCache.generate(options)).text);
+      fromCache.dispose();
+
+      // The same model as a folder: its files, and a directory handle (of the origin private file system).
+      const dirConfig = JSON.parse(new TextDecoder().decode(await store.get(configKey(id)))) as ModelDirConfig;
+      const files = [new File([JSON.stringify(dirConfig)], 'config.json'), ...(await Promise.all(dirConfig.shards.map(async (s) => new File([(await store.get(shardKey(s.sha256)))! as Uint8Array<ArrayBuffer>], s.file))))];
+      const root = await navigator.storage.getDirectory();
+      const folder = await root.getDirectoryHandle(`worker-folder-${Math.random().toString(36).slice(2)}`, { create: true });
+      for (const f of files) {
+        const writable = await (await folder.getFileHandle(f.name, { create: true })).createWritable();
+        await writable.write(f);
+        await writable.close();
+      }
+      try {
+        for (const model of [files, folder]) {
+          const engine = await createWorkerEngine(worker, { model, cache: false, maxBatch: 1 });
+          texts.push((await engine.generate(options)).text);
+          engine.dispose();
+        }
+      } finally {
+        await root.removeEntry(folder.name, { recursive: true });
+      }
+      const oracle = await createEngine({ model: files, cache: false, gpu: await testGpu(), maxBatch: 1 });
+      const expected = (await oracle.generate(options)).text;
+      oracle.dispose();
+      expect(texts).toEqual([expected, expected, expected, expected]);
+      // A local id lives in the cache: the worker's engine says so when it has none.
+      const none = await rejection(createEngine({ model: id, cache: false }));
+      expect(await rejection(createWorkerEngine(worker, { model: id, cache: false }))).toMatchObject({ code: 'option', message: none.message });
+    } finally {
+      await store.delete(configKey(id));
+      await pruneStore(store);
+    }
   });
 
   it('a device lost in the worker resolves lost and rejects generate with device-lost', async () => {
