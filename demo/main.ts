@@ -615,10 +615,14 @@ async function start(): Promise<void> {
     showProblem(`${messageOf(e)}. You can still load a converted model directory by URL.`);
   }
   let unknown: string | undefined;
-  if (listed && asked !== undefined && !/^(https?:|\/|\.)/.test(asked) && !manifest.some((m) => m.id === asked)) {
+  if (listed && asked !== undefined && !/^(https?:|\/|\.)/.test(asked) && !manifest.some((m) => m.id === asked) && !isLocalChoice(asked)) {
     const choices = manifest.map((m) => m.id).join(', ') || 'none';
     unknown = `?model=${asked}: ${manifestUrl ?? 'the packaged manifest'} has no such model (it has: ${choices}); give one of those ids or a model directory URL (https:, / or ./)`;
     wanted = fallback;
+  }
+  if (wanted !== undefined && isLocalChoice(wanted)) {
+    fillModelPicker(wanted);
+    return loadMain(localSource(wanted));
   }
   const fromManifest = wanted !== undefined && manifest.some((m) => m.id === wanted);
   fillModelPicker(fromManifest ? wanted : undefined);

@@ -2,7 +2,7 @@
  * Local models in the demo, no server: a converted model folder picked with the folder button,
  * the authors' .ckpt layout picked with the file button (converted in the page) and both dropped
  * on the page (a synthetic drop event), each generating the CLI's text and coming back from the
- * cache as a choice of the model picker after a reload; and a model on another origin served
+ * cache as a choice of the model picker after a reload (and by ?model=local:<name>); and a model on another origin served
  * without CORS headers, whose message says CORS and how to serve it (which then works).
  */
 import { execFile, spawn } from 'node:child_process';
@@ -72,7 +72,7 @@ function modelRequests(page: Page): string[] {
   return urls;
 }
 
-test('a model folder picked with "Open model folder…" loads from its files, generates the CLI text, and comes back from the cache after a reload', async ({ page }) => {
+test('a model folder picked with "Open model folder…" loads from its files, generates the CLI text, and comes back from the cache after a reload and by ?model=local:<name>', async ({ page }) => {
   // The MDLM: the PGM's shard is in the cache already, from the default model the page loads first.
   const dir = join(process.env.PGM_DEMO_MODELS!, TEST_MODELS.mdlm);
   const expected = cliText(dir);
@@ -92,6 +92,12 @@ test('a model folder picked with "Open model folder…" loads from its files, ge
   await expect(info(page)).toHaveText(/^local:mdlm-test: MDLM, .* read from this browser's cache in [\d.]+ s; verified in/);
   expect(await generate(page)).toBe(await expected);
   expect(requests).toEqual([]);
+
+  await page.goto(demoUrl('&model=local:mdlm-test'));
+  await expect(info(page)).toHaveText(/^local:mdlm-test: MDLM, .* read from this browser's cache in [\d.]+ s; verified in/);
+  await expect(page.locator('#model')).toHaveValue('local:mdlm-test');
+  await expect(page.locator('#problem')).toBeHidden();
+  expect(requests.filter((url) => !url.endsWith('/weights-manifest.json'))).toEqual([]); // the page lists the manifest
   expect(errors).toEqual([]);
 });
 
