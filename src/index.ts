@@ -1,6 +1,6 @@
 /// <reference types="@webgpu/types" preserve="true" />
 export { PgmError, type PgmErrorCode } from './errors.js';
-export { requestGpu, type GpuContext, type AdapterSummary } from './gpu/context.js';
+export { requestGpu, type GpuContext, type GpuRequest, type AdapterSummary } from './gpu/context.js';
 export { createEngine, Engine, GenerationRun, vocabularyOf } from './engine.js';
 export { GENERATION_OPTIONS, type GenerationOption } from './options.js';
 export { ENCODER_MODES, type EncoderMode } from './sampling/samplers.js';
