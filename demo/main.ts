@@ -229,7 +229,7 @@ function describeModel(info: ModelInfo): string {
   const where = info.fromCache ? 'from this browser\'s cache' : 'downloaded';
   return (
     `${info.label}: ${info.arch.toUpperCase()}, ${(info.params / 1e6).toFixed(2)}M parameters, length ${info.length}, ` +
-    `${mib(info.bytes)} ${where} in ${(info.readMs / 1000).toFixed(2)} s, on the GPU in ${(info.gpuMs / 1000).toFixed(2)} s`
+    `${mib(info.bytes)} ${where} and put on the GPU in ${(info.readMs / 1000).toFixed(2)} s, warmed up in ${(info.gpuMs / 1000).toFixed(2)} s`
   );
 }
 

@@ -21,9 +21,9 @@ export interface ModelInfo {
   bytes: number;
   /** Every shard came from the Cache API (no download). */
   fromCache: boolean;
-  /** Fetching (or reading from the cache) and verifying the files. */
+  /** Fetching (or reading from the cache) and verifying the files, uploading them shard by shard, building the pipelines. */
   readMs: number;
-  /** Uploading weights, building pipelines and an untimed warm-up run of each forward pass. */
+  /** An untimed warm-up run of each forward pass. */
   gpuMs: number;
 }
 

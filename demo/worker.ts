@@ -3,7 +3,7 @@
  * and streams step events to the page, so the page never waits on the GPU. One request
  * runs at a time; `stop` aborts the running generation within one step.
  */
-import { createEngine, ENCODER_MODES, loadModelFromManifest, loadModelFromUrl, loadPackagedModel, PgmError, requestGpu, Vocabulary, type Engine, type GpuContext, type LoadedModel } from '../src/index.js';
+import { createEngine, ENCODER_MODES, loadModelFromManifest, loadModelFromUrl, loadPackagedModel, PgmError, requestGpu, Vocabulary, type Engine, type GpuContext } from '../src/index.js';
 import { CACHE_NAME, cachingFetch, loadEvictingOnFailure, openModelCache } from './model-cache.js';
 import type { FromWorker, GenerationSettings, ModelSource, ShownToken, Slot, ToWorker } from './protocol.js';
 
@@ -59,16 +59,22 @@ async function load(slot: Slot, source: ModelSource): Promise<void> {
     pendingBytes = 0;
     report();
   };
-  const model: LoadedModel = await loadEvictingOnFailure(cache, files, () => {
+  const ctx = await requestGpu();
+  // The shards are read, verified and uploaded as the engine is created: a failure there evicts them.
+  const { engine, bytes } = await loadEvictingOnFailure(cache, files, async () => {
     verifiedBytes = pendingBytes = 0;
-    if (source.kind === 'url') return loadModelFromUrl(source.url, { onProgress }, files.fetch);
-    return source.manifestUrl === undefined
-      ? loadPackagedModel(source.id, { onProgress }, files.fetch)
-      : loadModelFromManifest(source.manifestUrl, source.id, { onProgress }, files.fetch);
+    const model =
+      source.kind === 'url'
+        ? await loadModelFromUrl(source.url, { onProgress }, files.fetch)
+        : source.manifestUrl === undefined
+          ? await loadPackagedModel(source.id, { onProgress }, files.fetch)
+          : await loadModelFromManifest(source.manifestUrl, source.id, { onProgress }, files.fetch);
+    return { engine: await createEngine({ model, gpu: ctx }), bytes: model.dirConfig.shards.reduce((a, s) => a + s.size, 0) };
+  }).catch((e) => {
+    ctx.device.destroy();
+    throw e;
   });
   const read = performance.now();
-  const ctx = await requestGpu();
-  const engine = await createEngine({ model, gpu: ctx });
   const loaded: Loaded = { engine, ctx, disposing: false };
   engines.set(slot, loaded);
   ctx.lost.then((info) => {
@@ -76,8 +82,8 @@ async function load(slot: Slot, source: ModelSource): Promise<void> {
     engines.delete(slot);
     post({ type: 'device-lost', slot, message: `The GPU device was lost (${info.message || info.reason || 'unknown reason'}).` });
   });
-  await warmUp(engine, model.config.arch);
-  const c = model.config;
+  await warmUp(engine, engine.config.arch);
+  const c = engine.config;
   post({
     type: 'loaded',
     slot,
@@ -88,8 +94,8 @@ async function load(slot: Slot, source: ModelSource): Promise<void> {
       vocabSize: c.vocabSize,
       hiddenSize: c.hiddenSize,
       pNucleus: c.pNucleus,
-      params: [...model.weights.values()].reduce((a, t) => a + t.data.length, 0),
-      bytes: model.dirConfig.shards.reduce((a, s) => a + s.size, 0),
+      params: engine.gpuModel.parameters,
+      bytes,
       fromCache: files.misses === 0 && files.hits > 0,
       readMs: read - started,
       gpuMs: performance.now() - read,

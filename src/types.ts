@@ -2,7 +2,7 @@
 import type { GpuContext } from './gpu/context.js';
 import type { ModelConfig } from './model/config.js';
 import type { WeightStorage } from './model/gpu-model.js';
-import type { WeightMap } from './model/tensor.js';
+import type { Weights } from './model/tensor.js';
 import type { EncoderMode } from './sampling/samplers.js';
 import type { Order, Schedule } from './sampling/schedule.js';
 
@@ -11,16 +11,19 @@ export interface LoadProgress {
   totalBytes: number;
 }
 
-/** A model already in memory: config + float32 weights (from a converter or a test). */
+/**
+ * A model: its config and its tensors, in memory (a converter's float32 weights, a test's) or
+ * read as the engine uploads them (`loadModel` and its kin: shard by shard).
+ */
 export interface ModelWeights {
   config: ModelConfig;
-  weights: WeightMap;
+  weights: Weights;
 }
 
 export interface EngineOptions {
   /**
    * An id from weights-manifest.json (default: its default model), a model directory URL
-   * (`https://...`, `/...`, `./...`), or weights already loaded.
+   * (`https://...`, `/...`, `./...`), or a model opened or built already (`loadModel`, weights in memory).
    */
   model?: string | ModelWeights;
   /** A device to share; by default the engine requests its own (navigator.gpu). */

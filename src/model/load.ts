@@ -4,7 +4,7 @@ import { validateModelConfig, type ModelConfig, type ModelDirConfig } from './co
 import { findModel, validateManifest, validateShards, type ManifestModel } from './manifest.js';
 import { PACKAGED_FILES, PACKAGED_MANIFEST } from './packaged.js';
 import { parseSafetensors, sha256Hex } from './safetensors.js';
-import type { WeightMap } from './tensor.js';
+import type { StoredTensor, Weights } from './tensor.js';
 
 /** Read access to the files of one model directory (disk in Node, HTTP in the browser). */
 export interface ModelFiles {
@@ -23,7 +23,7 @@ const MAX_CONFIG_BYTES = 16 * 2 ** 20;
 export interface LoadOptions {
   /** The manifest entry this directory was chosen from: its shard sizes and hashes must agree. */
   manifestEntry?: ManifestModel;
-  /** Called after each shard with bytes loaded so far and the total. */
+  /** Called after each shard (read, verified and its tensors consumed) with bytes loaded so far and the total. */
   onProgress?: (loadedBytes: number, totalBytes: number) => void;
 }
 
@@ -31,15 +31,17 @@ export interface LoadedModel {
   dirConfig: ModelDirConfig;
   /** = dirConfig.model */
   config: ModelConfig;
-  /** float32 weights, keyed by state_dict name without `backbone.`. */
-  weights: WeightMap;
+  /**
+   * The tensors (state_dict names without `backbone.`), as the shards store them. Nothing is
+   * read until they are iterated: then each shard in turn is read, its size and sha256 checked
+   * and its tensors handed out (views into the shard: a consumer that keeps one keeps the
+   * shard), so no more than one shard is held at a time. After the last shard, the
+   * tensors' names and shapes are checked against the config. Each iteration reads afresh.
+   */
+  weights: Weights;
 }
 
 const short = (hex: string): string => `${hex.slice(0, 12)}…`;
-
-/** Little-endian f16 bytes as u16 bits (a view when aligned, else a copy). */
-const halfView = (bytes: Uint8Array): Uint16Array =>
-  bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2) : new Uint16Array(bytes.slice().buffer);
 
 /** Parse and validate `config.json` of a model directory. */
 export function parseModelDirConfig(text: string, where: string): ModelDirConfig {
@@ -58,7 +60,10 @@ export function parseModelDirConfig(text: string, where: string): ModelDirConfig
   return c as unknown as ModelDirConfig;
 }
 
-/** Load and verify a model directory: config.json, every shard's size and sha256, tensor names and shapes. */
+/**
+ * Open a model directory: read and validate config.json (and check it against the manifest
+ * entry); the shards are read, verified and parsed as `weights` is iterated.
+ */
 export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Promise<LoadedModel> {
   const where = `${files.location.replace(/\/$/, '')}/config.json`;
   const configBytes = await files.read('config.json', MAX_CONFIG_BYTES);
@@ -74,9 +79,14 @@ export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Prom
     }
     if (listed.size !== dirConfig.shards.length) fail('integrity', `${where}: lists ${dirConfig.shards.length} shards, the manifest entry ${entry.id} lists ${listed.size}`);
   }
+  return { dirConfig, config: dirConfig.model, weights: { [Symbol.asyncIterator]: () => readShards(files, dirConfig, where, opts.onProgress) } };
+}
+
+/** The tensors of every shard of a model directory, one shard in memory at a time (see LoadedModel.weights). */
+async function* readShards(files: ModelFiles, dirConfig: ModelDirConfig, where: string, onProgress: LoadOptions['onProgress']): AsyncGenerator<[string, StoredTensor]> {
   const total = dirConfig.shards.reduce((a, s) => a + s.size, 0);
   let loaded = 0;
-  const weights: WeightMap = new Map();
+  const shapes = new Map<string, number[]>();
   for (const shard of dirConfig.shards) {
     const bytes = await files.read(shard.file, shard.size);
     if (bytes.length > shard.size) fail('integrity', `shard ${shard.file}: larger than its declared ${shard.size} bytes (reading stopped there); delete the cached copy or re-download`);
@@ -84,15 +94,15 @@ export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Prom
     const sha = await sha256Hex(bytes);
     if (sha !== shard.sha256) fail('integrity', `shard ${shard.file}: sha256 mismatch (expected ${short(shard.sha256)}, got ${short(sha)}); delete the cached copy or re-download`);
     for (const [name, t] of parseSafetensors(bytes, shard.file).tensors) {
-      if (weights.has(name)) fail('safetensors', `${shard.file}: tensor ${name} also appears in an earlier shard`);
-      weights.set(name, { shape: t.shape, data: t.toFloat32(), half: t.dtype === 'F16' ? halfView(t.bytes) : undefined });
+      if (shapes.has(name)) fail('safetensors', `${shard.file}: tensor ${name} also appears in an earlier shard`);
+      shapes.set(name, t.shape);
+      yield [name, t];
     }
     loaded += bytes.length;
-    opts.onProgress?.(loaded, total);
+    onProgress?.(loaded, total);
   }
-  const problems = parameterMismatches(dirConfig.model, new Map([...weights].map(([k, t]) => [k, t.shape])));
+  const problems = parameterMismatches(dirConfig.model, shapes);
   if (problems.length) fail('config', `${where}: the shards do not match the model config: ${problems.join('; ')}`);
-  return { dirConfig, config: dirConfig.model, weights };
 }
 
 /**
