@@ -10,13 +10,13 @@ import { convertCheckpoint } from '../../src/convert/convert.js';
 import { dirSink } from '../../src/convert/sink-node.js';
 import { fileSource } from '../../src/convert/source-node.js';
 import type { ModelDirConfig } from '../../src/model/config.js';
-import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel, type LoadedModel } from '../../src/model/load.js';
+import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel } from '../../src/model/load.js';
 import { readWeights } from '../../src/model/tensor.js';
 import { PACKAGED_MANIFEST } from '../../src/model/packaged.js';
 import { loadModelPath } from '../../src/convert/read-node.js';
 import { loadModelDir } from '../../src/model/load-node.js';
 import { findModel, validateManifest, type ManifestModel, type WeightsManifest } from '../../src/model/manifest.js';
-import { pgmError } from './helpers.js';
+import { pgmError, readAll } from './helpers.js';
 
 const CKPT = join(import.meta.dirname, 'data', 'mdlm-edge.ckpt');
 let root: string;
@@ -49,9 +49,6 @@ const diskFetch = (async (input: string | URL | Request) => {
     return new Response('not found', { status: 404, statusText: 'Not Found' });
   }
 }) as typeof fetch;
-
-/** Open a model and read every tensor: the shards are read, verified and checked only then. */
-const readAll = async (opened: Promise<{ weights: LoadedModel['weights'] }>) => readWeights((await opened).weights);
 
 const entry = (over: Partial<ManifestModel> = {}): ManifestModel => ({
   id: 'mdlm-edge', arch: 'mdlm', path: 'mdlm-edge', description: 'test', params: 2928, shards: dirConfig.shards, license: 'MIT', ...over,
@@ -97,6 +94,7 @@ describe('model directory loading', () => {
     const fetched: string[] = [];
     const model = await loadPackagedModel(undefined, {}, ((input: string | URL | Request) => (fetched.push(String(input)), fileFetch(input))) as typeof fetch);
     expect(model.config.arch).toBe(PACKAGED_MANIFEST.models.find((m) => m.id === PACKAGED_MANIFEST.default)!.arch);
+    await readWeights(model.weights);
     expect(fetched.map((u) => u.split('/models/')[1])).toEqual([`${PACKAGED_MANIFEST.default}/config.json`, `${PACKAGED_MANIFEST.default}/model.safetensors`]);
     expect((await loadPackagedModel('mdlm-small', {}, fileFetch)).config.arch).toBe('mdlm');
     const e = await pgmError(() => loadPackagedModel(undefined, {}, diskFetch));
