@@ -22,6 +22,7 @@ export type {
 } from './types.js';
 export { GpuModel, WEIGHT_STORAGES, type GpuModelOptions, type WeightStorage } from './model/gpu-model.js';
 export { loadModel, loadModelFromUrl, loadModelFromManifest, loadPackagedModel, urlFiles, type ModelFiles, type LoadedModel } from './model/load.js';
+export { readWeights, type Weights, type HostTensor, type StoredTensor } from './model/tensor.js';
 export { PACKAGED_MANIFEST } from './model/packaged.js';
 export type { WeightsManifest, ManifestModel } from './model/manifest.js';
 export { Vocabulary } from './model/vocab.js';
