@@ -118,7 +118,7 @@ describe(`V = 50258, D = 768 within WebGPU's default limits (${runtime})`, () =>
     }
   });
 
-  it('MDLM in f16, logits in windows of 5 rows', async () => {
+  it('MDLM in f16, logits in windows of 5 rows, a step with and one without a forward pass', async () => {
     const gpu = await testGpuWithDefaultLimits();
     const { file, values } = model(mdlmConfig, 8);
     const mask = mdlmConfig.maskId;
@@ -136,6 +136,10 @@ describe(`V = 50258, D = 768 within WebGPU's default limits (${runtime})`, () =>
       const masked = [2, 3, 5, 6, 7, 9, 10, 11];
       expect([0, 1, 4, 8].map((r) => tokens[r])).toEqual([-1, -1, -1, -1]);
       expectArgmax(tokens, want, masked, mask);
+      // A step without a forward pass (nothing revealed since): the output layer runs again,
+      // window by window, from the rows the last pass left, and draws the same.
+      m.writeClean(0, 0, sequences[0].tokens, Array.from({ length: 12 }, (_, i) => i));
+      expect((await m.sampleStep({ ...settings, append: false }, 'none')).tokens).toEqual(tokens);
     } finally {
       m.dispose();
     }
