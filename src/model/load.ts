@@ -157,14 +157,14 @@ export function urlFiles(baseUrl: string | URL, fetchFn: typeof fetch = fetch): 
   return fetchedFiles(base.href, (file) => new URL(file, base).href, 'check the model URL (a directory with config.json and its shards)', fetchFn);
 }
 
-/** Browser entry: load the model directory at `baseUrl`. */
+/** Browser entry: open the model directory at `baseUrl` (see loadModel). */
 export function loadModelFromUrl(baseUrl: string | URL, opts: LoadOptions = {}, fetchFn: typeof fetch = fetch): Promise<LoadedModel> {
   return loadModel(urlFiles(baseUrl, fetchFn), opts);
 }
 
 /**
  * Browser entry: read `weights-manifest.json` at `manifestUrl`, pick model `id` (or the
- * default) and load it, checking its shards against the manifest.
+ * default) and open it (see loadModel), its shards to be checked against the manifest.
  */
 export async function loadModelFromManifest(manifestUrl: string | URL, id?: string, opts: Omit<LoadOptions, 'manifestEntry'> = {}, fetchFn: typeof fetch = fetch): Promise<LoadedModel> {
   const url = new URL(String(manifestUrl), globalThis.location?.href);
