@@ -202,11 +202,12 @@ function describeProgress(label: string, p: LoadProgress, local: boolean): strin
     case 'download':
       return `Loading ${label}: ${p.cached || local ? 'reading' : 'downloading'} ${p.file} ${mib(p.loaded)}${p.total ? ` / ${mib(p.total)}` : ''}${all}`;
     case 'verify':
-      return `Loading ${label}: verified ${p.file}${all}`;
+      return `Loading ${label}: verified ${p.file}, uploading its weights to the GPU${all}`;
     case 'upload':
-      return `Loading ${label}: uploading the weights to the GPU`;
+      // The shards are read as they are uploaded: their events come between upload's first and last.
+      return `Loading ${label}: ${p.ms === undefined ? 'reading the weights into the GPU' : 'compiling the kernels'}`;
     case 'compile':
-      return `Loading ${label}: compiling the kernels`;
+      return `Loading ${label}: compiled the kernels`;
     case 'warm-up':
       return `Loading ${label}: warming up`;
   }
@@ -240,9 +241,10 @@ async function loadModel(slot: Slot, source: ModelSource, signal: AbortSignal): 
       info.warnings.push(p.warning);
       return;
     }
-    // Bytes fill the bar to 90%; each later phase (upload, compile, warm-up) a little more.
+    // Bytes fill the bar to 90% (the shards are uploaded as they arrive); the end of the upload, compile and warm-up a little more each.
     const later: Partial<Record<LoadPhase, number>> = { upload: 0.9, compile: 0.95, 'warm-up': 0.98 };
-    $<HTMLProgressElement>('load-bar').value = later[p.phase] ?? (p.totalBytes ? (0.9 * p.loadedBytes) / p.totalBytes : 0);
+    const ended = p.phase !== 'upload' || p.ms !== undefined;
+    $<HTMLProgressElement>('load-bar').value = (ended && later[p.phase]) || (p.totalBytes ? (0.9 * p.loadedBytes) / p.totalBytes : 0);
     $('load-text').textContent = describeProgress(label, p, source.kind === 'local');
   };
   const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });

@@ -25,6 +25,7 @@ import { crc32, ZipArchive } from '../src/convert/zip.js';
 import { PgmError } from '../src/errors.js';
 import type { ModelDirConfig } from '../src/model/config.js';
 import { loadModel, loadModelFromManifest, type ModelFiles } from '../src/model/load.js';
+import { readWeights } from '../src/model/tensor.js';
 import { memorySink, parseSafetensors, sha256Hex } from '../src/model/safetensors.js';
 import { seededUniform } from '../src/reference/random.js';
 
@@ -396,7 +397,7 @@ function safetensorsTarget(m: FixtureModel, dtype: 'f32' | 'f16', shard: Uint8Ar
           // The download path: config.json still lists the intact shard's size and sha256.
           let caught: unknown;
           try {
-            await loadModel(memoryFiles(m.name, new Map([['config.json', configText], ['model.safetensors', bytes]])));
+            await readWeights((await loadModel(memoryFiles(m.name, new Map([['config.json', configText], ['model.safetensors', bytes]])))).weights);
           } catch (e) {
             caught = e;
           }
@@ -407,7 +408,7 @@ function safetensorsTarget(m: FixtureModel, dtype: 'f32' | 'f16', shard: Uint8Ar
           // The parser behind the hash: the same file as if its config.json listed it.
           for (const t of parseSafetensors(bytes, 'model.safetensors').tensors.values()) t.toFloat32();
           const listed = { ...dirConfig, shards: [{ file: 'model.safetensors', size: bytes.length, sha256: await sha256Hex(bytes) }] };
-          await loadModel(memoryFiles(m.name, new Map([['config.json', utf8.encode(JSON.stringify(listed))], ['model.safetensors', bytes]])));
+          await readWeights((await loadModel(memoryFiles(m.name, new Map([['config.json', utf8.encode(JSON.stringify(listed))], ['model.safetensors', bytes]])))).weights);
         },
       };
     },
@@ -431,7 +432,7 @@ function configTarget(m: FixtureModel): FuzzTarget {
         how,
         inputBytes: bytes.length + shardBytes,
         async run() {
-          await loadModel(memoryFiles(m.name, new Map([...m.files, ['config.json', bytes]])));
+          await readWeights((await loadModel(memoryFiles(m.name, new Map([...m.files, ['config.json', bytes]])))).weights);
         },
       };
     },
@@ -471,7 +472,7 @@ function manifestTarget(models: FixtureModel[]): FuzzTarget {
         how,
         inputBytes: bytes.length + modelBytes,
         async run() {
-          await loadModelFromManifest(MANIFEST_URL, id, {}, fetchFn);
+          await readWeights((await loadModelFromManifest(MANIFEST_URL, id, {}, fetchFn)).weights);
         },
       };
     },

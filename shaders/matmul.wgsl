@@ -15,11 +15,11 @@ const TN: u32 = 4u;
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let b = wid.z;
-  let rows = seqRows(p.rowsKind, b);
+  let rows = rowCount(b);
   let r0 = (wid.y * WG_Y + lid.y) * TM;
   let c0 = (wid.x * WG_X + lid.x) * TN;
   if (r0 >= rows || c0 >= p.N) { return; }
-  let xBase = b * dims.seqStride;
+  let xBase = firstXRow(b);
   // Rows/columns past the end are clamped to the last valid one and never written.
   var xr: array<u32, TM>;
   var wr: array<u32, TN>;

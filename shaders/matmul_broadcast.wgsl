@@ -27,7 +27,7 @@ fn main(
   @builtin(subgroup_invocation_id) lane: u32,
 ) {
   let b = wid.z;
-  let rows = seqRows(p.rowsKind, b);
+  let rows = rowCount(b);
   let r0 = wid.y * TM;
   if (r0 >= rows) { return; }
   let c0 = (wid.x * WG + li) * 4u;
@@ -35,7 +35,7 @@ fn main(
   let wr = min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.N - 1u));
   var xr: array<u32, TM>;
 #for i TM
-  xr[i] = (b * dims.seqStride + min(r0 + i, rows - 1u)) * p.K;
+  xr[i] = (firstXRow(b) + min(r0 + i, rows - 1u)) * p.K;
 #endfor
   var acc: array<vec4<f32>, TM>;
   var own: array<f32, TM>;

@@ -1,6 +1,8 @@
 // Bindings, operand loads and the fused epilogue shared by every matmul variant:
 // y = epilogue(x @ w^T) for the valid rows of each sequence, w stored [N, K] (PyTorch layout),
-// so both operands are read along K, four floats (one K step) at a time.
+// so both operands are read along K, four floats (one K step) at a time. A matmul may cover a
+// window of rows (rows firstRow .. firstRow + ySeqRows - 1 of each sequence, written to y's
+// rows 0 ..) and write columns of a wider y (the logits, window by window and block by block).
 // Switches: VEC4 (K % 4 == 0: vec4 loads; otherwise the last step is zero-padded), XSCALAR (x
 // bound as plain floats all the same), F16W (w holds IEEE half floats, two per u32, widened
 // exactly on load), BIAS, GELU (tanh approximation), SILU, GATED_RESIDUAL (y += gate * result,
@@ -11,9 +13,15 @@ struct Params {
   K: u32,
   N: u32,
   rowsKind: u32,
-  // Row stride between sequences in y: 0 = dense (maxRows of this kind), else seqStride.
-  ySeqDense: u32,
+  // Rows of y per sequence: seqStride, or the window's rows.
+  ySeqRows: u32,
   gateOffset: u32,
+  // The window's first row (0: from each sequence's first row).
+  firstRow: u32,
+  // Floats between rows of y, and the column of y (and of bias) where column 0 of this matmul goes.
+  yStride: u32,
+  yColumn: u32,
+  biasColumn: u32,
 }
 
 @group(0) @binding(2) var<uniform> p: Params;
@@ -43,12 +51,23 @@ struct Params {
 @group(0) @binding(6) var<storage, read> bias: array<f32>;     // [N]
 @group(0) @binding(7) var<storage, read> modulation: array<f32>;
 
+// Rows of sequence b this matmul covers.
+fn rowCount(b: u32) -> u32 {
+  let rows = seqRows(p.rowsKind, b);
+  return min(rows - min(rows, p.firstRow), p.ySeqRows);
+}
+
+// The x row (counted over the whole buffer) of sequence b's first row in the window.
+fn firstXRow(b: u32) -> u32 {
+  return b * dims.seqStride + p.firstRow;
+}
+
 // Number of four-float K steps.
 fn kSteps() -> u32 {
   return (p.K + 3u) / 4u;
 }
 
-// x[row, 4q .. 4q+3], `row` counted over the whole buffer (b * seqStride + i).
+// x[row, 4q .. 4q+3], `row` counted over the whole buffer (firstXRow(b) + i).
 fn loadX(row: u32, q: u32) -> vec4<f32> {
 #if VEC4
 #if XSCALAR
@@ -97,11 +116,10 @@ fn wAt(at: u32) -> f32 {
 
 // Apply the epilogue to the dot product of row i of sequence b with column c, and store it.
 fn store(b: u32, i: u32, c: u32, sum: f32) {
-  let yRows = select(dims.seqStride, maxRows(p.rowsKind), p.ySeqDense == 1u);
-  let at = (b * yRows + i) * p.N + c;
+  let at = (b * p.ySeqRows + i) * p.yStride + p.yColumn + c;
   var v = sum;
 #if BIAS
-  v += bias[c];
+  v += bias[p.biasColumn + c];
 #endif
 #if GELU
   let u = clamp(0.7978845608028654 * (v + 0.044715 * v * v * v), -15.0, 15.0);

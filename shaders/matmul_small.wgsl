@@ -16,7 +16,7 @@ fn main(
   @builtin(local_invocation_index) li: u32,
 ) {
   let b = wid.z;
-  let rows = seqRows(p.rowsKind, b);
+  let rows = rowCount(b);
   let r0 = wid.y * 4u;
   if (r0 >= rows) { return; }
   let lane = lid.x;
@@ -25,7 +25,7 @@ fn main(
   var xr: array<u32, 4>;
   var wr: array<u32, 4>;
   for (var i = 0u; i < 4u; i++) {
-    xr[i] = b * dims.seqStride + min(r0 + i, rows - 1u);
+    xr[i] = firstXRow(b) + min(r0 + i, rows - 1u);
     wr[i] = min(c0 + i, p.N - 1u);
   }
   var acc: array<vec4<f32>, 4>;

@@ -18,7 +18,7 @@ fn main(
   @builtin(local_invocation_index) li: u32,
 ) {
   let b = wid.z;
-  let rows = seqRows(p.rowsKind, b);
+  let rows = rowCount(b);
   let rowBlock = wid.y * TILE;
   let colBlock = wid.x * TILE;
   if (rowBlock >= rows) { return; }
@@ -26,7 +26,7 @@ fn main(
   // Rows/columns past the end are clamped to the last valid one and never written.
   let slot = li / 4u;
   let part = li % 4u;
-  let xRow = b * dims.seqStride + min(rowBlock + slot, rows - 1u);
+  let xRow = firstXRow(b) + min(rowBlock + slot, rows - 1u);
   let wRow = min(colBlock + slot, p.N - 1u);
   var acc: array<vec4<f32>, 4>;
   let steps = kSteps();

@@ -8,6 +8,8 @@
 // Switches: PGM (rows are query rows; appends the drawn tokens to the clean set),
 // MDLM (rows are positions; a masked position is revealed with probability pReveal,
 // decided before its token is drawn).
+// A dispatch samples one window of rows: the logits buffer holds rows window.first ..
+// window.first + window.rows - 1 of each sequence.
 #include "common.wgsl"
 
 struct Params {
@@ -21,14 +23,20 @@ struct Params {
   append: u32,
 }
 
+struct Window {
+  first: u32,
+  rows: u32,
+}
+
 @group(0) @binding(2) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read> logits: array<f32>;         // [batch, maxRows, V]
+@group(0) @binding(3) var<storage, read> logits: array<f32>;         // [batch, window.rows, V]
 @group(0) @binding(4) var<storage, read> seeds: array<u32>;          // [batch]
 @group(0) @binding(5) var<storage, read> queryPositions: array<u32>; // [batch, seqStride] (PGM)
 @group(0) @binding(6) var<storage, read_write> cleanTokens: array<u32>;    // [batch, seqStride]
 @group(0) @binding(7) var<storage, read_write> cleanPositions: array<u32>; // [batch, seqStride] (PGM)
 // [batch, maxRows] pairs (token or -1, bitcast probability), read back after each step.
 @group(0) @binding(8) var<storage, read_write> drawn: array<vec2<i32>>;
+@group(0) @binding(9) var<uniform> window: Window;
 
 const WG: u32 = 64u;
 var<workgroup> redF: array<f32, WG>;
@@ -119,7 +127,7 @@ fn reduceArgmax(lid: u32, v: f32, id: u32) -> u32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
   let lid = lid3.x;
   let b = wid.y;
-  let r = wid.x;
+  let r = window.first + wid.x;
 #if PGM
   let kind = QUERY;
 #else
@@ -127,7 +135,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 #endif
   // Uniform control flow: every invocation of the workgroup takes the same branches.
   if (r >= seqRows(kind, b)) { return; }
-  let rowBase = (b * maxRows(kind) + r) * p.V;
+  let rowBase = (b * window.rows + wid.x) * p.V;
   let outIndex = b * maxRows(kind) + r;
   let seqRow = b * dims.seqStride + r;
 #if PGM

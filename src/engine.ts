@@ -107,12 +107,14 @@ export class Engine {
 
   /**
    * An engine for `loaded` on `ctx`: weights uploaded, pipelines built (the progress events of
-   * upload and compile), and with `warmUp` one tiny generation per forward pass (warm-up). An
-   * abort of `signal` in between disposes what was built (and the device, if owned).
+   * upload and compile), and with `warmUp` one tiny generation per forward pass (warm-up). A
+   * model opened by loadModel is read as it is uploaded: its shards' download and verify events
+   * come between upload's first event (no bytes loaded yet) and its last. An abort of `signal`
+   * in between disposes what was built (and the device, if owned).
    */
   static async create(ctx: GpuContext, loaded: ModelWeights, options: EngineSetup = {}): Promise<Engine> {
     const bytes = (loaded as Partial<LoadedModel>).dirConfig?.shards.reduce((a, s) => a + s.size, 0) ?? 0;
-    const report = (phase: LoadPhase, ms?: number) => options.onProgress?.({ phase, loaded: ms === undefined ? 0 : 1, total: 1, loadedBytes: bytes, totalBytes: bytes, ms });
+    const report = (phase: LoadPhase, ms?: number) => options.onProgress?.({ phase, loaded: ms === undefined ? 0 : 1, total: 1, loadedBytes: phase === 'upload' && ms === undefined ? 0 : bytes, totalBytes: bytes, ms });
     let engine: Engine | undefined;
     try {
       checkAborted(options.signal);

@@ -1,5 +1,5 @@
 export { PgmError, type PgmErrorCode } from './errors.js';
-export { requestGpu, type GpuContext, type AdapterSummary } from './gpu/context.js';
+export { requestGpu, type GpuContext, type GpuRequest, type AdapterSummary } from './gpu/context.js';
 export { createEngine, Engine, GenerationRun, importCheckpoint, vocabularyOf, type EngineInterface } from './engine.js';
 export { ENGINE_OPTIONS, GENERATION_OPTIONS, IMPORT_OPTIONS, type EngineOption, type GenerationOption } from './options.js';
 export { ENCODER_MODES, type EncoderMode } from './sampling/samplers.js';
@@ -32,6 +32,7 @@ export {
   fetchManifest, loadModel, loadModelFromUrl, loadModelFromManifest, loadPackagedModel, urlFiles, LOAD_PHASES, MAX_CONFIG_BYTES, MAX_MODEL_BYTES, MAX_SHARD_BYTES,
   type ModelFiles, type LoadedModel, type LoadOptions,
 } from './model/load.js';
+export { readWeights, type Weights, type HostTensor, type StoredTensor } from './model/tensor.js';
 export { cacheStore, clearModelCache, MODEL_CACHE } from './model/cache.js';
 export { localModels } from './model/local.js';
 export { loadLocalModel, localIdOf } from './convert/import.js';

@@ -13,7 +13,7 @@ import { engineOn, loadOptions, loadWeights, type Engine } from './engine.js';
 import type { EngineOptions } from './types.js';
 import { PgmError, brief, fail } from './errors.js';
 import { replaceFile } from './convert/sink-node.js';
-import { requestGpu, type GpuContext } from './gpu/context.js';
+import { requestGpu, type GpuContext, type GpuRequest } from './gpu/context.js';
 import { usePlanFile, type PlanFile } from './kernels/plan-store.js';
 import { isLocalModel } from './convert/import.js';
 import { loadModelPath } from './convert/read-node.js';
@@ -130,11 +130,11 @@ export async function getNodeGpu(): Promise<GPU> {
   return nodeGpu;
 }
 
-/** A device on this machine's GPU, or on the CPU adapter adapterOptions picks. */
-export async function requestNodeGpu(): Promise<GpuContext> {
+/** A device on this machine's GPU, or on the CPU adapter adapterOptions picks (`options`: see requestGpu). */
+export async function requestNodeGpu(options: Omit<GpuRequest, 'gpu'> = {}): Promise<GpuContext> {
   const gpu = await getNodeGpu();
   try {
-    return await requestGpu({ gpu });
+    return await requestGpu({ ...options, gpu });
   } catch (e) {
     if (e instanceof PgmError) throw e;
     // Dawn's answer to an `adapter=` it cannot find: "no suitable backends found", then the adapters it has.

@@ -9,6 +9,7 @@ import { brief, fail } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import { isLocalModel } from './convert/import.js';
 import { WEIGHT_STORAGES } from './model/gpu-model.js';
+import { isWeights } from './model/tensor.js';
 import type { Vocabulary } from './model/vocab.js';
 import { ENCODER_MODES, MDLM_STEPS_PER_POSITION, type SamplingOptions, type SequencePlan } from './sampling/samplers.js';
 import { ORDERS, SCHEDULES, type Order, type Schedule } from './sampling/schedule.js';
@@ -117,10 +118,10 @@ const functions = (...names: string[]) => (v: unknown) => isObject(v) && names.e
 export const ENGINE_OPTIONS: readonly EngineOption[] = [
   {
     name: 'model',
-    takes: 'a manifest id, a model directory URL (https:, /, ./), a model folder the user picked (File[], FileList or a directory handle), a Lightning .ckpt as a Blob, a local model id local:<name>, or loaded weights { config, weights }; Node: also a directory or a .ckpt path',
+    takes: 'a manifest id, a model directory URL (https:, /, ./), a model folder the user picked (File[], FileList or a directory handle), a Lightning .ckpt as a Blob, a local model id local:<name>, or a model opened or in memory { config, weights } (opened by loadModel, or a Map of tensors); Node: also a directory or a .ckpt path',
     default: "the manifest's default",
     doc: 'the model to load; a picked folder is read from its files and kept in the cache as local:<folder name>, a .ckpt is converted in the page into the cache (importCheckpoint with its defaults) and loaded from there, a local id loads from the cache, offline',
-    check: (v) => (typeof v === 'string' || isLocalModel(v) || (isObject(v) && isObject(v.config) && v.weights instanceof Map) ? undefined : 'must be a manifest id, a URL, a path, a model folder (File[], FileList, a directory handle), a .ckpt Blob or loaded weights { config, weights }'),
+    check: (v) => (typeof v === 'string' || isLocalModel(v) || (isObject(v) && isObject(v.config) && isWeights(v.weights)) ? undefined : 'must be a manifest id, a URL, a path, a model folder (File[], FileList, a directory handle), a .ckpt Blob or a model { config, weights }'),
   },
   {
     name: 'manifestUrl', takes: 'a URL (Node: also a path)', default: 'the manifest packaged with the engine',
@@ -128,10 +129,10 @@ export const ENGINE_OPTIONS: readonly EngineOption[] = [
   },
   { name: 'gpu', takes: 'a GpuContext (requestGpu())', default: 'a device of its own', doc: 'a device to share; dispose() leaves it open', check: (v) => (isObject(v) && typeof v.device === 'object' && v.device !== null ? undefined : 'must be a GpuContext from requestGpu()') },
   { name: 'maxBatch', takes: 'an integer >= 1', default: '4', doc: 'the largest batch generateBatch takes (it sizes the buffers)', check: (v) => (Number.isInteger(v) && (v as number) >= 1 ? undefined : 'must be an integer >= 1') },
-  { name: 'weightStorage', takes: WEIGHT_STORAGES.join(' | '), default: 'auto', doc: 'how matmul weights sit on the GPU: auto keeps f16 files f16 (exact), f32 widens them at load, f16 also rounds f32 files (lossy)', check: oneOf('weightStorage', WEIGHT_STORAGES) },
+  { name: 'weightStorage', takes: WEIGHT_STORAGES.join(' | '), default: 'auto', doc: 'how matmul weights and the embedding sit on the GPU: auto keeps f16 files f16 (exact), f32 widens them at load, f16 also rounds f32 files (lossy)', check: oneOf('weightStorage', WEIGHT_STORAGES) },
   {
     name: 'onProgress', takes: 'a function of { phase, file, loaded, total, loadedBytes, totalBytes, ms, cached, warning }', default: 'none',
-    doc: "the load as it goes: convert (a .ckpt converted in the page: the model's bytes written), download (each file's bytes as they arrive: loaded of total for the file, loadedBytes of totalBytes for all shards), verify (each shard's size and sha256), upload, compile, warm-up; a phase's last event has its ms; a warning event says what the load survived (a cache write refused, a damaged cached copy)",
+    doc: "the load as it goes: convert (a .ckpt converted in the page: the model's bytes written), download (each file's bytes as they arrive: loaded of total for the file, loadedBytes of totalBytes for all shards), verify (each shard's size and sha256), upload (shards are read as they are uploaded: their download and verify events come between its first event and its last), compile, warm-up; a phase's last event has its ms; a warning event says what the load survived (a cache write refused, a damaged cached copy)",
     check: (v) => (typeof v === 'function' ? undefined : 'must be a function'),
   },
   { name: 'signal', takes: 'an AbortSignal', default: 'none', doc: "cancels the load, downloads and GPU set-up alike: createEngine rejects with PgmError('aborted')", check: isSignal },

@@ -5,7 +5,7 @@ import type { ModelConfig } from './model/config.js';
 import type { ModelStore } from './model/cache.js';
 import type { WeightStorage } from './model/gpu-model.js';
 import type { LoadProgress } from './model/load.js';
-import type { WeightMap } from './model/tensor.js';
+import type { Weights } from './model/tensor.js';
 import type { EncoderMode } from './sampling/samplers.js';
 import type { Order, Schedule } from './sampling/schedule.js';
 
@@ -14,10 +14,13 @@ export type { ModelStore } from './model/cache.js';
 export type { ImportedModel, LocalModel } from './convert/import.js';
 export type { LocalId, LocalModelInfo, ModelFolder } from './model/local.js';
 
-/** A model already in memory: config + float32 weights (from a converter or a test). */
+/**
+ * A model: its config and its tensors, in memory (a converter's float32 weights, a test's) or
+ * read as the engine uploads them (`loadModel` and its kin: shard by shard).
+ */
 export interface ModelWeights {
   config: ModelConfig;
-  weights: WeightMap;
+  weights: Weights;
 }
 
 export interface EngineOptions {
@@ -25,7 +28,8 @@ export interface EngineOptions {
    * An id from weights-manifest.json (default: its default model), a model directory URL
    * (`https://...`, `/...`, `./...`), a model folder the user picked (its files or directory
    * handle), a Lightning `.ckpt` as a Blob (converted into the cache: see importCheckpoint), a
-   * local model id `local:<name>` (see localModels), or weights already loaded.
+   * local model id `local:<name>` (see localModels), or a model opened or built already
+   * (`loadModel` and its kin, weights in memory).
    */
   model?: string | ModelWeights | LocalModel;
   /** A device to share; by default the engine requests its own (navigator.gpu). */

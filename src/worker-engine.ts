@@ -114,9 +114,12 @@ export function createWorkerEngine(worker: EngineWorker, options: WorkerEngineOp
     if (typeof worker?.postMessage !== 'function' || typeof worker.addEventListener !== 'function') {
       fail('option', "createWorkerEngine: worker must be a Worker: new Worker(new URL('pgm-webgpu/worker', import.meta.url), { type: 'module' })");
     }
+    const { model, manifestUrl } = rest;
+    if (typeof model === 'object' && 'config' in model && !(model.weights instanceof Map)) {
+      fail('option', 'createWorkerEngine: a model opened by loadModel (its shards are read as it loads) cannot cross to a worker; give its URL, manifest id or local model, which the worker opens, or its weights in a Map');
+    }
     checkAborted(signal);
     const id = ++engines;
-    const { model, manifestUrl } = rest;
     if (typeof model === 'string' && /^(https?:|\/|\.\.?\/)/.test(model)) rest.model = fromPage(model);
     if (manifestUrl !== undefined) rest.manifestUrl = fromPage(manifestUrl);
 

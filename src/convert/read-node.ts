@@ -5,7 +5,7 @@ import { checkAborted } from '../model/fetch.js';
 import type { ModelConfig } from '../model/config.js';
 import { loadModelDir } from '../model/load-node.js';
 import type { LoadOptions } from '../model/load.js';
-import type { WeightMap } from '../model/tensor.js';
+import type { WeightMap, Weights } from '../model/tensor.js';
 import { Checkpoint } from './checkpoint.js';
 import { readCheckpointWeights, type CheckpointModel, type ReadOptions } from './convert.js';
 import { fileSource } from './source-node.js';
@@ -20,8 +20,8 @@ export async function loadCheckpoint(path: string, opts: ReadOptions = {}): Prom
   }
 }
 
-/** A model directory or a `.ckpt` file -> config and float32 weights. */
-export async function loadModelPath(path: string, opts: ReadOptions & LoadOptions = {}): Promise<{ config: ModelConfig; weights: WeightMap }> {
+/** A model directory (opened: its shards are read as the weights are iterated) or a `.ckpt` file (read into float32 weights). */
+export async function loadModelPath(path: string, opts: ReadOptions & LoadOptions = {}): Promise<{ config: ModelConfig; weights: Weights }> {
   const info = await stat(path).catch((e: NodeJS.ErrnoException) => {
     throw new PgmError('io', `${path}: ${e.code === 'ENOENT' ? 'no such file or directory' : e.message}`, { cause: e });
   });

@@ -1,4 +1,4 @@
-import { PgmError, fail } from '../errors.js';
+import { PgmError, brief, fail } from '../errors.js';
 
 /** What the engine knows about its adapter and device. */
 export interface AdapterSummary {
@@ -33,11 +33,22 @@ const WANTED_LIMITS = [
   'maxStorageBuffersPerShaderStage',
 ] as const;
 
-/**
- * Request an adapter and a device with the adapter's full limits for the kernels
- * that need them. `gpu` defaults to `navigator.gpu`; Node passes the `webgpu` package's.
- */
-export async function requestGpu(options: { gpu?: GPU; powerPreference?: GPUPowerPreference } = {}): Promise<GpuContext> {
+export interface GpuRequest {
+  /** Default `navigator.gpu`; Node passes the `webgpu` package's. */
+  gpu?: GPU;
+  powerPreference?: GPUPowerPreference;
+  /**
+   * 'adapter' (default): the device asks for the adapter's own limits where they exceed
+   * WebGPU's defaults (larger buffers, more workgroup memory); 'default': the spec's default
+   * limits (128 MiB per storage binding, 256 MiB per buffer, ...), as on many phones and
+   * integrated GPUs: every model runs within them.
+   */
+  limits?: 'adapter' | 'default';
+}
+
+/** Request an adapter and a device with its features the kernels use (f16, subgroups, timestamps). */
+export async function requestGpu(options: GpuRequest = {}): Promise<GpuContext> {
+  if (options.limits !== undefined && options.limits !== 'adapter' && options.limits !== 'default') fail('option', `limits must be 'adapter' or 'default', got ${brief(options.limits)}`);
   const gpu = options.gpu ?? (typeof navigator !== 'undefined' ? navigator.gpu : undefined);
   if (!gpu) {
     fail('webgpu', 'WebGPU is not available here (navigator.gpu is undefined): use a browser with WebGPU enabled on a secure origin (https or localhost), or pgm-webgpu/node in Node.js');
@@ -45,7 +56,7 @@ export async function requestGpu(options: { gpu?: GPU; powerPreference?: GPUPowe
   const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
   if (!adapter) fail('webgpu', 'no WebGPU adapter found: the GPU driver is missing or blocked (in Node, install libvulkan1 and a Vulkan driver, e.g. Chromium\'s SwiftShader)');
   const requiredLimits: Record<string, number> = {};
-  for (const name of WANTED_LIMITS) requiredLimits[name] = adapter.limits[name];
+  if (options.limits !== 'default') for (const name of WANTED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const requiredFeatures = (['timestamp-query', 'shader-f16', 'subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
   let device: GPUDevice;
   try {

@@ -64,10 +64,19 @@ export class Kernel {
   }
 }
 
+const deviceCaches = new WeakMap<GPUDevice, KernelCache>();
+
 /** One cache of compiled kernels per device, keyed by file and variant. */
 export class KernelCache {
   private readonly kernels = new Map<string, Promise<Kernel>>();
   constructor(readonly device: GPUDevice) {}
+
+  /** The device's shared cache: models on one device (a PGM and its MDLM twin, a reload) compile each kernel once. */
+  static of(device: GPUDevice): KernelCache {
+    let cache = deviceCaches.get(device);
+    if (!cache) deviceCaches.set(device, (cache = new KernelCache(device)));
+    return cache;
+  }
 
   get(spec: KernelSpec): Promise<Kernel> {
     const key = variantKey(spec.shader.name, spec.defines ?? {});

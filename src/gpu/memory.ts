@@ -13,19 +13,39 @@ export class GpuMemory {
   /** `naps`: readBuffer naps while it waits (nap.ts; Node's `webgpu` busy-polls). */
   constructor(readonly device: GPUDevice, readonly naps = false) {}
 
-  create(label: string, size: number, usage: GPUBufferUsageFlags): GPUBuffer {
+  /**
+   * A buffer of `size` bytes (padded to 16). One over the device's limits is a PgmError naming
+   * the limit; `hint` says what would make it fit. `mappedAtCreation`: see `filled`.
+   */
+  create(label: string, size: number, usage: GPUBufferUsageFlags, options: { hint?: string; mappedAtCreation?: boolean } = {}): GPUBuffer {
     const limits = this.device.limits;
     const padded = Math.max(16, Math.ceil(size / 16) * 16);
-    if (padded > limits.maxBufferSize) {
-      fail('webgpu', `buffer "${label}" needs ${padded} bytes, over this adapter's maxBufferSize (${limits.maxBufferSize}); use a smaller batch or model length`);
-    }
-    if (usage & GPUBufferUsage.STORAGE && padded > limits.maxStorageBufferBindingSize) {
-      fail('webgpu', `buffer "${label}" needs ${padded} bytes, over this adapter's maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize}); use a smaller batch or model length`);
-    }
-    const buffer = this.device.createBuffer({ label, size: padded, usage });
+    const over = (limit: string, value: number) => fail('webgpu', `buffer "${label}" needs ${padded} bytes, over this device's ${limit} (${value})${options.hint ? `; ${options.hint}` : ''}`);
+    if (padded > limits.maxBufferSize) over('maxBufferSize', limits.maxBufferSize);
+    if (usage & GPUBufferUsage.STORAGE && padded > limits.maxStorageBufferBindingSize) over('maxStorageBufferBindingSize', limits.maxStorageBufferBindingSize);
+    const buffer = this.device.createBuffer({ label, size: padded, usage, mappedAtCreation: options.mappedAtCreation ?? false });
     this.live.set(buffer, padded);
     this.bytes += padded;
     this.peak = Math.max(this.peak, this.bytes);
+    return buffer;
+  }
+
+  /**
+   * A buffer whose contents `fill` writes into its mapped range at creation: values are
+   * decoded straight into memory the GPU copies from, with no host copy of their own. An
+   * empty submit follows, so that the staging memory Dawn copies from is freed as soon as the
+   * copy is done, not after a whole model's buffers (which held twice the weights on the host).
+   */
+  filled(label: string, size: number, usage: GPUBufferUsageFlags, fill: (range: ArrayBuffer) => void): GPUBuffer {
+    const buffer = this.create(label, size, usage, { mappedAtCreation: true });
+    try {
+      fill(buffer.getMappedRange());
+      buffer.unmap();
+    } catch (e) {
+      this.release(buffer);
+      throw e;
+    }
+    this.device.queue.submit([]);
     return buffer;
   }
 

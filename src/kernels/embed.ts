@@ -9,19 +9,21 @@ export interface EmbedArgs {
   /** The clean tokens (default) or the fresh ones, packed. */
   rows?: Rows;
   tokens: GpuTensor; // u32 [batch, L]
-  embedding: GpuTensor; // [V, D]
+  /** [V, D], or the block of its rows from token id `firstToken` on; f32 or f16. */
+  embedding: GpuTensor;
+  firstToken?: number;
   out: GpuTensor; // [batch, L, D]
 }
 
-/** out[b, i] = embedding[tokens[b, i]] for every clean (or fresh) token. */
+/** out[b, i] = embedding[tokens[b, i]] for every clean (or fresh) token whose id the embedding (block) holds. */
 export async function embedDispatch(ws: Workspace, a: EmbedArgs): Promise<Dispatch> {
   const D = cols(a.embedding);
   expectTensor('embed', 'tokens', a.tokens, { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true });
-  expectTensor('embed', 'embedding', a.embedding, { shape: [undefined, D], dense: true });
+  expectTensor('embed', 'embedding', a.embedding, { shape: [undefined, D], dtype: ['f32', 'f16'], dense: true });
   expectTensor('embed', 'out', a.out, { shape: activationShape(ws, D), dense: true });
-  const kernel = await ws.kernels.get({ shader: source });
+  const kernel = await ws.kernels.get({ shader: source, defines: { F16: a.embedding.dtype === 'f16' } });
   const rows = a.rows ?? Rows.Clean;
-  const params = paramsBuffer(ws, 'embed', [D, rows]);
+  const params = paramsBuffer(ws, 'embed', [D, rows, a.firstToken ?? 0, a.embedding.shape[0]]);
   return {
     kernel,
     bindGroup: kernel.bind('embed', [ws.dims, ws.lengths, params, a.tokens.buffer, a.embedding.buffer, a.out.buffer]),

@@ -56,33 +56,44 @@ export interface MatmulArgs {
   x: GpuTensor; // [batch, L, K]
   /** [N, K], f32 or f16 (widened as the kernel loads it). */
   weight: GpuTensor;
-  /** [batch, L, N] (packed [batch, maxRows, N] when `denseOut`). */
+  /**
+   * [batch, L, N], or [batch, R, N] for a window of R rows per sequence (from `firstRow` on);
+   * it may be a column view of a wider output (a block of the output layer's columns).
+   */
   out: GpuTensor;
-  bias?: GpuTensor; // [N]
+  /** [N] (a column view: the bias of a block of columns). */
+  bias?: GpuTensor;
   activation?: 'gelu' | 'silu';
   /** out += gate * result, with the gate at this float offset of `modulation`. */
   gatedResidual?: { modulation: GpuTensor; gateOffset: number };
-  /** Pack output rows densely per sequence by the current max row count (for logits). */
-  denseOut?: boolean;
+  /** The window's first row (default 0): row firstRow + i of each sequence goes to row i of `out`. */
+  firstRow?: number;
+  /** The plan entry's N when `weight` is a block of a larger weight's rows (default: its own N). */
+  planN?: number;
   /** Run this variant at every row count instead of `ws.plan` (tests, benches, tuning). */
   variant?: MatmulVariant;
 }
 
 /**
- * out = epilogue(x @ weight^T), only over each sequence's valid rows, by the plan's variant
- * for this weight shape and the row-count bucket at encode time.
+ * out = epilogue(x @ weight^T), only over each sequence's valid rows (in the window), by the
+ * plan's variant for this weight shape and the row-count bucket at encode time.
  */
 export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Dispatch> {
   const [N, K] = a.weight.shape;
   const op = `matmul ${a.label}`;
+  const firstRow = a.firstRow ?? 0;
+  const windowRows = a.out.shape[1];
   expectTensor(op, 'weight', a.weight, { shape: [N, K], dtype: ['f32', 'f16'], dense: true });
   expectTensor(op, 'x', a.x, { shape: activationShape(ws, K), dense: true });
-  expectTensor(op, 'out', a.out, { shape: activationShape(ws, N), dense: true });
+  expectTensor(op, 'out', a.out, { shape: [ws.maxBatch, undefined, N] });
+  if (!Number.isInteger(firstRow) || firstRow < 0 || firstRow >= ws.seqStride || windowRows > ws.seqStride) {
+    fail('shape', `${op}: a window of ${windowRows} rows from row ${firstRow} does not fit sequences of ${ws.seqStride} rows`);
+  }
   if (a.bias) expectTensor(op, 'bias', a.bias, { shape: [N] });
-  const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, N, a.weight.dtype === 'f16' ? 'f16' : 'f32');
+  const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, a.planN ?? N, a.weight.dtype === 'f16' ? 'f16' : 'f32');
   expectVariantsRun(`matmul ${a.label}: the variant`, variants, ws.kernels.device);
-  const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0]);
-  const rowCount = () => rowsOf(ws, a.rows);
+  const params = paramsBuffer(ws, a.label, [K, N, a.rows, windowRows, a.gatedResidual?.gateOffset ?? 0, firstRow, a.out.rowStride, a.out.offset, a.bias?.offset ?? 0]);
+  const rowCount = () => Math.min(Math.max(rowsOf(ws, a.rows) - firstRow, 0), windowRows);
   const build = async (planned: LayoutFor): Promise<Dispatch> => {
     const layout = typeof planned === 'function' ? planned(N, ws.kernels.device) : planned;
     const kernel = await ws.kernels.get({

@@ -1,5 +1,6 @@
 import { shader } from '../gpu/shader.js';
 import type { Dispatch } from '../gpu/kernel.js';
+import type { GpuTensor } from '../gpu/tensor.js';
 import { paramsBuffer, rowsOf, Rows, type Workspace } from './workspace.js';
 
 const source = shader('sample.wgsl');
@@ -20,7 +21,10 @@ export interface SampleArgs {
   arch: 'pgm' | 'mdlm';
   V: number;
   maskId: number;
-  logits: GPUBuffer; // [batch, maxRows, V]
+  /** [batch, R, V]: a window of R rows per sequence at a time. */
+  logits: GpuTensor;
+  /** How many windows of R rows sequences of L rows take. */
+  windows: number;
   seeds: GPUBuffer; // u32 [batch]
   queryPositions: GPUBuffer;
   cleanTokens: GPUBuffer;
@@ -29,12 +33,13 @@ export interface SampleArgs {
 }
 
 export interface Sampler {
-  dispatch: Dispatch;
+  /** Per window w: sample rows wR .. wR+R-1 of each sequence from the logits buffer. */
+  windows: Dispatch[];
   /** Write this step's settings (one small queue write). */
   set(settings: SampleSettings): void;
 }
 
-/** The GPU sampler: one workgroup per row of logits. */
+/** The GPU sampler: one workgroup per row of logits, window by window. */
 export async function createSampler(ws: Workspace, a: SampleArgs): Promise<Sampler> {
   const kernel = await ws.kernels.get({
     shader: source,
@@ -45,12 +50,16 @@ export async function createSampler(ws: Workspace, a: SampleArgs): Promise<Sampl
   const data = new ArrayBuffer(32);
   const u32 = new Uint32Array(data);
   const f32 = new Float32Array(data);
+  const R = a.logits.shape[1];
   return {
-    dispatch: {
-      kernel,
-      bindGroup: kernel.bind('sample', [ws.dims, ws.lengths, params, a.logits, a.seeds, a.queryPositions, a.cleanTokens, a.cleanPositions, a.drawn]),
-      grid: () => [rowsOf(ws, rows), ws.shape.batch, 1],
-    },
+    windows: Array.from({ length: a.windows }, (_, w) => {
+      const window = paramsBuffer(ws, `sample window ${w}`, [w * R, R]);
+      return {
+        kernel,
+        bindGroup: kernel.bind('sample', [ws.dims, ws.lengths, params, a.logits.buffer, a.seeds, a.queryPositions, a.cleanTokens, a.cleanPositions, a.drawn, window]),
+        grid: () => [Math.min(Math.max(rowsOf(ws, rows) - w * R, 0), R), ws.shape.batch, 1],
+      };
+    }),
     set(s: SampleSettings) {
       u32[0] = a.V;
       u32[1] = a.maskId;

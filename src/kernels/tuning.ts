@@ -123,9 +123,11 @@ const scaled = (value: number, s: number, floor: number): number => Math.min(val
  * The shapes to time: each matmul weight shape and attention at the middle row count of each
  * bucket a sequence of L rows reaches. N, K and keys shrink so that each dispatch costs about
  * `flopsPerRun` on a slow adapter (with floors that keep several workgroups of every variant
- * busy); the row count never does (it is what the bucket is about). Full size on a fast adapter.
+ * busy); the row count never does (it is what the bucket is about). Full size on a fast adapter,
+ * but N no larger than one binding of `maxFloats` floats holds (the output layer's [V, D]
+ * weight is over WebGPU's default 128 MiB in f32: the model runs it in blocks of rows).
  */
-function cases(s: ModelShapes, flopsPerRun: number, candidates: (variants: readonly string[]) => readonly string[]): Case[] {
+function cases(s: ModelShapes, flopsPerRun: number, candidates: (variants: readonly string[]) => readonly string[], maxFloats: number): Case[] {
   const out: Case[] = [];
   const { L } = s;
   for (let bucket = 0; bucketRange(bucket)[0] < L; bucket++) {
@@ -133,7 +135,7 @@ function cases(s: ModelShapes, flopsPerRun: number, candidates: (variants: reado
     const M = Math.ceil((least + 1 + Math.min(most, L)) / 2);
     for (const [K, N] of matmulShapes(s)) {
       // N shrinks first (a variant's work per workgroup does not depend on it), then K.
-      const n = scaled(N, Math.min(1, flopsPerRun / matmulFlops([M, K, N])), 512);
+      const n = Math.min(scaled(N, Math.min(1, flopsPerRun / matmulFlops([M, K, N])), 512), 4 * Math.floor(maxFloats / Math.max(M, K) / 4));
       const shape: [number, number, number] = [M, scaled(K, Math.min(1, flopsPerRun / matmulFlops([M, K, n])), 128), n];
       out.push({ kernel: 'matmul', key: weightKey(s, K, N), bucket, shape, flops: matmulFlops(shape), variants: candidates(matmulCandidates(bucket)) });
     }
@@ -235,8 +237,9 @@ export async function measurePlan(
       variants.filter((v) => variantRuns(v, device) && (options.everyVariant || rate >= MIN_GFLOPS_FOR_SHARED_MEMORY || !usesWorkgroupMemory(v)));
     // A case with one candidate needs no clock.
     const timed = (all: Case[]) => all.filter((c) => c.variants.length > 1);
-    const runCount = timed(cases(shapes, Infinity, candidates)).reduce((n, c) => n + c.variants.length, 0);
-    const all = cases(shapes, (rate * 1e6 * BUDGET_MS) / Math.max(1, runCount), candidates);
+    const maxFloats = Math.floor(Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize) / 4);
+    const runCount = timed(cases(shapes, Infinity, candidates, maxFloats)).reduce((n, c) => n + c.variants.length, 0);
+    const all = cases(shapes, (rate * 1e6 * BUDGET_MS) / Math.max(1, runCount), candidates, maxFloats);
     const ops = operands(memory, all);
     const jobs = await Promise.all(
       timed(all).flatMap((c) => c.variants.map(async (variant) => ({ c, variant, dispatch: await caseDispatch(device, memory, kernels, c, variant, ops, shapes) }))),

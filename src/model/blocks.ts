@@ -1,11 +1,13 @@
 import type { Dispatch } from '../gpu/kernel.js';
 import { columns, reshape, type GpuTensor } from '../gpu/tensor.js';
 import { attentionDispatch } from '../kernels/attention.js';
+import { embedDispatch } from '../kernels/embed.js';
 import { layerNormDispatch, type Modulate } from '../kernels/layernorm.js';
 import { matmulDispatch } from '../kernels/matmul.js';
 import { ropeDispatch, type RopeTables } from '../kernels/rope.js';
 import { activationShape, Rows, type Workspace } from '../kernels/workspace.js';
 import type { BlockModulation, Modulations } from './conditioning.js';
+import type { RowBlock } from './gpu-weights.js';
 import { headDim, type ModelConfig } from './config.js';
 
 /** Activations shared by both architectures, sized once for [maxBatch, L]. */
@@ -22,7 +24,7 @@ export interface Activations {
   attn: GpuTensor; // [batch, L, D] attention output
   hidden: GpuTensor; // [batch, L, max(F, 4D)] MLP hidden rows
   stat: GpuTensor; // [batch, D]
-  logits: GpuTensor; // [batch, L, V], packed by the current row count
+  logits: GpuTensor; // [batch, R, V]: a window of R rows of each sequence at a time
 }
 
 /**
@@ -62,20 +64,40 @@ export interface ForwardContext {
   config: ModelConfig;
   /** A parameter by state_dict name (without `backbone.`), shaped as in the checkpoint. */
   param(name: string): GpuTensor;
+  /** The same in blocks of rows: one unless it is over one storage binding (the embedding, the output layer). */
+  blocks(name: string): readonly RowBlock[];
   mod: Modulations;
   /** Every constant adaLN_modulation(c), concatenated (offsets in `mod`). */
   modulation: GpuTensor;
   act: Activations;
   clean: CleanSide;
   rope: RopeTables;
-  /** Queue the next dispatches of the pass; their pipelines compile while later ones are queued. */
-  emit(dispatches: Promise<Dispatch | Dispatch[]>): void;
+  /**
+   * Queue the next dispatches of the pass, or of window `window` of its logits (see
+   * RecordedPass); their pipelines compile while later ones are queued.
+   */
+  emit(dispatches: Promise<Dispatch | Dispatch[]>, window?: number): void;
+}
+
+/**
+ * A forward pass: its dispatches up to the logits, then per window w of R logits rows the
+ * dispatches that compute rows wR .. wR+R-1 of each sequence into the logits buffer. A step
+ * runs each window and samples (or reads) it before the next overwrites it.
+ */
+export interface RecordedPass {
+  dispatches: Dispatch[];
+  windows: Dispatch[][];
 }
 
 /** The forward pass as it is written: `emit` in order, `build` once every pipeline is ready. */
-export function recorder(): { emit: ForwardContext['emit']; build(): Promise<Dispatch[]> } {
+export function recorder(): { emit: ForwardContext['emit']; build(): Promise<RecordedPass> } {
   const pending: Promise<Dispatch | Dispatch[]>[] = [];
-  return { emit: (d) => void pending.push(d), build: async () => (await Promise.all(pending)).flat() };
+  const windows: Promise<Dispatch | Dispatch[]>[][] = [];
+  const ready = async (list: Promise<Dispatch | Dispatch[]>[]) => (await Promise.all(list)).flat();
+  return {
+    emit: (d, window) => void (window === undefined ? pending : (windows[window] ??= [])).push(d),
+    build: async () => ({ dispatches: await ready(pending), windows: await Promise.all(Array.from(windows, (w) => ready(w ?? []))) }),
+  };
 }
 
 /** The adaLN shift and scale at these offsets of the modulation table. */
@@ -148,10 +170,26 @@ export function ditBlock(f: ForwardContext, prefix: string): void {
   mlpResidual(f, prefix, rows, stream, act.norm, m);
 }
 
-/** logits = modulate(LN_norm_final(stream), shift, scale) @ linear^T + b, packed [batch, maxRows, V]. */
+/** x = embedding[tokens] over `rows`: one dispatch per block of the embedding's rows (token ids). */
+export function embed(f: ForwardContext, rows: Rows, tokens: GpuTensor, out: GpuTensor): void {
+  for (const { first, tensor } of f.blocks('vocab_embed.embedding')) f.emit(embedDispatch(f.ws, { rows, tokens, embedding: tensor, firstToken: first, out }));
+}
+
+/**
+ * logits = modulate(LN_norm_final(stream), shift, scale) @ linear^T + b over `rows`, window by
+ * window (the logits buffer holds R rows of each sequence), each block of the linear's rows
+ * (its output columns) its own matmul.
+ */
 export function outputLayer(f: ForwardContext, rows: Rows, stream: GpuTensor, normOut: GpuTensor): void {
-  const { ws, mod } = f;
+  const { ws, mod, act } = f;
   f.emit(layerNormDispatch(ws, { label: 'output_layer.norm_final', rows, x: stream, weight: f.param('output_layer.norm_final.weight'), out: normOut, modulate: modulate(f, mod.output.shift, mod.output.scale) }));
-  const [weight, bias] = [f.param('output_layer.linear.weight'), f.param('output_layer.linear.bias')];
-  f.emit(matmulDispatch(ws, { label: 'output_layer.linear', rows, x: normOut, weight, bias, out: f.act.logits, denseOut: true }));
+  const bias = f.param('output_layer.linear.bias');
+  const R = act.logits.shape[1];
+  for (let w = 0; w * R < ws.seqStride; w++) {
+    for (const { first, tensor } of f.blocks('output_layer.linear.weight')) {
+      const N = tensor.shape[0];
+      const [out, b] = [columns(act.logits, first, N), columns(bias, first, N)];
+      f.emit(matmulDispatch(ws, { label: 'output_layer.linear', rows, x: normOut, weight: tensor, bias: b, out, firstRow: w * R, planN: f.config.vocabSize }), w);
+    }
+  }
 }

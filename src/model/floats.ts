@@ -14,7 +14,7 @@ export function encodeFloats(values: Float32Array, dtype: SafetensorsDtype): Uin
     return out;
   }
   const out = new Uint16Array(values.length);
-  if (dtype === 'F16') for (let i = 0; i < values.length; i++) out[i] = floatToHalf(values[i]);
+  if (dtype === 'F16') halvesInto(out, values);
   else {
     const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
     for (let i = 0; i < values.length; i++) {
@@ -23,6 +23,11 @@ export function encodeFloats(values: Float32Array, dtype: SafetensorsDtype): Uin
     }
   }
   return new Uint8Array(out.buffer);
+}
+
+/** float32 values -> IEEE binary16 bits in `out` (round to nearest even). */
+export function halvesInto(out: Uint16Array, values: Float32Array): void {
+  for (let i = 0; i < values.length; i++) out[i] = floatToHalf(values[i]);
 }
 
 const f32 = new Float32Array(1);
@@ -70,22 +75,41 @@ export function halfToFloat(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+let halfTable: Float32Array | undefined;
+
+/** Every IEEE binary16 bit pattern's value (64K entries, built once): f16 decoding is one lookup per value. */
+function halves(): Float32Array {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfTable[h] = halfToFloat(h);
+  }
+  return halfTable;
+}
+
 /** Decode F32/F16/BF16 (or F64, for checkpoints) bytes to float32; little-endian unless told otherwise. */
 export function decodeFloats(bytes: Uint8Array, dtype: SafetensorsDtype | 'F64', littleEndian = true): Float32Array {
-  const size = dtype === 'F64' ? 8 : DTYPE_BYTES[dtype];
-  const n = bytes.length / size;
+  const out = new Float32Array(bytes.length / (dtype === 'F64' ? 8 : DTYPE_BYTES[dtype]));
+  decodeFloatsInto(out, bytes, dtype, littleEndian);
+  return out;
+}
+
+/** decodeFloats into `out` (as many values as it holds, from the start of `bytes`). */
+export function decodeFloatsInto(out: Float32Array, bytes: Uint8Array, dtype: SafetensorsDtype | 'F64', littleEndian = true): void {
+  const n = out.length;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Float32Array(n);
   if (dtype === 'F32') {
     if (littleEndian && bytes.byteOffset % 4 === 0) out.set(new Float32Array(bytes.buffer, bytes.byteOffset, n));
     else for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, littleEndian);
   } else if (dtype === 'F64') {
     for (let i = 0; i < n; i++) out[i] = dv.getFloat64(8 * i, littleEndian);
   } else if (dtype === 'F16') {
-    for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(2 * i, littleEndian));
+    const table = halves();
+    if (littleEndian && bytes.byteOffset % 2 === 0) {
+      const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+      for (let i = 0; i < n; i++) out[i] = table[bits[i]];
+    } else for (let i = 0; i < n; i++) out[i] = table[dv.getUint16(2 * i, littleEndian)];
   } else {
-    const bits = new Uint32Array(out.buffer);
+    const bits = new Uint32Array(out.buffer, out.byteOffset, n);
     for (let i = 0; i < n; i++) bits[i] = dv.getUint16(2 * i, littleEndian) << 16;
   }
-  return out;
 }

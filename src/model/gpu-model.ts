@@ -3,22 +3,22 @@ import type { GpuContext } from '../gpu/context.js';
 import { encodeDispatches, KernelCache, type Dispatch } from '../gpu/kernel.js';
 import { GpuMemory, readBuffer } from '../gpu/memory.js';
 import { canNap } from '../gpu/nap.js';
-import { gpuTensor, type GpuTensor } from '../gpu/tensor.js';
+import { gpuTensor } from '../gpu/tensor.js';
 import { sinusTable } from '../kernels/group-swap.js';
 import { ropeTables } from '../kernels/rope.js';
 import { createSampler, type SampleSettings, type Sampler } from '../kernels/sample.js';
 import type { PlanOptions } from '../kernels/plan.js';
 import { kernelPlan } from '../kernels/tuning.js';
 import { createWorkspace, setBatchShape, type Workspace } from '../kernels/workspace.js';
-import { exactSide, recorder, type Activations, type ForwardContext } from './blocks.js';
+import { exactSide, recorder, type Activations, type ForwardContext, type RecordedPass } from './blocks.js';
 import { computeModulations } from './conditioning.js';
 import { headDim, type ModelConfig } from './config.js';
 import { incrementalSide } from './kv-set.js';
 import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from './inputs.js';
 import { mdlmForward } from './mdlm.js';
 import { pgmForward } from './pgm.js';
-import { floatToHalf } from './floats.js';
-import type { HostTensor, WeightMap } from './tensor.js';
+import { GpuWeights, WEIGHT_STORAGES, type WeightStorage } from './gpu-weights.js';
+import type { Weights } from './tensor.js';
 
 /**
  * `matmul`, `attention`: which kernel variants run; 'auto' (default) measures them once per
@@ -28,20 +28,44 @@ export interface GpuModelOptions extends PlanOptions {
   /** Largest batch the buffers are sized for (default 1). */
   maxBatch?: number;
   /**
-   * How the matmul weights (every 2-D `*.weight`) are stored on the GPU, the kernels widening
-   * f16 to f32 as they read it: 'auto' (default) keeps the tensors that arrive as f16 in f16
-   * (exact, half the memory and weight traffic); 'f32' widens them at load; 'f16' also rounds
-   * f32 tensors to f16 (lossy). Other tensors are f32, and tensors only the host reads (the
-   * adaLN and timestep weights) are not uploaded.
+   * How the matmul weights (every 2-D `*.weight`) and the embedding are stored on the GPU, the
+   * kernels widening f16 to f32 as they read it: 'auto' (default) keeps the tensors that arrive
+   * as f16 in f16 (exact, half the memory and weight traffic); 'f32' widens them at load; 'f16'
+   * also rounds f32 tensors to f16 (lossy). Other tensors are f32, and tensors only the host
+   * reads (the adaLN and timestep weights) are not uploaded.
    */
   weightStorage?: WeightStorage;
-  /** Called once load is done with the time spent uploading weights and the rest (kernel plan, pipelines): ms each. */
+  /**
+   * Rows of logits per sequence held at a time: the output layer and the sampler (or the
+   * readback of `pgmLogits` / `mdlmLogits`) run over windows of this many query rows (MDLM:
+   * positions), one after another. Default: what fits in 64 MiB for `maxBatch` sequences (at
+   * least 1, at most L). At most what one storage binding holds.
+   */
+  logitRows?: number;
+  /**
+   * Called when the weights are on the GPU with the time spent uploading them (not the time
+   * spent waiting for them: a model directory's shards are read as they are uploaded, and report
+   * their own download and verify events), then when the rest is done (kernel plan, pipelines).
+   */
   onPhase?: (phase: 'upload' | 'compile', ms: number) => void;
 }
 
-export const WEIGHT_STORAGES = ['auto', 'f32', 'f16'] as const;
+export { WEIGHT_STORAGES, type WeightStorage };
 
-export type WeightStorage = (typeof WEIGHT_STORAGES)[number];
+/** The default logits window: at most this many bytes (for maxBatch sequences). */
+const LOGITS_BYTES = 64 * 2 ** 20;
+
+/** Rows of logits per sequence held at a time (see GpuModelOptions.logitRows). */
+function logitRowsFor(device: GPUDevice, config: ModelConfig, maxBatch: number, asked: number | undefined): number {
+  const rowBytes = maxBatch * config.vocabSize * 4;
+  const limit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  const fit = Math.floor(limit / rowBytes);
+  if (fit < 1) fail('option', `maxBatch ${maxBatch}: a row of ${config.vocabSize} logits for each sequence takes ${rowBytes} bytes, over this device's maxStorageBufferBindingSize (${limit}); use a smaller maxBatch`);
+  if (asked === undefined) return Math.min(config.length, Math.max(1, Math.min(fit, Math.floor(LOGITS_BYTES / rowBytes))));
+  if (!Number.isInteger(asked) || asked < 1) fail('option', `logitRows must be a positive integer, got ${asked}`);
+  if (asked > fit) fail('option', `logitRows ${asked}: ${asked} rows of ${config.vocabSize} logits for ${maxBatch} sequences take ${asked * rowBytes} bytes, over this device's maxStorageBufferBindingSize (${limit}); at most ${fit}`);
+  return Math.min(asked, config.length);
+}
 
 /**
  * Which forward pass a step runs: `exact` encodes every clean token; `incremental` (PGM) only
@@ -64,14 +88,6 @@ function encodePass(encoder: GPUCommandEncoder, label: string, dispatches: reado
   pass.end();
 }
 
-/** The tensor's values as f16 bits, padded to a whole number of u32 words. */
-function halfBits(tensor: HostTensor): Uint16Array {
-  const out = new Uint16Array(tensor.data.length + (tensor.data.length % 2));
-  if (tensor.half) out.set(tensor.half);
-  else for (let i = 0; i < tensor.data.length; i++) out[i] = floatToHalf(tensor.data[i]);
-  return out;
-}
-
 /**
  * A model resident on the GPU: weights uploaded once, activation buffers sized once for
  * [maxBatch, L], pipelines and bind groups built once; a forward pass is one command
@@ -82,54 +98,55 @@ export class GpuModel {
     readonly config: ModelConfig,
     readonly ws: Workspace,
     readonly act: Activations,
-    private readonly forward: Dispatch[],
+    /** Parameters the model was given (host and GPU). */
+    readonly parameters: number,
+    private readonly forward: RecordedPass,
     private readonly sampler: Sampler,
     private readonly seeds: GPUBuffer,
     private readonly drawn: GPUBuffer,
     /** The incremental pass, built on first use (it allocates the KV set). */
-    private readonly buildIncremental: () => Promise<Dispatch[]>,
+    private readonly buildIncremental: () => Promise<RecordedPass>,
   ) {}
 
-  private incremental: Promise<Dispatch[]> | undefined;
+  private incremental: Promise<RecordedPass> | undefined;
   /** Per sequence: rows the KV set holds (0 after an exact pass, which overwrites E). */
   private kvRows: number[] = [];
   /** The lengths of the next pass, as setLengths was given them. */
   private lengths: { clean: readonly number[]; queries: readonly number[]; fresh?: readonly number[] } = { clean: [], queries: [] };
   private rowsRun: { encoderRows: number[]; decoderRows: number[] } = { encoderRows: [], decoderRows: [] };
 
-  static async load(ctx: GpuContext, config: ModelConfig, weights: WeightMap, options: GpuModelOptions = {}): Promise<GpuModel> {
+  /**
+   * Upload `weights` (tensor by tensor as they arrive: a model directory is read one shard at a
+   * time, and no tensor is copied on the host but the small ones only the host reads) and build
+   * the forward passes and the sampler.
+   */
+  static async load(ctx: GpuContext, config: ModelConfig, weights: Weights, options: GpuModelOptions = {}): Promise<GpuModel> {
     const maxBatch = options.maxBatch ?? 1;
     if (!Number.isInteger(maxBatch) || maxBatch < 1) fail('option', `maxBatch must be a positive integer, got ${maxBatch}`);
     const storage = options.weightStorage ?? 'auto';
     if (!WEIGHT_STORAGES.includes(storage)) fail('option', `weightStorage must be one of ${WEIGHT_STORAGES.join(', ')}; got "${storage}"`);
+    const logitRows = logitRowsFor(ctx.device, config, maxBatch, options.logitRows);
     const memory = new GpuMemory(ctx.device, ctx.napWhileWaiting ?? canNap);
-    const started = performance.now();
-    let uploadMs = 0;
     const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     try {
       const L = config.length;
       const D = config.hiddenSize;
-      const ws = createWorkspace(memory, new KernelCache(ctx.device), L, maxBatch);
-      const linear = (name: string, t: HostTensor) => t.shape.length === 2 && name.endsWith('.weight');
-      const halfWeights = storage === 'f16' || (storage === 'auto' && [...weights].some(([name, t]) => linear(name, t) && t.half !== undefined));
-      ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V: config.vocabSize, L, nHeads: config.nHeads, headDim: headDim(config), halfWeights }, options);
-      // Uploaded on first use, so tensors no kernel reads never reach the GPU.
-      const gpuWeights = new Map<string, GpuTensor>();
-      const param = (name: string): GpuTensor => {
-        let t = gpuWeights.get(name);
-        if (t) return t;
-        const tensor = weights.get(name) ?? fail('architecture', `the model has no tensor ${name}`);
+      const V = config.vocabSize;
+      const store = new GpuWeights(memory, storage);
+      let uploadMs = 0;
+      for await (const [name, tensor] of weights) {
         const uploading = performance.now();
-        t = linear(name, tensor) && (storage === 'f16' || (storage === 'auto' && tensor.half))
-          ? gpuTensor(name, memory.upload(name, halfBits(tensor)), tensor.shape, 'f16')
-          : gpuTensor(name, memory.upload(name, tensor.data), tensor.shape);
+        store.add(name, tensor);
         uploadMs += performance.now() - uploading;
-        gpuWeights.set(name, t);
-        return t;
-      };
+      }
+      options.onPhase?.('upload', uploadMs);
+      const compiling = performance.now();
+      const ws = createWorkspace(memory, KernelCache.of(ctx.device), L, maxBatch);
+      ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V, L, nHeads: config.nHeads, headDim: headDim(config), halfWeights: store.halfMatmuls }, options);
 
-      const activation = (name: string, width: number) => gpuTensor(name, memory.create(name, maxBatch * L * width * 4, STORAGE), [maxBatch, L, width]);
-      const indices = (name: string) => gpuTensor(name, memory.create(name, maxBatch * L * 4, STORAGE), [maxBatch, L], 'u32');
+      const fits = maxBatch > 1 ? `use a smaller maxBatch than ${maxBatch}` : `one sequence of the model's ${L} rows does not fit this device`;
+      const activation = (name: string, width: number) => gpuTensor(name, memory.create(name, maxBatch * L * width * 4, STORAGE, { hint: fits }), [maxBatch, L, width]);
+      const indices = (name: string) => gpuTensor(name, memory.create(name, maxBatch * L * 4, STORAGE, { hint: fits }), [maxBatch, L], 'u32');
       const act: Activations = {
         cleanTokens: indices('cleanTokens'),
         cleanPositions: indices('cleanPositions'),
@@ -143,25 +160,26 @@ export class GpuModel {
         attn: activation('attn', D),
         hidden: activation('hidden', Math.max(config.mlpDim, 4 * D)),
         stat: gpuTensor('stat', memory.create('stat', maxBatch * D * 4, STORAGE), [maxBatch, D]),
-        logits: activation('logits', config.vocabSize),
+        logits: gpuTensor('logits', memory.create('logits', maxBatch * logitRows * V * 4, STORAGE), [maxBatch, logitRows, V]),
       };
       const prefixes =
         config.arch === 'pgm'
           ? [...Array.from({ length: config.encoderBlocks }, (_, i) => `encoder.blocks.${i}`), ...Array.from({ length: config.decoderBlocks }, (_, i) => `decoder.layers.${i}`)]
           : Array.from({ length: config.nBlocks }, (_, i) => `blocks.${i}`);
-      const mod = computeModulations(config, weights, prefixes);
+      const mod = computeModulations(config, store.host, prefixes);
       const tables = ropeTables(L, headDim(config));
       const shared = {
         ws,
         config,
-        param,
+        param: (name: string) => store.get(name),
+        blocks: (name: string) => store.blocks(name),
         mod,
         modulation: gpuTensor('modulations', memory.upload('modulations', mod.values), [mod.values.length]),
         act,
         rope: { cos: memory.upload('rope.cos', tables.cos), sin: memory.upload('rope.sin', tables.sin) },
       };
       const sinus = config.arch === 'pgm' ? gpuTensor('sinus', memory.upload('sinus', sinusTable(L, D)), [L, D]) : undefined;
-      const build = (clean: ForwardContext['clean']): Promise<Dispatch[]> => {
+      const build = (clean: ForwardContext['clean']): Promise<RecordedPass> => {
         const pass = recorder();
         const f: ForwardContext = { ...shared, clean, emit: pass.emit };
         if (sinus) pgmForward(f, sinus);
@@ -171,15 +189,14 @@ export class GpuModel {
       const forward = await build(exactSide(act));
       const rows = maxBatch * L;
       const seeds = memory.create('seeds', 4 * maxBatch, STORAGE);
-      const drawn = memory.create('drawn', 8 * rows, STORAGE);
+      const drawn = memory.create('drawn', 8 * rows, STORAGE, { hint: fits });
       const sampler = await createSampler(ws, {
-        arch: config.arch, V: config.vocabSize, maskId: config.maskId, logits: act.logits.buffer, seeds,
+        arch: config.arch, V, maskId: config.maskId, logits: act.logits, windows: forward.windows.length, seeds,
         queryPositions: act.queryPositions.buffer, cleanTokens: act.cleanTokens.buffer, cleanPositions: act.cleanPositions.buffer, drawn,
       });
       const buildIncremental = () => build(incrementalSide({ activation, indices }, config));
-      options.onPhase?.('upload', uploadMs);
-      options.onPhase?.('compile', performance.now() - started - uploadMs);
-      return new GpuModel(config, ws, act, forward, sampler, seeds, drawn, buildIncremental);
+      options.onPhase?.('compile', performance.now() - compiling);
+      return new GpuModel(config, ws, act, store.parameters, forward, sampler, seeds, drawn, buildIncremental);
     } catch (e) {
       memory.releaseAll();
       throw e;
@@ -235,8 +252,13 @@ export class GpuModel {
   }
 
   /** The dispatches of a forward pass over the lengths set last; its effect on the KV set's bookkeeping. */
-  private async passDispatches(kind: ForwardPass): Promise<Dispatch[]> {
-    if (kind === 'none') return [];
+  private async passDispatches(kind: ForwardPass): Promise<RecordedPass> {
+    if (kind === 'none') {
+      // The logits of the previous pass where one window holds them; else its output layer
+      // again, window by window, from the normalised rows that pass left.
+      const { windows } = this.forward;
+      return { dispatches: [], windows: windows.length === 1 ? [[]] : windows };
+    }
     const { clean, queries, fresh } = this.lengths;
     const decoderRows = this.config.arch === 'pgm' ? [...queries] : clean.map(() => 0);
     if (kind === 'exact') {
@@ -250,10 +272,10 @@ export class GpuModel {
       this.incremental = undefined;
       throw e;
     });
-    const dispatches = await this.incremental;
+    const pass = await this.incremental;
     this.kvRows = [...clean];
     this.rowsRun = { encoderRows: [...fresh], decoderRows };
-    return dispatches;
+    return pass;
   }
 
   /**
@@ -271,10 +293,11 @@ export class GpuModel {
    * order), so a sampler whose next step does not depend on the draws keeps one in flight.
    */
   async startStep(settings: SampleSettings, pass: ForwardPass = 'exact'): Promise<{ result: Promise<DrawnTokens> }> {
-    const forward = await this.passDispatches(pass);
+    const { dispatches, windows } = await this.passDispatches(pass);
     this.sampler.set(settings);
     const encoder = this.ws.device.createCommandEncoder({ label: 'sampling step' });
-    encodePass(encoder, 'sampling step', [...forward, this.sampler.dispatch]);
+    // Each window's logits are sampled before the next window overwrites them.
+    encodePass(encoder, 'sampling step', [...dispatches, ...windows.flatMap((w, i) => [...w, this.sampler.windows[i]])]);
     const rowsPerSeq = this.config.arch === 'pgm' ? this.ws.shape.maxQuery : this.ws.shape.maxClean;
     const n = this.ws.shape.batch * rowsPerSeq;
     // readBuffer submits before its first await: the step is queued when this returns.
@@ -321,7 +344,7 @@ export class GpuModel {
     const shape = validatePgmBatch(this.config, sequences);
     if (options.fresh && options.fresh.length !== sequences.length) fail('shape', `${options.fresh.length} fresh counts for ${sequences.length} sequences`);
     this.writeBatch(sequences.map((s) => s.tokens), sequences.map((s) => s.positions), sequences.map((s) => s.queries), options.fresh);
-    const logits = await this.run(shape.batch * shape.maxQueries, options.fresh ? 'incremental' : 'exact');
+    const logits = await this.run(shape.maxQueries, options.fresh ? 'incremental' : 'exact');
     const V = this.config.vocabSize;
     shape.queryLengths.forEach((m, b) => logits.fill(0, (b * shape.maxQueries + m) * V, (b + 1) * shape.maxQueries * V));
     return logits;
@@ -333,15 +356,27 @@ export class GpuModel {
     const n = validateMdlmBatch(this.config, sequences);
     const positions = Array.from({ length: n }, (_, i) => i);
     this.writeBatch(sequences.map((s) => s.tokens), sequences.map(() => positions), []);
-    return this.run(sequences.length * n, 'exact');
+    return this.run(n, 'exact');
   }
 
-  /** One submit: the forward pass and the copy of `rows` logits rows to a staging buffer. */
-  private async run(rows: number, kind: ForwardPass): Promise<Float32Array> {
-    const dispatches = await this.passDispatches(kind);
-    const encoder = this.ws.device.createCommandEncoder({ label: 'forward' });
-    encodePass(encoder, `${this.config.arch} forward`, dispatches);
-    return new Float32Array(await readBuffer(this.ws.memory, this.act.logits.buffer, rows * this.config.vocabSize * 4, encoder));
+  /**
+   * The forward pass and its logits, `rowsPerSeq` rows of each sequence: [batch, rowsPerSeq, V].
+   * One submit and readback per window of logits rows, the forward pass in the first.
+   */
+  private async run(rowsPerSeq: number, kind: ForwardPass): Promise<Float32Array> {
+    const { dispatches, windows } = await this.passDispatches(kind);
+    const V = this.config.vocabSize;
+    const R = this.act.logits.shape[1];
+    const batch = this.ws.shape.batch;
+    const out = new Float32Array(batch * rowsPerSeq * V);
+    for (let w = 0; w * R < rowsPerSeq; w++) {
+      const encoder = this.ws.device.createCommandEncoder({ label: 'forward' });
+      encodePass(encoder, `${this.config.arch} forward`, [...(w === 0 ? dispatches : []), ...windows[w]]);
+      const rows = Math.min(R, rowsPerSeq - w * R);
+      const logits = new Float32Array(await readBuffer(this.ws.memory, this.act.logits.buffer, ((batch - 1) * R + rows) * V * 4, encoder));
+      for (let b = 0; b < batch; b++) out.set(logits.subarray(b * R * V, (b * R + rows) * V), (b * rowsPerSeq + w * R) * V);
+    }
+    return out;
   }
 
   /** Free every GPU buffer this model holds. */

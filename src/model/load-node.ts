@@ -40,7 +40,7 @@ export function diskFiles(dir: string): ModelFiles {
   };
 }
 
-/** Load and verify a converted model directory. */
+/** Open a converted model directory (see loadModel: its shards are read and verified as its weights are iterated). */
 export function loadModelDir(dir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   return loadModel(diskFiles(dir), opts);
 }

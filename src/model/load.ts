@@ -7,7 +7,7 @@ import { notEmittedHint } from './bundlers.js';
 import { PACKAGED_FILES, PACKAGED_MANIFEST } from './packaged.js';
 import { parameterMismatches, parameterTotals } from './parameters.js';
 import { parseSafetensors, sha256Hex } from './safetensors.js';
-import type { WeightMap } from './tensor.js';
+import type { StoredTensor, Weights } from './tensor.js';
 
 /** Read access to the files of one model directory (disk in Node, HTTP in the browser). */
 export interface ModelFiles {
@@ -76,15 +76,18 @@ export interface LoadedModel {
   dirConfig: ModelDirConfig;
   /** = dirConfig.model */
   config: ModelConfig;
-  /** float32 weights, keyed by state_dict name without `backbone.`. */
-  weights: WeightMap;
+  /**
+   * The tensors (state_dict names without `backbone.`), as the shards store them. Nothing is
+   * read until they are iterated: then each shard in turn is read (from the store or the
+   * files), its size and sha256 checked and its tensors handed out (views into the shard: a
+   * consumer that keeps one keeps the shard), so that about one shard is held at a time; the
+   * download and verify events of each shard come out as it is reached. After the last shard,
+   * the tensors' names and shapes are checked against the config. Each iteration reads afresh.
+   */
+  weights: Weights;
 }
 
 const short = (hex: string): string => `${hex.slice(0, 12)}…`;
-
-/** Little-endian f16 bytes as u16 bits (a view when aligned, else a copy). */
-const halfView = (bytes: Uint8Array): Uint16Array =>
-  bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2) : new Uint16Array(bytes.slice().buffer);
 
 /** What to do about a file that does not match its config.json, by where the files are (ModelFiles.remedy). */
 export const REMEDY = {
@@ -150,7 +153,11 @@ function checkShardSizes(dirConfig: ModelDirConfig, where: string): number {
   return total;
 }
 
-/** Load and verify a model directory: config.json, every shard's size and sha256, tensor names and shapes. */
+/**
+ * Open a model directory: read and validate config.json (and check it against the manifest
+ * entry and its shard sizes against the model); the shards are read, verified (a damaged cached
+ * copy evicted and downloaded again) and parsed as `weights` is iterated (see LoadedModel).
+ */
 export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Promise<LoadedModel> {
   const where = `${files.location.replace(/\/$/, '')}/config.json`;
   const remedy = files.remedy ?? REMEDY.other;
@@ -172,20 +179,31 @@ export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Prom
   progress.totalBytes = checkShardSizes(dirConfig, where);
   // Stored first, so that pruning by another load (another tab) keeps this model's shards.
   if (store && !config.cached) await store.put(configKey(files.location), config.bytes).catch((e) => progress.warn('config.json', `config.json could not be stored in the cache (${reason(e)})`));
-  const writes: Promise<void>[] = [];
-  const weights: WeightMap = new Map();
+  return { dirConfig, config: dirConfig.model, weights: { [Symbol.asyncIterator]: () => readShards(files, dirConfig, where, opts, progress, remedy) } };
+}
+
+/**
+ * The tensors of every shard of a model directory, one shard at a time (see LoadedModel.weights).
+ * A shard's store write runs while its tensors are consumed, and ends before the next shard is
+ * read: at most that shard and the next are held.
+ */
+async function* readShards(files: ModelFiles, dirConfig: ModelDirConfig, where: string, opts: LoadOptions, progress: Progress, remedy: string): AsyncGenerator<[string, StoredTensor]> {
+  progress.loadedBytes = 0;
+  const shapes = new Map<string, number[]>();
   for (const shard of dirConfig.shards) {
-    const bytes = await readShard(files, shard, opts, progress, remedy, writes);
+    checkAborted(opts.signal);
+    const { bytes, write } = await readShard(files, shard, opts, progress, remedy);
     for (const [name, t] of parseSafetensors(bytes, shard.file).tensors) {
-      if (weights.has(name)) fail('safetensors', `${shard.file}: tensor ${name} also appears in an earlier shard`);
-      weights.set(name, { shape: t.shape, data: t.toFloat32(), half: t.dtype === 'F16' ? halfView(t.bytes) : undefined });
+      if (shapes.has(name)) fail('safetensors', `${shard.file}: tensor ${name} also appears in an earlier shard`);
+      shapes.set(name, t.shape);
+      checkAborted(opts.signal);
+      yield [name, t];
     }
+    await write;
   }
-  const problems = parameterMismatches(dirConfig.model, new Map([...weights].map(([k, t]) => [k, t.shape])));
+  const problems = parameterMismatches(dirConfig.model, shapes);
   if (problems.length) fail('config', `${where}: the shards do not match the model config: ${problems.join('; ')}`);
-  await Promise.all(writes);
-  if (store) await pruneStore(store).catch(() => undefined); // housekeeping: a failure costs only space
-  return { dirConfig, config: dirConfig.model, weights };
+  if (opts.store) await pruneStore(opts.store).catch(() => undefined); // housekeeping: a failure costs only space
 }
 
 /** config.json: from the files (the network) first; where that fails, the store's copy, with a warning. */
@@ -217,9 +235,10 @@ export async function shardProblem(bytes: Uint8Array, shard: ShardInfo): Promise
 
 /**
  * One shard, verified (size, sha256): the store's copy when it has one that verifies (a damaged
- * one is evicted), else downloaded, verified and then put in the store (`writes`).
+ * one is evicted), else downloaded, verified and then put in the store (`write`: it never
+ * rejects, a refused write is a warning event).
  */
-async function readShard(files: ModelFiles, shard: ShardInfo, opts: LoadOptions, progress: Progress, remedy: string, writes: Promise<void>[]): Promise<Uint8Array> {
+async function readShard(files: ModelFiles, shard: ShardInfo, opts: LoadOptions, progress: Progress, remedy: string): Promise<{ bytes: Uint8Array; write: Promise<void> }> {
   const { file, size } = shard;
   const key = shardKey(shard.sha256);
   const verify = async (bytes: Uint8Array): Promise<string | undefined> => {
@@ -237,7 +256,7 @@ async function readShard(files: ModelFiles, shard: ShardInfo, opts: LoadOptions,
       progress.loadedBytes = before + copy.length;
       progress.emit({ phase: 'download', file, loaded: copy.length, total: size, ms: now() - start, cached: true });
       const problem = await verify(copy);
-      if (problem === undefined) return copy;
+      if (problem === undefined) return { bytes: copy, write: Promise.resolve() };
       progress.loadedBytes = before;
       progress.warn(file, `the cached copy of ${file} is damaged (${problem}); evicted, downloading it again`);
       await opts.store.delete(key).catch(() => undefined);
@@ -255,11 +274,8 @@ async function readShard(files: ModelFiles, shard: ShardInfo, opts: LoadOptions,
   if (bytes.length > size) larger();
   const problem = await verify(bytes);
   if (problem !== undefined) fail('integrity', `shard ${file}: ${problem}; ${remedy}`);
-  const store = opts.store;
-  if (store) {
-    writes.push(store.put(key, bytes).catch((e) => progress.warn(file, `${file} (${(size / 2 ** 20).toFixed(1)} MiB) could not be stored in the cache (${reason(e)}); it will be downloaded again next time`)));
-  }
-  return bytes;
+  const write = opts.store?.put(key, bytes).catch((e) => progress.warn(file, `${file} (${(size / 2 ** 20).toFixed(1)} MiB) could not be stored in the cache (${reason(e)}); it will be downloaded again next time`));
+  return { bytes, write: write ?? Promise.resolve() };
 }
 
 /**

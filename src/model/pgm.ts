@@ -1,11 +1,10 @@
 import type { GpuTensor } from '../gpu/tensor.js';
-import { embedDispatch } from '../kernels/embed.js';
 import { queryInitDispatches } from '../kernels/group-swap.js';
 import { layerNormDispatch } from '../kernels/layernorm.js';
 import { matmulDispatch } from '../kernels/matmul.js';
 import { freshRowsDispatch } from '../kernels/rows.js';
 import { Rows } from '../kernels/workspace.js';
-import { activationView, attentionResidual, cleanKeysValues, ditBlock, mlpResidual, modulate, outputLayer, paramsOf, rotaryAttention, type ForwardContext } from './blocks.js';
+import { activationView, attentionResidual, cleanKeysValues, ditBlock, embed, mlpResidual, modulate, outputLayer, paramsOf, rotaryAttention, type ForwardContext } from './blocks.js';
 import { queryInitTerms } from './config.js';
 
 /**
@@ -23,7 +22,7 @@ export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
     f.emit(freshRowsDispatch(ws, { label: 'fresh positions', direction: 'gather', from: act.cleanPositions, to: clean.positions }));
   }
   // 1. x = embedding[tokens]
-  f.emit(embedDispatch(ws, { rows: clean.rows, tokens: clean.tokens, embedding: f.param('vocab_embed.embedding'), out: clean.stream }));
+  embed(f, clean.rows, clean.tokens, clean.stream);
   // 2. Encoder: bidirectional self-attention among the clean tokens; E = x.
   for (let i = 0; i < config.encoderBlocks; i++) ditBlock(f, `encoder.blocks.${i}`);
   // Only the `+mean` / `+logsumexp` statistic reads E over every clean row.

@@ -9,6 +9,7 @@ import { dirSink } from '../../src/convert/sink-node.js';
 import { bytesSource } from '../../src/convert/source.js';
 import { loadCheckpoint } from '../../src/convert/read-node.js';
 import { loadModelDir } from '../../src/model/load-node.js';
+import { readWeights } from '../../src/model/tensor.js';
 import { pgmError } from './helpers.js';
 
 const DATA = join(import.meta.dirname, 'data');
@@ -112,7 +113,7 @@ describe('checkpoint reader on tests/convert/data (regenerate with make.py)', ()
     expect(Object.keys(index.weight_map)).toEqual(Object.keys(expected.ema));
     const { dirConfig, weights } = await loadModelDir(dir);
     expect(dirConfig.dtype).toBe('f16');
-    for (const [name, t] of weights) {
+    for (const [name, t] of await readWeights(weights)) {
       t.data.forEach((v, i) => expect(Math.abs(v - expected.ema[name].values[i])).toBeLessThanOrEqual(Math.abs(expected.ema[name].values[i]) * 2 ** -10 + 2 ** -24));
     }
     expect(inspectCheckpoint(ckpt, { ema: false }).source.weights).toBe('raw');

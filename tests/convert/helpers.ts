@@ -2,6 +2,7 @@
 import { deflateRawSync } from 'node:zlib';
 import { crc32 } from '../../src/convert/zip.js';
 import { PgmError } from '../../src/errors.js';
+import { readWeights, type WeightMap, type Weights } from '../../src/model/tensor.js';
 
 type Part = number | string | Uint8Array | readonly number[];
 
@@ -82,3 +83,6 @@ export async function pgmError(f: () => unknown): Promise<PgmError> {
   }
   throw new Error('expected a PgmError, but the call succeeded');
 }
+
+/** Open a model and read every tensor: its shards are read, verified and checked only then. */
+export const readAll = async (opened: Promise<{ weights: Weights }>): Promise<WeightMap> => readWeights((await opened).weights);

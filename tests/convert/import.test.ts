@@ -22,9 +22,10 @@ import { floatToHalf, halfToFloat } from '../../src/model/floats.js';
 import { loadModelDir } from '../../src/model/load-node.js';
 import { localModels } from '../../src/model/local.js';
 import type { LoadProgress } from '../../src/model/load.js';
+import { readWeights } from '../../src/model/tensor.js';
 import { IMPORT_OPTIONS } from '../../src/options.js';
 import { testGpu } from '../helpers/gpu.js';
-import { pgmError } from './helpers.js';
+import { pgmError, readAll } from './helpers.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
 /** 2 MB with optimizer states; its EMA backbone is about a tenth of it. */
@@ -139,16 +140,17 @@ describe('a checkpoint converted into a model store', () => {
     const { blob } = await recordedBlob(CKPT, 'run-7.ckpt');
     const { id } = await importInto(blob, store, { shardSize: SHARD });
     expect([id, localIdOf(blob), localIdOf(id)]).toEqual(['local:run-7', 'local:run-7', 'local:run-7']);
-    const loaded = await loadLocalModel(id, { store });
+    const opened = await loadLocalModel(id, { store });
+    const loaded = await readWeights(opened.weights);
     const source = await fileSource(CKPT);
     const ckpt = await Checkpoint.open(source);
     const ema = await readCheckpointWeights(ckpt);
-    expect(loaded.config).toEqual(ema.config);
-    for (const [name, t] of ema.weights) expect(loaded.weights.get(name)!.data, name).toEqual(t.data.map((v) => halfToFloat(floatToHalf(v))));
+    expect(opened.config).toEqual(ema.config);
+    for (const [name, t] of ema.weights) expect(loaded.get(name)!.data, name).toEqual(t.data.map((v) => halfToFloat(floatToHalf(v))));
     const raw = await importInto(blob, store, { name: 'raw', ema: false, dtype: 'f32' });
     const rawWeights = await readCheckpointWeights(ckpt, { ema: false });
-    const loadedRaw = await loadLocalModel(raw.id, { store });
-    for (const [name, t] of rawWeights.weights) expect(loadedRaw.weights.get(name)!.data, name).toEqual(t.data);
+    const loadedRaw = await readWeights((await loadLocalModel(raw.id, { store })).weights);
+    for (const [name, t] of rawWeights.weights) expect(loadedRaw.get(name)!.data, name).toEqual(t.data);
     await source.close();
     expect((await localModels(store)).map((m) => [m.id, m.dirConfig.dtype])).toEqual([['local:raw', 'f32'], ['local:run-7', 'f16']]);
   });
@@ -190,7 +192,8 @@ describe('a model folder given as files', () => {
     const disk = await loadModelDir(dir);
     expect([loaded.id, localIdOf(files)]).toEqual(['local:model', 'local:model']);
     expect(loaded.dirConfig).toEqual(disk.dirConfig);
-    for (const [name, t] of disk.weights) expect(loaded.weights.get(name)!.data).toEqual(t.data);
+    const [loadedWeights, diskWeights] = [await readWeights(loaded.weights), await readWeights(disk.weights)];
+    for (const [name, t] of diskWeights) expect(loadedWeights.get(name)!.data).toEqual(t.data);
     expect(events.filter((e) => e.phase === 'download' && e.ms !== undefined).map((e) => e.file)).toEqual(['config.json', ...disk.dirConfig.shards.map((s) => s.file)]);
     expect((await localModels(store)).map((m) => m.id)).toEqual(['local:model']);
     const again = await loadLocalModel('local:model', { store });
@@ -201,7 +204,7 @@ describe('a model folder given as files', () => {
     const shards = (await readdir(dir)).filter((f) => f.endsWith('.safetensors'));
     const noConfig = await pgmError(async () => loadLocalModel(await filesOf(shards.slice(0, 2))));
     expect(noConfig.message).toBe(`no config.json among the 2 file(s) picked (${shards.slice(0, 2).join(', ')}); pick a converted model folder (config.json and its .safetensors shards), or a .ckpt checkpoint`);
-    const missing = await pgmError(async () => loadLocalModel(await filesOf(['config.json', ...shards.slice(1)])));
+    const missing = await pgmError(async () => readAll(loadLocalModel(await filesOf(['config.json', ...shards.slice(1)]))));
     expect(missing).toMatchObject({ code: 'io', message: `model/${shards[0]}: not among the files picked (config.json lists it); pick the whole folder` });
     const config = new File([await readFile(join(dir, 'config.json'))], 'config.json');
     const twice = await pgmError(() => loadLocalModel([config, config]));

@@ -11,11 +11,12 @@ import { dirSink } from '../../src/convert/sink-node.js';
 import { fileSource } from '../../src/convert/source-node.js';
 import type { ModelDirConfig } from '../../src/model/config.js';
 import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel } from '../../src/model/load.js';
+import { readWeights } from '../../src/model/tensor.js';
 import { PACKAGED_MANIFEST } from '../../src/model/packaged.js';
 import { loadModelPath } from '../../src/convert/read-node.js';
 import { loadModelDir } from '../../src/model/load-node.js';
 import { findModel, validateManifest, type ManifestModel, type WeightsManifest } from '../../src/model/manifest.js';
-import { pgmError } from './helpers.js';
+import { pgmError, readAll } from './helpers.js';
 
 const CKPT = join(import.meta.dirname, 'data', 'mdlm-edge.ckpt');
 let root: string;
@@ -57,21 +58,26 @@ describe('model directory loading', () => {
   it('loads from disk and from a directory-or-ckpt path, with identical weights', async () => {
     const fromDir = await loadModelDir(modelDir);
     expect(fromDir.config).toEqual(dirConfig.model);
-    const fromCkpt = await loadModelPath(CKPT);
-    const fromPath = await loadModelPath(modelDir);
-    expect([...fromPath.weights.keys()]).toEqual([...fromCkpt.weights.keys()]);
-    for (const [k, t] of fromCkpt.weights) expect(fromDir.weights.get(k)).toEqual(t);
+    const [dirWeights, ckptWeights, pathWeights] = [await readWeights(fromDir.weights), await readAll(loadModelPath(CKPT)), await readAll(loadModelPath(modelDir))];
+    expect([...pathWeights.keys()]).toEqual([...ckptWeights.keys()]);
+    for (const [k, t] of ckptWeights) expect(dirWeights.get(k)).toEqual(t);
+    // Each iteration reads the shards again.
+    expect(await readWeights(fromDir.weights)).toEqual(dirWeights);
   });
 
-  it('loads over fetch (the browser path), directly and through a manifest', async () => {
+  it('loads over fetch (the browser path), directly and through a manifest; nothing but config.json is read until the weights are', async () => {
     const progress: number[] = [];
-    const a = await loadModelFromUrl('http://models.test/mdlm-edge', { onProgress: (p) => p.phase === 'verify' && progress.push(p.loadedBytes) }, diskFetch);
-    expect(a.weights.size).toBe(30);
+    const fetched: string[] = [];
+    const counting = ((input: string | URL | Request) => (fetched.push(String(input).split('/').pop()!), diskFetch(input))) as typeof fetch;
+    const opened = await loadModelFromUrl('http://models.test/mdlm-edge', { onProgress: (p) => p.phase === 'verify' && progress.push(p.loadedBytes) }, counting);
+    expect([fetched, progress]).toEqual([['config.json'], []]);
+    const a = await readWeights(opened.weights);
+    expect(a.size).toBe(30);
     expect(progress).toEqual([dirConfig.shards[0].size]);
     const manifest: WeightsManifest = { version: 1, default: 'mdlm-edge', models: [entry()] };
     await writeFile(join(root, 'weights-manifest.json'), JSON.stringify(manifest));
-    const b = await loadModelFromManifest('http://models.test/weights-manifest.json', undefined, {}, diskFetch);
-    expect(b.weights.get('blocks.0.attn_qkv.weight')).toEqual(a.weights.get('blocks.0.attn_qkv.weight'));
+    const b = await readAll(loadModelFromManifest('http://models.test/weights-manifest.json', undefined, {}, diskFetch));
+    expect(b.get('blocks.0.attn_qkv.weight')).toEqual(a.get('blocks.0.attn_qkv.weight'));
     expect((await pgmError(() => loadModelFromUrl('http://models.test/nothing', {}, diskFetch))).message).toMatch(/^http:\/\/models\.test\/nothing\/config\.json: HTTP 404 Not Found; check the model URL/);
   });
 
@@ -88,6 +94,7 @@ describe('model directory loading', () => {
     const fetched: string[] = [];
     const model = await loadPackagedModel(undefined, {}, ((input: string | URL | Request) => (fetched.push(String(input)), fileFetch(input))) as typeof fetch);
     expect(model.config.arch).toBe(PACKAGED_MANIFEST.models.find((m) => m.id === PACKAGED_MANIFEST.default)!.arch);
+    await readWeights(model.weights);
     expect(fetched.map((u) => u.split('/models/')[1])).toEqual([`${PACKAGED_MANIFEST.default}/config.json`, `${PACKAGED_MANIFEST.default}/model.safetensors`]);
     expect((await loadPackagedModel('mdlm-small', {}, fileFetch)).config.arch).toBe('mdlm');
     const e = await pgmError(() => loadPackagedModel(undefined, {}, diskFetch));
@@ -104,12 +111,12 @@ describe('model directory loading', () => {
       b[b.length - 3] ^= 0x40;
       await writeFile(p, b);
     });
-    const e = await pgmError(() => loadModelDir(flipped));
+    const e = await pgmError(() => readAll(loadModelDir(flipped)));
     expect(e.code).toBe('integrity');
     const want = dirConfig.shards[0].sha256.slice(0, 12);
     expect(e.message).toMatch(new RegExp(`^shard model\\.safetensors: sha256 mismatch \\(expected ${want}…, got [0-9a-f]{12}…\\); the directory holds a damaged or partly written model; convert it again$`));
     const cut = await copy(async (dir) => writeFile(join(dir, 'model.safetensors'), (await readFile(join(dir, 'model.safetensors'))).subarray(0, 100)));
-    expect((await pgmError(() => loadModelDir(cut))).message).toBe(`shard model.safetensors: size mismatch (expected ${dirConfig.shards[0].size} bytes, got 100); the directory holds a damaged or partly written model; convert it again`);
+    expect((await pgmError(() => readAll(loadModelDir(cut)))).message).toBe(`shard model.safetensors: size mismatch (expected ${dirConfig.shards[0].size} bytes, got 100); the directory holds a damaged or partly written model; convert it again`);
   });
 
   it('a shard larger than declared is not read whole, over HTTP or from disk', async () => {
@@ -135,7 +142,7 @@ describe('model directory loading', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = server.address() as AddressInfo;
-      const e = await pgmError(() => loadModelFromUrl(`http://127.0.0.1:${port}/m/`));
+      const e = await pgmError(() => readAll(loadModelFromUrl(`http://127.0.0.1:${port}/m/`)));
       expect([e.code, e.message]).toEqual(['integrity', `shard model.safetensors: larger than its declared ${shard.length} bytes (the server announces ${shard.length + extra}); the server's copy is damaged or belongs to another version of the model; try again, or fix the files on the server`]);
       // What the server could push into the socket buffers before the reader hung up, not 64 MiB.
       await new Promise((resolve) => setTimeout(resolve, 200));
@@ -145,7 +152,7 @@ describe('model directory loading', () => {
       await new Promise((resolve) => server.close(resolve));
     }
     const longer = await copy(async (dir) => writeFile(join(dir, 'model.safetensors'), Buffer.concat([shard, Buffer.alloc(2 ** 20)])));
-    expect((await pgmError(() => loadModelDir(longer))).message).toBe(`shard model.safetensors: larger than its declared ${shard.length} bytes (reading stopped there); the directory holds a damaged or partly written model; convert it again`);
+    expect((await pgmError(() => readAll(loadModelDir(longer)))).message).toBe(`shard model.safetensors: larger than its declared ${shard.length} bytes (reading stopped there); the directory holds a damaged or partly written model; convert it again`);
     const hugeConfig = await copy(async (dir) => writeFile(join(dir, 'config.json'), Buffer.alloc(17 * 2 ** 20, 32)));
     expect(await pgmError(() => loadModelDir(hugeConfig))).toMatchObject({ code: 'config', message: expect.stringMatching(/config\.json: larger than 16777216 bytes, not a model config/) });
   });
@@ -166,7 +173,7 @@ describe('model directory loading', () => {
       c.model.nBlocks = 3;
       await writeFile(join(dir, 'config.json'), JSON.stringify(c));
     });
-    expect((await pgmError(() => loadModelDir(wrongShape))).message).toMatch(/the shards do not match the model config: missing blocks\.2\.norm1\.weight/);
+    expect((await pgmError(() => readAll(loadModelDir(wrongShape)))).message).toMatch(/the shards do not match the model config: missing blocks\.2\.norm1\.weight/);
   });
 });
 

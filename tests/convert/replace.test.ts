@@ -17,6 +17,7 @@ import { convertCheckpoint, type ConvertOptions } from '../../src/convert/conver
 import { dirSink } from '../../src/convert/sink-node.js';
 import { bytesSource } from '../../src/convert/source.js';
 import { loadModelDir } from '../../src/model/load-node.js';
+import { readWeights } from '../../src/model/tensor.js';
 import { memoryDir } from '../../scripts/fuzz.js';
 import { pgm } from '../helpers/cli.js';
 import { pgmError } from './helpers.js';
@@ -38,6 +39,11 @@ const ROOT = join(import.meta.dirname, '..', '..');
 const CKPT = join(import.meta.dirname, 'data', 'mdlm-edge.ckpt');
 const ckptBytes = readFileSync(CKPT);
 const open = () => Checkpoint.open(bytesSource(ckptBytes, 'mdlm-edge.ckpt'));
+/** A model directory loaded whole: config.json, then every shard read and verified (its weights as float32). */
+async function loadWhole(dir: string) {
+  const opened = await loadModelDir(dir);
+  return { ...opened, weights: await readWeights(opened.weights) };
+}
 let root: string;
 beforeAll(async () => {
   root = await fs.mkdtemp(join(tmpdir(), 'pgm-replace-'));
@@ -69,7 +75,7 @@ describe('a re-convert replaces the model whole', () => {
       afterStep = async (what) => {
         afterStep = undefined; // the check's own reads are not steps
         try {
-          const loaded = await loadModelDir(dir);
+          const loaded = await loadWhole(dir);
           const found = loaded.dirConfig.shards.map((s) => s.sha256);
           seen.push(`${what}: ${JSON.stringify(found) === JSON.stringify(newShas) ? 'new' : JSON.stringify(found) === JSON.stringify(oldShas) ? 'old' : 'other'}`);
         } catch (e) {
@@ -93,7 +99,7 @@ describe('a re-convert replaces the model whole', () => {
       expect(seen[switched]).toMatch(/^rename \.config\.json\.[0-9a-f]{12}\.partial -> config\.json: new$/);
       const written = (await convertCheckpoint(await open(), memoryDir(), after)).files;
       expect((await fs.readdir(dir)).sort()).toEqual([...written, 'README.md'].sort());
-      expect((await loadModelDir(dir)).dirConfig.shards.map((s) => s.sha256)).toEqual(newShas);
+      expect((await loadWhole(dir)).dirConfig.shards.map((s) => s.sha256)).toEqual(newShas);
     });
   }
 });
@@ -106,7 +112,7 @@ describe('temporaries', () => {
     for (const name of ['model.safetensors.partial', 'config.json.partial', `model.safetensors.${process.pid}.tmp`]) await fs.symlink(victim, join(dir, name));
     await convertCheckpoint(await open(), await dirSink(dir));
     expect(await fs.readFile(victim, 'utf8')).toBe('precious');
-    expect((await loadModelDir(dir)).config.arch).toBe('mdlm');
+    expect((await loadWhole(dir)).config.arch).toBe('mdlm');
   });
 
   it('a write error (EFBIG under ulimit -f) is an io error naming the file, and leaves no temporary; the old model still loads', async () => {
@@ -117,7 +123,7 @@ describe('temporaries', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^pgm: .*\/\.model\.safetensors\.[0-9a-f]{12}\.partial: cannot write \(EFBIG: file too large, write\); the file is larger than this file system or the process limit \(ulimit -f\) allows\n$/);
     expect((await fs.readdir(dir)).sort()).toEqual(before);
-    expect((await loadModelDir(dir)).dirConfig.dtype).toBe('f16');
+    expect((await loadWhole(dir)).dirConfig.dtype).toBe('f16');
   });
 
   it('Ctrl-C (SIGINT) or SIGTERM during a re-convert: exit 130 or 143, temporaries removed, the old model loads', async () => {
@@ -129,7 +135,7 @@ describe('temporaries', () => {
       expect({ code: r.code, stderr: r.stderr }).toEqual({ code: exit, stderr: '' });
       expect(r.stdout).toMatch(new RegExp(`^${signal} with \\d+ temporar(y|ies) in the directory\n$`));
       expect((await fs.readdir(dir)).sort()).toEqual(before);
-      expect((await loadModelDir(dir)).dirConfig.dtype).toBe('f16');
+      expect((await loadWhole(dir)).dirConfig.dtype).toBe('f16');
     }
   });
 
@@ -140,7 +146,7 @@ describe('temporaries', () => {
     const bytes = await fs.readFile(shard);
     bytes[bytes.length - 1] ^= 1;
     await fs.writeFile(shard, bytes);
-    const e = await pgmError(() => loadModelDir(dir));
+    const e = await pgmError(() => loadWhole(dir));
     expect(e.message).toMatch(/^shard model\.safetensors: sha256 mismatch .*; the directory holds a damaged or partly written model; convert it again$/);
   });
 });
@@ -149,18 +155,18 @@ describe('pgm reshard', () => {
   it('rewrites a model directory into shards of another size, the same tensors byte for byte; a damaged shard changes nothing', async () => {
     const dir = await fs.mkdtemp(join(root, 'reshard-'));
     await convertCheckpoint(await open(), await dirSink(dir), { dtype: 'f16', shardSize: 2048 });
-    const before = await loadModelDir(dir);
+    const before = await loadWhole(dir);
     expect(before.dirConfig.shards.length).toBeGreaterThan(2);
     const one = await pgm('reshard', dir);
     expect([one.code, one.stdout, one.stderr]).toEqual([0, `${dir}: model.safetensors, config.json`, '']);
-    const after = await loadModelDir(dir);
+    const after = await loadWhole(dir);
     expect(after.dirConfig.shards.map((s) => s.file)).toEqual(['model.safetensors']);
     expect(after.dirConfig.model).toEqual(before.dirConfig.model);
-    for (const [name, t] of before.weights) expect(after.weights.get(name)?.half, name).toEqual(t.half);
+    for (const [name, t] of before.weights) expect(after.weights.get(name)?.data, name).toEqual(t.data);
     expect((await fs.readdir(dir)).sort()).toEqual(['config.json', 'model.safetensors']);
     const many = await pgm('reshard', dir, '--shard-size', '4K');
     expect(many.code).toBe(0);
-    expect((await loadModelDir(dir)).dirConfig.shards.length).toBeGreaterThan(1);
+    expect((await loadWhole(dir)).dirConfig.shards.length).toBeGreaterThan(1);
     const shard = join(dir, 'model-00001-of-00002.safetensors');
     const bytes = await fs.readFile(shard);
     bytes[bytes.length - 1] ^= 1;

@@ -3,8 +3,8 @@ import { ANY_SHAPE, everyBucket } from '../../src/kernels/plan.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { GpuModel } from '../../src/model/gpu-model.js';
 import type { PgmSequence } from '../../src/model/inputs.js';
-import { decodeFloats, encodeFloats } from '../../src/model/floats.js';
-import type { WeightMap } from '../../src/model/tensor.js';
+import { encodeFloats } from '../../src/model/floats.js';
+import { floatsOf, type HostTensor, type StoredTensor, type WeightMap } from '../../src/model/tensor.js';
 import { referenceMdlmLogits, referencePgmLogits } from '../../src/reference/forward.js';
 import { randomWeights, seededUniform, tinyConfig } from '../../src/reference/random.js';
 import { compareRows, runtime, testGpu } from '../helpers/gpu.js';
@@ -91,34 +91,32 @@ describe(`MDLM forward on WebGPU (${runtime}) vs the TypeScript reference`, () =
   });
 });
 
-/** Weights as an f16 file would give them: values rounded to f16, `half` holding their bits. */
-function asHalfFile(weights: WeightMap, only: (name: string, shape: number[]) => boolean = () => true): WeightMap {
-  const out: WeightMap = new Map();
+/** Weights as a file stores them with the tensors `only` picks in f16, and the float32 values they then hold. */
+function asHalfFile(weights: WeightMap, only: (name: string, shape: number[]) => boolean = () => true): { file: Map<string, HostTensor | StoredTensor>; values: WeightMap } {
+  const file = new Map<string, HostTensor | StoredTensor>();
+  const values: WeightMap = new Map();
   for (const [name, t] of weights) {
-    if (!only(name, t.shape)) {
-      out.set(name, t);
-      continue;
-    }
-    const bytes = encodeFloats(t.data, 'F16');
-    out.set(name, { shape: t.shape, data: decodeFloats(bytes, 'F16'), half: new Uint16Array(bytes.buffer, bytes.byteOffset, t.data.length) });
+    const stored: HostTensor | StoredTensor = only(name, t.shape) ? { shape: t.shape, dtype: 'F16', bytes: encodeFloats(t.data, 'F16') } : t;
+    file.set(name, stored);
+    values.set(name, { shape: t.shape, data: floatsOf(stored) });
   }
-  return out;
+  return { file, values };
 }
 
 describe(`f16 weight storage (${runtime})`, () => {
   const config = tinyConfig('pgm', { hiddenSize: 30, nHeads: 5, length: 29, vocabSize: 67 });
   const sequences = [[1, 28], [28, 1], [9, 5]].map(([n, m], b) => randomSequence(config, n, m, 100 + b));
 
-  it("f16 tensors: 'auto' keeps the matmul weights f16 and gives the logits of 'f32' storage exactly", async () => {
+  it("f16 tensors: 'auto' keeps the matmul weights and the embedding f16 and gives the logits of 'f32' storage exactly", async () => {
     const gpu = await testGpu();
-    const weights = asHalfFile(randomWeights(config, 7));
-    const half = await GpuModel.load(gpu, config, weights, { maxBatch: 3 });
-    const full = await GpuModel.load(gpu, config, weights, { maxBatch: 3, weightStorage: 'f32' });
+    const { file, values } = asHalfFile(randomWeights(config, 7));
+    const half = await GpuModel.load(gpu, config, file, { maxBatch: 3 });
+    const full = await GpuModel.load(gpu, config, file, { maxBatch: 3, weightStorage: 'f32' });
     try {
       expect(half.gpuBytes).toBeLessThan(full.gpuBytes);
       const got = await half.pgmLogits(sequences);
       expect(Array.from(got)).toEqual(Array.from(await full.pgmLogits(sequences)));
-      const { maxAbs } = compareRows(got, referencePgmLogits(config, weights, sequences), config.vocabSize);
+      const { maxAbs } = compareRows(got, referencePgmLogits(config, values, sequences), config.vocabSize);
       expect(maxAbs).toBeLessThan(1e-4);
     } finally {
       half.dispose();
@@ -126,12 +124,12 @@ describe(`f16 weight storage (${runtime})`, () => {
     }
   });
 
-  it("'f16' rounds f32 matmul weights to f16: the reference on the rounded weights agrees", async () => {
+  it("'f16' rounds f32 matmul weights and the embedding to f16: the reference on the rounded weights agrees", async () => {
     const gpu = await testGpu();
     const weights = randomWeights(config, 8);
     const model = await GpuModel.load(gpu, config, weights, { maxBatch: 3, weightStorage: 'f16' });
     try {
-      const rounded = asHalfFile(weights, (name, shape) => shape.length === 2 && name.endsWith('.weight') && !name.includes('adaLN') && !name.startsWith('sigma_map'));
+      const rounded = asHalfFile(weights, (name, shape) => shape.length === 2 && (name.endsWith('.weight') || name === 'vocab_embed.embedding') && !name.includes('adaLN') && !name.startsWith('sigma_map')).values;
       const { maxAbs, argmaxMismatches } = compareRows(await model.pgmLogits(sequences), referencePgmLogits(config, rounded, sequences), config.vocabSize);
       expect(maxAbs).toBeLessThan(1e-4);
       expect(argmaxMismatches).toBe(0);

@@ -211,25 +211,40 @@ function expectBuffer(label: string, got: Float32Array, want: Float32Array, owne
 // ---------------------------------------------------------------------------------------------
 
 describe(`embed kernel (${runtime}) vs reference embed`, () => {
-  const cases: { name: string; V: number; D: number; batch: Batch }[] = [
+  /** `blocks`: the table's row boundaries when it is uploaded in blocks of rows (one dispatch each); `half`: stored as f16. */
+  const cases: { name: string; V: number; D: number; batch: Batch; blocks?: number[]; half?: boolean }[] = [
     { name: 'single row, D = 1', V: 11, D: 1, batch: { L: 5, clean: [1], query: [0] } },
     { name: 'full seqStride and ragged, D = 65 (two workgroups)', V: 97, D: 65, batch: { L: 70, clean: [70, 1, 33], query: [0, 5, 70] } },
     { name: 'D = 96, L = 40', V: 50, D: 96, batch: { L: 40, clean: [17, 40], query: [40, 0] } },
     { name: 'random shape', V: 23, D: 7, batch: randomBatch(11, 70) },
+    { name: 'f16 table, D = 7 (rows straddle u32 words)', V: 23, D: 7, batch: { L: 30, clean: [30, 12], query: [0, 0] }, half: true },
+    { name: 'three blocks of rows [0, 9), [9, 20), [20, 23), D = 65', V: 23, D: 65, batch: { L: 40, clean: [40, 7], query: [0, 0] }, blocks: [9, 20] },
+    { name: 'two f16 blocks of rows [0, 31), [31, 97), D = 5', V: 97, D: 5, batch: { L: 50, clean: [3, 50], query: [0, 0] }, blocks: [31], half: true },
   ];
-  for (const { name, V, D, batch } of cases) {
+  for (const { name, V, D, batch, blocks, half } of cases) {
     it(`${name}: ${describeBatch(batch)}`, async () => {
       const { L, clean } = batch;
-      const table = normals(V * D, 1);
+      let table = normals(V * D, 1);
+      const bits = new Uint16Array(encodeFloats(table, 'F16').buffer);
+      if (half) table = decodeFloats(new Uint8Array(bits.buffer), 'F16');
       const u = seededUniform(2);
       const tokens = new Uint32Array(clean.length * L).map(() => Math.floor(u() * V));
       fillPadding(tokens, clean, L, 1, (i) => V + 1000 + i);
       const initial = filled(clean.length * L * D, SENTINEL);
+      const bounds = [0, ...(blocks ?? []), V];
       await withHarness(batch, async (h) => {
         const out = h.tensor('x', initial, [clean.length, L, D]);
         const tokenBuf = h.tensor('tokens', tokens, [clean.length, L]);
-        const embedding = h.tensor('embedding', table, [V, D]);
-        const [got] = await h.run(async () => [await embedDispatch(h.ws, { tokens: tokenBuf, embedding, out })], [out]);
+        const block = (first: number, end: number): GpuTensor => {
+          if (!half) return h.tensor('embedding', table.slice(first * D, end * D), [end - first, D]);
+          const words = new Uint16Array((end - first) * D + (((end - first) * D) % 2));
+          words.set(bits.subarray(first * D, end * D));
+          return h.tensor('embedding', new Uint32Array(words.buffer), [end - first, D], 'f16');
+        };
+        const [got] = await h.run(
+          () => Promise.all(bounds.slice(0, -1).map((first, i) => embedDispatch(h.ws, { tokens: tokenBuf, embedding: block(first, bounds[i + 1]), firstToken: first, out }))),
+          [out],
+        );
         const want = initial.slice();
         clean.forEach((n, b) => placeSeq(want, b, L, D, embed({ shape: [V, D], data: table }, tokens.subarray(b * L, b * L + n))));
         expectBuffer('embed', got, want, ownedBy(clean, L, D), { abs: 0, rel: 0 });
@@ -303,7 +318,10 @@ interface MatmulCase {
   activation?: 'gelu' | 'silu';
   /** Gate offset in the modulation buffer: out += gate * result. */
   gateOffset?: number;
-  denseOut?: boolean;
+  /** A window of rows: rows first .. first + rows - 1 of each sequence, into an output of `rows` rows per sequence (the logits). */
+  window?: { first: number; rows: number };
+  /** The output (and the bias) are columns offset .. offset + N - 1 of `width` columns (a block of the output layer). */
+  columnsOf?: { offset: number; width: number };
   /** Spread of x (default 1): large pre-activations test the gelu clamp and silu's exp. */
   xStd?: number;
 }
@@ -319,8 +337,9 @@ const matmulCases: MatmulCase[] = [
   { name: 'gelu without bias, K = 5, N = 7', K: 5, N: 7, kind: Rows.Clean, batch: { L: 33, clean: [33, 32], query: [0, 0] }, activation: 'gelu' },
   { name: 'gelu at pre-activations up to |60|', K: 12, N: 40, kind: Rows.Clean, batch: { L: 30, clean: [30, 11], query: [1, 1] }, bias: true, activation: 'gelu', xStd: 20 },
   { name: 'silu at pre-activations up to |60|', K: 13, N: 40, kind: Rows.Query, batch: { L: 30, clean: [1, 1], query: [11, 30] }, activation: 'silu', xStd: 20 },
-  { name: 'denseOut logits, query rows, N = 97', K: 36, N: 97, kind: Rows.Query, batch: { L: 40, clean: [40, 1, 7], query: [3, 33, 17] }, bias: true, denseOut: true },
-  { name: 'denseOut, clean rows, K = 7, N = 3', K: 7, N: 3, kind: Rows.Clean, batch: { L: 70, clean: [5, 38], query: [70, 70] }, denseOut: true },
+  { name: 'logits window, query rows 8..19, N = 97', K: 36, N: 97, kind: Rows.Query, batch: { L: 40, clean: [40, 1, 7], query: [3, 33, 17] }, bias: true, window: { first: 8, rows: 12 } },
+  { name: 'logits window, clean rows 0..32, K = 7, N = 3', K: 7, N: 3, kind: Rows.Clean, batch: { L: 70, clean: [5, 38], query: [70, 70] }, window: { first: 0, rows: 33 } },
+  { name: 'logits window and block: columns 40..79 of 101, query rows 30..39', K: 36, N: 40, kind: Rows.Query, batch: { L: 40, clean: [40, 1, 7], query: [3, 40, 35] }, bias: true, window: { first: 30, rows: 10 }, columnsOf: { offset: 40, width: 101 } },
   { name: 'random shape, bias', K: 21, N: 45, kind: Rows.Clean, batch: randomBatch(31, 70), bias: true },
   { name: 'random shape, query rows, gelu', K: 44, N: 9, kind: Rows.Query, batch: randomBatch(32, 70), bias: true, activation: 'gelu' },
 ];
@@ -334,7 +353,10 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
   const { K, N, kind, batch } = c;
   const { L } = batch;
   const counts = countsOf(batch, kind);
-  const rowsPerSeq = c.denseOut ? Math.max(...counts) : L;
+  const first = c.window?.first ?? 0;
+  const rowsPerSeq = c.window?.rows ?? L;
+  const outRows = counts.map((n) => Math.min(Math.max(n - first, 0), rowsPerSeq));
+  const { offset, width } = c.columnsOf ?? { offset: 0, width: N };
   const x = normals(counts.length * L * K, 7, c.xStd ?? 1);
   fillPadding(x, counts, L, K, () => 1e6);
   let weight = normals(N * K, 8, 1 / Math.sqrt(K));
@@ -344,37 +366,37 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
     halfBits.set(new Uint16Array(encodeFloats(weight, 'F16').buffer));
     weight = decodeFloats(new Uint8Array(halfBits.buffer, 0, 2 * N * K), 'F16');
   }
-  const bias = normals(N, 9, 0.5);
+  const bias = normals(width, 9, 0.5);
   const modulation = normals(6 * N + 8, 10, 0.5);
-  // The output buffer is [batch, L, N] even when dense, so writes past the dense rows show.
-  const initial = c.gateOffset !== undefined ? normals(counts.length * L * N, 11) : filled(counts.length * L * N, SENTINEL);
+  // The output buffer is [batch, rowsPerSeq, width]: writes past the window's rows or the block's columns show.
+  const initial = c.gateOffset !== undefined ? normals(counts.length * rowsPerSeq * width, 11) : filled(counts.length * rowsPerSeq * width, SENTINEL);
   await withHarness(batch, async (h) => {
-    const out = h.tensor('out', initial, [counts.length, L, N]);
+    const out = h.tensor('out', initial, [counts.length, rowsPerSeq, width]);
     const xBuf = h.tensor('x', x, [counts.length, L, K]);
     const weightBuf = half ? h.tensor('weight', new Uint32Array(halfBits.buffer), [N, K], 'f16') : h.tensor('weight', weight, [N, K]);
-    const biasBuf = c.bias ? h.tensor('bias', bias, [N]) : undefined;
+    const biasBuf = c.bias ? columns(h.tensor('bias', bias, [width]), offset, N) : undefined;
     const modBuf = h.tensor('modulation', modulation, [modulation.length]);
     const gatedResidual_ = c.gateOffset !== undefined ? { modulation: modBuf, gateOffset: c.gateOffset } : undefined;
     const [got] = await h.run(
       async () => [
         await matmulDispatch(h.ws, {
-          label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out,
-          bias: biasBuf, activation: c.activation, gatedResidual: gatedResidual_, denseOut: c.denseOut, variant,
+          label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out: columns(out, offset, N),
+          bias: biasBuf, activation: c.activation, gatedResidual: gatedResidual_, firstRow: c.window?.first, variant,
         }),
       ],
       [out],
     );
     const want = initial.slice();
-    counts.forEach((n, b) => {
-      let y = linear(rowsOfSeq(x, b, n, L, K), n, K, weight, N, c.bias ? bias : undefined);
+    outRows.forEach((n, b) => {
+      let y = linear(rowsOfSeq(x, b, first + n, L, K).subarray(first * K), n, K, weight, N, c.bias ? bias.subarray(offset, offset + N) : undefined);
       if (c.activation === 'gelu') y = geluTanh(y);
       if (c.activation === 'silu') y = silu(y);
       if (c.gateOffset !== undefined) {
-        y = gatedResidual(rowsOfSeq(initial, b, n, rowsPerSeq, N), y, modulation.subarray(c.gateOffset, c.gateOffset + N), n, N);
+        y = gatedResidual(columnsOfSeq(initial, b, n, rowsPerSeq, width, offset, N), y, modulation.subarray(c.gateOffset, c.gateOffset + N), n, N);
       }
-      placeSeq(want, b, rowsPerSeq, N, y);
+      for (let i = 0; i < n; i++) want.set(y.subarray(i * N, (i + 1) * N), (b * rowsPerSeq + i) * width + offset);
     });
-    expectBuffer('matmul', got, want, ownedBy(counts, rowsPerSeq, N), K > 128 ? LONG_SUM : TIGHT);
+    expectBuffer('matmul', got, want, ownedBy(outRows, rowsPerSeq, width, offset, offset + N), K > 128 ? LONG_SUM : TIGHT);
   });
 }
 
@@ -387,7 +409,8 @@ const matmulEdgeCases: MatmulCase[] = [
   { name: '130 rows (3 tiles of 64), K = 100 (K tile of 16 + 4), N = 131, bias + gelu', K: 100, N: 131, kind: Rows.Clean, batch: { L: 130, clean: [130, 65, 1], query: [1, 1, 1] }, bias: true, activation: 'gelu' },
   { name: 'K = 37 (scalar path over 3 K tiles), N = 200, gated residual, query rows', K: 37, N: 200, kind: Rows.Query, batch: { L: 66, clean: [1, 66], query: [66, 64] }, gateOffset: 7 },
   { name: 'few rows, N = 257 (a wide block + 1), K = 1000 (250 steps over 16 lanes)', K: 1000, N: 257, kind: Rows.Query, batch: { L: 20, clean: [20, 20, 20], query: [5, 1, 4] }, bias: true },
-  { name: 'few rows, denseOut logits, N = 300, K = 66 (scalar path)', K: 66, N: 300, kind: Rows.Query, batch: { L: 12, clean: [12, 3], query: [2, 3] }, bias: true, denseOut: true },
+  { name: 'few rows, logits window, N = 300, K = 66 (scalar path)', K: 66, N: 300, kind: Rows.Query, batch: { L: 12, clean: [12, 3], query: [2, 3] }, bias: true, window: { first: 0, rows: 3 } },
+  { name: 'few rows, block of columns 7..263 of 270, K = 64, gated residual', K: 64, N: 257, kind: Rows.Query, batch: { L: 12, clean: [12, 3], query: [2, 3] }, bias: true, gateOffset: 3, columnsOf: { offset: 7, width: 270 } },
   { name: '8 rows (wide: 8 per thread), N = 260, K = 64, gelu', K: 64, N: 260, kind: Rows.Query, batch: { L: 16, clean: [16, 16], query: [8, 6] }, bias: true, activation: 'gelu' },
   { name: '16 rows (wide: 16 per thread), N = 70, K = 50, gated residual', K: 50, N: 70, kind: Rows.Query, batch: { L: 16, clean: [3, 16], query: [9, 16] }, gateOffset: 11 },
 ];

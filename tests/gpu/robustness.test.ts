@@ -1,11 +1,12 @@
 /**
  * The engine under misuse, in Node and in Chromium: invalid options fail before any GPU
  * work, overlapping calls queue in order, a lost device rejects what is pending with
- * `device-lost` (and resolves `engine.lost`), and tensors beyond the device's limits are refused naming the limit.
+ * `device-lost` (and resolves `engine.lost`), and what is beyond the device's limits is refused naming the limit.
  */
 import { describe, expect, it } from 'vitest';
 import { expectedParameters } from '../../src/model/parameters.js';
 import { Engine } from '../../src/engine.js';
+import { GpuModel } from '../../src/model/gpu-model.js';
 import { MAX_CHARS_PER_TOKEN } from '../../src/options.js';
 import type { GenerateOptions } from '../../src/types.js';
 import { PgmError, brief } from '../../src/errors.js';
@@ -25,22 +26,14 @@ let sharedEngine: Promise<Engine> | undefined;
 /** The engine on this worker's shared device (maxBatch 2). */
 const shared = (): Promise<Engine> => (sharedEngine ??= testGpu().then((gpu) => Engine.create(gpu, model, { maxBatch: 2 })));
 
-/** A device of its own (the tests that destroy it must not take the shared one down). */
-async function ownGpu(): Promise<GpuContext> {
-  return runtime === 'node' ? (await import('../../src/node.js')).requestNodeGpu() : requestGpu();
-}
-
 /**
- * A device with WebGPU's default limits (maxStorageBufferBindingSize 128 MiB, maxBufferSize
- * 256 MiB): what `adapter.requestDevice()` gives when no limits are requested. Limits cannot
- * be requested below the defaults, so this is the smallest honest device; no wrapper fakes them.
+ * A device of its own (the tests that destroy it must not take the shared one down); `limits`
+ * 'default': WebGPU's default limits (maxStorageBufferBindingSize 128 MiB, maxBufferSize
+ * 256 MiB). Limits cannot be requested below the defaults, so this is the smallest honest
+ * device; no wrapper fakes them.
  */
-async function defaultLimitsGpu(): Promise<GpuContext> {
-  const base = await testGpu();
-  const adapter = await base.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  const { maxStorageBufferBindingSize, maxBufferSize } = device.limits;
-  return { gpu: base.gpu, device, lost: device.lost, adapter: { ...base.adapter, maxStorageBufferBindingSize, maxBufferSize } };
+async function ownGpu(limits?: 'default'): Promise<GpuContext> {
+  return runtime === 'node' ? (await import('../../src/node.js')).requestNodeGpu({ limits }) : requestGpu({ limits });
 }
 
 /** Counts GPU work on `device` (submits, buffers, writes, encoders) until `restore()`. */
@@ -353,9 +346,9 @@ describe(`robustness (${runtime})`, () => {
     }
   });
 
-  it('tensors and activations beyond the device limits are refused naming the limit, and every buffer made is freed', async () => {
-    await shared(); // kernel variants are measured once per adapter: not on the huge shapes below
-    const gpu = await defaultLimitsGpu();
+  it('what is beyond the device limits is refused naming the limit and what would fit, and every buffer made is freed', async () => {
+    await shared(); // kernel variants are measured once per adapter: not on the shapes below
+    const gpu = await ownGpu('default');
     expect([gpu.device.limits.maxStorageBufferBindingSize, gpu.device.limits.maxBufferSize]).toEqual([2 ** 27, 2 ** 28]);
     const live = new Set<GPUBuffer>();
     const createBuffer = gpu.device.createBuffer.bind(gpu.device);
@@ -366,18 +359,26 @@ describe(`robustness (${runtime})`, () => {
       buffer.destroy = () => (live.delete(buffer), destroy());
       return buffer;
     };
-    // Every tensor, zero-filled so the host pages are never touched; loading uploads a tensor
-    // when the forward pass first needs it, the embedding first, and must stop there.
-    const embedding = (c: ModelConfig): WeightMap => new Map([...expectedParameters(c)].map(([name, shape]) => [name, { shape, data: new Float32Array(numel(shape)) }]));
-    const wide = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 768, nHeads: 12, condDim: 8, length: 8 }); // 154 MB > 128 MiB
-    const e1 = await rejection(Engine.create(gpu, { config: wide, weights: embedding(wide) }));
-    expect([(e1 as PgmError).code, (e1 as PgmError).message]).toEqual(['webgpu', `buffer "vocab_embed.embedding" needs 154392576 bytes, over this adapter's maxStorageBufferBindingSize (134217728); use a smaller batch or model length`]);
-    const wider = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 1344, nHeads: 12, condDim: 8, length: 8 }); // 270 MB > 256 MiB
-    const e2 = await rejection(Engine.create(gpu, { config: wider, weights: embedding(wider) }));
-    expect([(e2 as PgmError).code, (e2 as PgmError).message]).toEqual(['webgpu', expect.stringMatching(/^buffer "vocab_embed\.embedding" needs 270187008 bytes, over this adapter's maxBufferSize \(268435456\)/)]);
-    // Activations sized for [maxBatch, L]: logits [8192 * 24, 300] floats = 236 MB.
-    const e3 = await rejection(Engine.create(gpu, model, { maxBatch: 8192 }));
-    expect([(e3 as PgmError).code, (e3 as PgmError).message]).toEqual(['webgpu', expect.stringMatching(/^buffer "logits" needs 235929600 bytes, over this adapter's maxStorageBufferBindingSize \(134217728\)/)]);
+    // A matmul weight over one binding (an MDLM block's mlp.0 [43700, 768] = 134.2 MB in f32)
+    // is uploaded in blocks of rows, which only the embedding and the output layer take.
+    const zeros = (c: ModelConfig): WeightMap => new Map([...expectedParameters(c)].map(([name, shape]) => [name, { shape, data: new Float32Array(numel(shape)) }]));
+    const wideMlp: ModelConfig = { ...config, arch: 'mdlm', nBlocks: 1, encoderBlocks: 0, decoderBlocks: 0, hiddenSize: 768, nHeads: 12, mlpDim: 43700 };
+    const e1 = await rejection(Engine.create(gpu, { config: wideMlp, weights: zeros(wideMlp) }));
+    expect([(e1 as PgmError).code, (e1 as PgmError).message]).toEqual(['webgpu', 'tensor blocks.0.mlp.0.weight is over this device\'s maxStorageBufferBindingSize (134217728) and sits in 2 blocks of rows, which the ops reading it do not take']);
+    // Activations sized for [maxBatch, L]: x is [100000, 24, 16] floats = 154 MB.
+    const e2 = await rejection(Engine.create(gpu, model, { maxBatch: 100_000 }));
+    expect([(e2 as PgmError).code, (e2 as PgmError).message]).toEqual(['webgpu', 'buffer "x" needs 153600000 bytes, over this device\'s maxStorageBufferBindingSize (134217728); use a smaller maxBatch than 100000']);
+    // One sequence of a 3M-row model: x is [1, 3000000, 16] floats = 192 MB.
+    const long = { ...config, length: 3_000_000 };
+    const e3 = await rejection(Engine.create(gpu, { config: long, weights: model.weights }, { maxBatch: 1 }));
+    expect((e3 as PgmError).message).toBe('buffer "x" needs 192000000 bytes, over this device\'s maxStorageBufferBindingSize (134217728); one sequence of the model\'s 3000000 rows does not fit this device');
+    // The logits take windows of rows, but not less than one row per sequence.
+    const e4 = await rejection(Engine.create(gpu, model, { maxBatch: 200_000 }));
+    expect([(e4 as PgmError).code, (e4 as PgmError).message]).toEqual(['option', 'maxBatch 200000: a row of 300 logits for each sequence takes 240000000 bytes, over this device\'s maxStorageBufferBindingSize (134217728); use a smaller maxBatch']);
+    for (const logitRows of [0, 2.5, 200_000]) {
+      const e = await rejection(GpuModel.load(gpu, config, model.weights, { logitRows }));
+      expect([(e as PgmError).code, (e as PgmError).message], `logitRows ${logitRows}`).toEqual(['option', logitRows === 200_000 ? 'logitRows 200000: 200000 rows of 300 logits for 1 sequences take 240000000 bytes, over this device\'s maxStorageBufferBindingSize (134217728); at most 111848' : `logitRows must be a positive integer, got ${logitRows}`]);
+    }
     expect(live.size).toBe(0);
     gpu.device.destroy();
   });

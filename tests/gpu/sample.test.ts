@@ -15,6 +15,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeDispatches, KernelCache } from '../../src/gpu/kernel.js';
 import { GpuMemory } from '../../src/gpu/memory.js';
+import { gpuTensor } from '../../src/gpu/tensor.js';
 import { createSampler, type SampleSettings, type Sampler } from '../../src/kernels/sample.js';
 import { createWorkspace, setBatchShape } from '../../src/kernels/workspace.js';
 import { seededNormal, seededUniform } from '../../src/reference/random.js';
@@ -181,7 +182,7 @@ interface Rig {
   V: number;
   maskId: number;
   L: number;
-  /** Replicate one row of V logits over every row, or write [batch, maxRows, V] as given. */
+  /** Replicate one row of V logits over every row, or write [maxBatch, windowRows, V] as given. */
   writeLogits(logits: Float32Array): void;
   writeQueries(b: number, positions: ArrayLike<number>): void;
   writeClean(tokens: Uint32Array, positions?: Uint32Array): void;
@@ -192,17 +193,23 @@ const defaults: SampleSettings = { step: 0, temperature: 1, topP: 1, greedy: fal
 
 let kernelCache: KernelCache | undefined;
 
-async function withRig(o: { V: number; maskId: number; L: number; maxBatch: number }, body: (rig: Rig) => Promise<void>): Promise<void> {
+/**
+ * A sampler over a logits buffer of `windowRows` rows per sequence (default L): every window
+ * samples from the same buffer, so one row of logits replicated over it gives every row those.
+ */
+async function withRig(o: { V: number; maskId: number; L: number; maxBatch: number; windowRows?: number }, body: (rig: Rig) => Promise<void>): Promise<void> {
   const { device } = await testGpu();
   if (kernelCache?.device !== device) kernelCache = new KernelCache(device);
   const memory = new GpuMemory(device);
   const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   const { V, maskId, L, maxBatch } = o;
+  const R = o.windowRows ?? L;
   const rows = maxBatch * L;
   try {
     const ws = createWorkspace(memory, kernelCache, L, maxBatch);
+    const logits = gpuTensor('logits', memory.create('logits', maxBatch * R * V * 4, STORAGE), [maxBatch, R, V]);
+    const windows = Math.ceil(L / R);
     const buffers = {
-      logits: memory.create('logits', rows * V * 4, STORAGE),
       seeds: memory.create('seeds', 4 * maxBatch, STORAGE),
       queryPositions: memory.create('queryPositions', rows * 4, STORAGE),
       cleanTokens: memory.create('cleanTokens', rows * 4, STORAGE),
@@ -210,18 +217,18 @@ async function withRig(o: { V: number; maskId: number; L: number; maxBatch: numb
       drawn: memory.create('drawn', rows * 8, STORAGE),
     };
     const samplers: Record<'pgm' | 'mdlm', Sampler> = {
-      pgm: await createSampler(ws, { arch: 'pgm', V, maskId, ...buffers }),
-      mdlm: await createSampler(ws, { arch: 'mdlm', V, maskId, ...buffers }),
+      pgm: await createSampler(ws, { arch: 'pgm', V, maskId, logits, windows, ...buffers }),
+      mdlm: await createSampler(ws, { arch: 'mdlm', V, maskId, logits, windows, ...buffers }),
     };
     const rig: Rig = {
       V,
       maskId,
       L,
-      writeLogits(logits) {
-        const data = new Float32Array(rows * V);
-        if (logits.length === V) for (let r = 0; r < rows; r++) data.set(logits, r * V);
-        else data.set(logits);
-        device.queue.writeBuffer(buffers.logits, 0, data);
+      writeLogits(values) {
+        const data = new Float32Array(maxBatch * R * V);
+        if (values.length === V) for (let r = 0; r < maxBatch * R; r++) data.set(values, r * V);
+        else data.set(values);
+        device.queue.writeBuffer(logits.buffer, 0, data);
       },
       writeQueries(b, positions) {
         device.queue.writeBuffer(buffers.queryPositions, b * L * 4, Uint32Array.from(positions));
@@ -239,7 +246,7 @@ async function withRig(o: { V: number; maskId: number; L: number; maxBatch: numb
         device.pushErrorScope('validation');
         const encoder = device.createCommandEncoder({ label: 'sampler test' });
         const pass = encoder.beginComputePass();
-        encodeDispatches(pass, [sampler.dispatch]);
+        encodeDispatches(pass, sampler.windows);
         pass.end();
         const outputs = [buffers.drawn, buffers.cleanTokens, buffers.cleanPositions];
         const staging = outputs.map((out) => {
@@ -489,7 +496,7 @@ describe(`GPU sampler (${runtime}): PGM append`, () => {
     ];
     const cleanTokens = Uint32Array.from({ length: 2 * L }, (_, i) => 0xdead00 + i);
     const cleanPositions = Uint32Array.from({ length: 2 * L }, (_, i) => 0xbeef00 + i);
-    await withRig({ V, maskId, L, maxBatch: 2 }, async (rig) => {
+    await withRig({ V, maskId, L, maxBatch: 2, windowRows: maxQuery }, async (rig) => {
       rig.writeLogits(logits);
       queries.forEach((q, b) => rig.writeQueries(b, q));
       for (const settings of [{ greedy: true }, { temperature: 0.8 }]) {
@@ -520,6 +527,36 @@ describe(`GPU sampler (${runtime}): PGM append`, () => {
       expect(off.cleanTokens).toEqual(cleanTokens);
       expect(off.cleanPositions).toEqual(cleanPositions);
     });
+  });
+});
+
+describe(`GPU sampler (${runtime}): windows of rows`, () => {
+  it('a logits buffer of a few rows, sampled window by window, draws, appends and reveals what one window over every row does', async () => {
+    const V = 50;
+    const maskId = V - 1;
+    const L = 40;
+    const logits = spreadLogits(V, maskId, 77, 1.3, 4);
+    const pgmShape = { clean: [3, 9], query: [37, 20] };
+    const queries = pgmShape.query.map((m, b) => Array.from({ length: m }, (_, r) => (L - 1 - r - b) % L));
+    const clean = Uint32Array.from({ length: 2 * L }, (_, i) => i % (V - 1));
+    const masked = Uint32Array.from({ length: 2 * L }, (_, i) => (i % 3 === 0 ? i % (V - 1) : maskId));
+    const run = async (windowRows?: number) => {
+      const out: StepResult[] = [];
+      await withRig({ V, maskId, L, maxBatch: 2, windowRows }, async (rig) => {
+        rig.writeLogits(logits);
+        queries.forEach((q, b) => rig.writeQueries(b, q));
+        rig.writeClean(clean, clean);
+        out.push(await rig.step('pgm', pgmShape, [5, 6], { append: true, step: 3 }));
+        rig.writeClean(masked);
+        out.push(await rig.step('mdlm', { clean: [L, 33], query: [] }, [5, 6], { pReveal: 0.5, step: 3 }));
+      });
+      return out;
+    };
+    const whole = await run();
+    const [pgm, mdlm] = await run(6);
+    expect([pgm, mdlm]).toEqual(whole);
+    for (let b = 0; b < 2; b++) expect(Array.from(pgm.tokens.subarray(b * 37, b * 37 + pgmShape.query[b])).every((t) => t >= 0 && t < maskId)).toBe(true);
+    expect(Array.from(mdlm.tokens).filter((t) => t >= 0).length).toBeGreaterThan(10);
   });
 });
 

@@ -11,7 +11,7 @@ import { createEngine, Engine } from '../../src/engine.js';
 import { PgmError } from '../../src/errors.js';
 import { cacheStore, configKey, pruneStore, shardKey } from '../../src/model/cache.js';
 import type { ModelDirConfig } from '../../src/model/config.js';
-import type { LoadProgress } from '../../src/model/load.js';
+import { loadPackagedModel, type LoadProgress } from '../../src/model/load.js';
 import { localModels } from '../../src/model/local.js';
 import { Vocabulary } from '../../src/model/vocab.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
@@ -154,6 +154,8 @@ describe('createWorkerEngine (Chromium)', () => {
     const store = { get: async () => undefined, put: async () => undefined, delete: async () => undefined, keys: async () => [] };
     expect(await rejection(createWorkerEngine(worker, { cache: store } as never))).toMatchObject({ code: 'option', message: expect.stringMatching(/^createWorkerEngine: cache takes true or false/) });
     expect(await rejection(createWorkerEngine({} as never))).toMatchObject({ code: 'option', message: expect.stringMatching(/^createWorkerEngine: worker must be a Worker/) });
+    const opened = await loadPackagedModel('pgm-small'); // its shards are read as it loads, here
+    expect(await rejection(createWorkerEngine(worker, { model: opened }))).toMatchObject({ code: 'option', message: expect.stringMatching(/^createWorkerEngine: a model opened by loadModel \(its shards are read as it loads\) cannot cross to a worker/) });
 
     // Thrown in the worker: the same code and message as on this thread.
     const unknown = await rejection(createEngine({ model: 'no-such-model' }));

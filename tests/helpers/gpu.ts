@@ -15,6 +15,19 @@ export function testGpu(): Promise<GpuContext> {
   return context;
 }
 
+let defaultLimits: Promise<GpuContext> | undefined;
+
+/**
+ * A second device for this test worker, with WebGPU's default limits (128 MiB per storage
+ * binding, 256 MiB per buffer), as many phones and integrated GPUs give.
+ */
+export function testGpuWithDefaultLimits(): Promise<GpuContext> {
+  defaultLimits ??= inNode
+    ? import('../../src/node.js').then((m) => m.requestNodeGpu({ limits: 'default' }))
+    : requestGpu({ limits: 'default' });
+  return defaultLimits;
+}
+
 export const runtime = inNode ? 'node' : 'chromium';
 
 /** Largest |a - b| and whether a and b pick the same argmax in every row of width `cols`. */

@@ -6,8 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { loadOptions } from '../../src/engine.js';
 import { cacheStore, clearModelCache, shardKey, type ModelStore } from '../../src/model/cache.js';
-import { loadPackagedModel, type LoadProgress } from '../../src/model/load.js';
+import { loadPackagedModel, type LoadOptions, type LoadProgress } from '../../src/model/load.js';
 import { PACKAGED_MANIFEST } from '../../src/model/packaged.js';
+import { readWeights } from '../../src/model/tensor.js';
 
 const MODEL = PACKAGED_MANIFEST.default!;
 const SHARD = PACKAGED_MANIFEST.models.find((m) => m.id === MODEL)!.shards[0];
@@ -22,6 +23,12 @@ function network() {
   return { state, fetchFn };
 }
 
+/** The packaged model opened and its weights read (which reads, verifies and stores its shard). */
+async function loadAll(opts: Omit<LoadOptions, 'manifestEntry'>, fetchFn: typeof fetch) {
+  const opened = await loadPackagedModel(MODEL, opts, fetchFn);
+  return { ...opened, weights: await readWeights(opened.weights) };
+}
+
 /** A fresh cache of its own for each test. */
 const freshStore = (): { store: ModelStore; name: string } => {
   const name = `pgm-webgpu-test-${Math.random().toString(36).slice(2)}`;
@@ -33,13 +40,13 @@ describe('the model cache (Cache API)', () => {
     const { store, name } = freshStore();
     const { state, fetchFn } = network();
     const first: LoadProgress[] = [];
-    const online = await loadPackagedModel(MODEL, { store, onProgress: (p) => first.push(p) }, fetchFn);
+    const online = await loadAll({ store, onProgress: (p) => first.push(p) }, fetchFn);
     expect(first.filter((p) => p.cached)).toEqual([]);
     expect((await store.keys()).sort()).toEqual([`config:packaged model ${MODEL}`, shardKey(SHARD.sha256)].sort());
     state.cut = true;
     state.requests = 0;
     const events: LoadProgress[] = [];
-    const offline = await loadPackagedModel(MODEL, { store, onProgress: (p) => events.push(p) }, fetchFn);
+    const offline = await loadAll({ store, onProgress: (p) => events.push(p) }, fetchFn);
     expect(state.requests).toBe(1); // config.json was tried, the shard was not
     expect(events[0]).toMatchObject({ phase: 'download', file: 'config.json', cached: true, warning: expect.stringMatching(/config\.json: fetch failed \(Failed to fetch: .*\); .*; using the config\.json cached by an earlier load$/) });
     expect(events.find((p) => p.file === SHARD.file && p.phase === 'download')).toMatchObject({ cached: true, loaded: SHARD.size, total: SHARD.size });
@@ -50,13 +57,13 @@ describe('the model cache (Cache API)', () => {
   it('a damaged cached shard is evicted and downloaded again, with a warning; a stray shard no config lists is evicted', async () => {
     const { store, name } = freshStore();
     const { fetchFn } = network();
-    await loadPackagedModel(MODEL, { store }, fetchFn);
+    await loadAll({ store }, fetchFn);
     const bytes = (await store.get(shardKey(SHARD.sha256)))!;
     bytes[bytes.length - 1] ^= 0xff;
     await store.put(shardKey(SHARD.sha256), bytes);
     await store.put(shardKey('0'.repeat(64)), new Uint8Array(10));
     const warnings: string[] = [];
-    await loadPackagedModel(MODEL, { store, onProgress: (p) => p.warning && warnings.push(p.warning) }, fetchFn);
+    await loadAll({ store, onProgress: (p) => p.warning && warnings.push(p.warning) }, fetchFn);
     expect(warnings).toEqual([expect.stringMatching(new RegExp(`^the cached copy of ${SHARD.file} is damaged \\(sha256 mismatch .*\\); evicted, downloading it again$`))]);
     expect((await store.get(shardKey(SHARD.sha256)))![bytes.length - 1]).toBe(bytes[bytes.length - 1] ^ 0xff);
     expect(await store.keys()).not.toContain(shardKey('0'.repeat(64)));
@@ -67,7 +74,7 @@ describe('the model cache (Cache API)', () => {
     const { store, name } = freshStore();
     const refusing: ModelStore = { ...store, put: () => Promise.reject(new DOMException('the quota is exceeded', 'QuotaExceededError')) };
     const warnings: LoadProgress[] = [];
-    const model = await loadPackagedModel(MODEL, { store: refusing, onProgress: (p) => p.warning && warnings.push(p) }, network().fetchFn);
+    const model = await loadAll({ store: refusing, onProgress: (p) => p.warning && warnings.push(p) }, network().fetchFn);
     expect(model.config.arch).toBe('pgm');
     expect(warnings.map((p) => p.warning)).toEqual([
       'config.json could not be stored in the cache (QuotaExceededError: the quota is exceeded)',

@@ -19,7 +19,7 @@ import type { ManifestModel } from '../../src/model/manifest.js';
 import { loadModel, loadModelFromManifest } from '../../src/model/load.js';
 import { parseSafetensors, sha256Hex } from '../../src/model/safetensors.js';
 import { memoryDir, memoryFiles, storedZip, trackAllocations } from '../../scripts/fuzz.js';
-import { glob, makeZip, pgmError, pk, str } from '../convert/helpers.js';
+import { glob, makeZip, pgmError, pk, readAll, str } from '../convert/helpers.js';
 
 const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'pgm-bf16', 'model.ckpt');
 const utf8 = new TextEncoder();
@@ -125,13 +125,13 @@ describe('damaged downloads are caught by size and sha256 before use, naming the
     files = out.files;
   });
 
-  /** loadModel over the files with `shard` replaced; counts reads and progress reports. */
+  /** loadModel over the files with `shard` replaced, every tensor read; counts progress reports. */
   async function loadWith(shard: string, bytes: Uint8Array, config = dirConfig, manifestEntry?: ManifestModel) {
     const served = new Map(files);
     served.set(shard, bytes);
     served.set('config.json', utf8.encode(JSON.stringify(config)));
     const progress: string[] = [];
-    const e = await pgmError(() => loadModel(memoryFiles('models/pgm-bf16', served), { manifestEntry, onProgress: (p) => p.phase === 'verify' && progress.push(p.file!) }));
+    const e = await pgmError(() => readAll(loadModel(memoryFiles('models/pgm-bf16', served), { manifestEntry, onProgress: (p) => p.phase === 'verify' && progress.push(p.file!) })));
     return { e, progress };
   }
 
@@ -181,7 +181,7 @@ describe('damaged downloads are caught by size and sha256 before use, naming the
       if (!bytes) return new Response('', { status: 404, statusText: 'Not Found' });
       return new Response((file === victim ? bytes.subarray(0, 1000) : bytes) as Uint8Array<ArrayBuffer>);
     }) as typeof fetch;
-    const e = await pgmError(() => loadModelFromManifest('http://models.test/weights-manifest.json', undefined, {}, fetchFn));
+    const e = await pgmError(() => readAll(loadModelFromManifest('http://models.test/weights-manifest.json', undefined, {}, fetchFn)));
     expect(e.code).toBe('integrity');
     expect(e.message).toMatch(new RegExp(`^shard ${victim}: size mismatch`));
   });
@@ -232,7 +232,7 @@ describe('inputs that used to crash a reader end in a PgmError', () => {
     for (const key of ['encoderBlocks', 'decoderBlocks'] as const) {
       const start = performance.now();
       const huge = { ...config, model: { ...config.model, [key]: 1e308 } };
-      const e = await pgmError(() => loadModel(memoryFiles('huge', new Map([...out.files, ['config.json', utf8.encode(JSON.stringify(huge))]]))));
+      const e = await pgmError(() => readAll(loadModel(memoryFiles('huge', new Map([...out.files, ['config.json', utf8.encode(JSON.stringify(huge))]])))));
       expect([e.code, e.message]).toEqual(['config', expect.stringMatching(/^huge\/config\.json: the shards declare \d+ bytes, but the model it describes has more parameters than any shards can hold; config\.json does not describe these shards$/)]);
       expect(performance.now() - start).toBeLessThan(1000);
     }
