@@ -65,6 +65,15 @@ describe('model directory loading', () => {
     expect(await readWeights(fromDir.weights)).toEqual(dirWeights);
   });
 
+  it('a .ckpt path is opened (its config read), its tensors read from the file as they are iterated', async () => {
+    const path = join(root, 'opened.ckpt');
+    await cp(CKPT, path);
+    const opened = await loadModelPath(path);
+    expect(opened.config).toEqual(dirConfig.model);
+    await rm(path);
+    expect(await pgmError(() => readWeights(opened.weights))).toMatchObject({ code: 'io', message: expect.stringContaining('opened.ckpt') });
+  });
+
   it('loads over fetch (the browser path), directly and through a manifest; nothing but config.json is read until the weights are', async () => {
     const progress: number[] = [];
     const fetched: string[] = [];
