@@ -30,7 +30,7 @@ export async function forwardTimings(ctx: GpuContext, lengths: readonly number[]
   for (const arch of ['pgm', 'mdlm'] as const) {
     for (const L of lengths) {
       const config = owt(arch, L);
-      const model = await GpuModel.load(ctx, config, randomWeights(config, 1));
+      const model = await GpuModel.load(ctx, config, randomWeights(config, 1), { maxBatch: 1 });
       try {
         const n = arch === 'pgm' ? L / 2 : L;
         const tokens = Array.from({ length: n }, (_, i) => (i * 7919) % 50256);

@@ -95,7 +95,7 @@ export async function runPeer(ctx: GpuContext, dir: string, log: (line: string) 
   for (const ort of [webgpuOrt, wasmOrt]) ort.env.wasm.wasmPaths = new URL('/node_modules/onnxruntime-web/dist/', location.href).href;
   wasmOrt.env.wasm.numThreads = crossOriginIsolated ? navigator.hardwareConcurrency : 1;
 
-  const gpuModel = await GpuModel.load(ctx, config, weights);
+  const gpuModel = await GpuModel.load(ctx, config, weights, { maxBatch: 1 });
   const sequences: PgmSequence[] = [ex.sequence];
   const ours: Runner = { forward: () => gpuModel.pgmLogits(sequences), release: () => gpuModel.dispose() };
   const runners: Record<'ours' | 'ortWebgpu' | 'ortWasm', Runner | null> = { ours, ortWebgpu: null, ortWasm: null };

@@ -2,7 +2,7 @@
  * The benchmark, runtime-agnostic: give it a GpuContext (Chromium's navigator.gpu or Node's
  * `webgpu`). PGM vs MDLM at the paper's pairing (PGM n/n encoder/decoder blocks vs MDLM 2n
  * blocks, same width, vocabulary, length and steps), random weights, driven through the
- * engine's own sampling loops (src/sampling/generate.ts) on a GpuModel.
+ * engine's own sampling loops (src/sampling/samplers.ts) on a GpuModel.
  */
 import type { AdapterSummary, GpuContext } from '../src/gpu/context.js';
 import { observeDispatches } from '../src/gpu/kernel.js';

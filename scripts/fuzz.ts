@@ -21,13 +21,14 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Checkpoint } from '../src/convert/checkpoint.js';
 import { convertCheckpoint, type DirSink } from '../src/convert/convert.js';
 import { bytesSource } from '../src/convert/source.js';
-import { crc32, ZipArchive } from '../src/convert/zip.js';
+import { ZipArchive } from '../src/convert/zip.js';
 import { PgmError } from '../src/errors.js';
 import type { ModelDirConfig } from '../src/model/config.js';
 import { loadModel, loadModelFromManifest, type ModelFiles } from '../src/model/load.js';
 import { readWeights } from '../src/model/tensor.js';
 import { memorySink, parseSafetensors, sha256Hex } from '../src/model/safetensors.js';
 import { seededUniform } from '../src/reference/random.js';
+import { makeZip, type ZipInput } from '../tests/convert/helpers.js';
 
 export type FuzzKind = 'ckpt' | 'safetensors' | 'config' | 'manifest';
 export const FUZZ_KINDS: readonly FuzzKind[] = ['ckpt', 'safetensors', 'config', 'manifest'];
@@ -213,58 +214,6 @@ export function mutateJson(text: string, rng: Rng): { bytes: Uint8Array; how: st
 
 // ---------------------------------------------------------------- inputs
 
-interface StoredEntry {
-  name: string;
-  data: Uint8Array;
-}
-
-const crcs = new WeakMap<Uint8Array, number>();
-const crcOf = (data: Uint8Array): number => {
-  let crc = crcs.get(data);
-  if (crc === undefined) crcs.set(data, (crc = crc32(data)));
-  return crc;
-};
-
-/** A zip of stored entries with correct CRCs (so a mutated entry reaches the reader behind the CRC check). */
-export function storedZip(entries: readonly StoredEntry[]): Uint8Array {
-  const names = entries.map((e) => utf8.encode(e.name));
-  const dataSize = entries.reduce((a, e, i) => a + 30 + names[i].length + e.data.length, 0);
-  const cdSize = entries.reduce((a, _, i) => a + 46 + names[i].length, 0);
-  const out = new Uint8Array(dataSize + cdSize + 22);
-  const dv = new DataView(out.buffer);
-  let at = 0;
-  let cd = dataSize;
-  entries.forEach((e, i) => {
-    const crc = crcOf(e.data);
-    const name = names[i];
-    dv.setUint32(at, 0x04034b50, true);
-    dv.setUint16(at + 4, 20, true);
-    dv.setUint32(at + 14, crc, true);
-    dv.setUint32(at + 18, e.data.length, true);
-    dv.setUint32(at + 22, e.data.length, true);
-    dv.setUint16(at + 26, name.length, true);
-    out.set(name, at + 30);
-    out.set(e.data, at + 30 + name.length);
-    dv.setUint32(cd, 0x02014b50, true);
-    dv.setUint16(cd + 4, 20, true);
-    dv.setUint16(cd + 6, 20, true);
-    dv.setUint32(cd + 16, crc, true);
-    dv.setUint32(cd + 20, e.data.length, true);
-    dv.setUint32(cd + 24, e.data.length, true);
-    dv.setUint16(cd + 28, name.length, true);
-    dv.setUint32(cd + 42, at, true);
-    out.set(name, cd + 46);
-    at += 30 + name.length + e.data.length;
-    cd += 46 + name.length;
-  });
-  dv.setUint32(cd, 0x06054b50, true);
-  dv.setUint16(cd + 8, entries.length, true);
-  dv.setUint16(cd + 10, entries.length, true);
-  dv.setUint32(cd + 12, cdSize, true);
-  dv.setUint32(cd + 16, dataSize, true);
-  return out;
-}
-
 /** A conversion that keeps its files in memory. */
 export function memoryDir(): DirSink & { files: Map<string, Uint8Array> } {
   const files = new Map<string, Uint8Array>();
@@ -329,7 +278,7 @@ async function convertFixture(name: string, ckpt: Uint8Array): Promise<FixtureMo
 async function ckptTarget(m: FixtureModel): Promise<FuzzTarget> {
   const file = `${m.name}/model.ckpt`;
   const zip = await ZipArchive.open(bytesSource(m.ckpt, file));
-  const entries: StoredEntry[] = [];
+  const entries: ZipInput[] = [];
   for (const e of zip.entries) entries.push({ name: e.name, data: await zip.read(e.name) });
   const pickle = entries.findIndex((e) => e.name.endsWith('/data.pkl'));
   // Structure: every local header, the pickle's bytes and the central directory with the end records.
@@ -355,10 +304,10 @@ async function ckptTarget(m: FixtureModel): Promise<FuzzTarget> {
       if (mode < 0.35) ({ bytes, how } = mutateBytes(m.ckpt, rng, structure));
       else if (mode < 0.45) ({ bytes, how } = truncate(m.ckpt, rng, m.ckpt.length - dataEnd + 64));
       else {
-        // Mutate one entry's content behind a valid CRC: the pickle most often, else any entry.
+        // Mutate one entry's content behind a valid CRC (the zip written again, stored): the pickle most often, else any entry.
         const i = rng() < 0.75 ? pickle : below(rng, entries.length);
         const edited = mutateBytes(entries[i].data, rng);
-        bytes = storedZip(entries.map((e, j) => (j === i ? { name: e.name, data: edited.bytes } : e)));
+        bytes = makeZip(entries.map((e, j) => (j === i ? { name: e.name, data: edited.bytes } : e)));
         how = [`entry ${entries[i].name}: ${edited.how.join(' ')}`];
       }
       const ema = rng() < 0.8;

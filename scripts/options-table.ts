@@ -26,7 +26,7 @@ export function optionsTable(): string {
 }
 
 function apiOptionsTable(options: readonly EngineOption[], start: string, end: string): string {
-  const rows = options.map((o) => `| \`${o.name}\` | ${cell(o.takes)} | ${cell(o.default)} | ${cell(o.doc)} |`);
+  const rows = options.map((o) => `| \`${o.name}\` | ${cell(o.takes)} | ${cell(String(o.default))} | ${cell(o.doc)} |`);
   return [start, '| option | takes | default | what it does |', '|---|---|---|---|', ...rows, end].join('\n');
 }
 

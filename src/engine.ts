@@ -8,7 +8,7 @@ import { cacheStore } from './model/cache.js';
 import { abortedError, checkAborted } from './model/fetch.js';
 import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel, type LoadedModel, type LoadOptions, type LoadPhase } from './model/load.js';
 import { Vocabulary } from './model/vocab.js';
-import { checkBatchOptionTypes, checkEngineOptionTypes, checkGenerateOptionTypes, checkImportOptionTypes, resolveGenerationOptions, type ResolvedGeneration } from './options.js';
+import { checkBatchOptionTypes, checkEngineOptionTypes, ENGINE_DEFAULTS, checkGenerateOptionTypes, checkImportOptionTypes, resolveGenerationOptions, type ResolvedGeneration } from './options.js';
 import { ENCODER_MODES, samplePgm, sampleMdlm, type BatchStep } from './sampling/samplers.js';
 import type { BatchOptions, BatchResult, BatchStepEvent, EngineOptions, ImportOptions, GenerateOptions, GenerationResult, ModelWeights, StepEvent } from './types.js';
 
@@ -119,10 +119,10 @@ export class Engine {
     try {
       checkAborted(options.signal);
       report('upload');
-      const model = await GpuModel.load(ctx, loaded.config, loaded.weights, { maxBatch: options.maxBatch ?? 4, weightStorage: options.weightStorage, onPhase: report });
+      const model = await GpuModel.load(ctx, loaded.config, loaded.weights, { maxBatch: options.maxBatch, weightStorage: options.weightStorage, onPhase: report });
       engine = new Engine(ctx, model, options.ownsDevice ?? false);
       checkAborted(options.signal);
-      if (options.warmUp) {
+      if (options.warmUp ?? ENGINE_DEFAULTS.warmUp) {
         report('warm-up');
         const start = now();
         // One tiny untimed run per forward pass (a PGM builds its incremental pass on first use).

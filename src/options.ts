@@ -8,12 +8,13 @@
 import { brief, fail } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import { isLocalModel } from './convert/import.js';
-import { WEIGHT_STORAGES } from './model/gpu-model.js';
+import { DEFAULT_STALL_TIMEOUT } from './model/fetch.js';
+import { GPU_MODEL_DEFAULTS, WEIGHT_STORAGES } from './model/gpu-model.js';
 import { isWeights } from './model/tensor.js';
 import type { Vocabulary } from './model/vocab.js';
 import { ENCODER_MODES, MDLM_STEPS_PER_POSITION, type SamplingOptions, type SequencePlan } from './sampling/samplers.js';
 import { ORDERS, SCHEDULES, type Order, type Schedule } from './sampling/schedule.js';
-import type { SequenceOptions, SharedOptions } from './types.js';
+import type { EngineOptions, SequenceOptions, SharedOptions } from './types.js';
 
 /**
  * Temperatures the sampling kernel computes with: it scales f32 logits by 1/T. Below 1e-6 a
@@ -107,10 +108,26 @@ export interface EngineOption {
   name: string;
   /** What it takes. */
   takes: string;
-  default: string;
+  /**
+   * What stands in when it is not given: the value the code uses (from ENGINE_DEFAULTS), or,
+   * where no one value does, what the code does instead ("the manifest's default").
+   */
+  default: string | number | boolean;
   doc: string;
   check: Check;
 }
+
+/**
+ * The createEngine options whose default is one value, as the code uses it: `GpuModel.load`
+ * (maxBatch, weightStorage), the downloads (stallTimeout) and the engine (warmUp). The table
+ * below, the README and the JSDoc of EngineOptions show these (tests/assets/options-table.test.ts).
+ */
+export const ENGINE_DEFAULTS = {
+  maxBatch: GPU_MODEL_DEFAULTS.maxBatch,
+  weightStorage: GPU_MODEL_DEFAULTS.weightStorage,
+  stallTimeout: DEFAULT_STALL_TIMEOUT,
+  warmUp: false,
+} as const satisfies EngineOptions;
 
 const functions = (...names: string[]) => (v: unknown) => isObject(v) && names.every((n) => typeof v[n] === 'function');
 
@@ -128,8 +145,8 @@ export const ENGINE_OPTIONS: readonly EngineOption[] = [
     doc: 'where model ids are looked up; its models load from beside it (the packaged ones from where the bundler emitted them)', check: (v) => (typeof v === 'string' || v instanceof URL ? undefined : 'must be a URL or a path'),
   },
   { name: 'gpu', takes: 'a GpuContext (requestGpu())', default: 'a device of its own', doc: 'a device to share; dispose() leaves it open', check: (v) => (isObject(v) && typeof v.device === 'object' && v.device !== null ? undefined : 'must be a GpuContext from requestGpu()') },
-  { name: 'maxBatch', takes: 'an integer >= 1', default: '4', doc: 'the largest batch generateBatch takes (it sizes the buffers)', check: (v) => (Number.isInteger(v) && (v as number) >= 1 ? undefined : 'must be an integer >= 1') },
-  { name: 'weightStorage', takes: WEIGHT_STORAGES.join(' | '), default: 'auto', doc: 'how matmul weights and the embedding sit on the GPU: auto keeps f16 files f16 (exact), f32 widens them at load, f16 also rounds f32 files (lossy)', check: oneOf('weightStorage', WEIGHT_STORAGES) },
+  { name: 'maxBatch', takes: 'an integer >= 1', default: ENGINE_DEFAULTS.maxBatch, doc: 'the largest batch generateBatch takes (it sizes the buffers)', check: (v) => (Number.isInteger(v) && (v as number) >= 1 ? undefined : 'must be an integer >= 1') },
+  { name: 'weightStorage', takes: WEIGHT_STORAGES.join(' | '), default: ENGINE_DEFAULTS.weightStorage, doc: 'how matmul weights and the embedding sit on the GPU: auto keeps f16 files f16 (exact), f32 widens them at load, f16 also rounds f32 files (lossy)', check: oneOf('weightStorage', WEIGHT_STORAGES) },
   {
     name: 'onProgress', takes: 'a function of { phase, file, loaded, total, loadedBytes, totalBytes, ms, cached, warning }', default: 'none',
     doc: "the load as it goes: convert (a .ckpt converted in the page: the model's bytes written), download (each file's bytes as they arrive: loaded of total for the file, loadedBytes of totalBytes for all shards), verify (each shard's size and sha256), upload (shards are read as they are uploaded: their download and verify events come between its first event and its last), compile, warm-up; a phase's last event has its ms; a warning event says what the load survived (a cache write refused, a damaged cached copy)",
@@ -137,7 +154,7 @@ export const ENGINE_OPTIONS: readonly EngineOption[] = [
   },
   { name: 'signal', takes: 'an AbortSignal', default: 'none', doc: "cancels the load, downloads and GPU set-up alike: createEngine rejects with PgmError('aborted')", check: isSignal },
   {
-    name: 'stallTimeout', takes: 'milliseconds > 0, or Infinity', default: '30000', doc: "a download that receives less than 16 KiB in this time (waiting for the headers too) fails with PgmError('io')",
+    name: 'stallTimeout', takes: 'milliseconds > 0, or Infinity', default: ENGINE_DEFAULTS.stallTimeout, doc: "a download that receives less than 16 KiB in this time (waiting for the headers too) fails with PgmError('io')",
     check: (v) => (typeof v === 'number' && v > 0 && (v <= 2 ** 31 - 1 || v === Infinity) ? undefined : 'must be a number of milliseconds in (0, 2^31), or Infinity'),
   },
   {
@@ -145,7 +162,7 @@ export const ENGINE_OPTIONS: readonly EngineOption[] = [
     doc: 'keeps verified model files for the next load: shards by their sha256 (a damaged copy is evicted and downloaded again), config.json and manifests read from the network first and from the cache only when it fails (offline); a cache write that fails is a warning event, never silent',
     check: (v) => (typeof v === 'boolean' || functions('get', 'put', 'delete', 'keys')(v) ? undefined : 'must be true, false or a ModelStore { get, put, delete, keys }'),
   },
-  { name: 'warmUp', takes: 'true or false', default: 'false', doc: "before createEngine resolves, one tiny generation through each forward pass (a PGM's incremental one too), so that the first real step builds nothing", check: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false') },
+  { name: 'warmUp', takes: 'true or false', default: ENGINE_DEFAULTS.warmUp, doc: "before createEngine resolves, one tiny generation through each forward pass (a PGM's incremental one too), so that the first real step builds nothing", check: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false') },
 ];
 
 /** The longest name of a local model (a key and a line in a picker, not a document). */

@@ -47,7 +47,7 @@ export interface EngineOptions {
   weightStorage?: WeightStorage;
   /** Cancels the load: createEngine rejects with PgmError('aborted'). */
   signal?: AbortSignal;
-  /** Milliseconds a download may receive less than 16 KiB before it fails (default 30,000; Infinity: never). */
+  /** Milliseconds a download may receive less than 16 KiB before it fails (default 30000; Infinity: never). */
   stallTimeout?: number;
   /** Keep verified model files for the next load: true (browsers' default: the Cache API), false, or a store of your own. */
   cache?: boolean | ModelStore;

@@ -2,7 +2,7 @@ import { fail } from '../errors.js';
 import { WGSL, type ShaderFile } from './wgsl.js';
 
 /**
- * WGSL sources live as files under `shaders/`, one per operation; scripts/bundle-assets.ts
+ * WGSL sources live as files under `shaders/` (one or more per operation); scripts/bundle-assets.ts
  * resolves their `#include`s and carries them into the JavaScript (`src/gpu/wgsl.ts`), so
  * nothing is fetched at run time. Variants are chosen by a deliberately tiny preprocessor,
  * resolved once per pipeline:

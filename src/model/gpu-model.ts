@@ -25,7 +25,7 @@ import type { Weights } from './tensor.js';
  * adapter at load and remembers the fastest, a variant name forces it (tests, benches).
  */
 export interface GpuModelOptions extends PlanOptions {
-  /** Largest batch the buffers are sized for (default 1). */
+  /** Largest batch the buffers are sized for (default: GPU_MODEL_DEFAULTS). */
   maxBatch?: number;
   /**
    * How the matmul weights (every 2-D `*.weight`) and the embedding are stored on the GPU, the
@@ -51,6 +51,9 @@ export interface GpuModelOptions extends PlanOptions {
 }
 
 export { WEIGHT_STORAGES, type WeightStorage };
+
+/** What `GpuModel.load` takes for the options not given; createEngine's defaults for the same options (ENGINE_OPTIONS). */
+export const GPU_MODEL_DEFAULTS = { maxBatch: 4, weightStorage: 'auto' } as const satisfies GpuModelOptions;
 
 /** The default logits window: at most this many bytes (for maxBatch sequences). */
 const LOGITS_BYTES = 64 * 2 ** 20;
@@ -121,9 +124,9 @@ export class GpuModel {
    * the forward passes and the sampler.
    */
   static async load(ctx: GpuContext, config: ModelConfig, weights: Weights, options: GpuModelOptions = {}): Promise<GpuModel> {
-    const maxBatch = options.maxBatch ?? 1;
+    const maxBatch = options.maxBatch ?? GPU_MODEL_DEFAULTS.maxBatch;
     if (!Number.isInteger(maxBatch) || maxBatch < 1) fail('option', `maxBatch must be a positive integer, got ${maxBatch}`);
-    const storage = options.weightStorage ?? 'auto';
+    const storage = options.weightStorage ?? GPU_MODEL_DEFAULTS.weightStorage;
     if (!WEIGHT_STORAGES.includes(storage)) fail('option', `weightStorage must be one of ${WEIGHT_STORAGES.join(', ')}; got "${storage}"`);
     const logitRows = logitRowsFor(ctx.device, config, maxBatch, options.logitRows);
     const memory = new GpuMemory(ctx.device, ctx.napWhileWaiting ?? canNap);

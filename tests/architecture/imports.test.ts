@@ -1,6 +1,7 @@
 /**
  * The layering of src/ (docs/architecture.md): no module is part of an import cycle, type-only
- * imports included, and each folder imports only the layers below it.
+ * imports included, and each folder imports only the layers below it. The demo uses the public
+ * API only.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -13,13 +14,10 @@ function modules(dir: string): string[] {
 }
 
 /** Every relative import and re-export of each module (static, dynamic and type-only), as paths under src/. */
-const graph = new Map(
-  modules(SRC).map((file) => {
-    const text = readFileSync(file, 'utf8');
-    const specifiers = [...text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"](\.{1,2}\/[^'"]+)['"]/g)].map((m) => m[1]);
-    return [relative(SRC, file), specifiers.map((s) => relative(SRC, resolve(dirname(file), s.replace(/\.js$/, '.ts'))))] as const;
-  }),
-);
+const relativeImports = (file: string): string[] =>
+  [...readFileSync(file, 'utf8').matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"](\.{1,2}\/[^'"]+)['"]/g)].map((m) => resolve(dirname(file), m[1].replace(/\.js$/, '.ts')));
+
+const graph = new Map(modules(SRC).map((file) => [relative(SRC, file), relativeImports(file).map((target) => relative(SRC, target))] as const));
 
 /** The strongly connected components with more than one module (or a self-import): Tarjan. */
 function cycles(): string[][] {
@@ -77,5 +75,14 @@ describe('src/ imports', () => {
 
   it('form no cycle, type-only imports included', () => {
     expect(cycles()).toEqual([]);
+  });
+});
+
+describe('demo/ imports', () => {
+  it('reach src/ through the public entries only (src/index.ts, and src/worker.ts: pgm-webgpu/worker)', () => {
+    const DEMO = join(SRC, '..', 'demo');
+    const inSrc = modules(DEMO).flatMap((file) => relativeImports(file).filter((t) => !relative(SRC, t).startsWith('..')).map((t) => `${relative(DEMO, file)} -> ${relative(SRC, t)}`));
+    expect(inSrc.length).toBeGreaterThan(0);
+    expect(inSrc.filter((i) => !/-> (index|worker)\.ts$/.test(i))).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { usage } from '../../src/cli/generate.js';
-import { checkEngineOptionTypes, ENGINE_OPTIONS, GENERATION_OPTIONS, IMPORT_OPTIONS } from '../../src/options.js';
+import { checkEngineOptionTypes, ENGINE_DEFAULTS, ENGINE_OPTIONS, GENERATION_OPTIONS, IMPORT_OPTIONS } from '../../src/options.js';
 import { README, engineOptionsTable, importOptionsTable, optionsTable } from '../../scripts/options-table.js';
 
 describe('one table of generation options', () => {
@@ -29,10 +29,21 @@ describe("one table of createEngine's options", () => {
     expect(readFileSync(README, 'utf8')).toContain(engineOptionsTable());
   });
 
+  const engineOptions = /export interface EngineOptions \{([\s\S]*?)\n\}/.exec(readFileSync(new URL('../../src/types.ts', import.meta.url), 'utf8'))![1];
+
   it('names every createEngine option of the types, and nothing else', () => {
-    const types = readFileSync(new URL('../../src/types.ts', import.meta.url), 'utf8');
-    const declared = /export interface EngineOptions \{([\s\S]*?)\n\}/.exec(types)![1].match(/^ {2}(\w+)\?:/gm)!.map((m) => m.trim().slice(0, -2));
+    const declared = engineOptions.match(/^ {2}(\w+)\?:/gm)!.map((m) => m.trim().slice(0, -2));
     expect(ENGINE_OPTIONS.map((o) => o.name).sort()).toEqual(declared.sort());
+  });
+
+  it('gives the defaults that are one value as the code uses them (ENGINE_DEFAULTS), and the JSDoc of EngineOptions says the same', () => {
+    const jsdoc = new Map([...engineOptions.matchAll(/\/\*\*([\s\S]*?)\*\/\s*\n {2}(\w+)\?:/g)].map((m) => [m[2], m[1].replace(/\s*\n\s*\*\s*/g, ' ')]));
+    const literal = (v: unknown) => (typeof v === 'string' ? `'${v}'` : String(v));
+    expect(Object.keys(ENGINE_DEFAULTS).sort()).toEqual(['maxBatch', 'stallTimeout', 'warmUp', 'weightStorage']);
+    for (const [name, value] of Object.entries(ENGINE_DEFAULTS)) {
+      expect(ENGINE_OPTIONS.find((o) => o.name === name)?.default, name).toBe(value);
+      expect(jsdoc.get(name), name).toContain(`(default ${literal(value)}`);
+    }
   });
 
   it('unknown names and wrong types are PgmError(option) naming them', () => {

@@ -1,8 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Checkpoint } from '../../src/convert/checkpoint.js';
-import { inspectCheckpoint } from '../../src/convert/convert.js';
 import { blobSource, bytesSource } from '../../src/convert/source.js';
 import { ZipArchive } from '../../src/convert/zip.js';
 import { PgmError } from '../../src/errors.js';
@@ -92,41 +89,31 @@ describe('ZipArchive', () => {
     }
   });
 
-  it('fuzz: random corruption ends in success or a typed error, never a crash', async () => {
+  it('fuzz: random corruption ends in the stored bytes or a typed error, and reaches every part of the archive', async () => {
     const base = makeZip(entries);
     const random = rng(1);
+    const errors: string[] = [];
     for (let i = 0; i < 300; i++) {
       const bytes = base.slice();
       for (let k = 0; k < 3; k++) bytes[Math.floor(random() * bytes.length)] = Math.floor(random() * 256);
       try {
         const zip = await ZipArchive.open(bytesSource(bytes, 'fuzz.ckpt'));
-        for (const entry of zip.entries) await zip.read(entry.name);
+        // Whatever the reader returns is what was stored: damage never comes out as data.
+        for (const [j, entry] of zip.entries.entries()) expect(await zip.read(entry.name), `case ${i}: ${entry.name}`).toEqual(entries[j].data);
       } catch (e) {
         if (!(e instanceof PgmError)) throw e;
+        expect(e.code).toBe('checkpoint');
+        errors.push(e.message);
       }
+    }
+    // The damage is caught by the checks of each part: the data's CRC, the local headers, the central directory, the end record.
+    for (const check of ['CRC-32 mismatch', 'bad local header signature', 'bad central directory record', 'no end-of-central-directory record']) {
+      expect(errors.some((m) => m.includes(check)), check).toBe(true);
     }
   });
 });
 
-describe('Checkpoint on corrupt torch files', () => {
-  const ckpt = readFileSync(join(import.meta.dirname, 'data', 'mdlm-edge.ckpt'));
-  it('fuzz: corrupting a real checkpoint ends in success or a typed error', async () => {
-    const random = rng(2);
-    for (let i = 0; i < 150; i++) {
-      const bytes = new Uint8Array(ckpt);
-      // Corrupt the pickle (the first entry) most of the time, anywhere otherwise.
-      const span = random() < 0.7 ? 4000 : bytes.length;
-      for (let k = 0; k < 4; k++) bytes[Math.floor(random() * span)] = Math.floor(random() * 256);
-      try {
-        const c = await Checkpoint.open(bytesSource(bytes, 'fuzz.ckpt'));
-        const model = inspectCheckpoint(c, {});
-        for (const p of model.parameters) await c.readFloat32(p.tensor, p.name);
-      } catch (e) {
-        if (!(e instanceof PgmError)) throw e;
-      }
-    }
-  });
-
+describe('Checkpoint.open', () => {
   it('names a missing data.pkl', async () => {
     const e = await pgmError(() => Checkpoint.open(bytesSource(makeZip([{ name: 'x/version', data: text('3') }]), 'empty.ckpt')));
     expect(e.message).toBe('empty.ckpt: no <prefix>/data.pkl entry; not a torch.save checkpoint');

@@ -1,4 +1,4 @@
-/** How the demo tests launch Debian's Chromium (see docs/webgpu-here.md in the project's shared docs). */
+/** How the demo tests launch Debian's Chromium (its package ships SwiftShader's Vulkan driver); the pages come from 127.0.0.1 (server.ts), a secure origin: the only kind where Chromium exposes navigator.gpu. */
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 export const BASE_ARGS = ['--no-sandbox', '--headless', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 /** What gives headless Chromium a WebGPU adapter; SwiftShader on machines without a GPU. */

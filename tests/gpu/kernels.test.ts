@@ -18,7 +18,7 @@
  * SwiftShader are below 1e-6 (relative to 1 + |want|) except for that peaky softmax case.
  */
 import { describe, expect, it } from 'vitest';
-import { encodeDispatches, KernelCache, type Dispatch } from '../../src/gpu/kernel.js';
+import { KernelCache, type Dispatch } from '../../src/gpu/kernel.js';
 import { PgmError } from '../../src/errors.js';
 import { columns, gpuTensor, type GpuDtype, type GpuTensor } from '../../src/gpu/tensor.js';
 import { GpuMemory } from '../../src/gpu/memory.js';
@@ -48,7 +48,7 @@ import {
   sinusoidal,
 } from '../../src/reference/ops.js';
 import { seededNormal, seededUniform } from '../../src/reference/random.js';
-import { runtime, testGpu } from '../helpers/gpu.js';
+import { runAndRead, runtime, testGpu } from '../helpers/gpu.js';
 
 const SENTINEL = Math.fround(-8675.309);
 const TIGHT = { abs: 1e-5, rel: 1e-5 };
@@ -95,25 +95,8 @@ async function withHarness(batch: Batch, body: (h: Harness) => Promise<void>): P
     ws,
     buffer: (label, data) => memory.upload(label, data, STORAGE),
     tensor: (label, data, shape, dtype) => gpuTensor(label, memory.upload(label, data, STORAGE), shape, dtype ?? (data instanceof Uint32Array ? 'u32' : 'f32')),
-    async run(build, targets) {
-      const outputs = targets.map((t) => ('buffer' in t ? t.buffer : t));
-      device.pushErrorScope('validation');
-      const dispatches = await build();
-      const encoder = device.createCommandEncoder({ label: 'kernel test' });
-      const pass = encoder.beginComputePass();
-      encodeDispatches(pass, dispatches);
-      pass.end();
-      const staging = outputs.map((out) => {
-        const s = memory.create('readback', out.size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-        encoder.copyBufferToBuffer(out, 0, s, 0, out.size);
-        return s;
-      });
-      device.queue.submit([encoder.finish()]);
-      const error = await device.popErrorScope();
-      if (error) throw new Error(`WebGPU validation error: ${error.message}`);
-      await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
-      return staging.map((s) => new Float32Array(s.getMappedRange().slice(0)));
-    },
+    run: async (build, outputs) =>
+      (await runAndRead(memory, 'kernel test', build, outputs.map((t) => ('buffer' in t ? t.buffer : t)))).map((bytes) => new Float32Array(bytes)),
   };
   try {
     await body(harness);

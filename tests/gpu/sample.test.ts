@@ -13,14 +13,14 @@
  * says why in its comment.
  */
 import { describe, expect, it } from 'vitest';
-import { encodeDispatches, KernelCache } from '../../src/gpu/kernel.js';
+import { KernelCache } from '../../src/gpu/kernel.js';
 import { GpuMemory } from '../../src/gpu/memory.js';
 import { gpuTensor } from '../../src/gpu/tensor.js';
 import { createSampler, type SampleSettings, type Sampler } from '../../src/kernels/sample.js';
 import { createWorkspace, setBatchShape } from '../../src/kernels/workspace.js';
 import { seededNormal, seededUniform } from '../../src/reference/random.js';
 import { samplingDistribution } from '../../src/reference/sample.js';
-import { runtime, testGpu } from '../helpers/gpu.js';
+import { runAndRead, runtime, testGpu } from '../helpers/gpu.js';
 
 const ALPHA = 1e-3;
 const Z_BOUND = 3.9; // two-sided normal tail ~1e-4
@@ -243,23 +243,8 @@ async function withRig(o: { V: number; maskId: number; L: number; maxBatch: numb
         device.queue.writeBuffer(buffers.drawn, 0, new Int32Array(2 * rows).fill(SENTINEL));
         const sampler = samplers[arch];
         sampler.set({ ...defaults, ...settings });
-        device.pushErrorScope('validation');
-        const encoder = device.createCommandEncoder({ label: 'sampler test' });
-        const pass = encoder.beginComputePass();
-        encodeDispatches(pass, sampler.windows);
-        pass.end();
         const outputs = [buffers.drawn, buffers.cleanTokens, buffers.cleanPositions];
-        const staging = outputs.map((out) => {
-          const s = memory.create('readback', out.size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-          encoder.copyBufferToBuffer(out, 0, s, 0, out.size);
-          return s;
-        });
-        device.queue.submit([encoder.finish()]);
-        const error = await device.popErrorScope();
-        if (error) throw new Error(`WebGPU validation error: ${error.message}`);
-        await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
-        const [drawn, cleanTokens, cleanPositions] = staging.map((s) => s.getMappedRange().slice(0));
-        staging.forEach((s) => memory.release(s));
+        const [drawn, cleanTokens, cleanPositions] = await runAndRead(memory, 'sampler test', async () => sampler.windows, outputs);
         const rowsPerSeq = arch === 'pgm' ? ws.shape.maxQuery : ws.shape.maxClean;
         const n = shape.clean.length * rowsPerSeq;
         const pairs = new Int32Array(drawn, 0, 2 * n);

@@ -1,4 +1,6 @@
 import { requestGpu, type GpuContext } from '../../src/gpu/context.js';
+import { encodeDispatches, type Dispatch } from '../../src/gpu/kernel.js';
+import type { GpuMemory } from '../../src/gpu/memory.js';
 
 const inNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
 
@@ -29,6 +31,35 @@ export function testGpuWithDefaultLimits(): Promise<GpuContext> {
 }
 
 export const runtime = inNode ? 'node' : 'chromium';
+
+/**
+ * The readback of the kernel tests: build the dispatches inside a validation error scope (a
+ * validation error fails the test), encode them into one compute pass, copy `outputs` to
+ * staging buffers in the same encoder, submit once, and return the bytes of each output.
+ */
+export async function runAndRead(memory: GpuMemory, label: string, build: () => Promise<readonly Dispatch[]>, outputs: readonly GPUBuffer[]): Promise<ArrayBuffer[]> {
+  const device = memory.device;
+  device.pushErrorScope('validation');
+  const dispatches = await build();
+  const encoder = device.createCommandEncoder({ label });
+  const pass = encoder.beginComputePass();
+  encodeDispatches(pass, dispatches);
+  pass.end();
+  const staging = outputs.map((out) => {
+    const s = memory.create('readback', out.size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    encoder.copyBufferToBuffer(out, 0, s, 0, out.size);
+    return s;
+  });
+  try {
+    device.queue.submit([encoder.finish()]);
+    const error = await device.popErrorScope();
+    if (error) throw new Error(`WebGPU validation error: ${error.message}`);
+    await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
+    return staging.map((s) => s.getMappedRange().slice(0));
+  } finally {
+    staging.forEach((s) => memory.release(s));
+  }
+}
 
 /** Largest |a - b| and whether a and b pick the same argmax in every row of width `cols`. */
 export function compareRows(a: Float32Array, b: Float32Array, cols: number): { maxAbs: number; argmaxMismatches: number } {

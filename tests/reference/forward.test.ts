@@ -41,8 +41,17 @@ const rowsOf = (logits: Float32Array, b: number, rows: number, maxRows: number, 
   logits.subarray(b * maxRows * V, (b * maxRows + rows) * V);
 
 describe('tinyConfig', () => {
-  it('gives valid configs', () => {
-    for (const arch of ['pgm', 'mdlm'] as const) expect(validateModelConfig(tinyConfig(arch), 'tiny')).toBeTruthy();
+  it('gives valid configs, their derived fields following the overrides', () => {
+    for (const arch of ['pgm', 'mdlm'] as const) {
+      for (const overrides of [{}, { vocabSize: 300, hiddenSize: 16, nHeads: 2 }]) {
+        const config = tinyConfig(arch, overrides);
+        expect(validateModelConfig(config, 'tiny')).toBe(config);
+        const { vocabSize: V, hiddenSize: D } = config;
+        expect(config).toMatchObject({ arch, ...overrides, mlpDim: 4 * D, maskId: V - 1, bosId: V - 2 });
+        const blocks = arch === 'pgm' ? [2, 2, 0] : [0, 0, 2];
+        expect([config.encoderBlocks, config.decoderBlocks, config.nBlocks]).toEqual(blocks);
+      }
+    }
   });
 });
 

@@ -18,7 +18,7 @@ import type { ModelDirConfig } from '../../src/model/config.js';
 import type { ManifestModel } from '../../src/model/manifest.js';
 import { loadModel, loadModelFromManifest } from '../../src/model/load.js';
 import { parseSafetensors, sha256Hex } from '../../src/model/safetensors.js';
-import { memoryDir, memoryFiles, storedZip, trackAllocations } from '../../scripts/fuzz.js';
+import { memoryDir, memoryFiles, trackAllocations } from '../../scripts/fuzz.js';
 import { glob, makeZip, pgmError, pk, readAll, str } from '../convert/helpers.js';
 
 const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'pgm-bf16', 'model.ckpt');
@@ -91,7 +91,7 @@ describe('pickles that reach for code are refused by name, and nothing runs', ()
     const marker = join(tmp, 'pwned');
     const pickle = pk(0x80, 2, '}', ...str('state_dict'), glob('os', 'system'), ...str(`touch ${marker}`), 0x85, 'R', 's', '.');
     const ckpt = join(tmp, 'evil.ckpt');
-    await writeFile(ckpt, storedZip([{ name: 'evil/data.pkl', data: pickle }, { name: 'evil/version', data: utf8.encode('3\n') }]));
+    await writeFile(ckpt, makeZip([{ name: 'evil/data.pkl', data: pickle }, { name: 'evil/version', data: utf8.encode('3\n') }]));
     const out = join(tmp, 'evil-out');
     const stderr: string[] = [];
     const err = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void stderr.push(a.join(' ')));
@@ -107,7 +107,7 @@ describe('pickles that reach for code are refused by name, and nothing runs', ()
     expect(existsSync(out) ? await readdir(out) : []).toEqual([]);
     // STACK_GLOBAL of a name outside the forbidden modules, called while building the state_dict:
     const sneaky = pk(0x80, 4, '}', ...str('state_dict'), ...str('torch'), ...str('load'), 0x93, ...str('x.pt'), 0x85, 'R', 's', '.');
-    const e = await pgmError(() => Checkpoint.open(bytesSource(storedZip([{ name: 'a/data.pkl', data: sneaky }]), 'sneaky.ckpt')));
+    const e = await pgmError(() => Checkpoint.open(bytesSource(makeZip([{ name: 'a/data.pkl', data: sneaky }]), 'sneaky.ckpt')));
     expect(e.message).toBe('sneaky.ckpt: pickle calls non-allowlisted global torch.load (REDUCE); refusing to load (checkpoints are untrusted input)');
   });
 });
@@ -199,7 +199,7 @@ describe('inputs that used to crash a reader end in a PgmError', () => {
 
   it('a checkpoint whose root is a list containing itself', async () => {
     const bytes = pk(0x80, 2, ']', 'q', 0, 'h', 0, 'a', '.');
-    const ckpt = await Checkpoint.open(bytesSource(storedZip([{ name: 'a/data.pkl', data: bytes }]), 'cyclic.ckpt'));
+    const ckpt = await Checkpoint.open(bytesSource(makeZip([{ name: 'a/data.pkl', data: bytes }]), 'cyclic.ckpt'));
     const e = await pgmError(() => convertCheckpoint(ckpt, memoryDir()));
     expect(e.message).toBe('cyclic.ckpt: no state_dict (top-level keys: (((...))))');
   });
