@@ -46,15 +46,6 @@ class Ops {
     this.list.push({ label, cls: 'memory', flops: 0, bytes: F32 * sum(rows) * (inWidth + outWidth) });
   }
 
-  /** rope_q, rope_k, attention (blocks.ts rotaryAttention). */
-  rotaryAttention(prefix: string, queries: readonly number[]): void {
-    const D = this.c.hiddenSize;
-    const dh = D / this.c.nHeads;
-    this.rows(`${prefix}.rope_q`, queries, D + dh, D);
-    this.rows(`${prefix}.rope_k`, this.n, D + dh, D);
-    this.attention(`${prefix}.attention`, queries);
-  }
-
   mlp(prefix: string, rows: readonly number[]): void {
     const { hiddenSize: D, mlpDim: F } = this.c;
     this.rows(`${prefix}.norm2`, rows, D, D);
@@ -66,7 +57,7 @@ class Ops {
     const D = this.c.hiddenSize;
     this.rows(`${prefix}.norm1`, this.n, D, D);
     this.matmul(`${prefix}.attn_qkv`, this.n, D, 3 * D);
-    this.rotaryAttention(prefix, this.n);
+    this.attention(`${prefix}.attention`, this.n);
     this.matmul(`${prefix}.attn_out`, this.n, D, D);
     this.mlp(prefix, this.n);
   }
@@ -94,7 +85,7 @@ export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readon
     o.matmul(`${g}.query_processor.2`, queries, 4 * D, D);
   }
   o.matmul(`${g}.hidden_to_key_value`, clean, D, 2 * D);
-  o.rotaryAttention(g, queries);
+  o.attention(`${g}.attention`, queries);
   o.matmul(`${g}.output_linear`, queries, D, D);
   for (let i = 0; i < c.decoderBlocks; i++) {
     const p = `decoder.layers.${i}`;
@@ -102,7 +93,7 @@ export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readon
     o.rows(`${p}.kv_norm1`, clean, D, D);
     o.matmul(`${p}.attn_q`, queries, D, D);
     o.matmul(`${p}.attn_kv`, clean, D, 2 * D);
-    o.rotaryAttention(p, queries);
+    o.attention(`${p}.attention`, queries);
     o.matmul(`${p}.attn_out`, queries, D, D);
     o.mlp(p, queries);
   }

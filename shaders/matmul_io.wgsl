@@ -3,8 +3,9 @@
 // so both operands are read along K, four floats (one K step) at a time.
 // Switches: VEC4 (K % 4 == 0: vec4 loads; otherwise the last step is zero-padded), XSCALAR (x
 // bound as plain floats all the same), F16W (w holds IEEE half floats, two per u32, widened
-// exactly on load), BIAS, GELU (tanh approximation), SILU, GATED_RESIDUAL (y += gate * result,
-// gate from `modulation`).
+// exactly on load), BIAS, GELU (tanh approximation), SILU, ROTARY (rotary embedding of the
+// output columns, see rotatePair), GATED_RESIDUAL (y += gate * result, gate from `constants`).
+// Every variant stores through store4, four columns c0 .. c0+3 with c0 a multiple of 4.
 #include "common.wgsl"
 
 struct Params {
@@ -14,6 +15,12 @@ struct Params {
   // Row stride between sequences in y: 0 = dense (maxRows of this kind), else seqStride.
   ySeqDense: u32,
   gateOffset: u32,
+  // ROTARY: columns c with c % rotaryPeriod < rotaryCols are rotated; the (cos, sin) table
+  // [L, halfDim] starts at float ropeOffset of `constants`.
+  ropeOffset: u32,
+  rotaryPeriod: u32,
+  rotaryCols: u32,
+  halfDim: u32,
 }
 
 @group(0) @binding(2) var<uniform> p: Params;
@@ -41,7 +48,11 @@ struct Params {
 #endif
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;  // [batch, rows, N]
 @group(0) @binding(6) var<storage, read> bias: array<f32>;     // [N]
-@group(0) @binding(7) var<storage, read> modulation: array<f32>;
+// Constant vectors: adaLN gates, the rotary table.
+@group(0) @binding(7) var<storage, read> constants: array<f32>;
+#if ROTARY
+@group(0) @binding(8) var<storage, read> positions: array<u32>;  // [batch, seqStride], of the rows kind
+#endif
 
 // Number of four-float K steps.
 fn kSteps() -> u32 {
@@ -95,10 +106,8 @@ fn wAt(at: u32) -> f32 {
 }
 #endif
 
-// Apply the epilogue to the dot product of row i of sequence b with column c, and store it.
-fn store(b: u32, i: u32, c: u32, sum: f32) {
-  let yRows = select(dims.seqStride, maxRows(p.rowsKind), p.ySeqDense == 1u);
-  let at = (b * yRows + i) * p.N + c;
+// Bias and activation of the dot product with column c.
+fn activate(c: u32, sum: f32) -> f32 {
   var v = sum;
 #if BIAS
   v += bias[c];
@@ -110,17 +119,41 @@ fn store(b: u32, i: u32, c: u32, sum: f32) {
 #if SILU
   v = v / (1.0 + exp(-v));
 #endif
-#if GATED_RESIDUAL
-  y[at] += modulation[p.gateOffset + c] * v;
-#else
-  y[at] = v;
-#endif
+  return v;
 }
 
-// Store columns c0 .. c0+3 of row i of sequence b (those < N).
+#if ROTARY
+// Rotary embedding of the pair of columns (c, c + 1), c even, at sequence position `position`.
+// The weight's rows were laid out so that in each head the two halves a rotation mixes are
+// adjacent: head column 2i holds x1[i], 2i + 1 holds x2[i] (scores q.k do not change), so
+// (x1, x2) -> (x1 cos a - x2 sin a, x2 cos a + x1 sin a), a = position * inv_freq[i].
+fn rotatePair(c: u32, position: u32, pair: vec2<f32>) -> vec2<f32> {
+  let j = c % p.rotaryPeriod;
+  if (j >= p.rotaryCols) { return pair; }
+  let at = p.ropeOffset + 2u * (position * p.halfDim + (j % (2u * p.halfDim)) / 2u);
+  let cosA = constants[at];
+  let sinA = constants[at + 1u];
+  return vec2<f32>(pair.x * cosA - pair.y * sinA, pair.y * cosA + pair.x * sinA);
+}
+#endif
+
+// Apply the epilogue to the dot products of row i of sequence b with columns c0 .. c0+3
+// (c0 % 4 == 0) and store those < N.
 fn store4(b: u32, i: u32, c0: u32, sums: vec4<f32>) {
+  var v: vec4<f32>;
+  for (var j = 0u; j < 4u; j++) { v[j] = activate(min(c0 + j, p.N - 1u), sums[j]); }
+#if ROTARY
+  let position = positions[b * dims.seqStride + i];
+  v = vec4<f32>(rotatePair(c0, position, v.xy), rotatePair(c0 + 2u, position, v.zw));
+#endif
+  let yRows = select(dims.seqStride, maxRows(p.rowsKind), p.ySeqDense == 1u);
+  let at = (b * yRows + i) * p.N + c0;
   for (var j = 0u; j < 4u; j++) {
     if (c0 + j >= p.N) { break; }
-    store(b, i, c0 + j, sums[j]);
+#if GATED_RESIDUAL
+    y[at + j] += constants[p.gateOffset + c0 + j] * v[j];
+#else
+    y[at + j] = v[j];
+#endif
   }
 }

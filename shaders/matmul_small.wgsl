@@ -40,14 +40,14 @@ fn main(
       acc[i] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
     }
   }
-  // Row by row: lane j < 4 of each group sums column c0 + j over the 16 lanes.
+  // Row by row: lane 0 of each group sums its 4 columns over the 16 lanes.
   for (var i = 0u; i < 4u; i++) {
     partial[li] = acc[i];
     workgroupBarrier();
-    if (lane < 4u && r0 + i < rows && c0 + lane < p.N) {
-      var sum = 0.0;
-      for (var l = 0u; l < LANES; l++) { sum += partial[lid.y * LANES + l][lane]; }
-      store(b, r0 + i, c0 + lane, sum);
+    if (lane == 0u && r0 + i < rows && c0 < p.N) {
+      var sum = vec4<f32>(0.0);
+      for (var l = 0u; l < LANES; l++) { sum += partial[lid.y * LANES + l]; }
+      store4(b, r0 + i, c0, sum);
     }
     workgroupBarrier();
   }

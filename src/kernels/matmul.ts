@@ -1,7 +1,7 @@
 import { fail } from '../errors.js';
 import { byRowCount, type Dispatch } from '../gpu/kernel.js';
 import { shader, type Defines, type ShaderSource } from '../gpu/shader.js';
-import { expectTensor, type GpuTensor } from '../gpu/tensor.js';
+import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
 import { bucketRange, DEFAULT_PLAN, everyBucket, matmulBuckets, type MatmulVariant } from './plan.js';
 import { activationShape, ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
@@ -60,12 +60,58 @@ export interface MatmulArgs {
   out: GpuTensor;
   bias?: GpuTensor; // [N]
   activation?: 'gelu' | 'silu';
-  /** out += gate * result, with the gate at this float offset of `modulation`. */
-  gatedResidual?: { modulation: GpuTensor; gateOffset: number };
+  /** f32 constant vectors the epilogue reads: the model's adaLN gates and rotary table. */
+  constants?: GpuTensor;
+  /** out += gate * result, with the gate at this float offset of `constants`. */
+  gatedResidual?: { gateOffset: number };
+  rotary?: RotaryEpilogue;
   /** Pack output rows densely per sequence by the current max row count (for logits). */
   denseOut?: boolean;
   /** Run this variant at every row count instead of `ws.plan` (tests, benches, tuning). */
   variant?: MatmulVariant;
+}
+
+/**
+ * Rotary embedding in the epilogue, at each row's sequence position, of a projection whose
+ * weight rows (and bias) are laid out by `pairRotaryRows` (model/fusion.ts): in each head of
+ * `headDim` columns the two halves a rotation mixes are adjacent columns 2i, 2i + 1, so the
+ * thread that computes four columns rotates them itself. Columns c with c % period < count are
+ * rotated (q | k of a packed q | k | v projection: period 3D, count 2D). The (cos, sin) table of
+ * `rotaryTable` sits at `tableOffset` of `constants`.
+ */
+export interface RotaryEpilogue {
+  positions: GpuTensor; // u32 [batch, L]: the sequence positions of the rows kind
+  tableOffset: number;
+  headDim: number;
+  period: number;
+  count: number;
+}
+
+/**
+ * cos and sin of p * inv_freq for p < L, inv_freq[i] = 1 / 10000^(2i/dh), rounded like
+ * PyTorch's float32 computation (inv_freq and the product in float32): [L, dh/2] (cos, sin) pairs.
+ */
+export function rotaryTable(L: number, headDim: number): Float32Array {
+  const half = headDim / 2;
+  const table = new Float32Array(2 * L * half);
+  for (let i = 0; i < half; i++) {
+    const invFreq = Math.fround(1 / Math.fround(10000 ** Math.fround((2 * i) / headDim)));
+    for (let p = 0; p < L; p++) {
+      const angle = Math.fround(p * invFreq);
+      table[2 * (p * half + i)] = Math.cos(angle);
+      table[2 * (p * half + i) + 1] = Math.sin(angle);
+    }
+  }
+  return table;
+}
+
+/** A PgmError('shape') unless the rotary epilogue fits a matmul of N columns. */
+function expectRotary(op: string, ws: Workspace, r: RotaryEpilogue, N: number, constants: GpuTensor | undefined): void {
+  expectTensor(op, 'positions', r.positions, { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true });
+  const { headDim, period, count } = r;
+  if (headDim % 2 !== 0) fail('shape', `${op}: head size ${headDim} is odd; rotary needs pairs`);
+  if (count % headDim !== 0 || count > period || N % period !== 0) fail('shape', `${op}: rotary over ${count} of every ${period} columns does not fit ${N} columns of heads of ${headDim}`);
+  if (constants && r.tableOffset + ws.seqStride * headDim > cols(constants)) fail('shape', `${op}: the rotary table at ${r.tableOffset} runs past the ${cols(constants)} constants`);
 }
 
 /**
@@ -79,9 +125,13 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   expectTensor(op, 'x', a.x, { shape: activationShape(ws, K), dense: true });
   expectTensor(op, 'out', a.out, { shape: activationShape(ws, N), dense: true });
   if (a.bias) expectTensor(op, 'bias', a.bias, { shape: [N] });
+  if ((a.gatedResidual || a.rotary) && !a.constants) fail('shape', `${op}: a gated residual or rotary epilogue needs the constants`);
+  if (a.constants) expectTensor(op, 'constants', a.constants, { shape: [undefined] });
+  if (a.rotary) expectRotary(op, ws, a.rotary, N, a.constants);
   const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, N, a.weight.dtype === 'f16' ? 'f16' : 'f32');
   expectVariantsRun(`matmul ${a.label}: the variant`, variants, ws.kernels.device);
-  const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0]);
+  const r = a.rotary;
+  const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0, r?.tableOffset ?? 0, r?.period ?? 0, r?.count ?? 0, (r?.headDim ?? 0) / 2]);
   const rowCount = () => rowsOf(ws, a.rows);
   const build = async (planned: LayoutFor): Promise<Dispatch> => {
     const layout = typeof planned === 'function' ? planned(N, ws.kernels.device) : planned;
@@ -95,9 +145,11 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
         GELU: a.activation === 'gelu',
         SILU: a.activation === 'silu',
         GATED_RESIDUAL: a.gatedResidual !== undefined,
+        ROTARY: r !== undefined,
       },
     });
-    const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.x.buffer, a.weight.buffer, a.out.buffer, a.bias?.buffer ?? ws.unused, a.gatedResidual?.modulation.buffer ?? ws.unused]);
+    const buffers = [ws.dims, ws.lengths, params, a.x.buffer, a.weight.buffer, a.out.buffer, a.bias?.buffer ?? ws.unused, a.constants?.buffer ?? ws.unused];
+    const bindGroup = kernel.bind(a.label, r ? [...buffers, r.positions.buffer] : buffers);
     const [blockRows, blockCols] = layout.block;
     return { kernel, bindGroup, grid: () => [ceilDiv(N, blockCols), ceilDiv(rowCount(), blockRows), ws.shape.batch] };
   };

@@ -1,12 +1,13 @@
+import { fail } from '../errors.js';
 import type { Dispatch } from '../gpu/kernel.js';
 import { columns, reshape, type GpuTensor } from '../gpu/tensor.js';
 import { attentionDispatch } from '../kernels/attention.js';
 import { layerNormDispatch, type Modulate } from '../kernels/layernorm.js';
-import { matmulDispatch } from '../kernels/matmul.js';
-import { ropeDispatch, type RopeTables } from '../kernels/rope.js';
+import { matmulDispatch, type MatmulArgs } from '../kernels/matmul.js';
 import { activationShape, Rows, type Workspace } from '../kernels/workspace.js';
 import type { BlockModulation, Modulations } from './conditioning.js';
 import { headDim, type ModelConfig } from './config.js';
+import { rotaryColumns } from './fusion.js';
 
 /** Activations shared by both architectures, sized once for [maxBatch, L]. */
 export interface Activations {
@@ -63,11 +64,12 @@ export interface ForwardContext {
   /** A parameter by state_dict name (without `backbone.`), shaped as in the checkpoint. */
   param(name: string): GpuTensor;
   mod: Modulations;
-  /** Every constant adaLN_modulation(c), concatenated (offsets in `mod`). */
-  modulation: GpuTensor;
+  /** Constant vectors: every adaLN_modulation(c), concatenated (offsets in `mod`), then the rotary table. */
+  constants: GpuTensor;
+  /** Where the rotary table (`rotaryTable`) starts in `constants`. */
+  ropeOffset: number;
   act: Activations;
   clean: CleanSide;
-  rope: RopeTables;
   /** Queue the next dispatches of the pass; their pipelines compile while later ones are queued. */
   emit(dispatches: Promise<Dispatch | Dispatch[]>): void;
 }
@@ -79,7 +81,16 @@ export function recorder(): { emit: ForwardContext['emit']; build(): Promise<Dis
 }
 
 /** The adaLN shift and scale at these offsets of the modulation table. */
-export const modulate = (f: ForwardContext, shiftOffset: number, scaleOffset: number): Modulate => ({ modulation: f.modulation, shiftOffset, scaleOffset });
+export const modulate = (f: ForwardContext, shiftOffset: number, scaleOffset: number): Modulate => ({ modulation: f.constants, shiftOffset, scaleOffset });
+
+/**
+ * The matmul arguments of a projection followed by rotary (the weight `weight`, laid out by
+ * model/fusion.ts): its rotated columns rotated in the epilogue, at `positions`.
+ */
+export function rotary(f: ForwardContext, weight: string, positions: GpuTensor): Pick<MatmulArgs, 'constants' | 'rotary'> {
+  const columns = rotaryColumns(f.config, weight) ?? fail('architecture', `${weight} is not a projection rotary follows`);
+  return { constants: f.constants, rotary: { positions, tableOffset: f.ropeOffset, headDim: headDim(f.config), ...columns } };
+}
 
 /** `t`'s buffer seen as [batch, L, width]: a narrower use of a shared activation. */
 export const activationView = (f: ForwardContext, t: GpuTensor, width: number, name = t.name): GpuTensor => reshape(t, activationShape(f.ws, width), name);
@@ -91,31 +102,26 @@ const heads = (f: ForwardContext) => ({ nHeads: f.config.nHeads, headDim: headDi
 
 /**
  * The keys and values attention reads for layer `prefix`: `kv` ([batch, L, 2D], k | v of the
- * rows this pass encodes), its keys rotated at their positions, kept as the clean side keeps them.
+ * rows this pass encodes, keys rotated), kept as the clean side keeps them.
  */
 export function cleanKeysValues(f: ForwardContext, prefix: string, kv: GpuTensor): { k: GpuTensor; v: GpuTensor } {
   const D = f.config.hiddenSize;
-  const { rows, positions } = f.clean;
-  f.emit(ropeDispatch(f.ws, { label: `${prefix}.rope_k`, rows, positions, tables: f.rope, x: columns(kv, 0, D, 'k'), ...heads(f) }));
   const kept = f.clean.keep(f, prefix, kv);
   return { k: columns(kept, 0, D, 'k'), v: columns(kept, D, D, 'v') };
 }
 
-/** attn = attention(rope(q), k, v) per head: q over `rows`, k (rotated) and v over every clean row. */
-export function rotaryAttention(f: ForwardContext, label: string, rows: Rows, q: GpuTensor, kv: { k: GpuTensor; v: GpuTensor }): void {
-  const positions = rows === Rows.Query ? f.act.queryPositions : f.clean.positions;
-  f.emit(ropeDispatch(f.ws, { label: `${label}.rope_q`, rows, positions, tables: f.rope, x: q, ...heads(f) }));
+/** attn = attention(q, k, v) per head (q and k rotated): q over `rows`, k and v over every clean row. */
+export function attend(f: ForwardContext, label: string, rows: Rows, q: GpuTensor, kv: { k: GpuTensor; v: GpuTensor }): void {
   f.emit(attentionDispatch(f.ws, { label: `${label}.attention`, queries: rows, q, k: kv.k, v: kv.v, out: f.act.attn, ...heads(f) }));
 }
 
 /**
- * stream += gate_msa * attn_out(attention(rope(q), k, v)): the attention residual of the
- * encoder block (queries: the rows it encodes) and of the decoder layer (queries: the query rows).
+ * stream += gate_msa * attn_out(attention(q, k, v)): the attention residual of the encoder
+ * block (queries: the rows it encodes) and of the decoder layer (queries: the query rows).
  */
 export function attentionResidual(f: ForwardContext, prefix: string, rows: Rows, q: GpuTensor, kv: { k: GpuTensor; v: GpuTensor }, stream: GpuTensor, m: BlockModulation): void {
-  rotaryAttention(f, prefix, rows, q, kv);
-  const gatedResidual = { modulation: f.modulation, gateOffset: m.gateMsa };
-  f.emit(matmulDispatch(f.ws, { label: `${prefix}.attn_out`, rows, x: f.act.attn, weight: f.param(`${prefix}.attn_out.weight`), out: stream, gatedResidual }));
+  attend(f, prefix, rows, q, kv);
+  f.emit(matmulDispatch(f.ws, { label: `${prefix}.attn_out`, rows, x: f.act.attn, weight: f.param(`${prefix}.attn_out.weight`), out: stream, constants: f.constants, gatedResidual: { gateOffset: m.gateMsa } }));
 }
 
 /** stream += gate_mlp * mlp(modulate(LN_norm2(stream), shift_mlp, scale_mlp)), mlp = Linear, GELU, Linear. */
@@ -125,13 +131,13 @@ export function mlpResidual(f: ForwardContext, prefix: string, rows: Rows, strea
   const hidden = activationView(f, f.act.hidden, f.config.mlpDim); // [batch, L, F]
   f.emit(layerNormDispatch(ws, { label: `${prefix}.norm2`, rows, x: stream, weight: p('norm2.weight'), out: normOut, modulate: modulate(f, m.shiftMlp, m.scaleMlp) }));
   f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.0`, rows, x: normOut, weight: p('mlp.0.weight'), bias: p('mlp.0.bias'), activation: 'gelu', out: hidden }));
-  const gatedResidual = { modulation: f.modulation, gateOffset: m.gateMlp };
-  f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.2`, rows, x: hidden, weight: p('mlp.2.weight'), bias: p('mlp.2.bias'), out: stream, gatedResidual }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.2`, rows, x: hidden, weight: p('mlp.2.weight'), bias: p('mlp.2.bias'), out: stream, constants: f.constants, gatedResidual: { gateOffset: m.gateMlp } }));
 }
 
 /**
  * A DiT block over the clean side's rows (the PGM encoder block and the MDLM block):
  *   x += gate_msa * attn_out(attention(rope(q), rope(k), v)), q | k | v = modulate(LN_norm1(x)) @ attn_qkv^T
+ *   (rope in the projection's epilogue)
  *   x += gate_mlp * mlp(modulate(LN_norm2(x)))
  */
 export function ditBlock(f: ForwardContext, prefix: string): void {
@@ -142,7 +148,7 @@ export function ditBlock(f: ForwardContext, prefix: string): void {
   const m = f.mod.blocks.get(prefix)!;
   const qkv = act.wide; // [batch, L, 3D]
   f.emit(layerNormDispatch(ws, { label: `${prefix}.norm1`, rows, x: stream, weight: p('norm1.weight'), out: act.norm, modulate: modulate(f, m.shiftMsa, m.scaleMsa) }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: act.norm, weight: p('attn_qkv.weight'), out: qkv }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: act.norm, weight: p('attn_qkv.weight'), out: qkv, ...rotary(f, `${prefix}.attn_qkv.weight`, f.clean.positions) }));
   const kv = cleanKeysValues(f, prefix, columns(qkv, D, 2 * D, 'kv'));
   attentionResidual(f, prefix, rows, columns(qkv, 0, D, 'q'), kv, stream, m);
   mlpResidual(f, prefix, rows, stream, act.norm, m);

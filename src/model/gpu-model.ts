@@ -5,7 +5,7 @@ import { GpuMemory, readBuffer } from '../gpu/memory.js';
 import { canNap } from '../gpu/nap.js';
 import { gpuTensor, type GpuTensor } from '../gpu/tensor.js';
 import { sinusTable } from '../kernels/group-swap.js';
-import { ropeTables } from '../kernels/rope.js';
+import { rotaryTable } from '../kernels/matmul.js';
 import { createSampler, type SampleSettings, type Sampler } from '../kernels/sample.js';
 import type { PlanOptions } from '../kernels/plan.js';
 import { kernelPlan } from '../kernels/tuning.js';
@@ -13,6 +13,7 @@ import { createWorkspace, setBatchShape, type Workspace } from '../kernels/works
 import { exactSide, recorder, type Activations, type ForwardContext } from './blocks.js';
 import { computeModulations } from './conditioning.js';
 import { headDim, type ModelConfig } from './config.js';
+import { fusedLayout } from './fusion.js';
 import { incrementalSide } from './kv-set.js';
 import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from './inputs.js';
 import { mdlmForward } from './mdlm.js';
@@ -114,7 +115,7 @@ export class GpuModel {
       const param = (name: string): GpuTensor => {
         let t = gpuWeights.get(name);
         if (t) return t;
-        const tensor = weights.get(name) ?? fail('architecture', `the model has no tensor ${name}`);
+        const tensor = fusedLayout(config, name, weights.get(name) ?? fail('architecture', `the model has no tensor ${name}`));
         t = linear(name, tensor) && (storage === 'f16' || (storage === 'auto' && tensor.half))
           ? gpuTensor(name, memory.upload(name, halfBits(tensor)), tensor.shape, 'f16')
           : gpuTensor(name, memory.upload(name, tensor.data), tensor.shape);
@@ -144,15 +145,15 @@ export class GpuModel {
           ? [...Array.from({ length: config.encoderBlocks }, (_, i) => `encoder.blocks.${i}`), ...Array.from({ length: config.decoderBlocks }, (_, i) => `decoder.layers.${i}`)]
           : Array.from({ length: config.nBlocks }, (_, i) => `blocks.${i}`);
       const mod = computeModulations(config, weights, prefixes);
-      const tables = ropeTables(L, headDim(config));
+      const constants = new Float32Array([...mod.values, ...rotaryTable(L, headDim(config))]);
       const shared = {
         ws,
         config,
         param,
         mod,
-        modulation: gpuTensor('modulations', memory.upload('modulations', mod.values), [mod.values.length]),
+        constants: gpuTensor('constants', memory.upload('constants', constants), [constants.length]),
+        ropeOffset: mod.values.length,
         act,
-        rope: { cos: memory.upload('rope.cos', tables.cos), sin: memory.upload('rope.sin', tables.sin) },
       };
       const sinus = config.arch === 'pgm' ? gpuTensor('sinus', memory.upload('sinus', sinusTable(L, D)), [L, D]) : undefined;
       const build = (clean: ForwardContext['clean']): Promise<Dispatch[]> => {

@@ -5,7 +5,7 @@ import { layerNormDispatch } from '../kernels/layernorm.js';
 import { matmulDispatch } from '../kernels/matmul.js';
 import { freshRowsDispatch } from '../kernels/rows.js';
 import { Rows } from '../kernels/workspace.js';
-import { activationView, attentionResidual, cleanKeysValues, ditBlock, mlpResidual, modulate, outputLayer, paramsOf, rotaryAttention, type ForwardContext } from './blocks.js';
+import { activationView, attend, attentionResidual, cleanKeysValues, ditBlock, mlpResidual, modulate, outputLayer, paramsOf, rotary, type ForwardContext } from './blocks.js';
 import { queryInitTerms } from './config.js';
 
 /**
@@ -50,15 +50,15 @@ function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
   f.emit(queryInitDispatches(ws, { ...terms, encoderOut: act.x, base: p('base_embedding'), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }));
   f.emit(layerNormDispatch(ws, { label: 'decoder.group_swap.pre_query_norm', rows: Rows.Query, x: q0, weight: p('pre_query_norm.weight'), bias: p('pre_query_norm.bias'), out: act.queryNorm }));
   if (config.queryProcessMode === 'linear') {
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: act.queryNorm, weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q }));
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: act.queryNorm, weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.weight', act.queryPositions) }));
   } else {
     const hidden = activationView(f, act.hidden, 4 * D); // [batch, L, 4D]
     f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: act.queryNorm, weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.2', rows: Rows.Query, x: hidden, weight: p('query_processor.2.weight'), bias: p('query_processor.2.bias'), out: act.q }));
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.2', rows: Rows.Query, x: hidden, weight: p('query_processor.2.weight'), bias: p('query_processor.2.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.2.weight', act.queryPositions) }));
   }
   const kv = activationView(f, act.wide, 2 * D, 'kv');
-  f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.hidden_to_key_value', rows: clean.rows, x: clean.stream, weight: p('hidden_to_key_value.weight'), bias: p('hidden_to_key_value.bias'), out: kv }));
-  rotaryAttention(f, 'decoder.group_swap', Rows.Query, act.q, cleanKeysValues(f, 'decoder.group_swap', kv));
+  f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.hidden_to_key_value', rows: clean.rows, x: clean.stream, weight: p('hidden_to_key_value.weight'), bias: p('hidden_to_key_value.bias'), out: kv, ...rotary(f, 'decoder.group_swap.hidden_to_key_value.weight', clean.positions) }));
+  attend(f, 'decoder.group_swap', Rows.Query, act.q, cleanKeysValues(f, 'decoder.group_swap', kv));
   f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.output_linear', rows: Rows.Query, x: act.attn, weight: p('output_linear.weight'), bias: p('output_linear.bias'), out: act.y }));
 }
 
@@ -75,8 +75,8 @@ function decoderLayer(f: ForwardContext, prefix: string): void {
   const kv = activationView(f, act.wide, 2 * D, 'kv');
   f.emit(layerNormDispatch(ws, { label: `${prefix}.q_norm1`, rows: Rows.Query, x: act.y, weight: p('q_norm1.weight'), out: act.queryNorm, modulate: modulate(f, m.shiftMsa, m.scaleMsa) }));
   f.emit(layerNormDispatch(ws, { label: `${prefix}.kv_norm1`, rows: clean.rows, x: clean.stream, weight: p('kv_norm1.weight'), out: act.norm }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.queryNorm, weight: p('attn_q.weight'), out: act.q }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_kv`, rows: clean.rows, x: act.norm, weight: p('attn_kv.weight'), out: kv }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.queryNorm, weight: p('attn_q.weight'), out: act.q, ...rotary(f, `${prefix}.attn_q.weight`, act.queryPositions) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_kv`, rows: clean.rows, x: act.norm, weight: p('attn_kv.weight'), out: kv, ...rotary(f, `${prefix}.attn_kv.weight`, clean.positions) }));
   attentionResidual(f, prefix, Rows.Query, act.q, cleanKeysValues(f, prefix, kv), act.y, m);
   mlpResidual(f, prefix, Rows.Query, act.y, act.queryNorm, m);
 }

@@ -26,13 +26,13 @@ import { attentionDispatch } from '../../src/kernels/attention.js';
 import { embedDispatch } from '../../src/kernels/embed.js';
 import { queryInitDispatches, sinusTable } from '../../src/kernels/group-swap.js';
 import { layerNormDispatch } from '../../src/kernels/layernorm.js';
-import { matmulDispatch } from '../../src/kernels/matmul.js';
-import { ropeDispatch, ropeTables } from '../../src/kernels/rope.js';
+import { matmulDispatch, rotaryTable } from '../../src/kernels/matmul.js';
 import { ANY_SHAPE, ATTENTION_VARIANTS, everyBucket, MATMUL_VARIANTS, type AttentionVariant, type KernelPlan, type MatmulVariant } from '../../src/kernels/plan.js';
 import { freshRowsDispatch } from '../../src/kernels/rows.js';
 import { createWorkspace, Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
 import { queryInitTerms, type PreQueryMode } from '../../src/model/config.js';
 import { decodeFloats, encodeFloats } from '../../src/model/floats.js';
+import { pairRotaryRows, type RotaryColumns } from '../../src/model/fusion.js';
 import {
   attention,
   embed,
@@ -306,6 +306,8 @@ interface MatmulCase {
   denseOut?: boolean;
   /** Spread of x (default 1): large pre-activations test the gelu clamp and silu's exp. */
   xStd?: number;
+  /** Rotary epilogue over heads of headDim (weight rows paired by pairRotaryRows). */
+  rotary?: RotaryColumns & { headDim: number };
 }
 const matmulCases: MatmulCase[] = [
   { name: 'VEC4, 3 row tiles (70 rows), N = 33', K: 32, N: 33, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 40], query: [2, 70, 3] } },
@@ -323,6 +325,10 @@ const matmulCases: MatmulCase[] = [
   { name: 'denseOut, clean rows, K = 7, N = 3', K: 7, N: 3, kind: Rows.Clean, batch: { L: 70, clean: [5, 38], query: [70, 70] }, denseOut: true },
   { name: 'random shape, bias', K: 21, N: 45, kind: Rows.Clean, batch: randomBatch(31, 70), bias: true },
   { name: 'random shape, query rows, gelu', K: 44, N: 9, kind: Rows.Query, batch: randomBatch(32, 70), bias: true, activation: 'gelu' },
+  { name: 'rotary q | k of a packed qkv (period 3D), 3 heads of 8', K: 24, N: 72, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 23], query: [0, 1, 2] }, rotary: { headDim: 8, period: 72, count: 48 } },
+  { name: 'rotary k of k | v with bias, heads of 6 (a rotated block ends mid four columns)', K: 30, N: 60, kind: Rows.Clean, batch: { L: 37, clean: [1, 37, 9], query: [3, 3, 3] }, bias: true, rotary: { headDim: 6, period: 60, count: 30 } },
+  { name: 'rotary queries, headDim 2, bias, query rows, K % 4 != 0', K: 17, N: 10, kind: Rows.Query, batch: { L: 40, clean: [40, 2], query: [3, 40] }, bias: true, rotary: { headDim: 2, period: 10, count: 10 } },
+  { name: 'rotary keys of three k | v layers in one projection, headDim 16', K: 32, N: 192, kind: Rows.Clean, batch: randomBatch(33, 70), rotary: { headDim: 16, period: 64, count: 32 } },
 ];
 const describeMatmul = (c: MatmulCase): string => `${c.name}: K=${c.K} N=${c.N} ${describeBatch(c.batch)}`;
 
@@ -346,20 +352,27 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
   }
   const bias = normals(N, 9, 0.5);
   const modulation = normals(6 * N + 8, 10, 0.5);
+  const positions = randomPositions(counts, L, 12);
+  const constants = c.rotary ? new Float32Array([...modulation, ...rotaryTable(L, c.rotary.headDim)]) : modulation;
+  // The kernel's weight rows (and bias) in the rotary layout; `order[c]` is the natural column the paired column c holds.
+  const paired = (data: Float32Array, half?: Uint16Array) => (c.rotary ? pairRotaryRows({ shape: [N, data.length / N], data, half }, c.rotary.headDim, c.rotary) : { data, half });
+  const order = paired(Float32Array.from({ length: N }, (_, i) => i)).data;
   // The output buffer is [batch, L, N] even when dense, so writes past the dense rows show.
   const initial = c.gateOffset !== undefined ? normals(counts.length * L * N, 11) : filled(counts.length * L * N, SENTINEL);
   await withHarness(batch, async (h) => {
     const out = h.tensor('out', initial, [counts.length, L, N]);
     const xBuf = h.tensor('x', x, [counts.length, L, K]);
-    const weightBuf = half ? h.tensor('weight', new Uint32Array(halfBits.buffer), [N, K], 'f16') : h.tensor('weight', weight, [N, K]);
-    const biasBuf = c.bias ? h.tensor('bias', bias, [N]) : undefined;
-    const modBuf = h.tensor('modulation', modulation, [modulation.length]);
-    const gatedResidual_ = c.gateOffset !== undefined ? { modulation: modBuf, gateOffset: c.gateOffset } : undefined;
+    const pairedHalf = new Uint16Array(halfBits.length);
+    pairedHalf.set(paired(weight, halfBits.subarray(0, N * K)).half ?? []);
+    const weightBuf = half ? h.tensor('weight', new Uint32Array(pairedHalf.buffer), [N, K], 'f16') : h.tensor('weight', paired(weight).data, [N, K]);
+    const biasBuf = c.bias ? h.tensor('bias', paired(bias).data, [N]) : undefined;
+    const constantsBuf = h.tensor('constants', constants, [constants.length]);
+    const rotary = c.rotary && { positions: h.tensor('positions', positions, [counts.length, L]), tableOffset: modulation.length, ...c.rotary };
     const [got] = await h.run(
       async () => [
         await matmulDispatch(h.ws, {
-          label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out,
-          bias: biasBuf, activation: c.activation, gatedResidual: gatedResidual_, denseOut: c.denseOut, variant,
+          label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out, bias: biasBuf, activation: c.activation, constants: constantsBuf,
+          gatedResidual: c.gateOffset !== undefined ? { gateOffset: c.gateOffset } : undefined, rotary, denseOut: c.denseOut, variant,
         }),
       ],
       [out],
@@ -369,6 +382,12 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
       let y = linear(rowsOfSeq(x, b, n, L, K), n, K, weight, N, c.bias ? bias : undefined);
       if (c.activation === 'gelu') y = geluTanh(y);
       if (c.activation === 'silu') y = silu(y);
+      if (c.rotary) {
+        const { headDim, period, count } = c.rotary;
+        for (let at = 0; at < N; at += period) y = rope(y, n, count / headDim, headDim, positions.subarray(b * L, b * L + n), N, at);
+        const natural = y;
+        y = natural.map((_, i) => natural[Math.floor(i / N) * N + order[i % N]]);
+      }
       if (c.gateOffset !== undefined) {
         y = gatedResidual(rowsOfSeq(initial, b, n, rowsPerSeq, N), y, modulation.subarray(c.gateOffset, c.gateOffset + N), n, N);
       }
@@ -400,60 +419,12 @@ for (const variant of MATMUL_VARIANTS) {
 
 // f16 weight storage: the vec4 path, the scalar path with an odd N * K (a padded last word),
 // and a block edge of each variant.
-const halfCases = [matmulCases[0], matmulCases[1], matmulCases[6], matmulCases[11], ...matmulEdgeCases];
+const halfCases = [matmulCases[0], matmulCases[1], matmulCases[6], matmulCases[11], matmulCases[16], ...matmulEdgeCases];
 for (const variant of MATMUL_VARIANTS) {
   describe(`matmul kernel, ${variant} variant, f16 weights (${runtime}) vs reference`, () => {
     for (const c of halfCases) it(describeMatmul(c), () => checkMatmul(c, variant, true));
   });
 }
-
-describe(`rope kernel (${runtime}) vs reference rope`, () => {
-  interface Case {
-    name: string;
-    nHeads: number;
-    headDim: number;
-    rowStride: number;
-    colOffset: number;
-    kind: Rows;
-    batch: Batch;
-  }
-  const cases: Case[] = [
-    { name: 'q of packed qkv', nHeads: 4, headDim: 8, rowStride: 96, colOffset: 0, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 12], query: [0, 4, 4] } },
-    { name: 'k of packed qkv', nHeads: 4, headDim: 8, rowStride: 96, colOffset: 32, kind: Rows.Clean, batch: { L: 70, clean: [12, 70], query: [1, 1] } },
-    { name: 'k of packed kv, headDim 16', nHeads: 3, headDim: 16, rowStride: 96, colOffset: 0, kind: Rows.Clean, batch: { L: 25, clean: [25, 2], query: [9, 25] } },
-    { name: 'query rows, headDim 2, single head', nHeads: 1, headDim: 2, rowStride: 2, colOffset: 0, kind: Rows.Query, batch: { L: 64, clean: [1, 64], query: [64, 1] } },
-    { name: 'query rows, headDim 64', nHeads: 1, headDim: 64, rowStride: 64, colOffset: 0, kind: Rows.Query, batch: { L: 70, clean: [70, 70], query: [3, 69] } },
-    { name: 'odd stride and offset', nHeads: 5, headDim: 6, rowStride: 35, colOffset: 3, kind: Rows.Clean, batch: { L: 17, clean: [1, 17, 16], query: [2, 2, 2] } },
-    { name: 'nHeads * headDim / 2 = 72 (two workgroups)', nHeads: 3, headDim: 48, rowStride: 288, colOffset: 144, kind: Rows.Query, batch: { L: 11, clean: [2, 2], query: [11, 5] } },
-    { name: 'random shape', nHeads: 2, headDim: 12, rowStride: 72, colOffset: 24, kind: Rows.Clean, batch: randomBatch(41, 70) },
-  ];
-  for (const c of cases) {
-    it(`${c.name}: H=${c.nHeads} dh=${c.headDim} stride=${c.rowStride}+${c.colOffset} ${describeBatch(c.batch)}`, async () => {
-      const { nHeads, headDim, rowStride, colOffset, kind, batch } = c;
-      const { L } = batch;
-      const counts = countsOf(batch, kind);
-      const initial = normals(counts.length * L * rowStride, 12, 2);
-      const positions = randomPositions(counts, L, 13);
-      const tables = ropeTables(L, headDim);
-      await withHarness(batch, async (h) => {
-        const x = h.tensor('x', initial, [counts.length, L, rowStride]);
-        const posBuf = h.tensor('positions', positions, [counts.length, L]);
-        const ropeBufs = { cos: h.buffer('cos', tables.cos), sin: h.buffer('sin', tables.sin) };
-        const heads = columns(x, colOffset, nHeads * headDim);
-        const [got] = await h.run(
-          async () => [await ropeDispatch(h.ws, { label: 'rope', rows: kind, positions: posBuf, tables: ropeBufs, x: heads, nHeads, headDim })],
-          [x],
-        );
-        const want = initial.slice();
-        counts.forEach((n, b) => {
-          const rows = rowsOfSeq(initial, b, n, L, rowStride);
-          placeSeq(want, b, L, rowStride, rope(rows, n, nHeads, headDim, positions.subarray(b * L, b * L + n), rowStride, colOffset));
-        });
-        expectBuffer('rope', got, want, ownedBy(counts, L, rowStride, colOffset, colOffset + nHeads * headDim), TIGHT);
-      });
-    });
-  }
-});
 
 /** Buffers of the given widths; q, k and v are [buffer index, float offset] into them. */
 interface Layout {
