@@ -25,6 +25,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var wr: array<u32, TN>;
   for (var i = 0u; i < TM; i++) { xr[i] = xBase + min(r0 + i, rows - 1u); }
   for (var j = 0u; j < TN; j++) { wr[j] = min(c0 + j, p.N - 1u); }
+#if NORM
+  var stats: array<vec2<f32>, TM>;
+  for (var i = 0u; i < TM; i++) { stats[i] = rowStats(xr[i]); }
+#endif
   var acc: array<vec4<f32>, TM>;   // columns c0 .. c0+3
 #if COLS8
   var acc2: array<vec4<f32>, TM>;  // columns c0+4 .. c0+7
@@ -41,8 +45,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let w6 = loadW(wr[6], q);
     let w7 = loadW(wr[7], q);
 #endif
+#if NORM
+    let terms = normTerms(q);
+#endif
     for (var i = 0u; i < TM; i++) {
+#if NORM
+      let a = normalized(loadX(xr[i], q), stats[i], terms);
+#else
       let a = loadX(xr[i], q);
+#endif
       acc[i] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
 #if COLS8
       acc2[i] += vec4<f32>(dot(a, w4), dot(a, w5), dot(a, w6), dot(a, w7));

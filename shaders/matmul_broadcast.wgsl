@@ -9,6 +9,7 @@
 // with SG8 (the adapter's smallest subgroup size). No early exit but the workgroup's own, so
 // every lane of a subgroup takes part in each broadcast.
 // Requires: const TM, WG (a multiple of SG); switches SG8 and XSCALAR (x as plain floats).
+// NORM: the lanes of a subgroup split each row's statistics as they split its loads.
 // The second K step of an 8-lane chunk is written out again rather than shared through a
 // function with pointer arguments, which SwiftShader ran 30% slower (3.3 vs 4.6 GFLOP/s).
 enable subgroups;
@@ -18,6 +19,25 @@ enable subgroups;
 const SG: u32 = 8u;
 #else
 const SG: u32 = 4u;
+#endif
+
+#if NORM
+// Mean and 1 / std of the row starting at x[base], lane l < SG summing x[base + l + SG j].
+fn subgroupRowStats(base: u32, lane: u32) -> vec2<f32> {
+  var sum = 0.0;
+  if (lane < SG) {
+    for (var k = lane; k < p.K; k += SG) { sum += x[base + k]; }
+  }
+  let mean = subgroupAdd(sum) / f32(p.K);
+  var sq = 0.0;
+  if (lane < SG) {
+    for (var k = lane; k < p.K; k += SG) {
+      let d = x[base + k] - mean;
+      sq += d * d;
+    }
+  }
+  return vec2<f32>(mean, inverseSqrt(subgroupAdd(sq) / f32(p.K) + LN_EPS));
+}
 #endif
 
 @compute @workgroup_size(WG)
@@ -37,6 +57,12 @@ fn main(
 #for i TM
   xr[i] = (b * dims.seqStride + min(r0 + i, rows - 1u)) * p.K;
 #endfor
+#if NORM
+  var stats: array<vec2<f32>, TM>;
+#for i TM
+  stats[i] = subgroupRowStats(xr[i], lane);
+#endfor
+#endif
   var acc: array<vec4<f32>, TM>;
   var own: array<f32, TM>;
   var xs: array<vec4<f32>, TM>;
@@ -45,9 +71,17 @@ fn main(
     // This lane's x value of each row (zero past K); lanes past SG load one nobody reads.
     let k = k0 + min(lane, SG - 1u);
     let kIn = min(k, p.K - 1u);
+#if NORM
+    let gain = constants[p.gainOffset + kIn];
+    let shift = constants[p.shiftOffset + kIn];
+#for i TM
+    own[i] = select(0.0, (x[xr[i] + kIn] - stats[i].x) * stats[i].y * gain + shift, k < p.K);
+#endfor
+#else
 #for i TM
     own[i] = select(0.0, x[xr[i] + kIn], k < p.K);
 #endfor
+#endif
     let q = k0 / 4u;
 #for i TM
     xs[i] = vec4<f32>(subgroupBroadcast(own[i], 0u), subgroupBroadcast(own[i], 1u), subgroupBroadcast(own[i], 2u), subgroupBroadcast(own[i], 3u));

@@ -3,9 +3,12 @@
 // so both operands are read along K, four floats (one K step) at a time.
 // Switches: VEC4 (K % 4 == 0: vec4 loads; otherwise the last step is zero-padded), XSCALAR (x
 // bound as plain floats all the same), F16W (w holds IEEE half floats, two per u32, widened
-// exactly on load), BIAS, GELU (tanh approximation), SILU, ROTARY (rotary embedding of the
+// exactly on load), NORM (a LayerNorm prologue: each x row is normalised as it is loaded,
+// see normalized), BIAS, GELU (tanh approximation), SILU, ROTARY (rotary embedding of the
 // output columns, see rotatePair), GATED_RESIDUAL (y += gate * result, gate from `constants`).
 // Every variant stores through store4, four columns c0 .. c0+3 with c0 a multiple of 4.
+// A NORM variant computes its rows' statistics itself (rowStats, or a variant's own shared
+// version), reading them once more than the product does, instead of a dispatch of its own.
 #include "common.wgsl"
 
 struct Params {
@@ -21,6 +24,9 @@ struct Params {
   rotaryPeriod: u32,
   rotaryCols: u32,
   halfDim: u32,
+  // NORM: LN(x) * gain + shift, gain and shift (K floats each) at these offsets of `constants`.
+  gainOffset: u32,
+  shiftOffset: u32,
 }
 
 @group(0) @binding(2) var<uniform> p: Params;
@@ -48,7 +54,7 @@ struct Params {
 #endif
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;  // [batch, rows, N]
 @group(0) @binding(6) var<storage, read> bias: array<f32>;     // [N]
-// Constant vectors: adaLN gates, the rotary table.
+// Constant vectors: adaLN gates, LayerNorm gains and shifts, the rotary table.
 @group(0) @binding(7) var<storage, read> constants: array<f32>;
 #if ROTARY
 @group(0) @binding(8) var<storage, read> positions: array<u32>;  // [batch, seqStride], of the rows kind
@@ -94,6 +100,52 @@ fn loadW(col: u32, q: u32) -> vec4<f32> {
   return v;
 #endif
 }
+
+#if NORM
+const LN_EPS: f32 = 1e-5;
+
+// Which of the four floats of K step q lie inside K.
+fn inK(q: u32) -> vec4<bool> {
+  return vec4<u32>(4u * q) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.K);
+}
+
+// Mean and 1 / std (biased variance, eps inside the root) of row `row` of x, in two passes.
+fn rowStats(row: u32) -> vec2<f32> {
+  let steps = kSteps();
+  var sum = vec4<f32>(0.0);
+  for (var q = 0u; q < steps; q++) { sum += loadX(row, q); }
+  let mean = dot(sum, vec4<f32>(1.0)) / f32(p.K);
+  var sq = vec4<f32>(0.0);
+  for (var q = 0u; q < steps; q++) {
+    let d = select(vec4<f32>(0.0), loadX(row, q) - mean, inK(q));
+    sq += d * d;
+  }
+  return vec2<f32>(mean, inverseSqrt(dot(sq, vec4<f32>(1.0)) / f32(p.K) + LN_EPS));
+}
+
+// The LayerNorm's per-channel gain and shift for K step q (zero past K, so padding stays zero).
+struct NormTerms {
+  gain: vec4<f32>,
+  shift: vec4<f32>,
+}
+
+fn normTerms(q: u32) -> NormTerms {
+  var t = NormTerms(vec4<f32>(0.0), vec4<f32>(0.0));
+  for (var e = 0u; e < 4u; e++) {
+    let k = 4u * q + e;
+    if (k < p.K) {
+      t.gain[e] = constants[p.gainOffset + k];
+      t.shift[e] = constants[p.shiftOffset + k];
+    }
+  }
+  return t;
+}
+
+// Four floats of a row, normalised: (x - mean) / std * gain + shift.
+fn normalized(v: vec4<f32>, stats: vec2<f32>, t: NormTerms) -> vec4<f32> {
+  return (v - stats.x) * stats.y * t.gain + t.shift;
+}
+#endif
 
 #if !VEC4
 // The weight at flat index `at` of [N, K].

@@ -9,6 +9,18 @@ const LANES: u32 = 16u;
 
 var<workgroup> partial: array<vec4<f32>, 256>;  // [column group * LANES + lane]: 4 columns
 
+#if NORM
+// The sum over the 16 lanes of column group `group` of each lane's `v`.
+fn groupSum(li: u32, group: u32, v: vec4<f32>) -> vec4<f32> {
+  partial[li] = v;
+  workgroupBarrier();
+  var sum = vec4<f32>(0.0);
+  for (var l = 0u; l < LANES; l++) { sum += partial[group * LANES + l]; }
+  workgroupBarrier();
+  return sum;
+}
+#endif
+
 @compute @workgroup_size(16, 16)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -28,15 +40,38 @@ fn main(
     xr[i] = b * dims.seqStride + min(r0 + i, rows - 1u);
     wr[i] = min(c0 + i, p.N - 1u);
   }
-  var acc: array<vec4<f32>, 4>;
   let steps = kSteps();
+#if NORM
+  // The four rows' statistics, each group's 16 lanes splitting K, summed in workgroup memory.
+  var sums = vec4<f32>(0.0);
+  for (var q = lane; q < steps; q += LANES) {
+    for (var i = 0u; i < 4u; i++) { sums[i] += dot(loadX(xr[i], q), vec4<f32>(1.0)); }
+  }
+  let mean = groupSum(li, lid.y, sums) / f32(p.K);
+  var squares = vec4<f32>(0.0);
+  for (var q = lane; q < steps; q += LANES) {
+    for (var i = 0u; i < 4u; i++) {
+      let d = select(vec4<f32>(0.0), loadX(xr[i], q) - mean[i], inK(q));
+      squares[i] += dot(d, d);
+    }
+  }
+  let inv = inverseSqrt(groupSum(li, lid.y, squares) / f32(p.K) + LN_EPS);
+#endif
+  var acc: array<vec4<f32>, 4>;
   for (var q = lane; q < steps; q += LANES) {
     let w0 = loadW(wr[0], q);
     let w1 = loadW(wr[1], q);
     let w2 = loadW(wr[2], q);
     let w3 = loadW(wr[3], q);
+#if NORM
+    let terms = normTerms(q);
+#endif
     for (var i = 0u; i < 4u; i++) {
+#if NORM
+      let a = normalized(loadX(xr[i], q), vec2<f32>(mean[i], inv[i]), terms);
+#else
       let a = loadX(xr[i], q);
+#endif
       acc[i] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
     }
   }

@@ -28,6 +28,9 @@ fn main(
   let part = li % 4u;
   let xRow = b * dims.seqStride + min(rowBlock + slot, rows - 1u);
   let wRow = min(colBlock + slot, p.N - 1u);
+#if NORM
+  let stats = rowStats(xRow);
+#endif
   var acc: array<vec4<f32>, 4>;
   let steps = kSteps();
   for (var q0 = 0u; q0 < steps; q0 += TILE_K / 4u) {
@@ -35,7 +38,11 @@ fn main(
     var xv = vec4<f32>(0.0);
     var wv = vec4<f32>(0.0);
     if (q < steps) {
+#if NORM
+      xv = normalized(loadX(xRow, q), stats, normTerms(q));
+#else
       xv = loadX(xRow, q);
+#endif
       wv = loadW(wRow, q);
     }
     for (var e = 0u; e < 4u; e++) {

@@ -54,13 +54,18 @@ export interface MatmulArgs {
   label: string;
   rows: Rows;
   x: GpuTensor; // [batch, L, K]
+  /**
+   * A LayerNorm prologue: each x row is normalised as it is loaded, LN(x) * gain + shift
+   * (biased variance, eps 1e-5), gain and shift (K floats each) at these offsets of `constants`.
+   */
+  norm?: { gainOffset: number; shiftOffset: number };
   /** [N, K], f32 or f16 (widened as the kernel loads it). */
   weight: GpuTensor;
   /** [batch, L, N] (packed [batch, maxRows, N] when `denseOut`). */
   out: GpuTensor;
   bias?: GpuTensor; // [N]
   activation?: 'gelu' | 'silu';
-  /** f32 constant vectors the epilogue reads: the model's adaLN gates and rotary table. */
+  /** f32 constant vectors the prologue and epilogue read: the model's adaLN gates, LayerNorm gains and shifts, rotary table. */
   constants?: GpuTensor;
   /** out += gate * result, with the gate at this float offset of `constants`. */
   gatedResidual?: { gateOffset: number };
@@ -125,13 +130,14 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   expectTensor(op, 'x', a.x, { shape: activationShape(ws, K), dense: true });
   expectTensor(op, 'out', a.out, { shape: activationShape(ws, N), dense: true });
   if (a.bias) expectTensor(op, 'bias', a.bias, { shape: [N] });
-  if ((a.gatedResidual || a.rotary) && !a.constants) fail('shape', `${op}: a gated residual or rotary epilogue needs the constants`);
+  if ((a.norm || a.gatedResidual || a.rotary) && !a.constants) fail('shape', `${op}: a LayerNorm prologue, gated residual or rotary epilogue needs the constants`);
   if (a.constants) expectTensor(op, 'constants', a.constants, { shape: [undefined] });
+  if (a.norm && Math.max(a.norm.gainOffset, a.norm.shiftOffset) + K > cols(a.constants!)) fail('shape', `${op}: the LayerNorm's gain or shift (${K} floats at ${a.norm.gainOffset}, ${a.norm.shiftOffset}) runs past the ${cols(a.constants!)} constants`);
   if (a.rotary) expectRotary(op, ws, a.rotary, N, a.constants);
   const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, N, a.weight.dtype === 'f16' ? 'f16' : 'f32');
   expectVariantsRun(`matmul ${a.label}: the variant`, variants, ws.kernels.device);
   const r = a.rotary;
-  const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0, r?.tableOffset ?? 0, r?.period ?? 0, r?.count ?? 0, (r?.headDim ?? 0) / 2]);
+  const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0, r?.tableOffset ?? 0, r?.period ?? 0, r?.count ?? 0, (r?.headDim ?? 0) / 2, a.norm?.gainOffset ?? 0, a.norm?.shiftOffset ?? 0]);
   const rowCount = () => rowsOf(ws, a.rows);
   const build = async (planned: LayoutFor): Promise<Dispatch> => {
     const layout = typeof planned === 'function' ? planned(N, ws.kernels.device) : planned;
@@ -141,6 +147,7 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
         ...layout.defines,
         VEC4: K % 4 === 0,
         F16W: a.weight.dtype === 'f16',
+        NORM: a.norm !== undefined,
         BIAS: a.bias !== undefined,
         GELU: a.activation === 'gelu',
         SILU: a.activation === 'silu',

@@ -2,7 +2,6 @@ import { fail } from '../errors.js';
 import type { Dispatch } from '../gpu/kernel.js';
 import { columns, reshape, type GpuTensor } from '../gpu/tensor.js';
 import { attentionDispatch } from '../kernels/attention.js';
-import { layerNormDispatch, type Modulate } from '../kernels/layernorm.js';
 import { matmulDispatch, type MatmulArgs } from '../kernels/matmul.js';
 import { activationShape, Rows, type Workspace } from '../kernels/workspace.js';
 import type { BlockModulation, Modulations } from './conditioning.js';
@@ -16,8 +15,6 @@ export interface Activations {
   queryPositions: GpuTensor; // u32 [batch, L]
   x: GpuTensor; // [batch, L, D] encoder stream; after the encoder, its output E
   y: GpuTensor; // [batch, L, D] query stream
-  norm: GpuTensor; // [batch, L, D] normalised clean rows
-  queryNorm: GpuTensor; // [batch, L, D] normalised query rows
   q: GpuTensor; // [batch, L, D] query projections
   wide: GpuTensor; // [batch, L, 3D] qkv or kv projections
   attn: GpuTensor; // [batch, L, D] attention output
@@ -80,8 +77,14 @@ export function recorder(): { emit: ForwardContext['emit']; build(): Promise<Dis
   return { emit: (d) => void pending.push(d), build: async () => (await Promise.all(pending)).flat() };
 }
 
-/** The adaLN shift and scale at these offsets of the modulation table. */
-export const modulate = (f: ForwardContext, shiftOffset: number, scaleOffset: number): Modulate => ({ modulation: f.constants, shiftOffset, scaleOffset });
+/**
+ * The matmul arguments of a LayerNorm prologue: LayerNorm `name` and the affine map that
+ * follows it up to the matmul (its modulation, or its own bias), applied as each x row is loaded.
+ */
+export function normed(f: ForwardContext, name: string): Pick<MatmulArgs, 'constants' | 'norm'> {
+  const terms = f.mod.norms.get(name) ?? fail('architecture', `the model has no LayerNorm ${name}`);
+  return { constants: f.constants, norm: { gainOffset: terms.gain, shiftOffset: terms.shift } };
+}
 
 /**
  * The matmul arguments of a projection followed by rotary (the weight `weight`, laid out by
@@ -124,20 +127,22 @@ export function attentionResidual(f: ForwardContext, prefix: string, rows: Rows,
   f.emit(matmulDispatch(f.ws, { label: `${prefix}.attn_out`, rows, x: f.act.attn, weight: f.param(`${prefix}.attn_out.weight`), out: stream, constants: f.constants, gatedResidual: { gateOffset: m.gateMsa } }));
 }
 
-/** stream += gate_mlp * mlp(modulate(LN_norm2(stream), shift_mlp, scale_mlp)), mlp = Linear, GELU, Linear. */
-export function mlpResidual(f: ForwardContext, prefix: string, rows: Rows, stream: GpuTensor, normOut: GpuTensor, m: BlockModulation): void {
+/**
+ * stream += gate_mlp * mlp(modulate(LN_norm2(stream), shift_mlp, scale_mlp)), mlp = Linear, GELU, Linear
+ * (the LayerNorm in mlp.0's prologue).
+ */
+export function mlpResidual(f: ForwardContext, prefix: string, rows: Rows, stream: GpuTensor, m: BlockModulation): void {
   const { ws } = f;
   const p = paramsOf(f, prefix);
   const hidden = activationView(f, f.act.hidden, f.config.mlpDim); // [batch, L, F]
-  f.emit(layerNormDispatch(ws, { label: `${prefix}.norm2`, rows, x: stream, weight: p('norm2.weight'), out: normOut, modulate: modulate(f, m.shiftMlp, m.scaleMlp) }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.0`, rows, x: normOut, weight: p('mlp.0.weight'), bias: p('mlp.0.bias'), activation: 'gelu', out: hidden }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.0`, rows, x: stream, weight: p('mlp.0.weight'), bias: p('mlp.0.bias'), activation: 'gelu', out: hidden, ...normed(f, `${prefix}.norm2`) }));
   f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.2`, rows, x: hidden, weight: p('mlp.2.weight'), bias: p('mlp.2.bias'), out: stream, constants: f.constants, gatedResidual: { gateOffset: m.gateMlp } }));
 }
 
 /**
  * A DiT block over the clean side's rows (the PGM encoder block and the MDLM block):
  *   x += gate_msa * attn_out(attention(rope(q), rope(k), v)), q | k | v = modulate(LN_norm1(x)) @ attn_qkv^T
- *   (rope in the projection's epilogue)
+ *   (each LayerNorm in the next matmul's prologue, rope in the projection's epilogue)
  *   x += gate_mlp * mlp(modulate(LN_norm2(x)))
  */
 export function ditBlock(f: ForwardContext, prefix: string): void {
@@ -147,17 +152,14 @@ export function ditBlock(f: ForwardContext, prefix: string): void {
   const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
   const qkv = act.wide; // [batch, L, 3D]
-  f.emit(layerNormDispatch(ws, { label: `${prefix}.norm1`, rows, x: stream, weight: p('norm1.weight'), out: act.norm, modulate: modulate(f, m.shiftMsa, m.scaleMsa) }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: act.norm, weight: p('attn_qkv.weight'), out: qkv, ...rotary(f, `${prefix}.attn_qkv.weight`, f.clean.positions) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: stream, weight: p('attn_qkv.weight'), out: qkv, ...normed(f, `${prefix}.norm1`), ...rotary(f, `${prefix}.attn_qkv.weight`, f.clean.positions) }));
   const kv = cleanKeysValues(f, prefix, columns(qkv, D, 2 * D, 'kv'));
   attentionResidual(f, prefix, rows, columns(qkv, 0, D, 'q'), kv, stream, m);
-  mlpResidual(f, prefix, rows, stream, act.norm, m);
+  mlpResidual(f, prefix, rows, stream, m);
 }
 
 /** logits = modulate(LN_norm_final(stream), shift, scale) @ linear^T + b, packed [batch, maxRows, V]. */
-export function outputLayer(f: ForwardContext, rows: Rows, stream: GpuTensor, normOut: GpuTensor): void {
-  const { ws, mod } = f;
-  f.emit(layerNormDispatch(ws, { label: 'output_layer.norm_final', rows, x: stream, weight: f.param('output_layer.norm_final.weight'), out: normOut, modulate: modulate(f, mod.output.shift, mod.output.scale) }));
+export function outputLayer(f: ForwardContext, rows: Rows, stream: GpuTensor): void {
   const [weight, bias] = [f.param('output_layer.linear.weight'), f.param('output_layer.linear.bias')];
-  f.emit(matmulDispatch(ws, { label: 'output_layer.linear', rows, x: normOut, weight, bias, out: f.act.logits, denseOut: true }));
+  f.emit(matmulDispatch(f.ws, { label: 'output_layer.linear', rows, x: stream, weight, bias, out: f.act.logits, denseOut: true, ...normed(f, 'output_layer.norm_final') }));
 }

@@ -131,8 +131,6 @@ export class GpuModel {
         queryPositions: indices('queryPositions'),
         x: activation('x', D),
         y: activation('y', D),
-        norm: activation('norm', D),
-        queryNorm: activation('queryNorm', D),
         q: activation('q', D),
         wide: activation('wide', 3 * D),
         attn: activation('attn', D),

@@ -7,5 +7,5 @@ export function mdlmForward(f: ForwardContext): void {
   const { config, act, ws } = f;
   f.emit(embedDispatch(ws, { tokens: act.cleanTokens, embedding: f.param('vocab_embed.embedding'), out: act.x }));
   for (let i = 0; i < config.nBlocks; i++) ditBlock(f, `blocks.${i}`);
-  outputLayer(f, Rows.Clean, act.x, act.norm);
+  outputLayer(f, Rows.Clean, act.x);
 }

@@ -1,11 +1,10 @@
 import type { GpuTensor } from '../gpu/tensor.js';
 import { embedDispatch } from '../kernels/embed.js';
 import { queryInitDispatches } from '../kernels/group-swap.js';
-import { layerNormDispatch } from '../kernels/layernorm.js';
 import { matmulDispatch } from '../kernels/matmul.js';
 import { freshRowsDispatch } from '../kernels/rows.js';
 import { Rows } from '../kernels/workspace.js';
-import { activationView, attend, attentionResidual, cleanKeysValues, ditBlock, mlpResidual, modulate, outputLayer, paramsOf, rotary, type ForwardContext } from './blocks.js';
+import { activationView, attend, attentionResidual, cleanKeysValues, ditBlock, mlpResidual, normed, outputLayer, paramsOf, rotary, type ForwardContext } from './blocks.js';
 import { queryInitTerms } from './config.js';
 
 /**
@@ -33,7 +32,7 @@ export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
   // 4. Decoder: cross-attention only, queries never see each other.
   for (let i = 0; i < config.decoderBlocks; i++) decoderLayer(f, `decoder.layers.${i}`);
   // 5. Output layer over the query rows.
-  outputLayer(f, Rows.Query, act.y, act.queryNorm);
+  outputLayer(f, Rows.Query, act.y);
 }
 
 /**
@@ -48,12 +47,12 @@ function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
   const q0 = activationView(f, act.y, D, 'q0');
   const terms = queryInitTerms(config.preQueryMode);
   f.emit(queryInitDispatches(ws, { ...terms, encoderOut: act.x, base: p('base_embedding'), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }));
-  f.emit(layerNormDispatch(ws, { label: 'decoder.group_swap.pre_query_norm', rows: Rows.Query, x: q0, weight: p('pre_query_norm.weight'), bias: p('pre_query_norm.bias'), out: act.queryNorm }));
+  const preQueryNorm = normed(f, 'decoder.group_swap.pre_query_norm');
   if (config.queryProcessMode === 'linear') {
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: act.queryNorm, weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.weight', act.queryPositions) }));
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: q0, ...preQueryNorm, weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.weight', act.queryPositions) }));
   } else {
     const hidden = activationView(f, act.hidden, 4 * D); // [batch, L, 4D]
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: act.queryNorm, weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: q0, ...preQueryNorm, weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
     f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.2', rows: Rows.Query, x: hidden, weight: p('query_processor.2.weight'), bias: p('query_processor.2.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.2.weight', act.queryPositions) }));
   }
   const kv = activationView(f, act.wide, 2 * D, 'kv');
@@ -73,10 +72,8 @@ function decoderLayer(f: ForwardContext, prefix: string): void {
   const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
   const kv = activationView(f, act.wide, 2 * D, 'kv');
-  f.emit(layerNormDispatch(ws, { label: `${prefix}.q_norm1`, rows: Rows.Query, x: act.y, weight: p('q_norm1.weight'), out: act.queryNorm, modulate: modulate(f, m.shiftMsa, m.scaleMsa) }));
-  f.emit(layerNormDispatch(ws, { label: `${prefix}.kv_norm1`, rows: clean.rows, x: clean.stream, weight: p('kv_norm1.weight'), out: act.norm }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.queryNorm, weight: p('attn_q.weight'), out: act.q, ...rotary(f, `${prefix}.attn_q.weight`, act.queryPositions) }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_kv`, rows: clean.rows, x: act.norm, weight: p('attn_kv.weight'), out: kv, ...rotary(f, `${prefix}.attn_kv.weight`, clean.positions) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.y, weight: p('attn_q.weight'), out: act.q, ...normed(f, `${prefix}.q_norm1`), ...rotary(f, `${prefix}.attn_q.weight`, act.queryPositions) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_kv`, rows: clean.rows, x: clean.stream, weight: p('attn_kv.weight'), out: kv, ...normed(f, `${prefix}.kv_norm1`), ...rotary(f, `${prefix}.attn_kv.weight`, clean.positions) }));
   attentionResidual(f, prefix, Rows.Query, act.q, cleanKeysValues(f, prefix, kv), act.y, m);
-  mlpResidual(f, prefix, Rows.Query, act.y, act.queryNorm, m);
+  mlpResidual(f, prefix, Rows.Query, act.y, m);
 }

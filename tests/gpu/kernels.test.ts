@@ -25,7 +25,6 @@ import { GpuMemory } from '../../src/gpu/memory.js';
 import { attentionDispatch } from '../../src/kernels/attention.js';
 import { embedDispatch } from '../../src/kernels/embed.js';
 import { queryInitDispatches, sinusTable } from '../../src/kernels/group-swap.js';
-import { layerNormDispatch } from '../../src/kernels/layernorm.js';
 import { matmulDispatch, rotaryTable } from '../../src/kernels/matmul.js';
 import { ANY_SHAPE, ATTENTION_VARIANTS, everyBucket, MATMUL_VARIANTS, type AttentionVariant, type KernelPlan, type MatmulVariant } from '../../src/kernels/plan.js';
 import { freshRowsDispatch } from '../../src/kernels/rows.js';
@@ -42,7 +41,6 @@ import {
   linear,
   logsumexpRows,
   meanRows,
-  modulate,
   rope,
   silu,
   sinusoidal,
@@ -238,61 +236,6 @@ describe(`embed kernel (${runtime}) vs reference embed`, () => {
   }
 });
 
-describe(`layernorm kernel (${runtime}) vs reference layerNorm + modulate`, () => {
-  interface Case {
-    name: string;
-    D: number;
-    kind: Rows;
-    batch: Batch;
-    bias?: boolean;
-    /** Float offsets of shift and scale in the modulation buffer. */
-    modulate?: [number, number];
-  }
-  const cases: Case[] = [
-    { name: 'weight only, single row, D = 3', D: 3, kind: Rows.Clean, batch: { L: 1, clean: [1], query: [1] } },
-    { name: 'weight only, 70 rows (two workgroups), ragged', D: 96, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 29], query: [3, 70, 0] } },
-    { name: 'affine bias on query rows', D: 65, kind: Rows.Query, batch: { L: 33, clean: [5, 33, 4], query: [33, 2, 0] }, bias: true },
-    { name: 'modulation at unaligned offsets', D: 32, kind: Rows.Clean, batch: { L: 20, clean: [20, 7], query: [1, 1] }, modulate: [3 * 32 + 5, 32 + 1] },
-    { name: 'modulation on query rows, scale before shift', D: 45, kind: Rows.Query, batch: { L: 66, clean: [66, 3, 9], query: [1, 66, 40] }, modulate: [4 * 45, 0] },
-    { name: 'bias and modulation together', D: 18, kind: Rows.Clean, batch: { L: 9, clean: [9, 4], query: [2, 9] }, bias: true, modulate: [18, 2 * 18 + 3] },
-    { name: 'random shape, query rows, modulated', D: 27, kind: Rows.Query, batch: randomBatch(21, 70), modulate: [27, 5] },
-  ];
-  for (const c of cases) {
-    it(`${c.name}: D=${c.D} ${describeBatch(c.batch)}`, async () => {
-      const { D, kind, batch } = c;
-      const { L } = batch;
-      const counts = countsOf(batch, kind);
-      const x = normals(counts.length * L * D, 3, 2, 1.5);
-      const weight = normals(D, 4, 0.1, 1);
-      const bias = normals(D, 5, 0.5);
-      const modulation = normals(6 * D + 8, 6, 0.5);
-      const initial = filled(counts.length * L * D, SENTINEL);
-      await withHarness(batch, async (h) => {
-        const out = h.tensor('out', initial, [counts.length, L, D]);
-        const xBuf = h.tensor('x', x, [counts.length, L, D]);
-        const weightBuf = h.tensor('weight', weight, [D]);
-        const biasBuf = c.bias ? h.tensor('bias', bias, [D]) : undefined;
-        const modBuf = h.tensor('modulation', modulation, [modulation.length]);
-        const modulate_ = c.modulate ? { modulation: modBuf, shiftOffset: c.modulate[0], scaleOffset: c.modulate[1] } : undefined;
-        const [got] = await h.run(
-          async () => [await layerNormDispatch(h.ws, { label: 'ln', rows: kind, x: xBuf, weight: weightBuf, out, bias: biasBuf, modulate: modulate_ })],
-          [out],
-        );
-        const want = initial.slice();
-        counts.forEach((n, b) => {
-          let y = layerNorm(rowsOfSeq(x, b, n, L, D), n, D, weight, c.bias ? bias : undefined);
-          if (c.modulate) {
-            const [shift, scale] = c.modulate;
-            y = modulate(y, n, D, modulation.subarray(shift, shift + D), modulation.subarray(scale, scale + D));
-          }
-          placeSeq(want, b, L, D, y);
-        });
-        expectBuffer('layernorm', got, want, ownedBy(counts, L, D), TIGHT);
-      });
-    });
-  }
-});
-
 interface MatmulCase {
   name: string;
   K: number;
@@ -306,6 +249,10 @@ interface MatmulCase {
   denseOut?: boolean;
   /** Spread of x (default 1): large pre-activations test the gelu clamp and silu's exp. */
   xStd?: number;
+  /** Mean of x (default 0): a LayerNorm prologue must not lose the spread to it. */
+  xMean?: number;
+  /** LayerNorm prologue: gain and shift offsets in the constants. */
+  norm?: [number, number];
   /** Rotary epilogue over heads of headDim (weight rows paired by pairRotaryRows). */
   rotary?: RotaryColumns & { headDim: number };
 }
@@ -329,6 +276,11 @@ const matmulCases: MatmulCase[] = [
   { name: 'rotary k of k | v with bias, heads of 6 (a rotated block ends mid four columns)', K: 30, N: 60, kind: Rows.Clean, batch: { L: 37, clean: [1, 37, 9], query: [3, 3, 3] }, bias: true, rotary: { headDim: 6, period: 60, count: 30 } },
   { name: 'rotary queries, headDim 2, bias, query rows, K % 4 != 0', K: 17, N: 10, kind: Rows.Query, batch: { L: 40, clean: [40, 2], query: [3, 40] }, bias: true, rotary: { headDim: 2, period: 10, count: 10 } },
   { name: 'rotary keys of three k | v layers in one projection, headDim 16', K: 32, N: 192, kind: Rows.Clean, batch: randomBatch(33, 70), rotary: { headDim: 16, period: 64, count: 32 } },
+  { name: 'LayerNorm prologue, 70 rows, x with mean 1.5', K: 32, N: 40, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 29], query: [3, 70, 0] }, norm: [5, 3 * 32 + 1], xMean: 1.5, xStd: 2 },
+  { name: 'LayerNorm prologue, K % 4 != 0, query rows, bias + gelu', K: 45, N: 33, kind: Rows.Query, batch: { L: 33, clean: [5, 33, 4], query: [33, 2, 1] }, norm: [45, 0], bias: true, activation: 'gelu' },
+  { name: 'LayerNorm prologue and rotary (attn_q), K = 1', K: 1, N: 8, kind: Rows.Query, batch: { L: 20, clean: [20, 7], query: [1, 20] }, norm: [2, 9], rotary: { headDim: 4, period: 8, count: 8 } },
+  { name: 'LayerNorm prologue, K = 201 split over lanes, denseOut logits', K: 201, N: 97, kind: Rows.Query, batch: { L: 40, clean: [40, 1, 7], query: [3, 33, 17] }, norm: [7, 300], bias: true, denseOut: true, xMean: -3 },
+  { name: 'LayerNorm prologue, random shape', K: 27, N: 50, kind: Rows.Clean, batch: randomBatch(34, 70), norm: [27, 5] },
 ];
 const describeMatmul = (c: MatmulCase): string => `${c.name}: K=${c.K} N=${c.N} ${describeBatch(c.batch)}`;
 
@@ -341,7 +293,7 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
   const { L } = batch;
   const counts = countsOf(batch, kind);
   const rowsPerSeq = c.denseOut ? Math.max(...counts) : L;
-  const x = normals(counts.length * L * K, 7, c.xStd ?? 1);
+  const x = normals(counts.length * L * K, 7, c.xStd ?? 1, c.xMean ?? 0);
   fillPadding(x, counts, L, K, () => 1e6);
   let weight = normals(N * K, 8, 1 / Math.sqrt(K));
   // f16 bits padded to whole u32 words, as GpuModel uploads them.
@@ -351,7 +303,7 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
     weight = decodeFloats(new Uint8Array(halfBits.buffer, 0, 2 * N * K), 'F16');
   }
   const bias = normals(N, 9, 0.5);
-  const modulation = normals(6 * N + 8, 10, 0.5);
+  const modulation = normals(6 * Math.max(N, K) + 8, 10, 0.5);
   const positions = randomPositions(counts, L, 12);
   const constants = c.rotary ? new Float32Array([...modulation, ...rotaryTable(L, c.rotary.headDim)]) : modulation;
   // The kernel's weight rows (and bias) in the rotary layout; `order[c]` is the natural column the paired column c holds.
@@ -372,6 +324,7 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
       async () => [
         await matmulDispatch(h.ws, {
           label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out, bias: biasBuf, activation: c.activation, constants: constantsBuf,
+          norm: c.norm && { gainOffset: c.norm[0], shiftOffset: c.norm[1] },
           gatedResidual: c.gateOffset !== undefined ? { gateOffset: c.gateOffset } : undefined, rotary, denseOut: c.denseOut, variant,
         }),
       ],
@@ -379,7 +332,12 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
     );
     const want = initial.slice();
     counts.forEach((n, b) => {
-      let y = linear(rowsOfSeq(x, b, n, L, K), n, K, weight, N, c.bias ? bias : undefined);
+      let rows = rowsOfSeq(x, b, n, L, K);
+      if (c.norm) {
+        const [gain, shift] = c.norm;
+        rows = layerNorm(rows, n, K).map((v, i) => v * modulation[gain + (i % K)] + modulation[shift + (i % K)]);
+      }
+      let y = linear(rows, n, K, weight, N, c.bias ? bias : undefined);
       if (c.activation === 'gelu') y = geluTanh(y);
       if (c.activation === 'silu') y = silu(y);
       if (c.rotary) {
@@ -419,7 +377,7 @@ for (const variant of MATMUL_VARIANTS) {
 
 // f16 weight storage: the vec4 path, the scalar path with an odd N * K (a padded last word),
 // and a block edge of each variant.
-const halfCases = [matmulCases[0], matmulCases[1], matmulCases[6], matmulCases[11], matmulCases[16], ...matmulEdgeCases];
+const halfCases = [matmulCases[0], matmulCases[1], matmulCases[6], matmulCases[11], matmulCases[16], matmulCases[20], ...matmulEdgeCases];
 for (const variant of MATMUL_VARIANTS) {
   describe(`matmul kernel, ${variant} variant, f16 weights (${runtime}) vs reference`, () => {
     for (const c of halfCases) it(describeMatmul(c), () => checkMatmul(c, variant, true));
@@ -530,7 +488,9 @@ describe(`tensor views (${runtime}): a wrong shape fails where the op is built`,
         expect((e as PgmError).message).toMatch(message);
       };
       await wrong(() => matmulDispatch(h.ws, { label: 'proj', rows: Rows.Clean, x, weight, out }), /^matmul proj: x x is \[2, 5, 8\], expected \[2, 5, 7\]$/);
-      await wrong(() => layerNormDispatch(h.ws, { label: 'ln', rows: Rows.Clean, x, weight: h.tensor('g', filled(7, 1), [7]), out: x }), /^layernorm ln: weight g is \[7\], expected \[8\]$/);
+      const x8 = h.tensor('x8', filled(2 * 5 * 7, 0), [2, 5, 7]);
+      const norm = { constants: h.tensor('c', filled(10, 0), [10]), norm: { gainOffset: 0, shiftOffset: 4 } };
+      await wrong(() => matmulDispatch(h.ws, { label: 'proj', rows: Rows.Clean, x: x8, weight, out, ...norm }), /^matmul proj: the LayerNorm's gain or shift \(7 floats at 0, 4\) runs past the 10 constants$/);
       const strided = columns(h.tensor('qkv', filled(2 * 5 * 24, 0), [2, 5, 24]), 8, 8);
       await wrong(() => matmulDispatch(h.ws, { label: 'proj', rows: Rows.Clean, x: strided, weight: h.tensor('w8', filled(6 * 8, 0), [6, 8]), out }), /strided view .* needs dense rows/);
       await wrong(() => attentionDispatch(h.ws, { label: 'a', queries: Rows.Clean, q: strided, k: strided, v: strided, out: x, nHeads: 2, headDim: 3 }), /^attention a: q qkv\[8:16\] is \[2, 5, 8\], expected \[2, 5, 6\]$/);
