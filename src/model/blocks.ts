@@ -37,12 +37,16 @@ export interface CleanSide {
   positions: GpuTensor;
   /** Their encoder stream [batch, L, D]; after the encoder, their encoder outputs. */
   stream: GpuTensor;
+  /** Queue what the pass starts with (incremental: gather the fresh rows' tokens and positions). */
+  begin(f: ForwardContext): void;
+  /** u32 [batch, L]: the kept rows the pass re-encodes after the joined ones (adaptive); absent: none. */
+  reencoded?: GpuTensor;
   /**
    * The keys | values attention reads for layer `prefix`, given this pass's rows of them
-   * (`kv`, [batch, L, 2D], keys rotated): `kv` itself (exact), or the layer's cache with them
-   * appended (incremental).
+   * (`kv`, [batch, L, 2D], keys rotated; for a self-attention layer also its `queries`): `kv`
+   * itself (exact), or the layer's cache with them appended (incremental).
    */
-  keep(f: ForwardContext, prefix: string, kv: GpuTensor): GpuTensor;
+  keep(f: ForwardContext, prefix: string, kv: GpuTensor, queries?: GpuTensor): GpuTensor;
 }
 
 /** The exact clean side: every clean token is encoded each pass, in the shared activations. */
@@ -51,6 +55,7 @@ export const exactSide = (act: Activations): CleanSide => ({
   tokens: act.cleanTokens,
   positions: act.cleanPositions,
   stream: act.x,
+  begin: () => undefined,
   keep: (_f, _prefix, kv) => kv,
 });
 
@@ -105,11 +110,12 @@ const heads = (f: ForwardContext) => ({ nHeads: f.config.nHeads, headDim: headDi
 
 /**
  * The keys and values attention reads for layer `prefix`: `kv` ([batch, L, 2D], k | v of the
- * rows this pass encodes, keys rotated), kept as the clean side keeps them.
+ * rows this pass encodes, keys rotated; `queries`: theirs, for a self-attention layer), kept as
+ * the clean side keeps them.
  */
-export function cleanKeysValues(f: ForwardContext, prefix: string, kv: GpuTensor): { k: GpuTensor; v: GpuTensor } {
+export function cleanKeysValues(f: ForwardContext, prefix: string, kv: GpuTensor, queries?: GpuTensor): { k: GpuTensor; v: GpuTensor } {
   const D = f.config.hiddenSize;
-  const kept = f.clean.keep(f, prefix, kv);
+  const kept = f.clean.keep(f, prefix, kv, queries);
   return { k: columns(kept, 0, D, 'k'), v: columns(kept, D, D, 'v') };
 }
 
@@ -153,8 +159,9 @@ export function ditBlock(f: ForwardContext, prefix: string): void {
   const m = f.mod.blocks.get(prefix)!;
   const qkv = act.wide; // [batch, L, 3D]
   f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: stream, weight: p('attn_qkv.weight'), out: qkv, ...normed(f, `${prefix}.norm1`), ...rotary(f, `${prefix}.attn_qkv.weight`, f.clean.positions) }));
-  const kv = cleanKeysValues(f, prefix, columns(qkv, D, 2 * D, 'kv'));
-  attentionResidual(f, prefix, rows, columns(qkv, 0, D, 'q'), kv, stream, m);
+  const q = columns(qkv, 0, D, 'q');
+  const kv = cleanKeysValues(f, prefix, columns(qkv, D, 2 * D, 'kv'), q);
+  attentionResidual(f, prefix, rows, q, kv, stream, m);
   mlpResidual(f, prefix, rows, stream, m);
 }
 

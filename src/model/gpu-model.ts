@@ -14,7 +14,7 @@ import { exactSide, recorder, type Activations, type ForwardContext } from './bl
 import { computeModulations } from './conditioning.js';
 import { headDim, type ModelConfig } from './config.js';
 import { fusedLayout } from './fusion.js';
-import { incrementalSide } from './kv-set.js';
+import { adaptiveSide, incrementalSide, kvSet, REENCODE_PER_FRESH, type KvSet } from './kv-set.js';
 import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from './inputs.js';
 import { mdlmForward } from './mdlm.js';
 import { pgmForward } from './pgm.js';
@@ -45,15 +45,27 @@ export type WeightStorage = (typeof WEIGHT_STORAGES)[number];
 /**
  * Which forward pass a step runs: `exact` encodes every clean token; `incremental` (PGM) only
  * the fresh ones (the last `fresh[b]` of the clean set, see setLengths) against the KV set of
- * the rows before them; `none` reuses the previous step's logits.
+ * the rows before them; `adaptive` those and the kept rows the GPU picks as stale (see
+ * startStep's `staleness`); `none` reuses the previous step's logits.
  */
-export type ForwardPass = 'exact' | 'incremental' | 'none';
+export type ForwardPass = 'exact' | 'incremental' | 'adaptive' | 'none';
 
 /** What a sampling step drew: token and probability per row, [batch, rowsPerSeq]; token -1 = not revealed. */
 export interface DrawnTokens {
   tokens: Int32Array;
   probs: Float32Array;
   rowsPerSeq: number;
+  /** An adaptive pass: the kept rows it re-encoded, per sequence. */
+  reencoded?: Int32Array;
+}
+
+/** The adaptive pass, built on first use: its dispatches and where it reports its picks. */
+interface AdaptivePass {
+  dispatches: Dispatch[];
+  /** u32 [maxBatch]: kept rows re-encoded per sequence. */
+  report: GPUBuffer;
+  /** Uniform: the pick's threshold. */
+  threshold: GPUBuffer;
 }
 
 /** One compute pass of `dispatches` at their current grids. */
@@ -85,15 +97,19 @@ export class GpuModel {
     private readonly sampler: Sampler,
     private readonly seeds: GPUBuffer,
     private readonly drawn: GPUBuffer,
-    /** The incremental pass, built on first use (it allocates the KV set). */
+    /** The incremental and adaptive passes, built on first use (they allocate the KV set). */
     private readonly buildIncremental: () => Promise<Dispatch[]>,
+    private readonly buildAdaptive: () => Promise<AdaptivePass>,
   ) {}
 
   private incremental: Promise<Dispatch[]> | undefined;
+  private adaptive: Promise<AdaptivePass> | undefined;
   /** Per sequence: rows the KV set holds (0 after an exact pass, which overwrites E). */
   private kvRows: number[] = [];
+  /** Per sequence: rows whose staleness statistic adaptive passes kept (0 once another pass ran). */
+  private adaptiveRows: number[] = [];
   /** The lengths of the next pass, as setLengths was given them. */
-  private lengths: { clean: readonly number[]; queries: readonly number[]; fresh?: readonly number[] } = { clean: [], queries: [] };
+  private lengths: { clean: readonly number[]; queries: readonly number[]; fresh?: readonly number[]; adaptive?: boolean } = { clean: [], queries: [] };
   private rowsRun: { encoderRows: number[]; decoderRows: number[] } = { encoderRows: [], decoderRows: [] };
 
   static async load(ctx: GpuContext, config: ModelConfig, weights: WeightMap, options: GpuModelOptions = {}): Promise<GpuModel> {
@@ -164,13 +180,26 @@ export class GpuModel {
       const forward = await build(exactSide(act));
       const rows = maxBatch * L;
       const seeds = memory.create('seeds', 4 * maxBatch, STORAGE);
-      const drawn = memory.create('drawn', 8 * rows, STORAGE);
+      // The draws, then room for an adaptive pass's report.
+      const drawn = memory.create('drawn', 8 * rows + 4 * maxBatch, STORAGE);
       const sampler = await createSampler(ws, {
         arch: config.arch, V: config.vocabSize, maskId: config.maskId, logits: act.logits.buffer, seeds,
         queryPositions: act.queryPositions.buffer, cleanTokens: act.cleanTokens.buffer, cleanPositions: act.cleanPositions.buffer, drawn,
       });
-      const buildIncremental = () => build(incrementalSide({ activation, indices }, config));
-      return new GpuModel(config, ws, act, forward, sampler, seeds, drawn, buildIncremental);
+      let kv: KvSet | undefined;
+      const kvSetOnce = () => (kv ??= kvSet({ activation, indices }, config));
+      const buildIncremental = () => build(incrementalSide(kvSetOnce()));
+      const buildAdaptive = async (): Promise<AdaptivePass> => {
+        const state = {
+          lse: activation('staleness lse', 2 * config.nHeads),
+          reencoded: indices('reencoded rows'),
+          unseen: gpuTensor('unseen shares', memory.create('unseen shares', maxBatch * L * 4, STORAGE), [maxBatch, L]),
+          report: memory.create('reencoded counts', 4 * maxBatch, STORAGE),
+          threshold: memory.create('staleness threshold', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
+        };
+        return { dispatches: await build(adaptiveSide(kvSetOnce(), state, config)), report: state.report, threshold: state.threshold };
+      };
+      return new GpuModel(config, ws, act, forward, sampler, seeds, drawn, buildIncremental, buildAdaptive);
     } catch (e) {
       memory.releaseAll();
       throw e;
@@ -202,17 +231,23 @@ export class GpuModel {
   /**
    * Per-sequence clean and query counts for the next step, and for an incremental pass the
    * fresh counts: sequence b encodes its last fresh[b] clean tokens; the KV set must hold the
-   * clean[b] - fresh[b] rows before them (fresh[b] = clean[b]: a refresh, exact).
+   * clean[b] - fresh[b] rows before them (fresh[b] = clean[b]: a refresh, exact). `adaptive`:
+   * the pass is an adaptive one, which may add up to REENCODE_PER_FRESH x fresh[b] kept rows.
    */
-  setLengths(clean: readonly number[], queries: readonly number[], fresh?: readonly number[]): void {
+  setLengths(clean: readonly number[], queries: readonly number[], fresh?: readonly number[], adaptive = false): void {
     if (clean.length > this.ws.maxBatch) fail('shape', `batch of ${clean.length} exceeds this model's maxBatch ${this.ws.maxBatch}`);
     fresh?.forEach((m, b) => {
       const cached = this.kvRows[b] ?? 0;
       if (!Number.isInteger(m) || m < 0 || m > clean[b]) fail('shape', `sequence ${b}: ${m} fresh rows, but ${clean[b]} clean tokens`);
       if (clean[b] - m > cached) fail('shape', `sequence ${b}: an incremental pass over the last ${m} of ${clean[b]} clean tokens needs ${clean[b] - m} cached rows; the KV set holds ${cached}`);
+      if (adaptive && clean[b] - m > (this.adaptiveRows[b] ?? 0)) {
+        fail('shape', `sequence ${b}: an adaptive pass needs the statistic of the ${clean[b] - m} kept rows, which only adaptive passes keep; start the set with every clean token fresh`);
+      }
     });
-    this.lengths = { clean: [...clean], queries: [...queries], fresh: fresh && [...fresh] };
-    setBatchShape(this.ws, clean, queries, fresh);
+    if (adaptive && !fresh) fail('shape', 'an adaptive pass needs fresh counts');
+    this.lengths = { clean: [...clean], queries: [...queries], fresh: fresh && [...fresh], adaptive };
+    const reencodable = adaptive ? fresh!.map((m, b) => Math.min(clean[b] - m, REENCODE_PER_FRESH * m)) : [];
+    setBatchShape(this.ws, clean, queries, fresh, reencodable);
   }
 
   /** Rows the last forward pass ran through the encoder and the decoder, per sequence (MDLM: decoder 0). */
@@ -225,24 +260,43 @@ export class GpuModel {
     return this.kvRows;
   }
 
-  /** The dispatches of a forward pass over the lengths set last; its effect on the KV set's bookkeeping. */
-  private async passDispatches(kind: ForwardPass): Promise<Dispatch[]> {
+  /**
+   * The dispatches of a forward pass over the lengths set last; its effect on the KV set's
+   * bookkeeping. An adaptive pass's encoder rows count the joined ones; the kept rows it
+   * re-encodes come with its readback (DrawnTokens.reencoded).
+   */
+  private async passDispatches(kind: ForwardPass, staleness?: number): Promise<Dispatch[]> {
     if (kind === 'none') return [];
-    const { clean, queries, fresh } = this.lengths;
+    const { clean, queries, fresh, adaptive } = this.lengths;
     const decoderRows = this.config.arch === 'pgm' ? [...queries] : clean.map(() => 0);
     if (kind === 'exact') {
       this.kvRows = [];
+      this.adaptiveRows = [];
       this.rowsRun = { encoderRows: [...clean], decoderRows };
       return this.forward;
     }
-    if (this.config.arch !== 'pgm') fail('architecture', 'an incremental pass needs a PGM model; this one is an MDLM');
-    if (!fresh) fail('shape', 'an incremental pass needs fresh counts: call setLengths(clean, queries, fresh)');
-    this.incremental ??= this.buildIncremental().catch((e) => {
-      this.incremental = undefined;
-      throw e;
-    });
-    const dispatches = await this.incremental;
+    if (this.config.arch !== 'pgm') fail('architecture', `an ${kind} pass needs a PGM model; this one is an MDLM`);
+    if (!fresh) fail('shape', `an ${kind} pass needs fresh counts: call setLengths(clean, queries, fresh)`);
+    if (adaptive !== (kind === 'adaptive')) fail('shape', `an ${kind} pass needs setLengths(clean, queries, fresh, ${!adaptive})`);
+    let dispatches: Dispatch[];
+    if (kind === 'adaptive') {
+      if (!(typeof staleness === 'number' && staleness >= 0 && staleness <= 1)) fail('option', `an adaptive pass needs a staleness threshold in [0, 1], got ${staleness}`);
+      this.adaptive ??= this.buildAdaptive().catch((e) => {
+        this.adaptive = undefined;
+        throw e;
+      });
+      const pass = await this.adaptive;
+      this.ws.device.queue.writeBuffer(pass.threshold, 0, new Float32Array([staleness, 0, 0, 0]));
+      dispatches = pass.dispatches;
+    } else {
+      this.incremental ??= this.buildIncremental().catch((e) => {
+        this.incremental = undefined;
+        throw e;
+      });
+      dispatches = await this.incremental;
+    }
     this.kvRows = [...clean];
+    this.adaptiveRows = kind === 'adaptive' ? [...clean] : [];
     this.rowsRun = { encoderRows: [...fresh], decoderRows };
     return dispatches;
   }
@@ -252,24 +306,30 @@ export class GpuModel {
    * which reuses the logits of the previous step), the sampler, and the readback of the drawn
    * tokens and their probabilities, [batch, maxRows] each; token -1 = not revealed.
    */
-  async sampleStep(settings: SampleSettings, pass: ForwardPass = 'exact'): Promise<DrawnTokens> {
-    return (await this.startStep(settings, pass)).result;
+  async sampleStep(settings: SampleSettings, pass: ForwardPass = 'exact', staleness?: number): Promise<DrawnTokens> {
+    return (await this.startStep(settings, pass, staleness)).result;
   }
 
   /**
    * sampleStep without waiting for it: resolves once the step is submitted; `result` resolves
    * with what it drew. Writes and submits made meanwhile run after it (the queue keeps their
    * order), so a sampler whose next step does not depend on the draws keeps one in flight.
+   * `staleness` (an adaptive pass): the threshold of its pick, in [0, 1].
    */
-  async startStep(settings: SampleSettings, pass: ForwardPass = 'exact'): Promise<{ result: Promise<DrawnTokens> }> {
-    const forward = await this.passDispatches(pass);
+  async startStep(settings: SampleSettings, pass: ForwardPass = 'exact', staleness?: number): Promise<{ result: Promise<DrawnTokens> }> {
+    const forward = await this.passDispatches(pass, staleness);
     this.sampler.set(settings);
     const encoder = this.ws.device.createCommandEncoder({ label: 'sampling step' });
     encodePass(encoder, 'sampling step', [...forward, this.sampler.dispatch]);
     const rowsPerSeq = this.config.arch === 'pgm' ? this.ws.shape.maxQuery : this.ws.shape.maxClean;
-    const n = this.ws.shape.batch * rowsPerSeq;
+    const { batch } = this.ws.shape;
+    const n = batch * rowsPerSeq;
+    // An adaptive pass's picks ride in the same readback, after the draws.
+    const report = pass === 'adaptive' ? (await this.adaptive!).report : undefined;
+    if (report) encoder.copyBufferToBuffer(report, 0, this.drawn, 8 * n, 4 * batch);
+    const bytes = 8 * n + (report ? 4 * batch : 0);
     // readBuffer submits before its first await: the step is queued when this returns.
-    const result = readBuffer(this.ws.memory, this.drawn, Math.max(8, 8 * n), encoder).then((pairs) => {
+    const result = readBuffer(this.ws.memory, this.drawn, Math.max(8, bytes), encoder).then((pairs) => {
       const all = new Int32Array(pairs, 0, 2 * n);
       const tokens = new Int32Array(n);
       const probs = new Float32Array(n);
@@ -278,7 +338,7 @@ export class GpuModel {
         tokens[i] = all[2 * i];
         probBits[i] = all[2 * i + 1];
       }
-      return { tokens, probs, rowsPerSeq };
+      return { tokens, probs, rowsPerSeq, ...(report && { reencoded: new Int32Array(pairs.slice(8 * n, bytes)) }) };
     });
     // A step left in flight by a generation that stopped is nobody's error.
     result.catch(() => undefined);
@@ -286,7 +346,7 @@ export class GpuModel {
   }
 
   /** Write a batch into the token, position and length buffers (padding per sequence). */
-  private writeBatch(tokens: ArrayLike<number>[], positions: ArrayLike<number>[], queries: ArrayLike<number>[], fresh?: readonly number[]): void {
+  private writeBatch(tokens: ArrayLike<number>[], positions: ArrayLike<number>[], queries: ArrayLike<number>[], fresh?: readonly number[], adaptive = false): void {
     const { ws, act } = this;
     const L = ws.seqStride;
     if (tokens.length > ws.maxBatch) fail('shape', `batch of ${tokens.length} exceeds this model's maxBatch ${ws.maxBatch}`);
@@ -298,21 +358,23 @@ export class GpuModel {
     put(act.cleanTokens.buffer, tokens);
     put(act.cleanPositions.buffer, positions);
     put(act.queryPositions.buffer, queries);
-    this.setLengths(tokens.map((t) => t.length), queries.map((q) => q.length), fresh);
+    this.setLengths(tokens.map((t) => t.length), queries.map((q) => q.length), fresh, adaptive);
   }
 
   /**
    * PGM logits for a padded batch: [batch, maxQueries, V], rows of padded queries are 0.
    * `fresh` (per sequence): an incremental pass that encodes only the last fresh[b] clean
    * tokens, against the KV set the previous passes left (which must hold the rows before them,
-   * in this order); without it, the exact pass.
+   * in this order); without it, the exact pass. `staleness` with `fresh`: an adaptive pass at
+   * that threshold (the rows it re-encoded are in lastPass.encoderRows when this resolves).
    */
-  async pgmLogits(sequences: readonly PgmSequence[], options: { fresh?: readonly number[] } = {}): Promise<Float32Array> {
+  async pgmLogits(sequences: readonly PgmSequence[], options: { fresh?: readonly number[]; staleness?: number } = {}): Promise<Float32Array> {
     if (this.config.arch !== 'pgm') fail('architecture', 'pgmLogits needs a PGM model; this one is an MDLM');
     const shape = validatePgmBatch(this.config, sequences);
     if (options.fresh && options.fresh.length !== sequences.length) fail('shape', `${options.fresh.length} fresh counts for ${sequences.length} sequences`);
-    this.writeBatch(sequences.map((s) => s.tokens), sequences.map((s) => s.positions), sequences.map((s) => s.queries), options.fresh);
-    const logits = await this.run(shape.batch * shape.maxQueries, options.fresh ? 'incremental' : 'exact');
+    const adaptive = options.staleness !== undefined;
+    this.writeBatch(sequences.map((s) => s.tokens), sequences.map((s) => s.positions), sequences.map((s) => s.queries), options.fresh, adaptive);
+    const logits = await this.run(shape.batch * shape.maxQueries, adaptive ? 'adaptive' : options.fresh ? 'incremental' : 'exact', options.staleness);
     const V = this.config.vocabSize;
     shape.queryLengths.forEach((m, b) => logits.fill(0, (b * shape.maxQueries + m) * V, (b + 1) * shape.maxQueries * V));
     return logits;
@@ -327,12 +389,17 @@ export class GpuModel {
     return this.run(sequences.length * n, 'exact');
   }
 
-  /** One submit: the forward pass and the copy of `rows` logits rows to a staging buffer. */
-  private async run(rows: number, kind: ForwardPass): Promise<Float32Array> {
-    const dispatches = await this.passDispatches(kind);
+  /** One submit: the forward pass and the copy of `rows` logits rows to a staging buffer (adaptive: then its picks). */
+  private async run(rows: number, kind: ForwardPass, staleness?: number): Promise<Float32Array> {
+    const dispatches = await this.passDispatches(kind, staleness);
     const encoder = this.ws.device.createCommandEncoder({ label: 'forward' });
     encodePass(encoder, `${this.config.arch} forward`, dispatches);
-    return new Float32Array(await readBuffer(this.ws.memory, this.act.logits.buffer, rows * this.config.vocabSize * 4, encoder));
+    const logits = new Float32Array(await readBuffer(this.ws.memory, this.act.logits.buffer, rows * this.config.vocabSize * 4, encoder));
+    if (kind === 'adaptive') {
+      const reencoded = new Int32Array(await readBuffer(this.ws.memory, (await this.adaptive!).report, 4 * this.ws.shape.batch));
+      this.rowsRun.encoderRows = this.rowsRun.encoderRows.map((m, b) => m + reencoded[b]);
+    }
+    return logits;
   }
 
   /** Free every GPU buffer this model holds. */

@@ -1,8 +1,19 @@
-import type { GpuTensor } from '../gpu/tensor.js';
+import { fail } from '../errors.js';
+import { cols, columns, type GpuTensor } from '../gpu/tensor.js';
 import { freshRowsDispatch } from '../kernels/rows.js';
+import { reencodeDispatch, stalenessDispatch, type StalenessState } from '../kernels/staleness.js';
 import { Rows } from '../kernels/workspace.js';
-import type { CleanSide } from './blocks.js';
-import type { ModelConfig } from './config.js';
+import type { CleanSide, ForwardContext } from './blocks.js';
+import { headDim, type ModelConfig } from './config.js';
+
+/**
+ * The adaptive policy re-encodes at most this many kept rows per row that joined: a bound on a
+ * step's work (the stalest go first, the others wait for a later step).
+ */
+export const REENCODE_PER_FRESH = 4;
+
+/** The first encoder block: its keys and values depend only on token and position, so a kept row's never go stale. */
+const FIRST_BLOCK = 'encoder.blocks.0';
 
 /** The model's own buffer makers: [maxBatch, L, width] f32 activations and [maxBatch, L] u32 indices. */
 export interface ActivationAllocator {
@@ -11,29 +22,98 @@ export interface ActivationAllocator {
 }
 
 /**
- * The incremental clean side: the KV set. Per sequence, every clean token's rotated keys and
- * values at each layer that attends to the clean set (each encoder block, the group swap, each
- * decoder layer), in buffers sized for L: [maxBatch, L, 2D] per layer, rows in the order the
- * tokens joined the clean set. A pass encodes only the fresh rows (the clean set's last m_b,
- * gathered packed into `tokens` / `positions`); their keys and values are appended in place and
- * attention reads the whole set. Older rows are never recomputed: they are stale, an
- * approximation (the encoder is bidirectional), unless every clean row is fresh (a refresh).
+ * The KV set: per sequence, every clean token's rotated keys and values at each layer that
+ * attends to the clean set (each encoder block, the group swap, the decoder layers), in buffers
+ * sized for L, [maxBatch, L, width] per layer, rows in the order the tokens joined the clean
+ * set; and the packed fresh rows a pass encodes. One set serves the incremental and the
+ * adaptive passes; each buffer is allocated on first use.
  */
-export function incrementalSide(allocate: ActivationAllocator, config: ModelConfig): CleanSide {
-  const D = config.hiddenSize;
+export interface KvSet {
+  /** The fresh rows' tokens and sequence positions, u32 [batch, L], and their encoder stream [batch, L, D]. */
+  tokens: GpuTensor;
+  positions: GpuTensor;
+  stream: GpuTensor;
+  /** Layer `prefix`'s cache, [batch, L, width]. */
+  cache(prefix: string, width: number): GpuTensor;
+}
+
+export function kvSet(allocate: ActivationAllocator, config: ModelConfig): KvSet {
   const caches = new Map<string, GpuTensor>();
   return {
-    rows: Rows.Fresh,
     tokens: allocate.indices('freshTokens'),
     positions: allocate.indices('freshPositions'),
-    stream: allocate.activation('fresh', D),
-    keep(f, prefix, kv) {
+    stream: allocate.activation('fresh', config.hiddenSize),
+    cache(prefix, width) {
       let cache = caches.get(prefix);
       if (!cache) {
-        cache = allocate.activation(`kv set ${prefix}`, 2 * D);
+        cache = allocate.activation(`kv set ${prefix}`, width);
         caches.set(prefix, cache);
       }
-      f.emit(freshRowsDispatch(f.ws, { label: `${prefix}.append_kv`, direction: 'append', from: kv, to: cache }));
+      return cache;
+    },
+  };
+}
+
+/** Gather the fresh rows' tokens and positions into the packed buffers. */
+function gatherFresh(f: ForwardContext, kv: KvSet, reencoded?: GpuTensor): void {
+  const { act, ws } = f;
+  f.emit(freshRowsDispatch(ws, { label: 'fresh tokens', direction: 'gather', from: act.cleanTokens, to: kv.tokens, reencoded }));
+  f.emit(freshRowsDispatch(ws, { label: 'fresh positions', direction: 'gather', from: act.cleanPositions, to: kv.positions, reencoded }));
+}
+
+/**
+ * The incremental clean side: a pass encodes only the fresh rows (the clean set's last m_b,
+ * the tokens that joined since the previous pass); their keys and values are appended in place
+ * and attention reads the whole set. Older rows are never recomputed: they are stale, an
+ * approximation (the encoder is bidirectional), unless every clean row is fresh (a refresh).
+ */
+export function incrementalSide(kv: KvSet): CleanSide {
+  return {
+    rows: Rows.Fresh,
+    tokens: kv.tokens,
+    positions: kv.positions,
+    stream: kv.stream,
+    begin: (f) => gatherFresh(f, kv),
+    keep(f, prefix, rows) {
+      const cache = kv.cache(prefix, cols(rows));
+      f.emit(freshRowsDispatch(f.ws, { label: `${prefix}.append_kv`, direction: 'append', from: rows, to: cache }));
+      return cache;
+    },
+  };
+}
+
+/**
+ * The adaptive clean side (docs/model.md, "The incremental encoder"): the incremental one, and
+ * before each pass the GPU picks kept rows to encode again with the joined ones, by how much of
+ * their first-block attention goes to rows they have not seen (reencode.wgsl, from the
+ * log-sum-exps staleness.wgsl keeps up to date once the first block has appended the joined
+ * rows' keys). A re-encoded row's keys, values and encoder output are replaced in place, its
+ * first block's kept (exact); the first block's queries of every row are kept for the statistic.
+ */
+export function adaptiveSide(kv: KvSet, state: StalenessState, config: ModelConfig): CleanSide {
+  const { nHeads } = config;
+  const reencoded = state.reencoded;
+  return {
+    rows: Rows.Fresh,
+    tokens: kv.tokens,
+    positions: kv.positions,
+    stream: kv.stream,
+    reencoded,
+    begin(f) {
+      f.emit(reencodeDispatch(f.ws, state, nHeads, REENCODE_PER_FRESH));
+      gatherFresh(f, kv, reencoded);
+    },
+    keep(f, prefix, rows, queries) {
+      const cache = kv.cache(prefix, cols(rows));
+      const first = prefix === FIRST_BLOCK;
+      f.emit(freshRowsDispatch(f.ws, { label: `${prefix}.append_kv`, direction: 'append', from: rows, to: cache, reencoded, joinedOnly: first }));
+      if (first) {
+        if (!queries) fail('architecture', `${prefix}: the adaptive KV set needs the first block's queries`);
+        const firstQueries = kv.cache(`${prefix} queries`, cols(queries));
+        f.emit(freshRowsDispatch(f.ws, { label: `${prefix}.append_q`, direction: 'append', from: queries, to: firstQueries, joinedOnly: true }));
+        const keys = columns(cache, 0, config.hiddenSize, 'k');
+        f.emit(stalenessDispatch(f.ws, { state, queries: firstQueries, keys, nHeads, headDim: headDim(config) }));
+      }
       return cache;
     },
   };

@@ -17,16 +17,13 @@ import { queryInitTerms } from './config.js';
 export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
   const { config, act, ws, clean } = f;
   const incremental = clean.rows === Rows.Fresh;
-  if (incremental) {
-    f.emit(freshRowsDispatch(ws, { label: 'fresh tokens', direction: 'gather', from: act.cleanTokens, to: clean.tokens }));
-    f.emit(freshRowsDispatch(ws, { label: 'fresh positions', direction: 'gather', from: act.cleanPositions, to: clean.positions }));
-  }
+  clean.begin(f);
   // 1. x = embedding[tokens]
   f.emit(embedDispatch(ws, { rows: clean.rows, tokens: clean.tokens, embedding: f.param('vocab_embed.embedding'), out: clean.stream }));
   // 2. Encoder: bidirectional self-attention among the clean tokens; E = x.
   for (let i = 0; i < config.encoderBlocks; i++) ditBlock(f, `encoder.blocks.${i}`);
   // Only the `+mean` / `+logsumexp` statistic reads E over every clean row.
-  if (incremental && queryInitTerms(config.preQueryMode).statistic) f.emit(freshRowsDispatch(ws, { label: 'encoder outputs', direction: 'append', from: clean.stream, to: act.x }));
+  if (incremental && queryInitTerms(config.preQueryMode).statistic) f.emit(freshRowsDispatch(ws, { label: 'encoder outputs', direction: 'append', from: clean.stream, to: act.x, reencoded: clean.reencoded }));
   // 3. Group swap: y = one vector per query position, cross-attending to E.
   groupSwap(f, sinus);
   // 4. Decoder: cross-attention only, queries never see each other.

@@ -4,7 +4,8 @@ import { PgmError } from '../../src/errors.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { GpuModel } from '../../src/model/gpu-model.js';
 import type { PgmSequence } from '../../src/model/inputs.js';
-import { ReferenceKvSet } from '../../src/reference/incremental.js';
+import { adaptivePicks, ReferenceKvSet } from '../../src/reference/incremental.js';
+import { REENCODE_PER_FRESH } from '../../src/model/kv-set.js';
 import { randomWeights, seededUniform, tinyConfig } from '../../src/reference/random.js';
 import type { StepEvent } from '../../src/types.js';
 import { compareRows, runtime, testGpu } from '../helpers/gpu.js';
@@ -126,6 +127,71 @@ describe(`the incremental KV set on WebGPU (${runtime}) vs the TypeScript refere
       model.dispose();
     }
   });
+});
+
+/**
+ * The reference's picks for a pass with `fresh` joined rows, and how far its decisions stand
+ * from float rounding: the smallest gap between a share and the threshold, and where the cap
+ * cuts, between the last row taken and the first left.
+ */
+function referencePicks(set: ReferenceKvSet, threshold: number, fresh: number): { picks: number[]; margin: number; cut: boolean } {
+  const shares = set.unseenShares();
+  const picks = adaptivePicks(shares, threshold, fresh);
+  const stale = Array.from(shares).filter((u) => u > threshold).sort((a, b) => b - a);
+  const cut = stale.length > picks.length;
+  const margins = Array.from(shares, (u) => Math.abs(u - threshold));
+  if (cut) margins.push(stale[picks.length - 1] - stale[picks.length]);
+  return { picks, margin: Math.min(Infinity, ...margins), cut };
+}
+
+describe(`the adaptive KV set on WebGPU (${runtime}) vs the TypeScript reference`, () => {
+  // Odd sizes, a padded batch whose sequences join different counts, the first pass, passes
+  // that re-encode rows and passes the cap cuts, a refresh, the last step (L - 1 clean tokens).
+  const cases: [string, Partial<ModelConfig>, number][] = [
+    ['learn+freqs+mean, linear', { preQueryMode: 'learn+freqs+mean', hiddenSize: 36, nHeads: 3, vocabSize: 71, length: 37 }, 0.3],
+    ['learn+freqs+logsumexp, mlp4, 1 enc / 2 dec', { preQueryMode: 'learn+freqs+logsumexp', queryProcessMode: 'mlp4', encoderBlocks: 1, decoderBlocks: 2, hiddenSize: 30, nHeads: 5, length: 37 }, 0.2],
+  ];
+  const plans: PassPlan[] = [
+    { joins: [3, 2, 4, 1, 5, 2, 6, 1, 12], queries: [2, 4, 1, 5, 2, 6, 1, 12, 1], refresh: [false, false, false, false, false, true, false, false, false] },
+    { joins: [1, 4, 2, 7, 1, 3, 8, 2, 8], queries: [4, 2, 7, 1, 3, 8, 2, 8, 1], refresh: Array(9).fill(false) },
+  ];
+  for (const [name, overrides, threshold] of cases) {
+    it(`${name}, threshold ${threshold}`, async () => {
+      const gpu = await testGpu();
+      const config = tinyConfig('pgm', overrides);
+      const weights = randomWeights(config, 7);
+      const model = await GpuModel.load(gpu, config, weights, { maxBatch: 2 });
+      const sets = plans.map(() => new ReferenceKvSet(config, weights));
+      let reencoded = 0;
+      let cut = false;
+      try {
+        for (const [k, { sequences, fresh }] of passesOf(config, plans).entries()) {
+          const want = new Float32Array(sequences.length * Math.max(...sequences.map((s) => s.queries.length)) * config.vocabSize);
+          const picked = sequences.map((s, b) => {
+            const n = s.tokens.length;
+            if (fresh[b] === n) sets[b].clear();
+            const pick = referencePicks(sets[b], threshold, fresh[b]);
+            expect(pick.margin, `pass ${k}, sequence ${b}: a decision within rounding of the threshold or the cap`).toBeGreaterThan(1e-4);
+            cut ||= pick.cut;
+            const rows = { tokens: Array.from(s.tokens).slice(n - fresh[b]), positions: Array.from(s.positions).slice(n - fresh[b]) };
+            want.set(sets[b].step(rows, s.queries, pick.picks), b * (want.length / sequences.length));
+            return pick.picks.length;
+          });
+          reencoded += picked.reduce((a, x) => a + x, 0);
+          const got = await model.pgmLogits(sequences, { fresh, staleness: threshold });
+          expect(model.lastPass.encoderRows, `pass ${k}`).toEqual(fresh.map((m, b) => m + picked[b]));
+          expect(picked.every((x, b) => x <= REENCODE_PER_FRESH * fresh[b])).toBe(true);
+          const { maxAbs, argmaxMismatches } = compareRows(got, want, config.vocabSize);
+          expect(maxAbs, `pass ${k}`).toBeLessThan(1e-4);
+          expect(argmaxMismatches, `pass ${k}`).toBe(0);
+        }
+        expect(reencoded).toBeGreaterThan(10);
+        expect(cut).toBe(true);
+      } finally {
+        model.dispose();
+      }
+    });
+  }
 });
 
 describe(`generation with the incremental encoder (${runtime})`, () => {
