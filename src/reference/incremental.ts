@@ -27,13 +27,8 @@ import { headDim, type ModelConfig } from '../model/config.js';
 import { validatePgmBatch, type PgmSequence } from '../model/inputs.js';
 import type { WeightMap } from '../model/tensor.js';
 import { appendRows, ditBlockOver, embedTokens, groupSwap, outputLayer, pgmDecoderLayer, type PlaceRows } from './forward.js';
+import { REENCODE_PER_FRESH } from '../model/kv-set.js';
 import { modulations, type Modulations } from './ops.js';
-
-/**
- * At most this many kept rows are re-encoded per fresh row of a pass (the adaptive policy's
- * bound on a step's work; the stalest go first, the others wait for a later step).
- */
-export const REENCODE_PER_FRESH = 4;
 
 /** `rows` of `from` ([n, D]) replaced by the rows of `own` ([rows.length, D]), in order. */
 function replaceRows(from: Float32Array, own: Float32Array, rows: readonly number[], D: number): Float32Array {

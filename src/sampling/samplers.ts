@@ -22,14 +22,17 @@ export interface SamplingOptions {
   greedy: boolean;
   /**
    * PGM: encode every clean token each step (exact), only the ones that joined since the last
-   * pass (incremental), or those and, once more, the ones that joined the pass before (delayed).
+   * pass (incremental), those and, once more, the ones that joined the pass before (delayed), or
+   * those and the kept ones the GPU finds stale (adaptive).
    */
   encoder: EncoderMode;
-  /** Incremental or delayed: steps with step % refresh == 0 re-encode every clean token; 0 = never. */
+  /** Not exact: steps with step % refresh == 0 re-encode every clean token; 0 = never. */
   refresh: number;
+  /** Adaptive (required there): re-encode a kept token whose unseen share of its first-block attention exceeds this. */
+  staleness?: number;
 }
 
-export const ENCODER_MODES = ['exact', 'incremental', 'delayed'] as const;
+export const ENCODER_MODES = ['exact', 'incremental', 'delayed', 'adaptive'] as const;
 export type EncoderMode = (typeof ENCODER_MODES)[number];
 
 /** What one step revealed, per sequence of the batch. */
@@ -122,6 +125,8 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
   const oneAtATime = confident || !overlap;
   const settings = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal: 1, append: !confident };
   const incremental = o.encoder !== 'exact';
+  const adaptive = o.encoder === 'adaptive';
+  const pass = adaptive ? 'adaptive' : incremental ? 'incremental' : 'exact';
 
   /** Submit step `step`: its queries, its lengths, its pass; the draws come with `drawn`. */
   const submit = async (step: number) => {
@@ -136,11 +141,12 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
     let drawn: Promise<DrawnTokens> | undefined;
     if (forward) {
       // The KV set holds the rows of the previous pass (none before the first); a refresh
-      // re-encodes all; delayed re-encodes the rows that joined for the previous pass too.
+      // re-encodes all; delayed re-encodes the rows that joined for the previous pass too;
+      // adaptive, the kept rows the GPU picks (their count comes back with the draws).
       const kept = refresh ? plans.map(() => 0) : o.encoder === 'delayed' ? settled : encoded;
       const fresh = clean.map((n, b) => n - kept[b]);
-      model.setLengths(clean, queryCounts, incremental ? fresh : undefined);
-      drawn = (await model.startStep({ ...settings, step }, incremental ? 'incremental' : 'exact')).result;
+      model.setLengths(clean, queryCounts, incremental ? fresh : undefined, adaptive);
+      drawn = (await model.startStep({ ...settings, step }, pass, adaptive ? o.staleness : undefined)).result;
       rows = { encoderRows: [...model.lastPass.encoderRows], decoderRows: [...model.lastPass.decoderRows] };
       settled = refresh ? [...clean] : encoded;
       encoded = [...clean];
@@ -160,6 +166,7 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
     const revealed: { position: number; token: number }[][] = plans.map(() => []);
     if (drawn) {
       const out = await drawn;
+      out.reencoded?.forEach((r, b) => (rows.encoderRows[b] += r));
       queries.forEach((q, b) => {
         const row = (j: number) => b * out.rowsPerSeq + j;
         q.forEach((position, j) => checkDrawn(out, row(j), config.vocabSize, config.maskId, step, position));

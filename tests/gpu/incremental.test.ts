@@ -206,12 +206,12 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
     return events;
   };
 
-  it('refresh 1 is the exact encoder, token for token (random, left-to-right and confident orders; incremental and delayed)', async () => {
+  it('refresh 1 is the exact encoder, token for token (random, left-to-right and confident orders; incremental, delayed and adaptive)', async () => {
     const e = await engine();
     for (const order of ['random', 'left-to-right', 'confident'] as const) {
       const options = { prompt: 'The cat', length: 37, steps: 9, seed: 3, order };
       const exact = await e.generate(options);
-      for (const encoder of ['incremental', 'delayed'] as const) {
+      for (const encoder of ['incremental', 'delayed', 'adaptive'] as const) {
         const refreshed = await e.generate({ ...options, encoder, refresh: 1 });
         expect(Array.from(refreshed.tokens), `${order}, ${encoder}`).toEqual(Array.from(exact.tokens));
         expect(refreshed.stats.encoderRows, order).toBe(exact.stats.encoderRows);
@@ -258,6 +258,30 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
     }
   });
 
+  it('adaptive encodes the tokens that joined and up to 4 stale kept ones per joined token, the same for a seed each time; staleness 1 never re-encodes', async () => {
+    const e = await engine();
+    const known = 1 + e.vocabulary.encode('Once upon a time').length;
+    const run = (seed: number, staleness?: number) => collect(e.generate({ prompt: 'Once upon a time', length: 40, steps: 13, seed, encoder: 'adaptive', staleness }));
+    let reencoded = 0;
+    for (const seed of [8, 9]) {
+      const events = await run(seed);
+      const again = await run(seed);
+      expect(again.map((ev) => [ev.text, ev.encoderRows])).toEqual(events.map((ev) => [ev.text, ev.encoderRows]));
+      events.forEach((ev, s) => {
+        const joined = s === 0 ? known : events[s - 1].revealed.length;
+        expect(ev.encoderRows - joined, `seed ${seed}, step ${s}`).toBeGreaterThanOrEqual(0);
+        expect(ev.encoderRows - joined, `seed ${seed}, step ${s}`).toBeLessThanOrEqual(REENCODE_PER_FRESH * joined);
+        reencoded += ev.encoderRows - joined;
+        expect(ev.decoderRows).toBe(ev.revealed.length);
+      });
+      if (seed === 8) expect(events[0].encoderRows).toBe(known);
+      const never = await run(seed, 1);
+      const incremental = await collect(e.generate({ prompt: 'Once upon a time', length: 40, steps: 13, seed, encoder: 'incremental' }));
+      expect(never.map((ev) => ev.encoderRows)).toEqual(incremental.map((ev) => ev.encoderRows));
+    }
+    expect(reencoded).toBeGreaterThan(0);
+  });
+
   it('without refresh it is stale: its text differs from the exact one for some seed', async () => {
     const e = await engine();
     let differs = false;
@@ -272,7 +296,7 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
   it('a batch equals its sequences run alone (own KV sets, padding, different prompts)', async () => {
     const e = await engine();
     const sequences = [{ prompt: 'A long time ago in a', seed: 1 }, { seed: 2 }, { infill: 'The {{4}} sat on the mat.', seed: 3 }];
-    for (const encoder of ['incremental', 'delayed'] as const) {
+    for (const encoder of ['incremental', 'delayed', 'adaptive'] as const) {
       const shared = { length: 36, steps: 7, encoder, refresh: 4 } as const;
       const batch = await e.generateBatch({ ...shared, sequences });
       for (const [b, s] of sequences.entries()) {
@@ -295,6 +319,12 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
       const kvSet = (encoderBlocks + 1 + decoderBlocks) * 2 * L * 2 * D * 4 + 2 * L * D * 4 + 2 * (2 * L * 4);
       expect(e.gpuBytes - exactBytes).toBeGreaterThanOrEqual(kvSet);
       expect(e.gpuBytes - exactBytes).toBeLessThan(kvSet + 16_384); // and the passes' small uniforms
+      // The adaptive pass shares the set and adds the first block's queries and its statistic.
+      const incrementalBytes = e.gpuBytes;
+      await e.generate({ length: 30, steps: 5, seed: 1, encoder: 'adaptive' });
+      const adaptive = 2 * L * D * 4 + 2 * L * 2 * config.nHeads * 4 + 2 * (2 * L * 4);
+      expect(e.gpuBytes - incrementalBytes).toBeGreaterThanOrEqual(adaptive);
+      expect(e.gpuBytes - incrementalBytes).toBeLessThan(adaptive + 16_384);
       const bytes = e.gpuBytes;
       const stop = new AbortController();
       const aborted = e.generate({ length: 40, steps: 20, seed: 2, encoder: 'incremental', signal: stop.signal });
@@ -305,6 +335,7 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
       await expect(aborted).rejects.toMatchObject({ code: 'aborted' });
       for (const seed of [3, 4]) {
         await e.generateBatch({ length: 40, steps: 9, encoder: 'incremental', refresh: 3, sequences: [{ seed }, { seed: seed + 10 }] });
+        await e.generateBatch({ length: 40, steps: 9, encoder: 'adaptive', sequences: [{ seed }, { seed: seed + 10 }] });
         await e.generate({ length: 40, steps: 9, seed });
       }
       expect(e.gpuBytes).toBe(bytes);
@@ -325,6 +356,10 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
     await reject({ refresh: 2 }, 'refresh 2 applies to encoder incremental');
     await reject({ encoder: 'incremental', refresh: 0 }, 'refresh must be an integer >= 1');
     await reject({ encoder: 'incremental', refresh: 1.5 }, 'refresh must be an integer >= 1');
+    await reject({ staleness: 0.3 }, 'staleness 0.3 applies to encoder adaptive');
+    await reject({ encoder: 'incremental', staleness: 0.3 }, 'staleness 0.3 applies to encoder adaptive');
+    await reject({ encoder: 'adaptive', staleness: 1.5 }, 'staleness must be a number in [0, 1]');
+    await reject({ encoder: 'adaptive', staleness: '0.3' }, 'staleness must be a number in [0, 1]');
     const gpu = await testGpu();
     const mdlm = await Engine.create(gpu, { config: mdlmConfig, weights: randomWeights(mdlmConfig, 5) }, { maxBatch: 1 });
     try {

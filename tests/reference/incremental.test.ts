@@ -12,7 +12,8 @@ import type { PgmSequence } from '../../src/model/inputs.js';
 import type { WeightMap } from '../../src/model/tensor.js';
 import { loadCheckpoint } from '../../src/convert/read-node.js';
 import { referencePgmLogits } from '../../src/reference/forward.js';
-import { adaptivePicks, REENCODE_PER_FRESH, ReferenceKvSet, referenceKvSetLogits } from '../../src/reference/incremental.js';
+import { REENCODE_PER_FRESH } from '../../src/model/kv-set.js';
+import { adaptivePicks, ReferenceKvSet, referenceKvSetLogits } from '../../src/reference/incremental.js';
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'pgm-incremental');
 /** Reference vs PyTorch, stale and exact logits: measured at most 3.6e-6 (logits up to about 5). */
