@@ -46,16 +46,15 @@ class Ops {
     this.list.push({ label, cls: 'memory', flops: 0, bytes: F32 * sum(rows) * (inWidth + outWidth) });
   }
 
+  /** The LayerNorm before mlp.0 is in its prologue (no dispatch of its own, as every LayerNorm). */
   mlp(prefix: string, rows: readonly number[]): void {
     const { hiddenSize: D, mlpDim: F } = this.c;
-    this.rows(`${prefix}.norm2`, rows, D, D);
     this.matmul(`${prefix}.mlp.0`, rows, D, F);
     this.matmul(`${prefix}.mlp.2`, rows, F, D);
   }
 
   ditBlock(prefix: string): void {
     const D = this.c.hiddenSize;
-    this.rows(`${prefix}.norm1`, this.n, D, D);
     this.matmul(`${prefix}.attn_qkv`, this.n, D, 3 * D);
     this.attention(`${prefix}.attention`, this.n);
     this.matmul(`${prefix}.attn_out`, this.n, D, D);
@@ -64,7 +63,6 @@ class Ops {
 
   output(rows: readonly number[]): void {
     const { hiddenSize: D, vocabSize: V } = this.c;
-    this.rows('output_layer.norm_final', rows, D, D);
     this.matmul('output_layer.linear', rows, D, V);
   }
 }
@@ -78,7 +76,6 @@ export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readon
   const g = 'decoder.group_swap';
   if (c.preQueryMode === 'learn+freqs+mean' || c.preQueryMode === 'learn+freqs+logsumexp') o.rows('group_swap.pool', clean, D, 0);
   o.rows('group_swap.q0', queries, 1 + (c.preQueryMode === 'learn' ? 0 : D), D);
-  o.rows(`${g}.pre_query_norm`, queries, D, D);
   if (c.queryProcessMode === 'linear') o.matmul(`${g}.query_processor`, queries, D, D);
   else {
     o.matmul(`${g}.query_processor.0`, queries, D, 4 * D);
@@ -89,8 +86,6 @@ export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readon
   o.matmul(`${g}.output_linear`, queries, D, D);
   for (let i = 0; i < c.decoderBlocks; i++) {
     const p = `decoder.layers.${i}`;
-    o.rows(`${p}.q_norm1`, queries, D, D);
-    o.rows(`${p}.kv_norm1`, clean, D, D);
     o.matmul(`${p}.attn_q`, queries, D, D);
     o.matmul(`${p}.attn_kv`, clean, D, 2 * D);
     o.attention(`${p}.attention`, queries);

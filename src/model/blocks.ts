@@ -6,7 +6,7 @@ import { matmulDispatch, type MatmulArgs } from '../kernels/matmul.js';
 import { activationShape, Rows, type Workspace } from '../kernels/workspace.js';
 import type { BlockModulation, Modulations } from './conditioning.js';
 import { headDim, type ModelConfig } from './config.js';
-import { rotaryColumns } from './fusion.js';
+import { layerNormBefore, rotaryColumns } from './fusion.js';
 
 /** Activations shared by both architectures, sized once for [maxBatch, L]. */
 export interface Activations {
@@ -65,6 +65,8 @@ export interface ForwardContext {
   constants: GpuTensor;
   /** Where the rotary table (`rotaryTable`) starts in `constants`. */
   ropeOffset: number;
+  /** By matmul weight name: where the colGain | colShift of the LayerNorm before it start in `constants` (constants.ts). */
+  normColumns: Map<string, number>;
   act: Activations;
   clean: CleanSide;
   /** Queue the next dispatches of the pass; their pipelines compile while later ones are queued. */
@@ -78,12 +80,15 @@ export function recorder(): { emit: ForwardContext['emit']; build(): Promise<Dis
 }
 
 /**
- * The matmul arguments of a LayerNorm prologue: LayerNorm `name` and the affine map that
- * follows it up to the matmul (its modulation, or its own bias), applied as each x row is loaded.
+ * The matmul arguments of the LayerNorm prologue of the matmul with weight `weight`: the
+ * LayerNorm before it (fusion.ts's layerNormBefore) and the affine map that follows that up to
+ * the matmul (its modulation, or its own bias), applied as each x row is loaded.
  */
-export function normed(f: ForwardContext, name: string): Pick<MatmulArgs, 'constants' | 'norm'> {
-  const terms = f.mod.norms.get(name) ?? fail('architecture', `the model has no LayerNorm ${name}`);
-  return { constants: f.constants, norm: { gainOffset: terms.gain, shiftOffset: terms.shift } };
+export function normed(f: ForwardContext, weight: string): Pick<MatmulArgs, 'constants' | 'norm'> {
+  const terms = f.mod.norms.get(layerNormBefore(weight) ?? '');
+  const columnsOffset = f.normColumns.get(weight);
+  if (!terms || columnsOffset === undefined) fail('architecture', `no LayerNorm before ${weight}`);
+  return { constants: f.constants, norm: { gainOffset: terms.gain, columnsOffset } };
 }
 
 /**
@@ -135,7 +140,7 @@ export function mlpResidual(f: ForwardContext, prefix: string, rows: Rows, strea
   const { ws } = f;
   const p = paramsOf(f, prefix);
   const hidden = activationView(f, f.act.hidden, f.config.mlpDim); // [batch, L, F]
-  f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.0`, rows, x: stream, weight: p('mlp.0.weight'), bias: p('mlp.0.bias'), activation: 'gelu', out: hidden, ...normed(f, `${prefix}.norm2`) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.0`, rows, x: stream, weight: p('mlp.0.weight'), bias: p('mlp.0.bias'), activation: 'gelu', out: hidden, ...normed(f, `${prefix}.mlp.0.weight`) }));
   f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.2`, rows, x: hidden, weight: p('mlp.2.weight'), bias: p('mlp.2.bias'), out: stream, constants: f.constants, gatedResidual: { gateOffset: m.gateMlp } }));
 }
 
@@ -152,7 +157,7 @@ export function ditBlock(f: ForwardContext, prefix: string): void {
   const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
   const qkv = act.wide; // [batch, L, 3D]
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: stream, weight: p('attn_qkv.weight'), out: qkv, ...normed(f, `${prefix}.norm1`), ...rotary(f, `${prefix}.attn_qkv.weight`, f.clean.positions) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: stream, weight: p('attn_qkv.weight'), out: qkv, ...normed(f, `${prefix}.attn_qkv.weight`), ...rotary(f, `${prefix}.attn_qkv.weight`, f.clean.positions) }));
   const kv = cleanKeysValues(f, prefix, columns(qkv, D, 2 * D, 'kv'));
   attentionResidual(f, prefix, rows, columns(qkv, 0, D, 'q'), kv, stream, m);
   mlpResidual(f, prefix, rows, stream, m);
@@ -161,5 +166,5 @@ export function ditBlock(f: ForwardContext, prefix: string): void {
 /** logits = modulate(LN_norm_final(stream), shift, scale) @ linear^T + b, packed [batch, maxRows, V]. */
 export function outputLayer(f: ForwardContext, rows: Rows, stream: GpuTensor): void {
   const [weight, bias] = [f.param('output_layer.linear.weight'), f.param('output_layer.linear.bias')];
-  f.emit(matmulDispatch(f.ws, { label: 'output_layer.linear', rows, x: stream, weight, bias, out: f.act.logits, denseOut: true, ...normed(f, 'output_layer.norm_final') }));
+  f.emit(matmulDispatch(f.ws, { label: 'output_layer.linear', rows, x: stream, weight, bias, out: f.act.logits, denseOut: true, ...normed(f, 'output_layer.linear.weight') }));
 }

@@ -59,3 +59,15 @@ export function fusedLayout(config: ModelConfig, name: string, t: HostTensor): H
   const rotated = rotaryColumns(config, name);
   return rotated ? pairRotaryRows(t, headDim(config), rotated) : t;
 }
+
+/**
+ * The LayerNorm (conditioning.ts's name) whose output is the x of the matmul with weight `name`,
+ * applied in that matmul's prologue (kernels/matmul.ts, `NormPrologue`); undefined if none.
+ */
+export function layerNormBefore(name: string): string | undefined {
+  const block = name.match(/^(.*)\.(attn_qkv|mlp\.0|attn_q|attn_kv)\.weight$/);
+  if (block) return `${block[1]}.${{ attn_qkv: 'norm1', 'mlp.0': 'norm2', attn_q: 'q_norm1', attn_kv: 'kv_norm1' }[block[2]]}`;
+  if (/^decoder\.group_swap\.query_processor(\.0)?\.weight$/.test(name)) return 'decoder.group_swap.pre_query_norm';
+  if (name === 'output_layer.linear.weight') return 'output_layer.norm_final';
+  return undefined;
+}

@@ -5,13 +5,12 @@ import { GpuMemory, readBuffer } from '../gpu/memory.js';
 import { canNap } from '../gpu/nap.js';
 import { gpuTensor, type GpuTensor } from '../gpu/tensor.js';
 import { sinusTable } from '../kernels/group-swap.js';
-import { rotaryTable } from '../kernels/matmul.js';
 import { createSampler, type SampleSettings, type Sampler } from '../kernels/sample.js';
 import type { PlanOptions } from '../kernels/plan.js';
 import { kernelPlan } from '../kernels/tuning.js';
 import { createWorkspace, setBatchShape, type Workspace } from '../kernels/workspace.js';
 import { exactSide, recorder, type Activations, type ForwardContext } from './blocks.js';
-import { computeModulations } from './conditioning.js';
+import { loadConstants } from './constants.js';
 import { headDim, type ModelConfig } from './config.js';
 import { fusedLayout } from './fusion.js';
 import { incrementalSide } from './kv-set.js';
@@ -142,17 +141,8 @@ export class GpuModel {
         config.arch === 'pgm'
           ? [...Array.from({ length: config.encoderBlocks }, (_, i) => `encoder.blocks.${i}`), ...Array.from({ length: config.decoderBlocks }, (_, i) => `decoder.layers.${i}`)]
           : Array.from({ length: config.nBlocks }, (_, i) => `blocks.${i}`);
-      const mod = computeModulations(config, weights, prefixes);
-      const constants = new Float32Array([...mod.values, ...rotaryTable(L, headDim(config))]);
-      const shared = {
-        ws,
-        config,
-        param,
-        mod,
-        constants: gpuTensor('constants', memory.upload('constants', constants), [constants.length]),
-        ropeOffset: mod.values.length,
-        act,
-      };
+      const { tensor: constants, mod, ropeOffset, normColumns } = await loadConstants(memory, ws.kernels, config, weights, prefixes, [...weights.keys()], param);
+      const shared = { ws, config, param, mod, constants, ropeOffset, normColumns, act };
       const sinus = config.arch === 'pgm' ? gpuTensor('sinus', memory.upload('sinus', sinusTable(L, D)), [L, D]) : undefined;
       const build = (clean: ForwardContext['clean']): Promise<Dispatch[]> => {
         const pass = recorder();

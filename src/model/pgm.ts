@@ -47,12 +47,11 @@ function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
   const q0 = activationView(f, act.y, D, 'q0');
   const terms = queryInitTerms(config.preQueryMode);
   f.emit(queryInitDispatches(ws, { ...terms, encoderOut: act.x, base: p('base_embedding'), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }));
-  const preQueryNorm = normed(f, 'decoder.group_swap.pre_query_norm');
   if (config.queryProcessMode === 'linear') {
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: q0, ...preQueryNorm, weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.weight', act.queryPositions) }));
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: q0, ...normed(f, 'decoder.group_swap.query_processor.weight'), weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.weight', act.queryPositions) }));
   } else {
     const hidden = activationView(f, act.hidden, 4 * D); // [batch, L, 4D]
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: q0, ...preQueryNorm, weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: q0, ...normed(f, 'decoder.group_swap.query_processor.0.weight'), weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
     f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.2', rows: Rows.Query, x: hidden, weight: p('query_processor.2.weight'), bias: p('query_processor.2.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.2.weight', act.queryPositions) }));
   }
   const kv = activationView(f, act.wide, 2 * D, 'kv');
@@ -72,8 +71,8 @@ function decoderLayer(f: ForwardContext, prefix: string): void {
   const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
   const kv = activationView(f, act.wide, 2 * D, 'kv');
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.y, weight: p('attn_q.weight'), out: act.q, ...normed(f, `${prefix}.q_norm1`), ...rotary(f, `${prefix}.attn_q.weight`, act.queryPositions) }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_kv`, rows: clean.rows, x: clean.stream, weight: p('attn_kv.weight'), out: kv, ...normed(f, `${prefix}.kv_norm1`), ...rotary(f, `${prefix}.attn_kv.weight`, clean.positions) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.y, weight: p('attn_q.weight'), out: act.q, ...normed(f, `${prefix}.attn_q.weight`), ...rotary(f, `${prefix}.attn_q.weight`, act.queryPositions) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_kv`, rows: clean.rows, x: clean.stream, weight: p('attn_kv.weight'), out: kv, ...normed(f, `${prefix}.attn_kv.weight`), ...rotary(f, `${prefix}.attn_kv.weight`, clean.positions) }));
   attentionResidual(f, prefix, Rows.Query, act.q, cleanKeysValues(f, prefix, kv), act.y, m);
   mlpResidual(f, prefix, Rows.Query, act.y, m);
 }
