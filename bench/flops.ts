@@ -6,6 +6,7 @@
  * bytes are the minimum traffic of the memory-bound kernels (read once, write once).
  */
 import type { ModelConfig } from '../src/model/config.js';
+import { decoderKvName } from '../src/model/fusion.js';
 
 export type OpClass = 'matmul' | 'attention' | 'memory';
 
@@ -67,8 +68,12 @@ class Ops {
   }
 }
 
-/** PGM: embed + encoder over n clean tokens, group swap + decoder over m queries, output over m rows. */
-export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readonly number[]): Op[] {
+/**
+ * PGM: embed + encoder over n clean tokens, group swap + decoder over m queries (the decoder's
+ * keys and values over n, one projection per group of layers, `kvGroups` as
+ * model/fusion.ts's decoderKvGroups gives them: default, one group), output over m rows.
+ */
+export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readonly number[], kvGroups: [number, number][] = [[0, c.decoderBlocks - 1]]): Op[] {
   const o = new Ops(c, clean, queries);
   const D = c.hiddenSize;
   o.rows('embed', clean, 1 + D, D);
@@ -84,10 +89,10 @@ export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readon
   o.matmul(`${g}.hidden_to_key_value`, clean, D, 2 * D);
   o.attention(`${g}.attention`, queries);
   o.matmul(`${g}.output_linear`, queries, D, D);
+  for (const [first, last] of kvGroups) o.matmul(decoderKvName(first, last), clean, D, 2 * D * (last - first + 1));
   for (let i = 0; i < c.decoderBlocks; i++) {
     const p = `decoder.layers.${i}`;
     o.matmul(`${p}.attn_q`, queries, D, D);
-    o.matmul(`${p}.attn_kv`, clean, D, 2 * D);
     o.attention(`${p}.attention`, queries);
     o.matmul(`${p}.attn_out`, queries, D, D);
     o.mlp(p, queries);

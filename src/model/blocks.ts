@@ -19,6 +19,7 @@ export interface Activations {
   wide: GpuTensor; // [batch, L, 3D] qkv or kv projections
   attn: GpuTensor; // [batch, L, D] attention output
   hidden: GpuTensor; // [batch, L, max(F, 4D)] MLP hidden rows
+  decoderKv: GpuTensor[]; // per group of decoder layers (fusion.ts): [batch, L, 2D * layers], each layer's k | v
   stat: GpuTensor; // [batch, D]
   logits: GpuTensor; // [batch, L, V], packed by the current row count
 }
