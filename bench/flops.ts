@@ -110,9 +110,9 @@ export function mdlmOps(c: ModelConfig, rows: readonly number[]): Op[] {
   return o.list;
 }
 
-/** The sampler pass: max, sum and draw, each one read of a row of V logits (an upper bound for MDLM rows that stay masked). */
+/** The sampler pass at top-p 1 (as the bench samples): one read of a row of V logits (an upper bound for MDLM rows that stay masked). */
 export function sampleOp(c: ModelConfig, rows: readonly number[]): Op {
-  return { label: 'sample', cls: 'memory', flops: 0, bytes: F32 * 3 * sum(rows) * c.vocabSize };
+  return { label: 'sample', cls: 'memory', flops: 0, bytes: F32 * sum(rows) * c.vocabSize };
 }
 
 /** Matmul + attention FLOPs of a forward pass. */
