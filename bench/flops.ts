@@ -6,6 +6,7 @@
  * bytes are the minimum traffic of the memory-bound kernels (read once, write once).
  */
 import type { ModelConfig } from '../src/model/config.js';
+import { decoderKvName } from '../src/model/fusion.js';
 
 export type OpClass = 'matmul' | 'attention' | 'memory';
 
@@ -46,16 +47,15 @@ class Ops {
     this.list.push({ label, cls: 'memory', flops: 0, bytes: F32 * sum(rows) * (inWidth + outWidth) });
   }
 
+  /** The LayerNorm before mlp.0 is in its prologue (no dispatch of its own, as every LayerNorm). */
   mlp(prefix: string, rows: readonly number[]): void {
     const { hiddenSize: D, mlpDim: F } = this.c;
-    this.rows(`${prefix}.norm2`, rows, D, D);
     this.matmul(`${prefix}.mlp.0`, rows, D, F);
     this.matmul(`${prefix}.mlp.2`, rows, F, D);
   }
 
   ditBlock(prefix: string): void {
     const D = this.c.hiddenSize;
-    this.rows(`${prefix}.norm1`, this.n, D, D);
     this.matmul(`${prefix}.attn_qkv`, this.n, D, 3 * D);
     this.attention(`${prefix}.attention`, this.n);
     this.matmul(`${prefix}.attn_out`, this.n, D, D);
@@ -64,13 +64,16 @@ class Ops {
 
   output(rows: readonly number[]): void {
     const { hiddenSize: D, vocabSize: V } = this.c;
-    this.rows('output_layer.norm_final', rows, D, D);
     this.matmul('output_layer.linear', rows, D, V);
   }
 }
 
-/** PGM: embed + encoder over n clean tokens, group swap + decoder over m queries, output over m rows. */
-export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readonly number[]): Op[] {
+/**
+ * PGM: embed + encoder over n clean tokens, group swap + decoder over m queries (the decoder's
+ * keys and values over n, one projection per group of layers, `kvGroups` as
+ * model/fusion.ts's decoderKvGroups gives them: default, one group), output over m rows.
+ */
+export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readonly number[], kvGroups: [number, number][] = [[0, c.decoderBlocks - 1]]): Op[] {
   const o = new Ops(c, clean, queries);
   const D = c.hiddenSize;
   o.rows('embed', clean, 1 + D, D);
@@ -78,7 +81,6 @@ export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readon
   const g = 'decoder.group_swap';
   if (c.preQueryMode === 'learn+freqs+mean' || c.preQueryMode === 'learn+freqs+logsumexp') o.rows('group_swap.pool', clean, D, 0);
   o.rows('group_swap.q0', queries, 1 + (c.preQueryMode === 'learn' ? 0 : D), D);
-  o.rows(`${g}.pre_query_norm`, queries, D, D);
   if (c.queryProcessMode === 'linear') o.matmul(`${g}.query_processor`, queries, D, D);
   else {
     o.matmul(`${g}.query_processor.0`, queries, D, 4 * D);
@@ -87,12 +89,10 @@ export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readon
   o.matmul(`${g}.hidden_to_key_value`, clean, D, 2 * D);
   o.attention(`${g}.attention`, queries);
   o.matmul(`${g}.output_linear`, queries, D, D);
+  for (const [first, last] of kvGroups) o.matmul(decoderKvName(first, last), clean, D, 2 * D * (last - first + 1));
   for (let i = 0; i < c.decoderBlocks; i++) {
     const p = `decoder.layers.${i}`;
-    o.rows(`${p}.q_norm1`, queries, D, D);
-    o.rows(`${p}.kv_norm1`, clean, D, D);
     o.matmul(`${p}.attn_q`, queries, D, D);
-    o.matmul(`${p}.attn_kv`, clean, D, 2 * D);
     o.attention(`${p}.attention`, queries);
     o.matmul(`${p}.attn_out`, queries, D, D);
     o.mlp(p, queries);
@@ -110,9 +110,9 @@ export function mdlmOps(c: ModelConfig, rows: readonly number[]): Op[] {
   return o.list;
 }
 
-/** The sampler pass: max, sum and draw, each one read of a row of V logits (an upper bound for MDLM rows that stay masked). */
+/** The sampler pass at top-p 1 (as the bench samples): one read of a row of V logits (an upper bound for MDLM rows that stay masked). */
 export function sampleOp(c: ModelConfig, rows: readonly number[]): Op {
-  return { label: 'sample', cls: 'memory', flops: 0, bytes: F32 * 3 * sum(rows) * c.vocabSize };
+  return { label: 'sample', cls: 'memory', flops: 0, bytes: F32 * sum(rows) * c.vocabSize };
 }
 
 /** Matmul + attention FLOPs of a forward pass. */

@@ -7,6 +7,7 @@
 import type { AdapterSummary, GpuContext } from '../src/gpu/context.js';
 import { observeDispatches } from '../src/gpu/kernel.js';
 import type { ModelConfig } from '../src/model/config.js';
+import { decoderKvGroups } from '../src/model/fusion.js';
 import { GpuModel } from '../src/model/gpu-model.js';
 import { randomWeights, tinyConfig } from '../src/reference/random.js';
 import { sampleMdlm, samplePgm, type BatchStep, type SamplingOptions, type SequencePlan } from '../src/sampling/samplers.js';
@@ -282,9 +283,11 @@ function steps(model: GpuModel, batch: number, L: number, nSteps: number, encodi
 }
 
 /** The ops of the forward one step event ran (none when MDLM reused its logits). */
-function stepOps(config: ModelConfig, ev: BatchStep): Op[] {
+function stepOps(model: GpuModel, ev: BatchStep): Op[] {
+  const { config, ws } = model;
   if (!ev.forward) return [];
-  return config.arch === 'pgm' ? pgmOps(config, ev.encoderRows, ev.decoderRows) : mdlmOps(config, ev.encoderRows);
+  const kvGroups = decoderKvGroups(config, ws.maxBatch, ws.device.limits.maxStorageBufferBindingSize);
+  return config.arch === 'pgm' ? pgmOps(config, ev.encoderRows, ev.decoderRows, kvGroups) : mdlmOps(config, ev.encoderRows);
 }
 
 /** One model's generation: ms summed over its steps, forwards run, their matmul + attention FLOPs, and encoder rows. */
@@ -318,7 +321,7 @@ export async function generateInTurns(models: readonly GpuModel[], batch: number
     }
     r.stepsRun++;
     if (next.value.forward) r.forwards++;
-    r.flops += forwardFlops(stepOps(r.model.config, next.value));
+    r.flops += forwardFlops(stepOps(r.model, next.value));
     r.encoderRows += next.value.encoderRows.reduce((a, x) => a + x, 0);
   }
   return runs.map(({ ms, forwards, flops, encoderRows }) => ({ ms, forwards, flops, encoderRows }));
@@ -355,7 +358,7 @@ async function recordStep(model: GpuModel, batch: number, nSteps: number, target
       if (step < target) continue;
       const ev = next.value;
       const rows = model.config.arch === 'pgm' ? ev.decoderRows : ev.encoderRows;
-      const ops = new Map([...stepOps(model.config, ev), sampleOp(model.config, rows)].map((o) => [o.label, o]));
+      const ops = new Map([...stepOps(model, ev), sampleOp(model.config, rows)].map((o) => [o.label, o]));
       return { ev, wallMs, recorded, ops, ms: recorded.map(() => Infinity) };
     }
   } finally {

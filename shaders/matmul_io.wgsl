@@ -3,12 +3,10 @@
 // so both operands are read along K, four floats (one K step) at a time.
 // Switches: VEC4 (K % 4 == 0: vec4 loads; otherwise the last step is zero-padded), XSCALAR (x
 // bound as plain floats all the same), F16W (w holds IEEE half floats, two per u32, widened
-// exactly on load), NORM (a LayerNorm prologue: each x row is normalised as it is loaded,
-// see normalized), BIAS, GELU (tanh approximation), SILU, ROTARY (rotary embedding of the
-// output columns, see rotatePair), GATED_RESIDUAL (y += gate * result, gate from `constants`).
+// exactly on load), NORM (a LayerNorm of each x row first, see below), BIAS, GELU (tanh
+// approximation), SILU, ROTARY (rotary embedding of the output columns, see rotatePair),
+// GATED_RESIDUAL (y += gate * result, gate from `constants`).
 // Every variant stores through store4, four columns c0 .. c0+3 with c0 a multiple of 4.
-// A NORM variant computes its rows' statistics itself (rowStats, or a variant's own shared
-// version), reading them once more than the product does, instead of a dispatch of its own.
 #include "common.wgsl"
 
 struct Params {
@@ -24,9 +22,9 @@ struct Params {
   rotaryPeriod: u32,
   rotaryCols: u32,
   halfDim: u32,
-  // NORM: LN(x) * gain + shift, gain and shift (K floats each) at these offsets of `constants`.
+  // NORM: the LayerNorm's gain (K floats) and the weight's colGain | colShift (2N) in `constants`.
   gainOffset: u32,
-  shiftOffset: u32,
+  columnsOffset: u32,
 }
 
 @group(0) @binding(2) var<uniform> p: Params;
@@ -54,7 +52,7 @@ struct Params {
 #endif
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;  // [batch, rows, N]
 @group(0) @binding(6) var<storage, read> bias: array<f32>;     // [N]
-// Constant vectors: adaLN gates, LayerNorm gains and shifts, the rotary table.
+// Constant vectors: adaLN gates, LayerNorm gains, the rotary table, a LayerNorm prologue's columns.
 @group(0) @binding(7) var<storage, read> constants: array<f32>;
 #if ROTARY
 @group(0) @binding(8) var<storage, read> positions: array<u32>;  // [batch, seqStride], of the rows kind
@@ -102,6 +100,12 @@ fn loadW(col: u32, q: u32) -> vec4<f32> {
 }
 
 #if NORM
+// The LayerNorm prologue, without a pass of its own over x: each x value d = x - c (c: its row's
+// first value, which keeps the one-pass variance from cancelling) enters the product as
+// d * gain[k], and the row's sum and sum of squares of d build up as it is loaded. Then
+//   LN(x) * gain + shift, times w  =  inv * (acc - mean' * colGain) + colShift
+// with acc the product, mean' the mean of d, inv 1 / std, and colGain = w . gain,
+// colShift = w . shift per column (constants at columnsOffset, computed at load).
 const LN_EPS: f32 = 1e-5;
 
 // Which of the four floats of K step q lie inside K.
@@ -109,41 +113,45 @@ fn inK(q: u32) -> vec4<bool> {
   return vec4<u32>(4u * q) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.K);
 }
 
-// Mean and 1 / std (biased variance, eps inside the root) of row `row` of x, in two passes.
-fn rowStats(row: u32) -> vec2<f32> {
-  let steps = kSteps();
-  var sum = vec4<f32>(0.0);
-  for (var q = 0u; q < steps; q++) { sum += loadX(row, q); }
-  let mean = dot(sum, vec4<f32>(1.0)) / f32(p.K);
-  var sq = vec4<f32>(0.0);
-  for (var q = 0u; q < steps; q++) {
-    let d = select(vec4<f32>(0.0), loadX(row, q) - mean, inK(q));
-    sq += d * d;
+// The gain of the four floats of K step q (zero past K).
+fn gainAt(q: u32) -> vec4<f32> {
+  var g = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    if (4u * q + e < p.K) { g[e] = constants[p.gainOffset + 4u * q + e]; }
   }
-  return vec2<f32>(mean, inverseSqrt(dot(sq, vec4<f32>(1.0)) / f32(p.K) + LN_EPS));
+  return g;
 }
 
-// The LayerNorm's per-channel gain and shift for K step q (zero past K, so padding stays zero).
-struct NormTerms {
+// d = x - c of K step q of a row (zero past K).
+fn shifted(v: vec4<f32>, c: f32, q: u32) -> vec4<f32> {
+  return select(vec4<f32>(0.0), v - c, inK(q));
+}
+
+// Mean of d and 1 / std (biased variance, eps inside the root) from d's sum and sum of squares.
+fn rowStats(sum: f32, squares: f32) -> vec2<f32> {
+  let mean = sum / f32(p.K);
+  return vec2<f32>(mean, inverseSqrt(max(squares / f32(p.K) - mean * mean, 0.0) + LN_EPS));
+}
+
+// colGain and colShift of columns c0 .. c0+3 (loaded once for all of a thread's rows).
+struct NormColumns {
   gain: vec4<f32>,
   shift: vec4<f32>,
 }
 
-fn normTerms(q: u32) -> NormTerms {
-  var t = NormTerms(vec4<f32>(0.0), vec4<f32>(0.0));
-  for (var e = 0u; e < 4u; e++) {
-    let k = 4u * q + e;
-    if (k < p.K) {
-      t.gain[e] = constants[p.gainOffset + k];
-      t.shift[e] = constants[p.shiftOffset + k];
-    }
+fn normColumns(c0: u32) -> NormColumns {
+  var t: NormColumns;
+  for (var j = 0u; j < 4u; j++) {
+    let c = min(c0 + j, p.N - 1u);
+    t.gain[j] = constants[p.columnsOffset + c];
+    t.shift[j] = constants[p.columnsOffset + p.N + c];
   }
   return t;
 }
 
-// Four floats of a row, normalised: (x - mean) / std * gain + shift.
-fn normalized(v: vec4<f32>, stats: vec2<f32>, t: NormTerms) -> vec4<f32> {
-  return (v - stats.x) * stats.y * t.gain + t.shift;
+// The products of a row with four columns as the normalised row's.
+fn normalizedSums(sums: vec4<f32>, columns: NormColumns, stats: vec2<f32>) -> vec4<f32> {
+  return stats.y * (sums - stats.x * columns.gain) + columns.shift;
 }
 #endif
 

@@ -40,41 +40,39 @@ fn main(
     xr[i] = b * dims.seqStride + min(r0 + i, rows - 1u);
     wr[i] = min(c0 + i, p.N - 1u);
   }
-  let steps = kSteps();
 #if NORM
-  // The four rows' statistics, each group's 16 lanes splitting K, summed in workgroup memory.
+  // Each lane's share of the four rows' statistics (matmul_io.wgsl), one component per row.
+  var first: array<f32, 4>;
+  for (var i = 0u; i < 4u; i++) { first[i] = loadX(xr[i], 0u).x; }
   var sums = vec4<f32>(0.0);
-  for (var q = lane; q < steps; q += LANES) {
-    for (var i = 0u; i < 4u; i++) { sums[i] += dot(loadX(xr[i], q), vec4<f32>(1.0)); }
-  }
-  let mean = groupSum(li, lid.y, sums) / f32(p.K);
   var squares = vec4<f32>(0.0);
-  for (var q = lane; q < steps; q += LANES) {
-    for (var i = 0u; i < 4u; i++) {
-      let d = select(vec4<f32>(0.0), loadX(xr[i], q) - mean[i], inK(q));
-      squares[i] += dot(d, d);
-    }
-  }
-  let inv = inverseSqrt(groupSum(li, lid.y, squares) / f32(p.K) + LN_EPS);
 #endif
   var acc: array<vec4<f32>, 4>;
+  let steps = kSteps();
   for (var q = lane; q < steps; q += LANES) {
     let w0 = loadW(wr[0], q);
     let w1 = loadW(wr[1], q);
     let w2 = loadW(wr[2], q);
     let w3 = loadW(wr[3], q);
 #if NORM
-    let terms = normTerms(q);
+    let gain = gainAt(q);
 #endif
     for (var i = 0u; i < 4u; i++) {
 #if NORM
-      let a = normalized(loadX(xr[i], q), vec2<f32>(mean[i], inv[i]), terms);
+      let d = shifted(loadX(xr[i], q), first[i], q);
+      sums[i] += dot(d, vec4<f32>(1.0));
+      squares[i] += dot(d, d);
+      let a = d * gain;
 #else
       let a = loadX(xr[i], q);
 #endif
       acc[i] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
     }
   }
+#if NORM
+  let rowSums = groupSum(li, lid.y, sums);
+  let rowSquares = groupSum(li, lid.y, squares);
+#endif
   // Row by row: lane 0 of each group sums its 4 columns over the 16 lanes.
   for (var i = 0u; i < 4u; i++) {
     partial[li] = acc[i];
@@ -82,7 +80,11 @@ fn main(
     if (lane == 0u && r0 + i < rows && c0 < p.N) {
       var sum = vec4<f32>(0.0);
       for (var l = 0u; l < LANES; l++) { sum += partial[lid.y * LANES + l]; }
+#if NORM
+      store4(b, r0 + i, c0, normalizedSums(sum, normColumns(c0), rowStats(rowSums[i], rowSquares[i])));
+#else
       store4(b, r0 + i, c0, sum);
+#endif
     }
     workgroupBarrier();
   }

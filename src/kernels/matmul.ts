@@ -12,8 +12,8 @@ interface Layout {
   block: [number, number];
 }
 
-/** A layout, or one chosen for the weight's N on this device. */
-type LayoutFor = Layout | ((N: number, device: GPUDevice) => Layout);
+/** A layout, or one chosen for the weight's N and K on this device. */
+type LayoutFor = Layout | ((N: number, K: number, device: GPUDevice) => Layout);
 
 const wideRows = (TM: number): Layout => ({ shader: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1, TM }, block: [TM, 256] });
 
@@ -22,10 +22,10 @@ const wideRows = (TM: number): Layout => ({ shader: shader('matmul.wgsl'), defin
  * N allows (few rows still make work for two CPU threads, no block is mostly idle lanes);
  * 8-lane groups where no subgroup of the device is smaller.
  */
-const broadcastRows = (TM: number) => (N: number, device: GPUDevice): Layout => {
+const broadcastRows = (TM: number) => (N: number, K: number, device: GPUDevice): Layout => {
   const WG = Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(Math.ceil(N / 8)))));
   const SG8 = (device.adapterInfo?.subgroupMinSize ?? 4) >= 8;
-  return { shader: shader('matmul_broadcast.wgsl'), defines: { TM, WG, SG8, XSCALAR: true }, block: [TM, 4 * WG] };
+  return { shader: shader('matmul_broadcast.wgsl'), defines: { TM, WG, SG8, XSCALAR: true, KTAIL: K % (SG8 ? 8 : 4) !== 0 }, block: [TM, 4 * WG] };
 };
 
 /** Each variant's layouts by the most rows they serve (the last one: any count). */
@@ -54,11 +54,7 @@ export interface MatmulArgs {
   label: string;
   rows: Rows;
   x: GpuTensor; // [batch, L, K]
-  /**
-   * A LayerNorm prologue: each x row is normalised as it is loaded, LN(x) * gain + shift
-   * (biased variance, eps 1e-5), gain and shift (K floats each) at these offsets of `constants`.
-   */
-  norm?: { gainOffset: number; shiftOffset: number };
+  norm?: NormPrologue;
   /** [N, K], f32 or f16 (widened as the kernel loads it). */
   weight: GpuTensor;
   /** [batch, L, N] (packed [batch, maxRows, N] when `denseOut`). */
@@ -74,6 +70,17 @@ export interface MatmulArgs {
   denseOut?: boolean;
   /** Run this variant at every row count instead of `ws.plan` (tests, benches, tuning). */
   variant?: MatmulVariant;
+}
+
+/**
+ * A LayerNorm of each x row first: LN(x) * gain + shift (biased variance, eps 1e-5), with no
+ * pass of its own over x (shaders/matmul_io.wgsl): the gain (K floats) at `gainOffset` of
+ * `constants`, and at `columnsOffset` the weight's colGain | colShift (2N floats: weight . gain,
+ * weight . shift, `normColumns`).
+ */
+export interface NormPrologue {
+  gainOffset: number;
+  columnsOffset: number;
 }
 
 /**
@@ -132,15 +139,17 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   if (a.bias) expectTensor(op, 'bias', a.bias, { shape: [N] });
   if ((a.norm || a.gatedResidual || a.rotary) && !a.constants) fail('shape', `${op}: a LayerNorm prologue, gated residual or rotary epilogue needs the constants`);
   if (a.constants) expectTensor(op, 'constants', a.constants, { shape: [undefined] });
-  if (a.norm && Math.max(a.norm.gainOffset, a.norm.shiftOffset) + K > cols(a.constants!)) fail('shape', `${op}: the LayerNorm's gain or shift (${K} floats at ${a.norm.gainOffset}, ${a.norm.shiftOffset}) runs past the ${cols(a.constants!)} constants`);
+  if (a.norm && Math.max(a.norm.gainOffset + K, a.norm.columnsOffset + 2 * N) > cols(a.constants!)) {
+    fail('shape', `${op}: the LayerNorm's gain (${K} floats at ${a.norm.gainOffset}) or columns (${2 * N} at ${a.norm.columnsOffset}) run past the ${cols(a.constants!)} constants`);
+  }
   if (a.rotary) expectRotary(op, ws, a.rotary, N, a.constants);
   const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, N, a.weight.dtype === 'f16' ? 'f16' : 'f32');
   expectVariantsRun(`matmul ${a.label}: the variant`, variants, ws.kernels.device);
   const r = a.rotary;
-  const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0, r?.tableOffset ?? 0, r?.period ?? 0, r?.count ?? 0, (r?.headDim ?? 0) / 2, a.norm?.gainOffset ?? 0, a.norm?.shiftOffset ?? 0]);
+  const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0, r?.tableOffset ?? 0, r?.period ?? 0, r?.count ?? 0, (r?.headDim ?? 0) / 2, a.norm?.gainOffset ?? 0, a.norm?.columnsOffset ?? 0]);
   const rowCount = () => rowsOf(ws, a.rows);
   const build = async (planned: LayoutFor): Promise<Dispatch> => {
-    const layout = typeof planned === 'function' ? planned(N, ws.kernels.device) : planned;
+    const layout = typeof planned === 'function' ? planned(N, K, ws.kernels.device) : planned;
     const kernel = await ws.kernels.get({
       shader: layout.shader,
       defines: {

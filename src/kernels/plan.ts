@@ -89,12 +89,19 @@ export interface ModelShapes {
   headDim: number;
   /** The matmul weights sit on the GPU as f16 (the kernels widen them as they load them). */
   halfWeights?: boolean;
+  /** N of each of the PGM decoder's key | value projections of several layers at once (model/fusion.ts), f32 weights. */
+  decoderKv?: readonly number[];
 }
 
-/** The [K, N] of every matmul weight of a model (qkv, attention out and q, MLP, kv, query processor, output layer). */
-export function matmulShapes({ D, F, V }: ModelShapes): [number, number][] {
-  const all: [number, number][] = [[D, 3 * D], [D, D], [D, F], [F, D], [D, 2 * D], [D, 4 * D], [4 * D, D], [D, V]];
-  return all.filter(([K, N], i) => all.findIndex(([k, n]) => k === K && n === N) === i);
+/**
+ * The [K, N] and storage of every matmul weight of a model (qkv, attention out and q, MLP, kv,
+ * query processor, output layer; the decoder's fused key | value projection).
+ */
+export function matmulShapes({ D, F, V, halfWeights, decoderKv }: ModelShapes): [number, number, 'f32' | 'f16'][] {
+  const dtype = halfWeights ? 'f16' : 'f32';
+  const all: [number, number, 'f32' | 'f16'][] = [[D, 3 * D], [D, D], [D, F], [F, D], [D, 2 * D], [D, 4 * D], [4 * D, D], [D, V]].map(([K, N]) => [K, N, dtype]);
+  for (const N of decoderKv ?? []) all.push([D, N, 'f32']);
+  return all.filter((a, i) => all.findIndex((b) => matmulKey(...b) === matmulKey(...a)) === i);
 }
 
 /** Is `v` a plan of known variants (a remembered plan may come from an older variant set or plan shape)? */

@@ -34,8 +34,6 @@ export interface Measurement {
   gflops: number;
 }
 
-/** The plan entry of a model's matmul: timed with the weights stored as the model stores them. */
-const weightKey = (s: ModelShapes, K: number, N: number): string => matmulKey(K, N, s.halfWeights ? 'f16' : 'f32');
 
 function checkOption<T extends string>(name: string, value: string | undefined, names: readonly T[]): T | undefined {
   if (value === undefined || value === 'auto') return undefined;
@@ -61,7 +59,7 @@ export async function kernelPlan(
   if (!matmul || !attention) {
     const key = planKey(gpu.adapter, hasSubgroups(gpu.device));
     const recalled = await recall(key);
-    if (recalled && matmulShapes(shapes).every(([K, N]) => weightKey(shapes, K, N) in recalled.matmul)) plan = recalled;
+    if (recalled && matmulShapes(shapes).every((shape) => matmulKey(...shape) in recalled.matmul)) plan = recalled;
     else {
       const measured = (await measurePlan(gpu.device, kernels, shapes)).plan;
       plan = { matmul: { ...recalled?.matmul, ...measured.matmul }, attention: measured.attention };
@@ -96,6 +94,8 @@ interface Case {
   shape: [number, number, number];
   flops: number;
   variants: readonly string[];
+  /** Matmul: timed with the weights stored as the model stores them. */
+  dtype?: 'f32' | 'f16';
 }
 
 const matmulFlops = ([M, K, N]: [number, number, number]): number => 2 * M * K * N;
@@ -125,11 +125,11 @@ function cases(s: ModelShapes, flopsPerRun: number, candidates: (variants: reado
   for (let bucket = 0; bucketRange(bucket)[0] < L; bucket++) {
     const [least, most] = bucketRange(bucket);
     const M = Math.ceil((least + 1 + Math.min(most, L)) / 2);
-    for (const [K, N] of matmulShapes(s)) {
+    for (const [K, N, dtype] of matmulShapes(s)) {
       // N shrinks first (a variant's work per workgroup does not depend on it), then K.
       const n = scaled(N, Math.min(1, flopsPerRun / matmulFlops([M, K, N])), 512);
       const shape: [number, number, number] = [M, scaled(K, Math.min(1, flopsPerRun / matmulFlops([M, K, n])), 128), n];
-      out.push({ kernel: 'matmul', key: weightKey(s, K, N), bucket, shape, flops: matmulFlops(shape), variants: candidates(matmulCandidates(bucket)) });
+      out.push({ kernel: 'matmul', key: matmulKey(K, N, dtype), bucket, shape, flops: matmulFlops(shape), variants: candidates(matmulCandidates(bucket)), dtype });
     }
     // [queries, keys, heads * headDim]: keys shrink first (not below the queries), then heads.
     const keys = Math.max(M, scaled(L, Math.min(1, flopsPerRun / attentionFlops([M, L, s.D])), 64));
@@ -180,7 +180,7 @@ async function caseDispatch(device: GPUDevice, memory: GpuMemory, kernels: Kerne
     if (c.kernel === 'matmul') {
       const [M, K, N] = c.shape;
       const ws = timingWorkspace(memory, kernels, M, M);
-      const [x, weight, out] = [gpuTensor('x', ops.x, [1, M, K]), gpuTensor('w', ops.w, [N, K], s.halfWeights ? 'f16' : 'f32'), gpuTensor('out', ops.out, [1, M, N])];
+      const [x, weight, out] = [gpuTensor('x', ops.x, [1, M, K]), gpuTensor('w', ops.w, [N, K], c.dtype), gpuTensor('out', ops.out, [1, M, N])];
       return await matmulDispatch(ws, { label: `tuning.${variant}`, rows: Rows.Clean, x, weight, out, variant: variant as MatmulVariant });
     }
     const [queries, keys, D] = c.shape;
@@ -262,7 +262,7 @@ export async function measurePlan(
       });
     };
     const plan: KernelPlan = {
-      matmul: Object.fromEntries(matmulShapes(shapes).map(([K, N]) => [weightKey(shapes, K, N), buckets<MatmulVariant>(weightKey(shapes, K, N), 'register')])),
+      matmul: Object.fromEntries(matmulShapes(shapes).map((shape) => [matmulKey(...shape), buckets<MatmulVariant>(matmulKey(...shape), 'register')])),
       attention: buckets<AttentionVariant>('attention', 'thread'),
     };
     return { plan, measurements, gflops: rate };

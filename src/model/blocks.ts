@@ -6,7 +6,7 @@ import { matmulDispatch, type MatmulArgs } from '../kernels/matmul.js';
 import { activationShape, Rows, type Workspace } from '../kernels/workspace.js';
 import type { BlockModulation, Modulations } from './conditioning.js';
 import { headDim, type ModelConfig } from './config.js';
-import { rotaryColumns } from './fusion.js';
+import { layerNormBefore, rotaryColumns } from './fusion.js';
 
 /** Activations shared by both architectures, sized once for [maxBatch, L]. */
 export interface Activations {
@@ -19,6 +19,7 @@ export interface Activations {
   wide: GpuTensor; // [batch, L, 3D] qkv or kv projections
   attn: GpuTensor; // [batch, L, D] attention output
   hidden: GpuTensor; // [batch, L, max(F, 4D)] MLP hidden rows
+  decoderKv: GpuTensor[]; // per group of decoder layers (fusion.ts): [batch, L, 2D * layers], each layer's k | v
   stat: GpuTensor; // [batch, D]
   logits: GpuTensor; // [batch, L, V], packed by the current row count
 }
@@ -70,6 +71,8 @@ export interface ForwardContext {
   constants: GpuTensor;
   /** Where the rotary table (`rotaryTable`) starts in `constants`. */
   ropeOffset: number;
+  /** By matmul weight name: where the colGain | colShift of the LayerNorm before it start in `constants` (constants.ts). */
+  normColumns: Map<string, number>;
   act: Activations;
   clean: CleanSide;
   /** Queue the next dispatches of the pass; their pipelines compile while later ones are queued. */
@@ -83,12 +86,15 @@ export function recorder(): { emit: ForwardContext['emit']; build(): Promise<Dis
 }
 
 /**
- * The matmul arguments of a LayerNorm prologue: LayerNorm `name` and the affine map that
- * follows it up to the matmul (its modulation, or its own bias), applied as each x row is loaded.
+ * The matmul arguments of the LayerNorm prologue of the matmul with weight `weight`: the
+ * LayerNorm before it (fusion.ts's layerNormBefore) and the affine map that follows that up to
+ * the matmul (its modulation, or its own bias), applied as each x row is loaded.
  */
-export function normed(f: ForwardContext, name: string): Pick<MatmulArgs, 'constants' | 'norm'> {
-  const terms = f.mod.norms.get(name) ?? fail('architecture', `the model has no LayerNorm ${name}`);
-  return { constants: f.constants, norm: { gainOffset: terms.gain, shiftOffset: terms.shift } };
+export function normed(f: ForwardContext, weight: string): Pick<MatmulArgs, 'constants' | 'norm'> {
+  const terms = f.mod.norms.get(layerNormBefore(weight) ?? '');
+  const columnsOffset = f.normColumns.get(weight);
+  if (!terms || columnsOffset === undefined) fail('architecture', `no LayerNorm before ${weight}`);
+  return { constants: f.constants, norm: { gainOffset: terms.gain, columnsOffset } };
 }
 
 /**
@@ -141,7 +147,7 @@ export function mlpResidual(f: ForwardContext, prefix: string, rows: Rows, strea
   const { ws } = f;
   const p = paramsOf(f, prefix);
   const hidden = activationView(f, f.act.hidden, f.config.mlpDim); // [batch, L, F]
-  f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.0`, rows, x: stream, weight: p('mlp.0.weight'), bias: p('mlp.0.bias'), activation: 'gelu', out: hidden, ...normed(f, `${prefix}.norm2`) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.0`, rows, x: stream, weight: p('mlp.0.weight'), bias: p('mlp.0.bias'), activation: 'gelu', out: hidden, ...normed(f, `${prefix}.mlp.0.weight`) }));
   f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.2`, rows, x: hidden, weight: p('mlp.2.weight'), bias: p('mlp.2.bias'), out: stream, constants: f.constants, gatedResidual: { gateOffset: m.gateMlp } }));
 }
 
@@ -158,7 +164,7 @@ export function ditBlock(f: ForwardContext, prefix: string): void {
   const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
   const qkv = act.wide; // [batch, L, 3D]
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: stream, weight: p('attn_qkv.weight'), out: qkv, ...normed(f, `${prefix}.norm1`), ...rotary(f, `${prefix}.attn_qkv.weight`, f.clean.positions) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: stream, weight: p('attn_qkv.weight'), out: qkv, ...normed(f, `${prefix}.attn_qkv.weight`), ...rotary(f, `${prefix}.attn_qkv.weight`, f.clean.positions) }));
   const q = columns(qkv, 0, D, 'q');
   const kv = cleanKeysValues(f, prefix, columns(qkv, D, 2 * D, 'kv'), q);
   attentionResidual(f, prefix, rows, q, kv, stream, m);
@@ -168,5 +174,5 @@ export function ditBlock(f: ForwardContext, prefix: string): void {
 /** logits = modulate(LN_norm_final(stream), shift, scale) @ linear^T + b, packed [batch, maxRows, V]. */
 export function outputLayer(f: ForwardContext, rows: Rows, stream: GpuTensor): void {
   const [weight, bias] = [f.param('output_layer.linear.weight'), f.param('output_layer.linear.bias')];
-  f.emit(matmulDispatch(f.ws, { label: 'output_layer.linear', rows, x: stream, weight, bias, out: f.act.logits, denseOut: true, ...normed(f, 'output_layer.norm_final') }));
+  f.emit(matmulDispatch(f.ws, { label: 'output_layer.linear', rows, x: stream, weight, bias, out: f.act.logits, denseOut: true, ...normed(f, 'output_layer.linear.weight') }));
 }

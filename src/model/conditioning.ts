@@ -1,5 +1,6 @@
 import { fail } from '../errors.js';
 import type { ModelConfig } from './config.js';
+import { DECODER_KV_NORM } from './fusion.js';
 import type { HostTensor, WeightMap } from './tensor.js';
 
 /** Offsets (in floats) of one block's six adaLN vectors inside the modulation buffer. */
@@ -97,9 +98,9 @@ export function computeModulations(config: ModelConfig, weights: WeightMap, pref
     const m = modulation(k * 6 * D, 6 * D);
     for (const first of ['norm1', 'q_norm1']) norm(`${prefix}.${first}`, m, 0, D);
     norm(`${prefix}.norm2`, m, 3 * D, 4 * D);
-    norm(`${prefix}.kv_norm1`);
   });
   norm('decoder.group_swap.pre_query_norm');
+  if (config.arch === 'pgm') terms.push([DECODER_KV_NORM, new Float64Array(D).fill(1), new Float64Array(D)]);
   norm('output_layer.norm_final', modulation(outBase, 2 * D), 0, D);
   const all = new Float32Array(values.length + 2 * D * terms.length);
   all.set(values);

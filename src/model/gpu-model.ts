@@ -5,20 +5,19 @@ import { GpuMemory, readBuffer } from '../gpu/memory.js';
 import { canNap } from '../gpu/nap.js';
 import { gpuTensor, type GpuTensor } from '../gpu/tensor.js';
 import { sinusTable } from '../kernels/group-swap.js';
-import { rotaryTable } from '../kernels/matmul.js';
 import { createSampler, type SampleSettings, type Sampler } from '../kernels/sample.js';
 import type { PlanOptions } from '../kernels/plan.js';
 import { kernelPlan } from '../kernels/tuning.js';
 import { createWorkspace, setBatchShape, type Workspace } from '../kernels/workspace.js';
 import { exactSide, recorder, type Activations, type ForwardContext } from './blocks.js';
-import { computeModulations } from './conditioning.js';
+import { loadConstants } from './constants.js';
 import { headDim, type ModelConfig } from './config.js';
-import { fusedLayout } from './fusion.js';
+import { decoderKvGroups, decoderKvName, fusedTensor } from './fusion.js';
 import { adaptiveSide, incrementalSide, kvSet, REENCODE_PER_FRESH, type KvSet } from './kv-set.js';
 import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from './inputs.js';
 import { mdlmForward } from './mdlm.js';
 import { pgmForward } from './pgm.js';
-import { floatToHalf } from './floats.js';
+import { floatToHalf, halfToFloat } from './floats.js';
 import type { HostTensor, WeightMap } from './tensor.js';
 
 /**
@@ -125,13 +124,20 @@ export class GpuModel {
       const ws = createWorkspace(memory, new KernelCache(ctx.device), L, maxBatch);
       const linear = (name: string, t: HostTensor) => t.shape.length === 2 && name.endsWith('.weight');
       const halfWeights = storage === 'f16' || (storage === 'auto' && [...weights].some(([name, t]) => linear(name, t) && t.half !== undefined));
-      ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V: config.vocabSize, L, nHeads: config.nHeads, headDim: headDim(config), halfWeights }, options);
+      const kvGroups = config.arch === 'pgm' ? decoderKvGroups(config, maxBatch, ctx.device.limits.maxStorageBufferBindingSize) : [];
+      const decoderKv = kvGroups.map(([first, last]) => 2 * D * (last - first + 1));
+      ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V: config.vocabSize, L, nHeads: config.nHeads, headDim: headDim(config), halfWeights, decoderKv }, options);
+      // A tensor as it is stored (f16 storage rounds f32 matmul weights), before fusion.ts lays it out.
+      const stored = (name: string): HostTensor => {
+        const t = weights.get(name) ?? fail('architecture', `the model has no tensor ${name}`);
+        return storage === 'f16' && linear(name, t) && !t.half ? { shape: t.shape, data: t.data.map((v) => halfToFloat(floatToHalf(v))) } : t;
+      };
       // Uploaded on first use, so tensors no kernel reads never reach the GPU.
       const gpuWeights = new Map<string, GpuTensor>();
       const param = (name: string): GpuTensor => {
         let t = gpuWeights.get(name);
         if (t) return t;
-        const tensor = fusedLayout(config, name, weights.get(name) ?? fail('architecture', `the model has no tensor ${name}`));
+        const tensor = fusedTensor(config, name, stored);
         t = linear(name, tensor) && (storage === 'f16' || (storage === 'auto' && tensor.half))
           ? gpuTensor(name, memory.upload(name, halfBits(tensor)), tensor.shape, 'f16')
           : gpuTensor(name, memory.upload(name, tensor.data), tensor.shape);
@@ -151,6 +157,7 @@ export class GpuModel {
         wide: activation('wide', 3 * D),
         attn: activation('attn', D),
         hidden: activation('hidden', Math.max(config.mlpDim, 4 * D)),
+        decoderKv: decoderKv.map((width, g) => activation(`decoder kv ${g}`, width)),
         stat: gpuTensor('stat', memory.create('stat', maxBatch * D * 4, STORAGE), [maxBatch, D]),
         logits: activation('logits', config.vocabSize),
       };
@@ -158,17 +165,9 @@ export class GpuModel {
         config.arch === 'pgm'
           ? [...Array.from({ length: config.encoderBlocks }, (_, i) => `encoder.blocks.${i}`), ...Array.from({ length: config.decoderBlocks }, (_, i) => `decoder.layers.${i}`)]
           : Array.from({ length: config.nBlocks }, (_, i) => `blocks.${i}`);
-      const mod = computeModulations(config, weights, prefixes);
-      const constants = new Float32Array([...mod.values, ...rotaryTable(L, headDim(config))]);
-      const shared = {
-        ws,
-        config,
-        param,
-        mod,
-        constants: gpuTensor('constants', memory.upload('constants', constants), [constants.length]),
-        ropeOffset: mod.values.length,
-        act,
-      };
+      const matmuls = [...weights.keys(), ...kvGroups.map(([first, last]) => decoderKvName(first, last))];
+      const { tensor: constants, mod, ropeOffset, normColumns } = await loadConstants(memory, ws.kernels, config, weights, prefixes, matmuls, param);
+      const shared = { ws, config, param, mod, constants, ropeOffset, normColumns, act };
       const sinus = config.arch === 'pgm' ? gpuTensor('sinus', memory.upload('sinus', sinusTable(L, D)), [L, D]) : undefined;
       const build = (clean: ForwardContext['clean']): Promise<Dispatch[]> => {
         const pass = recorder();

@@ -23,9 +23,10 @@ export interface ActivationAllocator {
 
 /**
  * The KV set: per sequence, every clean token's rotated keys and values at each layer that
- * attends to the clean set (each encoder block, the group swap, the decoder layers), in buffers
- * sized for L, [maxBatch, L, width] per layer, rows in the order the tokens joined the clean
- * set; and the packed fresh rows a pass encodes. One set serves the incremental and the
+ * attends to the clean set (each encoder block, the group swap, the decoder layers: one cache
+ * per group of layers, [maxBatch, L, 2D * layers], as their fused projection writes them), in
+ * buffers sized for L, [maxBatch, L, width] per layer, rows in the order the tokens joined the
+ * clean set; and the packed fresh rows a pass encodes. One set serves the incremental and the
  * adaptive passes; each buffer is allocated on first use.
  */
 export interface KvSet {

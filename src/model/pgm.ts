@@ -1,4 +1,4 @@
-import type { GpuTensor } from '../gpu/tensor.js';
+import { columns, type GpuTensor } from '../gpu/tensor.js';
 import { embedDispatch } from '../kernels/embed.js';
 import { queryInitDispatches } from '../kernels/group-swap.js';
 import { matmulDispatch } from '../kernels/matmul.js';
@@ -6,6 +6,7 @@ import { freshRowsDispatch } from '../kernels/rows.js';
 import { Rows } from '../kernels/workspace.js';
 import { activationView, attend, attentionResidual, cleanKeysValues, ditBlock, mlpResidual, normed, outputLayer, paramsOf, rotary, type ForwardContext } from './blocks.js';
 import { queryInitTerms } from './config.js';
+import { decoderKvGroups, decoderKvName } from './fusion.js';
 
 /**
  * The PGM forward pass (docs/model.md, "PGM at inference"): encoder over the clean side's
@@ -27,7 +28,8 @@ export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
   // 3. Group swap: y = one vector per query position, cross-attending to E.
   groupSwap(f, sinus);
   // 4. Decoder: cross-attention only, queries never see each other.
-  for (let i = 0; i < config.decoderBlocks; i++) decoderLayer(f, `decoder.layers.${i}`);
+  const keysValues = decoderKeysValues(f);
+  for (let i = 0; i < config.decoderBlocks; i++) decoderLayer(f, `decoder.layers.${i}`, keysValues[i]);
   // 5. Output layer over the query rows.
   outputLayer(f, Rows.Query, act.y);
 }
@@ -44,12 +46,11 @@ function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
   const q0 = activationView(f, act.y, D, 'q0');
   const terms = queryInitTerms(config.preQueryMode);
   f.emit(queryInitDispatches(ws, { ...terms, encoderOut: act.x, base: p('base_embedding'), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }));
-  const preQueryNorm = normed(f, 'decoder.group_swap.pre_query_norm');
   if (config.queryProcessMode === 'linear') {
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: q0, ...preQueryNorm, weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.weight', act.queryPositions) }));
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: q0, ...normed(f, 'decoder.group_swap.query_processor.weight'), weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.weight', act.queryPositions) }));
   } else {
     const hidden = activationView(f, act.hidden, 4 * D); // [batch, L, 4D]
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: q0, ...preQueryNorm, weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: q0, ...normed(f, 'decoder.group_swap.query_processor.0.weight'), weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
     f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.2', rows: Rows.Query, x: hidden, weight: p('query_processor.2.weight'), bias: p('query_processor.2.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.2.weight', act.queryPositions) }));
   }
   const kv = activationView(f, act.wide, 2 * D, 'kv');
@@ -59,18 +60,31 @@ function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
 }
 
 /**
- * y += gate_msa * attn_out(attention(rope(modulate(LN_q_norm1(y)) @ attn_q^T), rope(k), v)),
- *   k | v = LN_kv_norm1(E) @ attn_kv^T
- * y += gate_mlp * mlp(modulate(LN_norm2(y)))
+ * Every decoder layer's k | v = LN_kv_norm1(E) @ attn_kv^T, keys rotated: per group of layers
+ * (fusion.ts) one matmul, LN(E) @ [attn_kv diag(kv_norm1.weight) of each layer]^T, kept as the
+ * clean side keeps them.
  */
-function decoderLayer(f: ForwardContext, prefix: string): void {
+function decoderKeysValues(f: ForwardContext): { k: GpuTensor; v: GpuTensor }[] {
   const { ws, act, config, clean } = f;
   const D = config.hiddenSize;
+  const groups = decoderKvGroups(config, ws.maxBatch, ws.device.limits.maxStorageBufferBindingSize);
+  return groups.flatMap(([first, last], g) => {
+    const name = decoderKvName(first, last);
+    f.emit(matmulDispatch(ws, { label: name, rows: clean.rows, x: clean.stream, weight: f.param(name), out: act.decoderKv[g], ...normed(f, name), ...rotary(f, name, clean.positions) }));
+    const kept = clean.keep(f, name, act.decoderKv[g]);
+    return Array.from({ length: last - first + 1 }, (_, i) => ({ k: columns(kept, 2 * D * i, D, 'k'), v: columns(kept, 2 * D * i + D, D, 'v') }));
+  });
+}
+
+/**
+ * y += gate_msa * attn_out(attention(rope(modulate(LN_q_norm1(y)) @ attn_q^T), k, v)), k | v: decoderKeysValues
+ * y += gate_mlp * mlp(modulate(LN_norm2(y)))
+ */
+function decoderLayer(f: ForwardContext, prefix: string, kv: { k: GpuTensor; v: GpuTensor }): void {
+  const { ws, act } = f;
   const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
-  const kv = activationView(f, act.wide, 2 * D, 'kv');
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.y, weight: p('attn_q.weight'), out: act.q, ...normed(f, `${prefix}.q_norm1`), ...rotary(f, `${prefix}.attn_q.weight`, act.queryPositions) }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_kv`, rows: clean.rows, x: clean.stream, weight: p('attn_kv.weight'), out: kv, ...normed(f, `${prefix}.kv_norm1`), ...rotary(f, `${prefix}.attn_kv.weight`, clean.positions) }));
-  attentionResidual(f, prefix, Rows.Query, act.q, cleanKeysValues(f, prefix, kv), act.y, m);
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.y, weight: p('attn_q.weight'), out: act.q, ...normed(f, `${prefix}.attn_q.weight`), ...rotary(f, `${prefix}.attn_q.weight`, act.queryPositions) }));
+  attentionResidual(f, prefix, Rows.Query, act.q, kv, act.y, m);
   mlpResidual(f, prefix, Rows.Query, act.y, m);
 }

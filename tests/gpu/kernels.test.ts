@@ -305,10 +305,25 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
   const bias = normals(N, 9, 0.5);
   const modulation = normals(6 * Math.max(N, K) + 8, 10, 0.5);
   const positions = randomPositions(counts, L, 12);
-  const constants = c.rotary ? new Float32Array([...modulation, ...rotaryTable(L, c.rotary.headDim)]) : modulation;
   // The kernel's weight rows (and bias) in the rotary layout; `order[c]` is the natural column the paired column c holds.
   const paired = (data: Float32Array, half?: Uint16Array) => (c.rotary ? pairRotaryRows({ shape: [N, data.length / N], data, half }, c.rotary.headDim, c.rotary) : { data, half });
   const order = paired(Float32Array.from({ length: N }, (_, i) => i)).data;
+  // A LayerNorm prologue's colGain | colShift: the kernel's weight times the gain and the shift.
+  const normColumns = (w: Float32Array, [gain, shift]: [number, number]) => {
+    const columns = new Float32Array(2 * N);
+    for (let n = 0; n < N; n++) {
+      let [colGain, colShift] = [0, 0];
+      for (let k = 0; k < K; k++) {
+        colGain += w[n * K + k] * modulation[gain + k];
+        colShift += w[n * K + k] * modulation[shift + k];
+      }
+      [columns[n], columns[N + n]] = [colGain, colShift];
+    }
+    return columns;
+  };
+  const rotaryAt = modulation.length;
+  const columnsAt = rotaryAt + (c.rotary ? L * c.rotary.headDim : 0);
+  const constants = new Float32Array([...modulation, ...(c.rotary ? rotaryTable(L, c.rotary.headDim) : []), ...(c.norm ? normColumns(paired(weight).data, c.norm) : [])]);
   // The output buffer is [batch, L, N] even when dense, so writes past the dense rows show.
   const initial = c.gateOffset !== undefined ? normals(counts.length * L * N, 11) : filled(counts.length * L * N, SENTINEL);
   await withHarness(batch, async (h) => {
@@ -319,12 +334,12 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
     const weightBuf = half ? h.tensor('weight', new Uint32Array(pairedHalf.buffer), [N, K], 'f16') : h.tensor('weight', paired(weight).data, [N, K]);
     const biasBuf = c.bias ? h.tensor('bias', paired(bias).data, [N]) : undefined;
     const constantsBuf = h.tensor('constants', constants, [constants.length]);
-    const rotary = c.rotary && { positions: h.tensor('positions', positions, [counts.length, L]), tableOffset: modulation.length, ...c.rotary };
+    const rotary = c.rotary && { positions: h.tensor('positions', positions, [counts.length, L]), tableOffset: rotaryAt, ...c.rotary };
     const [got] = await h.run(
       async () => [
         await matmulDispatch(h.ws, {
           label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out, bias: biasBuf, activation: c.activation, constants: constantsBuf,
-          norm: c.norm && { gainOffset: c.norm[0], shiftOffset: c.norm[1] },
+          norm: c.norm && { gainOffset: c.norm[0], columnsOffset: columnsAt },
           gatedResidual: c.gateOffset !== undefined ? { gateOffset: c.gateOffset } : undefined, rotary, denseOut: c.denseOut, variant,
         }),
       ],
@@ -489,8 +504,8 @@ describe(`tensor views (${runtime}): a wrong shape fails where the op is built`,
       };
       await wrong(() => matmulDispatch(h.ws, { label: 'proj', rows: Rows.Clean, x, weight, out }), /^matmul proj: x x is \[2, 5, 8\], expected \[2, 5, 7\]$/);
       const x8 = h.tensor('x8', filled(2 * 5 * 7, 0), [2, 5, 7]);
-      const norm = { constants: h.tensor('c', filled(10, 0), [10]), norm: { gainOffset: 0, shiftOffset: 4 } };
-      await wrong(() => matmulDispatch(h.ws, { label: 'proj', rows: Rows.Clean, x: x8, weight, out, ...norm }), /^matmul proj: the LayerNorm's gain or shift \(7 floats at 0, 4\) runs past the 10 constants$/);
+      const norm = { constants: h.tensor('c', filled(10, 0), [10]), norm: { gainOffset: 0, columnsOffset: 4 } };
+      await wrong(() => matmulDispatch(h.ws, { label: 'proj', rows: Rows.Clean, x: x8, weight, out, ...norm }), /^matmul proj: the LayerNorm's gain \(7 floats at 0\) or columns \(12 at 4\) run past the 10 constants$/);
       const strided = columns(h.tensor('qkv', filled(2 * 5 * 24, 0), [2, 5, 24]), 8, 8);
       await wrong(() => matmulDispatch(h.ws, { label: 'proj', rows: Rows.Clean, x: strided, weight: h.tensor('w8', filled(6 * 8, 0), [6, 8]), out }), /strided view .* needs dense rows/);
       await wrong(() => attentionDispatch(h.ws, { label: 'a', queries: Rows.Clean, q: strided, k: strided, v: strided, out: x, nHeads: 2, headDim: 3 }), /^attention a: q qkv\[8:16\] is \[2, 5, 8\], expected \[2, 5, 6\]$/);

@@ -1,0 +1,51 @@
+/** model/fusion.ts: the weight layouts and groupings the fused kernels read (their GPU results: tests/gpu/). */
+import { describe, expect, it } from 'vitest';
+import { headDim } from '../../src/model/config.js';
+import { decoderKvGroups, decoderKvName, fusedTensor, layerNormBefore, pairRotaryRows, rotaryColumns } from '../../src/model/fusion.js';
+import { randomWeights, tinyConfig } from '../../src/reference/random.js';
+
+describe('model/fusion.ts', () => {
+  const config = tinyConfig('pgm', { hiddenSize: 12, nHeads: 3, decoderBlocks: 3, length: 10 });
+  const weights = randomWeights(config, 3);
+  const get = (name: string) => weights.get(name)!;
+
+  it('groups the decoder layers so that each group\'s keys and values fit one binding', () => {
+    const perLayer = 2 * 10 * 2 * 12 * 4; // maxBatch 2, L 10, 2D floats
+    expect(decoderKvGroups(config, 2, 3 * perLayer)).toEqual([[0, 2]]);
+    expect(decoderKvGroups(config, 2, 2 * perLayer + 4)).toEqual([[0, 1], [2, 2]]);
+    expect(decoderKvGroups(config, 2, perLayer - 1)).toEqual([[0, 0], [1, 1], [2, 2]]);
+  });
+
+  it('stacks the decoder layers\' attn_kv, each scaled by its kv_norm1 weight along K, keys paired for rotary', () => {
+    const D = config.hiddenSize;
+    const fused = fusedTensor(config, decoderKvName(1, 2), get);
+    expect(fused.shape).toEqual([2 * 2 * D, D]);
+    expect(fused.half).toBeUndefined();
+    const stacked = new Float32Array(2 * 2 * D * D);
+    for (const layer of [1, 2]) {
+      const W = get(`decoder.layers.${layer}.attn_kv.weight`).data;
+      const w = get(`decoder.layers.${layer}.kv_norm1.weight`).data;
+      stacked.set(W.map((x, i) => x * w[i % D]), (layer - 1) * 2 * D * D);
+    }
+    const want = pairRotaryRows({ shape: [4 * D, D], data: stacked }, headDim(config), { period: 2 * D, count: D });
+    expect(Array.from(fused.data)).toEqual(Array.from(want.data));
+    expect(rotaryColumns(config, decoderKvName(1, 2))).toEqual({ period: 2 * D, count: D });
+    expect(layerNormBefore(decoderKvName(1, 2))).toBe('decoder.layers.kv_norm');
+  });
+
+  it('pairs each head\'s rotated rows (2i <- i, 2i + 1 <- i + dh/2) and leaves the others, f16 bits with their values', () => {
+    const t = { shape: [6, 1], data: Float32Array.from([0, 1, 2, 3, 4, 5]), half: Uint16Array.from([10, 11, 12, 13, 14, 15]) };
+    const paired = pairRotaryRows(t, 4, { period: 6, count: 4 });
+    expect(Array.from(paired.data)).toEqual([0, 2, 1, 3, 4, 5]);
+    expect(Array.from(paired.half!)).toEqual([10, 12, 11, 13, 14, 15]);
+  });
+
+  it('names the LayerNorm each matmul\'s prologue applies', () => {
+    expect(layerNormBefore('encoder.blocks.1.attn_qkv.weight')).toBe('encoder.blocks.1.norm1');
+    expect(layerNormBefore('blocks.0.mlp.0.weight')).toBe('blocks.0.norm2');
+    expect(layerNormBefore('decoder.layers.2.attn_q.weight')).toBe('decoder.layers.2.q_norm1');
+    expect(layerNormBefore('decoder.group_swap.query_processor.0.weight')).toBe('decoder.group_swap.pre_query_norm');
+    expect(layerNormBefore('output_layer.linear.weight')).toBe('output_layer.norm_final');
+    expect(layerNormBefore('decoder.layers.0.attn_out.weight')).toBeUndefined();
+  });
+});
