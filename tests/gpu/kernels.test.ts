@@ -28,6 +28,7 @@ import { queryInitDispatches, sinusTable } from '../../src/kernels/group-swap.js
 import { matmulDispatch, rotaryTable } from '../../src/kernels/matmul.js';
 import { ANY_SHAPE, ATTENTION_VARIANTS, everyBucket, MATMUL_VARIANTS, type AttentionVariant, type KernelPlan, type MatmulVariant } from '../../src/kernels/plan.js';
 import { freshRowsDispatch } from '../../src/kernels/rows.js';
+import { reencodeDispatch, stalenessDispatch } from '../../src/kernels/staleness.js';
 import { createWorkspace, Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
 import { queryInitTerms, type PreQueryMode } from '../../src/model/config.js';
 import { decodeFloats, encodeFloats } from '../../src/model/floats.js';
@@ -45,6 +46,7 @@ import {
   silu,
   sinusoidal,
 } from '../../src/reference/ops.js';
+import { adaptivePicks } from '../../src/reference/incremental.js';
 import { seededNormal, seededUniform } from '../../src/reference/random.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
 
@@ -676,6 +678,156 @@ describe(`rows.wgsl, the KV set's gather and append (${runtime})`, () => {
       expect(got.subarray(0, wantGathered.length)).toEqual(wantGathered);
       expect(appended.subarray(0, wantAppended.length)).toEqual(wantAppended);
       expect(new Uint32Array(gotTokens.buffer, 0, wantTokens.length)).toEqual(wantTokens);
+    });
+  });
+});
+
+/** Set each sequence's fresh count (joined rows and re-encoded ones) as reencode.wgsl would. */
+function writeFreshCounts(ws: Workspace, fresh: readonly number[]): void {
+  ws.device.queue.writeBuffer(ws.lengths, 4 * 2 * fresh.length, Uint32Array.from(fresh));
+}
+
+describe(`rows.wgsl with re-encoded rows (${runtime})`, () => {
+  it('moves the joined tail, then the listed kept rows; joinedOnly moves only the tail', async () => {
+    const batch: Batch = { L: 13, clean: [11, 5, 7], query: [1, 1, 1] };
+    const joined = [2, 0, 3];
+    const reencoded = [[4, 0, 7], [], [1]];
+    const [B, L] = [batch.clean.length, batch.L];
+    await withHarness(batch, async (h) => {
+      setBatchShape(h.ws, batch.clean, batch.query, joined, reencoded.map((r) => r.length));
+      writeFreshCounts(h.ws, joined.map((j, b) => j + reencoded[b].length));
+      const list = new Uint32Array(B * L).fill(0xffffff);
+      reencoded.forEach((rows, b) => list.set(rows, b * L));
+      const listed = h.tensor('reencoded', list, [B, L]);
+      const source = normals(B * L * 7, 4);
+      const packedIn = normals(B * L * 7, 5);
+      const before = normals(B * L * 7, 6);
+      const gathered = h.tensor('gathered', filled(B * L * 7, SENTINEL), [B, L, 7]);
+      const scattered = h.tensor('scattered', before, [B, L, 7]);
+      const tailOnly = h.tensor('tail only', before, [B, L, 7]);
+      const [got, gotScattered, gotTail] = await h.run(
+        async () => [
+          await freshRowsDispatch(h.ws, { label: 'gather', direction: 'gather', from: h.tensor('source', source, [B, L, 7]), to: gathered, reencoded: listed }),
+          await freshRowsDispatch(h.ws, { label: 'append', direction: 'append', from: h.tensor('packed', packedIn, [B, L, 7]), to: scattered, reencoded: listed }),
+          await freshRowsDispatch(h.ws, { label: 'append joined', direction: 'append', from: h.tensor('packed 2', packedIn, [B, L, 7]), to: tailOnly, reencoded: listed, joinedOnly: true }),
+        ],
+        [gathered, scattered, tailOnly],
+      );
+      const wantGathered = filled(B * L * 7, SENTINEL);
+      const wantScattered = before.slice();
+      const wantTail = before.slice();
+      batch.clean.forEach((n, b) => {
+        const rows = [...Array.from({ length: joined[b] }, (_, i) => n - joined[b] + i), ...reencoded[b]];
+        rows.forEach((row, i) => {
+          const [packed, set] = [(b * L + i) * 7, (b * L + row) * 7];
+          wantGathered.set(source.subarray(set, set + 7), packed);
+          wantScattered.set(packedIn.subarray(packed, packed + 7), set);
+          if (i < joined[b]) wantTail.set(packedIn.subarray(packed, packed + 7), set);
+        });
+      });
+      expect(got.subarray(0, wantGathered.length)).toEqual(wantGathered);
+      expect(gotScattered.subarray(0, wantScattered.length)).toEqual(wantScattered);
+      expect(gotTail.subarray(0, wantTail.length)).toEqual(wantTail);
+    });
+  });
+});
+
+/** log(sum exp) in float64. */
+const logSumExp = (xs: readonly number[]): number => {
+  const top = Math.max(...xs);
+  return top + Math.log(xs.reduce((a, x) => a + Math.exp(x - top), 0));
+};
+
+describe(`staleness.wgsl and reencode.wgsl, the adaptive KV set's statistic and pick (${runtime})`, () => {
+  // Odd sizes: 3 heads of 5, L = 13, a padded batch: a sequence that joined rows and re-encodes
+  // some, one that joined a row, one that joined none (its statistic stays).
+  const batch: Batch = { L: 13, clean: [9, 4, 13], query: [1, 1, 1] };
+  const [B, L, H, dh] = [3, 13, 3, 5];
+  const D = H * dh;
+
+  it('staleness: encoded rows get both log-sum-exps over the whole set, the others take in the joined keys', async () => {
+    const joined = [3, 1, 0];
+    const reencoded = [[2, 0], [], []];
+    await withHarness(batch, async (h) => {
+      setBatchShape(h.ws, batch.clean, batch.query, joined, reencoded.map((r) => r.length));
+      writeFreshCounts(h.ws, joined.map((j, b) => j + reencoded[b].length));
+      const list = new Uint32Array(B * L);
+      reencoded.forEach((rows, b) => list.set(rows, b * L));
+      const queries = normals(B * L * D, 7);
+      const keys = normals(B * L * 2 * D, 8);
+      // (all, seen) pairs, all >= seen, as the statistic keeps them.
+      const lse = normals(B * L * 2 * H, 9);
+      for (let i = 0; i < lse.length; i += 2) lse[i + 1] = lse[i] - Math.abs(lse[i + 1]);
+      const lseTensor = h.tensor('lse', lse, [B, L, 2 * H]);
+      const state = {
+        lse: lseTensor, reencoded: h.tensor('reencoded', list, [B, L]), unseen: h.tensor('unseen', filled(B * L, 0), [B, L]),
+        report: h.buffer('report', new Uint32Array(4)), threshold: h.buffer('threshold', new Float32Array(4)),
+      };
+      const keyTensor = h.tensor('keys', keys, [B, L, 2 * D]);
+      const [got] = await h.run(
+        async () => [await stalenessDispatch(h.ws, { state, queries: h.tensor('queries', queries, [B, L, D]), keys: columns(keyTensor, 0, D), nHeads: H, headDim: dh })],
+        [lseTensor],
+      );
+      const want = lse.slice();
+      batch.clean.forEach((n, b) => {
+        for (let r = 0; r < n; r++) {
+          const encoded = r >= n - joined[b] || reencoded[b].includes(r);
+          for (let hd = 0; hd < H; hd++) {
+            const score = (j: number) => {
+              let dot = 0;
+              for (let d = 0; d < dh; d++) dot += queries[(b * L + r) * D + hd * dh + d] * keys[(b * L + j) * 2 * D + hd * dh + d];
+              return dot / Math.sqrt(dh);
+            };
+            const at = ((b * L + r) * H + hd) * 2;
+            if (encoded) {
+              const all = logSumExp(Array.from({ length: n }, (_, j) => score(j)));
+              want[at] = all;
+              want[at + 1] = all;
+            } else if (joined[b] > 0) {
+              want[at] = logSumExp([lse[at], ...Array.from({ length: joined[b] }, (_, i) => score(n - joined[b] + i))]);
+            }
+          }
+        }
+      });
+      expectBuffer('staleness lse', got, want, () => true, TRANSCENDENTAL);
+    });
+  });
+
+  it('reencode: the kept rows above the threshold, stalest first, at most perFresh per joined row; the fresh count and the report', async () => {
+    const joined = [1, 1, 2];
+    const perFresh = 4;
+    const threshold = 0.3;
+    await withHarness(batch, async (h) => {
+      setBatchShape(h.ws, batch.clean, batch.query, joined, joined.map((j, b) => Math.min(batch.clean[b] - j, perFresh * j)));
+      const u = seededUniform(10);
+      const lse = new Float32Array(B * L * 2 * H);
+      for (let i = 0; i < lse.length; i += 2) {
+        lse[i] = 3 * u() - 1;
+        lse[i + 1] = lse[i] + Math.log(1 - 0.8 * u());
+      }
+      const shares = (b: number) =>
+        Array.from({ length: batch.clean[b] - joined[b] }, (_, r) => {
+          let share = 0;
+          for (let hd = 0; hd < H; hd++) share += 1 - Math.exp(lse[((b * L + r) * H + hd) * 2 + 1] - lse[((b * L + r) * H + hd) * 2]);
+          return share / H;
+        });
+      const state = {
+        lse: h.tensor('lse', lse, [B, L, 2 * H]), reencoded: h.tensor('reencoded', new Uint32Array(B * L).fill(0xffffff), [B, L]), unseen: h.tensor('unseen', filled(B * L, 0), [B, L]),
+        report: h.buffer('report', new Uint32Array(4).fill(99)), threshold: h.ws.memory.upload('threshold', new Float32Array([threshold, 0, 0, 0]), GPUBufferUsage.UNIFORM),
+      };
+      const [list, report, lengths] = await h.run(async () => [await reencodeDispatch(h.ws, state, H, perFresh)], [state.reencoded, state.report, h.ws.lengths]);
+      let cut = false;
+      batch.clean.forEach((n, b) => {
+        const s = shares(b);
+        const want = adaptivePicks(s, threshold, joined[b]);
+        const stale = s.filter((x) => x > threshold).sort((x, y) => y - x);
+        cut ||= stale.length > want.length;
+        for (const x of s) expect(Math.abs(x - threshold), 'a share within rounding of the threshold').toBeGreaterThan(1e-5);
+        expect(Array.from(new Uint32Array(list.buffer, 4 * b * L, want.length)), `sequence ${b}`).toEqual(want);
+        expect(new Uint32Array(report.buffer)[b]).toBe(want.length);
+        expect(new Uint32Array(lengths.buffer)[2 * B + b]).toBe(joined[b] + want.length);
+      });
+      expect(cut).toBe(true);
     });
   });
 });
