@@ -2,7 +2,7 @@ import { fail } from '../errors.js';
 import type { Dispatch } from '../gpu/kernel.js';
 import { shader } from '../gpu/shader.js';
 import { expectTensor, type GpuTensor } from '../gpu/tensor.js';
-import { activationShape, ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
+import { activationShape, ceilDiv, paramsBuffer, rowsOf, Rows, type Workspace } from './workspace.js';
 
 const stalenessShader = shader('staleness.wgsl');
 const reencodeShader = shader('reencode.wgsl');
@@ -48,7 +48,8 @@ export async function stalenessDispatch(ws: Workspace, a: StalenessArgs): Promis
   return {
     kernel,
     bindGroup: kernel.bind(op, [ws.dims, ws.lengths, params, a.queries.buffer, a.keys.buffer, a.state.reencoded.buffer, a.state.lse.buffer]),
-    grid: () => [ceilDiv(ws.shape.maxClean, 64), ws.shape.batch, 1],
+    // A thread per head of each kept row, then of each fresh row (staleness.wgsl).
+    grid: () => [ceilDiv((ws.shape.maxClean + rowsOf(ws, Rows.Fresh)) * a.nHeads, 64), ws.shape.batch, 1],
   };
 }
 
