@@ -19,8 +19,8 @@ export const KV_SETTINGS: readonly KvSetting[] = [
   { name: 'incremental, refresh never', encoder: 'incremental' },
   { name: 'incremental, refresh 8', encoder: 'incremental', refresh: 8 },
   { name: 'delayed', encoder: 'delayed' },
+  { name: 'adaptive, staleness 0.7', encoder: 'adaptive', staleness: 0.7 },
   { name: 'adaptive, staleness 0.5', encoder: 'adaptive', staleness: 0.5 },
-  { name: 'adaptive, staleness 0.4', encoder: 'adaptive', staleness: 0.4 },
   { name: 'adaptive, staleness 0.3', encoder: 'adaptive', staleness: 0.3 },
 ];
 

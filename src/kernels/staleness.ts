@@ -2,7 +2,7 @@ import { fail } from '../errors.js';
 import type { Dispatch } from '../gpu/kernel.js';
 import { shader } from '../gpu/shader.js';
 import { expectTensor, type GpuTensor } from '../gpu/tensor.js';
-import { activationShape, ceilDiv, paramsBuffer, rowsOf, Rows, type Workspace } from './workspace.js';
+import { activationShape, ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
 
 const stalenessShader = shader('staleness.wgsl');
 const reencodeShader = shader('reencode.wgsl');
@@ -43,13 +43,12 @@ export async function stalenessDispatch(ws: Workspace, a: StalenessArgs): Promis
   const shape = activationShape(ws, a.nHeads * a.headDim);
   expectTensor(op, 'queries', a.queries, { shape });
   expectTensor(op, 'keys', a.keys, { shape });
-  const kernel = await ws.kernels.get({ shader: stalenessShader });
-  const params = paramsBuffer(ws, op, [a.nHeads, a.headDim, a.queries.rowStride, a.queries.offset, a.keys.rowStride, a.keys.offset], [1 / Math.sqrt(a.headDim)]);
+  const kernel = await ws.kernels.get({ shader: stalenessShader, defines: { HEAD_DIM: a.headDim } });
+  const params = paramsBuffer(ws, op, [a.nHeads, a.queries.rowStride, a.queries.offset, a.keys.rowStride, a.keys.offset], [1 / Math.sqrt(a.headDim)]);
   return {
     kernel,
     bindGroup: kernel.bind(op, [ws.dims, ws.lengths, params, a.queries.buffer, a.keys.buffer, a.state.reencoded.buffer, a.state.lse.buffer]),
-    // A thread per head of each kept row, then of each fresh row (staleness.wgsl).
-    grid: () => [ceilDiv((ws.shape.maxClean + rowsOf(ws, Rows.Fresh)) * a.nHeads, 64), ws.shape.batch, 1],
+    grid: () => [ceilDiv(ws.shape.maxClean * a.nHeads, 64), ws.shape.batch, 1],
   };
 }
 

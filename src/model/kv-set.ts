@@ -8,9 +8,12 @@ import { headDim, type ModelConfig } from './config.js';
 
 /**
  * The adaptive policy re-encodes at most this many kept rows per row that joined: a bound on a
- * step's work (the stalest go first, the others wait for a later step).
+ * step's work (the stalest go first, the others wait for a later step). One keeps a step within
+ * the rows of a delayed one: on the CPU adapters a matmul costs about the same for 1 to 8 rows
+ * and twice that for 9 to 16 (bench:quality measured 4 per joined row 20-30% slower at L256
+ * and 64 steps, for no quality it could tell).
  */
-export const REENCODE_PER_FRESH = 4;
+export const REENCODE_PER_FRESH = 1;
 
 /** The first encoder block: its keys and values depend only on token and position, so a kept row's never go stale. */
 const FIRST_BLOCK = 'encoder.blocks.0';

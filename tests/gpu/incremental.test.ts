@@ -258,7 +258,7 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
     }
   });
 
-  it('adaptive encodes the tokens that joined and up to 4 stale kept ones per joined token, the same for a seed each time; staleness 1 never re-encodes', async () => {
+  it(`adaptive encodes the tokens that joined and stale kept ones, at most ${REENCODE_PER_FRESH} per joined token, the same for a seed each time; staleness 1 never re-encodes`, async () => {
     const e = await engine();
     const known = 1 + e.vocabulary.encode('Once upon a time').length;
     const run = (seed: number, staleness?: number) => collect(e.generate({ prompt: 'Once upon a time', length: 40, steps: 13, seed, encoder: 'adaptive', staleness }));

@@ -46,6 +46,7 @@ import {
   silu,
   sinusoidal,
 } from '../../src/reference/ops.js';
+import { REENCODE_PER_FRESH } from '../../src/model/kv-set.js';
 import { adaptivePicks } from '../../src/reference/incremental.js';
 import { seededNormal, seededUniform } from '../../src/reference/random.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
@@ -745,7 +746,7 @@ describe(`staleness.wgsl and reencode.wgsl, the adaptive KV set's statistic and 
   const [B, L, H, dh] = [3, 13, 3, 5];
   const D = H * dh;
 
-  it('staleness: encoded rows get both log-sum-exps over the whole set, the others take in the joined keys', async () => {
+  it('staleness: joined rows get both log-sum-exps over the whole set, kept rows take in the joined keys, re-encoded ones see them', async () => {
     const joined = [3, 1, 0];
     const reencoded = [[2, 0], [], []];
     await withHarness(batch, async (h) => {
@@ -771,7 +772,6 @@ describe(`staleness.wgsl and reencode.wgsl, the adaptive KV set's statistic and 
       const want = lse.slice();
       batch.clean.forEach((n, b) => {
         for (let r = 0; r < n; r++) {
-          const encoded = r >= n - joined[b] || reencoded[b].includes(r);
           for (let hd = 0; hd < H; hd++) {
             const score = (j: number) => {
               let dot = 0;
@@ -779,12 +779,13 @@ describe(`staleness.wgsl and reencode.wgsl, the adaptive KV set's statistic and 
               return dot / Math.sqrt(dh);
             };
             const at = ((b * L + r) * H + hd) * 2;
-            if (encoded) {
+            if (r >= n - joined[b]) {
               const all = logSumExp(Array.from({ length: n }, (_, j) => score(j)));
               want[at] = all;
               want[at + 1] = all;
-            } else if (joined[b] > 0) {
-              want[at] = logSumExp([lse[at], ...Array.from({ length: joined[b] }, (_, i) => score(n - joined[b] + i))]);
+            } else {
+              if (joined[b] > 0) want[at] = logSumExp([lse[at], ...Array.from({ length: joined[b] }, (_, i) => score(n - joined[b] + i))]);
+              if (reencoded[b].includes(r)) want[at + 1] = want[at];
             }
           }
         }
@@ -795,7 +796,7 @@ describe(`staleness.wgsl and reencode.wgsl, the adaptive KV set's statistic and 
 
   it('reencode: the kept rows above the threshold, stalest first, at most perFresh per joined row; the fresh count and the report', async () => {
     const joined = [1, 1, 2];
-    const perFresh = 4;
+    const perFresh = REENCODE_PER_FRESH;
     const threshold = 0.3;
     await withHarness(batch, async (h) => {
       setBatchShape(h.ws, batch.clean, batch.query, joined, joined.map((j, b) => Math.min(batch.clean[b] - j, perFresh * j)));

@@ -404,7 +404,7 @@ class DIT(Backbone):
 
 # ----------------------------------------------------------------------------- incremental
 
-REENCODE_PER_FRESH = 4  # the adaptive policy re-encodes at most this many kept rows per fresh row
+REENCODE_PER_FRESH = 1  # the adaptive policy re-encodes at most this many kept rows per fresh row (src/model/kv-set.ts)
 
 
 @torch.no_grad()
