@@ -10,8 +10,8 @@ import { headDim, type ModelConfig } from './config.js';
  * The adaptive policy re-encodes at most this many kept rows per row that joined: a bound on a
  * step's work (the stalest go first, the others wait for a later step). One keeps a step within
  * the rows of a delayed one: on the CPU adapters a matmul costs about the same for 1 to 8 rows
- * and twice that for 9 to 16 (bench:quality measured 4 per joined row 20-30% slower at L256
- * and 64 steps, for no quality it could tell).
+ * and twice that for 9 to 16 (on lavapipe at L256 and 64 steps, 4 per joined row made the
+ * adaptive generations 20-30% slower).
  */
 export const REENCODE_PER_FRESH = 1;
 
