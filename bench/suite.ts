@@ -275,11 +275,11 @@ function plans(config: ModelConfig, batch: number): SequencePlan[] {
   return Array.from({ length: batch }, (_, b) => ({ known: new Map([[0, config.bosId]]), seed: 1000 + b }));
 }
 
-/** A generation's steps; `overlap: false` (profiling) keeps no PGM step in flight, so each call runs exactly its own step. */
+/** A generation's steps; `overlap: false` (profiling, stepping in turns) keeps no step in flight, so each call runs exactly its own step. */
 function steps(model: GpuModel, batch: number, L: number, nSteps: number, encoding = EXACT, overlap = true): AsyncGenerator<BatchStep> {
   const o = samplingOptions(L, nSteps, encoding);
   const p = plans(model.config, batch);
-  return model.config.arch === 'pgm' ? samplePgm(model, p, o, undefined, { overlap }) : sampleMdlm(model, p, o);
+  return (model.config.arch === 'pgm' ? samplePgm : sampleMdlm)(model, p, o, undefined, { overlap });
 }
 
 /** The ops of the forward one step event ran (none when MDLM reused its logits). */
