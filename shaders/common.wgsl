@@ -3,7 +3,8 @@
 // owns rows b*seqStride .. b*seqStride + n_b - 1. Clean tokens and queries have their own
 // per-sequence counts, so padding is never computed and never read. The fresh rows are the
 // clean tokens an incremental pass encodes: the last m_b of the clean set, packed at rows
-// 0..m_b-1 of the buffers that hold them.
+// 0..m_b-1 of the activations that hold them, and read where they are in the clean set's
+// tokens and positions (cleanSetRow).
 struct Dims {
   batch: u32,
   seqStride: u32,
@@ -21,6 +22,12 @@ const FRESH: u32 = 2u;
 
 fn seqRows(kind: u32, b: u32) -> u32 {
   return lengths[kind * dims.batch + b];
+}
+
+// Row i of sequence b's rows of `kind` in a [batch, seqStride] index buffer (the clean set's
+// tokens or positions, the query positions): a fresh row is the clean set's row n_b - m_b + i.
+fn cleanSetRow(kind: u32, b: u32, i: u32) -> u32 {
+  return b * dims.seqStride + select(0u, seqRows(CLEAN, b) - seqRows(FRESH, b), kind == FRESH) + i;
 }
 
 fn maxRows(kind: u32) -> u32 {

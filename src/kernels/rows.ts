@@ -1,4 +1,3 @@
-import { fail } from '../errors.js';
 import type { Dispatch } from '../gpu/kernel.js';
 import { shader } from '../gpu/shader.js';
 import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
@@ -6,26 +5,21 @@ import { ceilDiv, paramsBuffer, rowsOf, Rows, type Workspace } from './workspace
 
 const source = shader('rows.wgsl');
 
-export interface FreshRowsArgs {
+export interface AppendFreshRowsArgs {
   label: string;
-  /** gather: the clean set's last m_b rows of `from` to rows 0..m_b-1 of `to`; append: the reverse. */
-  direction: 'gather' | 'append';
-  /** [batch, L, width] (or u32 [batch, L]), views allowed. */
+  /** [batch, L, width]: the fresh rows, packed at rows 0..m_b-1; views allowed. */
   from: GpuTensor;
+  /** [batch, L, width]: a buffer of the clean set, its rows n_b - m_b..n_b-1 written; views allowed. */
   to: GpuTensor;
 }
 
-/** Copy each sequence's fresh rows between the clean set's tail and a packed buffer (rows.wgsl). */
-export async function freshRowsDispatch(ws: Workspace, a: FreshRowsArgs): Promise<Dispatch> {
+/** Append each sequence's fresh rows to the tail of a clean-set buffer (rows.wgsl). */
+export async function appendFreshRowsDispatch(ws: Workspace, a: AppendFreshRowsArgs): Promise<Dispatch> {
   const op = `rows ${a.label}`;
-  const width = a.from.shape.length === 2 ? 1 : cols(a.from);
-  const shape = a.from.shape.length === 2 ? [ws.maxBatch, ws.seqStride] : [ws.maxBatch, ws.seqStride, width];
-  for (const [role, t] of [['from', a.from], ['to', a.to]] as const) expectTensor(op, role, t, { shape, dtype: ['f32', 'u32'], dense: shape.length === 2 });
-  if (a.from.dtype !== a.to.dtype) fail('shape', `${op}: from is ${a.from.dtype}, to is ${a.to.dtype}`);
-  // An index tensor [batch, L] has one word a row.
-  const stride = (t: GpuTensor) => (t.shape.length === 2 ? 1 : t.rowStride);
+  const width = cols(a.from);
+  for (const [role, t] of [['from', a.from], ['to', a.to]] as const) expectTensor(op, role, t, { shape: [ws.maxBatch, ws.seqStride, width] });
   const kernel = await ws.kernels.get({ shader: source });
-  const params = paramsBuffer(ws, a.label, [width, stride(a.from), a.from.offset, stride(a.to), a.to.offset, a.direction === 'append' ? 1 : 0]);
+  const params = paramsBuffer(ws, a.label, [width, a.from.rowStride, a.from.offset, a.to.rowStride, a.to.offset]);
   return {
     kernel,
     bindGroup: kernel.bind(a.label, [ws.dims, ws.lengths, params, a.from.buffer, a.to.buffer]),

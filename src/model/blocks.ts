@@ -33,9 +33,6 @@ export interface Activations {
 export interface CleanSide {
   /** The rows this pass encodes: Rows.Clean (exact) or Rows.Fresh. */
   rows: Rows;
-  /** Their tokens and sequence positions, u32 [batch, L]. */
-  tokens: GpuTensor;
-  positions: GpuTensor;
   /** Their encoder stream [batch, L, D]; after the encoder, their encoder outputs. */
   stream: GpuTensor;
   /**
@@ -49,8 +46,6 @@ export interface CleanSide {
 /** The exact clean side: every clean token is encoded each pass, in the shared activations. */
 export const exactSide = (act: Activations): CleanSide => ({
   rows: Rows.Clean,
-  tokens: act.cleanTokens,
-  positions: act.cleanPositions,
   stream: act.x,
   keep: (_f, _prefix, kv) => kv,
 });
@@ -158,7 +153,7 @@ export function ditBlock(f: ForwardContext, prefix: string): void {
   const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
   const qkv = act.wide; // [batch, L, 3D]
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: stream, weight: p('attn_qkv.weight'), out: qkv, ...normed(f, `${prefix}.attn_qkv.weight`), ...rotary(f, `${prefix}.attn_qkv.weight`, f.clean.positions) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: stream, weight: p('attn_qkv.weight'), out: qkv, ...normed(f, `${prefix}.attn_qkv.weight`), ...rotary(f, `${prefix}.attn_qkv.weight`, act.cleanPositions) }));
   const kv = cleanKeysValues(f, prefix, columns(qkv, D, 2 * D, 'kv'));
   attentionResidual(f, prefix, rows, columns(qkv, 0, D, 'q'), kv, stream, m);
   mlpResidual(f, prefix, rows, stream, m);

@@ -168,7 +168,7 @@ export class GpuModel {
         arch: config.arch, V: config.vocabSize, maskId: config.maskId, logits: act.logits.buffer, seeds,
         queryPositions: act.queryPositions.buffer, cleanTokens: act.cleanTokens.buffer, cleanPositions: act.cleanPositions.buffer, drawn,
       });
-      const buildIncremental = () => build(incrementalSide({ activation, indices }, config));
+      const buildIncremental = () => build(incrementalSide(activation, config));
       return new GpuModel(config, ws, act, forward, sampler, seeds, drawn, buildIncremental);
     } catch (e) {
       memory.releaseAll();

@@ -27,7 +27,7 @@ import { embedDispatch } from '../../src/kernels/embed.js';
 import { queryInitDispatches, sinusTable } from '../../src/kernels/group-swap.js';
 import { matmulDispatch, rotaryTable } from '../../src/kernels/matmul.js';
 import { ANY_SHAPE, ATTENTION_VARIANTS, everyBucket, MATMUL_VARIANTS, type AttentionVariant, type KernelPlan, type MatmulVariant } from '../../src/kernels/plan.js';
-import { freshRowsDispatch } from '../../src/kernels/rows.js';
+import { appendFreshRowsDispatch } from '../../src/kernels/rows.js';
 import { createWorkspace, Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
 import { queryInitTerms, type PreQueryMode } from '../../src/model/config.js';
 import { decodeFloats, encodeFloats } from '../../src/model/floats.js';
@@ -61,9 +61,13 @@ interface Batch {
   L: number;
   clean: number[];
   query: number[];
+  /** The clean set's last rows an incremental pass encodes (Rows.Fresh). */
+  fresh?: number[];
 }
 
-const countsOf = (batch: Batch, kind: Rows): number[] => (kind === Rows.Clean ? batch.clean : batch.query);
+const countsOf = (batch: Batch, kind: Rows): number[] => (kind === Rows.Clean ? batch.clean : kind === Rows.Query ? batch.query : batch.fresh!);
+/** Where row i of sequence b's rows of `kind` sits in the clean set's tokens and positions: a fresh row at the set's tail. */
+const cleanSetRow = (batch: Batch, kind: Rows, b: number, i: number): number => b * batch.L + (kind === Rows.Fresh ? batch.clean[b] - batch.fresh![b] : 0) + i;
 const describeBatch = (batch: Batch): string => `L=${batch.L} clean=[${batch.clean}] query=[${batch.query}]`;
 
 interface Harness {
@@ -88,7 +92,7 @@ async function withHarness(batch: Batch, body: (h: Harness) => Promise<void>): P
   const memory = new GpuMemory(device);
   const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   const ws = createWorkspace(memory, kernelCache, batch.L, batch.clean.length);
-  setBatchShape(ws, batch.clean, batch.query);
+  setBatchShape(ws, batch.clean, batch.query, batch.fresh);
   const harness: Harness = {
     ws,
     buffer: (label, data) => memory.upload(label, data, STORAGE),
@@ -209,15 +213,17 @@ function expectBuffer(label: string, got: Float32Array, want: Float32Array, owne
 // ---------------------------------------------------------------------------------------------
 
 describe(`embed kernel (${runtime}) vs reference embed`, () => {
-  const cases: { name: string; V: number; D: number; batch: Batch }[] = [
+  const cases: { name: string; V: number; D: number; batch: Batch; kind?: Rows }[] = [
     { name: 'single row, D = 1', V: 11, D: 1, batch: { L: 5, clean: [1], query: [0] } },
+    { name: 'fresh rows: the clean set\'s last tokens, packed', V: 40, D: 66, batch: { L: 30, clean: [30, 9, 12], query: [1, 1, 1], fresh: [4, 9, 0] }, kind: Rows.Fresh },
     { name: 'full seqStride and ragged, D = 65 (two workgroups)', V: 97, D: 65, batch: { L: 70, clean: [70, 1, 33], query: [0, 5, 70] } },
     { name: 'D = 96, L = 40', V: 50, D: 96, batch: { L: 40, clean: [17, 40], query: [40, 0] } },
     { name: 'random shape', V: 23, D: 7, batch: randomBatch(11, 70) },
   ];
-  for (const { name, V, D, batch } of cases) {
+  for (const { name, V, D, batch, kind = Rows.Clean } of cases) {
     it(`${name}: ${describeBatch(batch)}`, async () => {
       const { L, clean } = batch;
+      const rows = countsOf(batch, kind);
       const table = normals(V * D, 1);
       const u = seededUniform(2);
       const tokens = new Uint32Array(clean.length * L).map(() => Math.floor(u() * V));
@@ -227,10 +233,10 @@ describe(`embed kernel (${runtime}) vs reference embed`, () => {
         const out = h.tensor('x', initial, [clean.length, L, D]);
         const tokenBuf = h.tensor('tokens', tokens, [clean.length, L]);
         const embedding = h.tensor('embedding', table, [V, D]);
-        const [got] = await h.run(async () => [await embedDispatch(h.ws, { tokens: tokenBuf, embedding, out })], [out]);
+        const [got] = await h.run(async () => [await embedDispatch(h.ws, { rows: kind, tokens: tokenBuf, embedding, out })], [out]);
         const want = initial.slice();
-        clean.forEach((n, b) => placeSeq(want, b, L, D, embed({ shape: [V, D], data: table }, tokens.subarray(b * L, b * L + n))));
-        expectBuffer('embed', got, want, ownedBy(clean, L, D), { abs: 0, rel: 0 });
+        rows.forEach((n, b) => placeSeq(want, b, L, D, embed({ shape: [V, D], data: table }, tokens.subarray(cleanSetRow(batch, kind, b, 0), cleanSetRow(batch, kind, b, n)))));
+        expectBuffer('embed', got, want, ownedBy(rows, L, D), { abs: 0, rel: 0 });
       });
     });
   }
@@ -276,6 +282,7 @@ const matmulCases: MatmulCase[] = [
   { name: 'rotary k of k | v with bias, heads of 6 (a rotated block ends mid four columns)', K: 30, N: 60, kind: Rows.Clean, batch: { L: 37, clean: [1, 37, 9], query: [3, 3, 3] }, bias: true, rotary: { headDim: 6, period: 60, count: 30 } },
   { name: 'rotary queries, headDim 2, bias, query rows, K % 4 != 0', K: 17, N: 10, kind: Rows.Query, batch: { L: 40, clean: [40, 2], query: [3, 40] }, bias: true, rotary: { headDim: 2, period: 10, count: 10 } },
   { name: 'rotary keys of three k | v layers in one projection, headDim 16', K: 32, N: 192, kind: Rows.Clean, batch: randomBatch(33, 70), rotary: { headDim: 16, period: 64, count: 32 } },
+  { name: 'rotary on fresh rows, at the clean set\'s last positions', K: 16, N: 48, kind: Rows.Fresh, batch: { L: 40, clean: [40, 13, 6], query: [1, 1, 1], fresh: [5, 13, 0] }, rotary: { headDim: 8, period: 48, count: 32 } },
   { name: 'LayerNorm prologue, 70 rows, x with mean 1.5', K: 32, N: 40, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 29], query: [3, 70, 0] }, norm: [5, 3 * 32 + 1], xMean: 1.5, xStd: 2 },
   { name: 'LayerNorm prologue, K % 4 != 0, query rows, bias + gelu', K: 45, N: 33, kind: Rows.Query, batch: { L: 33, clean: [5, 33, 4], query: [33, 2, 1] }, norm: [45, 0], bias: true, activation: 'gelu' },
   { name: 'LayerNorm prologue and rotary (attn_q), K = 1', K: 1, N: 8, kind: Rows.Query, batch: { L: 20, clean: [20, 7], query: [1, 20] }, norm: [2, 9], rotary: { headDim: 4, period: 8, count: 8 } },
@@ -304,7 +311,8 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
   }
   const bias = normals(N, 9, 0.5);
   const modulation = normals(6 * Math.max(N, K) + 8, 10, 0.5);
-  const positions = randomPositions(counts, L, 12);
+  // The clean set's positions (fresh rows read at its tail), or the query positions.
+  const positions = randomPositions(kind === Rows.Query ? counts : batch.clean, L, 12);
   // The kernel's weight rows (and bias) in the rotary layout; `order[c]` is the natural column the paired column c holds.
   const paired = (data: Float32Array, half?: Uint16Array) => (c.rotary ? pairRotaryRows({ shape: [N, data.length / N], data, half }, c.rotary.headDim, c.rotary) : { data, half });
   const order = paired(Float32Array.from({ length: N }, (_, i) => i)).data;
@@ -357,7 +365,8 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
       if (c.activation === 'silu') y = silu(y);
       if (c.rotary) {
         const { headDim, period, count } = c.rotary;
-        for (let at = 0; at < N; at += period) y = rope(y, n, count / headDim, headDim, positions.subarray(b * L, b * L + n), N, at);
+        const rowPositions = positions.subarray(cleanSetRow(batch, kind, b, 0), cleanSetRow(batch, kind, b, n));
+        for (let at = 0; at < N; at += period) y = rope(y, n, count / headDim, headDim, rowPositions, N, at);
         const natural = y;
         y = natural.map((_, i) => natural[Math.floor(i / N) * N + order[i % N]]);
       }
@@ -392,7 +401,7 @@ for (const variant of MATMUL_VARIANTS) {
 
 // f16 weight storage: the vec4 path, the scalar path with an odd N * K (a padded last word),
 // and a block edge of each variant.
-const halfCases = [matmulCases[0], matmulCases[1], matmulCases[6], matmulCases[11], matmulCases[16], matmulCases[20], ...matmulEdgeCases];
+const halfCases = [matmulCases[0], matmulCases[1], matmulCases[6], matmulCases[11], matmulCases[16], matmulCases[21], ...matmulEdgeCases];
 for (const variant of MATMUL_VARIANTS) {
   describe(`matmul kernel, ${variant} variant, f16 weights (${runtime}) vs reference`, () => {
     for (const c of halfCases) it(describeMatmul(c), () => checkMatmul(c, variant, true));
@@ -633,49 +642,25 @@ describe(`group-swap pool + query_init kernels (${runtime}) vs reference sinusoi
   }
 });
 
-describe(`rows.wgsl, the KV set's gather and append (${runtime})`, () => {
-  it("moves each sequence's last fresh rows to packed rows and back: strided views, odd widths, u32 indices, a sequence with none fresh", async () => {
-    const batch: Batch = { L: 13, clean: [11, 5, 7], query: [1, 1, 1] };
-    const fresh = [4, 0, 7];
+describe(`rows.wgsl, the KV set's append (${runtime})`, () => {
+  it("appends each sequence's packed fresh rows to the clean set's tail: strided views, odd widths, a sequence with none fresh", async () => {
+    const batch: Batch = { L: 13, clean: [11, 5, 7], query: [1, 1, 1], fresh: [4, 0, 7] };
     const [B, L] = [batch.clean.length, batch.L];
     await withHarness(batch, async (h) => {
-      setBatchShape(h.ws, batch.clean, batch.query, fresh);
-      const source = normals(B * L * 17, 1);
-      const packedIn = normals(B * L * 5, 2);
+      const packedIn = normals(B * L * 17, 2);
       const tail = normals(B * L * 9, 3);
-      const tokens = Uint32Array.from({ length: B * L }, (_, i) => 1000 + i);
-      const src = h.tensor('src', source, [B, L, 17]);
-      const gathered = h.tensor('gathered', new Float32Array(B * L * 5).fill(-7), [B, L, 5]);
-      const packed = h.tensor('packed', packedIn, [B, L, 5]);
+      const packed = h.tensor('packed', packedIn, [B, L, 17]);
       const dst = h.tensor('dst', tail, [B, L, 9]);
-      const tok = h.tensor('tokens', tokens, [B, L]);
-      const tokOut = h.tensor('tokens out', new Uint32Array(B * L), [B, L]);
-      const [got, appended, gotTokens] = await h.run(
-        async () => [
-          await freshRowsDispatch(h.ws, { label: 'gather', direction: 'gather', from: columns(src, 6, 5), to: gathered }),
-          await freshRowsDispatch(h.ws, { label: 'append', direction: 'append', from: packed, to: columns(dst, 2, 5) }),
-          await freshRowsDispatch(h.ws, { label: 'tokens', direction: 'gather', from: tok, to: tokOut }),
-        ],
-        [gathered, dst, tokOut],
-      );
-      const wantGathered = new Float32Array(B * L * 5).fill(-7);
+      const [appended] = await h.run(async () => [await appendFreshRowsDispatch(h.ws, { label: 'append', from: columns(packed, 6, 5), to: columns(dst, 2, 5) })], [dst]);
       const wantAppended = tail.slice();
-      const wantTokens = new Uint32Array(B * L);
       for (let b = 0; b < B; b++) {
-        for (let i = 0; i < fresh[b]; i++) {
-          const row = b * L + batch.clean[b] - fresh[b] + i;
-          const packedRow = b * L + i;
-          for (let c = 0; c < 5; c++) {
-            wantGathered[packedRow * 5 + c] = source[row * 17 + 6 + c];
-            wantAppended[row * 9 + 2 + c] = packedIn[packedRow * 5 + c];
-          }
-          wantTokens[packedRow] = tokens[row];
+        for (let i = 0; i < batch.fresh![b]; i++) {
+          const row = cleanSetRow(batch, Rows.Fresh, b, i);
+          for (let c = 0; c < 5; c++) wantAppended[row * 9 + 2 + c] = packedIn[(b * L + i) * 17 + 6 + c];
         }
       }
-      // Read back whole buffers, which may be padded past the tensor.
-      expect(got.subarray(0, wantGathered.length)).toEqual(wantGathered);
+      // Read back the whole buffer, which may be padded past the tensor.
       expect(appended.subarray(0, wantAppended.length)).toEqual(wantAppended);
-      expect(new Uint32Array(gotTokens.buffer, 0, wantTokens.length)).toEqual(wantTokens);
     });
   });
 });
