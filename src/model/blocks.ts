@@ -57,7 +57,7 @@ export interface ForwardContext {
   /** A parameter by state_dict name (without `backbone.`), shaped as in the checkpoint. */
   param(name: string): GpuTensor;
   mod: Modulations;
-  /** Constant vectors: every adaLN_modulation(c), concatenated (offsets in `mod`), then the rotary table. */
+  /** The constant table (constants.ts): the adaLN modulations and LayerNorm gains (offsets in `mod`), the rotary table, the LayerNorm prologues' columns. */
   constants: GpuTensor;
   /** Where the rotary table (`rotaryTable`) starts in `constants`. */
   ropeOffset: number;
