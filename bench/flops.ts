@@ -3,7 +3,8 @@
  * mdlm.ts encode it: one entry per dispatch label, with the rows it really covers (each
  * sequence's own clean and query counts; padding is never computed).
  * FLOPs count matmuls (2*rows*K*N) and attention (4*D*keys per query row: q.k and p.v);
- * bytes are the minimum traffic of the memory-bound kernels (read once, write once).
+ * bytes are the minimum traffic of the memory-bound kernels (read once, write once); weights,
+ * the bytes of model weights a dispatch reads (each once; the bench's weights are f32).
  */
 import type { ModelConfig } from '../src/model/config.js';
 import { decoderKvName } from '../src/model/fusion.js';
@@ -16,6 +17,7 @@ export interface Op {
   cls: OpClass;
   flops: number;
   bytes: number;
+  weights: number;
 }
 
 const F32 = 4;
@@ -32,19 +34,19 @@ class Ops {
 
   matmul(label: string, rows: readonly number[], K: number, N: number): void {
     const r = sum(rows);
-    this.list.push({ label, cls: 'matmul', flops: 2 * r * K * N, bytes: F32 * (r * K + N * K + r * N) });
+    this.list.push({ label, cls: 'matmul', flops: 2 * r * K * N, bytes: F32 * (r * K + N * K + r * N), weights: F32 * N * K });
   }
 
   /** Each query row of sequence b attends to its n_b clean keys, all heads. */
   attention(label: string, queries: readonly number[]): void {
     const D = this.c.hiddenSize;
     const pairs = sum(queries.map((q, b) => q * this.n[b]));
-    this.list.push({ label, cls: 'attention', flops: 4 * D * pairs, bytes: F32 * D * (2 * sum(queries) + 2 * sum(this.n)) });
+    this.list.push({ label, cls: 'attention', flops: 4 * D * pairs, bytes: F32 * D * (2 * sum(queries) + 2 * sum(this.n)), weights: 0 });
   }
 
-  /** A row-wise kernel reading `inWidth` and writing `outWidth` floats per row. */
-  rows(label: string, rows: readonly number[], inWidth: number, outWidth: number): void {
-    this.list.push({ label, cls: 'memory', flops: 0, bytes: F32 * sum(rows) * (inWidth + outWidth) });
+  /** A row-wise kernel reading `inWidth` and writing `outWidth` floats per row, `weightWidth` of them weights. */
+  rows(label: string, rows: readonly number[], inWidth: number, outWidth: number, weightWidth = 0): void {
+    this.list.push({ label, cls: 'memory', flops: 0, bytes: F32 * sum(rows) * (inWidth + outWidth), weights: F32 * sum(rows) * weightWidth });
   }
 
   /** The LayerNorm before mlp.0 is in its prologue (no dispatch of its own, as every LayerNorm). */
@@ -76,7 +78,7 @@ class Ops {
 export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readonly number[], kvGroups: [number, number][] = [[0, c.decoderBlocks - 1]]): Op[] {
   const o = new Ops(c, clean, queries);
   const D = c.hiddenSize;
-  o.rows('embed', clean, 1 + D, D);
+  o.rows('embed', clean, 1 + D, D, D);
   for (let i = 0; i < c.encoderBlocks; i++) o.ditBlock(`encoder.blocks.${i}`);
   const g = 'decoder.group_swap';
   if (c.preQueryMode === 'learn+freqs+mean' || c.preQueryMode === 'learn+freqs+logsumexp') o.rows('group_swap.pool', clean, D, 0);
@@ -104,7 +106,7 @@ export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readon
 /** MDLM: embed + DiT blocks over all `rows` positions of each sequence, output over the same rows. */
 export function mdlmOps(c: ModelConfig, rows: readonly number[]): Op[] {
   const o = new Ops(c, rows, []);
-  o.rows('embed', rows, 1 + c.hiddenSize, c.hiddenSize);
+  o.rows('embed', rows, 1 + c.hiddenSize, c.hiddenSize, c.hiddenSize);
   for (let i = 0; i < c.nBlocks; i++) o.ditBlock(`blocks.${i}`);
   o.output(rows);
   return o.list;
@@ -112,7 +114,7 @@ export function mdlmOps(c: ModelConfig, rows: readonly number[]): Op[] {
 
 /** The sampler pass at top-p 1 (as the bench samples): one read of a row of V logits (an upper bound for MDLM rows that stay masked). */
 export function sampleOp(c: ModelConfig, rows: readonly number[]): Op {
-  return { label: 'sample', cls: 'memory', flops: 0, bytes: F32 * sum(rows) * c.vocabSize };
+  return { label: 'sample', cls: 'memory', flops: 0, bytes: F32 * sum(rows) * c.vocabSize, weights: 0 };
 }
 
 /** Matmul + attention FLOPs of a forward pass. */

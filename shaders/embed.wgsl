@@ -1,4 +1,5 @@
-// x[b, i, :] = embedding[tokens[b, i], :] for the clean (or fresh) tokens of each sequence.
+// x[b, i, :] = embedding[token, :] for the clean (or fresh) tokens of each sequence, the token
+// read where it is in the clean set (cleanSetRow).
 #include "common.wgsl"
 
 struct Params {
@@ -17,6 +18,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = gid.y;
   let c = gid.x;
   if (c >= p.D || i >= seqRows(p.rowsKind, b)) { return; }
-  let row = b * dims.seqStride + i;
-  x[row * p.D + c] = embedding[tokens[row] * p.D + c];
+  x[(b * dims.seqStride + i) * p.D + c] = embedding[tokens[cleanSetRow(p.rowsKind, b, i)] * p.D + c];
 }

@@ -55,7 +55,7 @@ struct Params {
 // Constant vectors: adaLN gates, LayerNorm gains, the rotary table, a LayerNorm prologue's columns.
 @group(0) @binding(7) var<storage, read> constants: array<f32>;
 #if ROTARY
-@group(0) @binding(8) var<storage, read> positions: array<u32>;  // [batch, seqStride], of the rows kind
+@group(0) @binding(8) var<storage, read> positions: array<u32>;  // [batch, seqStride], read at cleanSetRow
 #endif
 
 // Number of four-float K steps.
@@ -203,7 +203,7 @@ fn store4(b: u32, i: u32, c0: u32, sums: vec4<f32>) {
   var v: vec4<f32>;
   for (var j = 0u; j < 4u; j++) { v[j] = activate(min(c0 + j, p.N - 1u), sums[j]); }
 #if ROTARY
-  let position = positions[b * dims.seqStride + i];
+  let position = positions[cleanSetRow(p.rowsKind, b, i)];
   v = vec4<f32>(rotatePair(c0, position, v.xy), rotatePair(c0 + 2u, position, v.zw));
 #endif
   let yRows = select(dims.seqStride, maxRows(p.rowsKind), p.ySeqDense == 1u);

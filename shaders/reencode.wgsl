@@ -1,9 +1,10 @@
-// The adaptive policy's pick, one workgroup per sequence, before the pass gathers its rows:
-// each kept row's unseen share, 1 - exp(seen - all) averaged over heads (staleness.wgsl), and
-// the kept rows whose share exceeds the threshold, stalest first (ties: the lower row), at
-// most perFresh x j_b of them (j_b: the rows that joined), listed in `reencoded`. The
-// sequence's fresh count becomes j_b + their number (the pass's kernels read it from
-// `lengths`) and their number goes to `report`, read back with the step's draws.
+// The adaptive policy's pick, one workgroup per sequence, the pass's first dispatch: each kept
+// row's unseen share, 1 - exp(seen - all) averaged over heads (staleness.wgsl), and the kept
+// rows whose share exceeds the threshold, stalest first (ties: the lower row), at most
+// perFresh x j_b of them (j_b: the rows that joined), listed in `lengths` after the counts
+// (common.wgsl's cleanSetRow reads the list). The sequence's fresh count becomes j_b + their
+// number (the pass's kernels read it from `lengths`) and their number goes to `report`, read
+// back with the step's draws.
 #include "common.wgsl"
 
 struct Params {
@@ -12,11 +13,10 @@ struct Params {
 }
 
 @group(0) @binding(2) var<uniform> p: Params;
-@group(0) @binding(7) var<uniform> threshold: vec4<f32>;               // .x, written before each pass
 @group(0) @binding(3) var<storage, read> lse: array<vec2<f32>>;         // [batch, seqStride, heads] (all, seen)
 @group(0) @binding(4) var<storage, read_write> unseen: array<f32>;      // [batch, seqStride]
-@group(0) @binding(5) var<storage, read_write> reencoded: array<u32>;   // [batch, seqStride]
-@group(0) @binding(6) var<storage, read_write> report: array<u32>;      // [batch]
+@group(0) @binding(5) var<storage, read_write> report: array<u32>;      // [batch]
+@group(0) @binding(6) var<uniform> threshold: vec4<f32>;               // .x, written before each pass
 
 const WG: u32 = 64u;
 var<workgroup> stale: atomic<u32>;
@@ -48,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let w = unseen[seq + j];
         if (w > u || (w == u && j < r)) { rank++; }
       }
-      if (rank < cap) { reencoded[seq + rank] = r; }
+      if (rank < cap) { lengths[reencodedAt(b) + rank] = r; }
     }
   }
   workgroupBarrier();

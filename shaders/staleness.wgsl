@@ -20,8 +20,7 @@ struct Params {
 @group(0) @binding(2) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> queries: array<f32>;    // [batch, seqStride, qStride]
 @group(0) @binding(4) var<storage, read> keys: array<f32>;       // [batch, seqStride, kStride]
-@group(0) @binding(5) var<storage, read> reencoded: array<u32>;  // [batch, seqStride] clean rows
-@group(0) @binding(6) var<storage, read_write> lse: array<vec2<f32>>; // [batch, seqStride, heads]
+@group(0) @binding(5) var<storage, read_write> lse: array<vec2<f32>>; // [batch, seqStride, heads]
 
 /** log of the sum of exp(score(r, j, h)) over keys j in [first, end) (-3e38 when empty), online. */
 fn logSumExp(seq: u32, r: u32, h: u32, first: u32, end: u32) -> f32 {
@@ -61,7 +60,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     return;
   }
   var reencode = false;
-  for (var i = 0u; i < seqRows(FRESH, b) - joined; i++) { reencode = reencode || reencoded[seq + i] == r; }
+  for (var i = 0u; i < seqRows(FRESH, b) - joined; i++) { reencode = reencode || lengths[reencodedAt(b) + i] == r; }
   let old = lse[at];
   var all = old.x;
   if (joined > 0u) {

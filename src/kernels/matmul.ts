@@ -143,7 +143,7 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
     fail('shape', `${op}: the LayerNorm's gain (${K} floats at ${a.norm.gainOffset}) or columns (${2 * N} at ${a.norm.columnsOffset}) run past the ${cols(a.constants!)} constants`);
   }
   if (a.rotary) expectRotary(op, ws, a.rotary, N, a.constants);
-  const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, N, a.weight.dtype === 'f16' ? 'f16' : 'f32');
+  const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, N, a.weight.dtype === 'f16' ? 'f16' : 'f32', a.norm !== undefined);
   expectVariantsRun(`matmul ${a.label}: the variant`, variants, ws.kernels.device);
   const r = a.rotary;
   const params = paramsBuffer(ws, a.label, [K, N, a.rows, a.denseOut ? 1 : 0, a.gatedResidual?.gateOffset ?? 0, r?.tableOffset ?? 0, r?.period ?? 0, r?.count ?? 0, (r?.headDim ?? 0) / 2, a.norm?.gainOffset ?? 0, a.norm?.columnsOffset ?? 0]);

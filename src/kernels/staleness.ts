@@ -11,9 +11,7 @@ const reencodeShader = shader('reencode.wgsl');
 export interface StalenessState {
   /** [batch, L, 2 * heads]: per head, the log-sum-exp of the row's first-block scores over every key and over the keys it saw. */
   lse: GpuTensor;
-  /** u32 [batch, L]: the kept rows this pass re-encodes, packed, stalest first. */
-  reencoded: GpuTensor;
-  /** [batch, L]: each kept row's unseen share (the pick's scratch). */
+  /** [batch, L, 1]: each kept row's unseen share (the pick's scratch). */
   unseen: GpuTensor;
   /** u32 [maxBatch]: rows re-encoded per sequence, for the step's readback. */
   report: GPUBuffer;
@@ -32,8 +30,7 @@ export interface StalenessArgs {
 
 const checkState = (ws: Workspace, op: string, s: StalenessState, nHeads: number): void => {
   expectTensor(op, 'lse', s.lse, { shape: activationShape(ws, 2 * nHeads), dense: true });
-  expectTensor(op, 'reencoded', s.reencoded, { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true });
-  expectTensor(op, 'unseen', s.unseen, { shape: [ws.maxBatch, ws.seqStride], dense: true });
+  expectTensor(op, 'unseen', s.unseen, { shape: activationShape(ws, 1), dense: true });
 };
 
 /** Take this pass's joined keys into every clean row's log-sum-exps (staleness.wgsl), after the first block appended them. */
@@ -47,14 +44,15 @@ export async function stalenessDispatch(ws: Workspace, a: StalenessArgs): Promis
   const params = paramsBuffer(ws, op, [a.nHeads, a.queries.rowStride, a.queries.offset, a.keys.rowStride, a.keys.offset], [1 / Math.sqrt(a.headDim)]);
   return {
     kernel,
-    bindGroup: kernel.bind(op, [ws.dims, ws.lengths, params, a.queries.buffer, a.keys.buffer, a.state.reencoded.buffer, a.state.lse.buffer]),
+    bindGroup: kernel.bind(op, [ws.dims, ws.lengths, params, a.queries.buffer, a.keys.buffer, a.state.lse.buffer]),
     grid: () => [ceilDiv(ws.shape.maxClean * a.nHeads, 64), ws.shape.batch, 1],
   };
 }
 
 /**
  * The adaptive policy's pick (reencode.wgsl): the kept rows whose unseen share exceeds the
- * threshold (`state.threshold`'s first float), stalest first, at most `perFresh` per joined row.
+ * threshold (`state.threshold`'s first float), stalest first, at most `perFresh` per joined row,
+ * listed in `lengths` with the fresh counts they add to.
  */
 export async function reencodeDispatch(ws: Workspace, state: StalenessState, nHeads: number, perFresh: number): Promise<Dispatch> {
   const op = 'reencode';
@@ -64,7 +62,7 @@ export async function reencodeDispatch(ws: Workspace, state: StalenessState, nHe
   const params = paramsBuffer(ws, op, [perFresh, nHeads]);
   return {
     kernel,
-    bindGroup: kernel.bind(op, [ws.dims, ws.lengths, params, state.lse.buffer, state.unseen.buffer, state.reencoded.buffer, state.report, state.threshold]),
+    bindGroup: kernel.bind(op, [ws.dims, ws.lengths, params, state.lse.buffer, state.unseen.buffer, state.report, state.threshold]),
     grid: () => [ws.shape.batch, 1, 1],
   };
 }

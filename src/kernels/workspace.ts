@@ -48,8 +48,9 @@ export function createWorkspace(memory: GpuMemory, kernels: KernelCache, seqStri
     seqStride,
     maxBatch,
     dims: memory.create('dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
-    // COPY_SRC: tests read back the counts the adaptive pick writes.
-    lengths: memory.create('lengths', 16 * maxBatch, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST),
+    // Four counts per sequence, then its re-encoded rows (common.wgsl). COPY_SRC: tests read
+    // back what the adaptive pick writes.
+    lengths: memory.create('lengths', 4 * maxBatch * (4 + seqStride), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST),
     unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
     shape: { batch: 0, maxClean: 0, maxQuery: 0, maxFresh: 0 },
   };

@@ -33,15 +33,10 @@ export interface Activations {
 export interface CleanSide {
   /** The rows this pass encodes: Rows.Clean (exact) or Rows.Fresh. */
   rows: Rows;
-  /** Their tokens and sequence positions, u32 [batch, L]. */
-  tokens: GpuTensor;
-  positions: GpuTensor;
   /** Their encoder stream [batch, L, D]; after the encoder, their encoder outputs. */
   stream: GpuTensor;
-  /** Queue what the pass starts with (incremental: gather the fresh rows' tokens and positions). */
-  begin(f: ForwardContext): void;
-  /** u32 [batch, L]: the kept rows the pass re-encodes after the joined ones (adaptive); absent: none. */
-  reencoded?: GpuTensor;
+  /** Queue what the pass starts with (adaptive: the pick of the kept rows it re-encodes). */
+  begin?(f: ForwardContext): void;
   /**
    * The keys | values attention reads for layer `prefix`, given this pass's rows of them
    * (`kv`, [batch, L, 2D], keys rotated; for a self-attention layer also its `queries`): `kv`
@@ -53,10 +48,7 @@ export interface CleanSide {
 /** The exact clean side: every clean token is encoded each pass, in the shared activations. */
 export const exactSide = (act: Activations): CleanSide => ({
   rows: Rows.Clean,
-  tokens: act.cleanTokens,
-  positions: act.cleanPositions,
   stream: act.x,
-  begin: () => undefined,
   keep: (_f, _prefix, kv) => kv,
 });
 
@@ -67,7 +59,7 @@ export interface ForwardContext {
   /** A parameter by state_dict name (without `backbone.`), shaped as in the checkpoint. */
   param(name: string): GpuTensor;
   mod: Modulations;
-  /** Constant vectors: every adaLN_modulation(c), concatenated (offsets in `mod`), then the rotary table. */
+  /** The constant table (constants.ts): the adaLN modulations and LayerNorm gains (offsets in `mod`), the rotary table, the LayerNorm prologues' columns. */
   constants: GpuTensor;
   /** Where the rotary table (`rotaryTable`) starts in `constants`. */
   ropeOffset: number;
@@ -164,7 +156,7 @@ export function ditBlock(f: ForwardContext, prefix: string): void {
   const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
   const qkv = act.wide; // [batch, L, 3D]
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: stream, weight: p('attn_qkv.weight'), out: qkv, ...normed(f, `${prefix}.attn_qkv.weight`), ...rotary(f, `${prefix}.attn_qkv.weight`, f.clean.positions) }));
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: stream, weight: p('attn_qkv.weight'), out: qkv, ...normed(f, `${prefix}.attn_qkv.weight`), ...rotary(f, `${prefix}.attn_qkv.weight`, act.cleanPositions) }));
   const q = columns(qkv, 0, D, 'q');
   const kv = cleanKeysValues(f, prefix, columns(qkv, D, 2 * D, 'kv'), q);
   attentionResidual(f, prefix, rows, q, kv, stream, m);

@@ -186,13 +186,12 @@ export class GpuModel {
         queryPositions: act.queryPositions.buffer, cleanTokens: act.cleanTokens.buffer, cleanPositions: act.cleanPositions.buffer, drawn,
       });
       let kv: KvSet | undefined;
-      const kvSetOnce = () => (kv ??= kvSet({ activation, indices }, config));
+      const kvSetOnce = () => (kv ??= kvSet(activation, config));
       const buildIncremental = () => build(incrementalSide(kvSetOnce()));
       const buildAdaptive = async (): Promise<AdaptivePass> => {
         const state = {
           lse: activation('staleness lse', 2 * config.nHeads),
-          reencoded: indices('reencoded rows'),
-          unseen: gpuTensor('unseen shares', memory.create('unseen shares', maxBatch * L * 4, STORAGE), [maxBatch, L]),
+          unseen: activation('unseen shares', 1),
           report: memory.create('reencoded counts', 4 * maxBatch, STORAGE),
           threshold: memory.create('staleness threshold', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
         };

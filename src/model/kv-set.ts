@@ -1,9 +1,9 @@
 import { fail } from '../errors.js';
 import { cols, columns, type GpuTensor } from '../gpu/tensor.js';
-import { freshRowsDispatch } from '../kernels/rows.js';
+import { appendFreshRowsDispatch } from '../kernels/rows.js';
 import { reencodeDispatch, stalenessDispatch, type StalenessState } from '../kernels/staleness.js';
 import { Rows } from '../kernels/workspace.js';
-import type { CleanSide, ForwardContext } from './blocks.js';
+import type { CleanSide } from './blocks.js';
 import { headDim, type ModelConfig } from './config.js';
 
 /**
@@ -18,24 +18,20 @@ export const REENCODE_PER_FRESH = 1;
 /** The first encoder block: its keys and values depend only on token and position, so a kept row's never go stale. */
 const FIRST_BLOCK = 'encoder.blocks.0';
 
-/** The model's own buffer makers: [maxBatch, L, width] f32 activations and [maxBatch, L] u32 indices. */
-export interface ActivationAllocator {
-  activation(name: string, width: number): GpuTensor;
-  indices(name: string): GpuTensor;
-}
+/** The model's own buffer maker: [maxBatch, L, width] f32 activations. */
+export type ActivationAllocator = (name: string, width: number) => GpuTensor;
 
 /**
  * The KV set: per sequence, every clean token's rotated keys and values at each layer that
- * attends to the clean set (each encoder block, the group swap, the decoder layers: one cache
- * per group of layers, [maxBatch, L, 2D * layers], as their fused projection writes them), in
- * buffers sized for L, [maxBatch, L, width] per layer, rows in the order the tokens joined the
- * clean set; and the packed fresh rows a pass encodes. One set serves the incremental and the
+ * attends to the clean set (each encoder block, the group swap, each decoder layer), in buffers
+ * sized for L: [maxBatch, L, 2D] per layer (the decoder's: one per group of layers,
+ * [maxBatch, L, 2D * layers], as their fused projection writes them), rows in the order the
+ * tokens joined the clean set; and the fresh rows' encoder stream, packed at rows 0..m_b-1
+ * (their tokens and positions are read where they are). One set serves the incremental and the
  * adaptive passes; each buffer is allocated on first use.
  */
 export interface KvSet {
-  /** The fresh rows' tokens and sequence positions, u32 [batch, L], and their encoder stream [batch, L, D]. */
-  tokens: GpuTensor;
-  positions: GpuTensor;
+  /** The fresh rows' encoder stream [batch, L, D]. */
   stream: GpuTensor;
   /** Layer `prefix`'s cache, [batch, L, width]. */
   cache(prefix: string, width: number): GpuTensor;
@@ -44,25 +40,16 @@ export interface KvSet {
 export function kvSet(allocate: ActivationAllocator, config: ModelConfig): KvSet {
   const caches = new Map<string, GpuTensor>();
   return {
-    tokens: allocate.indices('freshTokens'),
-    positions: allocate.indices('freshPositions'),
-    stream: allocate.activation('fresh', config.hiddenSize),
+    stream: allocate('fresh', config.hiddenSize),
     cache(prefix, width) {
       let cache = caches.get(prefix);
       if (!cache) {
-        cache = allocate.activation(`kv set ${prefix}`, width);
+        cache = allocate(`kv set ${prefix}`, width);
         caches.set(prefix, cache);
       }
       return cache;
     },
   };
-}
-
-/** Gather the fresh rows' tokens and positions into the packed buffers. */
-function gatherFresh(f: ForwardContext, kv: KvSet, reencoded?: GpuTensor): void {
-  const { act, ws } = f;
-  f.emit(freshRowsDispatch(ws, { label: 'fresh tokens', direction: 'gather', from: act.cleanTokens, to: kv.tokens, reencoded }));
-  f.emit(freshRowsDispatch(ws, { label: 'fresh positions', direction: 'gather', from: act.cleanPositions, to: kv.positions, reencoded }));
 }
 
 /**
@@ -74,13 +61,10 @@ function gatherFresh(f: ForwardContext, kv: KvSet, reencoded?: GpuTensor): void 
 export function incrementalSide(kv: KvSet): CleanSide {
   return {
     rows: Rows.Fresh,
-    tokens: kv.tokens,
-    positions: kv.positions,
     stream: kv.stream,
-    begin: (f) => gatherFresh(f, kv),
     keep(f, prefix, rows) {
       const cache = kv.cache(prefix, cols(rows));
-      f.emit(freshRowsDispatch(f.ws, { label: `${prefix}.append_kv`, direction: 'append', from: rows, to: cache }));
+      f.emit(appendFreshRowsDispatch(f.ws, { label: `${prefix}.append_kv`, from: rows, to: cache }));
       return cache;
     },
   };
@@ -96,25 +80,18 @@ export function incrementalSide(kv: KvSet): CleanSide {
  */
 export function adaptiveSide(kv: KvSet, state: StalenessState, config: ModelConfig): CleanSide {
   const { nHeads } = config;
-  const reencoded = state.reencoded;
   return {
     rows: Rows.Fresh,
-    tokens: kv.tokens,
-    positions: kv.positions,
     stream: kv.stream,
-    reencoded,
-    begin(f) {
-      f.emit(reencodeDispatch(f.ws, state, nHeads, REENCODE_PER_FRESH));
-      gatherFresh(f, kv, reencoded);
-    },
+    begin: (f) => f.emit(reencodeDispatch(f.ws, state, nHeads, REENCODE_PER_FRESH)),
     keep(f, prefix, rows, queries) {
       const cache = kv.cache(prefix, cols(rows));
       const first = prefix === FIRST_BLOCK;
-      f.emit(freshRowsDispatch(f.ws, { label: `${prefix}.append_kv`, direction: 'append', from: rows, to: cache, reencoded, joinedOnly: first }));
+      f.emit(appendFreshRowsDispatch(f.ws, { label: `${prefix}.append_kv`, from: rows, to: cache, joinedOnly: first }));
       if (first) {
         if (!queries) fail('architecture', `${prefix}: the adaptive KV set needs the first block's queries`);
         const firstQueries = kv.cache(`${prefix} queries`, cols(queries));
-        f.emit(freshRowsDispatch(f.ws, { label: `${prefix}.append_q`, direction: 'append', from: queries, to: firstQueries, joinedOnly: true }));
+        f.emit(appendFreshRowsDispatch(f.ws, { label: `${prefix}.append_q`, from: queries, to: firstQueries, joinedOnly: true }));
         const keys = columns(cache, 0, config.hiddenSize, 'k');
         f.emit(stalenessDispatch(f.ws, { state, queries: firstQueries, keys, nHeads, headDim: headDim(config) }));
       }

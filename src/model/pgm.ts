@@ -2,7 +2,7 @@ import { columns, type GpuTensor } from '../gpu/tensor.js';
 import { embedDispatch } from '../kernels/embed.js';
 import { queryInitDispatches } from '../kernels/group-swap.js';
 import { matmulDispatch } from '../kernels/matmul.js';
-import { freshRowsDispatch } from '../kernels/rows.js';
+import { appendFreshRowsDispatch } from '../kernels/rows.js';
 import { Rows } from '../kernels/workspace.js';
 import { activationView, attend, attentionResidual, cleanKeysValues, ditBlock, mlpResidual, normed, outputLayer, paramsOf, rotary, type ForwardContext } from './blocks.js';
 import { queryInitTerms } from './config.js';
@@ -11,20 +11,20 @@ import { decoderKvGroups, decoderKvName } from './fusion.js';
 /**
  * The PGM forward pass (docs/model.md, "PGM at inference"): encoder over the clean side's
  * rows, group swap, decoder over the queries, output layer. Exact: the clean side is every
- * clean token. Incremental: only the fresh ones, gathered from the clean set's tail, whose
- * keys and values join the cached set; for the `+mean` and `+logsumexp` query modes their
+ * clean token. Incremental: only the fresh ones (the clean set's tail), whose keys and values
+ * join the cached set; for the `+mean` and `+logsumexp` query modes their
  * encoder outputs also join E (act.x), which those read.
  */
 export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
   const { config, act, ws, clean } = f;
   const incremental = clean.rows === Rows.Fresh;
-  clean.begin(f);
+  clean.begin?.(f);
   // 1. x = embedding[tokens]
-  f.emit(embedDispatch(ws, { rows: clean.rows, tokens: clean.tokens, embedding: f.param('vocab_embed.embedding'), out: clean.stream }));
+  f.emit(embedDispatch(ws, { rows: clean.rows, tokens: act.cleanTokens, embedding: f.param('vocab_embed.embedding'), out: clean.stream }));
   // 2. Encoder: bidirectional self-attention among the clean tokens; E = x.
   for (let i = 0; i < config.encoderBlocks; i++) ditBlock(f, `encoder.blocks.${i}`);
   // Only the `+mean` / `+logsumexp` statistic reads E over every clean row.
-  if (incremental && queryInitTerms(config.preQueryMode).statistic) f.emit(freshRowsDispatch(ws, { label: 'encoder outputs', direction: 'append', from: clean.stream, to: act.x, reencoded: clean.reencoded }));
+  if (incremental && queryInitTerms(config.preQueryMode).statistic) f.emit(appendFreshRowsDispatch(ws, { label: 'encoder outputs', from: clean.stream, to: act.x }));
   // 3. Group swap: y = one vector per query position, cross-attending to E.
   groupSwap(f, sinus);
   // 4. Decoder: cross-attention only, queries never see each other.
@@ -54,7 +54,7 @@ function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
     f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.2', rows: Rows.Query, x: hidden, weight: p('query_processor.2.weight'), bias: p('query_processor.2.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.2.weight', act.queryPositions) }));
   }
   const kv = activationView(f, act.wide, 2 * D, 'kv');
-  f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.hidden_to_key_value', rows: clean.rows, x: clean.stream, weight: p('hidden_to_key_value.weight'), bias: p('hidden_to_key_value.bias'), out: kv, ...rotary(f, 'decoder.group_swap.hidden_to_key_value.weight', clean.positions) }));
+  f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.hidden_to_key_value', rows: clean.rows, x: clean.stream, weight: p('hidden_to_key_value.weight'), bias: p('hidden_to_key_value.bias'), out: kv, ...rotary(f, 'decoder.group_swap.hidden_to_key_value.weight', act.cleanPositions) }));
   attend(f, 'decoder.group_swap', Rows.Query, act.q, cleanKeysValues(f, 'decoder.group_swap', kv));
   f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.output_linear', rows: Rows.Query, x: act.attn, weight: p('output_linear.weight'), bias: p('output_linear.bias'), out: act.y }));
 }
@@ -70,7 +70,7 @@ function decoderKeysValues(f: ForwardContext): { k: GpuTensor; v: GpuTensor }[] 
   const groups = decoderKvGroups(config, ws.maxBatch, ws.device.limits.maxStorageBufferBindingSize);
   return groups.flatMap(([first, last], g) => {
     const name = decoderKvName(first, last);
-    f.emit(matmulDispatch(ws, { label: name, rows: clean.rows, x: clean.stream, weight: f.param(name), out: act.decoderKv[g], ...normed(f, name), ...rotary(f, name, clean.positions) }));
+    f.emit(matmulDispatch(ws, { label: name, rows: clean.rows, x: clean.stream, weight: f.param(name), out: act.decoderKv[g], ...normed(f, name), ...rotary(f, name, act.cleanPositions) }));
     const kept = clean.keep(f, name, act.decoderKv[g]);
     return Array.from({ length: last - first + 1 }, (_, i) => ({ k: columns(kept, 2 * D * i, D, 'k'), v: columns(kept, 2 * D * i + D, D, 'v') }));
   });

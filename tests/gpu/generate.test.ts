@@ -3,6 +3,7 @@ import { Engine } from '../../src/engine.js';
 import type { BatchStepEvent, StepEvent } from '../../src/types.js';
 import { PgmError } from '../../src/errors.js';
 import type { ModelConfig } from '../../src/model/config.js';
+import type { GpuModel } from '../../src/model/gpu-model.js';
 import { Vocabulary } from '../../src/model/vocab.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
 import { sampleMdlm, samplePgm, type BatchStep, type SamplingOptions } from '../../src/sampling/samplers.js';
@@ -197,6 +198,20 @@ describe(`generation (${runtime})`, () => {
   });
 });
 
+/** The events of a generation, each with the number of steps the model had been asked to submit when it arrived. */
+async function countingSubmits(model: GpuModel, steps: AsyncGenerator<BatchStep>): Promise<{ ev: BatchStep; submitted: number }[]> {
+  let submitted = 0;
+  const start = model.startStep.bind(model);
+  model.startStep = (...args) => (submitted++, start(...args));
+  const events: { ev: BatchStep; submitted: number }[] = [];
+  try {
+    for await (const ev of steps) events.push({ ev, submitted });
+  } finally {
+    model.startStep = start;
+  }
+  return events;
+}
+
 describe(`the PGM sampler keeps one step in flight (${runtime})`, () => {
   it('step s + 1 is submitted before step s is read back, and the steps are those of one step at a time', async () => {
     const model = (await engine(pgmConfig)).gpuModel;
@@ -209,18 +224,7 @@ describe(`the PGM sampler keeps one step in flight (${runtime})`, () => {
     ];
     for (const c of cases) {
       const o: SamplingOptions = { length: 37, steps: 9, temperature: 1, topP: 1, greedy: false, refresh: 0, ...c };
-      const run = async (overlap: boolean) => {
-        let submitted = 0;
-        const start = model.startStep.bind(model);
-        model.startStep = (...args) => (submitted++, start(...args));
-        const events: { ev: BatchStep; submitted: number }[] = [];
-        try {
-          for await (const ev of samplePgm(model, plans, o, undefined, { overlap })) events.push({ ev, submitted });
-        } finally {
-          model.startStep = start;
-        }
-        return events;
-      };
+      const run = (overlap: boolean) => countingSubmits(model, samplePgm(model, plans, o, undefined, { overlap }));
       const overlapped = await run(true);
       const single = await run(false);
       expect(overlapped.map((e) => e.ev), JSON.stringify(c)).toEqual(single.map((e) => e.ev));
@@ -238,18 +242,7 @@ describe(`the MDLM sampler keeps a step in flight where the step before almost s
     const plans = [{ known: new Map([[0, mdlmConfig.bosId], [5, 464]]), seed: 4 }, { known: new Map([[0, mdlmConfig.bosId]]), seed: 5 }];
     for (const steps of [8, 120]) {
       const o: SamplingOptions = { length: 37, steps, order: 'random', schedule: 'uniform', temperature: 1, topP: 1, greedy: false, encoder: 'exact', refresh: 0 };
-      const run = async (overlap: boolean) => {
-        let submitted = 0;
-        const start = model.startStep.bind(model);
-        model.startStep = (...args) => (submitted++, start(...args));
-        const events: { ev: BatchStep; submitted: number }[] = [];
-        try {
-          for await (const ev of sampleMdlm(model, plans, o, undefined, { overlap })) events.push({ ev, submitted });
-        } finally {
-          model.startStep = start;
-        }
-        return events;
-      };
+      const run = (overlap: boolean) => countingSubmits(model, sampleMdlm(model, plans, o, undefined, { overlap }));
       const overlapped = await run(true);
       const single = await run(false);
       // A step kept in flight runs its forward pass even if the step before revealed nothing.

@@ -322,7 +322,7 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
       // The adaptive pass shares the set and adds the first block's queries and its statistic.
       const incrementalBytes = e.gpuBytes;
       await e.generate({ length: 30, steps: 5, seed: 1, encoder: 'adaptive' });
-      const adaptive = 2 * L * D * 4 + 2 * L * 2 * config.nHeads * 4 + 2 * (2 * L * 4);
+      const adaptive = 2 * L * D * 4 + 2 * L * 2 * config.nHeads * 4 + 2 * L * 4;
       expect(e.gpuBytes - incrementalBytes).toBeGreaterThanOrEqual(adaptive);
       expect(e.gpuBytes - incrementalBytes).toBeLessThan(adaptive + 16_384);
       const bytes = e.gpuBytes;

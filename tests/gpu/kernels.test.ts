@@ -27,7 +27,7 @@ import { embedDispatch } from '../../src/kernels/embed.js';
 import { queryInitDispatches, sinusTable } from '../../src/kernels/group-swap.js';
 import { matmulDispatch, rotaryTable } from '../../src/kernels/matmul.js';
 import { ANY_SHAPE, ATTENTION_VARIANTS, everyBucket, MATMUL_VARIANTS, type AttentionVariant, type KernelPlan, type MatmulVariant } from '../../src/kernels/plan.js';
-import { freshRowsDispatch } from '../../src/kernels/rows.js';
+import { appendFreshRowsDispatch } from '../../src/kernels/rows.js';
 import { reencodeDispatch, stalenessDispatch } from '../../src/kernels/staleness.js';
 import { createWorkspace, Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
 import { queryInitTerms, type PreQueryMode } from '../../src/model/config.js';
@@ -64,9 +64,34 @@ interface Batch {
   L: number;
   clean: number[];
   query: number[];
+  /** The clean set's last rows an incremental pass encodes (Rows.Fresh): the joined ones. */
+  fresh?: number[];
+  /** Kept rows an adaptive pass encodes after them, per sequence (as reencode.wgsl lists them). */
+  reencoded?: number[][];
 }
 
-const countsOf = (batch: Batch, kind: Rows): number[] => (kind === Rows.Clean ? batch.clean : batch.query);
+const countsOf = (batch: Batch, kind: Rows): number[] =>
+  kind === Rows.Clean ? batch.clean : kind === Rows.Query ? batch.query : batch.fresh!.map((m, b) => m + (batch.reencoded?.[b].length ?? 0));
+/**
+ * Where row i of sequence b's rows of `kind` sits in the clean set's tokens and positions: a
+ * fresh row at the set's tail, or a re-encoded one at its own row.
+ */
+const cleanSetRow = (batch: Batch, kind: Rows, b: number, i: number): number => {
+  if (kind !== Rows.Fresh) return b * batch.L + i;
+  const joined = batch.fresh![b];
+  return b * batch.L + (i < joined ? batch.clean[b] - joined + i : batch.reencoded![b][i - joined]);
+};
+
+/** The first n of sequence b's rows of `kind`, from a [batch, L] buffer of the clean set's tokens or positions (or of the queries'). */
+const rowsAt = (buf: Uint32Array, batch: Batch, kind: Rows, b: number, n: number): Uint32Array => Uint32Array.from({ length: n }, (_, i) => buf[cleanSetRow(batch, kind, b, i)]);
+
+/** Write the re-encoded rows of `batch` and the fresh counts they add to into `lengths`, as reencode.wgsl does. */
+function writeReencoded(ws: Workspace, batch: Batch): void {
+  if (!batch.reencoded) return;
+  const B = batch.clean.length;
+  ws.device.queue.writeBuffer(ws.lengths, 4 * 2 * B, Uint32Array.from(countsOf(batch, Rows.Fresh)));
+  batch.reencoded.forEach((rows, b) => rows.length && ws.device.queue.writeBuffer(ws.lengths, 4 * (4 * B + b * batch.L), Uint32Array.from(rows)));
+}
 const describeBatch = (batch: Batch): string => `L=${batch.L} clean=[${batch.clean}] query=[${batch.query}]`;
 
 interface Harness {
@@ -91,7 +116,8 @@ async function withHarness(batch: Batch, body: (h: Harness) => Promise<void>): P
   const memory = new GpuMemory(device);
   const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   const ws = createWorkspace(memory, kernelCache, batch.L, batch.clean.length);
-  setBatchShape(ws, batch.clean, batch.query);
+  setBatchShape(ws, batch.clean, batch.query, batch.fresh, batch.reencoded?.map((r) => r.length));
+  writeReencoded(ws, batch);
   const harness: Harness = {
     ws,
     buffer: (label, data) => memory.upload(label, data, STORAGE),
@@ -212,15 +238,18 @@ function expectBuffer(label: string, got: Float32Array, want: Float32Array, owne
 // ---------------------------------------------------------------------------------------------
 
 describe(`embed kernel (${runtime}) vs reference embed`, () => {
-  const cases: { name: string; V: number; D: number; batch: Batch }[] = [
+  const cases: { name: string; V: number; D: number; batch: Batch; kind?: Rows }[] = [
     { name: 'single row, D = 1', V: 11, D: 1, batch: { L: 5, clean: [1], query: [0] } },
+    { name: 'fresh rows: the clean set\'s last tokens, packed', V: 40, D: 66, batch: { L: 30, clean: [30, 9, 12], query: [1, 1, 1], fresh: [4, 9, 0] }, kind: Rows.Fresh },
+    { name: 'fresh rows and re-encoded ones, listed', V: 40, D: 33, batch: { L: 30, clean: [30, 9, 12], query: [1, 1, 1], fresh: [4, 1, 0], reencoded: [[7, 0, 25], [], []] }, kind: Rows.Fresh },
     { name: 'full seqStride and ragged, D = 65 (two workgroups)', V: 97, D: 65, batch: { L: 70, clean: [70, 1, 33], query: [0, 5, 70] } },
     { name: 'D = 96, L = 40', V: 50, D: 96, batch: { L: 40, clean: [17, 40], query: [40, 0] } },
     { name: 'random shape', V: 23, D: 7, batch: randomBatch(11, 70) },
   ];
-  for (const { name, V, D, batch } of cases) {
+  for (const { name, V, D, batch, kind = Rows.Clean } of cases) {
     it(`${name}: ${describeBatch(batch)}`, async () => {
       const { L, clean } = batch;
+      const rows = countsOf(batch, kind);
       const table = normals(V * D, 1);
       const u = seededUniform(2);
       const tokens = new Uint32Array(clean.length * L).map(() => Math.floor(u() * V));
@@ -230,10 +259,10 @@ describe(`embed kernel (${runtime}) vs reference embed`, () => {
         const out = h.tensor('x', initial, [clean.length, L, D]);
         const tokenBuf = h.tensor('tokens', tokens, [clean.length, L]);
         const embedding = h.tensor('embedding', table, [V, D]);
-        const [got] = await h.run(async () => [await embedDispatch(h.ws, { tokens: tokenBuf, embedding, out })], [out]);
+        const [got] = await h.run(async () => [await embedDispatch(h.ws, { rows: kind, tokens: tokenBuf, embedding, out })], [out]);
         const want = initial.slice();
-        clean.forEach((n, b) => placeSeq(want, b, L, D, embed({ shape: [V, D], data: table }, tokens.subarray(b * L, b * L + n))));
-        expectBuffer('embed', got, want, ownedBy(clean, L, D), { abs: 0, rel: 0 });
+        rows.forEach((n, b) => placeSeq(want, b, L, D, embed({ shape: [V, D], data: table }, rowsAt(tokens, batch, kind, b, n))));
+        expectBuffer('embed', got, want, ownedBy(rows, L, D), { abs: 0, rel: 0 });
       });
     });
   }
@@ -279,6 +308,8 @@ const matmulCases: MatmulCase[] = [
   { name: 'rotary k of k | v with bias, heads of 6 (a rotated block ends mid four columns)', K: 30, N: 60, kind: Rows.Clean, batch: { L: 37, clean: [1, 37, 9], query: [3, 3, 3] }, bias: true, rotary: { headDim: 6, period: 60, count: 30 } },
   { name: 'rotary queries, headDim 2, bias, query rows, K % 4 != 0', K: 17, N: 10, kind: Rows.Query, batch: { L: 40, clean: [40, 2], query: [3, 40] }, bias: true, rotary: { headDim: 2, period: 10, count: 10 } },
   { name: 'rotary keys of three k | v layers in one projection, headDim 16', K: 32, N: 192, kind: Rows.Clean, batch: randomBatch(33, 70), rotary: { headDim: 16, period: 64, count: 32 } },
+  { name: 'rotary on fresh rows, at the clean set\'s last positions', K: 16, N: 48, kind: Rows.Fresh, batch: { L: 40, clean: [40, 13, 6], query: [1, 1, 1], fresh: [5, 13, 0] }, rotary: { headDim: 8, period: 48, count: 32 } },
+  { name: 'rotary on fresh and re-encoded rows, at their positions', K: 16, N: 48, kind: Rows.Fresh, batch: { L: 40, clean: [40, 13, 6], query: [1, 1, 1], fresh: [2, 3, 1], reencoded: [[30, 3], [0, 9, 2], [4]] }, rotary: { headDim: 8, period: 48, count: 32 } },
   { name: 'LayerNorm prologue, 70 rows, x with mean 1.5', K: 32, N: 40, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 29], query: [3, 70, 0] }, norm: [5, 3 * 32 + 1], xMean: 1.5, xStd: 2 },
   { name: 'LayerNorm prologue, K % 4 != 0, query rows, bias + gelu', K: 45, N: 33, kind: Rows.Query, batch: { L: 33, clean: [5, 33, 4], query: [33, 2, 1] }, norm: [45, 0], bias: true, activation: 'gelu' },
   { name: 'LayerNorm prologue and rotary (attn_q), K = 1', K: 1, N: 8, kind: Rows.Query, batch: { L: 20, clean: [20, 7], query: [1, 20] }, norm: [2, 9], rotary: { headDim: 4, period: 8, count: 8 } },
@@ -307,7 +338,8 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
   }
   const bias = normals(N, 9, 0.5);
   const modulation = normals(6 * Math.max(N, K) + 8, 10, 0.5);
-  const positions = randomPositions(counts, L, 12);
+  // The clean set's positions (fresh rows read at its tail), or the query positions.
+  const positions = randomPositions(kind === Rows.Query ? counts : batch.clean, L, 12);
   // The kernel's weight rows (and bias) in the rotary layout; `order[c]` is the natural column the paired column c holds.
   const paired = (data: Float32Array, half?: Uint16Array) => (c.rotary ? pairRotaryRows({ shape: [N, data.length / N], data, half }, c.rotary.headDim, c.rotary) : { data, half });
   const order = paired(Float32Array.from({ length: N }, (_, i) => i)).data;
@@ -360,7 +392,8 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
       if (c.activation === 'silu') y = silu(y);
       if (c.rotary) {
         const { headDim, period, count } = c.rotary;
-        for (let at = 0; at < N; at += period) y = rope(y, n, count / headDim, headDim, positions.subarray(b * L, b * L + n), N, at);
+        const rowPositions = rowsAt(positions, batch, kind, b, n);
+        for (let at = 0; at < N; at += period) y = rope(y, n, count / headDim, headDim, rowPositions, N, at);
         const natural = y;
         y = natural.map((_, i) => natural[Math.floor(i / N) * N + order[i % N]]);
       }
@@ -395,7 +428,7 @@ for (const variant of MATMUL_VARIANTS) {
 
 // f16 weight storage: the vec4 path, the scalar path with an odd N * K (a padded last word),
 // and a block edge of each variant.
-const halfCases = [matmulCases[0], matmulCases[1], matmulCases[6], matmulCases[11], matmulCases[16], matmulCases[20], ...matmulEdgeCases];
+const halfCases = [matmulCases[0], matmulCases[1], matmulCases[6], matmulCases[11], matmulCases[16], matmulCases[21], ...matmulEdgeCases];
 for (const variant of MATMUL_VARIANTS) {
   describe(`matmul kernel, ${variant} variant, f16 weights (${runtime}) vs reference`, () => {
     for (const c of halfCases) it(describeMatmul(c), () => checkMatmul(c, variant, true));
@@ -636,99 +669,57 @@ describe(`group-swap pool + query_init kernels (${runtime}) vs reference sinusoi
   }
 });
 
-describe(`rows.wgsl, the KV set's gather and append (${runtime})`, () => {
-  it("moves each sequence's last fresh rows to packed rows and back: strided views, odd widths, u32 indices, a sequence with none fresh", async () => {
-    const batch: Batch = { L: 13, clean: [11, 5, 7], query: [1, 1, 1] };
-    const fresh = [4, 0, 7];
+describe(`rows.wgsl, the KV set's append (${runtime})`, () => {
+  it("appends each sequence's packed fresh rows to the clean set's tail: strided views, odd widths, a sequence with none fresh", async () => {
+    const batch: Batch = { L: 13, clean: [11, 5, 7], query: [1, 1, 1], fresh: [4, 0, 7] };
     const [B, L] = [batch.clean.length, batch.L];
     await withHarness(batch, async (h) => {
-      setBatchShape(h.ws, batch.clean, batch.query, fresh);
-      const source = normals(B * L * 17, 1);
-      const packedIn = normals(B * L * 5, 2);
+      const packedIn = normals(B * L * 17, 2);
       const tail = normals(B * L * 9, 3);
-      const tokens = Uint32Array.from({ length: B * L }, (_, i) => 1000 + i);
-      const src = h.tensor('src', source, [B, L, 17]);
-      const gathered = h.tensor('gathered', new Float32Array(B * L * 5).fill(-7), [B, L, 5]);
-      const packed = h.tensor('packed', packedIn, [B, L, 5]);
+      const packed = h.tensor('packed', packedIn, [B, L, 17]);
       const dst = h.tensor('dst', tail, [B, L, 9]);
-      const tok = h.tensor('tokens', tokens, [B, L]);
-      const tokOut = h.tensor('tokens out', new Uint32Array(B * L), [B, L]);
-      const [got, appended, gotTokens] = await h.run(
-        async () => [
-          await freshRowsDispatch(h.ws, { label: 'gather', direction: 'gather', from: columns(src, 6, 5), to: gathered }),
-          await freshRowsDispatch(h.ws, { label: 'append', direction: 'append', from: packed, to: columns(dst, 2, 5) }),
-          await freshRowsDispatch(h.ws, { label: 'tokens', direction: 'gather', from: tok, to: tokOut }),
-        ],
-        [gathered, dst, tokOut],
-      );
-      const wantGathered = new Float32Array(B * L * 5).fill(-7);
+      const [appended] = await h.run(async () => [await appendFreshRowsDispatch(h.ws, { label: 'append', from: columns(packed, 6, 5), to: columns(dst, 2, 5) })], [dst]);
       const wantAppended = tail.slice();
-      const wantTokens = new Uint32Array(B * L);
       for (let b = 0; b < B; b++) {
-        for (let i = 0; i < fresh[b]; i++) {
-          const row = b * L + batch.clean[b] - fresh[b] + i;
-          const packedRow = b * L + i;
-          for (let c = 0; c < 5; c++) {
-            wantGathered[packedRow * 5 + c] = source[row * 17 + 6 + c];
-            wantAppended[row * 9 + 2 + c] = packedIn[packedRow * 5 + c];
-          }
-          wantTokens[packedRow] = tokens[row];
+        for (let i = 0; i < batch.fresh![b]; i++) {
+          const row = cleanSetRow(batch, Rows.Fresh, b, i);
+          for (let c = 0; c < 5; c++) wantAppended[row * 9 + 2 + c] = packedIn[(b * L + i) * 17 + 6 + c];
         }
       }
-      // Read back whole buffers, which may be padded past the tensor.
-      expect(got.subarray(0, wantGathered.length)).toEqual(wantGathered);
+      // Read back the whole buffer, which may be padded past the tensor.
       expect(appended.subarray(0, wantAppended.length)).toEqual(wantAppended);
-      expect(new Uint32Array(gotTokens.buffer, 0, wantTokens.length)).toEqual(wantTokens);
     });
   });
 });
 
-/** Set each sequence's fresh count (joined rows and re-encoded ones) as reencode.wgsl would. */
-function writeFreshCounts(ws: Workspace, fresh: readonly number[]): void {
-  ws.device.queue.writeBuffer(ws.lengths, 4 * 2 * fresh.length, Uint32Array.from(fresh));
-}
-
 describe(`rows.wgsl with re-encoded rows (${runtime})`, () => {
-  it('moves the joined tail, then the listed kept rows; joinedOnly moves only the tail', async () => {
-    const batch: Batch = { L: 13, clean: [11, 5, 7], query: [1, 1, 1] };
-    const joined = [2, 0, 3];
-    const reencoded = [[4, 0, 7], [], [1]];
+  it('appends the joined rows at the tail and writes the re-encoded ones over their own rows; joinedOnly appends only the joined', async () => {
+    const batch: Batch = { L: 13, clean: [11, 5, 7], query: [1, 1, 1], fresh: [2, 0, 3], reencoded: [[4, 0, 7], [], [1]] };
     const [B, L] = [batch.clean.length, batch.L];
     await withHarness(batch, async (h) => {
-      setBatchShape(h.ws, batch.clean, batch.query, joined, reencoded.map((r) => r.length));
-      writeFreshCounts(h.ws, joined.map((j, b) => j + reencoded[b].length));
-      const list = new Uint32Array(B * L).fill(0xffffff);
-      reencoded.forEach((rows, b) => list.set(rows, b * L));
-      const listed = h.tensor('reencoded', list, [B, L]);
-      const source = normals(B * L * 7, 4);
       const packedIn = normals(B * L * 7, 5);
       const before = normals(B * L * 7, 6);
-      const gathered = h.tensor('gathered', filled(B * L * 7, SENTINEL), [B, L, 7]);
-      const scattered = h.tensor('scattered', before, [B, L, 7]);
-      const tailOnly = h.tensor('tail only', before, [B, L, 7]);
-      const [got, gotScattered, gotTail] = await h.run(
+      const packed = h.tensor('packed', packedIn, [B, L, 7]);
+      const every = h.tensor('every', before, [B, L, 7]);
+      const joinedOnly = h.tensor('joined only', before, [B, L, 7]);
+      const [gotEvery, gotJoined] = await h.run(
         async () => [
-          await freshRowsDispatch(h.ws, { label: 'gather', direction: 'gather', from: h.tensor('source', source, [B, L, 7]), to: gathered, reencoded: listed }),
-          await freshRowsDispatch(h.ws, { label: 'append', direction: 'append', from: h.tensor('packed', packedIn, [B, L, 7]), to: scattered, reencoded: listed }),
-          await freshRowsDispatch(h.ws, { label: 'append joined', direction: 'append', from: h.tensor('packed 2', packedIn, [B, L, 7]), to: tailOnly, reencoded: listed, joinedOnly: true }),
+          await appendFreshRowsDispatch(h.ws, { label: 'append', from: packed, to: every }),
+          await appendFreshRowsDispatch(h.ws, { label: 'append joined', from: packed, to: joinedOnly, joinedOnly: true }),
         ],
-        [gathered, scattered, tailOnly],
+        [every, joinedOnly],
       );
-      const wantGathered = filled(B * L * 7, SENTINEL);
-      const wantScattered = before.slice();
-      const wantTail = before.slice();
-      batch.clean.forEach((n, b) => {
-        const rows = [...Array.from({ length: joined[b] }, (_, i) => n - joined[b] + i), ...reencoded[b]];
-        rows.forEach((row, i) => {
-          const [packed, set] = [(b * L + i) * 7, (b * L + row) * 7];
-          wantGathered.set(source.subarray(set, set + 7), packed);
-          wantScattered.set(packedIn.subarray(packed, packed + 7), set);
-          if (i < joined[b]) wantTail.set(packedIn.subarray(packed, packed + 7), set);
-        });
+      const wantEvery = before.slice();
+      const wantJoined = before.slice();
+      countsOf(batch, Rows.Fresh).forEach((m, b) => {
+        for (let i = 0; i < m; i++) {
+          const [from, to] = [(b * L + i) * 7, cleanSetRow(batch, Rows.Fresh, b, i) * 7];
+          wantEvery.set(packedIn.subarray(from, from + 7), to);
+          if (i < batch.fresh![b]) wantJoined.set(packedIn.subarray(from, from + 7), to);
+        }
       });
-      expect(got.subarray(0, wantGathered.length)).toEqual(wantGathered);
-      expect(gotScattered.subarray(0, wantScattered.length)).toEqual(wantScattered);
-      expect(gotTail.subarray(0, wantTail.length)).toEqual(wantTail);
+      expect(gotEvery.subarray(0, wantEvery.length)).toEqual(wantEvery);
+      expect(gotJoined.subarray(0, wantJoined.length)).toEqual(wantJoined);
     });
   });
 });
@@ -742,32 +733,28 @@ const logSumExp = (xs: readonly number[]): number => {
 describe(`staleness.wgsl and reencode.wgsl, the adaptive KV set's statistic and pick (${runtime})`, () => {
   // Odd sizes: 3 heads of 5, L = 13, a padded batch: a sequence that joined rows and re-encodes
   // some, one that joined a row, one that joined none (its statistic stays).
-  const batch: Batch = { L: 13, clean: [9, 4, 13], query: [1, 1, 1] };
   const [B, L, H, dh] = [3, 13, 3, 5];
   const D = H * dh;
+  /** The pick's and the statistic's own buffers. */
+  const state = (h: Harness, lse: Float32Array, threshold = 0) => ({
+    lse: h.tensor('lse', lse, [B, L, 2 * H]), unseen: h.tensor('unseen', filled(B * L, 0), [B, L, 1]),
+    report: h.buffer('report', new Uint32Array(4).fill(99)), threshold: h.ws.memory.upload('threshold', new Float32Array([threshold, 0, 0, 0]), GPUBufferUsage.UNIFORM),
+  });
 
   it('staleness: joined rows get both log-sum-exps over the whole set, kept rows take in the joined keys, re-encoded ones see them', async () => {
-    const joined = [3, 1, 0];
-    const reencoded = [[2, 0], [], []];
+    const batch: Batch = { L, clean: [9, 4, 13], query: [1, 1, 1], fresh: [3, 1, 0], reencoded: [[2, 0], [], []] };
+    const { fresh: joined, reencoded } = batch as Required<Batch>;
     await withHarness(batch, async (h) => {
-      setBatchShape(h.ws, batch.clean, batch.query, joined, reencoded.map((r) => r.length));
-      writeFreshCounts(h.ws, joined.map((j, b) => j + reencoded[b].length));
-      const list = new Uint32Array(B * L);
-      reencoded.forEach((rows, b) => list.set(rows, b * L));
       const queries = normals(B * L * D, 7);
       const keys = normals(B * L * 2 * D, 8);
       // (all, seen) pairs, all >= seen, as the statistic keeps them.
       const lse = normals(B * L * 2 * H, 9);
       for (let i = 0; i < lse.length; i += 2) lse[i + 1] = lse[i] - Math.abs(lse[i + 1]);
-      const lseTensor = h.tensor('lse', lse, [B, L, 2 * H]);
-      const state = {
-        lse: lseTensor, reencoded: h.tensor('reencoded', list, [B, L]), unseen: h.tensor('unseen', filled(B * L, 0), [B, L]),
-        report: h.buffer('report', new Uint32Array(4)), threshold: h.buffer('threshold', new Float32Array(4)),
-      };
+      const s = state(h, lse);
       const keyTensor = h.tensor('keys', keys, [B, L, 2 * D]);
       const [got] = await h.run(
-        async () => [await stalenessDispatch(h.ws, { state, queries: h.tensor('queries', queries, [B, L, D]), keys: columns(keyTensor, 0, D), nHeads: H, headDim: dh })],
-        [lseTensor],
+        async () => [await stalenessDispatch(h.ws, { state: s, queries: h.tensor('queries', queries, [B, L, D]), keys: columns(keyTensor, 0, D), nHeads: H, headDim: dh })],
+        [s.lse],
       );
       const want = lse.slice();
       batch.clean.forEach((n, b) => {
@@ -795,7 +782,8 @@ describe(`staleness.wgsl and reencode.wgsl, the adaptive KV set's statistic and 
   });
 
   it('reencode: the kept rows above the threshold, stalest first, at most perFresh per joined row; the fresh count and the report', async () => {
-    const joined = [1, 1, 2];
+    const batch: Batch = { L, clean: [9, 4, 13], query: [1, 1, 1], fresh: [1, 1, 2] };
+    const joined = batch.fresh!;
     const perFresh = REENCODE_PER_FRESH;
     const threshold = 0.3;
     await withHarness(batch, async (h) => {
@@ -812,21 +800,20 @@ describe(`staleness.wgsl and reencode.wgsl, the adaptive KV set's statistic and 
           for (let hd = 0; hd < H; hd++) share += 1 - Math.exp(lse[((b * L + r) * H + hd) * 2 + 1] - lse[((b * L + r) * H + hd) * 2]);
           return share / H;
         });
-      const state = {
-        lse: h.tensor('lse', lse, [B, L, 2 * H]), reencoded: h.tensor('reencoded', new Uint32Array(B * L).fill(0xffffff), [B, L]), unseen: h.tensor('unseen', filled(B * L, 0), [B, L]),
-        report: h.buffer('report', new Uint32Array(4).fill(99)), threshold: h.ws.memory.upload('threshold', new Float32Array([threshold, 0, 0, 0]), GPUBufferUsage.UNIFORM),
-      };
-      const [list, report, lengths] = await h.run(async () => [await reencodeDispatch(h.ws, state, H, perFresh)], [state.reencoded, state.report, h.ws.lengths]);
+      const s = state(h, lse, threshold);
+      const [report, lengths] = await h.run(async () => [await reencodeDispatch(h.ws, s, H, perFresh)], [s.report, h.ws.lengths]);
       let cut = false;
-      batch.clean.forEach((n, b) => {
-        const s = shares(b);
-        const want = adaptivePicks(s, threshold, joined[b]);
-        const stale = s.filter((x) => x > threshold).sort((x, y) => y - x);
+      const words = new Uint32Array(lengths.buffer);
+      batch.clean.forEach((_, b) => {
+        const u = shares(b);
+        const want = adaptivePicks(u, threshold, joined[b]);
+        const stale = u.filter((x) => x > threshold).sort((x, y) => y - x);
         cut ||= stale.length > want.length;
-        for (const x of s) expect(Math.abs(x - threshold), 'a share within rounding of the threshold').toBeGreaterThan(1e-5);
-        expect(Array.from(new Uint32Array(list.buffer, 4 * b * L, want.length)), `sequence ${b}`).toEqual(want);
+        for (const x of u) expect(Math.abs(x - threshold), 'a share within rounding of the threshold').toBeGreaterThan(1e-5);
+        // The list after the four counts of each sequence (common.wgsl).
+        expect(Array.from(words.subarray(4 * B + b * L, 4 * B + b * L + want.length)), `sequence ${b}`).toEqual(want);
         expect(new Uint32Array(report.buffer)[b]).toBe(want.length);
-        expect(new Uint32Array(lengths.buffer)[2 * B + b]).toBe(joined[b] + want.length);
+        expect(words[2 * B + b]).toBe(joined[b] + want.length);
       });
       expect(cut).toBe(true);
     });

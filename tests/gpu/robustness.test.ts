@@ -363,14 +363,15 @@ describe(`robustness (${runtime})`, () => {
       return buffer;
     };
     // Every tensor, zero-filled so the host pages are never touched; loading uploads a tensor
-    // when the forward pass first needs it, the embedding first, and must stop there.
+    // when it is first needed (the weights after a LayerNorm first, for their column sums
+    // (model/constants.ts), the output layer among them), and must stop at the first too large.
     const embedding = (c: ModelConfig): WeightMap => new Map([...expectedParameters(c)].map(([name, shape]) => [name, { shape, data: new Float32Array(numel(shape)) }]));
     const wide = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 768, nHeads: 12, condDim: 8, length: 8 }); // 154 MB > 128 MiB
     const e1 = await rejection(Engine.create(gpu, { config: wide, weights: embedding(wide) }));
-    expect([(e1 as PgmError).code, (e1 as PgmError).message]).toEqual(['webgpu', `buffer "vocab_embed.embedding" needs 154392576 bytes, over this adapter's maxStorageBufferBindingSize (134217728); use a smaller batch or model length`]);
+    expect([(e1 as PgmError).code, (e1 as PgmError).message]).toEqual(['webgpu', `buffer "output_layer.linear.weight" needs 154392576 bytes, over this adapter's maxStorageBufferBindingSize (134217728); use a smaller batch or model length`]);
     const wider = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 1344, nHeads: 12, condDim: 8, length: 8 }); // 270 MB > 256 MiB
     const e2 = await rejection(Engine.create(gpu, { config: wider, weights: embedding(wider) }));
-    expect([(e2 as PgmError).code, (e2 as PgmError).message]).toEqual(['webgpu', expect.stringMatching(/^buffer "vocab_embed\.embedding" needs 270187008 bytes, over this adapter's maxBufferSize \(268435456\)/)]);
+    expect([(e2 as PgmError).code, (e2 as PgmError).message]).toEqual(['webgpu', expect.stringMatching(/^buffer "output_layer\.linear\.weight" needs 270187008 bytes, over this adapter's maxBufferSize \(268435456\)/)]);
     // Activations sized for [maxBatch, L]: logits [8192 * 24, 300] floats = 236 MB.
     const e3 = await rejection(Engine.create(gpu, model, { maxBatch: 8192 }));
     expect([(e3 as PgmError).code, (e3 as PgmError).message]).toEqual(['webgpu', expect.stringMatching(/^buffer "logits" needs 235929600 bytes, over this adapter's maxStorageBufferBindingSize \(134217728\)/)]);
