@@ -87,7 +87,7 @@ describe('preprocess (the #if switches resolved per pipeline)', () => {
   });
 
   it('shader(file) is the bundled source', () => {
-    expect(shader('rope.wgsl')).toEqual({ name: 'rope.wgsl', code: WGSL['rope.wgsl'] });
+    expect(shader('embed.wgsl')).toEqual({ name: 'embed.wgsl', code: WGSL['embed.wgsl'] });
   });
 });
 
