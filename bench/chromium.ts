@@ -6,12 +6,17 @@
  *
  * The suite ends with the onnxruntime-web peer (bench/peer.ts) on the ONNX export of
  * training/export_onnx.py, which runs here first when bench/peer/out/ lacks that shape.
+ *
+ * `--kv N`: instead, the speed of bench/kv-settings.ts's encoder settings on the shipped
+ * pgm-small (L256, 64 steps, N seeds each, settings in turns), the Chromium side of
+ * `npm run bench:quality`; writes bench/results/kv-speed-chromium.json.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright';
 import { createServer } from 'vite';
+import { kvSpeedTable } from './kv-settings.js';
 import { peerDirName, peerShape, type BenchMode, type BenchResult } from './suite.js';
 import { finish, parseMode } from './write.js';
 
@@ -20,7 +25,13 @@ const forwardArg = process.argv.indexOf('--forward');
 const forwardLengths = forwardArg >= 0 ? process.argv[forwardArg + 1].split(',').map(Number) : undefined;
 // `--peer`: only the peer comparison of the mode's shape, printed as JSON.
 const peerOnly = process.argv.includes('--peer');
-const mode = parseMode(forwardLengths ? [] : process.argv.slice(2).filter((a) => a !== '--peer'));
+const kvArg = process.argv.indexOf('--kv');
+const kvSamples = kvArg >= 0 ? Number(process.argv[kvArg + 1]) : undefined;
+if (kvSamples !== undefined && !(Number.isInteger(kvSamples) && kvSamples >= 1)) {
+  console.error(`bench: --kv needs a number of seeds >= 1, got ${process.argv[kvArg + 1]}`);
+  process.exit(2);
+}
+const mode = parseMode(forwardLengths || kvSamples ? [] : process.argv.slice(2).filter((a) => a !== '--peer'));
 const adapter = process.env.PGM_WEBGPU_ADAPTER ?? 'swiftshader';
 const args = [
   '--no-sandbox',
@@ -84,6 +95,13 @@ try {
   if (!(await page.evaluate(() => crossOriginIsolated))) console.error('bench: the page is not cross-origin isolated: ORT\'s wasm EP runs on 1 thread');
   if (forwardLengths) {
     console.log(JSON.stringify(await page.evaluate((l) => window.pgmForward(l), forwardLengths)));
+  } else if (kvSamples) {
+    const speed = await page.evaluate((n) => window.pgmKvSpeed(n, 64), kvSamples);
+    const dir = `${root}bench/results/`;
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${dir}kv-speed-chromium.json`, `${JSON.stringify({ date: new Date().toISOString(), command: `npm run bench -- --kv ${kvSamples}`, ...speed }, null, 2)}\n`);
+    console.log(`\n${speed.adapter}, L${speed.length}, ${speed.steps} steps, ${speed.samples} seeds per setting:\n\n${kvSpeedTable(speed)}\n`);
+    console.error('bench: wrote bench/results/kv-speed-chromium.json');
   } else if (peerOnly) {
     const dir = peerExport(mode);
     if (!dir) process.exitCode = 1;

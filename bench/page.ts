@@ -1,6 +1,8 @@
 /** The bench page (bench/index.html): exposes the suite to bench/chromium.ts, logs to the console and the page. */
+import { createEngine } from '../src/engine.js';
 import { requestGpu, type GpuContext } from '../src/gpu/context.js';
 import { forwardTimings, type ForwardTiming } from './forward.js';
+import { generateSettings, KV_SETTINGS, type KvSpeed } from './kv-settings.js';
 import { runPeer } from './peer.js';
 import { runSuite, type BenchMode, type BenchResult, type PeerResult } from './suite.js';
 
@@ -10,6 +12,7 @@ declare global {
     pgmBench: (mode: BenchMode, peerDir?: string) => Promise<BenchResult>;
     pgmForward: (lengths: number[]) => Promise<ForwardTiming[]>;
     pgmPeer: (peerDir: string) => Promise<PeerResult>;
+    pgmKvSpeed: (samples: number, steps: number) => Promise<KvSpeed>;
   }
 }
 
@@ -36,3 +39,17 @@ window.pgmBench = (mode, peerDir) =>
 window.pgmForward = (lengths) => withGpu((ctx) => forwardTimings(ctx, lengths, (line) => console.log(line)));
 
 window.pgmPeer = (peerDir) => withGpu((ctx) => runPeer(ctx, peerDir, (line) => console.log(line)));
+
+window.pgmKvSpeed = (samples, steps) =>
+  withGpu(async (gpu) => {
+    const engine = await createEngine({ gpu, maxBatch: 1 });
+    const length = engine.gpuModel.config.length;
+    const runs = KV_SETTINGS.map((s) => ({ setting: s.name, ms: [] as number[], encoderRows: [] as number[] }));
+    await generateSettings(engine, KV_SETTINGS, { samples, length, steps }, (k, seed, result, ms) => {
+      runs[k].ms.push(ms);
+      runs[k].encoderRows.push(result.stats.encoderRows);
+      if (k === 0) log(`  seed ${seed}: exact ${ms.toFixed(0)} ms`);
+    });
+    engine.dispose();
+    return { adapter: engine.adapter.description, length, steps, samples, runs };
+  });

@@ -1,40 +1,23 @@
 /**
- * `npm run bench:quality [-- --quick] [--samples N] [--steps S] [--draws K]`: what incremental
- * encoding costs in quality (issue 15). The shipped PGM generates full-length samples (seed i
- * for sample i, the same seeds in every setting) with the exact encoder and with the
- * incremental KV set at several refresh periods (and the delayed policy); each sample is judged by the MDLM twin's
- * NELBO, the exact PGM's own bound (Monte Carlo, bench/judges.ts) and its dictionary-word
- * share; each generation is timed. Writes bench/results/incremental-quality.json and .svg
- * (not in --quick) and prints a Markdown table.
+ * `npm run bench:quality [-- --quick] [--samples N] [--steps S] [--draws K]` (default: 256
+ * samples, 64 steps, 8 draws): what incremental encoding costs in quality (issues 15 and 28). The shipped PGM generates full-length samples
+ * (seed i for sample i, the same seeds in every setting) with the exact encoder and with the KV
+ * set (bench/kv-settings.ts: never and every 8 steps refreshed, delayed, adaptive at three
+ * thresholds); each sample is judged by the MDLM twin's NELBO, the exact PGM's own bound (Monte
+ * Carlo, bench/judges.ts) and its dictionary-word share; each generation is timed. Writes
+ * bench/results/incremental-quality.json and .svg (not in --quick) and prints a Markdown table.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createEngine } from '../src/node.js';
 import { esc } from './report.js';
 import { estimateNelbo, mdlmNll, meanCi, monteCarloSe, pgmNll, wordShare, type MeanCi, type NelboEstimate } from './judges.js';
+import { generateSettings, KV_SETTINGS, QUICK_KV_SETTINGS, type KvSetting } from './kv-settings.js';
 
 const DICTIONARY = '/usr/share/dict/words';
 /** Noise draws of sample i come from Rng(NOISE_SEED + i): the same masks in every setting. */
 const NOISE_SEED = 0x7a11ce;
 const JUDGE_BATCH = 8;
-
-interface Setting {
-  name: string;
-  encoder: 'exact' | 'incremental' | 'delayed';
-  refresh?: number;
-}
-
-const SETTINGS: Setting[] = [
-  { name: 'exact', encoder: 'exact' },
-  { name: 'incremental, refresh never', encoder: 'incremental' },
-  { name: 'delayed, refresh never', encoder: 'delayed' },
-  { name: 'incremental, refresh 8', encoder: 'incremental', refresh: 8 },
-  { name: 'incremental, refresh 4', encoder: 'incremental', refresh: 4 },
-  { name: 'incremental, refresh 2', encoder: 'incremental', refresh: 2 },
-  { name: 'incremental, refresh 1', encoder: 'incremental', refresh: 1 },
-];
-/** Refresh 1 re-encodes every step: the exact pass, token for token (asserted, then judged as exact). */
-const isRefresh1 = (s: Setting) => s.encoder === 'incremental' && s.refresh === 1;
 
 function usage(message: string): never {
   console.error(`bench:quality: ${message}\nusage: npm run bench:quality -- [--quick] [--samples N] [--steps S] [--draws K]`);
@@ -43,7 +26,7 @@ function usage(message: string): never {
 
 function parseArgs(argv: readonly string[]): { quick: boolean; samples: number; steps: number; draws: number } {
   const quick = argv.includes('--quick');
-  const values: Record<string, number> = { samples: quick ? 4 : 64, steps: 64, draws: quick ? 2 : 8 };
+  const values: Record<string, number> = { samples: quick ? 4 : 256, steps: 64, draws: quick ? 2 : 8 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') continue;
@@ -68,8 +51,9 @@ function loadDictionary(): Set<string> {
 
 interface Row {
   setting: string;
-  encoder: Setting['encoder'];
+  encoder: KvSetting['encoder'];
   refresh: number | null;
+  staleness: number | null;
   n: number;
   mdlmNelbo: MeanCi & { monteCarloSe: number };
   mdlmDeltaVsExact: MeanCi;
@@ -78,8 +62,10 @@ interface Row {
   wordShare: MeanCi;
   ms: MeanCi;
   speedup: number;
+  /** Rows the encoder ran per generation. */
+  encoderRows: MeanCi;
   example: string;
-  perSample: { mdlmNelbo: number[]; pgmNelbo: number[]; wordShare: number[]; ms: number[] };
+  perSample: { mdlmNelbo: number[]; pgmNelbo: number[]; wordShare: number[]; ms: number[]; encoderRows: number[] };
 }
 
 const f = (x: number, digits = 3) => x.toFixed(digits);
@@ -89,13 +75,13 @@ const round = (xs: number[]) => xs.map((x) => +x.toFixed(5));
 
 function markdown(rows: Row[]): string {
   const lines = [
-    '| setting | n | MDLM-judged NELBO | Δ vs exact (paired) | PGM bound | Δ vs exact (paired) | word share | ms / generation | speed-up |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| setting | n | MDLM-judged NELBO | Δ vs exact (paired) | PGM bound | Δ vs exact (paired) | word share | encoder rows | ms / generation | speed-up |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
     const exact = r.encoder === 'exact';
     lines.push(
-      `| ${r.setting} | ${r.n} | ${pm(r.mdlmNelbo)} | ${exact ? '' : signed(r.mdlmDeltaVsExact)} | ${pm(r.pgmNelbo)} | ${exact ? '' : signed(r.pgmDeltaVsExact)} | ${pm(r.wordShare)} | ${Math.round(r.ms.mean).toLocaleString('en-US')} | ${f(r.speedup, 2)}x |`,
+      `| ${r.setting} | ${r.n} | ${pm(r.mdlmNelbo)} | ${exact ? '' : signed(r.mdlmDeltaVsExact)} | ${pm(r.pgmNelbo)} | ${exact ? '' : signed(r.pgmDeltaVsExact)} | ${pm(r.wordShare)} | ${Math.round(r.encoderRows.mean).toLocaleString('en-US')} | ${Math.round(r.ms.mean).toLocaleString('en-US')} | ${f(r.speedup, 2)}x |`,
     );
   }
   const largest = (pick: (r: Row) => number) => f(Math.max(...rows.map(pick)));
@@ -140,11 +126,11 @@ function svg(rows: Row[], title: string): string {
   if (exact) out.push(`<line x1="${pad.l}" y1="${y(exact.mdlmNelbo.mean)}" x2="${pad.l + plotW}" y2="${y(exact.mdlmNelbo.mean)}" stroke="#1f77b4" stroke-dasharray="4 3"/>`);
   rows.forEach((r, i) => {
     const cx = x(r.speedup);
-    const color = r.encoder === 'exact' ? '#1f77b4' : r.refresh === 1 ? '#7f7f7f' : r.encoder === 'delayed' ? '#2ca02c' : '#d62728';
+    const color = { exact: '#1f77b4', incremental: '#d62728', delayed: '#2ca02c', adaptive: '#9467bd' }[r.encoder];
     out.push(`<line x1="${cx}" y1="${y(r.mdlmNelbo.mean - r.mdlmNelbo.ci95)}" x2="${cx}" y2="${y(r.mdlmNelbo.mean + r.mdlmNelbo.ci95)}" stroke="${color}"/>`);
     for (const v of [r.mdlmNelbo.mean - r.mdlmNelbo.ci95, r.mdlmNelbo.mean + r.mdlmNelbo.ci95]) out.push(`<line x1="${cx - 4}" y1="${y(v)}" x2="${cx + 4}" y2="${y(v)}" stroke="${color}"/>`);
     out.push(`<circle cx="${cx}" cy="${y(r.mdlmNelbo.mean)}" r="4" fill="${color}"><title>${esc(`${r.setting}: ${pm(r.mdlmNelbo)} nats/token, ${f(r.speedup, 2)}x`)}</title></circle>`);
-    // Labels alternate above and below: the refresh-1 point sits on the exact one.
+    // Labels alternate above and below: neighbouring points are close.
     const dy = i % 2 ? 16 : -9;
     out.push(`<text x="${cx + 7}" y="${y(r.mdlmNelbo.mean) + dy}">${esc(r.setting.replace('incremental, ', ''))}</text>`);
   });
@@ -154,7 +140,7 @@ function svg(rows: Row[], title: string): string {
 
 const args = parseArgs(process.argv.slice(2));
 const dictionary = loadDictionary();
-const settings = args.quick ? SETTINGS.slice(0, 2) : SETTINGS;
+const settings = args.quick ? QUICK_KV_SETTINGS : KV_SETTINGS;
 const log = (line: string) => console.error(line);
 const started = performance.now();
 
@@ -163,41 +149,26 @@ const mdlm = await createEngine({ model: 'mdlm-small', maxBatch: JUDGE_BATCH });
 try {
   const L = pgm.gpuModel.config.length;
   if (mdlm.gpuModel.config.length !== L || mdlm.gpuModel.config.vocabSize !== pgm.gpuModel.config.vocabSize) throw new Error('bench:quality: pgm-small and mdlm-small must share L and the vocabulary');
-  const generateOptions = (s: Setting, seed: number) => ({ seed, length: L, steps: args.steps, encoder: s.encoder, ...(s.refresh !== undefined && { refresh: s.refresh }) });
   log(`bench:quality: ${pgm.adapter.description}; ${settings.length} settings x ${args.samples} samples, L ${L}, ${args.steps} steps, ${args.draws} noise draws per sample and judge`);
-  // Warm-up: pipelines (the incremental pass is built on first use) and the adapter's clocks.
-  for (const s of settings) await pgm.generate(generateOptions(s, 0xffffffff));
-
-  // Sample i of every setting uses seed i; the settings take turns per seed (rotating) so that
-  // a change in the machine's load reaches them all alike.
-  const samples = settings.map(() => ({ ids: [] as number[][], texts: [] as string[], ms: [] as number[] }));
-  for (let i = 0; i < args.samples; i++) {
-    for (let j = 0; j < settings.length; j++) {
-      const k = (i + j) % settings.length;
-      const t0 = performance.now();
-      const result = await pgm.generate(generateOptions(settings[k], i));
-      samples[k].ms.push(performance.now() - t0);
-      const ids = pgm.vocabulary.fromGpt2Ids(result.tokens);
-      if (ids.length !== L) throw new Error(`bench:quality: sample ${i} (${settings[k].name}) has ${ids.length} model ids, expected ${L}`);
-      samples[k].ids.push(ids);
-      samples[k].texts.push(result.text);
+  const samples = settings.map(() => ({ ids: [] as number[][], texts: [] as string[], ms: [] as number[], encoderRows: [] as number[] }));
+  let generated = 0;
+  await generateSettings(pgm, settings, { samples: args.samples, length: L, steps: args.steps }, (k, i, result, ms) => {
+    const ids = pgm.vocabulary.fromGpt2Ids(result.tokens);
+    if (ids.length !== L) throw new Error(`bench:quality: sample ${i} (${settings[k].name}) has ${ids.length} model ids, expected ${L}`);
+    const sample = samples[k];
+    sample.ids.push(ids);
+    sample.texts.push(result.text);
+    sample.ms.push(ms);
+    sample.encoderRows.push(result.stats.encoderRows);
+    if (++generated % (8 * settings.length) === 0 || generated === args.samples * settings.length) {
+      log(`  generated ${generated / settings.length}/${args.samples} seeds (${((performance.now() - started) / 1000).toFixed(0)} s)`);
     }
-    if ((i + 1) % 8 === 0 || i + 1 === args.samples) log(`  generated ${i + 1}/${args.samples} seeds (${((performance.now() - started) / 1000).toFixed(0)} s)`);
-  }
-  const exactIndex = settings.findIndex((s) => s.encoder === 'exact');
-  settings.forEach((s, k) => {
-    if (!isRefresh1(s)) return;
-    samples[k].ids.forEach((ids, i) => {
-      const at = ids.findIndex((id, p) => id !== samples[exactIndex].ids[i][p]);
-      if (at >= 0) throw new Error(`bench:quality: refresh 1 must equal exact token for token; seed ${i} differs at position ${at}`);
-    });
-    log('  refresh 1 equals exact token for token on every seed');
   });
+  const exactIndex = settings.findIndex((s) => s.encoder === 'exact');
 
   const seeds = Array.from({ length: args.samples }, (_, i) => NOISE_SEED + i);
   const judged = new Map<number, { mdlm: NelboEstimate[]; pgm: NelboEstimate[] }>();
   for (const [k, s] of settings.entries()) {
-    if (isRefresh1(s)) continue;
     const t0 = performance.now();
     const byMdlm = await estimateNelbo(samples[k].ids, mdlmNll(mdlm.gpuModel), { draws: args.draws, seeds, batch: JUDGE_BATCH });
     const byPgm = await estimateNelbo(samples[k].ids, pgmNll(pgm.gpuModel), { draws: args.draws, seeds, batch: JUDGE_BATCH });
@@ -209,13 +180,14 @@ try {
   const exactJudged = judged.get(exactIndex)!;
   const delta = (a: NelboEstimate[], b: NelboEstimate[]) => meanCi(a.map((e, i) => e.mean - b[i].mean));
   const rows: Row[] = settings.map((s, k) => {
-    const j = judged.get(isRefresh1(s) ? exactIndex : k)!;
+    const j = judged.get(k)!;
     const shares = samples[k].texts.map((text) => wordShare(text, dictionary).share);
     const ms = meanCi(samples[k].ms);
     return {
       setting: s.name,
       encoder: s.encoder,
       refresh: s.refresh ?? null,
+      staleness: s.staleness ?? null,
       n: args.samples,
       mdlmNelbo: { ...meanCi(j.mdlm.map((e) => e.mean)), monteCarloSe: monteCarloSe(j.mdlm) },
       mdlmDeltaVsExact: delta(j.mdlm, exactJudged.mdlm),
@@ -224,8 +196,11 @@ try {
       wordShare: meanCi(shares),
       ms,
       speedup: exactMs / ms.mean,
+      encoderRows: meanCi(samples[k].encoderRows),
       example: samples[k].texts[0].slice(0, 300),
-      perSample: { mdlmNelbo: round(j.mdlm.map((e) => e.mean)), pgmNelbo: round(j.pgm.map((e) => e.mean)), wordShare: round(shares), ms: samples[k].ms.map((m) => Math.round(m)) },
+      perSample: {
+        mdlmNelbo: round(j.mdlm.map((e) => e.mean)), pgmNelbo: round(j.pgm.map((e) => e.mean)), wordShare: round(shares), ms: samples[k].ms.map((m) => Math.round(m)), encoderRows: samples[k].encoderRows,
+      },
     };
   });
 
@@ -251,7 +226,6 @@ try {
       nelbo: 'nats per generated token (sum over positions 1..L-1, / (L-1)); the draws of a sample: two independent halves, each with t stratified over [eps, 1] (Monte-Carlo variance of its mean: (half A - half B)^2 / 4); BOS never masked; mask token excluded from the softmax',
       ci: 'mean ± t(0.975, n-1) · sd / sqrt(n) over the samples (each sample: the mean of its draws, so Monte-Carlo noise is inside the spread); Δ vs exact: the same over the per-seed differences',
       wordShare: `words (whitespace- and dash-separated, edge punctuation stripped, containing a letter) found in ${DICTIONARY} (Debian wamerican), as written or lower-cased`,
-      refresh1EqualsExact: settings.some(isRefresh1) ? true : null,
       wallSeconds: Math.round(wallSeconds),
       rows,
     };

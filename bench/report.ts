@@ -35,6 +35,17 @@ export function markdown(r: BenchResult): string {
   for (const e of r.e2e) {
     lines.push(`| ${e.shape} | ${e.steps} | ${e.batch} | ${f(e.pgmMs, 0)} | ${f(e.mdlmMs, 0)} | ${f(e.pgmTokensPerS)} | ${f(e.mdlmTokensPerS)} | ${e.mdlmForwards} | ${f(e.ratio, 2)}x | ${f(e.flopRatio, 2)}x |`);
   }
+  if (r.generations?.length) {
+    lines.push('');
+    lines.push('Whole generations as users run them (batch 1, a step in flight where the sampler keeps one), best of the repetitions:');
+    lines.push('');
+    lines.push('| shape | steps | model | first token ms | tokens/s | ms/step p50 | ms/step p95 | dispatches/step | weight MB/step | MDLM ms / this ms |');
+    lines.push('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|');
+    for (const g of r.generations) {
+      const mdlm = r.generations.find((x) => x.shape === g.shape && x.steps === g.steps && x.model === 'MDLM');
+      lines.push(`| ${g.shape} | ${g.steps} | ${g.model} | ${f(g.firstTokenMs, 0)} | ${f(g.tokensPerS)} | ${f(g.msPerStepP50)} | ${f(g.msPerStepP95)} | ${f(g.dispatchesPerStep)} | ${f(g.weightBytesPerStep / 1e6, 2)} | ${mdlm ? `${f(mdlm.totalMs / g.totalMs, 2)}x` : ''} |`);
+    }
+  }
   if (r.incremental?.length) {
     lines.push('');
     lines.push('Incremental encoder (KV set) vs the exact PGM, same model, batch 1, stepped in turns:');

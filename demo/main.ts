@@ -414,19 +414,21 @@ function laneName(slot: Slot, { encoder, refresh }: GenerationSettings): string 
 
 /**
  * The race: the MDLM, then the PGM with the exact encoder, then the PGM with the incremental
- * one (delayed when the controls pick it) and the refresh of the controls, whichever of the two
- * was picked (a picked MDLM's controls are off: its twin's incremental lane never refreshes).
- * The PGM lanes share its engine.
+ * one (delayed when the controls pick it), then the PGM with the adaptive one, the KV-set lanes
+ * with the refresh of the controls when they picked that encoder (a picked MDLM's controls are
+ * off: its twin's lanes never refresh). The PGM lanes share its engine.
  */
 function raceLanes(settings: GenerationSettings): Lane[] {
   const slots: Slot[] = ['main', 'twin'];
   const mdlm = slots.find((s) => models.get(s)!.info.arch === 'mdlm');
   const pgm = slots.find((s) => models.get(s)!.info.arch === 'pgm');
   if (mdlm === undefined || pgm === undefined) return slots.map((slot) => ({ slot, name: laneName(slot, settings), settings }));
+  const { encoder, refresh } = encoderSettings();
   const runs: [Slot, GenerationSettings][] = [
     [mdlm, settings],
     [pgm, { ...settings, encoder: 'exact' }],
-    [pgm, { ...settings, encoder: encoderSettings().encoder === 'delayed' ? 'delayed' : 'incremental', refresh: encoderSettings().refresh }],
+    [pgm, { ...settings, encoder: encoder === 'delayed' ? 'delayed' : 'incremental', refresh: encoder === 'adaptive' ? undefined : refresh }],
+    [pgm, { ...settings, encoder: 'adaptive', refresh: encoder === 'adaptive' ? refresh : undefined }],
   ];
   return runs.map(([slot, s]) => ({ slot, name: laneName(slot, s), settings: s }));
 }
@@ -515,16 +517,17 @@ function showRace(lanes: Lane[], results: GenerationStats[], views: RunView[]): 
   const exact = results[lane('pgm', (e) => e === 'exact')];
   const kept = lane('pgm', (e) => e === 'incremental' || e === 'delayed');
   const incremental = results[kept];
+  const adaptive = results[lane('pgm', (e) => e === 'adaptive')];
   const mode = lanes[kept]?.settings.encoder;
   const box = $('race-summary');
   box.replaceChildren();
   const p = document.createElement('p');
   p.dataset.testid = 'speedup';
-  if (mdlm && exact && incremental) {
+  if (mdlm && exact && incremental && adaptive) {
     const headline = document.createElement('strong');
-    headline.textContent = `PGM exact is ${speedup(exact, mdlm)} than MDLM; PGM ${mode} is ${speedup(incremental, mdlm)} than MDLM and ${speedup(incremental, exact)} than exact`;
+    headline.textContent = `PGM exact is ${speedup(exact, mdlm)} than MDLM; PGM ${mode} is ${speedup(incremental, mdlm)} than MDLM and ${speedup(incremental, exact)} than exact; PGM adaptive is ${speedup(adaptive, exact)} than exact`;
     const once = mode === 'delayed' ? 'encodes each token twice (when it joins and one step later)' : 'encodes each token once';
-    p.append(headline, `. Same settings and seed, measured one after the other, each model in a worker of its own on its own WebGPU device, so no run slowed another; the ${mode} lane ${once}, the exact one every clean token at every step.`);
+    p.append(headline, `. Same settings and seed, measured one after the other, each model in a worker of its own on its own WebGPU device, so no run slowed another; the ${mode} lane ${once}, the adaptive one also those the GPU finds stale, the exact one every clean token at every step.`);
   } else {
     p.textContent = 'Same settings and seed, measured one after the other.';
   }

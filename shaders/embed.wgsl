@@ -1,6 +1,7 @@
-// x[b, i, :] = embedding[tokens[b, i], :] for the clean (or fresh) tokens of each sequence.
-// The embedding may be one block of its rows (token ids first .. first + count - 1): tokens
-// outside it are left to the dispatches of the other blocks.
+// x[b, i, :] = embedding[token, :] for the clean (or fresh) tokens of each sequence, the token
+// read where it is in the clean set (cleanSetRow). The embedding may be one block of its rows
+// (token ids first .. first + count - 1): tokens outside it are left to the dispatches of the
+// other blocks.
 // Switch: F16 (the embedding holds IEEE half floats, two per u32, widened exactly on load).
 #include "common.wgsl"
 
@@ -28,7 +29,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (c >= p.D || i >= seqRows(p.rowsKind, b)) { return; }
   let row = b * dims.seqStride + i;
   // Below `first`, the difference wraps around to a large value: out of the block too.
-  let t = tokens[row] - p.first;
+  let t = tokens[cleanSetRow(p.rowsKind, b, i)] - p.first;
   if (t >= p.count) { return; }
   let at = t * p.D + c;
 #if F16

@@ -25,6 +25,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var wr: array<u32, TN>;
   for (var i = 0u; i < TM; i++) { xr[i] = xBase + min(r0 + i, rows - 1u); }
   for (var j = 0u; j < TN; j++) { wr[j] = min(c0 + j, p.N - 1u); }
+#if NORM
+  // Each thread reads whole rows: their statistics build up as it goes (matmul_io.wgsl).
+  var first: array<f32, TM>;
+  var sums: array<vec4<f32>, TM>;
+  var squares: array<vec4<f32>, TM>;
+  for (var i = 0u; i < TM; i++) { first[i] = loadX(xr[i], 0u).x; }
+#endif
   var acc: array<vec4<f32>, TM>;   // columns c0 .. c0+3
 #if COLS8
   var acc2: array<vec4<f32>, TM>;  // columns c0+4 .. c0+7
@@ -41,19 +48,43 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let w6 = loadW(wr[6], q);
     let w7 = loadW(wr[7], q);
 #endif
+#if NORM
+    let gain = gainAt(q);
+#endif
     for (var i = 0u; i < TM; i++) {
+#if NORM
+      let d = shifted(loadX(xr[i], q), first[i], q);
+      sums[i] += d;
+      squares[i] += d * d;
+      let a = d * gain;
+#else
       let a = loadX(xr[i], q);
+#endif
       acc[i] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
 #if COLS8
       acc2[i] += vec4<f32>(dot(a, w4), dot(a, w5), dot(a, w6), dot(a, w7));
 #endif
     }
   }
+#if NORM
+  let columns = normColumns(c0);
+#if COLS8
+  let columns2 = normColumns(c0 + 4u);
+#endif
+#endif
   for (var i = 0u; i < TM; i++) {
     if (r0 + i >= rows) { break; }
+#if NORM
+    let stats = rowStats(dot(sums[i], vec4<f32>(1.0)), dot(squares[i], vec4<f32>(1.0)));
+    store4(b, r0 + i, c0, normalizedSums(acc[i], columns, stats));
+#if COLS8
+    store4(b, r0 + i, c0 + 4u, normalizedSums(acc2[i], columns2, stats));
+#endif
+#else
     store4(b, r0 + i, c0, acc[i]);
 #if COLS8
     store4(b, r0 + i, c0 + 4u, acc2[i]);
+#endif
 #endif
   }
 }

@@ -9,6 +9,8 @@
 // with SG8 (the adapter's smallest subgroup size). No early exit but the workgroup's own, so
 // every lane of a subgroup takes part in each broadcast.
 // Requires: const TM, WG (a multiple of SG); switches SG8 and XSCALAR (x as plain floats).
+// NORM: each lane sums its x values' share of each row's statistics, added up at the end
+// (lanes past SG, which load values nobody reads, left out; past K, zero: KTAIL, K % SG != 0).
 // The second K step of an 8-lane chunk is written out again rather than shared through a
 // function with pointer arguments, which SwiftShader ran 30% slower (3.3 vs 4.6 GFLOP/s).
 enable subgroups;
@@ -37,6 +39,14 @@ fn main(
 #for i TM
   xr[i] = (firstXRow(b) + min(r0 + i, rows - 1u)) * p.K;
 #endfor
+#if NORM
+  var first: array<f32, TM>;
+#for i TM
+  first[i] = x[xr[i]];
+#endfor
+  var sums: array<f32, TM>;
+  var squares: array<f32, TM>;
+#endif
   var acc: array<vec4<f32>, TM>;
   var own: array<f32, TM>;
   var xs: array<vec4<f32>, TM>;
@@ -45,9 +55,23 @@ fn main(
     // This lane's x value of each row (zero past K); lanes past SG load one nobody reads.
     let k = k0 + min(lane, SG - 1u);
     let kIn = min(k, p.K - 1u);
+#if NORM
+    let gain = constants[p.gainOffset + kIn];
+#for i TM
+#if KTAIL
+    own[i] = select(0.0, x[xr[i] + kIn] - first[i], k < p.K);
+#else
+    own[i] = x[xr[i] + kIn] - first[i];
+#endif
+    sums[i] += own[i];
+    squares[i] += own[i] * own[i];
+    own[i] *= gain;
+#endfor
+#else
 #for i TM
     own[i] = select(0.0, x[xr[i] + kIn], k < p.K);
 #endfor
+#endif
     let q = k0 / 4u;
 #for i TM
     xs[i] = vec4<f32>(subgroupBroadcast(own[i], 0u), subgroupBroadcast(own[i], 1u), subgroupBroadcast(own[i], 2u), subgroupBroadcast(own[i], 3u));
@@ -78,8 +102,20 @@ fn main(
     }
 #endif
   }
+#if NORM
+  var stats: array<vec2<f32>, TM>;
+  let counted = lane < SG;
+#for i TM
+  stats[i] = rowStats(subgroupAdd(select(0.0, sums[i], counted)), subgroupAdd(select(0.0, squares[i], counted)));
+#endfor
+  let columns = normColumns(c0);
+#endif
   for (var i = 0u; i < TM; i++) {
     if (r0 + i >= rows) { break; }
+#if NORM
+    store4(b, r0 + i, c0, normalizedSums(acc[i], columns, stats[i]));
+#else
     store4(b, r0 + i, c0, acc[i]);
+#endif
   }
 }

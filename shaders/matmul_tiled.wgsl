@@ -10,6 +10,9 @@ const TILE_K: u32 = 16u;
 
 var<workgroup> xTile: array<array<vec4<f32>, 16>, TILE_K>;  // [k][row / 4], rows 4r .. 4r+3
 var<workgroup> wTile: array<array<vec4<f32>, 16>, TILE_K>;  // [k][col / 4]
+#if NORM
+var<workgroup> rowParts: array<vec2<f32>, 256>;  // [slot * 4 + part]: sum and sum of squares of d
+#endif
 
 @compute @workgroup_size(16, 16)
 fn main(
@@ -28,6 +31,12 @@ fn main(
   let part = li % 4u;
   let xRow = firstXRow(b) + min(rowBlock + slot, rows - 1u);
   let wRow = min(colBlock + slot, p.N - 1u);
+#if NORM
+  // The row a thread stages builds up its statistics over the thread's K steps (matmul_io.wgsl).
+  let first = loadX(xRow, 0u).x;
+  var sum = vec4<f32>(0.0);
+  var squares = vec4<f32>(0.0);
+#endif
   var acc: array<vec4<f32>, 4>;
   let steps = kSteps();
   for (var q0 = 0u; q0 < steps; q0 += TILE_K / 4u) {
@@ -35,7 +44,14 @@ fn main(
     var xv = vec4<f32>(0.0);
     var wv = vec4<f32>(0.0);
     if (q < steps) {
+#if NORM
+      let d = shifted(loadX(xRow, q), first, q);
+      sum += d;
+      squares += d * d;
+      xv = d * gainAt(q);
+#else
       xv = loadX(xRow, q);
+#endif
       wv = loadW(wRow, q);
     }
     for (var e = 0u; e < 4u; e++) {
@@ -53,10 +69,23 @@ fn main(
     }
     workgroupBarrier();
   }
+#if NORM
+  rowParts[li] = vec2<f32>(dot(sum, vec4<f32>(1.0)), dot(squares, vec4<f32>(1.0)));
+  workgroupBarrier();
+#endif
   let r0 = rowBlock + 4u * lid.y;
   let c0 = colBlock + 4u * lid.x;
+#if NORM
+  let columns = normColumns(c0);
+#endif
   for (var i = 0u; i < 4u; i++) {
     if (r0 + i >= rows) { break; }
+#if NORM
+    let at = (4u * lid.y + i) * 4u;
+    let t = rowParts[at] + rowParts[at + 1u] + rowParts[at + 2u] + rowParts[at + 3u];
+    store4(b, r0 + i, c0, normalizedSums(acc[i], columns, rowStats(t.x, t.y)));
+#else
     store4(b, r0 + i, c0, acc[i]);
+#endif
   }
 }

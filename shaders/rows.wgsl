@@ -1,7 +1,9 @@
-// Moves the fresh rows of each sequence between the tail of a clean-set buffer (rows
-// n_b - m_b .. n_b - 1) and a packed buffer (rows 0 .. m_b - 1), `width` 32-bit words a row:
-// gather (tail -> packed: the tokens an incremental pass encodes) or append (packed -> tail:
-// their keys, values and encoder outputs joining the cached set). A bit copy, for f32 or u32.
+// Appends each sequence's fresh rows, packed at rows 0 .. m_b - 1 of `src`, to the clean-set
+// buffer `dst` at their rows there (cleanSetRow: the joined ones at its tail, rows n_b - j_b ..
+// n_b - 1; a re-encoded one over its own row), `width` 32-bit words a row: the keys, values and
+// encoder outputs of the tokens an incremental pass encoded joining the cached set. `count`:
+// every fresh row (FRESH), or only the joined ones (JOINED: the first block's keys and values,
+// which a re-encoded row keeps).
 #include "common.wgsl"
 
 struct Params {
@@ -10,7 +12,7 @@ struct Params {
   srcOffset: u32,
   dstStride: u32,
   dstOffset: u32,
-  append: u32,
+  count: u32,
 }
 
 @group(0) @binding(2) var<uniform> p: Params;
@@ -22,12 +24,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let b = gid.z;
   let i = gid.y;
   let c = gid.x;
-  let m = seqRows(FRESH, b);
-  if (c >= p.width || i >= m) { return; }
-  let seq = b * dims.seqStride;
-  let packed = seq + i;
-  let tail = seq + seqRows(CLEAN, b) - m + i;
-  let fromRow = select(tail, packed, p.append == 1u);
-  let toRow = select(packed, tail, p.append == 1u);
-  dst[toRow * p.dstStride + p.dstOffset + c] = src[fromRow * p.srcStride + p.srcOffset + c];
+  if (c >= p.width || i >= seqRows(p.count, b)) { return; }
+  dst[cleanSetRow(FRESH, b, i) * p.dstStride + p.dstOffset + c] = src[(b * dims.seqStride + i) * p.srcStride + p.srcOffset + c];
 }

@@ -3,6 +3,8 @@
 // token whose strictly more probable tokens hold a mass <= topP, and a token is drawn
 // by Gumbel-max with a counter-based RNG keyed by (seed, step, sequence position, token),
 // so a seed gives the same draw in any batch, order or runtime. Greedy takes the argmax.
+// Without a nucleus (top-p 1, or greedy) that is one pass over the row; with one, a pass for
+// the max, one for the normaliser, the bisection's, and the draw's.
 // Also written: the probability of the drawn token (before the nucleus filter), for the
 // "confident" order.
 // Switches: PGM (rows are query rows; appends the drawn tokens to the clean set),
@@ -154,22 +156,52 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let seed = seeds[b];
   let invT = select(1.0 / p.temperature, 1.0, p.greedy == 1u);
 
-  // Max of the scaled logits, then the softmax normaliser.
-  var m = -3.0e38;
-  for (var v = lid; v < p.V; v += WG) {
-    if (v != p.maskId) { m = max(m, logits[rowBase + v] * invT); }
-  }
-  m = reduceMax(lid, m);
-  var z = 0.0;
-  for (var v = lid; v < p.V; v += WG) {
-    if (v != p.maskId) { z += exp(logits[rowBase + v] * invT - m); }
-  }
-  z = reduceSum(lid, z);
+  let stream = streamKey(seed, p.step, position);
+  var m: f32;
+  var z: f32;
+  var token: u32;
+  if (p.topP >= 1.0 || p.greedy == 1u) {
+    // No nucleus: one pass over the row, drawing as it goes, with a running max and softmax
+    // normaliser (rescaled whenever the max grows).
+    var runMax = -3.0e38;
+    var runZ = 0.0;
+    var best = -3.0e38;
+    var bestId = p.V;
+    for (var v = lid; v < p.V; v += WG) {
+      if (v == p.maskId) { continue; }
+      let s = logits[rowBase + v] * invT;
+      if (s > runMax) {
+        runZ *= exp(runMax - s);
+        runMax = s;
+      }
+      runZ += exp(s - runMax);
+      var key = s;
+      if (p.greedy == 0u) {
+        key = s + gumbel(uniformAt(stream, v));
+      }
+      if (key > best || (key == best && v < bestId)) {
+        best = key;
+        bestId = v;
+      }
+    }
+    m = reduceMax(lid, runMax);
+    z = reduceSum(lid, runZ * exp(runMax - m));
+    token = reduceArgmax(lid, best, bestId);
+  } else {
+    // Max of the scaled logits, then the softmax normaliser.
+    var localMax = -3.0e38;
+    for (var v = lid; v < p.V; v += WG) {
+      if (v != p.maskId) { localMax = max(localMax, logits[rowBase + v] * invT); }
+    }
+    m = reduceMax(lid, localMax);
+    var localZ = 0.0;
+    for (var v = lid; v < p.V; v += WG) {
+      if (v != p.maskId) { localZ += exp(logits[rowBase + v] * invT - m); }
+    }
+    z = reduceSum(lid, localZ);
 
-  // Nucleus: the smallest probability threshold t with mass(prob > t) <= topP, found by
-  // bisection over the bit patterns of non-negative floats (monotone in value).
-  var threshold = 0.0;
-  if (p.topP < 1.0 && p.greedy == 0u) {
+    // Nucleus: the smallest probability threshold t with mass(prob > t) <= topP, found by
+    // bisection over the bit patterns of non-negative floats (monotone in value).
     var lo = 0u;
     var hi = bitcast<u32>(1.0);
     loop {
@@ -186,27 +218,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       mass = reduceSum(lid, mass);
       if (mass <= p.topP) { hi = mid; } else { lo = mid + 1u; }
     }
-    threshold = bitcast<f32>(lo);
-  }
+    let threshold = bitcast<f32>(lo);
 
-  // Draw: Gumbel-max over the kept tokens (plain argmax when greedy).
-  let stream = streamKey(seed, p.step, position);
-  var best = -3.0e38;
-  var bestId = p.V;
-  for (var v = lid; v < p.V; v += WG) {
-    if (v == p.maskId) { continue; }
-    let s = logits[rowBase + v] * invT;
-    if (threshold > 0.0 && exp(s - m) / z < threshold) { continue; }
-    var key = s;
-    if (p.greedy == 0u) {
-      key = s + gumbel(uniformAt(stream, v));
+    // Draw: Gumbel-max over the kept tokens.
+    var best = -3.0e38;
+    var bestId = p.V;
+    for (var v = lid; v < p.V; v += WG) {
+      if (v == p.maskId) { continue; }
+      let s = logits[rowBase + v] * invT;
+      if (threshold > 0.0 && exp(s - m) / z < threshold) { continue; }
+      let key = s + gumbel(uniformAt(stream, v));
+      if (key > best || (key == best && v < bestId)) {
+        best = key;
+        bestId = v;
+      }
     }
-    if (key > best || (key == best && v < bestId)) {
-      best = key;
-      bestId = v;
-    }
+    token = reduceArgmax(lid, best, bestId);
   }
-  let token = reduceArgmax(lid, best, bestId);
 
   if (lid == 0u) {
     let prob = bitcast<i32>(exp(logits[rowBase + token] * invT - m) / z);

@@ -10,6 +10,7 @@ import type { ModelConfig } from './model/config.js';
 import { isLocalModel } from './convert/import.js';
 import { DEFAULT_STALL_TIMEOUT } from './model/fetch.js';
 import { GPU_MODEL_DEFAULTS, WEIGHT_STORAGES } from './model/gpu-model.js';
+import { REENCODE_PER_FRESH } from './model/kv-set.js';
 import { isWeights } from './model/tensor.js';
 import type { Vocabulary } from './model/vocab.js';
 import { ENCODER_MODES, MDLM_STEPS_PER_POSITION, type SamplingOptions, type SequencePlan } from './sampling/samplers.js';
@@ -28,6 +29,8 @@ export const MAX_TEMPERATURE = 1e6;
 export const TEMPERATURE_RANGE = `[${MIN_TEMPERATURE.toExponential()}, ${MAX_TEMPERATURE.toExponential()}]`;
 /** The placeholder is repeated at every unknown position of every step event's text. */
 export const MAX_PLACEHOLDER_LENGTH = 16;
+/** The adaptive encoder's threshold when none is given (README, "Incremental encoding: speed and quality"). */
+export const DEFAULT_STALENESS = 0.3;
 
 /** undefined when `value` is fine; else "must be ..." (the message adds the option and the value) or a whole message. */
 type Check = (value: unknown) => string | undefined;
@@ -89,11 +92,15 @@ export const GENERATION_OPTIONS: readonly GenerationOption[] = [
   { name: 'topP', scope: 'shared', cli: { flag: 'top-p', parse: 'number' }, takes: 'a number in (0, 1]', default: "the checkpoint's sampling.p_nucleus", doc: 'nucleus mass', check: number },
   {
     name: 'encoder', scope: 'shared', cli: { flag: 'encoder', parse: 'text' }, takes: ENCODER_MODES.join(' | '), default: 'exact',
-    doc: 'PGM: exact re-encodes every clean token each step; incremental encodes each token once, when it joins, and keeps its keys and values (a KV set): each step costs only what is new, but earlier tokens never see later ones (an approximation, measured in the README); delayed is incremental that encodes each token a second time in the next step, so it also sees the tokens that joined right after it (dKV-Cache\'s delayed caching; about twice the encoder rows of incremental)', check: oneOf('encoder', ENCODER_MODES),
+    doc: 'PGM: exact re-encodes every clean token each step; incremental encodes each token once, when it joins, and keeps its keys and values (a KV set): each step costs only what is new, but earlier tokens never see later ones (an approximation, measured in the README); delayed is incremental that encodes each token a second time in the next step, so it also sees the tokens that joined right after it (dKV-Cache\'s delayed caching; about twice the encoder rows of incremental); adaptive is incremental that also encodes again, each step, the kept tokens that have grown stale: those whose first-layer attention goes to tokens they have not seen by more than `staleness`', check: oneOf('encoder', ENCODER_MODES),
   },
   {
     name: 'refresh', scope: 'shared', cli: { flag: 'refresh', parse: 'integer' }, takes: 'an integer >= 1, below steps', default: 'never',
-    doc: 'with encoder incremental or delayed: every step with step % refresh == 0 re-encodes every clean token (refresh 1 is exact)', check: (v) => (Number.isInteger(v) && (v as number) >= 1 ? undefined : 'must be an integer >= 1'),
+    doc: 'with encoder incremental, delayed or adaptive: every step with step % refresh == 0 re-encodes every clean token (refresh 1 is exact)', check: (v) => (Number.isInteger(v) && (v as number) >= 1 ? undefined : 'must be an integer >= 1'),
+  },
+  {
+    name: 'staleness', scope: 'shared', cli: { flag: 'staleness', parse: 'number' }, takes: 'a number in [0, 1]', default: String(DEFAULT_STALENESS),
+    doc: `with encoder adaptive: a kept token is encoded again when more than this share of its first-layer attention goes to tokens that joined after it was last encoded (at most ${REENCODE_PER_FRESH} kept tokens per new token each step, the stalest first); 1 never does (incremental)`, check: (v) => (typeof v === 'number' && v >= 0 && v <= 1 ? undefined : 'must be a number in [0, 1]'),
   },
   { name: 'greedy', scope: 'shared', cli: { flag: 'greedy', parse: 'switch' }, takes: 'true or false', default: 'false', doc: 'take the most probable token everywhere', check: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false') },
   {
@@ -317,8 +324,9 @@ export function resolveGenerationOptions(options: SharedOptions & { sequences: S
     greedy: options.greedy ?? false,
     encoder: options.encoder ?? 'exact',
     refresh: options.refresh ?? 0,
+    staleness: options.staleness ?? DEFAULT_STALENESS,
   };
-  checkSampling(sampling, plans, c);
+  checkSampling(sampling, plans, c, options.staleness);
   return { plans, sampling, placeholder: options.placeholder, signal: options.signal };
 }
 
@@ -373,7 +381,7 @@ function knownText(s: SequenceOptions, b: number, { config, vocabulary }: Resolv
 }
 
 /** The bounds of the sampling options, derived from the model and the known tokens of each sequence. */
-function checkSampling(o: SamplingOptions, plans: readonly SequencePlan[], c: ModelConfig): void {
+function checkSampling(o: SamplingOptions, plans: readonly SequencePlan[], c: ModelConfig, staleness: number | undefined): void {
   const bad = (msg: string): never => fail('option', msg);
   if (o.steps < 1) bad(`steps must be a positive integer, got ${o.steps}`);
   if (c.arch === 'mdlm' && o.order !== 'random') bad(`the MDLM sampler (ddpm_cache) reveals positions at random; order ${o.order} needs a PGM`);
@@ -382,9 +390,10 @@ function checkSampling(o: SamplingOptions, plans: readonly SequencePlan[], c: Mo
   }
   if (!(o.topP > 0 && o.topP <= 1)) bad(`topP must be in (0, 1], got ${o.topP}`);
   if (o.encoder !== 'exact' && c.arch !== 'pgm') bad(`encoder ${o.encoder} needs a PGM: an MDLM has no clean set to keep keys and values of (it runs every position each step)`);
-  if (o.refresh > 0 && o.encoder === 'exact') bad(`refresh ${o.refresh} applies to encoder incremental or delayed; the exact encoder re-encodes every step`);
+  if (o.refresh > 0 && o.encoder === 'exact') bad(`refresh ${o.refresh} applies to encoder incremental, delayed or adaptive; the exact encoder re-encodes every step`);
   // Step 0 encodes everything anyway: a refresh no later step reaches would silently mean never.
   if (o.refresh >= o.steps) bad(`refresh ${o.refresh} is not below steps ${o.steps}: no step after the first would re-encode, the same as no refresh; give a refresh below ${o.steps}, or none`);
+  if (staleness !== undefined && o.encoder !== 'adaptive') bad(`staleness ${staleness} applies to encoder adaptive; encoder ${o.encoder} never re-encodes by staleness`);
   plans.forEach((plan, b) => {
     const free = o.length - plan.known.size;
     if (free === 0) bad(`sequence ${b}: nothing to generate (every position < ${o.length} is known)`);

@@ -93,11 +93,17 @@ export interface SharedOptions {
   greedy?: boolean;
   /**
    * PGM: 'exact' (default) re-encodes every clean token each step; 'incremental' keeps a KV set
-   * and encodes only new tokens; 'delayed' also encodes each token once more in the next step.
+   * and encodes only new tokens; 'delayed' also encodes each token once more in the next step;
+   * 'adaptive' also encodes again the kept tokens the GPU finds stale (`staleness`).
    */
   encoder?: EncoderMode;
-  /** With encoder 'incremental' or 'delayed': steps with step % refresh == 0 re-encode every clean token (default: never). */
+  /** With encoder 'incremental', 'delayed' or 'adaptive': steps with step % refresh == 0 re-encode every clean token (default: never). */
   refresh?: number;
+  /**
+   * With encoder 'adaptive': a kept token is encoded again when more than this share of its
+   * first-layer attention goes to tokens it has not seen (default DEFAULT_STALENESS).
+   */
+  staleness?: number;
   signal?: AbortSignal;
   /** Shown for positions not revealed yet (default ▯). */
   placeholder?: string;

@@ -29,7 +29,8 @@ def pgm(**kw):
 # name -> (seed, config, storage dtype, keep optimizer moments, batch spec, notes)
 #   PGM batch spec: list of (n clean tokens, m queries) or an explicit sequence dict.
 #   A KV-set fixture has `passes` instead of `batch`: per sequence, per pass, (fresh tokens,
-#   queries) or (fresh tokens, queries, 'refresh').
+#   queries) or (fresh tokens, queries, 'refresh'); `adaptive` adds passes of the same form run
+#   with the adaptive policy at `threshold`.
 FIXTURES = {
   'pgm-learn-freqs-linear': dict(
     seed=1, storage=torch.float32, optimizer=True,
@@ -101,6 +102,9 @@ FIXTURES = {
             query_process_mode='linear'),
     passes=[[(3, 5), (3, 4), (1, 6), (2, 5, 'refresh'), (4, 3)],
             [(2, 4), (4, 6), (2, 3), (1, 4, 'refresh'), (3, 5), (1, 2)]],
+    adaptive=dict(threshold=0.3,
+                  passes=[[(2, 3), (3, 2), (2, 4), (4, 1), (1, 5), (5, 3), (1, 2)],
+                          [(4, 2), (2, 6), (6, 1), (1, 3), (3, 4, 'refresh'), (4, 2), (2, 1)]]),
     notes='Stale (incremental) KV set: each clean token is encoded once, in the pass in which it '
           'joins, against the rows cached before it (training/pgm/model.py '
           'pgm_incremental_logits). Pass 0: BOS at 0 and a prompt at 1.. ; later passes add '
@@ -351,6 +355,32 @@ def max_diff(a, b):
 
 
 @torch.no_grad()
+def adaptive_passes(model, rng, cfg, spec, bos_id):
+  """The adaptive policy's passes (pgm_incremental_logits with a threshold): per sequence the
+  passes, the kept rows' unseen shares before each and the rows it re-encoded; and the logits.
+  Checks that every decision stands clear of float rounding (each share at least 1e-3 from the
+  threshold, and where the cap cuts, the last row taken 1e-3 above the first left), that some
+  pass re-encodes rows and some pass is cut by the cap."""
+  threshold = spec['threshold']
+  seqs = incremental_sequences(rng, cfg, spec['passes'], bos_id)
+  logits, cut = [], False
+  for seq in seqs:
+    out, unseen, picks = pgm_incremental_logits(model, seq['passes'], threshold)
+    for p, u, rows in zip(seq['passes'], unseen, picks):
+      assert all(abs(x - threshold) > 1e-3 for x in u.tolist()), f'a share is within 1e-3 of the threshold: {u}'
+      stale = sorted((x for x in u.tolist() if x > threshold), reverse=True)
+      if len(stale) > len(rows):
+        cut = True
+        assert stale[len(rows) - 1] - stale[len(rows)] > 1e-3, f'the cap cuts between near-equal shares: {stale}'
+    seq['unseen'] = [[round(x, 6) for x in u.tolist()] for u in unseen]
+    seq['reencoded'] = picks
+    logits += out
+  assert any(seq['reencoded'][k] for seq in seqs for k in range(1, len(seq['reencoded']))), 'no pass re-encodes'
+  assert cut, 'the cap never cuts'
+  return {'threshold': threshold, 'sequences': seqs}, torch.cat(logits)
+
+
+@torch.no_grad()
 def make_incremental_fixture(name, spec, out_dir):
   """A KV-set fixture: stale logits of every pass, and the exact logits over the same clean
   sets. Checks that passing every clean token again (a refresh) at every pass is the exact
@@ -379,7 +409,6 @@ def make_incremental_fixture(name, spec, out_dir):
   assert stale_vs_exact > 1e-3, f'{name}: stale logits equal the exact ones ({stale_vs_exact})'
   stale_logits, exact_logits = torch.cat(stale), torch.cat(exact)
   assert torch.isfinite(stale_logits).all()
-  ema.swap_out(model.parameters())
 
   meta = {
     'checkpoint': 'incremental.ckpt',
@@ -390,9 +419,14 @@ def make_incremental_fixture(name, spec, out_dir):
              '[sum of rows, V]: the passes of sequence 0 in order, then those of sequence 1 '
              '(rows[b][k] = queries of pass k of sequence b), no padding.',
   }
+  adaptive, adaptive_logits = adaptive_passes(model, rng, cfg, spec['adaptive'], bos_id)
+  ema.swap_out(model.parameters())
+  meta['adaptive_rows'] = [[len(p['queries']) for p in s['passes']] for s in adaptive['sequences']]
   size = write_fixture(out_dir / name, spec, model, ema, seqs, bos_id,
-                       {'logits.bin': stale_logits, 'logits-exact.bin': exact_logits}, meta,
+                       {'logits.bin': stale_logits, 'logits-exact.bin': exact_logits,
+                        'logits-adaptive.bin': adaptive_logits}, meta,
                        checkpoint=meta['checkpoint'])
+  (out_dir / name / 'adaptive.json').write_text(json.dumps(adaptive) + '\n')
   print(f'{name}: logits {list(stale_logits.shape)}, stale-vs-exact {stale_vs_exact:.3f}, '
         f'{size / 1e6:.2f} MB')
 

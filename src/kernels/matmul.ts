@@ -1,7 +1,7 @@
 import { fail } from '../errors.js';
 import { byRowCount, type Dispatch } from '../gpu/kernel.js';
 import { shader, type Defines, type ShaderSource } from '../gpu/shader.js';
-import { expectTensor, type GpuTensor } from '../gpu/tensor.js';
+import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
 import { bucketRange, DEFAULT_PLAN, everyBucket, matmulBuckets, type MatmulVariant } from './plan.js';
 import { activationShape, ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
@@ -12,8 +12,8 @@ interface Layout {
   block: [number, number];
 }
 
-/** A layout, or one chosen for the weight's N on this device. */
-type LayoutFor = Layout | ((N: number, device: GPUDevice) => Layout);
+/** A layout, or one chosen for the weight's N and K on this device. */
+type LayoutFor = Layout | ((N: number, K: number, device: GPUDevice) => Layout);
 
 const wideRows = (TM: number): Layout => ({ shader: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1, TM }, block: [TM, 256] });
 
@@ -22,10 +22,10 @@ const wideRows = (TM: number): Layout => ({ shader: shader('matmul.wgsl'), defin
  * N allows (few rows still make work for two CPU threads, no block is mostly idle lanes);
  * 8-lane groups where no subgroup of the device is smaller.
  */
-const broadcastRows = (TM: number) => (N: number, device: GPUDevice): Layout => {
+const broadcastRows = (TM: number) => (N: number, K: number, device: GPUDevice): Layout => {
   const WG = Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(Math.ceil(N / 8)))));
   const SG8 = (device.adapterInfo?.subgroupMinSize ?? 4) >= 8;
-  return { shader: shader('matmul_broadcast.wgsl'), defines: { TM, WG, SG8, XSCALAR: true }, block: [TM, 4 * WG] };
+  return { shader: shader('matmul_broadcast.wgsl'), defines: { TM, WG, SG8, XSCALAR: true, KTAIL: K % (SG8 ? 8 : 4) !== 0 }, block: [TM, 4 * WG] };
 };
 
 /** Each variant's layouts by the most rows they serve (the last one: any count). */
@@ -54,6 +54,7 @@ export interface MatmulArgs {
   label: string;
   rows: Rows;
   x: GpuTensor; // [batch, L, K]
+  norm?: NormPrologue;
   /** [N, K], f32 or f16 (widened as the kernel loads it). */
   weight: GpuTensor;
   /**
@@ -64,14 +65,71 @@ export interface MatmulArgs {
   /** [N] (a column view: the bias of a block of columns). */
   bias?: GpuTensor;
   activation?: 'gelu' | 'silu';
-  /** out += gate * result, with the gate at this float offset of `modulation`. */
-  gatedResidual?: { modulation: GpuTensor; gateOffset: number };
+  /** f32 constant vectors the prologue and epilogue read: the model's adaLN gates, LayerNorm gains and shifts, rotary table. */
+  constants?: GpuTensor;
+  /** out += gate * result, with the gate at this float offset of `constants`. */
+  gatedResidual?: { gateOffset: number };
+  rotary?: RotaryEpilogue;
   /** The window's first row (default 0): row firstRow + i of each sequence goes to row i of `out`. */
   firstRow?: number;
   /** The plan entry's N when `weight` is a block of a larger weight's rows (default: its own N). */
   planN?: number;
   /** Run this variant at every row count instead of `ws.plan` (tests, benches, tuning). */
   variant?: MatmulVariant;
+}
+
+/**
+ * A LayerNorm of each x row first: LN(x) * gain + shift (biased variance, eps 1e-5), with no
+ * pass of its own over x (shaders/matmul_io.wgsl): the gain (K floats) at `gainOffset` of
+ * `constants`, and at `columnsOffset` the weight's colGain | colShift (2N floats: weight . gain,
+ * weight . shift, `normColumns`).
+ */
+export interface NormPrologue {
+  gainOffset: number;
+  columnsOffset: number;
+}
+
+/**
+ * Rotary embedding in the epilogue, at each row's sequence position, of a projection whose
+ * weight rows (and bias) are laid out by `pairRotaryRows` (model/fusion.ts): in each head of
+ * `headDim` columns the two halves a rotation mixes are adjacent columns 2i, 2i + 1, so the
+ * thread that computes four columns rotates them itself. Columns c with c % period < count are
+ * rotated (q | k of a packed q | k | v projection: period 3D, count 2D). The (cos, sin) table of
+ * `rotaryTable` sits at `tableOffset` of `constants`.
+ */
+export interface RotaryEpilogue {
+  positions: GpuTensor; // u32 [batch, L]: the sequence positions of the rows kind
+  tableOffset: number;
+  headDim: number;
+  period: number;
+  count: number;
+}
+
+/**
+ * cos and sin of p * inv_freq for p < L, inv_freq[i] = 1 / 10000^(2i/dh), rounded like
+ * PyTorch's float32 computation (inv_freq and the product in float32): [L, dh/2] (cos, sin) pairs.
+ */
+export function rotaryTable(L: number, headDim: number): Float32Array {
+  const half = headDim / 2;
+  const table = new Float32Array(2 * L * half);
+  for (let i = 0; i < half; i++) {
+    const invFreq = Math.fround(1 / Math.fround(10000 ** Math.fround((2 * i) / headDim)));
+    for (let p = 0; p < L; p++) {
+      const angle = Math.fround(p * invFreq);
+      table[2 * (p * half + i)] = Math.cos(angle);
+      table[2 * (p * half + i) + 1] = Math.sin(angle);
+    }
+  }
+  return table;
+}
+
+/** A PgmError('shape') unless the rotary epilogue fits a matmul of N columns. */
+function expectRotary(op: string, ws: Workspace, r: RotaryEpilogue, N: number, constants: GpuTensor | undefined): void {
+  expectTensor(op, 'positions', r.positions, { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true });
+  const { headDim, period, count } = r;
+  if (headDim % 2 !== 0) fail('shape', `${op}: head size ${headDim} is odd; rotary needs pairs`);
+  if (count % headDim !== 0 || count > period || N % period !== 0) fail('shape', `${op}: rotary over ${count} of every ${period} columns does not fit ${N} columns of heads of ${headDim}`);
+  if (constants && r.tableOffset + ws.seqStride * headDim > cols(constants)) fail('shape', `${op}: the rotary table at ${r.tableOffset} runs past the ${cols(constants)} constants`);
 }
 
 /**
@@ -90,25 +148,38 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
     fail('shape', `${op}: a window of ${windowRows} rows from row ${firstRow} does not fit sequences of ${ws.seqStride} rows`);
   }
   if (a.bias) expectTensor(op, 'bias', a.bias, { shape: [N] });
-  const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, a.planN ?? N, a.weight.dtype === 'f16' ? 'f16' : 'f32');
+  if ((a.norm || a.gatedResidual || a.rotary) && !a.constants) fail('shape', `${op}: a LayerNorm prologue, gated residual or rotary epilogue needs the constants`);
+  if (a.constants) expectTensor(op, 'constants', a.constants, { shape: [undefined] });
+  if (a.norm && Math.max(a.norm.gainOffset + K, a.norm.columnsOffset + 2 * N) > cols(a.constants!)) {
+    fail('shape', `${op}: the LayerNorm's gain (${K} floats at ${a.norm.gainOffset}) or columns (${2 * N} at ${a.norm.columnsOffset}) run past the ${cols(a.constants!)} constants`);
+  }
+  if (a.rotary) expectRotary(op, ws, a.rotary, N, a.constants);
+  const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, a.planN ?? N, a.weight.dtype === 'f16' ? 'f16' : 'f32', a.norm !== undefined);
   expectVariantsRun(`matmul ${a.label}: the variant`, variants, ws.kernels.device);
-  const params = paramsBuffer(ws, a.label, [K, N, a.rows, windowRows, a.gatedResidual?.gateOffset ?? 0, firstRow, a.out.rowStride, a.out.offset, a.bias?.offset ?? 0]);
+  const r = a.rotary;
+  const params = paramsBuffer(ws, a.label, [
+    K, N, a.rows, windowRows, a.gatedResidual?.gateOffset ?? 0, firstRow, a.out.rowStride, a.out.offset, a.bias?.offset ?? 0,
+    r?.tableOffset ?? 0, r?.period ?? 0, r?.count ?? 0, (r?.headDim ?? 0) / 2, a.norm?.gainOffset ?? 0, a.norm?.columnsOffset ?? 0,
+  ]);
   const rowCount = () => Math.min(Math.max(rowsOf(ws, a.rows) - firstRow, 0), windowRows);
   const build = async (planned: LayoutFor): Promise<Dispatch> => {
-    const layout = typeof planned === 'function' ? planned(N, ws.kernels.device) : planned;
+    const layout = typeof planned === 'function' ? planned(N, K, ws.kernels.device) : planned;
     const kernel = await ws.kernels.get({
       shader: layout.shader,
       defines: {
         ...layout.defines,
         VEC4: K % 4 === 0,
         F16W: a.weight.dtype === 'f16',
+        NORM: a.norm !== undefined,
         BIAS: a.bias !== undefined,
         GELU: a.activation === 'gelu',
         SILU: a.activation === 'silu',
         GATED_RESIDUAL: a.gatedResidual !== undefined,
+        ROTARY: r !== undefined,
       },
     });
-    const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.x.buffer, a.weight.buffer, a.out.buffer, a.bias?.buffer ?? ws.unused, a.gatedResidual?.modulation.buffer ?? ws.unused]);
+    const buffers = [ws.dims, ws.lengths, params, a.x.buffer, a.weight.buffer, a.out.buffer, a.bias?.buffer ?? ws.unused, a.constants?.buffer ?? ws.unused];
+    const bindGroup = kernel.bind(a.label, r ? [...buffers, r.positions.buffer] : buffers);
     const [blockRows, blockCols] = layout.block;
     return { kernel, bindGroup, grid: () => [ceilDiv(N, blockCols), ceilDiv(rowCount(), blockRows), ws.shape.batch] };
   };

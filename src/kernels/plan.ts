@@ -34,9 +34,12 @@ export type BucketPlan<V extends string> = V[];
 /** The same variant in every bucket. */
 export const everyBucket = <V extends string>(variant: V): BucketPlan<V> => ROW_BUCKETS.map(() => variant);
 
-/** A matmul's plan entry: by its weight's K and N. `ANY_SHAPE` serves shapes without one. */
-/** A matmul's plan entry: its weight's shape [N, K], and its storage when the weights are f16. */
-export const matmulKey = (K: number, N: number, dtype: 'f32' | 'f16' = 'f32'): string => `${K}x${N}${dtype === 'f16' ? ':f16' : ''}`;
+/**
+ * A matmul's plan entry: its weight's shape [N, K], its storage when the weights are f16, and
+ * whether it carries a LayerNorm prologue (which costs some variants far more than others).
+ * `ANY_SHAPE` serves shapes without one.
+ */
+export const matmulKey = (K: number, N: number, dtype: 'f32' | 'f16' = 'f32', norm = false): string => `${K}x${N}${dtype === 'f16' ? ':f16' : ''}${norm ? ':norm' : ''}`;
 export const ANY_SHAPE = '*';
 
 /**
@@ -60,8 +63,8 @@ export interface KernelPlan {
 export const DEFAULT_PLAN: KernelPlan = { matmul: {}, attention: everyBucket('thread') };
 
 /** The variants a plan runs for a matmul with this weight shape, one per bucket. */
-export const matmulBuckets = (plan: KernelPlan, K: number, N: number, dtype: 'f32' | 'f16' = 'f32'): BucketPlan<MatmulVariant> =>
-  plan.matmul[matmulKey(K, N, dtype)] ?? plan.matmul[ANY_SHAPE] ?? everyBucket('register');
+export const matmulBuckets = (plan: KernelPlan, K: number, N: number, dtype: 'f32' | 'f16' = 'f32', norm = false): BucketPlan<MatmulVariant> =>
+  plan.matmul[matmulKey(K, N, dtype, norm)] ?? plan.matmul[ANY_SHAPE] ?? everyBucket('register');
 
 /** The row counts bucket i serves: (least, most]. */
 export const bucketRange = (i: number): [number, number] => [ROW_BUCKETS[i - 1] ?? 0, ROW_BUCKETS[i]];
@@ -69,8 +72,9 @@ export const bucketRange = (i: number): [number, number] => [ROW_BUCKETS[i - 1] 
 /**
  * Bump when a variant is added, removed or changed, or how it is timed: plans remembered for an
  * older set are measured again. 6: Node's timing waits nap (gpu/nap.ts), as its generation does.
+ * 7: the LayerNorm prologue and rotary epilogue; the matmuls after a LayerNorm timed with it.
  */
-export const VARIANT_SET_VERSION = 6;
+export const VARIANT_SET_VERSION = 7;
 
 /** 'auto' (default): measured per adapter; a variant name: that variant at every row count. */
 export interface PlanOptions {
@@ -89,12 +93,24 @@ export interface ModelShapes {
   headDim: number;
   /** The matmul weights sit on the GPU as f16 (the kernels widen them as they load them). */
   halfWeights?: boolean;
+  /** N of each of the PGM decoder's key | value projections of several layers at once (model/fusion.ts), f32 weights. */
+  decoderKv?: readonly number[];
 }
 
-/** The [K, N] of every matmul weight of a model (qkv, attention out and q, MLP, kv, query processor, output layer). */
-export function matmulShapes({ D, F, V }: ModelShapes): [number, number][] {
-  const all: [number, number][] = [[D, 3 * D], [D, D], [D, F], [F, D], [D, 2 * D], [D, 4 * D], [4 * D, D], [D, V]];
-  return all.filter(([K, N], i) => all.findIndex(([k, n]) => k === K && n === N) === i);
+/** A matmul's [K, N], its weight's storage, and whether it carries a LayerNorm prologue. */
+export type MatmulShape = [number, number, 'f32' | 'f16', boolean];
+
+/**
+ * Every matmul shape of a model: qkv (after a LayerNorm), attention out, attn_q and the linear
+ * query processor (after one), MLP in (after one) and out, the group swap's key | value, the
+ * mlp4 query processor in (after one) and out, the output layer (after one), the decoder's fused
+ * key | value projections (after one, f32 weights).
+ */
+export function matmulShapes({ D, F, V, halfWeights, decoderKv }: ModelShapes): MatmulShape[] {
+  const dtype = halfWeights ? 'f16' : 'f32';
+  const model: [number, number, boolean][] = [[D, 3 * D, true], [D, D, false], [D, D, true], [D, F, true], [F, D, false], [D, 2 * D, false], [D, 4 * D, true], [4 * D, D, false], [D, V, true]];
+  const all: MatmulShape[] = [...model.map(([K, N, norm]): MatmulShape => [K, N, dtype, norm]), ...(decoderKv ?? []).map((N): MatmulShape => [D, N, 'f32', true])];
+  return all.filter((a, i) => all.findIndex((b) => matmulKey(...b) === matmulKey(...a)) === i);
 }
 
 /** Is `v` a plan of known variants (a remembered plan may come from an older variant set or plan shape)? */

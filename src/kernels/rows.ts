@@ -1,31 +1,32 @@
-import { fail } from '../errors.js';
 import type { Dispatch } from '../gpu/kernel.js';
 import { shader } from '../gpu/shader.js';
 import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
 import { ceilDiv, paramsBuffer, rowsOf, Rows, type Workspace } from './workspace.js';
 
 const source = shader('rows.wgsl');
+/** rows.wgsl's `count` for the joined rows only (common.wgsl's JOINED). */
+const JOINED = 3;
 
-export interface FreshRowsArgs {
+export interface AppendFreshRowsArgs {
   label: string;
-  /** gather: the clean set's last m_b rows of `from` to rows 0..m_b-1 of `to`; append: the reverse. */
-  direction: 'gather' | 'append';
-  /** [batch, L, width] (or u32 [batch, L]), views allowed. */
+  /** [batch, L, width]: the fresh rows, packed at rows 0..m_b-1; views allowed. */
   from: GpuTensor;
+  /**
+   * [batch, L, width]: a buffer of the clean set, each fresh row written at its row there (the
+   * joined ones at the tail, rows n_b - j_b..n_b-1; a re-encoded one over its own); views allowed.
+   */
   to: GpuTensor;
+  /** Only the joined rows: the first block's keys and values, which a re-encoded row keeps. */
+  joinedOnly?: boolean;
 }
 
-/** Copy each sequence's fresh rows between the clean set's tail and a packed buffer (rows.wgsl). */
-export async function freshRowsDispatch(ws: Workspace, a: FreshRowsArgs): Promise<Dispatch> {
+/** Append each sequence's fresh rows to a clean-set buffer (rows.wgsl). */
+export async function appendFreshRowsDispatch(ws: Workspace, a: AppendFreshRowsArgs): Promise<Dispatch> {
   const op = `rows ${a.label}`;
-  const width = a.from.shape.length === 2 ? 1 : cols(a.from);
-  const shape = a.from.shape.length === 2 ? [ws.maxBatch, ws.seqStride] : [ws.maxBatch, ws.seqStride, width];
-  for (const [role, t] of [['from', a.from], ['to', a.to]] as const) expectTensor(op, role, t, { shape, dtype: ['f32', 'u32'], dense: shape.length === 2 });
-  if (a.from.dtype !== a.to.dtype) fail('shape', `${op}: from is ${a.from.dtype}, to is ${a.to.dtype}`);
-  // An index tensor [batch, L] has one word a row.
-  const stride = (t: GpuTensor) => (t.shape.length === 2 ? 1 : t.rowStride);
+  const width = cols(a.from);
+  for (const [role, t] of [['from', a.from], ['to', a.to]] as const) expectTensor(op, role, t, { shape: [ws.maxBatch, ws.seqStride, width] });
   const kernel = await ws.kernels.get({ shader: source });
-  const params = paramsBuffer(ws, a.label, [width, stride(a.from), a.from.offset, stride(a.to), a.to.offset, a.direction === 'append' ? 1 : 0]);
+  const params = paramsBuffer(ws, a.label, [width, a.from.rowStride, a.from.offset, a.to.rowStride, a.to.offset, a.joinedOnly ? JOINED : Rows.Fresh]);
   return {
     kernel,
     bindGroup: kernel.bind(a.label, [ws.dims, ws.lengths, params, a.from.buffer, a.to.buffer]),

@@ -34,8 +34,6 @@ export interface Measurement {
   gflops: number;
 }
 
-/** The plan entry of a model's matmul: timed with the weights stored as the model stores them. */
-const weightKey = (s: ModelShapes, K: number, N: number): string => matmulKey(K, N, s.halfWeights ? 'f16' : 'f32');
 
 function checkOption<T extends string>(name: string, value: string | undefined, names: readonly T[]): T | undefined {
   if (value === undefined || value === 'auto') return undefined;
@@ -64,7 +62,7 @@ export async function kernelPlan(
     // another machine, or edited) is as good as none: measured again and rewritten.
     const stored = await recall(key);
     const recalled = stored && planRuns(stored, gpu.device) ? stored : undefined;
-    if (recalled && matmulShapes(shapes).every(([K, N]) => weightKey(shapes, K, N) in recalled.matmul)) plan = recalled;
+    if (recalled && matmulShapes(shapes).every((shape) => matmulKey(...shape) in recalled.matmul)) plan = recalled;
     else {
       const measured = (await measurePlan(gpu.device, kernels, shapes)).plan;
       plan = { matmul: { ...recalled?.matmul, ...measured.matmul }, attention: measured.attention };
@@ -102,6 +100,9 @@ interface Case {
   shape: [number, number, number];
   flops: number;
   variants: readonly string[];
+  /** Matmul: timed with the weights stored as the model stores them, and with its LayerNorm prologue. */
+  dtype?: 'f32' | 'f16';
+  norm?: boolean;
 }
 
 const matmulFlops = ([M, K, N]: [number, number, number]): number => 2 * M * K * N;
@@ -133,11 +134,11 @@ function cases(s: ModelShapes, flopsPerRun: number, candidates: (variants: reado
   for (let bucket = 0; bucketRange(bucket)[0] < L; bucket++) {
     const [least, most] = bucketRange(bucket);
     const M = Math.ceil((least + 1 + Math.min(most, L)) / 2);
-    for (const [K, N] of matmulShapes(s)) {
+    for (const [K, N, dtype, norm] of matmulShapes(s)) {
       // N shrinks first (a variant's work per workgroup does not depend on it), then K.
       const n = Math.min(scaled(N, Math.min(1, flopsPerRun / matmulFlops([M, K, N])), 512), 4 * Math.floor(maxFloats / Math.max(M, K) / 4));
       const shape: [number, number, number] = [M, scaled(K, Math.min(1, flopsPerRun / matmulFlops([M, K, n])), 128), n];
-      out.push({ kernel: 'matmul', key: weightKey(s, K, N), bucket, shape, flops: matmulFlops(shape), variants: candidates(matmulCandidates(bucket)) });
+      out.push({ kernel: 'matmul', key: matmulKey(K, N, dtype, norm), bucket, shape, flops: matmulFlops(shape), variants: candidates(matmulCandidates(bucket)), dtype, norm });
     }
     // [queries, keys, heads * headDim]: keys shrink first (not below the queries), then heads.
     const keys = Math.max(M, scaled(L, Math.min(1, flopsPerRun / attentionFlops([M, L, s.D])), 64));
@@ -169,6 +170,7 @@ interface Operands {
   x: GPUBuffer; // [M, K] for matmul, packed q/k/v [keys, 3D] for attention
   w: GPUBuffer; // [N, K]
   out: GPUBuffer; // [M, N] or [keys, D]
+  constants: GPUBuffer; // a LayerNorm prologue's gain [K] and columns [2N]
 }
 
 function operands(memory: GpuMemory, all: readonly Case[]): Operands {
@@ -179,6 +181,7 @@ function operands(memory: GpuMemory, all: readonly Case[]): Operands {
     x: memory.create('tuning.x', floats((c) => Math.max(matmul(c, (M, K) => M * K), attention(c, (keys, D) => keys * 3 * D))), GPUBufferUsage.STORAGE),
     w: memory.create('tuning.w', floats((c) => matmul(c, (M, K, N) => N * K)), GPUBufferUsage.STORAGE),
     out: memory.create('tuning.out', floats((c) => Math.max(matmul(c, (M, K, N) => M * N), attention(c, (keys, D) => keys * D))), GPUBufferUsage.STORAGE),
+    constants: memory.create('tuning.constants', floats((c) => matmul(c, (M, K, N) => K + 2 * N)), GPUBufferUsage.STORAGE),
   };
 }
 
@@ -188,8 +191,9 @@ async function caseDispatch(device: GPUDevice, memory: GpuMemory, kernels: Kerne
     if (c.kernel === 'matmul') {
       const [M, K, N] = c.shape;
       const ws = timingWorkspace(memory, kernels, M, M);
-      const [x, weight, out] = [gpuTensor('x', ops.x, [1, M, K]), gpuTensor('w', ops.w, [N, K], s.halfWeights ? 'f16' : 'f32'), gpuTensor('out', ops.out, [1, M, N])];
-      return await matmulDispatch(ws, { label: `tuning.${variant}`, rows: Rows.Clean, x, weight, out, variant: variant as MatmulVariant });
+      const [x, weight, out] = [gpuTensor('x', ops.x, [1, M, K]), gpuTensor('w', ops.w, [N, K], c.dtype), gpuTensor('out', ops.out, [1, M, N])];
+      const norm = c.norm ? { constants: gpuTensor('constants', ops.constants, [K + 2 * N]), norm: { gainOffset: 0, columnsOffset: K } } : {};
+      return await matmulDispatch(ws, { label: `tuning.${variant}`, rows: Rows.Clean, x, weight, out, variant: variant as MatmulVariant, ...norm });
     }
     const [queries, keys, D] = c.shape;
     const ws = timingWorkspace(memory, kernels, keys, queries);
@@ -271,7 +275,7 @@ export async function measurePlan(
       });
     };
     const plan: KernelPlan = {
-      matmul: Object.fromEntries(matmulShapes(shapes).map(([K, N]) => [weightKey(shapes, K, N), buckets<MatmulVariant>(weightKey(shapes, K, N), 'register')])),
+      matmul: Object.fromEntries(matmulShapes(shapes).map((shape) => [matmulKey(...shape), buckets<MatmulVariant>(matmulKey(...shape), 'register')])),
       attention: buckets<AttentionVariant>('attention', 'thread'),
     };
     return { plan, measurements, gflops: rate };

@@ -4,7 +4,8 @@ import type { KernelPlan } from './plan.js';
 
 /**
  * Which per-sequence row count a kernel walks: the clean tokens, the queries, or the fresh
- * rows (the clean tokens an incremental pass encodes: the last m_b of the clean set, packed).
+ * rows (the clean tokens an incremental pass encodes, packed: the last j_b of the clean set,
+ * which joined since the previous pass, then any kept rows the adaptive policy re-encodes).
  */
 export const Rows = { Clean: 0, Query: 1, Fresh: 2 } as const;
 export type Rows = (typeof Rows)[keyof typeof Rows];
@@ -14,6 +15,7 @@ export interface BatchShape {
   batch: number;
   maxClean: number;
   maxQuery: number;
+  /** The most fresh rows a sequence may have: the grids of the fresh rows' kernels cover them. */
   maxFresh: number;
 }
 
@@ -46,7 +48,9 @@ export function createWorkspace(memory: GpuMemory, kernels: KernelCache, seqStri
     seqStride,
     maxBatch,
     dims: memory.create('dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
-    lengths: memory.create('lengths', 12 * maxBatch, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST),
+    // Four counts per sequence, then its re-encoded rows (common.wgsl). COPY_SRC: tests read
+    // back what the adaptive pick writes.
+    lengths: memory.create('lengths', 4 * maxBatch * (4 + seqStride), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST),
     unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
     shape: { batch: 0, maxClean: 0, maxQuery: 0, maxFresh: 0 },
   };
@@ -62,17 +66,22 @@ export function paramsBuffer(ws: Workspace, label: string, u32s: readonly number
 
 /**
  * Set the batch shape for the next forward pass: writes `dims` and `lengths`. `freshLengths`
- * (default: none) are the clean tokens of each sequence an incremental pass encodes.
+ * (default: none) are the clean tokens of each sequence an incremental pass encodes, the last
+ * of its clean set (they are its joined rows too); `reencodable` the most kept rows each may
+ * add to them on the GPU (the adaptive policy), which the fresh rows' grids make room for.
  */
-export function setBatchShape(ws: Workspace, cleanLengths: readonly number[], queryLengths: readonly number[], freshLengths: readonly number[] = []): void {
+export function setBatchShape(ws: Workspace, cleanLengths: readonly number[], queryLengths: readonly number[], freshLengths: readonly number[] = [], reencodable: readonly number[] = []): void {
   const batch = cleanLengths.length;
   const most = (counts: readonly number[]) => (counts.length ? Math.max(...counts) : 0);
-  ws.shape = { batch, maxClean: most(cleanLengths), maxQuery: most(queryLengths), maxFresh: most(freshLengths) };
+  ws.shape = { batch, maxClean: most(cleanLengths), maxQuery: most(queryLengths), maxFresh: most(freshLengths.map((m, b) => m + (reencodable[b] ?? 0))) };
   ws.device.queue.writeBuffer(ws.dims, 0, new Uint32Array([batch, ws.seqStride, ws.shape.maxClean, ws.shape.maxQuery]));
-  const lengths = new Uint32Array(3 * batch);
+  const lengths = new Uint32Array(4 * batch);
   lengths.set(cleanLengths, 0);
   if (queryLengths.length) lengths.set(queryLengths, batch);
-  if (freshLengths.length) lengths.set(freshLengths, 2 * batch);
+  if (freshLengths.length) {
+    lengths.set(freshLengths, 2 * batch);
+    lengths.set(freshLengths, 3 * batch);
+  }
   ws.device.queue.writeBuffer(ws.lengths, 0, lengths);
 }
 

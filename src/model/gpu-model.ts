@@ -5,15 +5,15 @@ import { GpuMemory, readBuffer } from '../gpu/memory.js';
 import { canNap } from '../gpu/nap.js';
 import { gpuTensor } from '../gpu/tensor.js';
 import { sinusTable } from '../kernels/group-swap.js';
-import { ropeTables } from '../kernels/rope.js';
 import { createSampler, type SampleSettings, type Sampler } from '../kernels/sample.js';
 import type { PlanOptions } from '../kernels/plan.js';
 import { kernelPlan } from '../kernels/tuning.js';
 import { createWorkspace, setBatchShape, type Workspace } from '../kernels/workspace.js';
 import { exactSide, recorder, type Activations, type ForwardContext, type RecordedPass } from './blocks.js';
-import { computeModulations } from './conditioning.js';
+import { loadConstants } from './constants.js';
 import { headDim, type ModelConfig } from './config.js';
-import { incrementalSide } from './kv-set.js';
+import { decoderKvGroups } from './fusion.js';
+import { adaptiveSide, incrementalSide, kvSet, REENCODE_PER_FRESH, type KvSet } from './kv-set.js';
 import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from './inputs.js';
 import { mdlmForward } from './mdlm.js';
 import { pgmForward } from './pgm.js';
@@ -73,15 +73,27 @@ function logitRowsFor(device: GPUDevice, config: ModelConfig, maxBatch: number, 
 /**
  * Which forward pass a step runs: `exact` encodes every clean token; `incremental` (PGM) only
  * the fresh ones (the last `fresh[b]` of the clean set, see setLengths) against the KV set of
- * the rows before them; `none` reuses the previous step's logits.
+ * the rows before them; `adaptive` those and the kept rows the GPU picks as stale (see
+ * startStep's `staleness`); `none` reuses the previous step's logits.
  */
-export type ForwardPass = 'exact' | 'incremental' | 'none';
+export type ForwardPass = 'exact' | 'incremental' | 'adaptive' | 'none';
 
 /** What a sampling step drew: token and probability per row, [batch, rowsPerSeq]; token -1 = not revealed. */
 export interface DrawnTokens {
   tokens: Int32Array;
   probs: Float32Array;
   rowsPerSeq: number;
+  /** An adaptive pass: the kept rows it re-encoded, per sequence. */
+  reencoded?: Int32Array;
+}
+
+/** The adaptive pass, built on first use: its dispatches and where it reports its picks. */
+interface AdaptivePass {
+  pass: RecordedPass;
+  /** u32 [maxBatch]: kept rows re-encoded per sequence. */
+  report: GPUBuffer;
+  /** Uniform: the pick's threshold. */
+  threshold: GPUBuffer;
 }
 
 /** One compute pass of `dispatches` at their current grids. */
@@ -107,15 +119,19 @@ export class GpuModel {
     private readonly sampler: Sampler,
     private readonly seeds: GPUBuffer,
     private readonly drawn: GPUBuffer,
-    /** The incremental pass, built on first use (it allocates the KV set). */
+    /** The incremental and adaptive passes, built on first use (they allocate the KV set). */
     private readonly buildIncremental: () => Promise<RecordedPass>,
+    private readonly buildAdaptive: () => Promise<AdaptivePass>,
   ) {}
 
   private incremental: Promise<RecordedPass> | undefined;
+  private adaptive: Promise<AdaptivePass> | undefined;
   /** Per sequence: rows the KV set holds (0 after an exact pass, which overwrites E). */
   private kvRows: number[] = [];
+  /** Per sequence: rows whose staleness statistic adaptive passes kept (0 once another pass ran). */
+  private adaptiveRows: number[] = [];
   /** The lengths of the next pass, as setLengths was given them. */
-  private lengths: { clean: readonly number[]; queries: readonly number[]; fresh?: readonly number[] } = { clean: [], queries: [] };
+  private lengths: { clean: readonly number[]; queries: readonly number[]; fresh?: readonly number[]; adaptive?: boolean } = { clean: [], queries: [] };
   private rowsRun: { encoderRows: number[]; decoderRows: number[] } = { encoderRows: [], decoderRows: [] };
 
   /**
@@ -135,17 +151,20 @@ export class GpuModel {
       const L = config.length;
       const D = config.hiddenSize;
       const V = config.vocabSize;
-      const store = new GpuWeights(memory, storage);
+      const kvGroups = config.arch === 'pgm' ? decoderKvGroups(config, maxBatch, ctx.device.limits.maxStorageBufferBindingSize) : [];
+      const store = new GpuWeights(memory, storage, config, kvGroups);
       let uploadMs = 0;
       for await (const [name, tensor] of weights) {
         const uploading = performance.now();
         store.add(name, tensor);
         uploadMs += performance.now() - uploading;
       }
+      store.finish();
       options.onPhase?.('upload', uploadMs);
       const compiling = performance.now();
       const ws = createWorkspace(memory, KernelCache.of(ctx.device), L, maxBatch);
-      ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V, L, nHeads: config.nHeads, headDim: headDim(config), halfWeights: store.halfMatmuls }, options);
+      const decoderKv = kvGroups.map(([first, last]) => 2 * D * (last - first + 1));
+      ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V, L, nHeads: config.nHeads, headDim: headDim(config), halfWeights: store.halfMatmuls, decoderKv }, options);
 
       const fits = maxBatch > 1 ? `use a smaller maxBatch than ${maxBatch}` : `one sequence of the model's ${L} rows does not fit this device`;
       const activation = (name: string, width: number) => gpuTensor(name, memory.create(name, maxBatch * L * width * 4, STORAGE, { hint: fits }), [maxBatch, L, width]);
@@ -156,12 +175,11 @@ export class GpuModel {
         queryPositions: indices('queryPositions'),
         x: activation('x', D),
         y: activation('y', D),
-        norm: activation('norm', D),
-        queryNorm: activation('queryNorm', D),
         q: activation('q', D),
         wide: activation('wide', 3 * D),
         attn: activation('attn', D),
         hidden: activation('hidden', Math.max(config.mlpDim, 4 * D)),
+        decoderKv: decoderKv.map((width, g) => activation(`decoder kv ${g}`, width)),
         stat: gpuTensor('stat', memory.create('stat', maxBatch * D * 4, STORAGE), [maxBatch, D]),
         logits: gpuTensor('logits', memory.create('logits', maxBatch * logitRows * V * 4, STORAGE), [maxBatch, logitRows, V]),
       };
@@ -169,18 +187,9 @@ export class GpuModel {
         config.arch === 'pgm'
           ? [...Array.from({ length: config.encoderBlocks }, (_, i) => `encoder.blocks.${i}`), ...Array.from({ length: config.decoderBlocks }, (_, i) => `decoder.layers.${i}`)]
           : Array.from({ length: config.nBlocks }, (_, i) => `blocks.${i}`);
-      const mod = computeModulations(config, store.host, prefixes);
-      const tables = ropeTables(L, headDim(config));
-      const shared = {
-        ws,
-        config,
-        param: (name: string) => store.get(name),
-        blocks: (name: string) => store.blocks(name),
-        mod,
-        modulation: gpuTensor('modulations', memory.upload('modulations', mod.values), [mod.values.length]),
-        act,
-        rope: { cos: memory.upload('rope.cos', tables.cos), sin: memory.upload('rope.sin', tables.sin) },
-      };
+      const blocks = (name: string) => store.blocks(name);
+      const { tensor: constants, mod, ropeOffset, normColumns } = await loadConstants(memory, ws.kernels, config, store.host, prefixes, store.names(), blocks);
+      const shared = { ws, config, param: (name: string) => store.get(name), blocks, mod, constants, ropeOffset, normColumns, act };
       const sinus = config.arch === 'pgm' ? gpuTensor('sinus', memory.upload('sinus', sinusTable(L, D)), [L, D]) : undefined;
       const build = (clean: ForwardContext['clean']): Promise<RecordedPass> => {
         const pass = recorder();
@@ -192,14 +201,26 @@ export class GpuModel {
       const forward = await build(exactSide(act));
       const rows = maxBatch * L;
       const seeds = memory.create('seeds', 4 * maxBatch, STORAGE);
-      const drawn = memory.create('drawn', 8 * rows, STORAGE, { hint: fits });
+      // The draws, then room for an adaptive pass's report.
+      const drawn = memory.create('drawn', 8 * rows + 4 * maxBatch, STORAGE, { hint: fits });
       const sampler = await createSampler(ws, {
         arch: config.arch, V, maskId: config.maskId, logits: act.logits, windows: forward.windows.length, seeds,
         queryPositions: act.queryPositions.buffer, cleanTokens: act.cleanTokens.buffer, cleanPositions: act.cleanPositions.buffer, drawn,
       });
-      const buildIncremental = () => build(incrementalSide({ activation, indices }, config));
+      let kv: KvSet | undefined;
+      const kvSetOnce = () => (kv ??= kvSet(activation, config));
+      const buildIncremental = () => build(incrementalSide(kvSetOnce()));
+      const buildAdaptive = async (): Promise<AdaptivePass> => {
+        const state = {
+          lse: activation('staleness lse', 2 * config.nHeads),
+          unseen: activation('unseen shares', 1),
+          report: memory.create('reencoded counts', 4 * maxBatch, STORAGE),
+          threshold: memory.create('staleness threshold', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
+        };
+        return { pass: await build(adaptiveSide(kvSetOnce(), state, config)), report: state.report, threshold: state.threshold };
+      };
       options.onPhase?.('compile', performance.now() - compiling);
-      return new GpuModel(config, ws, act, store.parameters, forward, sampler, seeds, drawn, buildIncremental);
+      return new GpuModel(config, ws, act, store.parameters, forward, sampler, seeds, drawn, buildIncremental, buildAdaptive);
     } catch (e) {
       memory.releaseAll();
       throw e;
@@ -231,17 +252,23 @@ export class GpuModel {
   /**
    * Per-sequence clean and query counts for the next step, and for an incremental pass the
    * fresh counts: sequence b encodes its last fresh[b] clean tokens; the KV set must hold the
-   * clean[b] - fresh[b] rows before them (fresh[b] = clean[b]: a refresh, exact).
+   * clean[b] - fresh[b] rows before them (fresh[b] = clean[b]: a refresh, exact). `adaptive`:
+   * the pass is an adaptive one, which may add up to REENCODE_PER_FRESH x fresh[b] kept rows.
    */
-  setLengths(clean: readonly number[], queries: readonly number[], fresh?: readonly number[]): void {
+  setLengths(clean: readonly number[], queries: readonly number[], fresh?: readonly number[], adaptive = false): void {
     if (clean.length > this.ws.maxBatch) fail('shape', `batch of ${clean.length} exceeds this model's maxBatch ${this.ws.maxBatch}`);
     fresh?.forEach((m, b) => {
       const cached = this.kvRows[b] ?? 0;
       if (!Number.isInteger(m) || m < 0 || m > clean[b]) fail('shape', `sequence ${b}: ${m} fresh rows, but ${clean[b]} clean tokens`);
       if (clean[b] - m > cached) fail('shape', `sequence ${b}: an incremental pass over the last ${m} of ${clean[b]} clean tokens needs ${clean[b] - m} cached rows; the KV set holds ${cached}`);
+      if (adaptive && clean[b] - m > (this.adaptiveRows[b] ?? 0)) {
+        fail('shape', `sequence ${b}: an adaptive pass needs the statistic of the ${clean[b] - m} kept rows, which only adaptive passes keep; start the set with every clean token fresh`);
+      }
     });
-    this.lengths = { clean: [...clean], queries: [...queries], fresh: fresh && [...fresh] };
-    setBatchShape(this.ws, clean, queries, fresh);
+    if (adaptive && !fresh) fail('shape', 'an adaptive pass needs fresh counts');
+    this.lengths = { clean: [...clean], queries: [...queries], fresh: fresh && [...fresh], adaptive };
+    const reencodable = adaptive ? fresh!.map((m, b) => Math.min(clean[b] - m, REENCODE_PER_FRESH * m)) : [];
+    setBatchShape(this.ws, clean, queries, fresh, reencodable);
   }
 
   /** Rows the last forward pass ran through the encoder and the decoder, per sequence (MDLM: decoder 0). */
@@ -254,29 +281,49 @@ export class GpuModel {
     return this.kvRows;
   }
 
-  /** The dispatches of a forward pass over the lengths set last; its effect on the KV set's bookkeeping. */
-  private async passDispatches(kind: ForwardPass): Promise<RecordedPass> {
+  /**
+   * The dispatches of a forward pass over the lengths set last; its effect on the KV set's
+   * bookkeeping. An adaptive pass's encoder rows count the joined ones; the kept rows it
+   * re-encodes come with its readback (DrawnTokens.reencoded).
+   */
+  private async passDispatches(kind: ForwardPass, staleness?: number): Promise<RecordedPass> {
     if (kind === 'none') {
       // The logits of the previous pass where one window holds them; else its output layer
-      // again, window by window, from the normalised rows that pass left.
+      // again, window by window, from the stream rows that pass left (their LayerNorm is the
+      // output layer's prologue).
       const { windows } = this.forward;
       return { dispatches: [], windows: windows.length === 1 ? [[]] : windows };
     }
-    const { clean, queries, fresh } = this.lengths;
+    const { clean, queries, fresh, adaptive } = this.lengths;
     const decoderRows = this.config.arch === 'pgm' ? [...queries] : clean.map(() => 0);
     if (kind === 'exact') {
       this.kvRows = [];
+      this.adaptiveRows = [];
       this.rowsRun = { encoderRows: [...clean], decoderRows };
       return this.forward;
     }
-    if (this.config.arch !== 'pgm') fail('architecture', 'an incremental pass needs a PGM model; this one is an MDLM');
-    if (!fresh) fail('shape', 'an incremental pass needs fresh counts: call setLengths(clean, queries, fresh)');
-    this.incremental ??= this.buildIncremental().catch((e) => {
-      this.incremental = undefined;
-      throw e;
-    });
-    const pass = await this.incremental;
+    if (this.config.arch !== 'pgm') fail('architecture', `an ${kind} pass needs a PGM model; this one is an MDLM`);
+    if (!fresh) fail('shape', `an ${kind} pass needs fresh counts: call setLengths(clean, queries, fresh)`);
+    if (adaptive !== (kind === 'adaptive')) fail('shape', `an ${kind} pass needs setLengths(clean, queries, fresh, ${!adaptive})`);
+    let pass: RecordedPass;
+    if (kind === 'adaptive') {
+      if (!(typeof staleness === 'number' && staleness >= 0 && staleness <= 1)) fail('option', `an adaptive pass needs a staleness threshold in [0, 1], got ${staleness}`);
+      this.adaptive ??= this.buildAdaptive().catch((e) => {
+        this.adaptive = undefined;
+        throw e;
+      });
+      const adaptivePass = await this.adaptive;
+      this.ws.device.queue.writeBuffer(adaptivePass.threshold, 0, new Float32Array([staleness, 0, 0, 0]));
+      pass = adaptivePass.pass;
+    } else {
+      this.incremental ??= this.buildIncremental().catch((e) => {
+        this.incremental = undefined;
+        throw e;
+      });
+      pass = await this.incremental;
+    }
     this.kvRows = [...clean];
+    this.adaptiveRows = kind === 'adaptive' ? [...clean] : [];
     this.rowsRun = { encoderRows: [...fresh], decoderRows };
     return pass;
   }
@@ -286,25 +333,31 @@ export class GpuModel {
    * which reuses the logits of the previous step), the sampler, and the readback of the drawn
    * tokens and their probabilities, [batch, maxRows] each; token -1 = not revealed.
    */
-  async sampleStep(settings: SampleSettings, pass: ForwardPass = 'exact'): Promise<DrawnTokens> {
-    return (await this.startStep(settings, pass)).result;
+  async sampleStep(settings: SampleSettings, pass: ForwardPass = 'exact', staleness?: number): Promise<DrawnTokens> {
+    return (await this.startStep(settings, pass, staleness)).result;
   }
 
   /**
    * sampleStep without waiting for it: resolves once the step is submitted; `result` resolves
    * with what it drew. Writes and submits made meanwhile run after it (the queue keeps their
    * order), so a sampler whose next step does not depend on the draws keeps one in flight.
+   * `staleness` (an adaptive pass): the threshold of its pick, in [0, 1].
    */
-  async startStep(settings: SampleSettings, pass: ForwardPass = 'exact'): Promise<{ result: Promise<DrawnTokens> }> {
-    const { dispatches, windows } = await this.passDispatches(pass);
+  async startStep(settings: SampleSettings, pass: ForwardPass = 'exact', staleness?: number): Promise<{ result: Promise<DrawnTokens> }> {
+    const { dispatches, windows } = await this.passDispatches(pass, staleness);
     this.sampler.set(settings);
     const encoder = this.ws.device.createCommandEncoder({ label: 'sampling step' });
     // Each window's logits are sampled before the next window overwrites them.
     encodePass(encoder, 'sampling step', [...dispatches, ...windows.flatMap((w, i) => [...w, this.sampler.windows[i]])]);
     const rowsPerSeq = this.config.arch === 'pgm' ? this.ws.shape.maxQuery : this.ws.shape.maxClean;
-    const n = this.ws.shape.batch * rowsPerSeq;
+    const { batch } = this.ws.shape;
+    const n = batch * rowsPerSeq;
+    // An adaptive pass's picks ride in the same readback, after the draws.
+    const report = pass === 'adaptive' ? (await this.adaptive!).report : undefined;
+    if (report) encoder.copyBufferToBuffer(report, 0, this.drawn, 8 * n, 4 * batch);
+    const bytes = 8 * n + (report ? 4 * batch : 0);
     // readBuffer submits before its first await: the step is queued when this returns.
-    const result = readBuffer(this.ws.memory, this.drawn, Math.max(8, 8 * n), encoder).then((pairs) => {
+    const result = readBuffer(this.ws.memory, this.drawn, Math.max(8, bytes), encoder).then((pairs) => {
       const all = new Int32Array(pairs, 0, 2 * n);
       const tokens = new Int32Array(n);
       const probs = new Float32Array(n);
@@ -313,7 +366,7 @@ export class GpuModel {
         tokens[i] = all[2 * i];
         probBits[i] = all[2 * i + 1];
       }
-      return { tokens, probs, rowsPerSeq };
+      return { tokens, probs, rowsPerSeq, ...(report && { reencoded: new Int32Array(pairs.slice(8 * n, bytes)) }) };
     });
     // A step left in flight by a generation that stopped is nobody's error.
     result.catch(() => undefined);
@@ -321,7 +374,7 @@ export class GpuModel {
   }
 
   /** Write a batch into the token, position and length buffers (padding per sequence). */
-  private writeBatch(tokens: ArrayLike<number>[], positions: ArrayLike<number>[], queries: ArrayLike<number>[], fresh?: readonly number[]): void {
+  private writeBatch(tokens: ArrayLike<number>[], positions: ArrayLike<number>[], queries: ArrayLike<number>[], fresh?: readonly number[], adaptive = false): void {
     const { ws, act } = this;
     const L = ws.seqStride;
     if (tokens.length > ws.maxBatch) fail('shape', `batch of ${tokens.length} exceeds this model's maxBatch ${ws.maxBatch}`);
@@ -333,21 +386,23 @@ export class GpuModel {
     put(act.cleanTokens.buffer, tokens);
     put(act.cleanPositions.buffer, positions);
     put(act.queryPositions.buffer, queries);
-    this.setLengths(tokens.map((t) => t.length), queries.map((q) => q.length), fresh);
+    this.setLengths(tokens.map((t) => t.length), queries.map((q) => q.length), fresh, adaptive);
   }
 
   /**
    * PGM logits for a padded batch: [batch, maxQueries, V], rows of padded queries are 0.
    * `fresh` (per sequence): an incremental pass that encodes only the last fresh[b] clean
    * tokens, against the KV set the previous passes left (which must hold the rows before them,
-   * in this order); without it, the exact pass.
+   * in this order); without it, the exact pass. `staleness` with `fresh`: an adaptive pass at
+   * that threshold (the rows it re-encoded are in lastPass.encoderRows when this resolves).
    */
-  async pgmLogits(sequences: readonly PgmSequence[], options: { fresh?: readonly number[] } = {}): Promise<Float32Array> {
+  async pgmLogits(sequences: readonly PgmSequence[], options: { fresh?: readonly number[]; staleness?: number } = {}): Promise<Float32Array> {
     if (this.config.arch !== 'pgm') fail('architecture', 'pgmLogits needs a PGM model; this one is an MDLM');
     const shape = validatePgmBatch(this.config, sequences);
     if (options.fresh && options.fresh.length !== sequences.length) fail('shape', `${options.fresh.length} fresh counts for ${sequences.length} sequences`);
-    this.writeBatch(sequences.map((s) => s.tokens), sequences.map((s) => s.positions), sequences.map((s) => s.queries), options.fresh);
-    const logits = await this.run(shape.maxQueries, options.fresh ? 'incremental' : 'exact');
+    const adaptive = options.staleness !== undefined;
+    this.writeBatch(sequences.map((s) => s.tokens), sequences.map((s) => s.positions), sequences.map((s) => s.queries), options.fresh, adaptive);
+    const logits = await this.run(shape.maxQueries, adaptive ? 'adaptive' : options.fresh ? 'incremental' : 'exact', options.staleness);
     const V = this.config.vocabSize;
     shape.queryLengths.forEach((m, b) => logits.fill(0, (b * shape.maxQueries + m) * V, (b + 1) * shape.maxQueries * V));
     return logits;
@@ -364,10 +419,11 @@ export class GpuModel {
 
   /**
    * The forward pass and its logits, `rowsPerSeq` rows of each sequence: [batch, rowsPerSeq, V].
-   * One submit and readback per window of logits rows, the forward pass in the first.
+   * One submit and readback per window of logits rows, the forward pass in the first (adaptive:
+   * then its picks).
    */
-  private async run(rowsPerSeq: number, kind: ForwardPass): Promise<Float32Array> {
-    const { dispatches, windows } = await this.passDispatches(kind);
+  private async run(rowsPerSeq: number, kind: ForwardPass, staleness?: number): Promise<Float32Array> {
+    const { dispatches, windows } = await this.passDispatches(kind, staleness);
     const V = this.config.vocabSize;
     const R = this.act.logits.shape[1];
     const batch = this.ws.shape.batch;
@@ -378,6 +434,10 @@ export class GpuModel {
       const rows = Math.min(R, rowsPerSeq - w * R);
       const logits = new Float32Array(await readBuffer(this.ws.memory, this.act.logits.buffer, ((batch - 1) * R + rows) * V * 4, encoder));
       for (let b = 0; b < batch; b++) out.set(logits.subarray(b * R * V, (b * R + rows) * V), (b * rowsPerSeq + w * R) * V);
+    }
+    if (kind === 'adaptive') {
+      const reencoded = new Int32Array(await readBuffer(this.ws.memory, (await this.adaptive!).report, 4 * batch));
+      this.rowsRun.encoderRows = this.rowsRun.encoderRows.map((m, b) => m + reencoded[b]);
     }
     return out;
   }

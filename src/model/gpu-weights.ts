@@ -1,7 +1,9 @@
 import { fail } from '../errors.js';
 import type { GpuMemory } from '../gpu/memory.js';
 import { gpuTensor, type GpuDtype, type GpuTensor } from '../gpu/tensor.js';
-import { decodeFloats, decodeFloatsInto, DTYPE_BYTES, halvesInto } from './floats.js';
+import { headDim, type ModelConfig } from './config.js';
+import { decodeFloats, decodeFloatsInto, DTYPE_BYTES, floatToHalf, halfToFloat, halvesInto } from './floats.js';
+import { decoderKeysValues, decoderKvLayer, decoderKvName, isLayerNormParam, pairRotaryRows, rotaryColumns } from './fusion.js';
 import { isBuffer } from './parameters.js';
 import { floatsOf, numel, type HostTensor, type StoredTensor, type WeightMap } from './tensor.js';
 
@@ -15,8 +17,11 @@ export interface RowBlock {
   tensor: GpuTensor;
 }
 
-/** Tensors only the host reads: the timestep embedding and the adaLN modulations (conditioning.ts). */
-const hostOnly = (name: string): boolean => name.startsWith('sigma_map.') || name.includes('adaLN_modulation.');
+/**
+ * Tensors only the host reads: the timestep embedding, the adaLN modulations and the LayerNorms
+ * (conditioning.ts turns them into the constants the matmul after each LayerNorm reads).
+ */
+const hostOnly = (name: string, shape: readonly number[]): boolean => name.startsWith('sigma_map.') || name.includes('adaLN_modulation.') || isLayerNormParam(name, shape);
 
 /** Tensors the kernels read as f16 when stored so: the matmul weights (2-D `*.weight`) and the embedding. */
 const halfable = (name: string, shape: readonly number[]): boolean => shape.length === 2 && (name.endsWith('.weight') || name === 'vocab_embed.embedding');
@@ -46,12 +51,20 @@ function writeValues(range: ArrayBuffer, dtype: GpuDtype, t: HostTensor | Stored
  * A model's weights as they arrive, one tensor at a time, each from its own bytes: tensors
  * only the host reads are decoded to float32 here (they are small), every other one goes
  * straight into a GPU buffer, in the dtype `storage` asks for (f16 values decoded by table
- * or kept as f16). A weight larger than one storage binding holds (the embedding and the
- * output layer at V = 50258 in f32, under WebGPU's default 128 MiB) is uploaded in blocks of
- * rows, each its own buffer, for the ops that take blocks (`blocks`).
+ * or kept as f16), laid out as the fused kernels read it (model/fusion.ts: a projection that
+ * rotary follows has its rows paired). A weight larger than one storage binding holds (the
+ * embedding and the output layer at V = 50258 in f32, under WebGPU's default 128 MiB) is
+ * uploaded in blocks of rows, each its own buffer, for the ops that take blocks (`blocks`).
+ *
+ * The PGM decoder's attn_kv weights are held as float32 until every layer of their group
+ * (`kvGroups`) and its kv_norm1 weight have arrived, then fused into one projection and uploaded
+ * (fusion.ts's decoderKeysValues): at most one group's, 2D x D floats per layer, at a time.
  */
 export class GpuWeights {
   private readonly uploaded = new Map<string, RowBlock[]>();
+  private readonly seen = new Set<string>();
+  /** attn_kv weights waiting for the rest of their group, by layer (as stored: f16 storage rounds them). */
+  private readonly held = new Map<number, HostTensor>();
   /** The host-only tensors, float32. */
   readonly host: WeightMap = new Map();
   /** Parameters taken (host and GPU). */
@@ -59,17 +72,62 @@ export class GpuWeights {
   /** Some matmul weight sits on the GPU as f16. */
   halfMatmuls = false;
 
-  constructor(private readonly memory: GpuMemory, private readonly storage: WeightStorage) {}
+  constructor(
+    private readonly memory: GpuMemory,
+    private readonly storage: WeightStorage,
+    private readonly config: ModelConfig,
+    /** The PGM decoder's layers in groups, [first, last] each, whose keys and values one matmul computes. */
+    private readonly kvGroups: readonly (readonly [number, number])[],
+  ) {}
 
-  /** Take tensor `name`: keep it on the host if only the host reads it, else upload it. */
+  /** Take tensor `name`: keep it on the host if only the host reads it, else upload it (or hold it for its fused group). */
   add(name: string, t: HostTensor | StoredTensor): void {
     if (isBuffer(name)) return;
-    if (this.uploaded.has(name) || this.host.has(name)) fail('architecture', `tensor ${name} is given twice`);
+    if (this.seen.has(name)) fail('architecture', `tensor ${name} is given twice`);
+    this.seen.add(name);
     this.parameters += numel(t.shape);
-    if (hostOnly(name)) {
+    const layer = decoderKvLayer(name);
+    if (hostOnly(name, t.shape)) {
       this.host.set(name, { shape: t.shape, data: floatsOf(t) });
-      return;
+      if (name.endsWith('.kv_norm1.weight')) this.fuseKeysValues();
+    } else if (layer !== undefined) {
+      // As f16 storage keeps it: the fused product is exact in f32 for W as stored.
+      const data = floatsOf(t);
+      const rounded = this.storage === 'f16' && !('dtype' in t && t.dtype === 'F16');
+      this.held.set(layer, { shape: t.shape, data: rounded ? data.map((v) => halfToFloat(floatToHalf(v))) : data });
+      this.fuseKeysValues();
+    } else this.upload(name, t);
+  }
+
+  /** After the last tensor: fails, naming it, if a tensor of a fused group never came. */
+  finish(): void {
+    for (const [first, last] of this.kvGroups) {
+      if (this.uploaded.has(decoderKvName(first, last))) continue;
+      for (let layer = first; layer <= last; layer++) {
+        for (const name of [`decoder.layers.${layer}.attn_kv.weight`, `decoder.layers.${layer}.kv_norm1.weight`]) {
+          if (!this.seen.has(name)) fail('architecture', `the model has no tensor ${name}`);
+        }
+      }
     }
+  }
+
+  /** Upload each group of decoder layers whose attn_kv and kv_norm1 weights have all arrived as one projection. */
+  private fuseKeysValues(): void {
+    for (const [first, last] of this.kvGroups) {
+      const name = decoderKvName(first, last);
+      if (this.uploaded.has(name)) continue;
+      const layers = Array.from({ length: last - first + 1 }, (_, i) => first + i);
+      if (!layers.every((l) => this.held.has(l) && this.host.has(`decoder.layers.${l}.kv_norm1.weight`))) continue;
+      const get = (part: string): HostTensor => this.host.get(part) ?? this.held.get(decoderKvLayer(part)!)!;
+      this.upload(name, decoderKeysValues(this.config, first, last, get));
+      for (const l of layers) this.held.delete(l);
+    }
+  }
+
+  /** Upload tensor `name`, laid out for the fused kernels, in blocks of rows if it is over one binding. */
+  private upload(name: string, given: HostTensor | StoredTensor): void {
+    const rotated = rotaryColumns(this.config, name);
+    const t = rotated ? pairRotaryRows(given, headDim(this.config), rotated) : given;
     const stored = 'dtype' in t ? t.dtype : 'F32';
     const half = halfable(name, t.shape) && (this.storage === 'f16' || (this.storage === 'auto' && stored === 'F16'));
     const dtype: GpuDtype = half ? 'f16' : 'f32';
@@ -89,6 +147,11 @@ export class GpuWeights {
       blocks.push({ first, tensor: gpuTensor(label, buffer, per < rows ? [n, cols] : t.shape, dtype) });
     }
     this.uploaded.set(name, blocks);
+  }
+
+  /** The names of the weights on the GPU (fusion.ts's among them). */
+  names(): string[] {
+    return [...this.uploaded.keys()];
   }
 
   /** Weight `name` in one buffer. */

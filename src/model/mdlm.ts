@@ -6,5 +6,5 @@ export function mdlmForward(f: ForwardContext): void {
   const { config, act } = f;
   embed(f, Rows.Clean, act.cleanTokens, act.x);
   for (let i = 0; i < config.nBlocks; i++) ditBlock(f, `blocks.${i}`);
-  outputLayer(f, Rows.Clean, act.x, act.norm);
+  outputLayer(f, Rows.Clean, act.x);
 }

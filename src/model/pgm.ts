@@ -1,38 +1,36 @@
-import type { GpuTensor } from '../gpu/tensor.js';
+import { columns, type GpuTensor } from '../gpu/tensor.js';
 import { queryInitDispatches } from '../kernels/group-swap.js';
-import { layerNormDispatch } from '../kernels/layernorm.js';
 import { matmulDispatch } from '../kernels/matmul.js';
-import { freshRowsDispatch } from '../kernels/rows.js';
+import { appendFreshRowsDispatch } from '../kernels/rows.js';
 import { Rows } from '../kernels/workspace.js';
-import { activationView, attentionResidual, cleanKeysValues, ditBlock, embed, mlpResidual, modulate, outputLayer, paramsOf, rotaryAttention, type ForwardContext } from './blocks.js';
+import { activationView, attend, attentionResidual, cleanKeysValues, ditBlock, embed, mlpResidual, normed, outputLayer, paramsOf, rotary, type ForwardContext } from './blocks.js';
 import { queryInitTerms } from './config.js';
+import { decoderKvGroups, decoderKvName } from './fusion.js';
 
 /**
  * The PGM forward pass (docs/model.md, "PGM at inference"): encoder over the clean side's
  * rows, group swap, decoder over the queries, output layer. Exact: the clean side is every
- * clean token. Incremental: only the fresh ones, gathered from the clean set's tail, whose
- * keys and values join the cached set; for the `+mean` and `+logsumexp` query modes their
+ * clean token. Incremental: only the fresh ones (the clean set's tail), whose keys and values
+ * join the cached set; for the `+mean` and `+logsumexp` query modes their
  * encoder outputs also join E (act.x), which those read.
  */
 export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
   const { config, act, ws, clean } = f;
   const incremental = clean.rows === Rows.Fresh;
-  if (incremental) {
-    f.emit(freshRowsDispatch(ws, { label: 'fresh tokens', direction: 'gather', from: act.cleanTokens, to: clean.tokens }));
-    f.emit(freshRowsDispatch(ws, { label: 'fresh positions', direction: 'gather', from: act.cleanPositions, to: clean.positions }));
-  }
+  clean.begin?.(f);
   // 1. x = embedding[tokens]
-  embed(f, clean.rows, clean.tokens, clean.stream);
+  embed(f, clean.rows, act.cleanTokens, clean.stream);
   // 2. Encoder: bidirectional self-attention among the clean tokens; E = x.
   for (let i = 0; i < config.encoderBlocks; i++) ditBlock(f, `encoder.blocks.${i}`);
   // Only the `+mean` / `+logsumexp` statistic reads E over every clean row.
-  if (incremental && queryInitTerms(config.preQueryMode).statistic) f.emit(freshRowsDispatch(ws, { label: 'encoder outputs', direction: 'append', from: clean.stream, to: act.x }));
+  if (incremental && queryInitTerms(config.preQueryMode).statistic) f.emit(appendFreshRowsDispatch(ws, { label: 'encoder outputs', from: clean.stream, to: act.x }));
   // 3. Group swap: y = one vector per query position, cross-attending to E.
   groupSwap(f, sinus);
   // 4. Decoder: cross-attention only, queries never see each other.
-  for (let i = 0; i < config.decoderBlocks; i++) decoderLayer(f, `decoder.layers.${i}`);
+  const keysValues = decoderKeysValues(f);
+  for (let i = 0; i < config.decoderBlocks; i++) decoderLayer(f, `decoder.layers.${i}`, keysValues[i]);
   // 5. Output layer over the query rows.
-  outputLayer(f, Rows.Query, act.y, act.queryNorm);
+  outputLayer(f, Rows.Query, act.y);
 }
 
 /**
@@ -47,35 +45,45 @@ function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
   const q0 = activationView(f, act.y, D, 'q0');
   const terms = queryInitTerms(config.preQueryMode);
   f.emit(queryInitDispatches(ws, { ...terms, encoderOut: act.x, base: p('base_embedding'), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }));
-  f.emit(layerNormDispatch(ws, { label: 'decoder.group_swap.pre_query_norm', rows: Rows.Query, x: q0, weight: p('pre_query_norm.weight'), bias: p('pre_query_norm.bias'), out: act.queryNorm }));
   if (config.queryProcessMode === 'linear') {
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: act.queryNorm, weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q }));
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: q0, ...normed(f, 'decoder.group_swap.query_processor.weight'), weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.weight', act.queryPositions) }));
   } else {
     const hidden = activationView(f, act.hidden, 4 * D); // [batch, L, 4D]
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: act.queryNorm, weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.2', rows: Rows.Query, x: hidden, weight: p('query_processor.2.weight'), bias: p('query_processor.2.bias'), out: act.q }));
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: q0, ...normed(f, 'decoder.group_swap.query_processor.0.weight'), weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
+    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.2', rows: Rows.Query, x: hidden, weight: p('query_processor.2.weight'), bias: p('query_processor.2.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.2.weight', act.queryPositions) }));
   }
   const kv = activationView(f, act.wide, 2 * D, 'kv');
-  f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.hidden_to_key_value', rows: clean.rows, x: clean.stream, weight: p('hidden_to_key_value.weight'), bias: p('hidden_to_key_value.bias'), out: kv }));
-  rotaryAttention(f, 'decoder.group_swap', Rows.Query, act.q, cleanKeysValues(f, 'decoder.group_swap', kv));
+  f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.hidden_to_key_value', rows: clean.rows, x: clean.stream, weight: p('hidden_to_key_value.weight'), bias: p('hidden_to_key_value.bias'), out: kv, ...rotary(f, 'decoder.group_swap.hidden_to_key_value.weight', act.cleanPositions) }));
+  attend(f, 'decoder.group_swap', Rows.Query, act.q, cleanKeysValues(f, 'decoder.group_swap', kv));
   f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.output_linear', rows: Rows.Query, x: act.attn, weight: p('output_linear.weight'), bias: p('output_linear.bias'), out: act.y }));
 }
 
 /**
- * y += gate_msa * attn_out(attention(rope(modulate(LN_q_norm1(y)) @ attn_q^T), rope(k), v)),
- *   k | v = LN_kv_norm1(E) @ attn_kv^T
- * y += gate_mlp * mlp(modulate(LN_norm2(y)))
+ * Every decoder layer's k | v = LN_kv_norm1(E) @ attn_kv^T, keys rotated: per group of layers
+ * (fusion.ts) one matmul, LN(E) @ [attn_kv diag(kv_norm1.weight) of each layer]^T, kept as the
+ * clean side keeps them.
  */
-function decoderLayer(f: ForwardContext, prefix: string): void {
+function decoderKeysValues(f: ForwardContext): { k: GpuTensor; v: GpuTensor }[] {
   const { ws, act, config, clean } = f;
   const D = config.hiddenSize;
+  const groups = decoderKvGroups(config, ws.maxBatch, ws.device.limits.maxStorageBufferBindingSize);
+  return groups.flatMap(([first, last], g) => {
+    const name = decoderKvName(first, last);
+    f.emit(matmulDispatch(ws, { label: name, rows: clean.rows, x: clean.stream, weight: f.param(name), out: act.decoderKv[g], ...normed(f, name), ...rotary(f, name, act.cleanPositions) }));
+    const kept = clean.keep(f, name, act.decoderKv[g]);
+    return Array.from({ length: last - first + 1 }, (_, i) => ({ k: columns(kept, 2 * D * i, D, 'k'), v: columns(kept, 2 * D * i + D, D, 'v') }));
+  });
+}
+
+/**
+ * y += gate_msa * attn_out(attention(rope(modulate(LN_q_norm1(y)) @ attn_q^T), k, v)), k | v: decoderKeysValues
+ * y += gate_mlp * mlp(modulate(LN_norm2(y)))
+ */
+function decoderLayer(f: ForwardContext, prefix: string, kv: { k: GpuTensor; v: GpuTensor }): void {
+  const { ws, act } = f;
   const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
-  const kv = activationView(f, act.wide, 2 * D, 'kv');
-  f.emit(layerNormDispatch(ws, { label: `${prefix}.q_norm1`, rows: Rows.Query, x: act.y, weight: p('q_norm1.weight'), out: act.queryNorm, modulate: modulate(f, m.shiftMsa, m.scaleMsa) }));
-  f.emit(layerNormDispatch(ws, { label: `${prefix}.kv_norm1`, rows: clean.rows, x: clean.stream, weight: p('kv_norm1.weight'), out: act.norm }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.queryNorm, weight: p('attn_q.weight'), out: act.q }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_kv`, rows: clean.rows, x: act.norm, weight: p('attn_kv.weight'), out: kv }));
-  attentionResidual(f, prefix, Rows.Query, act.q, cleanKeysValues(f, prefix, kv), act.y, m);
-  mlpResidual(f, prefix, Rows.Query, act.y, act.queryNorm, m);
+  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.y, weight: p('attn_q.weight'), out: act.q, ...normed(f, `${prefix}.attn_q.weight`), ...rotary(f, `${prefix}.attn_q.weight`, act.queryPositions) }));
+  attentionResidual(f, prefix, Rows.Query, act.q, kv, act.y, m);
+  mlpResidual(f, prefix, Rows.Query, act.y, m);
 }

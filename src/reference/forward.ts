@@ -76,11 +76,17 @@ export interface CachedKeysValues {
 
 const NONE: CachedKeysValues = { keys: new Float32Array(0), values: new Float32Array(0) };
 
+/** How a block's own keys and values join the cached ones: appended after them (the default). */
+export type PlaceRows = (cached: CachedKeysValues, own: CachedKeysValues) => CachedKeysValues;
+
+const appendOwn: PlaceRows = (cached, own) => ({ keys: appendRows(cached.keys, own.keys), values: appendRows(cached.values, own.values) });
+
 /**
  * One DiT block (`encoder.blocks.{i}` or MDLM `blocks.{i}`) over the `m = positions.length`
  * rows of `x` `[m, D]`, RoPE at `positions`: bidirectional self-attention over `cached`'s rows
- * (none: the exact block) followed by its own. -> the block's output `x` `[m, D]` and the keys
- * and values it attended to, `cached` then its own.
+ * (none: the exact block) and its own, joined by `place` (default: its own appended). -> the
+ * block's output `x` `[m, D]`, the keys and values it attended to, and its own rotary-applied
+ * queries `[m, D]`.
  */
 export function ditBlockOver(
   config: ModelConfig,
@@ -90,18 +96,19 @@ export function ditBlockOver(
   x: Float32Array,
   positions: ArrayLike<number>,
   cached: CachedKeysValues = NONE,
-): { x: Float32Array } & CachedKeysValues {
+  place: PlaceRows = appendOwn,
+): { x: Float32Array; queries: Float32Array } & CachedKeysValues {
   const m = positions.length;
   const D = config.hiddenSize;
   const H = config.nHeads;
   const dh = headDim(config);
   const h = modulate(layerNorm(x, m, D, param(weights, `${prefix}.norm1.weight`, [D])), m, D, mod.shiftMsa, mod.scaleMsa);
   const [q, k, v] = splitColumns(linear(h, m, D, param(weights, `${prefix}.attn_qkv.weight`, [3 * D, D]), 3 * D), m, [D, D, D]);
-  const keys = appendRows(cached.keys, rope(k, m, H, dh, positions));
-  const values = appendRows(cached.values, v);
-  const attended = attention(rope(q, m, H, dh, positions), keys, values, m, keys.length / D, H, dh);
+  const { keys, values } = place(cached, { keys: rope(k, m, H, dh, positions), values: v });
+  const queries = rope(q, m, H, dh, positions);
+  const attended = attention(queries, keys, values, m, keys.length / D, H, dh);
   const afterAttention = gatedResidual(x, linear(attended, m, D, param(weights, `${prefix}.attn_out.weight`, [D, D]), D), mod.gateMsa, m, D);
-  return { x: mlpResidual(config, weights, prefix, mod, afterAttention, m), keys, values };
+  return { x: mlpResidual(config, weights, prefix, mod, afterAttention, m), keys, values, queries };
 }
 
 /** One exact DiT block over all `n = positions.length` rows of `x` `[n, D]`. -> `[n, D]`. */

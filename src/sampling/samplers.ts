@@ -22,14 +22,17 @@ export interface SamplingOptions {
   greedy: boolean;
   /**
    * PGM: encode every clean token each step (exact), only the ones that joined since the last
-   * pass (incremental), or those and, once more, the ones that joined the pass before (delayed).
+   * pass (incremental), those and, once more, the ones that joined the pass before (delayed), or
+   * those and the kept ones the GPU finds stale (adaptive).
    */
   encoder: EncoderMode;
-  /** Incremental or delayed: steps with step % refresh == 0 re-encode every clean token; 0 = never. */
+  /** Not exact: steps with step % refresh == 0 re-encode every clean token; 0 = never. */
   refresh: number;
+  /** Adaptive (required there): re-encode a kept token whose unseen share of its first-block attention exceeds this. */
+  staleness?: number;
 }
 
-export const ENCODER_MODES = ['exact', 'incremental', 'delayed'] as const;
+export const ENCODER_MODES = ['exact', 'incremental', 'delayed', 'adaptive'] as const;
 export type EncoderMode = (typeof ENCODER_MODES)[number];
 
 /** What one step revealed, per sequence of the batch. */
@@ -122,6 +125,8 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
   const oneAtATime = confident || !overlap;
   const settings = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal: 1, append: !confident };
   const incremental = o.encoder !== 'exact';
+  const adaptive = o.encoder === 'adaptive';
+  const pass = adaptive ? 'adaptive' : incremental ? 'incremental' : 'exact';
 
   /** Submit step `step`: its queries, its lengths, its pass; the draws come with `drawn`. */
   const submit = async (step: number) => {
@@ -136,11 +141,12 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
     let drawn: Promise<DrawnTokens> | undefined;
     if (forward) {
       // The KV set holds the rows of the previous pass (none before the first); a refresh
-      // re-encodes all; delayed re-encodes the rows that joined for the previous pass too.
+      // re-encodes all; delayed re-encodes the rows that joined for the previous pass too;
+      // adaptive, the kept rows the GPU picks (their count comes back with the draws).
       const kept = refresh ? plans.map(() => 0) : o.encoder === 'delayed' ? settled : encoded;
       const fresh = clean.map((n, b) => n - kept[b]);
-      model.setLengths(clean, queryCounts, incremental ? fresh : undefined);
-      drawn = (await model.startStep({ ...settings, step }, incremental ? 'incremental' : 'exact')).result;
+      model.setLengths(clean, queryCounts, incremental ? fresh : undefined, adaptive);
+      drawn = (await model.startStep({ ...settings, step }, pass, adaptive ? o.staleness : undefined)).result;
       rows = { encoderRows: [...model.lastPass.encoderRows], decoderRows: [...model.lastPass.decoderRows] };
       settled = refresh ? [...clean] : encoded;
       encoded = [...clean];
@@ -160,6 +166,7 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
     const revealed: { position: number; token: number }[][] = plans.map(() => []);
     if (drawn) {
       const out = await drawn;
+      out.reencoded?.forEach((r, b) => (rows.encoderRows[b] += r));
       queries.forEach((q, b) => {
         const row = (j: number) => b * out.rowsPerSeq + j;
         q.forEach((position, j) => checkDrawn(out, row(j), config.vocabSize, config.maskId, step, position));
@@ -202,12 +209,24 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
 }
 
 /**
+ * An MDLM step whose forward pass would be wasted if the step before it revealed nothing is
+ * kept in flight only when that is this unlikely: a forward pass costs far more than the
+ * round trip of a readback.
+ */
+const SPECULATE = 1 / 16;
+
+/**
  * MDLM "ddpm_cache": the network runs over all `length` positions; each still-masked
  * position is revealed with probability (alpha_s - alpha_t) / (1 - alpha_t); when no
  * position changed, the next step reuses the logits without a forward pass; a final step
- * reveals whatever is still masked.
+ * reveals whatever is still masked. The sampler writes the drawn tokens on the GPU, so, as the
+ * PGM's, step s + 1 may be submitted before step s is read back: with a forward pass, when step
+ * s almost surely reveals something (the probability that it reveals nothing, from the masked
+ * counts, at most SPECULATE); otherwise after it (`overlap: false`: always after). A forward
+ * pass after a step that revealed nothing recomputes the same logits: the tokens are those of
+ * one step at a time.
  */
-export async function* sampleMdlm(model: GpuModel, plans: readonly SequencePlan[], o: SamplingOptions, signal?: AbortSignal): AsyncGenerator<BatchStep> {
+export async function* sampleMdlm(model: GpuModel, plans: readonly SequencePlan[], o: SamplingOptions, signal?: AbortSignal, { overlap = true } = {}): AsyncGenerator<BatchStep> {
   const { config } = model;
   const n = o.length;
   const positions = Array.from({ length: n }, (_, i) => i);
@@ -221,13 +240,17 @@ export async function* sampleMdlm(model: GpuModel, plans: readonly SequencePlan[
   model.writeSeeds(plans.map((p) => p.seed));
   model.setLengths(plans.map(() => n), []);
   const steps = o.steps + 1;
-  let forward = true;
-  for (let step = 0; step < steps; step++) {
-    throwIfAborted(signal);
-    const masked = tokens.map((t) => t.reduce((a, id) => a + (id < 0 ? 1 : 0), 0));
-    if (masked.every((m) => m === 0)) break;
-    const pReveal = step < o.steps ? mdlmRevealProbability(step, o.steps) : 1;
-    const out = await model.sampleStep({ temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal, append: false, step }, forward ? 'exact' : 'none');
+  const pReveal = (step: number) => (step < o.steps ? mdlmRevealProbability(step, o.steps) : 1);
+  const maskedCounts = () => tokens.map((t) => t.reduce((a, id) => a + (id < 0 ? 1 : 0), 0));
+
+  const submit = async (step: number, forward: boolean) => {
+    const settings = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal: pReveal(step), append: false, step };
+    return { step, forward, drawn: (await model.startStep(settings, forward ? 'exact' : 'none')).result };
+  };
+  /** Read a submitted step back into a BatchStep (`tokens` then hold its reveals). */
+  const finish = async ({ step, forward, drawn }: Awaited<ReturnType<typeof submit>>): Promise<BatchStep> => {
+    const masked = maskedCounts();
+    const out = await drawn;
     const revealed = tokens.map((t, b) => {
       const r: { position: number; token: number }[] = [];
       for (let p = 0; p < n; p++) {
@@ -240,7 +263,43 @@ export async function* sampleMdlm(model: GpuModel, plans: readonly SequencePlan[
       }
       return r;
     });
-    yield { step, steps, revealed, tokens: tokens.map((t) => t.slice()), forward, encoderRows: forward ? plans.map(() => n) : plans.map(() => 0), decoderRows: forward ? masked : plans.map(() => 0) };
-    forward = revealed.some((r) => r.length > 0);
+    return { step, steps, revealed, tokens: tokens.map((t) => t.slice()), forward, encoderRows: forward ? plans.map(() => n) : plans.map(() => 0), decoderRows: forward ? masked : plans.map(() => 0) };
+  };
+  /** The probability that a submitted step reveals nothing (tokens: as before it). */
+  const revealsNothing = (step: number) => maskedCounts().reduce((q, m) => q * (1 - pReveal(step)) ** m, 1);
+
+  let inFlight: Awaited<ReturnType<typeof submit>> | undefined;
+  // Does the next step need a forward pass (the step before it revealed something)?
+  let forward = true;
+  let allRevealed = false;
+  try {
+    for (let step = 0; step < steps; step++) {
+      throwIfAborted(signal);
+      const early = inFlight && overlap && revealsNothing(inFlight.step) <= SPECULATE ? await submit(step, true) : undefined;
+      if (inFlight) {
+        const ev = await finish(inFlight);
+        inFlight = early;
+        forward = ev.revealed.some((r) => r.length > 0);
+        yield ev;
+      }
+      // A step in flight then draws nothing: it is not a step of the generation.
+      allRevealed = maskedCounts().every((m) => m === 0);
+      if (allRevealed) break;
+      inFlight ??= await submit(step, forward);
+      if (!overlap) {
+        const ev = await finish(inFlight);
+        inFlight = undefined;
+        forward = ev.revealed.some((r) => r.length > 0);
+        yield ev;
+      }
+    }
+    if (inFlight && !allRevealed) {
+      const ev = await finish(inFlight);
+      inFlight = undefined;
+      yield ev;
+    }
+  } finally {
+    // Stopped early, or every position revealed with a step in flight: it ends before we do.
+    await inFlight?.drawn.catch(() => undefined);
   }
 }

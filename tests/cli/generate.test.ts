@@ -161,7 +161,7 @@ describe('pgm generate, the command line', () => {
     }
   });
 
-  it('--encoder incremental --json: per-sequence encoderRows and decoderRows in every step event; --refresh 1 prints the exact text', async () => {
+  it('--encoder incremental --json: per-sequence encoderRows and decoderRows in every step event; --refresh 1 prints the exact text; --encoder adaptive --staleness counts its re-encoded rows', async () => {
     const run = async (...argv: string[]) => {
       const r = await pgm('generate', '--length', '48', '--steps', '8', '--seed', '4', '--batch', '2', '--json', ...argv);
       expect(r.code, argv.join(' ')).toBe(0);
@@ -171,6 +171,7 @@ describe('pgm generate, the command line', () => {
     const exact = await run();
     const refreshed = await run('--encoder', 'incremental', '--refresh', '1');
     const incremental = await run('--encoder', 'incremental');
+    const adaptive = await run('--encoder', 'adaptive', '--staleness', '0.2');
     expect(refreshed.result.sequences).toEqual(exact.result.sequences);
     for (const { steps } of [exact, incremental]) expect(steps).toHaveLength(8);
     // 47 positions in 8 steps for each of the 2 sequences: 5 or 6 a step; exact encodes the whole clean set.
@@ -179,8 +180,16 @@ describe('pgm generate, the command line', () => {
     exact.steps.forEach((s, k) => {
       expect(s.encoderRows, `step ${k}`).toEqual([clean, clean]);
       expect(incremental.steps[k].encoderRows, `step ${k}`).toEqual(k === 0 ? [1, 1] : exact.steps[k - 1].decoderRows);
+      // The joined tokens, and at most one stale kept token per joined one.
+      adaptive.steps[k].encoderRows.forEach((rows: number, b: number) => {
+        const joined = k === 0 ? 1 : adaptive.steps[k - 1].decoderRows[b];
+        expect(rows, `step ${k}`).toBeGreaterThanOrEqual(joined);
+        expect(rows, `step ${k}`).toBeLessThanOrEqual(Math.min(2 * joined, clean));
+      });
       clean += s.decoderRows[0];
     });
+    expect(adaptive.steps.reduce((a, s) => a + s.encoderRows[0] + s.encoderRows[1], 0)).toBeGreaterThan(incremental.steps.reduce((a, s) => a + s.encoderRows[0] + s.encoderRows[1], 0));
+    expect((await pgm('generate', '--staleness', '0.5')).stderr).toMatch(/^pgm: staleness 0.5 applies to encoder adaptive/);
     const r = await pgm('generate', '--refresh', '2');
     expect(r.code).not.toBe(0);
     expect(r.stdout).toBe('');

@@ -104,11 +104,11 @@ test('the demo loads a model, generates the CLI text, stops, caches, survives de
     await expect(page.locator('#generate')).toBeEnabled();
   });
 
-  await test.step('race against the MDLM twin (the PGM exact and incremental), then the screenshot', async () => {
+  await test.step('race against the MDLM twin (the PGM exact, incremental and adaptive), then the screenshot', async () => {
     await settle(page, { length: 64, steps: 16 });
     await page.click('#race');
     await expect(page.locator('[data-testid=speedup]')).toContainText('PGM exact is');
-    await expect(page.locator('.run.finished')).toHaveCount(3);
+    await expect(page.locator('.run.finished')).toHaveCount(4);
     await page.screenshot({ path: process.env.PGM_DEMO_SCREENSHOT ?? testInfo.outputPath('demo.png'), fullPage: true, animations: 'disabled' });
   });
 

@@ -1,8 +1,8 @@
 /**
  * The demo's encoder control on the random test models: the choice and its refresh reach the
- * engine (the demo writes the CLI's text for each), the race runs the MDLM, the PGM exact and
- * the PGM incremental one after the other and reports their speeds, and an MDLM pick turns
- * the control off and ignores it.
+ * engine (the demo writes the CLI's text for each), the race runs the MDLM, the PGM exact, the
+ * PGM incremental and the PGM adaptive one after the other and reports their speeds, and an
+ * MDLM pick turns the control off and ignores it.
  */
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
@@ -54,18 +54,18 @@ async function laneSpeeds(page: Page): Promise<{ name: string; seconds: number; 
   });
 }
 
-const SPEEDUPS = /^PGM exact is \d+\.\d\d× (faster|slower) than MDLM; PGM incremental is \d+\.\d\d× (faster|slower) than MDLM and \d+\.\d\d× (faster|slower) than exact$/;
+const SPEEDUPS = /^PGM exact is \d+\.\d\d× (faster|slower) than MDLM; PGM incremental is \d+\.\d\d× (faster|slower) than MDLM and \d+\.\d\d× (faster|slower) than exact; PGM adaptive is \d+\.\d\d× (faster|slower) than exact$/;
 
 test('the encoder control and its refresh reach the engine: the demo writes the CLI text of each', async ({ page }) => {
-  const [exact, incremental, refresh3, delayed] = [cliText(), cliText('--encoder', 'incremental'), cliText('--encoder', 'incremental', '--refresh', '3'), cliText('--encoder', 'delayed')];
+  const [exact, incremental, refresh3, delayed, adaptive] = [cliText(), cliText('--encoder', 'incremental'), cliText('--encoder', 'incremental', '--refresh', '3'), cliText('--encoder', 'delayed'), cliText('--encoder', 'adaptive')];
   const errors = await open(page);
   const option = GENERATION_OPTIONS.find((o) => o.name === 'encoder')!;
   await expect(page.locator('#encoder')).toHaveAttribute('title', `${option.doc}; ${option.takes} (default: exact)`);
-  await expect(page.locator('#refresh')).toHaveAttribute('title', /^with encoder incremental or delayed: /);
+  await expect(page.locator('#refresh')).toHaveAttribute('title', /^with encoder incremental, delayed or adaptive: /);
   await expect(page.locator('#encoder')).toHaveValue('exact');
   await expect(page.locator('#refresh')).toBeDisabled();
   // Different texts, so each comparison below tells the settings apart.
-  expect(new Set([await exact, await incremental, await refresh3, await delayed]).size).toBe(4);
+  expect(new Set([await exact, await incremental, await refresh3, await delayed, await adaptive]).size).toBe(5);
 
   expect(await generatedText(page)).toBe(await exact);
   await page.selectOption('#encoder', 'incremental');
@@ -79,31 +79,37 @@ test('the encoder control and its refresh reach the engine: the demo writes the 
   await page.fill('#refresh', '');
   expect(await generatedText(page)).toBe(await delayed);
   await expect(page.locator('.run h2')).toHaveText(`${TEST_MODELS.pgm} · PGM delayed (refresh never)`);
+  await page.selectOption('#encoder', 'adaptive');
+  expect(await generatedText(page)).toBe(await adaptive);
+  await expect(page.locator('.run h2')).toHaveText(`${TEST_MODELS.pgm} · PGM adaptive (refresh never)`);
   expect(errors).toEqual([]);
 });
 
-test('the race runs MDLM, PGM exact and PGM incremental with the refresh setting, and reports their speeds', async ({ page }) => {
-  const [exact, refresh3] = [cliText(), cliText('--encoder', 'incremental', '--refresh', '3')];
+test('the race runs MDLM, PGM exact, PGM incremental with the refresh setting and PGM adaptive, and reports their speeds', async ({ page }) => {
+  const [exact, refresh3, adaptive] = [cliText(), cliText('--encoder', 'incremental', '--refresh', '3'), cliText('--encoder', 'adaptive')];
   const errors = await open(page);
   await page.selectOption('#encoder', 'incremental');
   await page.fill('#refresh', '3');
   await page.click('#race');
   await expect(page.locator('[data-testid=speedup] strong')).toHaveText(SPEEDUPS);
   const lanes = page.locator('.run');
-  await expect(lanes.locator('h2')).toHaveText([`${TEST_MODELS.mdlm} · MDLM`, `${TEST_MODELS.pgm} · PGM exact`, `${TEST_MODELS.pgm} · PGM incremental (refresh every 3 steps)`]);
-  await expect(page.locator('.run.finished')).toHaveCount(3);
+  await expect(lanes.locator('h2')).toHaveText([`${TEST_MODELS.mdlm} · MDLM`, `${TEST_MODELS.pgm} · PGM exact`, `${TEST_MODELS.pgm} · PGM incremental (refresh every 3 steps)`, `${TEST_MODELS.pgm} · PGM adaptive (refresh never)`]);
+  await expect(page.locator('.run.finished')).toHaveCount(4);
   for (const counter of await lanes.locator('.counter').all()) await expect(counter).toHaveText(/^done: 8 steps in \d+\.\d\d s · \d+\.\d tokens\/s · \d+\.\d ms\/step$/);
   expect(await lanes.nth(1).locator('.text').textContent()).toBe(await exact);
   expect(await lanes.nth(2).locator('.text').textContent()).toBe(await refresh3);
+  expect(await lanes.nth(3).locator('.text').textContent()).toBe(await adaptive);
 
   const speeds = await laneSpeeds(page);
-  expect(speeds.map((s) => s.name)).toEqual(['MDLM', 'PGM exact', 'PGM incremental (refresh every 3 steps)']);
+  expect(speeds.map((s) => s.name)).toEqual(['MDLM', 'PGM exact', 'PGM incremental (refresh every 3 steps)', 'PGM adaptive (refresh never)']);
   for (const s of speeds) {
     expect(s.tokensPerSecond).toBeGreaterThan(0);
     expect(s.msPerStep).toBeGreaterThan(0);
   }
   // Each token is encoded once, plus a full re-encode at steps 0, 3 and 6: fewer rows than re-encoding every step.
   expect(speeds[2].rows).toBeLessThan(speeds[1].rows);
+  // Each token once, and the stale ones again: between never refreshing and the exact encoder.
+  expect(speeds[3].rows).toBeLessThan(speeds[1].rows);
   expect(errors).toEqual([]);
 });
 
@@ -123,8 +129,8 @@ test('an MDLM pick turns the encoder control off and ignores it; its race runs t
 
   await page.click('#race');
   await expect(page.locator('[data-testid=speedup] strong')).toHaveText(SPEEDUPS);
-  await expect(page.locator('.run h2')).toHaveText([`${TEST_MODELS.mdlm} · MDLM`, `${TEST_MODELS.pgm} · PGM exact`, `${TEST_MODELS.pgm} · PGM incremental (refresh never)`]);
-  expect(await page.locator('[data-testid=lane-speed]').count()).toBe(3);
+  await expect(page.locator('.run h2')).toHaveText([`${TEST_MODELS.mdlm} · MDLM`, `${TEST_MODELS.pgm} · PGM exact`, `${TEST_MODELS.pgm} · PGM incremental (refresh never)`, `${TEST_MODELS.pgm} · PGM adaptive (refresh never)`]);
+  expect(await page.locator('[data-testid=lane-speed]').count()).toBe(4);
 
   await page.selectOption('#model', TEST_MODELS.pgm);
   await expect(page.locator('#model-info')).toContainText(`${TEST_MODELS.pgm}: PGM`);

@@ -107,11 +107,13 @@ describe(`f16 weight storage (${runtime})`, () => {
   const config = tinyConfig('pgm', { hiddenSize: 30, nHeads: 5, length: 29, vocabSize: 67 });
   const sequences = [[1, 28], [28, 1], [9, 5]].map(([n, m], b) => randomSequence(config, n, m, 100 + b));
 
+  // Bit for bit with the same kernels: the plan may pick other variants for f16 weights, which
+  // sum a row's LayerNorm statistics in another order.
   it("f16 tensors: 'auto' keeps the matmul weights and the embedding f16 and gives the logits of 'f32' storage exactly", async () => {
     const gpu = await testGpu();
     const { file, values } = asHalfFile(randomWeights(config, 7));
-    const half = await GpuModel.load(gpu, config, file, { maxBatch: 3 });
-    const full = await GpuModel.load(gpu, config, file, { maxBatch: 3, weightStorage: 'f32' });
+    const half = await GpuModel.load(gpu, config, file, { maxBatch: 3, matmul: 'register' });
+    const full = await GpuModel.load(gpu, config, file, { maxBatch: 3, weightStorage: 'f32', matmul: 'register' });
     try {
       expect(half.gpuBytes).toBeLessThan(full.gpuBytes);
       const got = await half.pgmLogits(sequences);
@@ -141,5 +143,54 @@ describe(`f16 weight storage (${runtime})`, () => {
   it('an unknown weightStorage is a typed option error', async () => {
     const gpu = await testGpu();
     await expect(GpuModel.load(gpu, config, randomWeights(config, 7), { weightStorage: 'bf16' as never })).rejects.toMatchObject({ code: 'option' });
+  });
+});
+
+describe(`PGM weights streamed in (${runtime})`, () => {
+  const config = tinyConfig('pgm', { decoderBlocks: 3, hiddenSize: 30, nHeads: 5, length: 29 });
+  const weights = randomWeights(config, 9);
+  /** The tensors in a seeded random order, one at a time (as a model directory's shards are read). */
+  function shuffled(seed: number, drop?: string): { names: string[]; stream: AsyncIterable<readonly [string, HostTensor | StoredTensor]> } {
+    const rand = seededUniform(seed);
+    const names = [...weights.keys()].filter((n) => n !== drop);
+    for (let i = names.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [names[i], names[j]] = [names[j], names[i]];
+    }
+    const stream = (async function* () {
+      for (const name of names) {
+        await Promise.resolve();
+        yield [name, weights.get(name)!] as const;
+      }
+    })();
+    return { names, stream };
+  }
+
+  it("in any order (a decoder layer's attn_kv before its kv_norm1 and after): the logits of the same weights in a map", async () => {
+    const gpu = await testGpu();
+    const { names, stream } = shuffled(3);
+    const before = (a: string, b: string) => names.indexOf(a) < names.indexOf(b);
+    const kvFirst = [0, 1, 2].map((l) => before(`decoder.layers.${l}.attn_kv.weight`, `decoder.layers.${l}.kv_norm1.weight`));
+    expect(kvFirst, 'the order has both cases').toEqual(expect.arrayContaining([true, false]));
+    const sequences = [[1, 28], [28, 1], [9, 5]].map(([n, m], b) => randomSequence(config, n, m, 100 + b));
+    const streamed = await GpuModel.load(gpu, config, stream, { maxBatch: 3 });
+    const mapped = await GpuModel.load(gpu, config, weights, { maxBatch: 3 });
+    try {
+      const got = await streamed.pgmLogits(sequences);
+      expect(Array.from(got)).toEqual(Array.from(await mapped.pgmLogits(sequences)));
+      const { maxAbs, argmaxMismatches } = compareRows(got, referencePgmLogits(config, weights, sequences), config.vocabSize);
+      expect(maxAbs).toBeLessThan(1e-4);
+      expect(argmaxMismatches).toBe(0);
+    } finally {
+      streamed.dispose();
+      mapped.dispose();
+    }
+  });
+
+  it('a decoder layer without its kv_norm1 or attn_kv weight is a typed architecture error naming it', async () => {
+    const gpu = await testGpu();
+    for (const missing of ['decoder.layers.1.kv_norm1.weight', 'decoder.layers.2.attn_kv.weight']) {
+      await expect(GpuModel.load(gpu, config, shuffled(4, missing).stream), missing).rejects.toMatchObject({ code: 'architecture', message: `the model has no tensor ${missing}` });
+    }
   });
 });

@@ -3,9 +3,10 @@ import { Engine } from '../../src/engine.js';
 import type { BatchStepEvent, StepEvent } from '../../src/types.js';
 import { PgmError } from '../../src/errors.js';
 import type { ModelConfig } from '../../src/model/config.js';
+import type { GpuModel } from '../../src/model/gpu-model.js';
 import { Vocabulary } from '../../src/model/vocab.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
-import { samplePgm, type BatchStep, type SamplingOptions } from '../../src/sampling/samplers.js';
+import { sampleMdlm, samplePgm, type BatchStep, type SamplingOptions } from '../../src/sampling/samplers.js';
 import { uniformCounts } from '../../src/sampling/schedule.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
 
@@ -197,6 +198,20 @@ describe(`generation (${runtime})`, () => {
   });
 });
 
+/** The events of a generation, each with the number of steps the model had been asked to submit when it arrived. */
+async function countingSubmits(model: GpuModel, steps: AsyncGenerator<BatchStep>): Promise<{ ev: BatchStep; submitted: number }[]> {
+  let submitted = 0;
+  const start = model.startStep.bind(model);
+  model.startStep = (...args) => (submitted++, start(...args));
+  const events: { ev: BatchStep; submitted: number }[] = [];
+  try {
+    for await (const ev of steps) events.push({ ev, submitted });
+  } finally {
+    model.startStep = start;
+  }
+  return events;
+}
+
 describe(`the PGM sampler keeps one step in flight (${runtime})`, () => {
   it('step s + 1 is submitted before step s is read back, and the steps are those of one step at a time', async () => {
     const model = (await engine(pgmConfig)).gpuModel;
@@ -209,18 +224,7 @@ describe(`the PGM sampler keeps one step in flight (${runtime})`, () => {
     ];
     for (const c of cases) {
       const o: SamplingOptions = { length: 37, steps: 9, temperature: 1, topP: 1, greedy: false, refresh: 0, ...c };
-      const run = async (overlap: boolean) => {
-        let submitted = 0;
-        const start = model.startStep.bind(model);
-        model.startStep = (...args) => (submitted++, start(...args));
-        const events: { ev: BatchStep; submitted: number }[] = [];
-        try {
-          for await (const ev of samplePgm(model, plans, o, undefined, { overlap })) events.push({ ev, submitted });
-        } finally {
-          model.startStep = start;
-        }
-        return events;
-      };
+      const run = (overlap: boolean) => countingSubmits(model, samplePgm(model, plans, o, undefined, { overlap }));
       const overlapped = await run(true);
       const single = await run(false);
       expect(overlapped.map((e) => e.ev), JSON.stringify(c)).toEqual(single.map((e) => e.ev));
@@ -228,6 +232,30 @@ describe(`the PGM sampler keeps one step in flight (${runtime})`, () => {
       // When step s arrives, one at a time has submitted steps 0..s; overlapped, also step s + 1.
       single.forEach((e, s) => expect(e.submitted, `one at a time, step ${s}`).toBe(forwards(single, s + 1)));
       overlapped.forEach((e, s) => expect(e.submitted, `overlapped, step ${s}`).toBe(forwards(single, s + 2)));
+    }
+  });
+});
+
+describe(`the MDLM sampler keeps a step in flight where the step before almost surely reveals something (${runtime})`, () => {
+  it('the same steps as one at a time; step s + 1 submitted before step s is read back where it is kept in flight', async () => {
+    const model = (await engine(mdlmConfig)).gpuModel;
+    const plans = [{ known: new Map([[0, mdlmConfig.bosId], [5, 464]]), seed: 4 }, { known: new Map([[0, mdlmConfig.bosId]]), seed: 5 }];
+    for (const steps of [8, 120]) {
+      const o: SamplingOptions = { length: 37, steps, order: 'random', schedule: 'uniform', temperature: 1, topP: 1, greedy: false, encoder: 'exact', refresh: 0 };
+      const run = (overlap: boolean) => countingSubmits(model, sampleMdlm(model, plans, o, undefined, { overlap }));
+      const overlapped = await run(true);
+      const single = await run(false);
+      // A step kept in flight runs its forward pass even if the step before revealed nothing.
+      const drawn = (events: typeof single) => events.map(({ ev: { step, revealed, tokens } }) => ({ step, revealed, tokens }));
+      expect(drawn(overlapped), `${steps} steps`).toEqual(drawn(single));
+      single.forEach((e, s) => expect(e.submitted, `one at a time, step ${s}`).toBe(s + 1));
+      overlapped.forEach((e, s) => expect([s + 1, s + 2], `overlapped, step ${s}`).toContain(e.submitted));
+      const early = overlapped.filter((e, s) => e.submitted === s + 2).length;
+      const extraForwards = overlapped.filter((e) => e.ev.forward).length - single.filter((e) => e.ev.forward).length;
+      // 36 positions in 8 steps: each step almost surely reveals some; in 120, most reveal none.
+      if (steps === 8) expect(early).toBeGreaterThanOrEqual(6);
+      else expect(extraForwards).toBeLessThanOrEqual(early);
+      expect(extraForwards).toBeGreaterThanOrEqual(0);
     }
   });
 });

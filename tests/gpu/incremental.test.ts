@@ -4,7 +4,8 @@ import { PgmError } from '../../src/errors.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { GpuModel } from '../../src/model/gpu-model.js';
 import type { PgmSequence } from '../../src/model/inputs.js';
-import { ReferenceKvSet } from '../../src/reference/incremental.js';
+import { adaptivePicks, ReferenceKvSet } from '../../src/reference/incremental.js';
+import { REENCODE_PER_FRESH } from '../../src/model/kv-set.js';
 import { randomWeights, seededUniform, tinyConfig } from '../../src/reference/random.js';
 import type { StepEvent } from '../../src/types.js';
 import { compareRows, runtime, testGpu } from '../helpers/gpu.js';
@@ -128,6 +129,71 @@ describe(`the incremental KV set on WebGPU (${runtime}) vs the TypeScript refere
   });
 });
 
+/**
+ * The reference's picks for a pass with `fresh` joined rows, and how far its decisions stand
+ * from float rounding: the smallest gap between a share and the threshold, and where the cap
+ * cuts, between the last row taken and the first left.
+ */
+function referencePicks(set: ReferenceKvSet, threshold: number, fresh: number): { picks: number[]; margin: number; cut: boolean } {
+  const shares = set.unseenShares();
+  const picks = adaptivePicks(shares, threshold, fresh);
+  const stale = Array.from(shares).filter((u) => u > threshold).sort((a, b) => b - a);
+  const cut = stale.length > picks.length;
+  const margins = Array.from(shares, (u) => Math.abs(u - threshold));
+  if (cut) margins.push(stale[picks.length - 1] - stale[picks.length]);
+  return { picks, margin: Math.min(Infinity, ...margins), cut };
+}
+
+describe(`the adaptive KV set on WebGPU (${runtime}) vs the TypeScript reference`, () => {
+  // Odd sizes, a padded batch whose sequences join different counts, the first pass, passes
+  // that re-encode rows and passes the cap cuts, a refresh, the last step (L - 1 clean tokens).
+  const cases: [string, Partial<ModelConfig>, number][] = [
+    ['learn+freqs+mean, linear', { preQueryMode: 'learn+freqs+mean', hiddenSize: 36, nHeads: 3, vocabSize: 71, length: 37 }, 0.3],
+    ['learn+freqs+logsumexp, mlp4, 1 enc / 2 dec', { preQueryMode: 'learn+freqs+logsumexp', queryProcessMode: 'mlp4', encoderBlocks: 1, decoderBlocks: 2, hiddenSize: 30, nHeads: 5, length: 37 }, 0.2],
+  ];
+  const plans: PassPlan[] = [
+    { joins: [3, 2, 4, 1, 5, 2, 6, 1, 12], queries: [2, 4, 1, 5, 2, 6, 1, 12, 1], refresh: [false, false, false, false, false, true, false, false, false] },
+    { joins: [1, 4, 2, 7, 1, 3, 8, 2, 8], queries: [4, 2, 7, 1, 3, 8, 2, 8, 1], refresh: Array(9).fill(false) },
+  ];
+  for (const [name, overrides, threshold] of cases) {
+    it(`${name}, threshold ${threshold}`, async () => {
+      const gpu = await testGpu();
+      const config = tinyConfig('pgm', overrides);
+      const weights = randomWeights(config, 7);
+      const model = await GpuModel.load(gpu, config, weights, { maxBatch: 2 });
+      const sets = plans.map(() => new ReferenceKvSet(config, weights));
+      let reencoded = 0;
+      let cut = false;
+      try {
+        for (const [k, { sequences, fresh }] of passesOf(config, plans).entries()) {
+          const want = new Float32Array(sequences.length * Math.max(...sequences.map((s) => s.queries.length)) * config.vocabSize);
+          const picked = sequences.map((s, b) => {
+            const n = s.tokens.length;
+            if (fresh[b] === n) sets[b].clear();
+            const pick = referencePicks(sets[b], threshold, fresh[b]);
+            expect(pick.margin, `pass ${k}, sequence ${b}: a decision within rounding of the threshold or the cap`).toBeGreaterThan(1e-4);
+            cut ||= pick.cut;
+            const rows = { tokens: Array.from(s.tokens).slice(n - fresh[b]), positions: Array.from(s.positions).slice(n - fresh[b]) };
+            want.set(sets[b].step(rows, s.queries, pick.picks), b * (want.length / sequences.length));
+            return pick.picks.length;
+          });
+          reencoded += picked.reduce((a, x) => a + x, 0);
+          const got = await model.pgmLogits(sequences, { fresh, staleness: threshold });
+          expect(model.lastPass.encoderRows, `pass ${k}`).toEqual(fresh.map((m, b) => m + picked[b]));
+          expect(picked.every((x, b) => x <= REENCODE_PER_FRESH * fresh[b])).toBe(true);
+          const { maxAbs, argmaxMismatches } = compareRows(got, want, config.vocabSize);
+          expect(maxAbs, `pass ${k}`).toBeLessThan(1e-4);
+          expect(argmaxMismatches, `pass ${k}`).toBe(0);
+        }
+        expect(reencoded).toBeGreaterThan(10);
+        expect(cut).toBe(true);
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+});
+
 describe(`generation with the incremental encoder (${runtime})`, () => {
   // Random weights with the real GPT-2 vocabulary, so prompts are real text.
   const pgmConfig = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 16, nHeads: 2, condDim: 8, length: 40 });
@@ -140,12 +206,12 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
     return events;
   };
 
-  it('refresh 1 is the exact encoder, token for token (random, left-to-right and confident orders; incremental and delayed)', async () => {
+  it('refresh 1 is the exact encoder, token for token (random, left-to-right and confident orders; incremental, delayed and adaptive)', async () => {
     const e = await engine();
     for (const order of ['random', 'left-to-right', 'confident'] as const) {
       const options = { prompt: 'The cat', length: 37, steps: 9, seed: 3, order };
       const exact = await e.generate(options);
-      for (const encoder of ['incremental', 'delayed'] as const) {
+      for (const encoder of ['incremental', 'delayed', 'adaptive'] as const) {
         const refreshed = await e.generate({ ...options, encoder, refresh: 1 });
         expect(Array.from(refreshed.tokens), `${order}, ${encoder}`).toEqual(Array.from(exact.tokens));
         expect(refreshed.stats.encoderRows, order).toBe(exact.stats.encoderRows);
@@ -192,6 +258,30 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
     }
   });
 
+  it(`adaptive encodes the tokens that joined and stale kept ones, at most ${REENCODE_PER_FRESH} per joined token, the same for a seed each time; staleness 1 never re-encodes`, async () => {
+    const e = await engine();
+    const known = 1 + e.vocabulary.encode('Once upon a time').length;
+    const run = (seed: number, staleness?: number) => collect(e.generate({ prompt: 'Once upon a time', length: 40, steps: 13, seed, encoder: 'adaptive', staleness }));
+    let reencoded = 0;
+    for (const seed of [8, 9]) {
+      const events = await run(seed);
+      const again = await run(seed);
+      expect(again.map((ev) => [ev.text, ev.encoderRows])).toEqual(events.map((ev) => [ev.text, ev.encoderRows]));
+      events.forEach((ev, s) => {
+        const joined = s === 0 ? known : events[s - 1].revealed.length;
+        expect(ev.encoderRows - joined, `seed ${seed}, step ${s}`).toBeGreaterThanOrEqual(0);
+        expect(ev.encoderRows - joined, `seed ${seed}, step ${s}`).toBeLessThanOrEqual(REENCODE_PER_FRESH * joined);
+        reencoded += ev.encoderRows - joined;
+        expect(ev.decoderRows).toBe(ev.revealed.length);
+      });
+      if (seed === 8) expect(events[0].encoderRows).toBe(known);
+      const never = await run(seed, 1);
+      const incremental = await collect(e.generate({ prompt: 'Once upon a time', length: 40, steps: 13, seed, encoder: 'incremental' }));
+      expect(never.map((ev) => ev.encoderRows)).toEqual(incremental.map((ev) => ev.encoderRows));
+    }
+    expect(reencoded).toBeGreaterThan(0);
+  });
+
   it('without refresh it is stale: its text differs from the exact one for some seed', async () => {
     const e = await engine();
     let differs = false;
@@ -206,7 +296,7 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
   it('a batch equals its sequences run alone (own KV sets, padding, different prompts)', async () => {
     const e = await engine();
     const sequences = [{ prompt: 'A long time ago in a', seed: 1 }, { seed: 2 }, { infill: 'The {{4}} sat on the mat.', seed: 3 }];
-    for (const encoder of ['incremental', 'delayed'] as const) {
+    for (const encoder of ['incremental', 'delayed', 'adaptive'] as const) {
       const shared = { length: 36, steps: 7, encoder, refresh: 4 } as const;
       const batch = await e.generateBatch({ ...shared, sequences });
       for (const [b, s] of sequences.entries()) {
@@ -229,6 +319,12 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
       const kvSet = (encoderBlocks + 1 + decoderBlocks) * 2 * L * 2 * D * 4 + 2 * L * D * 4 + 2 * (2 * L * 4);
       expect(e.gpuBytes - exactBytes).toBeGreaterThanOrEqual(kvSet);
       expect(e.gpuBytes - exactBytes).toBeLessThan(kvSet + 16_384); // and the passes' small uniforms
+      // The adaptive pass shares the set and adds the first block's queries and its statistic.
+      const incrementalBytes = e.gpuBytes;
+      await e.generate({ length: 30, steps: 5, seed: 1, encoder: 'adaptive' });
+      const adaptive = 2 * L * D * 4 + 2 * L * 2 * config.nHeads * 4 + 2 * L * 4;
+      expect(e.gpuBytes - incrementalBytes).toBeGreaterThanOrEqual(adaptive);
+      expect(e.gpuBytes - incrementalBytes).toBeLessThan(adaptive + 16_384);
       const bytes = e.gpuBytes;
       const stop = new AbortController();
       const aborted = e.generate({ length: 40, steps: 20, seed: 2, encoder: 'incremental', signal: stop.signal });
@@ -239,6 +335,7 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
       await expect(aborted).rejects.toMatchObject({ code: 'aborted' });
       for (const seed of [3, 4]) {
         await e.generateBatch({ length: 40, steps: 9, encoder: 'incremental', refresh: 3, sequences: [{ seed }, { seed: seed + 10 }] });
+        await e.generateBatch({ length: 40, steps: 9, encoder: 'adaptive', sequences: [{ seed }, { seed: seed + 10 }] });
         await e.generate({ length: 40, steps: 9, seed });
       }
       expect(e.gpuBytes).toBe(bytes);
@@ -259,6 +356,10 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
     await reject({ refresh: 2 }, 'refresh 2 applies to encoder incremental');
     await reject({ encoder: 'incremental', refresh: 0 }, 'refresh must be an integer >= 1');
     await reject({ encoder: 'incremental', refresh: 1.5 }, 'refresh must be an integer >= 1');
+    await reject({ staleness: 0.3 }, 'staleness 0.3 applies to encoder adaptive');
+    await reject({ encoder: 'incremental', staleness: 0.3 }, 'staleness 0.3 applies to encoder adaptive');
+    await reject({ encoder: 'adaptive', staleness: 1.5 }, 'staleness must be a number in [0, 1]');
+    await reject({ encoder: 'adaptive', staleness: '0.3' }, 'staleness must be a number in [0, 1]');
     const gpu = await testGpu();
     const mdlm = await Engine.create(gpu, { config: mdlmConfig, weights: randomWeights(mdlmConfig, 5) }, { maxBatch: 1 });
     try {

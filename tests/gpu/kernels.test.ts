@@ -25,14 +25,14 @@ import { GpuMemory } from '../../src/gpu/memory.js';
 import { attentionDispatch } from '../../src/kernels/attention.js';
 import { embedDispatch } from '../../src/kernels/embed.js';
 import { queryInitDispatches, sinusTable } from '../../src/kernels/group-swap.js';
-import { layerNormDispatch } from '../../src/kernels/layernorm.js';
-import { matmulDispatch } from '../../src/kernels/matmul.js';
-import { ropeDispatch, ropeTables } from '../../src/kernels/rope.js';
+import { matmulDispatch, rotaryTable } from '../../src/kernels/matmul.js';
 import { ANY_SHAPE, ATTENTION_VARIANTS, everyBucket, MATMUL_VARIANTS, type AttentionVariant, type KernelPlan, type MatmulVariant } from '../../src/kernels/plan.js';
-import { freshRowsDispatch } from '../../src/kernels/rows.js';
+import { appendFreshRowsDispatch } from '../../src/kernels/rows.js';
+import { reencodeDispatch, stalenessDispatch } from '../../src/kernels/staleness.js';
 import { createWorkspace, Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
 import { queryInitTerms, type PreQueryMode } from '../../src/model/config.js';
 import { decodeFloats, encodeFloats } from '../../src/model/floats.js';
+import { pairRotaryRows, type RotaryColumns } from '../../src/model/fusion.js';
 import {
   attention,
   embed,
@@ -42,11 +42,12 @@ import {
   linear,
   logsumexpRows,
   meanRows,
-  modulate,
   rope,
   silu,
   sinusoidal,
 } from '../../src/reference/ops.js';
+import { REENCODE_PER_FRESH } from '../../src/model/kv-set.js';
+import { adaptivePicks } from '../../src/reference/incremental.js';
 import { seededNormal, seededUniform } from '../../src/reference/random.js';
 import { runAndRead, runtime, testGpu } from '../helpers/gpu.js';
 
@@ -63,9 +64,34 @@ interface Batch {
   L: number;
   clean: number[];
   query: number[];
+  /** The clean set's last rows an incremental pass encodes (Rows.Fresh): the joined ones. */
+  fresh?: number[];
+  /** Kept rows an adaptive pass encodes after them, per sequence (as reencode.wgsl lists them). */
+  reencoded?: number[][];
 }
 
-const countsOf = (batch: Batch, kind: Rows): number[] => (kind === Rows.Clean ? batch.clean : batch.query);
+const countsOf = (batch: Batch, kind: Rows): number[] =>
+  kind === Rows.Clean ? batch.clean : kind === Rows.Query ? batch.query : batch.fresh!.map((m, b) => m + (batch.reencoded?.[b].length ?? 0));
+/**
+ * Where row i of sequence b's rows of `kind` sits in the clean set's tokens and positions: a
+ * fresh row at the set's tail, or a re-encoded one at its own row.
+ */
+const cleanSetRow = (batch: Batch, kind: Rows, b: number, i: number): number => {
+  if (kind !== Rows.Fresh) return b * batch.L + i;
+  const joined = batch.fresh![b];
+  return b * batch.L + (i < joined ? batch.clean[b] - joined + i : batch.reencoded![b][i - joined]);
+};
+
+/** The first n of sequence b's rows of `kind`, from a [batch, L] buffer of the clean set's tokens or positions (or of the queries'). */
+const rowsAt = (buf: Uint32Array, batch: Batch, kind: Rows, b: number, n: number): Uint32Array => Uint32Array.from({ length: n }, (_, i) => buf[cleanSetRow(batch, kind, b, i)]);
+
+/** Write the re-encoded rows of `batch` and the fresh counts they add to into `lengths`, as reencode.wgsl does. */
+function writeReencoded(ws: Workspace, batch: Batch): void {
+  if (!batch.reencoded) return;
+  const B = batch.clean.length;
+  ws.device.queue.writeBuffer(ws.lengths, 4 * 2 * B, Uint32Array.from(countsOf(batch, Rows.Fresh)));
+  batch.reencoded.forEach((rows, b) => rows.length && ws.device.queue.writeBuffer(ws.lengths, 4 * (4 * B + b * batch.L), Uint32Array.from(rows)));
+}
 const describeBatch = (batch: Batch): string => `L=${batch.L} clean=[${batch.clean}] query=[${batch.query}]`;
 
 interface Harness {
@@ -90,7 +116,8 @@ async function withHarness(batch: Batch, body: (h: Harness) => Promise<void>): P
   const memory = new GpuMemory(device);
   const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   const ws = createWorkspace(memory, kernelCache, batch.L, batch.clean.length);
-  setBatchShape(ws, batch.clean, batch.query);
+  setBatchShape(ws, batch.clean, batch.query, batch.fresh, batch.reencoded?.map((r) => r.length));
+  writeReencoded(ws, batch);
   const harness: Harness = {
     ws,
     buffer: (label, data) => memory.upload(label, data, STORAGE),
@@ -195,8 +222,10 @@ function expectBuffer(label: string, got: Float32Array, want: Float32Array, owne
 
 describe(`embed kernel (${runtime}) vs reference embed`, () => {
   /** `blocks`: the table's row boundaries when it is uploaded in blocks of rows (one dispatch each); `half`: stored as f16. */
-  const cases: { name: string; V: number; D: number; batch: Batch; blocks?: number[]; half?: boolean }[] = [
+  const cases: { name: string; V: number; D: number; batch: Batch; kind?: Rows; blocks?: number[]; half?: boolean }[] = [
     { name: 'single row, D = 1', V: 11, D: 1, batch: { L: 5, clean: [1], query: [0] } },
+    { name: 'fresh rows: the clean set\'s last tokens, packed', V: 40, D: 66, batch: { L: 30, clean: [30, 9, 12], query: [1, 1, 1], fresh: [4, 9, 0] }, kind: Rows.Fresh },
+    { name: 'fresh rows and re-encoded ones, listed', V: 40, D: 33, batch: { L: 30, clean: [30, 9, 12], query: [1, 1, 1], fresh: [4, 1, 0], reencoded: [[7, 0, 25], [], []] }, kind: Rows.Fresh },
     { name: 'full seqStride and ragged, D = 65 (two workgroups)', V: 97, D: 65, batch: { L: 70, clean: [70, 1, 33], query: [0, 5, 70] } },
     { name: 'D = 96, L = 40', V: 50, D: 96, batch: { L: 40, clean: [17, 40], query: [40, 0] } },
     { name: 'random shape', V: 23, D: 7, batch: randomBatch(11, 70) },
@@ -204,9 +233,10 @@ describe(`embed kernel (${runtime}) vs reference embed`, () => {
     { name: 'three blocks of rows [0, 9), [9, 20), [20, 23), D = 65', V: 23, D: 65, batch: { L: 40, clean: [40, 7], query: [0, 0] }, blocks: [9, 20] },
     { name: 'two f16 blocks of rows [0, 31), [31, 97), D = 5', V: 97, D: 5, batch: { L: 50, clean: [3, 50], query: [0, 0] }, blocks: [31], half: true },
   ];
-  for (const { name, V, D, batch, blocks, half } of cases) {
+  for (const { name, V, D, batch, kind = Rows.Clean, blocks, half } of cases) {
     it(`${name}: ${describeBatch(batch)}`, async () => {
       const { L, clean } = batch;
+      const rows = countsOf(batch, kind);
       let table = normals(V * D, 1);
       const bits = new Uint16Array(encodeFloats(table, 'F16').buffer);
       if (half) table = decodeFloats(new Uint8Array(bits.buffer), 'F16');
@@ -225,67 +255,12 @@ describe(`embed kernel (${runtime}) vs reference embed`, () => {
           return h.tensor('embedding', new Uint32Array(words.buffer), [end - first, D], 'f16');
         };
         const [got] = await h.run(
-          () => Promise.all(bounds.slice(0, -1).map((first, i) => embedDispatch(h.ws, { tokens: tokenBuf, embedding: block(first, bounds[i + 1]), firstToken: first, out }))),
+          () => Promise.all(bounds.slice(0, -1).map((first, i) => embedDispatch(h.ws, { rows: kind, tokens: tokenBuf, embedding: block(first, bounds[i + 1]), firstToken: first, out }))),
           [out],
         );
         const want = initial.slice();
-        clean.forEach((n, b) => placeSeq(want, b, L, D, embed({ shape: [V, D], data: table }, tokens.subarray(b * L, b * L + n))));
-        expectBuffer('embed', got, want, ownedBy(clean, L, D), { abs: 0, rel: 0 });
-      });
-    });
-  }
-});
-
-describe(`layernorm kernel (${runtime}) vs reference layerNorm + modulate`, () => {
-  interface Case {
-    name: string;
-    D: number;
-    kind: Rows;
-    batch: Batch;
-    bias?: boolean;
-    /** Float offsets of shift and scale in the modulation buffer. */
-    modulate?: [number, number];
-  }
-  const cases: Case[] = [
-    { name: 'weight only, single row, D = 3', D: 3, kind: Rows.Clean, batch: { L: 1, clean: [1], query: [1] } },
-    { name: 'weight only, 70 rows (two workgroups), ragged', D: 96, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 29], query: [3, 70, 0] } },
-    { name: 'affine bias on query rows', D: 65, kind: Rows.Query, batch: { L: 33, clean: [5, 33, 4], query: [33, 2, 0] }, bias: true },
-    { name: 'modulation at unaligned offsets', D: 32, kind: Rows.Clean, batch: { L: 20, clean: [20, 7], query: [1, 1] }, modulate: [3 * 32 + 5, 32 + 1] },
-    { name: 'modulation on query rows, scale before shift', D: 45, kind: Rows.Query, batch: { L: 66, clean: [66, 3, 9], query: [1, 66, 40] }, modulate: [4 * 45, 0] },
-    { name: 'bias and modulation together', D: 18, kind: Rows.Clean, batch: { L: 9, clean: [9, 4], query: [2, 9] }, bias: true, modulate: [18, 2 * 18 + 3] },
-    { name: 'random shape, query rows, modulated', D: 27, kind: Rows.Query, batch: randomBatch(21, 70), modulate: [27, 5] },
-  ];
-  for (const c of cases) {
-    it(`${c.name}: D=${c.D} ${describeBatch(c.batch)}`, async () => {
-      const { D, kind, batch } = c;
-      const { L } = batch;
-      const counts = countsOf(batch, kind);
-      const x = normals(counts.length * L * D, 3, 2, 1.5);
-      const weight = normals(D, 4, 0.1, 1);
-      const bias = normals(D, 5, 0.5);
-      const modulation = normals(6 * D + 8, 6, 0.5);
-      const initial = filled(counts.length * L * D, SENTINEL);
-      await withHarness(batch, async (h) => {
-        const out = h.tensor('out', initial, [counts.length, L, D]);
-        const xBuf = h.tensor('x', x, [counts.length, L, D]);
-        const weightBuf = h.tensor('weight', weight, [D]);
-        const biasBuf = c.bias ? h.tensor('bias', bias, [D]) : undefined;
-        const modBuf = h.tensor('modulation', modulation, [modulation.length]);
-        const modulate_ = c.modulate ? { modulation: modBuf, shiftOffset: c.modulate[0], scaleOffset: c.modulate[1] } : undefined;
-        const [got] = await h.run(
-          async () => [await layerNormDispatch(h.ws, { label: 'ln', rows: kind, x: xBuf, weight: weightBuf, out, bias: biasBuf, modulate: modulate_ })],
-          [out],
-        );
-        const want = initial.slice();
-        counts.forEach((n, b) => {
-          let y = layerNorm(rowsOfSeq(x, b, n, L, D), n, D, weight, c.bias ? bias : undefined);
-          if (c.modulate) {
-            const [shift, scale] = c.modulate;
-            y = modulate(y, n, D, modulation.subarray(shift, shift + D), modulation.subarray(scale, scale + D));
-          }
-          placeSeq(want, b, L, D, y);
-        });
-        expectBuffer('layernorm', got, want, ownedBy(counts, L, D), TIGHT);
+        rows.forEach((n, b) => placeSeq(want, b, L, D, embed({ shape: [V, D], data: table }, rowsAt(tokens, batch, kind, b, n))));
+        expectBuffer('embed', got, want, ownedBy(rows, L, D), { abs: 0, rel: 0 });
       });
     });
   }
@@ -307,6 +282,12 @@ interface MatmulCase {
   columnsOf?: { offset: number; width: number };
   /** Spread of x (default 1): large pre-activations test the gelu clamp and silu's exp. */
   xStd?: number;
+  /** Mean of x (default 0): a LayerNorm prologue must not lose the spread to it. */
+  xMean?: number;
+  /** LayerNorm prologue: gain and shift offsets in the constants. */
+  norm?: [number, number];
+  /** Rotary epilogue over heads of headDim (weight rows paired by pairRotaryRows). */
+  rotary?: RotaryColumns & { headDim: number };
 }
 const matmulCases: MatmulCase[] = [
   { name: 'VEC4, 3 row tiles (70 rows), N = 33', K: 32, N: 33, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 40], query: [2, 70, 3] } },
@@ -325,6 +306,17 @@ const matmulCases: MatmulCase[] = [
   { name: 'logits window and block: columns 40..79 of 101, query rows 30..39', K: 36, N: 40, kind: Rows.Query, batch: { L: 40, clean: [40, 1, 7], query: [3, 40, 35] }, bias: true, window: { first: 30, rows: 10 }, columnsOf: { offset: 40, width: 101 } },
   { name: 'random shape, bias', K: 21, N: 45, kind: Rows.Clean, batch: randomBatch(31, 70), bias: true },
   { name: 'random shape, query rows, gelu', K: 44, N: 9, kind: Rows.Query, batch: randomBatch(32, 70), bias: true, activation: 'gelu' },
+  { name: 'rotary q | k of a packed qkv (period 3D), 3 heads of 8', K: 24, N: 72, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 23], query: [0, 1, 2] }, rotary: { headDim: 8, period: 72, count: 48 } },
+  { name: 'rotary k of k | v with bias, heads of 6 (a rotated block ends mid four columns)', K: 30, N: 60, kind: Rows.Clean, batch: { L: 37, clean: [1, 37, 9], query: [3, 3, 3] }, bias: true, rotary: { headDim: 6, period: 60, count: 30 } },
+  { name: 'rotary queries, headDim 2, bias, query rows, K % 4 != 0', K: 17, N: 10, kind: Rows.Query, batch: { L: 40, clean: [40, 2], query: [3, 40] }, bias: true, rotary: { headDim: 2, period: 10, count: 10 } },
+  { name: 'rotary keys of three k | v layers in one projection, headDim 16', K: 32, N: 192, kind: Rows.Clean, batch: randomBatch(33, 70), rotary: { headDim: 16, period: 64, count: 32 } },
+  { name: 'rotary on fresh rows, at the clean set\'s last positions', K: 16, N: 48, kind: Rows.Fresh, batch: { L: 40, clean: [40, 13, 6], query: [1, 1, 1], fresh: [5, 13, 0] }, rotary: { headDim: 8, period: 48, count: 32 } },
+  { name: 'rotary on fresh and re-encoded rows, at their positions', K: 16, N: 48, kind: Rows.Fresh, batch: { L: 40, clean: [40, 13, 6], query: [1, 1, 1], fresh: [2, 3, 1], reencoded: [[30, 3], [0, 9, 2], [4]] }, rotary: { headDim: 8, period: 48, count: 32 } },
+  { name: 'LayerNorm prologue, 70 rows, x with mean 1.5', K: 32, N: 40, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 29], query: [3, 70, 0] }, norm: [5, 3 * 32 + 1], xMean: 1.5, xStd: 2 },
+  { name: 'LayerNorm prologue, K % 4 != 0, query rows, bias + gelu', K: 45, N: 33, kind: Rows.Query, batch: { L: 33, clean: [5, 33, 4], query: [33, 2, 1] }, norm: [45, 0], bias: true, activation: 'gelu' },
+  { name: 'LayerNorm prologue and rotary (attn_q), K = 1', K: 1, N: 8, kind: Rows.Query, batch: { L: 20, clean: [20, 7], query: [1, 20] }, norm: [2, 9], rotary: { headDim: 4, period: 8, count: 8 } },
+  { name: 'LayerNorm prologue, K = 201 split over lanes, logits window rows 8..37, block columns 3..99 of 101', K: 201, N: 97, kind: Rows.Query, batch: { L: 40, clean: [40, 1, 7], query: [3, 33, 17] }, norm: [7, 300], bias: true, window: { first: 8, rows: 30 }, columnsOf: { offset: 3, width: 101 }, xMean: -3 },
+  { name: 'LayerNorm prologue, random shape', K: 27, N: 50, kind: Rows.Clean, batch: randomBatch(34, 70), norm: [27, 5] },
 ];
 const describeMatmul = (c: MatmulCase): string => `${c.name}: K=${c.K} N=${c.N} ${describeBatch(c.batch)}`;
 
@@ -340,7 +332,7 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
   const rowsPerSeq = c.window?.rows ?? L;
   const outRows = counts.map((n) => Math.min(Math.max(n - first, 0), rowsPerSeq));
   const { offset, width } = c.columnsOf ?? { offset: 0, width: N };
-  const x = normals(counts.length * L * K, 7, c.xStd ?? 1);
+  const x = normals(counts.length * L * K, 7, c.xStd ?? 1, c.xMean ?? 0);
   fillPadding(x, counts, L, K, () => 1e6);
   let weight = normals(N * K, 8, 1 / Math.sqrt(K));
   // f16 bits padded to whole u32 words, as GpuModel uploads them.
@@ -350,30 +342,69 @@ async function checkMatmul(c: MatmulCase, variant?: MatmulVariant, half = false)
     weight = decodeFloats(new Uint8Array(halfBits.buffer, 0, 2 * N * K), 'F16');
   }
   const bias = normals(width, 9, 0.5);
-  const modulation = normals(6 * N + 8, 10, 0.5);
+  const blockBias = bias.subarray(offset, offset + N);
+  const modulation = normals(6 * Math.max(N, K) + 8, 10, 0.5);
+  // The clean set's positions (fresh rows read at its tail), or the query positions.
+  const positions = randomPositions(kind === Rows.Query ? counts : batch.clean, L, 12);
+  // The kernel's weight rows (and bias) in the rotary layout; `order[c]` is the natural column the paired column c holds.
+  const paired = (data: Float32Array) => (c.rotary ? pairRotaryRows({ shape: [N, data.length / N], data }, c.rotary.headDim, c.rotary).data : data);
+  const order = paired(Float32Array.from({ length: N }, (_, i) => i));
+  // A LayerNorm prologue's colGain | colShift: the kernel's weight times the gain and the shift.
+  const normColumns = (w: Float32Array, [gain, shift]: [number, number]) => {
+    const columns = new Float32Array(2 * N);
+    for (let n = 0; n < N; n++) {
+      let [colGain, colShift] = [0, 0];
+      for (let k = 0; k < K; k++) {
+        colGain += w[n * K + k] * modulation[gain + k];
+        colShift += w[n * K + k] * modulation[shift + k];
+      }
+      [columns[n], columns[N + n]] = [colGain, colShift];
+    }
+    return columns;
+  };
+  const rotaryAt = modulation.length;
+  const columnsAt = rotaryAt + (c.rotary ? L * c.rotary.headDim : 0);
+  const constants = new Float32Array([...modulation, ...(c.rotary ? rotaryTable(L, c.rotary.headDim) : []), ...(c.norm ? normColumns(paired(weight), c.norm) : [])]);
   // The output buffer is [batch, rowsPerSeq, width]: writes past the window's rows or the block's columns show.
   const initial = c.gateOffset !== undefined ? normals(counts.length * rowsPerSeq * width, 11) : filled(counts.length * rowsPerSeq * width, SENTINEL);
   await withHarness(batch, async (h) => {
     const out = h.tensor('out', initial, [counts.length, rowsPerSeq, width]);
     const xBuf = h.tensor('x', x, [counts.length, L, K]);
-    const weightBuf = half ? h.tensor('weight', new Uint32Array(halfBits.buffer), [N, K], 'f16') : h.tensor('weight', weight, [N, K]);
-    const biasBuf = c.bias ? columns(h.tensor('bias', bias, [width]), offset, N) : undefined;
-    const modBuf = h.tensor('modulation', modulation, [modulation.length]);
-    const gatedResidual_ = c.gateOffset !== undefined ? { modulation: modBuf, gateOffset: c.gateOffset } : undefined;
+    // The f16 bits in the rotary layout (pairRotaryRows moves a stored tensor's bytes).
+    const pairedHalf = new Uint8Array(halfBits.byteLength);
+    const bits = new Uint8Array(halfBits.buffer, 0, 2 * N * K);
+    pairedHalf.set(c.rotary ? pairRotaryRows({ shape: [N, K], dtype: 'F16', bytes: bits }, c.rotary.headDim, c.rotary).bytes : bits);
+    const weightBuf = half ? h.tensor('weight', new Uint32Array(pairedHalf.buffer), [N, K], 'f16') : h.tensor('weight', paired(weight), [N, K]);
+    const biasBuf = c.bias ? columns(h.tensor('bias', Float32Array.from([...bias.subarray(0, offset), ...paired(blockBias), ...bias.subarray(offset + N)]), [width]), offset, N) : undefined;
+    const constantsBuf = h.tensor('constants', constants, [constants.length]);
+    const rotary = c.rotary && { positions: h.tensor('positions', positions, [counts.length, L]), tableOffset: rotaryAt, ...c.rotary };
     const [got] = await h.run(
       async () => [
         await matmulDispatch(h.ws, {
-          label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out: columns(out, offset, N),
-          bias: biasBuf, activation: c.activation, gatedResidual: gatedResidual_, firstRow: c.window?.first, variant,
+          label: 'mm', rows: kind, x: xBuf, weight: weightBuf, out: columns(out, offset, N), bias: biasBuf, activation: c.activation, constants: constantsBuf,
+          norm: c.norm && { gainOffset: c.norm[0], columnsOffset: columnsAt },
+          gatedResidual: c.gateOffset !== undefined ? { gateOffset: c.gateOffset } : undefined, rotary, firstRow: c.window?.first, variant,
         }),
       ],
       [out],
     );
     const want = initial.slice();
     outRows.forEach((n, b) => {
-      let y = linear(rowsOfSeq(x, b, first + n, L, K).subarray(first * K), n, K, weight, N, c.bias ? bias.subarray(offset, offset + N) : undefined);
+      let rows = rowsOfSeq(x, b, first + n, L, K).subarray(first * K);
+      if (c.norm) {
+        const [gain, shift] = c.norm;
+        rows = layerNorm(rows, n, K).map((v, i) => v * modulation[gain + (i % K)] + modulation[shift + (i % K)]);
+      }
+      let y = linear(rows, n, K, weight, N, c.bias ? blockBias : undefined);
       if (c.activation === 'gelu') y = geluTanh(y);
       if (c.activation === 'silu') y = silu(y);
+      if (c.rotary) {
+        const { headDim, period, count } = c.rotary;
+        const rowPositions = rowsAt(positions, batch, kind, b, first + n).subarray(first);
+        for (let at = 0; at < N; at += period) y = rope(y, n, count / headDim, headDim, rowPositions, N, at);
+        const natural = y;
+        y = natural.map((_, i) => natural[Math.floor(i / N) * N + order[i % N]]);
+      }
       if (c.gateOffset !== undefined) {
         y = gatedResidual(columnsOfSeq(initial, b, n, rowsPerSeq, width, offset, N), y, modulation.subarray(c.gateOffset, c.gateOffset + N), n, N);
       }
@@ -406,60 +437,12 @@ for (const variant of MATMUL_VARIANTS) {
 
 // f16 weight storage: the vec4 path, the scalar path with an odd N * K (a padded last word),
 // and a block edge of each variant.
-const halfCases = [matmulCases[0], matmulCases[1], matmulCases[6], matmulCases[11], ...matmulEdgeCases];
+const halfCases = [matmulCases[0], matmulCases[1], matmulCases[6], matmulCases[11], matmulCases[17], matmulCases[22], matmulCases[25], ...matmulEdgeCases];
 for (const variant of MATMUL_VARIANTS) {
   describe(`matmul kernel, ${variant} variant, f16 weights (${runtime}) vs reference`, () => {
     for (const c of halfCases) it(describeMatmul(c), () => checkMatmul(c, variant, true));
   });
 }
-
-describe(`rope kernel (${runtime}) vs reference rope`, () => {
-  interface Case {
-    name: string;
-    nHeads: number;
-    headDim: number;
-    rowStride: number;
-    colOffset: number;
-    kind: Rows;
-    batch: Batch;
-  }
-  const cases: Case[] = [
-    { name: 'q of packed qkv', nHeads: 4, headDim: 8, rowStride: 96, colOffset: 0, kind: Rows.Clean, batch: { L: 70, clean: [70, 1, 12], query: [0, 4, 4] } },
-    { name: 'k of packed qkv', nHeads: 4, headDim: 8, rowStride: 96, colOffset: 32, kind: Rows.Clean, batch: { L: 70, clean: [12, 70], query: [1, 1] } },
-    { name: 'k of packed kv, headDim 16', nHeads: 3, headDim: 16, rowStride: 96, colOffset: 0, kind: Rows.Clean, batch: { L: 25, clean: [25, 2], query: [9, 25] } },
-    { name: 'query rows, headDim 2, single head', nHeads: 1, headDim: 2, rowStride: 2, colOffset: 0, kind: Rows.Query, batch: { L: 64, clean: [1, 64], query: [64, 1] } },
-    { name: 'query rows, headDim 64', nHeads: 1, headDim: 64, rowStride: 64, colOffset: 0, kind: Rows.Query, batch: { L: 70, clean: [70, 70], query: [3, 69] } },
-    { name: 'odd stride and offset', nHeads: 5, headDim: 6, rowStride: 35, colOffset: 3, kind: Rows.Clean, batch: { L: 17, clean: [1, 17, 16], query: [2, 2, 2] } },
-    { name: 'nHeads * headDim / 2 = 72 (two workgroups)', nHeads: 3, headDim: 48, rowStride: 288, colOffset: 144, kind: Rows.Query, batch: { L: 11, clean: [2, 2], query: [11, 5] } },
-    { name: 'random shape', nHeads: 2, headDim: 12, rowStride: 72, colOffset: 24, kind: Rows.Clean, batch: randomBatch(41, 70) },
-  ];
-  for (const c of cases) {
-    it(`${c.name}: H=${c.nHeads} dh=${c.headDim} stride=${c.rowStride}+${c.colOffset} ${describeBatch(c.batch)}`, async () => {
-      const { nHeads, headDim, rowStride, colOffset, kind, batch } = c;
-      const { L } = batch;
-      const counts = countsOf(batch, kind);
-      const initial = normals(counts.length * L * rowStride, 12, 2);
-      const positions = randomPositions(counts, L, 13);
-      const tables = ropeTables(L, headDim);
-      await withHarness(batch, async (h) => {
-        const x = h.tensor('x', initial, [counts.length, L, rowStride]);
-        const posBuf = h.tensor('positions', positions, [counts.length, L]);
-        const ropeBufs = { cos: h.buffer('cos', tables.cos), sin: h.buffer('sin', tables.sin) };
-        const heads = columns(x, colOffset, nHeads * headDim);
-        const [got] = await h.run(
-          async () => [await ropeDispatch(h.ws, { label: 'rope', rows: kind, positions: posBuf, tables: ropeBufs, x: heads, nHeads, headDim })],
-          [x],
-        );
-        const want = initial.slice();
-        counts.forEach((n, b) => {
-          const rows = rowsOfSeq(initial, b, n, L, rowStride);
-          placeSeq(want, b, L, rowStride, rope(rows, n, nHeads, headDim, positions.subarray(b * L, b * L + n), rowStride, colOffset));
-        });
-        expectBuffer('rope', got, want, ownedBy(counts, L, rowStride, colOffset, colOffset + nHeads * headDim), TIGHT);
-      });
-    });
-  }
-});
 
 /** Buffers of the given widths; q, k and v are [buffer index, float offset] into them. */
 interface Layout {
@@ -565,7 +548,9 @@ describe(`tensor views (${runtime}): a wrong shape fails where the op is built`,
         expect((e as PgmError).message).toMatch(message);
       };
       await wrong(() => matmulDispatch(h.ws, { label: 'proj', rows: Rows.Clean, x, weight, out }), /^matmul proj: x x is \[2, 5, 8\], expected \[2, 5, 7\]$/);
-      await wrong(() => layerNormDispatch(h.ws, { label: 'ln', rows: Rows.Clean, x, weight: h.tensor('g', filled(7, 1), [7]), out: x }), /^layernorm ln: weight g is \[7\], expected \[8\]$/);
+      const x8 = h.tensor('x8', filled(2 * 5 * 7, 0), [2, 5, 7]);
+      const norm = { constants: h.tensor('c', filled(10, 0), [10]), norm: { gainOffset: 0, columnsOffset: 4 } };
+      await wrong(() => matmulDispatch(h.ws, { label: 'proj', rows: Rows.Clean, x: x8, weight, out, ...norm }), /^matmul proj: the LayerNorm's gain \(7 floats at 0\) or columns \(12 at 4\) run past the 10 constants$/);
       const strided = columns(h.tensor('qkv', filled(2 * 5 * 24, 0), [2, 5, 24]), 8, 8);
       await wrong(() => matmulDispatch(h.ws, { label: 'proj', rows: Rows.Clean, x: strided, weight: h.tensor('w8', filled(6 * 8, 0), [6, 8]), out }), /strided view .* needs dense rows/);
       await wrong(() => attentionDispatch(h.ws, { label: 'a', queries: Rows.Clean, q: strided, k: strided, v: strided, out: x, nHeads: 2, headDim: 3 }), /^attention a: q qkv\[8:16\] is \[2, 5, 8\], expected \[2, 5, 6\]$/);
@@ -693,49 +678,153 @@ describe(`group-swap pool + query_init kernels (${runtime}) vs reference sinusoi
   }
 });
 
-describe(`rows.wgsl, the KV set's gather and append (${runtime})`, () => {
-  it("moves each sequence's last fresh rows to packed rows and back: strided views, odd widths, u32 indices, a sequence with none fresh", async () => {
-    const batch: Batch = { L: 13, clean: [11, 5, 7], query: [1, 1, 1] };
-    const fresh = [4, 0, 7];
+describe(`rows.wgsl, the KV set's append (${runtime})`, () => {
+  it("appends each sequence's packed fresh rows to the clean set's tail: strided views, odd widths, a sequence with none fresh", async () => {
+    const batch: Batch = { L: 13, clean: [11, 5, 7], query: [1, 1, 1], fresh: [4, 0, 7] };
     const [B, L] = [batch.clean.length, batch.L];
     await withHarness(batch, async (h) => {
-      setBatchShape(h.ws, batch.clean, batch.query, fresh);
-      const source = normals(B * L * 17, 1);
-      const packedIn = normals(B * L * 5, 2);
+      const packedIn = normals(B * L * 17, 2);
       const tail = normals(B * L * 9, 3);
-      const tokens = Uint32Array.from({ length: B * L }, (_, i) => 1000 + i);
-      const src = h.tensor('src', source, [B, L, 17]);
-      const gathered = h.tensor('gathered', new Float32Array(B * L * 5).fill(-7), [B, L, 5]);
-      const packed = h.tensor('packed', packedIn, [B, L, 5]);
+      const packed = h.tensor('packed', packedIn, [B, L, 17]);
       const dst = h.tensor('dst', tail, [B, L, 9]);
-      const tok = h.tensor('tokens', tokens, [B, L]);
-      const tokOut = h.tensor('tokens out', new Uint32Array(B * L), [B, L]);
-      const [got, appended, gotTokens] = await h.run(
-        async () => [
-          await freshRowsDispatch(h.ws, { label: 'gather', direction: 'gather', from: columns(src, 6, 5), to: gathered }),
-          await freshRowsDispatch(h.ws, { label: 'append', direction: 'append', from: packed, to: columns(dst, 2, 5) }),
-          await freshRowsDispatch(h.ws, { label: 'tokens', direction: 'gather', from: tok, to: tokOut }),
-        ],
-        [gathered, dst, tokOut],
-      );
-      const wantGathered = new Float32Array(B * L * 5).fill(-7);
+      const [appended] = await h.run(async () => [await appendFreshRowsDispatch(h.ws, { label: 'append', from: columns(packed, 6, 5), to: columns(dst, 2, 5) })], [dst]);
       const wantAppended = tail.slice();
-      const wantTokens = new Uint32Array(B * L);
       for (let b = 0; b < B; b++) {
-        for (let i = 0; i < fresh[b]; i++) {
-          const row = b * L + batch.clean[b] - fresh[b] + i;
-          const packedRow = b * L + i;
-          for (let c = 0; c < 5; c++) {
-            wantGathered[packedRow * 5 + c] = source[row * 17 + 6 + c];
-            wantAppended[row * 9 + 2 + c] = packedIn[packedRow * 5 + c];
-          }
-          wantTokens[packedRow] = tokens[row];
+        for (let i = 0; i < batch.fresh![b]; i++) {
+          const row = cleanSetRow(batch, Rows.Fresh, b, i);
+          for (let c = 0; c < 5; c++) wantAppended[row * 9 + 2 + c] = packedIn[(b * L + i) * 17 + 6 + c];
         }
       }
-      // Read back whole buffers, which may be padded past the tensor.
-      expect(got.subarray(0, wantGathered.length)).toEqual(wantGathered);
+      // Read back the whole buffer, which may be padded past the tensor.
       expect(appended.subarray(0, wantAppended.length)).toEqual(wantAppended);
-      expect(new Uint32Array(gotTokens.buffer, 0, wantTokens.length)).toEqual(wantTokens);
+    });
+  });
+});
+
+describe(`rows.wgsl with re-encoded rows (${runtime})`, () => {
+  it('appends the joined rows at the tail and writes the re-encoded ones over their own rows; joinedOnly appends only the joined', async () => {
+    const batch: Batch = { L: 13, clean: [11, 5, 7], query: [1, 1, 1], fresh: [2, 0, 3], reencoded: [[4, 0, 7], [], [1]] };
+    const [B, L] = [batch.clean.length, batch.L];
+    await withHarness(batch, async (h) => {
+      const packedIn = normals(B * L * 7, 5);
+      const before = normals(B * L * 7, 6);
+      const packed = h.tensor('packed', packedIn, [B, L, 7]);
+      const every = h.tensor('every', before, [B, L, 7]);
+      const joinedOnly = h.tensor('joined only', before, [B, L, 7]);
+      const [gotEvery, gotJoined] = await h.run(
+        async () => [
+          await appendFreshRowsDispatch(h.ws, { label: 'append', from: packed, to: every }),
+          await appendFreshRowsDispatch(h.ws, { label: 'append joined', from: packed, to: joinedOnly, joinedOnly: true }),
+        ],
+        [every, joinedOnly],
+      );
+      const wantEvery = before.slice();
+      const wantJoined = before.slice();
+      countsOf(batch, Rows.Fresh).forEach((m, b) => {
+        for (let i = 0; i < m; i++) {
+          const [from, to] = [(b * L + i) * 7, cleanSetRow(batch, Rows.Fresh, b, i) * 7];
+          wantEvery.set(packedIn.subarray(from, from + 7), to);
+          if (i < batch.fresh![b]) wantJoined.set(packedIn.subarray(from, from + 7), to);
+        }
+      });
+      expect(gotEvery.subarray(0, wantEvery.length)).toEqual(wantEvery);
+      expect(gotJoined.subarray(0, wantJoined.length)).toEqual(wantJoined);
+    });
+  });
+});
+
+/** log(sum exp) in float64. */
+const logSumExp = (xs: readonly number[]): number => {
+  const top = Math.max(...xs);
+  return top + Math.log(xs.reduce((a, x) => a + Math.exp(x - top), 0));
+};
+
+describe(`staleness.wgsl and reencode.wgsl, the adaptive KV set's statistic and pick (${runtime})`, () => {
+  // Odd sizes: 3 heads of 5, L = 13, a padded batch: a sequence that joined rows and re-encodes
+  // some, one that joined a row, one that joined none (its statistic stays).
+  const [B, L, H, dh] = [3, 13, 3, 5];
+  const D = H * dh;
+  /** The pick's and the statistic's own buffers. */
+  const state = (h: Harness, lse: Float32Array, threshold = 0) => ({
+    lse: h.tensor('lse', lse, [B, L, 2 * H]), unseen: h.tensor('unseen', filled(B * L, 0), [B, L, 1]),
+    report: h.buffer('report', new Uint32Array(4).fill(99)), threshold: h.ws.memory.upload('threshold', new Float32Array([threshold, 0, 0, 0]), GPUBufferUsage.UNIFORM),
+  });
+
+  it('staleness: joined rows get both log-sum-exps over the whole set, kept rows take in the joined keys, re-encoded ones see them', async () => {
+    const batch: Batch = { L, clean: [9, 4, 13], query: [1, 1, 1], fresh: [3, 1, 0], reencoded: [[2, 0], [], []] };
+    const { fresh: joined, reencoded } = batch as Required<Batch>;
+    await withHarness(batch, async (h) => {
+      const queries = normals(B * L * D, 7);
+      const keys = normals(B * L * 2 * D, 8);
+      // (all, seen) pairs, all >= seen, as the statistic keeps them.
+      const lse = normals(B * L * 2 * H, 9);
+      for (let i = 0; i < lse.length; i += 2) lse[i + 1] = lse[i] - Math.abs(lse[i + 1]);
+      const s = state(h, lse);
+      const keyTensor = h.tensor('keys', keys, [B, L, 2 * D]);
+      const [got] = await h.run(
+        async () => [await stalenessDispatch(h.ws, { state: s, queries: h.tensor('queries', queries, [B, L, D]), keys: columns(keyTensor, 0, D), nHeads: H, headDim: dh })],
+        [s.lse],
+      );
+      const want = lse.slice();
+      batch.clean.forEach((n, b) => {
+        for (let r = 0; r < n; r++) {
+          for (let hd = 0; hd < H; hd++) {
+            const score = (j: number) => {
+              let dot = 0;
+              for (let d = 0; d < dh; d++) dot += queries[(b * L + r) * D + hd * dh + d] * keys[(b * L + j) * 2 * D + hd * dh + d];
+              return dot / Math.sqrt(dh);
+            };
+            const at = ((b * L + r) * H + hd) * 2;
+            if (r >= n - joined[b]) {
+              const all = logSumExp(Array.from({ length: n }, (_, j) => score(j)));
+              want[at] = all;
+              want[at + 1] = all;
+            } else {
+              if (joined[b] > 0) want[at] = logSumExp([lse[at], ...Array.from({ length: joined[b] }, (_, i) => score(n - joined[b] + i))]);
+              if (reencoded[b].includes(r)) want[at + 1] = want[at];
+            }
+          }
+        }
+      });
+      expectBuffer('staleness lse', got, want, () => true, TRANSCENDENTAL);
+    });
+  });
+
+  it('reencode: the kept rows above the threshold, stalest first, at most perFresh per joined row; the fresh count and the report', async () => {
+    const batch: Batch = { L, clean: [9, 4, 13], query: [1, 1, 1], fresh: [1, 1, 2] };
+    const joined = batch.fresh!;
+    const perFresh = REENCODE_PER_FRESH;
+    const threshold = 0.3;
+    await withHarness(batch, async (h) => {
+      setBatchShape(h.ws, batch.clean, batch.query, joined, joined.map((j, b) => Math.min(batch.clean[b] - j, perFresh * j)));
+      const u = seededUniform(10);
+      const lse = new Float32Array(B * L * 2 * H);
+      for (let i = 0; i < lse.length; i += 2) {
+        lse[i] = 3 * u() - 1;
+        lse[i + 1] = lse[i] + Math.log(1 - 0.8 * u());
+      }
+      const shares = (b: number) =>
+        Array.from({ length: batch.clean[b] - joined[b] }, (_, r) => {
+          let share = 0;
+          for (let hd = 0; hd < H; hd++) share += 1 - Math.exp(lse[((b * L + r) * H + hd) * 2 + 1] - lse[((b * L + r) * H + hd) * 2]);
+          return share / H;
+        });
+      const s = state(h, lse, threshold);
+      const [report, lengths] = await h.run(async () => [await reencodeDispatch(h.ws, s, H, perFresh)], [s.report, h.ws.lengths]);
+      let cut = false;
+      const words = new Uint32Array(lengths.buffer);
+      batch.clean.forEach((_, b) => {
+        const u = shares(b);
+        const want = adaptivePicks(u, threshold, joined[b]);
+        const stale = u.filter((x) => x > threshold).sort((x, y) => y - x);
+        cut ||= stale.length > want.length;
+        for (const x of u) expect(Math.abs(x - threshold), 'a share within rounding of the threshold').toBeGreaterThan(1e-5);
+        // The list after the four counts of each sequence (common.wgsl).
+        expect(Array.from(words.subarray(4 * B + b * L, 4 * B + b * L + want.length)), `sequence ${b}`).toEqual(want);
+        expect(new Uint32Array(report.buffer)[b]).toBe(want.length);
+        expect(words[2 * B + b]).toBe(joined[b] + want.length);
+      });
+      expect(cut).toBe(true);
     });
   });
 });

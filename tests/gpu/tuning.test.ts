@@ -44,7 +44,7 @@ describe(`kernel plan (${runtime})`, () => {
       expect(measurements.map((m) => m.variant)).not.toContain('broadcast');
       expect(Object.values(plan.matmul).flat()).not.toContain('broadcast');
       // The adapter's remembered plan (here: broadcast everywhere) is not this device's.
-      const everywhere: KernelPlan = { matmul: Object.fromEntries(matmulShapes(tiny).map(([K, N]) => [matmulKey(K, N), everyBucket('broadcast')])), attention: everyBucket('thread') };
+      const everywhere: KernelPlan = { matmul: Object.fromEntries(matmulShapes(tiny).map((shape) => [matmulKey(...shape), everyBucket('broadcast')])), attention: everyBucket('thread') };
       await remember(planKey(gpu.adapter), everywhere);
       const own = await kernelPlan({ ...gpu, device: plain }, new KernelCache(plain), tiny);
       expect(Object.values(own.matmul).flat()).not.toContain('broadcast');
@@ -87,8 +87,9 @@ describe(`kernel plan (${runtime})`, () => {
   it('the measurement times each weight shape in each bucket L reaches, at a row count of that bucket, and picks the fastest', async () => {
     const gpu = await testGpu();
     const { plan, measurements } = await measurePlan(gpu.device, new KernelCache(gpu.device), tiny);
-    const keys = matmulShapes(tiny).map(([K, N]) => matmulKey(K, N));
-    expect(keys).toEqual(['64x192', '64x64', '64x256', '256x64', '64x128', '64x300']); // [D, 4D] = [D, F] once
+    const keys = matmulShapes(tiny).map((shape) => matmulKey(...shape));
+    // [D, D] with and without a LayerNorm prologue; [D, 4D] = [D, F] once.
+    expect(keys).toEqual(['64x192:norm', '64x64', '64x64:norm', '64x256:norm', '256x64', '64x128', '64x300:norm']);
     expect(Object.keys(plan.matmul)).toEqual(keys);
     expect(isPlan(plan)).toBe(true);
     for (const m of measurements) {
@@ -119,11 +120,13 @@ describe(`kernel plan (${runtime})`, () => {
 
   it('a model whose matmul weights are f16 is timed with f16 weights, and its dispatches read those entries', async () => {
     const gpu = await testGpu();
-    const { plan } = await measurePlan(gpu.device, new KernelCache(gpu.device), { ...tiny, halfWeights: true });
-    expect(Object.keys(plan.matmul)).toEqual(matmulShapes(tiny).map(([K, N]) => `${K}x${N}:f16`));
-    const f32: KernelPlan = { ...plan, matmul: { [matmulKey(64, 192)]: everyBucket('tall') } };
-    expect(matmulBuckets(f32, 64, 192, 'f16')).toEqual(everyBucket('register')); // an f32 entry does not serve f16 weights
-    expect(matmulBuckets(plan, 64, 192, 'f16')).toBe(plan.matmul['64x192:f16']);
+    const { plan } = await measurePlan(gpu.device, new KernelCache(gpu.device), { ...tiny, halfWeights: true, decoderKv: [256] });
+    // The decoder's fused key | value weight is f32 in any model.
+    expect(Object.keys(plan.matmul)).toEqual([...matmulShapes(tiny).map(([K, N, , norm]) => matmulKey(K, N, 'f16', norm)), '64x256:norm']);
+    const f32: KernelPlan = { ...plan, matmul: { [matmulKey(64, 192, 'f32', true)]: everyBucket('tall') } };
+    expect(matmulBuckets(f32, 64, 192, 'f16', true)).toEqual(everyBucket('register')); // an f32 entry does not serve f16 weights
+    expect(matmulBuckets(plan, 64, 192, 'f16', true)).toBe(plan.matmul['64x192:f16:norm']);
+    expect(matmulBuckets(plan, 64, 64, 'f16')).toBe(plan.matmul['64x64:f16']); // a matmul without a LayerNorm prologue: its own entry
   });
 
   it('a plan of another shape (an older version, a damaged store) is not a plan', () => {
@@ -154,7 +157,7 @@ describe(`kernel plan (${runtime})`, () => {
     expect(performance.now() - t0).toBeLessThan(50);
     // Another model's weight shapes are measured and added to this adapter's plan.
     const other = await kernelPlan(gpu, new KernelCache(gpu.device), { ...tiny, D: 32 });
-    expect(Object.keys(other.matmul)).toEqual([...new Set([...Object.keys(first.matmul), ...matmulShapes({ ...tiny, D: 32 }).map(([K, N]) => matmulKey(K, N))])]);
+    expect(Object.keys(other.matmul)).toEqual([...new Set([...Object.keys(first.matmul), ...matmulShapes({ ...tiny, D: 32 }).map((shape) => matmulKey(...shape))])]);
     for (const [k, buckets] of Object.entries(first.matmul)) expect(other.matmul[k]).toEqual(buckets);
     const mixed = await kernelPlan(gpu, new KernelCache(gpu.device), tiny, { attention: 'flash' });
     expect(mixed).toEqual({ matmul: other.matmul, attention: everyBucket('flash') });

@@ -81,6 +81,14 @@ describe('createWorkerEngine (Chromium)', () => {
     expect(result.tokens).toBeInstanceOf(Int32Array);
     expect([result.text, [...result.tokens], result.stats.steps]).toEqual([(await expected).text, [...(await expected).tokens], 5]);
 
+    // The KV set's encoders cross like any option: the adaptive one's draws and encoder rows.
+    const adaptive = { ...options, encoder: 'adaptive', staleness: 0.2 } as const;
+    const adaptiveEvents: StepEvent[] = [];
+    for await (const e of engine.generate(adaptive)) adaptiveEvents.push(e);
+    const adaptiveExpected: StepEvent[] = [];
+    for await (const e of oracle.generate(adaptive)) adaptiveExpected.push(e);
+    expect(adaptiveEvents.map(plain)).toEqual(adaptiveExpected.map(plain));
+
     const batch = { sequences: [{ prompt: 'A', seed: 1 }, { infill: 'The {{3}} sat', seed: 2 }], length: 16, steps: 4 };
     const batchRun = engine.generateBatch(batch);
     let steps = 0;
@@ -163,7 +171,7 @@ describe('createWorkerEngine (Chromium)', () => {
     expect(await rejection(createWorkerEngine(worker, { model: 'no-such-model' }))).toMatchObject({ name: 'PgmError', code: unknown.code, message: unknown.message });
     const engine = await createWorkerEngine(worker, { model });
     const oracle = await onThisThread();
-    for (const options of [{ length: 25 }, { steps: 0 }, { prompt: 'x', infill: 'y' }, { seed: -1 }, { signal: 'stop' }]) {
+    for (const options of [{ length: 25 }, { steps: 0 }, { prompt: 'x', infill: 'y' }, { seed: -1 }, { signal: 'stop' }, { staleness: 0.5 }, { encoder: 'adaptive', staleness: 2 }]) {
       const here = await rejection(oracle.generate(options as never));
       expect(await rejection(engine.generate(options as never)), JSON.stringify(options)).toMatchObject({ name: 'PgmError', code: here.code, message: here.message });
     }

@@ -1,7 +1,8 @@
 /**
  * The reference KV set (src/reference/incremental.ts) against fp32 CPU PyTorch on
  * tests/fixtures/pgm-incremental (see its README): stale logits pass by pass, exact ones
- * where a pass re-encodes everything, and really stale ones elsewhere.
+ * where a pass re-encodes everything, and really stale ones elsewhere; the adaptive policy's
+ * unseen shares, the rows it re-encodes and its logits.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +12,8 @@ import type { PgmSequence } from '../../src/model/inputs.js';
 import type { WeightMap } from '../../src/model/tensor.js';
 import { loadCheckpoint } from '../../src/convert/read-node.js';
 import { referencePgmLogits } from '../../src/reference/forward.js';
-import { ReferenceKvSet, referenceKvSetLogits } from '../../src/reference/incremental.js';
+import { REENCODE_PER_FRESH } from '../../src/model/kv-set.js';
+import { adaptivePicks, ReferenceKvSet, referenceKvSetLogits } from '../../src/reference/incremental.js';
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'pgm-incremental');
 /** Reference vs PyTorch, stale and exact logits: measured at most 3.6e-6 (logits up to about 5). */
@@ -31,6 +33,13 @@ interface Meta {
   checkpoint: string;
   shape: [number, number];
   rows: number[][];
+  adaptive_rows: number[][];
+}
+
+/** adaptive.json: passes run with the adaptive policy, and what PyTorch's decided before each. */
+interface Adaptive {
+  threshold: number;
+  sequences: { passes: Pass[]; unseen: number[][]; reencoded: number[][] }[];
 }
 
 const readFloats = (path: string): Float32Array => {
@@ -52,9 +61,9 @@ const V = meta.shape[1];
 const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0);
 
 /** The fixture's `[rows, V]` logits of pass `k` of sequence `b` (all passes of sequence 0 first). */
-function passRows(all: Float32Array, b: number, k: number): Float32Array {
-  const start = sum(meta.rows.slice(0, b).flat()) + sum(meta.rows[b].slice(0, k));
-  return all.subarray(start * V, (start + meta.rows[b][k]) * V);
+function passRows(all: Float32Array, b: number, k: number, rows = meta.rows): Float32Array {
+  const start = sum(rows.slice(0, b).flat()) + sum(rows[b].slice(0, k));
+  return all.subarray(start * V, (start + rows[b][k]) * V);
 }
 
 /** The clean set after each pass of a sequence, in row order. */
@@ -127,6 +136,43 @@ describe('ReferenceKvSet vs the pgm-incremental fixture', () => {
         expect(rows.subarray(m * V).every((v) => v === 0)).toBe(true);
       });
     }
+  });
+
+  it('the adaptive policy: the unseen shares, the rows it re-encodes and the logits of every pass', () => {
+    const adaptive = JSON.parse(readFileSync(join(DIR, 'adaptive.json'), 'utf8')) as Adaptive;
+    const expected = readFloats(join(DIR, 'logits-adaptive.bin'));
+    let reencoded = 0;
+    let cut = false;
+    adaptive.sequences.forEach(({ passes, unseen, reencoded: want }, b) => {
+      const set = new ReferenceKvSet(config, weights);
+      passes.forEach((p, k) => {
+        if (p.refresh) set.clear();
+        const shares = set.unseenShares();
+        expect(shares.length, `sequence ${b} pass ${k}`).toBe(unseen[k].length);
+        expect(maxAbsDiff(shares, unseen[k]), `sequence ${b} pass ${k}`).toBeLessThan(1e-5);
+        const picks = adaptivePicks(shares, adaptive.threshold, p.tokens.length);
+        expect(picks, `sequence ${b} pass ${k}`).toEqual(want[k]);
+        reencoded += picks.length;
+        cut ||= shares.filter((u) => u > adaptive.threshold).length > REENCODE_PER_FRESH * p.tokens.length;
+        expect(maxAbsDiff(set.step(p, p.queries, picks), passRows(expected, b, k, meta.adaptive_rows)), `sequence ${b} pass ${k}`).toBeLessThan(TOLERANCE);
+        // Every row the pass encoded has now seen the whole set.
+        for (const r of [...picks, ...p.tokens.map((_, i) => set.size - p.tokens.length + i)]) expect(set.unseenShares()[r]).toBe(0);
+      });
+    });
+    expect(reencoded).toBeGreaterThan(5);
+    expect(cut).toBe(true);
+  });
+
+  it('re-encoding every kept row is the exact pass; re-encoded rows must be distinct kept rows', () => {
+    const { passes } = sequences[0];
+    const set = new ReferenceKvSet(config, weights);
+    set.step(passes[0], passes[0].queries);
+    const kept = Array.from({ length: set.size }, (_, r) => r);
+    const [, second] = cleanSets(passes);
+    const logits = set.step(passes[1], passes[1].queries, kept);
+    expect(maxAbsDiff(logits, referencePgmLogits(config, weights, [second]))).toBeLessThan(EXACT_TOLERANCE);
+    expect(() => set.step(passes[2], passes[2].queries, [0, 0])).toThrow(/distinct cached rows/);
+    expect(() => set.step(passes[2], passes[2].queries, [set.size])).toThrow(/distinct cached rows/);
   });
 
   it('rejects more rows than the model length', () => {

@@ -404,19 +404,34 @@ class DIT(Backbone):
 
 # ----------------------------------------------------------------------------- incremental
 
+REENCODE_PER_FRESH = 1  # the adaptive policy re-encodes at most this many kept rows per fresh row (src/model/kv-set.ts)
+
+
 @torch.no_grad()
-def pgm_incremental_logits(model: PartitionDIT, passes):
+def pgm_incremental_logits(model: PartitionDIT, passes, threshold=None):
   """The stale ("incremental") PGM forward of one sequence over a series of passes.
 
   Each pass is a dict: `tokens` and `positions` (the m >= 1 clean tokens joining the set now,
   appended as its last rows), `queries` (positions to predict) and `refresh` (True: empty the
   cache first, so `tokens` must then be the whole clean set, the earlier rows in row order
-  followed by the ones joining now). A fresh row runs through the encoder once: in each block
-  it attends to every cached row and to the rows joining with it, and everything computed
-  from it (per block its rotary-applied key and value, its encoder output E, the group swap's
-  and each decoder layer's rotary-applied key and value) is cached and never recomputed. The
-  query side is the exact one (docs/model.md steps 3-5) over the cached rows; the +mean /
-  +logsumexp statistic is taken over the cached E rows. Returns one [m, V] tensor per pass.
+  followed by the ones joining now). A fresh row runs through the encoder: in each block it
+  attends to every cached row and to the rows encoded with it, and everything computed from it
+  (per block its rotary-applied key and value, its encoder output E, the group swap's and each
+  decoder layer's rotary-applied key and value) is cached. The query side is the exact one
+  (docs/model.md steps 3-5) over the cached rows; the +mean / +logsumexp statistic is taken
+  over the cached E rows. Returns one [m, V] tensor per pass.
+
+  `threshold` (the adaptive policy): the cache also keeps the first block's rotary-applied
+  queries and, per row and head, the log-sum-exp of its first-block attention scores over every
+  key in the set (`all`) and over the keys it saw when it was last encoded (`seen`). Before a
+  pass, the kept rows whose unseen share, mean over heads of 1 - exp(seen - all), exceeds
+  `threshold` are re-encoded with the fresh ones, stalest first (ties: the lower row), at most
+  REENCODE_PER_FRESH x m of them: they run through every block again, their keys and values
+  replaced in place from the second block on (the first block's depend only on token and
+  position) and their E with them. After the first block, `all` of every other row takes in
+  the fresh keys, and the encoded rows' `all` and `seen` are computed over the whole set. Then
+  returns (logits, unseen, picks): per pass the kept rows' unseen shares before it and the rows
+  it re-encoded.
   """
   cfg, swap = model.cfg, model.decoder.group_swap
   inv_freq = model.rotary_emb.inv_freq
@@ -424,18 +439,35 @@ def pgm_incremental_logits(model: PartitionDIT, passes):
   heads = lambda t: split_heads(t, cfg.n_heads)
   cache = {}                                                            # name -> [1, n, ...]
 
-  def append(name, rows):
-    cache[name] = rows if name not in cache else torch.cat([cache[name], rows], dim=1)
+  def place(name, own, picks, m):
+    """The rows of `own` [1, m + len(picks), ...]: the first m appended, the rest written over `picks`."""
+    if name in cache and picks:
+      cache[name][:, picks] = own[:, m:]
+    cache[name] = own[:, :m] if name not in cache else torch.cat([cache[name], own[:, :m]], dim=1)
     return cache[name]
 
-  out = []
+  out, unseen_per_pass, picks_per_pass = [], [], []
   for step in passes:
     if step.get('refresh', False):
       cache.clear()
-    fresh_positions = torch.tensor([step['positions']])                # [1, m]
+    m = len(step['tokens'])
+    picks, unseen = [], torch.zeros(0)
+    if threshold is not None and 'tokens' in cache:
+      unseen = (1 - (cache['seen'] - cache['all']).exp()).mean(-1)[0]  # [kept]
+      stale = [r for r in range(unseen.shape[0]) if unseen[r] > threshold]
+      picks = sorted(stale, key=lambda r: (-unseen[r].item(), r))[:REENCODE_PER_FRESH * m]
+    unseen_per_pass.append(unseen)
+    picks_per_pass.append(picks)
+    own_tokens = torch.tensor([step['tokens']])
+    own_positions = torch.tensor([step['positions']])
+    if picks:
+      own_tokens = torch.cat([own_tokens, cache['tokens'][:, picks]], dim=1)
+      own_positions = torch.cat([own_positions, cache['positions'][:, picks]], dim=1)
+    place('tokens', own_tokens, picks, m)
+    positions = place('positions', own_positions, picks, m)
     query_positions = torch.tensor([step['queries']])                  # [1, q]
-    x = model.vocab_embed(torch.tensor([step['tokens']]))              # [1, m, D]
-    n = x.shape[1] + (cache['E'].shape[1] if 'E' in cache else 0)
+    x = model.vocab_embed(own_tokens)                                  # [1, m + picks, D]
+    n = positions.shape[1]
     all_rows = torch.ones(1, 1, n, dtype=torch.bool)
 
     for i, block in enumerate(model.encoder.blocks):
@@ -443,20 +475,36 @@ def pgm_incremental_logits(model: PartitionDIT, passes):
         block.adaLN_modulation(c)[:, None].chunk(6, dim=-1))
       h = modulate(block.norm1(x), shift_msa, scale_msa)
       q, k, v = (heads(t) for t in block.attn_qkv(h).chunk(3, dim=-1))
-      keys = append(f'encoder.{i}.k', rope(k, fresh_positions, inv_freq))
-      values = append(f'encoder.{i}.v', v)
-      h = attention(rope(q, fresh_positions, inv_freq), keys, values, all_rows)
+      q, k = rope(q, own_positions, inv_freq), rope(k, own_positions, inv_freq)
+      kept = [] if i == 0 else picks                                   # first block: exact, kept
+      keys = place(f'encoder.{i}.k', k, kept, m)
+      values = place(f'encoder.{i}.v', v, kept, m)
+      if i == 0 and threshold is not None:
+        first_queries = place('encoder.0.q', q, [], m)                # [1, n, H, dh]
+        scores = torch.einsum('bmhd,bnhd->bmhn', first_queries, keys) / math.sqrt(keys.shape[-1])
+        fresh_keys = scores[..., n - m:].logsumexp(-1)                 # [1, n, H]
+        every_key = scores.logsumexp(-1)
+        old = n - m
+        all_lse = torch.cat([torch.logaddexp(cache['all'], fresh_keys[:, :old]) if old else fresh_keys[:, :0],
+                             every_key[:, old:]], dim=1)
+        seen = cache['seen'] if old else every_key[:, :0]
+        seen = torch.cat([seen, every_key[:, old:]], dim=1)
+        encoded = picks + list(range(old, n))
+        all_lse[:, encoded] = every_key[:, encoded]
+        seen[:, encoded] = every_key[:, encoded]
+        cache['all'], cache['seen'] = all_lse, seen
+      h = attention(q, keys, values, all_rows)
       x = x + gate_msa * block.attn_out(h)
       x = x + gate_mlp * block.mlp(modulate(block.norm2(x), shift_mlp, scale_mlp))
-    encoder_out = append('E', x)
+    encoder_out = place('E', x, picks, m)
 
     k, v = (heads(t) for t in swap.hidden_to_key_value(x).chunk(2, dim=-1))
-    append('swap.k', rope(k, fresh_positions, inv_freq))
-    append('swap.v', v)
+    place('swap.k', rope(k, own_positions, inv_freq), picks, m)
+    place('swap.v', v, picks, m)
     for j, layer in enumerate(model.decoder.layers):
       k, v = (heads(t) for t in layer.attn_kv(layer.kv_norm1(x)).chunk(2, dim=-1))
-      append(f'decoder.{j}.k', rope(k, fresh_positions, inv_freq))
-      append(f'decoder.{j}.v', v)
+      place(f'decoder.{j}.k', rope(k, own_positions, inv_freq), picks, m)
+      place(f'decoder.{j}.v', v, picks, m)
 
     q0 = swap.base_embedding.expand(*query_positions.shape, -1)       # [1, q, D]
     if 'freqs' in swap.mode:
@@ -477,7 +525,7 @@ def pgm_incremental_logits(model: PartitionDIT, passes):
       y = y + gate_msa * layer.attn_out(h)
       y = y + gate_mlp * layer.mlp(modulate(layer.norm2(y), shift_mlp, scale_mlp))
     out.append(model.output_layer(y, c)[0])
-  return out
+  return out if threshold is None else (out, unseen_per_pass, picks_per_pass)
 
 
 # ----------------------------------------------------------------------------- losses
