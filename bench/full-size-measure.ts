@@ -117,8 +117,12 @@ export function promptOf(engine: Engine, n: number): string {
   return prompt;
 }
 
-/** Steps of each setting's warm-up generation (then aborted): the shapes of its first steps and the KV set's passes, compiled and planned. */
-const WARM_UP_STEPS = 2;
+/**
+ * Steps of each setting's warm-up generation before it is aborted. The step the sampler has
+ * in flight by then runs too, so two steps' shapes (the prompt's encoding, and the KV set's
+ * small passes) are compiled and planned before the timed generation.
+ */
+const WARM_UP_STEPS = 1;
 
 /**
  * The engine's model generating `w.generate` tokens after a prompt that fills the rest of its
@@ -144,13 +148,13 @@ export async function measureModel(engine: Engine, w: Workload, loadMs: number, 
         for await (const ev of run) {
           log(`  ${setting}${warm ? ' (warm-up)' : ''}: step ${ev.step + 1} of ${ev.steps}, ${ms(ev.ms)}`);
           revealed += ev.revealed.length;
+          if (++seen === warm) stop.abort(); // at once: the sampler may have submitted the next step already
           yield { forward: ev.encoderRows + ev.decoderRows > 0, encoderRows: [ev.encoderRows], decoderRows: [ev.decoderRows], revealed: [ev.revealed] };
-          if (++seen === warm) break;
+          if (seen === warm) break;
         }
       });
       if (warm !== undefined) {
-        stop.abort();
-        await run.catch(() => undefined); // aborted: the next run must not wait behind this one's last step
+        await run.catch(() => undefined); // aborted: the timed run must not wait behind its step in flight
       } else if (revealed !== w.generate) {
         throw new Error(`bench: ${setting} revealed ${revealed} tokens, not ${w.generate}`);
       }
@@ -167,8 +171,12 @@ export async function measureModel(engine: Engine, w: Workload, loadMs: number, 
 
 const ms = (x: number): string => `${(x / 1000).toFixed(1)} s`;
 
-/** Peak resident memory of the processes that held the model (MiB): Node's one process, or Chromium's renderer and GPU process. */
-export type HostMemory = { process: number } | { renderer: number; gpuProcess: number };
+/**
+ * Peak resident memory of the processes that held the model (MiB): Node's one process (and its
+ * resident memory just before the load: the runtime, tsx and WebGPU), or Chromium's renderer
+ * and GPU process.
+ */
+export type HostMemory = { process: number; before: number } | { renderer: number; gpuProcess: number };
 
 /** A converted model: how long `pgm convert` took and its peak resident memory (in its own process). */
 export interface Conversion {
@@ -177,6 +185,8 @@ export interface Conversion {
   date: string;
   ms: number;
   peakRssMiB: number;
+  /** The child's resident memory before the conversion began (Node, tsx, the converter's modules). */
+  beforeRssMiB: number;
   /** Bytes of the converted folder (config.json and shards). */
   bytes: number;
   checkpointBytes: number;
@@ -195,7 +205,7 @@ export interface FullSizeResult {
 }
 
 const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(0);
-const hostText = (h: HostMemory): string => ('process' in h ? `${h.process.toFixed(0)}` : `${h.renderer.toFixed(0)} + ${h.gpuProcess.toFixed(0)} (renderer + GPU process)`);
+const hostText = (h: HostMemory): string => ('process' in h ? `${h.process.toFixed(0)} (${h.before.toFixed(0)})` : `${h.renderer.toFixed(0)} + ${h.gpuProcess.toFixed(0)} (renderer + GPU process)`);
 
 /** The results of one run as Markdown: a table of the conversions, and one row per adapter, model and setting. */
 export function fullSizeMarkdown(results: readonly FullSizeResult[]): string {
@@ -206,12 +216,12 @@ export function fullSizeMarkdown(results: readonly FullSizeResult[]): string {
   lines.push(`Full-size models (OWT shape, random weights, ${first.date.slice(0, 10)}): L${w.length}, ${w.generate} tokens generated after a ${w.promptTokens}-token prompt in ${w.steps} steps, batch 1.`);
   const conversions = [...new Map(results.flatMap((r) => r.conversions).map((c) => [`${c.model}-${c.dtype}`, c])).values()];
   if (conversions.length) {
-    lines.push('', '| model | dtype | checkpoint MB | converted MB | convert s | peak RSS MiB | converted on |', '|---|---|---:|---:|---:|---:|---|');
-    for (const c of conversions) lines.push(`| ${c.model.toUpperCase()} | ${c.dtype} | ${(c.checkpointBytes / 1e6).toFixed(0)} | ${(c.bytes / 1e6).toFixed(0)} | ${(c.ms / 1000).toFixed(1)} | ${c.peakRssMiB.toFixed(0)} | ${c.date.slice(0, 10)} |`);
+    lines.push('', '| model | dtype | checkpoint MB | converted MB | convert s | peak RSS MiB (before) | converted on |', '|---|---|---:|---:|---:|---:|---|');
+    for (const c of conversions) lines.push(`| ${c.model.toUpperCase()} | ${c.dtype} | ${(c.checkpointBytes / 1e6).toFixed(0)} | ${(c.bytes / 1e6).toFixed(0)} | ${(c.ms / 1000).toFixed(1)} | ${c.peakRssMiB.toFixed(0)} (${c.beforeRssMiB.toFixed(0)}) | ${c.date.slice(0, 10)} |`);
   }
   lines.push(
     '',
-    '| adapter | model | load s | peak host MiB | GPU MiB | first token s (cold) | ms/step p50 | ms/step p95 | tokens/s | dispatches/step |',
+    '| adapter | model | load s | peak host MiB (before the load) | GPU MiB | first token s (cold) | ms/step p50 | ms/step p95 | tokens/s | dispatches/step |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const r of results) {

@@ -14,16 +14,16 @@
  *    (engine.gpuBytes: the bytes of the buffers it created);
  * 3. generates `--generate` tokens (64) after a prompt that fills the rest of L1024 (959 tokens
  *    after BOS) in `--steps` steps: the PGM exact, the PGM with the KV set (`--kv`, default
- *    delayed, the setting the README's quality table supports) and the MDLM, each first for 2
- *    steps (a warm-up: pipelines, kernel plans, the KV set's passes; its first token is the
- *    cold one), then whole, timed by the step events a page sees: time to the first visible
+ *    delayed, the setting the README's quality table supports) and the MDLM, each first for a
+ *    step and the one in flight (a warm-up: pipelines, kernel plans, the KV set's passes; its
+ *    first token is the cold one), then whole, timed by the step events a page sees: time to the first visible
  *    token, ms per step (p50, p95), tokens per second, dispatches per step.
  *
  * The default workload is 4 steps (16 tokens a step): on these CPU adapters a full-size step at
  * L1024 takes tens of seconds (the prompt is clean, so each exact PGM step runs the encoder and
  * each MDLM step the whole network over about 1000 rows; the KV set's steps after its first
  * encode only the new tokens), and with the warm-ups that is 6 such steps per model and setting,
- * which keeps the whole run (three adapters, plus conversion the first time) to about 20-25
+ * which should keep the whole run (three adapters, plus conversion the first time) to about 20-25
  * minutes on 2 idle cores. On a GPU, `--adapters node-gpu,chromium-gpu --steps 64` (one token
  * per step).
  *
@@ -90,10 +90,11 @@ async function childWork(kind: string, input: string): Promise<void> {
   if (kind === 'convert') {
     const { ckpt, out, dtype } = JSON.parse(input) as { ckpt: string; out: string; dtype: string };
     const { main } = await import('../src/cli/main.js');
+    const beforeRssMiB = process.memoryUsage().rss / 2 ** 20;
     const t0 = performance.now();
     const code = await main(['convert', ckpt, out, '--dtype', dtype]);
     if (code !== 0) throw new Error(`pgm convert exited with ${code}`);
-    report({ ms: performance.now() - t0, peakRssMiB: peakRssMiB() });
+    report({ ms: performance.now() - t0, peakRssMiB: peakRssMiB(), beforeRssMiB });
   } else if (kind === 'node') {
     const { dir, workload } = JSON.parse(input) as { dir: string; workload: Workload };
     const { createEngine } = await import('../src/node.js');
@@ -105,7 +106,7 @@ async function childWork(kind: string, input: string): Promise<void> {
     log(`${engine.adapter.description}: loaded ${dir} in ${(loadMs / 1000).toFixed(1)} s (${(engine.gpuBytes / 2 ** 20).toFixed(0)} MiB on the GPU, peak RSS ${peakRssMiB().toFixed(0)} MiB, ${baseline.toFixed(0)} MiB before the load)`);
     const run = await measureModel(engine, workload, loadMs, log);
     engine.dispose();
-    report({ ...run, host: { process: peakRssMiB() }, baselineRssMiB: baseline });
+    report({ ...run, host: { process: peakRssMiB(), before: baseline } });
   } else {
     throw new Error(`bench:full: unknown child ${kind}`);
   }
@@ -133,10 +134,10 @@ async function converted(args: FullSizeArgs, model: 'pgm' | 'mdlm'): Promise<{ d
   const part = `${dir}.part`;
   rmSync(part, { recursive: true, force: true });
   log(`converting ${ckpt} (${args.dtype})`);
-  const c = await child<{ ms: number; peakRssMiB: number }>('convert', { ckpt, out: part, dtype: args.dtype });
+  const c = await child<{ ms: number; peakRssMiB: number; beforeRssMiB: number }>('convert', { ckpt, out: part, dtype: args.dtype });
   rmSync(dir, { recursive: true, force: true });
   renameSync(part, dir);
-  const conversion: Conversion = { model, dtype: args.dtype, date: new Date().toISOString(), ms: c.ms, peakRssMiB: c.peakRssMiB, bytes: folderBytes(dir), checkpointBytes: statSync(ckpt).size };
+  const conversion: Conversion = { model, dtype: args.dtype, date: new Date().toISOString(), ms: c.ms, peakRssMiB: c.peakRssMiB, beforeRssMiB: c.beforeRssMiB, bytes: folderBytes(dir), checkpointBytes: statSync(ckpt).size };
   writeFileSync(record, `${JSON.stringify(conversion, null, 2)}\n`);
   log(`converted in ${(c.ms / 1000).toFixed(1)} s, peak RSS ${c.peakRssMiB.toFixed(0)} MiB`);
   return { dir, conversion };
