@@ -205,6 +205,13 @@ async function main(): Promise<void> {
       workload: { ...workload, length: 1024, promptTokens: 1023 - generate }, load: { start, end: start, cores: cpus().length },
       conversions: models.map((m) => m.conversion), models: [],
     };
+    const file = `bench/results/full-size-${adapter}.json`;
+    // Written after each model: an interrupted run keeps what it measured.
+    const write = (): void => {
+      result.load.end = loadavg()[0];
+      mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+      writeFileSync(join(ROOT, file), `${JSON.stringify(result, null, 2)}\n`);
+    };
     for (const { model, dir } of models) {
       const name = model === 'pgm' ? 'PGM' : 'MDLM';
       log(`${adapter}: ${name} (${args.dtype})`);
@@ -217,11 +224,8 @@ async function main(): Promise<void> {
         log(`${adapter}: ${name} failed: ${(e as Error).message}`);
         result.models.push({ model: name, dtype: args.dtype, error: (e as Error).message });
       }
+      write();
     }
-    result.load.end = loadavg()[0];
-    const file = `bench/results/full-size-${adapter}.json`;
-    mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-    writeFileSync(join(ROOT, file), `${JSON.stringify(result, null, 2)}\n`);
     log(`wrote ${file}`);
     results.push(result);
   }
