@@ -2,6 +2,7 @@
 import { createEngine } from '../src/engine.js';
 import { requestGpu, type GpuContext } from '../src/gpu/context.js';
 import { forwardTimings, type ForwardTiming } from './forward.js';
+import { measureModel, type ModelRun, type Workload } from './full-size-measure.js';
 import { generateSettings, KV_SETTINGS, type KvSpeed } from './kv-settings.js';
 import { runPeer } from './peer.js';
 import { runSuite, type BenchMode, type BenchResult, type PeerResult } from './suite.js';
@@ -13,6 +14,8 @@ declare global {
     pgmForward: (lengths: number[]) => Promise<ForwardTiming[]>;
     pgmPeer: (peerDir: string) => Promise<PeerResult>;
     pgmKvSpeed: (samples: number, steps: number) => Promise<KvSpeed>;
+    /** bench/full-size.ts: load the model folder at `url` (own device) and measure its generations. */
+    pgmFullSize: (url: string, workload: Workload) => Promise<ModelRun>;
   }
 }
 
@@ -53,3 +56,15 @@ window.pgmKvSpeed = (samples, steps) =>
     engine.dispose();
     return { adapter: engine.adapter.description, length, steps, samples, runs };
   });
+
+window.pgmFullSize = async (url, workload) => {
+  const t0 = performance.now();
+  const engine = await createEngine({ model: url, maxBatch: 1 });
+  const loadMs = performance.now() - t0;
+  log(`${engine.adapter.description}: loaded ${url} in ${(loadMs / 1000).toFixed(1)} s (${(engine.gpuBytes / 2 ** 20).toFixed(0)} MiB on the GPU)`);
+  try {
+    return await measureModel(engine, workload, loadMs, log);
+  } finally {
+    engine.dispose();
+  }
+};

@@ -166,7 +166,7 @@ export interface GenerationMetrics {
   model: string;
   /** From the call to the first step event that reveals a token: what a page shows first. */
   firstTokenMs: number;
-  /** Generated tokens (L - 1) per second of the whole generation. */
+  /** Generated tokens (the suite: L - 1) per second of the whole generation. */
   tokensPerS: number;
   totalMs: number;
   /** Between consecutive step events (the first from the call), median and 95th percentile. */
@@ -319,8 +319,21 @@ function steps(model: GpuModel, batch: number, L: number, nSteps: number, encodi
 }
 
 /** One whole generation of batch 1, as users run it: its GenerationMetrics. */
-async function generation(model: GpuModel, name: string, nSteps: number, encoding: Encoding): Promise<Omit<GenerationMetrics, 'shape' | 'L' | 'steps' | 'model'>> {
-  const L = model.config.length;
+const generation = (model: GpuModel, name: string, nSteps: number, encoding: Encoding): Promise<GenerationTimes> =>
+  timeGeneration(model, name, model.config.length - 1, () => steps(model, 1, model.config.length, nSteps, encoding));
+
+/** A step as the metrics see it: per sequence its revealed tokens and rows, and whether it ran the network. */
+export type ObservedStep = Pick<BatchStep, 'forward' | 'encoderRows' | 'decoderRows'> & { revealed: readonly (readonly unknown[])[] };
+
+/** GenerationMetrics less what names the run. */
+export type GenerationTimes = Omit<GenerationMetrics, 'shape' | 'L' | 'steps' | 'model'>;
+
+/**
+ * Time the generation `start` begins (called once the clock runs) by its step events: the
+ * first that reveals a token, the intervals between them, and `tokens` generated tokens per
+ * second; and count, through the kernel observer, the dispatches and weight bytes of its steps.
+ */
+export async function timeGeneration(model: GpuModel, name: string, tokens: number, start: () => AsyncIterable<ObservedStep>): Promise<GenerationTimes> {
   // Each submitted step ends with the sampler: the dispatches before it are its forward pass
   // (an MDLM step kept in flight after the last reveal runs one too, and counts).
   const passes = { count: 0, dispatches: 0, pending: 0 };
@@ -335,7 +348,7 @@ async function generation(model: GpuModel, name: string, nSteps: number, encodin
   const t0 = performance.now();
   let last = t0;
   try {
-    for await (const ev of steps(model, 1, L, nSteps, encoding)) {
+    for await (const ev of start()) {
       const t = performance.now();
       intervals.push(t - last);
       last = t;
@@ -353,13 +366,13 @@ async function generation(model: GpuModel, name: string, nSteps: number, encodin
   const percentile = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)];
   if (Number.isNaN(firstTokenMs)) throw new Error(`bench: ${name} revealed no token`);
   return {
-    firstTokenMs, tokensPerS: (L - 1) / (totalMs / 1000), totalMs, msPerStepP50: percentile(0.5), msPerStepP95: percentile(0.95),
+    firstTokenMs, tokensPerS: tokens / (totalMs / 1000), totalMs, msPerStepP50: percentile(0.5), msPerStepP95: percentile(0.95),
     forwards, dispatchesPerStep: passes.dispatches / passes.count + 1, weightBytesPerStep: weightBytes / forwards,
   };
 }
 
 /** The ops of the forward one step event ran (none when MDLM reused its logits). */
-function stepOps(model: GpuModel, ev: BatchStep): Op[] {
+function stepOps(model: GpuModel, ev: Pick<BatchStep, 'forward' | 'encoderRows' | 'decoderRows'>): Op[] {
   const { config, ws } = model;
   if (!ev.forward) return [];
   const kvGroups = decoderKvGroups(config, ws.maxBatch, ws.device.limits.maxStorageBufferBindingSize);

@@ -10,7 +10,6 @@ No `transformers` here: a stand-in class is pickled under the real global name, 
 engine's restricted unpickler meets the same opcodes and class names as in a real file.
 """
 import contextlib
-import io
 import sys
 import types
 from collections import OrderedDict
@@ -187,11 +186,10 @@ def save_checkpoint(path, model, config_sections, *, ema_state, optimizer_state=
   ckpt.update(extra or {})
   _tag_cuda.active = cuda_tags
   try:
-    buffer = io.BytesIO()  # as Lightning does: the zip's folder is then "archive/"
-    with _stand_in_modules():
-      torch.save(ckpt, buffer)
-    with open(path, 'wb') as f:
-      f.write(buffer.getvalue())
+    # Saved to a file object, as Lightning saves to a buffer: the zip's folder is then "archive/"
+    # (byte for byte what a BytesIO gets), without a second copy of the file in memory.
+    with open(path, 'wb') as f, _stand_in_modules():
+      torch.save(ckpt, f)
   finally:
     _tag_cuda.active = False
 
