@@ -101,27 +101,22 @@ function encodePass(encoder: GPUCommandEncoder, label: string, dispatches: reado
 }
 
 /**
- * Where a step is in GpuModel's call order: its inputs being written, its lengths set, or the
- * step being encoded and submitted.
- */
-type StepStage = 'inputs' | 'lengths' | 'starting';
-
-/**
  * A model resident on the GPU: weights uploaded once, activation buffers sized once for
  * [maxBatch, L], pipelines and bind groups built once; a forward pass is one command
  * encoder and nothing is read back between layers.
  *
  * A step is driven in a fixed order, which the model enforces (a PgmError('call-order')
  * otherwise):
- * 1. its inputs: `writeClean` and `writeQueries` (`writeSeeds` too, though it may also come
- *    after the lengths);
- * 2. `setLengths`, the counts of what was written (they hold for later steps until set again:
- *    an MDLM sets them once);
- * 3. `startStep` or `sampleStep`, which encodes the step and submits it. While it has not
- *    resolved, no other call is taken (a write would land in the step being built); once it
- *    resolves, the next step's inputs may be written, and the queue runs them after this step.
+ * 1. its inputs (`writeClean`, `writeQueries`, `writeSeeds`) and `setLengths`, the counts of
+ *    what was written. The queue runs these writes before the step's submit, whatever their
+ *    order; the lengths hold for later steps until set again (an MDLM sets them once), but a
+ *    first step needs them;
+ * 2. `startStep` or `sampleStep`, which encodes the step and submits it. While it has not
+ *    resolved, no other call is taken (a write would land in the step being built, a new
+ *    length would change its grids); once it resolves, the next step's inputs may be written,
+ *    and the queue runs them after this step.
  * A pass `'none'` reuses the logits of a forward pass over the lengths set last, so one must
- * have run since. `pgmLogits` and `mdlmLogits` do all three.
+ * have run since. `pgmLogits` and `mdlmLogits` do both.
  */
 export class GpuModel {
   private constructor(
@@ -147,8 +142,8 @@ export class GpuModel {
   private adaptiveRows: number[] = [];
   /** The lengths of the next pass, as setLengths was given them; undefined before the first. */
   private lengths: { clean: readonly number[]; queries: readonly number[]; fresh?: readonly number[]; adaptive?: boolean } | undefined;
-  /** Where the current step is in the call order (see the class). */
-  private stage: StepStage = 'inputs';
+  /** A step is being encoded and submitted: no other call is taken (see the class). */
+  private starting = false;
   /** A forward pass ran over the lengths set last: the logits a pass 'none' reuses. */
   private logitsOfLengths = false;
   private rowsRun: { encoderRows: number[]; decoderRows: number[] } = { encoderRows: [], decoderRows: [] };
@@ -253,7 +248,7 @@ export class GpuModel {
 
   /** Overwrite clean tokens and positions of sequence b from row `at` on. */
   writeClean(b: number, at: number, tokens: ArrayLike<number>, positions: ArrayLike<number>): void {
-    this.expectStage('writeClean', false);
+    this.expectIdle('writeClean');
     const offset = (b * this.ws.seqStride + at) * 4;
     this.ws.device.queue.writeBuffer(this.act.cleanTokens.buffer, offset, Uint32Array.from(tokens as ArrayLike<number>));
     this.ws.device.queue.writeBuffer(this.act.cleanPositions.buffer, offset, Uint32Array.from(positions as ArrayLike<number>));
@@ -261,13 +256,13 @@ export class GpuModel {
 
   /** This step's query positions of sequence b. */
   writeQueries(b: number, positions: ArrayLike<number>): void {
-    this.expectStage('writeQueries', false);
+    this.expectIdle('writeQueries');
     if (positions.length) this.ws.device.queue.writeBuffer(this.act.queryPositions.buffer, b * this.ws.seqStride * 4, Uint32Array.from(positions));
   }
 
   /** One RNG seed per sequence of the batch. */
   writeSeeds(seeds: readonly number[]): void {
-    this.expectStage('writeSeeds', true);
+    this.expectIdle('writeSeeds');
     this.ws.device.queue.writeBuffer(this.seeds, 0, Uint32Array.from(seeds, (s) => s >>> 0));
   }
 
@@ -278,7 +273,7 @@ export class GpuModel {
    * the pass is an adaptive one, which may add up to REENCODE_PER_FRESH x fresh[b] kept rows.
    */
   setLengths(clean: readonly number[], queries: readonly number[], fresh?: readonly number[], adaptive = false): void {
-    this.expectStage('setLengths', true);
+    this.expectIdle('setLengths');
     if (clean.length > this.ws.maxBatch) fail('shape', `batch of ${clean.length} exceeds this model's maxBatch ${this.ws.maxBatch}`);
     fresh?.forEach((m, b) => {
       const cached = this.kvRows[b] ?? 0;
@@ -290,7 +285,6 @@ export class GpuModel {
     });
     if (adaptive && !fresh) fail('shape', 'an adaptive pass needs fresh counts');
     this.lengths = { clean: [...clean], queries: [...queries], fresh: fresh && [...fresh], adaptive };
-    this.stage = 'lengths';
     this.logitsOfLengths = false;
     const reencodable = adaptive ? fresh!.map((m, b) => Math.min(clean[b] - m, REENCODE_PER_FRESH * m)) : [];
     setBatchShape(this.ws, clean, queries, fresh, reencodable);
@@ -306,24 +300,19 @@ export class GpuModel {
     return this.kvRows;
   }
 
-  /** Fail where `call` breaks the call order of the class doc: every call may come while the inputs are written, some also after setLengths. */
-  private expectStage(call: string, afterLengths: boolean): void {
-    if (this.stage === 'inputs' || (this.stage === 'lengths' && afterLengths)) return;
-    const why =
-      this.stage === 'lengths'
-        ? "after setLengths: a step's inputs are written before its lengths; write them, then call setLengths again"
-        : 'while a step is being started: await startStep (or sampleStep, pgmLogits, mdlmLogits) first';
-    fail('call-order', `GpuModel.${call} ${why} (the order: writeClean and writeQueries, setLengths, startStep)`);
+  /** Fail while a step is being started: `call` would change the step being built (the call order of the class doc). */
+  private expectIdle(call: string): void {
+    if (this.starting) fail('call-order', `GpuModel.${call} while a step is being started: await startStep (or sampleStep, pgmLogits, mdlmLogits) first`);
   }
 
-  /** Run `start`, the encoding and submission of a step, at the stage 'starting'; back to 'inputs' when it settles. */
-  private async starting<T>(call: string, start: () => Promise<T>): Promise<T> {
-    this.expectStage(call, true);
-    this.stage = 'starting';
+  /** Run `work`, the encoding and submission of a step, taking no other call until it settles. */
+  private async start<T>(call: string, work: () => Promise<T>): Promise<T> {
+    this.expectIdle(call);
+    this.starting = true;
     try {
-      return await start();
+      return await work();
     } finally {
-      this.stage = 'inputs';
+      this.starting = false;
     }
   }
 
@@ -333,7 +322,7 @@ export class GpuModel {
    * re-encodes come with its readback (DrawnTokens.reencoded).
    */
   private async passDispatches(kind: ForwardPass, staleness?: number): Promise<RecordedPass> {
-    if (!this.lengths) fail('call-order', 'GpuModel: a step before setLengths (the order: writeClean and writeQueries, setLengths, startStep)');
+    if (!this.lengths) fail('call-order', 'GpuModel: a step before setLengths (a step needs its inputs, then their counts: setLengths, then startStep)');
     if (kind === 'none') {
       if (!this.logitsOfLengths) fail('call-order', "GpuModel: a pass 'none' reuses the logits of a forward pass over the lengths set last, and none has run since setLengths");
       // The logits of the previous pass where one window holds them; else its output layer
@@ -394,10 +383,10 @@ export class GpuModel {
    * `staleness` (an adaptive pass): the threshold of its pick, in [0, 1].
    */
   startStep(settings: SampleSettings, pass: ForwardPass = 'exact', staleness?: number): Promise<{ result: Promise<DrawnTokens> }> {
-    return this.starting('startStep', () => this.submitStep(settings, pass, staleness));
+    return this.start('startStep', () => this.submitStep(settings, pass, staleness));
   }
 
-  /** startStep's work, at the stage 'starting'. */
+  /** startStep's work, taking no other call until it settles. */
   private async submitStep(settings: SampleSettings, pass: ForwardPass, staleness?: number): Promise<{ result: Promise<DrawnTokens> }> {
     const { dispatches, windows } = await this.passDispatches(pass, staleness);
     this.sampler.set(settings);
@@ -430,7 +419,7 @@ export class GpuModel {
 
   /** Write a batch into the token, position and length buffers (padding per sequence). */
   private writeBatch(call: string, tokens: ArrayLike<number>[], positions: ArrayLike<number>[], queries: ArrayLike<number>[], fresh?: readonly number[], adaptive = false): void {
-    this.expectStage(call, true);
+    this.expectIdle(call);
     const { ws, act } = this;
     const L = ws.seqStride;
     if (tokens.length > ws.maxBatch) fail('shape', `batch of ${tokens.length} exceeds this model's maxBatch ${ws.maxBatch}`);
@@ -458,7 +447,7 @@ export class GpuModel {
     if (options.fresh && options.fresh.length !== sequences.length) fail('shape', `${options.fresh.length} fresh counts for ${sequences.length} sequences`);
     const adaptive = options.staleness !== undefined;
     this.writeBatch('pgmLogits', sequences.map((s) => s.tokens), sequences.map((s) => s.positions), sequences.map((s) => s.queries), options.fresh, adaptive);
-    const logits = await this.starting('pgmLogits', () => this.run(shape.maxQueries, adaptive ? 'adaptive' : options.fresh ? 'incremental' : 'exact', options.staleness));
+    const logits = await this.start('pgmLogits', () => this.run(shape.maxQueries, adaptive ? 'adaptive' : options.fresh ? 'incremental' : 'exact', options.staleness));
     const V = this.config.vocabSize;
     shape.queryLengths.forEach((m, b) => logits.fill(0, (b * shape.maxQueries + m) * V, (b + 1) * shape.maxQueries * V));
     return logits;
@@ -470,7 +459,7 @@ export class GpuModel {
     const n = validateMdlmBatch(this.config, sequences);
     const positions = Array.from({ length: n }, (_, i) => i);
     this.writeBatch('mdlmLogits', sequences.map((s) => s.tokens), sequences.map(() => positions), []);
-    return this.starting('mdlmLogits', () => this.run(n, 'exact'));
+    return this.start('mdlmLogits', () => this.run(n, 'exact'));
   }
 
   /**
