@@ -8,8 +8,7 @@
  * picker as local:<name> (localIdOf) on every later visit, and loads from the cache, offline.
  */
 import { localModels, type LocalModel, type LocalModelInfo } from '../src/index.js';
-
-const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T;
+import { $, el } from './dom.js';
 
 /** What the page does for this module: load a local model, and whether it is busy (a load or a generation runs). */
 export interface LocalModelHooks {
@@ -32,8 +31,7 @@ export const isLocalChoice = (value: string): boolean => cached.some((m) => m.id
 /** The cached local models, as a group of the model picker. */
 export function appendLocalOptions(select: HTMLSelectElement): void {
   if (!cached.length) return;
-  const group = document.createElement('optgroup');
-  group.label = 'In this browser (converted or opened here)';
+  const group = Object.assign(el('optgroup'), { label: 'In this browser (converted or opened here)' });
   for (const m of cached) {
     const c = m.dirConfig.model;
     group.append(new Option(`${m.id} (${c.arch.toUpperCase()}, ${m.dirConfig.dtype}, ${(m.bytes / 2 ** 20).toFixed(1)} MiB)`, m.id));

@@ -1,18 +1,12 @@
 /** One generation on screen: the grid of positions, live text, counters and a latency chart. */
 import { Vocabulary, type GenerationResult, type StepEvent } from '../src/index.js';
+import { el } from './dom.js';
 
 // Step events carry GPT-2 ids whatever the model's vocabulary: cells show GPT-2's pieces.
 let gpt2: Vocabulary | undefined;
 const piece = (token: number, position: number): string => (position === 0 ? 'BOS' : (gpt2 ??= Vocabulary.gpt2()).decode([token]));
 
 const SVG = 'http://www.w3.org/2000/svg';
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, className?: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 /** A token's text as it fits in a cell: whitespace made visible. */
 const cellText = (piece: string): string => piece.replace(/\n/g, '↵').replace(/ /g, '·');

@@ -12,6 +12,7 @@ export type PgmErrorCode =
   | 'config' // a malformed config.json / weights-manifest.json
   | 'shape' // inputs the model cannot take
   | 'option' // invalid generation options
+  | 'call-order' // GpuModel driven out of its step order (writes, setLengths, startStep)
   | 'webgpu' // no adapter, missing feature or limit
   | 'device-lost'
   | 'disposed' // the engine was disposed (during or before the generation)

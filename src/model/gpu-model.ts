@@ -107,6 +107,19 @@ function encodePass(encoder: GPUCommandEncoder, label: string, dispatches: reado
  * A model resident on the GPU: weights uploaded once, activation buffers sized once for
  * [maxBatch, L], pipelines and bind groups built once; a forward pass is one command
  * encoder and nothing is read back between layers.
+ *
+ * A step is driven in a fixed order, which the model enforces (a PgmError('call-order')
+ * otherwise):
+ * 1. its inputs (`writeClean`, `writeQueries`, `writeSeeds`) and `setLengths`, the counts of
+ *    what was written. The queue runs these writes before the step's submit, whatever their
+ *    order; the lengths hold for later steps until set again (an MDLM sets them once), but a
+ *    first step needs them;
+ * 2. `startStep` or `sampleStep`, which encodes the step and submits it. While it has not
+ *    resolved, no other call is taken (a write would land in the step being built, a new
+ *    length would change its grids); once it resolves, the next step's inputs may be written,
+ *    and the queue runs them after this step.
+ * A pass `'none'` reuses the logits of a forward pass over the lengths set last, so one must
+ * have run since. `pgmLogits` and `mdlmLogits` do both.
  */
 export class GpuModel {
   private constructor(
@@ -130,8 +143,12 @@ export class GpuModel {
   private kvRows: number[] = [];
   /** Per sequence: rows whose staleness statistic adaptive passes kept (0 once another pass ran). */
   private adaptiveRows: number[] = [];
-  /** The lengths of the next pass, as setLengths was given them. */
-  private lengths: { clean: readonly number[]; queries: readonly number[]; fresh?: readonly number[]; adaptive?: boolean } = { clean: [], queries: [] };
+  /** The lengths of the next pass, as setLengths was given them; undefined before the first. */
+  private lengths: { clean: readonly number[]; queries: readonly number[]; fresh?: readonly number[]; adaptive?: boolean } | undefined;
+  /** A step is being encoded and submitted: no other call is taken (see the class). */
+  private starting = false;
+  /** A forward pass ran over the lengths set last: the logits a pass 'none' reuses. */
+  private logitsOfLengths = false;
   private rowsRun: { encoderRows: number[]; decoderRows: number[] } = { encoderRows: [], decoderRows: [] };
 
   /**
@@ -234,6 +251,7 @@ export class GpuModel {
 
   /** Overwrite clean tokens and positions of sequence b from row `at` on. */
   writeClean(b: number, at: number, tokens: ArrayLike<number>, positions: ArrayLike<number>): void {
+    this.expectIdle('writeClean');
     const offset = (b * this.ws.seqStride + at) * 4;
     this.ws.device.queue.writeBuffer(this.act.cleanTokens.buffer, offset, Uint32Array.from(tokens as ArrayLike<number>));
     this.ws.device.queue.writeBuffer(this.act.cleanPositions.buffer, offset, Uint32Array.from(positions as ArrayLike<number>));
@@ -241,11 +259,13 @@ export class GpuModel {
 
   /** This step's query positions of sequence b. */
   writeQueries(b: number, positions: ArrayLike<number>): void {
+    this.expectIdle('writeQueries');
     if (positions.length) this.ws.device.queue.writeBuffer(this.act.queryPositions.buffer, b * this.ws.seqStride * 4, Uint32Array.from(positions));
   }
 
   /** One RNG seed per sequence of the batch. */
   writeSeeds(seeds: readonly number[]): void {
+    this.expectIdle('writeSeeds');
     this.ws.device.queue.writeBuffer(this.seeds, 0, Uint32Array.from(seeds, (s) => s >>> 0));
   }
 
@@ -256,6 +276,7 @@ export class GpuModel {
    * the pass is an adaptive one, which may add up to REENCODE_PER_FRESH x fresh[b] kept rows.
    */
   setLengths(clean: readonly number[], queries: readonly number[], fresh?: readonly number[], adaptive = false): void {
+    this.expectIdle('setLengths');
     if (clean.length > this.ws.maxBatch) fail('shape', `batch of ${clean.length} exceeds this model's maxBatch ${this.ws.maxBatch}`);
     fresh?.forEach((m, b) => {
       const cached = this.kvRows[b] ?? 0;
@@ -267,6 +288,7 @@ export class GpuModel {
     });
     if (adaptive && !fresh) fail('shape', 'an adaptive pass needs fresh counts');
     this.lengths = { clean: [...clean], queries: [...queries], fresh: fresh && [...fresh], adaptive };
+    this.logitsOfLengths = false;
     const reencodable = adaptive ? fresh!.map((m, b) => Math.min(clean[b] - m, REENCODE_PER_FRESH * m)) : [];
     setBatchShape(this.ws, clean, queries, fresh, reencodable);
   }
@@ -281,13 +303,31 @@ export class GpuModel {
     return this.kvRows;
   }
 
+  /** Fail while a step is being started: `call` would change the step being built (the call order of the class doc). */
+  private expectIdle(call: string): void {
+    if (this.starting) fail('call-order', `GpuModel.${call} while a step is being started: await startStep (or sampleStep, pgmLogits, mdlmLogits) first`);
+  }
+
+  /** Run `work`, the encoding and submission of a step, taking no other call until it settles. */
+  private async start<T>(call: string, work: () => Promise<T>): Promise<T> {
+    this.expectIdle(call);
+    this.starting = true;
+    try {
+      return await work();
+    } finally {
+      this.starting = false;
+    }
+  }
+
   /**
    * The dispatches of a forward pass over the lengths set last; its effect on the KV set's
    * bookkeeping. An adaptive pass's encoder rows count the joined ones; the kept rows it
    * re-encodes come with its readback (DrawnTokens.reencoded).
    */
   private async passDispatches(kind: ForwardPass, staleness?: number): Promise<RecordedPass> {
+    if (!this.lengths) fail('call-order', 'GpuModel: a step before setLengths (a step needs its inputs, then their counts: setLengths, then startStep)');
     if (kind === 'none') {
+      if (!this.logitsOfLengths) fail('call-order', "GpuModel: a pass 'none' reuses the logits of a forward pass over the lengths set last, and none has run since setLengths");
       // The logits of the previous pass where one window holds them; else its output layer
       // again, window by window, from the stream rows that pass left (their LayerNorm is the
       // output layer's prologue).
@@ -300,6 +340,7 @@ export class GpuModel {
       this.kvRows = [];
       this.adaptiveRows = [];
       this.rowsRun = { encoderRows: [...clean], decoderRows };
+      this.logitsOfLengths = true;
       return this.forward;
     }
     if (this.config.arch !== 'pgm') fail('architecture', `an ${kind} pass needs a PGM model; this one is an MDLM`);
@@ -325,6 +366,7 @@ export class GpuModel {
     this.kvRows = [...clean];
     this.adaptiveRows = kind === 'adaptive' ? [...clean] : [];
     this.rowsRun = { encoderRows: [...fresh], decoderRows };
+    this.logitsOfLengths = true;
     return pass;
   }
 
@@ -343,7 +385,12 @@ export class GpuModel {
    * order), so a sampler whose next step does not depend on the draws keeps one in flight.
    * `staleness` (an adaptive pass): the threshold of its pick, in [0, 1].
    */
-  async startStep(settings: SampleSettings, pass: ForwardPass = 'exact', staleness?: number): Promise<{ result: Promise<DrawnTokens> }> {
+  startStep(settings: SampleSettings, pass: ForwardPass = 'exact', staleness?: number): Promise<{ result: Promise<DrawnTokens> }> {
+    return this.start('startStep', () => this.submitStep(settings, pass, staleness));
+  }
+
+  /** startStep's work, taking no other call until it settles. */
+  private async submitStep(settings: SampleSettings, pass: ForwardPass, staleness?: number): Promise<{ result: Promise<DrawnTokens> }> {
     const { dispatches, windows } = await this.passDispatches(pass, staleness);
     this.sampler.set(settings);
     const encoder = this.ws.device.createCommandEncoder({ label: 'sampling step' });
@@ -374,7 +421,8 @@ export class GpuModel {
   }
 
   /** Write a batch into the token, position and length buffers (padding per sequence). */
-  private writeBatch(tokens: ArrayLike<number>[], positions: ArrayLike<number>[], queries: ArrayLike<number>[], fresh?: readonly number[], adaptive = false): void {
+  private writeBatch(call: string, tokens: ArrayLike<number>[], positions: ArrayLike<number>[], queries: ArrayLike<number>[], fresh?: readonly number[], adaptive = false): void {
+    this.expectIdle(call);
     const { ws, act } = this;
     const L = ws.seqStride;
     if (tokens.length > ws.maxBatch) fail('shape', `batch of ${tokens.length} exceeds this model's maxBatch ${ws.maxBatch}`);
@@ -401,8 +449,8 @@ export class GpuModel {
     const shape = validatePgmBatch(this.config, sequences);
     if (options.fresh && options.fresh.length !== sequences.length) fail('shape', `${options.fresh.length} fresh counts for ${sequences.length} sequences`);
     const adaptive = options.staleness !== undefined;
-    this.writeBatch(sequences.map((s) => s.tokens), sequences.map((s) => s.positions), sequences.map((s) => s.queries), options.fresh, adaptive);
-    const logits = await this.run(shape.maxQueries, adaptive ? 'adaptive' : options.fresh ? 'incremental' : 'exact', options.staleness);
+    this.writeBatch('pgmLogits', sequences.map((s) => s.tokens), sequences.map((s) => s.positions), sequences.map((s) => s.queries), options.fresh, adaptive);
+    const logits = await this.start('pgmLogits', () => this.run(shape.maxQueries, adaptive ? 'adaptive' : options.fresh ? 'incremental' : 'exact', options.staleness));
     const V = this.config.vocabSize;
     shape.queryLengths.forEach((m, b) => logits.fill(0, (b * shape.maxQueries + m) * V, (b + 1) * shape.maxQueries * V));
     return logits;
@@ -413,8 +461,8 @@ export class GpuModel {
     if (this.config.arch !== 'mdlm') fail('architecture', 'mdlmLogits needs an MDLM model; this one is a PGM');
     const n = validateMdlmBatch(this.config, sequences);
     const positions = Array.from({ length: n }, (_, i) => i);
-    this.writeBatch(sequences.map((s) => s.tokens), sequences.map(() => positions), []);
-    return this.run(n, 'exact');
+    this.writeBatch('mdlmLogits', sequences.map((s) => s.tokens), sequences.map(() => positions), []);
+    return this.start('mdlmLogits', () => this.run(n, 'exact'));
   }
 
   /**

@@ -346,6 +346,36 @@ describe(`robustness (${runtime})`, () => {
     }
   });
 
+  it('GpuModel driven out of its step order (inputs and setLengths, then startStep) is a call-order error, and in order draws again', async () => {
+    const m = await GpuModel.load(await testGpu(), config, model.weights);
+    const order = (call: () => unknown) => expect(call).toThrow(expect.objectContaining({ code: 'call-order' }));
+    const settings = { step: 0, temperature: 1, topP: 1, greedy: true, pReveal: 1, append: true };
+    try {
+      // Before any setLengths, a step has no batch shape: it would draw nothing.
+      expect(await rejection(m.sampleStep(settings))).toMatchObject({ code: 'call-order', message: expect.stringMatching(/a step before setLengths/) });
+      m.writeClean(0, 0, [config.bosId, 7], [0, 1]);
+      m.setLengths([2], [3]);
+      // A pass 'none' reuses logits, and none has been computed for these lengths.
+      expect(await rejection(m.sampleStep(settings, 'none'))).toMatchObject({ code: 'call-order', message: expect.stringMatching(/pass 'none'/) });
+      // A failed start leaves the model taking the next step's calls, not stuck.
+      expect(await rejection(m.sampleStep(settings, 'adaptive', 2))).toMatchObject({ code: 'shape' });
+      m.writeQueries(0, [2, 3, 4]);
+      m.writeSeeds([1]);
+      // While a step is being started, a write would land in it: refused until it resolves.
+      const started = m.startStep(settings);
+      order(() => m.writeClean(0, 0, [config.bosId], [0]));
+      order(() => m.setLengths([2], [3]));
+      expect(await rejection(m.startStep(settings))).toMatchObject({ code: 'call-order', message: expect.stringMatching(/a step is being started/) });
+      const { tokens } = await (await started).result;
+      expect([...tokens].every((t) => t >= 0 && t < config.vocabSize && t !== config.maskId), `${tokens}`).toBe(true);
+      // Resolved: the next step's inputs and a pass 'none' over the same lengths are in order.
+      m.writeClean(0, 0, [config.bosId, 7], [0, 1]);
+      expect((await m.sampleStep({ ...settings, append: false }, 'none')).tokens).toEqual(tokens);
+    } finally {
+      m.dispose();
+    }
+  });
+
   it('what is beyond the device limits is refused naming the limit and what would fit, and every buffer made is freed', async () => {
     await shared(); // kernel variants are measured once per adapter: not on the shapes below
     const gpu = await ownGpu('default');
