@@ -44,7 +44,7 @@ const TOP = readdirSync(ROOT, { withFileTypes: true }).filter((e) => e.isDirecto
 const SRC = readdirSync(join(ROOT, 'src'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
 const escape = (s: string) => s.replace(/[.]/g, '\\.');
 /** A path starting with one of `folders`, not inside a URL or a longer path; it ends on a word character or a slash. */
-const pathsUnder = (folders: readonly string[]) => new RegExp(`(?<![\\w./@:-])((?:${folders.map(escape).join('|')})/[\\w./-]*[\\w/])`, 'g');
+const pathsUnder = (folders: readonly string[]) => new RegExp(`(?<![\\w./@:-])((?:${folders.map(escape).join('|')})/[\\w./-]*[\\w/])(?![\\w./-]*[<*])`, 'g');
 const REPO_PATH = pathsUnder(TOP);
 const SRC_PATH = pathsUnder(SRC);
 const CODE = /\.(ts|js|mjs|cjs|jsx|wgsl|py|sh)$/;
@@ -91,7 +91,7 @@ describe('cited paths', () => {
   it('are found in Markdown and code comments, URLs, placeholders and ignored outputs left out', () => {
     const md = [
       'See [the model](model.md), [a section](#one-step), [npm](https://www.npmjs.com/package/webgpu) and `src/options.ts`.',
-      'Run `npx tsx scripts/fuzz.ts`; it writes `training/data/out/L256` and `dist/index.js`; `models/<name>/config.json`, `src/*.ts`.',
+      'Run `npx tsx scripts/fuzz.ts`; it writes `training/data/out/L256` and `dist/index.js`; `models/<name>/config.json`, `src/*.ts`, bench/results/run-<adapter>.json.',
       'Stale: `docs/gone.md`, and (`src/kernels/none.ts`).',
     ].join('\n');
     expect(citations('docs/x.md', md).map(missing).filter(Boolean)).toEqual(['docs/gone.md', 'src/kernels/none.ts']);
