@@ -34,15 +34,12 @@ export async function fmaPeak(ctx: GpuContext, reps: number): Promise<number> {
   try {
     const kernel = await Kernel.create(ctx.device, { shader: { name: 'peak-fma.wgsl', code: WGSL['peak-fma.wgsl'] } });
     const groups = 4096;
-    const threads = groups * 64;
+    const threads = groups * kernel.workgroupSize[0];
     const out = memory.create('fma.out', threads * 16, storage());
     const params = memory.create('fma.params', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    const bindGroup = kernel.bind('peak-fma', [params, out]);
+    const bindGroup = kernel.bind('peak-fma', { p: params, out });
     const run = async (iterations: number, n = 1): Promise<number> => {
-      const data = new ArrayBuffer(16);
-      new Uint32Array(data, 0, 1)[0] = iterations;
-      new Float32Array(data, 4, 2).set([0.999, 1e-3]);
-      ctx.device.queue.writeBuffer(params, 0, data);
+      ctx.device.queue.writeBuffer(params, 0, kernel.pack({ iterations, mul: 0.999, add: 1e-3 }));
       const [ms] = await timeDispatches(ctx, [{ kernel, bindGroup, grid: [groups, 1, 1] }], n);
       return ms;
     };
@@ -64,12 +61,9 @@ export async function bandwidthPeak(ctx: GpuContext, megabytes: number, reps: nu
     const src = memory.create('bandwidth.src', count * 16, storage());
     const dst = memory.create('bandwidth.dst', count * 16, storage());
     const params = memory.create('bandwidth.params', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    const data = new ArrayBuffer(16);
-    new Uint32Array(data, 0, 1)[0] = count;
-    new Float32Array(data, 4, 1)[0] = 1.5;
-    ctx.device.queue.writeBuffer(params, 0, data);
-    const groups = Math.min(4096, Math.ceil(count / 64));
-    const bindGroup = kernel.bind('peak-bandwidth', [params, src, dst]);
+    ctx.device.queue.writeBuffer(params, 0, kernel.pack({ count, scale: 1.5 }));
+    const groups = Math.min(4096, Math.ceil(count / kernel.workgroupSize[0]));
+    const bindGroup = kernel.bind('peak-bandwidth', { p: params, src, dst });
     const [ms] = await timeDispatches(ctx, [{ kernel, bindGroup, grid: [groups, 1, 1] }], reps);
     return (2 * count * 16) / (ms * 1e6);
   } finally {

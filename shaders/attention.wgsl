@@ -6,6 +6,8 @@
 #include "attention_io.wgsl"
 
 const DV: u32 = (HEAD_DIM + 3u) / 4u;
+// Query rows per thread: the four lanes of each row-wise vec4 below (the host reads it for the grid).
+const THREAD_ROWS: u32 = 4u;
 
 // Four floats of a head vector, from float 4t of the head starting at `base`; zero past
 // HEAD_DIM. A last group shorter than four reads past the head (the next head, or past the
@@ -21,7 +23,7 @@ fn hsum(x: vec4<f32>) -> f32 { return (x.x + x.y) + (x.z + x.w); }
 @compute @workgroup_size(16)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let b = gid.y;
-  let i0 = (gid.x / p.nHeads) * 4u;
+  let i0 = (gid.x / p.nHeads) * THREAD_ROWS;
   let h = gid.x % p.nHeads;
   let nRows = seqRows(p.queryKind, b);
   if (i0 >= nRows) { return; }

@@ -11,13 +11,16 @@ const TN: u32 = 8u;
 #else
 const TN: u32 = 4u;
 #endif
+// The block of y a workgroup covers (the host reads it for the grid).
+const BLOCK_ROWS: u32 = TM * WG_Y;
+const BLOCK_COLS: u32 = TN * WG_X;
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let b = wid.z;
   let rows = rowCount(b);
-  let r0 = (wid.y * WG_Y + lid.y) * TM;
-  let c0 = (wid.x * WG_X + lid.x) * TN;
+  let r0 = wid.y * BLOCK_ROWS + lid.y * TM;
+  let c0 = wid.x * BLOCK_COLS + lid.x * TN;
   if (r0 >= rows || c0 >= p.N) { return; }
   let xBase = firstXRow(b);
   // Rows/columns past the end are clamped to the last valid one and never written.

@@ -21,6 +21,9 @@ const SG: u32 = 8u;
 #else
 const SG: u32 = 4u;
 #endif
+// The block of y a workgroup covers (the host reads it for the grid).
+const BLOCK_ROWS: u32 = TM;
+const BLOCK_COLS: u32 = 4u * WG;
 
 @compute @workgroup_size(WG)
 fn main(
@@ -30,9 +33,9 @@ fn main(
 ) {
   let b = wid.z;
   let rows = rowCount(b);
-  let r0 = wid.y * TM;
+  let r0 = wid.y * BLOCK_ROWS;
   if (r0 >= rows) { return; }
-  let c0 = (wid.x * WG + li) * 4u;
+  let c0 = wid.x * BLOCK_COLS + li * 4u;
   // Rows/columns past the end are clamped to the last valid one and never written.
   let wr = min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.N - 1u));
   var xr: array<u32, TM>;

@@ -6,6 +6,9 @@
 #include "matmul_io.wgsl"
 
 const LANES: u32 = 16u;
+// The block of y a workgroup covers (the host reads it for the grid).
+const BLOCK_ROWS: u32 = 4u;
+const BLOCK_COLS: u32 = 64u;
 
 var<workgroup> partial: array<vec4<f32>, 256>;  // [column group * LANES + lane]: 4 columns
 
@@ -29,10 +32,10 @@ fn main(
 ) {
   let b = wid.z;
   let rows = rowCount(b);
-  let r0 = wid.y * 4u;
+  let r0 = wid.y * BLOCK_ROWS;
   if (r0 >= rows) { return; }
   let lane = lid.x;
-  let c0 = wid.x * 64u + lid.y * 4u;
+  let c0 = wid.x * BLOCK_COLS + lid.y * 4u;
   // Rows/columns past the end are clamped to the last valid one and never written.
   var xr: array<u32, 4>;
   var wr: array<u32, 4>;

@@ -7,6 +7,9 @@
 
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
+// The block of y a workgroup covers (the host reads it for the grid).
+const BLOCK_ROWS: u32 = TILE;
+const BLOCK_COLS: u32 = TILE;
 
 var<workgroup> xTile: array<array<vec4<f32>, 16>, TILE_K>;  // [k][row / 4], rows 4r .. 4r+3
 var<workgroup> wTile: array<array<vec4<f32>, 16>, TILE_K>;  // [k][col / 4]
@@ -22,8 +25,8 @@ fn main(
 ) {
   let b = wid.z;
   let rows = rowCount(b);
-  let rowBlock = wid.y * TILE;
-  let colBlock = wid.x * TILE;
+  let rowBlock = wid.y * BLOCK_ROWS;
+  let colBlock = wid.x * BLOCK_COLS;
   if (rowBlock >= rows) { return; }
   // Staging: thread li loads row/column `slot` of the block, K step `part` of the tile.
   // Rows/columns past the end are clamped to the last valid one and never written.

@@ -1,5 +1,5 @@
 import { PgmError, fail } from '../errors.js';
-import { bindingKinds, preprocess, variantKey, type BindingKind, type Defines, type ShaderSource } from './shader.js';
+import { bindings, constant, preprocess, structFields, variantKey, workgroupSize, type Binding, type BindingKind, type Defines, type ShaderSource } from './shader.js';
 
 export interface KernelSpec {
   /** The shader (`shader(file)` for the engine's own). */
@@ -13,14 +13,32 @@ const bufferType: Record<BindingKind, GPUBufferBindingType> = {
   write: 'storage',
 };
 
-/** A compiled compute pipeline with an explicit bind-group layout. */
+/** A PgmError unless `given` names exactly the `declared` names; `what` says whose names they are. */
+function expectNames(what: string, declared: readonly string[], given: readonly string[]): void {
+  const missing = declared.filter((n) => !given.includes(n));
+  const extra = given.filter((n) => !declared.includes(n));
+  if (missing.length || extra.length) {
+    const parts = [missing.length && `missing ${missing.join(', ')}`, extra.length && `no such ${extra.join(', ')}`].filter(Boolean);
+    fail('webgpu', `${what}: ${parts.join('; ')} (declared: ${declared.join(', ')})`);
+  }
+}
+
+/**
+ * A compiled compute pipeline with an explicit bind-group layout, and the host side of its
+ * interface read off its WGSL: buffers are bound by the shader's variable names, uniform
+ * structs packed by their field names, geometry read from its constants.
+ */
 export class Kernel {
   private constructor(
     readonly name: string,
     readonly pipeline: GPUComputePipeline,
     readonly layout: GPUBindGroupLayout,
     /** The shader's bindings 0..n-1, read off its WGSL. */
-    readonly bindings: readonly BindingKind[],
+    readonly bindings: readonly Binding[],
+    /** `@workgroup_size` of its entry point. */
+    readonly workgroupSize: readonly [number, number, number],
+    private readonly source: ShaderSource,
+    private readonly code: string,
     private readonly device: GPUDevice,
   ) {}
 
@@ -33,10 +51,10 @@ export class Kernel {
     if (errors.length) {
       throw new PgmError('webgpu', `shader ${name} failed to compile: ${errors.map((m) => `line ${m.lineNum}: ${m.message}`).join('; ')}`);
     }
-    const bindings = bindingKinds(spec.shader, code);
+    const declared = bindings(spec.shader, code);
     const layout = device.createBindGroupLayout({
       label: name,
-      entries: bindings.map((kind, binding) => ({
+      entries: declared.map(({ kind }, binding) => ({
         binding,
         visibility: GPUShaderStage.COMPUTE,
         buffer: { type: bufferType[kind] },
@@ -50,16 +68,36 @@ export class Kernel {
     });
     const error = await device.popErrorScope();
     if (error) throw new PgmError('webgpu', `pipeline ${name}: ${error.message}`);
-    return new Kernel(name, pipeline, layout, bindings, device);
+    return new Kernel(name, pipeline, layout, declared, workgroupSize(spec.shader, code), spec.shader, code, device);
   }
 
-  /** Build a bind group once; buffers in binding order, one per binding the shader declares. */
-  bind(label: string, buffers: readonly GPUBuffer[]): GPUBindGroup {
-    if (buffers.length !== this.bindings.length) fail('webgpu', `${label}: shader ${this.name} declares ${this.bindings.length} bindings, ${buffers.length} buffers were given`);
+  /** A module-scope constant of this variant (`const NAME = ...`, numeric defines included). */
+  constant(name: string): number {
+    return constant(this.source, this.code, name);
+  }
+
+  /** `values` laid out as the shader's `struct <name>` (default `Params`), each field by its name. */
+  pack(values: Readonly<Record<string, number>>, struct = 'Params'): ArrayBuffer {
+    const fields = structFields(this.source, this.code, struct);
+    expectNames(`shader ${this.name}: struct ${struct}`, fields.map((f) => f.name), Object.keys(values));
+    const data = new ArrayBuffer(Math.max(16, Math.ceil(fields.length / 4) * 16));
+    const view = new DataView(data);
+    fields.forEach(({ name, type }, i) => {
+      if (type === 'f32') view.setFloat32(4 * i, values[name], true);
+      else if (type === 'i32') view.setInt32(4 * i, values[name], true);
+      else view.setUint32(4 * i, values[name], true);
+    });
+    return data;
+  }
+
+  /** Build a bind group once: one buffer for each binding the shader declares, keyed by its WGSL name. */
+  bind(label: string, buffers: Readonly<Record<string, GPUBuffer>>): GPUBindGroup {
+    const names = this.bindings.map((b) => b.name);
+    expectNames(`${label}: shader ${this.name}'s bindings`, names, Object.keys(buffers));
     return this.device.createBindGroup({
       label,
       layout: this.layout,
-      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+      entries: names.map((name, binding) => ({ binding, resource: { buffer: buffers[name] } })),
     });
   }
 }

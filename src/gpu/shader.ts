@@ -82,23 +82,79 @@ export function preprocess(shader: ShaderSource, defines: Defines = {}): string 
 /** How a kernel uses a buffer binding: `var<uniform>`, `var<storage, read>`, `var<storage, read_write>`. */
 export type BindingKind = 'uniform' | 'read' | 'write';
 
+/** A binding of group 0: its WGSL variable name and kind. */
+export interface Binding {
+  name: string;
+  kind: BindingKind;
+}
+
 const KINDS: Record<string, BindingKind> = { uniform: 'uniform', 'storage,read': 'read', 'storage,read_write': 'write' };
 
 /**
- * The kinds of bindings 0..n-1 of group 0, as the (preprocessed) WGSL declares them: the
- * shader is the one declaration of a kernel's interface, the bind-group layout is read off it.
+ * Bindings 0..n-1 of group 0, as the (preprocessed) WGSL declares them: the shader is the one
+ * declaration of a kernel's interface; the bind-group layout is read off it and the wrappers
+ * bind buffers by these names.
  */
-export function bindingKinds(shader: ShaderSource, code: string): BindingKind[] {
-  const kinds: BindingKind[] = [];
-  for (const [, group, binding, space] of code.matchAll(/@group\((\d+)\)\s*@binding\((\d+)\)\s*var<([^>]+)>/g)) {
+export function bindings(shader: ShaderSource, code: string): Binding[] {
+  const found: Binding[] = [];
+  for (const [, group, binding, space, name] of code.matchAll(/@group\((\d+)\)\s*@binding\((\d+)\)\s*var<([^>]+)>\s*(\w+)/g)) {
     const kind = KINDS[space.replace(/\s/g, '')];
-    if (group !== '0' || !kind) fail('webgpu', `shader ${shader.name}: binding ${binding} of group ${group} is var<${space}>; kernels use group 0 and uniform or storage buffers`);
-    if (kinds[Number(binding)]) fail('webgpu', `shader ${shader.name}: binding ${binding} is declared twice`);
-    kinds[Number(binding)] = kind;
+    if (group !== '0' || !kind) fail('webgpu', `shader ${shader.name}: binding ${binding} (${name}) of group ${group} is var<${space}>; kernels use group 0 and uniform or storage buffers`);
+    if (found[Number(binding)]) fail('webgpu', `shader ${shader.name}: binding ${binding} is declared twice`);
+    if (found.some((b) => b?.name === name)) fail('webgpu', `shader ${shader.name}: two bindings are named ${name}`);
+    found[Number(binding)] = { name, kind };
   }
-  const missing = Array.from(kinds, (k, i) => (k ? -1 : i)).filter((i) => i >= 0);
+  const missing = Array.from(found, (b, i) => (b ? -1 : i)).filter((i) => i >= 0);
   if (missing.length) fail('webgpu', `shader ${shader.name}: bindings ${missing.join(', ')} are not declared; bindings are numbered 0..n-1`);
-  return kinds;
+  return found;
+}
+
+/** A field of a uniform struct; every field is a 4-byte scalar, so field i sits at byte 4i. */
+export interface Field {
+  name: string;
+  type: 'u32' | 'i32' | 'f32';
+}
+
+/** The fields of `struct <name>` in the (preprocessed) WGSL; a PgmError if it is missing or holds a non-scalar. */
+export function structFields(shader: ShaderSource, code: string, name: string): Field[] {
+  const body = code.match(new RegExp(`\\bstruct\\s+${name}\\s*\\{([^}]*)\\}`))?.[1];
+  if (body === undefined) fail('webgpu', `shader ${shader.name} declares no struct ${name}`);
+  return body
+    .split('\n')
+    .map((line) => line.replace(/\/\/.*/, '').trim())
+    .filter(Boolean)
+    .map((line) => {
+      const field = line.match(/^(\w+)\s*:\s*(u32|i32|f32)\s*,?$/);
+      if (!field) fail('webgpu', `shader ${shader.name}: struct ${name} field '${line}' is not a u32, i32 or f32 scalar`);
+      return { name: field[1], type: field[2] as Field['type'] };
+    });
+}
+
+/**
+ * The value of a module-scope `const NAME = a * b * ...;` (factors: integer literals, or other such
+ * constants, numeric defines included): geometry the host reads rather than writes again.
+ */
+export function constant(shader: ShaderSource, code: string, name: string): number {
+  const expr = code.match(new RegExp(`^\\s*const\\s+${name}\\s*(?::\\s*\\w+\\s*)?=\\s*([^;]+);`, 'm'))?.[1];
+  if (expr === undefined) fail('webgpu', `shader ${shader.name} declares no const ${name}`);
+  return product(shader, code, expr, name);
+}
+
+function product(shader: ShaderSource, code: string, expr: string, what: string): number {
+  return expr.split('*').reduce((value, factor) => {
+    const f = factor.trim();
+    if (/^\d+u?$/.test(f)) return value * parseInt(f, 10);
+    if (/^\w+$/.test(f)) return value * constant(shader, code, f);
+    return fail('webgpu', `shader ${shader.name}: ${what} = ${expr.trim()} is not a product of integers and constants`);
+  }, 1);
+}
+
+/** `@workgroup_size(x, y, z)` of the entry point, its terms resolved as `constant` does. */
+export function workgroupSize(shader: ShaderSource, code: string): [number, number, number] {
+  const args = code.match(/@workgroup_size\(([^)]*)\)/)?.[1];
+  if (args === undefined) fail('webgpu', `shader ${shader.name} has no @workgroup_size`);
+  const [x, y = 1, z = 1] = args.split(',').filter((a) => a.trim()).map((a) => product(shader, code, a, 'workgroup_size'));
+  return [x, y, z];
 }
 
 /** A stable key for a variant, for pipeline caches. */

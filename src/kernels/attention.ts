@@ -2,14 +2,10 @@ import { byRowCount, type Dispatch } from '../gpu/kernel.js';
 import { shader } from '../gpu/shader.js';
 import { expectTensor, type GpuTensor } from '../gpu/tensor.js';
 import { DEFAULT_PLAN, everyBucket, ROW_BUCKETS, type AttentionVariant } from './plan.js';
-import { activationShape, ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
+import { activationShape, batchBindings, ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
 const threadShader = shader('attention.wgsl');
 const flashShader = shader('attention_flash.wgsl');
-const QUERY_TILE = 64;
-/** `thread`: query rows per thread, threads per workgroup (small groups spread few rows over all cores). */
-const THREAD_ROWS = 4;
-const THREAD_GROUP = 16;
 
 /** Keys per workgroup-memory tile: K and V tiles together stay within 16 KiB, the WebGPU default limit. */
 export const keyTile = (headDim: number): number => Math.max(1, Math.min(32, Math.floor(2048 / headDim)));
@@ -39,23 +35,34 @@ export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promis
   for (const [role, t] of [['q', a.q], ['k', a.k], ['v', a.v]] as const) expectTensor(op, role, t, { shape });
   expectTensor(op, 'out', a.out, { shape, dense: true });
   const variants = a.variant ? everyBucket(a.variant) : (ws.plan ?? DEFAULT_PLAN).attention;
-  const params = paramsBuffer(
-    ws,
-    a.label,
-    [a.q.rowStride, a.q.offset, a.k.rowStride, a.k.offset, a.v.rowStride, a.v.offset, a.nHeads, a.queries],
-    [1 / Math.sqrt(a.headDim)],
-  );
+  const params = {
+    qStride: a.q.rowStride,
+    qOffset: a.q.offset,
+    kStride: a.k.rowStride,
+    kOffset: a.k.offset,
+    vStride: a.v.rowStride,
+    vOffset: a.v.offset,
+    nHeads: a.nHeads,
+    queryKind: a.queries,
+    scale: 1 / Math.sqrt(a.headDim),
+  };
+  // One uniform for every variant: they share attention_io.wgsl's Params.
+  let p: GPUBuffer | undefined;
   const prepare = async (variant: AttentionVariant): Promise<Dispatch> => {
     const flash = variant === 'flash';
     const kernel = await ws.kernels.get({
       shader: flash ? flashShader : threadShader,
       defines: flash ? { HEAD_DIM: a.headDim, KEY_TILE: keyTile(a.headDim) } : { HEAD_DIM: a.headDim },
     });
-    const bindGroup = kernel.bind(a.label, [ws.dims, ws.lengths, params, a.q.buffer, a.k.buffer, a.v.buffer, a.out.buffer]);
+    p ??= paramsBuffer(ws, kernel, a.label, params);
+    const bindGroup = kernel.bind(a.label, { ...batchBindings(ws), p, q: a.q.buffer, k: a.k.buffer, v: a.v.buffer, out: a.out.buffer });
+    // flash: a workgroup per QUERY_TILE rows of a head; thread: a thread per THREAD_ROWS rows of a head.
+    const rowsPer = kernel.constant(flash ? 'QUERY_TILE' : 'THREAD_ROWS');
+    const [group] = kernel.workgroupSize;
     const grid = (): [number, number, number] =>
       flash
-        ? [ceilDiv(rowsOf(ws, a.queries), QUERY_TILE), a.nHeads, ws.shape.batch]
-        : [ceilDiv(ceilDiv(rowsOf(ws, a.queries), THREAD_ROWS) * a.nHeads, THREAD_GROUP), ws.shape.batch, 1];
+        ? [ceilDiv(rowsOf(ws, a.queries), rowsPer), a.nHeads, ws.shape.batch]
+        : [ceilDiv(ceilDiv(rowsOf(ws, a.queries), rowsPer) * a.nHeads, group), ws.shape.batch, 1];
     return { kernel, bindGroup, grid };
   };
   const built = new Map<AttentionVariant, Promise<Dispatch>>();

@@ -1,7 +1,7 @@
 import type { Dispatch } from '../gpu/kernel.js';
 import { shader } from '../gpu/shader.js';
 import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
-import { activationShape, ceilDiv, paramsBuffer, rowsOf, Rows, type Workspace } from './workspace.js';
+import { activationShape, batchBindings, ceilDiv, paramsBuffer, rowsOf, Rows, type Workspace } from './workspace.js';
 
 const source = shader('embed.wgsl');
 
@@ -23,10 +23,10 @@ export async function embedDispatch(ws: Workspace, a: EmbedArgs): Promise<Dispat
   expectTensor('embed', 'out', a.out, { shape: activationShape(ws, D), dense: true });
   const kernel = await ws.kernels.get({ shader: source, defines: { F16: a.embedding.dtype === 'f16' } });
   const rows = a.rows ?? Rows.Clean;
-  const params = paramsBuffer(ws, 'embed', [D, rows, a.firstToken ?? 0, a.embedding.shape[0]]);
+  const p = paramsBuffer(ws, kernel, 'embed', { D, rowsKind: rows, first: a.firstToken ?? 0, count: a.embedding.shape[0] });
   return {
     kernel,
-    bindGroup: kernel.bind('embed', [ws.dims, ws.lengths, params, a.tokens.buffer, a.embedding.buffer, a.out.buffer]),
-    grid: () => [ceilDiv(D, 64), rowsOf(ws, rows), ws.shape.batch],
+    bindGroup: kernel.bind('embed', { ...batchBindings(ws), p, tokens: a.tokens.buffer, embedding: a.embedding.buffer, x: a.out.buffer }),
+    grid: () => [ceilDiv(D, kernel.workgroupSize[0]), rowsOf(ws, rows), ws.shape.batch],
   };
 }

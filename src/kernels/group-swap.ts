@@ -1,7 +1,7 @@
 import type { Dispatch } from '../gpu/kernel.js';
 import { shader } from '../gpu/shader.js';
 import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
-import { activationShape, ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
+import { activationShape, batchBindings, ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
 
 const poolShader = shader('pool.wgsl');
 const queryInitShader = shader('query_init.wgsl');
@@ -47,7 +47,6 @@ export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Prom
   expectTensor(op, 'sinus', a.sinus, { shape: [ws.seqStride, D], dense: true });
   expectTensor(op, 'stat', a.stat, { shape: [ws.maxBatch, D], dense: true });
   expectTensor(op, 'out', a.out, { shape: activationShape(ws, D), dense: true });
-  const params = paramsBuffer(ws, 'group_swap.q0', [D]);
   const dispatches: Dispatch[] = [];
   if (a.statistic) {
     const pool = await ws.kernels.get({
@@ -56,8 +55,8 @@ export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Prom
     });
     dispatches.push({
       kernel: pool,
-      bindGroup: pool.bind('group_swap.pool', [ws.dims, ws.lengths, params, a.encoderOut.buffer, a.stat.buffer]),
-      grid: () => [ceilDiv(D, 64), ws.shape.batch, 1],
+      bindGroup: pool.bind('group_swap.pool', { ...batchBindings(ws), p: paramsBuffer(ws, pool, 'group_swap.pool', { D }), x: a.encoderOut.buffer, stat: a.stat.buffer }),
+      grid: () => [ceilDiv(D, pool.workgroupSize[0]), ws.shape.batch, 1],
     });
   }
   const init = await ws.kernels.get({
@@ -66,8 +65,16 @@ export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Prom
   });
   dispatches.push({
     kernel: init,
-    bindGroup: init.bind('group_swap.q0', [ws.dims, ws.lengths, params, a.base.buffer, a.queryPositions.buffer, a.sinus.buffer, a.stat.buffer, a.out.buffer]),
-    grid: () => [ceilDiv(D, 64), ws.shape.maxQuery, ws.shape.batch],
+    bindGroup: init.bind('group_swap.q0', {
+      ...batchBindings(ws),
+      p: paramsBuffer(ws, init, 'group_swap.q0', { D }),
+      base: a.base.buffer,
+      queryPositions: a.queryPositions.buffer,
+      sinus: a.sinus.buffer,
+      stat: a.stat.buffer,
+      q0: a.out.buffer,
+    }),
+    grid: () => [ceilDiv(D, init.workgroupSize[0]), ws.shape.maxQuery, ws.shape.batch],
   });
   return dispatches;
 }

@@ -3,19 +3,18 @@ import { byRowCount, type Dispatch } from '../gpu/kernel.js';
 import { shader, type Defines, type ShaderSource } from '../gpu/shader.js';
 import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
 import { bucketRange, DEFAULT_PLAN, everyBucket, matmulBuckets, type MatmulVariant } from './plan.js';
-import { activationShape, ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
+import { activationShape, batchBindings, ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
 
-/** Shader file, extra defines and the block of [rows, columns] one workgroup covers. */
+/** Shader file and extra defines (the block of y one workgroup covers is the shader's BLOCK_ROWS x BLOCK_COLS). */
 interface Layout {
   shader: ShaderSource;
   defines: Defines;
-  block: [number, number];
 }
 
 /** A layout, or one chosen for the weight's N and K on this device. */
 type LayoutFor = Layout | ((N: number, K: number, device: GPUDevice) => Layout);
 
-const wideRows = (TM: number): Layout => ({ shader: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1, TM }, block: [TM, 256] });
+const wideRows = (TM: number): Layout => ({ shader: shader('matmul.wgsl'), defines: { WG_X: 64, WG_Y: 1, TM } });
 
 /**
  * `broadcast` with TM rows: 8 to 64 threads of 4 columns each, at least two column blocks where
@@ -25,16 +24,16 @@ const wideRows = (TM: number): Layout => ({ shader: shader('matmul.wgsl'), defin
 const broadcastRows = (TM: number) => (N: number, K: number, device: GPUDevice): Layout => {
   const WG = Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(Math.ceil(N / 8)))));
   const SG8 = (device.adapterInfo?.subgroupMinSize ?? 4) >= 8;
-  return { shader: shader('matmul_broadcast.wgsl'), defines: { TM, WG, SG8, XSCALAR: true, KTAIL: K % (SG8 ? 8 : 4) !== 0 }, block: [TM, 4 * WG] };
+  return { shader: shader('matmul_broadcast.wgsl'), defines: { TM, WG, SG8, XSCALAR: true, KTAIL: K % (SG8 ? 8 : 4) !== 0 } };
 };
 
 /** Each variant's layouts by the most rows they serve (the last one: any count). */
 const layouts: Record<MatmulVariant, [number, LayoutFor][]> = {
-  register: [[Infinity, { shader: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 8, TM: 4 }, block: [32, 32] }]],
+  register: [[Infinity, { shader: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 8, TM: 4 } }]],
   wide: [[4, wideRows(4)], [8, wideRows(8)], [Infinity, wideRows(16)]],
-  tall: [[Infinity, { shader: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, block: [64, 64] }]],
-  tiled: [[Infinity, { shader: shader('matmul_tiled.wgsl'), defines: {}, block: [64, 64] }]],
-  splitk: [[Infinity, { shader: shader('matmul_small.wgsl'), defines: {}, block: [4, 64] }]],
+  tall: [[Infinity, { shader: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true } }]],
+  tiled: [[Infinity, { shader: shader('matmul_tiled.wgsl'), defines: {} }]],
+  splitk: [[Infinity, { shader: shader('matmul_small.wgsl'), defines: {} }]],
   broadcast: [[4, broadcastRows(4)], [Infinity, broadcastRows(8)]],
 };
 
@@ -157,10 +156,25 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, a.planN ?? N, a.weight.dtype === 'f16' ? 'f16' : 'f32', a.norm !== undefined);
   expectVariantsRun(`matmul ${a.label}: the variant`, variants, ws.kernels.device);
   const r = a.rotary;
-  const params = paramsBuffer(ws, a.label, [
-    K, N, a.rows, windowRows, a.gatedResidual?.gateOffset ?? 0, firstRow, a.out.rowStride, a.out.offset, a.bias?.offset ?? 0,
-    r?.tableOffset ?? 0, r?.period ?? 0, r?.count ?? 0, (r?.headDim ?? 0) / 2, a.norm?.gainOffset ?? 0, a.norm?.columnsOffset ?? 0,
-  ]);
+  const params = {
+    K,
+    N,
+    rowsKind: a.rows,
+    ySeqRows: windowRows,
+    gateOffset: a.gatedResidual?.gateOffset ?? 0,
+    firstRow,
+    yStride: a.out.rowStride,
+    yColumn: a.out.offset,
+    biasColumn: a.bias?.offset ?? 0,
+    ropeOffset: r?.tableOffset ?? 0,
+    rotaryPeriod: r?.period ?? 0,
+    rotaryCols: r?.count ?? 0,
+    halfDim: (r?.headDim ?? 0) / 2,
+    gainOffset: a.norm?.gainOffset ?? 0,
+    columnsOffset: a.norm?.columnsOffset ?? 0,
+  };
+  // One uniform for every layout: they share matmul_io.wgsl's Params.
+  let p: GPUBuffer | undefined;
   const rowCount = () => Math.min(Math.max(rowsOf(ws, a.rows) - firstRow, 0), windowRows);
   const build = async (planned: LayoutFor): Promise<Dispatch> => {
     const layout = typeof planned === 'function' ? planned(N, K, ws.kernels.device) : planned;
@@ -178,9 +192,18 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
         ROTARY: r !== undefined,
       },
     });
-    const buffers = [ws.dims, ws.lengths, params, a.x.buffer, a.weight.buffer, a.out.buffer, a.bias?.buffer ?? ws.unused, a.constants?.buffer ?? ws.unused];
-    const bindGroup = kernel.bind(a.label, r ? [...buffers, r.positions.buffer] : buffers);
-    const [blockRows, blockCols] = layout.block;
+    p ??= paramsBuffer(ws, kernel, a.label, params);
+    const bindGroup = kernel.bind(a.label, {
+      ...batchBindings(ws),
+      p,
+      x: a.x.buffer,
+      w: a.weight.buffer,
+      y: a.out.buffer,
+      bias: a.bias?.buffer ?? ws.unused,
+      constants: a.constants?.buffer ?? ws.unused,
+      ...(r && { positions: r.positions.buffer }),
+    });
+    const [blockRows, blockCols] = [kernel.constant('BLOCK_ROWS'), kernel.constant('BLOCK_COLS')];
     return { kernel, bindGroup, grid: () => [ceilDiv(N, blockCols), ceilDiv(rowCount(), blockRows), ws.shape.batch] };
   };
   // Each bucket's variant, by the layouts of it that serve some row count of the bucket.

@@ -1,7 +1,7 @@
 import type { Dispatch } from '../gpu/kernel.js';
 import { shader } from '../gpu/shader.js';
 import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
-import { ceilDiv, paramsBuffer, rowsOf, Rows, type Workspace } from './workspace.js';
+import { batchBindings, ceilDiv, paramsBuffer, rowsOf, Rows, type Workspace } from './workspace.js';
 
 const source = shader('rows.wgsl');
 /** rows.wgsl's `count` for the joined rows only (common.wgsl's JOINED). */
@@ -26,10 +26,17 @@ export async function appendFreshRowsDispatch(ws: Workspace, a: AppendFreshRowsA
   const width = cols(a.from);
   for (const [role, t] of [['from', a.from], ['to', a.to]] as const) expectTensor(op, role, t, { shape: [ws.maxBatch, ws.seqStride, width] });
   const kernel = await ws.kernels.get({ shader: source });
-  const params = paramsBuffer(ws, a.label, [width, a.from.rowStride, a.from.offset, a.to.rowStride, a.to.offset, a.joinedOnly ? JOINED : Rows.Fresh]);
+  const p = paramsBuffer(ws, kernel, a.label, {
+    width,
+    srcStride: a.from.rowStride,
+    srcOffset: a.from.offset,
+    dstStride: a.to.rowStride,
+    dstOffset: a.to.offset,
+    count: a.joinedOnly ? JOINED : Rows.Fresh,
+  });
   return {
     kernel,
-    bindGroup: kernel.bind(a.label, [ws.dims, ws.lengths, params, a.from.buffer, a.to.buffer]),
-    grid: () => [ceilDiv(width, 64), rowsOf(ws, Rows.Fresh), ws.shape.batch],
+    bindGroup: kernel.bind(a.label, { ...batchBindings(ws), p, src: a.from.buffer, dst: a.to.buffer }),
+    grid: () => [ceilDiv(width, kernel.workgroupSize[0]), rowsOf(ws, Rows.Fresh), ws.shape.batch],
   };
 }

@@ -1,7 +1,7 @@
 import { shader } from '../gpu/shader.js';
 import type { Dispatch } from '../gpu/kernel.js';
-import type { GpuTensor } from '../gpu/tensor.js';
-import { paramsBuffer, rowsOf, Rows, type Workspace } from './workspace.js';
+import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
+import { batchBindings, paramsBuffer, rowsOf, Rows, type Workspace } from './workspace.js';
 
 const source = shader('sample.wgsl');
 
@@ -19,17 +19,18 @@ export interface SampleSettings {
 
 export interface SampleArgs {
   arch: 'pgm' | 'mdlm';
-  V: number;
   maskId: number;
   /** [batch, R, V]: a window of R rows per sequence at a time. */
   logits: GpuTensor;
   /** How many windows of R rows sequences of L rows take. */
   windows: number;
-  seeds: GPUBuffer; // u32 [batch]
-  queryPositions: GPUBuffer;
-  cleanTokens: GPUBuffer;
-  cleanPositions: GPUBuffer;
-  drawn: GPUBuffer; // [batch, maxRows] x (token, probability bits)
+  seeds: GpuTensor; // u32 [batch]
+  /** u32 [batch, L] each: read (PGM: the queries' positions), and appended to (the clean set). */
+  queryPositions: GpuTensor;
+  cleanTokens: GpuTensor;
+  cleanPositions: GpuTensor;
+  /** u32 [batch * L, 2]: per step, [batch, maxRows] pairs (token or -1, probability bits), packed. */
+  drawn: GpuTensor;
 }
 
 export interface Sampler {
@@ -41,35 +42,51 @@ export interface Sampler {
 
 /** The GPU sampler: one workgroup per row of logits, window by window. */
 export async function createSampler(ws: Workspace, a: SampleArgs): Promise<Sampler> {
+  const op = 'sample';
+  const V = cols(a.logits);
+  const sequences = { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true } as const;
+  expectTensor(op, 'logits', a.logits, { shape: [ws.maxBatch, undefined, V], dense: true });
+  expectTensor(op, 'seeds', a.seeds, { shape: [ws.maxBatch], dtype: 'u32' });
+  for (const role of ['queryPositions', 'cleanTokens', 'cleanPositions'] as const) expectTensor(op, role, a[role], sequences);
+  expectTensor(op, 'drawn', a.drawn, { shape: [ws.maxBatch * ws.seqStride, 2], dtype: 'u32', dense: true });
   const kernel = await ws.kernels.get({
     shader: source,
     defines: { PGM: a.arch === 'pgm' },
   });
   const rows = a.arch === 'pgm' ? Rows.Query : Rows.Clean;
-  const params = paramsBuffer(ws, 'sample', [a.V, a.maskId, 0, 0, 0, 0, 0, 0]);
-  const data = new ArrayBuffer(32);
-  const u32 = new Uint32Array(data);
-  const f32 = new Float32Array(data);
+  const settings = (s: SampleSettings) => ({
+    V,
+    maskId: a.maskId,
+    step: s.step,
+    greedy: s.greedy ? 1 : 0,
+    temperature: s.greedy ? 1 : s.temperature,
+    topP: s.topP,
+    pReveal: s.pReveal,
+    append: s.append ? 1 : 0,
+  });
+  const p = paramsBuffer(ws, kernel, op, settings({ step: 0, temperature: 0, topP: 0, greedy: false, pReveal: 0, append: false }));
   const R = a.logits.shape[1];
+  const buffers = {
+    ...batchBindings(ws),
+    p,
+    logits: a.logits.buffer,
+    seeds: a.seeds.buffer,
+    queryPositions: a.queryPositions.buffer,
+    cleanTokens: a.cleanTokens.buffer,
+    cleanPositions: a.cleanPositions.buffer,
+    drawn: a.drawn.buffer,
+  };
   return {
     windows: Array.from({ length: a.windows }, (_, w) => {
-      const window = paramsBuffer(ws, `sample window ${w}`, [w * R, R]);
+      const window = paramsBuffer(ws, kernel, `sample window ${w}`, { first: w * R, rows: R }, 'Window');
       return {
         kernel,
-        bindGroup: kernel.bind('sample', [ws.dims, ws.lengths, params, a.logits.buffer, a.seeds, a.queryPositions, a.cleanTokens, a.cleanPositions, a.drawn, window]),
+        bindGroup: kernel.bind(op, { ...buffers, window }),
         grid: () => [Math.min(Math.max(rowsOf(ws, rows) - w * R, 0), R), ws.shape.batch, 1],
       };
     }),
     set(s: SampleSettings) {
-      u32[0] = a.V;
-      u32[1] = a.maskId;
-      u32[2] = s.step;
-      u32[3] = s.greedy ? 1 : 0;
-      f32[4] = s.greedy ? 1 : s.temperature;
-      f32[5] = s.topP;
-      f32[6] = s.pReveal;
-      u32[7] = s.append ? 1 : 0;
-      ws.device.queue.writeBuffer(params, 0, data);
+      ws.device.queue.writeBuffer(p, 0, kernel.pack(settings(s)));
     },
   };
 }

@@ -2,7 +2,7 @@ import { fail } from '../errors.js';
 import type { Dispatch } from '../gpu/kernel.js';
 import { shader } from '../gpu/shader.js';
 import { expectTensor, type GpuTensor } from '../gpu/tensor.js';
-import { activationShape, ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
+import { activationShape, batchBindings, ceilDiv, paramsBuffer, type Workspace } from './workspace.js';
 
 const stalenessShader = shader('staleness.wgsl');
 const reencodeShader = shader('reencode.wgsl');
@@ -41,11 +41,18 @@ export async function stalenessDispatch(ws: Workspace, a: StalenessArgs): Promis
   expectTensor(op, 'queries', a.queries, { shape });
   expectTensor(op, 'keys', a.keys, { shape });
   const kernel = await ws.kernels.get({ shader: stalenessShader, defines: { HEAD_DIM: a.headDim } });
-  const params = paramsBuffer(ws, op, [a.nHeads, a.queries.rowStride, a.queries.offset, a.keys.rowStride, a.keys.offset], [1 / Math.sqrt(a.headDim)]);
+  const p = paramsBuffer(ws, kernel, op, {
+    heads: a.nHeads,
+    qStride: a.queries.rowStride,
+    qOffset: a.queries.offset,
+    kStride: a.keys.rowStride,
+    kOffset: a.keys.offset,
+    scale: 1 / Math.sqrt(a.headDim),
+  });
   return {
     kernel,
-    bindGroup: kernel.bind(op, [ws.dims, ws.lengths, params, a.queries.buffer, a.keys.buffer, a.state.lse.buffer]),
-    grid: () => [ceilDiv(ws.shape.maxClean * a.nHeads, 64), ws.shape.batch, 1],
+    bindGroup: kernel.bind(op, { ...batchBindings(ws), p, queries: a.queries.buffer, keys: a.keys.buffer, lse: a.state.lse.buffer }),
+    grid: () => [ceilDiv(ws.shape.maxClean * a.nHeads, kernel.workgroupSize[0]), ws.shape.batch, 1],
   };
 }
 
@@ -59,10 +66,10 @@ export async function reencodeDispatch(ws: Workspace, state: StalenessState, nHe
   checkState(ws, op, state, nHeads);
   if (state.report.size < 4 * ws.maxBatch) fail('shape', `${op}: report holds ${state.report.size} bytes, ${4 * ws.maxBatch} needed`);
   const kernel = await ws.kernels.get({ shader: reencodeShader, defines: { WRITE_LENGTHS: true } });
-  const params = paramsBuffer(ws, op, [perFresh, nHeads]);
+  const p = paramsBuffer(ws, kernel, op, { perFresh, heads: nHeads });
   return {
     kernel,
-    bindGroup: kernel.bind(op, [ws.dims, ws.lengths, params, state.lse.buffer, state.unseen.buffer, state.report, state.threshold]),
+    bindGroup: kernel.bind(op, { ...batchBindings(ws), p, lse: state.lse.buffer, unseen: state.unseen.buffer, report: state.report, threshold: state.threshold }),
     grid: () => [ws.shape.batch, 1, 1],
   };
 }

@@ -1,5 +1,5 @@
 import type { GpuMemory } from '../gpu/memory.js';
-import type { KernelCache } from '../gpu/kernel.js';
+import type { Kernel, KernelCache } from '../gpu/kernel.js';
 import type { KernelPlan } from './plan.js';
 
 /**
@@ -56,13 +56,13 @@ export function createWorkspace(memory: GpuMemory, kernels: KernelCache, seqStri
   };
 }
 
-/** A uniform buffer with `u32s` followed by `f32s`, written once. */
-export function paramsBuffer(ws: Workspace, label: string, u32s: readonly number[], f32s: readonly number[] = []): GPUBuffer {
-  const data = new ArrayBuffer(Math.max(16, Math.ceil((u32s.length + f32s.length) * 4 / 16) * 16));
-  new Uint32Array(data, 0, u32s.length).set(u32s);
-  new Float32Array(data, u32s.length * 4, f32s.length).set(f32s);
-  return ws.memory.upload(label, new Uint8Array(data), GPUBufferUsage.UNIFORM);
+/** A uniform buffer holding `kernel`'s `struct` (default `Params`), its fields by name. */
+export function paramsBuffer(ws: Workspace, kernel: Kernel, label: string, values: Readonly<Record<string, number>>, struct?: string): GPUBuffer {
+  return ws.memory.upload(label, new Uint8Array(kernel.pack(values, struct)), GPUBufferUsage.UNIFORM);
 }
+
+/** The bindings every kernel of the packed token sets declares first (common.wgsl). */
+export const batchBindings = (ws: Workspace): { dims: GPUBuffer; lengths: GPUBuffer } => ({ dims: ws.dims, lengths: ws.lengths });
 
 /**
  * Set the batch shape for the next forward pass: writes `dims` and `lengths`. `freshLengths`

@@ -221,8 +221,15 @@ export class GpuModel {
       // The draws, then room for an adaptive pass's report.
       const drawn = memory.create('drawn', 8 * rows + 4 * maxBatch, STORAGE, { hint: fits });
       const sampler = await createSampler(ws, {
-        arch: config.arch, V, maskId: config.maskId, logits: act.logits, windows: forward.windows.length, seeds,
-        queryPositions: act.queryPositions.buffer, cleanTokens: act.cleanTokens.buffer, cleanPositions: act.cleanPositions.buffer, drawn,
+        arch: config.arch,
+        maskId: config.maskId,
+        logits: act.logits,
+        windows: forward.windows.length,
+        seeds: gpuTensor('seeds', seeds, [maxBatch], 'u32'),
+        queryPositions: act.queryPositions,
+        cleanTokens: act.cleanTokens,
+        cleanPositions: act.cleanPositions,
+        drawn: gpuTensor('drawn', drawn, [rows, 2], 'u32'),
       });
       let kv: KvSet | undefined;
       const kvSetOnce = () => (kv ??= kvSet(activation, config));

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { inlineIncludes, MODULES } from '../../scripts/bundle-assets.js';
 import { PgmError } from '../../src/errors.js';
 import { pgmError } from '../convert/helpers.js';
-import { bindingKinds, preprocess, shader } from '../../src/gpu/shader.js';
+import { bindings, constant, preprocess, shader, structFields, workgroupSize } from '../../src/gpu/shader.js';
 import { WGSL } from '../../src/gpu/wgsl.js';
 import { emittedFile, PARCEL_FIX } from '../../src/model/bundlers.js';
 import { PACKAGED_FILES, PACKAGED_MANIFEST } from '../../src/model/packaged.js';
@@ -91,35 +91,80 @@ describe('preprocess (the #if switches resolved per pipeline)', () => {
   });
 });
 
-describe('bindingKinds (each kernel declares its bindings once, in WGSL)', () => {
+describe('the host-shader interface, read off the WGSL (each kernel declares it once)', () => {
   const source = (code: string) => ({ name: 'test.wgsl', code });
 
-  it('reads the kinds of bindings 0..n-1 from the declarations', () => {
+  it('reads the names and kinds of bindings 0..n-1 from the declarations', () => {
     const code = [
       '@group(0) @binding(1) var<storage, read> x: array<f32>;',
       '@group(0) @binding(0) var<uniform> p: Params;',
       '@group(0) @binding(2) var<storage,read_write> y: array<f32>; // [batch, L, D]',
     ].join('\n');
-    expect(bindingKinds(source(code), code)).toEqual(['uniform', 'read', 'write']);
+    expect(bindings(source(code), code)).toEqual([
+      { name: 'p', kind: 'uniform' },
+      { name: 'x', kind: 'read' },
+      { name: 'y', kind: 'write' },
+    ]);
   });
 
-  it('refuses gaps, duplicates, other groups and other address spaces', () => {
+  it('refuses gaps, duplicates, two bindings of one name, other groups and other address spaces', () => {
     for (const code of [
       '@group(0) @binding(1) var<uniform> p: P;',
       '@group(0) @binding(0) var<uniform> p: P;\n@group(0) @binding(0) var<uniform> q: P;',
+      '@group(0) @binding(0) var<uniform> p: P;\n@group(0) @binding(1) var<uniform> p: P;',
       '@group(1) @binding(0) var<uniform> p: P;',
       '@group(0) @binding(0) var<workgroup> t: array<f32, 64>;',
-    ]) expect(() => bindingKinds(source(code), code), code).toThrow(PgmError);
+    ]) expect(() => bindings(source(code), code), code).toThrow(PgmError);
   });
 
-  it('every engine kernel, in every variant switch, starts with dims, lengths (written only under WRITE_LENGTHS) and its params', () => {
+  it('reads a uniform struct\'s fields in order, comments skipped; refuses a missing struct or a non-scalar field', () => {
+    const code = 'struct Params {\n  K: u32,\n  // the scale\n  scale: f32,  // 1 / sqrt(dh)\n  shift: i32\n}';
+    expect(structFields(source(code), code, 'Params')).toEqual([
+      { name: 'K', type: 'u32' },
+      { name: 'scale', type: 'f32' },
+      { name: 'shift', type: 'i32' },
+    ]);
+    expect(() => structFields(source(code), code, 'Window')).toThrow(/test\.wgsl declares no struct Window/);
+    const vector = 'struct Params {\n  at: vec2<u32>,\n}';
+    expect(() => structFields(source(vector), vector, 'Params')).toThrow(/at: vec2<u32>.*not a u32, i32 or f32 scalar/);
+  });
+
+  it('reads constants and @workgroup_size as products of literals, constants and numeric defines', () => {
+    const code = preprocess(source('const TN: u32 = 4u;\nconst BLOCK: u32 = TN * WG;\n@compute @workgroup_size(WG, 2)\nfn main() {}'), { WG: 16 });
+    expect(constant(source(code), code, 'BLOCK')).toBe(64);
+    expect(workgroupSize(source(code), code)).toEqual([16, 2, 1]);
+    expect(() => constant(source(code), code, 'BLOCK_ROWS')).toThrow(/declares no const BLOCK_ROWS/);
+    const odd = 'const A: u32 = (B + 3u) / 4u;';
+    expect(() => constant(source(odd), odd, 'A')).toThrow(/not a product/);
+  });
+
+  it('every matmul variant declares its block, flash attention its query tile, thread attention its rows per thread', () => {
+    const read = (file: keyof typeof WGSL, defines: Record<string, number | boolean>, name: string) => {
+      const code = preprocess(shader(file), defines);
+      return constant(shader(file), code, name);
+    };
+    expect([read('matmul.wgsl', { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, 'BLOCK_ROWS'), read('matmul.wgsl', { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, 'BLOCK_COLS')]).toEqual([64, 64]);
+    expect([read('matmul.wgsl', { WG_X: 64, WG_Y: 1, TM: 4 }, 'BLOCK_ROWS'), read('matmul.wgsl', { WG_X: 64, WG_Y: 1, TM: 4 }, 'BLOCK_COLS')]).toEqual([4, 256]);
+    expect([read('matmul_broadcast.wgsl', { TM: 8, WG: 16 }, 'BLOCK_ROWS'), read('matmul_broadcast.wgsl', { TM: 8, WG: 16 }, 'BLOCK_COLS')]).toEqual([8, 64]);
+    expect([read('matmul_tiled.wgsl', {}, 'BLOCK_ROWS'), read('matmul_small.wgsl', {}, 'BLOCK_COLS')]).toEqual([64, 64]);
+    expect(read('attention_flash.wgsl', { HEAD_DIM: 64, KEY_TILE: 32 }, 'QUERY_TILE')).toBe(64);
+    expect(read('attention.wgsl', { HEAD_DIM: 64 }, 'THREAD_ROWS')).toBe(4);
+  });
+
+  it('every engine kernel, in every variant switch, starts with dims, lengths (written only under WRITE_LENGTHS) and its params p, a struct of scalars', () => {
     for (const file of Object.keys(WGSL) as (keyof typeof WGSL)[]) {
       const switches = [...new Set([...WGSL[file].matchAll(/^#if !?(\w+)/gm)].map((m) => m[1]))];
       for (let bits = 0; bits < 1 << switches.length; bits++) {
         const counts = [...WGSL[file].matchAll(/^#for \w+ (\w+)/gm)].map((m) => [m[1], 2]);
         const defines = { ...Object.fromEntries(counts), ...Object.fromEntries(switches.map((name, i) => [name, Boolean(bits & (1 << i))])) };
-        const kinds = bindingKinds(shader(file), preprocess(shader(file), defines));
-        expect(kinds.slice(0, 3), `${file} ${JSON.stringify(defines)}`).toEqual(['uniform', defines.WRITE_LENGTHS ? 'write' : 'read', 'uniform']);
+        const code = preprocess(shader(file), defines);
+        const declared = bindings(shader(file), code);
+        expect(declared.slice(0, 3), `${file} ${JSON.stringify(defines)}`).toEqual([
+          { name: 'dims', kind: 'uniform' },
+          { name: 'lengths', kind: defines.WRITE_LENGTHS ? 'write' : 'read' },
+          { name: 'p', kind: 'uniform' },
+        ]);
+        expect(structFields(shader(file), code, 'Params').length).toBeGreaterThan(0);
       }
     }
   });

@@ -22,6 +22,7 @@ import { KernelCache, type Dispatch } from '../../src/gpu/kernel.js';
 import { PgmError } from '../../src/errors.js';
 import { columns, gpuTensor, type GpuDtype, type GpuTensor } from '../../src/gpu/tensor.js';
 import { GpuMemory } from '../../src/gpu/memory.js';
+import { shader } from '../../src/gpu/shader.js';
 import { attentionDispatch } from '../../src/kernels/attention.js';
 import { embedDispatch } from '../../src/kernels/embed.js';
 import { queryInitDispatches, sinusTable } from '../../src/kernels/group-swap.js';
@@ -556,6 +557,44 @@ describe(`tensor views (${runtime}): a wrong shape fails where the op is built`,
       await wrong(() => attentionDispatch(h.ws, { label: 'a', queries: Rows.Clean, q: strided, k: strided, v: strided, out: x, nHeads: 2, headDim: 3 }), /^attention a: q qkv\[8:16\] is \[2, 5, 8\], expected \[2, 5, 6\]$/);
       expect(() => columns(strided, 4, 8)).toThrow(/columns 4\.\.11 are out of range/);
       expect(() => gpuTensor('big', h.buffer('small', filled(4, 0)), [2, 3])).toThrow(/needs 24 bytes, its buffer has 16/);
+    });
+  });
+});
+
+describe(`the named host-shader interface (${runtime}): buffers and Params fields by their WGSL names`, () => {
+  it('a missing, extra or misspelled binding or Params field is a PgmError naming the kernel and the names', async () => {
+    await withHarness({ L: 5, clean: [5, 2], query: [1, 1] }, async (h) => {
+      const kernel = await h.ws.kernels.get({ shader: shader('rows.wgsl') });
+      expect(kernel.bindings.map((b) => b.name)).toEqual(['dims', 'lengths', 'p', 'src', 'dst']);
+      const fields = { width: 3, srcStride: 3, srcOffset: 0, dstStride: 3, dstOffset: 0, count: Rows.Fresh };
+      const p = h.ws.memory.upload('p', new Uint8Array(kernel.pack(fields)), GPUBufferUsage.UNIFORM);
+      const src = h.buffer('src', filled(30, 0));
+      const buffers = { dims: h.ws.dims, lengths: h.ws.lengths, p, src, dst: src };
+      const wrong = (act: () => unknown, message: RegExp) => {
+        const e = (() => {
+          try {
+            act();
+          } catch (err) {
+            return err;
+          }
+        })();
+        expect(e).toBeInstanceOf(PgmError);
+        expect((e as PgmError).code).toBe('webgpu');
+        expect((e as PgmError).message).toMatch(message);
+      };
+      expect(kernel.bind('ok', buffers)).toBeDefined();
+      const { dst: _dst, ...withoutDst } = buffers;
+      wrong(() => kernel.bind('append', withoutDst), /^append: shader rows\.wgsl's bindings: missing dst \(declared: dims, lengths, p, src, dst\)$/);
+      wrong(() => kernel.bind('append', { ...buffers, extra: src }), /^append: shader rows\.wgsl's bindings: no such extra \(declared: /);
+      wrong(() => kernel.bind('append', { ...withoutDst, dest: src }), /^append: shader rows\.wgsl's bindings: missing dst; no such dest \(declared: /);
+      const { count: _count, ...withoutCount } = fields;
+      wrong(() => kernel.pack(withoutCount), /^shader rows\.wgsl: struct Params: missing count \(declared: width, srcStride, srcOffset, dstStride, dstOffset, count\)$/);
+      wrong(() => kernel.pack({ ...fields, scale: 1 }), /^shader rows\.wgsl: struct Params: no such scale /);
+      wrong(() => kernel.pack({ ...withoutCount, cuont: 2 }), /^shader rows\.wgsl: struct Params: missing count; no such cuont /);
+      wrong(() => kernel.pack(fields, 'Window'), /^shader rows\.wgsl declares no struct Window$/);
+      // Fields land at their declared offsets, whatever the order of the record.
+      const { count, width, ...rest } = fields;
+      expect(Array.from(new Uint32Array(kernel.pack({ count, ...rest, width })).slice(0, 6))).toEqual([3, 3, 0, 3, 0, Rows.Fresh]);
     });
   });
 });

@@ -209,16 +209,18 @@ async function withRig(o: { V: number; maskId: number; L: number; maxBatch: numb
     const ws = createWorkspace(memory, kernelCache, L, maxBatch);
     const logits = gpuTensor('logits', memory.create('logits', maxBatch * R * V * 4, STORAGE), [maxBatch, R, V]);
     const windows = Math.ceil(L / R);
-    const buffers = {
-      seeds: memory.create('seeds', 4 * maxBatch, STORAGE),
-      queryPositions: memory.create('queryPositions', rows * 4, STORAGE),
-      cleanTokens: memory.create('cleanTokens', rows * 4, STORAGE),
-      cleanPositions: memory.create('cleanPositions', rows * 4, STORAGE),
-      drawn: memory.create('drawn', rows * 8, STORAGE),
+    const indices = (name: string) => gpuTensor(name, memory.create(name, rows * 4, STORAGE), [maxBatch, L], 'u32');
+    const tensors = {
+      seeds: gpuTensor('seeds', memory.create('seeds', 4 * maxBatch, STORAGE), [maxBatch], 'u32'),
+      queryPositions: indices('queryPositions'),
+      cleanTokens: indices('cleanTokens'),
+      cleanPositions: indices('cleanPositions'),
+      drawn: gpuTensor('drawn', memory.create('drawn', rows * 8, STORAGE), [rows, 2], 'u32'),
     };
+    const buffers = Object.fromEntries(Object.entries(tensors).map(([role, t]) => [role, t.buffer])) as Record<keyof typeof tensors, GPUBuffer>;
     const samplers: Record<'pgm' | 'mdlm', Sampler> = {
-      pgm: await createSampler(ws, { arch: 'pgm', V, maskId, logits, windows, ...buffers }),
-      mdlm: await createSampler(ws, { arch: 'mdlm', V, maskId, logits, windows, ...buffers }),
+      pgm: await createSampler(ws, { arch: 'pgm', maskId, logits, windows, ...tensors }),
+      mdlm: await createSampler(ws, { arch: 'mdlm', maskId, logits, windows, ...tensors }),
     };
     const rig: Rig = {
       V,
