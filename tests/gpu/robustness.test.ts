@@ -103,7 +103,7 @@ describe(`robustness (${runtime})`, () => {
       [{ infill: [{ position: 0, text: 'x' }] }, /position must be an integer >= 1/],
       [{ infill: [{ position: 2, text: 'ab cd' }, { position: 3, text: 'x' }] }, /^sequence 0: infill segments overlap at position 3$/],
       [{ placeholder: '_'.repeat(17) }, /^placeholder must be a string of at most 16 characters/],
-      [{ top_p: 0.9 } as GenerateOptions, /^unknown option "top_p"; the options are prompt, infill, seed, length, steps, order, schedule, temperature, topP, encoder, refresh, greedy, signal, placeholder$/],
+      [{ top_p: 0.9 } as GenerateOptions, /^unknown option "top_p"; the options are prompt, infill, seed, length, steps, order, schedule, temperature, topP, encoder, refresh, staleness, greedy, signal, placeholder$/],
       [{ prompt: 'a', infill: 'b' }, /either prompt or infill/],
       [{ order: 'sideways' as 'random' }, /unknown order "sideways"; use one of random, left-to-right, confident/],
       [{ order: 10n as unknown as 'random' }, /unknown order 10;/],
