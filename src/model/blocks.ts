@@ -88,15 +88,25 @@ export interface RecordedPass {
   windows: Dispatch[][];
 }
 
-/** The forward pass as it is written: `emit` in order, `build` once every pipeline is ready. */
-export function recorder(): { emit: ForwardContext['emit']; build(): Promise<RecordedPass> } {
+/**
+ * The forward pass as `write` emits it, once every pipeline is ready. A dispatch allocates its
+ * buffers when its pipeline is ready: whether `write` or a dispatch fails, every emitted dispatch
+ * has settled before this rejects, so that freeing the model's memory frees their buffers too.
+ */
+export async function recordPass(write: (emit: ForwardContext['emit']) => void): Promise<RecordedPass> {
   const pending: Promise<Dispatch | Dispatch[]>[] = [];
   const windows: Promise<Dispatch | Dispatch[]>[][] = [];
+  const settled = () => Promise.allSettled([...pending, ...windows.flat()]);
+  try {
+    write((d, window) => void (window === undefined ? pending : (windows[window] ??= [])).push(d));
+  } catch (e) {
+    await settled();
+    throw e;
+  }
+  const failed = (await settled()).find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
   const ready = async (list: Promise<Dispatch | Dispatch[]>[]) => (await Promise.all(list)).flat();
-  return {
-    emit: (d, window) => void (window === undefined ? pending : (windows[window] ??= [])).push(d),
-    build: async () => ({ dispatches: await ready(pending), windows: await Promise.all(Array.from(windows, (w) => ready(w ?? []))) }),
-  };
+  return { dispatches: await ready(pending), windows: await Promise.all(Array.from(windows, (w) => ready(w ?? []))) };
 }
 
 /**

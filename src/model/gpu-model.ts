@@ -9,7 +9,7 @@ import { createSampler, type SampleSettings, type Sampler } from '../kernels/sam
 import type { PlanOptions } from '../kernels/plan.js';
 import { kernelPlan } from '../kernels/tuning.js';
 import { createWorkspace, setBatchShape, type Workspace } from '../kernels/workspace.js';
-import { exactSide, recorder, type Activations, type ForwardContext, type RecordedPass } from './blocks.js';
+import { exactSide, recordPass, type Activations, type ForwardContext, type RecordedPass } from './blocks.js';
 import { loadConstants } from './constants.js';
 import { headDim, type ModelConfig } from './config.js';
 import { decoderKvGroups } from './fusion.js';
@@ -208,13 +208,12 @@ export class GpuModel {
       const { tensor: constants, mod, ropeOffset, normColumns } = await loadConstants(memory, ws.kernels, config, store.host, prefixes, store.names(), blocks);
       const shared = { ws, config, param: (name: string) => store.get(name), blocks, mod, constants, ropeOffset, normColumns, act };
       const sinus = config.arch === 'pgm' ? gpuTensor('sinus', memory.upload('sinus', sinusTable(L, D)), [L, D]) : undefined;
-      const build = (clean: ForwardContext['clean']): Promise<RecordedPass> => {
-        const pass = recorder();
-        const f: ForwardContext = { ...shared, clean, emit: pass.emit };
-        if (sinus) pgmForward(f, sinus);
-        else mdlmForward(f);
-        return pass.build();
-      };
+      const build = (clean: ForwardContext['clean']): Promise<RecordedPass> =>
+        recordPass((emit) => {
+          const f: ForwardContext = { ...shared, clean, emit };
+          if (sinus) pgmForward(f, sinus);
+          else mdlmForward(f);
+        });
       const forward = await build(exactSide(act));
       const rows = maxBatch * L;
       const seeds = memory.create('seeds', 4 * maxBatch, STORAGE);

@@ -61,7 +61,7 @@ async function liveBytes(gpu: Awaited<ReturnType<typeof testGpu>>, f: () => Prom
 }
 
 describe(`createEngine's load phases (${runtime})`, () => {
-  it('download, verify, upload, compile and warm-up, in order, each ending with its time; warmUp builds the incremental pass too', async () => {
+  it('download, verify, upload, compile and warm-up, in order, each ending with its time; warmUp builds the incremental and adaptive passes too', async () => {
     const { createEngine } = await entry();
     const events: LoadProgress[] = [];
     const engine = await createEngine({ model: 'pgm-small', maxBatch: 1, cache: false, warmUp: true, onProgress: (p) => events.push(p) });
@@ -74,10 +74,12 @@ describe(`createEngine's load phases (${runtime})`, () => {
       expect(events.filter((p) => p.ms === undefined && p.phase !== 'download').map((p) => p.phase)).toEqual(['upload', 'warm-up']);
       const total = ends[1].total;
       expect(ends.at(-1)).toMatchObject({ loadedBytes: total, totalBytes: total, loaded: 1, total: 1 });
-      // The warm-up allocated the KV set of the incremental pass, which a cold engine does on its first incremental step.
+      // The warm-up allocated the KV set of the incremental pass and the adaptive pass's state, which a cold engine does on its first such steps.
       expect(engine.gpuBytes).toBeGreaterThan(cold.gpuBytes);
       const before = cold.gpuBytes;
       await cold.generate({ length: 2, steps: 1, encoder: 'incremental' });
+      expect(cold.gpuBytes).toBeLessThan(engine.gpuBytes);
+      await cold.generate({ length: 2, steps: 1, encoder: 'adaptive' });
       expect(cold.gpuBytes).toBe(engine.gpuBytes);
       expect(before).toBeLessThan(cold.gpuBytes);
     } finally {
