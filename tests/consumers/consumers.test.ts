@@ -264,24 +264,24 @@ createEngine().then(async (engine) => {
     expect(JSON.parse((await sh('node', ['main.cjs'], dir)).stdout)).toBe(expectedText);
   });
 
-  it('the browser entry in Node: a typed error that says to import pgm-webgpu/node', async () => {
-    const dir = await project('node', {
-      'browser-entry.mjs': `import { createEngine } from 'pgm-webgpu';
+  /** What `createEngine()` of `entry`, run by Node as `file` in a fresh `kind` project, rejects with. */
+  async function createEngineError(kind: string, file: string, entry: string): Promise<{ name: string; code: string; message: string }> {
+    const dir = await project(kind, {
+      [file]: `import { createEngine } from '${entry}';
 await createEngine().catch((e) => console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })));
 `,
     });
-    const error = JSON.parse((await sh('node', ['browser-entry.mjs'], dir)).stdout) as { name: string; code: string; message: string };
+    return JSON.parse((await sh('node', [file], dir)).stdout);
+  }
+
+  it('the browser entry in Node: a typed error that says to import pgm-webgpu/node', async () => {
+    const error = await createEngineError('node', 'browser-entry.mjs', 'pgm-webgpu');
     expect(error).toMatchObject({ name: 'PgmError', code: 'io' });
     expect(error.message).toContain("in Node.js, import { createEngine } from 'pgm-webgpu/node'");
   });
 
   it('Node without the optional webgpu package: a typed error that says how to install it', async () => {
-    const dir = await project('bare', {
-      'no-webgpu.js': `import { createEngine } from 'pgm-webgpu/node';
-await createEngine().catch((e) => console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })));
-`,
-    });
-    const error = JSON.parse((await sh('node', ['no-webgpu.js'], dir)).stdout) as { name: string; code: string; message: string };
+    const error = await createEngineError('bare', 'no-webgpu.js', 'pgm-webgpu/node');
     expect(error).toMatchObject({ name: 'PgmError', code: 'webgpu' });
     expect(error.message).toContain('npm install webgpu');
   });
