@@ -11,23 +11,17 @@
  * `npm run bench:quality`; writes bench/results/kv-speed-chromium.json.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { openBenchPage, ROOT } from './browser.js';
-import { kvSpeedTable } from './kv-settings.js';
 import { peerDirName, peerShape, type BenchMode, type BenchResult } from './suite.js';
-import { finish, parseMode } from './write.js';
+import { finish, finishKv, parseKv, parseMode } from './write.js';
 
 // `--forward L1,L2`: only the forward-pass latency at the OWT shapes (bench/forward.ts).
 const forwardArg = process.argv.indexOf('--forward');
 const forwardLengths = forwardArg >= 0 ? process.argv[forwardArg + 1].split(',').map(Number) : undefined;
 // `--peer`: only the peer comparison of the mode's shape, printed as JSON.
 const peerOnly = process.argv.includes('--peer');
-const kvArg = process.argv.indexOf('--kv');
-const kvSamples = kvArg >= 0 ? Number(process.argv[kvArg + 1]) : undefined;
-if (kvSamples !== undefined && !(Number.isInteger(kvSamples) && kvSamples >= 1)) {
-  console.error(`bench: --kv needs a number of seeds >= 1, got ${process.argv[kvArg + 1]}`);
-  process.exit(2);
-}
+const kvSamples = parseKv(process.argv.slice(2));
 const mode = parseMode(forwardLengths || kvSamples ? [] : process.argv.slice(2).filter((a) => a !== '--peer'));
 
 /**
@@ -56,12 +50,7 @@ try {
   if (forwardLengths) {
     console.log(JSON.stringify(await page.evaluate((l) => window.pgmForward(l), forwardLengths)));
   } else if (kvSamples) {
-    const speed = await page.evaluate((n) => window.pgmKvSpeed(n, 64), kvSamples);
-    const dir = `${ROOT}bench/results/`;
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(`${dir}kv-speed-chromium.json`, `${JSON.stringify({ date: new Date().toISOString(), command: `npm run bench -- --kv ${kvSamples}`, ...speed }, null, 2)}\n`);
-    console.log(`\n${speed.adapter}, L${speed.length}, ${speed.steps} steps, ${speed.samples} seeds per setting:\n\n${kvSpeedTable(speed)}\n`);
-    console.error('bench: wrote bench/results/kv-speed-chromium.json');
+    finishKv(await page.evaluate((n) => window.pgmKvSpeed(n, 64), kvSamples), 'chromium', `npm run bench -- --kv ${kvSamples}`);
   } else if (peerOnly) {
     const dir = peerExport(mode);
     if (!dir) process.exitCode = 1;

@@ -65,6 +65,22 @@ export interface KvSpeed {
   runs: { setting: string; ms: number[]; encoderRows: number[] }[];
 }
 
+/**
+ * `samples` seeds of every setting at the engine's model length and `steps`, settings in turns
+ * (the speed run of the Chromium page and of `npm run bench:node -- --kv`, on the shipped
+ * pgm-small); `log` sees the exact setting's time per seed.
+ */
+export async function kvSpeed(engine: Engine, samples: number, steps: number, log: (line: string) => void): Promise<KvSpeed> {
+  const length = engine.gpuModel.config.length;
+  const runs = KV_SETTINGS.map((s) => ({ setting: s.name, ms: [] as number[], encoderRows: [] as number[] }));
+  await generateSettings(engine, KV_SETTINGS, { samples, length, steps }, (k, seed, result, ms) => {
+    runs[k].ms.push(ms);
+    runs[k].encoderRows.push(result.stats.encoderRows);
+    if (k === 0) log(`  seed ${seed}: exact ${ms.toFixed(0)} ms`);
+  });
+  return { adapter: engine.adapter.description, length, steps, samples, runs };
+}
+
 /** A KvSpeed as a Markdown table: mean encoder rows, mean ms per generation, speed-up over the exact setting. */
 export function kvSpeedTable(r: KvSpeed): string {
   const mean = (xs: readonly number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;

@@ -3,7 +3,7 @@ import { createEngine } from '../src/engine.js';
 import { requestGpu, type GpuContext } from '../src/gpu/context.js';
 import { forwardTimings, type ForwardTiming } from './forward.js';
 import { measureModel, type ModelRun, type Workload } from './full-size-measure.js';
-import { generateSettings, KV_SETTINGS, type KvSpeed } from './kv-settings.js';
+import { kvSpeed, type KvSpeed } from './kv-settings.js';
 import { runPeer } from './peer.js';
 import { runSuite, type BenchMode, type BenchResult, type PeerResult } from './suite.js';
 
@@ -46,15 +46,11 @@ window.pgmPeer = (peerDir) => withGpu((ctx) => runPeer(ctx, peerDir, (line) => c
 window.pgmKvSpeed = (samples, steps) =>
   withGpu(async (gpu) => {
     const engine = await createEngine({ gpu, maxBatch: 1 });
-    const length = engine.gpuModel.config.length;
-    const runs = KV_SETTINGS.map((s) => ({ setting: s.name, ms: [] as number[], encoderRows: [] as number[] }));
-    await generateSettings(engine, KV_SETTINGS, { samples, length, steps }, (k, seed, result, ms) => {
-      runs[k].ms.push(ms);
-      runs[k].encoderRows.push(result.stats.encoderRows);
-      if (k === 0) log(`  seed ${seed}: exact ${ms.toFixed(0)} ms`);
-    });
-    engine.dispose();
-    return { adapter: engine.adapter.description, length, steps, samples, runs };
+    try {
+      return await kvSpeed(engine, samples, steps, log);
+    } finally {
+      engine.dispose();
+    }
   });
 
 window.pgmFullSize = async (url, workload) => {

@@ -1,8 +1,32 @@
 /** Node side of both runners: command-line flags, result files, the Markdown on stdout. */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { kvSpeedTable, type KvSpeed } from './kv-settings.js';
 import { markdown, svg } from './report.js';
+import type { AdapterSummary } from '../src/gpu/context.js';
 import type { BenchMode, BenchResult } from './suite.js';
+
+/** `--kv N` (N seeds per encoder setting, N >= 1): the KV-settings speed run instead of the suite; undefined without the flag. */
+export function parseKv(argv: readonly string[]): number | undefined {
+  const i = argv.indexOf('--kv');
+  if (i < 0) return undefined;
+  const n = Number(argv[i + 1]);
+  if (!(Number.isInteger(n) && n >= 1)) {
+    console.error(`bench: --kv needs a number of seeds >= 1, got ${argv[i + 1]}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+/** Write a `--kv` run as bench/results/kv-speed-<runtime>.json and print its table. */
+export function finishKv(speed: KvSpeed, runtime: string, command: string): void {
+  const dir = fileURLToPath(new URL('./results/', import.meta.url));
+  mkdirSync(dir, { recursive: true });
+  const file = `kv-speed-${runtime}.json`;
+  writeFileSync(`${dir}${file}`, `${JSON.stringify({ date: new Date().toISOString(), command, ...speed }, null, 2)}\n`);
+  console.log(`\n${speed.adapter}, L${speed.length}, ${speed.steps} steps, ${speed.samples} seeds per setting:\n\n${kvSpeedTable(speed)}\n`);
+  console.error(`bench: wrote bench/results/${file}`);
+}
 
 export function parseMode(argv: readonly string[]): BenchMode {
   const known = new Set(['--quick', '--owt']);
@@ -21,7 +45,7 @@ export function parseMode(argv: readonly string[]): BenchMode {
 const slug = (s: string): string => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'unknown';
 
 /** The adapter as PGM_WEBGPU_ADAPTER names it (llvmpipe, swiftshader), else <vendor>-<architecture>. */
-function adapterName(a: BenchResult['adapter']): string {
+export function adapterName(a: Pick<AdapterSummary, 'description' | 'architecture' | 'vendor'>): string {
   if (/^llvmpipe/i.test(a.description)) return 'llvmpipe';
   if (a.architecture === 'swiftshader') return 'swiftshader';
   return slug(`${a.vendor}-${a.architecture}`);

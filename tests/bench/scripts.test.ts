@@ -38,3 +38,14 @@ describe('bench/busy-wait.ts', () => {
     expect(lines).toHaveLength(4);
   }, 300_000);
 });
+
+describe('npm run bench:node -- --kv N', () => {
+  it.each([['0'], ['x'], ['1.5']])('refuses --kv %s with a usage line and exit code 2, before any GPU work', async (n) => {
+    const failed = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'bench/node.ts', '--kv', n], { cwd: ROOT }).then(
+      () => undefined,
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(failed?.code).toBe(2);
+    expect(failed?.stderr).toContain(`bench: --kv needs a number of seeds >= 1, got ${n}`);
+  }, 60_000);
+});
