@@ -334,16 +334,27 @@ export type GenerationTimes = Omit<GenerationMetrics, 'shape' | 'L' | 'steps' | 
  * second; and count, through the kernel observer, the dispatches and weight bytes of its steps.
  */
 export async function timeGeneration(model: GpuModel, name: string, tokens: number, start: () => AsyncIterable<ObservedStep>): Promise<GenerationTimes> {
-  // Each submitted step ends with the sampler: the dispatches before it are its forward pass
-  // (an MDLM step kept in flight after the last reveal runs one too, and counts).
-  const passes = { count: 0, dispatches: 0, pending: 0 };
+  // A submitted step is one synchronous run of encodeDispatches: its dispatches are counted
+  // until the next microtask, and the step counts if it ran the network (not only the sampler,
+  // as an MDLM step that reuses its logits does). The logits may take several windows, each
+  // with its output layer and sampler dispatch. (An MDLM step kept in flight after the last
+  // reveal runs the network too, and counts.)
+  const passes = { count: 0, dispatches: 0 };
+  let submit: { dispatches: number; network: boolean } | undefined;
   let weightBytes = 0;
   let forwards = 0;
   let firstTokenMs = NaN;
   const intervals: number[] = [];
   observeDispatches((d) => {
-    if (d.kernel.name !== 'sample.wgsl') passes.pending++;
-    else if (passes.pending > 0) Object.assign(passes, { count: passes.count + 1, dispatches: passes.dispatches + passes.pending, pending: 0 });
+    if (!submit) {
+      const current = (submit = { dispatches: 0, network: false });
+      queueMicrotask(() => {
+        submit = undefined;
+        if (current.network) Object.assign(passes, { count: passes.count + 1, dispatches: passes.dispatches + current.dispatches });
+      });
+    }
+    submit.dispatches++;
+    if (d.kernel.name !== 'sample.wgsl') submit.network = true;
   });
   const t0 = performance.now();
   let last = t0;
@@ -367,7 +378,7 @@ export async function timeGeneration(model: GpuModel, name: string, tokens: numb
   if (Number.isNaN(firstTokenMs)) throw new Error(`bench: ${name} revealed no token`);
   return {
     firstTokenMs, tokensPerS: tokens / (totalMs / 1000), totalMs, msPerStepP50: percentile(0.5), msPerStepP95: percentile(0.95),
-    forwards, dispatchesPerStep: passes.dispatches / passes.count + 1, weightBytesPerStep: weightBytes / forwards,
+    forwards, dispatchesPerStep: passes.dispatches / passes.count, weightBytesPerStep: weightBytes / forwards,
   };
 }
 
