@@ -131,6 +131,41 @@ export function rotary(f: ForwardContext, weight: string, positions: GpuTensor):
   return { constants: f.constants, rotary: { positions, tableOffset: f.ropeOffset, headDim: headDim(f.config), ...columns } };
 }
 
+/** What a `linear` adds to its matmul, each optional. */
+export interface LinearTerms {
+  /** Add the layer's bias, `<layer>.bias`. */
+  bias?: boolean;
+  /** The LayerNorm before the weight (and what follows it) in the prologue: `normed`. */
+  norm?: boolean;
+  activation?: 'gelu' | 'silu';
+  /** Rotate the projection's rotary columns at these positions in the epilogue: `rotary`. */
+  rotary?: GpuTensor;
+  /** out += gate * result, the gate at this float offset of the model's constants. */
+  gate?: number;
+}
+
+/**
+ * out = x @ weight^T with `terms`, over `rows`: one matmul dispatch, labelled by its layer (the
+ * parameter name `weight` without `.weight`).
+ */
+export function linear(f: ForwardContext, weight: string, rows: Rows, x: GpuTensor, out: GpuTensor, terms: LinearTerms = {}): void {
+  const layer = weight.replace(/\.weight$/, '');
+  f.emit(
+    matmulDispatch(f.ws, {
+      label: layer,
+      rows,
+      x,
+      weight: f.param(weight),
+      out,
+      ...(terms.bias && { bias: f.param(`${layer}.bias`) }),
+      ...(terms.activation && { activation: terms.activation }),
+      ...(terms.norm && normed(f, weight)),
+      ...(terms.rotary && rotary(f, weight, terms.rotary)),
+      ...(terms.gate !== undefined && { constants: f.constants, gatedResidual: { gateOffset: terms.gate } }),
+    }),
+  );
+}
+
 /** `t`'s buffer seen as [batch, L, width]: a narrower use of a shared activation. */
 export const activationView = (f: ForwardContext, t: GpuTensor, width: number, name = t.name): GpuTensor => reshape(t, activationShape(f.ws, width), name);
 
@@ -161,7 +196,7 @@ export function attend(f: ForwardContext, label: string, rows: Rows, q: GpuTenso
  */
 export function attentionResidual(f: ForwardContext, prefix: string, rows: Rows, q: GpuTensor, kv: { k: GpuTensor; v: GpuTensor }, stream: GpuTensor, m: BlockModulation): void {
   attend(f, prefix, rows, q, kv);
-  f.emit(matmulDispatch(f.ws, { label: `${prefix}.attn_out`, rows, x: f.act.attn, weight: f.param(`${prefix}.attn_out.weight`), out: stream, constants: f.constants, gatedResidual: { gateOffset: m.gateMsa } }));
+  linear(f, `${prefix}.attn_out.weight`, rows, f.act.attn, stream, { gate: m.gateMsa });
 }
 
 /**
@@ -169,11 +204,9 @@ export function attentionResidual(f: ForwardContext, prefix: string, rows: Rows,
  * (the LayerNorm in mlp.0's prologue).
  */
 export function mlpResidual(f: ForwardContext, prefix: string, rows: Rows, stream: GpuTensor, m: BlockModulation): void {
-  const { ws } = f;
-  const p = paramsOf(f, prefix);
   const hidden = activationView(f, f.act.hidden, f.config.mlpDim); // [batch, L, F]
-  f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.0`, rows, x: stream, weight: p('mlp.0.weight'), bias: p('mlp.0.bias'), activation: 'gelu', out: hidden, ...normed(f, `${prefix}.mlp.0.weight`) }));
-  f.emit(matmulDispatch(ws, { label: `${prefix}.mlp.2`, rows, x: hidden, weight: p('mlp.2.weight'), bias: p('mlp.2.bias'), out: stream, constants: f.constants, gatedResidual: { gateOffset: m.gateMlp } }));
+  linear(f, `${prefix}.mlp.0.weight`, rows, stream, hidden, { bias: true, activation: 'gelu', norm: true });
+  linear(f, `${prefix}.mlp.2.weight`, rows, hidden, stream, { bias: true, gate: m.gateMlp });
 }
 
 /**
@@ -183,13 +216,12 @@ export function mlpResidual(f: ForwardContext, prefix: string, rows: Rows, strea
  *   x += gate_mlp * mlp(modulate(LN_norm2(x)))
  */
 export function ditBlock(f: ForwardContext, prefix: string): void {
-  const { ws, act } = f;
+  const { act } = f;
   const { rows, stream } = f.clean;
   const D = f.config.hiddenSize;
-  const p = paramsOf(f, prefix);
   const m = f.mod.blocks.get(prefix)!;
   const qkv = act.wide; // [batch, L, 3D]
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_qkv`, rows, x: stream, weight: p('attn_qkv.weight'), out: qkv, ...normed(f, `${prefix}.attn_qkv.weight`), ...rotary(f, `${prefix}.attn_qkv.weight`, act.cleanPositions) }));
+  linear(f, `${prefix}.attn_qkv.weight`, rows, stream, qkv, { norm: true, rotary: act.cleanPositions });
   const q = columns(qkv, 0, D, 'q');
   const kv = cleanKeysValues(f, prefix, columns(qkv, D, 2 * D, 'kv'), q);
   attentionResidual(f, prefix, rows, q, kv, stream, m);

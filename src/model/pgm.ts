@@ -1,9 +1,8 @@
 import { columns, type GpuTensor } from '../gpu/tensor.js';
 import { queryInitDispatches } from '../kernels/group-swap.js';
-import { matmulDispatch } from '../kernels/matmul.js';
 import { appendFreshRowsDispatch } from '../kernels/rows.js';
 import { Rows } from '../kernels/workspace.js';
-import { activationView, attend, attentionResidual, cleanKeysValues, ditBlock, embed, mlpResidual, normed, outputLayer, paramsOf, rotary, type ForwardContext } from './blocks.js';
+import { activationView, attend, attentionResidual, cleanKeysValues, ditBlock, embed, linear, mlpResidual, outputLayer, paramsOf, type ForwardContext } from './blocks.js';
 import { queryInitTerms } from './config.js';
 import { decoderKvGroups, decoderKvName } from './fusion.js';
 
@@ -33,6 +32,9 @@ export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
   outputLayer(f, Rows.Query, act.y);
 }
 
+/** The group swap's parameter prefix. */
+const GS = 'decoder.group_swap';
+
 /**
  * q0 = base + sinus(pq) [+ mean or logsumexp of E], qv = query_processor(affineLN(q0)),
  * k | v = E @ hidden_to_key_value^T + b, y = attention(rope(qv, pq), rope(k, pk), v) @ output_linear^T + b.
@@ -40,22 +42,22 @@ export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
 function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
   const { ws, act, config, clean } = f;
   const D = config.hiddenSize;
-  const p = paramsOf(f, 'decoder.group_swap');
+  const p = paramsOf(f, GS);
   // q0 is built in y's rows; the group swap's output overwrites it there.
   const q0 = activationView(f, act.y, D, 'q0');
   const terms = queryInitTerms(config.preQueryMode);
   f.emit(queryInitDispatches(ws, { ...terms, encoderOut: act.x, base: p('base_embedding'), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }));
   if (config.queryProcessMode === 'linear') {
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor', rows: Rows.Query, x: q0, ...normed(f, 'decoder.group_swap.query_processor.weight'), weight: p('query_processor.weight'), bias: p('query_processor.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.weight', act.queryPositions) }));
+    linear(f, `${GS}.query_processor.weight`, Rows.Query, q0, act.q, { bias: true, norm: true, rotary: act.queryPositions });
   } else {
     const hidden = activationView(f, act.hidden, 4 * D); // [batch, L, 4D]
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.0', rows: Rows.Query, x: q0, ...normed(f, 'decoder.group_swap.query_processor.0.weight'), weight: p('query_processor.0.weight'), bias: p('query_processor.0.bias'), activation: 'silu', out: hidden }));
-    f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.query_processor.2', rows: Rows.Query, x: hidden, weight: p('query_processor.2.weight'), bias: p('query_processor.2.bias'), out: act.q, ...rotary(f, 'decoder.group_swap.query_processor.2.weight', act.queryPositions) }));
+    linear(f, `${GS}.query_processor.0.weight`, Rows.Query, q0, hidden, { bias: true, norm: true, activation: 'silu' });
+    linear(f, `${GS}.query_processor.2.weight`, Rows.Query, hidden, act.q, { bias: true, rotary: act.queryPositions });
   }
   const kv = activationView(f, act.wide, 2 * D, 'kv');
-  f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.hidden_to_key_value', rows: clean.rows, x: clean.stream, weight: p('hidden_to_key_value.weight'), bias: p('hidden_to_key_value.bias'), out: kv, ...rotary(f, 'decoder.group_swap.hidden_to_key_value.weight', act.cleanPositions) }));
-  attend(f, 'decoder.group_swap', Rows.Query, act.q, cleanKeysValues(f, 'decoder.group_swap', kv));
-  f.emit(matmulDispatch(ws, { label: 'decoder.group_swap.output_linear', rows: Rows.Query, x: act.attn, weight: p('output_linear.weight'), bias: p('output_linear.bias'), out: act.y }));
+  linear(f, `${GS}.hidden_to_key_value.weight`, clean.rows, clean.stream, kv, { bias: true, rotary: act.cleanPositions });
+  attend(f, GS, Rows.Query, act.q, cleanKeysValues(f, GS, kv));
+  linear(f, `${GS}.output_linear.weight`, Rows.Query, act.attn, act.y, { bias: true });
 }
 
 /**
@@ -69,7 +71,7 @@ function decoderKeysValues(f: ForwardContext): { k: GpuTensor; v: GpuTensor }[] 
   const groups = decoderKvGroups(config, ws.maxBatch, ws.device.limits.maxStorageBufferBindingSize);
   return groups.flatMap(([first, last], g) => {
     const name = decoderKvName(first, last);
-    f.emit(matmulDispatch(ws, { label: name, rows: clean.rows, x: clean.stream, weight: f.param(name), out: act.decoderKv[g], ...normed(f, name), ...rotary(f, name, act.cleanPositions) }));
+    linear(f, name, clean.rows, clean.stream, act.decoderKv[g], { norm: true, rotary: act.cleanPositions });
     const kept = clean.keep(f, name, act.decoderKv[g]);
     return Array.from({ length: last - first + 1 }, (_, i) => ({ k: columns(kept, 2 * D * i, D, 'k'), v: columns(kept, 2 * D * i + D, D, 'v') }));
   });
@@ -80,10 +82,9 @@ function decoderKeysValues(f: ForwardContext): { k: GpuTensor; v: GpuTensor }[] 
  * y += gate_mlp * mlp(modulate(LN_norm2(y)))
  */
 function decoderLayer(f: ForwardContext, prefix: string, kv: { k: GpuTensor; v: GpuTensor }): void {
-  const { ws, act } = f;
-  const p = paramsOf(f, prefix);
+  const { act } = f;
   const m = f.mod.blocks.get(prefix)!;
-  f.emit(matmulDispatch(ws, { label: `${prefix}.attn_q`, rows: Rows.Query, x: act.y, weight: p('attn_q.weight'), out: act.q, ...normed(f, `${prefix}.attn_q.weight`), ...rotary(f, `${prefix}.attn_q.weight`, act.queryPositions) }));
+  linear(f, `${prefix}.attn_q.weight`, Rows.Query, act.y, act.q, { norm: true, rotary: act.queryPositions });
   attentionResidual(f, prefix, Rows.Query, act.q, kv, act.y, m);
   mlpResidual(f, prefix, Rows.Query, act.y, m);
 }
