@@ -39,7 +39,11 @@ export async function openBenchPage(options: { adapter?: string; allow?: string[
     optimizeDeps: { noDiscovery: true, include: [] },
     // Cross-origin isolation, which onnxruntime-web's wasm threads (SharedArrayBuffer) need.
     server: {
-      host: '127.0.0.1', port: 0, open: false, hmr: false, watch: null,
+      host: '127.0.0.1',
+      port: 0,
+      open: false,
+      hmr: false,
+      watch: null,
       headers: { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' },
       ...(options.allow && { fs: { allow: [ROOT, ...options.allow] } }),
     },

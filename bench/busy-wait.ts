@@ -26,9 +26,15 @@ try {
   for (let r = 0; r < REPS; r++) (await generateInTurns(models, 1, STEPS)).forEach((g, i) => (ms[i] += g.ms));
   const [napPgm, napMdlm, spinPgm, spinMdlm] = ms;
   console.log(`${ctx.adapter.description}: L128, ${STEPS} steps, ${REPS} rounds of four generations in turns`);
-  console.log(`PGM: napping ${napPgm.toFixed(0)} ms, busy-polling ${spinPgm.toFixed(0)} ms, ${(spinPgm / napPgm).toFixed(2)}x`);
-  console.log(`MDLM: napping ${napMdlm.toFixed(0)} ms, busy-polling ${spinMdlm.toFixed(0)} ms, ${(spinMdlm / napMdlm).toFixed(2)}x`);
-  console.log(`PGM speed-up over the MDLM: napping ${(napMdlm / napPgm).toFixed(2)}x, busy-polling ${(spinMdlm / spinPgm).toFixed(2)}x`);
+  console.log(
+    `PGM: napping ${napPgm.toFixed(0)} ms, busy-polling ${spinPgm.toFixed(0)} ms, ${(spinPgm / napPgm).toFixed(2)}x`,
+  );
+  console.log(
+    `MDLM: napping ${napMdlm.toFixed(0)} ms, busy-polling ${spinMdlm.toFixed(0)} ms, ${(spinMdlm / napMdlm).toFixed(2)}x`,
+  );
+  console.log(
+    `PGM speed-up over the MDLM: napping ${(napMdlm / napPgm).toFixed(2)}x, busy-polling ${(spinMdlm / spinPgm).toFixed(2)}x`,
+  );
 } finally {
   for (const m of models) m.dispose();
   ctx.device.destroy();

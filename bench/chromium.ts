@@ -35,28 +35,53 @@ function peerExport(m: BenchMode): string | undefined {
   if (existsSync(`${ROOT}${dir}meta.json`)) return `/${dir}`;
   const s = p.shape;
   const args = [
-    'training/export_onnx.py', '--out', dir, '--hidden-size', `${s.D}`, '--n-heads', `${s.H}`, '--blocks', `${s.halfBlocks}`,
-    '--vocab-size', `${s.V}`, '--length', `${s.L}`, '--clean', `${p.clean}`, '--queries', `${p.queries}`,
+    'training/export_onnx.py',
+    '--out',
+    dir,
+    '--hidden-size',
+    `${s.D}`,
+    '--n-heads',
+    `${s.H}`,
+    '--blocks',
+    `${s.halfBlocks}`,
+    '--vocab-size',
+    `${s.V}`,
+    '--length',
+    `${s.L}`,
+    '--clean',
+    `${p.clean}`,
+    '--queries',
+    `${p.queries}`,
   ];
   console.error(`bench: exporting the peer's model: /usr/bin/python3 ${args.join(' ')}`);
   const run = spawnSync('/usr/bin/python3', args, { cwd: ROOT, stdio: ['ignore', 2, 2] });
   if (run.status === 0) return `/${dir}`;
-  console.error(`bench: no peer this run: the export failed (${run.error?.message ?? `exit ${run.status}`}); it needs Debian's python3-torch and python3-omegaconf; run the command above to see why`);
+  console.error(
+    `bench: no peer this run: the export failed (${run.error?.message ?? `exit ${run.status}`}); it needs Debian's python3-torch and python3-omegaconf; run the command above to see why`,
+  );
   return undefined;
 }
 const { page, close } = await openBenchPage();
 try {
-  if (!(await page.evaluate(() => crossOriginIsolated))) console.error('bench: the page is not cross-origin isolated: ORT\'s wasm EP runs on 1 thread');
+  if (!(await page.evaluate(() => crossOriginIsolated)))
+    console.error("bench: the page is not cross-origin isolated: ORT's wasm EP runs on 1 thread");
   if (forwardLengths) {
     console.log(JSON.stringify(await page.evaluate((l) => window.pgmForward(l), forwardLengths)));
   } else if (kvSamples) {
-    finishKv(await page.evaluate((n) => window.pgmKvSpeed(n, 64), kvSamples), 'chromium', `npm run bench -- --kv ${kvSamples}`);
+    finishKv(
+      await page.evaluate((n) => window.pgmKvSpeed(n, 64), kvSamples),
+      'chromium',
+      `npm run bench -- --kv ${kvSamples}`,
+    );
   } else if (peerOnly) {
     const dir = peerExport(mode);
     if (!dir) process.exitCode = 1;
     else console.log(JSON.stringify(await page.evaluate((d) => window.pgmPeer(d), dir), null, 2));
   } else {
-    const result: BenchResult = await page.evaluate(([m, d]) => window.pgmBench(m, d), [mode, peerExport(mode)] as const);
+    const result: BenchResult = await page.evaluate(([m, d]) => window.pgmBench(m, d), [
+      mode,
+      peerExport(mode),
+    ] as const);
     finish(result);
   }
 } finally {

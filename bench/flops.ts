@@ -34,19 +34,37 @@ class Ops {
 
   matmul(label: string, rows: readonly number[], K: number, N: number): void {
     const r = sum(rows);
-    this.list.push({ label, cls: 'matmul', flops: 2 * r * K * N, bytes: F32 * (r * K + N * K + r * N), weights: F32 * N * K });
+    this.list.push({
+      label,
+      cls: 'matmul',
+      flops: 2 * r * K * N,
+      bytes: F32 * (r * K + N * K + r * N),
+      weights: F32 * N * K,
+    });
   }
 
   /** Each query row of sequence b attends to its n_b clean keys, all heads. */
   attention(label: string, queries: readonly number[]): void {
     const D = this.c.hiddenSize;
     const pairs = sum(queries.map((q, b) => q * this.n[b]));
-    this.list.push({ label, cls: 'attention', flops: 4 * D * pairs, bytes: F32 * D * (2 * sum(queries) + 2 * sum(this.n)), weights: 0 });
+    this.list.push({
+      label,
+      cls: 'attention',
+      flops: 4 * D * pairs,
+      bytes: F32 * D * (2 * sum(queries) + 2 * sum(this.n)),
+      weights: 0,
+    });
   }
 
   /** A row-wise kernel reading `inWidth` and writing `outWidth` floats per row, `weightWidth` of them weights. */
   rows(label: string, rows: readonly number[], inWidth: number, outWidth: number, weightWidth = 0): void {
-    this.list.push({ label, cls: 'memory', flops: 0, bytes: F32 * sum(rows) * (inWidth + outWidth), weights: F32 * sum(rows) * weightWidth });
+    this.list.push({
+      label,
+      cls: 'memory',
+      flops: 0,
+      bytes: F32 * sum(rows) * (inWidth + outWidth),
+      weights: F32 * sum(rows) * weightWidth,
+    });
   }
 
   /** The LayerNorm before mlp.0 is in its prologue (no dispatch of its own, as every LayerNorm). */
@@ -75,13 +93,19 @@ class Ops {
  * keys and values over n, one projection per group of layers, `kvGroups` as
  * model/fusion.ts's decoderKvGroups gives them: default, one group), output over m rows.
  */
-export function pgmOps(c: ModelConfig, clean: readonly number[], queries: readonly number[], kvGroups: [number, number][] = [[0, c.decoderBlocks - 1]]): Op[] {
+export function pgmOps(
+  c: ModelConfig,
+  clean: readonly number[],
+  queries: readonly number[],
+  kvGroups: [number, number][] = [[0, c.decoderBlocks - 1]],
+): Op[] {
   const o = new Ops(c, clean, queries);
   const D = c.hiddenSize;
   o.rows('embed', clean, 1 + D, D, D);
   for (let i = 0; i < c.encoderBlocks; i++) o.ditBlock(`encoder.blocks.${i}`);
   const g = 'decoder.group_swap';
-  if (c.preQueryMode === 'learn+freqs+mean' || c.preQueryMode === 'learn+freqs+logsumexp') o.rows('group_swap.pool', clean, D, 0);
+  if (c.preQueryMode === 'learn+freqs+mean' || c.preQueryMode === 'learn+freqs+logsumexp')
+    o.rows('group_swap.pool', clean, D, 0);
   o.rows('group_swap.q0', queries, 1 + (c.preQueryMode === 'learn' ? 0 : D), D);
   if (c.queryProcessMode === 'linear') o.matmul(`${g}.query_processor`, queries, D, D);
   else {

@@ -5,7 +5,9 @@ import { forwardTimings } from './forward.js';
 const lengths = process.argv.slice(2).map(Number);
 const ctx = await requestNodeGpu();
 try {
-  console.log(JSON.stringify(await forwardTimings(ctx, lengths.length ? lengths : [64, 1024], (l) => console.error(l))));
+  console.log(
+    JSON.stringify(await forwardTimings(ctx, lengths.length ? lengths : [64, 1024], (l) => console.error(l))),
+  );
 } finally {
   ctx.device.destroy();
 }

@@ -19,13 +19,24 @@ export interface ForwardTiming {
 
 const owt = (arch: 'pgm' | 'mdlm', L: number): ModelConfig =>
   tinyConfig(arch, {
-    vocabSize: 50258, hiddenSize: 768, nHeads: 12, condDim: 128, mlpDim: 3072, length: L,
-    encoderBlocks: arch === 'pgm' ? 6 : 0, decoderBlocks: arch === 'pgm' ? 6 : 0, nBlocks: arch === 'mdlm' ? 12 : 0,
+    vocabSize: 50258,
+    hiddenSize: 768,
+    nHeads: 12,
+    condDim: 128,
+    mlpDim: 3072,
+    length: L,
+    encoderBlocks: arch === 'pgm' ? 6 : 0,
+    decoderBlocks: arch === 'pgm' ? 6 : 0,
+    nBlocks: arch === 'mdlm' ? 12 : 0,
   });
 
 const now = (): number => performance.now();
 
-export async function forwardTimings(ctx: GpuContext, lengths: readonly number[], log: (line: string) => void): Promise<ForwardTiming[]> {
+export async function forwardTimings(
+  ctx: GpuContext,
+  lengths: readonly number[],
+  log: (line: string) => void,
+): Promise<ForwardTiming[]> {
   const out: ForwardTiming[] = [];
   for (const arch of ['pgm', 'mdlm'] as const) {
     for (const L of lengths) {
@@ -36,7 +47,13 @@ export async function forwardTimings(ctx: GpuContext, lengths: readonly number[]
         const tokens = Array.from({ length: n }, (_, i) => (i * 7919) % 50256);
         const run = () =>
           arch === 'pgm'
-            ? model.pgmLogits([{ tokens, positions: tokens.map((_, i) => 2 * i), queries: Array.from({ length: L / 2 }, (_, i) => 2 * i + 1) }])
+            ? model.pgmLogits([
+                {
+                  tokens,
+                  positions: tokens.map((_, i) => 2 * i),
+                  queries: Array.from({ length: L / 2 }, (_, i) => 2 * i + 1),
+                },
+              ])
             : model.mdlmLogits([{ tokens }]);
         if (L <= 256) await run();
         const t = now();

@@ -16,7 +16,13 @@ export interface Workload {
 }
 
 /** Where a model runs: `<runtime>-<adapter>`; gpu: the machine's GPU (no adapter named). */
-export const ADAPTERS = ['node-llvmpipe', 'node-swiftshader', 'chromium-swiftshader', 'node-gpu', 'chromium-gpu'] as const;
+export const ADAPTERS = [
+  'node-llvmpipe',
+  'node-swiftshader',
+  'chromium-swiftshader',
+  'node-gpu',
+  'chromium-gpu',
+] as const;
 export type AdapterId = (typeof ADAPTERS)[number];
 
 export interface FullSizeArgs extends Workload {
@@ -51,31 +57,46 @@ export class FullSizeUsageError extends Error {}
 
 const positive = (flag: string, text: string): number => {
   const n = Number(text);
-  if (!/^\d+$/.test(text) || !(n >= 1)) throw new FullSizeUsageError(`${flag} needs a whole number >= 1, got ${JSON.stringify(text)}`);
+  if (!/^\d+$/.test(text) || !(n >= 1))
+    throw new FullSizeUsageError(`${flag} needs a whole number >= 1, got ${JSON.stringify(text)}`);
   return n;
 };
 
 function list<T extends string>(flag: string, text: string, allowed: readonly T[]): T[] {
   const items = text.split(',').filter(Boolean);
   const bad = items.filter((x) => !(allowed as readonly string[]).includes(x));
-  if (!items.length || bad.length) throw new FullSizeUsageError(`${flag}: ${bad.length ? `unknown ${bad.join(', ')}` : 'none given'}; choose from ${allowed.join(', ')}`);
+  if (!items.length || bad.length)
+    throw new FullSizeUsageError(
+      `${flag}: ${bad.length ? `unknown ${bad.join(', ')}` : 'none given'}; choose from ${allowed.join(', ')}`,
+    );
   return [...new Set(items)] as T[];
 }
 
 function one<T extends string>(flag: string, text: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(text)) throw new FullSizeUsageError(`${flag}: unknown ${text}; choose one of ${allowed.join(', ')}`);
+  if (!(allowed as readonly string[]).includes(text))
+    throw new FullSizeUsageError(`${flag}: unknown ${text}; choose one of ${allowed.join(', ')}`);
   return text as T;
 }
 
 export function parseFullSizeArgs(argv: readonly string[], defaultCache: string): FullSizeArgs {
-  const args: FullSizeArgs = { adapters: CPU_ADAPTERS, models: ['pgm', 'mdlm'], dtype: 'f16', cache: defaultCache, reconvert: false, generate: 64, steps: 4, kv: 'delayed' };
+  const args: FullSizeArgs = {
+    adapters: CPU_ADAPTERS,
+    models: ['pgm', 'mdlm'],
+    dtype: 'f16',
+    cache: defaultCache,
+    reconvert: false,
+    generate: 64,
+    steps: 4,
+    kv: 'delayed',
+  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === '--reconvert') {
       args.reconvert = true;
       continue;
     }
-    if (!['--adapters', '--models', '--kv', '--dtype', '--steps', '--generate', '--cache'].includes(flag)) throw new FullSizeUsageError(`unknown argument ${flag}`);
+    if (!['--adapters', '--models', '--kv', '--dtype', '--steps', '--generate', '--cache'].includes(flag))
+      throw new FullSizeUsageError(`unknown argument ${flag}`);
     const value = argv[i + 1];
     if (value === undefined || value.startsWith('--')) throw new FullSizeUsageError(`${flag} needs a value`);
     i++;
@@ -87,7 +108,8 @@ export function parseFullSizeArgs(argv: readonly string[], defaultCache: string)
     else if (flag === '--generate') args.generate = positive(flag, value);
     else args.cache = value;
   }
-  if (args.steps > args.generate) throw new FullSizeUsageError(`--steps ${args.steps} is more than the ${args.generate} tokens generated`);
+  if (args.steps > args.generate)
+    throw new FullSizeUsageError(`--steps ${args.steps} is more than the ${args.generate} tokens generated`);
   return args;
 }
 
@@ -130,18 +152,35 @@ const WARM_UP_STEPS = 1;
  * setting's first WARM_UP_STEPS steps cold (its first token kept), then a whole generation
  * timed. The PGM runs exact and with the KV set `w.kv`; the MDLM once.
  */
-export async function measureModel(engine: Engine, w: Workload, loadMs: number, log: (line: string) => void = () => {}): Promise<ModelRun> {
+export async function measureModel(
+  engine: Engine,
+  w: Workload,
+  loadMs: number,
+  log: (line: string) => void = () => {},
+): Promise<ModelRun> {
   const L = engine.config.length;
   const prompt = promptOf(engine, L - 1 - w.generate);
   const pgm = engine.config.arch === 'pgm';
-  const settings = pgm ? [{ setting: 'PGM exact', encoder: 'exact' as const }, { setting: `PGM KV set (${w.kv})`, encoder: w.kv }] : [{ setting: 'MDLM', encoder: undefined }];
+  const settings = pgm
+    ? [
+        { setting: 'PGM exact', encoder: 'exact' as const },
+        { setting: `PGM KV set (${w.kv})`, encoder: w.kv },
+      ]
+    : [{ setting: 'MDLM', encoder: undefined }];
   let gpuBytes = engine.gpuBytes;
   const runs: SettingRun[] = [];
   for (const { setting, encoder } of settings) {
     // `warm`: stop after that many steps (the warm-up); else the whole generation, checked.
     const once = async (seed: number, warm?: number) => {
       const stop = new AbortController();
-      const run = engine.generate({ prompt, length: L, steps: w.steps, seed, signal: stop.signal, ...(encoder && { encoder }) });
+      const run = engine.generate({
+        prompt,
+        length: L,
+        steps: w.steps,
+        seed,
+        signal: stop.signal,
+        ...(encoder && { encoder }),
+      });
       let revealed = 0;
       let seen = 0;
       const times = await timeGeneration(engine.gpuModel, setting, w.generate, async function* () {
@@ -149,7 +188,12 @@ export async function measureModel(engine: Engine, w: Workload, loadMs: number, 
           log(`  ${setting}${warm ? ' (warm-up)' : ''}: step ${ev.step + 1} of ${ev.steps}, ${ms(ev.ms)}`);
           revealed += ev.revealed.length;
           if (++seen === warm) stop.abort(); // at once: the sampler may have submitted the next step already
-          yield { forward: ev.encoderRows + ev.decoderRows > 0, encoderRows: [ev.encoderRows], decoderRows: [ev.decoderRows], revealed: [ev.revealed] };
+          yield {
+            forward: ev.encoderRows + ev.decoderRows > 0,
+            encoderRows: [ev.encoderRows],
+            decoderRows: [ev.decoderRows],
+            revealed: [ev.revealed],
+          };
           if (seen === warm) break;
         }
       });
@@ -164,7 +208,9 @@ export async function measureModel(engine: Engine, w: Workload, loadMs: number, 
     const cold = await once(1, WARM_UP_STEPS);
     const run: SettingRun = { setting, coldFirstTokenMs: cold.firstTokenMs, ...(await once(2)) };
     runs.push(run);
-    log(`  ${setting}: first token ${ms(run.firstTokenMs)} (cold ${ms(run.coldFirstTokenMs)}), ms per step p50 ${run.msPerStepP50.toFixed(0)} p95 ${run.msPerStepP95.toFixed(0)}, ${run.tokensPerS.toFixed(2)} tokens/s`);
+    log(
+      `  ${setting}: first token ${ms(run.firstTokenMs)} (cold ${ms(run.coldFirstTokenMs)}), ms per step p50 ${run.msPerStepP50.toFixed(0)} p95 ${run.msPerStepP95.toFixed(0)}, ${run.tokensPerS.toFixed(2)} tokens/s`,
+    );
   }
   return { model: pgm ? 'PGM' : 'MDLM', device: engine.adapter.description, loadMs, gpuBytes, runs };
 }
@@ -201,11 +247,17 @@ export interface FullSizeResult {
   /** 1-minute load average at the start and the end of this adapter's runs, and the machine's cores. */
   load: { start: number; end: number; cores: number };
   conversions: Conversion[];
-  models: (ModelRun & { dtype: 'f16' | 'f32'; host: HostMemory; error?: undefined } | { model: 'PGM' | 'MDLM'; dtype: 'f16' | 'f32'; error: string })[];
+  models: (
+    | (ModelRun & { dtype: 'f16' | 'f32'; host: HostMemory; error?: undefined })
+    | { model: 'PGM' | 'MDLM'; dtype: 'f16' | 'f32'; error: string }
+  )[];
 }
 
 const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(0);
-const hostText = (h: HostMemory): string => ('process' in h ? `${h.process.toFixed(0)} (${h.before.toFixed(0)})` : `${h.renderer.toFixed(0)} + ${h.gpuProcess.toFixed(0)} (renderer + GPU process)`);
+const hostText = (h: HostMemory): string =>
+  'process' in h
+    ? `${h.process.toFixed(0)} (${h.before.toFixed(0)})`
+    : `${h.renderer.toFixed(0)} + ${h.gpuProcess.toFixed(0)} (renderer + GPU process)`;
 
 /** The results of one run as Markdown: a table of the conversions, and one row per adapter, model and setting. */
 export function fullSizeMarkdown(results: readonly FullSizeResult[]): string {
@@ -213,11 +265,22 @@ export function fullSizeMarkdown(results: readonly FullSizeResult[]): string {
   const first = results[0];
   if (!first) return '';
   const w = first.workload;
-  lines.push(`Full-size models (OWT shape, random weights, ${first.date.slice(0, 10)}): L${w.length}, ${w.generate} tokens generated after a ${w.promptTokens}-token prompt in ${w.steps} steps, batch 1.`);
-  const conversions = [...new Map(results.flatMap((r) => r.conversions).map((c) => [`${c.model}-${c.dtype}`, c])).values()];
+  lines.push(
+    `Full-size models (OWT shape, random weights, ${first.date.slice(0, 10)}): L${w.length}, ${w.generate} tokens generated after a ${w.promptTokens}-token prompt in ${w.steps} steps, batch 1.`,
+  );
+  const conversions = [
+    ...new Map(results.flatMap((r) => r.conversions).map((c) => [`${c.model}-${c.dtype}`, c])).values(),
+  ];
   if (conversions.length) {
-    lines.push('', '| model | dtype | checkpoint MB | converted MB | convert s | peak RSS MiB (before) | converted on |', '|---|---|---:|---:|---:|---:|---|');
-    for (const c of conversions) lines.push(`| ${c.model.toUpperCase()} | ${c.dtype} | ${(c.checkpointBytes / 1e6).toFixed(0)} | ${(c.bytes / 1e6).toFixed(0)} | ${(c.ms / 1000).toFixed(1)} | ${c.peakRssMiB.toFixed(0)} (${c.beforeRssMiB.toFixed(0)}) | ${c.date.slice(0, 10)} |`);
+    lines.push(
+      '',
+      '| model | dtype | checkpoint MB | converted MB | convert s | peak RSS MiB (before) | converted on |',
+      '|---|---|---:|---:|---:|---:|---|',
+    );
+    for (const c of conversions)
+      lines.push(
+        `| ${c.model.toUpperCase()} | ${c.dtype} | ${(c.checkpointBytes / 1e6).toFixed(0)} | ${(c.bytes / 1e6).toFixed(0)} | ${(c.ms / 1000).toFixed(1)} | ${c.peakRssMiB.toFixed(0)} (${c.beforeRssMiB.toFixed(0)}) | ${c.date.slice(0, 10)} |`,
+      );
   }
   lines.push(
     '',
@@ -227,11 +290,15 @@ export function fullSizeMarkdown(results: readonly FullSizeResult[]): string {
   for (const r of results) {
     for (const m of r.models) {
       if (m.error !== undefined) {
-        lines.push(`| ${r.adapter} | ${m.model} ${m.dtype} | failed: ${m.error.replace(/\|/g, '\\|').replace(/\s+/g, ' ')} | | | | | | | |`);
+        lines.push(
+          `| ${r.adapter} | ${m.model} ${m.dtype} | failed: ${m.error.replace(/\|/g, '\\|').replace(/\s+/g, ' ')} | | | | | | | |`,
+        );
         continue;
       }
       for (const s of m.runs) {
-        lines.push(`| ${r.adapter} | ${s.setting} | ${(m.loadMs / 1000).toFixed(1)} | ${hostText(m.host)} | ${mib(m.gpuBytes)} | ${(s.firstTokenMs / 1000).toFixed(1)} (${(s.coldFirstTokenMs / 1000).toFixed(1)}) | ${s.msPerStepP50.toFixed(0)} | ${s.msPerStepP95.toFixed(0)} | ${s.tokensPerS.toFixed(2)} | ${s.dispatchesPerStep.toFixed(0)} |`);
+        lines.push(
+          `| ${r.adapter} | ${s.setting} | ${(m.loadMs / 1000).toFixed(1)} | ${hostText(m.host)} | ${mib(m.gpuBytes)} | ${(s.firstTokenMs / 1000).toFixed(1)} (${(s.coldFirstTokenMs / 1000).toFixed(1)}) | ${s.msPerStepP50.toFixed(0)} | ${s.msPerStepP95.toFixed(0)} | ${s.tokensPerS.toFixed(2)} | ${s.dispatchesPerStep.toFixed(0)} |`,
+        );
       }
     }
   }

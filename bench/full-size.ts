@@ -35,8 +35,17 @@ import { cpus, homedir, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ROOT } from './browser.js';
 import {
-  FULL_SIZE_USAGE, FullSizeUsageError, fullSizeMarkdown, parseFullSizeArgs,
-  type AdapterId, type Conversion, type FullSizeArgs, type FullSizeResult, type HostMemory, type ModelRun, type Workload,
+  FULL_SIZE_USAGE,
+  FullSizeUsageError,
+  fullSizeMarkdown,
+  parseFullSizeArgs,
+  type AdapterId,
+  type Conversion,
+  type FullSizeArgs,
+  type FullSizeResult,
+  type HostMemory,
+  type ModelRun,
+  type Workload,
 } from './full-size-measure.js';
 
 const RESULT = 'FULL-SIZE-RESULT ';
@@ -54,9 +63,15 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 /** This script again in a child process (`--child <kind> <json>`), its last stdout line starting RESULT parsed. */
 function child<T>(kind: string, input: unknown, env: Record<string, string | undefined> = {}): Promise<T> {
   return new Promise((done, failed) => {
-    const p = (running = spawn(process.execPath, ['--import', 'tsx', 'bench/full-size.ts', '--child', kind, JSON.stringify(input)], {
-      cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'],
-    }));
+    const p = (running = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'bench/full-size.ts', '--child', kind, JSON.stringify(input)],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    ));
     let out = '';
     p.stdout.on('data', (d: Buffer) => {
       out += d;
@@ -103,7 +118,9 @@ async function childWork(kind: string, input: string): Promise<void> {
     const t0 = performance.now();
     const engine = await createEngine({ model: dir, maxBatch: 1 });
     const loadMs = performance.now() - t0;
-    log(`${engine.adapter.description}: loaded ${dir} in ${(loadMs / 1000).toFixed(1)} s (${(engine.gpuBytes / 2 ** 20).toFixed(0)} MiB on the GPU, peak RSS ${peakRssMiB().toFixed(0)} MiB, ${baseline.toFixed(0)} MiB before the load)`);
+    log(
+      `${engine.adapter.description}: loaded ${dir} in ${(loadMs / 1000).toFixed(1)} s (${(engine.gpuBytes / 2 ** 20).toFixed(0)} MiB on the GPU, peak RSS ${peakRssMiB().toFixed(0)} MiB, ${baseline.toFixed(0)} MiB before the load)`,
+    );
     const run = await measureModel(engine, workload, loadMs, log);
     engine.dispose();
     report({ ...run, host: { process: peakRssMiB(), before: baseline } });
@@ -120,24 +137,49 @@ async function converted(args: FullSizeArgs, model: 'pgm' | 'mdlm'): Promise<{ d
   const ckpt = join(args.cache, `${model}-owt.ckpt`);
   const dir = join(args.cache, `${model}-owt-${args.dtype}`);
   const record = join(args.cache, `${model}-owt-${args.dtype}.convert.json`);
-  if (!args.reconvert && existsSync(join(dir, 'config.json')) && existsSync(record)) return { dir, conversion: JSON.parse(readFileSync(record, 'utf8')) as Conversion };
+  if (!args.reconvert && existsSync(join(dir, 'config.json')) && existsSync(record))
+    return { dir, conversion: JSON.parse(readFileSync(record, 'utf8')) as Conversion };
   if (!existsSync(ckpt)) {
     log(`writing ${ckpt} (random weights in the released layout; a few minutes)`);
     const t0 = performance.now();
     await new Promise<void>((done, failed) => {
-      const p = spawn('/usr/bin/python3', ['bench/owt-checkpoint.py', model, ckpt], { cwd: ROOT, stdio: ['ignore', 2, 2] });
+      const p = spawn('/usr/bin/python3', ['bench/owt-checkpoint.py', model, ckpt], {
+        cwd: ROOT,
+        stdio: ['ignore', 2, 2],
+      });
       p.on('error', failed);
-      p.on('close', (code) => (code === 0 ? done() : failed(new Error(`bench/owt-checkpoint.py exited with ${code}; it needs Debian's python3-torch and python3-omegaconf`))));
+      p.on('close', (code) =>
+        code === 0
+          ? done()
+          : failed(
+              new Error(
+                `bench/owt-checkpoint.py exited with ${code}; it needs Debian's python3-torch and python3-omegaconf`,
+              ),
+            ),
+      );
     });
     log(`wrote ${ckpt} in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   }
   const part = `${dir}.part`;
   rmSync(part, { recursive: true, force: true });
   log(`converting ${ckpt} (${args.dtype})`);
-  const c = await child<{ ms: number; peakRssMiB: number; beforeRssMiB: number }>('convert', { ckpt, out: part, dtype: args.dtype });
+  const c = await child<{ ms: number; peakRssMiB: number; beforeRssMiB: number }>('convert', {
+    ckpt,
+    out: part,
+    dtype: args.dtype,
+  });
   rmSync(dir, { recursive: true, force: true });
   renameSync(part, dir);
-  const conversion: Conversion = { model, dtype: args.dtype, date: new Date().toISOString(), ms: c.ms, peakRssMiB: c.peakRssMiB, beforeRssMiB: c.beforeRssMiB, bytes: folderBytes(dir), checkpointBytes: statSync(ckpt).size };
+  const conversion: Conversion = {
+    model,
+    dtype: args.dtype,
+    date: new Date().toISOString(),
+    ms: c.ms,
+    peakRssMiB: c.peakRssMiB,
+    beforeRssMiB: c.beforeRssMiB,
+    bytes: folderBytes(dir),
+    checkpointBytes: statSync(ckpt).size,
+  };
   writeFileSync(record, `${JSON.stringify(conversion, null, 2)}\n`);
   log(`converted in ${(c.ms / 1000).toFixed(1)} s, peak RSS ${c.peakRssMiB.toFixed(0)} MiB`);
   return { dir, conversion };
@@ -156,7 +198,8 @@ function chromiumPeaks(): { renderer: number; gpuProcess: number } {
       // gone since the listing
     }
   }
-  const under = (pid: number): boolean => pid === process.pid || (parent.has(pid) && pid > 1 && under(parent.get(pid)!));
+  const under = (pid: number): boolean =>
+    pid === process.pid || (parent.has(pid) && pid > 1 && under(parent.get(pid)!));
   const peaks = { renderer: 0, gpuProcess: 0 };
   for (const pid of parent.keys()) {
     if (pid === process.pid || !under(pid)) continue;
@@ -173,11 +216,21 @@ function chromiumPeaks(): { renderer: number; gpuProcess: number } {
 }
 
 /** One model on the bench page, in a browser of its own. */
-async function inChromium(adapter: AdapterId, dir: string, workload: Workload): Promise<ModelRun & { host: HostMemory }> {
+async function inChromium(
+  adapter: AdapterId,
+  dir: string,
+  workload: Workload,
+): Promise<ModelRun & { host: HostMemory }> {
   const { openBenchPage } = await import('./browser.js');
-  const { page, close } = await openBenchPage({ adapter: adapter === 'chromium-gpu' ? '' : 'swiftshader', allow: [dir] });
+  const { page, close } = await openBenchPage({
+    adapter: adapter === 'chromium-gpu' ? '' : 'swiftshader',
+    allow: [dir],
+  });
   try {
-    const run = await page.evaluate(([url, w]) => window.pgmFullSize(url, w), [`/@fs${resolve(dir)}/`, workload] as const);
+    const run = await page.evaluate(([url, w]) => window.pgmFullSize(url, w), [
+      `/@fs${resolve(dir)}/`,
+      workload,
+    ] as const);
     return { ...run, host: chromiumPeaks() };
   } finally {
     await close();
@@ -187,7 +240,10 @@ async function inChromium(adapter: AdapterId, dir: string, workload: Workload): 
 async function main(): Promise<void> {
   let args: FullSizeArgs;
   try {
-    args = parseFullSizeArgs(process.argv.slice(2), join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'pgm-webgpu', 'bench'));
+    args = parseFullSizeArgs(
+      process.argv.slice(2),
+      join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'pgm-webgpu', 'bench'),
+    );
   } catch (e) {
     if (!(e instanceof FullSizeUsageError)) throw e;
     console.error(`bench:full: ${e.message}\n\n${FULL_SIZE_USAGE}`);
@@ -201,9 +257,13 @@ async function main(): Promise<void> {
   for (const adapter of args.adapters) {
     const start = loadavg()[0];
     const result: FullSizeResult = {
-      adapter, date: new Date().toISOString(), command: `npm run bench:full -- ${process.argv.slice(2).join(' ')}`.trim(),
-      workload: { ...workload, length: 1024, promptTokens: 1023 - generate }, load: { start, end: start, cores: cpus().length },
-      conversions: models.map((m) => m.conversion), models: [],
+      adapter,
+      date: new Date().toISOString(),
+      command: `npm run bench:full -- ${process.argv.slice(2).join(' ')}`.trim(),
+      workload: { ...workload, length: 1024, promptTokens: 1023 - generate },
+      load: { start, end: start, cores: cpus().length },
+      conversions: models.map((m) => m.conversion),
+      models: [],
     };
     const file = `bench/results/full-size-${adapter}.json`;
     // Written after each model: an interrupted run keeps what it measured.
@@ -218,7 +278,11 @@ async function main(): Promise<void> {
       try {
         const run = adapter.startsWith('chromium')
           ? await inChromium(adapter, dir, workload)
-          : await child<ModelRun & { host: HostMemory }>('node', { dir, workload }, { PGM_WEBGPU_ADAPTER: adapter === 'node-gpu' ? '' : adapter.slice('node-'.length) });
+          : await child<ModelRun & { host: HostMemory }>(
+              'node',
+              { dir, workload },
+              { PGM_WEBGPU_ADAPTER: adapter === 'node-gpu' ? '' : adapter.slice('node-'.length) },
+            );
         result.models.push({ ...run, dtype: args.dtype });
       } catch (e) {
         log(`${adapter}: ${name} failed: ${(e as Error).message}`);

@@ -41,7 +41,8 @@ export function stratifiedTimes(draws: number, rng: Rng): number[] {
  * (NelboEstimate.mcVariance). Position 0 (BOS) is never masked.
  */
 export function noiseDraws(length: number, draws: number, rng: Rng): NoiseDraw[] {
-  if (!Number.isInteger(draws) || draws < 2 || draws % 2) throw new Error(`noise draws come in two stratified halves: needs an even number >= 2, got ${draws}`);
+  if (!Number.isInteger(draws) || draws < 2 || draws % 2)
+    throw new Error(`noise draws come in two stratified halves: needs an even number >= 2, got ${draws}`);
   const times = [...stratifiedTimes(draws / 2, rng), ...stratifiedTimes(draws / 2, rng)];
   return times.map((t) => {
     const masked: number[] = [];
@@ -57,7 +58,7 @@ export type MaskedNll = (jobs: readonly { tokens: ArrayLike<number>; draw: Noise
 export function drawNelbo(draw: NoiseDraw, nll: ArrayLike<number>, length: number): number {
   let sum = 0;
   for (let j = 0; j < nll.length; j++) sum += nll[j];
-  return ((1 - EPS) / (1 - alpha(draw.t))) * sum / (length - 1);
+  return (((1 - EPS) / (1 - alpha(draw.t))) * sum) / (length - 1);
 }
 
 /**
@@ -94,11 +95,21 @@ export async function estimateNelbo(
     chunk.forEach((job, j) => (terms[job.i][job.k] = drawNelbo(job.draw, out[j], job.tokens.length)));
   }
   const average = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  return terms.map((t) => ({ mean: average(t), terms: t, mcVariance: (average(t.slice(0, draws / 2)) - average(t.slice(draws / 2))) ** 2 / 4 }));
+  return terms.map((t) => ({
+    mean: average(t),
+    terms: t,
+    mcVariance: (average(t.slice(0, draws / 2)) - average(t.slice(draws / 2))) ** 2 / 4,
+  }));
 }
 
 /** -log softmax(logits)[target] over one row of V logits, the mask token left out (float64). */
-export function nllExcluding(logits: Float32Array, offset: number, V: number, target: number, excluded: number): number {
+export function nllExcluding(
+  logits: Float32Array,
+  offset: number,
+  V: number,
+  target: number,
+  excluded: number,
+): number {
   let max = -Infinity;
   for (let v = 0; v < V; v++) if (v !== excluded && logits[offset + v] > max) max = logits[offset + v];
   let sum = 0;
@@ -118,7 +129,9 @@ export function mdlmNll(model: GpuModel): MaskedNll {
         return { tokens: input };
       }),
     );
-    return jobs.map(({ tokens, draw }, b) => Float64Array.from(draw.masked, (i) => nllExcluding(logits, (b * n + i) * V, V, tokens[i], maskId)));
+    return jobs.map(({ tokens, draw }, b) =>
+      Float64Array.from(draw.masked, (i) => nllExcluding(logits, (b * n + i) * V, V, tokens[i], maskId)),
+    );
   };
 }
 
@@ -135,7 +148,9 @@ export function pgmNll(model: GpuModel): MaskedNll {
     });
     const maxQueries = Math.max(...sequences.map((s) => s.queries.length));
     const logits = await model.pgmLogits(sequences);
-    return jobs.map(({ tokens, draw }, b) => Float64Array.from(draw.masked, (i, j) => nllExcluding(logits, (b * maxQueries + j) * V, V, tokens[i], maskId)));
+    return jobs.map(({ tokens, draw }, b) =>
+      Float64Array.from(draw.masked, (i, j) => nllExcluding(logits, (b * maxQueries + j) * V, V, tokens[i], maskId)),
+    );
   };
 }
 
@@ -144,7 +159,10 @@ export function pgmNll(model: GpuModel): MaskedNll {
  * punctuation stripped, curly apostrophes made straight) that contain a letter, and how many
  * of them `dictionary` (lower-case words) holds, as written or lower-cased.
  */
-export function wordShare(text: string, dictionary: ReadonlySet<string>): { words: number; known: number; share: number } {
+export function wordShare(
+  text: string,
+  dictionary: ReadonlySet<string>,
+): { words: number; known: number; share: number } {
   let words = 0;
   let known = 0;
   for (const raw of text.split(/\s+|-{2,}|\u2014/)) {
@@ -159,7 +177,12 @@ export function wordShare(text: string, dictionary: ReadonlySet<string>): { word
 /** Student's t quantile t_{0.975, df} (Cornish-Fisher expansion around 1.96: within 0.7% for df >= 3, 3e-4 for df >= 10). */
 function t975(df: number): number {
   const z = 1.959964;
-  return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2) + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * df ** 3);
+  return (
+    z +
+    (z ** 3 + z) / (4 * df) +
+    (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2) +
+    (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * df ** 3)
+  );
 }
 
 /** Mean, sample standard deviation, standard error and the half-width of the 95% interval (Student t, n - 1 df). */

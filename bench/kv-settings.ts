@@ -25,7 +25,9 @@ export const KV_SETTINGS: readonly KvSetting[] = [
 ];
 
 /** `--quick`: the exact encoder, never refreshing and the default adaptive threshold. */
-export const QUICK_KV_SETTINGS: readonly KvSetting[] = KV_SETTINGS.filter((s) => ['exact', 'incremental, refresh never', 'adaptive, staleness 0.3'].includes(s.name));
+export const QUICK_KV_SETTINGS: readonly KvSetting[] = KV_SETTINGS.filter((s) =>
+  ['exact', 'incremental, refresh never', 'adaptive, staleness 0.3'].includes(s.name),
+);
 
 /** A setting's generate options. */
 export const kvOptions = (s: KvSetting): Pick<GenerateOptions, 'encoder' | 'refresh' | 'staleness'> => ({
@@ -45,7 +47,8 @@ export async function generateSettings(
   o: { samples: number; length: number; steps: number },
   each: (k: number, seed: number, result: GenerationResult, ms: number) => void,
 ): Promise<void> {
-  for (const s of settings) await engine.generate({ seed: 0xffffffff, length: o.length, steps: o.steps, ...kvOptions(s) });
+  for (const s of settings)
+    await engine.generate({ seed: 0xffffffff, length: o.length, steps: o.steps, ...kvOptions(s) });
   for (let i = 0; i < o.samples; i++) {
     for (let j = 0; j < settings.length; j++) {
       const k = (i + j) % settings.length;
@@ -70,7 +73,12 @@ export interface KvSpeed {
  * (the speed run of the Chromium page and of `npm run bench:node -- --kv`, on the shipped
  * pgm-small); `log` sees the exact setting's time per seed.
  */
-export async function kvSpeed(engine: Engine, samples: number, steps: number, log: (line: string) => void): Promise<KvSpeed> {
+export async function kvSpeed(
+  engine: Engine,
+  samples: number,
+  steps: number,
+  log: (line: string) => void,
+): Promise<KvSpeed> {
   const length = engine.gpuModel.config.length;
   const runs = KV_SETTINGS.map((s) => ({ setting: s.name, ms: [] as number[], encoderRows: [] as number[] }));
   await generateSettings(engine, KV_SETTINGS, { samples, length, steps }, (k, seed, result, ms) => {
@@ -88,6 +96,9 @@ export function kvSpeedTable(r: KvSpeed): string {
   return [
     '| setting | encoder rows | ms / generation | speed-up |',
     '|---|---:|---:|---:|',
-    ...r.runs.map((run) => `| ${run.setting} | ${Math.round(mean(run.encoderRows)).toLocaleString('en-US')} | ${Math.round(mean(run.ms)).toLocaleString('en-US')} | ${(exact / mean(run.ms)).toFixed(2)}x |`),
+    ...r.runs.map(
+      (run) =>
+        `| ${run.setting} | ${Math.round(mean(run.encoderRows)).toLocaleString('en-US')} | ${Math.round(mean(run.ms)).toLocaleString('en-US')} | ${(exact / mean(run.ms)).toFixed(2)}x |`,
+    ),
   ].join('\n');
 }

@@ -17,7 +17,11 @@ try {
     const engine = await createEngine({ gpu: ctx, maxBatch: 1 });
     const speed = await kvSpeed(engine, kvSamples, 64, (line) => console.error(line));
     engine.dispose();
-    finishKv(speed, `node-${adapterName(ctx.adapter)}`, `PGM_WEBGPU_ADAPTER=${process.env.PGM_WEBGPU_ADAPTER ?? ''} npm run bench:node -- --kv ${kvSamples}`);
+    finishKv(
+      speed,
+      `node-${adapterName(ctx.adapter)}`,
+      `PGM_WEBGPU_ADAPTER=${process.env.PGM_WEBGPU_ADAPTER ?? ''} npm run bench:node -- --kv ${kvSamples}`,
+    );
   } else {
     finish(await runSuite(ctx, { mode, runtime: 'node', log: (line) => console.error(line) }));
   }

@@ -37,7 +37,9 @@ const log = (line: string): void => {
 };
 
 window.pgmBench = (mode, peerDir) =>
-  withGpu((ctx) => runSuite(ctx, { mode, runtime: 'chromium', log, peer: peerDir ? (c, l) => runPeer(c, peerDir, l) : undefined }));
+  withGpu((ctx) =>
+    runSuite(ctx, { mode, runtime: 'chromium', log, peer: peerDir ? (c, l) => runPeer(c, peerDir, l) : undefined }),
+  );
 
 window.pgmForward = (lengths) => withGpu((ctx) => forwardTimings(ctx, lengths, (line) => console.log(line)));
 
@@ -57,7 +59,9 @@ window.pgmFullSize = async (url, workload) => {
   const t0 = performance.now();
   const engine = await createEngine({ model: url, maxBatch: 1 });
   const loadMs = performance.now() - t0;
-  log(`${engine.adapter.description}: loaded ${url} in ${(loadMs / 1000).toFixed(1)} s (${(engine.gpuBytes / 2 ** 20).toFixed(0)} MiB on the GPU)`);
+  log(
+    `${engine.adapter.description}: loaded ${url} in ${(loadMs / 1000).toFixed(1)} s (${(engine.gpuBytes / 2 ** 20).toFixed(0)} MiB on the GPU)`,
+  );
   try {
     return await measureModel(engine, workload, loadMs, log);
   } finally {

@@ -18,7 +18,11 @@ import { record, timeDispatches } from './timing.js';
 const storage = (): GPUBufferUsageFlags => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /** Grow the work until one run takes at least `minMs`, then keep the best of `reps`. */
-async function adaptive(run: (scale: number) => Promise<number>, minMs: number, maxScale: number): Promise<{ ms: number; scale: number }> {
+async function adaptive(
+  run: (scale: number) => Promise<number>,
+  minMs: number,
+  maxScale: number,
+): Promise<{ ms: number; scale: number }> {
   let scale = 1;
   let ms = await run(scale);
   while (ms < minMs && scale < maxScale) {
@@ -55,7 +59,9 @@ export async function fmaPeak(ctx: GpuContext, reps: number): Promise<number> {
 export async function bandwidthPeak(ctx: GpuContext, megabytes: number, reps: number): Promise<number> {
   const memory = new GpuMemory(ctx.device);
   try {
-    const kernel = await Kernel.create(ctx.device, { shader: { name: 'peak-bandwidth.wgsl', code: WGSL['peak-bandwidth.wgsl'] } });
+    const kernel = await Kernel.create(ctx.device, {
+      shader: { name: 'peak-bandwidth.wgsl', code: WGSL['peak-bandwidth.wgsl'] },
+    });
     const bytes = Math.min(megabytes * 2 ** 20, ctx.device.limits.maxStorageBufferBindingSize);
     const count = Math.floor(bytes / 16);
     const src = memory.create('bandwidth.src', count * 16, storage());
@@ -82,7 +88,11 @@ export interface MatmulPeak {
 }
 
 /** The engine's matmul kernels (src/kernels/matmul.ts, every variant) on one large shape. */
-export async function matmulPeak(ctx: GpuContext, [M, K, N]: [number, number, number], reps: number): Promise<MatmulPeak> {
+export async function matmulPeak(
+  ctx: GpuContext,
+  [M, K, N]: [number, number, number],
+  reps: number,
+): Promise<MatmulPeak> {
   const { device } = ctx;
   const memory = new GpuMemory(device);
   try {
@@ -93,7 +103,10 @@ export async function matmulPeak(ctx: GpuContext, [M, K, N]: [number, number, nu
     const w = random(N * K);
     const halves = new Uint16Array(N * K + ((N * K) % 2)); // whole u32 words
     halves.set(new Uint16Array(encodeFloats(w, 'F16').buffer));
-    const weights = { f32: gpuTensor('weight', memory.upload('weight', w), [N, K]), f16: gpuTensor('weight.f16', memory.upload('weight.f16', halves), [N, K], 'f16') };
+    const weights = {
+      f32: gpuTensor('weight', memory.upload('weight', w), [N, K]),
+      f16: gpuTensor('weight.f16', memory.upload('weight.f16', halves), [N, K], 'f16'),
+    };
     const bias = gpuTensor('bias', memory.upload('bias', random(N)), [N]);
     const out = gpuTensor('out', memory.create('out', M * N * 4, storage()), [1, M, N]);
     setBatchShape(ws, [M], [0]);
@@ -101,7 +114,16 @@ export async function matmulPeak(ctx: GpuContext, [M, K, N]: [number, number, nu
     const gflops = async (name: string, n: number): Promise<number> => {
       const [variant, dtype = 'f32'] = name.split(':') as [MatmulVariant, 'f16' | undefined];
       const weight = weights[dtype];
-      const dispatch = await matmulDispatch(ws, { label: `bench.matmul.${name}`, rows: Rows.Clean, x, weight, bias, activation: 'gelu', out, variant });
+      const dispatch = await matmulDispatch(ws, {
+        label: `bench.matmul.${name}`,
+        rows: Rows.Clean,
+        x,
+        weight,
+        bias,
+        activation: 'gelu',
+        out,
+        variant,
+      });
       await timeDispatches(ctx, [record(dispatch)], 1); // a warm-up: some drivers compile on first use
       const [ms] = await timeDispatches(ctx, [record(dispatch)], n);
       return (2 * M * K * N) / (ms * 1e6);
@@ -111,7 +133,8 @@ export async function matmulPeak(ctx: GpuContext, [M, K, N]: [number, number, nu
     const names = MATMUL_VARIANTS.filter((v) => variantRuns(v, device)).flatMap((v) => [v, `${v}:f16`]);
     for (const variant of names) {
       best.variants[variant] = await gflops(variant, 1);
-      if (best.variants[variant] > best.bestGflops) Object.assign(best, { variant, bestGflops: best.variants[variant] });
+      if (best.variants[variant] > best.bestGflops)
+        Object.assign(best, { variant, bestGflops: best.variants[variant] });
     }
     const v = best.variant;
     best.variants[v] = best.bestGflops = Math.max(best.bestGflops, await gflops(v, reps));

@@ -69,10 +69,19 @@ interface Runner {
 }
 
 /** An ORT session on one execution provider; its first run is the warm-up. */
-async function ortRunner(ort: Ort, ep: InferenceSession.ExecutionProviderConfig, onnx: Uint8Array, seq: Exported['sequence']): Promise<Runner & { logits: Float32Array }> {
+async function ortRunner(
+  ort: Ort,
+  ep: InferenceSession.ExecutionProviderConfig,
+  onnx: Uint8Array,
+  seq: Exported['sequence'],
+): Promise<Runner & { logits: Float32Array }> {
   const session = await ort.InferenceSession.create(onnx, { executionProviders: [ep] });
   const int64 = (xs: number[]) => new ort.Tensor('int64', BigInt64Array.from(xs, BigInt), [1, xs.length]);
-  const feeds = { clean_tokens: int64(seq.tokens), clean_positions: int64(seq.positions), query_positions: int64(seq.queries) };
+  const feeds = {
+    clean_tokens: int64(seq.tokens),
+    clean_positions: int64(seq.positions),
+    query_positions: int64(seq.queries),
+  };
   const forward = async () => (await session.run(feeds)).logits.data as Float32Array;
   return { forward, release: () => session.release(), logits: await forward() };
 }
@@ -83,7 +92,8 @@ const message = (e: unknown): string => (e instanceof Error ? e.message : String
 export async function runPeer(ctx: GpuContext, dir: string, log: (line: string) => void): Promise<PeerResult> {
   const ex = await loadExport(dir);
   const { config, weights } = await readCheckpointWeights(await Checkpoint.open(bytesSource(ex.ckpt, 'model.ckpt')));
-  const model = `PGM D${config.hiddenSize} H${config.nHeads} ${config.encoderBlocks}/${config.decoderBlocks} V${config.vocabSize} L${config.length}, ` +
+  const model =
+    `PGM D${config.hiddenSize} H${config.nHeads} ${config.encoderBlocks}/${config.decoderBlocks} V${config.vocabSize} L${config.length}, ` +
     `n=${ex.sequence.tokens.length} clean, m=${ex.sequence.queries.length} queries, batch 1`;
   log(`peer: ${model} (${dir})`);
 
@@ -92,7 +102,8 @@ export async function runPeer(ctx: GpuContext, dir: string, log: (line: string) 
   // requests a device of its own) and the plain wasm build for the CPU EP (no JSEP or asyncify
   // in its kernels). Each starts its wasm module once per page: settings go before any session.
   const [webgpuOrt, wasmOrt] = await Promise.all([import('onnxruntime-web/webgpu'), import('onnxruntime-web/wasm')]);
-  for (const ort of [webgpuOrt, wasmOrt]) ort.env.wasm.wasmPaths = new URL('/node_modules/onnxruntime-web/dist/', location.href).href;
+  for (const ort of [webgpuOrt, wasmOrt])
+    ort.env.wasm.wasmPaths = new URL('/node_modules/onnxruntime-web/dist/', location.href).href;
   wasmOrt.env.wasm.numThreads = crossOriginIsolated ? navigator.hardwareConcurrency : 1;
 
   const gpuModel = await GpuModel.load(ctx, config, weights, { maxBatch: 1 });
@@ -105,7 +116,10 @@ export async function runPeer(ctx: GpuContext, dir: string, log: (line: string) 
   const spent = (name: string) => times[name].reduce((a, t) => a + t, 0);
   try {
     logits.ours = await ours.forward();
-    const engines = [['ortWebgpu', webgpuOrt, { name: 'webgpu', device: ctx.device }], ['ortWasm', wasmOrt, 'wasm']] as const;
+    const engines = [
+      ['ortWebgpu', webgpuOrt, { name: 'webgpu', device: ctx.device }],
+      ['ortWasm', wasmOrt, 'wasm'],
+    ] as const;
     for (const [name, ort, ep] of engines) {
       try {
         const r = await ortRunner(ort, ep, ex.onnx, ex.sequence);
@@ -145,10 +159,17 @@ export async function runPeer(ctx: GpuContext, dir: string, log: (line: string) 
       ortWasmVsTorch: vsTorch('ortWasm'),
       oursVsOrtWebgpu: logits.ortWebgpu ? maxAbsDiff(logits.ours, logits.ortWebgpu) : null,
     },
-    ort: { version: wasmOrt.env.versions.web ?? '?', wasmThreads: wasmOrt.env.wasm.numThreads!, crossOriginIsolated, webgpuDevice: errors.ortWebgpu ? 'none' : 'ours' },
+    ort: {
+      version: wasmOrt.env.versions.web ?? '?',
+      wasmThreads: wasmOrt.env.wasm.numThreads!,
+      crossOriginIsolated,
+      webgpuDevice: errors.ortWebgpu ? 'none' : 'ours',
+    },
   };
   const show = (x: number | null) => (x === null ? 'failed' : `${x.toFixed(1)} ms`);
-  log(`peer: ours ${show(result.oursMs)}, ORT WebGPU ${show(result.ortWebgpuMs)}, ORT wasm (${result.ort.wasmThreads} threads) ${show(result.ortWasmMs)}; ` +
-    `max |diff| vs PyTorch: ours ${result.maxAbsDiff.oursVsTorch.toExponential(1)}, ORT WebGPU ${result.maxAbsDiff.ortWebgpuVsTorch?.toExponential(1) ?? '-'}, ORT wasm ${result.maxAbsDiff.ortWasmVsTorch?.toExponential(1) ?? '-'}`);
+  log(
+    `peer: ours ${show(result.oursMs)}, ORT WebGPU ${show(result.ortWebgpuMs)}, ORT wasm (${result.ort.wasmThreads} threads) ${show(result.ortWasmMs)}; ` +
+      `max |diff| vs PyTorch: ours ${result.maxAbsDiff.oursVsTorch.toExponential(1)}, ORT WebGPU ${result.maxAbsDiff.ortWebgpuVsTorch?.toExponential(1) ?? '-'}, ORT wasm ${result.maxAbsDiff.ortWasmVsTorch?.toExponential(1) ?? '-'}`,
+  );
   return result;
 }

@@ -11,7 +11,16 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createEngine } from '../src/node.js';
 import { esc } from './report.js';
-import { estimateNelbo, mdlmNll, meanCi, monteCarloSe, pgmNll, wordShare, type MeanCi, type NelboEstimate } from './judges.js';
+import {
+  estimateNelbo,
+  mdlmNll,
+  meanCi,
+  monteCarloSe,
+  pgmNll,
+  wordShare,
+  type MeanCi,
+  type NelboEstimate,
+} from './judges.js';
 import { generateSettings, KV_SETTINGS, QUICK_KV_SETTINGS, type KvSetting } from './kv-settings.js';
 
 const DICTIONARY = '/usr/share/dict/words';
@@ -20,7 +29,9 @@ const NOISE_SEED = 0x7a11ce;
 const JUDGE_BATCH = 8;
 
 function usage(message: string): never {
-  console.error(`bench:quality: ${message}\nusage: npm run bench:quality -- [--quick] [--samples N] [--steps S] [--draws K]`);
+  console.error(
+    `bench:quality: ${message}\nusage: npm run bench:quality -- [--quick] [--samples N] [--steps S] [--draws K]`,
+  );
   process.exit(2);
 }
 
@@ -43,10 +54,17 @@ function parseArgs(argv: readonly string[]): { quick: boolean; samples: number; 
 
 function loadDictionary(): Set<string> {
   if (!existsSync(DICTIONARY)) {
-    console.error(`bench:quality: ${DICTIONARY} is missing; the word share needs Debian's American English word list: apt-get install -y wamerican`);
+    console.error(
+      `bench:quality: ${DICTIONARY} is missing; the word share needs Debian's American English word list: apt-get install -y wamerican`,
+    );
     process.exit(1);
   }
-  return new Set(readFileSync(DICTIONARY, 'utf8').split('\n').filter(Boolean).map((w) => w.toLowerCase()));
+  return new Set(
+    readFileSync(DICTIONARY, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((w) => w.toLowerCase()),
+  );
 }
 
 interface Row {
@@ -92,7 +110,6 @@ function markdown(rows: Row[]): string {
   return lines.join('\n');
 }
 
-
 /** Speed-up on x, MDLM-judged NELBO on y with its 95% interval, one labelled point per setting. */
 function svg(rows: Row[], title: string): string {
   const W = 760;
@@ -110,29 +127,54 @@ function svg(rows: Row[], title: string): string {
   const x = (v: number) => pad.l + (v / xHi) * plotW;
   const y = (v: number) => pad.t + plotH - ((v - yLo) / (yHi - yLo)) * plotH;
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
+  );
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
-  out.push(`<text x="${W / 2}" y="18" text-anchor="middle" font-size="13">Incremental encoding: speed and quality (pgm-small)</text>`);
+  out.push(
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13">Incremental encoding: speed and quality (pgm-small)</text>`,
+  );
   out.push(`<text x="${W / 2}" y="34" text-anchor="middle" font-size="10">${esc(title)}</text>`);
-  out.push(`<line x1="${pad.l}" y1="${pad.t}" x2="${pad.l}" y2="${pad.t + plotH}" stroke="#333"/><line x1="${pad.l}" y1="${pad.t + plotH}" x2="${pad.l + plotW}" y2="${pad.t + plotH}" stroke="#333"/>`);
+  out.push(
+    `<line x1="${pad.l}" y1="${pad.t}" x2="${pad.l}" y2="${pad.t + plotH}" stroke="#333"/><line x1="${pad.l}" y1="${pad.t + plotH}" x2="${pad.l + plotW}" y2="${pad.t + plotH}" stroke="#333"/>`,
+  );
   for (let i = 0; i <= 5; i++) {
     const v = yLo + ((yHi - yLo) * i) / 5;
-    out.push(`<line x1="${pad.l - 4}" y1="${y(v)}" x2="${pad.l + plotW}" y2="${y(v)}" stroke="#e5e5e5"/><text x="${pad.l - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(2)}</text>`);
+    out.push(
+      `<line x1="${pad.l - 4}" y1="${y(v)}" x2="${pad.l + plotW}" y2="${y(v)}" stroke="#e5e5e5"/><text x="${pad.l - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(2)}</text>`,
+    );
   }
-  for (let v = 0; v <= xHi; v++) out.push(`<line x1="${x(v)}" y1="${pad.t + plotH}" x2="${x(v)}" y2="${pad.t + plotH + 4}" stroke="#333"/><text x="${x(v)}" y="${pad.t + plotH + 16}" text-anchor="middle">${v}x</text>`);
-  out.push(`<text x="${pad.l + plotW / 2}" y="${H - 20}" text-anchor="middle">speed-up over the exact encoder (mean ms per generation)</text>`);
-  out.push(`<text transform="translate(20,${pad.t + plotH / 2}) rotate(-90)" text-anchor="middle">MDLM-judged NELBO, nats/token (lower = better), 95% CI</text>`);
+  for (let v = 0; v <= xHi; v++)
+    out.push(
+      `<line x1="${x(v)}" y1="${pad.t + plotH}" x2="${x(v)}" y2="${pad.t + plotH + 4}" stroke="#333"/><text x="${x(v)}" y="${pad.t + plotH + 16}" text-anchor="middle">${v}x</text>`,
+    );
+  out.push(
+    `<text x="${pad.l + plotW / 2}" y="${H - 20}" text-anchor="middle">speed-up over the exact encoder (mean ms per generation)</text>`,
+  );
+  out.push(
+    `<text transform="translate(20,${pad.t + plotH / 2}) rotate(-90)" text-anchor="middle">MDLM-judged NELBO, nats/token (lower = better), 95% CI</text>`,
+  );
   const exact = rows.find((r) => r.encoder === 'exact');
-  if (exact) out.push(`<line x1="${pad.l}" y1="${y(exact.mdlmNelbo.mean)}" x2="${pad.l + plotW}" y2="${y(exact.mdlmNelbo.mean)}" stroke="#1f77b4" stroke-dasharray="4 3"/>`);
+  if (exact)
+    out.push(
+      `<line x1="${pad.l}" y1="${y(exact.mdlmNelbo.mean)}" x2="${pad.l + plotW}" y2="${y(exact.mdlmNelbo.mean)}" stroke="#1f77b4" stroke-dasharray="4 3"/>`,
+    );
   rows.forEach((r, i) => {
     const cx = x(r.speedup);
     const color = { exact: '#1f77b4', incremental: '#d62728', delayed: '#2ca02c', adaptive: '#9467bd' }[r.encoder];
-    out.push(`<line x1="${cx}" y1="${y(r.mdlmNelbo.mean - r.mdlmNelbo.ci95)}" x2="${cx}" y2="${y(r.mdlmNelbo.mean + r.mdlmNelbo.ci95)}" stroke="${color}"/>`);
-    for (const v of [r.mdlmNelbo.mean - r.mdlmNelbo.ci95, r.mdlmNelbo.mean + r.mdlmNelbo.ci95]) out.push(`<line x1="${cx - 4}" y1="${y(v)}" x2="${cx + 4}" y2="${y(v)}" stroke="${color}"/>`);
-    out.push(`<circle cx="${cx}" cy="${y(r.mdlmNelbo.mean)}" r="4" fill="${color}"><title>${esc(`${r.setting}: ${pm(r.mdlmNelbo)} nats/token, ${f(r.speedup, 2)}x`)}</title></circle>`);
+    out.push(
+      `<line x1="${cx}" y1="${y(r.mdlmNelbo.mean - r.mdlmNelbo.ci95)}" x2="${cx}" y2="${y(r.mdlmNelbo.mean + r.mdlmNelbo.ci95)}" stroke="${color}"/>`,
+    );
+    for (const v of [r.mdlmNelbo.mean - r.mdlmNelbo.ci95, r.mdlmNelbo.mean + r.mdlmNelbo.ci95])
+      out.push(`<line x1="${cx - 4}" y1="${y(v)}" x2="${cx + 4}" y2="${y(v)}" stroke="${color}"/>`);
+    out.push(
+      `<circle cx="${cx}" cy="${y(r.mdlmNelbo.mean)}" r="4" fill="${color}"><title>${esc(`${r.setting}: ${pm(r.mdlmNelbo)} nats/token, ${f(r.speedup, 2)}x`)}</title></circle>`,
+    );
     // Labels alternate above and below: neighbouring points are close.
     const dy = i % 2 ? 16 : -9;
-    out.push(`<text x="${cx + 7}" y="${y(r.mdlmNelbo.mean) + dy}">${esc(r.setting.replace('incremental, ', ''))}</text>`);
+    out.push(
+      `<text x="${cx + 7}" y="${y(r.mdlmNelbo.mean) + dy}">${esc(r.setting.replace('incremental, ', ''))}</text>`,
+    );
   });
   out.push('</svg>');
   return out.join('\n');
@@ -148,20 +190,31 @@ const pgm = await createEngine({ maxBatch: JUDGE_BATCH });
 const mdlm = await createEngine({ model: 'mdlm-small', maxBatch: JUDGE_BATCH });
 try {
   const L = pgm.gpuModel.config.length;
-  if (mdlm.gpuModel.config.length !== L || mdlm.gpuModel.config.vocabSize !== pgm.gpuModel.config.vocabSize) throw new Error('bench:quality: pgm-small and mdlm-small must share L and the vocabulary');
-  log(`bench:quality: ${pgm.adapter.description}; ${settings.length} settings x ${args.samples} samples, L ${L}, ${args.steps} steps, ${args.draws} noise draws per sample and judge`);
-  const samples = settings.map(() => ({ ids: [] as number[][], texts: [] as string[], ms: [] as number[], encoderRows: [] as number[] }));
+  if (mdlm.gpuModel.config.length !== L || mdlm.gpuModel.config.vocabSize !== pgm.gpuModel.config.vocabSize)
+    throw new Error('bench:quality: pgm-small and mdlm-small must share L and the vocabulary');
+  log(
+    `bench:quality: ${pgm.adapter.description}; ${settings.length} settings x ${args.samples} samples, L ${L}, ${args.steps} steps, ${args.draws} noise draws per sample and judge`,
+  );
+  const samples = settings.map(() => ({
+    ids: [] as number[][],
+    texts: [] as string[],
+    ms: [] as number[],
+    encoderRows: [] as number[],
+  }));
   let generated = 0;
   await generateSettings(pgm, settings, { samples: args.samples, length: L, steps: args.steps }, (k, i, result, ms) => {
     const ids = pgm.vocabulary.fromGpt2Ids(result.tokens);
-    if (ids.length !== L) throw new Error(`bench:quality: sample ${i} (${settings[k].name}) has ${ids.length} model ids, expected ${L}`);
+    if (ids.length !== L)
+      throw new Error(`bench:quality: sample ${i} (${settings[k].name}) has ${ids.length} model ids, expected ${L}`);
     const sample = samples[k];
     sample.ids.push(ids);
     sample.texts.push(result.text);
     sample.ms.push(ms);
     sample.encoderRows.push(result.stats.encoderRows);
     if (++generated % (8 * settings.length) === 0 || generated === args.samples * settings.length) {
-      log(`  generated ${generated / settings.length}/${args.samples} seeds (${((performance.now() - started) / 1000).toFixed(0)} s)`);
+      log(
+        `  generated ${generated / settings.length}/${args.samples} seeds (${((performance.now() - started) / 1000).toFixed(0)} s)`,
+      );
     }
   });
   const exactIndex = settings.findIndex((s) => s.encoder === 'exact');
@@ -170,8 +223,16 @@ try {
   const judged = new Map<number, { mdlm: NelboEstimate[]; pgm: NelboEstimate[] }>();
   for (const [k, s] of settings.entries()) {
     const t0 = performance.now();
-    const byMdlm = await estimateNelbo(samples[k].ids, mdlmNll(mdlm.gpuModel), { draws: args.draws, seeds, batch: JUDGE_BATCH });
-    const byPgm = await estimateNelbo(samples[k].ids, pgmNll(pgm.gpuModel), { draws: args.draws, seeds, batch: JUDGE_BATCH });
+    const byMdlm = await estimateNelbo(samples[k].ids, mdlmNll(mdlm.gpuModel), {
+      draws: args.draws,
+      seeds,
+      batch: JUDGE_BATCH,
+    });
+    const byPgm = await estimateNelbo(samples[k].ids, pgmNll(pgm.gpuModel), {
+      draws: args.draws,
+      seeds,
+      batch: JUDGE_BATCH,
+    });
     judged.set(k, { mdlm: byMdlm, pgm: byPgm });
     log(`  judged ${s.name} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
   }
@@ -199,7 +260,11 @@ try {
       encoderRows: meanCi(samples[k].encoderRows),
       example: samples[k].texts[0].slice(0, 300),
       perSample: {
-        mdlmNelbo: round(j.mdlm.map((e) => e.mean)), pgmNelbo: round(j.pgm.map((e) => e.mean)), wordShare: round(shares), ms: samples[k].ms.map((m) => Math.round(m)), encoderRows: samples[k].encoderRows,
+        mdlmNelbo: round(j.mdlm.map((e) => e.mean)),
+        pgmNelbo: round(j.pgm.map((e) => e.mean)),
+        wordShare: round(shares),
+        ms: samples[k].ms.map((m) => Math.round(m)),
+        encoderRows: samples[k].encoderRows,
       },
     };
   });
@@ -215,7 +280,10 @@ try {
     const result = {
       date,
       adapter: pgm.adapter.description,
-      command: [`PGM_WEBGPU_ADAPTER=${process.env.PGM_WEBGPU_ADAPTER ?? ''} npm run bench:quality`, ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
+      command: [
+        `PGM_WEBGPU_ADAPTER=${process.env.PGM_WEBGPU_ADAPTER ?? ''} npm run bench:quality`,
+        ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : []),
+      ].join(' '),
       models: { generator: 'pgm-small', judge: 'mdlm-small' },
       length: L,
       steps: args.steps,
@@ -223,15 +291,21 @@ try {
       draws: args.draws,
       seeds: `sample i: generation seed i, noise draws Rng(${NOISE_SEED} + i), in every setting`,
       sampling: 'order random, schedule uniform, temperature 1, topP 1 (the checkpoint pNucleus), batch 1',
-      nelbo: 'nats per generated token (sum over positions 1..L-1, / (L-1)); the draws of a sample: two independent halves, each with t stratified over [eps, 1] (Monte-Carlo variance of its mean: (half A - half B)^2 / 4); BOS never masked; mask token excluded from the softmax',
+      nelbo:
+        'nats per generated token (sum over positions 1..L-1, / (L-1)); the draws of a sample: two independent halves, each with t stratified over [eps, 1] (Monte-Carlo variance of its mean: (half A - half B)^2 / 4); BOS never masked; mask token excluded from the softmax',
       ci: 'mean ± t(0.975, n-1) · sd / sqrt(n) over the samples (each sample: the mean of its draws, so Monte-Carlo noise is inside the spread); Δ vs exact: the same over the per-seed differences',
       wordShare: `words (whitespace- and dash-separated, edge punctuation stripped, containing a letter) found in ${DICTIONARY} (Debian wamerican), as written or lower-cased`,
       wallSeconds: Math.round(wallSeconds),
       rows,
     };
     writeFileSync(`${dir}incremental-quality.json`, `${JSON.stringify(result, null, 2)}\n`);
-    writeFileSync(`${dir}incremental-quality.svg`, `${svg(rows, `${date.slice(0, 10)}, ${pgm.adapter.description.split(':')[0]}; ${args.samples} samples per setting, L ${L}, ${args.steps} steps; ${args.draws} noise draws per sample`)}\n`);
-    log(`bench:quality: ${wallSeconds.toFixed(0)} s; wrote bench/results/incremental-quality.json, bench/results/incremental-quality.svg`);
+    writeFileSync(
+      `${dir}incremental-quality.svg`,
+      `${svg(rows, `${date.slice(0, 10)}, ${pgm.adapter.description.split(':')[0]}; ${args.samples} samples per setting, L ${L}, ${args.steps} steps; ${args.draws} noise draws per sample`)}\n`,
+    );
+    log(
+      `bench:quality: ${wallSeconds.toFixed(0)} s; wrote bench/results/incremental-quality.json, bench/results/incremental-quality.svg`,
+    );
   }
 } finally {
   pgm.dispose();

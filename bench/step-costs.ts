@@ -23,8 +23,16 @@ const ctx = await requestNodeGpu();
 const config = modelConfig('pgm', smallShape(128));
 const model = await GpuModel.load(ctx, config, randomWeights(config, 1), { maxBatch: 1 });
 try {
-  model.writeClean(0, 0, Array.from({ length: CLEAN }, (_, i) => (7 * i) % config.vocabSize), Array.from({ length: CLEAN }, (_, i) => i));
-  model.writeQueries(0, Array.from({ length: QUERIES }, (_, i) => CLEAN + i));
+  model.writeClean(
+    0,
+    0,
+    Array.from({ length: CLEAN }, (_, i) => (7 * i) % config.vocabSize),
+    Array.from({ length: CLEAN }, (_, i) => i),
+  );
+  model.writeQueries(
+    0,
+    Array.from({ length: QUERIES }, (_, i) => CLEAN + i),
+  );
   model.writeSeeds([1]);
   model.setLengths([CLEAN], [QUERIES]);
   // append: false keeps the clean set as it is, so every step below does the same work.
@@ -53,19 +61,32 @@ try {
   const isSampler = (d: RecordedDispatch) => d.kernel.name === 'sample.wgsl';
   const forward = recorded.filter((d) => !isSampler(d));
   const rows: [string, () => Promise<number>][] = [
-    ['step, one at a time', () => mean(async () => { for (let r = 0; r < REPS; r++) await model.sampleStep(settings); })],
-    ['steps, queued', () => mean(async () => {
-      const drawn = [];
-      for (let r = 0; r < REPS; r++) drawn.push((await model.startStep(settings)).result);
-      await Promise.all(drawn);
-    })],
+    [
+      'step, one at a time',
+      () =>
+        mean(async () => {
+          for (let r = 0; r < REPS; r++) await model.sampleStep(settings);
+        }),
+    ],
+    [
+      'steps, queued',
+      () =>
+        mean(async () => {
+          const drawn = [];
+          for (let r = 0; r < REPS; r++) drawn.push((await model.startStep(settings)).result);
+          await Promise.all(drawn);
+        }),
+    ],
     [`forward pass (${forward.length} dispatches)`, () => replay(forward)],
     ['matmuls only', () => replay(forward.filter((d) => d.kernel.name.startsWith('matmul')))],
     ['without the matmuls', () => replay(forward.filter((d) => !d.kernel.name.startsWith('matmul')))],
     ['sampler', () => replay(recorded.filter(isSampler))],
   ];
-  console.log(`${ctx.adapter.description}: PGM L128, ${CLEAN} clean tokens, ${QUERIES} queries, mean of ${REPS}, two rounds`);
-  for (const [label, time] of rows) console.log(`${label}: ${(await time()).toFixed(2)} ms, ${(await time()).toFixed(2)} ms`);
+  console.log(
+    `${ctx.adapter.description}: PGM L128, ${CLEAN} clean tokens, ${QUERIES} queries, mean of ${REPS}, two rounds`,
+  );
+  for (const [label, time] of rows)
+    console.log(`${label}: ${(await time()).toFixed(2)} ms, ${(await time()).toFixed(2)} ms`);
 } finally {
   model.dispose();
   ctx.device.destroy();

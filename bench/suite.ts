@@ -10,7 +10,13 @@ import type { ModelConfig } from '../src/model/config.js';
 import { decoderKvGroups } from '../src/model/fusion.js';
 import { GpuModel } from '../src/model/gpu-model.js';
 import { randomWeights, tinyConfig } from '../src/reference/random.js';
-import { sampleMdlm, samplePgm, type BatchStep, type SamplingOptions, type SequencePlan } from '../src/sampling/samplers.js';
+import {
+  sampleMdlm,
+  samplePgm,
+  type BatchStep,
+  type SamplingOptions,
+  type SequencePlan,
+} from '../src/sampling/samplers.js';
 import { forwardFlops, mdlmOps, pgmOps, sampleOp, type Op, type OpClass } from './flops.js';
 import { bandwidthPeak, fmaPeak, matmulPeak } from './peak.js';
 import { hasTimestamps, record, timeDispatches, type RecordedDispatch } from './timing.js';
@@ -37,7 +43,12 @@ export interface IncrementalCase {
 export interface Plan {
   mode: BenchMode;
   /** Per shape: PGM vs MDLM cases, KV-set cases, and the steps of the whole generations users compare (`GenerationMetrics`; none: not run). */
-  shapes: { shape: Shape; cases: { steps: number; batch: number }[]; incremental: IncrementalCase[]; generations?: number }[];
+  shapes: {
+    shape: Shape;
+    cases: { steps: number; batch: number }[];
+    incremental: IncrementalCase[];
+    generations?: number;
+  }[];
   /** Timed repetitions per case (PGM and MDLM stepped in turns; the fastest of each is kept). */
   reps: number;
   /** The case whose middle PGM step and first MDLM step are profiled kernel by kernel. */
@@ -53,7 +64,20 @@ export function plan(mode: BenchMode): Plan {
   if (mode === 'owt') {
     return {
       mode,
-      shapes: [{ shape: { D: 768, H: 12, halfBlocks: 6, V: 50258, L: 1024 }, cases: [{ steps: 128, batch: 1 }, { steps: 128, batch: 4 }], incremental: [{ steps: 128, refresh: 0 }, { steps: 128, refresh: 8 }], generations: 128 }],
+      shapes: [
+        {
+          shape: { D: 768, H: 12, halfBlocks: 6, V: 50258, L: 1024 },
+          cases: [
+            { steps: 128, batch: 1 },
+            { steps: 128, batch: 4 },
+          ],
+          incremental: [
+            { steps: 128, refresh: 0 },
+            { steps: 128, refresh: 8 },
+          ],
+          generations: 128,
+        },
+      ],
       reps: 2,
       profile: { L: 1024, steps: 128, batch: 1 },
       matmulShape: [1024, 768, 3072],
@@ -63,7 +87,20 @@ export function plan(mode: BenchMode): Plan {
   if (mode === 'quick') {
     return {
       mode,
-      shapes: [{ shape: smallShape(128), cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }], incremental: [{ steps: 16, refresh: 0 }, { steps: 32, refresh: 0 }], generations: 16 }],
+      shapes: [
+        {
+          shape: smallShape(128),
+          cases: [
+            { steps: 16, batch: 1 },
+            { steps: 32, batch: 1 },
+          ],
+          incremental: [
+            { steps: 16, refresh: 0 },
+            { steps: 32, refresh: 0 },
+          ],
+          generations: 16,
+        },
+      ],
       reps: 1,
       profile: { L: 128, steps: 16, batch: 1 },
       matmulShape: [512, 768, 768],
@@ -76,13 +113,32 @@ export function plan(mode: BenchMode): Plan {
       // Sized for about 8 minutes on SwiftShader in Chromium on 2 idle cores (MDLM forwards dominate).
       {
         shape: smallShape(128),
-        cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }, { steps: 64, batch: 1 }, { steps: 16, batch: 8 }],
-        incremental: [{ steps: 16, refresh: 0 }, { steps: 64, refresh: 0 }],
+        cases: [
+          { steps: 16, batch: 1 },
+          { steps: 32, batch: 1 },
+          { steps: 64, batch: 1 },
+          { steps: 16, batch: 8 },
+        ],
+        incremental: [
+          { steps: 16, refresh: 0 },
+          { steps: 64, refresh: 0 },
+        ],
       },
       {
         shape: smallShape(256),
-        cases: [{ steps: 16, batch: 1 }, { steps: 32, batch: 1 }, { steps: 128, batch: 1 }],
-        incremental: [{ steps: 16, refresh: 0 }, { steps: 64, refresh: 0 }, { steps: 64, refresh: 8 }, { steps: 64, refresh: 4 }, { steps: 64, refresh: 0, encoder: 'delayed' }, { steps: 128, refresh: 0 }],
+        cases: [
+          { steps: 16, batch: 1 },
+          { steps: 32, batch: 1 },
+          { steps: 128, batch: 1 },
+        ],
+        incremental: [
+          { steps: 16, refresh: 0 },
+          { steps: 64, refresh: 0 },
+          { steps: 64, refresh: 8 },
+          { steps: 64, refresh: 4 },
+          { steps: 64, refresh: 0, encoder: 'delayed' },
+          { steps: 128, refresh: 0 },
+        ],
         generations: 64,
       },
     ],
@@ -93,7 +149,8 @@ export function plan(mode: BenchMode): Plan {
   };
 }
 
-export const shapeName = (s: Shape): string => `D${s.D} H${s.H} V${s.V} L${s.L}, PGM ${s.halfBlocks}/${s.halfBlocks} vs MDLM ${2 * s.halfBlocks}`;
+export const shapeName = (s: Shape): string =>
+  `D${s.D} H${s.H} V${s.V} L${s.L}, PGM ${s.halfBlocks}/${s.halfBlocks} vs MDLM ${2 * s.halfBlocks}`;
 
 /**
  * The one PGM forward pass the peer runs (exported by training/export_onnx.py): the profiled
@@ -112,7 +169,8 @@ export function peerShape(mode: BenchMode): PeerShape {
 }
 
 /** The export's folder name under bench/peer/out/. */
-export const peerDirName = ({ shape: s, clean, queries }: PeerShape): string => `D${s.D}-H${s.H}-B${s.halfBlocks}-V${s.V}-L${s.L}-n${clean}-m${queries}`;
+export const peerDirName = ({ shape: s, clean, queries }: PeerShape): string =>
+  `D${s.D}-H${s.H}-B${s.halfBlocks}-V${s.V}-L${s.L}-n${clean}-m${queries}`;
 
 export interface E2eResult {
   shape: string;
@@ -237,7 +295,12 @@ export interface PeerResult {
   runs: { ours: number; ortWebgpu: number; ortWasm: number };
   logitsShape: number[];
   /** Largest |logit difference| against PyTorch's fp32 CPU logits, and ours vs ORT's WebGPU EP. */
-  maxAbsDiff: { oursVsTorch: number; ortWebgpuVsTorch: number | null; ortWasmVsTorch: number | null; oursVsOrtWebgpu: number | null };
+  maxAbsDiff: {
+    oursVsTorch: number;
+    ortWebgpuVsTorch: number | null;
+    ortWasmVsTorch: number | null;
+    oursVsOrtWebgpu: number | null;
+  };
   ort: {
     version: string;
     /** ort.env.wasm.numThreads: navigator.hardwareConcurrency when crossOriginIsolated, else 1. */
@@ -259,7 +322,14 @@ export interface BenchResult {
   /** onnxruntime-web on the same forward pass (Chromium only: its WebGPU EP is browser-only). */
   peer: PeerResult | null;
   peak: { fmaGflops: number; bandwidthGBs: number };
-  matmul: { shape: [number, number, number]; variant: string; bestGflops: number; variants: Record<string, number>; peakGflops: number; fraction: number };
+  matmul: {
+    shape: [number, number, number];
+    variant: string;
+    bestGflops: number;
+    variants: Record<string, number>;
+    peakGflops: number;
+    fraction: number;
+  };
   profile: ProfiledStep[];
   kernels: KernelRow[];
   /** Milliseconds the whole suite took. */
@@ -304,7 +374,16 @@ const EXACT: Encoding = { encoder: 'exact', refresh: 0 };
 const KV_SET: Encoding = { encoder: 'delayed', refresh: 0 };
 
 function samplingOptions(L: number, steps: number, encoding: Encoding): SamplingOptions {
-  return { length: L, steps, order: 'random', schedule: 'uniform', temperature: 1, topP: 1, greedy: false, ...encoding };
+  return {
+    length: L,
+    steps,
+    order: 'random',
+    schedule: 'uniform',
+    temperature: 1,
+    topP: 1,
+    greedy: false,
+    ...encoding,
+  };
 }
 
 function plans(config: ModelConfig, batch: number): SequencePlan[] {
@@ -312,7 +391,14 @@ function plans(config: ModelConfig, batch: number): SequencePlan[] {
 }
 
 /** A generation's steps; `overlap: false` (profiling, stepping in turns) keeps no step in flight, so each call runs exactly its own step. */
-function steps(model: GpuModel, batch: number, L: number, nSteps: number, encoding = EXACT, overlap = true): AsyncGenerator<BatchStep> {
+function steps(
+  model: GpuModel,
+  batch: number,
+  L: number,
+  nSteps: number,
+  encoding = EXACT,
+  overlap = true,
+): AsyncGenerator<BatchStep> {
   const o = samplingOptions(L, nSteps, encoding);
   const p = plans(model.config, batch);
   return (model.config.arch === 'pgm' ? samplePgm : sampleMdlm)(model, p, o, undefined, { overlap });
@@ -323,7 +409,9 @@ const generation = (model: GpuModel, name: string, nSteps: number, encoding: Enc
   timeGeneration(model, name, model.config.length - 1, () => steps(model, 1, model.config.length, nSteps, encoding));
 
 /** A step as the metrics see it: per sequence its revealed tokens and rows, and whether it ran the network. */
-export type ObservedStep = Pick<BatchStep, 'forward' | 'encoderRows' | 'decoderRows'> & { revealed: readonly (readonly unknown[])[] };
+export type ObservedStep = Pick<BatchStep, 'forward' | 'encoderRows' | 'decoderRows'> & {
+  revealed: readonly (readonly unknown[])[];
+};
 
 /** GenerationMetrics less what names the run. */
 export type GenerationTimes = Omit<GenerationMetrics, 'shape' | 'L' | 'steps' | 'model'>;
@@ -333,7 +421,12 @@ export type GenerationTimes = Omit<GenerationMetrics, 'shape' | 'L' | 'steps' | 
  * first that reveals a token, the intervals between them, and `tokens` generated tokens per
  * second; and count, through the kernel observer, the dispatches and weight bytes of its steps.
  */
-export async function timeGeneration(model: GpuModel, name: string, tokens: number, start: () => AsyncIterable<ObservedStep>): Promise<GenerationTimes> {
+export async function timeGeneration(
+  model: GpuModel,
+  name: string,
+  tokens: number,
+  start: () => AsyncIterable<ObservedStep>,
+): Promise<GenerationTimes> {
   // A submitted step is one synchronous run of encodeDispatches: its dispatches are counted
   // until the next microtask, and the step counts if it ran the network (not only the sampler,
   // as an MDLM step that reuses its logits does). The logits may take several windows, each
@@ -350,7 +443,8 @@ export async function timeGeneration(model: GpuModel, name: string, tokens: numb
       const current = (submit = { dispatches: 0, network: false });
       queueMicrotask(() => {
         submit = undefined;
-        if (current.network) Object.assign(passes, { count: passes.count + 1, dispatches: passes.dispatches + current.dispatches });
+        if (current.network)
+          Object.assign(passes, { count: passes.count + 1, dispatches: passes.dispatches + current.dispatches });
       });
     }
     submit.dispatches++;
@@ -377,8 +471,14 @@ export async function timeGeneration(model: GpuModel, name: string, tokens: numb
   const percentile = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)];
   if (Number.isNaN(firstTokenMs)) throw new Error(`bench: ${name} revealed no token`);
   return {
-    firstTokenMs, tokensPerS: tokens / (totalMs / 1000), totalMs, msPerStepP50: percentile(0.5), msPerStepP95: percentile(0.95),
-    forwards, dispatchesPerStep: passes.dispatches / passes.count, weightBytesPerStep: weightBytes / forwards,
+    firstTokenMs,
+    tokensPerS: tokens / (totalMs / 1000),
+    totalMs,
+    msPerStepP50: percentile(0.5),
+    msPerStepP95: percentile(0.95),
+    forwards,
+    dispatchesPerStep: passes.dispatches / passes.count,
+    weightBytesPerStep: weightBytes / forwards,
   };
 }
 
@@ -387,7 +487,9 @@ function stepOps(model: GpuModel, ev: Pick<BatchStep, 'forward' | 'encoderRows' 
   const { config, ws } = model;
   if (!ev.forward) return [];
   const kvGroups = decoderKvGroups(config, ws.maxBatch, ws.device.limits.maxStorageBufferBindingSize);
-  return config.arch === 'pgm' ? pgmOps(config, ev.encoderRows, ev.decoderRows, kvGroups) : mdlmOps(config, ev.encoderRows);
+  return config.arch === 'pgm'
+    ? pgmOps(config, ev.encoderRows, ev.decoderRows, kvGroups)
+    : mdlmOps(config, ev.encoderRows);
 }
 
 /** One model's generation: ms summed over its steps, forwards run, their matmul + attention FLOPs, and encoder rows. */
@@ -405,9 +507,23 @@ interface Generation {
  * steps (submit, GPU work, readback and the sampler's host work). The PGM runs one step at a
  * time here; what keeping a step in flight saves is measured on its own (`overlapGain`).
  */
-export async function generateInTurns(models: readonly GpuModel[], batch: number, nSteps: number, encodings: readonly Encoding[] = models.map(() => EXACT)): Promise<Generation[]> {
+export async function generateInTurns(
+  models: readonly GpuModel[],
+  batch: number,
+  nSteps: number,
+  encodings: readonly Encoding[] = models.map(() => EXACT),
+): Promise<Generation[]> {
   // One step at a time: a PGM step left in flight would run (and be timed) in another model's turn.
-  const runs = models.map((model, i) => ({ model, gen: steps(model, batch, model.config.length, nSteps, encodings[i], false), done: false, stepsRun: 0, ms: 0, forwards: 0, flops: 0, encoderRows: 0 }));
+  const runs = models.map((model, i) => ({
+    model,
+    gen: steps(model, batch, model.config.length, nSteps, encodings[i], false),
+    done: false,
+    stepsRun: 0,
+    ms: 0,
+    forwards: 0,
+    flops: 0,
+    encoderRows: 0,
+  }));
   for (;;) {
     const live = runs.filter((r) => !r.done);
     if (!live.length) break;
@@ -428,14 +544,22 @@ export async function generateInTurns(models: readonly GpuModel[], batch: number
 }
 
 /** Whole PGM generations with a step in flight and one step at a time, alternating; the best of `reps` each. */
-async function overlapGain(model: GpuModel, nSteps: number, reps: number): Promise<{ overlapMs: number; oneAtATimeMs: number }> {
+async function overlapGain(
+  model: GpuModel,
+  nSteps: number,
+  reps: number,
+): Promise<{ overlapMs: number; oneAtATimeMs: number }> {
   const time = async (overlap: boolean) => {
     const t0 = performance.now();
     for await (const _ of steps(model, 1, model.config.length, nSteps, EXACT, overlap));
     return performance.now() - t0;
   };
   let best = { overlapMs: Infinity, oneAtATimeMs: Infinity };
-  for (let r = 0; r < reps; r++) best = { overlapMs: Math.min(best.overlapMs, await time(true)), oneAtATimeMs: Math.min(best.oneAtATimeMs, await time(false)) };
+  for (let r = 0; r < reps; r++)
+    best = {
+      overlapMs: Math.min(best.overlapMs, await time(true)),
+      oneAtATimeMs: Math.min(best.oneAtATimeMs, await time(false)),
+    };
   return best;
 }
 
@@ -469,13 +593,18 @@ async function recordStep(model: GpuModel, batch: number, nSteps: number, target
 
 const fold = (label: string): string => label.replace(/\.\d+\./g, '.*.');
 
-function kernelRows(arch: 'pgm' | 'mdlm', p: Awaited<ReturnType<typeof recordStep>>, peak: BenchResult['peak']): KernelRow[] {
+function kernelRows(
+  arch: 'pgm' | 'mdlm',
+  p: Awaited<ReturnType<typeof recordStep>>,
+  peak: BenchResult['peak'],
+): KernelRow[] {
   const total = p.ms.reduce((a, x) => a + x, 0);
   const groups = new Map<string, { cls: OpClass; calls: number; ms: number; flops: number; bytes: number }>();
   p.recorded.forEach(({ kernel, bindGroup }, i) => {
     const label = bindGroup.label;
     const op = p.ops.get(label);
-    if (!op) throw new Error(`bench: no FLOP/byte model for dispatch "${label}" (${kernel.name}); update bench/flops.ts`);
+    if (!op)
+      throw new Error(`bench: no FLOP/byte model for dispatch "${label}" (${kernel.name}); update bench/flops.ts`);
     const name = `${kernel.name} ${fold(label)}`;
     const g = groups.get(name) ?? { cls: op.cls, calls: 0, ms: 0, flops: 0, bytes: 0 };
     g.calls++;
@@ -484,14 +613,23 @@ function kernelRows(arch: 'pgm' | 'mdlm', p: Awaited<ReturnType<typeof recordSte
     g.bytes += op.bytes;
     groups.set(name, g);
   });
-  return [...groups].map(([name, g]) => {
-    const gflops = g.cls === 'memory' ? null : g.flops / (g.ms * 1e6);
-    const gbps = g.bytes / (g.ms * 1e6);
-    return {
-      arch, name, cls: g.cls, calls: g.calls, ms: g.ms, share: g.ms / total,
-      gflops, gbps, fractionOfPeak: gflops !== null ? gflops / peak.fmaGflops : gbps / peak.bandwidthGBs,
-    };
-  }).sort((a, b) => b.ms - a.ms);
+  return [...groups]
+    .map(([name, g]) => {
+      const gflops = g.cls === 'memory' ? null : g.flops / (g.ms * 1e6);
+      const gbps = g.bytes / (g.ms * 1e6);
+      return {
+        arch,
+        name,
+        cls: g.cls,
+        calls: g.calls,
+        ms: g.ms,
+        share: g.ms / total,
+        gflops,
+        gbps,
+        fractionOfPeak: gflops !== null ? gflops / peak.fmaGflops : gbps / peak.bandwidthGBs,
+      };
+    })
+    .sort((a, b) => b.ms - a.ms);
 }
 
 export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<BenchResult> {
@@ -499,7 +637,9 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
   const p = plan(options.mode);
   const start = performance.now();
   const timestamps = hasTimestamps(ctx);
-  log(`adapter: ${ctx.adapter.vendor} ${ctx.adapter.architecture} ${ctx.adapter.description} (${options.runtime}, timestamps: ${timestamps})`);
+  log(
+    `adapter: ${ctx.adapter.vendor} ${ctx.adapter.architecture} ${ctx.adapter.description} (${options.runtime}, timestamps: ${timestamps})`,
+  );
 
   const fmaGflops = await fmaPeak(ctx, 3);
   const bandwidthGBs = await bandwidthPeak(ctx, p.bandwidthMB, 3);
@@ -507,7 +647,9 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
   log(`peak: FMA ${fmaGflops.toFixed(2)} GFLOP/s, copy ${bandwidthGBs.toFixed(2)} GB/s`);
   const mm = await matmulPeak(ctx, p.matmulShape, 3);
   const matmul = { ...mm, peakGflops: fmaGflops, fraction: mm.bestGflops / fmaGflops };
-  log(`matmul ${mm.shape.join('x')} (${mm.variant}): ${mm.bestGflops.toFixed(2)} GFLOP/s = ${(100 * matmul.fraction).toFixed(1)}% of FMA peak`);
+  log(
+    `matmul ${mm.shape.join('x')} (${mm.variant}): ${mm.bestGflops.toFixed(2)} GFLOP/s = ${(100 * matmul.fraction).toFixed(1)}% of FMA peak`,
+  );
 
   const e2e: E2eResult[] = [];
   const incremental: IncrementalResult[] = [];
@@ -519,7 +661,8 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
     const name = shapeName(shape);
     // The logits buffer holds [maxBatch, L, V] floats and must fit one storage binding.
     const fits = (batch: number) => batch * shape.L * shape.V * 4 <= ctx.device.limits.maxStorageBufferBindingSize;
-    for (const c of planned) if (!fits(c.batch)) log(`${name}: batch ${c.batch} skipped, its logits exceed maxStorageBufferBindingSize`);
+    for (const c of planned)
+      if (!fits(c.batch)) log(`${name}: batch ${c.batch} skipped, its logits exceed maxStorageBufferBindingSize`);
     const cases = planned.filter((c) => fits(c.batch));
     if (!cases.length) continue;
     const maxBatch = Math.max(...cases.map((c) => c.batch), p.profile.L === shape.L ? p.profile.batch : 1);
@@ -534,42 +677,72 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
         let best: { pgm?: Generation; mdlm?: Generation } = {};
         for (let r = 0; r < p.reps; r++) {
           const [a, b] = await generateInTurns([pgm, mdlm], batch, nSteps);
-          best = { pgm: !best.pgm || a.ms < best.pgm.ms ? a : best.pgm, mdlm: !best.mdlm || b.ms < best.mdlm.ms ? b : best.mdlm };
+          best = {
+            pgm: !best.pgm || a.ms < best.pgm.ms ? a : best.pgm,
+            mdlm: !best.mdlm || b.ms < best.mdlm.ms ? b : best.mdlm,
+          };
         }
         const a = best.pgm!;
         const b = best.mdlm!;
         const tokens = batch * (shape.L - 1);
         const row: E2eResult = {
-          shape: name, L: shape.L, steps: nSteps, batch,
-          pgmMs: a.ms, mdlmMs: b.ms, ratio: b.ms / a.ms, flopRatio: b.flops / a.flops,
-          pgmTokensPerS: tokens / (a.ms / 1000), mdlmTokensPerS: tokens / (b.ms / 1000),
-          pgmForwards: a.forwards, mdlmForwards: b.forwards, pgmGflop: a.flops / 1e9, mdlmGflop: b.flops / 1e9,
-          pgmGflops: a.flops / (a.ms * 1e6), mdlmGflops: b.flops / (b.ms * 1e6),
+          shape: name,
+          L: shape.L,
+          steps: nSteps,
+          batch,
+          pgmMs: a.ms,
+          mdlmMs: b.ms,
+          ratio: b.ms / a.ms,
+          flopRatio: b.flops / a.flops,
+          pgmTokensPerS: tokens / (a.ms / 1000),
+          mdlmTokensPerS: tokens / (b.ms / 1000),
+          pgmForwards: a.forwards,
+          mdlmForwards: b.forwards,
+          pgmGflop: a.flops / 1e9,
+          mdlmGflop: b.flops / 1e9,
+          pgmGflops: a.flops / (a.ms * 1e6),
+          mdlmGflops: b.flops / (b.ms * 1e6),
         };
         e2e.push(row);
-        log(`  L${shape.L} steps ${nSteps} batch ${batch}: PGM ${a.ms.toFixed(0)} ms, MDLM ${b.ms.toFixed(0)} ms (${b.forwards} forwards), ratio ${row.ratio.toFixed(2)} vs FLOP ratio ${row.flopRatio.toFixed(2)}`);
+        log(
+          `  L${shape.L} steps ${nSteps} batch ${batch}: PGM ${a.ms.toFixed(0)} ms, MDLM ${b.ms.toFixed(0)} ms (${b.forwards} forwards), ratio ${row.ratio.toFixed(2)} vs FLOP ratio ${row.flopRatio.toFixed(2)}`,
+        );
       }
       for (const nSteps of [...new Set(cases.filter((c) => c.batch === 1).map((c) => c.steps))]) {
         const g = await overlapGain(pgm, nSteps, 3);
         overlap.push({ shape: name, L: shape.L, steps: nSteps, ...g, speedup: g.oneAtATimeMs / g.overlapMs });
-        log(`  L${shape.L} steps ${nSteps} PGM with a step in flight: ${g.overlapMs.toFixed(0)} ms, one at a time ${g.oneAtATimeMs.toFixed(0)} ms, ${(g.oneAtATimeMs / g.overlapMs).toFixed(2)}x`);
+        log(
+          `  L${shape.L} steps ${nSteps} PGM with a step in flight: ${g.overlapMs.toFixed(0)} ms, one at a time ${g.oneAtATimeMs.toFixed(0)} ms, ${(g.oneAtATimeMs / g.overlapMs).toFixed(2)}x`,
+        );
       }
       if (incrementalCases.length || generationSteps) {
         // A second PGM with the same weights holds the KV set, so both generations step in turns.
         const kv = await GpuModel.load(ctx, pgmConfig, randomWeights(pgmConfig, 1), { maxBatch: 1 });
         try {
           if (generationSteps) {
-            const runs = [['PGM exact', pgm, EXACT], [`PGM KV set (${KV_SET.encoder})`, kv, KV_SET], ['MDLM', mdlm, EXACT]] as const;
+            const runs = [
+              ['PGM exact', pgm, EXACT],
+              [`PGM KV set (${KV_SET.encoder})`, kv, KV_SET],
+              ['MDLM', mdlm, EXACT],
+            ] as const;
             const best = new Map<string, GenerationMetrics>();
             for (let r = 0; r < Math.max(2, p.reps); r++) {
               for (const [model, gpuModel, encoding] of runs) {
-                const g = { shape: name, L: shape.L, steps: generationSteps, model, ...(await generation(gpuModel, model, generationSteps, encoding)) };
+                const g = {
+                  shape: name,
+                  L: shape.L,
+                  steps: generationSteps,
+                  model,
+                  ...(await generation(gpuModel, model, generationSteps, encoding)),
+                };
                 if (!best.has(model) || g.totalMs < best.get(model)!.totalMs) best.set(model, g);
               }
             }
             for (const g of best.values()) {
               generations.push(g);
-              log(`  L${shape.L} steps ${g.steps} ${g.model}: first token ${g.firstTokenMs.toFixed(0)} ms, ${g.tokensPerS.toFixed(1)} tokens/s, ms per step p50 ${g.msPerStepP50.toFixed(1)} p95 ${g.msPerStepP95.toFixed(1)}, ${g.dispatchesPerStep.toFixed(1)} dispatches and ${(g.weightBytesPerStep / 1e6).toFixed(2)} MB of weights per step`);
+              log(
+                `  L${shape.L} steps ${g.steps} ${g.model}: first token ${g.firstTokenMs.toFixed(0)} ms, ${g.tokensPerS.toFixed(1)} tokens/s, ms per step p50 ${g.msPerStepP50.toFixed(1)} p95 ${g.msPerStepP95.toFixed(1)}, ${g.dispatchesPerStep.toFixed(1)} dispatches and ${(g.weightBytesPerStep / 1e6).toFixed(2)} MB of weights per step`,
+              );
             }
           }
           await generateInTurns([pgm, kv], 1, 2, [EXACT, { encoder: 'incremental', refresh: 0 }]);
@@ -581,11 +754,21 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
             }
             const [a, b] = best!;
             const row: IncrementalResult = {
-              shape: name, L: shape.L, steps: nSteps, encoder, refresh: refresh || null,
-              exactMs: a.ms, incrementalMs: b.ms, speedup: a.ms / b.ms, exactEncoderRows: a.encoderRows, incrementalEncoderRows: b.encoderRows,
+              shape: name,
+              L: shape.L,
+              steps: nSteps,
+              encoder,
+              refresh: refresh || null,
+              exactMs: a.ms,
+              incrementalMs: b.ms,
+              speedup: a.ms / b.ms,
+              exactEncoderRows: a.encoderRows,
+              incrementalEncoderRows: b.encoderRows,
             };
             incremental.push(row);
-            log(`  L${shape.L} steps ${nSteps} ${encoder} (refresh ${refresh || 'never'}): exact ${a.ms.toFixed(0)} ms, incremental ${b.ms.toFixed(0)} ms, ${row.speedup.toFixed(2)}x (encoder rows ${a.encoderRows} vs ${b.encoderRows})`);
+            log(
+              `  L${shape.L} steps ${nSteps} ${encoder} (refresh ${refresh || 'never'}): exact ${a.ms.toFixed(0)} ms, incremental ${b.ms.toFixed(0)} ms, ${row.speedup.toFixed(2)}x (encoder rows ${a.encoderRows} vs ${b.encoderRows})`,
+            );
           }
         } finally {
           kv.dispose();
@@ -593,7 +776,10 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
       }
       if (p.profile.L === shape.L) {
         const { steps: nSteps, batch } = p.profile;
-        const runs = [await recordStep(pgm, batch, nSteps, Math.floor(nSteps / 2)), await recordStep(mdlm, batch, nSteps, 0)];
+        const runs = [
+          await recordStep(pgm, batch, nSteps, Math.floor(nSteps / 2)),
+          await recordStep(mdlm, batch, nSteps, 0),
+        ];
         // PGM and MDLM replays alternate, so both see the same background load; best of each kept.
         for (let r = 0; r < (timestamps ? 3 : 1); r++) {
           for (const run of runs) {
@@ -605,11 +791,21 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
           const arch = i === 0 ? 'pgm' : 'mdlm';
           const gpuMs = run.ms.reduce((x, y) => x + y, 0);
           profile.push({
-            arch, shape: name, steps: nSteps, batch, step: run.ev.step, clean: run.ev.encoderRows, queries: arch === 'pgm' ? run.ev.decoderRows : [],
-            wallMs: run.wallMs, gpuMs, dispatches: run.recorded.length,
+            arch,
+            shape: name,
+            steps: nSteps,
+            batch,
+            step: run.ev.step,
+            clean: run.ev.encoderRows,
+            queries: arch === 'pgm' ? run.ev.decoderRows : [],
+            wallMs: run.wallMs,
+            gpuMs,
+            dispatches: run.recorded.length,
           });
           kernels.push(...kernelRows(arch, run, peak));
-          log(`  profiled ${arch} step ${run.ev.step}: ${run.recorded.length} dispatches, GPU ${gpuMs.toFixed(1)} ms, wall ${run.wallMs.toFixed(1)} ms`);
+          log(
+            `  profiled ${arch} step ${run.ev.step}: ${run.recorded.length} dispatches, GPU ${gpuMs.toFixed(1)} ms, wall ${run.wallMs.toFixed(1)} ms`,
+          );
         }
       }
     } finally {
@@ -622,7 +818,8 @@ export async function runSuite(ctx: GpuContext, options: SuiteOptions): Promise<
   peak.fmaGflops = Math.max(peak.fmaGflops, await fmaPeak(ctx, 3));
   peak.bandwidthGBs = Math.max(peak.bandwidthGBs, await bandwidthPeak(ctx, p.bandwidthMB, 3));
   log(`peak again: FMA ${peak.fmaGflops.toFixed(2)} GFLOP/s, copy ${peak.bandwidthGBs.toFixed(2)} GB/s (best of both)`);
-  for (const k of kernels) k.fractionOfPeak = k.gflops !== null ? k.gflops / peak.fmaGflops : (k.gbps ?? 0) / peak.bandwidthGBs;
+  for (const k of kernels)
+    k.fractionOfPeak = k.gflops !== null ? k.gflops / peak.fmaGflops : (k.gbps ?? 0) / peak.bandwidthGBs;
   Object.assign(matmul, { peakGflops: peak.fmaGflops, fraction: matmul.bestGflops / peak.fmaGflops });
   return {
     adapter: { ...ctx.adapter, runtime: options.runtime, timestamps },

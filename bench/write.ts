@@ -24,7 +24,9 @@ export function finishKv(speed: KvSpeed, runtime: string, command: string): void
   mkdirSync(dir, { recursive: true });
   const file = `kv-speed-${runtime}.json`;
   writeFileSync(`${dir}${file}`, `${JSON.stringify({ date: new Date().toISOString(), command, ...speed }, null, 2)}\n`);
-  console.log(`\n${speed.adapter}, L${speed.length}, ${speed.steps} steps, ${speed.samples} seeds per setting:\n\n${kvSpeedTable(speed)}\n`);
+  console.log(
+    `\n${speed.adapter}, L${speed.length}, ${speed.steps} steps, ${speed.samples} seeds per setting:\n\n${kvSpeedTable(speed)}\n`,
+  );
   console.error(`bench: wrote bench/results/${file}`);
 }
 
@@ -32,7 +34,9 @@ export function parseMode(argv: readonly string[]): BenchMode {
   const known = new Set(['--quick', '--owt']);
   const unknown = argv.filter((a) => !known.has(a));
   if (unknown.length) {
-    console.error(`bench: unknown argument(s) ${unknown.join(' ')}; use --quick (a subset) or --owt (the paper's OpenWebText shapes, for real GPUs)`);
+    console.error(
+      `bench: unknown argument(s) ${unknown.join(' ')}; use --quick (a subset) or --owt (the paper's OpenWebText shapes, for real GPUs)`,
+    );
     process.exit(2);
   }
   if (argv.includes('--quick') && argv.includes('--owt')) {
@@ -42,7 +46,11 @@ export function parseMode(argv: readonly string[]): BenchMode {
   return argv.includes('--owt') ? 'owt' : argv.includes('--quick') ? 'quick' : 'default';
 }
 
-const slug = (s: string): string => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'unknown';
+const slug = (s: string): string =>
+  s
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '') || 'unknown';
 
 /** The adapter as PGM_WEBGPU_ADAPTER names it (llvmpipe, swiftshader), else <vendor>-<architecture>. */
 export function adapterName(a: Pick<AdapterSummary, 'description' | 'architecture' | 'vendor'>): string {

@@ -30,11 +30,16 @@ export function setBusy(value: boolean): void {
   const ready = models.has('main');
   $<HTMLButtonElement>('generate').disabled = busy || !ready;
   $<HTMLButtonElement>('stop').disabled = !busy;
-  for (const id of ['model', 'load-url', 'clear-cache', 'open-folder', 'open-files']) $<HTMLButtonElement>(id).disabled = busy;
+  for (const id of ['model', 'load-url', 'clear-cache', 'open-folder', 'open-files'])
+    $<HTMLButtonElement>(id).disabled = busy;
   const main = models.get('main');
   const twin = main?.source.kind === 'manifest' ? twinOf(main.source.id) : undefined;
   $<HTMLButtonElement>('race').disabled = busy || !twin;
-  $('twin-note').textContent = twin ? `twin: ${twin.id} (${twin.arch.toUpperCase()})` : main ? 'no twin of the other architecture in the manifest' : '';
+  $('twin-note').textContent = twin
+    ? `twin: ${twin.id} (${twin.arch.toUpperCase()})`
+    : main
+      ? 'no twin of the other architecture in the manifest'
+      : '';
   showEncoderControls();
 }
 
@@ -45,7 +50,9 @@ export function showEncoderControls(): void {
   encoder.disabled = arch !== 'pgm';
   input('refresh').disabled = arch !== 'pgm' || encoder.value === 'exact';
   $('encoder-note').textContent =
-    arch === 'mdlm' ? 'not for an MDLM, which runs every position at every step: ignored (a race runs its PGM twin with both encoders)' : '';
+    arch === 'mdlm'
+      ? 'not for an MDLM, which runs every position at every step: ignored (a race runs its PGM twin with both encoders)'
+      : '';
 }
 
 /** The length and top-p fields follow a model just loaded: at most its length, its nucleus as the placeholder. */
@@ -61,7 +68,10 @@ export function encoderSettings(): { encoder?: EncoderMode; refresh?: number } {
   const encoder = $<HTMLSelectElement>('encoder');
   const refresh = input('refresh');
   if (encoder.disabled) return {};
-  return { encoder: encoder.value as EncoderMode, refresh: refresh.disabled || refresh.value.trim() === '' ? undefined : Number(refresh.value) };
+  return {
+    encoder: encoder.value as EncoderMode,
+    refresh: refresh.disabled || refresh.value.trim() === '' ? undefined : Number(refresh.value),
+  };
 }
 
 /** A number field that must hold a number: an empty one is said to be empty, not read as 0. */
@@ -104,7 +114,17 @@ export function setUpControls(): void {
   };
   $('encoder').onchange = showEncoderControls;
   $('stop').onclick = stop;
-  const controls: Record<string, string> = { text: 'prompt', length: 'length', steps: 'steps', order: 'order', temperature: 'temperature', 'top-p': 'topP', seed: 'seed', encoder: 'encoder', refresh: 'refresh' };
+  const controls: Record<string, string> = {
+    text: 'prompt',
+    length: 'length',
+    steps: 'steps',
+    order: 'order',
+    temperature: 'temperature',
+    'top-p': 'topP',
+    seed: 'seed',
+    encoder: 'encoder',
+    refresh: 'refresh',
+  };
   for (const [id, name] of Object.entries(controls)) {
     const option = GENERATION_OPTIONS.find((o) => o.name === name);
     if (option) $(id).title = `${option.doc}; ${option.takes} (default: ${option.default})`;

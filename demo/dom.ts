@@ -4,7 +4,11 @@ export const $ = <T extends HTMLElement = HTMLElement>(id: string): T => documen
 
 export const input = (id: string): HTMLInputElement => $<HTMLInputElement>(id);
 
-export function el<K extends keyof HTMLElementTagNameMap>(tag: K, className?: string, text?: string): HTMLElementTagNameMap[K] {
+export function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className?: string,
+  text?: string,
+): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
   if (className) e.className = className;
   if (text !== undefined) e.textContent = text;

@@ -35,7 +35,9 @@ export const models = new Map<Slot, { source: ModelSource; info: ModelInfo; engi
 
 /** What the load is doing now, in words: the file arriving and its bytes, or the phase. */
 function describeProgress(label: string, p: LoadProgress, local: boolean): string {
-  const all = p.totalBytes ? ` (model ${mib(p.loadedBytes)} / ${mib(p.totalBytes)}, ${((100 * p.loadedBytes) / p.totalBytes).toFixed(0)}%)` : '';
+  const all = p.totalBytes
+    ? ` (model ${mib(p.loadedBytes)} / ${mib(p.totalBytes)}, ${((100 * p.loadedBytes) / p.totalBytes).toFixed(0)}%)`
+    : '';
   switch (p.phase) {
     case 'convert':
       return `Converting ${p.file} into this browser's model cache: ${mib(p.loadedBytes)} / ${mib(p.totalBytes)} written${p.totalBytes ? ` (${((100 * p.loadedBytes) / p.totalBytes).toFixed(0)}%)` : ''}`;
@@ -59,8 +61,13 @@ const seconds = (ms: number | undefined): string => `${((ms ?? 0) / 1000).toFixe
 export function describeModel(info: ModelInfo): string {
   const t = info.phases;
   const local = info.label.startsWith('local:');
-  const read = info.fromCache ? `read from this browser's cache in ${seconds(t.download)}` : local ? `read from the files in ${seconds(t.download)}` : `downloaded in ${seconds(t.download)}`;
-  const where = t.convert === undefined ? read : `converted into this browser's cache in ${seconds(t.convert)}, ${read}`;
+  const read = info.fromCache
+    ? `read from this browser's cache in ${seconds(t.download)}`
+    : local
+      ? `read from the files in ${seconds(t.download)}`
+      : `downloaded in ${seconds(t.download)}`;
+  const where =
+    t.convert === undefined ? read : `converted into this browser's cache in ${seconds(t.convert)}, ${read}`;
   const params = info.params === undefined ? '' : `${(info.params / 1e6).toFixed(2)}M parameters, `;
   return (
     `${info.label}: ${info.arch.toUpperCase()}, ${params}length ${info.length}, ` +
@@ -83,7 +90,16 @@ export async function loadModel(slot: Slot, source: ModelSource, signal: AbortSi
   $('loading').hidden = false;
   $<HTMLProgressElement>('load-bar').value = 0;
   $('load-text').textContent = `Loading ${label}…`;
-  const info: ModelInfo = { label, arch: 'pgm', length: 0, pNucleus: 1, bytes: 0, fromCache: false, phases: {}, warnings: [] };
+  const info: ModelInfo = {
+    label,
+    arch: 'pgm',
+    length: 0,
+    pNucleus: 1,
+    bytes: 0,
+    fromCache: false,
+    phases: {},
+    warnings: [],
+  };
   let files = 0;
   let cachedFiles = 0;
   const onProgress = (p: LoadProgress) => {
@@ -100,13 +116,17 @@ export async function loadModel(slot: Slot, source: ModelSource, signal: AbortSi
     // Bytes fill the bar to 90% (the shards are uploaded as they arrive); the end of the upload, compile and warm-up a little more each.
     const later: Partial<Record<LoadPhase, number>> = { upload: 0.9, compile: 0.95, 'warm-up': 0.98 };
     const ended = p.phase !== 'upload' || p.ms !== undefined;
-    $<HTMLProgressElement>('load-bar').value = (ended && later[p.phase]) || (p.totalBytes ? (0.9 * p.loadedBytes) / p.totalBytes : 0);
+    $<HTMLProgressElement>('load-bar').value =
+      (ended && later[p.phase]) || (p.totalBytes ? (0.9 * p.loadedBytes) / p.totalBytes : 0);
     $('load-text').textContent = describeProgress(label, p, source.kind === 'local');
   };
   const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
   try {
     // A local model's files or directory handle cross to the worker as they are (structured clone).
-    const model = source.kind === 'manifest' ? { model: source.id, manifestUrl: source.manifestUrl } : { model: source.kind === 'url' ? source.url : source.model };
+    const model =
+      source.kind === 'manifest'
+        ? { model: source.id, manifestUrl: source.manifestUrl }
+        : { model: source.kind === 'url' ? source.url : source.model };
     // warmUp: no timed run builds pipelines in its first step (a race compares steps).
     const engine = await createWorkerEngine(worker, { ...model, onProgress, signal, warmUp: true });
     const { arch, length, pNucleus } = engine.config;

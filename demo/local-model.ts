@@ -34,7 +34,12 @@ export function appendLocalOptions(select: HTMLSelectElement): void {
   const group = Object.assign(el('optgroup'), { label: 'In this browser (converted or opened here)' });
   for (const m of cached) {
     const c = m.dirConfig.model;
-    group.append(new Option(`${m.id} (${c.arch.toUpperCase()}, ${m.dirConfig.dtype}, ${(m.bytes / 2 ** 20).toFixed(1)} MiB)`, m.id));
+    group.append(
+      new Option(
+        `${m.id} (${c.arch.toUpperCase()}, ${m.dirConfig.dtype}, ${(m.bytes / 2 ** 20).toFixed(1)} MiB)`,
+        m.id,
+      ),
+    );
   }
   select.append(group);
 }
@@ -45,7 +50,8 @@ export function appendLocalOptions(select: HTMLSelectElement): void {
  */
 function modelOf(files: File[]): { model: LocalModel; label: string } | undefined {
   if (files.length === 0) return undefined;
-  if (files.length === 1 && !/\.(json|safetensors)$/i.test(files[0].name)) return { model: files[0], label: files[0].name };
+  if (files.length === 1 && !/\.(json|safetensors)$/i.test(files[0].name))
+    return { model: files[0], label: files[0].name };
   const folder = files[0].webkitRelativePath.split('/')[0];
   return { model: files, label: folder ? `folder ${folder}` : `${files.length} files` };
 }
@@ -54,7 +60,11 @@ function modelOf(files: File[]): { model: LocalModel; label: string } | undefine
  * A drop's model: a dropped folder as its directory handle (Chromium; the handle is requested
  * during the event, as the items are gone after it), else the dropped files.
  */
-async function droppedModel(handles: Promise<FileSystemHandle | null>[], files: File[], folderDropped: boolean): Promise<{ model: LocalModel; label: string } | undefined> {
+async function droppedModel(
+  handles: Promise<FileSystemHandle | null>[],
+  files: File[],
+  folderDropped: boolean,
+): Promise<{ model: LocalModel; label: string } | undefined> {
   const dropped = await Promise.all(handles.map((h) => h.catch(() => null)));
   const folder = dropped.find((h): h is FileSystemDirectoryHandle => h?.kind === 'directory');
   if (folder) return { model: folder, label: `folder ${folder.name}` };
@@ -93,12 +103,18 @@ export function setUpLocalModels(hooks: LocalModelHooks): void {
     if (hooks.busy()) return hooks.problem(BUSY);
     const items = [...e.dataTransfer!.items].filter((i) => i.kind === 'file');
     // File System Access (Chromium): not in TypeScript's DOM types yet.
-    const handleOf = (i: DataTransferItem) => (i as DataTransferItem & { getAsFileSystemHandle?(): Promise<FileSystemHandle | null> }).getAsFileSystemHandle?.() ?? Promise.resolve(null);
+    const handleOf = (i: DataTransferItem) =>
+      (
+        i as DataTransferItem & { getAsFileSystemHandle?(): Promise<FileSystemHandle | null> }
+      ).getAsFileSystemHandle?.() ?? Promise.resolve(null);
     const handles = items.map(handleOf);
     const folderDropped = items.some((i) => i.webkitGetAsEntry()?.isDirectory);
     void droppedModel(handles, [...e.dataTransfer!.files], folderDropped).then((dropped) => {
       if (dropped) hooks.load(dropped.model, dropped.label);
-      else hooks.problem('This browser cannot read a dropped folder: use "Open model folder…", or drop the files inside the folder.');
+      else
+        hooks.problem(
+          'This browser cannot read a dropped folder: use "Open model folder…", or drop the files inside the folder.',
+        );
     });
   });
 }

@@ -14,7 +14,18 @@ import { $, input } from './dom.js';
 import { fitSettings, isBusy, setBusy, setUpControls, stopSignal } from './controls.js';
 import { describeModel, loadModel, models, unload, type Slot } from './engines.js';
 import { isLocalChoice, refreshLocalModels, setUpLocalModels } from './local-model.js';
-import { currentSource, fillModelPicker, localSource, manifest, manifestUrl, params, readManifest, showUrlInput, sourceLabel, type ModelSource } from './picker.js';
+import {
+  currentSource,
+  fillModelPicker,
+  localSource,
+  manifest,
+  manifestUrl,
+  params,
+  readManifest,
+  showUrlInput,
+  sourceLabel,
+  type ModelSource,
+} from './picker.js';
 import { generate } from './race.js';
 import { clearProblem, describeAdapter, messageOf, onReload, showProblem, showWarnings } from './status.js';
 
@@ -33,7 +44,11 @@ async function loadMain(source: ModelSource): Promise<void> {
     showWarnings(info.warnings);
     fitSettings(info);
   } catch (e) {
-    if (e instanceof PgmError && e.code === 'aborted') showProblem(`Loading ${sourceLabel(source)} stopped.`, false, { label: 'Load it again', run: () => void loadMain(source) });
+    if (e instanceof PgmError && e.code === 'aborted')
+      showProblem(`Loading ${sourceLabel(source)} stopped.`, false, {
+        label: 'Load it again',
+        run: () => void loadMain(source),
+      });
     else showProblem(messageOf(e), e instanceof PgmError && e.code === 'device-lost');
   } finally {
     setBusy(false);
@@ -83,7 +98,11 @@ const isUrl = (model: string): boolean => /^(https?:|\/|\.)/.test(model);
 async function start(): Promise<void> {
   wire();
   if (!(await describeAdapter())) return;
-  setUpLocalModels({ load: (model, label) => void loadMain({ kind: 'local', model, label }), busy: isBusy, problem: (message) => showProblem(message) });
+  setUpLocalModels({
+    load: (model, label) => void loadMain({ kind: 'local', model, label }),
+    busy: isBusy,
+    problem: (message) => showProblem(message),
+  });
   await refreshLocalModels();
   const asked = params.get('model') ?? undefined;
   let wanted = asked;
@@ -98,7 +117,13 @@ async function start(): Promise<void> {
     showProblem(`${messageOf(e)}. You can still load a converted model directory by URL.`);
   }
   let unknown: string | undefined;
-  if (listed && asked !== undefined && !isUrl(asked) && !manifest.some((m) => m.id === asked) && !isLocalChoice(asked)) {
+  if (
+    listed &&
+    asked !== undefined &&
+    !isUrl(asked) &&
+    !manifest.some((m) => m.id === asked) &&
+    !isLocalChoice(asked)
+  ) {
     const choices = manifest.map((m) => m.id).join(', ') || 'none';
     unknown = `?model=${asked}: ${manifestUrl ?? 'the packaged manifest'} has no such model (it has: ${choices}); give one of those ids or a model directory URL (https:, / or ./)`;
     wanted = fallback;
@@ -120,7 +145,9 @@ async function start(): Promise<void> {
     input('model-url').value = wanted;
     return loadMain({ kind: 'url', url: new URL(wanted, location.href).href });
   }
-  $('model-info').textContent = manifest.length ? '' : `No models in ${manifestUrl ?? 'the packaged manifest'} yet: load a converted model directory by URL.`;
+  $('model-info').textContent = manifest.length
+    ? ''
+    : `No models in ${manifestUrl ?? 'the packaged manifest'} yet: load a converted model directory by URL.`;
   setBusy(false);
 }
 

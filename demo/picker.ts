@@ -19,7 +19,10 @@ export let manifest: ManifestModel[] = [];
  * A manifest's model (manifestUrl undefined: the manifest packaged with the engine), a model
  * directory, or a local model (demo/local-model.ts: picked or dropped files, or local:<name>).
  */
-export type ModelSource = { kind: 'manifest'; manifestUrl: string | undefined; id: string } | { kind: 'url'; url: string } | { kind: 'local'; model: LocalModel; label: string };
+export type ModelSource =
+  | { kind: 'manifest'; manifestUrl: string | undefined; id: string }
+  | { kind: 'url'; url: string }
+  | { kind: 'local'; model: LocalModel; label: string };
 
 /** A local model of the cache, by its id. */
 export const localSource = (id: string): ModelSource => ({ kind: 'local', model: id as LocalId, label: id });
@@ -50,7 +53,10 @@ export function fillModelPicker(selected: string | undefined): void {
     select.append(new Option(`${m.id} (${m.arch.toUpperCase()}${params})`, m.id));
   }
   if (manifest.length > listed.length) {
-    const more = new Option(`… ${manifest.length - listed.length} more in the manifest: open the page with ?model=<id>`, '');
+    const more = new Option(
+      `… ${manifest.length - listed.length} more in the manifest: open the page with ?model=<id>`,
+      '',
+    );
     more.disabled = true;
     select.append(more);
   }

@@ -39,12 +39,20 @@ function raceLanes(settings: GenerationSettings): Lane[] {
   const slots: Slot[] = ['main', 'twin'];
   const mdlm = slots.find((s) => archOf(s) === 'mdlm');
   const pgm = slots.find((s) => archOf(s) === 'pgm');
-  if (mdlm === undefined || pgm === undefined) return slots.map((slot) => ({ slot, name: laneName(slot, settings), settings }));
+  if (mdlm === undefined || pgm === undefined)
+    return slots.map((slot) => ({ slot, name: laneName(slot, settings), settings }));
   const { encoder, refresh } = encoderSettings();
   const runs: [Slot, GenerationSettings][] = [
     [mdlm, settings],
     [pgm, { ...settings, encoder: 'exact' }],
-    [pgm, { ...settings, encoder: encoder === 'delayed' ? 'delayed' : 'incremental', refresh: encoder === 'adaptive' ? undefined : refresh }],
+    [
+      pgm,
+      {
+        ...settings,
+        encoder: encoder === 'delayed' ? 'delayed' : 'incremental',
+        refresh: encoder === 'adaptive' ? undefined : refresh,
+      },
+    ],
     [pgm, { ...settings, encoder: 'adaptive', refresh: encoder === 'adaptive' ? refresh : undefined }],
   ];
   return runs.map(([slot, s]) => ({ slot, name: laneName(slot, s), settings: s }));
@@ -96,7 +104,9 @@ export async function generate(race: boolean): Promise<void> {
       await loadModel('twin', { kind: 'manifest', manifestUrl, id: twin.id }, stopSignal());
     }
     const single = { ...settings, ...encoderSettings() };
-    const lanes: Lane[] = race ? raceLanes(settings) : [{ slot: 'main', name: laneName('main', single), settings: single }];
+    const lanes: Lane[] = race
+      ? raceLanes(settings)
+      : [{ slot: 'main', name: laneName('main', single), settings: single }];
     runs.style.setProperty('--lanes', String(lanes.length));
     const views = lanes.map((lane, i) => {
       const view = new RunView(`${models.get(lane.slot)!.info.label} · ${lane.name}`, settings.length);
@@ -114,7 +124,8 @@ export async function generate(race: boolean): Promise<void> {
       }
       results.push(await runOne(lane, views[i]));
     }
-    if (race && results.length === lanes.length && results.every(Boolean)) showRace(lanes, results as GenerationStats[], views);
+    if (race && results.length === lanes.length && results.every(Boolean))
+      showRace(lanes, results as GenerationStats[], views);
   } catch (e) {
     showProblem(messageOf(e), e instanceof PgmError && e.code === 'device-lost');
   } finally {
@@ -129,7 +140,8 @@ function speedup(fast: GenerationStats, slow: GenerationStats): string {
 }
 
 function showRace(lanes: Lane[], results: GenerationStats[], views: RunView[]): void {
-  const lane = (arch: string, encoder: (e?: EncoderMode) => boolean) => lanes.findIndex((l) => archOf(l.slot) === arch && encoder(l.settings.encoder));
+  const lane = (arch: string, encoder: (e?: EncoderMode) => boolean) =>
+    lanes.findIndex((l) => archOf(l.slot) === arch && encoder(l.settings.encoder));
   const mdlm = results[lane('mdlm', () => true)];
   const exact = results[lane('pgm', (e) => e === 'exact')];
   const kept = lane('pgm', (e) => e === 'incremental' || e === 'delayed');
@@ -139,16 +151,28 @@ function showRace(lanes: Lane[], results: GenerationStats[], views: RunView[]): 
   const p = el('p');
   p.dataset.testid = 'speedup';
   if (mdlm && exact && incremental && adaptive) {
-    const headline = el('strong', '', `PGM exact is ${speedup(exact, mdlm)} than MDLM; PGM ${mode} is ${speedup(incremental, mdlm)} than MDLM and ${speedup(incremental, exact)} than exact; PGM adaptive is ${speedup(adaptive, exact)} than exact`);
-    const once = mode === 'delayed' ? 'encodes each token twice (when it joins and one step later)' : 'encodes each token once';
-    p.append(headline, `. Same settings and seed, measured one after the other, each model in a worker of its own on its own WebGPU device, so no run slowed another; the ${mode} lane ${once}, the adaptive one also those the GPU finds stale, the exact one every clean token at every step.`);
+    const headline = el(
+      'strong',
+      '',
+      `PGM exact is ${speedup(exact, mdlm)} than MDLM; PGM ${mode} is ${speedup(incremental, mdlm)} than MDLM and ${speedup(incremental, exact)} than exact; PGM adaptive is ${speedup(adaptive, exact)} than exact`,
+    );
+    const once =
+      mode === 'delayed' ? 'encodes each token twice (when it joins and one step later)' : 'encodes each token once';
+    p.append(
+      headline,
+      `. Same settings and seed, measured one after the other, each model in a worker of its own on its own WebGPU device, so no run slowed another; the ${mode} lane ${once}, the adaptive one also those the GPU finds stale, the exact one every clean token at every step.`,
+    );
   } else {
     p.textContent = 'Same settings and seed, measured one after the other.';
   }
   const list = el('ul');
   results.forEach((r, i) => {
     const rows = archOf(lanes[i].slot) === 'pgm' ? 'encoder rows' : 'network rows';
-    const li = el('li', '', `${lanes[i].name}: ${(r.totalMs / 1000).toFixed(2)} s, ${r.tokensPerSecond.toFixed(1)} tokens/s, ${(r.totalMs / r.steps).toFixed(1)} ms per step, ${r.encoderRows} ${rows}`);
+    const li = el(
+      'li',
+      '',
+      `${lanes[i].name}: ${(r.totalMs / 1000).toFixed(2)} s, ${r.tokensPerSecond.toFixed(1)} tokens/s, ${(r.totalMs / r.steps).toFixed(1)} ms per step, ${r.encoderRows} ${rows}`,
+    );
     li.dataset.testid = 'lane-speed';
     list.append(li);
   });

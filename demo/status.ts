@@ -56,13 +56,18 @@ function showNoWebGpu(reason: string): void {
   );
   box.replaceChildren(el('p', 'error', reason), how);
   box.hidden = false;
-  for (const e of $('controls').querySelectorAll<HTMLInputElement | HTMLButtonElement | HTMLSelectElement>('input, button, select')) e.disabled = true;
+  for (const e of $('controls').querySelectorAll<HTMLInputElement | HTMLButtonElement | HTMLSelectElement>(
+    'input, button, select',
+  ))
+    e.disabled = true;
 }
 
 /** Describe the GPU adapter in the status panel; false (and why, in words) where WebGPU cannot run the demo. */
 export async function describeAdapter(): Promise<boolean> {
   if (!window.isSecureContext) {
-    showNoWebGpu('WebGPU needs a secure page: this one is served over plain http from another machine. Open it over https or from localhost.');
+    showNoWebGpu(
+      'WebGPU needs a secure page: this one is served over plain http from another machine. Open it over https or from localhost.',
+    );
     return false;
   }
   if (!('gpu' in navigator) || !navigator.gpu) {
@@ -71,12 +76,16 @@ export async function describeAdapter(): Promise<boolean> {
   }
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
   if (!adapter) {
-    showNoWebGpu('This browser has WebGPU, but it found no usable GPU adapter (the GPU or its driver may be blocklisted), so the demo cannot run here.');
+    showNoWebGpu(
+      'This browser has WebGPU, but it found no usable GPU adapter (the GPU or its driver may be blocklisted), so the demo cannot run here.',
+    );
     return false;
   }
   const info = adapter.info;
   const l = adapter.limits;
-  const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ? ' (software fallback)' : '';
+  const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter
+    ? ' (software fallback)'
+    : '';
   $('adapter').textContent =
     `GPU: ${info.vendor || 'unknown vendor'} ${info.architecture || ''}${info.description ? ` (${info.description})` : ''}${fallback} · ` +
     `shader-f16: ${adapter.features.has('shader-f16') ? 'yes' : 'no'} · subgroups: ${adapter.features.has('subgroups') ? 'yes' : 'no'} · ` +

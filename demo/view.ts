@@ -4,7 +4,8 @@ import { el } from './dom.js';
 
 // Step events carry GPT-2 ids whatever the model's vocabulary: cells show GPT-2's pieces.
 let gpt2: Vocabulary | undefined;
-const piece = (token: number, position: number): string => (position === 0 ? 'BOS' : (gpt2 ??= Vocabulary.gpt2()).decode([token]));
+const piece = (token: number, position: number): string =>
+  position === 0 ? 'BOS' : (gpt2 ??= Vocabulary.gpt2()).decode([token]);
 
 const SVG = 'http://www.w3.org/2000/svg';
 
@@ -61,7 +62,9 @@ export class RunView {
     if (this.events.length === 0) {
       // Known before the first step: BOS, the prompt or the infill text.
       const revealed = new Set(m.revealed.map((r) => r.position));
-      m.tokens.forEach((token, position) => token >= 0 && !revealed.has(position) && this.fill(position, token, 'given'));
+      m.tokens.forEach(
+        (token, position) => token >= 0 && !revealed.has(position) && this.fill(position, token, 'given'),
+      );
     }
     this.events.push(m);
     for (const cell of this.fresh) cell.classList.remove('new');
@@ -137,6 +140,8 @@ export class RunView {
       this.chart.append(bar);
     });
     const mean = this.stepMs.length ? this.stepMs.reduce((a, b) => a + b, 0) / this.stepMs.length : 0;
-    this.chartLabel.textContent = this.stepMs.length ? `ms per step: max ${max.toFixed(0)}, mean ${mean.toFixed(0)}, last ${this.stepMs[this.stepMs.length - 1].toFixed(0)}` : 'ms per step';
+    this.chartLabel.textContent = this.stepMs.length
+      ? `ms per step: max ${max.toFixed(0)}, mean ${mean.toFixed(0)}, last ${this.stepMs[this.stepMs.length - 1].toFixed(0)}`
+      : 'ms per step';
   }
 }

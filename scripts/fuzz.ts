@@ -44,10 +44,21 @@ const utf8 = new TextEncoder();
 const INTERESTING_BYTES = [0x00, 0x01, 0x02, 0x08, 0x10, 0x20, 0x40, 0x7f, 0x80, 0x81, 0xfe, 0xff];
 /** Little-endian words that make lengths, offsets and counts extreme; NaN and infinities. */
 const INTERESTING_WORDS = [
-  [0xff, 0xff], [0x00, 0x80], [0xff, 0x7f], [0x00, 0x00],
-  [0xff, 0xff, 0xff, 0xff], [0x00, 0x00, 0x00, 0x80], [0xff, 0xff, 0xff, 0x7f], [0x00, 0x00, 0x00, 0x00], [0x00, 0x00, 0x01, 0x00],
-  [0x00, 0x00, 0xc0, 0x7f], [0x00, 0x00, 0x80, 0x7f], [0x00, 0x00, 0x80, 0xff],
-  [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80], [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00],
+  [0xff, 0xff],
+  [0x00, 0x80],
+  [0xff, 0x7f],
+  [0x00, 0x00],
+  [0xff, 0xff, 0xff, 0xff],
+  [0x00, 0x00, 0x00, 0x80],
+  [0xff, 0xff, 0xff, 0x7f],
+  [0x00, 0x00, 0x00, 0x00],
+  [0x00, 0x00, 0x01, 0x00],
+  [0x00, 0x00, 0xc0, 0x7f],
+  [0x00, 0x00, 0x80, 0x7f],
+  [0x00, 0x00, 0x80, 0xff],
+  [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+  [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80],
+  [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00],
 ];
 /** Bytes that change the structure of JSON text, and a byte that breaks UTF-8. */
 const INTERESTING_TEXT = [...'"{}[],:-0919e.\\ n'].map((c) => c.charCodeAt(0)).concat([0x0a, 0x00, 0xc3, 0xff]);
@@ -77,7 +88,12 @@ const splice = (b: Uint8Array, at: number, remove: number, insert: Uint8Array = 
 };
 
 /** 1-4 random edits of `input` (a copy); returns the bytes and a description of each edit. */
-export function mutateBytes(input: Uint8Array, rng: Rng, where?: Focus, text = false): { bytes: Uint8Array; how: string[] } {
+export function mutateBytes(
+  input: Uint8Array,
+  rng: Rng,
+  where?: Focus,
+  text = false,
+): { bytes: Uint8Array; how: string[] } {
   let b: Uint8Array = input.slice();
   const how: string[] = [];
   const edits = 1 + below(rng, 4);
@@ -86,49 +102,59 @@ export function mutateBytes(input: Uint8Array, rng: Rng, where?: Focus, text = f
     const op = below(rng, 8);
     if (b.length === 0 && op !== 5) continue;
     switch (op) {
-      case 0: { // bit flip
+      case 0: {
+        // bit flip
         const bit = below(rng, 8);
         b[p] ^= 1 << bit;
         how.push(`flip@${p}.${bit}`);
         break;
       }
-      case 1: { // interesting byte (text targets: a structural character)
+      case 1: {
+        // interesting byte (text targets: a structural character)
         b[p] = text && rng() < 0.7 ? pick(rng, INTERESTING_TEXT) : pick(rng, INTERESTING_BYTES);
         how.push(`byte@${p}=${b[p]}`);
         break;
       }
-      case 2: { // random byte
+      case 2: {
+        // random byte
         b[p] = below(rng, 256);
         how.push(`rand@${p}=${b[p]}`);
         break;
       }
-      case 3: { // interesting little-endian word
+      case 3: {
+        // interesting little-endian word
         const w = pick(rng, INTERESTING_WORDS);
         for (let i = 0; i < w.length && p + i < b.length; i++) b[p + i] = w[i];
         how.push(`word@${p}=${w.length}B`);
         break;
       }
-      case 4: { // delete a range
+      case 4: {
+        // delete a range
         const n = Math.min(1 + below(rng, rng() < 0.8 ? 16 : 512), b.length - p);
         b = splice(b, p, n);
         how.push(`del@${p}+${n}`);
         break;
       }
-      case 5: { // insert random or interesting bytes
+      case 5: {
+        // insert random or interesting bytes
         const n = 1 + below(rng, 16);
-        const ins = Uint8Array.from({ length: n }, () => (rng() < 0.5 ? below(rng, 256) : pick(rng, text ? INTERESTING_TEXT : INTERESTING_BYTES)));
+        const ins = Uint8Array.from({ length: n }, () =>
+          rng() < 0.5 ? below(rng, 256) : pick(rng, text ? INTERESTING_TEXT : INTERESTING_BYTES),
+        );
         b = splice(b, p, 0, ins);
         how.push(`ins@${p}+${n}`);
         break;
       }
-      case 6: { // duplicate a chunk: copy [from, from + n) and insert it at p
+      case 6: {
+        // duplicate a chunk: copy [from, from + n) and insert it at p
         const from = position(rng, b.length, where);
         const n = Math.min(1 + below(rng, 256), b.length - from);
         b = splice(b, p, 0, b.slice(from, from + n));
         how.push(`dup@${from}+${n}->${p}`);
         break;
       }
-      default: { // overwrite with a chunk from elsewhere
+      default: {
+        // overwrite with a chunk from elsewhere
         const from = position(rng, b.length, where);
         const n = Math.min(1 + below(rng, 64), b.length - from, b.length - p);
         b.copyWithin(p, from, from + n);
@@ -141,7 +167,8 @@ export function mutateBytes(input: Uint8Array, rng: Rng, where?: Focus, text = f
 
 /** A prefix of `input`: anywhere, or within the last `tail` bytes (zip end records, the end of a header). */
 export function truncate(input: Uint8Array, rng: Rng, tail: number): { bytes: Uint8Array; how: string[] } {
-  const n = rng() < 0.5 ? below(rng, input.length) : Math.max(0, input.length - 1 - below(rng, Math.min(tail, input.length)));
+  const n =
+    rng() < 0.5 ? below(rng, input.length) : Math.max(0, input.length - 1 - below(rng, Math.min(tail, input.length)));
   return { bytes: input.subarray(0, n), how: [`truncate@${n}`] };
 }
 
@@ -151,10 +178,50 @@ const DEEP = '['.repeat(100_000) + ']'.repeat(100_000);
 const DEEP_MARK = '<deeply nested array>';
 /** Values that break assumptions of JSON readers: extremes, wrong types, hostile paths and URLs, deep nesting. */
 const INTERESTING_JSON = [
-  '0', '-1', '1', '2', '1.5', '-0', '255', '256', '65535', '2147483648', '4294967296', '9007199254740993', '1e308', '-1e308', '1e-320',
-  'null', 'true', 'false', '""', '"x"', '[]', '{}', '[1]', '[0,0]', '[-1,1]', '{"a":1}', `"${'a'.repeat(5000)}"`,
-  '"F64"', '"I8"', '"f16"', '"pgm"', '"mdlm"', '"learn"', '"../config.json"', '"model.safetensors"', '"a/../../etc/passwd"',
-  '"http://["', '"//evil.test/x/"', '"file:///etc/"', '"\\u0000"', '"\\ud800"', `"${'f'.repeat(64)}"`, `"${'0'.repeat(64)}"`, DEEP,
+  '0',
+  '-1',
+  '1',
+  '2',
+  '1.5',
+  '-0',
+  '255',
+  '256',
+  '65535',
+  '2147483648',
+  '4294967296',
+  '9007199254740993',
+  '1e308',
+  '-1e308',
+  '1e-320',
+  'null',
+  'true',
+  'false',
+  '""',
+  '"x"',
+  '[]',
+  '{}',
+  '[1]',
+  '[0,0]',
+  '[-1,1]',
+  '{"a":1}',
+  `"${'a'.repeat(5000)}"`,
+  '"F64"',
+  '"I8"',
+  '"f16"',
+  '"pgm"',
+  '"mdlm"',
+  '"learn"',
+  '"../config.json"',
+  '"model.safetensors"',
+  '"a/../../etc/passwd"',
+  '"http://["',
+  '"//evil.test/x/"',
+  '"file:///etc/"',
+  '"\\u0000"',
+  '"\\ud800"',
+  `"${'f'.repeat(64)}"`,
+  `"${'0'.repeat(64)}"`,
+  DEEP,
 ];
 
 type JsonPath = (string | number)[];
@@ -167,7 +234,8 @@ function paths(v: unknown, at: JsonPath = [], out: JsonPath[] = []): JsonPath[] 
   return out;
 }
 
-const getAt = (root: unknown, p: JsonPath): unknown => p.reduce<unknown>((v, k) => (v as Record<string | number, unknown>)[k], root);
+const getAt = (root: unknown, p: JsonPath): unknown =>
+  p.reduce<unknown>((v, k) => (v as Record<string | number, unknown>)[k], root);
 
 /** 1-3 structural edits of a JSON document (replace a value, delete a key, duplicate an item, tweak a number). */
 export function mutateJson(text: string, rng: Rng): { bytes: Uint8Array; how: string[] } {
@@ -286,7 +354,11 @@ async function ckptTarget(m: FixtureModel): Promise<FuzzTarget> {
   const regions: [number, number][] = [];
   let dataEnd = 0;
   for (const e of zip.entries) {
-    const dataStart = e.localHeaderOffset + 30 + dv.getUint16(e.localHeaderOffset + 26, true) + dv.getUint16(e.localHeaderOffset + 28, true);
+    const dataStart =
+      e.localHeaderOffset +
+      30 +
+      dv.getUint16(e.localHeaderOffset + 26, true) +
+      dv.getUint16(e.localHeaderOffset + 28, true);
     regions.push([e.localHeaderOffset, dataStart]);
     if (e.name.endsWith('/data.pkl')) regions.push([dataStart, dataStart + e.compressedSize]);
     dataEnd = Math.max(dataEnd, dataStart + e.compressedSize);
@@ -326,7 +398,13 @@ async function ckptTarget(m: FixtureModel): Promise<FuzzTarget> {
   };
 }
 
-function safetensorsTarget(m: FixtureModel, dtype: 'f32' | 'f16', shard: Uint8Array, dirConfig: ModelDirConfig, configText: Uint8Array): FuzzTarget {
+function safetensorsTarget(
+  m: FixtureModel,
+  dtype: 'f32' | 'f16',
+  shard: Uint8Array,
+  dirConfig: ModelDirConfig,
+  configText: Uint8Array,
+): FuzzTarget {
   const file = `${m.name}/model.safetensors (${dtype})`;
   const headerEnd = 8 + Number(new DataView(shard.buffer, shard.byteOffset).getBigUint64(0, true));
   const header: Focus = { regions: [[0, headerEnd]], focus: 0.8 };
@@ -335,7 +413,8 @@ function safetensorsTarget(m: FixtureModel, dtype: 'f32' | 'f16', shard: Uint8Ar
     file,
     size: shard.length,
     make(rng) {
-      const { bytes, how } = rng() < 0.85 ? mutateBytes(shard, rng, header, true) : truncate(shard, rng, headerEnd + 16);
+      const { bytes, how } =
+        rng() < 0.85 ? mutateBytes(shard, rng, header, true) : truncate(shard, rng, headerEnd + 16);
       const changed = bytes.length !== shard.length || bytes.some((v, i) => v !== shard[i]);
       return {
         kind: 'safetensors',
@@ -346,18 +425,50 @@ function safetensorsTarget(m: FixtureModel, dtype: 'f32' | 'f16', shard: Uint8Ar
           // The download path: config.json still lists the intact shard's size and sha256.
           let caught: unknown;
           try {
-            await readWeights((await loadModel(memoryFiles(m.name, new Map([['config.json', configText], ['model.safetensors', bytes]])))).weights);
+            await readWeights(
+              (
+                await loadModel(
+                  memoryFiles(
+                    m.name,
+                    new Map([
+                      ['config.json', configText],
+                      ['model.safetensors', bytes],
+                    ]),
+                  ),
+                )
+              ).weights,
+            );
           } catch (e) {
             caught = e;
           }
-          if (changed && !(caught instanceof PgmError && caught.code === 'integrity' && caught.message.includes('model.safetensors'))) {
-            throw new Violation(`a damaged shard was not reported as an integrity error naming it (got ${caught instanceof Error ? caught.message : 'success'})`);
+          if (
+            changed &&
+            !(caught instanceof PgmError && caught.code === 'integrity' && caught.message.includes('model.safetensors'))
+          ) {
+            throw new Violation(
+              `a damaged shard was not reported as an integrity error naming it (got ${caught instanceof Error ? caught.message : 'success'})`,
+            );
           }
           if (caught && !(caught instanceof PgmError)) throw caught;
           // The parser behind the hash: the same file as if its config.json listed it.
           for (const t of parseSafetensors(bytes, 'model.safetensors').tensors.values()) t.toFloat32();
-          const listed = { ...dirConfig, shards: [{ file: 'model.safetensors', size: bytes.length, sha256: await sha256Hex(bytes) }] };
-          await readWeights((await loadModel(memoryFiles(m.name, new Map([['config.json', utf8.encode(JSON.stringify(listed))], ['model.safetensors', bytes]])))).weights);
+          const listed = {
+            ...dirConfig,
+            shards: [{ file: 'model.safetensors', size: bytes.length, sha256: await sha256Hex(bytes) }],
+          };
+          await readWeights(
+            (
+              await loadModel(
+                memoryFiles(
+                  m.name,
+                  new Map([
+                    ['config.json', utf8.encode(JSON.stringify(listed))],
+                    ['model.safetensors', bytes],
+                  ]),
+                ),
+              )
+            ).weights,
+          );
         },
       };
     },
@@ -381,7 +492,9 @@ function configTarget(m: FixtureModel): FuzzTarget {
         how,
         inputBytes: bytes.length + shardBytes,
         async run() {
-          await readWeights((await loadModel(memoryFiles(m.name, new Map([...m.files, ['config.json', bytes]])))).weights);
+          await readWeights(
+            (await loadModel(memoryFiles(m.name, new Map([...m.files, ['config.json', bytes]])))).weights,
+          );
         },
       };
     },
@@ -395,12 +508,20 @@ function manifestTarget(models: FixtureModel[]): FuzzTarget {
     version: 1,
     default: models[0].name,
     models: models.map((m) => ({
-      id: m.name, arch: m.dirConfig.model.arch, path: m.name, description: `fixture ${m.name}`, params: 1000, shards: m.dirConfig.shards, license: 'MIT',
+      id: m.name,
+      arch: m.dirConfig.model.arch,
+      path: m.name,
+      description: `fixture ${m.name}`,
+      params: 1000,
+      shards: m.dirConfig.shards,
+      license: 'MIT',
     })),
   };
   const text = JSON.stringify(manifest, null, 1);
   const original = utf8.encode(text);
-  const served = new Map<string, Uint8Array>(models.flatMap((m) => [...m.files].map(([f, b]) => [`/${m.name}/${f}`, b] as const)));
+  const served = new Map<string, Uint8Array>(
+    models.flatMap((m) => [...m.files].map(([f, b]) => [`/${m.name}/${f}`, b] as const)),
+  );
   const modelBytes = Math.max(...models.map((m) => [...m.files.values()].reduce((a, b) => a + b.length, 0)));
   return {
     kind: 'manifest',
@@ -412,8 +533,15 @@ function manifestTarget(models: FixtureModel[]): FuzzTarget {
       how.push(`id ${id ?? '<default>'}`);
       const fetchFn = (async (input: string | URL | Request) => {
         const url = new URL(String(input));
-        const body = url.href === MANIFEST_URL ? bytes : url.host === 'models.test' ? served.get(decodeURIComponent(url.pathname)) : undefined;
-        return body ? new Response(body as Uint8Array<ArrayBuffer>) : new Response('not found', { status: 404, statusText: 'Not Found' });
+        const body =
+          url.href === MANIFEST_URL
+            ? bytes
+            : url.host === 'models.test'
+              ? served.get(decodeURIComponent(url.pathname))
+              : undefined;
+        return body
+          ? new Response(body as Uint8Array<ArrayBuffer>)
+          : new Response('not found', { status: 404, statusText: 'Not Found' });
       }) as typeof fetch;
       return {
         kind: 'manifest',
@@ -435,7 +563,8 @@ export async function fuzzTargets(fixtures = FIXTURES): Promise<FuzzTarget[]> {
     .map((d) => d.name)
     .sort();
   const models: FixtureModel[] = [];
-  for (const name of names) models.push(await convertFixture(name, new Uint8Array(readFileSync(join(fixtures, name, 'model.ckpt')))));
+  for (const name of names)
+    models.push(await convertFixture(name, new Uint8Array(readFileSync(join(fixtures, name, 'model.ckpt')))));
   const targets: FuzzTarget[] = [];
   for (const m of models) {
     targets.push(await ckptTarget(m), configTarget(m));
@@ -445,8 +574,12 @@ export async function fuzzTargets(fixtures = FIXTURES): Promise<FuzzTarget[]> {
   // f16 shards too, for two fixtures (other dtypes and a different header).
   for (const m of models.filter((x) => x.name === 'pgm-bf16' || x.name === 'mdlm-tiny')) {
     const out = memoryDir();
-    const { dirConfig } = await convertCheckpoint(await Checkpoint.open(bytesSource(m.ckpt, m.name)), out, { dtype: 'f16' });
-    targets.push(safetensorsTarget(m, 'f16', out.files.get('model.safetensors')!, dirConfig, out.files.get('config.json')!));
+    const { dirConfig } = await convertCheckpoint(await Checkpoint.open(bytesSource(m.ckpt, m.name)), out, {
+      dtype: 'f16',
+    });
+    targets.push(
+      safetensorsTarget(m, 'f16', out.files.get('model.safetensors')!, dirConfig, out.files.get('config.json')!),
+    );
   }
   const small = models.filter((m) => m.name === 'pgm-bf16' || m.name === 'mdlm-tiny');
   targets.push(manifestTarget(small.length ? small : models.slice(0, 2)));
@@ -456,8 +589,18 @@ export async function fuzzTargets(fixtures = FIXTURES): Promise<FuzzTarget[]> {
 // ---------------------------------------------------------------- allocation tracking
 
 const ALLOCATORS = [
-  'ArrayBuffer', 'Uint8Array', 'Int8Array', 'Uint8ClampedArray', 'Uint16Array', 'Int16Array', 'Uint32Array', 'Int32Array',
-  'Float32Array', 'Float64Array', 'BigInt64Array', 'BigUint64Array',
+  'ArrayBuffer',
+  'Uint8Array',
+  'Int8Array',
+  'Uint8ClampedArray',
+  'Uint16Array',
+  'Int16Array',
+  'Uint32Array',
+  'Int32Array',
+  'Float32Array',
+  'Float64Array',
+  'BigInt64Array',
+  'BigUint64Array',
 ] as const;
 
 /**
@@ -493,7 +636,8 @@ export function trackAllocations(): { largest: number; total: number; reset(): v
         const first = args[0];
         if (typeof first === 'number') note(first * perElement);
         const made = Reflect.construct(target, args, newTarget) as { byteLength: number };
-        if (typeof first !== 'number' && !(first instanceof ArrayBuffer || first instanceof SharedArrayBuffer)) note(made.byteLength);
+        if (typeof first !== 'number' && !(first instanceof ArrayBuffer || first instanceof SharedArrayBuffer))
+          note(made.byteLength);
         return made;
       },
     });
@@ -555,7 +699,8 @@ export interface FuzzOptions {
 }
 
 /** A case's own random stream: case `i` of seed `s` is the same whatever else runs. */
-const caseRng = (seed: number, index: number): Rng => seededUniform(Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(index + 1, 0xc2b2ae35));
+const caseRng = (seed: number, index: number): Rng =>
+  seededUniform(Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(index + 1, 0xc2b2ae35));
 
 export async function fuzz(targets: readonly FuzzTarget[], options: FuzzOptions): Promise<FuzzReport> {
   const kinds = (options.kinds ?? FUZZ_KINDS).filter((k) => targets.some((t) => t.kind === k));
@@ -594,7 +739,10 @@ export async function fuzz(targets: readonly FuzzTarget[], options: FuzzOptions)
       const t0 = performance.now();
       let timer: ReturnType<typeof setTimeout> | undefined;
       const outcome = await Promise.race([
-        c.run().then(() => 'ok' as const, (e: unknown) => e),
+        c.run().then(
+          () => 'ok' as const,
+          (e: unknown) => e,
+        ),
         new Promise<'hang'>((resolve) => (timer = setTimeout(() => resolve('hang'), timeout))),
       ]);
       clearTimeout(timer);
@@ -608,7 +756,11 @@ export async function fuzz(targets: readonly FuzzTarget[], options: FuzzOptions)
       else if (outcome === 'hang') report.hangs.push({ ...record, ms });
       else if (outcome instanceof Violation) report.violations.push({ ...record, error: outcome.message });
       else if (outcome instanceof PgmError) stats.errors[outcome.code] = (stats.errors[outcome.code] ?? 0) + 1;
-      else report.crashes.push({ ...record, error: outcome instanceof Error ? (outcome.stack ?? outcome.message) : String(outcome) });
+      else
+        report.crashes.push({
+          ...record,
+          error: outcome instanceof Error ? (outcome.stack ?? outcome.message) : String(outcome),
+        });
       if (cpuMs > cpuLimit) report.slow.push({ ...record, ms: cpuMs });
       report.maxCaseMs = Math.max(report.maxCaseMs, ms);
       if (cpuMs > report.maxCaseCpuMs) {
@@ -621,7 +773,10 @@ export async function fuzz(targets: readonly FuzzTarget[], options: FuzzOptions)
         report.largestAllocation = { ...record, bytes: tracker.largest, inputBytes: c.inputBytes };
       }
       report.maxTotalAllocationRatio = Math.max(report.maxTotalAllocationRatio, tracker.total / c.inputBytes);
-      report.maxArrayBufferGrowthRatio = Math.max(report.maxArrayBufferGrowthRatio, (process.memoryUsage().arrayBuffers - buffersBefore) / c.inputBytes);
+      report.maxArrayBufferGrowthRatio = Math.max(
+        report.maxArrayBufferGrowthRatio,
+        (process.memoryUsage().arrayBuffers - buffersBefore) / c.inputBytes,
+      );
       options.onProgress?.(report.cases, report);
     }
   } finally {
@@ -633,7 +788,9 @@ export async function fuzz(targets: readonly FuzzTarget[], options: FuzzOptions)
 
 /** A few lines for logs. */
 export function formatReport(r: FuzzReport): string {
-  const kinds = Object.entries(r.byKind).map(([k, s]) => `  ${k}: ${s.cases} cases, ${s.ok} ok, errors ${JSON.stringify(s.errors)}`);
+  const kinds = Object.entries(r.byKind).map(
+    ([k, s]) => `  ${k}: ${s.cases} cases, ${s.ok} ok, errors ${JSON.stringify(s.errors)}`,
+  );
   const lines = [
     `seed ${r.seed}: ${r.cases} cases over ${r.files.length} files in ${(r.elapsedMs / 1000).toFixed(1)} s`,
     ...kinds,
@@ -642,7 +799,10 @@ export function formatReport(r: FuzzReport): string {
     `largest allocation ${(r.largestAllocation?.bytes ?? 0).toLocaleString('en')} bytes = ${r.maxAllocationRatio.toFixed(3)} x input${r.largestAllocation ? ` (case ${r.largestAllocation.index}, ${r.largestAllocation.file}, input ${r.largestAllocation.inputBytes} bytes)` : ''}`,
     `largest total allocated by one case ${r.maxTotalAllocationRatio.toFixed(3)} x input; largest arrayBuffers growth ${r.maxArrayBufferGrowthRatio.toFixed(3)} x input`,
   ];
-  for (const c of [...r.crashes, ...r.hangs, ...r.slow, ...r.violations].slice(0, 20)) lines.push(`  case ${c.index} ${c.kind} ${c.file} [${c.how}]: ${(c.error ?? `${c.ms?.toFixed(0)} ms`).split('\n').slice(0, 3).join(' | ')}`);
+  for (const c of [...r.crashes, ...r.hangs, ...r.slow, ...r.violations].slice(0, 20))
+    lines.push(
+      `  case ${c.index} ${c.kind} ${c.file} [${c.how}]: ${(c.error ?? `${c.ms?.toFixed(0)} ms`).split('\n').slice(0, 3).join(' | ')}`,
+    );
   return lines.join('\n');
 }
 
@@ -665,7 +825,8 @@ function parseArgs(argv: string[]): FuzzOptions & { json: boolean } {
     else if (a === '--json') opts.json = true;
     else if (a === '--kinds') {
       const kinds = value().split(',');
-      for (const k of kinds) if (!FUZZ_KINDS.includes(k as FuzzKind)) usage(`unknown kind ${k} (use ${FUZZ_KINDS.join(', ')})`);
+      for (const k of kinds)
+        if (!FUZZ_KINDS.includes(k as FuzzKind)) usage(`unknown kind ${k} (use ${FUZZ_KINDS.join(', ')})`);
       opts.kinds = kinds as FuzzKind[];
     } else usage(`unknown option ${a}`);
   }
@@ -673,7 +834,9 @@ function parseArgs(argv: string[]): FuzzOptions & { json: boolean } {
 }
 
 function usage(message: string): never {
-  console.error(`fuzz: ${message}\nusage: npx tsx scripts/fuzz.ts [--cases N] [--seed S] [--kinds ${FUZZ_KINDS.join(',')}] [--time SECONDS] [--case-timeout MS] [--case-cpu MS] [--case I] [--json]`);
+  console.error(
+    `fuzz: ${message}\nusage: npx tsx scripts/fuzz.ts [--cases N] [--seed S] [--kinds ${FUZZ_KINDS.join(',')}] [--time SECONDS] [--case-timeout MS] [--case-cpu MS] [--case I] [--json]`,
+  );
   process.exit(2);
 }
 
@@ -686,12 +849,15 @@ async function main(): Promise<void> {
     onProgress(done, r) {
       if (performance.now() - last > 10_000) {
         last = performance.now();
-        console.error(`${done} cases, ${r.crashes.length} crashes, ${r.hangs.length} hangs, ${r.slow.length} too slow, ${r.violations.length} violations, max ${r.maxCaseCpuMs.toFixed(0)} ms CPU`);
+        console.error(
+          `${done} cases, ${r.crashes.length} crashes, ${r.hangs.length} hangs, ${r.slow.length} too slow, ${r.violations.length} violations, max ${r.maxCaseCpuMs.toFixed(0)} ms CPU`,
+        );
       }
     },
   });
   console.log(opts.json ? JSON.stringify(report) : formatReport(report));
-  process.exitCode = report.crashes.length || report.hangs.length || report.slow.length || report.violations.length ? 1 : 0;
+  process.exitCode =
+    report.crashes.length || report.hangs.length || report.slow.length || report.violations.length ? 1 : 0;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) await main();

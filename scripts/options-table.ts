@@ -21,8 +21,17 @@ export const IMPORT_END = '<!-- end of import options -->';
 const cell = (text: string): string => text.replace(/\|/g, '\\|');
 
 export function optionsTable(): string {
-  const rows = GENERATION_OPTIONS.map((o) => `| \`${o.name}\` | ${o.scope === 'sequence' ? 'each sequence' : 'the batch'} | ${cell(o.takes)} | ${cell(o.default)} | ${cell(o.doc)} | ${o.cli ? `\`--${o.cli.flag}\`` : ''} |`);
-  return [START, '| option | per | takes | default | what it does | CLI |', '|---|---|---|---|---|---|', ...rows, END].join('\n');
+  const rows = GENERATION_OPTIONS.map(
+    (o) =>
+      `| \`${o.name}\` | ${o.scope === 'sequence' ? 'each sequence' : 'the batch'} | ${cell(o.takes)} | ${cell(o.default)} | ${cell(o.doc)} | ${o.cli ? `\`--${o.cli.flag}\`` : ''} |`,
+  );
+  return [
+    START,
+    '| option | per | takes | default | what it does | CLI |',
+    '|---|---|---|---|---|---|',
+    ...rows,
+    END,
+  ].join('\n');
 }
 
 function apiOptionsTable(options: readonly EngineOption[], start: string, end: string): string {
@@ -42,7 +51,11 @@ function replaceBlock(readme: string, start: string, end: string, table: string)
 
 /** README.md with its tables replaced by `optionsTable()`, `engineOptionsTable()` and `importOptionsTable()`. */
 export function withTable(readme: string): string {
-  const tables: [string, string, string][] = [[START, END, optionsTable()], [ENGINE_START, ENGINE_END, engineOptionsTable()], [IMPORT_START, IMPORT_END, importOptionsTable()]];
+  const tables: [string, string, string][] = [
+    [START, END, optionsTable()],
+    [ENGINE_START, ENGINE_END, engineOptionsTable()],
+    [IMPORT_START, IMPORT_END, importOptionsTable()],
+  ];
   return tables.reduce((text, [start, end, table]) => replaceBlock(text, start, end, table), readme);
 }
 

@@ -1,16 +1,46 @@
 import { PgmError, brief, fail } from './errors.js';
-import { importCheckpoint as convertIntoStore, isLocalModel, loadLocalModel, type ImportedModel } from './convert/import.js';
+import {
+  importCheckpoint as convertIntoStore,
+  isLocalModel,
+  loadLocalModel,
+  type ImportedModel,
+} from './convert/import.js';
 import { requestGpu, type AdapterSummary, type GpuContext } from './gpu/context.js';
 import { releaseAtExit } from './gpu/release.js';
 import type { ModelConfig } from './model/config.js';
 import { GpuModel } from './model/gpu-model.js';
 import { cacheStore } from './model/cache.js';
 import { abortedError, checkAborted } from './model/fetch.js';
-import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel, type LoadedModel, type LoadOptions, type LoadPhase } from './model/load.js';
+import {
+  loadModelFromManifest,
+  loadModelFromUrl,
+  loadPackagedModel,
+  type LoadedModel,
+  type LoadOptions,
+  type LoadPhase,
+} from './model/load.js';
 import { Vocabulary } from './model/vocab.js';
-import { checkBatchOptionTypes, checkEngineOptionTypes, ENGINE_DEFAULTS, checkGenerateOptionTypes, checkImportOptionTypes, resolveGenerationOptions, type ResolvedGeneration } from './options.js';
+import {
+  checkBatchOptionTypes,
+  checkEngineOptionTypes,
+  ENGINE_DEFAULTS,
+  checkGenerateOptionTypes,
+  checkImportOptionTypes,
+  resolveGenerationOptions,
+  type ResolvedGeneration,
+} from './options.js';
 import { ENCODER_MODES, samplePgm, sampleMdlm, type BatchStep } from './sampling/samplers.js';
-import type { BatchOptions, BatchResult, BatchStepEvent, EngineOptions, ImportOptions, GenerateOptions, GenerationResult, ModelWeights, StepEvent } from './types.js';
+import type {
+  BatchOptions,
+  BatchResult,
+  BatchStepEvent,
+  EngineOptions,
+  ImportOptions,
+  GenerateOptions,
+  GenerationResult,
+  ModelWeights,
+  StepEvent,
+} from './types.js';
 
 /**
  * A running generation: iterate it for step events, await it for the result (a Promise:
@@ -34,7 +64,10 @@ export class GenerationRun<E, R> implements AsyncIterable<E>, Promise<R> {
     this.result.catch(() => undefined); // rejections surface through then() and iteration
   }
 
-  then<A = R, B = never>(onFulfilled?: ((value: R) => A | PromiseLike<A>) | null, onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+  then<A = R, B = never>(
+    onFulfilled?: ((value: R) => A | PromiseLike<A>) | null,
+    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
     return this.result.then(onFulfilled, onRejected);
   }
 
@@ -64,14 +97,17 @@ export class GenerationRun<E, R> implements AsyncIterable<E>, Promise<R> {
 }
 
 /** What `Engine.create` takes of the engine options, and whether the engine owns the device (destroys it on dispose). */
-export type EngineSetup = Pick<EngineOptions, 'maxBatch' | 'weightStorage' | 'onProgress' | 'signal' | 'warmUp'> & { ownsDevice?: boolean };
+export type EngineSetup = Pick<EngineOptions, 'maxBatch' | 'weightStorage' | 'onProgress' | 'signal' | 'warmUp'> & {
+  ownsDevice?: boolean;
+};
 
 /** How long a GPU failure waits for device.lost before it is reported as itself. */
 const LOST_GRACE_MS = 1000;
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
-const deviceLost = (reason: string): PgmError => new PgmError('device-lost', `the GPU device was lost (${reason}); create a new engine`);
+const deviceLost = (reason: string): PgmError =>
+  new PgmError('device-lost', `the GPU device was lost (${reason}); create a new engine`);
 
 /** The public engine: one model on one device. */
 export class Engine {
@@ -114,19 +150,32 @@ export class Engine {
    */
   static async create(ctx: GpuContext, loaded: ModelWeights, options: EngineSetup = {}): Promise<Engine> {
     const bytes = (loaded as Partial<LoadedModel>).dirConfig?.shards.reduce((a, s) => a + s.size, 0) ?? 0;
-    const report = (phase: LoadPhase, ms?: number) => options.onProgress?.({ phase, loaded: ms === undefined ? 0 : 1, total: 1, loadedBytes: phase === 'upload' && ms === undefined ? 0 : bytes, totalBytes: bytes, ms });
+    const report = (phase: LoadPhase, ms?: number) =>
+      options.onProgress?.({
+        phase,
+        loaded: ms === undefined ? 0 : 1,
+        total: 1,
+        loadedBytes: phase === 'upload' && ms === undefined ? 0 : bytes,
+        totalBytes: bytes,
+        ms,
+      });
     let engine: Engine | undefined;
     try {
       checkAborted(options.signal);
       report('upload');
-      const model = await GpuModel.load(ctx, loaded.config, loaded.weights, { maxBatch: options.maxBatch, weightStorage: options.weightStorage, onPhase: report });
+      const model = await GpuModel.load(ctx, loaded.config, loaded.weights, {
+        maxBatch: options.maxBatch,
+        weightStorage: options.weightStorage,
+        onPhase: report,
+      });
       engine = new Engine(ctx, model, options.ownsDevice ?? false);
       checkAborted(options.signal);
       if (options.warmUp ?? ENGINE_DEFAULTS.warmUp) {
         report('warm-up');
         const start = now();
         // One tiny untimed run per forward pass (a PGM builds its incremental pass on first use).
-        for (const encoder of loaded.config.arch === 'pgm' ? ENCODER_MODES : (['exact'] as const)) await engine.generate({ length: 2, steps: 1, encoder, signal: options.signal });
+        for (const encoder of loaded.config.arch === 'pgm' ? ENCODER_MODES : (['exact'] as const))
+          await engine.generate({ length: 2, steps: 1, encoder, signal: options.signal });
         report('warm-up', now() - start);
       }
       return engine;
@@ -177,7 +226,11 @@ export class Engine {
   private start(options: BatchOptions): GenerationRun<BatchStepEvent, BatchResult> {
     let resolved: ResolvedGeneration;
     try {
-      resolved = resolveGenerationOptions(options, { config: this.config, vocabulary: this.vocabulary, maxBatch: this.model.ws.maxBatch });
+      resolved = resolveGenerationOptions(options, {
+        config: this.config,
+        vocabulary: this.vocabulary,
+        maxBatch: this.model.ws.maxBatch,
+      });
     } catch (e) {
       return new GenerationRun(() => Promise.reject(e));
     }
@@ -189,7 +242,10 @@ export class Engine {
     });
   }
 
-  private async run({ plans, sampling: o, signal, placeholder }: ResolvedGeneration, emit: (e: BatchStepEvent) => void): Promise<BatchResult> {
+  private async run(
+    { plans, sampling: o, signal, placeholder }: ResolvedGeneration,
+    emit: (e: BatchStepEvent) => void,
+  ): Promise<BatchResult> {
     this.assertUsable();
     const sampler = this.config.arch === 'pgm' ? samplePgm : sampleMdlm;
     const stop = signal ? AbortSignal.any([signal, this.disposal.signal]) : this.disposal.signal;
@@ -226,20 +282,41 @@ export class Engine {
         });
       }
     } catch (e) {
-      if (this.disposed) throw new PgmError('disposed', 'the engine was disposed during generation; create a new engine to generate again', { cause: e });
+      if (this.disposed)
+        throw new PgmError(
+          'disposed',
+          'the engine was disposed during generation; create a new engine to generate again',
+          { cause: e },
+        );
       // A readback can fail (mapAsync: AbortError) before device.lost resolves (Chromium does
       // this): give the loss a moment to arrive, so it is reported as what it is.
-      if (this.lostReason === undefined && !(e instanceof PgmError)) await Promise.race([this.ctx.lost, new Promise((resolve) => setTimeout(resolve, LOST_GRACE_MS))]);
+      if (this.lostReason === undefined && !(e instanceof PgmError))
+        await Promise.race([this.ctx.lost, new Promise((resolve) => setTimeout(resolve, LOST_GRACE_MS))]);
       if (this.lostReason !== undefined && !(e instanceof PgmError && e.code === 'aborted')) {
-        throw new PgmError('device-lost', `the GPU device was lost during generation (${this.lostReason}); create a new engine`, { cause: e });
+        throw new PgmError(
+          'device-lost',
+          `the GPU device was lost during generation (${this.lostReason}); create a new engine`,
+          { cause: e },
+        );
       }
       throw e;
     }
     const totalMs = now() - start;
     const generated = plans.reduce((a, p) => a + o.length - p.known.size, 0);
     return {
-      sequences: (last?.tokens ?? []).map((tokens) => ({ text: this.vocabulary.decode(tokens.subarray(1)), tokens: this.toGpt2(tokens) })),
-      stats: { steps: stepMs.length, forwardPasses, totalMs, stepMs, tokensPerSecond: generated / (totalMs / 1000), encoderRows, decoderRows },
+      sequences: (last?.tokens ?? []).map((tokens) => ({
+        text: this.vocabulary.decode(tokens.subarray(1)),
+        tokens: this.toGpt2(tokens),
+      })),
+      stats: {
+        steps: stepMs.length,
+        forwardPasses,
+        totalMs,
+        stepMs,
+        tokensPerSecond: generated / (totalMs / 1000),
+        encoderRows,
+        decoderRows,
+      },
     };
   }
 
@@ -270,7 +347,10 @@ export type EngineInterface = Pick<Engine, 'config' | 'adapter' | 'lost' | 'gene
 export function vocabularyOf(config: ModelConfig): Vocabulary {
   if (config.vocabMap) return Vocabulary.fromMap(config.vocabMap, 'config.json vocabMap');
   if (config.vocabSize === 50258) return Vocabulary.gpt2();
-  fail('config', `a model with ${config.vocabSize} token ids and no vocabMap has no tokenizer; text generation needs the GPT-2 vocabulary (50258) or a vocabMap`);
+  fail(
+    'config',
+    `a model with ${config.vocabSize} token ids and no vocabMap has no tokenizer; text generation needs the GPT-2 vocabulary (50258) or a vocabMap`,
+  );
 }
 
 /** Load a model and put it on the GPU (browser; Node uses `createEngine` from `pgm-webgpu/node`). */
@@ -302,15 +382,27 @@ export async function loadWeights(options: EngineOptions): Promise<ModelWeights>
  * table IMPORT_OPTIONS.
  */
 export async function importCheckpoint(checkpoint: Blob, options: ImportOptions = {}): Promise<ImportedModel> {
-  if (!(typeof Blob !== 'undefined' && checkpoint instanceof Blob)) fail('option', `importCheckpoint: the checkpoint must be a Blob or a File, got ${brief(checkpoint)}`);
+  if (!(typeof Blob !== 'undefined' && checkpoint instanceof Blob))
+    fail('option', `importCheckpoint: the checkpoint must be a Blob or a File, got ${brief(checkpoint)}`);
   checkImportOptionTypes(options);
   const { cache, ...rest } = options;
-  const store = typeof cache === 'object' ? cache : (cacheStore() ?? fail('option', "importCheckpoint: this environment has no Cache API (Node, or a page served neither over https nor from localhost): pass { cache: store }, a ModelStore"));
+  const store =
+    typeof cache === 'object'
+      ? cache
+      : (cacheStore() ??
+        fail(
+          'option',
+          'importCheckpoint: this environment has no Cache API (Node, or a page served neither over https nor from localhost): pass { cache: store }, a ModelStore',
+        ));
   return convertIntoStore(checkpoint, store, rest);
 }
 
 /** Put loaded weights on the GPU of `options.gpu` (or a new device). */
-export async function engineOn(options: EngineOptions, loaded: ModelWeights, requestDevice: () => Promise<GpuContext> = () => requestGpu()): Promise<Engine> {
+export async function engineOn(
+  options: EngineOptions,
+  loaded: ModelWeights,
+  requestDevice: () => Promise<GpuContext> = () => requestGpu(),
+): Promise<Engine> {
   vocabularyOf(loaded.config);
   checkAborted(options.signal);
   const ctx = options.gpu ?? (await requestDevice());

@@ -51,6 +51,9 @@ export function brief(value: unknown, max = 80): string {
 
 /** Text from an untrusted source (a file's bytes in a parser's message) on one line: control characters escaped, at most `max` characters. */
 export function printable(text: string, max = 160): string {
-  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const clean = text.replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
   return clean.length > max ? `${clean.slice(0, max)}...` : clean;
 }

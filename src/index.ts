@@ -1,7 +1,13 @@
 export { PgmError, type PgmErrorCode } from './errors.js';
 export { requestGpu, type GpuContext, type GpuRequest, type AdapterSummary } from './gpu/context.js';
 export { createEngine, Engine, GenerationRun, importCheckpoint, vocabularyOf, type EngineInterface } from './engine.js';
-export { ENGINE_OPTIONS, GENERATION_OPTIONS, IMPORT_OPTIONS, type EngineOption, type GenerationOption } from './options.js';
+export {
+  ENGINE_OPTIONS,
+  GENERATION_OPTIONS,
+  IMPORT_OPTIONS,
+  type EngineOption,
+  type GenerationOption,
+} from './options.js';
 export { ENCODER_MODES, type EncoderMode } from './sampling/samplers.js';
 export type {
   EngineOptions,
@@ -29,8 +35,19 @@ export type {
 } from './types.js';
 export { GpuModel, WEIGHT_STORAGES, type GpuModelOptions, type WeightStorage } from './model/gpu-model.js';
 export {
-  fetchManifest, loadModel, loadModelFromUrl, loadModelFromManifest, loadPackagedModel, urlFiles, LOAD_PHASES, MAX_CONFIG_BYTES, MAX_MODEL_BYTES, MAX_SHARD_BYTES,
-  type ModelFiles, type LoadedModel, type LoadOptions,
+  fetchManifest,
+  loadModel,
+  loadModelFromUrl,
+  loadModelFromManifest,
+  loadPackagedModel,
+  urlFiles,
+  LOAD_PHASES,
+  MAX_CONFIG_BYTES,
+  MAX_MODEL_BYTES,
+  MAX_SHARD_BYTES,
+  type ModelFiles,
+  type LoadedModel,
+  type LoadOptions,
 } from './model/load.js';
 export { readWeights, type Weights, type HostTensor, type StoredTensor } from './model/tensor.js';
 export { cacheStore, clearModelCache, MODEL_CACHE } from './model/cache.js';
@@ -43,4 +60,10 @@ export { Vocabulary } from './model/vocab.js';
 export type { ModelConfig, ModelDirConfig } from './model/config.js';
 export type { PgmSequence, MdlmSequence } from './model/inputs.js';
 export type { Order, Schedule } from './sampling/schedule.js';
-export { createWorkerEngine, WorkerEngine, type WorkerEngineOptions, type EngineWorker, type WorkerEvent } from './worker-engine.js';
+export {
+  createWorkerEngine,
+  WorkerEngine,
+  type WorkerEngineOptions,
+  type EngineWorker,
+  type WorkerEvent,
+} from './worker-engine.js';

@@ -41,8 +41,13 @@ type CpuAdapter = keyof typeof CPU_ADAPTERS;
 /** The CPU adapters installed here and their Vulkan ICD files, lavapipe first (.lavapipe/ beside the package, or in the working directory). */
 function cpuIcds(): Partial<Record<CpuAdapter, string>> {
   const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
-  const lavapipe = [packageRoot, process.cwd()].map((dir) => join(dir, '.lavapipe', 'lvp_icd.json')).find((f) => existsSync(f));
-  return { ...(lavapipe && { llvmpipe: lavapipe }), ...(existsSync(SWIFTSHADER_ICD) && { swiftshader: SWIFTSHADER_ICD }) };
+  const lavapipe = [packageRoot, process.cwd()]
+    .map((dir) => join(dir, '.lavapipe', 'lvp_icd.json'))
+    .find((f) => existsSync(f));
+  return {
+    ...(lavapipe && { llvmpipe: lavapipe }),
+    ...(existsSync(SWIFTSHADER_ICD) && { swiftshader: SWIFTSHADER_ICD }),
+  };
 }
 
 /**
@@ -55,7 +60,10 @@ function cpuIcds(): Partial<Record<CpuAdapter, string>> {
 function adapterOptions(): string[] {
   const wanted = process.env.PGM_WEBGPU_ADAPTER || undefined;
   if (wanted !== undefined && !Object.hasOwn(CPU_ADAPTERS, wanted)) {
-    fail('webgpu', `PGM_WEBGPU_ADAPTER=${wanted} names no adapter: use llvmpipe (lavapipe) or swiftshader, or unset it`);
+    fail(
+      'webgpu',
+      `PGM_WEBGPU_ADAPTER=${wanted} names no adapter: use llvmpipe (lavapipe) or swiftshader, or unset it`,
+    );
   }
   const named = wanted as CpuAdapter | undefined;
   if (process.env.VK_ICD_FILENAMES) return named ? [`adapter=${CPU_ADAPTERS[named]}`] : [];
@@ -65,7 +73,10 @@ function adapterOptions(): string[] {
   if (!pick) return []; // no driver at all: requestGpu says there is no adapter
   const icd = icds[pick];
   if (!icd) {
-    const missing = pick === 'llvmpipe' ? 'lavapipe is not installed (bash scripts/setup.sh unpacks it into .lavapipe/)' : `SwiftShader is not installed (${SWIFTSHADER_ICD}, from Debian's chromium package)`;
+    const missing =
+      pick === 'llvmpipe'
+        ? 'lavapipe is not installed (bash scripts/setup.sh unpacks it into .lavapipe/)'
+        : `SwiftShader is not installed (${SWIFTSHADER_ICD}, from Debian's chromium package)`;
     fail('webgpu', `PGM_WEBGPU_ADAPTER=${pick}, but ${missing}; available: ${Object.keys(icds).join(', ') || 'none'}`);
   }
   process.env.VK_ICD_FILENAMES = icd;
@@ -100,7 +111,9 @@ function nodePlanFile(): PlanFile | undefined {
       } catch {
         return {}; // none yet, or unreadable: written afresh
       }
-      return typeof plans === 'object' && plans !== null && !Array.isArray(plans) ? (plans as Record<string, unknown>) : {};
+      return typeof plans === 'object' && plans !== null && !Array.isArray(plans)
+        ? (plans as Record<string, unknown>)
+        : {};
     },
     write: async (plans) => {
       await mkdir(dir, { recursive: true });
@@ -121,8 +134,12 @@ export async function getNodeGpu(): Promise<GPU> {
     mod = await import('webgpu');
   } catch (e) {
     // An optional peer dependency: browsers never need it, so it is not installed with us.
-    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') fail('webgpu', 'WebGPU in Node needs the "webgpu" package, which is not installed: npm install webgpu');
-    fail('webgpu', `the "webgpu" package could not be loaded (${(e as Error).message}); reinstall it with npm install webgpu`);
+    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND')
+      fail('webgpu', 'WebGPU in Node needs the "webgpu" package, which is not installed: npm install webgpu');
+    fail(
+      'webgpu',
+      `the "webgpu" package could not be loaded (${(e as Error).message}); reinstall it with npm install webgpu`,
+    );
   }
   Object.assign(globalThis, mod.globals);
   nodeGpu = mod.create(options);
@@ -138,8 +155,15 @@ export async function requestNodeGpu(options: Omit<GpuRequest, 'gpu'> = {}): Pro
   } catch (e) {
     if (e instanceof PgmError) throw e;
     // Dawn's answer to an `adapter=` it cannot find: "no suitable backends found", then the adapters it has.
-    const [first, ...adapters] = String((e as Error).message).split('\n').map((line) => line.trim()).filter(Boolean);
-    throw new PgmError('webgpu', `no WebGPU adapter for PGM_WEBGPU_ADAPTER=${process.env.PGM_WEBGPU_ADAPTER ?? ''} (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? ''}): ${[first, adapters.join(' ')].filter(Boolean).join('; ')}`, { cause: e });
+    const [first, ...adapters] = String((e as Error).message)
+      .split('\n')
+      .map((line) => line.trim())
+      .filter(Boolean);
+    throw new PgmError(
+      'webgpu',
+      `no WebGPU adapter for PGM_WEBGPU_ADAPTER=${process.env.PGM_WEBGPU_ADAPTER ?? ''} (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? ''}): ${[first, adapters.join(' ')].filter(Boolean).join('; ')}`,
+      { cause: e },
+    );
   }
 }
 
@@ -148,11 +172,13 @@ const PACKAGE_MANIFEST = fileURLToPath(new URL('../weights-manifest.json', impor
 /** `manifestUrl` as a path on disk, or undefined for an http(s) URL (fetched). */
 function manifestPath(manifestUrl: EngineOptions['manifestUrl']): string | undefined {
   if (manifestUrl === undefined) return PACKAGE_MANIFEST;
-  if (typeof manifestUrl !== 'string' && !(manifestUrl instanceof URL)) fail('option', `manifestUrl must be a path or a URL, got ${brief(manifestUrl)}`);
+  if (typeof manifestUrl !== 'string' && !(manifestUrl instanceof URL))
+    fail('option', `manifestUrl must be a path or a URL, got ${brief(manifestUrl)}`);
   const text = String(manifestUrl);
   if (/^https?:/i.test(text)) return undefined;
   if (/^file:/i.test(text)) return fileURLToPath(text);
-  if (/^[a-z][\w+.-]+:/i.test(text)) fail('option', `manifestUrl ${text}: Node reads a manifest from a path, a file: URL or an http(s) URL`);
+  if (/^[a-z][\w+.-]+:/i.test(text))
+    fail('option', `manifestUrl ${text}: Node reads a manifest from a path, a file: URL or an http(s) URL`);
   return text;
 }
 
@@ -168,11 +194,17 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
   const { model } = options;
   const path = manifestPath(options.manifestUrl);
   let loaded;
-  if ((typeof model === 'string' && /^https?:/i.test(model)) || isLocalModel(model)) loaded = await loadWeights(options);
-  else if (typeof model === 'string' && (existsSync(model) || model.includes('/') || model.endsWith('.ckpt'))) loaded = await loadModelPath(model, loadOptions(options));
-  else if (path === undefined || (model !== undefined && typeof model !== 'string')) loaded = await loadWeights(options);
+  if ((typeof model === 'string' && /^https?:/i.test(model)) || isLocalModel(model))
+    loaded = await loadWeights(options);
+  else if (typeof model === 'string' && (existsSync(model) || model.includes('/') || model.endsWith('.ckpt')))
+    loaded = await loadModelPath(model, loadOptions(options));
+  else if (path === undefined || (model !== undefined && typeof model !== 'string'))
+    loaded = await loadWeights(options);
   else {
-    const manifest = parseManifest(await diskFiles(dirname(path)).read(basename(path), { maxBytes: MAX_CONFIG_BYTES }), path);
+    const manifest = parseManifest(
+      await diskFiles(dirname(path)).read(basename(path), { maxBytes: MAX_CONFIG_BYTES }),
+      path,
+    );
     const entry = findModel(manifest, model);
     loaded = await loadModelDir(resolve(dirname(path), entry.path), { ...loadOptions(options), manifestEntry: entry });
   }

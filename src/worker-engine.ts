@@ -13,7 +13,15 @@ import type { ModelConfig } from './model/config.js';
 import { abortedError, checkAborted, DEFAULT_STALL_TIMEOUT } from './model/fetch.js';
 import type { LoadProgress } from './model/load.js';
 import { checkBatchOptionTypes, checkEngineOptionTypes, checkGenerateOptionTypes } from './options.js';
-import type { BatchOptions, BatchResult, BatchStepEvent, EngineOptions, GenerateOptions, GenerationResult, StepEvent } from './types.js';
+import type {
+  BatchOptions,
+  BatchResult,
+  BatchStepEvent,
+  EngineOptions,
+  GenerateOptions,
+  GenerationResult,
+  StepEvent,
+} from './types.js';
 
 /** createEngine's options, less what cannot cross to a worker: a device (`gpu`) and a ModelStore's functions. */
 export type WorkerEngineOptions = Omit<EngineOptions, 'gpu' | 'cache'> & { cache?: boolean };
@@ -32,7 +40,14 @@ export interface SentError {
 export type ToWorker =
   | { type: 'create'; engine: number; options: Omit<WorkerEngineOptions, 'onProgress' | 'signal'>; progress: boolean }
   /** `aborted`: the signal had fired before the call (its reason, when it is an error). */
-  | { type: 'generate'; engine: number; run: number; batch: boolean; options: GenerateOptions | BatchOptions; aborted?: { reason?: SentError } }
+  | {
+      type: 'generate';
+      engine: number;
+      run: number;
+      batch: boolean;
+      options: GenerateOptions | BatchOptions;
+      aborted?: { reason?: SentError };
+    }
   /** Abort the load (no `run`) or a generation; `reason`: the signal's, when it is an error. */
   | { type: 'abort'; engine: number; run?: number; reason?: SentError }
   | { type: 'dispose'; engine: number };
@@ -75,14 +90,19 @@ export function receiveError(e: SentError): Error {
 }
 
 /** An abort's reason, where it can cross: an error (a DOMException's name and message, a PgmError's code). */
-const sentReason = (signal: AbortSignal): SentError | undefined => (signal.reason instanceof Error ? sendError(signal.reason) : undefined);
+const sentReason = (signal: AbortSignal): SentError | undefined =>
+  signal.reason instanceof Error ? sendError(signal.reason) : undefined;
 
 /** Post `message` on its channel; options that cannot be copied to the worker are an option error. */
 function post(worker: EngineWorker, message: ToWorker): void {
   try {
     worker.postMessage({ channel: CHANNEL, ...message } satisfies Posted<ToWorker>);
   } catch (e) {
-    throw new PgmError('option', `the options cannot be copied to the worker (${(e as Error).message}); give plain values`, { cause: e });
+    throw new PgmError(
+      'option',
+      `the options cannot be copied to the worker (${(e as Error).message}); give plain values`,
+      { cause: e },
+    );
   }
 }
 
@@ -107,16 +127,29 @@ export function createWorkerEngine(worker: EngineWorker, options: WorkerEngineOp
     checkEngineOptionTypes(options);
     const { onProgress, signal, ...rest } = options;
     const stallTimeout = rest.stallTimeout ?? DEFAULT_STALL_TIMEOUT;
-    if ((options as EngineOptions).gpu !== undefined) fail('option', 'createWorkerEngine: gpu cannot cross to a worker (a device belongs to the thread that requested it); the worker requests its own');
+    if ((options as EngineOptions).gpu !== undefined)
+      fail(
+        'option',
+        'createWorkerEngine: gpu cannot cross to a worker (a device belongs to the thread that requested it); the worker requests its own',
+      );
     if (typeof rest.cache === 'object') {
-      fail('option', 'createWorkerEngine: cache takes true or false (a ModelStore is functions, which cannot cross to a worker); for a store of your own, call createEngine({ cache: store }) in a worker of your own');
+      fail(
+        'option',
+        'createWorkerEngine: cache takes true or false (a ModelStore is functions, which cannot cross to a worker); for a store of your own, call createEngine({ cache: store }) in a worker of your own',
+      );
     }
     if (typeof worker?.postMessage !== 'function' || typeof worker.addEventListener !== 'function') {
-      fail('option', "createWorkerEngine: worker must be a Worker: new Worker(new URL('pgm-webgpu/worker', import.meta.url), { type: 'module' })");
+      fail(
+        'option',
+        "createWorkerEngine: worker must be a Worker: new Worker(new URL('pgm-webgpu/worker', import.meta.url), { type: 'module' })",
+      );
     }
     const { model, manifestUrl } = rest;
     if (typeof model === 'object' && 'config' in model && !(model.weights instanceof Map)) {
-      fail('option', 'createWorkerEngine: a model opened by loadModel (its shards are read as it loads) cannot cross to a worker; give its URL, manifest id or local model, which the worker opens, or its weights in a Map');
+      fail(
+        'option',
+        'createWorkerEngine: a model opened by loadModel (its shards are read as it loads) cannot cross to a worker; give its URL, manifest id or local model, which the worker opens, or its weights in a Map',
+      );
     }
     checkAborted(signal);
     const id = ++engines;
@@ -125,13 +158,19 @@ export function createWorkerEngine(worker: EngineWorker, options: WorkerEngineOp
 
     let accepted = false;
     const silence = (): void =>
-      settle(new PgmError('worker', `the worker did not answer within ${stallTimeout / 1000} s: does it run pgm-webgpu/worker? (new Worker(new URL('pgm-webgpu/worker', import.meta.url), { type: 'module' }), or a worker file that imports 'pgm-webgpu/worker')`));
+      settle(
+        new PgmError(
+          'worker',
+          `the worker did not answer within ${stallTimeout / 1000} s: does it run pgm-webgpu/worker? (new Worker(new URL('pgm-webgpu/worker', import.meta.url), { type: 'module' }), or a worker file that imports 'pgm-webgpu/worker')`,
+        ),
+      );
     const timer = stallTimeout < Infinity ? setTimeout(silence, Math.min(stallTimeout, 2 ** 31 - 1)) : undefined;
     const abort = (): void => post(worker, { type: 'abort', engine: id, reason: sentReason(signal!) });
     const onError = (event: WorkerEvent): void => {
       if (accepted) return; // the worker runs: its own code's errors are not ours
       event.preventDefault?.();
-      const why = event.message || "it could not be loaded: check its URL, and that it was created with { type: 'module' }";
+      const why =
+        event.message || "it could not be loaded: check its URL, and that it was created with { type: 'module' }";
       settle(new PgmError('worker', `the engine's worker failed before it answered (${why})`));
     };
     const onMessage = (event: WorkerEvent): void => {
@@ -213,7 +252,11 @@ export class WorkerEngine implements EngineInterface {
     this.release();
   }
 
-  private start<E, R>(batch: boolean, options: GenerateOptions | BatchOptions, check: (options: unknown) => void): GenerationRun<E, R> {
+  private start<E, R>(
+    batch: boolean,
+    options: GenerateOptions | BatchOptions,
+    check: (options: unknown) => void,
+  ): GenerationRun<E, R> {
     return new GenerationRun<E, R>(async (emit) => {
       check(options);
       if (this.disposed) fail('disposed', 'this engine was disposed; create a new one');
@@ -221,9 +264,21 @@ export class WorkerEngine implements EngineInterface {
       const run = ++this.runs;
       const abort = (): void => post(this.worker, { type: 'abort', engine: this.id, run, reason: sentReason(signal!) });
       return new Promise<R>((resolve, reject) => {
-        this.pending.set(run, { emit: emit as (e: unknown) => void, resolve: resolve as (r: unknown) => void, reject, done: () => signal?.removeEventListener('abort', abort) });
+        this.pending.set(run, {
+          emit: emit as (e: unknown) => void,
+          resolve: resolve as (r: unknown) => void,
+          reject,
+          done: () => signal?.removeEventListener('abort', abort),
+        });
         try {
-          post(this.worker, { type: 'generate', engine: this.id, run, batch, options: rest, aborted: signal?.aborted ? { reason: sentReason(signal) } : undefined });
+          post(this.worker, {
+            type: 'generate',
+            engine: this.id,
+            run,
+            batch,
+            options: rest,
+            aborted: signal?.aborted ? { reason: sentReason(signal) } : undefined,
+          });
         } catch (e) {
           this.settle(run, e as Error);
           return;

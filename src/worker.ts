@@ -16,7 +16,8 @@ interface WorkerScope {
   addEventListener(type: 'message', listener: (event: MessageEvent) => void): void;
 }
 
-const Dedicated = (globalThis as { DedicatedWorkerGlobalScope?: abstract new () => unknown }).DedicatedWorkerGlobalScope;
+const Dedicated = (globalThis as { DedicatedWorkerGlobalScope?: abstract new () => unknown })
+  .DedicatedWorkerGlobalScope;
 if (!Dedicated || !(globalThis instanceof Dedicated)) {
   throw new PgmError(
     'worker',
@@ -29,7 +30,8 @@ const engines = new Map<number, Engine>();
 /** What aborts engine n's load (key `n`) and its generation r (key `n/r`). */
 const controllers = new Map<string, AbortController>();
 
-const post = (message: FromWorker): void => scope.postMessage({ channel: CHANNEL, ...message } satisfies Posted<FromWorker>);
+const post = (message: FromWorker): void =>
+  scope.postMessage({ channel: CHANNEL, ...message } satisfies Posted<FromWorker>);
 
 async function create({ engine: id, options, progress }: Extract<ToWorker, { type: 'create' }>): Promise<void> {
   post({ type: 'accepted', engine: id });
@@ -48,7 +50,13 @@ async function create({ engine: id, options, progress }: Extract<ToWorker, { typ
   }
 }
 
-async function generate({ engine: id, run, batch, options, aborted }: Extract<ToWorker, { type: 'generate' }>): Promise<void> {
+async function generate({
+  engine: id,
+  run,
+  batch,
+  options,
+  aborted,
+}: Extract<ToWorker, { type: 'generate' }>): Promise<void> {
   const key = `${id}/${run}`;
   const controller = new AbortController();
   if (aborted) controller.abort(aborted.reason && receiveError(aborted.reason));
@@ -57,7 +65,9 @@ async function generate({ engine: id, run, batch, options, aborted }: Extract<To
     const engine = engines.get(id);
     if (!engine) throw new PgmError('disposed', 'this engine was disposed; create a new one');
     const { signal } = controller;
-    const generation = batch ? engine.generateBatch({ ...(options as BatchOptions), signal }) : engine.generate({ ...(options as GenerateOptions), signal });
+    const generation = batch
+      ? engine.generateBatch({ ...(options as BatchOptions), signal })
+      : engine.generate({ ...(options as GenerateOptions), signal });
     for await (const event of generation) post({ type: 'step', engine: id, run, event });
     post({ type: 'done', engine: id, run, result: await generation });
   } catch (e) {
@@ -76,7 +86,9 @@ scope.addEventListener('message', (event) => {
     case 'generate':
       return void generate(m);
     case 'abort':
-      controllers.get(m.run === undefined ? `${m.engine}` : `${m.engine}/${m.run}`)?.abort(m.reason && receiveError(m.reason));
+      controllers
+        .get(m.run === undefined ? `${m.engine}` : `${m.engine}/${m.run}`)
+        ?.abort(m.reason && receiveError(m.reason));
       return;
     case 'dispose':
       engines.get(m.engine)?.dispose();

@@ -16,11 +16,20 @@ export class UsageError extends Error {
  * that looks like a negative number (`--seed -1`) is taken as the option's value, not as an
  * option, so the command can say what is wrong with it.
  */
-export function parseCommandLine<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
+export function parseCommandLine<T extends NonNullable<ParseArgsConfig['options']>>(
+  argv: string[],
+  options: T,
+  usage: string,
+) {
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i].startsWith('--') ? argv[i].slice(2) : '';
-    if (Object.hasOwn(options, name) && options[name].type === 'string' && /^-(\d|\.\d|Infinity)/.test(argv[i + 1] ?? '')) args.push(`${argv[i]}=${argv[++i]}`);
+    if (
+      Object.hasOwn(options, name) &&
+      options[name].type === 'string' &&
+      /^-(\d|\.\d|Infinity)/.test(argv[i + 1] ?? '')
+    )
+      args.push(`${argv[i]}=${argv[++i]}`);
     else args.push(argv[i]);
   }
   try {
@@ -33,10 +42,12 @@ export function parseCommandLine<T extends NonNullable<ParseArgsConfig['options'
 /** A byte count such as `1048576`, `64M`, `2G` (binary units). */
 export function parseBytes(text: string, option: string, usage: string): number {
   const m = /^(\d+)([KMG]i?B?)?$/i.exec(text);
-  if (!m) throw new UsageError(`${option} expects a byte count such as 67108864 or 64M, got ${JSON.stringify(text)}`, usage);
+  if (!m)
+    throw new UsageError(`${option} expects a byte count such as 67108864 or 64M, got ${JSON.stringify(text)}`, usage);
   const unit = (m[2] ?? '').toUpperCase()[0];
   const value = Number(m[1]) * (unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1);
-  if (!Number.isSafeInteger(value) || value <= 0) throw new UsageError(`${option} must be a positive byte count, got ${JSON.stringify(text)}`, usage);
+  if (!Number.isSafeInteger(value) || value <= 0)
+    throw new UsageError(`${option} must be a positive byte count, got ${JSON.stringify(text)}`, usage);
   return value;
 }
 
@@ -65,7 +76,10 @@ export function parseNumber(text: string, option: string, integer: boolean, usag
   const pattern = integer ? /^-?\d+$/ : /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i;
   const v = Number(text);
   if (!pattern.test(text) || !Number.isFinite(v) || (integer && !Number.isSafeInteger(v))) {
-    throw new UsageError(`${option} expects ${integer ? 'an integer (decimal digits, below 2^53)' : 'a decimal number'}, got ${JSON.stringify(text)}`, usage);
+    throw new UsageError(
+      `${option} expects ${integer ? 'an integer (decimal digits, below 2^53)' : 'a decimal number'}, got ${JSON.stringify(text)}`,
+      usage,
+    );
   }
   return v;
 }

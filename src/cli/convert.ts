@@ -19,23 +19,36 @@ moment (Ctrl-C removes the temporaries), the directory still holds a model that 
 export async function run(argv: string[], signal?: AbortSignal): Promise<number> {
   const { values, positionals } = parseCommandLine(
     argv,
-    { dtype: { type: 'string', default: 'f32' }, 'no-ema': { type: 'boolean', default: false }, 'shard-size': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    {
+      dtype: { type: 'string', default: 'f32' },
+      'no-ema': { type: 'boolean', default: false },
+      'shard-size': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     usage,
   );
   if (values.help) {
     console.log(usage);
     return 0;
   }
-  if (positionals.length !== 2) throw new UsageError(`expected <file.ckpt> <outDir>, got ${positionals.length} argument(s)`, usage);
+  if (positionals.length !== 2)
+    throw new UsageError(`expected <file.ckpt> <outDir>, got ${positionals.length} argument(s)`, usage);
   const dtype = values.dtype;
-  if (dtype !== 'f32' && dtype !== 'f16') throw new UsageError(`--dtype must be f32 or f16, got ${JSON.stringify(dtype)}`, usage);
-  const shardSize = values['shard-size'] === undefined ? DEFAULT_SHARD_SIZE : parseBytes(values['shard-size'], '--shard-size', usage);
+  if (dtype !== 'f32' && dtype !== 'f16')
+    throw new UsageError(`--dtype must be f32 or f16, got ${JSON.stringify(dtype)}`, usage);
+  const shardSize =
+    values['shard-size'] === undefined ? DEFAULT_SHARD_SIZE : parseBytes(values['shard-size'], '--shard-size', usage);
   const [input, outDir] = positionals;
 
   const source = await fileSource(input);
   try {
     const ckpt = await Checkpoint.open(source);
-    const result = await convertCheckpoint(ckpt, await dirSink(outDir), { dtype, ema: !values['no-ema'], shardSize, signal });
+    const result = await convertCheckpoint(ckpt, await dirSink(outDir), {
+      dtype,
+      ema: !values['no-ema'],
+      shardSize,
+      signal,
+    });
     console.log(`${input} -> ${outDir}\n${formatSummary(result)}`);
   } finally {
     await source.close();

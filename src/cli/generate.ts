@@ -7,7 +7,9 @@ import { UsageError, parseCommandLine, parseNumber, stdoutClosed } from './args.
 export const summary = 'generate text with a PGM (or MDLM), streaming progress on stderr';
 
 /** The flags of `pgm generate` that are generation options: their names, parsing and docs come from GENERATION_OPTIONS. */
-const OPTION_FLAGS = GENERATION_OPTIONS.filter((o): o is GenerationOption & { cli: NonNullable<GenerationOption['cli']> } => o.cli !== undefined);
+const OPTION_FLAGS = GENERATION_OPTIONS.filter(
+  (o): o is GenerationOption & { cli: NonNullable<GenerationOption['cli']> } => o.cli !== undefined,
+);
 
 /** --batch sizes the engine's buffers (maxBatch); the GPU limits refuse far less than this on small devices. */
 const MAX_BATCH = 64;
@@ -30,8 +32,13 @@ function describe(flag: string, text: string): string {
 export const usage = [
   `usage: pgm generate [--model <id|dir|file.ckpt>] [--<option> VALUE ...] [--batch B] [--json]`,
   '',
-  describe('model', 'an id of weights-manifest.json (default: its default model), a converted model directory, or a Lightning .ckpt (EMA weights)'),
-  ...OPTION_FLAGS.map((o) => describe(o.cli.flag, o.cli.parse === 'switch' ? o.doc : `${o.doc}; ${o.takes} (default: ${o.default})`)),
+  describe(
+    'model',
+    'an id of weights-manifest.json (default: its default model), a converted model directory, or a Lightning .ckpt (EMA weights)',
+  ),
+  ...OPTION_FLAGS.map((o) =>
+    describe(o.cli.flag, o.cli.parse === 'switch' ? o.doc : `${o.doc}; ${o.takes} (default: ${o.default})`),
+  ),
   describe('batch', `generate B sequences at once, B in [1, ${MAX_BATCH}] (default: 1)`),
   describe('json', 'one JSON line per step event on stdout, then the final result'),
   '',
@@ -39,14 +46,20 @@ export const usage = [
   '"--- sequence b (seed S, N characters) ---", b from 0 (N counts code points; --json for programs).',
 ].join('\n');
 
-const number = (text: string | undefined, option: string, integer: boolean): number | undefined => (text === undefined ? undefined : parseNumber(text, option, integer, usage));
+const number = (text: string | undefined, option: string, integer: boolean): number | undefined =>
+  text === undefined ? undefined : parseNumber(text, option, integer, usage);
 
 export async function run(argv: string[], signal?: AbortSignal): Promise<number> {
   const { values, positionals } = parseCommandLine(
     argv,
     {
       model: { type: 'string' },
-      ...Object.fromEntries(OPTION_FLAGS.map((o) => [o.cli.flag, { type: o.cli.parse === 'switch' ? ('boolean' as const) : ('string' as const) }])),
+      ...Object.fromEntries(
+        OPTION_FLAGS.map((o) => [
+          o.cli.flag,
+          { type: o.cli.parse === 'switch' ? ('boolean' as const) : ('string' as const) },
+        ]),
+      ),
       batch: { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
@@ -64,11 +77,19 @@ export async function run(argv: string[], signal?: AbortSignal): Promise<number>
   const given: Record<string, unknown> = {};
   for (const o of OPTION_FLAGS) {
     const text = (values as Record<string, string | boolean | undefined>)[o.cli.flag];
-    given[o.name] = o.cli.parse === 'integer' || o.cli.parse === 'number' ? number(text as string | undefined, `--${o.cli.flag}`, o.cli.parse === 'integer') : text;
+    given[o.name] =
+      o.cli.parse === 'integer' || o.cli.parse === 'number'
+        ? number(text as string | undefined, `--${o.cli.flag}`, o.cli.parse === 'integer')
+        : text;
   }
   const seed = (given.seed as number | undefined) ?? Math.floor(Math.random() * 2 ** 31);
-  if (seed < 0 || seed + batch - 1 >= 2 ** 32) throw new UsageError(`--seed must be an integer in [0, ${2 ** 32 - batch}] (sequence b uses seed + b < 2^32), got ${seed}`, usage);
-  const scoped = (scope: GenerationOption['scope']) => Object.fromEntries(OPTION_FLAGS.filter((o) => o.scope === scope).map((o) => [o.name, given[o.name]]));
+  if (seed < 0 || seed + batch - 1 >= 2 ** 32)
+    throw new UsageError(
+      `--seed must be an integer in [0, ${2 ** 32 - batch}] (sequence b uses seed + b < 2^32), got ${seed}`,
+      usage,
+    );
+  const scoped = (scope: GenerationOption['scope']) =>
+    Object.fromEntries(OPTION_FLAGS.filter((o) => o.scope === scope).map((o) => [o.name, given[o.name]]));
   const options: BatchOptions = {
     ...scoped('shared'),
     signal: signal ? AbortSignal.any([stdoutClosed.signal, signal]) : stdoutClosed.signal,
@@ -88,31 +109,51 @@ export async function run(argv: string[], signal?: AbortSignal): Promise<number>
     signal,
     onProgress: (p) => {
       if (p.warning) process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[K' : ''}pgm: warning: ${p.warning}\n`);
-      else progress(p.phase === 'download' ? `loading ${(p.loadedBytes / 2 ** 20).toFixed(1)} / ${(p.totalBytes / 2 ** 20).toFixed(1)} MiB` : `${p.phase}...`);
+      else
+        progress(
+          p.phase === 'download'
+            ? `loading ${(p.loadedBytes / 2 ** 20).toFixed(1)} / ${(p.totalBytes / 2 ** 20).toFixed(1)} MiB`
+            : `${p.phase}...`,
+        );
     },
   });
   try {
     const run = engine.generateBatch(options);
     for await (const e of run as AsyncIterable<BatchStepEvent>) {
       if (values.json) {
-        console.log(JSON.stringify({
-          step: e.step,
-          steps: e.steps,
-          ms: e.ms,
-          encoderRows: e.sequences.map((s) => s.encoderRows),
-          decoderRows: e.sequences.map((s) => s.decoderRows),
-          sequences: e.sequences.map((s) => ({ revealed: s.revealed, tokens: Array.from(s.tokens), text: s.text })),
-        }));
+        console.log(
+          JSON.stringify({
+            step: e.step,
+            steps: e.steps,
+            ms: e.ms,
+            encoderRows: e.sequences.map((s) => s.encoderRows),
+            decoderRows: e.sequences.map((s) => s.decoderRows),
+            sequences: e.sequences.map((s) => ({ revealed: s.revealed, tokens: Array.from(s.tokens), text: s.text })),
+          }),
+        );
       }
       progress(`step ${e.step + 1}/${e.steps}  ${e.ms.toFixed(0)} ms`);
     }
     const result = await run;
     progress('');
     const { stats } = result;
-    console.error(`${stats.steps} steps, ${stats.forwardPasses} forward passes, ${(stats.totalMs / 1000).toFixed(2)} s, ${stats.tokensPerSecond.toFixed(1)} tokens/s (seed ${seed}, ${engine.adapter.vendor || 'unknown'} ${engine.adapter.architecture})`);
-    if (values.json) console.log(JSON.stringify({ result: { sequences: result.sequences.map((s) => ({ text: s.text, tokens: Array.from(s.tokens) })), stats, seed } }));
+    console.error(
+      `${stats.steps} steps, ${stats.forwardPasses} forward passes, ${(stats.totalMs / 1000).toFixed(2)} s, ${stats.tokensPerSecond.toFixed(1)} tokens/s (seed ${seed}, ${engine.adapter.vendor || 'unknown'} ${engine.adapter.architecture})`,
+    );
+    if (values.json)
+      console.log(
+        JSON.stringify({
+          result: {
+            sequences: result.sequences.map((s) => ({ text: s.text, tokens: Array.from(s.tokens) })),
+            stats,
+            seed,
+          },
+        }),
+      );
     else if (batch === 1) console.log(result.sequences[0].text);
-    else for (const [b, s] of result.sequences.entries()) console.log(`--- sequence ${b} (seed ${seed + b}, ${[...s.text].length} characters) ---\n${s.text}`);
+    else
+      for (const [b, s] of result.sequences.entries())
+        console.log(`--- sequence ${b} (seed ${seed + b}, ${[...s.text].length} characters) ---\n${s.text}`);
   } catch (e) {
     // Nobody reads stdout any more (`| head -n 1`): stopping is the expected end, not a failure.
     if (e instanceof PgmError && e.code === 'aborted' && stdoutClosed.signal.aborted) return 0;

@@ -24,7 +24,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   generate: () => import('./generate.js'),
 };
 
-const loadCommand = (name: string): Promise<Command> | undefined => (Object.hasOwn(COMMANDS, name) ? COMMANDS[name]() : undefined);
+const loadCommand = (name: string): Promise<Command> | undefined =>
+  Object.hasOwn(COMMANDS, name) ? COMMANDS[name]() : undefined;
 
 async function mainUsage(): Promise<string> {
   const lines = ['usage: pgm <command> [options]', '', 'commands:'];

@@ -15,13 +15,19 @@ Every shard is checked against config.json and the tensors are copied unchanged;
 replaced whole when the new shards are complete (interrupted, the directory still loads).`;
 
 export async function run(argv: string[], signal?: AbortSignal): Promise<number> {
-  const { values, positionals } = parseCommandLine(argv, { 'shard-size': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, usage);
+  const { values, positionals } = parseCommandLine(
+    argv,
+    { 'shard-size': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    usage,
+  );
   if (values.help) {
     console.log(usage);
     return 0;
   }
-  if (positionals.length !== 1) throw new UsageError(`expected <modelDir>, got ${positionals.length} argument(s)`, usage);
-  const shardSize = values['shard-size'] === undefined ? DEFAULT_SHARD_SIZE : parseBytes(values['shard-size'], '--shard-size', usage);
+  if (positionals.length !== 1)
+    throw new UsageError(`expected <modelDir>, got ${positionals.length} argument(s)`, usage);
+  const shardSize =
+    values['shard-size'] === undefined ? DEFAULT_SHARD_SIZE : parseBytes(values['shard-size'], '--shard-size', usage);
   const [dir] = positionals;
   const { files } = await reshardModel(diskFiles(dir), await dirSink(dir), { shardSize, signal });
   console.log(`${dir}: ${files.join(', ')}`);

@@ -1,6 +1,14 @@
 import { fail } from '../errors.js';
 import { decodeFloats } from '../model/floats.js';
-import { PickledObject, PyGlobal, TORCH_DTYPE_SIZE, TorchTensor, torchDtypeOf, unpickle, type TorchDtype } from './pickle.js';
+import {
+  PickledObject,
+  PyGlobal,
+  TORCH_DTYPE_SIZE,
+  TorchTensor,
+  torchDtypeOf,
+  unpickle,
+  type TorchDtype,
+} from './pickle.js';
 import type { RandomAccessSource } from './source.js';
 import { ZipArchive } from './zip.js';
 
@@ -43,7 +51,11 @@ export class Checkpoint {
     const zip = await ZipArchive.open(source);
     const pkl = zip.entries.map((e) => e.name).filter((n) => /^[^/]+\/data\.pkl$/.test(n));
     if (pkl.length !== 1) {
-      bad(pkl.length === 0 ? 'no <prefix>/data.pkl entry; not a torch.save checkpoint' : `several data.pkl entries (${pkl.join(', ')})`);
+      bad(
+        pkl.length === 0
+          ? 'no <prefix>/data.pkl entry; not a torch.save checkpoint'
+          : `several data.pkl entries (${pkl.join(', ')})`,
+      );
     }
     const prefix = pkl[0].slice(0, -'/data.pkl'.length);
     let bigEndian = false;
@@ -56,11 +68,13 @@ export class Checkpoint {
     if (pklEntry.size > MAX_PICKLE_BYTES) bad(`data.pkl is ${pklEntry.size} bytes, implausibly large`);
     const storages = new Map<string, StorageRef>();
     const persistentLoad = (pid: unknown): StorageRef => {
-      if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage') bad(`unsupported persistent id ${describeValue(pid)}`);
+      if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage')
+        bad(`unsupported persistent id ${describeValue(pid)}`);
       const [, type, key, , numel] = pid as unknown[];
       const dtype = torchDtypeOf(type) ?? bad(`unsupported storage type ${describeValue(type)}`);
       if (typeof key !== 'string' || !/^[\w.-]+$/.test(key)) bad(`bad storage key ${describeValue(key)}`);
-      if (typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0) bad(`storage ${key as string}: bad element count ${describeValue(numel)}`);
+      if (typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0)
+        bad(`storage ${key as string}: bad element count ${describeValue(numel)}`);
       const k = key as string;
       const known = storages.get(k);
       if (known) {
@@ -70,7 +84,8 @@ export class Checkpoint {
       const entryName = `${prefix}/data/${k}`;
       const entry = zip.get(entryName) ?? bad(`storage ${k} has no entry ${entryName}`);
       const bytes = (numel as number) * TORCH_DTYPE_SIZE[dtype];
-      if (entry.size !== bytes) bad(`storage ${k} holds ${entry.size} bytes, but ${numel as number} x ${dtype} needs ${bytes}`);
+      if (entry.size !== bytes)
+        bad(`storage ${k} holds ${entry.size} bytes, but ${numel as number} x ${dtype} needs ${bytes}`);
       const ref = new StorageRef(k, entryName, dtype, numel as number);
       storages.set(k, ref);
       return ref;
@@ -102,12 +117,23 @@ export class Checkpoint {
     if (n === 0) return;
     let last = t.storageOffset;
     for (let i = 0; i < t.shape.length; i++) last += (t.shape[i] - 1) * t.stride[i];
-    if (last >= storage.numel) bad(`view (offset ${t.storageOffset}, shape [${t.shape}], stride [${t.stride}]) exceeds its storage of ${storage.numel} elements`);
+    if (last >= storage.numel)
+      bad(
+        `view (offset ${t.storageOffset}, shape [${t.shape}], stride [${t.stride}]) exceeds its storage of ${storage.numel} elements`,
+      );
     const size = TORCH_DTYPE_SIZE[dtype];
     const span = last - t.storageOffset + 1;
-    if (n > span) bad(`view (shape [${t.shape}], stride [${t.stride}]) repeats storage elements; broadcast views are not supported`);
+    if (n > span)
+      bad(
+        `view (shape [${t.shape}], stride [${t.stride}]) repeats storage elements; broadcast views are not supported`,
+      );
     const contiguous = span === n && isContiguous(t.shape, t.stride);
-    const pieces = this.zip.chunks(storage.entry, t.storageOffset * size, (last + 1) * size, contiguous ? chunkElements * size : Infinity);
+    const pieces = this.zip.chunks(
+      storage.entry,
+      t.storageOffset * size,
+      (last + 1) * size,
+      contiguous ? chunkElements * size : Infinity,
+    );
     for await (const raw of pieces) {
       const values = decodeFloats(raw, kind, !this.bigEndian);
       yield contiguous ? values : gather(values, t.shape, t.stride, n);
@@ -147,7 +173,13 @@ function gather(src: Float32Array, shape: readonly number[], stride: readonly nu
 export function describeValue(v: unknown, depth = 2): string {
   if (v instanceof PyGlobal || v instanceof PickledObject) return v.qualname;
   if (v instanceof Map) return `dict(${v.size})`;
-  if (Array.isArray(v)) return depth > 0 ? `(${v.slice(0, 5).map((x) => describeValue(x, depth - 1)).join(', ')}${v.length > 5 ? ', ...' : ''})` : '(...)';
+  if (Array.isArray(v))
+    return depth > 0
+      ? `(${v
+          .slice(0, 5)
+          .map((x) => describeValue(x, depth - 1))
+          .join(', ')}${v.length > 5 ? ', ...' : ''})`
+      : '(...)';
   if (v instanceof TorchTensor) return `tensor[${v.shape.join(', ')}]`;
   if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}...` : v);
   return String(v);
@@ -175,13 +207,18 @@ export function toPlain(v: unknown): unknown {
   let budget = MAX_PLAIN_VALUES;
   const path = new Set<unknown>();
   const walk = (x: unknown, depth: number): unknown => {
-    if (--budget < 0) fail('checkpoint', `pickled data expands to more than ${MAX_PLAIN_VALUES} values; refusing to convert it to JSON`);
+    if (--budget < 0)
+      fail(
+        'checkpoint',
+        `pickled data expands to more than ${MAX_PLAIN_VALUES} values; refusing to convert it to JSON`,
+      );
     if (x === null || x === undefined) return null;
     if (typeof x === 'number') return Number.isFinite(x) ? x : String(x);
     if (typeof x === 'bigint') return Number.isSafeInteger(Number(x)) ? Number(x) : x.toString();
     if (typeof x === 'string' || typeof x === 'boolean') return x;
     if (x instanceof Uint8Array) return `<${x.length} bytes>`;
-    if (x instanceof TorchTensor) return `<tensor ${x.storage instanceof StorageRef ? x.storage.dtype : '?'} [${x.shape.join(', ')}]>`;
+    if (x instanceof TorchTensor)
+      return `<tensor ${x.storage instanceof StorageRef ? x.storage.dtype : '?'} [${x.shape.join(', ')}]>`;
     if (x instanceof PyGlobal) return x.qualname;
     if (depth > MAX_PLAIN_DEPTH) return '<too deep>';
     if (path.has(x)) return '<cycle>';

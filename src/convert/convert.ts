@@ -1,8 +1,21 @@
 import { fail } from '../errors.js';
 import { checkAborted } from '../model/fetch.js';
-import { validateModelConfig, type ModelConfig, type ModelDirConfig, type PreQueryMode, type QueryProcessMode, type ShardInfo } from '../model/config.js';
+import {
+  validateModelConfig,
+  type ModelConfig,
+  type ModelDirConfig,
+  type PreQueryMode,
+  type QueryProcessMode,
+  type ShardInfo,
+} from '../model/config.js';
 import { DTYPE_BYTES, encodeFloats, type SafetensorsDtype } from '../model/floats.js';
-import { encodeHeader, writeSafetensors, type FileSink, type TensorBytes, type TensorSpec } from '../model/safetensors.js';
+import {
+  encodeHeader,
+  writeSafetensors,
+  type FileSink,
+  type TensorBytes,
+  type TensorSpec,
+} from '../model/safetensors.js';
 import type { WeightMap } from '../model/tensor.js';
 import { isBuffer, parameterMismatches } from '../model/parameters.js';
 import { Checkpoint, StorageRef, describeValue, lookup, toPlain } from './checkpoint.js';
@@ -47,9 +60,12 @@ export interface CheckpointModel {
 
 type Plain = Record<string, unknown>;
 const at = (o: unknown, path: string): unknown =>
-  path.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Plain)[k] : undefined), o);
+  path
+    .split('.')
+    .reduce<unknown>((v, k) => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Plain)[k] : undefined), o);
 const shapeOf = (t: TorchTensor): number[] => [...t.shape];
-const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
+const sameShape = (a: readonly number[], b: readonly number[]): boolean =>
+  a.length === b.length && a.every((v, i) => v === b[i]);
 
 /** Indices `i` of keys `<prefix><i>.`; must be 0..n-1. */
 function blockCount(names: string[], prefix: string, file: string): number {
@@ -60,7 +76,8 @@ function blockCount(names: string[], prefix: string, file: string): number {
     if (m) ids.add(Number(m[1]));
   }
   for (let i = 0; i < ids.size; i++) {
-    if (!ids.has(i)) fail('architecture', `${file}: ${prefix}* block indices are not 0..${ids.size - 1} (block ${i} is missing)`);
+    if (!ids.has(i))
+      fail('architecture', `${file}: ${prefix}* block indices are not 0..${ids.size - 1} (block ${i} is missing)`);
   }
   return ids.size;
 }
@@ -71,10 +88,17 @@ type Named = [string, TorchTensor];
 function backboneOf(ckpt: Checkpoint): { backbone: Named[]; ignored: string[] } {
   const file = ckpt.name;
   const root = ckpt.root;
-  const stateDict = lookup(root, 'state_dict') ?? (root instanceof Map && [...root.values()].every((v) => v instanceof TorchTensor) ? root : undefined);
-  if (!(stateDict instanceof Map)) fail('checkpoint', `${file}: no state_dict (top-level keys: ${root instanceof Map ? [...root.keys()].map(String).join(', ') : describeValue(root)})`);
+  const stateDict =
+    lookup(root, 'state_dict') ??
+    (root instanceof Map && [...root.values()].every((v) => v instanceof TorchTensor) ? root : undefined);
+  if (!(stateDict instanceof Map))
+    fail(
+      'checkpoint',
+      `${file}: no state_dict (top-level keys: ${root instanceof Map ? [...root.keys()].map(String).join(', ') : describeValue(root)})`,
+    );
   const all = [...(stateDict as Map<unknown, unknown>).entries()].map(([k, v]) => {
-    if (typeof k !== 'string' || !(v instanceof TorchTensor)) fail('checkpoint', `${file}: state_dict entry ${describeValue(k)} is not a named tensor`);
+    if (typeof k !== 'string' || !(v instanceof TorchTensor))
+      fail('checkpoint', `${file}: state_dict entry ${describeValue(k)} is not a named tensor`);
     return [k, v] as Named;
   });
   const prefixed = all.some(([k]) => k.startsWith('backbone.'));
@@ -91,14 +115,23 @@ function architectureOf(names: string[], file: string): 'pgm' | 'mdlm' {
   if (has('encoder.blocks.') && has('decoder.') && !has('blocks.')) return 'pgm';
   if (has('blocks.') && !has('encoder.') && !has('decoder.')) return 'mdlm';
   const found = [...new Set(names.map((n) => n.split('.').slice(0, 2).join('.')))].slice(0, 12).join(', ');
-  return fail('architecture', `${file}: unrecognized backbone (found ${found || 'no tensors'}); expected a PGM PartitionDIT (encoder.blocks.*, decoder.*) or an MDLM DIT (blocks.*)`);
+  return fail(
+    'architecture',
+    `${file}: unrecognized backbone (found ${found || 'no tensors'}); expected a PGM PartitionDIT (encoder.blocks.*, decoder.*) or an MDLM DIT (blocks.*)`,
+  );
 }
 
 /**
  * The model config: sizes read off the tensor shapes, cross-checked against the training
  * config (`cfg`), which alone gives the head count and the length.
  */
-function configOf(file: string, arch: 'pgm' | 'mdlm', shapes: Map<string, number[]>, cfg: Plain | undefined, warnings: string[]): ModelConfig {
+function configOf(
+  file: string,
+  arch: 'pgm' | 'mdlm',
+  shapes: Map<string, number[]>,
+  cfg: Plain | undefined,
+  warnings: string[],
+): ModelConfig {
   const names = [...shapes.keys()];
   const need = (name: string, rank: number): number[] => {
     const s = shapes.get(name) ?? fail('architecture', `${file}: ${arch.toUpperCase()} backbone lacks ${name}`);
@@ -111,20 +144,25 @@ function configOf(file: string, arch: 'pgm' | 'mdlm', shapes: Map<string, number
   const encoderBlocks = arch === 'pgm' ? blockCount(names, 'encoder.blocks.', file) : 0;
   const decoderBlocks = arch === 'pgm' ? blockCount(names, 'decoder.layers.', file) : 0;
   const nBlocks = arch === 'mdlm' ? blockCount(names, 'blocks.', file) : 0;
-  const queryProcessMode: QueryProcessMode = names.some((n) => n.startsWith('decoder.group_swap.query_processor.0.')) ? 'mlp4' : 'linear';
+  const queryProcessMode: QueryProcessMode = names.some((n) => n.startsWith('decoder.group_swap.query_processor.0.'))
+    ? 'mlp4'
+    : 'linear';
 
   const cfgInt = (path: string, required: boolean): number | undefined => {
     const v = at(cfg, path);
     if (v === undefined || v === null) {
-      if (required) fail('checkpoint', `${file}: hyper_parameters.config.${path} is missing; it cannot be read from tensor shapes`);
+      if (required)
+        fail('checkpoint', `${file}: hyper_parameters.config.${path} is missing; it cannot be read from tensor shapes`);
       return undefined;
     }
-    if (typeof v !== 'number' || !Number.isInteger(v)) fail('checkpoint', `${file}: hyper_parameters.config.${path} = ${JSON.stringify(v)} is not an integer`);
+    if (typeof v !== 'number' || !Number.isInteger(v))
+      fail('checkpoint', `${file}: hyper_parameters.config.${path} = ${JSON.stringify(v)} is not an integer`);
     return v as number;
   };
   const crossCheck = (path: string, actual: number, what: string): void => {
     const v = cfgInt(path, false);
-    if (v !== undefined && v !== actual) fail('architecture', `${file}: config ${path} = ${v} but the tensors have ${what} = ${actual}`);
+    if (v !== undefined && v !== actual)
+      fail('architecture', `${file}: config ${path} = ${v} but the tensors have ${what} = ${actual}`);
   };
   crossCheck('model.hidden_size', D, 'hidden size');
   crossCheck('model.cond_dim', C, 'cond dim');
@@ -133,37 +171,65 @@ function configOf(file: string, arch: 'pgm' | 'mdlm', shapes: Map<string, number
     crossCheck('model.decoder.n_blocks', decoderBlocks, 'decoder blocks');
   } else crossCheck('model.n_blocks', nBlocks, 'blocks');
   const mlpRatio = at(cfg, 'model.mlp_ratio');
-  if (typeof mlpRatio === 'number' && mlpRatio * D !== F) warnings.push(`config model.mlp_ratio = ${mlpRatio} but mlp.0.weight has ${F} rows; using ${F}`);
+  if (typeof mlpRatio === 'number' && mlpRatio * D !== F)
+    warnings.push(`config model.mlp_ratio = ${mlpRatio} but mlp.0.weight has ${F} rows; using ${F}`);
 
   let preQueryMode: PreQueryMode = 'learn+freqs';
   if (arch === 'pgm') {
     const mode = at(cfg, 'model.swap.pre_query_mode');
-    if (mode === undefined) warnings.push('config model.swap.pre_query_mode is missing; assuming "learn+freqs" (the released default)');
+    if (mode === undefined)
+      warnings.push('config model.swap.pre_query_mode is missing; assuming "learn+freqs" (the released default)');
     else preQueryMode = mode as PreQueryMode;
     const qpm = at(cfg, 'model.swap.query_process_mode');
-    if (qpm !== undefined && qpm !== queryProcessMode) fail('architecture', `${file}: config model.swap.query_process_mode = ${JSON.stringify(qpm)} but the query_processor tensors are ${queryProcessMode}`);
+    if (qpm !== undefined && qpm !== queryProcessMode)
+      fail(
+        'architecture',
+        `${file}: config model.swap.query_process_mode = ${JSON.stringify(qpm)} but the query_processor tensors are ${queryProcessMode}`,
+      );
     const norm = at(cfg, 'model.swap.normalize_mode');
-    if (norm !== undefined && norm !== 'layernorm') fail('architecture', `${file}: model.swap.normalize_mode = ${JSON.stringify(norm)} is not supported (only layernorm)`);
+    if (norm !== undefined && norm !== 'layernorm')
+      fail(
+        'architecture',
+        `${file}: model.swap.normalize_mode = ${JSON.stringify(norm)} is not supported (only layernorm)`,
+      );
   }
   const algoName = at(cfg, 'algo.name');
   if (typeof algoName === 'string' && (arch === 'pgm' ? /^mdlm$/i.test(algoName) : /partition|pgm/i.test(algoName))) {
-    warnings.push(`config algo.name = ${JSON.stringify(algoName)} but the tensors are a ${arch.toUpperCase()} backbone`);
+    warnings.push(
+      `config algo.name = ${JSON.stringify(algoName)} but the tensors are a ${arch.toUpperCase()} backbone`,
+    );
   }
   const timeCond = at(cfg, 'algo.time_conditioning') ?? at(cfg, 'time_conditioning');
   if (timeCond === true) warnings.push('config enables time_conditioning; the engine always conditions on sigma = 0');
 
   const config = validateModelConfig(
     {
-      arch, vocabSize: V, hiddenSize: D, nHeads: cfgInt('model.n_heads', true), condDim: C, mlpDim: F,
-      length: cfgInt('model.length', true), encoderBlocks, decoderBlocks, nBlocks, preQueryMode, queryProcessMode,
-      maskId: V - 1, bosId: V - 2, pNucleus: at(cfg, 'sampling.p_nucleus') ?? 1,
+      arch,
+      vocabSize: V,
+      hiddenSize: D,
+      nHeads: cfgInt('model.n_heads', true),
+      condDim: C,
+      mlpDim: F,
+      length: cfgInt('model.length', true),
+      encoderBlocks,
+      decoderBlocks,
+      nBlocks,
+      preQueryMode,
+      queryProcessMode,
+      maskId: V - 1,
+      bosId: V - 2,
+      pNucleus: at(cfg, 'sampling.p_nucleus') ?? 1,
       // A reduced vocabulary (model id -> GPT-2 id) travels in the training config.
       ...(Array.isArray(at(cfg, 'data.vocab_map')) ? { vocabMap: at(cfg, 'data.vocab_map') } : {}),
     },
     `${file} (hyper_parameters.config)`,
   );
   const problems = parameterMismatches(config, shapes);
-  if (problems.length) fail('architecture', `${file}: backbone tensors do not match a ${arch.toUpperCase()} with this config: ${problems.join('; ')}`);
+  if (problems.length)
+    fail(
+      'architecture',
+      `${file}: backbone tensors do not match a ${arch.toUpperCase()} with this config: ${problems.join('; ')}`,
+    );
   return config;
 }
 
@@ -171,24 +237,45 @@ function configOf(file: string, arch: 'pgm' | 'mdlm', shapes: Map<string, number
  * The EMA copies of the backbone parameters: `ema.shadow_params` lists the parameters in
  * state_dict order (buffers excluded), then those of non-backbone modules (the noise schedule).
  */
-function emaWeights(ckpt: Checkpoint, params: Named[], ignored: string[], warnings: string[]): { tensors: TorchTensor[]; provenance: Record<string, unknown> } {
+function emaWeights(
+  ckpt: Checkpoint,
+  params: Named[],
+  ignored: string[],
+  warnings: string[],
+): { tensors: TorchTensor[]; provenance: Record<string, unknown> } {
   const file = ckpt.name;
   const ema = lookup(ckpt.root, 'ema');
-  if (ema === undefined) fail('checkpoint', `${file}: no EMA weights (no "ema" entry); pass --no-ema to convert the raw state_dict`);
+  if (ema === undefined)
+    fail('checkpoint', `${file}: no EMA weights (no "ema" entry); pass --no-ema to convert the raw state_dict`);
   const shadow = lookup(ema, 'shadow_params');
-  if (!Array.isArray(shadow) || !shadow.every((t) => t instanceof TorchTensor)) fail('checkpoint', `${file}: ema.shadow_params is not a list of tensors`);
+  if (!Array.isArray(shadow) || !shadow.every((t) => t instanceof TorchTensor))
+    fail('checkpoint', `${file}: ema.shadow_params is not a list of tensors`);
   const list = shadow as TorchTensor[];
   if (list.length < params.length || list.length > params.length + ignored.length) {
-    fail('checkpoint', `${file}: ema.shadow_params has ${list.length} tensors but the backbone has ${params.length} parameters (state_dict without buffers); cannot map EMA weights`);
+    fail(
+      'checkpoint',
+      `${file}: ema.shadow_params has ${list.length} tensors but the backbone has ${params.length} parameters (state_dict without buffers); cannot map EMA weights`,
+    );
   }
   params.forEach(([name, t], i) => {
     if (!sameShape(list[i].shape, t.shape)) {
-      fail('checkpoint', `${file}: ema.shadow_params[${i}] has shape [${list[i].shape.join(', ')}] but state_dict parameter #${i} ${name} has [${t.shape.join(', ')}]`);
+      fail(
+        'checkpoint',
+        `${file}: ema.shadow_params[${i}] has shape [${list[i].shape.join(', ')}] but state_dict parameter #${i} ${name} has [${t.shape.join(', ')}]`,
+      );
     }
   });
-  if (list.length > params.length) warnings.push(`ignored ${list.length - params.length} trailing EMA tensor(s) of non-backbone modules`);
+  if (list.length > params.length)
+    warnings.push(`ignored ${list.length - params.length} trailing EMA tensor(s) of non-backbone modules`);
   const num = (v: unknown): unknown => (typeof v === 'bigint' ? Number(v) : v);
-  return { tensors: list.slice(0, params.length), provenance: { decay: num(lookup(ema, 'decay')), numUpdates: num(lookup(ema, 'num_updates')), shadowParams: list.length } };
+  return {
+    tensors: list.slice(0, params.length),
+    provenance: {
+      decay: num(lookup(ema, 'decay')),
+      numUpdates: num(lookup(ema, 'num_updates')),
+      shadowParams: list.length,
+    },
+  };
 }
 
 /** Resolve architecture, config and the tensors to convert, without reading tensor data. */
@@ -211,7 +298,8 @@ export function inspectCheckpoint(ckpt: Checkpoint, opts: ReadOptions = {}): Che
     chosen = ema.tensors;
     source.ema = ema.provenance;
   }
-  for (const t of chosen) if (!(t.storage instanceof StorageRef)) fail('checkpoint', `${file}: a parameter tensor has no checkpoint storage`);
+  for (const t of chosen)
+    if (!(t.storage instanceof StorageRef)) fail('checkpoint', `${file}: a parameter tensor has no checkpoint storage`);
   if (cfg !== undefined) source.hyperParameters = cfg;
   const lightning = lookup(ckpt.root, 'pytorch-lightning_version');
   if (typeof lightning === 'string') source.lightningVersion = lightning;
@@ -231,10 +319,14 @@ export function inspectCheckpoint(ckpt: Checkpoint, opts: ReadOptions = {}): Che
 }
 
 /** Read a checkpoint's backbone straight into float32 host tensors (no files written). */
-export async function readCheckpointWeights(ckpt: Checkpoint, opts: ReadOptions = {}): Promise<CheckpointModel & { weights: WeightMap }> {
+export async function readCheckpointWeights(
+  ckpt: Checkpoint,
+  opts: ReadOptions = {},
+): Promise<CheckpointModel & { weights: WeightMap }> {
   const model = inspectCheckpoint(ckpt, opts);
   const weights: WeightMap = new Map();
-  for (const p of model.parameters) weights.set(p.name, { shape: p.shape, data: await ckpt.readFloat32(p.tensor, p.name) });
+  for (const p of model.parameters)
+    weights.set(p.name, { shape: p.shape, data: await ckpt.readFloat32(p.tensor, p.name) });
   return { ...model, weights };
 }
 
@@ -258,7 +350,10 @@ export interface ConvertResult {
   warnings: string[];
 }
 
-const shardName = (i: number, n: number): string => (n === 1 ? 'model.safetensors' : `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`);
+const shardName = (i: number, n: number): string =>
+  n === 1
+    ? 'model.safetensors'
+    : `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
 
 /** One tensor of a model being written: its name, dtype and shape, and its bytes when they are due (whole or in pieces). */
 export interface TensorSource extends TensorSpec {
@@ -281,9 +376,14 @@ export interface ModelToWrite {
  * when there are several, config.json last; then `out.commit()` makes them the directory's
  * model at once. On any failure (an abort of `signal` included) what was written is discarded.
  */
-export async function writeModelDir(out: DirSink, model: ModelToWrite, opts: { shardSize?: number; signal?: AbortSignal; what?: string } = {}): Promise<{ dirConfig: ModelDirConfig; files: string[] }> {
+export async function writeModelDir(
+  out: DirSink,
+  model: ModelToWrite,
+  opts: { shardSize?: number; signal?: AbortSignal; what?: string } = {},
+): Promise<{ dirConfig: ModelDirConfig; files: string[] }> {
   const shardSize = opts.shardSize ?? DEFAULT_SHARD_SIZE;
-  if (!(Number.isSafeInteger(shardSize) && shardSize > 0)) fail('option', `--shard-size must be a positive integer number of bytes, got ${opts.shardSize}`);
+  if (!(Number.isSafeInteger(shardSize) && shardSize > 0))
+    fail('option', `--shard-size must be a positive integer number of bytes, got ${opts.shardSize}`);
   const sizeOf = (t: TensorSpec) => t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
   const groups: number[][] = [[]];
   let bytesInShard = 0;
@@ -306,10 +406,15 @@ export async function writeModelDir(out: DirSink, model: ModelToWrite, opts: { s
       const file = shardName(g, groups.length);
       const specs = members.map((i) => model.tensors[i]);
       const size = encodeHeader(specs, model.metadata).header.length + specs.reduce((a, t) => a + sizeOf(t), 0);
-      const info = await writeSafetensors(await out.create(file, size), specs, (k) => {
-        checkAborted(opts.signal, opts.what ?? 'the conversion');
-        return model.tensors[members[k]].bytes();
-      }, model.metadata);
+      const info = await writeSafetensors(
+        await out.create(file, size),
+        specs,
+        (k) => {
+          checkAborted(opts.signal, opts.what ?? 'the conversion');
+          return model.tensors[members[k]].bytes();
+        },
+        model.metadata,
+      );
       shards.push({ file, ...info });
       for (const i of members) {
         weightMap[model.tensors[i].name] = file;
@@ -318,10 +423,20 @@ export async function writeModelDir(out: DirSink, model: ModelToWrite, opts: { s
     }
     files.push(...shards.map((s) => s.file));
     if (shards.length > 1) {
-      await out.writeText('model.safetensors.index.json', `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2)}\n`);
+      await out.writeText(
+        'model.safetensors.index.json',
+        `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2)}\n`,
+      );
       files.push('model.safetensors.index.json');
     }
-    const dirConfig: ModelDirConfig = { format: 'pgm-webgpu', formatVersion: 1, model: model.config, dtype: model.dtype, shards, source: model.source() };
+    const dirConfig: ModelDirConfig = {
+      format: 'pgm-webgpu',
+      formatVersion: 1,
+      model: model.config,
+      dtype: model.dtype,
+      shards,
+      source: model.source(),
+    };
     await out.writeText('config.json', `${JSON.stringify(dirConfig, null, 2)}\n`);
     files.push('config.json');
     await out.commit?.();
@@ -333,7 +448,11 @@ export async function writeModelDir(out: DirSink, model: ModelToWrite, opts: { s
 }
 
 /** Convert a checkpoint into a model directory, a piece of one tensor in memory at a time. */
-export async function convertCheckpoint(ckpt: Checkpoint, out: DirSink, opts: ConvertOptions = {}): Promise<ConvertResult> {
+export async function convertCheckpoint(
+  ckpt: Checkpoint,
+  out: DirSink,
+  opts: ConvertOptions = {},
+): Promise<ConvertResult> {
   const model = inspectCheckpoint(ckpt, opts);
   const dtype = opts.dtype ?? 'f32';
   const stDtype: SafetensorsDtype = dtype === 'f16' ? 'F16' : 'F32';
@@ -351,12 +470,22 @@ export async function convertCheckpoint(ckpt: Checkpoint, out: DirSink, opts: Co
     },
   }));
   const source = () => {
-    if (overflow) warnings.push(`${overflow} value(s) exceed the float16 range and became infinite; convert with --dtype f32`);
+    if (overflow)
+      warnings.push(`${overflow} value(s) exceed the float16 range and became infinite; convert with --dtype f32`);
     if (warnings.length) model.source.warnings = warnings;
     return model.source;
   };
-  const metadata = { format: 'pt', producer: CONVERTER, arch: model.config.arch, weights: String(model.source.weights) };
-  const { dirConfig, files } = await writeModelDir(out, { config: model.config, dtype, tensors, source, metadata }, opts);
+  const metadata = {
+    format: 'pt',
+    producer: CONVERTER,
+    arch: model.config.arch,
+    weights: String(model.source.weights),
+  };
+  const { dirConfig, files } = await writeModelDir(
+    out,
+    { config: model.config, dtype, tensors, source, metadata },
+    opts,
+  );
   const params = model.parameters.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
   return { dirConfig, files, params, ignored: model.ignored, warnings };
 }
@@ -364,13 +493,19 @@ export async function convertCheckpoint(ckpt: Checkpoint, out: DirSink, opts: Co
 /** A few lines describing a conversion, for the CLI. */
 export function formatSummary(r: ConvertResult): string {
   const m = r.dirConfig.model;
-  const blocks = m.arch === 'pgm' ? `${m.encoderBlocks} encoder + ${m.decoderBlocks} decoder blocks (${m.preQueryMode}, ${m.queryProcessMode})` : `${m.nBlocks} blocks`;
+  const blocks =
+    m.arch === 'pgm'
+      ? `${m.encoderBlocks} encoder + ${m.decoderBlocks} decoder blocks (${m.preQueryMode}, ${m.queryProcessMode})`
+      : `${m.nBlocks} blocks`;
   const millions = (r.params / 1e6).toFixed(r.params < 1e6 ? 3 : 1);
   const lines = [
     `arch ${m.arch.toUpperCase()}, ${millions}M params, V=${m.vocabSize} D=${m.hiddenSize} H=${m.nHeads} C=${m.condDim} F=${m.mlpDim} L=${m.length}, ${blocks}`,
     `weights ${String(r.dirConfig.source?.weights)}, dtype ${r.dirConfig.dtype}, files: ${r.files.join(', ')}`,
   ];
-  if (r.ignored.length) lines.push(`ignored ${r.ignored.length} non-backbone state_dict entr${r.ignored.length === 1 ? 'y' : 'ies'}: ${r.ignored.slice(0, 6).join(', ')}${r.ignored.length > 6 ? ', ...' : ''}`);
+  if (r.ignored.length)
+    lines.push(
+      `ignored ${r.ignored.length} non-backbone state_dict entr${r.ignored.length === 1 ? 'y' : 'ies'}: ${r.ignored.slice(0, 6).join(', ')}${r.ignored.length > 6 ? ', ...' : ''}`,
+    );
   for (const w of r.warnings) lines.push(`warning: ${w}`);
   return lines.join('\n');
 }

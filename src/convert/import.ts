@@ -12,7 +12,15 @@ import type { ModelDirConfig } from '../model/config.js';
 import { checkAborted } from '../model/fetch.js';
 import { DTYPE_BYTES } from '../model/floats.js';
 import { loadModel, type LoadedModel, type LoadOptions, type LoadProgress } from '../model/load.js';
-import { folderFiles, isLocalId, isModelFolder, localId, storedFiles, type LocalId, type ModelFolder } from '../model/local.js';
+import {
+  folderFiles,
+  isLocalId,
+  isModelFolder,
+  localId,
+  storedFiles,
+  type LocalId,
+  type ModelFolder,
+} from '../model/local.js';
 import { memorySink } from '../model/safetensors.js';
 import { Checkpoint } from './checkpoint.js';
 import { convertCheckpoint, inspectCheckpoint, type ConvertOptions, type DirSink } from './convert.js';
@@ -40,7 +48,8 @@ export interface ImportedModel {
 /** What loadLocalModel takes: a converted model folder, a checkpoint (a Blob), or the id of a local model in the store. */
 export type LocalModel = ModelFolder | Blob | LocalId;
 
-export const isLocalModel = (v: unknown): v is LocalModel => isModelFolder(v) || (typeof Blob !== 'undefined' && v instanceof Blob) || isLocalId(v);
+export const isLocalModel = (v: unknown): v is LocalModel =>
+  isModelFolder(v) || (typeof Blob !== 'undefined' && v instanceof Blob) || isLocalId(v);
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
@@ -64,7 +73,11 @@ export function storeSink(store: ModelStore, id: string, onBytes?: (bytes: numbe
           const written = await sink.close();
           await store.put(shardKey(written.sha256), sink.bytes()).catch((e) => {
             const why = printable(e instanceof Error ? `${e.name}: ${e.message}` : String(e));
-            throw new PgmError('io', `${id}: the model cache refused ${file} (${(written.size / 2 ** 20).toFixed(1)} MiB: ${why}); free some of this browser's storage for the site (clear cached models) and try again`, { cause: e });
+            throw new PgmError(
+              'io',
+              `${id}: the model cache refused ${file} (${(written.size / 2 ** 20).toFixed(1)} MiB: ${why}); free some of this browser's storage for the site (clear cached models) and try again`,
+              { cause: e },
+            );
           });
           return written;
         },
@@ -99,23 +112,34 @@ export function localIdOf(model: LocalModel): LocalId {
   if (isLocalId(model)) return model;
   if (isModelFolder(model)) return folderFiles(model).location;
   if (typeof Blob !== 'undefined' && model instanceof Blob) return checkpointId(model, undefined);
-  return fail('option', `localIdOf: ${brief(model)} is not a local model: give a model folder (File[], FileList, a directory handle), a .ckpt Blob or a local:<name> id`);
+  return fail(
+    'option',
+    `localIdOf: ${brief(model)} is not a local model: give a model folder (File[], FileList, a directory handle), a .ckpt Blob or a local:<name> id`,
+  );
 }
 
 /**
  * Convert a Lightning `.ckpt` (a Blob, read lazily) into `store` as a sharded model, EMA
  * weights in f16 by default; options already checked (the API's importCheckpoint checks them).
  */
-export async function importCheckpoint(checkpoint: Blob, store: ModelStore, opts: ImportOptions & Pick<ConvertOptions, 'pieceValues'> = {}): Promise<ImportedModel> {
+export async function importCheckpoint(
+  checkpoint: Blob,
+  store: ModelStore,
+  opts: ImportOptions & Pick<ConvertOptions, 'pieceValues'> = {},
+): Promise<ImportedModel> {
   const file = (checkpoint as Partial<File>).name || 'checkpoint';
   const id = checkpointId(checkpoint, opts.name);
   const start = now();
   checkAborted(opts.signal, `converting ${file}`);
   const ckpt = await Checkpoint.open(blobSource(checkpoint, file));
   const dtype = opts.dtype ?? 'f16';
-  const total = inspectCheckpoint(ckpt, opts).parameters.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1) * DTYPE_BYTES[dtype === 'f16' ? 'F16' : 'F32'], 0);
+  const total = inspectCheckpoint(ckpt, opts).parameters.reduce(
+    (a, p) => a + p.shape.reduce((x, y) => x * y, 1) * DTYPE_BYTES[dtype === 'f16' ? 'F16' : 'F32'],
+    0,
+  );
   let written = 0;
-  const emit = (ms?: number) => opts.onProgress?.({ phase: 'convert', file, loaded: written, total, loadedBytes: written, totalBytes: total, ms });
+  const emit = (ms?: number) =>
+    opts.onProgress?.({ phase: 'convert', file, loaded: written, total, loadedBytes: written, totalBytes: total, ms });
   emit();
   const sink = storeSink(store, id, (bytes) => {
     written = Math.min(total, written + bytes); // the shards' headers are not counted in total
@@ -132,9 +156,17 @@ export async function importCheckpoint(checkpoint: Blob, store: ModelStore, opts
  * where the load has none, then read from it), or `local:<name>` (from the store). Resolves with
  * the weights and the model's local id.
  */
-export async function loadLocalModel(model: LocalModel, opts: Omit<LoadOptions, 'manifestEntry'> = {}): Promise<LoadedModel & { id: LocalId }> {
+export async function loadLocalModel(
+  model: LocalModel,
+  opts: Omit<LoadOptions, 'manifestEntry'> = {},
+): Promise<LoadedModel & { id: LocalId }> {
   if (isLocalId(model)) {
-    const store = opts.store ?? fail('option', `${model}: local models live in the model cache, and this load has none (cache: false, or no Cache API here)`);
+    const store =
+      opts.store ??
+      fail(
+        'option',
+        `${model}: local models live in the model cache, and this load has none (cache: false, or no Cache API here)`,
+      );
     return { id: model, ...(await loadModel(storedFiles(store, model), opts)) };
   }
   if (isModelFolder(model)) {

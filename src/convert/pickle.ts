@@ -39,22 +39,53 @@ export class PickledObject {
   }
 }
 
-export type TorchDtype = 'float64' | 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+export type TorchDtype =
+  'float64' | 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
 export const TORCH_DTYPE_SIZE: Record<TorchDtype, number> = {
-  float64: 8, float32: 4, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1,
+  float64: 8,
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  int16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
 };
 
 const STORAGE_DTYPES: Record<string, TorchDtype> = {
-  DoubleStorage: 'float64', FloatStorage: 'float32', HalfStorage: 'float16', BFloat16Storage: 'bfloat16',
-  LongStorage: 'int64', IntStorage: 'int32', ShortStorage: 'int16', CharStorage: 'int8', ByteStorage: 'uint8',
-  BoolStorage: 'bool', UntypedStorage: 'uint8',
+  DoubleStorage: 'float64',
+  FloatStorage: 'float32',
+  HalfStorage: 'float16',
+  BFloat16Storage: 'bfloat16',
+  LongStorage: 'int64',
+  IntStorage: 'int32',
+  ShortStorage: 'int16',
+  CharStorage: 'int8',
+  ByteStorage: 'uint8',
+  BoolStorage: 'bool',
+  UntypedStorage: 'uint8',
 };
 
 const DTYPE_NAMES: Record<string, TorchDtype> = {
-  float64: 'float64', double: 'float64', float32: 'float32', float: 'float32', float16: 'float16', half: 'float16',
-  bfloat16: 'bfloat16', int64: 'int64', long: 'int64', int32: 'int32', int: 'int32', int16: 'int16', short: 'int16',
-  int8: 'int8', uint8: 'uint8', bool: 'bool',
+  float64: 'float64',
+  double: 'float64',
+  float32: 'float32',
+  float: 'float32',
+  float16: 'float16',
+  half: 'float16',
+  bfloat16: 'bfloat16',
+  int64: 'int64',
+  long: 'int64',
+  int32: 'int32',
+  int: 'int32',
+  int16: 'int16',
+  short: 'int16',
+  int8: 'int8',
+  uint8: 'uint8',
+  bool: 'bool',
 };
 
 /** The element type named by a storage class (`torch.FloatStorage`) or dtype (`torch.float16`) global. */
@@ -92,21 +123,100 @@ export interface UnpickleOptions {
 
 /** Modules no checkpoint has a reason to name; matched on the module and its parents. */
 const FORBIDDEN_MODULES = new Set([
-  'os', 'posix', 'nt', 'posixpath', 'ntpath', 'subprocess', 'sys', 'importlib', 'pickle', '_pickle', 'pickletools',
-  'shutil', 'socket', 'runpy', 'code', 'codeop', 'pty', 'marshal', 'ctypes', '_ctypes', 'multiprocessing',
-  'threading', '_thread', 'signal', 'tempfile', 'io', '_io', 'webbrowser', 'asyncio', 'types', 'functools',
-  'operator', '_operator', 'inspect', 'gc', 'platform', 'glob', 'fileinput', 'zipimport', 'pdb', 'bdb', 'timeit',
-  'trace', 'cProfile', 'profile', 'http', 'urllib', 'ftplib', 'smtplib', 'telnetlib', 'requests', 'shelve', 'dbm',
-  'sqlite3', 'select', 'selectors', 'mmap', 'resource', 'pwd', 'grp', 'commands', 'popen2', 'distutils',
-  'setuptools', 'pip', 'ensurepip', 'venv', 'site', 'atexit', 'exec', 'eval', 'compileall', 'py_compile',
+  'os',
+  'posix',
+  'nt',
+  'posixpath',
+  'ntpath',
+  'subprocess',
+  'sys',
+  'importlib',
+  'pickle',
+  '_pickle',
+  'pickletools',
+  'shutil',
+  'socket',
+  'runpy',
+  'code',
+  'codeop',
+  'pty',
+  'marshal',
+  'ctypes',
+  '_ctypes',
+  'multiprocessing',
+  'threading',
+  '_thread',
+  'signal',
+  'tempfile',
+  'io',
+  '_io',
+  'webbrowser',
+  'asyncio',
+  'types',
+  'functools',
+  'operator',
+  '_operator',
+  'inspect',
+  'gc',
+  'platform',
+  'glob',
+  'fileinput',
+  'zipimport',
+  'pdb',
+  'bdb',
+  'timeit',
+  'trace',
+  'cProfile',
+  'profile',
+  'http',
+  'urllib',
+  'ftplib',
+  'smtplib',
+  'telnetlib',
+  'requests',
+  'shelve',
+  'dbm',
+  'sqlite3',
+  'select',
+  'selectors',
+  'mmap',
+  'resource',
+  'pwd',
+  'grp',
+  'commands',
+  'popen2',
+  'distutils',
+  'setuptools',
+  'pip',
+  'ensurepip',
+  'venv',
+  'site',
+  'atexit',
+  'exec',
+  'eval',
+  'compileall',
+  'py_compile',
 ]);
 /** The only builtins a checkpoint may name (types used as data or rebuilt below). */
 const ALLOWED_BUILTINS = new Set([
-  'set', 'frozenset', 'slice', 'bytearray', 'complex', 'dict', 'list', 'tuple', 'object', 'int', 'float', 'str',
-  'bytes', 'bool',
+  'set',
+  'frozenset',
+  'slice',
+  'bytearray',
+  'complex',
+  'dict',
+  'list',
+  'tuple',
+  'object',
+  'int',
+  'float',
+  'str',
+  'bytes',
+  'bool',
   // Protocol-2 pickles name Python 3's int and str by their Python 2 names (OmegaConf's
   // ListConfig stores `int` as its key type, so every config with a list carries `long`).
-  'long', 'unicode',
+  'long',
+  'unicode',
 ]);
 
 type Callable = (args: readonly unknown[], bad: (why: string) => never) => unknown;
@@ -118,7 +228,8 @@ const tupleArg = (args: readonly unknown[], i: number, bad: (why: string) => nev
 };
 const intArg = (args: readonly unknown[], i: number, bad: (why: string) => never, what: string): number => {
   const v = args[i];
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(`${what} must be a non-negative integer, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    bad(`${what} must be a non-negative integer, got ${String(v)}`);
   return v as number;
 };
 
@@ -129,12 +240,18 @@ function rebuildTensor(args: readonly unknown[], bad: (why: string) => never): T
   const stride = tupleArg(args, 3, bad, 'tensor stride');
   if (shape.length !== stride.length) bad(`tensor size ${brief(shape)} and stride ${brief(stride)} differ in rank`);
   for (const v of [...shape, ...stride]) {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(`tensor size/stride entries must be non-negative integers`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+      bad(`tensor size/stride entries must be non-negative integers`);
   }
   return new TorchTensor(args[0], offset, shape as number[], stride as number[]);
 }
 
-function reconstruct(cls: unknown, args: readonly unknown[], bad: (why: string) => never, kwargs?: Map<unknown, unknown>): unknown {
+function reconstruct(
+  cls: unknown,
+  args: readonly unknown[],
+  bad: (why: string) => never,
+  kwargs?: Map<unknown, unknown>,
+): unknown {
   if (!(cls instanceof PyGlobal)) bad('object construction from a value that is not a class');
   const g = cls as PyGlobal;
   const make = NEW_IMPLS[g.qualname];
@@ -187,18 +304,45 @@ function numpyScalar(args: readonly unknown[], bad: (why: string) => never): unk
     if (raw.length !== n) bad(`numpy scalar of dtype ${dtype.code} has ${raw.length} bytes, expected ${n}`);
   };
   switch (code) {
-    case 'f8': need(8); return dv.getFloat64(0, le);
-    case 'f4': need(4); return dv.getFloat32(0, le);
-    case 'i8': { need(8); const v = dv.getBigInt64(0, le); return Number.isSafeInteger(Number(v)) ? Number(v) : v; }
-    case 'u8': { need(8); const v = dv.getBigUint64(0, le); return Number.isSafeInteger(Number(v)) ? Number(v) : v; }
-    case 'i4': need(4); return dv.getInt32(0, le);
-    case 'u4': need(4); return dv.getUint32(0, le);
-    case 'i2': need(2); return dv.getInt16(0, le);
-    case 'u2': need(2); return dv.getUint16(0, le);
-    case 'i1': need(1); return dv.getInt8(0);
-    case 'u1': need(1); return dv.getUint8(0);
-    case 'b1': need(1); return raw[0] !== 0;
-    default: return new PickledObject('numpy.core.multiarray', 'scalar', args);
+    case 'f8':
+      need(8);
+      return dv.getFloat64(0, le);
+    case 'f4':
+      need(4);
+      return dv.getFloat32(0, le);
+    case 'i8': {
+      need(8);
+      const v = dv.getBigInt64(0, le);
+      return Number.isSafeInteger(Number(v)) ? Number(v) : v;
+    }
+    case 'u8': {
+      need(8);
+      const v = dv.getBigUint64(0, le);
+      return Number.isSafeInteger(Number(v)) ? Number(v) : v;
+    }
+    case 'i4':
+      need(4);
+      return dv.getInt32(0, le);
+    case 'u4':
+      need(4);
+      return dv.getUint32(0, le);
+    case 'i2':
+      need(2);
+      return dv.getInt16(0, le);
+    case 'u2':
+      need(2);
+      return dv.getUint16(0, le);
+    case 'i1':
+      need(1);
+      return dv.getInt8(0);
+    case 'u1':
+      need(1);
+      return dv.getUint8(0);
+    case 'b1':
+      need(1);
+      return raw[0] !== 0;
+    default:
+      return new PickledObject('numpy.core.multiarray', 'scalar', args);
   }
 }
 
@@ -232,10 +376,17 @@ const CALLABLES: Record<string, Callable> = {
   },
   'copyreg.__newobj__': (args, bad) => reconstruct(args[0], args.slice(1), bad),
   'copyreg.__newobj_ex__': (args, bad) =>
-    reconstruct(args[0], tupleArg(args, 1, bad, '__newobj_ex__ args'), bad, args[2] instanceof Map ? args[2] : undefined),
+    reconstruct(
+      args[0],
+      tupleArg(args, 1, bad, '__newobj_ex__ args'),
+      bad,
+      args[2] instanceof Map ? args[2] : undefined,
+    ),
   '_codecs.encode': (args, bad) => {
     if (typeof args[0] !== 'string') bad('_codecs.encode expects a string');
-    const enc = String(args[1] ?? 'utf-8').toLowerCase().replace(/[-_]/g, '');
+    const enc = String(args[1] ?? 'utf-8')
+      .toLowerCase()
+      .replace(/[-_]/g, '');
     if (enc === 'latin1' || enc === 'iso88591') return latin1(args[0] as string, bad);
     if (enc === 'utf8') return new TextEncoder().encode(args[0] as string);
     return bad(`_codecs.encode with unsupported encoding ${String(args[1])}`);
@@ -303,12 +454,31 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
     throw new PgmError('unsafe-pickle', `${file}: pickle ${what}; refusing to load (checkpoints are untrusted input)`);
   };
   const need = (n: number): void => {
-    if (n < 0 || pos + n > bytes.length) bad(`needs ${n} more bytes but only ${bytes.length - pos} remain (truncated pickle)`);
+    if (n < 0 || pos + n > bytes.length)
+      bad(`needs ${n} more bytes but only ${bytes.length - pos} remain (truncated pickle)`);
   };
-  const u8 = (): number => { need(1); return bytes[pos++]; };
-  const u16 = (): number => { need(2); const v = dv.getUint16(pos, true); pos += 2; return v; };
-  const u32 = (): number => { need(4); const v = dv.getUint32(pos, true); pos += 4; return v; };
-  const i32 = (): number => { need(4); const v = dv.getInt32(pos, true); pos += 4; return v; };
+  const u8 = (): number => {
+    need(1);
+    return bytes[pos++];
+  };
+  const u16 = (): number => {
+    need(2);
+    const v = dv.getUint16(pos, true);
+    pos += 2;
+    return v;
+  };
+  const u32 = (): number => {
+    need(4);
+    const v = dv.getUint32(pos, true);
+    pos += 4;
+    return v;
+  };
+  const i32 = (): number => {
+    need(4);
+    const v = dv.getInt32(pos, true);
+    pos += 4;
+    return v;
+  };
   const u64 = (): number => {
     need(8);
     const v = dv.getBigUint64(pos, true);
@@ -316,7 +486,12 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
     if (v > BigInt(bytes.length)) bad(`length ${v} exceeds the pickle size`);
     return Number(v);
   };
-  const take = (n: number): Uint8Array => { need(n); const b = bytes.subarray(pos, pos + n); pos += n; return b; };
+  const take = (n: number): Uint8Array => {
+    need(n);
+    const b = bytes.subarray(pos, pos + n);
+    pos += n;
+    return b;
+  };
   const line = (): string => {
     const end = bytes.indexOf(0x0a, pos);
     if (end < 0 || end - pos > MAX_LINE) bad('unterminated text argument');
@@ -356,7 +531,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
     if (!memo.has(key)) bad(`memo key ${key} was never stored`);
     return memo.get(key);
   };
-  const toInt = (v: bigint): number | bigint => (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+  const toInt = (v: bigint): number | bigint =>
+    v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   const decodeLong = (b: Uint8Array): number | bigint => {
     if (b.length === 0) return 0;
     if (b.length > MAX_LONG_BYTES) bad(`integer of ${b.length} bytes`);
@@ -382,7 +558,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
     // Protocols 0-2 name Python 3 modules by their Python 2 names (fix_imports).
     if (module === 'copy_reg') return created(new PyGlobal('copyreg', name));
     if (parts.some((_, i) => FORBIDDEN_MODULES.has(parts.slice(0, i + 1).join('.')))) unsafe(qual);
-    if (!/^[A-Za-z_][\w.]*$/.test(module) || !/^[A-Za-z_][\w.]*$/.test(name)) bad(`malformed global name ${JSON.stringify(qual)}`);
+    if (!/^[A-Za-z_][\w.]*$/.test(module) || !/^[A-Za-z_][\w.]*$/.test(name))
+      bad(`malformed global name ${JSON.stringify(qual)}`);
     return created(new PyGlobal(module, name));
   };
   const call = (callable: unknown, args: readonly unknown[], how: string): unknown => {
@@ -428,17 +605,20 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
     opPos = pos;
     const op = u8();
     switch (op) {
-      case 0x80: { // PROTO
+      case 0x80: {
+        // PROTO
         const v = u8();
         if (v > 5) bad(`pickle protocol ${v} is newer than 5`);
         break;
       }
-      case 0x95: { // FRAME: a length hint only
+      case 0x95: {
+        // FRAME: a length hint only
         const n = u64();
         if (pos + n > bytes.length) bad(`frame of ${n} bytes runs past the end (truncated pickle)`);
         break;
       }
-      case 0x2e: { // STOP
+      case 0x2e: {
+        // STOP
         if (metastack.length) bad('STOP inside a MARK');
         if (stack.length !== 1) bad(`STOP with ${stack.length} values on the stack`);
         return stack[0];
@@ -448,97 +628,218 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
         metastack.push(stack);
         stack = [];
         break;
-      case 0x30: pop(); break; // POP
-      case 0x31: popMark(); break; // POP_MARK
-      case 0x32: push(top()); break; // DUP
-      case 0x4e: push(null); break; // NONE
-      case 0x88: push(true); break; // NEWTRUE
-      case 0x89: push(false); break; // NEWFALSE
-      case 0x4a: push(i32()); break; // BININT
-      case 0x4b: push(u8()); break; // BININT1
-      case 0x4d: push(u16()); break; // BININT2
-      case 0x8a: push(decodeLong(take(u8()))); break; // LONG1
-      case 0x8b: { // LONG4
+      case 0x30:
+        pop();
+        break; // POP
+      case 0x31:
+        popMark();
+        break; // POP_MARK
+      case 0x32:
+        push(top());
+        break; // DUP
+      case 0x4e:
+        push(null);
+        break; // NONE
+      case 0x88:
+        push(true);
+        break; // NEWTRUE
+      case 0x89:
+        push(false);
+        break; // NEWFALSE
+      case 0x4a:
+        push(i32());
+        break; // BININT
+      case 0x4b:
+        push(u8());
+        break; // BININT1
+      case 0x4d:
+        push(u16());
+        break; // BININT2
+      case 0x8a:
+        push(decodeLong(take(u8())));
+        break; // LONG1
+      case 0x8b: {
+        // LONG4
         const n = i32();
         if (n < 0) bad('negative LONG4 length');
         push(decodeLong(take(n)));
         break;
       }
-      case 0x49: { // INT (text)
+      case 0x49: {
+        // INT (text)
         const s = line();
         push(s === '01' ? true : s === '00' ? false : parseIntText(s));
         break;
       }
-      case 0x4c: push(parseIntText(line())); break; // LONG (text)
-      case 0x46: { // FLOAT (text)
+      case 0x4c:
+        push(parseIntText(line()));
+        break; // LONG (text)
+      case 0x46: {
+        // FLOAT (text)
         const s = line().trim();
         const v = Number(s);
         if (Number.isNaN(v) && !/^[+-]?nan$/i.test(s)) bad(`bad float literal ${JSON.stringify(s.slice(0, 40))}`);
         push(v);
         break;
       }
-      case 0x47: { need(8); push(dv.getFloat64(pos, false)); pos += 8; break; } // BINFLOAT (big-endian)
-      case 0x58: push(created(utf8.decode(take(u32())))); break; // BINUNICODE
-      case 0x8c: push(created(utf8.decode(take(u8())))); break; // SHORT_BINUNICODE
-      case 0x8d: push(created(utf8.decode(take(u64())))); break; // BINUNICODE8
-      case 0x56: push(created(rawUnicodeEscape(line(), bad))); break; // UNICODE (text)
-      case 0x54: { // BINSTRING
+      case 0x47: {
+        need(8);
+        push(dv.getFloat64(pos, false));
+        pos += 8;
+        break;
+      } // BINFLOAT (big-endian)
+      case 0x58:
+        push(created(utf8.decode(take(u32()))));
+        break; // BINUNICODE
+      case 0x8c:
+        push(created(utf8.decode(take(u8()))));
+        break; // SHORT_BINUNICODE
+      case 0x8d:
+        push(created(utf8.decode(take(u64()))));
+        break; // BINUNICODE8
+      case 0x56:
+        push(created(rawUnicodeEscape(line(), bad)));
+        break; // UNICODE (text)
+      case 0x54: {
+        // BINSTRING
         const n = i32();
         if (n < 0) bad('negative BINSTRING length');
         push(created(utf8.decode(take(n))));
         break;
       }
-      case 0x55: push(created(utf8.decode(take(u8())))); break; // SHORT_BINSTRING
-      case 0x53: push(created(pyStringLiteral(line(), bad))); break; // STRING (text)
-      case 0x42: push(created(take(u32()).slice())); break; // BINBYTES
-      case 0x43: push(created(take(u8()).slice())); break; // SHORT_BINBYTES
-      case 0x8e: push(created(take(u64()).slice())); break; // BINBYTES8
-      case 0x96: push(created(take(u64()).slice())); break; // BYTEARRAY8
-      case 0x98: case 0x99: break; // READONLY_BUFFER / READWRITE_BUFFER: no-ops on in-band data
-      case 0x97: bad('out-of-band buffers (NEXT_BUFFER) are not supported'); break;
-      case 0x7d: push(created(new Map())); break; // EMPTY_DICT
-      case 0x5d: push(created([])); break; // EMPTY_LIST
-      case 0x29: push(Object.freeze([])); break; // EMPTY_TUPLE
-      case 0x8f: push(created(new Set())); break; // EMPTY_SET
-      case 0x85: push(created(Object.freeze([pop()]))); break; // TUPLE1
-      case 0x86: { const b = pop(); const a = pop(); push(created(Object.freeze([a, b]))); break; } // TUPLE2
-      case 0x87: { const c = pop(); const b = pop(); const a = pop(); push(created(Object.freeze([a, b, c]))); break; } // TUPLE3
-      case 0x74: push(created(Object.freeze(popMark()))); break; // TUPLE
-      case 0x6c: push(created(popMark())); break; // LIST
-      case 0x64: { // DICT
+      case 0x55:
+        push(created(utf8.decode(take(u8()))));
+        break; // SHORT_BINSTRING
+      case 0x53:
+        push(created(pyStringLiteral(line(), bad)));
+        break; // STRING (text)
+      case 0x42:
+        push(created(take(u32()).slice()));
+        break; // BINBYTES
+      case 0x43:
+        push(created(take(u8()).slice()));
+        break; // SHORT_BINBYTES
+      case 0x8e:
+        push(created(take(u64()).slice()));
+        break; // BINBYTES8
+      case 0x96:
+        push(created(take(u64()).slice()));
+        break; // BYTEARRAY8
+      case 0x98:
+      case 0x99:
+        break; // READONLY_BUFFER / READWRITE_BUFFER: no-ops on in-band data
+      case 0x97:
+        bad('out-of-band buffers (NEXT_BUFFER) are not supported');
+        break;
+      case 0x7d:
+        push(created(new Map()));
+        break; // EMPTY_DICT
+      case 0x5d:
+        push(created([]));
+        break; // EMPTY_LIST
+      case 0x29:
+        push(Object.freeze([]));
+        break; // EMPTY_TUPLE
+      case 0x8f:
+        push(created(new Set()));
+        break; // EMPTY_SET
+      case 0x85:
+        push(created(Object.freeze([pop()])));
+        break; // TUPLE1
+      case 0x86: {
+        const b = pop();
+        const a = pop();
+        push(created(Object.freeze([a, b])));
+        break;
+      } // TUPLE2
+      case 0x87: {
+        const c = pop();
+        const b = pop();
+        const a = pop();
+        push(created(Object.freeze([a, b, c])));
+        break;
+      } // TUPLE3
+      case 0x74:
+        push(created(Object.freeze(popMark())));
+        break; // TUPLE
+      case 0x6c:
+        push(created(popMark()));
+        break; // LIST
+      case 0x64: {
+        // DICT
         const kv = popMark();
         const m = created(new Map());
         setItems(m, kv);
         push(m);
         break;
       }
-      case 0x91: push(created(new Set(popMark()))); break; // FROZENSET
-      case 0x61: { const v = pop(); appendItems(top(), [v]); break; } // APPEND
-      case 0x65: { const items = popMark(); appendItems(top(), items); break; } // APPENDS
-      case 0x73: { const v = pop(); const k = pop(); setItems(top(), [k, v]); break; } // SETITEM
-      case 0x75: { const kv = popMark(); setItems(top(), kv); break; } // SETITEMS
-      case 0x90: { const items = popMark(); addItems(top(), items); break; } // ADDITEMS
-      case 0x71: memoPut(u8(), top()); break; // BINPUT
-      case 0x72: memoPut(u32(), top()); break; // LONG_BINPUT
-      case 0x70: memoPut(Number(parseIntText(line())), top()); break; // PUT (text)
-      case 0x94: memoPut(memo.size, top()); break; // MEMOIZE
-      case 0x68: push(memoGet(u8())); break; // BINGET
-      case 0x6a: push(memoGet(u32())); break; // LONG_BINGET
-      case 0x67: push(memoGet(Number(parseIntText(line())))); break; // GET (text)
-      case 0x63: { // GLOBAL
+      case 0x91:
+        push(created(new Set(popMark())));
+        break; // FROZENSET
+      case 0x61: {
+        const v = pop();
+        appendItems(top(), [v]);
+        break;
+      } // APPEND
+      case 0x65: {
+        const items = popMark();
+        appendItems(top(), items);
+        break;
+      } // APPENDS
+      case 0x73: {
+        const v = pop();
+        const k = pop();
+        setItems(top(), [k, v]);
+        break;
+      } // SETITEM
+      case 0x75: {
+        const kv = popMark();
+        setItems(top(), kv);
+        break;
+      } // SETITEMS
+      case 0x90: {
+        const items = popMark();
+        addItems(top(), items);
+        break;
+      } // ADDITEMS
+      case 0x71:
+        memoPut(u8(), top());
+        break; // BINPUT
+      case 0x72:
+        memoPut(u32(), top());
+        break; // LONG_BINPUT
+      case 0x70:
+        memoPut(Number(parseIntText(line())), top());
+        break; // PUT (text)
+      case 0x94:
+        memoPut(memo.size, top());
+        break; // MEMOIZE
+      case 0x68:
+        push(memoGet(u8()));
+        break; // BINGET
+      case 0x6a:
+        push(memoGet(u32()));
+        break; // LONG_BINGET
+      case 0x67:
+        push(memoGet(Number(parseIntText(line()))));
+        break; // GET (text)
+      case 0x63: {
+        // GLOBAL
         const module = line();
         const name = line();
         push(resolveGlobal(module, name));
         break;
       }
-      case 0x93: { // STACK_GLOBAL
+      case 0x93: {
+        // STACK_GLOBAL
         const name = pop();
         const module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') bad('STACK_GLOBAL with non-string names');
         push(resolveGlobal(module as string, name as string));
         break;
       }
-      case 0x52: { // REDUCE
+      case 0x52: {
+        // REDUCE
         const args = pop();
         const callable = pop();
         if (!Array.isArray(args)) {
@@ -548,25 +849,29 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
         push(call(callable, args as unknown[], 'REDUCE'));
         break;
       }
-      case 0x69: { // INST (protocol 0): module\nname\n, args after MARK
+      case 0x69: {
+        // INST (protocol 0): module\nname\n, args after MARK
         const g = resolveGlobal(line(), line());
         push(call(g, popMark(), 'INST'));
         break;
       }
-      case 0x6f: { // OBJ (protocol 1): MARK cls args...
+      case 0x6f: {
+        // OBJ (protocol 1): MARK cls args...
         const items = popMark();
         if (items.length === 0) bad('OBJ without a class');
         push(call(items[0], items.slice(1), 'OBJ'));
         break;
       }
-      case 0x81: { // NEWOBJ
+      case 0x81: {
+        // NEWOBJ
         const args = pop();
         const cls = pop();
         if (!Array.isArray(args)) bad('NEWOBJ arguments are not a tuple');
         push(created(reconstruct(cls, args as unknown[], bad)));
         break;
       }
-      case 0x92: { // NEWOBJ_EX
+      case 0x92: {
+        // NEWOBJ_EX
         const kwargs = pop();
         const args = pop();
         const cls = pop();
@@ -574,20 +879,28 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
         push(created(reconstruct(cls, args as unknown[], bad, kwargs as Map<unknown, unknown>)));
         break;
       }
-      case 0x62: { const state = pop(); build(top(), state); break; } // BUILD
-      case 0x51: { // BINPERSID
+      case 0x62: {
+        const state = pop();
+        build(top(), state);
+        break;
+      } // BUILD
+      case 0x51: {
+        // BINPERSID
         const pid = pop();
         if (!opts.persistentLoad) bad('persistent id without a persistent loader');
         push(opts.persistentLoad!(pid));
         break;
       }
-      case 0x50: { // PERSID (text)
+      case 0x50: {
+        // PERSID (text)
         const pid = line();
         if (!opts.persistentLoad) bad('persistent id without a persistent loader');
         push(opts.persistentLoad!(pid));
         break;
       }
-      case 0x82: case 0x83: case 0x84:
+      case 0x82:
+      case 0x83:
+      case 0x84:
         bad('extension registry codes (EXT1/2/4) are not supported');
         break;
       default:
@@ -609,7 +922,18 @@ function pyStringLiteral(s: string, bad: (why: string) => never): string {
   const q = s[0];
   if (s.length < 2 || (q !== "'" && q !== '"') || s[s.length - 1] !== q) bad('STRING argument is not quoted');
   const body = s.slice(1, -1);
-  const simple: Record<string, string> = { n: '\n', t: '\t', r: '\r', '\\': '\\', "'": "'", '"': '"', a: '\x07', b: '\b', f: '\f', v: '\v' };
+  const simple: Record<string, string> = {
+    n: '\n',
+    t: '\t',
+    r: '\r',
+    '\\': '\\',
+    "'": "'",
+    '"': '"',
+    a: '\x07',
+    b: '\b',
+    f: '\f',
+    v: '\v',
+  };
   return body.replace(/\\(x[0-9a-fA-F]{2}|[0-7]{1,3}|.)/g, (_, e: string) => {
     if (e[0] === 'x') return String.fromCharCode(parseInt(e.slice(1), 16));
     if (/^[0-7]+$/.test(e)) return String.fromCharCode(parseInt(e, 8) & 0xff);

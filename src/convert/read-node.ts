@@ -21,7 +21,10 @@ async function withCheckpoint<T>(path: string, use: (ckpt: Checkpoint) => Promis
 }
 
 /** Read a Lightning `.ckpt` straight into float32 weights (EMA by default), without writing files. */
-export function loadCheckpoint(path: string, opts: ReadOptions = {}): Promise<CheckpointModel & { weights: WeightMap }> {
+export function loadCheckpoint(
+  path: string,
+  opts: ReadOptions = {},
+): Promise<CheckpointModel & { weights: WeightMap }> {
   return withCheckpoint(path, (ckpt) => readCheckpointWeights(ckpt, opts));
 }
 
@@ -30,7 +33,10 @@ export function loadCheckpoint(path: string, opts: ReadOptions = {}): Promise<Ch
  * tensor as they are iterated (float32, EMA by default; each iteration opens the file again), so
  * that no more than one tensor is on the host at a time.
  */
-async function openCheckpoint(path: string, opts: ReadOptions & Pick<LoadOptions, 'signal'>): Promise<{ config: ModelConfig; weights: Weights }> {
+async function openCheckpoint(
+  path: string,
+  opts: ReadOptions & Pick<LoadOptions, 'signal'>,
+): Promise<{ config: ModelConfig; weights: Weights }> {
   const { config } = await withCheckpoint(path, async (ckpt) => inspectCheckpoint(ckpt, opts));
   async function* tensors(): AsyncGenerator<[string, HostTensor]> {
     const source = await fileSource(path);
@@ -48,7 +54,10 @@ async function openCheckpoint(path: string, opts: ReadOptions & Pick<LoadOptions
 }
 
 /** A model directory or a `.ckpt` file, opened: its weights are read as they are iterated (a directory's shard by shard, a checkpoint's tensor by tensor). */
-export async function loadModelPath(path: string, opts: ReadOptions & LoadOptions = {}): Promise<{ config: ModelConfig; weights: Weights }> {
+export async function loadModelPath(
+  path: string,
+  opts: ReadOptions & LoadOptions = {},
+): Promise<{ config: ModelConfig; weights: Weights }> {
   const info = await stat(path).catch((e: NodeJS.ErrnoException) => {
     throw new PgmError('io', `${path}: ${e.code === 'ENOENT' ? 'no such file or directory' : e.message}`, { cause: e });
   });

@@ -11,12 +11,19 @@ import { parseSafetensors, type SafetensorsTensor } from '../model/safetensors.j
 import type { ModelDirConfig, ShardInfo } from '../model/config.js';
 import { writeModelDir, type DirSink, type TensorSource } from './convert.js';
 
-export async function reshardModel(files: ModelFiles, out: DirSink, opts: { shardSize?: number; signal?: AbortSignal } = {}): Promise<{ dirConfig: ModelDirConfig; files: string[] }> {
+export async function reshardModel(
+  files: ModelFiles,
+  out: DirSink,
+  opts: { shardSize?: number; signal?: AbortSignal } = {},
+): Promise<{ dirConfig: ModelDirConfig; files: string[] }> {
   const where = `${files.location.replace(/\/$/, '')}/config.json`;
   const configBytes = await files.read('config.json', { maxBytes: MAX_CONFIG_BYTES, signal: opts.signal });
-  if (configBytes.length > MAX_CONFIG_BYTES) fail('config', `${where}: larger than ${MAX_CONFIG_BYTES} bytes, not a model config`);
+  if (configBytes.length > MAX_CONFIG_BYTES)
+    fail('config', `${where}: larger than ${MAX_CONFIG_BYTES} bytes, not a model config`);
   const dirConfig = parseModelDirConfig(new TextDecoder().decode(configBytes), where);
-  const read = async (shard: ShardInfo): Promise<{ tensors: Map<string, SafetensorsTensor>; metadata: Record<string, string> }> => {
+  const read = async (
+    shard: ShardInfo,
+  ): Promise<{ tensors: Map<string, SafetensorsTensor>; metadata: Record<string, string> }> => {
     const bytes = await files.read(shard.file, { maxBytes: shard.size, signal: opts.signal });
     const problem = await shardProblem(bytes, shard);
     if (problem) fail('integrity', `shard ${shard.file}: ${problem}; ${files.remedy ?? REMEDY.other}`);
@@ -34,7 +41,9 @@ export async function reshardModel(files: ModelFiles, out: DirSink, opts: { shar
       if (names.has(name)) fail('safetensors', `${shard.file}: tensor ${name} also appears in an earlier shard`);
       names.add(name);
       tensors.push({
-        name, dtype: t.dtype, shape: t.shape,
+        name,
+        dtype: t.dtype,
+        shape: t.shape,
         async bytes() {
           if (current?.shard !== shard) current = { shard, tensors: (await read(shard)).tensors };
           return current.tensors.get(name)!.bytes;
@@ -44,5 +53,9 @@ export async function reshardModel(files: ModelFiles, out: DirSink, opts: { shar
   }
   const problems = parameterMismatches(dirConfig.model, new Map(tensors.map((t) => [t.name, t.shape])));
   if (problems.length) fail('config', `${where}: the shards do not match the model config: ${problems.join('; ')}`);
-  return writeModelDir(out, { config: dirConfig.model, dtype: dirConfig.dtype, tensors, source: () => dirConfig.source ?? {}, metadata }, { ...opts, what: 'resharding' });
+  return writeModelDir(
+    out,
+    { config: dirConfig.model, dtype: dirConfig.dtype, tensors, source: () => dirConfig.source ?? {}, metadata },
+    { ...opts, what: 'resharding' },
+  );
 }

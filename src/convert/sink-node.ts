@@ -57,7 +57,9 @@ export async function replaceFile(path: string, text: string): Promise<void> {
 async function listedShards(dir: string): Promise<{ config?: Record<string, unknown>; shards: string[] }> {
   try {
     const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { shards?: { file?: unknown }[] };
-    const shards = (Array.isArray(config.shards) ? config.shards : []).map((s) => s?.file).filter((f): f is string => typeof f === 'string' && /^[\w.-]+\.safetensors$/.test(f));
+    const shards = (Array.isArray(config.shards) ? config.shards : [])
+      .map((s) => s?.file)
+      .filter((f): f is string => typeof f === 'string' && /^[\w.-]+\.safetensors$/.test(f));
     return { config, shards };
   } catch {
     return { shards: [] };
@@ -80,17 +82,29 @@ async function replaceModel(dir: string, staged: Map<string, string>): Promise<v
     const moved = new Map<string, string>();
     for (const file of reused) {
       const aside = file.replace(/\.safetensors$/, `.replaced-${randomBytes(6).toString('hex')}.safetensors`);
-      await onDisk(join(dir, aside), 'set the old shard aside', () => link(join(dir, file), join(dir, aside)).catch(() => copyFile(join(dir, file), join(dir, aside), constants.COPYFILE_EXCL)));
+      await onDisk(join(dir, aside), 'set the old shard aside', () =>
+        link(join(dir, file), join(dir, aside)).catch(() =>
+          copyFile(join(dir, file), join(dir, aside), constants.COPYFILE_EXCL),
+        ),
+      );
       moved.set(file, aside);
     }
     const shards = (old.config.shards as { file: string }[]).map((s) => ({ ...s, file: moved.get(s.file) ?? s.file }));
     await replaceFile(join(dir, 'config.json'), `${JSON.stringify({ ...old.config, shards }, null, 2)}\n`);
   }
-  for (const [file, partial] of staged) if (file !== 'config.json') await onDisk(join(dir, file), 'rename the finished file into place', () => rename(partial, join(dir, file)));
+  for (const [file, partial] of staged)
+    if (file !== 'config.json')
+      await onDisk(join(dir, file), 'rename the finished file into place', () => rename(partial, join(dir, file)));
   const config = staged.get('config.json');
-  if (config) await onDisk(join(dir, 'config.json'), 'rename the finished file into place', () => rename(config, join(dir, 'config.json')));
-  const stale = (name: string) => !staged.has(name) && (old.shards.includes(name) || CONVERTED.test(name) || SET_ASIDE.test(name) || TEMPORARY.test(name));
-  for (const name of (await readdir(dir)).filter(stale)) await rm(join(dir, name), { force: true }).catch(() => undefined);
+  if (config)
+    await onDisk(join(dir, 'config.json'), 'rename the finished file into place', () =>
+      rename(config, join(dir, 'config.json')),
+    );
+  const stale = (name: string) =>
+    !staged.has(name) &&
+    (old.shards.includes(name) || CONVERTED.test(name) || SET_ASIDE.test(name) || TEMPORARY.test(name));
+  for (const name of (await readdir(dir)).filter(stale))
+    await rm(join(dir, name), { force: true }).catch(() => undefined);
 }
 
 /**
@@ -102,7 +116,11 @@ export async function dirSink(dir: string): Promise<DirSink> {
   try {
     await mkdir(dir, { recursive: true });
   } catch (e) {
-    throw new PgmError('io', `${dir}: cannot create output directory (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
+    throw new PgmError(
+      'io',
+      `${dir}: cannot create output directory (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      { cause: e },
+    );
   }
   const staged = new Map<string, string>();
   const partials = new Set<string>();
@@ -122,7 +140,8 @@ export async function dirSink(dir: string): Promise<DirSink> {
           hash.update(bytes);
           size += bytes.length;
           let done = 0;
-          while (done < bytes.length) done += (await onDisk(partial, 'write', () => fh.write(bytes, done, bytes.length - done))).bytesWritten;
+          while (done < bytes.length)
+            done += (await onDisk(partial, 'write', () => fh.write(bytes, done, bytes.length - done))).bytesWritten;
         },
         async close() {
           await onDisk(partial, 'finish writing', () => fh.close());

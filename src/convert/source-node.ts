@@ -10,7 +10,9 @@ export async function fileSource(path: string): Promise<RandomAccessSource & { c
   try {
     handle = await open(path, 'r');
   } catch (e) {
-    throw new PgmError('io', `${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
+    throw new PgmError('io', `${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, {
+      cause: e,
+    });
   }
   const fh = handle;
   const { size } = await fh.stat();

@@ -16,8 +16,17 @@ export interface RandomAccessSource {
 
 /** Throws a `checkpoint` error unless `[offset, offset + length)` lies within `size`. */
 export function checkRange(name: string, size: number, offset: number, length: number): void {
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
-    fail('checkpoint', `${name}: read of ${length} bytes at offset ${offset} is outside the file (${size} bytes); the file is truncated or corrupt`);
+  if (
+    !Number.isSafeInteger(offset) ||
+    !Number.isSafeInteger(length) ||
+    offset < 0 ||
+    length < 0 ||
+    offset + length > size
+  ) {
+    fail(
+      'checkpoint',
+      `${name}: read of ${length} bytes at offset ${offset} is outside the file (${size} bytes); the file is truncated or corrupt`,
+    );
   }
 }
 

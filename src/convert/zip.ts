@@ -53,7 +53,10 @@ export class ZipArchive {
   private readonly byName = new Map<string, ZipEntry>();
   private readonly dataOffsets = new Map<string, number>();
 
-  private constructor(readonly source: RandomAccessSource, entries: ZipEntry[]) {
+  private constructor(
+    readonly source: RandomAccessSource,
+    entries: ZipEntry[],
+  ) {
     for (const e of entries) {
       if (this.byName.has(e.name)) this.bad(`duplicate entry ${JSON.stringify(e.name)}`);
       this.byName.set(e.name, e);
@@ -66,7 +69,8 @@ export class ZipArchive {
 
   static async open(source: RandomAccessSource): Promise<ZipArchive> {
     const bad = (what: string): never => fail('checkpoint', `${source.name}: ${what}`);
-    if (source.size < EOCD_SIZE) bad(`not a zip archive (${source.size} bytes, too small for an end-of-central-directory record)`);
+    if (source.size < EOCD_SIZE)
+      bad(`not a zip archive (${source.size} bytes, too small for an end-of-central-directory record)`);
     const tailLength = Math.min(source.size, EOCD_SIZE + MAX_COMMENT + 20);
     const tailStart = source.size - tailLength;
     const tail = await source.read(tailStart, tailLength);
@@ -78,11 +82,15 @@ export class ZipArchive {
         break;
       }
     }
-    if (eocd < 0) bad('not a zip archive (no end-of-central-directory record); expected a checkpoint written by torch.save in PyTorch >= 1.6');
+    if (eocd < 0)
+      bad(
+        'not a zip archive (no end-of-central-directory record); expected a checkpoint written by torch.save in PyTorch >= 1.6',
+      );
     let entryCount = tv.getUint16(eocd + 10, true);
     let cdSize = tv.getUint32(eocd + 12, true);
     let cdOffset = tv.getUint32(eocd + 16, true);
-    if (tv.getUint16(eocd + 4, true) !== 0 || tv.getUint16(eocd + 6, true) !== 0) bad('multi-disk zip archives are not supported');
+    if (tv.getUint16(eocd + 4, true) !== 0 || tv.getUint16(eocd + 6, true) !== 0)
+      bad('multi-disk zip archives are not supported');
 
     const locator = eocd - 20;
     if (locator >= 0 && tv.getUint32(locator, true) === SIG_ZIP64_LOCATOR) {
@@ -95,15 +103,20 @@ export class ZipArchive {
       cdOffset = toSafe(z.getBigUint64(48, true), source.name, 'ZIP64 central directory offset');
     }
     if (cdSize > MAX_CENTRAL_DIRECTORY) bad(`central directory of ${cdSize} bytes is implausibly large`);
-    if (cdOffset + cdSize > source.size) bad(`central directory (${cdSize} bytes at ${cdOffset}) extends past the end of the file (${source.size} bytes); the file is truncated`);
-    if (entryCount * CENTRAL_SIZE > cdSize) bad(`${entryCount} entries cannot fit in a ${cdSize}-byte central directory`);
+    if (cdOffset + cdSize > source.size)
+      bad(
+        `central directory (${cdSize} bytes at ${cdOffset}) extends past the end of the file (${source.size} bytes); the file is truncated`,
+      );
+    if (entryCount * CENTRAL_SIZE > cdSize)
+      bad(`${entryCount} entries cannot fit in a ${cdSize}-byte central directory`);
 
     const cd = await source.read(cdOffset, cdSize);
     const cv = view(cd);
     const entries: ZipEntry[] = [];
     let p = 0;
     for (let i = 0; i < entryCount; i++) {
-      if (p + CENTRAL_SIZE > cd.length || cv.getUint32(p, true) !== SIG_CENTRAL) bad(`bad central directory record #${i} at offset ${cdOffset + p}`);
+      if (p + CENTRAL_SIZE > cd.length || cv.getUint32(p, true) !== SIG_CENTRAL)
+        bad(`bad central directory record #${i} at offset ${cdOffset + p}`);
       const flags = cv.getUint16(p + 8, true);
       const method = cv.getUint16(p + 10, true);
       const crc = cv.getUint32(p + 16, true);
@@ -138,11 +151,15 @@ export class ZipArchive {
         x += 4 + len;
       }
       if (flags & 1) bad(`entry ${name} is encrypted`);
-      if (method !== 0 && method !== 8) bad(`entry ${name} uses compression method ${method} (only stored and deflate are supported)`);
-      if (method === 0 && compressedSize !== size) bad(`stored entry ${name} has compressed size ${compressedSize} != size ${size}`);
+      if (method !== 0 && method !== 8)
+        bad(`entry ${name} uses compression method ${method} (only stored and deflate are supported)`);
+      if (method === 0 && compressedSize !== size)
+        bad(`stored entry ${name} has compressed size ${compressedSize} != size ${size}`);
       // DEFLATE cannot expand more than ~1032:1; a larger claim is corrupt or a zip bomb.
-      if (method === 8 && size > compressedSize * 1032 + 1024) bad(`entry ${name} claims ${size} bytes from ${compressedSize} compressed bytes`);
-      if (localHeaderOffset + LOCAL_SIZE + compressedSize > cdOffset) bad(`entry ${name} (${compressedSize} bytes at ${localHeaderOffset}) overlaps the central directory`);
+      if (method === 8 && size > compressedSize * 1032 + 1024)
+        bad(`entry ${name} claims ${size} bytes from ${compressedSize} compressed bytes`);
+      if (localHeaderOffset + LOCAL_SIZE + compressedSize > cdOffset)
+        bad(`entry ${name} (${compressedSize} bytes at ${localHeaderOffset}) overlaps the central directory`);
       entries.push({ name, method, compressedSize, size, crc32: crc, localHeaderOffset });
       p = end;
     }
@@ -172,17 +189,29 @@ export class ZipArchive {
   async *chunks(name: string, start = 0, end?: number, chunkBytes = Infinity): AsyncGenerator<Uint8Array> {
     const entry = this.byName.get(name) ?? this.bad(`missing entry ${JSON.stringify(name)}`);
     const stop = end ?? entry.size;
-    if (!(Number.isSafeInteger(start) && Number.isSafeInteger(stop) && start >= 0 && start <= stop && stop <= entry.size)) {
+    if (!(
+      Number.isSafeInteger(start) &&
+      Number.isSafeInteger(stop) &&
+      start >= 0 &&
+      start <= stop &&
+      stop <= entry.size
+    )) {
       this.bad(`entry ${name}: range [${start}, ${stop}) is outside its ${entry.size} bytes`);
     }
     if (!(chunkBytes >= 1)) this.bad(`entry ${name}: pieces of ${chunkBytes} bytes`);
     const dataOffset = await this.dataOffset(entry);
     const whole = start === 0 && stop === entry.size;
-    const checkCrc = (crc: number) => crc === entry.crc32 || this.bad(`entry ${name}: CRC-32 mismatch; the file is corrupt`);
+    const checkCrc = (crc: number) =>
+      crc === entry.crc32 || this.bad(`entry ${name}: CRC-32 mismatch; the file is corrupt`);
     if (entry.method !== 0) {
-      const bytes = await inflateRaw(await this.source.read(dataOffset, entry.compressedSize), entry.size, `${this.source.name}: entry ${name}`);
+      const bytes = await inflateRaw(
+        await this.source.read(dataOffset, entry.compressedSize),
+        entry.size,
+        `${this.source.name}: entry ${name}`,
+      );
       checkCrc(crc32(bytes));
-      for (let at = start; at < stop || at === start; at += chunkBytes) yield bytes.subarray(at, Math.min(stop, at + chunkBytes));
+      for (let at = start; at < stop || at === start; at += chunkBytes)
+        yield bytes.subarray(at, Math.min(stop, at + chunkBytes));
       return;
     }
     let crc = 0;
@@ -199,9 +228,11 @@ export class ZipArchive {
     if (known !== undefined) return known;
     const header = await this.source.read(entry.localHeaderOffset, LOCAL_SIZE);
     const hv = view(header);
-    if (hv.getUint32(0, true) !== SIG_LOCAL) this.bad(`entry ${entry.name}: bad local header signature at offset ${entry.localHeaderOffset}`);
+    if (hv.getUint32(0, true) !== SIG_LOCAL)
+      this.bad(`entry ${entry.name}: bad local header signature at offset ${entry.localHeaderOffset}`);
     const offset = entry.localHeaderOffset + LOCAL_SIZE + hv.getUint16(26, true) + hv.getUint16(28, true);
-    if (offset + entry.compressedSize > this.source.size) this.bad(`entry ${entry.name}: data extends past the end of the file; the file is truncated`);
+    if (offset + entry.compressedSize > this.source.size)
+      this.bad(`entry ${entry.name}: data extends past the end of the file; the file is truncated`);
     this.dataOffsets.set(entry.name, offset);
     return offset;
   }
@@ -220,7 +251,9 @@ function toSafe(v: bigint, file: string, what: string): number {
 async function inflateRaw(compressed: Uint8Array, expected: number, where: string): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let n = 0;
-  const stream = new Blob([compressed as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
+  const stream = new Blob([compressed as Uint8Array<ArrayBuffer>])
+    .stream()
+    .pipeThrough(new DecompressionStream('deflate-raw'));
   const reader = stream.getReader();
   try {
     for (;;) {

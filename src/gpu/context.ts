@@ -48,16 +48,26 @@ export interface GpuRequest {
 
 /** Request an adapter and a device with its features the kernels use (f16, subgroups, timestamps). */
 export async function requestGpu(options: GpuRequest = {}): Promise<GpuContext> {
-  if (options.limits !== undefined && options.limits !== 'adapter' && options.limits !== 'default') fail('option', `limits must be 'adapter' or 'default', got ${brief(options.limits)}`);
+  if (options.limits !== undefined && options.limits !== 'adapter' && options.limits !== 'default')
+    fail('option', `limits must be 'adapter' or 'default', got ${brief(options.limits)}`);
   const gpu = options.gpu ?? (typeof navigator !== 'undefined' ? navigator.gpu : undefined);
   if (!gpu) {
-    fail('webgpu', 'WebGPU is not available here (navigator.gpu is undefined): use a browser with WebGPU enabled on a secure origin (https or localhost), or pgm-webgpu/node in Node.js');
+    fail(
+      'webgpu',
+      'WebGPU is not available here (navigator.gpu is undefined): use a browser with WebGPU enabled on a secure origin (https or localhost), or pgm-webgpu/node in Node.js',
+    );
   }
   const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
-  if (!adapter) fail('webgpu', 'no WebGPU adapter found: the GPU driver is missing or blocked (in Node, install libvulkan1 and a Vulkan driver, e.g. Chromium\'s SwiftShader)');
+  if (!adapter)
+    fail(
+      'webgpu',
+      "no WebGPU adapter found: the GPU driver is missing or blocked (in Node, install libvulkan1 and a Vulkan driver, e.g. Chromium's SwiftShader)",
+    );
   const requiredLimits: Record<string, number> = {};
   if (options.limits !== 'default') for (const name of WANTED_LIMITS) requiredLimits[name] = adapter.limits[name];
-  const requiredFeatures = (['timestamp-query', 'shader-f16', 'subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
+  const requiredFeatures = (['timestamp-query', 'shader-f16', 'subgroups'] as GPUFeatureName[]).filter((f) =>
+    adapter.features.has(f),
+  );
   let device: GPUDevice;
   try {
     device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
@@ -73,7 +83,10 @@ export async function requestGpu(options: GpuRequest = {}): Promise<GpuContext> 
       vendor: info?.vendor ?? '',
       architecture: info?.architecture ?? '',
       description: info?.description ?? '',
-      isFallbackAdapter: Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter),
+      isFallbackAdapter: Boolean(
+        (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter ??
+        (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter,
+      ),
       features: [...adapter.features].sort(),
       maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
       maxBufferSize: device.limits.maxBufferSize,

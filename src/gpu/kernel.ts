@@ -1,5 +1,16 @@
 import { PgmError, fail } from '../errors.js';
-import { bindings, constant, preprocess, structFields, variantKey, workgroupSize, type Binding, type BindingKind, type Defines, type ShaderSource } from './shader.js';
+import {
+  bindings,
+  constant,
+  preprocess,
+  structFields,
+  variantKey,
+  workgroupSize,
+  type Binding,
+  type BindingKind,
+  type Defines,
+  type ShaderSource,
+} from './shader.js';
 
 export interface KernelSpec {
   /** The shader (`shader(file)` for the engine's own). */
@@ -18,7 +29,10 @@ function expectNames(what: string, declared: readonly string[], given: readonly 
   const missing = declared.filter((n) => !given.includes(n));
   const extra = given.filter((n) => !declared.includes(n));
   if (missing.length || extra.length) {
-    const parts = [missing.length && `missing ${missing.join(', ')}`, extra.length && `no such ${extra.join(', ')}`].filter(Boolean);
+    const parts = [
+      missing.length && `missing ${missing.join(', ')}`,
+      extra.length && `no such ${extra.join(', ')}`,
+    ].filter(Boolean);
     fail('webgpu', `${what}: ${parts.join('; ')} (declared: ${declared.join(', ')})`);
   }
 }
@@ -49,7 +63,10 @@ export class Kernel {
     const info = await module.getCompilationInfo();
     const errors = info.messages.filter((m) => m.type === 'error');
     if (errors.length) {
-      throw new PgmError('webgpu', `shader ${name} failed to compile: ${errors.map((m) => `line ${m.lineNum}: ${m.message}`).join('; ')}`);
+      throw new PgmError(
+        'webgpu',
+        `shader ${name} failed to compile: ${errors.map((m) => `line ${m.lineNum}: ${m.message}`).join('; ')}`,
+      );
     }
     const declared = bindings(spec.shader, code);
     const layout = device.createBindGroupLayout({
@@ -79,7 +96,11 @@ export class Kernel {
   /** `values` laid out as the shader's `struct <name>` (default `Params`), each field by its name. */
   pack(values: Readonly<Record<string, number>>, struct = 'Params'): ArrayBuffer {
     const fields = structFields(this.source, this.code, struct);
-    expectNames(`shader ${this.name}: struct ${struct}`, fields.map((f) => f.name), Object.keys(values));
+    expectNames(
+      `shader ${this.name}: struct ${struct}`,
+      fields.map((f) => f.name),
+      Object.keys(values),
+    );
     const data = new ArrayBuffer(Math.max(16, Math.ceil(fields.length / 4) * 16));
     const view = new DataView(data);
     fields.forEach(({ name, type }, i) => {
@@ -166,7 +187,12 @@ export function observeDispatches(o: DispatchObserver | undefined): void {
 }
 
 /** Encode `d` at `grid`, `reps` times (timing repeats a dispatch). */
-export function encodeDispatch(pass: GPUComputePassEncoder, d: { kernel: Kernel; bindGroup: GPUBindGroup }, grid: [number, number, number], reps = 1): void {
+export function encodeDispatch(
+  pass: GPUComputePassEncoder,
+  d: { kernel: Kernel; bindGroup: GPUBindGroup },
+  grid: [number, number, number],
+  reps = 1,
+): void {
   pass.setPipeline(d.kernel.pipeline);
   pass.setBindGroup(0, d.bindGroup);
   for (let r = 0; r < reps; r++) pass.dispatchWorkgroups(...grid);

@@ -11,19 +11,37 @@ export class GpuMemory {
   peak = 0;
 
   /** `naps`: readBuffer naps while it waits (nap.ts; Node's `webgpu` busy-polls). */
-  constructor(readonly device: GPUDevice, readonly naps = false) {}
+  constructor(
+    readonly device: GPUDevice,
+    readonly naps = false,
+  ) {}
 
   /**
    * A buffer of `size` bytes (padded to 16). One over the device's limits is a PgmError naming
    * the limit; `hint` says what would make it fit. `mappedAtCreation`: see `filled`.
    */
-  create(label: string, size: number, usage: GPUBufferUsageFlags, options: { hint?: string; mappedAtCreation?: boolean } = {}): GPUBuffer {
+  create(
+    label: string,
+    size: number,
+    usage: GPUBufferUsageFlags,
+    options: { hint?: string; mappedAtCreation?: boolean } = {},
+  ): GPUBuffer {
     const limits = this.device.limits;
     const padded = Math.max(16, Math.ceil(size / 16) * 16);
-    const over = (limit: string, value: number) => fail('webgpu', `buffer "${label}" needs ${padded} bytes, over this device's ${limit} (${value})${options.hint ? `; ${options.hint}` : ''}`);
+    const over = (limit: string, value: number) =>
+      fail(
+        'webgpu',
+        `buffer "${label}" needs ${padded} bytes, over this device's ${limit} (${value})${options.hint ? `; ${options.hint}` : ''}`,
+      );
     if (padded > limits.maxBufferSize) over('maxBufferSize', limits.maxBufferSize);
-    if (usage & GPUBufferUsage.STORAGE && padded > limits.maxStorageBufferBindingSize) over('maxStorageBufferBindingSize', limits.maxStorageBufferBindingSize);
-    const buffer = this.device.createBuffer({ label, size: padded, usage, mappedAtCreation: options.mappedAtCreation ?? false });
+    if (usage & GPUBufferUsage.STORAGE && padded > limits.maxStorageBufferBindingSize)
+      over('maxStorageBufferBindingSize', limits.maxStorageBufferBindingSize);
+    const buffer = this.device.createBuffer({
+      label,
+      size: padded,
+      usage,
+      mappedAtCreation: options.mappedAtCreation ?? false,
+    });
     this.live.set(buffer, padded);
     this.bytes += padded;
     this.peak = Math.max(this.peak, this.bytes);
@@ -73,7 +91,12 @@ export class GpuMemory {
  * Copy `size` bytes of a storage buffer to the host. The copy is appended to `encoder`
  * (default: a new one) and submitted with it, so work + readback cost one submit.
  */
-export async function readBuffer(memory: GpuMemory, source: GPUBuffer, size: number, encoder?: GPUCommandEncoder): Promise<ArrayBuffer> {
+export async function readBuffer(
+  memory: GpuMemory,
+  source: GPUBuffer,
+  size: number,
+  encoder?: GPUCommandEncoder,
+): Promise<ArrayBuffer> {
   const device = memory.device;
   const staging = memory.create('readback', size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
   try {

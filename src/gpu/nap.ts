@@ -17,7 +17,11 @@ export const NAP_SHARE = 0.05;
 export const MAX_NAP_MS = 0.5;
 
 /** Node (where WebGPU is Dawn's binding, and the main thread may block); not a browser, whose main thread may not. */
-export const canNap = typeof process !== 'undefined' && typeof process.versions?.node === 'string' && typeof setImmediate === 'function' && typeof SharedArrayBuffer === 'function';
+export const canNap =
+  typeof process !== 'undefined' &&
+  typeof process.versions?.node === 'string' &&
+  typeof setImmediate === 'function' &&
+  typeof SharedArrayBuffer === 'function';
 
 const cell = canNap ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
 /** Waits under way, since when some have been, and whether the napping loop is scheduled. */

@@ -35,9 +35,14 @@ function unroll(shader: ShaderSource, lines: string[], defines: Defines): string
     }
     const [, name, countName] = loop;
     const count = /^\d+$/.test(countName) ? Number(countName) : defines[countName];
-    if (typeof count !== 'number') fail('webgpu', `shader ${shader.name}: #for ${name} ${countName}: ${countName} is not a number or numeric define`);
+    if (typeof count !== 'number')
+      fail(
+        'webgpu',
+        `shader ${shader.name}: #for ${name} ${countName}: ${countName} is not a number or numeric define`,
+      );
     const end = lines.findIndex((line, i) => i > at && /^\s*#(for|endfor)\b/.test(line));
-    if (end < 0 || !/^\s*#endfor\b/.test(lines[end])) fail('webgpu', `shader ${shader.name}: #for without #endfor (or nested #for)`);
+    if (end < 0 || !/^\s*#endfor\b/.test(lines[end]))
+      fail('webgpu', `shader ${shader.name}: #for without #endfor (or nested #for)`);
     const word = new RegExp(`\\b${name}\\b`, 'g');
     for (let i = 0; i < count; i++) out.push(...lines.slice(at + 1, end).map((line) => line.replace(word, `${i}u`)));
     at = end;
@@ -88,7 +93,11 @@ export interface Binding {
   kind: BindingKind;
 }
 
-const KINDS: Record<string, BindingKind> = { uniform: 'uniform', 'storage,read': 'read', 'storage,read_write': 'write' };
+const KINDS: Record<string, BindingKind> = {
+  uniform: 'uniform',
+  'storage,read': 'read',
+  'storage,read_write': 'write',
+};
 
 /**
  * Bindings 0..n-1 of group 0, as the (preprocessed) WGSL declares them: the shader is the one
@@ -97,15 +106,25 @@ const KINDS: Record<string, BindingKind> = { uniform: 'uniform', 'storage,read':
  */
 export function bindings(shader: ShaderSource, code: string): Binding[] {
   const found: Binding[] = [];
-  for (const [, group, binding, space, name] of code.matchAll(/@group\((\d+)\)\s*@binding\((\d+)\)\s*var<([^>]+)>\s*(\w+)/g)) {
+  for (const [, group, binding, space, name] of code.matchAll(
+    /@group\((\d+)\)\s*@binding\((\d+)\)\s*var<([^>]+)>\s*(\w+)/g,
+  )) {
     const kind = KINDS[space.replace(/\s/g, '')];
-    if (group !== '0' || !kind) fail('webgpu', `shader ${shader.name}: binding ${binding} (${name}) of group ${group} is var<${space}>; kernels use group 0 and uniform or storage buffers`);
+    if (group !== '0' || !kind)
+      fail(
+        'webgpu',
+        `shader ${shader.name}: binding ${binding} (${name}) of group ${group} is var<${space}>; kernels use group 0 and uniform or storage buffers`,
+      );
     if (found[Number(binding)]) fail('webgpu', `shader ${shader.name}: binding ${binding} is declared twice`);
     if (found.some((b) => b?.name === name)) fail('webgpu', `shader ${shader.name}: two bindings are named ${name}`);
     found[Number(binding)] = { name, kind };
   }
   const missing = Array.from(found, (b, i) => (b ? -1 : i)).filter((i) => i >= 0);
-  if (missing.length) fail('webgpu', `shader ${shader.name}: bindings ${missing.join(', ')} are not declared; bindings are numbered 0..n-1`);
+  if (missing.length)
+    fail(
+      'webgpu',
+      `shader ${shader.name}: bindings ${missing.join(', ')} are not declared; bindings are numbered 0..n-1`,
+    );
   return found;
 }
 
@@ -125,7 +144,8 @@ export function structFields(shader: ShaderSource, code: string, name: string): 
     .filter(Boolean)
     .map((line) => {
       const field = line.match(/^(\w+)\s*:\s*(u32|i32|f32)\s*,?$/);
-      if (!field) fail('webgpu', `shader ${shader.name}: struct ${name} field '${line}' is not a u32, i32 or f32 scalar`);
+      if (!field)
+        fail('webgpu', `shader ${shader.name}: struct ${name} field '${line}' is not a u32, i32 or f32 scalar`);
       return { name: field[1], type: field[2] as Field['type'] };
     });
 }
@@ -153,10 +173,16 @@ function product(shader: ShaderSource, code: string, expr: string, what: string)
 export function workgroupSize(shader: ShaderSource, code: string): [number, number, number] {
   const args = code.match(/@workgroup_size\(([^)]*)\)/)?.[1];
   if (args === undefined) fail('webgpu', `shader ${shader.name} has no @workgroup_size`);
-  const [x, y = 1, z = 1] = args.split(',').filter((a) => a.trim()).map((a) => product(shader, code, a, 'workgroup_size'));
+  const [x, y = 1, z = 1] = args
+    .split(',')
+    .filter((a) => a.trim())
+    .map((a) => product(shader, code, a, 'workgroup_size'));
   return [x, y, z];
 }
 
 /** A stable key for a variant, for pipeline caches. */
 export const variantKey = (name: string, defines: Defines): string =>
-  `${name}?${Object.keys(defines).sort().map((k) => `${k}=${defines[k]}`).join('&')}`;
+  `${name}?${Object.keys(defines)
+    .sort()
+    .map((k) => `${k}=${defines[k]}`)
+    .join('&')}`;

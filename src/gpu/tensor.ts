@@ -28,18 +28,31 @@ const count = (shape: readonly number[]): number => shape.reduce((a, d) => a * d
 export const cols = (t: GpuTensor): number => t.shape[t.shape.length - 1];
 
 /** A dense view of `buffer` as `shape`; the buffer must hold it. */
-export function gpuTensor(name: string, buffer: GPUBuffer, shape: readonly number[], dtype: GpuDtype = 'f32'): GpuTensor {
+export function gpuTensor(
+  name: string,
+  buffer: GPUBuffer,
+  shape: readonly number[],
+  dtype: GpuDtype = 'f32',
+): GpuTensor {
   const bytes = Math.ceil((count(shape) * BYTES[dtype]) / 4) * 4;
-  if (bytes > buffer.size) fail('shape', `tensor ${name} ${format(shape)} ${dtype} needs ${bytes} bytes, its buffer has ${buffer.size}`);
+  if (bytes > buffer.size)
+    fail('shape', `tensor ${name} ${format(shape)} ${dtype} needs ${bytes} bytes, its buffer has ${buffer.size}`);
   return { name, buffer, shape, rowStride: shape[shape.length - 1], offset: 0, dtype };
 }
 
 /** The same buffer, dense, seen as another shape (a wider or narrower use of a shared activation). */
-export const reshape = (t: GpuTensor, shape: readonly number[], name = t.name): GpuTensor => gpuTensor(name, t.buffer, shape, t.dtype);
+export const reshape = (t: GpuTensor, shape: readonly number[], name = t.name): GpuTensor =>
+  gpuTensor(name, t.buffer, shape, t.dtype);
 
 /** Columns [offset, offset + width) of every row of `t`: a strided view. */
-export function columns(t: GpuTensor, offset: number, width: number, name = `${t.name}[${offset}:${offset + width}]`): GpuTensor {
-  if (offset < 0 || width < 1 || offset + width > cols(t)) fail('shape', `tensor ${t.name} ${format(t.shape)}: columns ${offset}..${offset + width - 1} are out of range`);
+export function columns(
+  t: GpuTensor,
+  offset: number,
+  width: number,
+  name = `${t.name}[${offset}:${offset + width}]`,
+): GpuTensor {
+  if (offset < 0 || width < 1 || offset + width > cols(t))
+    fail('shape', `tensor ${t.name} ${format(t.shape)}: columns ${offset}..${offset + width - 1} are out of range`);
   return { ...t, name, shape: [...t.shape.slice(0, -1), width], offset: t.offset + offset };
 }
 
@@ -58,5 +71,9 @@ export function expectTensor(op: string, role: string, t: GpuTensor, want: Expec
   if (!ok) fail('shape', `${what} is ${format(t.shape)}, expected ${format(want.shape)}`);
   const dtypes = want.dtype === undefined ? ['f32'] : typeof want.dtype === 'string' ? [want.dtype] : want.dtype;
   if (!dtypes.includes(t.dtype)) fail('shape', `${what} is ${t.dtype}, expected ${dtypes.join(' or ')}`);
-  if (want.dense && (t.rowStride !== cols(t) || t.offset !== 0)) fail('shape', `${what} is a strided view (row stride ${t.rowStride}, offset ${t.offset}); this op needs dense rows`);
+  if (want.dense && (t.rowStride !== cols(t) || t.offset !== 0))
+    fail(
+      'shape',
+      `${what} is a strided view (row stride ${t.rowStride}, offset ${t.offset}); this op needs dense rows`,
+    );
 }

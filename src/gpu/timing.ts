@@ -15,7 +15,11 @@ export interface RecordedDispatch {
 }
 
 /** Snapshot a dispatch for the current batch shape. */
-export const record = (dispatch: Dispatch, grid = dispatch.grid()): RecordedDispatch => ({ kernel: dispatch.kernel, bindGroup: dispatch.bindGroup, grid });
+export const record = (dispatch: Dispatch, grid = dispatch.grid()): RecordedDispatch => ({
+  kernel: dispatch.kernel,
+  bindGroup: dispatch.bindGroup,
+  grid,
+});
 
 export interface TimedRun extends RecordedDispatch {
   /** Dispatches in the timed pass (default 1): coarse timestamps need a longer pass. */
@@ -77,8 +81,16 @@ async function timePasses(
 ): Promise<number[]> {
   const count = 2 * passes;
   const querySet = device.createQuerySet({ label: 'timestamps', type: 'timestamp', count });
-  const resolved = device.createBuffer({ label: 'timestamps.resolved', size: 8 * count, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-  const staging = device.createBuffer({ label: 'timestamps.staging', size: 8 * count, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const resolved = device.createBuffer({
+    label: 'timestamps.resolved',
+    size: 8 * count,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const staging = device.createBuffer({
+    label: 'timestamps.staging',
+    size: 8 * count,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
   try {
     const encoder = device.createCommandEncoder({ label: 'timestamps' });
     encode(encoder, (i) => ({ querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 }));

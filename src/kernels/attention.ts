@@ -2,7 +2,15 @@ import { byRowCount, type Dispatch } from '../gpu/kernel.js';
 import { shader } from '../gpu/shader.js';
 import { expectTensor, type GpuTensor } from '../gpu/tensor.js';
 import { DEFAULT_PLAN, everyBucket, ROW_BUCKETS, type AttentionVariant } from './plan.js';
-import { activationShape, batchBindings, ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
+import {
+  activationShape,
+  batchBindings,
+  ceilDiv,
+  paramsBuffer,
+  rowsOf,
+  type Rows,
+  type Workspace,
+} from './workspace.js';
 
 const threadShader = shader('attention.wgsl');
 const flashShader = shader('attention_flash.wgsl');
@@ -32,7 +40,12 @@ export interface AttentionArgs {
 export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promise<Dispatch> {
   const op = `attention ${a.label}`;
   const shape = activationShape(ws, a.nHeads * a.headDim);
-  for (const [role, t] of [['q', a.q], ['k', a.k], ['v', a.v]] as const) expectTensor(op, role, t, { shape });
+  for (const [role, t] of [
+    ['q', a.q],
+    ['k', a.k],
+    ['v', a.v],
+  ] as const)
+    expectTensor(op, role, t, { shape });
   expectTensor(op, 'out', a.out, { shape, dense: true });
   const variants = a.variant ? everyBucket(a.variant) : (ws.plan ?? DEFAULT_PLAN).attention;
   const params = {
@@ -55,7 +68,14 @@ export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promis
       defines: flash ? { HEAD_DIM: a.headDim, KEY_TILE: keyTile(a.headDim) } : { HEAD_DIM: a.headDim },
     });
     p ??= paramsBuffer(ws, kernel, a.label, params);
-    const bindGroup = kernel.bind(a.label, { ...batchBindings(ws), p, q: a.q.buffer, k: a.k.buffer, v: a.v.buffer, out: a.out.buffer });
+    const bindGroup = kernel.bind(a.label, {
+      ...batchBindings(ws),
+      p,
+      q: a.q.buffer,
+      k: a.k.buffer,
+      v: a.v.buffer,
+      out: a.out.buffer,
+    });
     // flash: a workgroup per QUERY_TILE rows of a head; thread: a thread per THREAD_ROWS rows of a head.
     const rowsPer = kernel.constant(flash ? 'QUERY_TILE' : 'THREAD_ROWS');
     const [group] = kernel.workgroupSize;
@@ -67,5 +87,8 @@ export async function attentionDispatch(ws: Workspace, a: AttentionArgs): Promis
   };
   const built = new Map<AttentionVariant, Promise<Dispatch>>();
   const dispatch = (v: AttentionVariant) => built.get(v) ?? built.set(v, prepare(v)).get(v)!;
-  return byRowCount(() => rowsOf(ws, a.queries), await Promise.all(variants.map(async (v, i) => [ROW_BUCKETS[i], await dispatch(v)] as const)));
+  return byRowCount(
+    () => rowsOf(ws, a.queries),
+    await Promise.all(variants.map(async (v, i) => [ROW_BUCKETS[i], await dispatch(v)] as const)),
+  );
 }

@@ -23,10 +23,21 @@ export async function embedDispatch(ws: Workspace, a: EmbedArgs): Promise<Dispat
   expectTensor('embed', 'out', a.out, { shape: activationShape(ws, D), dense: true });
   const kernel = await ws.kernels.get({ shader: source, defines: { F16: a.embedding.dtype === 'f16' } });
   const rows = a.rows ?? Rows.Clean;
-  const p = paramsBuffer(ws, kernel, 'embed', { D, rowsKind: rows, first: a.firstToken ?? 0, count: a.embedding.shape[0] });
+  const p = paramsBuffer(ws, kernel, 'embed', {
+    D,
+    rowsKind: rows,
+    first: a.firstToken ?? 0,
+    count: a.embedding.shape[0],
+  });
   return {
     kernel,
-    bindGroup: kernel.bind('embed', { ...batchBindings(ws), p, tokens: a.tokens.buffer, embedding: a.embedding.buffer, x: a.out.buffer }),
+    bindGroup: kernel.bind('embed', {
+      ...batchBindings(ws),
+      p,
+      tokens: a.tokens.buffer,
+      embedding: a.embedding.buffer,
+      x: a.out.buffer,
+    }),
     grid: () => [ceilDiv(D, kernel.workgroupSize[0]), rowsOf(ws, rows), ws.shape.batch],
   };
 }

@@ -43,7 +43,11 @@ export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Prom
   const op = 'group_swap.q0';
   expectTensor(op, 'encoderOut', a.encoderOut, { shape: activationShape(ws, D), dense: true });
   expectTensor(op, 'base', a.base, { shape: [1, D] });
-  expectTensor(op, 'queryPositions', a.queryPositions, { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true });
+  expectTensor(op, 'queryPositions', a.queryPositions, {
+    shape: [ws.maxBatch, ws.seqStride],
+    dtype: 'u32',
+    dense: true,
+  });
   expectTensor(op, 'sinus', a.sinus, { shape: [ws.seqStride, D], dense: true });
   expectTensor(op, 'stat', a.stat, { shape: [ws.maxBatch, D], dense: true });
   expectTensor(op, 'out', a.out, { shape: activationShape(ws, D), dense: true });
@@ -55,7 +59,12 @@ export async function queryInitDispatches(ws: Workspace, a: QueryInitArgs): Prom
     });
     dispatches.push({
       kernel: pool,
-      bindGroup: pool.bind('group_swap.pool', { ...batchBindings(ws), p: paramsBuffer(ws, pool, 'group_swap.pool', { D }), x: a.encoderOut.buffer, stat: a.stat.buffer }),
+      bindGroup: pool.bind('group_swap.pool', {
+        ...batchBindings(ws),
+        p: paramsBuffer(ws, pool, 'group_swap.pool', { D }),
+        x: a.encoderOut.buffer,
+        stat: a.stat.buffer,
+      }),
       grid: () => [ceilDiv(D, pool.workgroupSize[0]), ws.shape.batch, 1],
     });
   }

@@ -3,7 +3,15 @@ import { byRowCount, type Dispatch } from '../gpu/kernel.js';
 import { shader, type Defines, type ShaderSource } from '../gpu/shader.js';
 import { cols, expectTensor, type GpuTensor } from '../gpu/tensor.js';
 import { bucketRange, DEFAULT_PLAN, everyBucket, matmulBuckets, type MatmulVariant } from './plan.js';
-import { activationShape, batchBindings, ceilDiv, paramsBuffer, rowsOf, type Rows, type Workspace } from './workspace.js';
+import {
+  activationShape,
+  batchBindings,
+  ceilDiv,
+  paramsBuffer,
+  rowsOf,
+  type Rows,
+  type Workspace,
+} from './workspace.js';
 
 /** Shader file and extra defines (the block of y one workgroup covers is the shader's BLOCK_ROWS x BLOCK_COLS). */
 interface Layout {
@@ -21,32 +29,46 @@ const wideRows = (TM: number): Layout => ({ shader: shader('matmul.wgsl'), defin
  * N allows (few rows still make work for two CPU threads, no block is mostly idle lanes);
  * 8-lane groups where no subgroup of the device is smaller.
  */
-const broadcastRows = (TM: number) => (N: number, K: number, device: GPUDevice): Layout => {
-  const WG = Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(Math.ceil(N / 8)))));
-  const SG8 = (device.adapterInfo?.subgroupMinSize ?? 4) >= 8;
-  return { shader: shader('matmul_broadcast.wgsl'), defines: { TM, WG, SG8, XSCALAR: true, KTAIL: K % (SG8 ? 8 : 4) !== 0 } };
-};
+const broadcastRows =
+  (TM: number) =>
+  (N: number, K: number, device: GPUDevice): Layout => {
+    const WG = Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(Math.ceil(N / 8)))));
+    const SG8 = (device.adapterInfo?.subgroupMinSize ?? 4) >= 8;
+    return {
+      shader: shader('matmul_broadcast.wgsl'),
+      defines: { TM, WG, SG8, XSCALAR: true, KTAIL: K % (SG8 ? 8 : 4) !== 0 },
+    };
+  };
 
 /** Each variant's layouts by the most rows they serve (the last one: any count). */
 const layouts: Record<MatmulVariant, [number, LayoutFor][]> = {
   register: [[Infinity, { shader: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 8, TM: 4 } }]],
-  wide: [[4, wideRows(4)], [8, wideRows(8)], [Infinity, wideRows(16)]],
+  wide: [
+    [4, wideRows(4)],
+    [8, wideRows(8)],
+    [Infinity, wideRows(16)],
+  ],
   tall: [[Infinity, { shader: shader('matmul.wgsl'), defines: { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true } }]],
   tiled: [[Infinity, { shader: shader('matmul_tiled.wgsl'), defines: {} }]],
   splitk: [[Infinity, { shader: shader('matmul_small.wgsl'), defines: {} }]],
-  broadcast: [[4, broadcastRows(4)], [Infinity, broadcastRows(8)]],
+  broadcast: [
+    [4, broadcastRows(4)],
+    [Infinity, broadcastRows(8)],
+  ],
 };
 
 /** Does the device have the `subgroups` feature (which `broadcast` needs)? */
 export const hasSubgroups = (device: GPUDevice): boolean => device.features.has('subgroups');
 
 /** Can this variant run on this device? (Only `broadcast` needs a feature; other names: yes.) */
-export const variantRuns = (variant: string, device: GPUDevice): boolean => variant !== 'broadcast' || hasSubgroups(device);
+export const variantRuns = (variant: string, device: GPUDevice): boolean =>
+  variant !== 'broadcast' || hasSubgroups(device);
 
 /** A PgmError('option') naming `what` unless every one of `variants` runs on this device. */
 export function expectVariantsRun(what: string, variants: readonly string[], device: GPUDevice): void {
   const missing = variants.find((v) => !variantRuns(v, device));
-  if (missing) fail('option', `${what} '${missing}' needs the WebGPU feature 'subgroups', which this adapter does not have`);
+  if (missing)
+    fail('option', `${what} '${missing}' needs the WebGPU feature 'subgroups', which this adapter does not have`);
 }
 
 export interface MatmulArgs {
@@ -127,8 +149,13 @@ function expectRotary(op: string, ws: Workspace, r: RotaryEpilogue, N: number, c
   expectTensor(op, 'positions', r.positions, { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true });
   const { headDim, period, count } = r;
   if (headDim % 2 !== 0) fail('shape', `${op}: head size ${headDim} is odd; rotary needs pairs`);
-  if (count % headDim !== 0 || count > period || N % period !== 0) fail('shape', `${op}: rotary over ${count} of every ${period} columns does not fit ${N} columns of heads of ${headDim}`);
-  if (constants && r.tableOffset + ws.seqStride * headDim > cols(constants)) fail('shape', `${op}: the rotary table at ${r.tableOffset} runs past the ${cols(constants)} constants`);
+  if (count % headDim !== 0 || count > period || N % period !== 0)
+    fail(
+      'shape',
+      `${op}: rotary over ${count} of every ${period} columns does not fit ${N} columns of heads of ${headDim}`,
+    );
+  if (constants && r.tableOffset + ws.seqStride * headDim > cols(constants))
+    fail('shape', `${op}: the rotary table at ${r.tableOffset} runs past the ${cols(constants)} constants`);
 }
 
 /**
@@ -144,16 +171,31 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   expectTensor(op, 'x', a.x, { shape: activationShape(ws, K), dense: true });
   expectTensor(op, 'out', a.out, { shape: [ws.maxBatch, undefined, N] });
   if (!Number.isInteger(firstRow) || firstRow < 0 || firstRow >= ws.seqStride || windowRows > ws.seqStride) {
-    fail('shape', `${op}: a window of ${windowRows} rows from row ${firstRow} does not fit sequences of ${ws.seqStride} rows`);
+    fail(
+      'shape',
+      `${op}: a window of ${windowRows} rows from row ${firstRow} does not fit sequences of ${ws.seqStride} rows`,
+    );
   }
   if (a.bias) expectTensor(op, 'bias', a.bias, { shape: [N] });
-  if ((a.norm || a.gatedResidual || a.rotary) && !a.constants) fail('shape', `${op}: a LayerNorm prologue, gated residual or rotary epilogue needs the constants`);
+  if ((a.norm || a.gatedResidual || a.rotary) && !a.constants)
+    fail('shape', `${op}: a LayerNorm prologue, gated residual or rotary epilogue needs the constants`);
   if (a.constants) expectTensor(op, 'constants', a.constants, { shape: [undefined] });
   if (a.norm && Math.max(a.norm.gainOffset + K, a.norm.columnsOffset + 2 * N) > cols(a.constants!)) {
-    fail('shape', `${op}: the LayerNorm's gain (${K} floats at ${a.norm.gainOffset}) or columns (${2 * N} at ${a.norm.columnsOffset}) run past the ${cols(a.constants!)} constants`);
+    fail(
+      'shape',
+      `${op}: the LayerNorm's gain (${K} floats at ${a.norm.gainOffset}) or columns (${2 * N} at ${a.norm.columnsOffset}) run past the ${cols(a.constants!)} constants`,
+    );
   }
   if (a.rotary) expectRotary(op, ws, a.rotary, N, a.constants);
-  const variants = a.variant ? everyBucket(a.variant) : matmulBuckets(ws.plan ?? DEFAULT_PLAN, K, a.planN ?? N, a.weight.dtype === 'f16' ? 'f16' : 'f32', a.norm !== undefined);
+  const variants = a.variant
+    ? everyBucket(a.variant)
+    : matmulBuckets(
+        ws.plan ?? DEFAULT_PLAN,
+        K,
+        a.planN ?? N,
+        a.weight.dtype === 'f16' ? 'f16' : 'f32',
+        a.norm !== undefined,
+      );
   expectVariantsRun(`matmul ${a.label}: the variant`, variants, ws.kernels.device);
   const r = a.rotary;
   const params = {
@@ -214,5 +256,8 @@ export async function matmulDispatch(ws: Workspace, a: MatmulArgs): Promise<Disp
   });
   const built = new Map<LayoutFor, Promise<Dispatch>>();
   const dispatch = (layout: LayoutFor) => built.get(layout) ?? built.set(layout, build(layout)).get(layout)!;
-  return byRowCount(rowCount, await Promise.all(tiers.map(async ([most, layout]) => [most, await dispatch(layout)] as const)));
+  return byRowCount(
+    rowCount,
+    await Promise.all(tiers.map(async ([most, layout]) => [most, await dispatch(layout)] as const)),
+  );
 }

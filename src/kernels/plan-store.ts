@@ -28,7 +28,8 @@ const KEY_PREFIX = `pgm-webgpu.kernel-plan.v${VARIANT_SET_VERSION}:`;
 async function updatePlanFile(file: PlanFile, change: (plans: Record<string, unknown>) => void): Promise<void> {
   try {
     const plans = await file.read();
-    for (const [key, plan] of Object.entries(plans)) if (!key.startsWith(KEY_PREFIX) || !isPlan(plan)) delete plans[key];
+    for (const [key, plan] of Object.entries(plans))
+      if (!key.startsWith(KEY_PREFIX) || !isPlan(plan)) delete plans[key];
     change(plans);
     await file.write(plans);
   } catch {
@@ -92,7 +93,11 @@ export async function recall(key: string): Promise<KernelPlan | undefined> {
   let stored: unknown;
   const local = browserStorage();
   try {
-    stored = planFile ? (await planFile.read())[key] : local ? JSON.parse(local.getItem(key) ?? 'null') : await idbPlans.get(key);
+    stored = planFile
+      ? (await planFile.read())[key]
+      : local
+        ? JSON.parse(local.getItem(key) ?? 'null')
+        : await idbPlans.get(key);
   } catch {
     return undefined;
   }
@@ -116,7 +121,10 @@ export async function remember(key: string, plan: KernelPlan): Promise<void> {
 /** Forget remembered plans (all, or this adapter's), so the next load measures again. */
 export async function forgetPlans(adapter?: AdapterSummary): Promise<void> {
   const keys = adapter ? [planKey(adapter), planKey(adapter, false)] : [...remembered.keys()];
-  if (planFile) await updatePlanFile(planFile, (plans) => (adapter ? keys : Object.keys(plans)).forEach((key) => delete plans[key]));
+  if (planFile)
+    await updatePlanFile(planFile, (plans) =>
+      (adapter ? keys : Object.keys(plans)).forEach((key) => delete plans[key]),
+    );
   for (const key of keys) {
     remembered.delete(key);
     browserStorage()?.removeItem(key);

@@ -39,7 +39,8 @@ export const everyBucket = <V extends string>(variant: V): BucketPlan<V> => ROW_
  * whether it carries a LayerNorm prologue (which costs some variants far more than others).
  * `ANY_SHAPE` serves shapes without one.
  */
-export const matmulKey = (K: number, N: number, dtype: 'f32' | 'f16' = 'f32', norm = false): string => `${K}x${N}${dtype === 'f16' ? ':f16' : ''}${norm ? ':norm' : ''}`;
+export const matmulKey = (K: number, N: number, dtype: 'f32' | 'f16' = 'f32', norm = false): string =>
+  `${K}x${N}${dtype === 'f16' ? ':f16' : ''}${norm ? ':norm' : ''}`;
 export const ANY_SHAPE = '*';
 
 /**
@@ -63,7 +64,13 @@ export interface KernelPlan {
 export const DEFAULT_PLAN: KernelPlan = { matmul: {}, attention: everyBucket('thread') };
 
 /** The variants a plan runs for a matmul with this weight shape, one per bucket. */
-export const matmulBuckets = (plan: KernelPlan, K: number, N: number, dtype: 'f32' | 'f16' = 'f32', norm = false): BucketPlan<MatmulVariant> =>
+export const matmulBuckets = (
+  plan: KernelPlan,
+  K: number,
+  N: number,
+  dtype: 'f32' | 'f16' = 'f32',
+  norm = false,
+): BucketPlan<MatmulVariant> =>
   plan.matmul[matmulKey(K, N, dtype, norm)] ?? plan.matmul[ANY_SHAPE] ?? everyBucket('register');
 
 /** The row counts bucket i serves: (least, most]. */
@@ -108,8 +115,21 @@ export type MatmulShape = [number, number, 'f32' | 'f16', boolean];
  */
 export function matmulShapes({ D, F, V, halfWeights, decoderKv }: ModelShapes): MatmulShape[] {
   const dtype = halfWeights ? 'f16' : 'f32';
-  const model: [number, number, boolean][] = [[D, 3 * D, true], [D, D, false], [D, D, true], [D, F, true], [F, D, false], [D, 2 * D, false], [D, 4 * D, true], [4 * D, D, false], [D, V, true]];
-  const all: MatmulShape[] = [...model.map(([K, N, norm]): MatmulShape => [K, N, dtype, norm]), ...(decoderKv ?? []).map((N): MatmulShape => [D, N, 'f32', true])];
+  const model: [number, number, boolean][] = [
+    [D, 3 * D, true],
+    [D, D, false],
+    [D, D, true],
+    [D, F, true],
+    [F, D, false],
+    [D, 2 * D, false],
+    [D, 4 * D, true],
+    [4 * D, D, false],
+    [D, V, true],
+  ];
+  const all: MatmulShape[] = [
+    ...model.map(([K, N, norm]): MatmulShape => [K, N, dtype, norm]),
+    ...(decoderKv ?? []).map((N): MatmulShape => [D, N, 'f32', true]),
+  ];
   return all.filter((a, i) => all.findIndex((b) => matmulKey(...b) === matmulKey(...a)) === i);
 }
 

@@ -24,7 +24,11 @@ export interface AppendFreshRowsArgs {
 export async function appendFreshRowsDispatch(ws: Workspace, a: AppendFreshRowsArgs): Promise<Dispatch> {
   const op = `rows ${a.label}`;
   const width = cols(a.from);
-  for (const [role, t] of [['from', a.from], ['to', a.to]] as const) expectTensor(op, role, t, { shape: [ws.maxBatch, ws.seqStride, width] });
+  for (const [role, t] of [
+    ['from', a.from],
+    ['to', a.to],
+  ] as const)
+    expectTensor(op, role, t, { shape: [ws.maxBatch, ws.seqStride, width] });
   const kernel = await ws.kernels.get({ shader: source });
   const p = paramsBuffer(ws, kernel, a.label, {
     width,

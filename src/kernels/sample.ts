@@ -47,7 +47,8 @@ export async function createSampler(ws: Workspace, a: SampleArgs): Promise<Sampl
   const sequences = { shape: [ws.maxBatch, ws.seqStride], dtype: 'u32', dense: true } as const;
   expectTensor(op, 'logits', a.logits, { shape: [ws.maxBatch, undefined, V], dense: true });
   expectTensor(op, 'seeds', a.seeds, { shape: [ws.maxBatch], dtype: 'u32' });
-  for (const role of ['queryPositions', 'cleanTokens', 'cleanPositions'] as const) expectTensor(op, role, a[role], sequences);
+  for (const role of ['queryPositions', 'cleanTokens', 'cleanPositions'] as const)
+    expectTensor(op, role, a[role], sequences);
   expectTensor(op, 'drawn', a.drawn, { shape: [ws.maxBatch * ws.seqStride, 2], dtype: 'u32', dense: true });
   const kernel = await ws.kernels.get({
     shader: source,
@@ -64,7 +65,12 @@ export async function createSampler(ws: Workspace, a: SampleArgs): Promise<Sampl
     pReveal: s.pReveal,
     append: s.append ? 1 : 0,
   });
-  const p = paramsBuffer(ws, kernel, op, settings({ step: 0, temperature: 0, topP: 0, greedy: false, pReveal: 0, append: false }));
+  const p = paramsBuffer(
+    ws,
+    kernel,
+    op,
+    settings({ step: 0, temperature: 0, topP: 0, greedy: false, pReveal: 0, append: false }),
+  );
   const R = a.logits.shape[1];
   const buffers = {
     ...batchBindings(ws),

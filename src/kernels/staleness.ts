@@ -51,7 +51,13 @@ export async function stalenessDispatch(ws: Workspace, a: StalenessArgs): Promis
   });
   return {
     kernel,
-    bindGroup: kernel.bind(op, { ...batchBindings(ws), p, queries: a.queries.buffer, keys: a.keys.buffer, lse: a.state.lse.buffer }),
+    bindGroup: kernel.bind(op, {
+      ...batchBindings(ws),
+      p,
+      queries: a.queries.buffer,
+      keys: a.keys.buffer,
+      lse: a.state.lse.buffer,
+    }),
     grid: () => [ceilDiv(ws.shape.maxClean * a.nHeads, kernel.workgroupSize[0]), ws.shape.batch, 1],
   };
 }
@@ -61,15 +67,28 @@ export async function stalenessDispatch(ws: Workspace, a: StalenessArgs): Promis
  * threshold (`state.threshold`'s first float), stalest first, at most `perFresh` per joined row,
  * listed in `lengths` with the fresh counts they add to.
  */
-export async function reencodeDispatch(ws: Workspace, state: StalenessState, nHeads: number, perFresh: number): Promise<Dispatch> {
+export async function reencodeDispatch(
+  ws: Workspace,
+  state: StalenessState,
+  nHeads: number,
+  perFresh: number,
+): Promise<Dispatch> {
   const op = 'reencode';
   checkState(ws, op, state, nHeads);
-  if (state.report.size < 4 * ws.maxBatch) fail('shape', `${op}: report holds ${state.report.size} bytes, ${4 * ws.maxBatch} needed`);
+  if (state.report.size < 4 * ws.maxBatch)
+    fail('shape', `${op}: report holds ${state.report.size} bytes, ${4 * ws.maxBatch} needed`);
   const kernel = await ws.kernels.get({ shader: reencodeShader, defines: { WRITE_LENGTHS: true } });
   const p = paramsBuffer(ws, kernel, op, { perFresh, heads: nHeads });
   return {
     kernel,
-    bindGroup: kernel.bind(op, { ...batchBindings(ws), p, lse: state.lse.buffer, unseen: state.unseen.buffer, report: state.report, threshold: state.threshold }),
+    bindGroup: kernel.bind(op, {
+      ...batchBindings(ws),
+      p,
+      lse: state.lse.buffer,
+      unseen: state.unseen.buffer,
+      report: state.report,
+      threshold: state.threshold,
+    }),
     grid: () => [ws.shape.batch, 1, 1],
   };
 }

@@ -40,7 +40,12 @@ export interface Workspace {
 }
 
 /** A workspace for `maxBatch` sequences of `seqStride` rows, its dims and lengths buffers allocated from `memory`. */
-export function createWorkspace(memory: GpuMemory, kernels: KernelCache, seqStride: number, maxBatch: number): Workspace {
+export function createWorkspace(
+  memory: GpuMemory,
+  kernels: KernelCache,
+  seqStride: number,
+  maxBatch: number,
+): Workspace {
   return {
     device: memory.device,
     memory,
@@ -50,19 +55,32 @@ export function createWorkspace(memory: GpuMemory, kernels: KernelCache, seqStri
     dims: memory.create('dims', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
     // Four counts per sequence, then its re-encoded rows (common.wgsl). COPY_SRC: tests read
     // back what the adaptive pick writes.
-    lengths: memory.create('lengths', 4 * maxBatch * (4 + seqStride), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST),
+    lengths: memory.create(
+      'lengths',
+      4 * maxBatch * (4 + seqStride),
+      GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    ),
     unused: memory.create('unused', 16, GPUBufferUsage.STORAGE),
     shape: { batch: 0, maxClean: 0, maxQuery: 0, maxFresh: 0 },
   };
 }
 
 /** A uniform buffer holding `kernel`'s `struct` (default `Params`), its fields by name. */
-export function paramsBuffer(ws: Workspace, kernel: Kernel, label: string, values: Readonly<Record<string, number>>, struct?: string): GPUBuffer {
+export function paramsBuffer(
+  ws: Workspace,
+  kernel: Kernel,
+  label: string,
+  values: Readonly<Record<string, number>>,
+  struct?: string,
+): GPUBuffer {
   return ws.memory.upload(label, new Uint8Array(kernel.pack(values, struct)), GPUBufferUsage.UNIFORM);
 }
 
 /** The bindings every kernel of the packed token sets declares first (common.wgsl). */
-export const batchBindings = (ws: Workspace): { dims: GPUBuffer; lengths: GPUBuffer } => ({ dims: ws.dims, lengths: ws.lengths });
+export const batchBindings = (ws: Workspace): { dims: GPUBuffer; lengths: GPUBuffer } => ({
+  dims: ws.dims,
+  lengths: ws.lengths,
+});
 
 /**
  * Set the batch shape for the next forward pass: writes `dims` and `lengths`. `freshLengths`
@@ -70,10 +88,21 @@ export const batchBindings = (ws: Workspace): { dims: GPUBuffer; lengths: GPUBuf
  * of its clean set (they are its joined rows too); `reencodable` the most kept rows each may
  * add to them on the GPU (the adaptive policy), which the fresh rows' grids make room for.
  */
-export function setBatchShape(ws: Workspace, cleanLengths: readonly number[], queryLengths: readonly number[], freshLengths: readonly number[] = [], reencodable: readonly number[] = []): void {
+export function setBatchShape(
+  ws: Workspace,
+  cleanLengths: readonly number[],
+  queryLengths: readonly number[],
+  freshLengths: readonly number[] = [],
+  reencodable: readonly number[] = [],
+): void {
   const batch = cleanLengths.length;
   const most = (counts: readonly number[]) => (counts.length ? Math.max(...counts) : 0);
-  ws.shape = { batch, maxClean: most(cleanLengths), maxQuery: most(queryLengths), maxFresh: most(freshLengths.map((m, b) => m + (reencodable[b] ?? 0))) };
+  ws.shape = {
+    batch,
+    maxClean: most(cleanLengths),
+    maxQuery: most(queryLengths),
+    maxFresh: most(freshLengths.map((m, b) => m + (reencodable[b] ?? 0))),
+  };
   ws.device.queue.writeBuffer(ws.dims, 0, new Uint32Array([batch, ws.seqStride, ws.shape.maxClean, ws.shape.maxQuery]));
   const lengths = new Uint32Array(4 * batch);
   lengths.set(cleanLengths, 0);
@@ -85,7 +114,8 @@ export function setBatchShape(ws: Workspace, cleanLengths: readonly number[], qu
   ws.device.queue.writeBuffer(ws.lengths, 0, lengths);
 }
 
-export const rowsOf = (ws: Workspace, kind: Rows): number => [ws.shape.maxClean, ws.shape.maxQuery, ws.shape.maxFresh][kind];
+export const rowsOf = (ws: Workspace, kind: Rows): number =>
+  [ws.shape.maxClean, ws.shape.maxQuery, ws.shape.maxFresh][kind];
 
 /** The shape of an activation: `width` columns for each of the L rows of every sequence. */
 export const activationShape = (ws: Workspace, width: number): number[] => [ws.maxBatch, ws.seqStride, width];

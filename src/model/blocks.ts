@@ -126,9 +126,17 @@ export function normed(f: ForwardContext, weight: string, block = 0): Pick<Matmu
  * The matmul arguments of a projection followed by rotary (the weight `weight`, laid out by
  * model/fusion.ts): its rotated columns rotated in the epilogue, at `positions`.
  */
-export function rotary(f: ForwardContext, weight: string, positions: GpuTensor): Pick<MatmulArgs, 'constants' | 'rotary'> {
-  const columns = rotaryColumns(f.config, weight) ?? fail('architecture', `${weight} is not a projection rotary follows`);
-  return { constants: f.constants, rotary: { positions, tableOffset: f.ropeOffset, headDim: headDim(f.config), ...columns } };
+export function rotary(
+  f: ForwardContext,
+  weight: string,
+  positions: GpuTensor,
+): Pick<MatmulArgs, 'constants' | 'rotary'> {
+  const columns =
+    rotaryColumns(f.config, weight) ?? fail('architecture', `${weight} is not a projection rotary follows`);
+  return {
+    constants: f.constants,
+    rotary: { positions, tableOffset: f.ropeOffset, headDim: headDim(f.config), ...columns },
+  };
 }
 
 /** What a `linear` adds to its matmul, each optional. */
@@ -148,7 +156,14 @@ export interface LinearTerms {
  * out = x @ weight^T with `terms`, over `rows`: one matmul dispatch, labelled by its layer (the
  * parameter name `weight` without `.weight`).
  */
-export function linear(f: ForwardContext, weight: string, rows: Rows, x: GpuTensor, out: GpuTensor, terms: LinearTerms = {}): void {
+export function linear(
+  f: ForwardContext,
+  weight: string,
+  rows: Rows,
+  x: GpuTensor,
+  out: GpuTensor,
+  terms: LinearTerms = {},
+): void {
   const layer = weight.replace(/\.weight$/, '');
   f.emit(
     matmulDispatch(f.ws, {
@@ -167,10 +182,14 @@ export function linear(f: ForwardContext, weight: string, rows: Rows, x: GpuTens
 }
 
 /** `t`'s buffer seen as [batch, L, width]: a narrower use of a shared activation. */
-export const activationView = (f: ForwardContext, t: GpuTensor, width: number, name = t.name): GpuTensor => reshape(t, activationShape(f.ws, width), name);
+export const activationView = (f: ForwardContext, t: GpuTensor, width: number, name = t.name): GpuTensor =>
+  reshape(t, activationShape(f.ws, width), name);
 
 /** A block's parameters: `p('attn_qkv.weight')` is `<prefix>.attn_qkv.weight`. */
-export const paramsOf = (f: ForwardContext, prefix: string) => (name: string): GpuTensor => f.param(`${prefix}.${name}`);
+export const paramsOf =
+  (f: ForwardContext, prefix: string) =>
+  (name: string): GpuTensor =>
+    f.param(`${prefix}.${name}`);
 
 const heads = (f: ForwardContext) => ({ nHeads: f.config.nHeads, headDim: headDim(f.config) });
 
@@ -179,22 +198,51 @@ const heads = (f: ForwardContext) => ({ nHeads: f.config.nHeads, headDim: headDi
  * rows this pass encodes, keys rotated; `queries`: theirs, for a self-attention layer), kept as
  * the clean side keeps them.
  */
-export function cleanKeysValues(f: ForwardContext, prefix: string, kv: GpuTensor, queries?: GpuTensor): { k: GpuTensor; v: GpuTensor } {
+export function cleanKeysValues(
+  f: ForwardContext,
+  prefix: string,
+  kv: GpuTensor,
+  queries?: GpuTensor,
+): { k: GpuTensor; v: GpuTensor } {
   const D = f.config.hiddenSize;
   const kept = f.clean.keep(f, prefix, kv, queries);
   return { k: columns(kept, 0, D, 'k'), v: columns(kept, D, D, 'v') };
 }
 
 /** attn = attention(q, k, v) per head (q and k rotated): q over `rows`, k and v over every clean row. */
-export function attend(f: ForwardContext, label: string, rows: Rows, q: GpuTensor, kv: { k: GpuTensor; v: GpuTensor }): void {
-  f.emit(attentionDispatch(f.ws, { label: `${label}.attention`, queries: rows, q, k: kv.k, v: kv.v, out: f.act.attn, ...heads(f) }));
+export function attend(
+  f: ForwardContext,
+  label: string,
+  rows: Rows,
+  q: GpuTensor,
+  kv: { k: GpuTensor; v: GpuTensor },
+): void {
+  f.emit(
+    attentionDispatch(f.ws, {
+      label: `${label}.attention`,
+      queries: rows,
+      q,
+      k: kv.k,
+      v: kv.v,
+      out: f.act.attn,
+      ...heads(f),
+    }),
+  );
 }
 
 /**
  * stream += gate_msa * attn_out(attention(q, k, v)): the attention residual of the encoder
  * block (queries: the rows it encodes) and of the decoder layer (queries: the query rows).
  */
-export function attentionResidual(f: ForwardContext, prefix: string, rows: Rows, q: GpuTensor, kv: { k: GpuTensor; v: GpuTensor }, stream: GpuTensor, m: BlockModulation): void {
+export function attentionResidual(
+  f: ForwardContext,
+  prefix: string,
+  rows: Rows,
+  q: GpuTensor,
+  kv: { k: GpuTensor; v: GpuTensor },
+  stream: GpuTensor,
+  m: BlockModulation,
+): void {
   attend(f, prefix, rows, q, kv);
   linear(f, `${prefix}.attn_out.weight`, rows, f.act.attn, stream, { gate: m.gateMsa });
 }
@@ -203,7 +251,13 @@ export function attentionResidual(f: ForwardContext, prefix: string, rows: Rows,
  * stream += gate_mlp * mlp(modulate(LN_norm2(stream), shift_mlp, scale_mlp)), mlp = Linear, GELU, Linear
  * (the LayerNorm in mlp.0's prologue).
  */
-export function mlpResidual(f: ForwardContext, prefix: string, rows: Rows, stream: GpuTensor, m: BlockModulation): void {
+export function mlpResidual(
+  f: ForwardContext,
+  prefix: string,
+  rows: Rows,
+  stream: GpuTensor,
+  m: BlockModulation,
+): void {
   const hidden = activationView(f, f.act.hidden, f.config.mlpDim); // [batch, L, F]
   linear(f, `${prefix}.mlp.0.weight`, rows, stream, hidden, { bias: true, activation: 'gelu', norm: true });
   linear(f, `${prefix}.mlp.2.weight`, rows, hidden, stream, { bias: true, gate: m.gateMlp });
@@ -230,7 +284,8 @@ export function ditBlock(f: ForwardContext, prefix: string): void {
 
 /** x = embedding[tokens] over `rows`: one dispatch per block of the embedding's rows (token ids). */
 export function embed(f: ForwardContext, rows: Rows, tokens: GpuTensor, out: GpuTensor): void {
-  for (const { first, tensor } of f.blocks('vocab_embed.embedding')) f.emit(embedDispatch(f.ws, { rows, tokens, embedding: tensor, firstToken: first, out }));
+  for (const { first, tensor } of f.blocks('vocab_embed.embedding'))
+    f.emit(embedDispatch(f.ws, { rows, tokens, embedding: tensor, firstToken: first, out }));
 }
 
 /**
@@ -248,7 +303,20 @@ export function outputLayer(f: ForwardContext, rows: Rows, stream: GpuTensor): v
       const N = tensor.shape[0];
       const [out, b] = [columns(act.logits, first, N), columns(bias, first, N)];
       const norm = normed(f, 'output_layer.linear.weight', block);
-      f.emit(matmulDispatch(ws, { label: 'output_layer.linear', rows, x: stream, weight: tensor, bias: b, out, firstRow: w * R, planN: f.config.vocabSize, ...norm }), w);
+      f.emit(
+        matmulDispatch(ws, {
+          label: 'output_layer.linear',
+          rows,
+          x: stream,
+          weight: tensor,
+          bias: b,
+          out,
+          firstRow: w * R,
+          planN: f.config.vocabSize,
+          ...norm,
+        }),
+        w,
+      );
     });
   }
 }

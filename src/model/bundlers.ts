@@ -7,10 +7,12 @@
 import { fail } from '../errors.js';
 
 /** The one-line fix for Parcel 2, which turns a JSON file that a `new URL()` names into a script. */
-export const PARCEL_FIX = '.parcelrc: { "extends": "@parcel/config-default", "transformers": { "**/pgm-webgpu/models/**": ["@parcel/transformer-raw"] } }';
+export const PARCEL_FIX =
+  '.parcelrc: { "extends": "@parcel/config-default", "transformers": { "**/pgm-webgpu/models/**": ["@parcel/transformer-raw"] } }';
 
 /** The one-line fix for Rollup 4, which copies no file that a `new URL()` names. */
-export const ROLLUP_FIX = 'npm install -D @web/rollup-plugin-import-meta-assets, then plugins: [nodeResolve(), importMetaAssets()] in rollup.config.js';
+export const ROLLUP_FIX =
+  'npm install -D @web/rollup-plugin-import-meta-assets, then plugins: [nodeResolve(), importMetaAssets()] in rollup.config.js';
 
 /**
  * `url`, where the app's bundler put the packaged file `file`; a typed error when the bundler
@@ -18,7 +20,10 @@ export const ROLLUP_FIX = 'npm install -D @web/rollup-plugin-import-meta-assets,
  */
 export function emittedFile(file: string, url: URL): URL {
   if (/\.m?js$/.test(url.pathname) && !/\.m?js$/.test(file)) {
-    fail('io', `the packaged ${file} reached this app as a script (${url.pathname.split('/').pop()}): Parcel 2 turns JSON into JavaScript; keep the package's model files as they are with this ${PARCEL_FIX}`);
+    fail(
+      'io',
+      `the packaged ${file} reached this app as a script (${url.pathname.split('/').pop()}): Parcel 2 turns JSON into JavaScript; keep the package's model files as they are with this ${PARCEL_FIX}`,
+    );
   }
   return url;
 }

@@ -43,7 +43,8 @@ function get(weights: WeightMap, name: string): HostTensor {
 /** y = W x + b for one vector (W [out, in]), accumulated in float64. */
 function affine(W: HostTensor, b: HostTensor, x: Float64Array): Float64Array {
   const [out, inDim] = W.shape;
-  if (inDim !== x.length || b.data.length !== out) fail('shape', `conditioning: ${W.shape} does not take a vector of ${x.length}`);
+  if (inDim !== x.length || b.data.length !== out)
+    fail('shape', `conditioning: ${W.shape} does not take a vector of ${x.length}`);
   const y = new Float64Array(out);
   for (let o = 0; o < out; o++) {
     let s = b.data[o];
@@ -70,7 +71,10 @@ export function computeModulations(config: ModelConfig, weights: WeightMap, pref
   const blocks = new Map<string, BlockModulation>();
   prefixes.forEach((prefix, k) => {
     const base = k * 6 * D;
-    values.set(affine(get(weights, `${prefix}.adaLN_modulation.weight`), get(weights, `${prefix}.adaLN_modulation.bias`), c), base);
+    values.set(
+      affine(get(weights, `${prefix}.adaLN_modulation.weight`), get(weights, `${prefix}.adaLN_modulation.bias`), c),
+      base,
+    );
     blocks.set(prefix, {
       shiftMsa: base,
       scaleMsa: base + D,
@@ -81,7 +85,10 @@ export function computeModulations(config: ModelConfig, weights: WeightMap, pref
     });
   });
   const outBase = prefixes.length * 6 * D;
-  values.set(affine(get(weights, 'output_layer.adaLN_modulation.weight'), get(weights, 'output_layer.adaLN_modulation.bias'), c), outBase);
+  values.set(
+    affine(get(weights, 'output_layer.adaLN_modulation.weight'), get(weights, 'output_layer.adaLN_modulation.bias'), c),
+    outBase,
+  );
   const output = { shift: outBase, scale: outBase + D };
 
   // Each LayerNorm's gain and shift, in float64 from its weight and its (float32) modulation.

@@ -66,24 +66,34 @@ export function validateModelConfig(c: unknown, where: string): ModelConfig {
   const m = c as Record<string, unknown>;
   if (m.arch !== 'pgm' && m.arch !== 'mdlm') bad(`unknown architecture ${brief(m.arch)} (expected "pgm" or "mdlm")`);
   for (const k of ['vocabSize', 'hiddenSize', 'nHeads', 'condDim', 'mlpDim', 'length', 'maskId', 'bosId'] as const) {
-    if (!isInt(m[k], k === 'maskId' || k === 'bosId' ? 0 : 1)) bad(`"${k}" must be a positive integer, got ${brief(m[k])}`);
+    if (!isInt(m[k], k === 'maskId' || k === 'bosId' ? 0 : 1))
+      bad(`"${k}" must be a positive integer, got ${brief(m[k])}`);
   }
   for (const k of ['encoderBlocks', 'decoderBlocks', 'nBlocks'] as const) {
     if (!isInt(m[k], 0)) bad(`"${k}" must be a non-negative integer, got ${brief(m[k])}`);
   }
   const cfg = m as unknown as ModelConfig;
   if (cfg.hiddenSize % cfg.nHeads !== 0) bad(`hiddenSize ${cfg.hiddenSize} is not divisible by nHeads ${cfg.nHeads}`);
-  if ((cfg.hiddenSize / cfg.nHeads) % 2 !== 0) bad(`head dim ${cfg.hiddenSize / cfg.nHeads} must be even for rotary embeddings`);
+  if ((cfg.hiddenSize / cfg.nHeads) % 2 !== 0)
+    bad(`head dim ${cfg.hiddenSize / cfg.nHeads} must be even for rotary embeddings`);
   if (cfg.hiddenSize % 2 !== 0) bad(`hiddenSize ${cfg.hiddenSize} must be even`);
   if (cfg.arch === 'pgm') {
     if (cfg.encoderBlocks < 1 || cfg.decoderBlocks < 1) bad('a PGM needs at least one encoder and one decoder block');
-    if (!(PRE_QUERY_MODES as readonly string[]).includes(cfg.preQueryMode)) bad(`unknown preQueryMode ${brief(cfg.preQueryMode)}`);
-    if (!(QUERY_PROCESS_MODES as readonly string[]).includes(cfg.queryProcessMode)) bad(`unknown queryProcessMode ${brief(cfg.queryProcessMode)}`);
+    if (!(PRE_QUERY_MODES as readonly string[]).includes(cfg.preQueryMode))
+      bad(`unknown preQueryMode ${brief(cfg.preQueryMode)}`);
+    if (!(QUERY_PROCESS_MODES as readonly string[]).includes(cfg.queryProcessMode))
+      bad(`unknown queryProcessMode ${brief(cfg.queryProcessMode)}`);
   } else if (cfg.nBlocks < 1) bad('an MDLM needs at least one block');
-  if (cfg.maskId >= cfg.vocabSize || cfg.bosId >= cfg.vocabSize) bad(`maskId/bosId must be < vocabSize ${cfg.vocabSize}`);
-  if (typeof cfg.pNucleus !== 'number' || !(cfg.pNucleus > 0 && cfg.pNucleus <= 1)) bad(`"pNucleus" must be in (0, 1], got ${brief(cfg.pNucleus)}`);
+  if (cfg.maskId >= cfg.vocabSize || cfg.bosId >= cfg.vocabSize)
+    bad(`maskId/bosId must be < vocabSize ${cfg.vocabSize}`);
+  if (typeof cfg.pNucleus !== 'number' || !(cfg.pNucleus > 0 && cfg.pNucleus <= 1))
+    bad(`"pNucleus" must be in (0, 1], got ${brief(cfg.pNucleus)}`);
   if (cfg.vocabMap !== undefined) {
-    if (!Array.isArray(cfg.vocabMap) || cfg.vocabMap.length !== cfg.vocabSize || !cfg.vocabMap.every((v) => Number.isInteger(v) && v >= -1)) {
+    if (
+      !Array.isArray(cfg.vocabMap) ||
+      cfg.vocabMap.length !== cfg.vocabSize ||
+      !cfg.vocabMap.every((v) => Number.isInteger(v) && v >= -1)
+    ) {
       bad(`"vocabMap" must be an array of ${cfg.vocabSize} integer GPT-2 ids (-1 for the mask)`);
     }
   }

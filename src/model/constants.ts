@@ -76,9 +76,15 @@ export async function loadConstants(
       terms.set(mod.values.subarray(norm.gain, norm.gain + K));
       terms.set(mod.values.subarray(norm.shift, norm.shift + K), K);
       const x = gpuTensor(`${name} gain | shift`, scratch.upload(`${name} gain | shift`, terms), [1, 2, K]);
-      const out = gpuTensor(`${name} columns`, scratch.create(`${name} columns`, 8 * N, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC), [1, 2, N]);
+      const out = gpuTensor(
+        `${name} columns`,
+        scratch.create(`${name} columns`, 8 * N, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC),
+        [1, 2, N],
+      );
       const pass = encoder.beginComputePass({ label: name });
-      encodeDispatches(pass, [await matmulDispatch(ws, { label: `${name} columns`, rows: Rows.Clean, x, weight, out, variant: 'register' })]);
+      encodeDispatches(pass, [
+        await matmulDispatch(ws, { label: `${name} columns`, rows: Rows.Clean, x, weight, out, variant: 'register' }),
+      ]);
       pass.end();
       encoder.copyBufferToBuffer(out.buffer, 0, tensor.buffer, 4 * at, 8 * N);
     }

@@ -48,11 +48,14 @@ export function describeFetchFailure(e: unknown): string {
   const codes = chain.map((x) => (x as NodeJS.ErrnoException).code);
   const deepest = chain[chain.length - 1]?.message ?? String(e);
   if (chain.some((x) => /redirect count exceeded/i.test(x.message))) return 'redirect loop: more than 20 redirects';
-  if (chain.some((x) => /scheme must be a? ?HTTP\(S\)/i.test(x.message))) return 'redirected to a URL that is not http(s), which is never followed';
+  if (chain.some((x) => /scheme must be a? ?HTTP\(S\)/i.test(x.message)))
+    return 'redirected to a URL that is not http(s), which is never followed';
   if (codes.includes('ECONNREFUSED')) return 'connection refused';
   if (codes.includes('ENOTFOUND') || codes.includes('EAI_AGAIN')) return `host not found (${deepest})`;
-  if (codes.includes('ECONNRESET') || codes.includes('UND_ERR_SOCKET') || codes.includes('EPIPE')) return `connection reset by the server (${deepest})`;
-  if (/^Failed to fetch$|^Load failed$|NetworkError/i.test(deepest)) return `${deepest}: the server is unreachable, refused the connection or this page's origin (CORS), or redirected in a loop`;
+  if (codes.includes('ECONNRESET') || codes.includes('UND_ERR_SOCKET') || codes.includes('EPIPE'))
+    return `connection reset by the server (${deepest})`;
+  if (/^Failed to fetch$|^Load failed$|NetworkError/i.test(deepest))
+    return `${deepest}: the server is unreachable, refused the connection or this page's origin (CORS), or redirected in a loop`;
   return deepest;
 }
 
@@ -65,7 +68,12 @@ export const CORS_SERVER_PY = `python3 -c "import http.server as s, sys; s.Simpl
  * (with an opaque answer) only when the server answered: then it was CORS, and the error says
  * how to serve the files with the header. Undefined when it was not (or outside a page).
  */
-async function corsFailure(url: string, fetchFn: typeof fetch, signal: AbortSignal, e: unknown): Promise<PgmError | undefined> {
+async function corsFailure(
+  url: string,
+  fetchFn: typeof fetch,
+  signal: AbortSignal,
+  e: unknown,
+): Promise<PgmError | undefined> {
   const page = globalThis.location?.origin;
   if (!page || page === 'null' || !(e instanceof TypeError) || signal.aborted) return undefined;
   const target = new URL(url);
@@ -89,7 +97,12 @@ async function corsFailure(url: string, fetchFn: typeof fetch, signal: AbortSign
  * cannot be had ("check the model URL ..."). A body cut short (a reset, a Content-Length
  * longer than what arrives) is an `io` error saying how much arrived.
  */
-export async function fetchBody(url: string, fetchFn: typeof fetch, hint: string, o: BodyOptions = {}): Promise<Uint8Array> {
+export async function fetchBody(
+  url: string,
+  fetchFn: typeof fetch,
+  hint: string,
+  o: BodyOptions = {},
+): Promise<Uint8Array> {
   checkAborted(o.signal);
   const stall = new AbortController();
   const signal = o.signal ? AbortSignal.any([o.signal, stall.signal]) : stall.signal;
@@ -106,10 +119,17 @@ export async function fetchBody(url: string, fetchFn: typeof fetch, hint: string
     if (o.signal?.aborted) return abortedError(o.signal);
     const sofar = announced === undefined ? `${received} bytes` : `${received} of ${announced} bytes`;
     if (stall.signal.aborted) {
-      return new PgmError('io', `${url}: timed out: less than ${STALL_BYTES / 1024} KiB arrived in ${timeout / 1000} s (${stage}, ${sofar} so far); the server stalled or is too slow (stallTimeout)`, { cause: e });
+      return new PgmError(
+        'io',
+        `${url}: timed out: less than ${STALL_BYTES / 1024} KiB arrived in ${timeout / 1000} s (${stage}, ${sofar} so far); the server stalled or is too slow (stallTimeout)`,
+        { cause: e },
+      );
     }
-    if (stage === 'waiting for the headers') return new PgmError('io', `${url}: fetch failed (${describeFetchFailure(e)}); ${hint}`, { cause: e });
-    return new PgmError('io', `${url}: the download broke off after ${sofar} (${describeFetchFailure(e)}); try again`, { cause: e });
+    if (stage === 'waiting for the headers')
+      return new PgmError('io', `${url}: fetch failed (${describeFetchFailure(e)}); ${hint}`, { cause: e });
+    return new PgmError('io', `${url}: the download broke off after ${sofar} (${describeFetchFailure(e)}); try again`, {
+      cause: e,
+    });
   };
   arm();
   try {
@@ -121,7 +141,8 @@ export async function fetchBody(url: string, fetchFn: typeof fetch, hint: string
     }
     if (!res.ok) fail('io', `${url}: HTTP ${res.status} ${res.statusText}; ${hint}`);
     // A dev server's fallback page for a file it does not have: say so, not "invalid JSON".
-    if (res.headers.get('content-type')?.toLowerCase().startsWith('text/html')) fail('io', `${url}: the server answered with an HTML page, not the model file; ${hint}`);
+    if (res.headers.get('content-type')?.toLowerCase().startsWith('text/html'))
+      fail('io', `${url}: the server answered with an HTML page, not the model file; ${hint}`);
     const length = Number(res.headers.get('content-length') ?? NaN);
     const encoded = (res.headers.get('content-encoding') ?? 'identity').toLowerCase() !== 'identity';
     if (Number.isSafeInteger(length) && length >= 0 && !encoded) announced = length;

@@ -94,7 +94,12 @@ export function decodeFloats(bytes: Uint8Array, dtype: SafetensorsDtype | 'F64',
 }
 
 /** decodeFloats into `out` (as many values as it holds, from the start of `bytes`). */
-export function decodeFloatsInto(out: Float32Array, bytes: Uint8Array, dtype: SafetensorsDtype | 'F64', littleEndian = true): void {
+export function decodeFloatsInto(
+  out: Float32Array,
+  bytes: Uint8Array,
+  dtype: SafetensorsDtype | 'F64',
+  littleEndian = true,
+): void {
   const n = out.length;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (dtype === 'F32') {

@@ -36,8 +36,13 @@ export function rotaryColumns(config: ModelConfig, name: string): RotaryColumns 
   const D = config.hiddenSize;
   const queryOut = config.queryProcessMode === 'linear' ? 'query_processor' : 'query_processor.2';
   if (/(^|\.)attn_qkv\.weight$/.test(name)) return { period: 3 * D, count: 2 * D };
-  if (FUSED_KV.test(name) || /^decoder\.group_swap\.hidden_to_key_value\.(weight|bias)$/.test(name)) return { period: 2 * D, count: D };
-  if (/^decoder\.layers\.\d+\.attn_q\.weight$/.test(name) || new RegExp(`^decoder\\.group_swap\\.${queryOut.replace('.', '\\.')}\\.(weight|bias)$`).test(name)) return { period: D, count: D };
+  if (FUSED_KV.test(name) || /^decoder\.group_swap\.hidden_to_key_value\.(weight|bias)$/.test(name))
+    return { period: 2 * D, count: D };
+  if (
+    /^decoder\.layers\.\d+\.attn_q\.weight$/.test(name) ||
+    new RegExp(`^decoder\\.group_swap\\.${queryOut.replace('.', '\\.')}\\.(weight|bias)$`).test(name)
+  )
+    return { period: D, count: D };
   return undefined;
 }
 
@@ -46,7 +51,11 @@ export function rotaryColumns(config: ModelConfig, name: string): RotaryColumns 
  * rotated columns reordered per head of `dh`: row 2i of a head takes the head's row i, row
  * 2i + 1 its row i + dh/2. Rows outside `columns` keep their place.
  */
-export function pairRotaryRows<T extends HostTensor | StoredTensor>(t: T, dh: number, { period, count }: RotaryColumns): T {
+export function pairRotaryRows<T extends HostTensor | StoredTensor>(
+  t: T,
+  dh: number,
+  { period, count }: RotaryColumns,
+): T {
   const N = t.shape[0];
   const half = dh / 2;
   const from = (row: number): number => {
@@ -76,7 +85,8 @@ export function decoderKvGroups(config: ModelConfig, maxBatch: number, maxBindin
   const perLayer = maxBatch * config.length * 2 * config.hiddenSize * 4;
   const size = Math.max(1, Math.min(config.decoderBlocks, Math.floor(maxBindingBytes / perLayer)));
   const groups: [number, number][] = [];
-  for (let first = 0; first < config.decoderBlocks; first += size) groups.push([first, Math.min(first + size, config.decoderBlocks) - 1]);
+  for (let first = 0; first < config.decoderBlocks; first += size)
+    groups.push([first, Math.min(first + size, config.decoderBlocks) - 1]);
   return groups;
 }
 
@@ -87,13 +97,19 @@ export function decoderKvLayer(name: string): number | undefined {
 }
 
 /** A LayerNorm's weight or bias: only the host reads it (conditioning.ts folds it into the matmul after it, or it is kv_norm1, folded into attn_kv). */
-export const isLayerNormParam = (name: string, shape: readonly number[]): boolean => shape.length === 1 && /(^|\.)(norm1|norm2|q_norm1|kv_norm1|pre_query_norm|norm_final)\.(weight|bias)$/.test(name);
+export const isLayerNormParam = (name: string, shape: readonly number[]): boolean =>
+  shape.length === 1 && /(^|\.)(norm1|norm2|q_norm1|kv_norm1|pre_query_norm|norm_final)\.(weight|bias)$/.test(name);
 
 /**
  * [W_i diag(w_i) for decoder layers first..last], stacked: [2D * layers, D], f32 (its rows not
  * yet paired for rotary); `get` gives each W as the model stores it (f16 storage rounds it first).
  */
-export function decoderKeysValues(config: ModelConfig, first: number, last: number, get: (name: string) => HostTensor): HostTensor {
+export function decoderKeysValues(
+  config: ModelConfig,
+  first: number,
+  last: number,
+  get: (name: string) => HostTensor,
+): HostTensor {
   const D = config.hiddenSize;
   const rows = 2 * D;
   const data = new Float32Array((last - first + 1) * rows * D);

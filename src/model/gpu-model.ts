@@ -63,10 +63,19 @@ function logitRowsFor(device: GPUDevice, config: ModelConfig, maxBatch: number, 
   const rowBytes = maxBatch * config.vocabSize * 4;
   const limit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
   const fit = Math.floor(limit / rowBytes);
-  if (fit < 1) fail('option', `maxBatch ${maxBatch}: a row of ${config.vocabSize} logits for each sequence takes ${rowBytes} bytes, over this device's maxStorageBufferBindingSize (${limit}); use a smaller maxBatch`);
-  if (asked === undefined) return Math.min(config.length, Math.max(1, Math.min(fit, Math.floor(LOGITS_BYTES / rowBytes))));
+  if (fit < 1)
+    fail(
+      'option',
+      `maxBatch ${maxBatch}: a row of ${config.vocabSize} logits for each sequence takes ${rowBytes} bytes, over this device's maxStorageBufferBindingSize (${limit}); use a smaller maxBatch`,
+    );
+  if (asked === undefined)
+    return Math.min(config.length, Math.max(1, Math.min(fit, Math.floor(LOGITS_BYTES / rowBytes))));
   if (!Number.isInteger(asked) || asked < 1) fail('option', `logitRows must be a positive integer, got ${asked}`);
-  if (asked > fit) fail('option', `logitRows ${asked}: ${asked} rows of ${config.vocabSize} logits for ${maxBatch} sequences take ${asked * rowBytes} bytes, over this device's maxStorageBufferBindingSize (${limit}); at most ${fit}`);
+  if (asked > fit)
+    fail(
+      'option',
+      `logitRows ${asked}: ${asked} rows of ${config.vocabSize} logits for ${maxBatch} sequences take ${asked * rowBytes} bytes, over this device's maxStorageBufferBindingSize (${limit}); at most ${fit}`,
+    );
   return Math.min(asked, config.length);
 }
 
@@ -144,7 +153,8 @@ export class GpuModel {
   /** Per sequence: rows whose staleness statistic adaptive passes kept (0 once another pass ran). */
   private adaptiveRows: number[] = [];
   /** The lengths of the next pass, as setLengths was given them; undefined before the first. */
-  private lengths: { clean: readonly number[]; queries: readonly number[]; fresh?: readonly number[]; adaptive?: boolean } | undefined;
+  private lengths:
+    { clean: readonly number[]; queries: readonly number[]; fresh?: readonly number[]; adaptive?: boolean } | undefined;
   /** A step is being encoded and submitted: no other call is taken (see the class). */
   private starting = false;
   /** A forward pass ran over the lengths set last: the logits a pass 'none' reuses. */
@@ -156,11 +166,18 @@ export class GpuModel {
    * time, and no tensor is copied on the host but the small ones only the host reads) and build
    * the forward passes and the sampler.
    */
-  static async load(ctx: GpuContext, config: ModelConfig, weights: Weights, options: GpuModelOptions = {}): Promise<GpuModel> {
+  static async load(
+    ctx: GpuContext,
+    config: ModelConfig,
+    weights: Weights,
+    options: GpuModelOptions = {},
+  ): Promise<GpuModel> {
     const maxBatch = options.maxBatch ?? GPU_MODEL_DEFAULTS.maxBatch;
-    if (!Number.isInteger(maxBatch) || maxBatch < 1) fail('option', `maxBatch must be a positive integer, got ${maxBatch}`);
+    if (!Number.isInteger(maxBatch) || maxBatch < 1)
+      fail('option', `maxBatch must be a positive integer, got ${maxBatch}`);
     const storage = options.weightStorage ?? GPU_MODEL_DEFAULTS.weightStorage;
-    if (!WEIGHT_STORAGES.includes(storage)) fail('option', `weightStorage must be one of ${WEIGHT_STORAGES.join(', ')}; got "${storage}"`);
+    if (!WEIGHT_STORAGES.includes(storage))
+      fail('option', `weightStorage must be one of ${WEIGHT_STORAGES.join(', ')}; got "${storage}"`);
     const logitRows = logitRowsFor(ctx.device, config, maxBatch, options.logitRows);
     const memory = new GpuMemory(ctx.device, ctx.napWhileWaiting ?? canNap);
     const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
@@ -168,7 +185,8 @@ export class GpuModel {
       const L = config.length;
       const D = config.hiddenSize;
       const V = config.vocabSize;
-      const kvGroups = config.arch === 'pgm' ? decoderKvGroups(config, maxBatch, ctx.device.limits.maxStorageBufferBindingSize) : [];
+      const kvGroups =
+        config.arch === 'pgm' ? decoderKvGroups(config, maxBatch, ctx.device.limits.maxStorageBufferBindingSize) : [];
       const store = new GpuWeights(memory, storage, config, kvGroups);
       let uploadMs = 0;
       for await (const [name, tensor] of weights) {
@@ -181,11 +199,30 @@ export class GpuModel {
       const compiling = performance.now();
       const ws = createWorkspace(memory, KernelCache.of(ctx.device), L, maxBatch);
       const decoderKv = kvGroups.map(([first, last]) => 2 * D * (last - first + 1));
-      ws.plan = await kernelPlan(ctx, ws.kernels, { D, F: config.mlpDim, V, L, nHeads: config.nHeads, headDim: headDim(config), halfWeights: store.halfMatmuls, decoderKv }, options);
+      ws.plan = await kernelPlan(
+        ctx,
+        ws.kernels,
+        {
+          D,
+          F: config.mlpDim,
+          V,
+          L,
+          nHeads: config.nHeads,
+          headDim: headDim(config),
+          halfWeights: store.halfMatmuls,
+          decoderKv,
+        },
+        options,
+      );
 
-      const fits = maxBatch > 1 ? `use a smaller maxBatch than ${maxBatch}` : `one sequence of the model's ${L} rows does not fit this device`;
-      const activation = (name: string, width: number) => gpuTensor(name, memory.create(name, maxBatch * L * width * 4, STORAGE, { hint: fits }), [maxBatch, L, width]);
-      const indices = (name: string) => gpuTensor(name, memory.create(name, maxBatch * L * 4, STORAGE, { hint: fits }), [maxBatch, L], 'u32');
+      const fits =
+        maxBatch > 1
+          ? `use a smaller maxBatch than ${maxBatch}`
+          : `one sequence of the model's ${L} rows does not fit this device`;
+      const activation = (name: string, width: number) =>
+        gpuTensor(name, memory.create(name, maxBatch * L * width * 4, STORAGE, { hint: fits }), [maxBatch, L, width]);
+      const indices = (name: string) =>
+        gpuTensor(name, memory.create(name, maxBatch * L * 4, STORAGE, { hint: fits }), [maxBatch, L], 'u32');
       const act: Activations = {
         cleanTokens: indices('cleanTokens'),
         cleanPositions: indices('cleanPositions'),
@@ -198,16 +235,39 @@ export class GpuModel {
         hidden: activation('hidden', Math.max(config.mlpDim, 4 * D)),
         decoderKv: decoderKv.map((width, g) => activation(`decoder kv ${g}`, width)),
         stat: gpuTensor('stat', memory.create('stat', maxBatch * D * 4, STORAGE), [maxBatch, D]),
-        logits: gpuTensor('logits', memory.create('logits', maxBatch * logitRows * V * 4, STORAGE), [maxBatch, logitRows, V]),
+        logits: gpuTensor('logits', memory.create('logits', maxBatch * logitRows * V * 4, STORAGE), [
+          maxBatch,
+          logitRows,
+          V,
+        ]),
       };
       const prefixes =
         config.arch === 'pgm'
-          ? [...Array.from({ length: config.encoderBlocks }, (_, i) => `encoder.blocks.${i}`), ...Array.from({ length: config.decoderBlocks }, (_, i) => `decoder.layers.${i}`)]
+          ? [
+              ...Array.from({ length: config.encoderBlocks }, (_, i) => `encoder.blocks.${i}`),
+              ...Array.from({ length: config.decoderBlocks }, (_, i) => `decoder.layers.${i}`),
+            ]
           : Array.from({ length: config.nBlocks }, (_, i) => `blocks.${i}`);
       const blocks = (name: string) => store.blocks(name);
-      const { tensor: constants, mod, ropeOffset, normColumns } = await loadConstants(memory, ws.kernels, config, store.host, prefixes, store.names(), blocks);
-      const shared = { ws, config, param: (name: string) => store.get(name), blocks, mod, constants, ropeOffset, normColumns, act };
-      const sinus = config.arch === 'pgm' ? gpuTensor('sinus', memory.upload('sinus', sinusTable(L, D)), [L, D]) : undefined;
+      const {
+        tensor: constants,
+        mod,
+        ropeOffset,
+        normColumns,
+      } = await loadConstants(memory, ws.kernels, config, store.host, prefixes, store.names(), blocks);
+      const shared = {
+        ws,
+        config,
+        param: (name: string) => store.get(name),
+        blocks,
+        mod,
+        constants,
+        ropeOffset,
+        normColumns,
+        act,
+      };
+      const sinus =
+        config.arch === 'pgm' ? gpuTensor('sinus', memory.upload('sinus', sinusTable(L, D)), [L, D]) : undefined;
       const build = (clean: ForwardContext['clean']): Promise<RecordedPass> =>
         recordPass((emit) => {
           const f: ForwardContext = { ...shared, clean, emit };
@@ -240,10 +300,25 @@ export class GpuModel {
           report: memory.create('reencoded counts', 4 * maxBatch, STORAGE),
           threshold: memory.create('staleness threshold', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
         };
-        return { pass: await build(adaptiveSide(kvSetOnce(), state, config)), report: state.report, threshold: state.threshold };
+        return {
+          pass: await build(adaptiveSide(kvSetOnce(), state, config)),
+          report: state.report,
+          threshold: state.threshold,
+        };
       };
       options.onPhase?.('compile', performance.now() - compiling);
-      return new GpuModel(config, ws, act, store.parameters, forward, sampler, seeds, drawn, buildIncremental, buildAdaptive);
+      return new GpuModel(
+        config,
+        ws,
+        act,
+        store.parameters,
+        forward,
+        sampler,
+        seeds,
+        drawn,
+        buildIncremental,
+        buildAdaptive,
+      );
     } catch (e) {
       memory.releaseAll();
       throw e;
@@ -259,20 +334,37 @@ export class GpuModel {
   writeClean(b: number, at: number, tokens: ArrayLike<number>, positions: ArrayLike<number>): void {
     this.expectIdle('writeClean');
     const offset = (b * this.ws.seqStride + at) * 4;
-    this.ws.device.queue.writeBuffer(this.act.cleanTokens.buffer, offset, Uint32Array.from(tokens as ArrayLike<number>));
-    this.ws.device.queue.writeBuffer(this.act.cleanPositions.buffer, offset, Uint32Array.from(positions as ArrayLike<number>));
+    this.ws.device.queue.writeBuffer(
+      this.act.cleanTokens.buffer,
+      offset,
+      Uint32Array.from(tokens as ArrayLike<number>),
+    );
+    this.ws.device.queue.writeBuffer(
+      this.act.cleanPositions.buffer,
+      offset,
+      Uint32Array.from(positions as ArrayLike<number>),
+    );
   }
 
   /** This step's query positions of sequence b. */
   writeQueries(b: number, positions: ArrayLike<number>): void {
     this.expectIdle('writeQueries');
-    if (positions.length) this.ws.device.queue.writeBuffer(this.act.queryPositions.buffer, b * this.ws.seqStride * 4, Uint32Array.from(positions));
+    if (positions.length)
+      this.ws.device.queue.writeBuffer(
+        this.act.queryPositions.buffer,
+        b * this.ws.seqStride * 4,
+        Uint32Array.from(positions),
+      );
   }
 
   /** One RNG seed per sequence of the batch. */
   writeSeeds(seeds: readonly number[]): void {
     this.expectIdle('writeSeeds');
-    this.ws.device.queue.writeBuffer(this.seeds, 0, Uint32Array.from(seeds, (s) => s >>> 0));
+    this.ws.device.queue.writeBuffer(
+      this.seeds,
+      0,
+      Uint32Array.from(seeds, (s) => s >>> 0),
+    );
   }
 
   /**
@@ -283,13 +375,22 @@ export class GpuModel {
    */
   setLengths(clean: readonly number[], queries: readonly number[], fresh?: readonly number[], adaptive = false): void {
     this.expectIdle('setLengths');
-    if (clean.length > this.ws.maxBatch) fail('shape', `batch of ${clean.length} exceeds this model's maxBatch ${this.ws.maxBatch}`);
+    if (clean.length > this.ws.maxBatch)
+      fail('shape', `batch of ${clean.length} exceeds this model's maxBatch ${this.ws.maxBatch}`);
     fresh?.forEach((m, b) => {
       const cached = this.kvRows[b] ?? 0;
-      if (!Number.isInteger(m) || m < 0 || m > clean[b]) fail('shape', `sequence ${b}: ${m} fresh rows, but ${clean[b]} clean tokens`);
-      if (clean[b] - m > cached) fail('shape', `sequence ${b}: an incremental pass over the last ${m} of ${clean[b]} clean tokens needs ${clean[b] - m} cached rows; the KV set holds ${cached}`);
+      if (!Number.isInteger(m) || m < 0 || m > clean[b])
+        fail('shape', `sequence ${b}: ${m} fresh rows, but ${clean[b]} clean tokens`);
+      if (clean[b] - m > cached)
+        fail(
+          'shape',
+          `sequence ${b}: an incremental pass over the last ${m} of ${clean[b]} clean tokens needs ${clean[b] - m} cached rows; the KV set holds ${cached}`,
+        );
       if (adaptive && clean[b] - m > (this.adaptiveRows[b] ?? 0)) {
-        fail('shape', `sequence ${b}: an adaptive pass needs the statistic of the ${clean[b] - m} kept rows, which only adaptive passes keep; start the set with every clean token fresh`);
+        fail(
+          'shape',
+          `sequence ${b}: an adaptive pass needs the statistic of the ${clean[b] - m} kept rows, which only adaptive passes keep; start the set with every clean token fresh`,
+        );
       }
     });
     if (adaptive && !fresh) fail('shape', 'an adaptive pass needs fresh counts');
@@ -311,7 +412,11 @@ export class GpuModel {
 
   /** Fail while a step is being started: `call` would change the step being built (the call order of the class doc). */
   private expectIdle(call: string): void {
-    if (this.starting) fail('call-order', `GpuModel.${call} while a step is being started: await startStep (or sampleStep, pgmLogits, mdlmLogits) first`);
+    if (this.starting)
+      fail(
+        'call-order',
+        `GpuModel.${call} while a step is being started: await startStep (or sampleStep, pgmLogits, mdlmLogits) first`,
+      );
   }
 
   /** Run `work`, the encoding and submission of a step, taking no other call until it settles. */
@@ -331,9 +436,17 @@ export class GpuModel {
    * re-encodes come with its readback (DrawnTokens.reencoded).
    */
   private async passDispatches(kind: ForwardPass, staleness?: number): Promise<RecordedPass> {
-    if (!this.lengths) fail('call-order', 'GpuModel: a step before setLengths (a step needs its inputs, then their counts: setLengths, then startStep)');
+    if (!this.lengths)
+      fail(
+        'call-order',
+        'GpuModel: a step before setLengths (a step needs its inputs, then their counts: setLengths, then startStep)',
+      );
     if (kind === 'none') {
-      if (!this.logitsOfLengths) fail('call-order', "GpuModel: a pass 'none' reuses the logits of a forward pass over the lengths set last, and none has run since setLengths");
+      if (!this.logitsOfLengths)
+        fail(
+          'call-order',
+          "GpuModel: a pass 'none' reuses the logits of a forward pass over the lengths set last, and none has run since setLengths",
+        );
       // The logits of the previous pass where one window holds them; else its output layer
       // again, window by window, from the stream rows that pass left (their LayerNorm is the
       // output layer's prologue).
@@ -351,10 +464,12 @@ export class GpuModel {
     }
     if (this.config.arch !== 'pgm') fail('architecture', `an ${kind} pass needs a PGM model; this one is an MDLM`);
     if (!fresh) fail('shape', `an ${kind} pass needs fresh counts: call setLengths(clean, queries, fresh)`);
-    if (adaptive !== (kind === 'adaptive')) fail('shape', `an ${kind} pass needs setLengths(clean, queries, fresh, ${!adaptive})`);
+    if (adaptive !== (kind === 'adaptive'))
+      fail('shape', `an ${kind} pass needs setLengths(clean, queries, fresh, ${!adaptive})`);
     let pass: RecordedPass;
     if (kind === 'adaptive') {
-      if (!(typeof staleness === 'number' && staleness >= 0 && staleness <= 1)) fail('option', `an adaptive pass needs a staleness threshold in [0, 1], got ${staleness}`);
+      if (!(typeof staleness === 'number' && staleness >= 0 && staleness <= 1))
+        fail('option', `an adaptive pass needs a staleness threshold in [0, 1], got ${staleness}`);
       this.adaptive ??= this.buildAdaptive().catch((e) => {
         this.adaptive = undefined;
         throw e;
@@ -391,17 +506,28 @@ export class GpuModel {
    * order), so a sampler whose next step does not depend on the draws keeps one in flight.
    * `staleness` (an adaptive pass): the threshold of its pick, in [0, 1].
    */
-  startStep(settings: SampleSettings, pass: ForwardPass = 'exact', staleness?: number): Promise<{ result: Promise<DrawnTokens> }> {
+  startStep(
+    settings: SampleSettings,
+    pass: ForwardPass = 'exact',
+    staleness?: number,
+  ): Promise<{ result: Promise<DrawnTokens> }> {
     return this.start('startStep', () => this.submitStep(settings, pass, staleness));
   }
 
   /** startStep's work, taking no other call until it settles. */
-  private async submitStep(settings: SampleSettings, pass: ForwardPass, staleness?: number): Promise<{ result: Promise<DrawnTokens> }> {
+  private async submitStep(
+    settings: SampleSettings,
+    pass: ForwardPass,
+    staleness?: number,
+  ): Promise<{ result: Promise<DrawnTokens> }> {
     const { dispatches, windows } = await this.passDispatches(pass, staleness);
     this.sampler.set(settings);
     const encoder = this.ws.device.createCommandEncoder({ label: 'sampling step' });
     // Each window's logits are sampled before the next window overwrites them.
-    encodePass(encoder, 'sampling step', [...dispatches, ...windows.flatMap((w, i) => [...w, this.sampler.windows[i]])]);
+    encodePass(encoder, 'sampling step', [
+      ...dispatches,
+      ...windows.flatMap((w, i) => [...w, this.sampler.windows[i]]),
+    ]);
     const rowsPerSeq = this.config.arch === 'pgm' ? this.ws.shape.maxQuery : this.ws.shape.maxClean;
     const { batch } = this.ws.shape;
     const n = batch * rowsPerSeq;
@@ -427,11 +553,19 @@ export class GpuModel {
   }
 
   /** Write a batch into the token, position and length buffers (padding per sequence). */
-  private writeBatch(call: string, tokens: ArrayLike<number>[], positions: ArrayLike<number>[], queries: ArrayLike<number>[], fresh?: readonly number[], adaptive = false): void {
+  private writeBatch(
+    call: string,
+    tokens: ArrayLike<number>[],
+    positions: ArrayLike<number>[],
+    queries: ArrayLike<number>[],
+    fresh?: readonly number[],
+    adaptive = false,
+  ): void {
     this.expectIdle(call);
     const { ws, act } = this;
     const L = ws.seqStride;
-    if (tokens.length > ws.maxBatch) fail('shape', `batch of ${tokens.length} exceeds this model's maxBatch ${ws.maxBatch}`);
+    if (tokens.length > ws.maxBatch)
+      fail('shape', `batch of ${tokens.length} exceeds this model's maxBatch ${ws.maxBatch}`);
     const put = (buffer: GPUBuffer, rows: ArrayLike<number>[]) => {
       const data = new Uint32Array(rows.length * L);
       rows.forEach((r, b) => data.set(Array.from(r), b * L));
@@ -440,7 +574,12 @@ export class GpuModel {
     put(act.cleanTokens.buffer, tokens);
     put(act.cleanPositions.buffer, positions);
     put(act.queryPositions.buffer, queries);
-    this.setLengths(tokens.map((t) => t.length), queries.map((q) => q.length), fresh, adaptive);
+    this.setLengths(
+      tokens.map((t) => t.length),
+      queries.map((q) => q.length),
+      fresh,
+      adaptive,
+    );
   }
 
   /**
@@ -450,15 +589,30 @@ export class GpuModel {
    * in this order); without it, the exact pass. `staleness` with `fresh`: an adaptive pass at
    * that threshold (the rows it re-encoded are in lastPass.encoderRows when this resolves).
    */
-  async pgmLogits(sequences: readonly PgmSequence[], options: { fresh?: readonly number[]; staleness?: number } = {}): Promise<Float32Array> {
+  async pgmLogits(
+    sequences: readonly PgmSequence[],
+    options: { fresh?: readonly number[]; staleness?: number } = {},
+  ): Promise<Float32Array> {
     if (this.config.arch !== 'pgm') fail('architecture', 'pgmLogits needs a PGM model; this one is an MDLM');
     const shape = validatePgmBatch(this.config, sequences);
-    if (options.fresh && options.fresh.length !== sequences.length) fail('shape', `${options.fresh.length} fresh counts for ${sequences.length} sequences`);
+    if (options.fresh && options.fresh.length !== sequences.length)
+      fail('shape', `${options.fresh.length} fresh counts for ${sequences.length} sequences`);
     const adaptive = options.staleness !== undefined;
-    this.writeBatch('pgmLogits', sequences.map((s) => s.tokens), sequences.map((s) => s.positions), sequences.map((s) => s.queries), options.fresh, adaptive);
-    const logits = await this.start('pgmLogits', () => this.run(shape.maxQueries, adaptive ? 'adaptive' : options.fresh ? 'incremental' : 'exact', options.staleness));
+    this.writeBatch(
+      'pgmLogits',
+      sequences.map((s) => s.tokens),
+      sequences.map((s) => s.positions),
+      sequences.map((s) => s.queries),
+      options.fresh,
+      adaptive,
+    );
+    const logits = await this.start('pgmLogits', () =>
+      this.run(shape.maxQueries, adaptive ? 'adaptive' : options.fresh ? 'incremental' : 'exact', options.staleness),
+    );
     const V = this.config.vocabSize;
-    shape.queryLengths.forEach((m, b) => logits.fill(0, (b * shape.maxQueries + m) * V, (b + 1) * shape.maxQueries * V));
+    shape.queryLengths.forEach((m, b) =>
+      logits.fill(0, (b * shape.maxQueries + m) * V, (b + 1) * shape.maxQueries * V),
+    );
     return logits;
   }
 
@@ -467,7 +621,12 @@ export class GpuModel {
     if (this.config.arch !== 'mdlm') fail('architecture', 'mdlmLogits needs an MDLM model; this one is a PGM');
     const n = validateMdlmBatch(this.config, sequences);
     const positions = Array.from({ length: n }, (_, i) => i);
-    this.writeBatch('mdlmLogits', sequences.map((s) => s.tokens), sequences.map(() => positions), []);
+    this.writeBatch(
+      'mdlmLogits',
+      sequences.map((s) => s.tokens),
+      sequences.map(() => positions),
+      [],
+    );
     return this.start('mdlmLogits', () => this.run(n, 'exact'));
   }
 
@@ -486,8 +645,11 @@ export class GpuModel {
       const encoder = this.ws.device.createCommandEncoder({ label: 'forward' });
       encodePass(encoder, `${this.config.arch} forward`, [...(w === 0 ? dispatches : []), ...windows[w]]);
       const rows = Math.min(R, rowsPerSeq - w * R);
-      const logits = new Float32Array(await readBuffer(this.ws.memory, this.act.logits.buffer, ((batch - 1) * R + rows) * V * 4, encoder));
-      for (let b = 0; b < batch; b++) out.set(logits.subarray(b * R * V, (b * R + rows) * V), (b * rowsPerSeq + w * R) * V);
+      const logits = new Float32Array(
+        await readBuffer(this.ws.memory, this.act.logits.buffer, ((batch - 1) * R + rows) * V * 4, encoder),
+      );
+      for (let b = 0; b < batch; b++)
+        out.set(logits.subarray(b * R * V, (b * R + rows) * V), (b * rowsPerSeq + w * R) * V);
     }
     if (kind === 'adaptive') {
       const reencoded = new Int32Array(await readBuffer(this.ws.memory, (await this.adaptive!).report, 4 * batch));

@@ -3,7 +3,14 @@ import type { GpuMemory } from '../gpu/memory.js';
 import { gpuTensor, type GpuDtype, type GpuTensor } from '../gpu/tensor.js';
 import { headDim, type ModelConfig } from './config.js';
 import { decodeFloats, decodeFloatsInto, DTYPE_BYTES, floatToHalf, halfToFloat, halvesInto } from './floats.js';
-import { decoderKeysValues, decoderKvLayer, decoderKvName, isLayerNormParam, pairRotaryRows, rotaryColumns } from './fusion.js';
+import {
+  decoderKeysValues,
+  decoderKvLayer,
+  decoderKvName,
+  isLayerNormParam,
+  pairRotaryRows,
+  rotaryColumns,
+} from './fusion.js';
 import { isBuffer } from './parameters.js';
 import { floatsOf, numel, type HostTensor, type StoredTensor, type WeightMap } from './tensor.js';
 
@@ -21,16 +28,24 @@ export interface RowBlock {
  * Tensors only the host reads: the timestep embedding, the adaLN modulations and the LayerNorms
  * (conditioning.ts turns them into the constants the matmul after each LayerNorm reads).
  */
-const hostOnly = (name: string, shape: readonly number[]): boolean => name.startsWith('sigma_map.') || name.includes('adaLN_modulation.') || isLayerNormParam(name, shape);
+const hostOnly = (name: string, shape: readonly number[]): boolean =>
+  name.startsWith('sigma_map.') || name.includes('adaLN_modulation.') || isLayerNormParam(name, shape);
 
 /** Tensors the kernels read as f16 when stored so: the matmul weights (2-D `*.weight`) and the embedding. */
-const halfable = (name: string, shape: readonly number[]): boolean => shape.length === 2 && (name.endsWith('.weight') || name === 'vocab_embed.embedding');
+const halfable = (name: string, shape: readonly number[]): boolean =>
+  shape.length === 2 && (name.endsWith('.weight') || name === 'vocab_embed.embedding');
 
 /** Values converted to f16 per step when a tensor is rounded (a fixed working set). */
 const CHUNK = 1 << 20;
 
 /** Values [from, from + count) of `t` into `range` as `dtype` (f16: IEEE half bits, two per u32 word). */
-function writeValues(range: ArrayBuffer, dtype: GpuDtype, t: HostTensor | StoredTensor, from: number, count: number): void {
+function writeValues(
+  range: ArrayBuffer,
+  dtype: GpuDtype,
+  t: HostTensor | StoredTensor,
+  from: number,
+  count: number,
+): void {
   if ('data' in t) {
     const values = t.data.subarray(from, from + count);
     if (dtype === 'f32') new Float32Array(range, 0, count).set(values);
@@ -39,11 +54,16 @@ function writeValues(range: ArrayBuffer, dtype: GpuDtype, t: HostTensor | Stored
   }
   const size = DTYPE_BYTES[t.dtype];
   const bytes = t.bytes.subarray(from * size, (from + count) * size);
-  if ((dtype === 'f16' && t.dtype === 'F16') || (dtype === 'f32' && t.dtype === 'F32')) new Uint8Array(range, 0, bytes.length).set(bytes);
+  if ((dtype === 'f16' && t.dtype === 'F16') || (dtype === 'f32' && t.dtype === 'F32'))
+    new Uint8Array(range, 0, bytes.length).set(bytes);
   else if (dtype === 'f32') decodeFloatsInto(new Float32Array(range, 0, count), bytes, t.dtype);
   else {
     const out = new Uint16Array(range, 0, count);
-    for (let at = 0; at < count; at += CHUNK) halvesInto(out.subarray(at), decodeFloats(bytes.subarray(at * size, Math.min(at + CHUNK, count) * size), t.dtype));
+    for (let at = 0; at < count; at += CHUNK)
+      halvesInto(
+        out.subarray(at),
+        decodeFloats(bytes.subarray(at * size, Math.min(at + CHUNK, count) * size), t.dtype),
+      );
   }
 }
 
@@ -137,13 +157,19 @@ export class GpuWeights {
     const rowBytes = cols * (half ? 2 : 4);
     const { maxStorageBufferBindingSize: binding, maxBufferSize } = this.memory.device.limits;
     const most = Math.floor(Math.min(binding, maxBufferSize) / rowBytes);
-    if (most < 1) fail('webgpu', `tensor ${name}: one row of ${cols} ${dtype} values is over this device's maxStorageBufferBindingSize (${binding})`);
+    if (most < 1)
+      fail(
+        'webgpu',
+        `tensor ${name}: one row of ${cols} ${dtype} values is over this device's maxStorageBufferBindingSize (${binding})`,
+      );
     const per = Math.ceil(rows / Math.ceil(rows / most));
     const blocks: RowBlock[] = [];
     for (let first = 0; first < rows; first += per) {
       const n = Math.min(per, rows - first);
       const label = per < rows ? `${name}[${first}:${first + n}]` : name;
-      const buffer = this.memory.filled(label, n * rowBytes, GPUBufferUsage.STORAGE, (range) => writeValues(range, dtype, t, first * cols, n * cols));
+      const buffer = this.memory.filled(label, n * rowBytes, GPUBufferUsage.STORAGE, (range) =>
+        writeValues(range, dtype, t, first * cols, n * cols),
+      );
       blocks.push({ first, tensor: gpuTensor(label, buffer, per < rows ? [n, cols] : t.shape, dtype) });
     }
     this.uploaded.set(name, blocks);
@@ -158,7 +184,10 @@ export class GpuWeights {
   get(name: string): GpuTensor {
     const blocks = this.blocks(name);
     if (blocks.length > 1) {
-      fail('webgpu', `tensor ${name} is over this device's maxStorageBufferBindingSize (${this.memory.device.limits.maxStorageBufferBindingSize}) and sits in ${blocks.length} blocks of rows, which the ops reading it do not take`);
+      fail(
+        'webgpu',
+        `tensor ${name} is over this device's maxStorageBufferBindingSize (${this.memory.device.limits.maxStorageBufferBindingSize}) and sits in ${blocks.length} blocks of rows, which the ops reading it do not take`,
+      );
     }
     return blocks[0].tensor;
   }

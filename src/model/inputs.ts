@@ -25,14 +25,16 @@ export interface PgmBatchShape {
 const checkTokens = (tokens: ArrayLike<number>, V: number, what: string): void => {
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i];
-    if (!Number.isInteger(t) || t < 0 || t >= V) fail('shape', `${what}: token ${t} at index ${i} is outside the vocabulary [0, ${V})`);
+    if (!Number.isInteger(t) || t < 0 || t >= V)
+      fail('shape', `${what}: token ${t} at index ${i} is outside the vocabulary [0, ${V})`);
   }
 };
 
 const checkPositions = (pos: ArrayLike<number>, L: number, what: string): void => {
   for (let i = 0; i < pos.length; i++) {
     const p = pos[i];
-    if (!Number.isInteger(p) || p < 0 || p >= L) fail('shape', `${what}: position ${p} at index ${i} is outside [0, ${L})`);
+    if (!Number.isInteger(p) || p < 0 || p >= L)
+      fail('shape', `${what}: position ${p} at index ${i} is outside [0, ${L})`);
   }
 };
 
@@ -43,7 +45,8 @@ export function validatePgmBatch(config: ModelConfig, sequences: readonly PgmSeq
   sequences.forEach((s, b) => {
     const what = `sequence ${b}`;
     if (s.tokens.length === 0) fail('shape', `${what}: needs at least one clean token (BOS at position 0)`);
-    if (s.tokens.length !== s.positions.length) fail('shape', `${what}: ${s.tokens.length} tokens but ${s.positions.length} positions`);
+    if (s.tokens.length !== s.positions.length)
+      fail('shape', `${what}: ${s.tokens.length} tokens but ${s.positions.length} positions`);
     if (s.tokens.length > L) fail('shape', `${what}: ${s.tokens.length} clean tokens exceed the model length ${L}`);
     if (s.queries.length > L) fail('shape', `${what}: ${s.queries.length} queries exceed the model length ${L}`);
     checkTokens(s.tokens, config.vocabSize, what);
@@ -66,7 +69,8 @@ export function validateMdlmBatch(config: ModelConfig, sequences: readonly MdlmS
   if (sequences.length === 0) fail('shape', 'empty batch: pass at least one sequence');
   const n = sequences[0].tokens.length;
   sequences.forEach((s, b) => {
-    if (s.tokens.length !== n) fail('shape', `sequence ${b}: MDLM batches need equal lengths (${s.tokens.length} vs ${n})`);
+    if (s.tokens.length !== n)
+      fail('shape', `sequence ${b}: MDLM batches need equal lengths (${s.tokens.length} vs ${n})`);
     checkTokens(s.tokens, config.vocabSize, `sequence ${b}`);
   });
   if (n === 0 || n > config.length) fail('shape', `MDLM sequence length ${n} must be in [1, ${config.length}]`);

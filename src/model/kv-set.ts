@@ -91,7 +91,14 @@ export function adaptiveSide(kv: KvSet, state: StalenessState, config: ModelConf
       if (first) {
         if (!queries) fail('architecture', `${prefix}: the adaptive KV set needs the first block's queries`);
         const firstQueries = kv.cache(`${prefix} queries`, cols(queries));
-        f.emit(appendFreshRowsDispatch(f.ws, { label: `${prefix}.append_q`, from: queries, to: firstQueries, joinedOnly: true }));
+        f.emit(
+          appendFreshRowsDispatch(f.ws, {
+            label: `${prefix}.append_q`,
+            from: queries,
+            to: firstQueries,
+            joinedOnly: true,
+          }),
+        );
         const keys = columns(cache, 0, config.hiddenSize, 'k');
         f.emit(stalenessDispatch(f.ws, { state, queries: firstQueries, keys, nHeads, headDim: headDim(config) }));
       }

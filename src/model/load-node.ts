@@ -34,7 +34,11 @@ export function diskFiles(dir: string): ModelFiles {
         }
       } catch (e) {
         if (e instanceof PgmError) throw e;
-        throw new PgmError('io', `${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
+        throw new PgmError(
+          'io',
+          `${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+          { cause: e },
+        );
       }
     },
   };

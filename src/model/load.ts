@@ -127,9 +127,14 @@ function parseJson(bytes: Uint8Array, where: string): unknown {
 export function parseModelDirConfig(text: string, where: string): ModelDirConfig {
   const c = parseJson(new TextEncoder().encode(text), where) as Record<string, unknown>;
   if (typeof c !== 'object' || c === null) fail('config', `${where}: not a JSON object`);
-  if (c.format !== 'pgm-webgpu' || c.formatVersion !== 1) fail('config', `${where}: not a pgm-webgpu model directory config (format ${brief(c.format)}, formatVersion ${brief(c.formatVersion)}); convert the checkpoint with \`pgm convert\``);
+  if (c.format !== 'pgm-webgpu' || c.formatVersion !== 1)
+    fail(
+      'config',
+      `${where}: not a pgm-webgpu model directory config (format ${brief(c.format)}, formatVersion ${brief(c.formatVersion)}); convert the checkpoint with \`pgm convert\``,
+    );
   validateModelConfig(c.model, where);
-  if (c.dtype !== 'f32' && c.dtype !== 'f16') fail('config', `${where}: "dtype" must be "f32" or "f16", got ${brief(c.dtype)}`);
+  if (c.dtype !== 'f32' && c.dtype !== 'f16')
+    fail('config', `${where}: "dtype" must be "f32" or "f16", got ${brief(c.dtype)}`);
   validateShards(c.shards, where);
   return c as unknown as ModelDirConfig;
 }
@@ -143,12 +148,22 @@ function checkShardSizes(dirConfig: ModelDirConfig, where: string): number {
   const { values, tensors } = parameterTotals(dirConfig.model);
   const total = dirConfig.shards.reduce((a, s) => a + s.size, 0);
   const big = dirConfig.shards.find((s) => s.size > MAX_SHARD_BYTES);
-  if (big) fail('config', `${where}: shard ${big.file} declares ${big.size} bytes, over the ${MAX_SHARD_BYTES} a shard may have; re-shard the model (pgm reshard <dir> --shard-size 64M)`);
-  if (total > MAX_MODEL_BYTES) fail('config', `${where}: the shards declare ${total} bytes, over the ${MAX_MODEL_BYTES} a model may have`);
+  if (big)
+    fail(
+      'config',
+      `${where}: shard ${big.file} declares ${big.size} bytes, over the ${MAX_SHARD_BYTES} a shard may have; re-shard the model (pgm reshard <dir> --shard-size 64M)`,
+    );
+  if (total > MAX_MODEL_BYTES)
+    fail('config', `${where}: the shards declare ${total} bytes, over the ${MAX_MODEL_BYTES} a model may have`);
   const headers = dirConfig.shards.length * (8 + 2 ** 20) + 1024 * tensors;
   if (total < 2 * values || total > 4 * values + headers) {
-    const model = Number.isSafeInteger(4 * values) ? `${values} parameters (${2 * values} to ${4 * values} bytes, plus headers)` : 'more parameters than any shards can hold';
-    fail('config', `${where}: the shards declare ${total} bytes, but the model it describes has ${model}; config.json does not describe these shards`);
+    const model = Number.isSafeInteger(4 * values)
+      ? `${values} parameters (${2 * values} to ${4 * values} bytes, plus headers)`
+      : 'more parameters than any shards can hold';
+    fail(
+      'config',
+      `${where}: the shards declare ${total} bytes, but the model it describes has ${model}; config.json does not describe these shards`,
+    );
   }
   return total;
 }
@@ -168,18 +183,34 @@ export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Prom
   const dirConfig = parseModelDirConfig(new TextDecoder().decode(config.bytes), where);
   const entry = opts.manifestEntry;
   if (entry) {
-    if (entry.arch !== dirConfig.model.arch) fail('integrity', `${where}: architecture ${dirConfig.model.arch} differs from the manifest entry ${entry.id} (${entry.arch}); ${remedy}`);
+    if (entry.arch !== dirConfig.model.arch)
+      fail(
+        'integrity',
+        `${where}: architecture ${dirConfig.model.arch} differs from the manifest entry ${entry.id} (${entry.arch}); ${remedy}`,
+      );
     const listed = new Map(entry.shards.map((s) => [s.file, s]));
     for (const s of dirConfig.shards) {
       const m = listed.get(s.file);
-      if (!m || m.size !== s.size || m.sha256 !== s.sha256) fail('integrity', `shard ${s.file}: config.json and the manifest entry ${entry.id} disagree on it; ${remedy}`);
+      if (!m || m.size !== s.size || m.sha256 !== s.sha256)
+        fail('integrity', `shard ${s.file}: config.json and the manifest entry ${entry.id} disagree on it; ${remedy}`);
     }
-    if (listed.size !== dirConfig.shards.length) fail('integrity', `${where}: lists ${dirConfig.shards.length} shards, the manifest entry ${entry.id} lists ${listed.size}`);
+    if (listed.size !== dirConfig.shards.length)
+      fail(
+        'integrity',
+        `${where}: lists ${dirConfig.shards.length} shards, the manifest entry ${entry.id} lists ${listed.size}`,
+      );
   }
   progress.totalBytes = checkShardSizes(dirConfig, where);
   // Stored first, so that pruning by another load (another tab) keeps this model's shards.
-  if (store && !config.cached) await store.put(configKey(files.location), config.bytes).catch((e) => progress.warn('config.json', `config.json could not be stored in the cache (${reason(e)})`));
-  return { dirConfig, config: dirConfig.model, weights: { [Symbol.asyncIterator]: () => readShards(files, dirConfig, where, opts, progress, remedy) } };
+  if (store && !config.cached)
+    await store
+      .put(configKey(files.location), config.bytes)
+      .catch((e) => progress.warn('config.json', `config.json could not be stored in the cache (${reason(e)})`));
+  return {
+    dirConfig,
+    config: dirConfig.model,
+    weights: { [Symbol.asyncIterator]: () => readShards(files, dirConfig, where, opts, progress, remedy) },
+  };
 }
 
 /**
@@ -187,7 +218,14 @@ export async function loadModel(files: ModelFiles, opts: LoadOptions = {}): Prom
  * A shard's store write runs while its tensors are consumed, and ends before the next shard is
  * read: at most that shard and the next are held.
  */
-async function* readShards(files: ModelFiles, dirConfig: ModelDirConfig, where: string, opts: LoadOptions, progress: Progress, remedy: string): AsyncGenerator<[string, StoredTensor]> {
+async function* readShards(
+  files: ModelFiles,
+  dirConfig: ModelDirConfig,
+  where: string,
+  opts: LoadOptions,
+  progress: Progress,
+  remedy: string,
+): AsyncGenerator<[string, StoredTensor]> {
   progress.loadedBytes = 0;
   const shapes = new Map<string, number[]>();
   for (const shard of dirConfig.shards) {
@@ -207,18 +245,44 @@ async function* readShards(files: ModelFiles, dirConfig: ModelDirConfig, where: 
 }
 
 /** config.json: from the files (the network) first; where that fails, the store's copy, with a warning. */
-async function readConfig(files: ModelFiles, where: string, opts: LoadOptions, progress: Progress): Promise<{ bytes: Uint8Array; cached: boolean }> {
-  const tooLarge = (): never => fail('config', `${where}: larger than ${MAX_CONFIG_BYTES} bytes, not a model config; check the model URL or directory`);
+async function readConfig(
+  files: ModelFiles,
+  where: string,
+  opts: LoadOptions,
+  progress: Progress,
+): Promise<{ bytes: Uint8Array; cached: boolean }> {
+  const tooLarge = (): never =>
+    fail(
+      'config',
+      `${where}: larger than ${MAX_CONFIG_BYTES} bytes, not a model config; check the model URL or directory`,
+    );
   const file = 'config.json';
   const start = now();
   let bytes: Uint8Array;
   try {
     const onBytes = (n: number) => progress.emit({ phase: 'download', file, loaded: n, total: 0 });
-    bytes = await files.read(file, { maxBytes: MAX_CONFIG_BYTES, tooLarge, onBytes, signal: opts.signal, stallTimeout: opts.stallTimeout });
+    bytes = await files.read(file, {
+      maxBytes: MAX_CONFIG_BYTES,
+      tooLarge,
+      onBytes,
+      signal: opts.signal,
+      stallTimeout: opts.stallTimeout,
+    });
   } catch (e) {
-    const copy = opts.store && e instanceof PgmError && e.code === 'io' ? await opts.store.get(configKey(files.location)).catch(() => undefined) : undefined;
+    const copy =
+      opts.store && e instanceof PgmError && e.code === 'io'
+        ? await opts.store.get(configKey(files.location)).catch(() => undefined)
+        : undefined;
     if (!copy) throw e;
-    progress.emit({ phase: 'download', file, loaded: copy.length, total: copy.length, ms: now() - start, cached: true, warning: `${(e as Error).message}; using the config.json cached by an earlier load` });
+    progress.emit({
+      phase: 'download',
+      file,
+      loaded: copy.length,
+      total: copy.length,
+      ms: now() - start,
+      cached: true,
+      warning: `${(e as Error).message}; using the config.json cached by an earlier load`,
+    });
     return { bytes: copy, cached: true };
   }
   if (bytes.length > MAX_CONFIG_BYTES) tooLarge();
@@ -238,7 +302,13 @@ export async function shardProblem(bytes: Uint8Array, shard: ShardInfo): Promise
  * one is evicted), else downloaded, verified and then put in the store (`write`: it never
  * rejects, a refused write is a warning event).
  */
-async function readShard(files: ModelFiles, shard: ShardInfo, opts: LoadOptions, progress: Progress, remedy: string): Promise<{ bytes: Uint8Array; write: Promise<void> }> {
+async function readShard(
+  files: ModelFiles,
+  shard: ShardInfo,
+  opts: LoadOptions,
+  progress: Progress,
+  remedy: string,
+): Promise<{ bytes: Uint8Array; write: Promise<void> }> {
   const { file, size } = shard;
   const key = shardKey(shard.sha256);
   const verify = async (bytes: Uint8Array): Promise<string | undefined> => {
@@ -250,7 +320,9 @@ async function readShard(files: ModelFiles, shard: ShardInfo, opts: LoadOptions,
   const start = now();
   const before = progress.loadedBytes;
   if (opts.store) {
-    const copy = await opts.store.get(key).catch((e) => progress.warn(file, `the cached copy of ${file} could not be read (${reason(e)}); downloading it`));
+    const copy = await opts.store
+      .get(key)
+      .catch((e) => progress.warn(file, `the cached copy of ${file} could not be read (${reason(e)}); downloading it`));
     if (copy) {
       checkAborted(opts.signal);
       progress.loadedBytes = before + copy.length;
@@ -263,18 +335,34 @@ async function readShard(files: ModelFiles, shard: ShardInfo, opts: LoadOptions,
     }
   }
   const larger = (announced?: number): never =>
-    fail('integrity', `shard ${file}: larger than its declared ${size} bytes (${announced === undefined ? 'reading stopped there' : `the server announces ${announced}`}); ${remedy}`);
+    fail(
+      'integrity',
+      `shard ${file}: larger than its declared ${size} bytes (${announced === undefined ? 'reading stopped there' : `the server announces ${announced}`}); ${remedy}`,
+    );
   const onBytes = (n: number) => {
     progress.loadedBytes = before + Math.min(n, size);
     progress.emit({ phase: 'download', file, loaded: n, total: size });
   };
-  const bytes = await files.read(file, { maxBytes: size, tooLarge: larger, onBytes, signal: opts.signal, stallTimeout: opts.stallTimeout });
+  const bytes = await files.read(file, {
+    maxBytes: size,
+    tooLarge: larger,
+    onBytes,
+    signal: opts.signal,
+    stallTimeout: opts.stallTimeout,
+  });
   progress.loadedBytes = before + Math.min(bytes.length, size);
   progress.emit({ phase: 'download', file, loaded: bytes.length, total: size, ms: now() - start });
   if (bytes.length > size) larger();
   const problem = await verify(bytes);
   if (problem !== undefined) fail('integrity', `shard ${file}: ${problem}; ${remedy}`);
-  const write = opts.store?.put(key, bytes).catch((e) => progress.warn(file, `${file} (${(size / 2 ** 20).toFixed(1)} MiB) could not be stored in the cache (${reason(e)}); it will be downloaded again next time`));
+  const write = opts.store
+    ?.put(key, bytes)
+    .catch((e) =>
+      progress.warn(
+        file,
+        `${file} (${(size / 2 ** 20).toFixed(1)} MiB) could not be stored in the cache (${reason(e)}); it will be downloaded again next time`,
+      ),
+    );
   return { bytes, write: write ?? Promise.resolve() };
 }
 
@@ -282,7 +370,12 @@ async function readShard(files: ModelFiles, shard: ShardInfo, opts: LoadOptions,
  * Model files fetched over HTTP(S) (browser, or Node with fetch) from `urlOf(file)`; `hint`
  * ends the message of a file that cannot be had.
  */
-function fetchedFiles(location: string, urlOf: (file: string) => string, hint: string, fetchFn: typeof fetch): ModelFiles {
+function fetchedFiles(
+  location: string,
+  urlOf: (file: string) => string,
+  hint: string,
+  fetchFn: typeof fetch,
+): ModelFiles {
   return { location, remedy: REMEDY.http, read: (file, options) => fetchBody(urlOf(file), fetchFn, hint, options) };
 }
 
@@ -291,22 +384,38 @@ function absoluteUrl(url: string | URL, what: string): URL {
   try {
     return new URL(String(url), globalThis.location?.href);
   } catch {
-    return fail('option', `${what} ${brief(String(url))} is not a URL${globalThis.location ? '' : ', and there is no page to resolve it against: give an absolute http(s) URL'}`);
+    return fail(
+      'option',
+      `${what} ${brief(String(url))} is not a URL${globalThis.location ? '' : ', and there is no page to resolve it against: give an absolute http(s) URL'}`,
+    );
   }
 }
 
 /** Model files served over HTTP(S) under `baseUrl`. */
 export function urlFiles(baseUrl: string | URL, fetchFn: typeof fetch = fetch): ModelFiles {
-  const base = absoluteUrl(String(baseUrl).endsWith('/') ? String(baseUrl) : `${String(baseUrl)}/`, 'the model directory');
-  return fetchedFiles(base.href, (file) => new URL(file, base).href, 'check the model URL (a directory with config.json and its shards)', fetchFn);
+  const base = absoluteUrl(
+    String(baseUrl).endsWith('/') ? String(baseUrl) : `${String(baseUrl)}/`,
+    'the model directory',
+  );
+  return fetchedFiles(
+    base.href,
+    (file) => new URL(file, base).href,
+    'check the model URL (a directory with config.json and its shards)',
+    fetchFn,
+  );
 }
 
 /** Browser entry: load the model directory at `baseUrl`. */
-export function loadModelFromUrl(baseUrl: string | URL, opts: LoadOptions = {}, fetchFn: typeof fetch = fetch): Promise<LoadedModel> {
+export function loadModelFromUrl(
+  baseUrl: string | URL,
+  opts: LoadOptions = {},
+  fetchFn: typeof fetch = fetch,
+): Promise<LoadedModel> {
   return loadModel(urlFiles(baseUrl, fetchFn), opts);
 }
 
-const manifestTooLarge = (where: string): never => fail('config', `${where}: larger than ${MAX_CONFIG_BYTES} bytes, not a weights manifest; check the manifest URL`);
+const manifestTooLarge = (where: string): never =>
+  fail('config', `${where}: larger than ${MAX_CONFIG_BYTES} bytes, not a weights manifest; check the manifest URL`);
 
 /** A weights manifest's bytes (at most MAX_CONFIG_BYTES + 1 of them), parsed and validated; `where` names it. */
 export function parseManifest(bytes: Uint8Array, where: string): WeightsManifest {
@@ -318,20 +427,39 @@ export function parseManifest(bytes: Uint8Array, where: string): WeightsManifest
  * Read and validate the weights manifest at `url`: bounded like config.json, from the network
  * first and from the store's copy when the network fails.
  */
-export async function fetchManifest(manifestUrl: string | URL, opts: Omit<LoadOptions, 'manifestEntry'> = {}, fetchFn: typeof fetch = fetch): Promise<WeightsManifest> {
+export async function fetchManifest(
+  manifestUrl: string | URL,
+  opts: Omit<LoadOptions, 'manifestEntry'> = {},
+  fetchFn: typeof fetch = fetch,
+): Promise<WeightsManifest> {
   const url = absoluteUrl(manifestUrl, 'manifestUrl').href;
   const { store } = opts;
   let bytes: Uint8Array;
   try {
-    bytes = await fetchBody(url, fetchFn, 'check the manifest URL', { maxBytes: MAX_CONFIG_BYTES, tooLarge: () => manifestTooLarge(url), signal: opts.signal, stallTimeout: opts.stallTimeout });
+    bytes = await fetchBody(url, fetchFn, 'check the manifest URL', {
+      maxBytes: MAX_CONFIG_BYTES,
+      tooLarge: () => manifestTooLarge(url),
+      signal: opts.signal,
+      stallTimeout: opts.stallTimeout,
+    });
   } catch (e) {
-    const copy = store && e instanceof PgmError && e.code === 'io' ? await store.get(manifestKey(url)).catch(() => undefined) : undefined;
+    const copy =
+      store && e instanceof PgmError && e.code === 'io'
+        ? await store.get(manifestKey(url)).catch(() => undefined)
+        : undefined;
     if (!copy) throw e;
     new Progress(opts.onProgress).warn(url, `${(e as Error).message}; using the manifest cached by an earlier load`);
     return parseManifest(copy, url);
   }
   const manifest = parseManifest(bytes, url);
-  await store?.put(manifestKey(url), bytes).catch((e) => new Progress(opts.onProgress).warn(url, `the manifest could not be stored in the cache (${reason(e)}); an offline reload will not find it`));
+  await store
+    ?.put(manifestKey(url), bytes)
+    .catch((e) =>
+      new Progress(opts.onProgress).warn(
+        url,
+        `the manifest could not be stored in the cache (${reason(e)}); an offline reload will not find it`,
+      ),
+    );
   return manifest;
 }
 
@@ -339,7 +467,12 @@ export async function fetchManifest(manifestUrl: string | URL, opts: Omit<LoadOp
  * Browser entry: read `weights-manifest.json` at `manifestUrl`, pick model `id` (or the
  * default) and load it, checking its shards against the manifest.
  */
-export async function loadModelFromManifest(manifestUrl: string | URL, id?: string, opts: Omit<LoadOptions, 'manifestEntry'> = {}, fetchFn: typeof fetch = fetch): Promise<LoadedModel> {
+export async function loadModelFromManifest(
+  manifestUrl: string | URL,
+  id?: string,
+  opts: Omit<LoadOptions, 'manifestEntry'> = {},
+  fetchFn: typeof fetch = fetch,
+): Promise<LoadedModel> {
   const url = absoluteUrl(manifestUrl, 'manifestUrl');
   const entry = findModel(await fetchManifest(url, opts, fetchFn), id);
   const dir = entry.path.endsWith('/') ? entry.path : `${entry.path}/`;
@@ -347,7 +480,10 @@ export async function loadModelFromManifest(manifestUrl: string | URL, id?: stri
   try {
     base = new URL(dir, url);
   } catch {
-    return fail('config', `${printable(url.href)}: model ${entry.id} has the path ${brief(entry.path)}, which names no URL relative to a ${url.protocol} manifest; give an absolute http(s) URL`);
+    return fail(
+      'config',
+      `${printable(url.href)}: model ${entry.id} has the path ${brief(entry.path)}, which names no URL relative to a ${url.protocol} manifest; give an absolute http(s) URL`,
+    );
   }
   return loadModel(urlFiles(base, fetchFn), { ...opts, manifestEntry: entry });
 }
@@ -357,11 +493,16 @@ export async function loadModelFromManifest(manifestUrl: string | URL, id?: stri
  * where the app's bundler emitted its files. A bundler that copies no assets (esbuild, a page
  * with an import map) leaves them unreachable: then pass the URL of a hosted copy instead.
  */
-export async function loadPackagedModel(id?: string, opts: Omit<LoadOptions, 'manifestEntry'> = {}, fetchFn: typeof fetch = fetch): Promise<LoadedModel> {
+export async function loadPackagedModel(
+  id?: string,
+  opts: Omit<LoadOptions, 'manifestEntry'> = {},
+  fetchFn: typeof fetch = fetch,
+): Promise<LoadedModel> {
   const entry = findModel(PACKAGED_MANIFEST, id);
   const urls = PACKAGED_FILES[entry.id];
   if (!urls) return loadModel(urlFiles(entry.path, fetchFn), { ...opts, manifestEntry: entry });
-  const urlOf = (file: string): string => urls[file]?.().href ?? fail('integrity', `model ${entry.id}: ${file} is not a file of the packaged model`);
+  const urlOf = (file: string): string =>
+    urls[file]?.().href ?? fail('integrity', `model ${entry.id}: ${file} is not a file of the packaged model`);
   const hint = notEmittedHint(entry.id);
   const files = fetchedFiles(`packaged model ${entry.id}`, urlOf, hint, fetchFn);
   return loadModel(files, { ...opts, manifestEntry: entry });

@@ -34,11 +34,14 @@ export function validateShards(shards: unknown, where: string): ShardInfo[] {
   for (const [i, s] of (shards as unknown[]).entries()) {
     const r = s as Record<string, unknown>;
     if (typeof r !== 'object' || r === null) bad(`shards[${i}] is not an object`);
-    if (typeof r.file !== 'string' || !/^[\w.-]+\.safetensors$/.test(r.file)) bad(`shards[${i}].file must be a plain *.safetensors file name, got ${brief(r.file)}`);
+    if (typeof r.file !== 'string' || !/^[\w.-]+\.safetensors$/.test(r.file))
+      bad(`shards[${i}].file must be a plain *.safetensors file name, got ${brief(r.file)}`);
     if (seen.has(r.file as string)) bad(`shard ${r.file as string} is listed twice`);
     seen.add(r.file as string);
-    if (!Number.isSafeInteger(r.size) || (r.size as number) < 8) bad(`shards[${i}].size must be a byte count, got ${brief(r.size)}`);
-    if (typeof r.sha256 !== 'string' || !SHA256.test(r.sha256)) bad(`shards[${i}].sha256 must be 64 lowercase hex digits`);
+    if (!Number.isSafeInteger(r.size) || (r.size as number) < 8)
+      bad(`shards[${i}].size must be a byte count, got ${brief(r.size)}`);
+    if (typeof r.sha256 !== 'string' || !SHA256.test(r.sha256))
+      bad(`shards[${i}].sha256 must be 64 lowercase hex digits`);
   }
   return shards as ShardInfo[];
 }
@@ -59,11 +62,13 @@ export function validateManifest(m: unknown, where = 'weights-manifest.json'): W
     if (ids.has(x.id as string)) bad(`model id ${x.id as string} is listed twice`);
     ids.add(x.id as string);
     if (x.arch !== 'pgm' && x.arch !== 'mdlm') bad(`${at}.arch must be "pgm" or "mdlm", got ${brief(x.arch)}`);
-    for (const k of ['path', 'description', 'license'] as const) if (typeof x[k] !== 'string' || !(x[k] as string).length) bad(`${at}.${k} must be a non-empty string`);
+    for (const k of ['path', 'description', 'license'] as const)
+      if (typeof x[k] !== 'string' || !(x[k] as string).length) bad(`${at}.${k} must be a non-empty string`);
     if (!Number.isSafeInteger(x.params) || (x.params as number) <= 0) bad(`${at}.params must be a positive integer`);
     validateShards(x.shards, `${where} ${at}`);
   }
-  if (r.default !== null && !(typeof r.default === 'string' && ids.has(r.default))) bad(`"default" must be null or the id of a listed model, got ${brief(r.default)}`);
+  if (r.default !== null && !(typeof r.default === 'string' && ids.has(r.default)))
+    bad(`"default" must be null or the id of a listed model, got ${brief(r.default)}`);
   return r as unknown as WeightsManifest;
 }
 
@@ -71,5 +76,11 @@ export function validateManifest(m: unknown, where = 'weights-manifest.json'): W
 export function findModel(manifest: WeightsManifest, id?: string): ManifestModel {
   const want = id ?? manifest.default;
   if (want === null) return fail('config', 'weights-manifest.json: no default model; pass a model id');
-  return manifest.models.find((m) => m.id === want) ?? fail('config', `weights-manifest.json: no model "${want}" (available: ${manifest.models.map((m) => m.id).join(', ') || 'none'})`);
+  return (
+    manifest.models.find((m) => m.id === want) ??
+    fail(
+      'config',
+      `weights-manifest.json: no model "${want}" (available: ${manifest.models.map((m) => m.id).join(', ') || 'none'})`,
+    )
+  );
 }

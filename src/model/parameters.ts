@@ -80,7 +80,8 @@ export function expectedParameters(c: ModelConfig): Shapes {
   return out;
 }
 
-const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
+const sameShape = (a: readonly number[], b: readonly number[]): boolean =>
+  a.length === b.length && a.every((v, i) => v === b[i]);
 
 /**
  * Compare actual parameter shapes with what `c` implies. Returns one line per problem
@@ -95,12 +96,14 @@ export function parameterMismatches(c: ModelConfig, actual: ReadonlyMap<string, 
   const problems: string[] = [];
   const missing = [...expected.keys()].filter((k) => !actual.has(k));
   const unexpected = [...actual.keys()].filter((k) => !expected.has(k) && !isBuffer(k));
-  const list = (names: string[]): string => names.slice(0, 5).join(', ') + (names.length > 5 ? `, ... (${names.length} in all)` : '');
+  const list = (names: string[]): string =>
+    names.slice(0, 5).join(', ') + (names.length > 5 ? `, ... (${names.length} in all)` : '');
   if (missing.length) problems.push(`missing ${list(missing)}`);
   if (unexpected.length) problems.push(`unexpected ${list(unexpected)}`);
   for (const [name, shape] of expected) {
     const got = actual.get(name);
-    if (got && !sameShape(got, shape)) problems.push(`${name} has shape [${got.join(', ')}], expected [${shape.join(', ')}]`);
+    if (got && !sameShape(got, shape))
+      problems.push(`${name} has shape [${got.join(', ')}], expected [${shape.join(', ')}]`);
   }
   return problems;
 }
@@ -116,7 +119,12 @@ export function parameterTotals(c: ModelConfig): { values: number; tensors: numb
     return { values: [...shapes.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0), tensors: shapes.size };
   };
   const kinds: [Partial<ModelConfig>, number][] =
-    c.arch === 'pgm' ? [[{ encoderBlocks: 1, decoderBlocks: 0 }, c.encoderBlocks], [{ encoderBlocks: 0, decoderBlocks: 1 }, c.decoderBlocks]] : [[{ nBlocks: 1 }, c.nBlocks]];
+    c.arch === 'pgm'
+      ? [
+          [{ encoderBlocks: 1, decoderBlocks: 0 }, c.encoderBlocks],
+          [{ encoderBlocks: 0, decoderBlocks: 1 }, c.decoderBlocks],
+        ]
+      : [[{ nBlocks: 1 }, c.nBlocks]];
   const base = totals({ encoderBlocks: 0, decoderBlocks: 0, nBlocks: 0 });
   const out = { ...base };
   for (const [one, count] of kinds) {

@@ -2,7 +2,19 @@ import { columns, type GpuTensor } from '../gpu/tensor.js';
 import { queryInitDispatches } from '../kernels/group-swap.js';
 import { appendFreshRowsDispatch } from '../kernels/rows.js';
 import { Rows } from '../kernels/workspace.js';
-import { activationView, attend, attentionResidual, cleanKeysValues, ditBlock, embed, linear, mlpResidual, outputLayer, paramsOf, type ForwardContext } from './blocks.js';
+import {
+  activationView,
+  attend,
+  attentionResidual,
+  cleanKeysValues,
+  ditBlock,
+  embed,
+  linear,
+  mlpResidual,
+  outputLayer,
+  paramsOf,
+  type ForwardContext,
+} from './blocks.js';
 import { queryInitTerms } from './config.js';
 import { decoderKvGroups, decoderKvName } from './fusion.js';
 
@@ -22,7 +34,8 @@ export function pgmForward(f: ForwardContext, sinus: GpuTensor): void {
   // 2. Encoder: bidirectional self-attention among the clean tokens; E = x.
   for (let i = 0; i < config.encoderBlocks; i++) ditBlock(f, `encoder.blocks.${i}`);
   // Only the `+mean` / `+logsumexp` statistic reads E over every clean row.
-  if (incremental && queryInitTerms(config.preQueryMode).statistic) f.emit(appendFreshRowsDispatch(ws, { label: 'encoder outputs', from: clean.stream, to: act.x }));
+  if (incremental && queryInitTerms(config.preQueryMode).statistic)
+    f.emit(appendFreshRowsDispatch(ws, { label: 'encoder outputs', from: clean.stream, to: act.x }));
   // 3. Group swap: y = one vector per query position, cross-attending to E.
   groupSwap(f, sinus);
   // 4. Decoder: cross-attention only, queries never see each other.
@@ -46,16 +59,33 @@ function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
   // q0 is built in y's rows; the group swap's output overwrites it there.
   const q0 = activationView(f, act.y, D, 'q0');
   const terms = queryInitTerms(config.preQueryMode);
-  f.emit(queryInitDispatches(ws, { ...terms, encoderOut: act.x, base: p('base_embedding'), queryPositions: act.queryPositions, sinus, stat: act.stat, out: q0 }));
+  f.emit(
+    queryInitDispatches(ws, {
+      ...terms,
+      encoderOut: act.x,
+      base: p('base_embedding'),
+      queryPositions: act.queryPositions,
+      sinus,
+      stat: act.stat,
+      out: q0,
+    }),
+  );
   if (config.queryProcessMode === 'linear') {
-    linear(f, `${GS}.query_processor.weight`, Rows.Query, q0, act.q, { bias: true, norm: true, rotary: act.queryPositions });
+    linear(f, `${GS}.query_processor.weight`, Rows.Query, q0, act.q, {
+      bias: true,
+      norm: true,
+      rotary: act.queryPositions,
+    });
   } else {
     const hidden = activationView(f, act.hidden, 4 * D); // [batch, L, 4D]
     linear(f, `${GS}.query_processor.0.weight`, Rows.Query, q0, hidden, { bias: true, norm: true, activation: 'silu' });
     linear(f, `${GS}.query_processor.2.weight`, Rows.Query, hidden, act.q, { bias: true, rotary: act.queryPositions });
   }
   const kv = activationView(f, act.wide, 2 * D, 'kv');
-  linear(f, `${GS}.hidden_to_key_value.weight`, clean.rows, clean.stream, kv, { bias: true, rotary: act.cleanPositions });
+  linear(f, `${GS}.hidden_to_key_value.weight`, clean.rows, clean.stream, kv, {
+    bias: true,
+    rotary: act.cleanPositions,
+  });
   attend(f, GS, Rows.Query, act.q, cleanKeysValues(f, GS, kv));
   linear(f, `${GS}.output_linear.weight`, Rows.Query, act.attn, act.y, { bias: true });
 }
@@ -73,7 +103,10 @@ function decoderKeysValues(f: ForwardContext): { k: GpuTensor; v: GpuTensor }[] 
     const name = decoderKvName(first, last);
     linear(f, name, clean.rows, clean.stream, act.decoderKv[g], { norm: true, rotary: act.cleanPositions });
     const kept = clean.keep(f, name, act.decoderKv[g]);
-    return Array.from({ length: last - first + 1 }, (_, i) => ({ k: columns(kept, 2 * D * i, D, 'k'), v: columns(kept, 2 * D * i + D, D, 'v') }));
+    return Array.from({ length: last - first + 1 }, (_, i) => ({
+      k: columns(kept, 2 * D * i, D, 'k'),
+      v: columns(kept, 2 * D * i + D, D, 'v'),
+    }));
   });
 }
 

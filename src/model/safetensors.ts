@@ -40,12 +40,16 @@ const MAX_HEADER = 100 * 1024 * 1024;
 const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
 /** The header bytes (length prefix included) for tensors stored back to back in `specs` order. */
-export function encodeHeader(specs: readonly TensorSpec[], metadata: Record<string, string> = {}): { header: Uint8Array; dataSize: number } {
+export function encodeHeader(
+  specs: readonly TensorSpec[],
+  metadata: Record<string, string> = {},
+): { header: Uint8Array; dataSize: number } {
   const json: Record<string, unknown> = {};
   if (Object.keys(metadata).length) json.__metadata__ = metadata;
   let offset = 0;
   for (const s of specs) {
-    if (s.name === '__metadata__' || s.name in json) fail('safetensors', `duplicate or reserved tensor name ${JSON.stringify(s.name)}`);
+    if (s.name === '__metadata__' || s.name in json)
+      fail('safetensors', `duplicate or reserved tensor name ${JSON.stringify(s.name)}`);
     const end = offset + numel(s.shape) * DTYPE_BYTES[s.dtype];
     json[s.name] = { dtype: s.dtype, shape: s.shape, data_offsets: [offset, end] };
     offset = end;
@@ -84,8 +88,10 @@ export async function writeSafetensors(
         if (got > want) break;
         await sink.write(piece);
       }
-      if (got > want) fail('safetensors', `tensor ${specs[i].name}: got more than the ${want} bytes its shape and dtype need`);
-      if (got < want) fail('safetensors', `tensor ${specs[i].name}: got ${got} bytes, its shape and dtype need ${want}`);
+      if (got > want)
+        fail('safetensors', `tensor ${specs[i].name}: got more than the ${want} bytes its shape and dtype need`);
+      if (got < want)
+        fail('safetensors', `tensor ${specs[i].name}: got ${got} bytes, its shape and dtype need ${want}`);
     }
   } catch (e) {
     await sink.abort?.();
@@ -100,7 +106,10 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
   if (bytes.length < 8) bad(`${bytes.length} bytes is too short for a safetensors file`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n64 = dv.getBigUint64(0, true);
-  if (n64 > BigInt(Math.min(bytes.length - 8, MAX_HEADER))) bad(`header length ${n64} exceeds the file size (${bytes.length} bytes) or the ${MAX_HEADER}-byte limit; the file is truncated or not safetensors`);
+  if (n64 > BigInt(Math.min(bytes.length - 8, MAX_HEADER)))
+    bad(
+      `header length ${n64} exceeds the file size (${bytes.length} bytes) or the ${MAX_HEADER}-byte limit; the file is truncated or not safetensors`,
+    );
   const n = Number(n64);
   let json: unknown;
   try {
@@ -125,21 +134,40 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
     const t = value as Record<string, unknown>;
     if (typeof t !== 'object' || t === null) bad(`tensor ${name}: entry is not an object`);
     const dtype = t.dtype as SafetensorsDtype;
-    if (!(typeof dtype === 'string' && dtype in DTYPE_BYTES)) bad(`tensor ${name}: unsupported dtype ${brief(t.dtype)} (expected F32, F16 or BF16)`);
+    if (!(typeof dtype === 'string' && dtype in DTYPE_BYTES))
+      bad(`tensor ${name}: unsupported dtype ${brief(t.dtype)} (expected F32, F16 or BF16)`);
     const shape = t.shape;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`tensor ${name}: bad shape ${brief(shape)}`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      bad(`tensor ${name}: bad shape ${brief(shape)}`);
     const off = t.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0) || off[0] > off[1]) bad(`tensor ${name}: bad data_offsets ${brief(off)}`);
+    if (
+      !Array.isArray(off) ||
+      off.length !== 2 ||
+      !off.every((d) => Number.isSafeInteger(d) && d >= 0) ||
+      off[0] > off[1]
+    )
+      bad(`tensor ${name}: bad data_offsets ${brief(off)}`);
     const [begin, end] = off as number[];
-    if (end > dataSize) bad(`tensor ${name}: data_offsets [${begin}, ${end}] run past the end of the data (${dataSize} bytes); the file is truncated`);
+    if (end > dataSize)
+      bad(
+        `tensor ${name}: data_offsets [${begin}, ${end}] run past the end of the data (${dataSize} bytes); the file is truncated`,
+      );
     const want = numel(shape as number[]) * DTYPE_BYTES[dtype];
-    if (end - begin !== want) bad(`tensor ${name}: shape [${(shape as number[]).join(', ')}] x ${dtype} needs ${want} bytes, data_offsets span ${end - begin}`);
+    if (end - begin !== want)
+      bad(
+        `tensor ${name}: shape [${(shape as number[]).join(', ')}] x ${dtype} needs ${want} bytes, data_offsets span ${end - begin}`,
+      );
     entries.push({ name, dtype, shape: shape as number[], begin, end });
   }
   const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
   let at = 0;
   for (const e of sorted) {
-    if (e.begin !== at) bad(e.begin < at ? `tensor ${e.name} overlaps the previous tensor (data_offsets start at ${e.begin} < ${at})` : `gap before tensor ${e.name} (data_offsets start at ${e.begin}, previous tensor ends at ${at})`);
+    if (e.begin !== at)
+      bad(
+        e.begin < at
+          ? `tensor ${e.name} overlaps the previous tensor (data_offsets start at ${e.begin} < ${at})`
+          : `gap before tensor ${e.name} (data_offsets start at ${e.begin}, previous tensor ends at ${at})`,
+      );
     at = e.end;
   }
   if (at !== dataSize) bad(`tensor data ends at ${at} but the file holds ${dataSize} data bytes`);

@@ -21,16 +21,22 @@ export type WeightMap = Map<string, HostTensor>;
  * converter's, a test's), or a model directory read shard by shard while it is iterated, so
  * that no more than one shard is in memory at a time (`loadModel`).
  */
-export type Weights = Iterable<readonly [string, HostTensor | StoredTensor]> | AsyncIterable<readonly [string, HostTensor | StoredTensor]>;
+export type Weights =
+  Iterable<readonly [string, HostTensor | StoredTensor]> | AsyncIterable<readonly [string, HostTensor | StoredTensor]>;
 
 /** `v` is Weights: a Map or another iterable of tensors, sync or async. */
 export const isWeights = (v: unknown): v is Weights =>
-  v instanceof Map || (typeof v === 'object' && v !== null && (typeof (v as Iterable<unknown>)[Symbol.iterator] === 'function' || typeof (v as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function'));
+  v instanceof Map ||
+  (typeof v === 'object' &&
+    v !== null &&
+    (typeof (v as Iterable<unknown>)[Symbol.iterator] === 'function' ||
+      typeof (v as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function'));
 
 export const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
 /** A tensor's values as float32 (a copy for stored tensors). */
-export const floatsOf = (t: HostTensor | StoredTensor): Float32Array => ('data' in t ? t.data : decodeFloats(t.bytes, t.dtype));
+export const floatsOf = (t: HostTensor | StoredTensor): Float32Array =>
+  'data' in t ? t.data : decodeFloats(t.bytes, t.dtype);
 
 /** Every tensor of `weights` as float32 on the host (the reference forward, tests, inspection). */
 export async function readWeights(weights: Weights): Promise<WeightMap> {

@@ -34,7 +34,10 @@ export function gpt2TokenBytes(): readonly Uint8Array[] {
     // gpt-tokenizer stores a rank as its UTF-8 text, or as raw bytes when not valid UTF-8
     gpt2Bytes = gpt2Ranks.map((rank) => (typeof rank === 'string' ? utf8.encode(rank) : Uint8Array.from(rank)));
     if (gpt2Bytes.length !== GPT2_EOT) {
-      fail('config', `gpt-tokenizer r50k_base has ${gpt2Bytes.length} ranks, expected ${GPT2_EOT}; reinstall gpt-tokenizer`);
+      fail(
+        'config',
+        `gpt-tokenizer r50k_base has ${gpt2Bytes.length} ranks, expected ${GPT2_EOT}; reinstall gpt-tokenizer`,
+      );
     }
     gpt2Bytes.push(utf8.encode(EOT_TEXT));
   }
@@ -99,21 +102,33 @@ export class Vocabulary {
    */
   static fromMap(vocabMap: ArrayLike<number>, source = 'vocabMap'): Vocabulary {
     const size = vocabMap.length;
-    if (size < 259) fail('config', `${source}: ${size} entries; a vocabulary needs the 256 byte tokens, <|endoftext|> and the mask`);
-    if (vocabMap[size - 2] !== GPT2_EOT) fail('config', `${source}[${size - 2}] must be ${GPT2_EOT} (<|endoftext|> = BOS at V-2), got ${vocabMap[size - 2]}`);
-    if (vocabMap[size - 1] !== -1) fail('config', `${source}[${size - 1}] must be -1 (the mask at V-1), got ${vocabMap[size - 1]}`);
+    if (size < 259)
+      fail('config', `${source}: ${size} entries; a vocabulary needs the 256 byte tokens, <|endoftext|> and the mask`);
+    if (vocabMap[size - 2] !== GPT2_EOT)
+      fail(
+        'config',
+        `${source}[${size - 2}] must be ${GPT2_EOT} (<|endoftext|> = BOS at V-2), got ${vocabMap[size - 2]}`,
+      );
+    if (vocabMap[size - 1] !== -1)
+      fail('config', `${source}[${size - 1}] must be -1 (the mask at V-1), got ${vocabMap[size - 1]}`);
     const map = Int32Array.from(vocabMap);
     const seen = new Uint8Array(GPT2_TOKENS);
     for (let id = 0; id < size - 1; id++) {
       const gpt2Id = vocabMap[id];
-      if (!Number.isInteger(gpt2Id) || gpt2Id < 0 || gpt2Id > GPT2_EOT) fail('config', `${source}[${id}] = ${gpt2Id} is not a GPT-2 id (0..${GPT2_EOT})`);
-      if (seen[gpt2Id]) fail('config', `${source}: GPT-2 id ${gpt2Id} appears twice; each GPT-2 id may have one model id`);
+      if (!Number.isInteger(gpt2Id) || gpt2Id < 0 || gpt2Id > GPT2_EOT)
+        fail('config', `${source}[${id}] = ${gpt2Id} is not a GPT-2 id (0..${GPT2_EOT})`);
+      if (seen[gpt2Id])
+        fail('config', `${source}: GPT-2 id ${gpt2Id} appears twice; each GPT-2 id may have one model id`);
       seen[gpt2Id] = 1;
     }
     const bytes = gpt2TokenBytes();
     let singleBytes = 0;
     for (let gpt2Id = 0; gpt2Id < GPT2_EOT; gpt2Id++) if (seen[gpt2Id] && bytes[gpt2Id].length === 1) singleBytes++;
-    if (singleBytes !== 256) fail('config', `${source}: has ${singleBytes} of the 256 single-byte GPT-2 tokens; all are needed so every text can be encoded`);
+    if (singleBytes !== 256)
+      fail(
+        'config',
+        `${source}: has ${singleBytes} of the 256 single-byte GPT-2 tokens; all are needed so every text can be encoded`,
+      );
     let identity = size === GPT2_VOCAB_SIZE;
     for (let id = 0; identity && id < GPT2_TOKENS; id++) identity = map[id] === id;
     return new Vocabulary(map, identity);
@@ -125,7 +140,8 @@ export class Vocabulary {
    * other ids (ties: lower GPT-2 id first), then `<|endoftext|>` and the mask.
    */
   static fromCounts(counts: ArrayLike<number>, size: number): Vocabulary {
-    if (!Number.isInteger(size) || size < 259 || size > GPT2_VOCAB_SIZE) fail('option', `vocabulary size ${size}: use an integer in 259..${GPT2_VOCAB_SIZE}`);
+    if (!Number.isInteger(size) || size < 259 || size > GPT2_VOCAB_SIZE)
+      fail('option', `vocabulary size ${size}: use an integer in 259..${GPT2_VOCAB_SIZE}`);
     const bytes = gpt2TokenBytes();
     const byteTokens: number[] = [];
     const others: number[] = [];
@@ -240,7 +256,7 @@ export class Vocabulary {
     const pieceIds = this.pieceTable();
     const bytes = gpt2TokenBytes()[gpt2Id];
     const pieces: number[] = [];
-    for (let start = 0; start < bytes.length; ) {
+    for (let start = 0; start < bytes.length;) {
       for (let length = Math.min(this.maxPieceLength, bytes.length - start); length > 0; length--) {
         const id = pieceIds.get(byteKey(bytes, start, start + length));
         if (id !== undefined) {

@@ -26,7 +26,15 @@ import { fail } from '../errors.js';
 import { headDim, type ModelConfig } from '../model/config.js';
 import { validatePgmBatch, type PgmSequence } from '../model/inputs.js';
 import type { WeightMap } from '../model/tensor.js';
-import { appendRows, ditBlockOver, embedTokens, groupSwap, outputLayer, pgmDecoderLayer, type PlaceRows } from './forward.js';
+import {
+  appendRows,
+  ditBlockOver,
+  embedTokens,
+  groupSwap,
+  outputLayer,
+  pgmDecoderLayer,
+  type PlaceRows,
+} from './forward.js';
 import { REENCODE_PER_FRESH } from '../model/kv-set.js';
 import { modulations, type Modulations } from './ops.js';
 
@@ -123,16 +131,26 @@ export class ReferenceKvSet {
    * them and re-encode the kept rows `reencode` (distinct, < n) against the whole set, and
    * return the logits `[queries.length, V]` for `queries`.
    */
-  step(fresh: { tokens: ArrayLike<number>; positions: ArrayLike<number> }, queries: ArrayLike<number>, reencode: readonly number[] = []): Float32Array {
+  step(
+    fresh: { tokens: ArrayLike<number>; positions: ArrayLike<number> },
+    queries: ArrayLike<number>,
+    reencode: readonly number[] = [],
+  ): Float32Array {
     const { config, weights, mods } = this;
     const D = config.hiddenSize;
     validatePgmBatch(config, [{ ...fresh, queries }]);
     const m = fresh.tokens.length;
     const kept = this.size;
     if (kept + m > config.length) {
-      fail('shape', `KV set: ${kept} cached rows and ${m} fresh tokens exceed the model length ${config.length}; clear() the set first`);
+      fail(
+        'shape',
+        `KV set: ${kept} cached rows and ${m} fresh tokens exceed the model length ${config.length}; clear() the set first`,
+      );
     }
-    if (new Set(reencode).size !== reencode.length || reencode.some((r) => !Number.isInteger(r) || r < 0 || r >= kept)) {
+    if (
+      new Set(reencode).size !== reencode.length ||
+      reencode.some((r) => !Number.isInteger(r) || r < 0 || r >= kept)
+    ) {
       fail('shape', `KV set: re-encoded rows must be distinct cached rows (< ${kept}), got ${reencode.join(', ')}`);
     }
     this.cleanTokens.push(...Array.from(fresh.tokens));
@@ -143,7 +161,10 @@ export class ReferenceKvSet {
     const freshRows = (t: Float32Array) => t.subarray(0, m * D);
     const reencoded = (t: Float32Array) => t.subarray(m * D);
     // The first block's keys and values of kept rows are exact: only the fresh rows' join.
-    const appendFresh: PlaceRows = (cached, own) => ({ keys: appendRows(cached.keys, freshRows(own.keys)), values: appendRows(cached.values, freshRows(own.values)) });
+    const appendFresh: PlaceRows = (cached, own) => ({
+      keys: appendRows(cached.keys, freshRows(own.keys)),
+      values: appendRows(cached.values, freshRows(own.values)),
+    });
     const replaceAndAppend: PlaceRows = (cached, own) => ({
       keys: appendRows(replaceRows(cached.keys, reencoded(own.keys), reencode, D), freshRows(own.keys)),
       values: appendRows(replaceRows(cached.values, reencoded(own.values), reencode, D), freshRows(own.values)),
@@ -151,7 +172,16 @@ export class ReferenceKvSet {
     let x = embedTokens(config, weights, tokens);
     mods.encoder.forEach((mod, i) => {
       const cached = { keys: this.blockKeys[i], values: this.blockValues[i] };
-      const block = ditBlockOver(config, weights, `encoder.blocks.${i}`, mod, x, positions, cached, i === 0 ? appendFresh : replaceAndAppend);
+      const block = ditBlockOver(
+        config,
+        weights,
+        `encoder.blocks.${i}`,
+        mod,
+        x,
+        positions,
+        cached,
+        i === 0 ? appendFresh : replaceAndAppend,
+      );
       ({ x, keys: this.blockKeys[i], values: this.blockValues[i] } = block);
       if (i === 0) this.firstQueries = appendRows(this.firstQueries, freshRows(block.queries));
     });
@@ -188,7 +218,8 @@ export function adaptivePicks(unseen: ArrayLike<number>, threshold: number, fres
  * `referencePgmLogits`).
  */
 export function referenceKvSetLogits(sets: readonly ReferenceKvSet[], passes: readonly PgmSequence[]): Float32Array {
-  if (sets.length === 0 || sets.length !== passes.length) fail('shape', `${sets.length} KV sets but ${passes.length} passes; give one pass per set`);
+  if (sets.length === 0 || sets.length !== passes.length)
+    fail('shape', `${sets.length} KV sets but ${passes.length} passes; give one pass per set`);
   const { batch, maxQueries } = validatePgmBatch(sets[0].config, passes);
   const V = sets[0].config.vocabSize;
   const logits = new Float32Array(batch * maxQueries * V);

@@ -55,7 +55,13 @@ export function layerNorm(
 }
 
 /** adaLN modulation: `x * (1 + scale) + shift`, with `shift`, `scale` of size `[D]`. */
-export function modulate(x: Float32Array, rows: number, D: number, shift: Float32Array, scale: Float32Array): Float32Array {
+export function modulate(
+  x: Float32Array,
+  rows: number,
+  D: number,
+  shift: Float32Array,
+  scale: Float32Array,
+): Float32Array {
   const out = new Float32Array(rows * D);
   for (let r = 0; r < rows; r++) {
     for (let i = 0; i < D; i++) out[r * D + i] = x[r * D + i] * (1 + scale[i]) + shift[i];
@@ -73,7 +79,8 @@ export function linear(
   bias?: Float32Array,
 ): Float32Array {
   if (x.length !== rows * inDim) fail('shape', `linear: input has ${x.length} values, expected ${rows} x ${inDim}`);
-  if (W.length !== outDim * inDim) fail('shape', `linear: weight has ${W.length} values, expected ${outDim} x ${inDim}`);
+  if (W.length !== outDim * inDim)
+    fail('shape', `linear: weight has ${W.length} values, expected ${outDim} x ${inDim}`);
   const out = new Float32Array(rows * outDim);
   for (let r = 0; r < rows; r++) {
     const xRow = x.subarray(r * inDim, (r + 1) * inDim);
@@ -199,7 +206,13 @@ export function attention(
 }
 
 /** `x + gate * y`, `gate` of size `[D]` (the adaLN-gated residual). */
-export function gatedResidual(x: Float32Array, y: Float32Array, gate: Float32Array, rows: number, D: number): Float32Array {
+export function gatedResidual(
+  x: Float32Array,
+  y: Float32Array,
+  gate: Float32Array,
+  rows: number,
+  D: number,
+): Float32Array {
   const out = new Float32Array(rows * D);
   for (let r = 0; r < rows; r++) {
     for (let i = 0; i < D; i++) out[r * D + i] = x[r * D + i] + gate[i] * y[r * D + i];
@@ -301,14 +314,26 @@ export function conditioning(weights: WeightMap, config: ModelConfig): Float32Ar
 }
 
 /** `adaLN_modulation(c)` of the block at `prefix`, split into its six `[D]` vectors. */
-export function blockModulation(weights: WeightMap, config: ModelConfig, prefix: string, c: Float32Array): BlockModulation {
+export function blockModulation(
+  weights: WeightMap,
+  config: ModelConfig,
+  prefix: string,
+  c: Float32Array,
+): BlockModulation {
   const D = config.hiddenSize;
   const C = config.condDim;
   const w = param(weights, `${prefix}.adaLN_modulation.weight`, [6 * D, C]);
   const b = param(weights, `${prefix}.adaLN_modulation.bias`, [6 * D]);
   const mod = linear(c, 1, C, w, 6 * D, b);
   const part = (i: number): Float32Array => mod.slice(i * D, (i + 1) * D);
-  return { shiftMsa: part(0), scaleMsa: part(1), gateMsa: part(2), shiftMlp: part(3), scaleMlp: part(4), gateMlp: part(5) };
+  return {
+    shiftMsa: part(0),
+    scaleMsa: part(1),
+    gateMsa: part(2),
+    shiftMlp: part(3),
+    scaleMlp: part(4),
+    gateMlp: part(5),
+  };
 }
 
 /** Every `adaLN_modulation(c)` of the model: constant, since `c` is (sigma = 0). */

@@ -35,7 +35,8 @@ export interface SamplingDistributionOptions {
 export function samplingDistribution(logits: Float32Array, opts: SamplingDistributionOptions): Float64Array {
   const { temperature, topP, maskId, greedy } = opts;
   const V = logits.length;
-  if (!Number.isInteger(maskId) || maskId < 0 || maskId >= V) fail('option', `maskId ${maskId} is outside the vocabulary [0, ${V})`);
+  if (!Number.isInteger(maskId) || maskId < 0 || maskId >= V)
+    fail('option', `maskId ${maskId} is outside the vocabulary [0, ${V})`);
   if (!(topP > 0 && topP <= 1)) fail('option', `topP must be in (0, 1], got ${topP}`);
   if (!greedy && !(temperature > 0 && Number.isFinite(temperature))) {
     fail('option', `temperature must be a positive number, got ${temperature}; use greedy for argmax decoding`);

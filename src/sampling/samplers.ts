@@ -62,8 +62,13 @@ export const MDLM_STEPS_PER_POSITION = 4;
 function checkPlan(plan: SequencePlan, o: SamplingOptions, bosId: number, V: number, b: number): number[] {
   if (plan.known.get(0) !== bosId) fail('option', `sequence ${b}: position 0 must hold BOS (${bosId})`);
   for (const [p, t] of plan.known) {
-    if (!Number.isInteger(p) || p < 0 || p >= o.length) fail('option', `sequence ${b}: known token at position ${p} is outside [0, ${o.length}) (the prompt is longer than length?)`);
-    if (!Number.isInteger(t) || t < 0 || t >= V - 1) fail('option', `sequence ${b}: token ${t} at position ${p} is not a model token id`);
+    if (!Number.isInteger(p) || p < 0 || p >= o.length)
+      fail(
+        'option',
+        `sequence ${b}: known token at position ${p} is outside [0, ${o.length}) (the prompt is longer than length?)`,
+      );
+    if (!Number.isInteger(t) || t < 0 || t >= V - 1)
+      fail('option', `sequence ${b}: token ${t} at position ${p} is not a model token id`);
   }
   if (!Number.isInteger(plan.seed)) fail('option', `sequence ${b}: seed must be an integer, got ${plan.seed}`);
   const free: number[] = [];
@@ -78,12 +83,22 @@ function checkPlan(plan: SequencePlan, o: SamplingOptions, bosId: number, V: num
  * probability at least e^-20 / V. No token, or a probability that is 0 or not a number, means
  * the logits held NaN or infinities, and what was drawn means nothing.
  */
-function checkDrawn(out: { tokens: Int32Array; probs: Float32Array }, row: number, V: number, maskId: number, step: number, position: number): void {
+function checkDrawn(
+  out: { tokens: Int32Array; probs: Float32Array },
+  row: number,
+  V: number,
+  maskId: number,
+  step: number,
+  position: number,
+): void {
   const token = out.tokens[row];
   if (token < 0) return;
   const prob = out.probs[row];
   if (token >= V || token === maskId || !(prob > 0 && prob <= 1)) {
-    fail('non-finite', `the model's logits are not finite (NaN or infinite) at step ${step}, position ${position}: its weights hold NaN or infinite values, or overflow f32; check the checkpoint (pgm convert reads the EMA weights unless --no-ema)`);
+    fail(
+      'non-finite',
+      `the model's logits are not finite (NaN or infinite) at step ${step}, position ${position}: its weights hold NaN or infinite values, or overflow f32; check the checkpoint (pgm convert reads the EMA weights unless --no-ema)`,
+    );
   }
 }
 
@@ -100,7 +115,13 @@ const throwIfAborted = (signal?: AbortSignal): void => {
  * before step s's draws are read back, and the readback's round trip overlaps GPU work
  * (`overlap: false` runs one step at a time: profiling a step's dispatches).
  */
-export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[], o: SamplingOptions, signal?: AbortSignal, { overlap = true } = {}): AsyncGenerator<BatchStep> {
+export async function* samplePgm(
+  model: GpuModel,
+  plans: readonly SequencePlan[],
+  o: SamplingOptions,
+  signal?: AbortSignal,
+  { overlap = true } = {},
+): AsyncGenerator<BatchStep> {
   const { config } = model;
   const tokens = plans.map(() => new Int32Array(o.length).fill(-1));
   const queue: number[][] = []; // positions still to reveal, in reveal order (confident: any order)
@@ -110,10 +131,19 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
     const free = checkPlan(plan, o, config.bosId, config.vocabSize, b);
     const rng = new Rng(plan.seed);
     queue.push(o.order === 'random' ? rng.shuffle(free) : free);
-    counts.push(o.schedule === 'uniform' ? uniformCounts(free.length, o.steps) : nonUniformCounts(free.length, o.steps, o.length, rng));
+    counts.push(
+      o.schedule === 'uniform'
+        ? uniformCounts(free.length, o.steps)
+        : nonUniformCounts(free.length, o.steps, o.length, rng),
+    );
     const known = [...plan.known].sort((x, y) => x[0] - y[0]);
     for (const [p, t] of known) tokens[b][p] = t;
-    model.writeClean(b, 0, known.map((k) => k[1]), known.map((k) => k[0]));
+    model.writeClean(
+      b,
+      0,
+      known.map((k) => k[1]),
+      known.map((k) => k[0]),
+    );
     clean.push(known.length);
   });
   model.writeSeeds(plans.map((p) => p.seed));
@@ -162,7 +192,14 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
   };
 
   /** Read a submitted step's draws back (confident: keep the most probable) into a BatchStep. */
-  const finish = async ({ step, reveal, queries, forward, rows, drawn }: Awaited<ReturnType<typeof submit>>): Promise<BatchStep> => {
+  const finish = async ({
+    step,
+    reveal,
+    queries,
+    forward,
+    rows,
+    drawn,
+  }: Awaited<ReturnType<typeof submit>>): Promise<BatchStep> => {
     const revealed: { position: number; token: number }[][] = plans.map(() => []);
     if (drawn) {
       const out = await drawn;
@@ -173,7 +210,12 @@ export async function* samplePgm(model: GpuModel, plans: readonly SequencePlan[]
         let picked = q.map((_, j) => j);
         if (confident) {
           picked = picked.sort((x, y) => out.probs[row(y)] - out.probs[row(x)] || q[x] - q[y]).slice(0, reveal[b]);
-          model.writeClean(b, clean[b], picked.map((j) => out.tokens[row(j)]), picked.map((j) => q[j]));
+          model.writeClean(
+            b,
+            clean[b],
+            picked.map((j) => out.tokens[row(j)]),
+            picked.map((j) => q[j]),
+          );
         }
         for (const j of picked) revealed[b].push({ position: q[j], token: out.tokens[row(j)] });
       });
@@ -226,7 +268,13 @@ const SPECULATE = 1 / 16;
  * pass after a step that revealed nothing recomputes the same logits: the tokens are those of
  * one step at a time.
  */
-export async function* sampleMdlm(model: GpuModel, plans: readonly SequencePlan[], o: SamplingOptions, signal?: AbortSignal, { overlap = true } = {}): AsyncGenerator<BatchStep> {
+export async function* sampleMdlm(
+  model: GpuModel,
+  plans: readonly SequencePlan[],
+  o: SamplingOptions,
+  signal?: AbortSignal,
+  { overlap = true } = {},
+): AsyncGenerator<BatchStep> {
   const { config } = model;
   const n = o.length;
   const positions = Array.from({ length: n }, (_, i) => i);
@@ -234,17 +282,32 @@ export async function* sampleMdlm(model: GpuModel, plans: readonly SequencePlan[
     checkPlan(plan, o, config.bosId, config.vocabSize, b);
     const t = new Int32Array(n).fill(-1);
     for (const [p, id] of plan.known) t[p] = id;
-    model.writeClean(b, 0, Array.from(t, (id) => (id < 0 ? config.maskId : id)), positions);
+    model.writeClean(
+      b,
+      0,
+      Array.from(t, (id) => (id < 0 ? config.maskId : id)),
+      positions,
+    );
     return t;
   });
   model.writeSeeds(plans.map((p) => p.seed));
-  model.setLengths(plans.map(() => n), []);
+  model.setLengths(
+    plans.map(() => n),
+    [],
+  );
   const steps = o.steps + 1;
   const pReveal = (step: number) => (step < o.steps ? mdlmRevealProbability(step, o.steps) : 1);
   const maskedCounts = () => tokens.map((t) => t.reduce((a, id) => a + (id < 0 ? 1 : 0), 0));
 
   const submit = async (step: number, forward: boolean) => {
-    const settings = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, pReveal: pReveal(step), append: false, step };
+    const settings = {
+      temperature: o.temperature,
+      topP: o.topP,
+      greedy: o.greedy,
+      pReveal: pReveal(step),
+      append: false,
+      step,
+    };
     return { step, forward, drawn: (await model.startStep(settings, forward ? 'exact' : 'none')).result };
   };
   /** Read a submitted step back into a BatchStep (`tokens` then hold its reveals). */
@@ -263,7 +326,15 @@ export async function* sampleMdlm(model: GpuModel, plans: readonly SequencePlan[
       }
       return r;
     });
-    return { step, steps, revealed, tokens: tokens.map((t) => t.slice()), forward, encoderRows: forward ? plans.map(() => n) : plans.map(() => 0), decoderRows: forward ? masked : plans.map(() => 0) };
+    return {
+      step,
+      steps,
+      revealed,
+      tokens: tokens.map((t) => t.slice()),
+      forward,
+      encoderRows: forward ? plans.map(() => n) : plans.map(() => 0),
+      decoderRows: forward ? masked : plans.map(() => 0),
+    };
   };
   /** The probability that a submitted step reveals nothing (tokens: as before it). */
   const revealsNothing = (step: number) => maskedCounts().reduce((q, m) => q * (1 - pReveal(step)) ** m, 1);
@@ -275,7 +346,8 @@ export async function* sampleMdlm(model: GpuModel, plans: readonly SequencePlan[
   try {
     for (let step = 0; step < steps; step++) {
       throwIfAborted(signal);
-      const early = inFlight && overlap && revealsNothing(inFlight.step) <= SPECULATE ? await submit(step, true) : undefined;
+      const early =
+        inFlight && overlap && revealsNothing(inFlight.step) <= SPECULATE ? await submit(step, true) : undefined;
       if (inFlight) {
         const ev = await finish(inFlight);
         inFlight = early;

@@ -10,14 +10,22 @@ import { describe, expect, it } from 'vitest';
 const SRC = join(import.meta.dirname, '..', '..', 'src');
 
 function modules(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? modules(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? modules(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 /** Every relative import and re-export of each module (static, dynamic and type-only), as paths under src/. */
 const relativeImports = (file: string): string[] =>
-  [...readFileSync(file, 'utf8').matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"](\.{1,2}\/[^'"]+)['"]/g)].map((m) => resolve(dirname(file), m[1].replace(/\.js$/, '.ts')));
+  [...readFileSync(file, 'utf8').matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"](\.{1,2}\/[^'"]+)['"]/g)].map(
+    (m) => resolve(dirname(file), m[1].replace(/\.js$/, '.ts')),
+  );
 
-const graph = new Map(modules(SRC).map((file) => [relative(SRC, file), relativeImports(file).map((target) => relative(SRC, target))] as const));
+const graph = new Map(
+  modules(SRC).map(
+    (file) => [relative(SRC, file), relativeImports(file).map((target) => relative(SRC, target))] as const,
+  ),
+);
 
 /** The strongly connected components with more than one module (or a self-import): Tarjan. */
 function cycles(): string[][] {
@@ -53,13 +61,25 @@ function cycles(): string[][] {
  * Layers, lowest first: a module imports its own folder and lower layers only; folders of one
  * layer do not import each other.
  */
-const LAYER: Record<string, number> = { errors: 0, gpu: 1, kernels: 2, model: 3, convert: 4, reference: 4, sampling: 4, api: 5, cli: 6 };
+const LAYER: Record<string, number> = {
+  errors: 0,
+  gpu: 1,
+  kernels: 2,
+  model: 3,
+  convert: 4,
+  reference: 4,
+  sampling: 4,
+  api: 5,
+  cli: 6,
+};
 /** errors.ts is the bottom layer; the other top-level modules (engine, options, index, node) are the API. */
-const layerOf = (module: string): string => (module === 'errors.ts' ? 'errors' : module.includes('/') ? module.split('/')[0] : 'api');
+const layerOf = (module: string): string =>
+  module === 'errors.ts' ? 'errors' : module.includes('/') ? module.split('/')[0] : 'api';
 
 describe('src/ imports', () => {
   it('resolve to modules of src/', () => {
-    for (const [from, to] of graph) for (const target of to) expect(graph.has(target), `${from} imports ${target}`).toBe(true);
+    for (const [from, to] of graph)
+      for (const target of to) expect(graph.has(target), `${from} imports ${target}`).toBe(true);
   });
 
   it('go down the layers only', () => {
@@ -81,7 +101,11 @@ describe('src/ imports', () => {
 describe('demo/ imports', () => {
   it('reach src/ through the public entries only (src/index.ts, and src/worker.ts: pgm-webgpu/worker)', () => {
     const DEMO = join(SRC, '..', 'demo');
-    const inSrc = modules(DEMO).flatMap((file) => relativeImports(file).filter((t) => !relative(SRC, t).startsWith('..')).map((t) => `${relative(DEMO, file)} -> ${relative(SRC, t)}`));
+    const inSrc = modules(DEMO).flatMap((file) =>
+      relativeImports(file)
+        .filter((t) => !relative(SRC, t).startsWith('..'))
+        .map((t) => `${relative(DEMO, file)} -> ${relative(SRC, t)}`),
+    );
     expect(inSrc.length).toBeGreaterThan(0);
     expect(inSrc.filter((i) => !/-> (index|worker)\.ts$/.test(i))).toEqual([]);
   });

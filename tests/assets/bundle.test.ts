@@ -31,7 +31,11 @@ describe('generated asset modules', () => {
   });
 
   it('inlineIncludes refuses cycles and malformed includes', () => {
-    const files: Record<string, string> = { 'a.wgsl': '#include "b.wgsl"', 'b.wgsl': '#include "a.wgsl"', 'c.wgsl': '#include b.wgsl' };
+    const files: Record<string, string> = {
+      'a.wgsl': '#include "b.wgsl"',
+      'b.wgsl': '#include "a.wgsl"',
+      'c.wgsl': '#include b.wgsl',
+    };
     expect(() => inlineIncludes('a.wgsl', (f) => files[f])).toThrow(/cycle/);
     expect(() => inlineIncludes('c.wgsl', (f) => files[f])).toThrow(/malformed/);
   });
@@ -41,12 +45,17 @@ describe('generated asset modules', () => {
     for (const model of PACKAGED_MANIFEST.models) {
       const urls = PACKAGED_FILES[model.id];
       expect(Object.keys(urls).sort()).toEqual(['config.json', ...model.shards.map((s) => s.file)].sort());
-      for (const [file, url] of Object.entries(urls)) expect(url().href).toBe(new URL(`${model.path}/${file}`, new URL('../../', import.meta.url)).href);
+      for (const [file, url] of Object.entries(urls))
+        expect(url().href).toBe(new URL(`${model.path}/${file}`, new URL('../../', import.meta.url)).href);
     }
   });
 
   it('a packaged file that a bundler made a script of is a typed error with the one-line fix (Parcel does it to JSON)', async () => {
-    for (const url of ['https://app.test/config.3311c1bc.json', 'https://app.test/assets/model-BrKG6zHG.safetensors', 'data:application/json;base64,e30=']) {
+    for (const url of [
+      'https://app.test/config.3311c1bc.json',
+      'https://app.test/assets/model-BrKG6zHG.safetensors',
+      'data:application/json;base64,e30=',
+    ]) {
       expect(emittedFile(url.includes('model') ? 'model.safetensors' : 'config.json', new URL(url)).href).toBe(url);
     }
     const e = await pgmError(() => emittedFile('config.json', new URL('https://app.test/config.dcbf4a47.js')));
@@ -61,26 +70,74 @@ describe('preprocess (the #if switches resolved per pipeline)', () => {
   const source = (code: string) => ({ name: 'test.wgsl', code });
 
   it('keeps the taken branches, nested, and prepends numeric defines as consts', () => {
-    const code = ['a', '#if X', 'x', '#if !Y', 'x-not-y', '#else', 'x-y', '#endif', '#else', 'not-x', '#endif', 'b'].join('\n');
-    expect(preprocess(source(code), { X: true, Y: false, N: 3, S: 0.5 })).toBe(['const N = 3;', 'const S = 5e-1;', 'a', 'x', 'x-not-y', 'b'].join('\n'));
+    const code = [
+      'a',
+      '#if X',
+      'x',
+      '#if !Y',
+      'x-not-y',
+      '#else',
+      'x-y',
+      '#endif',
+      '#else',
+      'not-x',
+      '#endif',
+      'b',
+    ].join('\n');
+    expect(preprocess(source(code), { X: true, Y: false, N: 3, S: 0.5 })).toBe(
+      ['const N = 3;', 'const S = 5e-1;', 'a', 'x', 'x-not-y', 'b'].join('\n'),
+    );
     expect(preprocess(source(code), { X: true, Y: true })).toBe(['a', 'x', 'x-y', 'b'].join('\n'));
     expect(preprocess(source(code))).toBe(['a', 'not-x', 'b'].join('\n'));
   });
 
   it('#for repeats its lines with the word as 0u, 1u, ..., by a literal or numeric define, before the switches', () => {
-    const code = ['a', '#for i N', 'x[i] = xi + i;', '#if X', 'y[i];', '#endif', '#endfor', '#for j 2', 'z[j];', '#endfor'].join('\n');
+    const code = [
+      'a',
+      '#for i N',
+      'x[i] = xi + i;',
+      '#if X',
+      'y[i];',
+      '#endif',
+      '#endfor',
+      '#for j 2',
+      'z[j];',
+      '#endfor',
+    ].join('\n');
     expect(preprocess(source(code), { N: 3, X: true })).toBe(
-      ['const N = 3;', 'a', 'x[0u] = xi + 0u;', 'y[0u];', 'x[1u] = xi + 1u;', 'y[1u];', 'x[2u] = xi + 2u;', 'y[2u];', 'z[0u];', 'z[1u];'].join('\n'),
+      [
+        'const N = 3;',
+        'a',
+        'x[0u] = xi + 0u;',
+        'y[0u];',
+        'x[1u] = xi + 1u;',
+        'y[1u];',
+        'x[2u] = xi + 2u;',
+        'y[2u];',
+        'z[0u];',
+        'z[1u];',
+      ].join('\n'),
     );
     expect(preprocess(source(code), { N: 0 })).toBe(['const N = 0;', 'a', 'z[0u];', 'z[1u];'].join('\n'));
   });
 
   it('enable directives come before the numeric defines (WGSL wants them first)', () => {
-    expect(preprocess(source('enable subgroups;\n// x\nfn f() {}'), { TM: 4 })).toBe(['enable subgroups;', 'const TM = 4;', '// x', 'fn f() {}'].join('\n'));
+    expect(preprocess(source('enable subgroups;\n// x\nfn f() {}'), { TM: 4 })).toBe(
+      ['enable subgroups;', 'const TM = 4;', '// x', 'fn f() {}'].join('\n'),
+    );
   });
 
   it('unbalanced or unknown directives are typed errors naming the shader', () => {
-    for (const code of ['#if X\na', '#endif', '#else', '#include "common.wgsl"', '#define X 1', '#for i N\na\n#endfor', '#for i 2\na', '#for i 2\n#for j 2\n#endfor\n#endfor']) {
+    for (const code of [
+      '#if X\na',
+      '#endif',
+      '#else',
+      '#include "common.wgsl"',
+      '#define X 1',
+      '#for i N\na\n#endfor',
+      '#for i 2\na',
+      '#for i 2\n#for j 2\n#endfor\n#endfor',
+    ]) {
       expect(() => preprocess(source(code)), code).toThrow(PgmError);
       expect(() => preprocess(source(code)), code).toThrow(/test\.wgsl/);
     }
@@ -114,10 +171,11 @@ describe('the host-shader interface, read off the WGSL (each kernel declares it 
       '@group(0) @binding(0) var<uniform> p: P;\n@group(0) @binding(1) var<uniform> p: P;',
       '@group(1) @binding(0) var<uniform> p: P;',
       '@group(0) @binding(0) var<workgroup> t: array<f32, 64>;',
-    ]) expect(() => bindings(source(code), code), code).toThrow(PgmError);
+    ])
+      expect(() => bindings(source(code), code), code).toThrow(PgmError);
   });
 
-  it('reads a uniform struct\'s fields in order, comments skipped; refuses a missing struct or a non-scalar field', () => {
+  it("reads a uniform struct's fields in order, comments skipped; refuses a missing struct or a non-scalar field", () => {
     const code = 'struct Params {\n  K: u32,\n  // the scale\n  scale: f32,  // 1 / sqrt(dh)\n  shift: i32\n}';
     expect(structFields(source(code), code, 'Params')).toEqual([
       { name: 'K', type: 'u32' },
@@ -130,7 +188,10 @@ describe('the host-shader interface, read off the WGSL (each kernel declares it 
   });
 
   it('reads constants and @workgroup_size as products of literals, constants and numeric defines', () => {
-    const code = preprocess(source('const TN: u32 = 4u;\nconst BLOCK: u32 = TN * WG;\n@compute @workgroup_size(WG, 2)\nfn main() {}'), { WG: 16 });
+    const code = preprocess(
+      source('const TN: u32 = 4u;\nconst BLOCK: u32 = TN * WG;\n@compute @workgroup_size(WG, 2)\nfn main() {}'),
+      { WG: 16 },
+    );
     expect(constant(source(code), code, 'BLOCK')).toBe(64);
     expect(workgroupSize(source(code), code)).toEqual([16, 2, 1]);
     expect(() => constant(source(code), code, 'BLOCK_ROWS')).toThrow(/declares no const BLOCK_ROWS/);
@@ -143,10 +204,21 @@ describe('the host-shader interface, read off the WGSL (each kernel declares it 
       const code = preprocess(shader(file), defines);
       return constant(shader(file), code, name);
     };
-    expect([read('matmul.wgsl', { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, 'BLOCK_ROWS'), read('matmul.wgsl', { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, 'BLOCK_COLS')]).toEqual([64, 64]);
-    expect([read('matmul.wgsl', { WG_X: 64, WG_Y: 1, TM: 4 }, 'BLOCK_ROWS'), read('matmul.wgsl', { WG_X: 64, WG_Y: 1, TM: 4 }, 'BLOCK_COLS')]).toEqual([4, 256]);
-    expect([read('matmul_broadcast.wgsl', { TM: 8, WG: 16 }, 'BLOCK_ROWS'), read('matmul_broadcast.wgsl', { TM: 8, WG: 16 }, 'BLOCK_COLS')]).toEqual([8, 64]);
-    expect([read('matmul_tiled.wgsl', {}, 'BLOCK_ROWS'), read('matmul_small.wgsl', {}, 'BLOCK_COLS')]).toEqual([64, 64]);
+    expect([
+      read('matmul.wgsl', { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, 'BLOCK_ROWS'),
+      read('matmul.wgsl', { WG_X: 8, WG_Y: 4, TM: 16, COLS8: true }, 'BLOCK_COLS'),
+    ]).toEqual([64, 64]);
+    expect([
+      read('matmul.wgsl', { WG_X: 64, WG_Y: 1, TM: 4 }, 'BLOCK_ROWS'),
+      read('matmul.wgsl', { WG_X: 64, WG_Y: 1, TM: 4 }, 'BLOCK_COLS'),
+    ]).toEqual([4, 256]);
+    expect([
+      read('matmul_broadcast.wgsl', { TM: 8, WG: 16 }, 'BLOCK_ROWS'),
+      read('matmul_broadcast.wgsl', { TM: 8, WG: 16 }, 'BLOCK_COLS'),
+    ]).toEqual([8, 64]);
+    expect([read('matmul_tiled.wgsl', {}, 'BLOCK_ROWS'), read('matmul_small.wgsl', {}, 'BLOCK_COLS')]).toEqual([
+      64, 64,
+    ]);
     expect(read('attention_flash.wgsl', { HEAD_DIM: 64, KEY_TILE: 32 }, 'QUERY_TILE')).toBe(64);
     expect(read('attention.wgsl', { HEAD_DIM: 64 }, 'THREAD_ROWS')).toBe(4);
   });
@@ -156,7 +228,10 @@ describe('the host-shader interface, read off the WGSL (each kernel declares it 
       const switches = [...new Set([...WGSL[file].matchAll(/^#if !?(\w+)/gm)].map((m) => m[1]))];
       for (let bits = 0; bits < 1 << switches.length; bits++) {
         const counts = [...WGSL[file].matchAll(/^#for \w+ (\w+)/gm)].map((m) => [m[1], 2]);
-        const defines = { ...Object.fromEntries(counts), ...Object.fromEntries(switches.map((name, i) => [name, Boolean(bits & (1 << i))])) };
+        const defines = {
+          ...Object.fromEntries(counts),
+          ...Object.fromEntries(switches.map((name, i) => [name, Boolean(bits & (1 << i))])),
+        };
         const code = preprocess(shader(file), defines);
         const declared = bindings(shader(file), code);
         expect(declared.slice(0, 3), `${file} ${JSON.stringify(defines)}`).toEqual([

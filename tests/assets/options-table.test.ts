@@ -1,7 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { usage } from '../../src/cli/generate.js';
-import { checkEngineOptionTypes, ENGINE_DEFAULTS, ENGINE_OPTIONS, GENERATION_OPTIONS, IMPORT_OPTIONS } from '../../src/options.js';
+import {
+  checkEngineOptionTypes,
+  ENGINE_DEFAULTS,
+  ENGINE_OPTIONS,
+  GENERATION_OPTIONS,
+  IMPORT_OPTIONS,
+} from '../../src/options.js';
 import { README, engineOptionsTable, importOptionsTable, optionsTable } from '../../scripts/options-table.js';
 
 describe('one table of generation options', () => {
@@ -29,7 +35,9 @@ describe("one table of createEngine's options", () => {
     expect(readFileSync(README, 'utf8')).toContain(engineOptionsTable());
   });
 
-  const engineOptions = /export interface EngineOptions \{([\s\S]*?)\n\}/.exec(readFileSync(new URL('../../src/types.ts', import.meta.url), 'utf8'))![1];
+  const engineOptions = /export interface EngineOptions \{([\s\S]*?)\n\}/.exec(
+    readFileSync(new URL('../../src/types.ts', import.meta.url), 'utf8'),
+  )![1];
 
   it('names every createEngine option of the types, and nothing else', () => {
     const declared = engineOptions.match(/^ {2}(\w+)\?:/gm)!.map((m) => m.trim().slice(0, -2));
@@ -37,7 +45,12 @@ describe("one table of createEngine's options", () => {
   });
 
   it('gives the defaults that are one value as the code uses them (ENGINE_DEFAULTS), and the JSDoc of EngineOptions says the same', () => {
-    const jsdoc = new Map([...engineOptions.matchAll(/\/\*\*([\s\S]*?)\*\/\s*\n {2}(\w+)\?:/g)].map((m) => [m[2], m[1].replace(/\s*\n\s*\*\s*/g, ' ')]));
+    const jsdoc = new Map(
+      [...engineOptions.matchAll(/\/\*\*([\s\S]*?)\*\/\s*\n {2}(\w+)\?:/g)].map((m) => [
+        m[2],
+        m[1].replace(/\s*\n\s*\*\s*/g, ' '),
+      ]),
+    );
     const literal = (v: unknown) => (typeof v === 'string' ? `'${v}'` : String(v));
     expect(Object.keys(ENGINE_DEFAULTS).sort()).toEqual(['maxBatch', 'stallTimeout', 'warmUp', 'weightStorage']);
     for (const [name, value] of Object.entries(ENGINE_DEFAULTS)) {
@@ -55,14 +68,37 @@ describe("one table of createEngine's options", () => {
       }
       return undefined;
     };
-    expect(message({ modle: 'x' })).toEqual(['option', `createEngine: unknown option "modle"; the options are ${ENGINE_OPTIONS.map((o) => o.name).join(', ')}`]);
+    expect(message({ modle: 'x' })).toEqual([
+      'option',
+      `createEngine: unknown option "modle"; the options are ${ENGINE_OPTIONS.map((o) => o.name).join(', ')}`,
+    ]);
     expect(message({ onProgres: () => undefined })?.[1]).toMatch(/^createEngine: unknown option "onProgres"/);
-    expect(message({ maxBatch: '4' })).toEqual(['option', 'createEngine: maxBatch must be an integer >= 1, got string "4"']);
-    expect(message({ stallTimeout: 2 ** 31 })).toEqual(['option', 'createEngine: stallTimeout must be a number of milliseconds in (0, 2^31), or Infinity, got 2147483648']);
-    expect(message({ cache: 'yes' })?.[1]).toBe('createEngine: cache must be true, false or a ModelStore { get, put, delete, keys }, got string "yes"');
-    expect(message({ weightStorage: 'bf16' })?.[1]).toBe('createEngine: unknown weightStorage "bf16"; use one of auto, f32, f16');
+    expect(message({ maxBatch: '4' })).toEqual([
+      'option',
+      'createEngine: maxBatch must be an integer >= 1, got string "4"',
+    ]);
+    expect(message({ stallTimeout: 2 ** 31 })).toEqual([
+      'option',
+      'createEngine: stallTimeout must be a number of milliseconds in (0, 2^31), or Infinity, got 2147483648',
+    ]);
+    expect(message({ cache: 'yes' })?.[1]).toBe(
+      'createEngine: cache must be true, false or a ModelStore { get, put, delete, keys }, got string "yes"',
+    );
+    expect(message({ weightStorage: 'bf16' })?.[1]).toBe(
+      'createEngine: unknown weightStorage "bf16"; use one of auto, f32, f16',
+    );
     expect(message('pgm-small')?.[1]).toBe('createEngine: options must be an object, got string "pgm-small"');
-    expect(message({ model: 'pgm-small', signal: new AbortController().signal, stallTimeout: Infinity, cache: false, warmUp: true, onProgress: () => undefined, maxBatch: undefined })).toBeUndefined();
+    expect(
+      message({
+        model: 'pgm-small',
+        signal: new AbortController().signal,
+        stallTimeout: Infinity,
+        cache: false,
+        warmUp: true,
+        onProgress: () => undefined,
+        maxBatch: undefined,
+      }),
+    ).toBeUndefined();
   });
 });
 
@@ -74,7 +110,10 @@ describe("one table of importCheckpoint's options", () => {
   it('names every importCheckpoint option of the types, and nothing else', () => {
     const fields = (file: string, name: string) => {
       const text = readFileSync(new URL(`../../src/${file}`, import.meta.url), 'utf8');
-      return new RegExp(`export interface ${name}\\b[^{]*\\{([\\s\\S]*?)\\n\\}`).exec(text)![1].match(/^ {2}(\w+)\?:/gm)!.map((m) => m.trim().slice(0, -2));
+      return new RegExp(`export interface ${name}\\b[^{]*\\{([\\s\\S]*?)\\n\\}`)
+        .exec(text)![1]
+        .match(/^ {2}(\w+)\?:/gm)!
+        .map((m) => m.trim().slice(0, -2));
     };
     // The API's ImportOptions extends the converter's, which extends ConvertOptions (less pieceValues, for tests) and ReadOptions.
     const declared = [

@@ -21,7 +21,14 @@ function gitignored(lines: readonly string[]): (path: string) => boolean {
     const body = line.replace(/^\/|\/$/g, '');
     const glob = body
       .split('/')
-      .map((seg) => (seg === '**' ? '(?:[^/]+/)*' : `${seg.replace(/[.+^$()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}/`))
+      .map((seg) =>
+        seg === '**'
+          ? '(?:[^/]+/)*'
+          : `${seg
+              .replace(/[.+^$()|[\]\\]/g, '\\$&')
+              .replace(/\*/g, '[^/]*')
+              .replace(/\?/g, '[^/]')}/`,
+      )
       .join('');
     // A pattern with a slash before its end is anchored at the root; one without names a file or folder at any depth.
     return new RegExp(`^${body.includes('/') ? '' : '(?:[^/]+/)*'}${glob}`);
@@ -29,7 +36,10 @@ function gitignored(lines: readonly string[]): (path: string) => boolean {
   return (path) => path === '.git' || path.startsWith('.git/') || patterns.some((p) => p.test(`${path}/`));
 }
 
-const ignoreLines = readFileSync(join(ROOT, '.gitignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+const ignoreLines = readFileSync(join(ROOT, '.gitignore'), 'utf8')
+  .split('\n')
+  .map((l) => l.trim())
+  .filter((l) => l && !l.startsWith('#'));
 const ignored = gitignored(ignoreLines);
 
 function files(dir = ''): string[] {
@@ -40,11 +50,16 @@ function files(dir = ''): string[] {
   });
 }
 
-const TOP = readdirSync(ROOT, { withFileTypes: true }).filter((e) => e.isDirectory() && !ignored(e.name)).map((e) => e.name);
-const SRC = readdirSync(join(ROOT, 'src'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+const TOP = readdirSync(ROOT, { withFileTypes: true })
+  .filter((e) => e.isDirectory() && !ignored(e.name))
+  .map((e) => e.name);
+const SRC = readdirSync(join(ROOT, 'src'), { withFileTypes: true })
+  .filter((e) => e.isDirectory())
+  .map((e) => e.name);
 const escape = (s: string) => s.replace(/[.]/g, '\\.');
 /** A path starting with one of `folders`, not inside a URL or a longer path; it ends on a word character or a slash. */
-const pathsUnder = (folders: readonly string[]) => new RegExp(`(?<![\\w./@:-])((?:${folders.map(escape).join('|')})/[\\w./-]*[\\w/])(?![\\w./-]*[<*])`, 'g');
+const pathsUnder = (folders: readonly string[]) =>
+  new RegExp(`(?<![\\w./@:-])((?:${folders.map(escape).join('|')})/[\\w./-]*[\\w/])(?![\\w./-]*[<*])`, 'g');
 const REPO_PATH = pathsUnder(TOP);
 const SRC_PATH = pathsUnder(SRC);
 const CODE = /\.(ts|js|mjs|cjs|jsx|wgsl|py|sh)$/;
@@ -69,7 +84,8 @@ export function citations(file: string, text: string): Citation[] {
     all(REPO_PATH, text, '.');
     for (const m of text.matchAll(/`([^`\s/]+\/[^`\s]*)`/g)) {
       const first = m[1].split('/')[0];
-      if (!TOP.includes(first) && first !== '.' && first !== '..' && existsSync(join(ROOT, here, first))) out.push({ cited: m[1], base: here });
+      if (!TOP.includes(first) && first !== '.' && first !== '..' && existsSync(join(ROOT, here, first)))
+        out.push({ cited: m[1], base: here });
     }
   } else if (CODE.test(file)) {
     const comments = [...text.matchAll(COMMENT)].map((m) => m[0]).join('\n');
@@ -96,7 +112,7 @@ describe('cited paths', () => {
     ].join('\n');
     expect(citations('docs/x.md', md).map(missing).filter(Boolean)).toEqual(['docs/gone.md', 'src/kernels/none.ts']);
     const ts = [
-      "/** The tuner (kernels/tuning.ts, src/gpu/timing.ts); see docs/none.md. */",
+      '/** The tuner (kernels/tuning.ts, src/gpu/timing.ts); see docs/none.md. */',
       "import { x } from '../docs/ignored-in-code.js';",
       '// https://example.com/src/none.ts and kernels/none.ts',
     ].join('\n');
@@ -107,7 +123,9 @@ describe('cited paths', () => {
     const stale: string[] = [];
     let count = 0;
     // This file's own examples are stale on purpose.
-    for (const file of files().filter((f) => (f.endsWith('.md') || CODE.test(f)) && f !== 'tests/assets/paths.test.ts')) {
+    for (const file of files().filter(
+      (f) => (f.endsWith('.md') || CODE.test(f)) && f !== 'tests/assets/paths.test.ts',
+    )) {
       for (const c of citations(file, readFileSync(join(ROOT, file), 'utf8'))) {
         count++;
         const path = missing(c);

@@ -19,7 +19,17 @@ describe('bench: dispatches per step', () => {
       const model = await GpuModel.load(gpu, config, weights, { maxBatch: 1, logitRows });
       try {
         const queries: number[] = [];
-        const options = { length: 24, steps: 6, order: 'random', schedule: 'uniform', temperature: 1, topP: 1, greedy: false, encoder: 'exact', refresh: 0 } as const;
+        const options = {
+          length: 24,
+          steps: 6,
+          order: 'random',
+          schedule: 'uniform',
+          temperature: 1,
+          topP: 1,
+          greedy: false,
+          encoder: 'exact',
+          refresh: 0,
+        } as const;
         const times = await timeGeneration(model, 'pgm', 23, async function* () {
           for await (const step of samplePgm(model, [{ known: new Map([[0, config.bosId]]), seed: 5 }], options)) {
             if (step.forward) queries.push(step.decoderRows[0]);

@@ -4,7 +4,16 @@
  * (English text must score far better than random tokens), the word share and the interval.
  */
 import { describe, expect, it } from 'vitest';
-import { estimateNelbo, mdlmNll, meanCi, noiseDraws, pgmNll, stratifiedTimes, wordShare, type MaskedNll } from '../../bench/judges.js';
+import {
+  estimateNelbo,
+  mdlmNll,
+  meanCi,
+  noiseDraws,
+  pgmNll,
+  stratifiedTimes,
+  wordShare,
+  type MaskedNll,
+} from '../../bench/judges.js';
 import { Rng } from '../../src/sampling/rng.js';
 import { alpha } from '../../src/sampling/schedule.js';
 
@@ -29,7 +38,8 @@ describe('NELBO estimator', () => {
   it('is unbiased: its mean over many runs matches the exact integral over t and all masks', async () => {
     // A synthetic model: -log p grows with the position and with how much is masked.
     const nllOf = (i: number, masked: number) => 0.5 + 0.7 * i + 0.3 * masked;
-    const nll: MaskedNll = async (jobs) => jobs.map(({ draw }) => Float64Array.from(draw.masked, (i) => nllOf(i, draw.masked.length)));
+    const nll: MaskedNll = async (jobs) =>
+      jobs.map(({ draw }) => Float64Array.from(draw.masked, (i) => nllOf(i, draw.masked.length)));
     const length = 4; // BOS + 3 maskable positions
     // Exact: E_{t ~ U(eps, 1)} sum over masks M of P(M | t) (1/t) sum_{i in M} nll(i, M) / (length - 1),
     // a polynomial in t of degree 2 (each P(M) with M non-empty carries a factor t), so Simpson's rule is exact.
@@ -47,11 +57,15 @@ describe('NELBO estimator', () => {
     const h = (1 - EPS) / intervals;
     let integral = f(EPS) + f(1);
     for (let j = 1; j < intervals; j++) integral += (j % 2 ? 4 : 2) * f(EPS + j * h);
-    const exact = ((integral * h) / 3) / (1 - EPS);
+    const exact = (integral * h) / 3 / (1 - EPS);
 
     const runs = 20_000;
     const sequence = [7, 1, 2, 3];
-    const estimates = await estimateNelbo(Array.from({ length: runs }, () => sequence), nll, { draws: 4, seeds: Array.from({ length: runs }, (_, i) => i), batch: 4096 });
+    const estimates = await estimateNelbo(
+      Array.from({ length: runs }, () => sequence),
+      nll,
+      { draws: 4, seeds: Array.from({ length: runs }, (_, i) => i), batch: 4096 },
+    );
     const { mean, sd, se } = meanCi(estimates.map((e) => e.mean));
     expect(se).toBeLessThan(0.01 * exact);
     expect(Math.abs(mean - exact)).toBeLessThan(4 * se);
@@ -67,11 +81,19 @@ describe('judges on the shipped models', () => {
     const mdlm = await createEngine({ model: 'mdlm-small', maxBatch: 4 });
     try {
       const { bosId, vocabSize } = pgm.gpuModel.config;
-      const english = [bosId, ...pgm.vocabulary.encode('It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. And God said, Let there be light: and there was light.')];
+      const english = [
+        bosId,
+        ...pgm.vocabulary.encode(
+          'It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. And God said, Let there be light: and there was light.',
+        ),
+      ];
       const rng = new Rng(11);
       const random = [bosId, ...Array.from({ length: english.length - 1 }, () => Math.floor(rng.next() * bosId))];
       const options = { draws: 4, seeds: [1, 2], batch: 4 };
-      const [byMdlm, byPgm] = [await estimateNelbo([english, random], mdlmNll(mdlm.gpuModel), options), await estimateNelbo([english, random], pgmNll(pgm.gpuModel), options)];
+      const [byMdlm, byPgm] = [
+        await estimateNelbo([english, random], mdlmNll(mdlm.gpuModel), options),
+        await estimateNelbo([english, random], pgmNll(pgm.gpuModel), options),
+      ];
       for (const [englishNelbo, randomNelbo] of [byMdlm.map((e) => e.mean), byPgm.map((e) => e.mean)]) {
         expect(englishNelbo).toBeGreaterThan(0);
         expect(englishNelbo).toBeLessThan(Math.log(vocabSize) - 2);

@@ -29,7 +29,10 @@ describe('pgm convert + pgm logits vs PyTorch (Node WebGPU)', () => {
     it(name, async () => {
       const dir = join(fixtures, name);
       const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8'));
-      for (const [ema, expected] of [[true, 'logits.bin'], [false, 'logits-raw.bin']] as const) {
+      for (const [ema, expected] of [
+        [true, 'logits.bin'],
+        [false, 'logits-raw.bin'],
+      ] as const) {
         const out = join(work, `${name}-${ema ? 'ema' : 'raw'}`);
         const convert = await pgm('convert', join(dir, 'model.ckpt'), out, ...(ema ? [] : ['--no-ema']));
         expect(convert.code).toBe(0);
@@ -37,7 +40,11 @@ describe('pgm convert + pgm logits vs PyTorch (Node WebGPU)', () => {
         const logits = await pgm('logits', '--model', out, '--input', join(dir, 'input.json'), '--out', bin);
         expect(logits.code).toBe(0);
         expect(logits.stdout.trim()).toBe(`[${meta.shape.join(', ')}]`);
-        const { maxAbs, argmaxMismatches } = compareRows(readFloats(bin), readFloats(join(dir, expected)), meta.shape[2]);
+        const { maxAbs, argmaxMismatches } = compareRows(
+          readFloats(bin),
+          readFloats(join(dir, expected)),
+          meta.shape[2],
+        );
         expect(maxAbs).toBeLessThanOrEqual(1e-4);
         expect(argmaxMismatches).toBe(0);
       }
@@ -77,7 +84,17 @@ describe('pgm logits errors', () => {
     const error = console.error;
     console.error = (...a: unknown[]) => errors.push(a.join(' '));
     try {
-      expect(await main(['logits', '--model', model, '--input', join(fixtures, 'pgm-learn-mlp4', 'input.json'), '--out', '/dev/full'])).toBe(1);
+      expect(
+        await main([
+          'logits',
+          '--model',
+          model,
+          '--input',
+          join(fixtures, 'pgm-learn-mlp4', 'input.json'),
+          '--out',
+          '/dev/full',
+        ]),
+      ).toBe(1);
     } finally {
       console.error = error;
     }
@@ -86,7 +103,14 @@ describe('pgm logits errors', () => {
 
   it('the installed binary exits non-zero with one line on stderr for an unknown architecture', async () => {
     const run = promisify(execFile);
-    const err = await run(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts'), 'convert', join(import.meta.dirname, '..', 'convert', 'data', 'unknown-arch.ckpt'), join(work, 'u')]).catch((e) => e);
+    const err = await run(process.execPath, [
+      '--import',
+      'tsx',
+      join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts'),
+      'convert',
+      join(import.meta.dirname, '..', 'convert', 'data', 'unknown-arch.ckpt'),
+      join(work, 'u'),
+    ]).catch((e) => e);
     expect(err.code).toBe(1);
     expect(err.stderr.trim().split('\n')).toHaveLength(1);
     expect(err.stderr).toMatch(/^pgm: .*unknown-arch\.ckpt/);

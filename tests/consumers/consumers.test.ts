@@ -16,7 +16,18 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -41,12 +52,24 @@ const TOOLS = {
   '@rollup/plugin-node-resolve': '16.0.3',
   '@web/rollup-plugin-import-meta-assets': '2.3.3',
 };
-const TOOLS_DIR = join(tmpdir(), `pgm-consumer-tools-${createHash('sha256').update(JSON.stringify(TOOLS)).digest('hex').slice(0, 12)}`);
+const TOOLS_DIR = join(
+  tmpdir(),
+  `pgm-consumer-tools-${createHash('sha256').update(JSON.stringify(TOOLS)).digest('hex').slice(0, 12)}`,
+);
 mkdirSync(TOOLS_DIR, { recursive: true });
 const work = mkdtempSync(join(TOOLS_DIR, 'run-'));
 const tool = (...path: string[]) => join(TOOLS_DIR, 'node_modules', ...path);
-const VITE = { 5: tool('vite5', 'bin', 'vite.js'), 6: tool('vite6', 'bin', 'vite.js'), 7: tool('vite7', 'bin', 'vite.js'), 8: join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js') };
-const TSC = { 5: join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), 6: tool('ts6', 'bin', 'tsc'), 7: tool('ts7', 'bin', 'tsc') };
+const VITE = {
+  5: tool('vite5', 'bin', 'vite.js'),
+  6: tool('vite6', 'bin', 'vite.js'),
+  7: tool('vite7', 'bin', 'vite.js'),
+  8: join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'),
+};
+const TSC = {
+  5: join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+  6: tool('ts6', 'bin', 'tsc'),
+  7: tool('ts7', 'bin', 'tsc'),
+};
 
 /** The Vite project's React, for the README's component. */
 const REACT = ['react@19.3.1', 'react-dom@19.3.1'];
@@ -69,8 +92,14 @@ async function project(name: string, files: Record<string, string>, extra: strin
   if (!projects.has(name)) {
     const dir = join(work, name);
     mkdirSync(dir);
-    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-${name}`, private: true, type: 'module' }));
-    projects.set(name, sh('npm', [...npmInstall, tarball, ...extra], dir).then(() => dir));
+    writeFileSync(
+      join(dir, 'package.json'),
+      JSON.stringify({ name: `consumer-${name}`, private: true, type: 'module' }),
+    );
+    projects.set(
+      name,
+      sh('npm', [...npmInstall, tarball, ...extra], dir).then(() => dir),
+    );
   }
   const dir = await projects.get(name)!;
   writeFiles(dir, files);
@@ -125,7 +154,11 @@ async function outcome(url: string): Promise<string | { error: string }> {
     tab.on('pageerror', (e) => logs.push(e.message));
     await tab.goto(url);
     await tab
-      .waitForFunction(() => document.querySelector('#out')?.textContent || document.querySelector('#error')?.textContent, null, { timeout: 120_000 })
+      .waitForFunction(
+        () => document.querySelector('#out')?.textContent || document.querySelector('#error')?.textContent,
+        null,
+        { timeout: 120_000 },
+      )
       .catch((e: Error) => Promise.reject(new Error(`${url}: ${e.message}\n${logs.join('\n')}`)));
     const error = await tab.textContent('#error');
     return error ? { error } : (JSON.parse((await tab.textContent('#out')) ?? '""') as string);
@@ -145,7 +178,8 @@ async function textAt(url: string): Promise<string> {
 /** The error message shown at `url` (a page that generates fails the test). */
 async function errorAt(url: string): Promise<string> {
   const result = await outcome(url);
-  if (typeof result === 'string') throw new Error(`${url} generated ${JSON.stringify(result)} where an error was expected`);
+  if (typeof result === 'string')
+    throw new Error(`${url} generated ${JSON.stringify(result)} where an error was expected`);
   return result.error;
 }
 
@@ -158,7 +192,11 @@ async function served(dir: string, file = 'index.html'): Promise<string> {
 
 /** Run a long-running server (vite dev / preview) for `use(url of the page it prints)`, then stop it. */
 async function withServer<T>(args: string[], cwd: string, use: (url: string) => Promise<T>): Promise<T> {
-  const child = spawn(process.execPath, args, { cwd, env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, {
+    cwd,
+    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   try {
     const url = await new Promise<string>((resolve, reject) => {
       let out = '';
@@ -185,7 +223,10 @@ beforeAll(async () => {
     const packed = join(work, 'pack');
     mkdirSync(packed);
     await sh('npm', ['pack', '--pack-destination', packed, '--loglevel=error'], ROOT);
-    tarball = join(packed, readdirSync(packed).find((f) => f.endsWith('.tgz'))!);
+    tarball = join(
+      packed,
+      readdirSync(packed).find((f) => f.endsWith('.tgz'))!,
+    );
   };
   await Promise.all([pack(), installTools()]);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: [...BASE_ARGS, ...WEBGPU_ARGS] });
@@ -201,22 +242,33 @@ describe('the packed package in fresh projects', () => {
   it('the tarball carries the models and the entries, no .wgsl files or sources', async () => {
     const { stdout } = await sh('tar', ['-tzf', tarball], work);
     const files = stdout.split('\n');
-    for (const file of ['models/pgm-small/model.safetensors', 'dist/gpu/wgsl.js', 'entries/browser.jsx', 'entries/ts5/index.d.ts', 'entries/ts5/node.d.ts', 'LICENSE']) {
+    for (const file of [
+      'models/pgm-small/model.safetensors',
+      'dist/gpu/wgsl.js',
+      'entries/browser.jsx',
+      'entries/ts5/index.d.ts',
+      'entries/ts5/node.d.ts',
+      'LICENSE',
+    ]) {
       expect(files).toContain(`package/${file}`);
     }
     expect(files.filter((f) => f.endsWith('.wgsl') || f.startsWith('package/src/'))).toEqual([]);
   });
 
   it('Node ESM script: createEngine() with no argument generates with the default model', async () => {
-    const dir = await project('node', {
-      'main.js': `import { createEngine } from 'pgm-webgpu/node';
+    const dir = await project(
+      'node',
+      {
+        'main.js': `import { createEngine } from 'pgm-webgpu/node';
 const engine = await createEngine();
 const { text } = await engine.generate(${GENERATE});
 const incremental = await engine.generate({ ...${GENERATE}, encoder: 'incremental' });
 console.log(JSON.stringify({ arch: engine.config.arch, text, incremental: incremental.text, rows: [incremental.stats.encoderRows, (await engine.generate(${GENERATE})).stats.encoderRows] }));
 engine.dispose();
 `,
-    }, ['webgpu']);
+      },
+      ['webgpu'],
+    );
     const { stdout } = await sh('node', ['main.js'], dir);
     const result = JSON.parse(stdout) as { arch: string; text: string; incremental: string; rows: [number, number] };
     expect(result.arch).toBe('pgm');
@@ -225,16 +277,40 @@ engine.dispose();
     expectedText = result.text;
 
     // The CLI of the installed package prints the same text for the same settings.
-    const cli = await sh('npx', ['--no-install', 'pgm', 'generate', '--prompt', 'It was', '--length', '24', '--steps', '4', '--seed', '3'], dir);
+    const cli = await sh(
+      'npx',
+      ['--no-install', 'pgm', 'generate', '--prompt', 'It was', '--length', '24', '--steps', '4', '--seed', '3'],
+      dir,
+    );
     expect(cli.stdout.trim()).toBe(expectedText.trim());
     // ... and with the incremental encoder, which encodes fewer rows.
-    const kv = await sh('npx', ['--no-install', 'pgm', 'generate', '--prompt', 'It was', '--length', '24', '--steps', '4', '--seed', '3', '--encoder', 'incremental'], dir);
+    const kv = await sh(
+      'npx',
+      [
+        '--no-install',
+        'pgm',
+        'generate',
+        '--prompt',
+        'It was',
+        '--length',
+        '24',
+        '--steps',
+        '4',
+        '--seed',
+        '3',
+        '--encoder',
+        'incremental',
+      ],
+      dir,
+    );
     expect(kv.stdout.trim()).toBe(result.incremental.trim());
     expect(result.rows[0]).toBeLessThan(result.rows[1]);
 
     // manifestUrl is honoured in Node (a manifest on disk whose default is the MDLM twin) ...
     const manifest = join(dir, 'node_modules', 'pgm-webgpu', 'weights-manifest.json');
-    writeFileSync(join(dir, 'mdlm.mjs'), `import { readFileSync, writeFileSync } from 'node:fs';
+    writeFileSync(
+      join(dir, 'mdlm.mjs'),
+      `import { readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { createEngine } from 'pgm-webgpu/node';
 const m = JSON.parse(readFileSync(${JSON.stringify(manifest)}, 'utf8'));
@@ -248,7 +324,8 @@ for (const manifestUrl of ['mine.json', pathToFileURL('mine.json')]) {
 }
 // ... or refused with a typed error, never ignored.
 await createEngine({ manifestUrl: 'data:application/json,{}' }).catch((e) => console.log(e.code));
-`);
+`,
+    );
     expect((await sh('node', ['mdlm.mjs'], dir)).stdout.trim().split('\n')).toEqual(['mdlm', 'mdlm', 'option']);
   });
 
@@ -265,7 +342,11 @@ createEngine().then(async (engine) => {
   });
 
   /** What `createEngine()` of `entry`, run by Node as `file` in a fresh `kind` project, rejects with. */
-  async function createEngineError(kind: string, file: string, entry: string): Promise<{ name: string; code: string; message: string }> {
+  async function createEngineError(
+    kind: string,
+    file: string,
+    entry: string,
+  ): Promise<{ name: string; code: string; message: string }> {
     const dir = await project(kind, {
       [file]: `import { createEngine } from '${entry}';
 await createEngine().catch((e) => console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })));
@@ -289,12 +370,28 @@ await createEngine().catch((e) => console.log(JSON.stringify({ name: e.name, cod
   it('strict TypeScript 5, 6 and 7 without skipLibCheck type-check both entries (NodeNext and Bundler resolution), import and require', async () => {
     const dir = await project('bare', {
       'tsconfig.json': JSON.stringify({
-        compilerOptions: { strict: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', lib: ['ES2022', 'DOM'], types: [], noEmit: true },
+        compilerOptions: {
+          strict: true,
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          lib: ['ES2022', 'DOM'],
+          types: [],
+          noEmit: true,
+        },
         include: ['*.ts', '*.cts'],
       }),
       // What Vite's templates use.
       'tsconfig.bundler.json': JSON.stringify({
-        compilerOptions: { strict: true, target: 'ES2022', module: 'ESNext', moduleResolution: 'Bundler', lib: ['ES2022', 'DOM'], types: [], noEmit: true },
+        compilerOptions: {
+          strict: true,
+          target: 'ES2022',
+          module: 'ESNext',
+          moduleResolution: 'Bundler',
+          lib: ['ES2022', 'DOM'],
+          types: [],
+          noEmit: true,
+        },
         include: ['*.ts'],
       }),
       'browser.ts': `import { createEngine, requestGpu, PgmError, type EncoderMode, type StepEvent } from 'pgm-webgpu';
@@ -319,7 +416,9 @@ export const engine: Promise<pgm.Engine> = pgm.createEngine();
     for (const tsc of Object.values(TSC)) {
       versions.push((await sh('node', [tsc, '--version'], dir)).stdout.trim());
       for (const config of ['tsconfig.json', 'tsconfig.bundler.json']) {
-        await sh('node', [tsc, '-p', config], dir).catch((e: { stdout: string }) => Promise.reject(new Error(`${versions.at(-1)}, ${config}:\n${e.stdout}`)));
+        await sh('node', [tsc, '-p', config], dir).catch((e: { stdout: string }) =>
+          Promise.reject(new Error(`${versions.at(-1)}, ${config}:\n${e.stdout}`)),
+        );
       }
     }
     expect(versions.map((v) => v.match(/Version (\d+)\./)?.[1])).toEqual(['5', '6', '7']);
@@ -330,15 +429,23 @@ export const engine: Promise<pgm.Engine> = pgm.createEngine();
       'esbuild.html': page('./esbuild-out/main.js'),
       'esbuild.js': pageScript("{ model: new URL('./weights/pgm-small/', location.href).href }"),
     });
-    await sh(join(ROOT, 'node_modules', '.bin', 'esbuild'), ['esbuild.js', '--bundle', '--format=esm', '--outfile=esbuild-out/main.js', '--log-level=warning'], dir);
+    await sh(
+      join(ROOT, 'node_modules', '.bin', 'esbuild'),
+      ['esbuild.js', '--bundle', '--format=esm', '--outfile=esbuild-out/main.js', '--log-level=warning'],
+      dir,
+    );
     // Hosting the weights yourself: copy the package's model directory next to the page.
-    cpSync(join(dir, 'node_modules', 'pgm-webgpu', 'models', 'pgm-small'), join(dir, 'weights', 'pgm-small'), { recursive: true });
+    cpSync(join(dir, 'node_modules', 'pgm-webgpu', 'models', 'pgm-small'), join(dir, 'weights', 'pgm-small'), {
+      recursive: true,
+    });
     expect(await textAt(await served(dir, 'esbuild.html'))).toBe(expectedText);
   });
 
   it('a plain page with an import map and no build step: createEngine() finds the model beside the package', async () => {
     // The README's import map, as a reader copies it.
-    const map = JSON.parse(readFileSync(join(ROOT, 'README.md'), 'utf8').match(/<script type="importmap">([\s\S]*?)<\/script>/)![1]) as { imports: Record<string, string> };
+    const map = JSON.parse(
+      readFileSync(join(ROOT, 'README.md'), 'utf8').match(/<script type="importmap">([\s\S]*?)<\/script>/)![1],
+    ) as { imports: Record<string, string> };
     expect(Object.keys(map.imports)).toContain('pgm-webgpu');
     const dir = await project('bare', {
       'plain.html': page('./plain.js', `<script type="importmap">${JSON.stringify(map)}</script>`),
@@ -366,7 +473,10 @@ export const engine: Promise<pgm.Engine> = pgm.createEngine();
         const emitted = readdirSync(assets);
         expect(emitted.filter((f) => f.endsWith('.safetensors')).length).toBe(2);
         expect(emitted.filter((f) => statSync(join(assets, f)).size === 0)).toEqual([]);
-        const script = emitted.filter((f) => f.endsWith('.js')).map((f) => readFileSync(join(assets, f), 'utf8')).join('\n');
+        const script = emitted
+          .filter((f) => f.endsWith('.js'))
+          .map((f) => readFileSync(join(assets, f), 'utf8'))
+          .join('\n');
         for (const file of emitted.filter((f) => /\.(json|safetensors)$/.test(f))) expect(script).toContain(file);
         if (preview) expect(await withServer([vite, 'preview', '--outDir', outDir], dir, textAt)).toBe(expectedText);
       });
@@ -389,7 +499,8 @@ const root = createRoot(document.getElementById('root'));
 root.render(<StrictMode><Story prompt="It was" /></StrictMode>);
 window.unmount = () => root.unmount();
 `;
-    const html = '<!doctype html><meta charset="utf-8"><div id="root"></div><script type="module" src="./react-main.jsx"></script>\n';
+    const html =
+      '<!doctype html><meta charset="utf-8"><div id="root"></div><script type="module" src="./react-main.jsx"></script>\n';
     const dir = await project('vite', { 'react.html': html, 'react-main.jsx': main, 'react-story.jsx': story }, REACT);
     await withServer([VITE[8]], dir, async (url) => {
       const context = await browser.newContext();
@@ -403,9 +514,15 @@ window.unmount = () => root.unmount();
           return text.startsWith('It was') && !text.includes('▯');
         };
         await tab.waitForFunction(done, null, { timeout: 120_000 });
-        expect(await tab.evaluate(() => (window as unknown as { engines: unknown }).engines)).toEqual({ created: 2, disposed: 1 });
+        expect(await tab.evaluate(() => (window as unknown as { engines: unknown }).engines)).toEqual({
+          created: 2,
+          disposed: 1,
+        });
         await tab.evaluate(() => (window as unknown as { unmount(): void }).unmount());
-        expect(await tab.evaluate(() => (window as unknown as { engines: unknown }).engines)).toEqual({ created: 2, disposed: 2 });
+        expect(await tab.evaluate(() => (window as unknown as { engines: unknown }).engines)).toEqual({
+          created: 2,
+          disposed: 2,
+        });
         expect(errors).toEqual([]);
       } finally {
         await context.close();
@@ -415,13 +532,31 @@ window.unmount = () => root.unmount();
 
   it('webpack 5: zero-configuration build (src/index.js -> dist/main.js)', async () => {
     const dir = await project('bare', { 'src/index.js': pageScript(), 'dist/index.html': page('./main.js') });
-    await sh(process.execPath, [join(ROOT, 'node_modules', 'webpack-cli', 'bin', 'cli.js'), '--mode', 'production', '--no-stats'], dir);
+    await sh(
+      process.execPath,
+      [join(ROOT, 'node_modules', 'webpack-cli', 'bin', 'cli.js'), '--mode', 'production', '--no-stats'],
+      dir,
+    );
     expect(await textAt(await served(join(dir, 'dist')))).toBe(expectedText);
   });
 
   it('Parcel 2: builds with no configuration; the page names the one-line .parcelrc that keeps the model files, and works with it', async () => {
     const dir = await project('bare', { 'parcel.html': page('./main.js'), 'main.js': pageScript() });
-    const parcel = (outDir: string) => sh('node', [tool('parcel', 'lib', 'bin.js'), 'build', 'parcel.html', '--dist-dir', outDir, '--no-autoinstall', '--log-level', 'warn'], dir);
+    const parcel = (outDir: string) =>
+      sh(
+        'node',
+        [
+          tool('parcel', 'lib', 'bin.js'),
+          'build',
+          'parcel.html',
+          '--dist-dir',
+          outDir,
+          '--no-autoinstall',
+          '--log-level',
+          'warn',
+        ],
+        dir,
+      );
     await parcel('parcel-plain');
     const error = await errorAt(await served(join(dir, 'parcel-plain'), 'parcel.html'));
     expect(error).toContain('Parcel 2 turns JSON into JavaScript');
@@ -436,12 +571,18 @@ window.unmount = () => root.unmount();
 import { importMetaAssets } from '@web/rollup-plugin-import-meta-assets';
 export default { input: 'main.js', output: { dir: 'rollup-out', format: 'es' }, plugins: [${plugins}] };
 `;
-    const dir = await project('bare', { 'rollup.html': page('./rollup-out/main.js'), 'main.js': pageScript(), 'rollup.config.mjs': config('nodeResolve({ browser: true })') });
+    const dir = await project('bare', {
+      'rollup.html': page('./rollup-out/main.js'),
+      'main.js': pageScript(),
+      'rollup.config.mjs': config('nodeResolve({ browser: true })'),
+    });
     const rollup = () => sh('node', [tool('rollup', 'dist', 'bin', 'rollup'), '-c', '--silent'], dir);
     await rollup();
     const error = await errorAt(await served(dir, 'rollup.html'));
     expect(error).toContain('HTTP 404');
-    expect(error).toContain('Rollup 4: npm install -D @web/rollup-plugin-import-meta-assets, then plugins: [nodeResolve(), importMetaAssets()]');
+    expect(error).toContain(
+      'Rollup 4: npm install -D @web/rollup-plugin-import-meta-assets, then plugins: [nodeResolve(), importMetaAssets()]',
+    );
     writeFiles(dir, { 'rollup.config.mjs': config('nodeResolve({ browser: true }), importMetaAssets()') });
     rmSync(join(dir, 'rollup-out'), { recursive: true });
     await rollup();

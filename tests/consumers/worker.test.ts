@@ -66,7 +66,11 @@ async function visit(context: BrowserContext, query = '', site = server.url): Pr
   tab.on('console', (m) => logs.push(m.text()));
   tab.on('pageerror', (e) => logs.push(e.message));
   await tab.goto(`${site}/index.html${query}`);
-  await tab.waitForFunction(() => document.querySelector('#out')?.textContent || document.querySelector('#error')?.textContent, null, { timeout: 120_000 });
+  await tab.waitForFunction(
+    () => document.querySelector('#out')?.textContent || document.querySelector('#error')?.textContent,
+    null,
+    { timeout: 120_000 },
+  );
   const error = await tab.textContent('#error');
   if (error) throw new Error(`${query}: ${error}\n${logs.join('\n')}`);
   const result = JSON.parse((await tab.textContent('#out'))!) as PageResult;
@@ -75,30 +79,64 @@ async function visit(context: BrowserContext, query = '', site = server.url): Pr
 }
 
 beforeAll(async () => {
-  const cli = ['tsx', 'src/cli/main.ts', 'generate', '--prompt', SETTINGS.prompt, '--length', String(SETTINGS.length), '--steps', String(SETTINGS.steps), '--seed', String(SETTINGS.seed)];
+  const cli = [
+    'tsx',
+    'src/cli/main.ts',
+    'generate',
+    '--prompt',
+    SETTINGS.prompt,
+    '--length',
+    String(SETTINGS.length),
+    '--steps',
+    String(SETTINGS.steps),
+    '--seed',
+    String(SETTINGS.seed),
+  ];
   expectedText = run('npx', cli, { cwd: ROOT }).then(({ stdout }) => stdout.replace(/\n$/, ''));
   // PGM_CONSUMER_TARBALL: a package packed already (as for tests/consumers/consumers.test.ts).
-  if (!process.env.PGM_CONSUMER_TARBALL) await run('npm', ['pack', '--pack-destination', work, '--loglevel=error'], { cwd: ROOT });
-  const tarball = process.env.PGM_CONSUMER_TARBALL ?? join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!);
+  if (!process.env.PGM_CONSUMER_TARBALL)
+    await run('npm', ['pack', '--pack-destination', work, '--loglevel=error'], { cwd: ROOT });
+  const tarball =
+    process.env.PGM_CONSUMER_TARBALL ??
+    join(
+      work,
+      readdirSync(work).find((f) => f.endsWith('.tgz'))!,
+    );
   /** A project with the page: `src` holds main.js and worker.js, `html` index.html. */
   const project = async (dir: string, src: string, html: string) => {
     mkdirSync(join(dir, src), { recursive: true });
     mkdirSync(join(dir, html), { recursive: true });
-    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer-worker', private: true, type: 'module' }));
-    writeFileSync(join(dir, html, 'index.html'), '<!doctype html><meta charset="utf-8"><pre id="out"></pre><pre id="error"></pre><script type="module" src="./main.js"></script>\n');
+    writeFileSync(
+      join(dir, 'package.json'),
+      JSON.stringify({ name: 'consumer-worker', private: true, type: 'module' }),
+    );
+    writeFileSync(
+      join(dir, html, 'index.html'),
+      '<!doctype html><meta charset="utf-8"><pre id="out"></pre><pre id="error"></pre><script type="module" src="./main.js"></script>\n',
+    );
     writeFileSync(join(dir, src, src === '.' ? 'main.js' : 'index.js'), MAIN);
     writeFileSync(join(dir, src, 'worker.js'), "import 'pgm-webgpu/worker';\n");
-    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tarball], { cwd: dir });
+    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tarball], {
+      cwd: dir,
+    });
   };
   await project(app, '.', '.');
-  await run(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: app });
+  await run(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], {
+    cwd: app,
+  });
   // webpack 5's zero configuration: src/index.js -> dist/main.js.
   const webpack = join(work, 'webpack');
   await project(webpack, 'src', 'dist');
-  await run(process.execPath, [join(ROOT, 'node_modules', 'webpack-cli', 'bin', 'cli.js'), '--mode', 'production', '--no-stats'], { cwd: webpack });
+  await run(
+    process.execPath,
+    [join(ROOT, 'node_modules', 'webpack-cli', 'bin', 'cli.js'), '--mode', 'production', '--no-stats'],
+    { cwd: webpack },
+  );
   webpackServer = await serveStatic({ '/': join(webpack, 'dist') });
   // Hosting a model beside the page: ?model=./weights/pgm-small/ (relative to the page, not to the worker's script).
-  cpSync(join(app, 'node_modules', 'pgm-webgpu', 'models', 'pgm-small'), join(app, 'dist', 'weights', 'pgm-small'), { recursive: true });
+  cpSync(join(app, 'node_modules', 'pgm-webgpu', 'models', 'pgm-small'), join(app, 'dist', 'weights', 'pgm-small'), {
+    recursive: true,
+  });
   server = await serveStatic({ '/': join(app, 'dist') }, (path) => (requested.push(path), network(path)));
   browser = await chromium.launch({ executablePath: CHROMIUM, args: [...BASE_ARGS, ...WEBGPU_ARGS] });
 }, 300_000);
@@ -147,9 +185,18 @@ describe('the worker engine in a fresh Vite project', () => {
     const offline = await visit(context, '?own-worker');
     expect(offline.text).toBe(await expectedText);
     // config.json is tried first (a changed model is never served stale; Chromium retries a reset once), the shard is not.
-    expect(new Set(requested.filter(isModelFile).map((p) => p.replace(/-[\w-]+(\.\w+)$/, '$1')))).toEqual(new Set(['/assets/config.json']));
-    expect(offline.progress[0]).toMatchObject({ phase: 'download', file: 'config.json', cached: true, warning: expect.stringMatching(/using the config\.json cached by an earlier load$/) });
-    expect(offline.progress.find((p) => p.phase === 'download' && p.file === 'model.safetensors' && p.ms !== undefined)).toMatchObject({ cached: true });
+    expect(new Set(requested.filter(isModelFile).map((p) => p.replace(/-[\w-]+(\.\w+)$/, '$1')))).toEqual(
+      new Set(['/assets/config.json']),
+    );
+    expect(offline.progress[0]).toMatchObject({
+      phase: 'download',
+      file: 'config.json',
+      cached: true,
+      warning: expect.stringMatching(/using the config\.json cached by an earlier load$/),
+    });
+    expect(
+      offline.progress.find((p) => p.phase === 'download' && p.file === 'model.safetensors' && p.ms !== undefined),
+    ).toMatchObject({ cached: true });
     network = () => undefined;
     await context.close();
   });
@@ -172,7 +219,10 @@ describe('the worker engine in a fresh Vite project', () => {
     expect(shard.at(-1)).toMatchObject({ loaded: size, loadedBytes: size, totalBytes: size, ms: expect.any(Number) });
     expect(progress.filter((p) => p.cached)).toEqual([]);
     expect(progress.findIndex((p) => p.phase === 'verify')).toBeGreaterThan(progress.indexOf(shard.at(-1)!));
-    expect(progress.filter((p) => p.ms !== undefined && p.file === undefined).map((p) => p.phase)).toEqual(['upload', 'compile']);
+    expect(progress.filter((p) => p.ms !== undefined && p.file === undefined).map((p) => p.phase)).toEqual([
+      'upload',
+      'compile',
+    ]);
     await context.close();
   });
 });

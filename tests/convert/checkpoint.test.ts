@@ -14,7 +14,12 @@ import { pgmError } from './helpers.js';
 
 const DATA = join(import.meta.dirname, 'data');
 type Exact = Record<string, { shape: number[]; values: number[] }>;
-const expected = JSON.parse(readFileSync(join(DATA, 'expected.json'), 'utf8')) as { ema: Exact; raw: Exact; ignored: string[]; config: Record<string, Record<string, unknown>> };
+const expected = JSON.parse(readFileSync(join(DATA, 'expected.json'), 'utf8')) as {
+  ema: Exact;
+  raw: Exact;
+  ignored: string[];
+  config: Record<string, Record<string, unknown>>;
+};
 const tmp: string[] = [];
 afterAll(() => Promise.all(tmp.map((d) => rm(d, { recursive: true, force: true }))));
 const tempDir = async (): Promise<string> => {
@@ -35,7 +40,19 @@ describe('checkpoint reader on tests/convert/data (regenerate with make.py)', ()
           expect(Array.from(t.data), name).toEqual(want[name].values.map(Math.fround));
         }
         expect(ignored).toEqual(expected.ignored);
-        expect(config).toMatchObject({ arch: 'mdlm', vocabSize: 10, hiddenSize: 8, nHeads: 2, condDim: 4, mlpDim: 12, length: 8, nBlocks: 2, maskId: 9, bosId: 8, pNucleus: 0.9 });
+        expect(config).toMatchObject({
+          arch: 'mdlm',
+          vocabSize: 10,
+          hiddenSize: 8,
+          nHeads: 2,
+          condDim: 4,
+          mlpDim: 12,
+          length: 8,
+          nBlocks: 2,
+          maskId: 9,
+          bosId: 8,
+          pNucleus: 0.9,
+        });
         expect(source.hyperParameters).toEqual(expected.config);
         expect(source.weights).toBe(ema ? 'ema' : 'raw');
         if (ema) {
@@ -68,16 +85,30 @@ describe('checkpoint reader on tests/convert/data (regenerate with make.py)', ()
     const marker = '/tmp/pgm-convert-test-pwned';
     const e = await pgmError(() => loadCheckpoint(join(DATA, 'evil.ckpt')));
     expect(e.code).toBe('unsafe-pickle');
-    expect(e.message).toBe('evil.ckpt: pickle references forbidden global posix.system; refusing to load (checkpoints are untrusted input)');
+    expect(e.message).toBe(
+      'evil.ckpt: pickle references forbidden global posix.system; refusing to load (checkpoints are untrusted input)',
+    );
     expect(existsSync(marker)).toBe(false);
   });
 
   it('explains EMA and architecture problems', async () => {
     const cases: [string, string, RegExp][] = [
-      ['bad-ema-count.ckpt', 'checkpoint', /^bad-ema-count\.ckpt: ema\.shadow_params has 29 tensors but the backbone has 30 parameters/],
-      ['bad-ema-shape.ckpt', 'checkpoint', /^bad-ema-shape\.ckpt: ema\.shadow_params\[2\] has shape \[5, 4\] but state_dict parameter #2 sigma_map\.mlp\.0\.bias has \[4\]$/],
+      [
+        'bad-ema-count.ckpt',
+        'checkpoint',
+        /^bad-ema-count\.ckpt: ema\.shadow_params has 29 tensors but the backbone has 30 parameters/,
+      ],
+      [
+        'bad-ema-shape.ckpt',
+        'checkpoint',
+        /^bad-ema-shape\.ckpt: ema\.shadow_params\[2\] has shape \[5, 4\] but state_dict parameter #2 sigma_map\.mlp\.0\.bias has \[4\]$/,
+      ],
       ['no-ema.ckpt', 'checkpoint', /no EMA weights \(no "ema" entry\); pass --no-ema/],
-      ['unknown-arch.ckpt', 'architecture', /unrecognized backbone \(found transformer\.wte, transformer\.h\); expected a PGM PartitionDIT/],
+      [
+        'unknown-arch.ckpt',
+        'architecture',
+        /unrecognized backbone \(found transformer\.wte, transformer\.h\); expected a PGM PartitionDIT/,
+      ],
     ];
     for (const [file, code, re] of cases) {
       const e = await pgmError(() => loadCheckpoint(join(DATA, file)));
@@ -94,9 +125,16 @@ describe('checkpoint reader on tests/convert/data (regenerate with make.py)', ()
     const storage = inspectCheckpoint(ckpt).parameters.at(-1)!.tensor.storage as StorageRef;
     const last = ckpt.zip.get(storage.entry)!;
     const dv = new DataView(bytes.buffer);
-    bytes[last.localHeaderOffset + 30 + dv.getUint16(last.localHeaderOffset + 26, true) + dv.getUint16(last.localHeaderOffset + 28, true)] ^= 0xff;
+    bytes[
+      last.localHeaderOffset +
+        30 +
+        dv.getUint16(last.localHeaderOffset + 26, true) +
+        dv.getUint16(last.localHeaderOffset + 28, true)
+    ] ^= 0xff;
     const dir = await tempDir();
-    const e = await pgmError(async () => convertCheckpoint(await Checkpoint.open(bytesSource(bytes, 'broken.ckpt')), await dirSink(dir)));
+    const e = await pgmError(async () =>
+      convertCheckpoint(await Checkpoint.open(bytesSource(bytes, 'broken.ckpt')), await dirSink(dir)),
+    );
     expect(e.message).toMatch(/^broken\.ckpt: entry mdlm-edge\/data\/\d+: CRC-32 mismatch; the file is corrupt$/);
     expect(await readdir(dir)).toEqual([]);
   });
@@ -109,12 +147,18 @@ describe('checkpoint reader on tests/convert/data (regenerate with make.py)', ()
     expect(shards.length).toBeGreaterThan(1);
     expect(shards[0]).toBe(`model-00001-of-${String(shards.length).padStart(5, '0')}.safetensors`);
     expect((await readdir(dir)).sort()).toEqual([...shards, 'config.json', 'model.safetensors.index.json'].sort());
-    const index = JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+    const index = JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8')) as {
+      weight_map: Record<string, string>;
+    };
     expect(Object.keys(index.weight_map)).toEqual(Object.keys(expected.ema));
     const { dirConfig, weights } = await loadModelDir(dir);
     expect(dirConfig.dtype).toBe('f16');
     for (const [name, t] of await readWeights(weights)) {
-      t.data.forEach((v, i) => expect(Math.abs(v - expected.ema[name].values[i])).toBeLessThanOrEqual(Math.abs(expected.ema[name].values[i]) * 2 ** -10 + 2 ** -24));
+      t.data.forEach((v, i) =>
+        expect(Math.abs(v - expected.ema[name].values[i])).toBeLessThanOrEqual(
+          Math.abs(expected.ema[name].values[i]) * 2 ** -10 + 2 ** -24,
+        ),
+      );
     }
     expect(inspectCheckpoint(ckpt, { ema: false }).source.weights).toBe('raw');
   });

@@ -20,7 +20,9 @@ describe('pgm convert', () => {
     const r = await pgm('convert', CKPT, join(out, 'a'), '--dtype', 'f16', '--shard-size', '2K');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/arch MDLM, 0\.003M params, V=10 D=8 H=2 C=4 F=12 L=8, 2 blocks/);
-    expect(r.stdout).toMatch(/weights ema, dtype f16, files: model-00001-of-000\d\d\.safetensors, .*model\.safetensors\.index\.json, config\.json/);
+    expect(r.stdout).toMatch(
+      /weights ema, dtype f16, files: model-00001-of-000\d\d\.safetensors, .*model\.safetensors\.index\.json, config\.json/,
+    );
     expect(r.stdout).toMatch(/ignored 1 non-backbone state_dict entry: noise\.sigma/);
     expect(r.stderr).toBe('');
     const raw = await pgm('convert', CKPT, join(out, 'b'), '--no-ema');
@@ -30,7 +32,10 @@ describe('pgm convert', () => {
 
   it('typed errors: exit 1 with a one-line "pgm: ..." message and no stack', async () => {
     for (const [file, re] of [
-      [join(import.meta.dirname, 'data', 'evil.ckpt'), /^pgm: evil\.ckpt: pickle references forbidden global posix\.system; refusing to load/],
+      [
+        join(import.meta.dirname, 'data', 'evil.ckpt'),
+        /^pgm: evil\.ckpt: pickle references forbidden global posix\.system; refusing to load/,
+      ],
       [join(out, 'missing.ckpt'), /^pgm: .*missing\.ckpt: cannot open \(ENOENT\)$/],
       [join(import.meta.dirname, 'data', 'make.py'), /^pgm: make\.py: not a zip archive/],
     ] as const) {
@@ -47,13 +52,23 @@ describe('pgm convert', () => {
     await mkdir(join(blocked, 'config.json'), { recursive: true });
     const b = await pgm('convert', CKPT, blocked);
     expect(b.code).toBe(1);
-    expect(b.stderr).toMatch(/^pgm: .*blocked\/config\.json: cannot rename the finished file into place \(EISDIR: illegal operation on a directory, rename '.*\/\.config\.json\.[0-9a-f]{12}\.partial' -> '.*config\.json'\)$/);
+    expect(b.stderr).toMatch(
+      /^pgm: .*blocked\/config\.json: cannot rename the finished file into place \(EISDIR: illegal operation on a directory, rename '.*\/\.config\.json\.[0-9a-f]{12}\.partial' -> '.*config\.json'\)$/,
+    );
     expect(b.stderr).not.toContain('internal error');
     expect((await readdir(blocked)).filter((f) => f.endsWith('.partial'))).toEqual([]);
   });
 
   it('usage errors: exit 2', async () => {
-    for (const argv of [[], ['convert'], ['convert', CKPT], ['convert', CKPT, out, '--dtype', 'bf16'], ['convert', CKPT, out, '--shard-size', 'lots'], ['convert', CKPT, out, '--bogus'], ['frobnicate']]) {
+    for (const argv of [
+      [],
+      ['convert'],
+      ['convert', CKPT],
+      ['convert', CKPT, out, '--dtype', 'bf16'],
+      ['convert', CKPT, out, '--shard-size', 'lots'],
+      ['convert', CKPT, out, '--bogus'],
+      ['frobnicate'],
+    ]) {
       const r = await pgm(...argv);
       expect(r.code, argv.join(' ')).toBe(2);
       expect(r.stderr).toMatch(/^(pgm: |usage: pgm)/);
@@ -64,9 +79,17 @@ describe('pgm convert', () => {
 
   it('runs as a process through the tsx entry point', async () => {
     const run = promisify(execFile);
-    const { stdout } = await run(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'src', 'cli', 'main.ts'), 'convert', CKPT, join(out, 'd')], { cwd: ROOT });
+    const { stdout } = await run(
+      join(ROOT, 'node_modules', '.bin', 'tsx'),
+      [join(ROOT, 'src', 'cli', 'main.ts'), 'convert', CKPT, join(out, 'd')],
+      { cwd: ROOT },
+    );
     expect(stdout).toMatch(/arch MDLM/);
-    const failed = await run(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'src', 'cli', 'main.ts'), 'convert', CKPT], { cwd: ROOT }).catch((e: { code: number; stderr: string }) => e);
+    const failed = await run(
+      join(ROOT, 'node_modules', '.bin', 'tsx'),
+      [join(ROOT, 'src', 'cli', 'main.ts'), 'convert', CKPT],
+      { cwd: ROOT },
+    ).catch((e: { code: number; stderr: string }) => e);
     expect((failed as { code: number }).code).toBe(2);
   });
 });

@@ -14,7 +14,16 @@ import { loadModelDir } from '../../src/model/load-node.js';
 import { readWeights } from '../../src/model/tensor.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
-const NAMES = ['pgm-learn-freqs-linear', 'pgm-first-step', 'pgm-learn-mlp4', 'pgm-mean-linear', 'pgm-logsumexp-mlp4', 'pgm-v50258', 'pgm-bf16', 'mdlm-tiny'];
+const NAMES = [
+  'pgm-learn-freqs-linear',
+  'pgm-first-step',
+  'pgm-learn-mlp4',
+  'pgm-mean-linear',
+  'pgm-logsumexp-mlp4',
+  'pgm-v50258',
+  'pgm-bf16',
+  'mdlm-tiny',
+];
 
 interface Meta {
   arch: 'pgm' | 'mdlm';
@@ -23,7 +32,14 @@ interface Meta {
   vocab_size: number;
   bos_id: number;
   mask_id: number;
-  config: { model: Record<string, unknown> & { encoder?: { n_blocks: number }; decoder?: { n_blocks: number }; swap?: Record<string, string> }; sampling: { p_nucleus: number } };
+  config: {
+    model: Record<string, unknown> & {
+      encoder?: { n_blocks: number };
+      decoder?: { n_blocks: number };
+      swap?: Record<string, string>;
+    };
+    sampling: { p_nucleus: number };
+  };
 }
 
 let out: string;
@@ -38,7 +54,8 @@ describe('fixtures: pgm convert', () => {
     it(name, async () => {
       const dir = join(FIXTURES, name);
       for (const f of ['model.ckpt', 'meta.json', 'logits.bin', 'logits-raw.bin', 'input.json']) {
-        if (!existsSync(join(dir, f))) throw new Error(`fixture ${name} lacks ${f}; regenerate with /usr/bin/python3 training/make_fixtures.py`);
+        if (!existsSync(join(dir, f)))
+          throw new Error(`fixture ${name} lacks ${f}; regenerate with /usr/bin/python3 training/make_fixtures.py`);
       }
       const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')) as Meta;
       expect(statSync(join(dir, 'logits.bin')).size).toBe(meta.shape.reduce((a, b) => a * b, 4));
@@ -54,12 +71,24 @@ describe('fixtures: pgm convert', () => {
       const [ema, raw] = loaded;
       const m = meta.config.model;
       expect(ema.config).toMatchObject({
-        arch: meta.arch, vocabSize: meta.vocab_size, hiddenSize: m.hidden_size, nHeads: m.n_heads, condDim: m.cond_dim,
-        length: m.length, maskId: meta.mask_id, bosId: meta.bos_id, pNucleus: meta.config.sampling.p_nucleus,
+        arch: meta.arch,
+        vocabSize: meta.vocab_size,
+        hiddenSize: m.hidden_size,
+        nHeads: m.n_heads,
+        condDim: m.cond_dim,
+        length: m.length,
+        maskId: meta.mask_id,
+        bosId: meta.bos_id,
+        pNucleus: meta.config.sampling.p_nucleus,
         mlpDim: (m.mlp_ratio as number) * (m.hidden_size as number),
       });
       if (meta.arch === 'pgm') {
-        expect(ema.config).toMatchObject({ encoderBlocks: m.encoder!.n_blocks, decoderBlocks: m.decoder!.n_blocks, preQueryMode: m.swap!.pre_query_mode, queryProcessMode: m.swap!.query_process_mode });
+        expect(ema.config).toMatchObject({
+          encoderBlocks: m.encoder!.n_blocks,
+          decoderBlocks: m.decoder!.n_blocks,
+          preQueryMode: m.swap!.pre_query_mode,
+          queryProcessMode: m.swap!.query_process_mode,
+        });
       } else expect(ema.config.nBlocks).toBe(m.n_blocks);
       expect(raw.config).toEqual(ema.config);
       expect(ema.dirConfig.source).toMatchObject({ weights: 'ema', file: 'model.ckpt' });

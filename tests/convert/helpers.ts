@@ -136,4 +136,5 @@ export async function pgmError(f: () => unknown): Promise<PgmError> {
 }
 
 /** Open a model and read every tensor: its shards are read, verified and checked only then. */
-export const readAll = async (opened: Promise<{ weights: Weights }>): Promise<WeightMap> => readWeights((await opened).weights);
+export const readAll = async (opened: Promise<{ weights: Weights }>): Promise<WeightMap> =>
+  readWeights((await opened).weights);

@@ -65,7 +65,10 @@ async function recordedBlob(path: string, name = 'model.ckpt'): Promise<{ blob: 
 function recordedStore(): { store: ModelStore; puts: { key: string; bytes: number }[] } {
   const store = memoryStore();
   const puts: { key: string; bytes: number }[] = [];
-  return { store: { ...store, put: (key, bytes) => (puts.push({ key, bytes: bytes.length }), store.put(key, bytes)) }, puts };
+  return {
+    store: { ...store, put: (key, bytes) => (puts.push({ key, bytes: bytes.length }), store.put(key, bytes)) },
+    puts,
+  };
 }
 
 describe('a checkpoint converted into a model store', () => {
@@ -73,16 +76,24 @@ describe('a checkpoint converted into a model store', () => {
     const { blob, reads } = await recordedBlob(CKPT);
     const { store, puts } = recordedStore();
     const events: LoadProgress[] = [];
-    const imported = await importInto(blob, store, { shardSize: SHARD, pieceValues: PIECE, onProgress: (p) => events.push(p) });
+    const imported = await importInto(blob, store, {
+      shardSize: SHARD,
+      pieceValues: PIECE,
+      onProgress: (p) => events.push(p),
+    });
     expect(imported.id).toBe('local:model');
 
     const source = await fileSource(CKPT);
     const dir = join(root, 'cli');
-    const cli = await convertCheckpoint(await Checkpoint.open(source), await dirSink(dir), { dtype: 'f16', shardSize: SHARD });
+    const cli = await convertCheckpoint(await Checkpoint.open(source), await dirSink(dir), {
+      dtype: 'f16',
+      shardSize: SHARD,
+    });
     await source.close();
     expect(imported.dirConfig).toEqual(cli.dirConfig);
     expect(cli.dirConfig.shards.length).toBeGreaterThanOrEqual(6);
-    for (const s of cli.dirConfig.shards) expect(await store.get(shardKey(s.sha256))).toEqual(new Uint8Array(await readFile(join(dir, s.file))));
+    for (const s of cli.dirConfig.shards)
+      expect(await store.get(shardKey(s.sha256))).toEqual(new Uint8Array(await readFile(join(dir, s.file))));
     expect(JSON.parse(new TextDecoder().decode(await store.get(configKey('local:model'))))).toEqual(cli.dirConfig);
 
     // Memory: every read of the file is a piece of a tensor, or the pickle, or the zip's directory.
@@ -100,7 +111,8 @@ describe('a checkpoint converted into a model store', () => {
     expect(blob.size).toBeGreaterThan(4 * emaBytes);
     // Each put is one shard (of at most a shard's size, or a tensor of its own), config.json last.
     const largest = Math.max(...tensors) * 2;
-    for (const p of puts.slice(0, -1)) expect(p.key.startsWith('sha256:') && p.bytes <= Math.max(SHARD, largest) + 1024).toBe(true);
+    for (const p of puts.slice(0, -1))
+      expect(p.key.startsWith('sha256:') && p.bytes <= Math.max(SHARD, largest) + 1024).toBe(true);
     expect(puts.at(-1)!.key).toBe(configKey('local:model'));
     expect(puts.length).toBe(cli.dirConfig.shards.length + 1);
 
@@ -119,7 +131,12 @@ describe('a checkpoint converted into a model store', () => {
       // Sampled at each shard's put: the shard is complete, the next not begun.
       const sample = () => (peak = Math.max(peak, liveArrayBuffers() - base));
       const kept: Uint8Array[] = [];
-      const store: ModelStore = { get: async () => undefined, put: async (_, bytes) => void (sample(), retain && kept.push(bytes)), delete: async () => undefined, keys: async () => [] };
+      const store: ModelStore = {
+        get: async () => undefined,
+        put: async (_, bytes) => void (sample(), retain && kept.push(bytes)),
+        delete: async () => undefined,
+        keys: async () => [],
+      };
       await importInto(blob, store, { shardSize: SHARD, pieceValues: 2 * PIECE });
       return peak;
     };
@@ -146,13 +163,17 @@ describe('a checkpoint converted into a model store', () => {
     const ckpt = await Checkpoint.open(source);
     const ema = await readCheckpointWeights(ckpt);
     expect(opened.config).toEqual(ema.config);
-    for (const [name, t] of ema.weights) expect(loaded.get(name)!.data, name).toEqual(t.data.map((v) => halfToFloat(floatToHalf(v))));
+    for (const [name, t] of ema.weights)
+      expect(loaded.get(name)!.data, name).toEqual(t.data.map((v) => halfToFloat(floatToHalf(v))));
     const raw = await importInto(blob, store, { name: 'raw', ema: false, dtype: 'f32' });
     const rawWeights = await readCheckpointWeights(ckpt, { ema: false });
     const loadedRaw = await readWeights((await loadLocalModel(raw.id, { store })).weights);
     for (const [name, t] of rawWeights.weights) expect(loadedRaw.get(name)!.data, name).toEqual(t.data);
     await source.close();
-    expect((await localModels(store)).map((m) => [m.id, m.dirConfig.dtype])).toEqual([['local:raw', 'f32'], ['local:run-7', 'f16']]);
+    expect((await localModels(store)).map((m) => [m.id, m.dirConfig.dtype])).toEqual([
+      ['local:raw', 'f32'],
+      ['local:run-7', 'f16'],
+    ]);
   });
 
   it('a checkpoint converted again under the same name replaces the model; its old shards are evicted', async () => {
@@ -162,7 +183,9 @@ describe('a checkpoint converted into a model store', () => {
     await importInto(blob, store, { shardSize: 2 * SHARD });
     const second = JSON.parse(new TextDecoder().decode(await store.get(configKey(first.id)))) as typeof first.dirConfig;
     expect(second.shards.length).toBeLessThan(first.dirConfig.shards.length);
-    expect((await store.keys()).sort()).toEqual([configKey(first.id), ...second.shards.map((s) => shardKey(s.sha256))].sort());
+    expect((await store.keys()).sort()).toEqual(
+      [configKey(first.id), ...second.shards.map((s) => shardKey(s.sha256))].sort(),
+    );
     expect(puts.length).toBe(first.dirConfig.shards.length + second.shards.length + 2);
   });
 
@@ -182,7 +205,8 @@ describe('a model folder given as files', () => {
     await convertCheckpoint(await Checkpoint.open(source), await dirSink(dir), { shardSize: SHARD });
     await source.close();
   });
-  const filesOf = async (names?: string[]) => Promise.all((names ?? (await readdir(dir))).map(async (f) => new File([await readFile(join(dir, f))], f)));
+  const filesOf = async (names?: string[]) =>
+    Promise.all((names ?? (await readdir(dir))).map(async (f) => new File([await readFile(join(dir, f))], f)));
 
   it('loads like the folder on disk, and is kept in the store as local:model', async () => {
     const store = memoryStore();
@@ -194,7 +218,10 @@ describe('a model folder given as files', () => {
     expect(loaded.dirConfig).toEqual(disk.dirConfig);
     const [loadedWeights, diskWeights] = [await readWeights(loaded.weights), await readWeights(disk.weights)];
     for (const [name, t] of diskWeights) expect(loadedWeights.get(name)!.data).toEqual(t.data);
-    expect(events.filter((e) => e.phase === 'download' && e.ms !== undefined).map((e) => e.file)).toEqual(['config.json', ...disk.dirConfig.shards.map((s) => s.file)]);
+    expect(events.filter((e) => e.phase === 'download' && e.ms !== undefined).map((e) => e.file)).toEqual([
+      'config.json',
+      ...disk.dirConfig.shards.map((s) => s.file),
+    ]);
     expect((await localModels(store)).map((m) => m.id)).toEqual(['local:model']);
     const again = await loadLocalModel('local:model', { store });
     expect(again.dirConfig).toEqual(disk.dirConfig);
@@ -203,12 +230,21 @@ describe('a model folder given as files', () => {
   it('says what is wrong with the files picked', async () => {
     const shards = (await readdir(dir)).filter((f) => f.endsWith('.safetensors'));
     const noConfig = await pgmError(async () => loadLocalModel(await filesOf(shards.slice(0, 2))));
-    expect(noConfig.message).toBe(`no config.json among the 2 file(s) picked (${shards.slice(0, 2).join(', ')}); pick a converted model folder (config.json and its .safetensors shards), or a .ckpt checkpoint`);
-    const missing = await pgmError(async () => readAll(loadLocalModel(await filesOf(['config.json', ...shards.slice(1)]))));
-    expect(missing).toMatchObject({ code: 'io', message: `model/${shards[0]}: not among the files picked (config.json lists it); pick the whole folder` });
+    expect(noConfig.message).toBe(
+      `no config.json among the 2 file(s) picked (${shards.slice(0, 2).join(', ')}); pick a converted model folder (config.json and its .safetensors shards), or a .ckpt checkpoint`,
+    );
+    const missing = await pgmError(async () =>
+      readAll(loadLocalModel(await filesOf(['config.json', ...shards.slice(1)]))),
+    );
+    expect(missing).toMatchObject({
+      code: 'io',
+      message: `model/${shards[0]}: not among the files picked (config.json lists it); pick the whole folder`,
+    });
     const config = new File([await readFile(join(dir, 'config.json'))], 'config.json');
     const twice = await pgmError(() => loadLocalModel([config, config]));
-    expect(twice.message).toBe('several config.json among the files picked (config.json, config.json): pick one model folder');
+    expect(twice.message).toBe(
+      'several config.json among the files picked (config.json, config.json): pick one model folder',
+    );
   });
 });
 
@@ -218,20 +254,37 @@ describe('what a local model says when something is wrong', () => {
     const { blob } = await recordedBlob(CKPT, 'a.ckpt');
     await importInto(blob, store, { shardSize: SHARD });
     const e = await pgmError(() => loadLocalModel('local:b', { store }));
-    expect(e).toMatchObject({ code: 'io', message: "local:b: the model is not in this browser's model cache (it holds local:a); pick a converted model folder (config.json and its .safetensors shards), or a .ckpt checkpoint again" });
-    expect((await pgmError(() => loadLocalModel('local:a'))).message).toBe('local:a: local models live in the model cache, and this load has none (cache: false, or no Cache API here)');
+    expect(e).toMatchObject({
+      code: 'io',
+      message:
+        "local:b: the model is not in this browser's model cache (it holds local:a); pick a converted model folder (config.json and its .safetensors shards), or a .ckpt checkpoint again",
+    });
+    expect((await pgmError(() => loadLocalModel('local:a'))).message).toBe(
+      'local:a: local models live in the model cache, and this load has none (cache: false, or no Cache API here)',
+    );
   });
 
   it('a file that is not a checkpoint is a checkpoint error; a store that refuses a shard is an io error naming it, and nothing is left behind', async () => {
     const junk = new File([new Uint8Array(1000).fill(7)], 'notes.ckpt');
-    expect(await pgmError(() => importInto(junk, memoryStore()))).toMatchObject({ code: 'checkpoint', message: expect.stringMatching(/^notes\.ckpt: not a zip archive/) });
+    expect(await pgmError(() => importInto(junk, memoryStore()))).toMatchObject({
+      code: 'checkpoint',
+      message: expect.stringMatching(/^notes\.ckpt: not a zip archive/),
+    });
     const store = memoryStore();
     let puts = 0;
-    const refusing: ModelStore = { ...store, put: (key, bytes) => (++puts === 3 ? Promise.reject(new DOMException('the quota is exceeded', 'QuotaExceededError')) : store.put(key, bytes)) };
+    const refusing: ModelStore = {
+      ...store,
+      put: (key, bytes) =>
+        ++puts === 3
+          ? Promise.reject(new DOMException('the quota is exceeded', 'QuotaExceededError'))
+          : store.put(key, bytes),
+    };
     const { blob } = await recordedBlob(CKPT);
     const e = await pgmError(() => importInto(blob, refusing, { shardSize: SHARD }));
     expect(e.code).toBe('io');
-    expect(e.message).toMatch(/^local:model: the model cache refused model-00003-of-\d{5}\.safetensors \([\d.]+ MiB: QuotaExceededError: the quota is exceeded\); free some of this browser's storage for the site \(clear cached models\) and try again$/);
+    expect(e.message).toMatch(
+      /^local:model: the model cache refused model-00003-of-\d{5}\.safetensors \([\d.]+ MiB: QuotaExceededError: the quota is exceeded\); free some of this browser's storage for the site \(clear cached models\) and try again$/,
+    );
     expect(await store.keys()).toEqual([]);
   });
 
@@ -239,7 +292,13 @@ describe('what a local model says when something is wrong', () => {
     const store = memoryStore();
     const controller = new AbortController();
     const { blob } = await recordedBlob(CKPT);
-    const e = await pgmError(() => importInto(blob, store, { shardSize: SHARD, signal: controller.signal, onProgress: (p) => p.loadedBytes > 20_000 && controller.abort() }));
+    const e = await pgmError(() =>
+      importInto(blob, store, {
+        shardSize: SHARD,
+        signal: controller.signal,
+        onProgress: (p) => p.loadedBytes > 20_000 && controller.abort(),
+      }),
+    );
     expect(e).toMatchObject({ code: 'aborted', message: 'the conversion was aborted' });
     expect(await store.keys()).toEqual([]);
   });
@@ -248,18 +307,35 @@ describe('what a local model says when something is wrong', () => {
 describe('importCheckpoint (the API)', () => {
   it('checks its options through the table, and wants a store where there is no Cache API', async () => {
     const { blob } = await recordedBlob(CKPT);
-    const message = async (options: unknown, what: unknown = blob) => (await pgmError(() => importCheckpoint(what as Blob, options as never))).message;
-    expect(await message({ shardsize: 1 })).toBe(`importCheckpoint: unknown option "shardsize"; the options are ${IMPORT_OPTIONS.map((o) => o.name).join(', ')}`);
+    const message = async (options: unknown, what: unknown = blob) =>
+      (await pgmError(() => importCheckpoint(what as Blob, options as never))).message;
+    expect(await message({ shardsize: 1 })).toBe(
+      `importCheckpoint: unknown option "shardsize"; the options are ${IMPORT_OPTIONS.map((o) => o.name).join(', ')}`,
+    );
     expect(await message({ dtype: 'bf16' })).toBe('importCheckpoint: unknown dtype "bf16"; use one of f16, f32');
-    expect(await message({ shardSize: 0 })).toBe('importCheckpoint: shardSize must be an integer number of bytes >= 1, got 0');
-    expect(await message({ cache: false })).toBe('importCheckpoint: cache must be true or a ModelStore { get, put, delete, keys }, got boolean false');
-    expect(await message({ name: '' })).toBe('importCheckpoint: name must be a string of 1 to 200 characters, got string ""');
-    expect(await message({}, 'model.ckpt')).toBe('importCheckpoint: the checkpoint must be a Blob or a File, got "model.ckpt"');
-    expect((await pgmError(() => localIdOf('model.ckpt' as never))).message).toBe('localIdOf: "model.ckpt" is not a local model: give a model folder (File[], FileList, a directory handle), a .ckpt Blob or a local:<name> id');
-    expect(await message({})).toBe('importCheckpoint: this environment has no Cache API (Node, or a page served neither over https nor from localhost): pass { cache: store }, a ModelStore');
+    expect(await message({ shardSize: 0 })).toBe(
+      'importCheckpoint: shardSize must be an integer number of bytes >= 1, got 0',
+    );
+    expect(await message({ cache: false })).toBe(
+      'importCheckpoint: cache must be true or a ModelStore { get, put, delete, keys }, got boolean false',
+    );
+    expect(await message({ name: '' })).toBe(
+      'importCheckpoint: name must be a string of 1 to 200 characters, got string ""',
+    );
+    expect(await message({}, 'model.ckpt')).toBe(
+      'importCheckpoint: the checkpoint must be a Blob or a File, got "model.ckpt"',
+    );
+    expect((await pgmError(() => localIdOf('model.ckpt' as never))).message).toBe(
+      'localIdOf: "model.ckpt" is not a local model: give a model folder (File[], FileList, a directory handle), a .ckpt Blob or a local:<name> id',
+    );
+    expect(await message({})).toBe(
+      'importCheckpoint: this environment has no Cache API (Node, or a page served neither over https nor from localhost): pass { cache: store }, a ModelStore',
+    );
     const store = memoryStore();
     const imported = await importCheckpoint(blob, { cache: store, name: 'mine', shardSize: SHARD });
-    expect((await localModels(store)).map((m) => [m.id, m.bytes, m.params])).toEqual([['local:mine', imported.dirConfig.shards.reduce((a, s) => a + s.size, 0), imported.params]]);
+    expect((await localModels(store)).map((m) => [m.id, m.bytes, m.params])).toEqual([
+      ['local:mine', imported.dirConfig.shards.reduce((a, s) => a + s.size, 0), imported.params],
+    ]);
   });
 });
 
@@ -275,7 +351,12 @@ describe('createEngine (Node) with local models', () => {
     const texts: string[] = [];
     const events: string[] = [];
     for (const model of [dir, await openAsBlob(ckpt), files]) {
-      const engine = await createEngine({ model: model as string, gpu: await testGpu(), maxBatch: 1, onProgress: (p) => p.ms !== undefined && events.push(p.phase) });
+      const engine = await createEngine({
+        model: model as string,
+        gpu: await testGpu(),
+        maxBatch: 1,
+        onProgress: (p) => p.ms !== undefined && events.push(p.phase),
+      });
       try {
         texts.push((await engine.generate({ prompt: 'It was', length: 16, steps: 4, seed: 9 })).text);
       } finally {

@@ -14,7 +14,9 @@ void (async () => {
     const temporaries = (await readdir(dir)).filter((f) => TEMPORARY.test(f));
     if (temporaries.length) {
       sent = true;
-      console.log(`${signal} with ${temporaries.length} temporar${temporaries.length === 1 ? 'y' : 'ies'} in the directory`);
+      console.log(
+        `${signal} with ${temporaries.length} temporar${temporaries.length === 1 ? 'y' : 'ies'} in the directory`,
+      );
       process.kill(process.pid, signal);
     }
     await new Promise(setImmediate);

@@ -12,9 +12,15 @@ import { localModels } from '../../src/model/local.js';
 import { compareRows, testGpu } from '../helpers/gpu.js';
 
 const FIXTURE = 'tests/fixtures/pgm-v50258';
-const fetchBytes = async (path: string): Promise<Uint8Array<ArrayBuffer>> => new Uint8Array(await (await fetch(`/${path}`)).arrayBuffer());
+const fetchBytes = async (path: string): Promise<Uint8Array<ArrayBuffer>> =>
+  new Uint8Array(await (await fetch(`/${path}`)).arrayBuffer());
 /** f16 storage: converting it to f16 changes nothing, so the logits are PyTorch's. */
-const input = async () => (JSON.parse(new TextDecoder().decode(await fetchBytes(`${FIXTURE}/input.json`))) as { sequences: { tokens: number[]; positions: number[]; queries: number[] }[] }).sequences;
+const input = async () =>
+  (
+    JSON.parse(new TextDecoder().decode(await fetchBytes(`${FIXTURE}/input.json`))) as {
+      sequences: { tokens: number[]; positions: number[]; queries: number[] }[];
+    }
+  ).sequences;
 const want = async () => new Float32Array((await fetchBytes(`${FIXTURE}/logits.bin`)).buffer);
 
 describe('local models in the page (Cache API)', () => {
@@ -23,7 +29,11 @@ describe('local models in the page (Cache API)', () => {
     const store = cacheStore(name)!;
     const file = new File([await fetchBytes(`${FIXTURE}/model.ckpt`)], 'owt-tiny.ckpt');
     const converting: LoadProgress[] = [];
-    const imported = await importCheckpoint(file, { cache: store, shardSize: 256 * 1024, onProgress: (p) => converting.push(p) });
+    const imported = await importCheckpoint(file, {
+      cache: store,
+      shardSize: 256 * 1024,
+      onProgress: (p) => converting.push(p),
+    });
     expect(imported.id).toBe('local:owt-tiny');
     expect(imported.dirConfig.dtype).toBe('f16');
     expect(imported.dirConfig.shards.length).toBeGreaterThanOrEqual(3);

@@ -29,10 +29,19 @@ vi.mock('node:fs/promises', async (importOriginal) => {
   const watched = <F extends (...args: never[]) => Promise<unknown>>(name: string, f: F) =>
     (async (...args: Parameters<F>) => {
       const r = await f(...args);
-      await afterStep?.(`${name} ${String(args[0]).split('/').pop()}${args.length > 1 && typeof args[1] === 'string' ? ` -> ${(args[1] as string).split('/').pop()}` : ''}`);
+      await afterStep?.(
+        `${name} ${String(args[0]).split('/').pop()}${args.length > 1 && typeof args[1] === 'string' ? ` -> ${(args[1] as string).split('/').pop()}` : ''}`,
+      );
       return r;
     }) as unknown as F;
-  return { ...real, rename: watched('rename', real.rename), link: watched('link', real.link), copyFile: watched('copyFile', real.copyFile), writeFile: watched('writeFile', real.writeFile), rm: watched('rm', real.rm) };
+  return {
+    ...real,
+    rename: watched('rename', real.rename),
+    link: watched('link', real.link),
+    copyFile: watched('copyFile', real.copyFile),
+    writeFile: watched('writeFile', real.writeFile),
+    rm: watched('rm', real.rm),
+  };
 });
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -77,7 +86,9 @@ describe('a re-convert replaces the model whole', () => {
         try {
           const loaded = await loadWhole(dir);
           const found = loaded.dirConfig.shards.map((s) => s.sha256);
-          seen.push(`${what}: ${JSON.stringify(found) === JSON.stringify(newShas) ? 'new' : JSON.stringify(found) === JSON.stringify(oldShas) ? 'old' : 'other'}`);
+          seen.push(
+            `${what}: ${JSON.stringify(found) === JSON.stringify(newShas) ? 'new' : JSON.stringify(found) === JSON.stringify(oldShas) ? 'old' : 'other'}`,
+          );
         } catch (e) {
           seen.push(`${what}: ${(e as Error).message}`);
         } finally {
@@ -109,7 +120,8 @@ describe('temporaries', () => {
     const dir = await fs.mkdtemp(join(root, 'planted-'));
     const victim = join(root, 'victim.txt');
     await fs.writeFile(victim, 'precious');
-    for (const name of ['model.safetensors.partial', 'config.json.partial', `model.safetensors.${process.pid}.tmp`]) await fs.symlink(victim, join(dir, name));
+    for (const name of ['model.safetensors.partial', 'config.json.partial', `model.safetensors.${process.pid}.tmp`])
+      await fs.symlink(victim, join(dir, name));
     await convertCheckpoint(await open(), await dirSink(dir));
     expect(await fs.readFile(victim, 'utf8')).toBe('precious');
     expect((await loadWhole(dir)).config.arch).toBe('mdlm');
@@ -119,19 +131,34 @@ describe('temporaries', () => {
     const dir = await fs.mkdtemp(join(root, 'efbig-'));
     await convertCheckpoint(await open(), await dirSink(dir), { dtype: 'f16', shardSize: 1024 });
     const before = (await fs.readdir(dir)).sort();
-    const r = await run('bash', ['-c', `trap '' XFSZ; ulimit -f 8; exec "${process.execPath}" --import tsx src/cli/main.ts convert "${CKPT}" "${dir}"`]);
+    const r = await run('bash', [
+      '-c',
+      `trap '' XFSZ; ulimit -f 8; exec "${process.execPath}" --import tsx src/cli/main.ts convert "${CKPT}" "${dir}"`,
+    ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^pgm: .*\/\.model\.safetensors\.[0-9a-f]{12}\.partial: cannot write \(EFBIG: file too large, write\); the file is larger than this file system or the process limit \(ulimit -f\) allows\n$/);
+    expect(r.stderr).toMatch(
+      /^pgm: .*\/\.model\.safetensors\.[0-9a-f]{12}\.partial: cannot write \(EFBIG: file too large, write\); the file is larger than this file system or the process limit \(ulimit -f\) allows\n$/,
+    );
     expect((await fs.readdir(dir)).sort()).toEqual(before);
     expect((await loadWhole(dir)).dirConfig.dtype).toBe('f16');
   });
 
   it('Ctrl-C (SIGINT) or SIGTERM during a re-convert: exit 130 or 143, temporaries removed, the old model loads', async () => {
-    for (const [signal, exit] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    for (const [signal, exit] of [
+      ['SIGINT', 130],
+      ['SIGTERM', 143],
+    ] as const) {
       const dir = await fs.mkdtemp(join(root, 'signal-'));
       await convertCheckpoint(await open(), await dirSink(dir), { dtype: 'f16' });
       const before = (await fs.readdir(dir)).sort();
-      const r = await run(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'interrupt-child.ts'), CKPT, dir, signal]);
+      const r = await run(process.execPath, [
+        '--import',
+        'tsx',
+        join(import.meta.dirname, 'interrupt-child.ts'),
+        CKPT,
+        dir,
+        signal,
+      ]);
       expect({ code: r.code, stderr: r.stderr }).toEqual({ code: exit, stderr: '' });
       expect(r.stdout).toMatch(new RegExp(`^${signal} with \\d+ temporar(y|ies) in the directory\n$`));
       expect((await fs.readdir(dir)).sort()).toEqual(before);
@@ -147,7 +174,9 @@ describe('temporaries', () => {
     bytes[bytes.length - 1] ^= 1;
     await fs.writeFile(shard, bytes);
     const e = await pgmError(() => loadWhole(dir));
-    expect(e.message).toMatch(/^shard model\.safetensors: sha256 mismatch .*; the directory holds a damaged or partly written model; convert it again$/);
+    expect(e.message).toMatch(
+      /^shard model\.safetensors: sha256 mismatch .*; the directory holds a damaged or partly written model; convert it again$/,
+    );
   });
 });
 
@@ -173,7 +202,12 @@ describe('pgm reshard', () => {
     await fs.writeFile(shard, bytes);
     const listing = (await fs.readdir(dir)).sort();
     const damaged = await pgm('reshard', dir);
-    expect([damaged.code, damaged.stderr]).toEqual([1, expect.stringMatching(/^pgm: shard model-00001-of-00002\.safetensors: sha256 mismatch .*; the directory holds a damaged or partly written model; convert it again$/)]);
+    expect([damaged.code, damaged.stderr]).toEqual([
+      1,
+      expect.stringMatching(
+        /^pgm: shard model-00001-of-00002\.safetensors: sha256 mismatch .*; the directory holds a damaged or partly written model; convert it again$/,
+      ),
+    ]);
     expect((await fs.readdir(dir)).sort()).toEqual(listing);
     expect((await pgm('reshard')).code).toBe(2);
   });

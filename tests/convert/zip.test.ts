@@ -19,7 +19,9 @@ describe('ZipArchive', () => {
     expect(zip.entries.map((e) => e.name)).toEqual(entries.map((e) => e.name));
     expect(await zip.read('archive/data.pkl')).toEqual(entries[0].data);
     expect(await zip.read('archive/data/0', 10, 20)).toEqual(entries[1].data.subarray(10, 20));
-    expect((await pgmError(() => zip.read('archive/data/0', 900, 1001))).message).toMatch(/range \[900, 1001\) is outside its 1000 bytes/);
+    expect((await pgmError(() => zip.read('archive/data/0', 900, 1001))).message).toMatch(
+      /range \[900, 1001\) is outside its 1000 bytes/,
+    );
     expect((await pgmError(() => zip.read('nope'))).message).toMatch(/missing entry "nope"/);
   });
 
@@ -47,7 +49,9 @@ describe('ZipArchive', () => {
     const at = bytes.indexOf(0x63, 40); // inside the first entry's data ("pickle bytes")
     bytes[at] ^= 1;
     const zip = await ZipArchive.open(bytesSource(bytes, 'crc.ckpt'));
-    expect((await pgmError(() => zip.read('archive/data.pkl'))).message).toBe('crc.ckpt: entry archive/data.pkl: CRC-32 mismatch; the file is corrupt');
+    expect((await pgmError(() => zip.read('archive/data.pkl'))).message).toBe(
+      'crc.ckpt: entry archive/data.pkl: CRC-32 mismatch; the file is corrupt',
+    );
   });
 
   it('reads an entry in pieces: stored ones range by range, their CRC over the pieces; deflated ones inflated once', async () => {
@@ -55,7 +59,10 @@ describe('ZipArchive', () => {
       const bytes = makeZip(entries.map((e) => ({ ...e, deflate })));
       const reads: number[] = [];
       const source = bytesSource(bytes, 'pieces.ckpt');
-      const zip = await ZipArchive.open({ ...source, read: (offset, length) => (reads.push(length), source.read(offset, length)) });
+      const zip = await ZipArchive.open({
+        ...source,
+        read: (offset, length) => (reads.push(length), source.read(offset, length)),
+      });
       reads.length = 0;
       const pieces = [];
       for await (const piece of zip.chunks('archive/data/0', 0, undefined, 64)) pieces.push(piece);
@@ -77,8 +84,12 @@ describe('ZipArchive', () => {
   });
 
   it('rejects non-zip and truncated files with typed errors', async () => {
-    expect((await pgmError(() => ZipArchive.open(bytesSource(new Uint8Array(10), 'tiny.ckpt')))).message).toMatch(/^tiny\.ckpt: not a zip archive/);
-    expect((await pgmError(() => ZipArchive.open(bytesSource(new Uint8Array(5000), 'zeros.ckpt')))).message).toMatch(/no end-of-central-directory record/);
+    expect((await pgmError(() => ZipArchive.open(bytesSource(new Uint8Array(10), 'tiny.ckpt')))).message).toMatch(
+      /^tiny\.ckpt: not a zip archive/,
+    );
+    expect((await pgmError(() => ZipArchive.open(bytesSource(new Uint8Array(5000), 'zeros.ckpt')))).message).toMatch(
+      /no end-of-central-directory record/,
+    );
     const bytes = makeZip(entries, { zip64: true });
     for (let n = 0; n < bytes.length; n += 13) {
       const e = await pgmError(async () => {
@@ -99,7 +110,8 @@ describe('ZipArchive', () => {
       try {
         const zip = await ZipArchive.open(bytesSource(bytes, 'fuzz.ckpt'));
         // Whatever the reader returns is what was stored: damage never comes out as data.
-        for (const [j, entry] of zip.entries.entries()) expect(await zip.read(entry.name), `case ${i}: ${entry.name}`).toEqual(entries[j].data);
+        for (const [j, entry] of zip.entries.entries())
+          expect(await zip.read(entry.name), `case ${i}: ${entry.name}`).toEqual(entries[j].data);
       } catch (e) {
         if (!(e instanceof PgmError)) throw e;
         expect(e.code).toBe('checkpoint');
@@ -107,15 +119,25 @@ describe('ZipArchive', () => {
       }
     }
     // The damage is caught by the checks of each part: the data's CRC, the local headers, the central directory, the end record.
-    for (const check of ['CRC-32 mismatch', 'bad local header signature', 'bad central directory record', 'no end-of-central-directory record']) {
-      expect(errors.some((m) => m.includes(check)), check).toBe(true);
+    for (const check of [
+      'CRC-32 mismatch',
+      'bad local header signature',
+      'bad central directory record',
+      'no end-of-central-directory record',
+    ]) {
+      expect(
+        errors.some((m) => m.includes(check)),
+        check,
+      ).toBe(true);
     }
   });
 });
 
 describe('Checkpoint.open', () => {
   it('names a missing data.pkl', async () => {
-    const e = await pgmError(() => Checkpoint.open(bytesSource(makeZip([{ name: 'x/version', data: text('3') }]), 'empty.ckpt')));
+    const e = await pgmError(() =>
+      Checkpoint.open(bytesSource(makeZip([{ name: 'x/version', data: text('3') }]), 'empty.ckpt')),
+    );
     expect(e.message).toBe('empty.ckpt: no <prefix>/data.pkl entry; not a torch.save checkpoint');
   });
 });

@@ -17,7 +17,18 @@ const SETTINGS = { prompt: 'Once upon a time', length: 48, steps: 8, seed: 3, or
 
 function cliText(): Promise<string> {
   const args = ['tsx', 'src/cli/main.ts', 'generate', '--model', join(process.env.PGM_DEMO_MODELS!, TEST_MODELS.pgm)];
-  args.push('--prompt', SETTINGS.prompt, '--length', String(SETTINGS.length), '--steps', String(SETTINGS.steps), '--seed', String(SETTINGS.seed), '--order', SETTINGS.order);
+  args.push(
+    '--prompt',
+    SETTINGS.prompt,
+    '--length',
+    String(SETTINGS.length),
+    '--steps',
+    String(SETTINGS.steps),
+    '--seed',
+    String(SETTINGS.seed),
+    '--order',
+    SETTINGS.order,
+  );
   return promisify(execFile)('npx', args, { maxBuffer: 1 << 20 }).then(({ stdout }) => stdout.replace(/\n$/, ''));
 }
 
@@ -32,7 +43,9 @@ async function settle(page: Page, settings: Partial<typeof SETTINGS> = {}): Prom
 
 const modelInfo = (page: Page) => page.locator('#model-info');
 
-test('the demo loads a model, generates the CLI text, stops, caches, survives device loss and races', async ({ page }, testInfo) => {
+test('the demo loads a model, generates the CLI text, stops, caches, survives device loss and races', async ({
+  page,
+}, testInfo) => {
   const expected = cliText(); // in parallel with the browser
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -67,7 +80,8 @@ test('the demo loads a model, generates the CLI text, stops, caches, survives de
     for (let attempt = 1; ; attempt++) {
       await page.click('#generate');
       await expect(page.locator('.run .counter')).toHaveText(/^(step \d+ \/|failed)/);
-      if ((await page.locator('.run .counter').textContent()) === 'failed') expect(await page.locator('#problem').textContent()).toBe('');
+      if ((await page.locator('.run .counter').textContent()) === 'failed')
+        expect(await page.locator('#problem').textContent()).toBe('');
       await page.click('#stop');
       await expect(page.locator('.run .counter')).toHaveText(/^(stopped|done)/);
       if ((await page.locator('.run .counter').textContent()) === 'stopped') break;
@@ -80,7 +94,9 @@ test('the demo loads a model, generates the CLI text, stops, caches, survives de
   await test.step('a reload reads the weights from the cache; a corrupt cached shard is evicted and fetched again', async () => {
     await page.reload();
     await expect(modelInfo(page)).toContainText("from this browser's cache");
-    const sha256 = JSON.parse(await readFile(join(process.env.PGM_DEMO_MODELS!, TEST_MODELS.pgm, 'config.json'), 'utf8')).shards[0].sha256 as string;
+    const sha256 = JSON.parse(
+      await readFile(join(process.env.PGM_DEMO_MODELS!, TEST_MODELS.pgm, 'config.json'), 'utf8'),
+    ).shards[0].sha256 as string;
     await page.evaluate(async (sha256) => {
       const cache = await caches.open('pgm-webgpu-models');
       // The library keeps shards by their sha256.
@@ -92,7 +108,9 @@ test('the demo loads a model, generates the CLI text, stops, caches, survives de
     await page.reload();
     await expect(modelInfo(page)).toContainText(`${TEST_MODELS.pgm}: PGM`);
     await expect(modelInfo(page)).toContainText('downloaded');
-    await expect(page.locator('#load-warnings')).toHaveText(/^Warning: the cached copy of model\.safetensors is damaged \(sha256 mismatch .*\); evicted, downloading it again$/);
+    await expect(page.locator('#load-warnings')).toHaveText(
+      /^Warning: the cached copy of model\.safetensors is damaged \(sha256 mismatch .*\); evicted, downloading it again$/,
+    );
     await expect(page.locator('#problem')).toBeHidden();
   });
 
@@ -109,7 +127,11 @@ test('the demo loads a model, generates the CLI text, stops, caches, survives de
     await page.click('#race');
     await expect(page.locator('[data-testid=speedup]')).toContainText('PGM exact is');
     await expect(page.locator('.run.finished')).toHaveCount(4);
-    await page.screenshot({ path: process.env.PGM_DEMO_SCREENSHOT ?? testInfo.outputPath('demo.png'), fullPage: true, animations: 'disabled' });
+    await page.screenshot({
+      path: process.env.PGM_DEMO_SCREENSHOT ?? testInfo.outputPath('demo.png'),
+      fullPage: true,
+      animations: 'disabled',
+    });
   });
 
   expect(errors).toEqual([]);

@@ -17,7 +17,19 @@ const SETTINGS = { prompt: 'Once upon a time', length: 32, steps: 8, seed: 3 };
 /** The CLI's text for SETTINGS on the test PGM with these encoder flags. */
 function cliText(...encoderFlags: string[]): Promise<string> {
   const args = ['tsx', 'src/cli/main.ts', 'generate', '--model', join(process.env.PGM_DEMO_MODELS!, TEST_MODELS.pgm)];
-  args.push('--prompt', SETTINGS.prompt, '--length', String(SETTINGS.length), '--steps', String(SETTINGS.steps), '--seed', String(SETTINGS.seed), '--order', 'random', ...encoderFlags);
+  args.push(
+    '--prompt',
+    SETTINGS.prompt,
+    '--length',
+    String(SETTINGS.length),
+    '--steps',
+    String(SETTINGS.steps),
+    '--seed',
+    String(SETTINGS.seed),
+    '--order',
+    'random',
+    ...encoderFlags,
+  );
   return promisify(execFile)('npx', args, { maxBuffer: 1 << 20 }).then(({ stdout }) => stdout.replace(/\n$/, ''));
 }
 
@@ -45,19 +57,36 @@ async function generatedText(page: Page): Promise<string | null> {
 }
 
 /** The race's lanes, as the summary lists them: seconds, tokens/s, ms per step, rows encoded. */
-async function laneSpeeds(page: Page): Promise<{ name: string; seconds: number; tokensPerSecond: number; msPerStep: number; rows: number }[]> {
+async function laneSpeeds(
+  page: Page,
+): Promise<{ name: string; seconds: number; tokensPerSecond: number; msPerStep: number; rows: number }[]> {
   const lines = await page.locator('[data-testid=lane-speed]').allTextContents();
   return lines.map((line) => {
-    const m = line.match(/^(.+): (\d+\.\d\d) s, (\d+\.\d) tokens\/s, (\d+\.\d) ms per step, (\d+) (?:encoder|network) rows$/);
+    const m = line.match(
+      /^(.+): (\d+\.\d\d) s, (\d+\.\d) tokens\/s, (\d+\.\d) ms per step, (\d+) (?:encoder|network) rows$/,
+    );
     expect(m, line).not.toBeNull();
-    return { name: m![1], seconds: Number(m![2]), tokensPerSecond: Number(m![3]), msPerStep: Number(m![4]), rows: Number(m![5]) };
+    return {
+      name: m![1],
+      seconds: Number(m![2]),
+      tokensPerSecond: Number(m![3]),
+      msPerStep: Number(m![4]),
+      rows: Number(m![5]),
+    };
   });
 }
 
-const SPEEDUPS = /^PGM exact is \d+\.\d\d× (faster|slower) than MDLM; PGM incremental is \d+\.\d\d× (faster|slower) than MDLM and \d+\.\d\d× (faster|slower) than exact; PGM adaptive is \d+\.\d\d× (faster|slower) than exact$/;
+const SPEEDUPS =
+  /^PGM exact is \d+\.\d\d× (faster|slower) than MDLM; PGM incremental is \d+\.\d\d× (faster|slower) than MDLM and \d+\.\d\d× (faster|slower) than exact; PGM adaptive is \d+\.\d\d× (faster|slower) than exact$/;
 
 test('the encoder control and its refresh reach the engine: the demo writes the CLI text of each', async ({ page }) => {
-  const [exact, incremental, refresh2, delayed, adaptive] = [cliText(), cliText('--encoder', 'incremental'), cliText('--encoder', 'incremental', '--refresh', '2'), cliText('--encoder', 'delayed'), cliText('--encoder', 'adaptive')];
+  const [exact, incremental, refresh2, delayed, adaptive] = [
+    cliText(),
+    cliText('--encoder', 'incremental'),
+    cliText('--encoder', 'incremental', '--refresh', '2'),
+    cliText('--encoder', 'delayed'),
+    cliText('--encoder', 'adaptive'),
+  ];
   const errors = await open(page);
   const option = GENERATION_OPTIONS.find((o) => o.name === 'encoder')!;
   await expect(page.locator('#encoder')).toHaveAttribute('title', `${option.doc}; ${option.takes} (default: exact)`);
@@ -86,23 +115,40 @@ test('the encoder control and its refresh reach the engine: the demo writes the 
   expect(errors).toEqual([]);
 });
 
-test('the race runs MDLM, PGM exact, PGM incremental with the refresh setting and PGM adaptive, and reports their speeds', async ({ page }) => {
-  const [exact, refresh3, adaptive] = [cliText(), cliText('--encoder', 'incremental', '--refresh', '3'), cliText('--encoder', 'adaptive')];
+test('the race runs MDLM, PGM exact, PGM incremental with the refresh setting and PGM adaptive, and reports their speeds', async ({
+  page,
+}) => {
+  const [exact, refresh3, adaptive] = [
+    cliText(),
+    cliText('--encoder', 'incremental', '--refresh', '3'),
+    cliText('--encoder', 'adaptive'),
+  ];
   const errors = await open(page);
   await page.selectOption('#encoder', 'incremental');
   await page.fill('#refresh', '3');
   await page.click('#race');
   await expect(page.locator('[data-testid=speedup] strong')).toHaveText(SPEEDUPS);
   const lanes = page.locator('.run');
-  await expect(lanes.locator('h2')).toHaveText([`${TEST_MODELS.mdlm} · MDLM`, `${TEST_MODELS.pgm} · PGM exact`, `${TEST_MODELS.pgm} · PGM incremental (refresh every 3 steps)`, `${TEST_MODELS.pgm} · PGM adaptive (refresh never)`]);
+  await expect(lanes.locator('h2')).toHaveText([
+    `${TEST_MODELS.mdlm} · MDLM`,
+    `${TEST_MODELS.pgm} · PGM exact`,
+    `${TEST_MODELS.pgm} · PGM incremental (refresh every 3 steps)`,
+    `${TEST_MODELS.pgm} · PGM adaptive (refresh never)`,
+  ]);
   await expect(page.locator('.run.finished')).toHaveCount(4);
-  for (const counter of await lanes.locator('.counter').all()) await expect(counter).toHaveText(/^done: 8 steps in \d+\.\d\d s · \d+\.\d tokens\/s · \d+\.\d ms\/step$/);
+  for (const counter of await lanes.locator('.counter').all())
+    await expect(counter).toHaveText(/^done: 8 steps in \d+\.\d\d s · \d+\.\d tokens\/s · \d+\.\d ms\/step$/);
   expect(await lanes.nth(1).locator('.text').textContent()).toBe(await exact);
   expect(await lanes.nth(2).locator('.text').textContent()).toBe(await refresh3);
   expect(await lanes.nth(3).locator('.text').textContent()).toBe(await adaptive);
 
   const speeds = await laneSpeeds(page);
-  expect(speeds.map((s) => s.name)).toEqual(['MDLM', 'PGM exact', 'PGM incremental (refresh every 3 steps)', 'PGM adaptive (refresh never)']);
+  expect(speeds.map((s) => s.name)).toEqual([
+    'MDLM',
+    'PGM exact',
+    'PGM incremental (refresh every 3 steps)',
+    'PGM adaptive (refresh never)',
+  ]);
   for (const s of speeds) {
     expect(s.tokensPerSecond).toBeGreaterThan(0);
     expect(s.msPerStep).toBeGreaterThan(0);
@@ -114,7 +160,9 @@ test('the race runs MDLM, PGM exact, PGM incremental with the refresh setting an
   expect(errors).toEqual([]);
 });
 
-test('an MDLM pick turns the encoder control off and ignores it; its race runs the PGM twin both ways', async ({ page }) => {
+test('an MDLM pick turns the encoder control off and ignores it; its race runs the PGM twin both ways', async ({
+  page,
+}) => {
   const errors = await open(page);
   await page.selectOption('#encoder', 'incremental');
   await page.fill('#refresh', '2');
@@ -130,7 +178,12 @@ test('an MDLM pick turns the encoder control off and ignores it; its race runs t
 
   await page.click('#race');
   await expect(page.locator('[data-testid=speedup] strong')).toHaveText(SPEEDUPS);
-  await expect(page.locator('.run h2')).toHaveText([`${TEST_MODELS.mdlm} · MDLM`, `${TEST_MODELS.pgm} · PGM exact`, `${TEST_MODELS.pgm} · PGM incremental (refresh never)`, `${TEST_MODELS.pgm} · PGM adaptive (refresh never)`]);
+  await expect(page.locator('.run h2')).toHaveText([
+    `${TEST_MODELS.mdlm} · MDLM`,
+    `${TEST_MODELS.pgm} · PGM exact`,
+    `${TEST_MODELS.pgm} · PGM incremental (refresh never)`,
+    `${TEST_MODELS.pgm} · PGM adaptive (refresh never)`,
+  ]);
   expect(await page.locator('[data-testid=lane-speed]').count()).toBe(4);
 
   await page.selectOption('#model', TEST_MODELS.pgm);

@@ -15,7 +15,8 @@ export const SITE_DIR = 'dist-demo';
 export default async function globalSetup(): Promise<() => Promise<void>> {
   const models = await mkdtemp(join(tmpdir(), 'pgm-demo-models-'));
   await makeTestModels(models);
-  if (process.env.PGM_DEMO_NO_BUILD !== '1') execFileSync('npx', ['vite', 'build', '--logLevel', 'warn'], { stdio: 'inherit' });
+  if (process.env.PGM_DEMO_NO_BUILD !== '1')
+    execFileSync('npx', ['vite', 'build', '--logLevel', 'warn'], { stdio: 'inherit' });
   const server = await serveStatic({ '/': SITE_DIR, '/test-models/': models });
   process.env.PGM_DEMO_URL = server.url;
   process.env.PGM_DEMO_MODELS = models;

@@ -16,11 +16,17 @@ import { randomWeights, tinyConfig } from '../../src/reference/random.js';
 
 export const TEST_MODELS = { pgm: 'pgm-test', mdlm: 'mdlm-test' } as const;
 
-async function writeModelDir(dir: string, config: ModelConfig, seed: number): Promise<{ dirConfig: ModelDirConfig; params: number }> {
+async function writeModelDir(
+  dir: string,
+  config: ModelConfig,
+  seed: number,
+): Promise<{ dirConfig: ModelDirConfig; params: number }> {
   const weights = randomWeights(config, seed);
   const specs: TensorSpec[] = [...weights].map(([name, t]) => ({ name, dtype: 'F32', shape: t.shape }));
   const sink = memorySink();
-  const { size, sha256 } = await writeSafetensors(sink, specs, async (i) => encodeFloats(weights.get(specs[i].name)!.data, 'F32'));
+  const { size, sha256 } = await writeSafetensors(sink, specs, async (i) =>
+    encodeFloats(weights.get(specs[i].name)!.data, 'F32'),
+  );
   const file = 'model.safetensors';
   const dirConfig: ModelDirConfig = {
     format: 'pgm-webgpu',
@@ -37,7 +43,9 @@ async function writeModelDir(dir: string, config: ModelConfig, seed: number): Pr
 }
 
 /** Write `pgm-test/`, `mdlm-test/` and `weights-manifest.json` (default: the PGM) into `outDir`. */
-export async function makeTestModels(outDir: string): Promise<{ manifest: string; dirs: Record<keyof typeof TEST_MODELS, string> }> {
+export async function makeTestModels(
+  outDir: string,
+): Promise<{ manifest: string; dirs: Record<keyof typeof TEST_MODELS, string> }> {
   const shape = { vocabSize: 50258, hiddenSize: 16, nHeads: 2, length: 64 };
   const models = [
     { id: TEST_MODELS.pgm, twin: TEST_MODELS.mdlm, config: tinyConfig('pgm', shape), seed: 1 },

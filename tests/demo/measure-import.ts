@@ -48,11 +48,16 @@ const models = await mkdtemp(join(tmpdir(), 'pgm-measure-import-'));
 await makeTestModels(models);
 const server = await serveStatic({ '/': 'dist-demo', '/test-models/': models });
 const profile = join(models, 'profile');
-const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: [...BASE_ARGS, ...WEBGPU_ARGS] });
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: CHROMIUM,
+  args: [...BASE_ARGS, ...WEBGPU_ARGS],
+});
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   await page.goto(`${server.url}/demo/?manifest=/test-models/weights-manifest.json`);
-  await page.waitForFunction(() => (document.getElementById('model-info')?.textContent ?? '') !== '', undefined, { timeout: 300_000 });
+  await page.waitForFunction(() => (document.getElementById('model-info')?.textContent ?? '') !== '', undefined, {
+    timeout: 300_000,
+  });
   // The browser process: the one whose command line names this profile.
   let browserPid = 0;
   for (const entry of (await readdir('/proc')).filter((e) => /^\d+$/.test(e))) {
@@ -64,21 +69,38 @@ try {
   await page.locator('#files-input').setInputFiles(resolve(ckpt));
   const start = Date.now();
   for (;;) {
-    const [text, info] = await Promise.all([page.locator('#load-text').textContent(), page.locator('#model-info').textContent()]);
+    const [text, info] = await Promise.all([
+      page.locator('#load-text').textContent(),
+      page.locator('#model-info').textContent(),
+    ]);
     if (info?.startsWith('local:')) break;
     const problem = await page.locator('#problem').textContent();
     if (problem) throw new Error(problem);
     const phase = text?.startsWith('Converting') ? 'convert' : 'load';
-    for (const [kind, rss] of await residentByKind(browserPid)) peaks[phase].set(kind, Math.max(peaks[phase].get(kind) ?? 0, rss));
+    for (const [kind, rss] of await residentByKind(browserPid))
+      peaks[phase].set(kind, Math.max(peaks[phase].get(kind) ?? 0, rss));
     await new Promise((r) => setTimeout(r, 100));
   }
-  const line = (m: Map<string, number>) => [...m].sort().map(([k, v]) => `${k} ${mib(v)}`).join(', ');
+  const line = (m: Map<string, number>) =>
+    [...m]
+      .sort()
+      .map(([k, v]) => `${k} ${mib(v)}`)
+      .join(', ');
   console.log(`checkpoint ${ckpt}: ${mib((await stat(ckpt)).size)}`);
   console.log(`before: ${line(before)}`);
   console.log(`peak while converting: ${line(peaks.convert)}`);
   console.log(`peak while loading: ${line(peaks.load)}`);
-  console.log(`${await page.locator('#model-info').textContent()} (${((Date.now() - start) / 1000).toFixed(1)} s in all)`);
-  console.log(JSON.stringify({ file: (await stat(ckpt)).size, before: Object.fromEntries(before), convert: Object.fromEntries(peaks.convert), load: Object.fromEntries(peaks.load) }));
+  console.log(
+    `${await page.locator('#model-info').textContent()} (${((Date.now() - start) / 1000).toFixed(1)} s in all)`,
+  );
+  console.log(
+    JSON.stringify({
+      file: (await stat(ckpt)).size,
+      before: Object.fromEntries(before),
+      convert: Object.fromEntries(peaks.convert),
+      load: Object.fromEntries(peaks.load),
+    }),
+  );
 } finally {
   await context.close();
   await server.close();

@@ -18,7 +18,13 @@ import { makeTestModels } from './make-test-models.js';
 import { serveStatic } from './server.js';
 
 const { values } = parseArgs({
-  options: { 'model-dir': { type: 'string' }, runs: { type: 'string', default: '2' }, length: { type: 'string', default: '64' }, steps: { type: 'string', default: '16' }, screenshot: { type: 'string' } },
+  options: {
+    'model-dir': { type: 'string' },
+    runs: { type: 'string', default: '2' },
+    length: { type: 'string', default: '64' },
+    steps: { type: 'string', default: '16' },
+    screenshot: { type: 'string' },
+  },
 });
 
 interface Times {
@@ -34,13 +40,27 @@ interface Times {
 
 async function measure(page: Page, url: string): Promise<Times> {
   await page.goto(url);
-  const mark = (name: string) => page.waitForFunction((n) => performance.getEntriesByName(n)[0]?.startTime, name, { polling: 5, timeout: 300_000 }).then((h) => h.jsonValue() as Promise<number>);
+  const mark = (name: string) =>
+    page
+      .waitForFunction((n) => performance.getEntriesByName(n)[0]?.startTime, name, { polling: 5, timeout: 300_000 })
+      .then((h) => h.jsonValue() as Promise<number>);
   const modelReady = await mark('pgm-model-ready');
-  const { readMs, gpuMs, fromCache } = await page.evaluate(() => (performance.getEntriesByName('pgm-model-ready')[0] as PerformanceMark).detail as { readMs: number; gpuMs: number; fromCache: boolean });
+  const { readMs, gpuMs, fromCache } = await page.evaluate(
+    () =>
+      (performance.getEntriesByName('pgm-model-ready')[0] as PerformanceMark).detail as {
+        readMs: number;
+        gpuMs: number;
+        fromCache: boolean;
+      },
+  );
   await page.fill('#length', values.length!);
   await page.fill('#steps', values.steps!);
   await page.click('#generate');
-  const [generateClicked, firstToken, fullText] = [await mark('pgm-generate'), await mark('pgm-first-token-main'), await mark('pgm-done-main')];
+  const [generateClicked, firstToken, fullText] = [
+    await mark('pgm-generate'),
+    await mark('pgm-first-token-main'),
+    await mark('pgm-done-main'),
+  ];
   return { modelReady, readMs, gpuMs, fromCache, generateClicked, firstToken, fullText };
 }
 
@@ -52,15 +72,22 @@ const rows: (Times & { cache: string })[] = [];
 try {
   for (let run = 0; run < Number(values.runs); run++) {
     const profile = await mkdtemp(join(tmpdir(), 'pgm-demo-profile-'));
-    const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: [...BASE_ARGS, ...WEBGPU_ARGS], viewport: { width: 1180, height: 900 } });
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      args: [...BASE_ARGS, ...WEBGPU_ARGS],
+      viewport: { width: 1180, height: 900 },
+    });
     try {
       const page = context.pages()[0] ?? (await context.newPage());
       for (const cache of ['cold', 'cached']) {
         const t = await measure(page, url);
         rows.push({ cache, ...t });
         const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-        if (values.screenshot && run === Number(values.runs) - 1 && cache === 'cached') await page.screenshot({ path: values.screenshot, fullPage: true, animations: 'disabled' });
-        console.log(`run ${run + 1} ${cache.padEnd(6)}  model ready ${s(t.modelReady)} (files ${s(t.readMs)}${t.fromCache ? ' from cache' : ''}, GPU ${s(t.gpuMs)})  first token ${s(t.firstToken)}  full text ${s(t.fullText)}  (generate clicked at ${s(t.generateClicked)})`);
+        if (values.screenshot && run === Number(values.runs) - 1 && cache === 'cached')
+          await page.screenshot({ path: values.screenshot, fullPage: true, animations: 'disabled' });
+        console.log(
+          `run ${run + 1} ${cache.padEnd(6)}  model ready ${s(t.modelReady)} (files ${s(t.readMs)}${t.fromCache ? ' from cache' : ''}, GPU ${s(t.gpuMs)})  first token ${s(t.firstToken)}  full text ${s(t.fullText)}  (generate clicked at ${s(t.generateClicked)})`,
+        );
       }
     } finally {
       await context.close();

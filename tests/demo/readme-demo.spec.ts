@@ -11,14 +11,30 @@ import { expect, test, type Page } from '@playwright/test';
 const SETTINGS = { prompt: 'It was', length: 24, steps: 4, seed: 5 };
 
 function cliText(): Promise<string> {
-  const args = ['tsx', 'src/cli/main.ts', 'generate', '--prompt', SETTINGS.prompt, '--length', String(SETTINGS.length), '--steps', String(SETTINGS.steps), '--seed', String(SETTINGS.seed)];
+  const args = [
+    'tsx',
+    'src/cli/main.ts',
+    'generate',
+    '--prompt',
+    SETTINGS.prompt,
+    '--length',
+    String(SETTINGS.length),
+    '--steps',
+    String(SETTINGS.steps),
+    '--seed',
+    String(SETTINGS.seed),
+  ];
   return promisify(execFile)('npx', args, { maxBuffer: 1 << 20 }).then(({ stdout }) => stdout.replace(/\n$/, ''));
 }
 
 /** `npm run demo`, resolved with the URL it prints. */
 function startDemo(): { child: ChildProcess; url: Promise<string> } {
   // A process group of its own, so that the server under npm goes with it.
-  const child = spawn('npm', ['run', 'demo', '--', '--open', 'false'], { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn('npm', ['run', 'demo', '--', '--open', 'false'], {
+    env: { ...process.env, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   const url = new Promise<string>((resolve, reject) => {
     let out = '';
     const onData = (d: Buffer) => {

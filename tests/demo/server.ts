@@ -22,7 +22,10 @@ const TYPES: Record<string, string> = {
 export type Network = (path: string) => 'cut' | number | undefined;
 
 /** Serve `mounts` (URL prefix -> directory) on 127.0.0.1 at a free port, through `network`. */
-export async function serveStatic(mounts: Record<string, string>, network: Network = () => undefined): Promise<{ url: string; close(): Promise<void> }> {
+export async function serveStatic(
+  mounts: Record<string, string>,
+  network: Network = () => undefined,
+): Promise<{ url: string; close(): Promise<void> }> {
   const prefixes = Object.keys(mounts).sort((a, b) => b.length - a.length);
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
@@ -32,7 +35,10 @@ export async function serveStatic(mounts: Record<string, string>, network: Netwo
       return;
     }
     const prefix = prefixes.find((p) => path.startsWith(p));
-    let file = prefix === undefined ? undefined : join(mounts[prefix], normalize(path.slice(prefix.length)).replace(/^(\.\.[/\\])+/, ''));
+    let file =
+      prefix === undefined
+        ? undefined
+        : join(mounts[prefix], normalize(path.slice(prefix.length)).replace(/^(\.\.[/\\])+/, ''));
     const info = file ? await stat(file).catch(() => undefined) : undefined;
     if (file && info?.isDirectory()) file = join(file, 'index.html');
     const found = file ? await stat(file).catch(() => undefined) : undefined;
@@ -40,7 +46,11 @@ export async function serveStatic(mounts: Record<string, string>, network: Netwo
       res.writeHead(404).end('not found');
       return;
     }
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': found.size, 'cache-control': 'no-store' });
+    res.writeHead(200, {
+      'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'content-length': found.size,
+      'cache-control': 'no-store',
+    });
     if (rate === undefined) {
       createReadStream(file).pipe(res);
       return;

@@ -14,7 +14,11 @@ declare module 'vitest' {
 
 /** What requestGpu reports for each adapter a project may name (Chromium leaves the description empty). */
 const EXPECTED: Record<string, { vendor: string; architecture: string; description: RegExp }> = {
-  swiftshader: { vendor: 'google', architecture: 'swiftshader', description: runtime === 'node' ? /^SwiftShader/ : /^$/ },
+  swiftshader: {
+    vendor: 'google',
+    architecture: 'swiftshader',
+    description: runtime === 'node' ? /^SwiftShader/ : /^$/,
+  },
   llvmpipe: { vendor: 'mesa', architecture: 'software', description: /^llvmpipe: Mesa (\d+)\./ },
 };
 
@@ -30,7 +34,11 @@ describe('the adapter', () => {
     }
     const expected = EXPECTED[wanted];
     expect(expected, `unknown adapter name ${wanted}`).toBeDefined();
-    expect(seen).toMatchObject({ vendor: expected.vendor, architecture: expected.architecture, description: expect.stringMatching(expected.description) });
+    expect(seen).toMatchObject({
+      vendor: expected.vendor,
+      architecture: expected.architecture,
+      description: expect.stringMatching(expected.description),
+    });
     if (wanted === 'llvmpipe') {
       // Debian 12's own Mesa (22.3) is rejected by Dawn: this must be the Mesa 25 of .lavapipe/, with its features.
       expect(Number(expected.description.exec(adapter.description)![1])).toBeGreaterThanOrEqual(25);

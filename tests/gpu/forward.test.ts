@@ -24,10 +24,39 @@ function randomSequence(config: ModelConfig, n: number, m: number, seed: number)
 
 describe(`PGM forward on WebGPU (${runtime}) vs the TypeScript reference`, () => {
   const cases: [string, Partial<ModelConfig>, [number, number][]][] = [
-    ['learn+freqs, linear, padded batch', {}, [[5, 3], [17, 9], [1, 12]]],
-    ['learn, mlp4, odd sizes', { preQueryMode: 'learn', queryProcessMode: 'mlp4', hiddenSize: 36, nHeads: 3, vocabSize: 71, length: 37 }, [[3, 33], [36, 1]]],
-    ['learn+freqs+mean, 3 enc / 1 dec', { preQueryMode: 'learn+freqs+mean', encoderBlocks: 3, decoderBlocks: 1 }, [[40, 23], [2, 2]]],
-    ['learn+freqs+logsumexp, mlp4, D % 4 != 0', { preQueryMode: 'learn+freqs+logsumexp', queryProcessMode: 'mlp4', hiddenSize: 30, nHeads: 5, length: 29 }, [[1, 28], [28, 1]]],
+    [
+      'learn+freqs, linear, padded batch',
+      {},
+      [
+        [5, 3],
+        [17, 9],
+        [1, 12],
+      ],
+    ],
+    [
+      'learn, mlp4, odd sizes',
+      { preQueryMode: 'learn', queryProcessMode: 'mlp4', hiddenSize: 36, nHeads: 3, vocabSize: 71, length: 37 },
+      [
+        [3, 33],
+        [36, 1],
+      ],
+    ],
+    [
+      'learn+freqs+mean, 3 enc / 1 dec',
+      { preQueryMode: 'learn+freqs+mean', encoderBlocks: 3, decoderBlocks: 1 },
+      [
+        [40, 23],
+        [2, 2],
+      ],
+    ],
+    [
+      'learn+freqs+logsumexp, mlp4, D % 4 != 0',
+      { preQueryMode: 'learn+freqs+logsumexp', queryProcessMode: 'mlp4', hiddenSize: 30, nHeads: 5, length: 29 },
+      [
+        [1, 28],
+        [28, 1],
+      ],
+    ],
     ['first sampling step: BOS only, L-1 queries', { length: 48 }, [[1, 47]]],
     ['last sampling step: L-1 clean tokens, 1 query', { length: 48 }, [[47, 1]]],
   ];
@@ -56,11 +85,23 @@ describe(`PGM forward with forced kernel variants (${runtime}) vs the TypeScript
     const gpu = await testGpu();
     const config = tinyConfig('pgm', { hiddenSize: 30, nHeads: 5, length: 29 });
     const weights = randomWeights(config, 7);
-    const sequences = [[1, 28], [28, 1], [9, 5]].map(([n, m], b) => randomSequence(config, n, m, 100 + b));
-    const model = await GpuModel.load(gpu, config, weights, { maxBatch: sequences.length, matmul: 'tiled', attention: 'flash' });
+    const sequences = [
+      [1, 28],
+      [28, 1],
+      [9, 5],
+    ].map(([n, m], b) => randomSequence(config, n, m, 100 + b));
+    const model = await GpuModel.load(gpu, config, weights, {
+      maxBatch: sequences.length,
+      matmul: 'tiled',
+      attention: 'flash',
+    });
     try {
       expect(model.ws.plan).toEqual({ matmul: { [ANY_SHAPE]: everyBucket('tiled') }, attention: everyBucket('flash') });
-      const { maxAbs, argmaxMismatches } = compareRows(await model.pgmLogits(sequences), referencePgmLogits(config, weights, sequences), config.vocabSize);
+      const { maxAbs, argmaxMismatches } = compareRows(
+        await model.pgmLogits(sequences),
+        referencePgmLogits(config, weights, sequences),
+        config.vocabSize,
+      );
       expect(maxAbs).toBeLessThan(1e-4);
       expect(argmaxMismatches).toBe(0);
     } finally {
@@ -76,7 +117,9 @@ describe(`MDLM forward on WebGPU (${runtime}) vs the TypeScript reference`, () =
     const weights = randomWeights(config, 3);
     const rand = seededUniform(5);
     const sequences = [0, 1].map(() => ({
-      tokens: Array.from({ length: 41 }, (_, i) => (i === 0 ? config.bosId : rand() < 0.5 ? config.maskId : Math.floor(rand() * (config.vocabSize - 2)))),
+      tokens: Array.from({ length: 41 }, (_, i) =>
+        i === 0 ? config.bosId : rand() < 0.5 ? config.maskId : Math.floor(rand() * (config.vocabSize - 2)),
+      ),
     }));
     const model = await GpuModel.load(gpu, config, weights, { maxBatch: 2 });
     try {
@@ -92,11 +135,16 @@ describe(`MDLM forward on WebGPU (${runtime}) vs the TypeScript reference`, () =
 });
 
 /** Weights as a file stores them with the tensors `only` picks in f16, and the float32 values they then hold. */
-function asHalfFile(weights: WeightMap, only: (name: string, shape: number[]) => boolean = () => true): { file: Map<string, HostTensor | StoredTensor>; values: WeightMap } {
+function asHalfFile(
+  weights: WeightMap,
+  only: (name: string, shape: number[]) => boolean = () => true,
+): { file: Map<string, HostTensor | StoredTensor>; values: WeightMap } {
   const file = new Map<string, HostTensor | StoredTensor>();
   const values: WeightMap = new Map();
   for (const [name, t] of weights) {
-    const stored: HostTensor | StoredTensor = only(name, t.shape) ? { shape: t.shape, dtype: 'F16', bytes: encodeFloats(t.data, 'F16') } : t;
+    const stored: HostTensor | StoredTensor = only(name, t.shape)
+      ? { shape: t.shape, dtype: 'F16', bytes: encodeFloats(t.data, 'F16') }
+      : t;
     file.set(name, stored);
     values.set(name, { shape: t.shape, data: floatsOf(stored) });
   }
@@ -105,7 +153,11 @@ function asHalfFile(weights: WeightMap, only: (name: string, shape: number[]) =>
 
 describe(`f16 weight storage (${runtime})`, () => {
   const config = tinyConfig('pgm', { hiddenSize: 30, nHeads: 5, length: 29, vocabSize: 67 });
-  const sequences = [[1, 28], [28, 1], [9, 5]].map(([n, m], b) => randomSequence(config, n, m, 100 + b));
+  const sequences = [
+    [1, 28],
+    [28, 1],
+    [9, 5],
+  ].map(([n, m], b) => randomSequence(config, n, m, 100 + b));
 
   // Bit for bit with the same kernels: the plan may pick other variants for f16 weights, which
   // sum a row's LayerNorm statistics in another order.
@@ -131,8 +183,19 @@ describe(`f16 weight storage (${runtime})`, () => {
     const weights = randomWeights(config, 8);
     const model = await GpuModel.load(gpu, config, weights, { maxBatch: 3, weightStorage: 'f16' });
     try {
-      const rounded = asHalfFile(weights, (name, shape) => shape.length === 2 && (name.endsWith('.weight') || name === 'vocab_embed.embedding') && !name.includes('adaLN') && !name.startsWith('sigma_map')).values;
-      const { maxAbs, argmaxMismatches } = compareRows(await model.pgmLogits(sequences), referencePgmLogits(config, rounded, sequences), config.vocabSize);
+      const rounded = asHalfFile(
+        weights,
+        (name, shape) =>
+          shape.length === 2 &&
+          (name.endsWith('.weight') || name === 'vocab_embed.embedding') &&
+          !name.includes('adaLN') &&
+          !name.startsWith('sigma_map'),
+      ).values;
+      const { maxAbs, argmaxMismatches } = compareRows(
+        await model.pgmLogits(sequences),
+        referencePgmLogits(config, rounded, sequences),
+        config.vocabSize,
+      );
       expect(maxAbs).toBeLessThan(1e-4);
       expect(argmaxMismatches).toBe(0);
     } finally {
@@ -142,7 +205,9 @@ describe(`f16 weight storage (${runtime})`, () => {
 
   it('an unknown weightStorage is a typed option error', async () => {
     const gpu = await testGpu();
-    await expect(GpuModel.load(gpu, config, randomWeights(config, 7), { weightStorage: 'bf16' as never })).rejects.toMatchObject({ code: 'option' });
+    await expect(
+      GpuModel.load(gpu, config, randomWeights(config, 7), { weightStorage: 'bf16' as never }),
+    ).rejects.toMatchObject({ code: 'option' });
   });
 });
 
@@ -150,7 +215,10 @@ describe(`PGM weights streamed in (${runtime})`, () => {
   const config = tinyConfig('pgm', { decoderBlocks: 3, hiddenSize: 30, nHeads: 5, length: 29 });
   const weights = randomWeights(config, 9);
   /** The tensors in a seeded random order, one at a time (as a model directory's shards are read). */
-  function shuffled(seed: number, drop?: string): { names: string[]; stream: AsyncIterable<readonly [string, HostTensor | StoredTensor]> } {
+  function shuffled(
+    seed: number,
+    drop?: string,
+  ): { names: string[]; stream: AsyncIterable<readonly [string, HostTensor | StoredTensor]> } {
     const rand = seededUniform(seed);
     const names = [...weights.keys()].filter((n) => n !== drop);
     for (let i = names.length - 1; i > 0; i--) {
@@ -170,15 +238,25 @@ describe(`PGM weights streamed in (${runtime})`, () => {
     const gpu = await testGpu();
     const { names, stream } = shuffled(3);
     const before = (a: string, b: string) => names.indexOf(a) < names.indexOf(b);
-    const kvFirst = [0, 1, 2].map((l) => before(`decoder.layers.${l}.attn_kv.weight`, `decoder.layers.${l}.kv_norm1.weight`));
+    const kvFirst = [0, 1, 2].map((l) =>
+      before(`decoder.layers.${l}.attn_kv.weight`, `decoder.layers.${l}.kv_norm1.weight`),
+    );
     expect(kvFirst, 'the order has both cases').toEqual(expect.arrayContaining([true, false]));
-    const sequences = [[1, 28], [28, 1], [9, 5]].map(([n, m], b) => randomSequence(config, n, m, 100 + b));
+    const sequences = [
+      [1, 28],
+      [28, 1],
+      [9, 5],
+    ].map(([n, m], b) => randomSequence(config, n, m, 100 + b));
     const streamed = await GpuModel.load(gpu, config, stream, { maxBatch: 3 });
     const mapped = await GpuModel.load(gpu, config, weights, { maxBatch: 3 });
     try {
       const got = await streamed.pgmLogits(sequences);
       expect(Array.from(got)).toEqual(Array.from(await mapped.pgmLogits(sequences)));
-      const { maxAbs, argmaxMismatches } = compareRows(got, referencePgmLogits(config, weights, sequences), config.vocabSize);
+      const { maxAbs, argmaxMismatches } = compareRows(
+        got,
+        referencePgmLogits(config, weights, sequences),
+        config.vocabSize,
+      );
       expect(maxAbs).toBeLessThan(1e-4);
       expect(argmaxMismatches).toBe(0);
     } finally {
@@ -190,7 +268,10 @@ describe(`PGM weights streamed in (${runtime})`, () => {
   it('a decoder layer without its kv_norm1 or attn_kv weight is a typed architecture error naming it', async () => {
     const gpu = await testGpu();
     for (const missing of ['decoder.layers.1.kv_norm1.weight', 'decoder.layers.2.attn_kv.weight']) {
-      await expect(GpuModel.load(gpu, config, shuffled(4, missing).stream), missing).rejects.toMatchObject({ code: 'architecture', message: `the model has no tensor ${missing}` });
+      await expect(GpuModel.load(gpu, config, shuffled(4, missing).stream), missing).rejects.toMatchObject({
+        code: 'architecture',
+        message: `the model has no tensor ${missing}`,
+      });
     }
   });
 });

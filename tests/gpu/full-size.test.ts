@@ -40,7 +40,11 @@ function halfNormals(n: number, std: number, seed: number): Uint16Array {
   return out;
 }
 
-const stored = (shape: number[], bits: Uint16Array): StoredTensor => ({ shape, dtype: 'F16', bytes: new Uint8Array(bits.buffer) });
+const stored = (shape: number[], bits: Uint16Array): StoredTensor => ({
+  shape,
+  dtype: 'F16',
+  bytes: new Uint8Array(bits.buffer),
+});
 
 // The two [V, D] tensors, shared by both models.
 let big: Map<string, StoredTensor> | undefined;
@@ -58,7 +62,8 @@ function model(config: ModelConfig, seed: number): { file: Map<string, StoredTen
   const file = new Map<string, StoredTensor>(big);
   file.set('output_layer.linear.bias', stored([V], halfNormals(V, 0.1, 5)));
   for (const [name, t] of randomWeights({ ...config, vocabSize: 67, maskId: 66, bosId: 65 }, seed)) {
-    if (!file.has(name) && !name.startsWith('output_layer.linear.')) file.set(name, { shape: t.shape, dtype: 'F16', bytes: encodeFloats(t.data, 'F16') });
+    if (!file.has(name) && !name.startsWith('output_layer.linear.'))
+      file.set(name, { shape: t.shape, dtype: 'F16', bytes: encodeFloats(t.data, 'F16') });
   }
   const values: WeightMap = new Map([...file].map(([name, t]) => [name, { shape: t.shape, data: floatsOf(t) }]));
   return { file, values };
@@ -96,7 +101,10 @@ describe(`V = 50258, D = 768 within WebGPU's default limits (${runtime})`, () =>
     ];
     const want = referencePgmLogits(pgmConfig, values, sequences);
     const options: GpuModelOptions = { ...variants, maxBatch: 2, logitRows: 3 };
-    for (const [weights, storage] of [[values, 'f32'], [file, 'f16']] as const) {
+    for (const [weights, storage] of [
+      [values, 'f32'],
+      [file, 'f16'],
+    ] as const) {
       const m = await GpuModel.load(gpu, pgmConfig, weights, options);
       try {
         const { maxAbs, argmaxMismatches } = compareRows(await m.pgmLogits(sequences), want, V);
@@ -107,7 +115,10 @@ describe(`V = 50258, D = 768 within WebGPU's default limits (${runtime})`, () =>
           m.writeClean(b, 0, s.tokens, s.positions);
           m.writeQueries(b, s.queries);
         });
-        m.setLengths(sequences.map((s) => s.tokens.length), sequences.map((s) => s.queries.length));
+        m.setLengths(
+          sequences.map((s) => s.tokens.length),
+          sequences.map((s) => s.queries.length),
+        );
         m.writeSeeds([1, 2]);
         const { tokens, rowsPerSeq } = await m.sampleStep(settings);
         expect(rowsPerSeq).toBe(7);
@@ -122,14 +133,21 @@ describe(`V = 50258, D = 768 within WebGPU's default limits (${runtime})`, () =>
     const gpu = await testGpuWithDefaultLimits();
     const { file, values } = model(mdlmConfig, 8);
     const mask = mdlmConfig.maskId;
-    const sequences: MdlmSequence[] = [{ tokens: [50256, 464, mask, mask, 7586, mask, mask, mask, 13, mask, mask, mask] }];
+    const sequences: MdlmSequence[] = [
+      { tokens: [50256, 464, mask, mask, 7586, mask, mask, mask, 13, mask, mask, mask] },
+    ];
     const want = referenceMdlmLogits(mdlmConfig, values, sequences);
     const m = await GpuModel.load(gpu, mdlmConfig, file, { ...variants, logitRows: 5 });
     try {
       const { maxAbs, argmaxMismatches } = compareRows(await m.mdlmLogits(sequences), want, V);
       expect(maxAbs).toBeLessThan(1e-4);
       expect(argmaxMismatches).toBe(0);
-      m.writeClean(0, 0, sequences[0].tokens, Array.from({ length: 12 }, (_, i) => i));
+      m.writeClean(
+        0,
+        0,
+        sequences[0].tokens,
+        Array.from({ length: 12 }, (_, i) => i),
+      );
       m.setLengths([12], []);
       m.writeSeeds([3]);
       const { tokens } = await m.sampleStep({ ...settings, append: false });
@@ -138,7 +156,12 @@ describe(`V = 50258, D = 768 within WebGPU's default limits (${runtime})`, () =>
       expectArgmax(tokens, want, masked, mask);
       // A step without a forward pass (nothing revealed since): the output layer runs again,
       // window by window, from the rows the last pass left, and draws the same.
-      m.writeClean(0, 0, sequences[0].tokens, Array.from({ length: 12 }, (_, i) => i));
+      m.writeClean(
+        0,
+        0,
+        sequences[0].tokens,
+        Array.from({ length: 12 }, (_, i) => i),
+      );
       expect((await m.sampleStep({ ...settings, append: false }, 'none')).tokens).toEqual(tokens);
     } finally {
       m.dispose();

@@ -12,7 +12,14 @@ import { runtime, testGpu } from '../helpers/gpu.js';
 
 // Random weights with the real GPT-2 vocabulary, so the text edge (prompts, decode) is real.
 const pgmConfig = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 16, nHeads: 2, condDim: 8, length: 40 });
-const mdlmConfig = tinyConfig('mdlm', { vocabSize: 50258, hiddenSize: 16, nHeads: 2, condDim: 8, length: 40, nBlocks: 2 });
+const mdlmConfig = tinyConfig('mdlm', {
+  vocabSize: 50258,
+  hiddenSize: 16,
+  nHeads: 2,
+  condDim: 8,
+  length: 40,
+  nBlocks: 2,
+});
 
 const engines = new Map<string, Promise<Engine>>();
 function engine(config: ModelConfig): Promise<Engine> {
@@ -89,7 +96,12 @@ describe(`generation (${runtime})`, () => {
     const v = Vocabulary.gpt2();
     const a = v.encode('Once upon a time');
     const b = v.encode(' happily ever after.');
-    const result = await e.generate({ infill: `Once upon a time{{6}} happily ever after.`, length: 36, steps: 4, seed: 2 });
+    const result = await e.generate({
+      infill: `Once upon a time{{6}} happily ever after.`,
+      length: 36,
+      steps: 4,
+      seed: 2,
+    });
     expect([...result.tokens.slice(1, 1 + a.length)]).toEqual(a);
     const at = 1 + a.length + 6;
     expect([...result.tokens.slice(at, at + b.length)]).toEqual(b);
@@ -113,21 +125,34 @@ describe(`generation (${runtime})`, () => {
     const longer = await e.generate({ infill: 'The {{3}} sat on the mat.{{5}}', length: 30, steps: 4, seed: 3 });
     expect(longer.tokens.length).toBe(30);
     const shorter = await e.generate({ infill: 'The {{3}} sat on the mat.{{5}}', length: 10 }).catch((x: unknown) => x);
-    expect(shorter).toMatchObject({ code: 'option', message: expect.stringMatching(/the infill template "The \{\{3\}\} sat on the mat.\{\{5\}\}" .* but length is 10$/) });
+    expect(shorter).toMatchObject({
+      code: 'option',
+      message: expect.stringMatching(
+        /the infill template "The \{\{3\}\} sat on the mat.\{\{5\}\}" .* but length is 10$/,
+      ),
+    });
     const holes = await e.generate({ infill: '{{5}}{{5}}', steps: 2, seed: 1 });
     expect(holes.tokens.length).toBe(11);
     // Text at the end: the positions after it are generated, up to the model length.
     const open = await e.generate({ infill: 'The {{3}} sat', steps: 4, seed: 1 });
     expect(open.tokens.length).toBe(pgmConfig.length);
     // A batch of templates ending with holes at different places needs a length.
-    const mixed = await e.generateBatch({ sequences: [{ infill: 'A{{3}}' }, { infill: 'A{{4}}' }] }).catch((x: unknown) => x);
-    expect(mixed).toMatchObject({ code: 'option', message: expect.stringMatching(/^the infill templates end with holes at different lengths \(\d+, \d+\); /) });
+    const mixed = await e
+      .generateBatch({ sequences: [{ infill: 'A{{3}}' }, { infill: 'A{{4}}' }] })
+      .catch((x: unknown) => x);
+    expect(mixed).toMatchObject({
+      code: 'option',
+      message: expect.stringMatching(/^the infill templates end with holes at different lengths \(\d+, \d+\); /),
+    });
   });
 
   it('MDLM steps are bounded by 4 x the positions to generate', async () => {
     const e = await engine(mdlmConfig);
     const err = await e.generate({ length: 8, steps: 29, seed: 1 }).catch((x: unknown) => x);
-    expect(err).toMatchObject({ code: 'option', message: 'steps 29 exceeds 4 x the 7 positions to generate in sequence 0 (28), the most an MDLM takes' });
+    expect(err).toMatchObject({
+      code: 'option',
+      message: 'steps 29 exceeds 4 x the 7 positions to generate in sequence 0 (28), the most an MDLM takes',
+    });
     const r = await e.generate({ length: 8, steps: 28, seed: 1 });
     expect([...r.tokens].every((t) => t >= 0)).toBe(true);
   });
@@ -172,9 +197,21 @@ describe(`generation (${runtime})`, () => {
 
   it('invalid options are typed errors before any GPU work', async () => {
     const e = await engine(pgmConfig);
-    const bad = [{ steps: 0 }, { steps: 100, length: 20 }, { length: 41 }, { temperature: 0 }, { topP: 0 }, { topP: 1.5 }, { order: 'sideways' as 'random' }, { prompt: 'word '.repeat(60), length: 20 }];
+    const bad = [
+      { steps: 0 },
+      { steps: 100, length: 20 },
+      { length: 41 },
+      { temperature: 0 },
+      { topP: 0 },
+      { topP: 1.5 },
+      { order: 'sideways' as 'random' },
+      { prompt: 'word '.repeat(60), length: 20 },
+    ];
     for (const options of bad) {
-      const err = await e.generate(options).then(() => undefined, (x: unknown) => x);
+      const err = await e.generate(options).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
       expect(err).toBeInstanceOf(PgmError);
       expect((err as PgmError).code).toBe('option');
     }
@@ -199,7 +236,10 @@ describe(`generation (${runtime})`, () => {
 });
 
 /** The events of a generation, each with the number of steps the model had been asked to submit when it arrived. */
-async function countingSubmits(model: GpuModel, steps: AsyncGenerator<BatchStep>): Promise<{ ev: BatchStep; submitted: number }[]> {
+async function countingSubmits(
+  model: GpuModel,
+  steps: AsyncGenerator<BatchStep>,
+): Promise<{ ev: BatchStep; submitted: number }[]> {
   let submitted = 0;
   const start = model.startStep.bind(model);
   model.startStep = (...args) => (submitted++, start(...args));
@@ -216,7 +256,16 @@ describe(`the PGM sampler keeps one step in flight (${runtime})`, () => {
   it('step s + 1 is submitted before step s is read back, and the steps are those of one step at a time', async () => {
     const model = (await engine(pgmConfig)).gpuModel;
     const bos = pgmConfig.bosId;
-    const plans = [{ known: new Map([[0, bos], [3, 464]]), seed: 4 }, { known: new Map([[0, bos]]), seed: 5 }];
+    const plans = [
+      {
+        known: new Map([
+          [0, bos],
+          [3, 464],
+        ]),
+        seed: 4,
+      },
+      { known: new Map([[0, bos]]), seed: 5 },
+    ];
     const cases: Pick<SamplingOptions, 'order' | 'schedule' | 'encoder'>[] = [
       { order: 'random', schedule: 'uniform', encoder: 'exact' },
       { order: 'left-to-right', schedule: 'non-uniform', encoder: 'exact' },
@@ -227,8 +276,12 @@ describe(`the PGM sampler keeps one step in flight (${runtime})`, () => {
       const run = (overlap: boolean) => countingSubmits(model, samplePgm(model, plans, o, undefined, { overlap }));
       const overlapped = await run(true);
       const single = await run(false);
-      expect(overlapped.map((e) => e.ev), JSON.stringify(c)).toEqual(single.map((e) => e.ev));
-      const forwards = (events: typeof single, upTo: number) => events.slice(0, upTo).filter((e) => e.ev.forward).length;
+      expect(
+        overlapped.map((e) => e.ev),
+        JSON.stringify(c),
+      ).toEqual(single.map((e) => e.ev));
+      const forwards = (events: typeof single, upTo: number) =>
+        events.slice(0, upTo).filter((e) => e.ev.forward).length;
       // When step s arrives, one at a time has submitted steps 0..s; overlapped, also step s + 1.
       single.forEach((e, s) => expect(e.submitted, `one at a time, step ${s}`).toBe(forwards(single, s + 1)));
       overlapped.forEach((e, s) => expect(e.submitted, `overlapped, step ${s}`).toBe(forwards(single, s + 2)));
@@ -239,14 +292,34 @@ describe(`the PGM sampler keeps one step in flight (${runtime})`, () => {
 describe(`the MDLM sampler keeps a step in flight where the step before almost surely reveals something (${runtime})`, () => {
   it('the same steps as one at a time; step s + 1 submitted before step s is read back where it is kept in flight', async () => {
     const model = (await engine(mdlmConfig)).gpuModel;
-    const plans = [{ known: new Map([[0, mdlmConfig.bosId], [5, 464]]), seed: 4 }, { known: new Map([[0, mdlmConfig.bosId]]), seed: 5 }];
+    const plans = [
+      {
+        known: new Map([
+          [0, mdlmConfig.bosId],
+          [5, 464],
+        ]),
+        seed: 4,
+      },
+      { known: new Map([[0, mdlmConfig.bosId]]), seed: 5 },
+    ];
     for (const steps of [8, 120]) {
-      const o: SamplingOptions = { length: 37, steps, order: 'random', schedule: 'uniform', temperature: 1, topP: 1, greedy: false, encoder: 'exact', refresh: 0 };
+      const o: SamplingOptions = {
+        length: 37,
+        steps,
+        order: 'random',
+        schedule: 'uniform',
+        temperature: 1,
+        topP: 1,
+        greedy: false,
+        encoder: 'exact',
+        refresh: 0,
+      };
       const run = (overlap: boolean) => countingSubmits(model, sampleMdlm(model, plans, o, undefined, { overlap }));
       const overlapped = await run(true);
       const single = await run(false);
       // A step kept in flight runs its forward pass even if the step before revealed nothing.
-      const drawn = (events: typeof single) => events.map(({ ev: { step, revealed, tokens } }) => ({ step, revealed, tokens }));
+      const drawn = (events: typeof single) =>
+        events.map(({ ev: { step, revealed, tokens } }) => ({ step, revealed, tokens }));
       expect(drawn(overlapped), `${steps} steps`).toEqual(drawn(single));
       single.forEach((e, s) => expect(e.submitted, `one at a time, step ${s}`).toBe(s + 1));
       overlapped.forEach((e, s) => expect([s + 1, s + 2], `overlapped, step ${s}`).toContain(e.submitted));

@@ -31,7 +31,10 @@ function randomOrder(config: ModelConfig, seed: number): { order: number[]; toke
     const j = Math.floor(rand() * (i + 1));
     [order[i], order[j]] = [order[j], order[i]];
   }
-  return { order: [0, ...order], tokens: [config.bosId, ...order.map(() => Math.floor(rand() * (config.vocabSize - 2)))] };
+  return {
+    order: [0, ...order],
+    tokens: [config.bosId, ...order.map(() => Math.floor(rand() * (config.vocabSize - 2)))],
+  };
 }
 
 /** Pass k of each sequence: its whole clean set (rows in join order), its queries, and its fresh rows. */
@@ -44,7 +47,11 @@ function passesOf(config: ModelConfig, plans: PassPlan[]): { sequences: PgmSeque
       (pass, plan, b) => {
         const n = plan.joins.slice(0, k + 1).reduce((a, x) => a + x, 0);
         const { order, tokens } = seqs[b];
-        pass.sequences.push({ tokens: tokens.slice(0, n), positions: order.slice(0, n), queries: order.slice(n, n + plan.queries[k]) });
+        pass.sequences.push({
+          tokens: tokens.slice(0, n),
+          positions: order.slice(0, n),
+          queries: order.slice(n, n + plan.queries[k]),
+        });
         pass.fresh.push(n - (plan.refresh[k] ? 0 : plan.delayed ? settled[b] : encoded[b]));
         settled[b] = plan.refresh[k] ? n : encoded[b];
         encoded[b] = n;
@@ -59,15 +66,32 @@ describe(`the incremental KV set on WebGPU (${runtime}) vs the TypeScript refere
   // Odd sizes (D = 36, dh = 12, L = 37), a padded batch whose sequences add different counts,
   // the first pass, stale passes, a refresh mid-way and the last step (L - 1 clean tokens, 1 query).
   const cases: [string, Partial<ModelConfig>][] = [
-    ['learn+freqs+mean, linear', { preQueryMode: 'learn+freqs+mean', hiddenSize: 36, nHeads: 3, vocabSize: 71, length: 37 }],
-    ['learn+freqs+logsumexp, mlp4, 1 enc / 2 dec', { preQueryMode: 'learn+freqs+logsumexp', queryProcessMode: 'mlp4', encoderBlocks: 1, decoderBlocks: 2, hiddenSize: 30, nHeads: 5, length: 37 }],
+    [
+      'learn+freqs+mean, linear',
+      { preQueryMode: 'learn+freqs+mean', hiddenSize: 36, nHeads: 3, vocabSize: 71, length: 37 },
+    ],
+    [
+      'learn+freqs+logsumexp, mlp4, 1 enc / 2 dec',
+      {
+        preQueryMode: 'learn+freqs+logsumexp',
+        queryProcessMode: 'mlp4',
+        encoderBlocks: 1,
+        decoderBlocks: 2,
+        hiddenSize: 30,
+        nHeads: 5,
+        length: 37,
+      },
+    ],
   ];
   const incremental: PassPlan[] = [
     { joins: [3, 5, 1, 9, 4, 14], queries: [5, 1, 9, 4, 14, 1], refresh: [false, false, false, true, false, false] },
     { joins: [1, 2, 7, 3, 11, 12], queries: [2, 7, 3, 11, 12, 1], refresh: [false, false, false, true, false, false] },
   ];
   const delayed = incremental.map((p) => ({ ...p, delayed: true }));
-  for (const [name, overrides, plans] of [...cases.map(([n, o]) => [n, o, incremental] as const), [`${cases[0][0]}, delayed`, cases[0][1], delayed] as const]) {
+  for (const [name, overrides, plans] of [
+    ...cases.map(([n, o]) => [n, o, incremental] as const),
+    [`${cases[0][0]}, delayed`, cases[0][1], delayed] as const,
+  ]) {
     it(name, async () => {
       const gpu = await testGpu();
       const config = tinyConfig('pgm', overrides);
@@ -88,7 +112,10 @@ describe(`the incremental KV set on WebGPU (${runtime}) vs the TypeScript refere
           sequences.forEach((s, b) => {
             const n = s.tokens.length;
             sets[b].truncate(n - fresh[b]); // a refresh keeps none; delayed drops the rows it encodes again
-            const rows = { tokens: Array.from(s.tokens).slice(n - fresh[b]), positions: Array.from(s.positions).slice(n - fresh[b]) };
+            const rows = {
+              tokens: Array.from(s.tokens).slice(n - fresh[b]),
+              positions: Array.from(s.positions).slice(n - fresh[b]),
+            };
             want.set(sets[b].step(rows, s.queries), b * maxQueries * config.vocabSize);
           });
           const { maxAbs, argmaxMismatches } = compareRows(got, want, config.vocabSize);
@@ -114,12 +141,22 @@ describe(`the incremental KV set on WebGPU (${runtime}) vs the TypeScript refere
     const config = tinyConfig('pgm', { length: 20 });
     const model = await GpuModel.load(gpu, config, randomWeights(config, 3), { maxBatch: 1 });
     try {
-      const seq = (n: number): PgmSequence => ({ tokens: Array.from({ length: n }, (_, i) => (i === 0 ? config.bosId : i)), positions: Array.from({ length: n }, (_, i) => i), queries: [n] });
-      await expect(model.pgmLogits([seq(4)], { fresh: [2] })).rejects.toMatchObject({ code: 'shape', message: expect.stringContaining('the KV set holds 0') });
+      const seq = (n: number): PgmSequence => ({
+        tokens: Array.from({ length: n }, (_, i) => (i === 0 ? config.bosId : i)),
+        positions: Array.from({ length: n }, (_, i) => i),
+        queries: [n],
+      });
+      await expect(model.pgmLogits([seq(4)], { fresh: [2] })).rejects.toMatchObject({
+        code: 'shape',
+        message: expect.stringContaining('the KV set holds 0'),
+      });
       await model.pgmLogits([seq(4)], { fresh: [4] });
       await model.pgmLogits([seq(6)], { fresh: [2] });
       expect(model.kvSetRows).toEqual([6]);
-      await expect(model.pgmLogits([seq(9)], { fresh: [2] })).rejects.toMatchObject({ code: 'shape', message: expect.stringContaining('needs 7 cached rows; the KV set holds 6') });
+      await expect(model.pgmLogits([seq(9)], { fresh: [2] })).rejects.toMatchObject({
+        code: 'shape',
+        message: expect.stringContaining('needs 7 cached rows; the KV set holds 6'),
+      });
       await expect(model.pgmLogits([seq(6)], { fresh: [7] })).rejects.toMatchObject({ code: 'shape' });
       await model.pgmLogits([seq(6)]);
       expect(model.kvSetRows).toEqual([]); // the exact pass overwrote E
@@ -134,10 +171,16 @@ describe(`the incremental KV set on WebGPU (${runtime}) vs the TypeScript refere
  * from float rounding: the smallest gap between a share and the threshold, and where the cap
  * cuts, between the last row taken and the first left.
  */
-function referencePicks(set: ReferenceKvSet, threshold: number, fresh: number): { picks: number[]; margin: number; cut: boolean } {
+function referencePicks(
+  set: ReferenceKvSet,
+  threshold: number,
+  fresh: number,
+): { picks: number[]; margin: number; cut: boolean } {
   const shares = set.unseenShares();
   const picks = adaptivePicks(shares, threshold, fresh);
-  const stale = Array.from(shares).filter((u) => u > threshold).sort((a, b) => b - a);
+  const stale = Array.from(shares)
+    .filter((u) => u > threshold)
+    .sort((a, b) => b - a);
   const cut = stale.length > picks.length;
   const margins = Array.from(shares, (u) => Math.abs(u - threshold));
   if (cut) margins.push(stale[picks.length - 1] - stale[picks.length]);
@@ -148,11 +191,31 @@ describe(`the adaptive KV set on WebGPU (${runtime}) vs the TypeScript reference
   // Odd sizes, a padded batch whose sequences join different counts, the first pass, passes
   // that re-encode rows and passes the cap cuts, a refresh, the last step (L - 1 clean tokens).
   const cases: [string, Partial<ModelConfig>, number][] = [
-    ['learn+freqs+mean, linear', { preQueryMode: 'learn+freqs+mean', hiddenSize: 36, nHeads: 3, vocabSize: 71, length: 37 }, 0.3],
-    ['learn+freqs+logsumexp, mlp4, 1 enc / 2 dec', { preQueryMode: 'learn+freqs+logsumexp', queryProcessMode: 'mlp4', encoderBlocks: 1, decoderBlocks: 2, hiddenSize: 30, nHeads: 5, length: 37 }, 0.2],
+    [
+      'learn+freqs+mean, linear',
+      { preQueryMode: 'learn+freqs+mean', hiddenSize: 36, nHeads: 3, vocabSize: 71, length: 37 },
+      0.3,
+    ],
+    [
+      'learn+freqs+logsumexp, mlp4, 1 enc / 2 dec',
+      {
+        preQueryMode: 'learn+freqs+logsumexp',
+        queryProcessMode: 'mlp4',
+        encoderBlocks: 1,
+        decoderBlocks: 2,
+        hiddenSize: 30,
+        nHeads: 5,
+        length: 37,
+      },
+      0.2,
+    ],
   ];
   const plans: PassPlan[] = [
-    { joins: [3, 2, 4, 1, 5, 2, 6, 1, 12], queries: [2, 4, 1, 5, 2, 6, 1, 12, 1], refresh: [false, false, false, false, false, true, false, false, false] },
+    {
+      joins: [3, 2, 4, 1, 5, 2, 6, 1, 12],
+      queries: [2, 4, 1, 5, 2, 6, 1, 12, 1],
+      refresh: [false, false, false, false, false, true, false, false, false],
+    },
     { joins: [1, 4, 2, 7, 1, 3, 8, 2, 8], queries: [4, 2, 7, 1, 3, 8, 2, 8, 1], refresh: Array(9).fill(false) },
   ];
   for (const [name, overrides, threshold] of cases) {
@@ -166,14 +229,22 @@ describe(`the adaptive KV set on WebGPU (${runtime}) vs the TypeScript reference
       let cut = false;
       try {
         for (const [k, { sequences, fresh }] of passesOf(config, plans).entries()) {
-          const want = new Float32Array(sequences.length * Math.max(...sequences.map((s) => s.queries.length)) * config.vocabSize);
+          const want = new Float32Array(
+            sequences.length * Math.max(...sequences.map((s) => s.queries.length)) * config.vocabSize,
+          );
           const picked = sequences.map((s, b) => {
             const n = s.tokens.length;
             if (fresh[b] === n) sets[b].clear();
             const pick = referencePicks(sets[b], threshold, fresh[b]);
-            expect(pick.margin, `pass ${k}, sequence ${b}: a decision within rounding of the threshold or the cap`).toBeGreaterThan(1e-4);
+            expect(
+              pick.margin,
+              `pass ${k}, sequence ${b}: a decision within rounding of the threshold or the cap`,
+            ).toBeGreaterThan(1e-4);
             cut ||= pick.cut;
-            const rows = { tokens: Array.from(s.tokens).slice(n - fresh[b]), positions: Array.from(s.positions).slice(n - fresh[b]) };
+            const rows = {
+              tokens: Array.from(s.tokens).slice(n - fresh[b]),
+              positions: Array.from(s.positions).slice(n - fresh[b]),
+            };
             want.set(sets[b].step(rows, s.queries, pick.picks), b * (want.length / sequences.length));
             return pick.picks.length;
           });
@@ -197,9 +268,19 @@ describe(`the adaptive KV set on WebGPU (${runtime}) vs the TypeScript reference
 describe(`generation with the incremental encoder (${runtime})`, () => {
   // Random weights with the real GPT-2 vocabulary, so prompts are real text.
   const pgmConfig = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 16, nHeads: 2, condDim: 8, length: 40 });
-  const mdlmConfig = tinyConfig('mdlm', { vocabSize: 50258, hiddenSize: 16, nHeads: 2, condDim: 8, length: 40, nBlocks: 2 });
+  const mdlmConfig = tinyConfig('mdlm', {
+    vocabSize: 50258,
+    hiddenSize: 16,
+    nHeads: 2,
+    condDim: 8,
+    length: 40,
+    nBlocks: 2,
+  });
   let pgm: Promise<Engine> | undefined;
-  const engine = () => (pgm ??= testGpu().then((gpu) => Engine.create(gpu, { config: pgmConfig, weights: randomWeights(pgmConfig, 11) }, { maxBatch: 3 })));
+  const engine = () =>
+    (pgm ??= testGpu().then((gpu) =>
+      Engine.create(gpu, { config: pgmConfig, weights: randomWeights(pgmConfig, 11) }, { maxBatch: 3 }),
+    ));
   const collect = async (run: AsyncIterable<StepEvent>) => {
     const events: StepEvent[] = [];
     for await (const e of run) events.push(e);
@@ -223,14 +304,21 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
     const e = await engine();
     const known = 1 + e.vocabulary.encode('Once upon a time').length;
     for (const refresh of [undefined, 4]) {
-      const events = await collect(e.generate({ prompt: 'Once upon a time', length: 40, steps: 11, seed: 8, encoder: 'delayed', refresh }));
+      const events = await collect(
+        e.generate({ prompt: 'Once upon a time', length: 40, steps: 11, seed: 8, encoder: 'delayed', refresh }),
+      );
       // joined[s]: tokens that joined the clean set for step s (the prompt for step 0).
       const joined = events.map((_, s) => (s === 0 ? known : events[s - 1].revealed.length));
       let clean = 0;
       events.forEach((ev, s) => {
         clean += joined[s];
         const afterRefresh = refresh !== undefined && s > 0 && (s - 1) % refresh === 0;
-        const want = refresh !== undefined && s % refresh === 0 ? clean : s === 0 || afterRefresh ? joined[s] : joined[s] + joined[s - 1];
+        const want =
+          refresh !== undefined && s % refresh === 0
+            ? clean
+            : s === 0 || afterRefresh
+              ? joined[s]
+              : joined[s] + joined[s - 1];
         expect(ev.encoderRows, `step ${s}, refresh ${refresh}`).toBe(want);
       });
     }
@@ -241,11 +329,15 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
     const prompt = 'Once upon a time';
     const known = 1 + e.vocabulary.encode(prompt).length;
     for (const refresh of [undefined, 3]) {
-      const events = await collect(e.generate({ prompt, length: 40, steps: 11, seed: 8, encoder: 'incremental', refresh }));
+      const events = await collect(
+        e.generate({ prompt, length: 40, steps: 11, seed: 8, encoder: 'incremental', refresh }),
+      );
       let clean = known;
       events.forEach((ev, step) => {
         const joined = step === 0 ? known : events[step - 1].revealed.length;
-        expect(ev.encoderRows, `step ${step}, refresh ${refresh}`).toBe(refresh !== undefined && step % refresh === 0 ? clean : joined);
+        expect(ev.encoderRows, `step ${step}, refresh ${refresh}`).toBe(
+          refresh !== undefined && step % refresh === 0 ? clean : joined,
+        );
         expect(ev.decoderRows).toBe(ev.revealed.length);
         clean += ev.revealed.length;
       });
@@ -261,7 +353,8 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
   it(`adaptive encodes the tokens that joined and stale kept ones, at most ${REENCODE_PER_FRESH} per joined token, the same for a seed each time; staleness 1 never re-encodes`, async () => {
     const e = await engine();
     const known = 1 + e.vocabulary.encode('Once upon a time').length;
-    const run = (seed: number, staleness?: number) => collect(e.generate({ prompt: 'Once upon a time', length: 40, steps: 13, seed, encoder: 'adaptive', staleness }));
+    const run = (seed: number, staleness?: number) =>
+      collect(e.generate({ prompt: 'Once upon a time', length: 40, steps: 13, seed, encoder: 'adaptive', staleness }));
     let reencoded = 0;
     for (const seed of [8, 9]) {
       const events = await run(seed);
@@ -276,7 +369,9 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
       });
       if (seed === 8) expect(events[0].encoderRows).toBe(known);
       const never = await run(seed, 1);
-      const incremental = await collect(e.generate({ prompt: 'Once upon a time', length: 40, steps: 13, seed, encoder: 'incremental' }));
+      const incremental = await collect(
+        e.generate({ prompt: 'Once upon a time', length: 40, steps: 13, seed, encoder: 'incremental' }),
+      );
       expect(never.map((ev) => ev.encoderRows)).toEqual(incremental.map((ev) => ev.encoderRows));
     }
     expect(reencoded).toBeGreaterThan(0);
@@ -295,7 +390,11 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
 
   it('a batch equals its sequences run alone (own KV sets, padding, different prompts)', async () => {
     const e = await engine();
-    const sequences = [{ prompt: 'A long time ago in a', seed: 1 }, { seed: 2 }, { infill: 'The {{4}} sat on the mat.', seed: 3 }];
+    const sequences = [
+      { prompt: 'A long time ago in a', seed: 1 },
+      { seed: 2 },
+      { infill: 'The {{4}} sat on the mat.', seed: 3 },
+    ];
     for (const encoder of ['incremental', 'delayed', 'adaptive'] as const) {
       const shared = { length: 36, steps: 7, encoder, refresh: 4 } as const;
       const batch = await e.generateBatch({ ...shared, sequences });
@@ -334,8 +433,19 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
       await expect(iterate()).rejects.toMatchObject({ code: 'aborted' });
       await expect(aborted).rejects.toMatchObject({ code: 'aborted' });
       for (const seed of [3, 4]) {
-        await e.generateBatch({ length: 40, steps: 9, encoder: 'incremental', refresh: 3, sequences: [{ seed }, { seed: seed + 10 }] });
-        await e.generateBatch({ length: 40, steps: 9, encoder: 'adaptive', sequences: [{ seed }, { seed: seed + 10 }] });
+        await e.generateBatch({
+          length: 40,
+          steps: 9,
+          encoder: 'incremental',
+          refresh: 3,
+          sequences: [{ seed }, { seed: seed + 10 }],
+        });
+        await e.generateBatch({
+          length: 40,
+          steps: 9,
+          encoder: 'adaptive',
+          sequences: [{ seed }, { seed: seed + 10 }],
+        });
         await e.generate({ length: 40, steps: 9, seed });
       }
       expect(e.gpuBytes).toBe(bytes);
@@ -351,7 +461,11 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
 
   it('bad encoder options are typed errors before any GPU work', async () => {
     const e = await engine();
-    const reject = (options: object, text: string) => expect(e.generate({ length: 10, ...options })).rejects.toMatchObject({ code: 'option', message: expect.stringContaining(text) });
+    const reject = (options: object, text: string) =>
+      expect(e.generate({ length: 10, ...options })).rejects.toMatchObject({
+        code: 'option',
+        message: expect.stringContaining(text),
+      });
     await reject({ encoder: 'fast' }, 'unknown encoder "fast"');
     await reject({ refresh: 2 }, 'refresh 2 applies to encoder incremental');
     await reject({ encoder: 'incremental', refresh: 0 }, 'refresh must be an integer >= 1');
@@ -361,10 +475,17 @@ describe(`generation with the incremental encoder (${runtime})`, () => {
     await reject({ encoder: 'adaptive', staleness: 1.5 }, 'staleness must be a number in [0, 1]');
     await reject({ encoder: 'adaptive', staleness: '0.3' }, 'staleness must be a number in [0, 1]');
     const gpu = await testGpu();
-    const mdlm = await Engine.create(gpu, { config: mdlmConfig, weights: randomWeights(mdlmConfig, 5) }, { maxBatch: 1 });
+    const mdlm = await Engine.create(
+      gpu,
+      { config: mdlmConfig, weights: randomWeights(mdlmConfig, 5) },
+      { maxBatch: 1 },
+    );
     try {
       await expect(mdlm.generate({ length: 10, encoder: 'incremental' })).rejects.toBeInstanceOf(PgmError);
-      await expect(mdlm.generate({ length: 10, encoder: 'incremental' })).rejects.toMatchObject({ code: 'option', message: expect.stringContaining('needs a PGM') });
+      await expect(mdlm.generate({ length: 10, encoder: 'incremental' })).rejects.toMatchObject({
+        code: 'option',
+        message: expect.stringContaining('needs a PGM'),
+      });
     } finally {
       mdlm.dispose();
     }

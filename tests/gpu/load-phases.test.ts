@@ -20,14 +20,20 @@ const entry = () => (runtime === 'node' ? import('../../src/node.js') : import('
 async function shardedFolder(): Promise<File[]> {
   let packaged: ModelFiles;
   if (runtime === 'node') {
-    const [{ diskFiles }, { fileURLToPath }] = await Promise.all([import('../../src/model/load-node.js'), import('node:url')]);
+    const [{ diskFiles }, { fileURLToPath }] = await Promise.all([
+      import('../../src/model/load-node.js'),
+      import('node:url'),
+    ]);
     packaged = diskFiles(fileURLToPath(new URL('../../models/pgm-small/', import.meta.url)));
   } else packaged = urlFiles('/models/pgm-small/');
   const files: File[] = [];
   const folder: DirSink = {
     async create(file, size) {
       const sink = memorySink(size);
-      return { write: sink.write, close: () => sink.close().finally(() => files.push(new File([sink.bytes() as Uint8Array<ArrayBuffer>], file))) };
+      return {
+        write: sink.write,
+        close: () => sink.close().finally(() => files.push(new File([sink.bytes() as Uint8Array<ArrayBuffer>], file))),
+      };
     },
     async writeText(file, text) {
       files.push(new File([text], file));
@@ -39,7 +45,11 @@ async function shardedFolder(): Promise<File[]> {
 
 /** Each event that ends something, starts a GPU phase or warns, in words; bytes arriving are left out. */
 const steps = (events: LoadProgress[]): string[] =>
-  events.filter((p) => p.ms !== undefined || p.phase !== 'download' || p.warning).map((p) => (p.warning ? `warning ${p.file}` : `${p.phase}${p.file ? ` ${p.file}` : ''}${p.ms === undefined ? ' starts' : ''}`));
+  events
+    .filter((p) => p.ms !== undefined || p.phase !== 'download' || p.warning)
+    .map((p) =>
+      p.warning ? `warning ${p.file}` : `${p.phase}${p.file ? ` ${p.file}` : ''}${p.ms === undefined ? ' starts' : ''}`,
+    );
 
 /** Buffers made on `gpu` and not destroyed, in bytes, while `f` runs. */
 async function liveBytes(gpu: Awaited<ReturnType<typeof testGpu>>, f: () => Promise<void>): Promise<number> {
@@ -64,14 +74,30 @@ describe(`createEngine's load phases (${runtime})`, () => {
   it('download, verify, upload, compile and warm-up, in order, each ending with its time; warmUp builds the incremental and adaptive passes too', async () => {
     const { createEngine } = await entry();
     const events: LoadProgress[] = [];
-    const engine = await createEngine({ model: 'pgm-small', maxBatch: 1, cache: false, warmUp: true, onProgress: (p) => events.push(p) });
+    const engine = await createEngine({
+      model: 'pgm-small',
+      maxBatch: 1,
+      cache: false,
+      warmUp: true,
+      onProgress: (p) => events.push(p),
+    });
     const cold = await createEngine({ model: 'pgm-small', maxBatch: 1, cache: false });
     try {
       const ends = events.filter((p) => p.ms !== undefined);
-      expect(ends.map((p) => `${p.phase}${p.file ? ` ${p.file}` : ''}`)).toEqual(['download config.json', 'download model.safetensors', 'verify model.safetensors', 'upload', 'compile', 'warm-up']);
+      expect(ends.map((p) => `${p.phase}${p.file ? ` ${p.file}` : ''}`)).toEqual([
+        'download config.json',
+        'download model.safetensors',
+        'verify model.safetensors',
+        'upload',
+        'compile',
+        'warm-up',
+      ]);
       for (const p of ends) expect(p.ms, p.phase).toBeGreaterThanOrEqual(0);
       // A phase the GPU runs starts with an event of its own (the page can say what runs).
-      expect(events.filter((p) => p.ms === undefined && p.phase !== 'download').map((p) => p.phase)).toEqual(['upload', 'warm-up']);
+      expect(events.filter((p) => p.ms === undefined && p.phase !== 'download').map((p) => p.phase)).toEqual([
+        'upload',
+        'warm-up',
+      ]);
       const total = ends[1].total;
       expect(ends.at(-1)).toMatchObject({ loadedBytes: total, totalBytes: total, loaded: 1, total: 1 });
       // The warm-up allocated the KV set of the incremental pass and the adaptive pass's state, which a cold engine does on its first such steps.
@@ -95,9 +121,16 @@ describe(`createEngine's load phases (${runtime})`, () => {
     let e: { code: string; message: string } | undefined;
     const live = await liveBytes(gpu, async () => {
       e = await createEngine({
-        model: 'pgm-small', maxBatch: 1, cache: false, gpu, signal: controller.signal,
+        model: 'pgm-small',
+        maxBatch: 1,
+        cache: false,
+        gpu,
+        signal: controller.signal,
         onProgress: (p) => p.phase === 'upload' && p.ms === undefined && controller.abort(),
-      }).then(() => undefined, (x: unknown) => x as { code: string; message: string });
+      }).then(
+        () => undefined,
+        (x: unknown) => x as { code: string; message: string },
+      );
     });
     expect([e?.code, e?.message]).toEqual(['aborted', 'loading was aborted']);
     expect(live).toBe(0);
@@ -107,11 +140,20 @@ describe(`createEngine's load phases (${runtime})`, () => {
     const { createEngine } = await entry();
     const gpu = await testGpu();
     const folder = await shardedFolder();
-    const shards = folder.map((f) => f.name).filter((f) => f.endsWith('.safetensors')).sort();
+    const shards = folder
+      .map((f) => f.name)
+      .filter((f) => f.endsWith('.safetensors'))
+      .sort();
     expect(shards.length).toBe(5);
     const store = memoryStore();
     const events: LoadProgress[] = [];
-    const engine = await createEngine({ model: folder, maxBatch: 1, gpu, cache: store, onProgress: (p) => events.push(p) });
+    const engine = await createEngine({
+      model: folder,
+      maxBatch: 1,
+      gpu,
+      cache: store,
+      onProgress: (p) => events.push(p),
+    });
     const whole = await createEngine({ model: 'pgm-small', maxBatch: 1, gpu, cache: false });
     try {
       const perShard = shards.flatMap((f) => [`download ${f}`, `verify ${f}`]);
@@ -136,12 +178,31 @@ describe(`createEngine's load phases (${runtime})`, () => {
     const again: LoadProgress[] = [];
     (await createEngine({ model: folder, maxBatch: 1, gpu, cache: store, onProgress: (p) => again.push(p) })).dispose();
     expect(steps(again)).toEqual([
-      'download config.json', 'upload starts', `download ${shards[0]}`, `verify ${shards[0]}`,
-      `download ${shards[1]}`, `verify ${shards[1]}`, `warning ${shards[1]}`, `download ${shards[1]}`, `verify ${shards[1]}`,
-      ...shards.slice(2).flatMap((f) => [`download ${f}`, `verify ${f}`]), 'upload', 'compile',
+      'download config.json',
+      'upload starts',
+      `download ${shards[0]}`,
+      `verify ${shards[0]}`,
+      `download ${shards[1]}`,
+      `verify ${shards[1]}`,
+      `warning ${shards[1]}`,
+      `download ${shards[1]}`,
+      `verify ${shards[1]}`,
+      ...shards.slice(2).flatMap((f) => [`download ${f}`, `verify ${f}`]),
+      'upload',
+      'compile',
     ]);
-    expect(again.filter((p) => p.warning).map((p) => p.warning)).toEqual([expect.stringMatching(new RegExp(`^the cached copy of ${shards[1]} is damaged \\(sha256 mismatch .*\\); evicted, downloading it again$`))]);
-    expect(again.filter((p) => p.phase === 'download' && p.ms !== undefined && p.file !== 'config.json').map((p) => p.cached)).toEqual([true, true, undefined, true, true, true]);
+    expect(again.filter((p) => p.warning).map((p) => p.warning)).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^the cached copy of ${shards[1]} is damaged \\(sha256 mismatch .*\\); evicted, downloading it again$`,
+        ),
+      ),
+    ]);
+    expect(
+      again
+        .filter((p) => p.phase === 'download' && p.ms !== undefined && p.file !== 'config.json')
+        .map((p) => p.cached),
+    ).toEqual([true, true, undefined, true, true, true]);
     expect((await store.get(key))![100]).toBe(new Uint8Array(await second.arrayBuffer())[100]);
 
     // Aborted once the second shard verified: every buffer of the first two shards freed.
@@ -149,12 +210,18 @@ describe(`createEngine's load phases (${runtime})`, () => {
     let e: { code: string; message: string } | undefined;
     const live = await liveBytes(gpu, async () => {
       e = await createEngine({
-        model: folder, maxBatch: 1, gpu, cache: false, signal: controller.signal,
+        model: folder,
+        maxBatch: 1,
+        gpu,
+        cache: false,
+        signal: controller.signal,
         onProgress: (p) => p.phase === 'verify' && p.file === shards[1] && controller.abort(),
-      }).then(() => undefined, (x: unknown) => x as { code: string; message: string });
+      }).then(
+        () => undefined,
+        (x: unknown) => x as { code: string; message: string },
+      );
     });
     expect([e?.code, e?.message]).toEqual(['aborted', 'loading was aborted']);
     expect(live).toBe(0);
   });
 });
-

@@ -16,9 +16,20 @@ describe(`napping while waiting (${runtime})`, () => {
     const generate = async (naps?: boolean) => {
       const model = await GpuModel.load({ ...gpu, napWhileWaiting: naps }, config, weights);
       try {
-        const options = { length: 24, steps: 6, order: 'random', schedule: 'uniform', temperature: 1, topP: 1, greedy: false, encoder: 'exact', refresh: 0 } as const;
+        const options = {
+          length: 24,
+          steps: 6,
+          order: 'random',
+          schedule: 'uniform',
+          temperature: 1,
+          topP: 1,
+          greedy: false,
+          encoder: 'exact',
+          refresh: 0,
+        } as const;
         const tokens: number[][] = [];
-        for await (const step of samplePgm(model, [{ known: new Map([[0, config.bosId]]), seed: 5 }], options)) tokens.push([...step.tokens[0]]);
+        for await (const step of samplePgm(model, [{ known: new Map([[0, config.bosId]]), seed: 5 }], options))
+          tokens.push([...step.tokens[0]]);
         return { tokens, naps: model.ws.memory.naps };
       } finally {
         model.dispose();

@@ -19,12 +19,20 @@ import { runtime, testGpu } from '../helpers/gpu.js';
 
 // A reduced vocabulary keeps the sampler cheap; prompts and text still go through GPT-2.
 const vocabulary = Vocabulary.fromCounts(new Uint32Array(50257), 300);
-const config = tinyConfig('pgm', { vocabSize: 300, hiddenSize: 16, nHeads: 2, condDim: 8, length: 24, vocabMap: [...vocabulary.vocabMap] });
+const config = tinyConfig('pgm', {
+  vocabSize: 300,
+  hiddenSize: 16,
+  nHeads: 2,
+  condDim: 8,
+  length: 24,
+  vocabMap: [...vocabulary.vocabMap],
+});
 const model = { config, weights: randomWeights(config, 5) };
 
 let sharedEngine: Promise<Engine> | undefined;
 /** The engine on this worker's shared device (maxBatch 2). */
-const shared = (): Promise<Engine> => (sharedEngine ??= testGpu().then((gpu) => Engine.create(gpu, model, { maxBatch: 2 })));
+const shared = (): Promise<Engine> =>
+  (sharedEngine ??= testGpu().then((gpu) => Engine.create(gpu, model, { maxBatch: 2 })));
 
 /**
  * A device of its own (the tests that destroy it must not take the shared one down); `limits`
@@ -50,11 +58,20 @@ function countGpuWork(device: GPUDevice) {
     });
     return () => delete (target as Record<string, unknown>)[name as string];
   };
-  const undo = [wrap(device.queue, 'submit'), wrap(device.queue, 'writeBuffer'), wrap(device, 'createBuffer'), wrap(device, 'createCommandEncoder')];
+  const undo = [
+    wrap(device.queue, 'submit'),
+    wrap(device.queue, 'writeBuffer'),
+    wrap(device, 'createBuffer'),
+    wrap(device, 'createCommandEncoder'),
+  ];
   return { counts, restore: () => undo.forEach((u) => u()) };
 }
 
-const rejection = (p: PromiseLike<unknown>): Promise<unknown> => Promise.resolve(p).then(() => undefined, (e: unknown) => e);
+const rejection = (p: PromiseLike<unknown>): Promise<unknown> =>
+  Promise.resolve(p).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
 
 describe(`robustness (${runtime})`, () => {
   it('invalid options are typed errors naming the option, before any GPU work', async () => {
@@ -70,15 +87,24 @@ describe(`robustness (${runtime})`, () => {
       [{ length: '16' as unknown as number }, /^length must be an integer, got string "16"$/],
       [{ greedy: 'false' as unknown as boolean }, /^greedy must be true or false, got string "false"$/],
       [{ prompt: 123 as unknown as string }, /^prompt must be a string, got 123$/],
-      [{ infill: 5 as unknown as string }, /^infill must be a template string or an array of \{ position, text \} segments, got 5$/],
+      [
+        { infill: 5 as unknown as string },
+        /^infill must be a template string or an array of \{ position, text \} segments, got 5$/,
+      ],
       [{ steps: Infinity }, /steps/],
       [{ steps: 24, length: 24 }, /steps 24 exceeds the 23 positions to generate/],
-      [{ steps: 7 - promptTokens + 1, length: 8, prompt: 'ab' }, new RegExp(`steps ${8 - promptTokens} exceeds the ${7 - promptTokens} positions`)],
+      [
+        { steps: 7 - promptTokens + 1, length: 8, prompt: 'ab' },
+        new RegExp(`steps ${8 - promptTokens} exceeds the ${7 - promptTokens} positions`),
+      ],
       [{ length: 25 }, /length must be an integer in \[2, 24\]/],
       [{ length: 1 }, /length/],
       [{ length: 12.5 }, /length/],
       [{ length: Number.NaN }, /length/],
-      [{ temperature: 0 }, /temperature must be in \[1e-6, 1e\+6\], got 0: the sampler scales f32 logits by 1\/T, which can overflow f32 below 1e-6; for the T -> 0 limit use greedy$/],
+      [
+        { temperature: 0 },
+        /temperature must be in \[1e-6, 1e\+6\], got 0: the sampler scales f32 logits by 1\/T, which can overflow f32 below 1e-6; for the T -> 0 limit use greedy$/,
+      ],
       [{ temperature: 1e-40 }, /temperature must be in .*, got 1e-40/],
       [{ temperature: 9e-7 }, /temperature must be in/],
       [{ temperature: 1.1e6 }, /temperature must be in/],
@@ -90,20 +116,49 @@ describe(`robustness (${runtime})`, () => {
       [{ topP: -0.5 }, /topP/],
       [{ topP: 1.0001 }, /topP/],
       [{ topP: Number.NaN }, /topP/],
-      [{ prompt: 'word '.repeat(40), length: 20 }, /^sequence 0: the prompt \(\d+ tokens\) needs positions up to \d+ \(position 0 is BOS\), but length is 20$/],
-      [{ prompt: 'word '.repeat(40) }, /^sequence 0: the prompt \(\d+ tokens\) needs positions up to \d+ \(position 0 is BOS\), but the model's length is 24$/],
-      [{ infill: 'A{{30}}B', length: 20 }, /^sequence 0: the infill template "A\{\{30\}\}B" \(\d text and 30 hole tokens\) needs positions up to \d+ \(position 0 is BOS\), but length is 20$/],
+      [
+        { prompt: 'word '.repeat(40), length: 20 },
+        /^sequence 0: the prompt \(\d+ tokens\) needs positions up to \d+ \(position 0 is BOS\), but length is 20$/,
+      ],
+      [
+        { prompt: 'word '.repeat(40) },
+        /^sequence 0: the prompt \(\d+ tokens\) needs positions up to \d+ \(position 0 is BOS\), but the model's length is 24$/,
+      ],
+      [
+        { infill: 'A{{30}}B', length: 20 },
+        /^sequence 0: the infill template "A\{\{30\}\}B" \(\d text and 30 hole tokens\) needs positions up to \d+ \(position 0 is BOS\), but length is 20$/,
+      ],
       [{ infill: 'A{{30}}B' }, /the infill template "A\{\{30\}\}B" .*but the model's length is 24$/],
-      [{ infill: 'ab{{3}}', length: 4 }, /the infill template "ab\{\{3\}\}" \(\d text and 3 hole tokens\) needs positions up to 5 \(position 0 is BOS\), but length is 4$/],
-      [{ infill: 'The {{-3}} sat' }, /^sequence 0: infill template "The \{\{-3\}\} sat": "\{\{-3\}\}" is not a hole; a hole is \{\{n\}\} with n a whole number of tokens >= 1/],
+      [
+        { infill: 'ab{{3}}', length: 4 },
+        /the infill template "ab\{\{3\}\}" \(\d text and 3 hole tokens\) needs positions up to 5 \(position 0 is BOS\), but length is 4$/,
+      ],
+      [
+        { infill: 'The {{-3}} sat' },
+        /^sequence 0: infill template "The \{\{-3\}\} sat": "\{\{-3\}\}" is not a hole; a hole is \{\{n\}\} with n a whole number of tokens >= 1/,
+      ],
       [{ infill: 'The {{0}} sat' }, /"\{\{0\}\}" is not a hole/],
       [{ infill: 'The {{x}} sat' }, /"\{\{x\}\}" is not a hole/],
-      [{ infill: 'The {{3 sat' }, /^sequence 0: infill template "The \{\{3 sat": "\{\{" at character 5 is never closed; a hole is/],
+      [
+        { infill: 'The {{3 sat' },
+        /^sequence 0: infill template "The \{\{3 sat": "\{\{" at character 5 is never closed; a hole is/,
+      ],
       [{ infill: 'The {{3}} sat {{ 2 }}' }, /"\{\{ 2 \}\}" is not a hole/],
       [{ infill: [{ position: 0, text: 'x' }] }, /position must be an integer >= 1/],
-      [{ infill: [{ position: 2, text: 'ab cd' }, { position: 3, text: 'x' }] }, /^sequence 0: infill segments overlap at position 3$/],
+      [
+        {
+          infill: [
+            { position: 2, text: 'ab cd' },
+            { position: 3, text: 'x' },
+          ],
+        },
+        /^sequence 0: infill segments overlap at position 3$/,
+      ],
       [{ placeholder: '_'.repeat(17) }, /^placeholder must be a string of at most 16 characters/],
-      [{ top_p: 0.9 } as GenerateOptions, /^unknown option "top_p"; the options are prompt, infill, seed, length, steps, order, schedule, temperature, topP, encoder, refresh, staleness, greedy, signal, placeholder$/],
+      [
+        { top_p: 0.9 } as GenerateOptions,
+        /^unknown option "top_p"; the options are prompt, infill, seed, length, steps, order, schedule, temperature, topP, encoder, refresh, staleness, greedy, signal, placeholder$/,
+      ],
       [{ prompt: 'a', infill: 'b' }, /either prompt or infill/],
       [{ order: 'sideways' as 'random' }, /unknown order "sideways"; use one of random, left-to-right, confident/],
       [{ order: 10n as unknown as 'random' }, /unknown order 10;/],
@@ -117,10 +172,16 @@ describe(`robustness (${runtime})`, () => {
     try {
       for (const [options, message] of bad) {
         const e = await rejection(engine.generate(options));
-        expect(e, JSON.stringify(options, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))).toBeInstanceOf(PgmError);
+        expect(
+          e,
+          JSON.stringify(options, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)),
+        ).toBeInstanceOf(PgmError);
         expect([(e as PgmError).code, (e as PgmError).message]).toEqual(['option', expect.stringMatching(message)]);
       }
-      for (const [sequences, message] of [[[], /non-empty array/], [[{ seed: 1 }, { seed: 2 }, { seed: 3 }], /batch of 3 exceeds this engine's maxBatch 2/]] as const) {
+      for (const [sequences, message] of [
+        [[], /non-empty array/],
+        [[{ seed: 1 }, { seed: 2 }, { seed: 3 }], /batch of 3 exceeds this engine's maxBatch 2/],
+      ] as const) {
         const e = await rejection(engine.generateBatch({ sequences: sequences as unknown as { seed: number }[] }));
         expect([(e as PgmError).code, (e as PgmError).message]).toEqual(['option', expect.stringMatching(message)]);
       }
@@ -143,9 +204,18 @@ describe(`robustness (${runtime})`, () => {
   it('text far longer than the model is refused before it is tokenized', async () => {
     const engine = await shared();
     const started = performance.now();
-    for (const options of [{ prompt: 'a'.repeat(10_000_000) }, { infill: `${'b'.repeat(5_000_000)}{{2}}` }, { infill: [{ position: 1, text: 'c'.repeat(5_000_000) }] }]) {
+    for (const options of [
+      { prompt: 'a'.repeat(10_000_000) },
+      { infill: `${'b'.repeat(5_000_000)}{{2}}` },
+      { infill: [{ position: 1, text: 'c'.repeat(5_000_000) }] },
+    ]) {
       const e = await rejection(engine.generate(options));
-      expect([(e as PgmError).code, (e as PgmError).message]).toEqual(['option', expect.stringMatching(/^sequence 0: the (prompt|infill text) has \d+ characters, so at least \d+ tokens, more than the model's length 24$/)]);
+      expect([(e as PgmError).code, (e as PgmError).message]).toEqual([
+        'option',
+        expect.stringMatching(
+          /^sequence 0: the (prompt|infill text) has \d+ characters, so at least \d+ tokens, more than the model's length 24$/,
+        ),
+      ]);
     }
     expect(performance.now() - started).toBeLessThan(1000);
     // The bound is the longest GPT-2 token, in bytes.
@@ -158,10 +228,50 @@ describe(`robustness (${runtime})`, () => {
     const bytes = engine.gpuBytes;
     const signal = new AbortController().signal;
     // Values of every kind, and which of them each option takes (the option's documented type).
-    const pool: unknown[] = [0, 1, 16, -1, 2.5, Number.NaN, Infinity, 2 ** 32, '16', '0.9', 'false', 'random', '', true, false, null, {}, [], [{ position: 1, text: 'a' }], [{ position: '1', text: 'a' }], [{ text: 'a' }], [5], 10n, Symbol('s'), () => 1, new Date(0), { aborted: 'no' }, signal, '_'.repeat(17)];
+    const pool: unknown[] = [
+      0,
+      1,
+      16,
+      -1,
+      2.5,
+      Number.NaN,
+      Infinity,
+      2 ** 32,
+      '16',
+      '0.9',
+      'false',
+      'random',
+      '',
+      true,
+      false,
+      null,
+      {},
+      [],
+      [{ position: 1, text: 'a' }],
+      [{ position: '1', text: 'a' }],
+      [{ text: 'a' }],
+      [5],
+      10n,
+      Symbol('s'),
+      () => 1,
+      new Date(0),
+      { aborted: 'no' },
+      signal,
+      '_'.repeat(17),
+    ];
     const takes: Record<string, (v: unknown) => boolean> = {
       prompt: (v) => typeof v === 'string',
-      infill: (v) => typeof v === 'string' || (Array.isArray(v) && v.every((s) => typeof s === 'object' && s !== null && Number.isInteger(s.position) && s.position >= 1 && typeof s.text === 'string')),
+      infill: (v) =>
+        typeof v === 'string' ||
+        (Array.isArray(v) &&
+          v.every(
+            (s) =>
+              typeof s === 'object' &&
+              s !== null &&
+              Number.isInteger(s.position) &&
+              s.position >= 1 &&
+              typeof s.text === 'string',
+          )),
       seed: (v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) < 2 ** 32,
       length: Number.isInteger,
       steps: Number.isInteger,
@@ -176,7 +286,19 @@ describe(`robustness (${runtime})`, () => {
     const names = Object.keys(takes);
     const random = seededUniform(13);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
-    const valid: Record<string, unknown> = { prompt: 'Hi', seed: 4, length: 10, steps: 3, order: 'random', schedule: 'uniform', temperature: 0.8, topP: 0.9, greedy: false, signal, placeholder: '?' };
+    const valid: Record<string, unknown> = {
+      prompt: 'Hi',
+      seed: 4,
+      length: 10,
+      steps: 3,
+      order: 'random',
+      schedule: 'uniform',
+      temperature: 0.8,
+      topP: 0.9,
+      greedy: false,
+      signal,
+      placeholder: '?',
+    };
     const work = countGpuWork(device);
     let cases = 0;
     try {
@@ -196,7 +318,9 @@ describe(`robustness (${runtime})`, () => {
         }
         const batch = random() < 0.3;
         const { prompt, infill, seed, ...shared } = options;
-        const run = batch ? engine.generateBatch({ ...shared, sequences: [{ seed: 1 }, { prompt, infill, seed }] } as never) : engine.generate(options as GenerateOptions);
+        const run = batch
+          ? engine.generateBatch({ ...shared, sequences: [{ seed: 1 }, { prompt, infill, seed }] } as never)
+          : engine.generate(options as GenerateOptions);
         const settled: string[] = [];
         const e = await run.catch((x: unknown) => x).finally(() => settled.push('finally'));
         const label = `case ${i}: ${brief(options, 200)}`;
@@ -207,11 +331,16 @@ describe(`robustness (${runtime})`, () => {
       }
       // Not an object at all.
       for (const options of [null, 5, 'prompt', [], () => 1, new Map([['steps', 2]]), new Date(0)]) {
-        expect(await rejection(engine.generate(options as GenerateOptions))).toMatchObject({ code: 'option', message: expect.stringMatching(/^options must be an object, got /) });
+        expect(await rejection(engine.generate(options as GenerateOptions))).toMatchObject({
+          code: 'option',
+          message: expect.stringMatching(/^options must be an object, got /),
+        });
         expect(await rejection(engine.generateBatch(options as never))).toMatchObject({ code: 'option' });
       }
       for (const sequences of [undefined, 'a', [null], [5], [{ prompt: 1 }], [{ seed: 1 }, { tokens: [1] }]]) {
-        expect(await rejection(engine.generateBatch({ sequences } as never)), brief(sequences)).toMatchObject({ code: 'option' });
+        expect(await rejection(engine.generateBatch({ sequences } as never)), brief(sequences)).toMatchObject({
+          code: 'option',
+        });
       }
     } finally {
       work.restore();
@@ -288,11 +417,20 @@ describe(`robustness (${runtime})`, () => {
     const { running, queued, seen, error: lost } = await interruptAtStep2(engine, () => ctx.device.destroy());
     expect(seen).toBeLessThan(20);
     expect(lost).toBeInstanceOf(PgmError);
-    expect([(lost as PgmError).code, (lost as PgmError).message]).toEqual(['device-lost', expect.stringMatching(/^the GPU device was lost during generation \(.+\); create a new engine$/)]);
+    expect([(lost as PgmError).code, (lost as PgmError).message]).toEqual([
+      'device-lost',
+      expect.stringMatching(/^the GPU device was lost during generation \(.+\); create a new engine$/),
+    ]);
     expect(await rejection(running)).toBe(lost);
     expect(await rejection(queued)).toMatchObject({ code: 'device-lost' });
-    expect(await rejection(engine.generate({ steps: 2, seed: 1 }))).toMatchObject({ code: 'device-lost', message: expect.stringMatching(/create a new engine$/) });
-    expect(await engine.lost).toMatchObject({ code: 'device-lost', message: expect.stringMatching(/^the GPU device was lost \(.+\); create a new engine$/) });
+    expect(await rejection(engine.generate({ steps: 2, seed: 1 }))).toMatchObject({
+      code: 'device-lost',
+      message: expect.stringMatching(/create a new engine$/),
+    });
+    expect(await engine.lost).toMatchObject({
+      code: 'device-lost',
+      message: expect.stringMatching(/^the GPU device was lost \(.+\); create a new engine$/),
+    });
     engine.dispose();
     expect(engine.gpuBytes).toBe(0);
 
@@ -313,7 +451,9 @@ describe(`robustness (${runtime})`, () => {
     fresh.dispose();
     // Its device goes with it, but a disposed engine was not lost.
     await ctx3.lost;
-    expect(await Promise.race([fresh.lost, new Promise((resolve) => setTimeout(() => resolve('not lost'), 100))])).toBe('not lost');
+    expect(await Promise.race([fresh.lost, new Promise((resolve) => setTimeout(() => resolve('not lost'), 100))])).toBe(
+      'not lost',
+    );
   });
 
   it('dispose() during a generation rejects it, and the calls queued behind it, with disposed', async () => {
@@ -322,9 +462,15 @@ describe(`robustness (${runtime})`, () => {
       const engine = await Engine.create(ctx, model, { maxBatch: 1, ownsDevice: own });
       const { running, queued, seen, error: stopped } = await interruptAtStep2(engine, () => engine.dispose());
       expect(seen, `own device: ${own}`).toBeLessThan(20);
-      expect([(stopped as PgmError).code, (stopped as PgmError).message]).toEqual(['disposed', 'the engine was disposed during generation; create a new engine to generate again']);
+      expect([(stopped as PgmError).code, (stopped as PgmError).message]).toEqual([
+        'disposed',
+        'the engine was disposed during generation; create a new engine to generate again',
+      ]);
       expect(await rejection(queued)).toMatchObject({ code: 'disposed' });
-      expect(await rejection(engine.generate({ steps: 2 }))).toMatchObject({ code: 'disposed', message: 'this engine was disposed; create a new one' });
+      expect(await rejection(engine.generate({ steps: 2 }))).toMatchObject({
+        code: 'disposed',
+        message: 'this engine was disposed; create a new one',
+      });
       expect(engine.gpuBytes).toBe(0);
     }
     // The shared device still works.
@@ -334,14 +480,34 @@ describe(`robustness (${runtime})`, () => {
 
   it('weights that give NaN or infinite logits are a non-finite error naming the step, not a token id', async () => {
     const gpu = await testGpu();
-    for (const [arch, value] of [['pgm', Number.NaN], ['pgm', Infinity], ['mdlm', Number.NaN]] as const) {
-      const c = arch === 'pgm' ? config : tinyConfig('mdlm', { vocabSize: 300, hiddenSize: 16, nHeads: 2, condDim: 8, length: 24, nBlocks: 2, vocabMap: [...vocabulary.vocabMap] });
+    for (const [arch, value] of [
+      ['pgm', Number.NaN],
+      ['pgm', Infinity],
+      ['mdlm', Number.NaN],
+    ] as const) {
+      const c =
+        arch === 'pgm'
+          ? config
+          : tinyConfig('mdlm', {
+              vocabSize: 300,
+              hiddenSize: 16,
+              nHeads: 2,
+              condDim: 8,
+              length: 24,
+              nBlocks: 2,
+              vocabMap: [...vocabulary.vocabMap],
+            });
       const weights = randomWeights(c, 5);
       const bias = weights.get('output_layer.linear.bias')!;
       weights.set('output_layer.linear.bias', { ...bias, data: bias.data.map((x, i) => (i % 7 === 3 ? value : x)) });
       const engine = await Engine.create(gpu, { config: c, weights }, { maxBatch: 1 });
       const e = await rejection(engine.generate({ length: 10, steps: 3, seed: 1 }));
-      expect([(e as PgmError).code, (e as PgmError).message], `${arch} ${value}`).toEqual(['non-finite', expect.stringMatching(/^the model's logits are not finite \(NaN or infinite\) at step 0, position \d+: its weights hold NaN or infinite values/)]);
+      expect([(e as PgmError).code, (e as PgmError).message], `${arch} ${value}`).toEqual([
+        'non-finite',
+        expect.stringMatching(
+          /^the model's logits are not finite \(NaN or infinite\) at step 0, position \d+: its weights hold NaN or infinite values/,
+        ),
+      ]);
       engine.dispose();
     }
   });
@@ -352,11 +518,17 @@ describe(`robustness (${runtime})`, () => {
     const settings = { step: 0, temperature: 1, topP: 1, greedy: true, pReveal: 1, append: true };
     try {
       // Before any setLengths, a step has no batch shape: it would draw nothing.
-      expect(await rejection(m.sampleStep(settings))).toMatchObject({ code: 'call-order', message: expect.stringMatching(/a step before setLengths/) });
+      expect(await rejection(m.sampleStep(settings))).toMatchObject({
+        code: 'call-order',
+        message: expect.stringMatching(/a step before setLengths/),
+      });
       m.writeClean(0, 0, [config.bosId, 7], [0, 1]);
       m.setLengths([2], [3]);
       // A pass 'none' reuses logits, and none has been computed for these lengths.
-      expect(await rejection(m.sampleStep(settings, 'none'))).toMatchObject({ code: 'call-order', message: expect.stringMatching(/pass 'none'/) });
+      expect(await rejection(m.sampleStep(settings, 'none'))).toMatchObject({
+        code: 'call-order',
+        message: expect.stringMatching(/pass 'none'/),
+      });
       // A failed start leaves the model taking the next step's calls, not stuck.
       expect(await rejection(m.sampleStep(settings, 'adaptive', 2))).toMatchObject({ code: 'shape' });
       m.writeQueries(0, [2, 3, 4]);
@@ -365,9 +537,15 @@ describe(`robustness (${runtime})`, () => {
       const started = m.startStep(settings);
       order(() => m.writeClean(0, 0, [config.bosId], [0]));
       order(() => m.setLengths([2], [3]));
-      expect(await rejection(m.startStep(settings))).toMatchObject({ code: 'call-order', message: expect.stringMatching(/a step is being started/) });
+      expect(await rejection(m.startStep(settings))).toMatchObject({
+        code: 'call-order',
+        message: expect.stringMatching(/a step is being started/),
+      });
       const { tokens } = await (await started).result;
-      expect([...tokens].every((t) => t >= 0 && t < config.vocabSize && t !== config.maskId), `${tokens}`).toBe(true);
+      expect(
+        [...tokens].every((t) => t >= 0 && t < config.vocabSize && t !== config.maskId),
+        `${tokens}`,
+      ).toBe(true);
       // Resolved: the next step's inputs and a pass 'none' over the same lengths are in order.
       m.writeClean(0, 0, [config.bosId, 7], [0, 1]);
       expect((await m.sampleStep({ ...settings, append: false }, 'none')).tokens).toEqual(tokens);
@@ -379,7 +557,10 @@ describe(`robustness (${runtime})`, () => {
   it('what is beyond the device limits is refused naming the limit and what would fit, and every buffer made is freed', async () => {
     await shared(); // kernel variants are measured once per adapter: not on the shapes below
     const gpu = await ownGpu('default');
-    expect([gpu.device.limits.maxStorageBufferBindingSize, gpu.device.limits.maxBufferSize]).toEqual([2 ** 27, 2 ** 28]);
+    expect([gpu.device.limits.maxStorageBufferBindingSize, gpu.device.limits.maxBufferSize]).toEqual([
+      2 ** 27,
+      2 ** 28,
+    ]);
     const live = new Set<GPUBuffer>();
     const createBuffer = gpu.device.createBuffer.bind(gpu.device);
     gpu.device.createBuffer = (descriptor: GPUBufferDescriptor) => {
@@ -391,23 +572,51 @@ describe(`robustness (${runtime})`, () => {
     };
     // A matmul weight over one binding (an MDLM block's mlp.0 [43700, 768] = 134.2 MB in f32)
     // is uploaded in blocks of rows, which only the embedding and the output layer take.
-    const zeros = (c: ModelConfig): WeightMap => new Map([...expectedParameters(c)].map(([name, shape]) => [name, { shape, data: new Float32Array(numel(shape)) }]));
-    const wideMlp: ModelConfig = { ...config, arch: 'mdlm', nBlocks: 1, encoderBlocks: 0, decoderBlocks: 0, hiddenSize: 768, nHeads: 12, mlpDim: 43700 };
+    const zeros = (c: ModelConfig): WeightMap =>
+      new Map(
+        [...expectedParameters(c)].map(([name, shape]) => [name, { shape, data: new Float32Array(numel(shape)) }]),
+      );
+    const wideMlp: ModelConfig = {
+      ...config,
+      arch: 'mdlm',
+      nBlocks: 1,
+      encoderBlocks: 0,
+      decoderBlocks: 0,
+      hiddenSize: 768,
+      nHeads: 12,
+      mlpDim: 43700,
+    };
     const e1 = await rejection(Engine.create(gpu, { config: wideMlp, weights: zeros(wideMlp) }));
-    expect([(e1 as PgmError).code, (e1 as PgmError).message]).toEqual(['webgpu', 'tensor blocks.0.mlp.0.weight is over this device\'s maxStorageBufferBindingSize (134217728) and sits in 2 blocks of rows, which the ops reading it do not take']);
+    expect([(e1 as PgmError).code, (e1 as PgmError).message]).toEqual([
+      'webgpu',
+      "tensor blocks.0.mlp.0.weight is over this device's maxStorageBufferBindingSize (134217728) and sits in 2 blocks of rows, which the ops reading it do not take",
+    ]);
     // Activations sized for [maxBatch, L]: x is [100000, 24, 16] floats = 154 MB.
     const e2 = await rejection(Engine.create(gpu, model, { maxBatch: 100_000 }));
-    expect([(e2 as PgmError).code, (e2 as PgmError).message]).toEqual(['webgpu', 'buffer "x" needs 153600000 bytes, over this device\'s maxStorageBufferBindingSize (134217728); use a smaller maxBatch than 100000']);
+    expect([(e2 as PgmError).code, (e2 as PgmError).message]).toEqual([
+      'webgpu',
+      'buffer "x" needs 153600000 bytes, over this device\'s maxStorageBufferBindingSize (134217728); use a smaller maxBatch than 100000',
+    ]);
     // One sequence of a 3M-row model: x is [1, 3000000, 16] floats = 192 MB.
     const long = { ...config, length: 3_000_000 };
     const e3 = await rejection(Engine.create(gpu, { config: long, weights: model.weights }, { maxBatch: 1 }));
-    expect((e3 as PgmError).message).toBe('buffer "x" needs 192000000 bytes, over this device\'s maxStorageBufferBindingSize (134217728); one sequence of the model\'s 3000000 rows does not fit this device');
+    expect((e3 as PgmError).message).toBe(
+      'buffer "x" needs 192000000 bytes, over this device\'s maxStorageBufferBindingSize (134217728); one sequence of the model\'s 3000000 rows does not fit this device',
+    );
     // The logits take windows of rows, but not less than one row per sequence.
     const e4 = await rejection(Engine.create(gpu, model, { maxBatch: 200_000 }));
-    expect([(e4 as PgmError).code, (e4 as PgmError).message]).toEqual(['option', 'maxBatch 200000: a row of 300 logits for each sequence takes 240000000 bytes, over this device\'s maxStorageBufferBindingSize (134217728); use a smaller maxBatch']);
+    expect([(e4 as PgmError).code, (e4 as PgmError).message]).toEqual([
+      'option',
+      "maxBatch 200000: a row of 300 logits for each sequence takes 240000000 bytes, over this device's maxStorageBufferBindingSize (134217728); use a smaller maxBatch",
+    ]);
     for (const logitRows of [0, 2.5, 200_000]) {
       const e = await rejection(GpuModel.load(gpu, config, model.weights, { maxBatch: 1, logitRows }));
-      expect([(e as PgmError).code, (e as PgmError).message], `logitRows ${logitRows}`).toEqual(['option', logitRows === 200_000 ? 'logitRows 200000: 200000 rows of 300 logits for 1 sequences take 240000000 bytes, over this device\'s maxStorageBufferBindingSize (134217728); at most 111848' : `logitRows must be a positive integer, got ${logitRows}`]);
+      expect([(e as PgmError).code, (e as PgmError).message], `logitRows ${logitRows}`).toEqual([
+        'option',
+        logitRows === 200_000
+          ? "logitRows 200000: 200000 rows of 300 logits for 1 sequences take 240000000 bytes, over this device's maxStorageBufferBindingSize (134217728); at most 111848"
+          : `logitRows must be a positive integer, got ${logitRows}`,
+      ]);
     }
     expect(live.size).toBe(0);
     gpu.device.destroy();

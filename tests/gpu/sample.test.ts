@@ -197,7 +197,10 @@ let kernelCache: KernelCache | undefined;
  * A sampler over a logits buffer of `windowRows` rows per sequence (default L): every window
  * samples from the same buffer, so one row of logits replicated over it gives every row those.
  */
-async function withRig(o: { V: number; maskId: number; L: number; maxBatch: number; windowRows?: number }, body: (rig: Rig) => Promise<void>): Promise<void> {
+async function withRig(
+  o: { V: number; maskId: number; L: number; maxBatch: number; windowRows?: number },
+  body: (rig: Rig) => Promise<void>,
+): Promise<void> {
   const { device } = await testGpu();
   if (kernelCache?.device !== device) kernelCache = new KernelCache(device);
   const memory = new GpuMemory(device);
@@ -217,7 +220,10 @@ async function withRig(o: { V: number; maskId: number; L: number; maxBatch: numb
       cleanPositions: indices('cleanPositions'),
       drawn: gpuTensor('drawn', memory.create('drawn', rows * 8, STORAGE), [rows, 2], 'u32'),
     };
-    const buffers = Object.fromEntries(Object.entries(tensors).map(([role, t]) => [role, t.buffer])) as Record<keyof typeof tensors, GPUBuffer>;
+    const buffers = Object.fromEntries(Object.entries(tensors).map(([role, t]) => [role, t.buffer])) as Record<
+      keyof typeof tensors,
+      GPUBuffer
+    >;
     const samplers: Record<'pgm' | 'mdlm', Sampler> = {
       pgm: await createSampler(ws, { arch: 'pgm', maskId, logits, windows, ...tensors }),
       mdlm: await createSampler(ws, { arch: 'mdlm', maskId, logits, windows, ...tensors }),
@@ -237,16 +243,29 @@ async function withRig(o: { V: number; maskId: number; L: number; maxBatch: numb
       },
       writeClean(tokens, positions) {
         device.queue.writeBuffer(buffers.cleanTokens, 0, Uint32Array.from(tokens));
-        device.queue.writeBuffer(buffers.cleanPositions, 0, positions ? Uint32Array.from(positions) : new Uint32Array(rows).fill(0xfeed));
+        device.queue.writeBuffer(
+          buffers.cleanPositions,
+          0,
+          positions ? Uint32Array.from(positions) : new Uint32Array(rows).fill(0xfeed),
+        );
       },
       async step(arch, shape, seeds, settings) {
         setBatchShape(ws, shape.clean, shape.query);
-        device.queue.writeBuffer(buffers.seeds, 0, Uint32Array.from(seeds, (s) => s >>> 0));
+        device.queue.writeBuffer(
+          buffers.seeds,
+          0,
+          Uint32Array.from(seeds, (s) => s >>> 0),
+        );
         device.queue.writeBuffer(buffers.drawn, 0, new Int32Array(2 * rows).fill(SENTINEL));
         const sampler = samplers[arch];
         sampler.set({ ...defaults, ...settings });
         const outputs = [buffers.drawn, buffers.cleanTokens, buffers.cleanPositions];
-        const [drawn, cleanTokens, cleanPositions] = await runAndRead(memory, 'sampler test', async () => sampler.windows, outputs);
+        const [drawn, cleanTokens, cleanPositions] = await runAndRead(
+          memory,
+          'sampler test',
+          async () => sampler.windows,
+          outputs,
+        );
         const rowsPerSeq = arch === 'pgm' ? ws.shape.maxQuery : ws.shape.maxClean;
         const n = shape.clean.length * rowsPerSeq;
         const pairs = new Int32Array(drawn, 0, 2 * n);
@@ -272,10 +291,20 @@ async function withRig(o: { V: number; maskId: number; L: number; maxBatch: numb
 }
 
 /** Draws of one sequence (`count` rows) at `positions` 0..count-1, one step per entry of `steps`. */
-async function drawMany(rig: Rig, count: number, seed: number, steps: number[], settings: Partial<SampleSettings>): Promise<StepResult[]> {
-  rig.writeQueries(0, Array.from({ length: count }, (_, r) => r));
+async function drawMany(
+  rig: Rig,
+  count: number,
+  seed: number,
+  steps: number[],
+  settings: Partial<SampleSettings>,
+): Promise<StepResult[]> {
+  rig.writeQueries(
+    0,
+    Array.from({ length: count }, (_, r) => r),
+  );
   const results: StepResult[] = [];
-  for (const step of steps) results.push(await rig.step('pgm', { clean: [0], query: [count] }, [seed], { ...settings, step }));
+  for (const step of steps)
+    results.push(await rig.step('pgm', { clean: [0], query: [count] }, [seed], { ...settings, step }));
   return results;
 }
 
@@ -288,13 +317,20 @@ const countTokens = (V: number, results: Pick<Draws, 'tokens'>[]): Float64Array 
 };
 
 /** Every token is a valid id and every probability is softmax(logits / T)[token] within PROB_TOLERANCE. */
-function expectValidDraws(label: string, logits: Float32Array, temperature: number, maskId: number, results: Draws[]): void {
+function expectValidDraws(
+  label: string,
+  logits: Float32Array,
+  temperature: number,
+  maskId: number,
+  results: Draws[],
+): void {
   const softmax = softmaxWithoutMask(logits, temperature, maskId);
   const wrong: string[] = [];
   for (const { tokens, probs } of results) {
     tokens.forEach((t, i) => {
       if (!(t >= 0 && t < logits.length)) wrong.push(`row ${i}: token ${t}`);
-      else if (!(Math.abs(probs[i] - softmax[t]) <= PROB_TOLERANCE)) wrong.push(`row ${i}: token ${t} prob ${probs[i]}, want ${softmax[t]}`);
+      else if (!(Math.abs(probs[i] - softmax[t]) <= PROB_TOLERANCE))
+        wrong.push(`row ${i}: token ${t} prob ${probs[i]}, want ${softmax[t]}`);
     });
   }
   expect(wrong.slice(0, 5), `${label}: ${wrong.length} bad rows`).toEqual([]);
@@ -340,7 +376,11 @@ describe(`GPU sampler (${runtime}): distribution`, () => {
       rig.writeLogits(logits);
       for (const [k, { temperature, topP, rows }] of cases.entries()) {
         const label = `T=${temperature} topP=${topP}`;
-        if (topP < 1) expect(nucleusMargin(logits, temperature, maskId, topP), `${label}: nucleus boundary too close to topP`).toBeGreaterThan(1e-3);
+        if (topP < 1)
+          expect(
+            nucleusMargin(logits, temperature, maskId, topP),
+            `${label}: nucleus boundary too close to topP`,
+          ).toBeGreaterThan(1e-3);
         const results = await drawMany(rig, rows, 1000 + k, [k], { temperature, topP });
         expectValidDraws(label, logits, temperature, maskId, results);
         const probs = samplingDistribution(logits, { temperature, topP, maskId, greedy: false });
@@ -413,10 +453,14 @@ describe(`GPU sampler (${runtime}): determinism`, () => {
   const maskId = V - 1;
   const count = 512;
   const logits = spreadLogits(V, maskId, 2024, 1.3, 4);
-  const collision = [...samplingDistribution(logits, { temperature: 1, topP: 1, maskId, greedy: false })].reduce((s, p) => s + p * p, 0);
+  const collision = [...samplingDistribution(logits, { temperature: 1, topP: 1, maskId, greedy: false })].reduce(
+    (s, p) => s + p * p,
+    0,
+  );
   /** Fraction of equal tokens when `a` and `b` are independent draws, upper bound. */
   const independentBound = collision + Z_BOUND * Math.sqrt((collision * (1 - collision)) / count);
-  const agreement = (a: ArrayLike<number>, b: ArrayLike<number>): number => Array.from(a).filter((t, i) => t === b[i]).length / a.length;
+  const agreement = (a: ArrayLike<number>, b: ArrayLike<number>): number =>
+    Array.from(a).filter((t, i) => t === b[i]).length / a.length;
 
   it('depends only on (seed, step, position): not on row, batch slot or run', async () => {
     const S = 0xc0ffee;
@@ -436,15 +480,28 @@ describe(`GPU sampler (${runtime}): determinism`, () => {
         const j = Math.floor(u() * (i + 1));
         [shuffled[i], shuffled[j]] = [shuffled[j], shuffled[i]];
       }
-      rig.writeQueries(0, Array.from({ length: 300 }, (_, r) => r));
+      rig.writeQueries(
+        0,
+        Array.from({ length: 300 }, (_, r) => r),
+      );
       rig.writeQueries(1, shuffled);
       const b = await rig.step('pgm', { clean: [5, 40], query: [300, count] }, [S + 7, S], { step });
-      shuffled.forEach((position, r) => expect(b.tokens[b.rowsPerSeq + r], `position ${position} in row ${r} of slot 1`).toBe(a.tokens[position]));
-      expect(agreement(b.tokens.subarray(0, 300), a.tokens.subarray(0, 300)), 'another seed').toBeLessThan(independentBound);
+      shuffled.forEach((position, r) =>
+        expect(b.tokens[b.rowsPerSeq + r], `position ${position} in row ${r} of slot 1`).toBe(a.tokens[position]),
+      );
+      expect(agreement(b.tokens.subarray(0, 300), a.tokens.subarray(0, 300)), 'another seed').toBeLessThan(
+        independentBound,
+      );
 
       // The same seed in both slots: both reproduce run a.
-      rig.writeQueries(0, Array.from({ length: count }, (_, r) => count - 1 - r));
-      rig.writeQueries(1, Array.from({ length: count }, (_, r) => r));
+      rig.writeQueries(
+        0,
+        Array.from({ length: count }, (_, r) => count - 1 - r),
+      );
+      rig.writeQueries(
+        1,
+        Array.from({ length: count }, (_, r) => r),
+      );
       const c = await rig.step('pgm', { clean: [0, 0], query: [count, count] }, [S, S], { step });
       for (let r = 0; r < count; r++) {
         expect(c.tokens[r]).toBe(a.tokens[count - 1 - r]);
@@ -455,7 +512,9 @@ describe(`GPU sampler (${runtime}): determinism`, () => {
       expect(agreement(otherStep.tokens, a.tokens), 'another step').toBeLessThan(independentBound);
       const [otherSeed] = await drawMany(rig, count, S + 1, [step], {});
       expect(agreement(otherSeed.tokens, a.tokens), 'another seed').toBeLessThan(independentBound);
-      expect(agreement(a.tokens.subarray(1), a.tokens.subarray(0, count - 1)), 'neighbouring positions').toBeLessThan(independentBound);
+      expect(agreement(a.tokens.subarray(1), a.tokens.subarray(0, count - 1)), 'neighbouring positions').toBeLessThan(
+        independentBound,
+      );
     });
   });
 });
@@ -501,7 +560,9 @@ describe(`GPU sampler (${runtime}): PGM append`, () => {
             if (settings.greedy) expect(token).toBe(peak(b, r));
             const row = logits.subarray((b * maxQuery + r) * V, (b * maxQuery + r + 1) * V);
             const prob = softmaxWithoutMask(row, settings.temperature ?? 1, maskId)[token];
-            expect(Math.abs(out.probs[b * maxQuery + r] - prob), `probability of row (${b}, ${r})`).toBeLessThanOrEqual(PROB_TOLERANCE);
+            expect(Math.abs(out.probs[b * maxQuery + r] - prob), `probability of row (${b}, ${r})`).toBeLessThanOrEqual(
+              PROB_TOLERANCE,
+            );
             wantTokens[b * L + shape.clean[b] + r] = token;
             wantPositions[b * L + shape.clean[b] + r] = queries[b][r];
           }
@@ -542,7 +603,10 @@ describe(`GPU sampler (${runtime}): windows of rows`, () => {
     const whole = await run();
     const [pgm, mdlm] = await run(6);
     expect([pgm, mdlm]).toEqual(whole);
-    for (let b = 0; b < 2; b++) expect(Array.from(pgm.tokens.subarray(b * 37, b * 37 + pgmShape.query[b])).every((t) => t >= 0 && t < maskId)).toBe(true);
+    for (let b = 0; b < 2; b++)
+      expect(
+        Array.from(pgm.tokens.subarray(b * 37, b * 37 + pgmShape.query[b])).every((t) => t >= 0 && t < maskId),
+      ).toBe(true);
     expect(Array.from(mdlm.tokens).filter((t) => t >= 0).length).toBeGreaterThan(10);
   });
 });
@@ -592,7 +656,10 @@ describe(`GPU sampler (${runtime}): MDLM reveal`, () => {
       }
       // Same seed and step: the same position draws the same token in either batch slot.
       for (const r of masked(1)) if (start[r] === maskId) expect(all.tokens[L + r]).toBe(all.tokens[r]);
-      const drawn0 = { tokens: Int32Array.from(masked(0), (r) => all.tokens[r]), probs: Float32Array.from(masked(0), (r) => all.probs[r]) };
+      const drawn0 = {
+        tokens: Int32Array.from(masked(0), (r) => all.tokens[r]),
+        probs: Float32Array.from(masked(0), (r) => all.probs[r]),
+      };
       expectValidDraws('pReveal=1', logits, 1, maskId, [drawn0]);
       const probs = samplingDistribution(logits, { temperature: 1, topP: 1, maskId, greedy: false });
       const fit = chiSquareTest(countTokens(V, [drawn0]), probs);
@@ -678,7 +745,10 @@ describe(`GPU sampler (${runtime}): regressions`, () => {
       rig.writeLogits(logits);
       // Control: the replicated RNG predicts the GPU's draws on ordinary rows (float64 Gumbel-max),
       // so the aimed key below is the one the shader uses.
-      rig.writeQueries(0, Array.from({ length: 64 }, (_, r) => r));
+      rig.writeQueries(
+        0,
+        Array.from({ length: 64 }, (_, r) => r),
+      );
       const control = await rig.step('pgm', { clean: [0], query: [64] }, [seed], { step });
       for (let r = 0; r < 64; r++) {
         if (r === position) continue;
@@ -692,7 +762,10 @@ describe(`GPU sampler (${runtime}): regressions`, () => {
         }
         expect(control.tokens[r], `replicated RNG vs GPU at position ${r}`).toBe(best);
       }
-      expect(control.tokens[position], `position ${position} drew token ${victim}, probability ${Math.exp(-40) / 62}`).not.toBe(victim);
+      expect(
+        control.tokens[position],
+        `position ${position} drew token ${victim}, probability ${Math.exp(-40) / 62}`,
+      ).not.toBe(victim);
     });
   });
 

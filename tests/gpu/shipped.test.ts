@@ -21,7 +21,8 @@ async function readBytes(path: string): Promise<Uint8Array> {
   return new Uint8Array(await res.arrayBuffer());
 }
 
-const readJson = async <T>(path: string): Promise<T> => JSON.parse(new TextDecoder().decode(await readBytes(path))) as T;
+const readJson = async <T>(path: string): Promise<T> =>
+  JSON.parse(new TextDecoder().decode(await readBytes(path))) as T;
 const readFloats = async (path: string): Promise<Float32Array> => {
   const b = await readBytes(path);
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
@@ -52,18 +53,24 @@ describe(`shipped models vs PyTorch (${runtime})`, () => {
       const loaded = await loadShipped(manifest, id);
       const dir = `tests/fixtures/shipped/${id}`;
       const meta = await readJson<Meta>(`${dir}/meta.json`);
-      const input = await readJson<{ sequences: { tokens: number[]; positions?: number[]; queries?: number[] }[] }>(`${dir}/input.json`);
+      const input = await readJson<{ sequences: { tokens: number[]; positions?: number[]; queries?: number[] }[] }>(
+        `${dir}/input.json`,
+      );
       const want = await readFloats(`${dir}/logits.bin`);
       const V = loaded.config.vocabSize;
       expect(loaded.config.arch).toBe(meta.arch);
       expect(V).toBe(meta.vocab_size);
       expect(loaded.config.vocabMap).toHaveLength(V);
       expect(loaded.dirConfig.dtype).toBe('f16');
-      const model = await GpuModel.load(await testGpu(), loaded.config, loaded.weights, { maxBatch: input.sequences.length });
+      const model = await GpuModel.load(await testGpu(), loaded.config, loaded.weights, {
+        maxBatch: input.sequences.length,
+      });
       try {
         let got: Float32Array;
         if (meta.arch === 'pgm') {
-          got = await model.pgmLogits(input.sequences.map((s) => ({ tokens: s.tokens, positions: s.positions!, queries: s.queries! })));
+          got = await model.pgmLogits(
+            input.sequences.map((s) => ({ tokens: s.tokens, positions: s.positions!, queries: s.queries! })),
+          );
           expect(got.length).toBe(meta.shape.reduce((a, b) => a * b, 1));
         } else {
           const full = await model.mdlmLogits(input.sequences.map((s) => ({ tokens: s.tokens })));

@@ -6,7 +6,19 @@ import { describe, expect, it } from 'vitest';
 import { PgmError } from '../../src/errors.js';
 import { KernelCache } from '../../src/gpu/kernel.js';
 import {
-  ANY_SHAPE, ATTENTION_VARIANTS, bucketRange, everyBucket, isPlan, MATMUL_VARIANTS, matmulBuckets, matmulKey, matmulShapes, ROW_BUCKETS, VARIANT_SET_VERSION, type KernelPlan, type ModelShapes,
+  ANY_SHAPE,
+  ATTENTION_VARIANTS,
+  bucketRange,
+  everyBucket,
+  isPlan,
+  MATMUL_VARIANTS,
+  matmulBuckets,
+  matmulKey,
+  matmulShapes,
+  ROW_BUCKETS,
+  VARIANT_SET_VERSION,
+  type KernelPlan,
+  type ModelShapes,
 } from '../../src/kernels/plan.js';
 import { forgetPlans, idbPlans, planKey, recall, remember } from '../../src/kernels/plan-store.js';
 import { GpuModel } from '../../src/model/gpu-model.js';
@@ -25,7 +37,9 @@ describe(`kernel plan (${runtime})`, () => {
 
   it('an unknown variant is an option error naming the choices', async () => {
     const gpu = await testGpu();
-    const err = await kernelPlan(gpu, new KernelCache(gpu.device), tiny, { matmul: 'fast' as never }).catch((e: unknown) => e);
+    const err = await kernelPlan(gpu, new KernelCache(gpu.device), tiny, { matmul: 'fast' as never }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(PgmError);
     expect((err as PgmError).message).toMatch(/GpuModelOptions\.matmul .*register, wide, tall, tiled, splitk.*"fast"/);
   });
@@ -44,13 +58,18 @@ describe(`kernel plan (${runtime})`, () => {
       expect(measurements.map((m) => m.variant)).not.toContain('broadcast');
       expect(Object.values(plan.matmul).flat()).not.toContain('broadcast');
       // The adapter's remembered plan (here: broadcast everywhere) is not this device's.
-      const everywhere: KernelPlan = { matmul: Object.fromEntries(matmulShapes(tiny).map((shape) => [matmulKey(...shape), everyBucket('broadcast')])), attention: everyBucket('thread') };
+      const everywhere: KernelPlan = {
+        matmul: Object.fromEntries(matmulShapes(tiny).map((shape) => [matmulKey(...shape), everyBucket('broadcast')])),
+        attention: everyBucket('thread'),
+      };
       await remember(planKey(gpu.adapter), everywhere);
       const own = await kernelPlan({ ...gpu, device: plain }, new KernelCache(plain), tiny);
       expect(Object.values(own.matmul).flat()).not.toContain('broadcast');
       expect(await kernelPlan(gpu, new KernelCache(gpu.device), tiny)).toEqual(everywhere);
       await forgetPlans(gpu.adapter);
-      const err = await kernelPlan({ ...gpu, device: plain }, new KernelCache(plain), tiny, { matmul: 'broadcast' }).catch((e: unknown) => e);
+      const err = await kernelPlan({ ...gpu, device: plain }, new KernelCache(plain), tiny, {
+        matmul: 'broadcast',
+      }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(PgmError);
       expect((err as PgmError).message).toMatch(/'broadcast' needs the WebGPU feature 'subgroups'/);
     } finally {
@@ -63,7 +82,10 @@ describe(`kernel plan (${runtime})`, () => {
     const plain = await (await gpu.gpu.requestAdapter())!.requestDevice(); // no subgroups
     try {
       const key = planKey(gpu.adapter, false);
-      const unrunnable: KernelPlan = { matmul: Object.fromEntries(matmulShapes(tiny).map(([K, N]) => [matmulKey(K, N), everyBucket('broadcast')])), attention: everyBucket('thread') };
+      const unrunnable: KernelPlan = {
+        matmul: Object.fromEntries(matmulShapes(tiny).map(([K, N]) => [matmulKey(K, N), everyBucket('broadcast')])),
+        attention: everyBucket('thread'),
+      };
       await forgetPlans(gpu.adapter);
       // In the store only (a copied cache file, a localStorage value from elsewhere): Node's plan file, or localStorage.
       if (typeof window !== 'undefined') window.localStorage.setItem(key, JSON.stringify(unrunnable));
@@ -74,8 +96,18 @@ describe(`kernel plan (${runtime})`, () => {
       if (typeof window !== 'undefined') expect(JSON.parse(window.localStorage.getItem(key)!)).toEqual(plan);
       // What every createEngine on such a device did before: fail with an option error.
       const config = tinyConfig('pgm', { vocabSize: 40, hiddenSize: 16, nHeads: 2, condDim: 8, length: 12 });
-      const shapes = { D: config.hiddenSize, F: config.mlpDim, V: config.vocabSize, L: config.length, nHeads: config.nHeads, headDim: config.hiddenSize / config.nHeads };
-      await remember(key, { matmul: Object.fromEntries(matmulShapes(shapes).map(([K, N]) => [matmulKey(K, N), everyBucket('broadcast')])), attention: everyBucket('thread') });
+      const shapes = {
+        D: config.hiddenSize,
+        F: config.mlpDim,
+        V: config.vocabSize,
+        L: config.length,
+        nHeads: config.nHeads,
+        headDim: config.hiddenSize / config.nHeads,
+      };
+      await remember(key, {
+        matmul: Object.fromEntries(matmulShapes(shapes).map(([K, N]) => [matmulKey(K, N), everyBucket('broadcast')])),
+        attention: everyBucket('thread'),
+      });
       const model = await GpuModel.load({ ...gpu, device: plain }, config, randomWeights(config, 1));
       model.dispose();
     } finally {
@@ -112,7 +144,8 @@ describe(`kernel plan (${runtime})`, () => {
       }
     }
     // At least the matmul buckets are timed on every adapter (register against wide at few rows).
-    for (const key of keys) for (let bucket = 0; bucket < 5; bucket++) expect(timed.has(`${key}/${bucket}`), `${key}/${bucket}`).toBe(true);
+    for (const key of keys)
+      for (let bucket = 0; bucket < 5; bucket++) expect(timed.has(`${key}/${bucket}`), `${key}/${bucket}`).toBe(true);
     expect(ROW_BUCKETS.length).toBe(plan.attention.length);
     for (const v of plan.attention) expect(ATTENTION_VARIANTS).toContain(v);
     for (const v of Object.values(plan.matmul).flat()) expect(MATMUL_VARIANTS).toContain(v);
@@ -120,9 +153,16 @@ describe(`kernel plan (${runtime})`, () => {
 
   it('a model whose matmul weights are f16 is timed with f16 weights, and its dispatches read those entries', async () => {
     const gpu = await testGpu();
-    const { plan } = await measurePlan(gpu.device, new KernelCache(gpu.device), { ...tiny, halfWeights: true, decoderKv: [256] });
+    const { plan } = await measurePlan(gpu.device, new KernelCache(gpu.device), {
+      ...tiny,
+      halfWeights: true,
+      decoderKv: [256],
+    });
     // The decoder's fused key | value weight is f32 in any model.
-    expect(Object.keys(plan.matmul)).toEqual([...matmulShapes(tiny).map(([K, N, , norm]) => matmulKey(K, N, 'f16', norm)), '64x256:norm']);
+    expect(Object.keys(plan.matmul)).toEqual([
+      ...matmulShapes(tiny).map(([K, N, , norm]) => matmulKey(K, N, 'f16', norm)),
+      '64x256:norm',
+    ]);
     const f32: KernelPlan = { ...plan, matmul: { [matmulKey(64, 192, 'f32', true)]: everyBucket('tall') } };
     expect(matmulBuckets(f32, 64, 192, 'f16', true)).toEqual(everyBucket('register')); // an f32 entry does not serve f16 weights
     expect(matmulBuckets(plan, 64, 192, 'f16', true)).toBe(plan.matmul['64x192:f16:norm']);
@@ -132,7 +172,9 @@ describe(`kernel plan (${runtime})`, () => {
   it('a plan of another shape (an older version, a damaged store) is not a plan', () => {
     const good = { matmul: { '64x64': everyBucket('wide') }, attention: everyBucket('thread') };
     expect(isPlan(good)).toBe(true);
-    expect(isPlan({ matmul: { large: 'tiled', small: 'splitk' }, attention: { large: 'flash', small: 'thread' } })).toBe(false);
+    expect(
+      isPlan({ matmul: { large: 'tiled', small: 'splitk' }, attention: { large: 'flash', small: 'thread' } }),
+    ).toBe(false);
     expect(isPlan({ ...good, attention: ['thread'] })).toBe(false);
     expect(isPlan({ ...good, matmul: { '64x64': everyBucket('fast') } })).toBe(false);
     expect(isPlan({ ...good, matmul: null })).toBe(false);
@@ -145,7 +187,11 @@ describe(`kernel plan (${runtime})`, () => {
     const key = planKey(gpu.adapter);
     expect(key).toContain(`v${VARIANT_SET_VERSION}`);
     expect(key).toContain(`${gpu.adapter.vendor}/${gpu.adapter.architecture}/${gpu.adapter.description}`);
-    if (typeof window !== 'undefined') window.localStorage.setItem(key, JSON.stringify({ matmul: { large: 'tiled', small: 'splitk' }, attention: { large: 'flash', small: 'thread' } }));
+    if (typeof window !== 'undefined')
+      window.localStorage.setItem(
+        key,
+        JSON.stringify({ matmul: { large: 'tiled', small: 'splitk' }, attention: { large: 'flash', small: 'thread' } }),
+      );
     // Nothing (or, in a browser, a plan of the older shape) remembered: measured.
     const first = await kernelPlan(gpu, new KernelCache(gpu.device), tiny);
     expect(isPlan(first)).toBe(true);
@@ -157,7 +203,12 @@ describe(`kernel plan (${runtime})`, () => {
     expect(performance.now() - t0).toBeLessThan(50);
     // Another model's weight shapes are measured and added to this adapter's plan.
     const other = await kernelPlan(gpu, new KernelCache(gpu.device), { ...tiny, D: 32 });
-    expect(Object.keys(other.matmul)).toEqual([...new Set([...Object.keys(first.matmul), ...matmulShapes({ ...tiny, D: 32 }).map((shape) => matmulKey(...shape))])]);
+    expect(Object.keys(other.matmul)).toEqual([
+      ...new Set([
+        ...Object.keys(first.matmul),
+        ...matmulShapes({ ...tiny, D: 32 }).map((shape) => matmulKey(...shape)),
+      ]),
+    ]);
     for (const [k, buckets] of Object.entries(first.matmul)) expect(other.matmul[k]).toEqual(buckets);
     const mixed = await kernelPlan(gpu, new KernelCache(gpu.device), tiny, { attention: 'flash' });
     expect(mixed).toEqual({ matmul: other.matmul, attention: everyBucket('flash') });

@@ -20,13 +20,22 @@ import { createWorkerEngine, type WorkerEngine } from '../../src/worker-engine.j
 import { testGpu } from '../helpers/gpu.js';
 
 const vocabulary = Vocabulary.fromCounts(new Uint32Array(50257), 300);
-const config = tinyConfig('pgm', { vocabSize: 300, hiddenSize: 16, nHeads: 2, condDim: 8, length: 24, vocabMap: [...vocabulary.vocabMap] });
+const config = tinyConfig('pgm', {
+  vocabSize: 300,
+  hiddenSize: 16,
+  nHeads: 2,
+  condDim: 8,
+  length: 24,
+  vocabMap: [...vocabulary.vocabMap],
+});
 const model = { config, weights: randomWeights(config, 5) };
 
 const workers: Worker[] = [];
 /** The library's engine worker, or the demo's (which can lose its device). */
 function startWorker(demo = false): Worker {
-  const worker = demo ? new Worker(new URL('../../demo/worker.ts', import.meta.url), { type: 'module' }) : new Worker(new URL('../../src/worker.ts', import.meta.url), { type: 'module' });
+  const worker = demo
+    ? new Worker(new URL('../../demo/worker.ts', import.meta.url), { type: 'module' })
+    : new Worker(new URL('../../src/worker.ts', import.meta.url), { type: 'module' });
   workers.push(worker);
   return worker;
 }
@@ -36,7 +45,8 @@ afterEach(() => {
 
 let local: Promise<Engine> | undefined;
 /** The same model on this thread: the oracle. */
-const onThisThread = (): Promise<Engine> => (local ??= testGpu().then((gpu) => Engine.create(gpu, model, { maxBatch: 2 })));
+const onThisThread = (): Promise<Engine> =>
+  (local ??= testGpu().then((gpu) => Engine.create(gpu, model, { maxBatch: 2 })));
 
 async function rejection(p: PromiseLike<unknown>): Promise<PgmError> {
   try {
@@ -48,7 +58,10 @@ async function rejection(p: PromiseLike<unknown>): Promise<PgmError> {
 }
 
 /** Iterate `run`, calling `interrupt` at its second step event: the steps seen and the iteration's error. */
-async function interruptAtStep2(run: AsyncIterable<unknown>, interrupt: () => void): Promise<{ seen: number; error: PgmError }> {
+async function interruptAtStep2(
+  run: AsyncIterable<unknown>,
+  interrupt: () => void,
+): Promise<{ seen: number; error: PgmError }> {
   let seen = 0;
   const error = await rejection(
     (async () => {
@@ -79,7 +92,11 @@ describe('createWorkerEngine (Chromium)', () => {
     for await (const e of expected) expectedEvents.push(e);
     expect(events.map(plain)).toEqual(expectedEvents.map(plain));
     expect(result.tokens).toBeInstanceOf(Int32Array);
-    expect([result.text, [...result.tokens], result.stats.steps]).toEqual([(await expected).text, [...(await expected).tokens], 5]);
+    expect([result.text, [...result.tokens], result.stats.steps]).toEqual([
+      (await expected).text,
+      [...(await expected).tokens],
+      5,
+    ]);
 
     // The KV set's encoders cross like any option: the adaptive one's draws and encoder rows.
     const adaptive = { ...options, encoder: 'adaptive', staleness: 0.2 } as const;
@@ -89,12 +106,21 @@ describe('createWorkerEngine (Chromium)', () => {
     for await (const e of oracle.generate(adaptive)) adaptiveExpected.push(e);
     expect(adaptiveEvents.map(plain)).toEqual(adaptiveExpected.map(plain));
 
-    const batch = { sequences: [{ prompt: 'A', seed: 1 }, { infill: 'The {{3}} sat', seed: 2 }], length: 16, steps: 4 };
+    const batch = {
+      sequences: [
+        { prompt: 'A', seed: 1 },
+        { infill: 'The {{3}} sat', seed: 2 },
+      ],
+      length: 16,
+      steps: 4,
+    };
     const batchRun = engine.generateBatch(batch);
     let steps = 0;
-    for await (const e of batchRun) expect(e.sequences).toHaveLength(2), steps++;
+    for await (const e of batchRun) (expect(e.sequences).toHaveLength(2), steps++);
     expect(steps).toBe(4);
-    expect((await batchRun).sequences.map((s) => s.text)).toEqual((await oracle.generateBatch(batch)).sequences.map((s) => s.text));
+    expect((await batchRun).sequences.map((s) => s.text)).toEqual(
+      (await oracle.generateBatch(batch)).sequences.map((s) => s.text),
+    );
     engine.dispose();
   });
 
@@ -109,8 +135,12 @@ describe('createWorkerEngine (Chromium)', () => {
     expect(await rejection(running)).toMatchObject({ code: 'aborted' });
     expect((await queued).stats.steps).toBe(3);
     // Aborted before the call: never runs.
-    expect(await rejection(engine.generate({ steps: 2, signal: AbortSignal.abort() }))).toMatchObject({ code: 'aborted' });
-    expect((await engine.generate({ length: 12, steps: 2, seed: 4 })).text).toBe((await (await onThisThread()).generate({ length: 12, steps: 2, seed: 4 })).text);
+    expect(await rejection(engine.generate({ steps: 2, signal: AbortSignal.abort() }))).toMatchObject({
+      code: 'aborted',
+    });
+    expect((await engine.generate({ length: 12, steps: 2, seed: 4 })).text).toBe(
+      (await (await onThisThread()).generate({ length: 12, steps: 2, seed: 4 })).text,
+    );
     engine.dispose();
   });
 
@@ -130,9 +160,18 @@ describe('createWorkerEngine (Chromium)', () => {
 
     const uploading = new AbortController();
     const reason = new PgmError('aborted', 'the user left');
-    const onGpu = await rejection(createWorkerEngine(worker, { model, signal: uploading.signal, onProgress: (p) => p.phase === 'upload' && uploading.abort(reason) }));
+    const onGpu = await rejection(
+      createWorkerEngine(worker, {
+        model,
+        signal: uploading.signal,
+        onProgress: (p) => p.phase === 'upload' && uploading.abort(reason),
+      }),
+    );
     expect([onGpu.code, onGpu.message]).toEqual(['aborted', 'the user left']);
-    expect(await rejection(createWorkerEngine(worker, { model, signal: AbortSignal.abort() }))).toMatchObject({ code: 'aborted', message: 'loading was aborted' });
+    expect(await rejection(createWorkerEngine(worker, { model, signal: AbortSignal.abort() }))).toMatchObject({
+      code: 'aborted',
+      message: 'loading was aborted',
+    });
 
     const engine = await createWorkerEngine(worker, { model });
     expect((await engine.generate({ length: 8, steps: 2, seed: 1 })).stats.steps).toBe(2);
@@ -141,12 +180,21 @@ describe('createWorkerEngine (Chromium)', () => {
 
   it('dispose rejects the running generation with disposed, and every later call; two engines share a worker', async () => {
     const worker = startWorker();
-    const [engine, other] = await Promise.all([createWorkerEngine(worker, { model }), createWorkerEngine(worker, { model })]);
+    const [engine, other] = await Promise.all([
+      createWorkerEngine(worker, { model }),
+      createWorkerEngine(worker, { model }),
+    ]);
     const running = engine.generate({ length: 24, steps: 20, seed: 1 });
     const { seen, error } = await interruptAtStep2(running, () => engine.dispose());
     expect(seen).toBeLessThan(20);
-    expect([error.code, error.message]).toEqual(['disposed', 'the engine was disposed during generation; create a new engine to generate again']);
-    expect(await rejection(engine.generate({ steps: 2 }))).toMatchObject({ code: 'disposed', message: 'this engine was disposed; create a new one' });
+    expect([error.code, error.message]).toEqual([
+      'disposed',
+      'the engine was disposed during generation; create a new engine to generate again',
+    ]);
+    expect(await rejection(engine.generate({ steps: 2 }))).toMatchObject({
+      code: 'disposed',
+      message: 'this engine was disposed; create a new one',
+    });
     engine.dispose(); // twice: nothing
     expect((await other.generate({ length: 8, steps: 2, seed: 1 })).stats.steps).toBe(2);
     other.dispose();
@@ -155,40 +203,95 @@ describe('createWorkerEngine (Chromium)', () => {
   it("errors arrive as the PgmError the worker's engine threw; what cannot cross is refused by name", async () => {
     const worker = startWorker();
     // Checked where they are given, with createEngine's messages.
-    for (const options of [{ modle: 'x' }, { onProgress: 1 }, { maxBatch: 0 }, { model: [] }, { model: [new Blob(['x'])] }]) {
+    for (const options of [
+      { modle: 'x' },
+      { onProgress: 1 },
+      { maxBatch: 0 },
+      { model: [] },
+      { model: [new Blob(['x'])] },
+    ]) {
       const here = await rejection(createEngine(options as never));
-      expect(await rejection(createWorkerEngine(worker, options as never))).toMatchObject({ name: 'PgmError', code: 'option', message: here.message });
+      expect(await rejection(createWorkerEngine(worker, options as never))).toMatchObject({
+        name: 'PgmError',
+        code: 'option',
+        message: here.message,
+      });
     }
-    expect(await rejection(createWorkerEngine(worker, { gpu: await testGpu() } as never))).toMatchObject({ code: 'option', message: expect.stringMatching(/^createWorkerEngine: gpu cannot cross to a worker/) });
-    const store = { get: async () => undefined, put: async () => undefined, delete: async () => undefined, keys: async () => [] };
-    expect(await rejection(createWorkerEngine(worker, { cache: store } as never))).toMatchObject({ code: 'option', message: expect.stringMatching(/^createWorkerEngine: cache takes true or false/) });
-    expect(await rejection(createWorkerEngine({} as never))).toMatchObject({ code: 'option', message: expect.stringMatching(/^createWorkerEngine: worker must be a Worker/) });
+    expect(await rejection(createWorkerEngine(worker, { gpu: await testGpu() } as never))).toMatchObject({
+      code: 'option',
+      message: expect.stringMatching(/^createWorkerEngine: gpu cannot cross to a worker/),
+    });
+    const store = {
+      get: async () => undefined,
+      put: async () => undefined,
+      delete: async () => undefined,
+      keys: async () => [],
+    };
+    expect(await rejection(createWorkerEngine(worker, { cache: store } as never))).toMatchObject({
+      code: 'option',
+      message: expect.stringMatching(/^createWorkerEngine: cache takes true or false/),
+    });
+    expect(await rejection(createWorkerEngine({} as never))).toMatchObject({
+      code: 'option',
+      message: expect.stringMatching(/^createWorkerEngine: worker must be a Worker/),
+    });
     const opened = await loadPackagedModel('pgm-small'); // its shards are read as it loads, here
-    expect(await rejection(createWorkerEngine(worker, { model: opened }))).toMatchObject({ code: 'option', message: expect.stringMatching(/^createWorkerEngine: a model opened by loadModel \(its shards are read as it loads\) cannot cross to a worker/) });
+    expect(await rejection(createWorkerEngine(worker, { model: opened }))).toMatchObject({
+      code: 'option',
+      message: expect.stringMatching(
+        /^createWorkerEngine: a model opened by loadModel \(its shards are read as it loads\) cannot cross to a worker/,
+      ),
+    });
 
     // Thrown in the worker: the same code and message as on this thread.
     const unknown = await rejection(createEngine({ model: 'no-such-model' }));
-    expect(await rejection(createWorkerEngine(worker, { model: 'no-such-model' }))).toMatchObject({ name: 'PgmError', code: unknown.code, message: unknown.message });
+    expect(await rejection(createWorkerEngine(worker, { model: 'no-such-model' }))).toMatchObject({
+      name: 'PgmError',
+      code: unknown.code,
+      message: unknown.message,
+    });
     const engine = await createWorkerEngine(worker, { model });
     const oracle = await onThisThread();
-    for (const options of [{ length: 25 }, { steps: 0 }, { prompt: 'x', infill: 'y' }, { seed: -1 }, { signal: 'stop' }, { staleness: 0.5 }, { encoder: 'adaptive', staleness: 2 }]) {
+    for (const options of [
+      { length: 25 },
+      { steps: 0 },
+      { prompt: 'x', infill: 'y' },
+      { seed: -1 },
+      { signal: 'stop' },
+      { staleness: 0.5 },
+      { encoder: 'adaptive', staleness: 2 },
+    ]) {
       const here = await rejection(oracle.generate(options as never));
-      expect(await rejection(engine.generate(options as never)), JSON.stringify(options)).toMatchObject({ name: 'PgmError', code: here.code, message: here.message });
+      expect(await rejection(engine.generate(options as never)), JSON.stringify(options)).toMatchObject({
+        name: 'PgmError',
+        code: here.code,
+        message: here.message,
+      });
     }
-    expect(await rejection(engine.generateBatch({ sequences: [{}, {}, {}, {}, {}] }))).toMatchObject({ code: 'option', message: expect.stringMatching(/exceeds this engine's maxBatch 4/) });
+    expect(await rejection(engine.generateBatch({ sequences: [{}, {}, {}, {}, {}] }))).toMatchObject({
+      code: 'option',
+      message: expect.stringMatching(/exceeds this engine's maxBatch 4/),
+    });
     engine.dispose();
   });
 
-  it('local models cross to the worker: a .ckpt File converted there into the cache, then its local id, a folder\'s Files and its directory handle generate the text of this thread', async () => {
+  it("local models cross to the worker: a .ckpt File converted there into the cache, then its local id, a folder's Files and its directory handle generate the text of this thread", async () => {
     const worker = startWorker();
-    const file = new File([await (await fetch('/tests/fixtures/pgm-v50258/model.ckpt')).arrayBuffer()], `worker-${Math.random().toString(36).slice(2)}.ckpt`);
+    const file = new File(
+      [await (await fetch('/tests/fixtures/pgm-v50258/model.ckpt')).arrayBuffer()],
+      `worker-${Math.random().toString(36).slice(2)}.ckpt`,
+    );
     const id = localIdOf(file);
     const store = cacheStore()!; // the worker's default cache: this origin's
     const options = { prompt: 'It was', length: 12, steps: 3, seed: 7 };
     const texts: string[] = [];
     try {
       const phases: string[] = [];
-      const converted = await createWorkerEngine(worker, { model: file, maxBatch: 1, onProgress: (p) => p.ms !== undefined && phases.push(p.phase) });
+      const converted = await createWorkerEngine(worker, {
+        model: file,
+        maxBatch: 1,
+        onProgress: (p) => p.ms !== undefined && phases.push(p.phase),
+      });
       expect(phases[0]).toBe('convert');
       texts.push((await converted.generate(options)).text);
       converted.dispose();
@@ -196,16 +299,29 @@ describe('createWorkerEngine (Chromium)', () => {
       expect(kept.dirConfig.dtype).toBe('f16');
 
       const reads: LoadProgress[] = [];
-      const fromCache = await createWorkerEngine(worker, { model: id, maxBatch: 1, onProgress: (p) => p.phase === 'download' && p.file !== 'config.json' && p.ms !== undefined && reads.push(p) });
+      const fromCache = await createWorkerEngine(worker, {
+        model: id,
+        maxBatch: 1,
+        onProgress: (p) => p.phase === 'download' && p.file !== 'config.json' && p.ms !== undefined && reads.push(p),
+      });
       expect(reads.map((p) => p.cached)).toEqual(kept.dirConfig.shards.map(() => true));
       texts.push((await fromCache.generate(options)).text);
       fromCache.dispose();
 
       // The same model as a folder: its files, and a directory handle (of the origin private file system).
       const dirConfig = JSON.parse(new TextDecoder().decode(await store.get(configKey(id)))) as ModelDirConfig;
-      const files = [new File([JSON.stringify(dirConfig)], 'config.json'), ...(await Promise.all(dirConfig.shards.map(async (s) => new File([(await store.get(shardKey(s.sha256)))! as Uint8Array<ArrayBuffer>], s.file))))];
+      const files = [
+        new File([JSON.stringify(dirConfig)], 'config.json'),
+        ...(await Promise.all(
+          dirConfig.shards.map(
+            async (s) => new File([(await store.get(shardKey(s.sha256)))! as Uint8Array<ArrayBuffer>], s.file),
+          ),
+        )),
+      ];
       const root = await navigator.storage.getDirectory();
-      const folder = await root.getDirectoryHandle(`worker-folder-${Math.random().toString(36).slice(2)}`, { create: true });
+      const folder = await root.getDirectoryHandle(`worker-folder-${Math.random().toString(36).slice(2)}`, {
+        create: true,
+      });
       for (const f of files) {
         const writable = await (await folder.getFileHandle(f.name, { create: true })).createWritable();
         await writable.write(f);
@@ -226,7 +342,10 @@ describe('createWorkerEngine (Chromium)', () => {
       expect(texts).toEqual([expected, expected, expected, expected]);
       // A local id lives in the cache: the worker's engine says so when it has none.
       const none = await rejection(createEngine({ model: id, cache: false }));
-      expect(await rejection(createWorkerEngine(worker, { model: id, cache: false }))).toMatchObject({ code: 'option', message: none.message });
+      expect(await rejection(createWorkerEngine(worker, { model: id, cache: false }))).toMatchObject({
+        code: 'option',
+        message: none.message,
+      });
     } finally {
       await store.delete(configKey(id));
       await pruneStore(store);
@@ -238,7 +357,11 @@ describe('createWorkerEngine (Chromium)', () => {
     const engine: WorkerEngine = await createWorkerEngine(worker, { model });
     worker.postMessage('lose-device');
     const lost = await engine.lost;
-    expect([lost instanceof PgmError, lost.code, lost.message]).toEqual([true, 'device-lost', expect.stringMatching(/^the GPU device was lost \(.+\); create a new engine$/)]);
+    expect([lost instanceof PgmError, lost.code, lost.message]).toEqual([
+      true,
+      'device-lost',
+      expect.stringMatching(/^the GPU device was lost \(.+\); create a new engine$/),
+    ]);
     expect(await rejection(engine.generate({ steps: 2 }))).toMatchObject({ code: 'device-lost' });
     engine.dispose();
   });
@@ -246,9 +369,17 @@ describe('createWorkerEngine (Chromium)', () => {
   it('a worker that cannot load, or that never answers, is PgmError("worker")', async () => {
     const missing = new Worker('/no-such-worker.js', { type: 'module' });
     workers.push(missing);
-    expect(await rejection(createWorkerEngine(missing, { model }))).toMatchObject({ code: 'worker', message: expect.stringMatching(/^the engine's worker failed before it answered/) });
-    const silent = new Worker(URL.createObjectURL(new Blob(['// not the engine'], { type: 'text/javascript' })), { type: 'module' });
+    expect(await rejection(createWorkerEngine(missing, { model }))).toMatchObject({
+      code: 'worker',
+      message: expect.stringMatching(/^the engine's worker failed before it answered/),
+    });
+    const silent = new Worker(URL.createObjectURL(new Blob(['// not the engine'], { type: 'text/javascript' })), {
+      type: 'module',
+    });
     workers.push(silent);
-    expect(await rejection(createWorkerEngine(silent, { model, stallTimeout: 500 }))).toMatchObject({ code: 'worker', message: expect.stringMatching(/^the worker did not answer within 0\.5 s: does it run pgm-webgpu\/worker\?/) });
+    expect(await rejection(createWorkerEngine(silent, { model, stallTimeout: 500 }))).toMatchObject({
+      code: 'worker',
+      message: expect.stringMatching(/^the worker did not answer within 0\.5 s: does it run pgm-webgpu\/worker\?/),
+    });
   });
 });

@@ -11,9 +11,7 @@ let context: Promise<GpuContext> | undefined;
  * in Node. Throws (fails the test) when there is no adapter: GPU tests never skip.
  */
 export function testGpu(): Promise<GpuContext> {
-  context ??= inNode
-    ? import('../../src/node.js').then((m) => m.requestNodeGpu())
-    : requestGpu();
+  context ??= inNode ? import('../../src/node.js').then((m) => m.requestNodeGpu()) : requestGpu();
   return context;
 }
 
@@ -37,7 +35,12 @@ export const runtime = inNode ? 'node' : 'chromium';
  * validation error fails the test), encode them into one compute pass, copy `outputs` to
  * staging buffers in the same encoder, submit once, and return the bytes of each output.
  */
-export async function runAndRead(memory: GpuMemory, label: string, build: () => Promise<readonly Dispatch[]>, outputs: readonly GPUBuffer[]): Promise<ArrayBuffer[]> {
+export async function runAndRead(
+  memory: GpuMemory,
+  label: string,
+  build: () => Promise<readonly Dispatch[]>,
+  outputs: readonly GPUBuffer[],
+): Promise<ArrayBuffer[]> {
   const device = memory.device;
   device.pushErrorScope('validation');
   const dispatches = await build();
@@ -62,7 +65,11 @@ export async function runAndRead(memory: GpuMemory, label: string, build: () => 
 }
 
 /** Largest |a - b| and whether a and b pick the same argmax in every row of width `cols`. */
-export function compareRows(a: Float32Array, b: Float32Array, cols: number): { maxAbs: number; argmaxMismatches: number } {
+export function compareRows(
+  a: Float32Array,
+  b: Float32Array,
+  cols: number,
+): { maxAbs: number; argmaxMismatches: number } {
   if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`);
   let maxAbs = 0;
   let argmaxMismatches = 0;

@@ -14,7 +14,11 @@ const LAVAPIPE_ICD = join(ROOT, '.lavapipe', 'lvp_icd.json');
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
 /** The adapter a fresh process gets, or the error it gets instead (code and message). */
-function adapterOf(env: Record<string, string | undefined>): Promise<{ adapter?: { vendor: string; description: string }; error?: { name: string; code: string; message: string }; stderr: string }> {
+function adapterOf(env: Record<string, string | undefined>): Promise<{
+  adapter?: { vendor: string; description: string };
+  error?: { name: string; code: string; message: string };
+  stderr: string;
+}> {
   const script = `
     const { requestNodeGpu } = await import('./src/node.ts');
     try {
@@ -27,7 +31,11 @@ function adapterOf(env: Record<string, string | undefined>): Promise<{ adapter?:
   const childEnv = { ...process.env, ...env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete childEnv[k];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: ROOT,
+      env: childEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => void (stdout += chunk));
@@ -61,11 +69,23 @@ describe('the Node adapter', () => {
 
   it('an adapter that is not there is a PgmError naming the ones that are, never another adapter', async () => {
     const unknown = await adapterOf({ PGM_WEBGPU_ADAPTER: 'lavapipe' });
-    expect(unknown.error).toMatchObject({ name: 'PgmError', code: 'webgpu', message: expect.stringMatching(/^PGM_WEBGPU_ADAPTER=lavapipe names no adapter: use llvmpipe .* or swiftshader/) });
+    expect(unknown.error).toMatchObject({
+      name: 'PgmError',
+      code: 'webgpu',
+      message: expect.stringMatching(/^PGM_WEBGPU_ADAPTER=lavapipe names no adapter: use llvmpipe .* or swiftshader/),
+    });
     // Dawn's own list when the caller's VK_ICD_FILENAMES lacks the adapter asked for.
     const absent = await adapterOf({ PGM_WEBGPU_ADAPTER: 'llvmpipe', VK_ICD_FILENAMES: SWIFTSHADER_ICD });
-    expect(absent.error).toMatchObject({ name: 'PgmError', code: 'webgpu', message: expect.stringMatching(/PGM_WEBGPU_ADAPTER=llvmpipe .*Available adapters: .*SwiftShader/) });
+    expect(absent.error).toMatchObject({
+      name: 'PgmError',
+      code: 'webgpu',
+      message: expect.stringMatching(/PGM_WEBGPU_ADAPTER=llvmpipe .*Available adapters: .*SwiftShader/),
+    });
     const other = await adapterOf({ PGM_WEBGPU_ADAPTER: 'swiftshader', VK_ICD_FILENAMES: LAVAPIPE_ICD });
-    expect(other.error).toMatchObject({ name: 'PgmError', code: 'webgpu', message: expect.stringMatching(/PGM_WEBGPU_ADAPTER=swiftshader .*Available adapters: .*llvmpipe/) });
+    expect(other.error).toMatchObject({
+      name: 'PgmError',
+      code: 'webgpu',
+      message: expect.stringMatching(/PGM_WEBGPU_ADAPTER=swiftshader .*Available adapters: .*llvmpipe/),
+    });
   });
 });

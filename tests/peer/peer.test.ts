@@ -25,8 +25,27 @@ const readFloats = (path: string): Float32Array => {
 describe('ONNX export for the onnxruntime-web peer', () => {
   it('ORT (wasm) and our engine (WebGPU) both reproduce PyTorch on the exported forward pass', async () => {
     const args = [
-      'training/export_onnx.py', '--out', work, '--hidden-size', '32', '--n-heads', '2', '--blocks', '1', '--cond-dim', '16',
-      '--vocab-size', '97', '--length', '32', '--clean', '10', '--queries', '5', '--seed', '3',
+      'training/export_onnx.py',
+      '--out',
+      work,
+      '--hidden-size',
+      '32',
+      '--n-heads',
+      '2',
+      '--blocks',
+      '1',
+      '--cond-dim',
+      '16',
+      '--vocab-size',
+      '97',
+      '--length',
+      '32',
+      '--clean',
+      '10',
+      '--queries',
+      '5',
+      '--seed',
+      '3',
     ];
     // Fails loudly when PyTorch is missing: CI installs python3-torch (.ci/run).
     await run('/usr/bin/python3', args, { cwd: root, env: { ...process.env, OMP_NUM_THREADS: '1' } });
@@ -36,10 +55,16 @@ describe('ONNX export for the onnxruntime-web peer', () => {
     expect(torchLogits.length).toBe(5 * V);
 
     ort.env.wasm.numThreads = 1;
-    const session = await ort.InferenceSession.create(readFileSync(join(work, 'model.onnx')), { executionProviders: ['wasm'] });
+    const session = await ort.InferenceSession.create(readFileSync(join(work, 'model.onnx')), {
+      executionProviders: ['wasm'],
+    });
     const int64 = (xs: number[]) => new ort.Tensor('int64', BigInt64Array.from(xs, BigInt), [1, xs.length]);
     try {
-      const out = await session.run({ clean_tokens: int64(seq.tokens), clean_positions: int64(seq.positions), query_positions: int64(seq.queries) });
+      const out = await session.run({
+        clean_tokens: int64(seq.tokens),
+        clean_positions: int64(seq.positions),
+        query_positions: int64(seq.queries),
+      });
       expect(out.logits.dims).toEqual([1, 5, V]);
       const ortVsTorch = compareRows(out.logits.data as Float32Array, torchLogits, V);
       expect(ortVsTorch.maxAbs).toBeLessThanOrEqual(1e-4);

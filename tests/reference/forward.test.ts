@@ -72,7 +72,7 @@ describe('referencePgmLogits', () => {
     expect(maxAbs(alone)).toBeGreaterThan(0.1);
   });
 
-  it("predicts each query from the clean tokens and its own position only", () => {
+  it('predicts each query from the clean tokens and its own position only', () => {
     const s = randomSequence(config, 6, 4, 3);
     const all = referencePgmLogits(config, weights, [s]);
     const q = Array.from(s.queries);
@@ -123,7 +123,9 @@ describe('referencePgmLogits', () => {
     const s = { tokens: [c.bosId, 5, 17, 3], positions: [0, 4, 9, 2], queries: [1, 7, 12] };
     const shift = (p: ArrayLike<number>, by: number): number[] => Array.from(p, (x) => x + by);
     const a = referencePgmLogits(c, w, [s]);
-    const b = referencePgmLogits(c, w, [{ tokens: s.tokens, positions: shift(s.positions, 40), queries: shift(s.queries, 40) }]);
+    const b = referencePgmLogits(c, w, [
+      { tokens: s.tokens, positions: shift(s.positions, 40), queries: shift(s.queries, 40) },
+    ]);
     expect(maxAbsDiff(a, b)).toBeLessThan(1e-4);
     // The queries themselves are the same vector before RoPE; only RoPE tells them apart.
     const mods = modulations(w, c);
@@ -134,7 +136,9 @@ describe('referencePgmLogits', () => {
     // With absolute sinusoidal codes the same shift does change the logits.
     const f = { ...c, preQueryMode: 'learn+freqs' as const };
     const fa = referencePgmLogits(f, w, [s]);
-    const fb = referencePgmLogits(f, w, [{ tokens: s.tokens, positions: shift(s.positions, 40), queries: shift(s.queries, 40) }]);
+    const fb = referencePgmLogits(f, w, [
+      { tokens: s.tokens, positions: shift(s.positions, 40), queries: shift(s.queries, 40) },
+    ]);
     expect(maxAbsDiff(fa, fb)).toBeGreaterThan(1e-3);
   });
 
@@ -164,13 +168,19 @@ describe('referencePgmLogits', () => {
   });
 
   it('rejects invalid inputs and the wrong architecture', () => {
-    expect(() => referencePgmLogits(config, weights, [{ tokens: [V], positions: [0], queries: [1] }])).toThrow(PgmError);
-    expect(() => referencePgmLogits(config, weights, [{ tokens: [1], positions: [config.length], queries: [1] }])).toThrow(PgmError);
+    expect(() => referencePgmLogits(config, weights, [{ tokens: [V], positions: [0], queries: [1] }])).toThrow(
+      PgmError,
+    );
+    expect(() =>
+      referencePgmLogits(config, weights, [{ tokens: [1], positions: [config.length], queries: [1] }]),
+    ).toThrow(PgmError);
     const mdlm = tinyConfig('mdlm');
     expect(() => referencePgmLogits(mdlm, weights, [{ tokens: [1], positions: [0], queries: [1] }])).toThrow(/mdlm/);
     const missing = new Map(weights);
     missing.delete('decoder.layers.1.attn_kv.weight');
-    expect(() => referencePgmLogits(config, missing, [{ tokens: [1], positions: [0], queries: [1] }])).toThrow(/attn_kv/);
+    expect(() => referencePgmLogits(config, missing, [{ tokens: [1], positions: [0], queries: [1] }])).toThrow(
+      /attn_kv/,
+    );
   });
 
   it('handles a GPT-2-sized vocabulary and a longer model in reasonable time', () => {
@@ -192,13 +202,19 @@ describe('referenceMdlmLogits', () => {
   const n = 12;
   const tokens = (seed: number): number[] => {
     const uniform = seededUniform(seed);
-    return Array.from({ length: n }, (_, i) => (i === 0 ? config.bosId : uniform() < 0.5 ? config.maskId : Math.floor(uniform() * (V - 2))));
+    return Array.from({ length: n }, (_, i) =>
+      i === 0 ? config.bosId : uniform() < 0.5 ? config.maskId : Math.floor(uniform() * (V - 2)),
+    );
   };
 
   it('computes each sequence of a batch independently', () => {
     const a = tokens(1);
     const b = tokens(2);
-    const batch = referenceMdlmLogits(config, weights, [a, b].map((t) => ({ tokens: t })));
+    const batch = referenceMdlmLogits(
+      config,
+      weights,
+      [a, b].map((t) => ({ tokens: t })),
+    );
     expect(batch.length).toBe(2 * n * V);
     expect([...batch.subarray(n * V)]).toEqual([...referenceMdlmLogits(config, weights, [{ tokens: b }])]);
     expect(maxAbsDiff(batch.subarray(0, n * V), batch.subarray(n * V))).toBeGreaterThan(1e-3);

@@ -55,7 +55,8 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
 };
 
 const meta = JSON.parse(readFileSync(join(DIR, 'meta.json'), 'utf8')) as Meta;
-const sequences = (JSON.parse(readFileSync(join(DIR, 'input.json'), 'utf8')) as { sequences: { passes: Pass[] }[] }).sequences;
+const sequences = (JSON.parse(readFileSync(join(DIR, 'input.json'), 'utf8')) as { sequences: { passes: Pass[] }[] })
+  .sequences;
 const V = meta.shape[1];
 
 const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0);
@@ -101,7 +102,9 @@ describe('ReferenceKvSet vs the pgm-incremental fixture', () => {
     const expected = readFloats(join(DIR, 'logits.bin'));
     expect(expected.length).toBe(meta.shape[0] * V);
     sequences.forEach(({ passes }, b) =>
-      passes.forEach((_, k) => expect(maxAbsDiff(stale[b][k], passRows(expected, b, k)), `sequence ${b} pass ${k}`).toBeLessThan(TOLERANCE)),
+      passes.forEach((_, k) =>
+        expect(maxAbsDiff(stale[b][k], passRows(expected, b, k)), `sequence ${b} pass ${k}`).toBeLessThan(TOLERANCE),
+      ),
     );
   });
 
@@ -112,7 +115,9 @@ describe('ReferenceKvSet vs the pgm-incremental fixture', () => {
       const clean = cleanSets(passes);
       passes.forEach((p, k) => {
         const exact = referencePgmLogits(config, weights, [clean[k]]);
-        expect(maxAbsDiff(exact, passRows(exactFixture, b, k)), `exact, sequence ${b} pass ${k}`).toBeLessThan(TOLERANCE);
+        expect(maxAbsDiff(exact, passRows(exactFixture, b, k)), `exact, sequence ${b} pass ${k}`).toBeLessThan(
+          TOLERANCE,
+        );
         const diff = maxAbsDiff(stale[b][k], exact);
         if (k === 0 || p.refresh) expect(diff, `sequence ${b} pass ${k}`).toBeLessThan(EXACT_TOLERANCE);
         else staleness = Math.max(staleness, diff);
@@ -154,9 +159,13 @@ describe('ReferenceKvSet vs the pgm-incremental fixture', () => {
         expect(picks, `sequence ${b} pass ${k}`).toEqual(want[k]);
         reencoded += picks.length;
         cut ||= shares.filter((u) => u > adaptive.threshold).length > REENCODE_PER_FRESH * p.tokens.length;
-        expect(maxAbsDiff(set.step(p, p.queries, picks), passRows(expected, b, k, meta.adaptive_rows)), `sequence ${b} pass ${k}`).toBeLessThan(TOLERANCE);
+        expect(
+          maxAbsDiff(set.step(p, p.queries, picks), passRows(expected, b, k, meta.adaptive_rows)),
+          `sequence ${b} pass ${k}`,
+        ).toBeLessThan(TOLERANCE);
         // Every row the pass encoded has now seen the whole set.
-        for (const r of [...picks, ...p.tokens.map((_, i) => set.size - p.tokens.length + i)]) expect(set.unseenShares()[r]).toBe(0);
+        for (const r of [...picks, ...p.tokens.map((_, i) => set.size - p.tokens.length + i)])
+          expect(set.unseenShares()[r]).toBe(0);
       });
     });
     expect(reencoded).toBeGreaterThan(5);

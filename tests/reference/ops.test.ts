@@ -82,12 +82,24 @@ describe('layerNorm', () => {
 
 describe('elementwise ops', () => {
   it('modulate is x * (1 + scale) + shift per channel', () => {
-    const y = modulate(Float32Array.from([1, 2, 3, 4]), 2, 2, Float32Array.from([10, 20]), Float32Array.from([1, -0.5]));
+    const y = modulate(
+      Float32Array.from([1, 2, 3, 4]),
+      2,
+      2,
+      Float32Array.from([10, 20]),
+      Float32Array.from([1, -0.5]),
+    );
     expect([...y]).toEqual([12, 21, 16, 22]);
   });
 
   it('gatedResidual is x + gate * y per channel', () => {
-    const y = gatedResidual(Float32Array.from([1, 1, 1, 1]), Float32Array.from([1, 2, 3, 4]), Float32Array.from([0, 0.5]), 2, 2);
+    const y = gatedResidual(
+      Float32Array.from([1, 1, 1, 1]),
+      Float32Array.from([1, 2, 3, 4]),
+      Float32Array.from([0, 0.5]),
+      2,
+      2,
+    );
     expect([...y]).toEqual([1, 2, 1, 3]);
   });
 
@@ -215,7 +227,12 @@ describe('attention', () => {
     const out = attention(q, k, v, m, n, H, dh);
     for (let i = 0; i < m; i++) {
       for (let h = 0; h < H; h++) {
-        const s = Array.from({ length: n }, (_, j) => Math.exp(dot(q.subarray(i * D + h * dh, i * D + h * dh + dh), k.subarray(j * D + h * dh, j * D + h * dh + dh)) / Math.sqrt(dh)));
+        const s = Array.from({ length: n }, (_, j) =>
+          Math.exp(
+            dot(q.subarray(i * D + h * dh, i * D + h * dh + dh), k.subarray(j * D + h * dh, j * D + h * dh + dh)) /
+              Math.sqrt(dh),
+          ),
+        );
         const z = s.reduce((a, b) => a + b, 0);
         for (let d = 0; d < dh; d++) {
           const expected = s.reduce((acc, w, j) => acc + (w / z) * v[j * D + h * dh + d], 0);
@@ -246,7 +263,10 @@ describe('sinusoidal', () => {
     const D = 12;
     const s = sinusoidal([0, 5, 700], D);
     expect([...s.subarray(0, D)]).toEqual([...new Array(D / 2).fill(1), ...new Array(D / 2).fill(0)]);
-    for (const [r, p] of [[1, 5], [2, 700]]) {
+    for (const [r, p] of [
+      [1, 5],
+      [2, 700],
+    ]) {
       for (let i = 0; i < D / 2; i++) {
         const a = p / 10000 ** ((2 * i) / D);
         expect(s[r * D + i]).toBeCloseTo(Math.cos(a), 4);
@@ -307,12 +327,26 @@ describe('conditioning and modulations', () => {
     expect(mods.encoder).toHaveLength(config.encoderBlocks);
     expect(mods.decoder).toHaveLength(config.decoderBlocks);
     expect(mods.blocks).toHaveLength(0);
-    const full = linear(c, 1, C, weights.get('decoder.layers.1.adaLN_modulation.weight')!.data, 6 * D, weights.get('decoder.layers.1.adaLN_modulation.bias')!.data);
+    const full = linear(
+      c,
+      1,
+      C,
+      weights.get('decoder.layers.1.adaLN_modulation.weight')!.data,
+      6 * D,
+      weights.get('decoder.layers.1.adaLN_modulation.bias')!.data,
+    );
     const m = mods.decoder[1];
     [m.shiftMsa, m.scaleMsa, m.gateMsa, m.shiftMlp, m.scaleMlp, m.gateMlp].forEach((part, i) => {
       expect([...part]).toEqual([...full.subarray(i * D, (i + 1) * D)]);
     });
-    const out = linear(c, 1, C, weights.get('output_layer.adaLN_modulation.weight')!.data, 2 * D, weights.get('output_layer.adaLN_modulation.bias')!.data);
+    const out = linear(
+      c,
+      1,
+      C,
+      weights.get('output_layer.adaLN_modulation.weight')!.data,
+      2 * D,
+      weights.get('output_layer.adaLN_modulation.bias')!.data,
+    );
     expect([...mods.output.shift]).toEqual([...out.subarray(0, D)]);
     expect([...mods.output.scale]).toEqual([...out.subarray(D)]);
     // Gates must matter in tests built on random weights.

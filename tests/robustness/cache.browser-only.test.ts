@@ -48,8 +48,19 @@ describe('the model cache (Cache API)', () => {
     const events: LoadProgress[] = [];
     const offline = await loadAll({ store, onProgress: (p) => events.push(p) }, fetchFn);
     expect(state.requests).toBe(1); // config.json was tried, the shard was not
-    expect(events[0]).toMatchObject({ phase: 'download', file: 'config.json', cached: true, warning: expect.stringMatching(/config\.json: fetch failed \(Failed to fetch: .*\); .*; using the config\.json cached by an earlier load$/) });
-    expect(events.find((p) => p.file === SHARD.file && p.phase === 'download')).toMatchObject({ cached: true, loaded: SHARD.size, total: SHARD.size });
+    expect(events[0]).toMatchObject({
+      phase: 'download',
+      file: 'config.json',
+      cached: true,
+      warning: expect.stringMatching(
+        /config\.json: fetch failed \(Failed to fetch: .*\); .*; using the config\.json cached by an earlier load$/,
+      ),
+    });
+    expect(events.find((p) => p.file === SHARD.file && p.phase === 'download')).toMatchObject({
+      cached: true,
+      loaded: SHARD.size,
+      total: SHARD.size,
+    });
     for (const [k, t] of online.weights) expect(offline.weights.get(k)!.data).toEqual(t.data);
     expect(await clearModelCache(name)).toBe(true);
   });
@@ -64,7 +75,13 @@ describe('the model cache (Cache API)', () => {
     await store.put(shardKey('0'.repeat(64)), new Uint8Array(10));
     const warnings: string[] = [];
     await loadAll({ store, onProgress: (p) => p.warning && warnings.push(p.warning) }, fetchFn);
-    expect(warnings).toEqual([expect.stringMatching(new RegExp(`^the cached copy of ${SHARD.file} is damaged \\(sha256 mismatch .*\\); evicted, downloading it again$`))]);
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^the cached copy of ${SHARD.file} is damaged \\(sha256 mismatch .*\\); evicted, downloading it again$`,
+        ),
+      ),
+    ]);
     expect((await store.get(shardKey(SHARD.sha256)))![bytes.length - 1]).toBe(bytes[bytes.length - 1] ^ 0xff);
     expect(await store.keys()).not.toContain(shardKey('0'.repeat(64)));
     await clearModelCache(name);
@@ -72,13 +89,23 @@ describe('the model cache (Cache API)', () => {
 
   it('a cache write that fails is a warning event naming the file and the cause; the load goes on', async () => {
     const { store, name } = freshStore();
-    const refusing: ModelStore = { ...store, put: () => Promise.reject(new DOMException('the quota is exceeded', 'QuotaExceededError')) };
+    const refusing: ModelStore = {
+      ...store,
+      put: () => Promise.reject(new DOMException('the quota is exceeded', 'QuotaExceededError')),
+    };
     const warnings: LoadProgress[] = [];
-    const model = await loadAll({ store: refusing, onProgress: (p) => p.warning && warnings.push(p) }, network().fetchFn);
+    const model = await loadAll(
+      { store: refusing, onProgress: (p) => p.warning && warnings.push(p) },
+      network().fetchFn,
+    );
     expect(model.config.arch).toBe('pgm');
     expect(warnings.map((p) => p.warning)).toEqual([
       'config.json could not be stored in the cache (QuotaExceededError: the quota is exceeded)',
-      expect.stringMatching(new RegExp(`^${SHARD.file} \\([\\d.]+ MiB\\) could not be stored in the cache \\(QuotaExceededError: the quota is exceeded\\); it will be downloaded again next time$`)),
+      expect.stringMatching(
+        new RegExp(
+          `^${SHARD.file} \\([\\d.]+ MiB\\) could not be stored in the cache \\(QuotaExceededError: the quota is exceeded\\); it will be downloaded again next time$`,
+        ),
+      ),
     ]);
     await clearModelCache(name);
   });

@@ -36,7 +36,13 @@ describe('fuzzing the file readers', () => {
 
   for (const [kind, { cases, budgetMs }] of Object.entries(PLAN) as [FuzzKind, (typeof PLAN)[FuzzKind]][]) {
     it(`${kind}: success or a PgmError, no hang, bounded allocation`, async () => {
-      const report = await fuzz(targets, { kinds: [kind], cases, seed: SEED, timeBudgetMs: budgetMs, caseCpuLimitMs: CASE_CPU_LIMIT_MS });
+      const report = await fuzz(targets, {
+        kinds: [kind],
+        cases,
+        seed: SEED,
+        timeBudgetMs: budgetMs,
+        caseCpuLimitMs: CASE_CPU_LIMIT_MS,
+      });
       console.log(formatReport(report));
       expect(report.crashes).toEqual([]);
       expect(report.hangs).toEqual([]);

@@ -12,7 +12,9 @@ const stallTimeout = stall === undefined ? undefined : Number(stall);
 const before = process.memoryUsage().rss;
 let outcome: { code: string; message: string };
 try {
-  const { weights } = await (kind === 'manifest' ? loadModelFromManifest(url, undefined, { stallTimeout }) : loadModelFromUrl(url, { stallTimeout }));
+  const { weights } = await (kind === 'manifest'
+    ? loadModelFromManifest(url, undefined, { stallTimeout })
+    : loadModelFromUrl(url, { stallTimeout }));
   for await (const tensor of weights) void tensor; // the shards are read as the weights are
   outcome = { code: 'loaded', message: '' };
 } catch (e) {

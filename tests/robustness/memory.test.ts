@@ -16,7 +16,14 @@ setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
 const vocabulary = Vocabulary.fromCounts(new Uint32Array(50257), 300);
-const config = tinyConfig('pgm', { vocabSize: 300, hiddenSize: 16, nHeads: 2, condDim: 8, length: 16, vocabMap: [...vocabulary.vocabMap] });
+const config = tinyConfig('pgm', {
+  vocabSize: 300,
+  hiddenSize: 16,
+  nHeads: 2,
+  condDim: 8,
+  length: 16,
+  vocabMap: [...vocabulary.vocabMap],
+});
 
 /** Heap after a full collection (twice: finalizers of the first can free more). */
 function settledHeap(): { heap: number; arrayBuffers: number } {
@@ -86,8 +93,15 @@ describe('memory over a long run', () => {
     engine.dispose();
     expect(engine.gpuBytes).toBe(0);
     expect(live.size).toBe(0);
-    const e = await engine.generate({ steps: 2 }).then(() => undefined, (x: unknown) => x);
-    expect([e instanceof PgmError, (e as PgmError).code, (e as PgmError).message]).toEqual([true, 'disposed', 'this engine was disposed; create a new one']);
+    const e = await engine.generate({ steps: 2 }).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    expect([e instanceof PgmError, (e as PgmError).code, (e as PgmError).message]).toEqual([
+      true,
+      'disposed',
+      'this engine was disposed; create a new one',
+    ]);
     ctx.device.destroy();
   });
 });

@@ -14,7 +14,17 @@ import { getNodeGpu } from '../../src/node.js';
 
 let dir: string;
 let file: string;
-const adapter = { vendor: 'test', architecture: 'plan-file', description: 'no device', isFallbackAdapter: false, features: [], maxStorageBufferBindingSize: 0, maxBufferSize: 0, maxComputeWorkgroupStorageSize: 0, maxComputeInvocationsPerWorkgroup: 0 };
+const adapter = {
+  vendor: 'test',
+  architecture: 'plan-file',
+  description: 'no device',
+  isFallbackAdapter: false,
+  features: [],
+  maxStorageBufferBindingSize: 0,
+  maxBufferSize: 0,
+  maxComputeWorkgroupStorageSize: 0,
+  maxComputeInvocationsPerWorkgroup: 0,
+};
 const plan: KernelPlan = { matmul: { '64x64': everyBucket('wide') }, attention: everyBucket('thread') };
 
 beforeAll(async () => {
@@ -33,18 +43,36 @@ describe('the kernel-plan file', () => {
     await remember(planKey(adapter), plan);
     expect(await readFile(victim, 'utf8')).toBe('precious');
     expect((await lstat(file)).isFile()).toBe(true);
-    expect((await readdir(dir)).sort()).toEqual(['kernel-plans.json', `kernel-plans.json.${process.pid}.tmp`, 'victim.txt']);
+    expect((await readdir(dir)).sort()).toEqual([
+      'kernel-plans.json',
+      `kernel-plans.json.${process.pid}.tmp`,
+      'victim.txt',
+    ]);
     await rm(`${file}.${process.pid}.tmp`);
   });
 
   it('keeps only plans of this variant set, written compact; a file over 1 MiB is read as empty and rewritten at once', async () => {
     const key = planKey(adapter);
-    await writeFile(file, JSON.stringify({ 'pgm-webgpu.kernel-plan.v1:old/adapter': plan, 'not a plan key': 1, [`${key}/other`]: { matmul: 'x' }, [key]: plan }, null, 2));
+    await writeFile(
+      file,
+      JSON.stringify(
+        {
+          'pgm-webgpu.kernel-plan.v1:old/adapter': plan,
+          'not a plan key': 1,
+          [`${key}/other`]: { matmul: 'x' },
+          [key]: plan,
+        },
+        null,
+        2,
+      ),
+    );
     await remember(`${key}/new`, plan);
     const kept = await readFile(file, 'utf8');
     expect(JSON.parse(kept)).toEqual({ [key]: plan, [`${key}/new`]: plan });
     expect(kept).not.toContain('\n');
-    expect(Object.keys(JSON.parse(kept)).every((k) => k.startsWith(`pgm-webgpu.kernel-plan.v${VARIANT_SET_VERSION}:`))).toBe(true);
+    expect(
+      Object.keys(JSON.parse(kept)).every((k) => k.startsWith(`pgm-webgpu.kernel-plan.v${VARIANT_SET_VERSION}:`)),
+    ).toBe(true);
 
     await forgetPlans(); // this process's copies (and the file's): the next recall reads the file
     await writeFile(file, JSON.stringify({ [key]: plan, padding: 'x'.repeat(2 ** 21) }));

@@ -10,7 +10,14 @@ describe('schedules', () => {
   });
 
   it('uniform: every step reveals at least one position and the counts sum to the total', () => {
-    for (const [total, steps] of [[10, 4], [10, 10], [63, 16], [255, 64], [7, 1], [100, 99]]) {
+    for (const [total, steps] of [
+      [10, 4],
+      [10, 10],
+      [63, 16],
+      [255, 64],
+      [7, 1],
+      [100, 99],
+    ]) {
       const counts = uniformCounts(total, steps);
       expect(counts).toHaveLength(steps);
       expect(counts.reduce((a, b) => a + b, 0)).toBe(total);

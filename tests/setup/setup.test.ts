@@ -8,16 +8,48 @@
  * scripts/fresh-root-check.sh runs the real thing on a fresh Debian root.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const SETUP = join(import.meta.dirname, '..', '..', 'scripts', 'setup.sh');
-const PACKAGES = ['chromium', 'libvulkan1', 'mesa-vulkan-drivers', 'python3-torch', 'python3-omegaconf', 'libopenblas0-openmp'];
+const PACKAGES = [
+  'chromium',
+  'libvulkan1',
+  'mesa-vulkan-drivers',
+  'python3-torch',
+  'python3-omegaconf',
+  'libopenblas0-openmp',
+];
 const DEB = 'mesa-vulkan-drivers_25.0.7-2~bpo12+1_amd64.deb';
 /** The real tools the script and the stand-ins use: nothing else is on their PATH. */
-const PLAIN_TOOLS = ['bash', 'cat', 'env', 'dirname', 'basename', 'grep', 'sed', 'head', 'ls', 'mkdir', 'mv', 'rm', 'tee', 'touch'];
+const PLAIN_TOOLS = [
+  'bash',
+  'cat',
+  'env',
+  'dirname',
+  'basename',
+  'grep',
+  'sed',
+  'head',
+  'ls',
+  'mkdir',
+  'mv',
+  'rm',
+  'tee',
+  'touch',
+];
 const BASH = which('bash');
 
 const scratch = mkdtempSync(join(tmpdir(), 'pgm-setup-'));
@@ -139,9 +171,17 @@ function machine(name: string, m: Machine) {
   const sys = join(scratch, name, 'sys');
   const project = join(scratch, name, 'project');
   const bin = join(scratch, name, 'bin');
-  for (const dir of [join(sys, 'etc', 'sources.list.d'), join(project, 'scripts'), bin]) mkdirSync(dir, { recursive: true });
-  writeFileSync(join(sys, 'etc', 'sources.list'), 'deb http://mirror.example/debian/ bookworm main\ndeb http://mirror.example/debian-security/ bookworm-security main\n');
-  if (m.backportsSource) writeFileSync(join(sys, 'etc', 'sources.list.d', 'backports.sources'), 'Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm-backports\nComponents: main\n');
+  for (const dir of [join(sys, 'etc', 'sources.list.d'), join(project, 'scripts'), bin])
+    mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(sys, 'etc', 'sources.list'),
+    'deb http://mirror.example/debian/ bookworm main\ndeb http://mirror.example/debian-security/ bookworm-security main\n',
+  );
+  if (m.backportsSource)
+    writeFileSync(
+      join(sys, 'etc', 'sources.list.d', 'backports.sources'),
+      'Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm-backports\nComponents: main\n',
+    );
   writeFileSync(join(sys, 'installed'), (m.installed ?? []).map((p) => `${p}\n`).join(''));
   writeFileSync(join(sys, 'lists'), (m.lists ?? []).map((suite) => `${suite}\n`).join(''));
   if (m.backportsStale) writeFileSync(join(sys, 'backports-stale'), '');
@@ -164,8 +204,16 @@ function machine(name: string, m: Machine) {
     project,
     run() {
       writeFileSync(join(sys, 'log'), '');
-      const r = spawnSync(BASH, [join(project, 'scripts', 'setup.sh')], { cwd: scratch, env: { PATH: bin }, encoding: 'utf8' });
-      return { status: r.status, stderr: r.stderr, calls: readFileSync(join(sys, 'log'), 'utf8').split('\n').filter(Boolean) };
+      const r = spawnSync(BASH, [join(project, 'scripts', 'setup.sh')], {
+        cwd: scratch,
+        env: { PATH: bin },
+        encoding: 'utf8',
+      });
+      return {
+        status: r.status,
+        stderr: r.stderr,
+        calls: readFileSync(join(sys, 'log'), 'utf8').split('\n').filter(Boolean),
+      };
     },
     read: (path: string) => readFileSync(join(sys, path), 'utf8'),
   };
@@ -173,7 +221,8 @@ function machine(name: string, m: Machine) {
 
 const NPM_CI = 'npm ci --no-audit --no-fund';
 const POLICY = 'apt-cache policy mesa-vulkan-drivers';
-const download = (user: string) => `apt-get download -qq -o APT::Sandbox::User=${user} mesa-vulkan-drivers/bookworm-backports (in .lavapipe/cache)`;
+const download = (user: string) =>
+  `apt-get download -qq -o APT::Sandbox::User=${user} mesa-vulkan-drivers/bookworm-backports (in .lavapipe/cache)`;
 const UNPACK = `dpkg-deb -x .lavapipe/cache/${DEB} .lavapipe/root`;
 const INSTALL = `apt-get install -y -qq ${PACKAGES.join(' ')}`;
 const ALL_LISTS = ['bookworm', 'bookworm-security', 'bookworm-backports'];
@@ -204,14 +253,25 @@ describe('scripts/setup.sh', () => {
 
   it('sets up a fresh machine as another user through sudo, downloading and unpacking as that user', () => {
     const { status, calls } = machine('fresh-sudo', { uid: 1000, sudo: true }).run();
-    expect(calls).toEqual([POLICY, `sudo ${UPDATE}`, POLICY, download('dev'), UNPACK, `sudo ${UPDATE}`, `sudo ${INSTALL}`, NPM_CI]);
+    expect(calls).toEqual([
+      POLICY,
+      `sudo ${UPDATE}`,
+      POLICY,
+      download('dev'),
+      UNPACK,
+      `sudo ${UPDATE}`,
+      `sudo ${INSTALL}`,
+      NPM_CI,
+    ]);
     expect(status).toBe(0);
   });
 
   it('stops a user without sudo on a fresh machine with one line, before any apt-get', () => {
     const { status, stderr, calls } = machine('fresh-no-sudo', { uid: 1000 }).run();
     expect(calls).toEqual([]);
-    expect(stderr.trim().split('\n').at(-1)).toMatch(/^scripts\/setup\.sh: tee .*bookworm-backports\.sources needs root; run it as root or install sudo$/);
+    expect(stderr.trim().split('\n').at(-1)).toMatch(
+      /^scripts\/setup\.sh: tee .*bookworm-backports\.sources needs root; run it as root or install sudo$/,
+    );
     expect(status).toBe(1);
   });
 

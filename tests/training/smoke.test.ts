@@ -18,15 +18,55 @@ describe('training smoke test', () => {
   it('the loss goes down, the checkpoint converts and generates in the engine', async () => {
     const out = join(work, 'run');
     const args = [
-      '-m', 'pgm.train', '--data', join(root, 'tests', 'training', 'data'), '--out', out,
-      '--vocab-size', '512', '--bos-id', '510', '--length', '32', '--hidden-size', '32', '--n-heads', '2',
-      '--cond-dim', '16', '--encoder-blocks', '1', '--decoder-blocks', '1', '--steps', '80', '--batch-size', '16',
-      '--lr', '3e-3', '--warmup', '8', '--ema', '0.9', '--eval-every', '40', '--log-every', '10', '--threads', '1',
-      '--save-every', '80', '--seed', '0',
+      '-m',
+      'pgm.train',
+      '--data',
+      join(root, 'tests', 'training', 'data'),
+      '--out',
+      out,
+      '--vocab-size',
+      '512',
+      '--bos-id',
+      '510',
+      '--length',
+      '32',
+      '--hidden-size',
+      '32',
+      '--n-heads',
+      '2',
+      '--cond-dim',
+      '16',
+      '--encoder-blocks',
+      '1',
+      '--decoder-blocks',
+      '1',
+      '--steps',
+      '80',
+      '--batch-size',
+      '16',
+      '--lr',
+      '3e-3',
+      '--warmup',
+      '8',
+      '--ema',
+      '0.9',
+      '--eval-every',
+      '40',
+      '--log-every',
+      '10',
+      '--threads',
+      '1',
+      '--save-every',
+      '80',
+      '--seed',
+      '0',
     ];
     // Fails loudly when PyTorch is missing: CI installs python3-torch (.ci/run).
     await run('/usr/bin/python3', args, { cwd: join(root, 'training'), env: { ...process.env, OMP_NUM_THREADS: '1' } });
-    const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const log = readFileSync(join(out, 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const losses = log.filter((r) => 'loss' in r).map((r) => r.loss as number);
     const vals = log.filter((r) => 'val_bound' in r).map((r) => r.val_bound as number);
     expect(losses.length).toBeGreaterThanOrEqual(8);

@@ -145,7 +145,9 @@ describe('decodePartial', () => {
     const partial = ids.map((id, i) => (i % 2 === 1 ? -1 : id));
     partial[2] = vocab.maskId;
     const text = vocab.decodePartial(partial);
-    expect([...text].filter((c) => c === '▯').length).toBe(partial.filter((id) => id < 0 || id === vocab.maskId).length);
+    expect([...text].filter((c) => c === '▯').length).toBe(
+      partial.filter((id) => id < 0 || id === vocab.maskId).length,
+    );
     expect(text.startsWith(vocab.decode([ids[0]]))).toBe(true);
   });
 
@@ -182,28 +184,41 @@ describe('characters split across byte-level tokens', () => {
     ['GPT-2 (emoji split across tokens)', Vocabulary.gpt2(), SAMPLES[2]],
   ];
 
-  it.each(cases)('%s: no U+FFFD in any partly revealed text, and each character shows once its bytes are known', (_, vocab, text) => {
-    const ids = vocab.encode(text);
-    expect(vocab.decode(ids)).toBe(text);
-    const split = ids.filter((id) => new TextDecoder().decode(vocab.tokenBytes(id)).includes('\uFFFD')).length;
-    expect(split, 'the text has tokens that hold part of a character').toBeGreaterThan(0);
-    // Every subset of unknown positions for a short text; random subsets (and any-order reveals) for longer ones.
-    const masks = ids.length <= 14 ? Array.from({ length: 2 ** ids.length }, (_, m) => ids.map((__, p) => Boolean(m & (1 << p)))) : [];
-    let seed = 7;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-    for (let k = 0; k < 400; k++) masks.push(ids.map(() => random() < (k % 4) / 4));
-    for (const hidden of masks) {
-      const partial = vocab.decodePartial(ids.map((id, p) => (hidden[p] ? -1 : id)));
-      expect(partial).not.toContain('\uFFFD');
-      expect(partial).toBe(expectedPartial(vocab, ids, hidden));
-    }
-  });
+  it.each(cases)(
+    '%s: no U+FFFD in any partly revealed text, and each character shows once its bytes are known',
+    (_, vocab, text) => {
+      const ids = vocab.encode(text);
+      expect(vocab.decode(ids)).toBe(text);
+      const split = ids.filter((id) => new TextDecoder().decode(vocab.tokenBytes(id)).includes('\uFFFD')).length;
+      expect(split, 'the text has tokens that hold part of a character').toBeGreaterThan(0);
+      // Every subset of unknown positions for a short text; random subsets (and any-order reveals) for longer ones.
+      const masks =
+        ids.length <= 14
+          ? Array.from({ length: 2 ** ids.length }, (_, m) => ids.map((__, p) => Boolean(m & (1 << p))))
+          : [];
+      let seed = 7;
+      const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+      for (let k = 0; k < 400; k++) masks.push(ids.map(() => random() < (k % 4) / 4));
+      for (const hidden of masks) {
+        const partial = vocab.decodePartial(ids.map((id, p) => (hidden[p] ? -1 : id)));
+        expect(partial).not.toContain('\uFFFD');
+        expect(partial).toBe(expectedPartial(vocab, ids, hidden));
+      }
+    },
+  );
 
   it('a byte sequence that is no UTF-8 shows as U+FFFD, as TextDecoder shows it, once no unknown position can complete it', () => {
-    const byteId = (b: number) => Array.from({ length: 256 }, (_, id) => id).find((id) => reduced.tokenBytes(id)[0] === b)!;
+    const byteId = (b: number) =>
+      Array.from({ length: 256 }, (_, id) => id).find((id) => reduced.tokenBytes(id)[0] === b)!;
     const [lead, cont, a, e0] = [byteId(0xe2), byteId(0x80), byteId(0x41), byteId(0xe0)];
     const bytesOf = (ids: number[]) => Uint8Array.from(ids.flatMap((id) => Array.from(reduced.tokenBytes(id))));
-    for (const ids of [[lead, a], [a, lead], [cont, a], [lead, cont, a], [e0, cont, a]]) {
+    for (const ids of [
+      [lead, a],
+      [a, lead],
+      [cont, a],
+      [lead, cont, a],
+      [e0, cont, a],
+    ]) {
       const text = new TextDecoder().decode(bytesOf(ids));
       expect(text).toContain('\uFFFD');
       expect(reduced.decode(ids)).toBe(text);
