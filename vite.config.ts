@@ -2,7 +2,7 @@ import { defineConfig } from 'vite';
 
 // The demo: `npm run demo` serves the project (`/` is index.html, which sends the browser on to
 // /demo/); `npm run build:demo` writes the same pages to dist-demo/, with their scripts and the
-// packaged models (emitted by Vite from src/model/packaged.ts's `new URL(...)`s) in assets/.
+// packaged models (emitted by Vite from src/weights/packaged.ts's `new URL(...)`s) in assets/.
 export default defineConfig({
   root: '.',
   base: './',

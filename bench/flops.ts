@@ -6,7 +6,7 @@
  * bytes are the minimum traffic of the memory-bound kernels (read once, write once); weights,
  * the bytes of model weights a dispatch reads (each once; the bench's weights are f32).
  */
-import type { ModelConfig } from '../src/model/config.js';
+import type { ModelConfig } from '../src/weights/config.js';
 import { decoderKvName } from '../src/model/fusion.js';
 
 export type OpClass = 'matmul' | 'attention' | 'memory';

@@ -5,7 +5,7 @@
  * (skipped for L > 256, where one pass takes minutes on a CPU adapter and compiles are noise).
  */
 import type { GpuContext } from '../src/gpu/context.js';
-import type { ModelConfig } from '../src/model/config.js';
+import type { ModelConfig } from '../src/weights/config.js';
 import { GpuModel } from '../src/model/gpu-model.js';
 import { randomWeights, tinyConfig } from '../src/reference/random.js';
 

@@ -9,7 +9,7 @@ import { GpuMemory } from '../src/gpu/memory.js';
 import { gpuTensor } from '../src/gpu/tensor.js';
 import { matmulDispatch, variantRuns } from '../src/kernels/matmul.js';
 import { MATMUL_VARIANTS, type MatmulVariant } from '../src/kernels/plan.js';
-import { encodeFloats } from '../src/model/floats.js';
+import { encodeFloats } from '../src/weights/floats.js';
 import { createWorkspace, Rows, setBatchShape } from '../src/kernels/workspace.js';
 import { seededNormal } from '../src/reference/random.js';
 import { record, timeDispatches } from './timing.js';

@@ -6,7 +6,7 @@
  */
 import type { AdapterSummary, GpuContext } from '../src/gpu/context.js';
 import { observeDispatches } from '../src/gpu/kernel.js';
-import type { ModelConfig } from '../src/model/config.js';
+import type { ModelConfig } from '../src/weights/config.js';
 import { decoderKvGroups } from '../src/model/fusion.js';
 import { GpuModel } from '../src/model/gpu-model.js';
 import { randomWeights, tinyConfig } from '../src/reference/random.js';

@@ -2,7 +2,7 @@
  * Generates the modules through which the package's files reach any bundler (or none):
  *   shaders/*.wgsl        -> src/gpu/wgsl.ts        every kernel's WGSL as a string
  *   bench/*.wgsl          -> bench/wgsl.ts          the bench's peak kernels
- *   weights-manifest.json -> src/model/packaged.ts  the manifest, and each shipped model file
+ *   weights-manifest.json -> src/weights/packaged.ts  the manifest, and each shipped model file
  *                                                   as a literal new URL(..., import.meta.url)
  * `#include "file.wgsl"` is resolved here (a file of the same folder), and files that are only
  * included get no entry of their own; `#if` switches stay, for src/gpu/shader.ts to resolve per
@@ -16,7 +16,7 @@
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { validateManifest } from '../src/model/manifest.js';
+import { validateManifest } from '../src/weights/manifest.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const read = (path: string): string => readFileSync(join(ROOT, path), 'utf8');
@@ -96,7 +96,7 @@ export function packagedModule(): string {
 export const MODULES: { out: string; text: () => string }[] = [
   { out: 'src/gpu/wgsl.ts', text: () => wgslModule('shaders') },
   { out: 'bench/wgsl.ts', text: () => wgslModule('bench') },
-  { out: 'src/model/packaged.ts', text: packagedModule },
+  { out: 'src/weights/packaged.ts', text: packagedModule },
 ];
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

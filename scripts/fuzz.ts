@@ -23,10 +23,10 @@ import { convertCheckpoint, type DirSink } from '../src/convert/convert.js';
 import { bytesSource } from '../src/convert/source.js';
 import { ZipArchive } from '../src/convert/zip.js';
 import { PgmError } from '../src/errors.js';
-import type { ModelDirConfig } from '../src/model/config.js';
-import { loadModel, loadModelFromManifest, type ModelFiles } from '../src/model/load.js';
-import { readWeights } from '../src/model/tensor.js';
-import { memorySink, parseSafetensors, sha256Hex } from '../src/model/safetensors.js';
+import type { ModelDirConfig } from '../src/weights/config.js';
+import { loadModel, loadModelFromManifest, type ModelFiles } from '../src/weights/load.js';
+import { readWeights } from '../src/weights/tensor.js';
+import { memorySink, parseSafetensors, sha256Hex } from '../src/weights/safetensors.js';
 import { seededUniform } from '../src/reference/random.js';
 import { makeZip, type ZipInput } from '../tests/convert/helpers.js';
 

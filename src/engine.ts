@@ -7,10 +7,10 @@ import {
 } from './convert/import.js';
 import { requestGpu, type AdapterSummary, type GpuContext } from './gpu/context.js';
 import { releaseAtExit } from './gpu/release.js';
-import type { ModelConfig } from './model/config.js';
+import type { ModelConfig } from './weights/config.js';
 import { GpuModel } from './model/gpu-model.js';
-import { cacheStore } from './model/cache.js';
-import { abortedError, checkAborted } from './model/fetch.js';
+import { cacheStore } from './weights/cache.js';
+import { abortedError, checkAborted } from './weights/fetch.js';
 import {
   loadModelFromManifest,
   loadModelFromUrl,
@@ -18,8 +18,8 @@ import {
   type LoadedModel,
   type LoadOptions,
   type LoadPhase,
-} from './model/load.js';
-import { Vocabulary } from './model/vocab.js';
+} from './weights/load.js';
+import { Vocabulary } from './text/vocab.js';
 import {
   checkBatchOptionTypes,
   checkEngineOptionTypes,

@@ -48,16 +48,16 @@ export {
   type ModelFiles,
   type LoadedModel,
   type LoadOptions,
-} from './model/load.js';
-export { readWeights, type Weights, type HostTensor, type StoredTensor } from './model/tensor.js';
-export { cacheStore, clearModelCache, MODEL_CACHE } from './model/cache.js';
-export { localModels } from './model/local.js';
+} from './weights/load.js';
+export { readWeights, type Weights, type HostTensor, type StoredTensor } from './weights/tensor.js';
+export { cacheStore, clearModelCache, MODEL_CACHE } from './weights/cache.js';
+export { localModels } from './weights/local.js';
 export { loadLocalModel, localIdOf } from './convert/import.js';
-export { DEFAULT_STALL_TIMEOUT, STALL_BYTES, type BodyOptions } from './model/fetch.js';
-export { PACKAGED_MANIFEST } from './model/packaged.js';
-export type { WeightsManifest, ManifestModel } from './model/manifest.js';
-export { Vocabulary } from './model/vocab.js';
-export type { ModelConfig, ModelDirConfig } from './model/config.js';
+export { DEFAULT_STALL_TIMEOUT, STALL_BYTES, type BodyOptions } from './weights/fetch.js';
+export { PACKAGED_MANIFEST } from './weights/packaged.js';
+export type { WeightsManifest, ManifestModel } from './weights/manifest.js';
+export { Vocabulary } from './text/vocab.js';
+export type { ModelConfig, ModelDirConfig } from './weights/config.js';
 export type { PgmSequence, MdlmSequence } from './model/inputs.js';
 export type { Order, Schedule } from './sampling/schedule.js';
 export {

@@ -14,16 +14,16 @@ import type { EngineOptions } from './types.js';
 import { PgmError, brief, fail } from './errors.js';
 import { replaceFile } from './convert/sink-node.js';
 import { requestGpu, type GpuContext, type GpuRequest } from './gpu/context.js';
-import { usePlanFile, type PlanFile } from './kernels/plan-store.js';
+import { usePlanFile, type PlanFile } from './tuning/plan-store.js';
 import { isLocalModel } from './convert/import.js';
 import { loadModelPath } from './convert/read-node.js';
-import { diskFiles, loadModelDir } from './model/load-node.js';
-import { MAX_CONFIG_BYTES, parseManifest } from './model/load.js';
-import { findModel } from './model/manifest.js';
+import { diskFiles, loadModelDir } from './weights/load-node.js';
+import { MAX_CONFIG_BYTES, parseManifest } from './weights/load.js';
+import { findModel } from './weights/manifest.js';
 import { checkEngineOptionTypes } from './options.js';
 
 export * from './index.js';
-export { loadModelDir } from './model/load-node.js';
+export { loadModelDir } from './weights/load-node.js';
 export { loadModelPath, loadCheckpoint } from './convert/read-node.js';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';

@@ -6,13 +6,13 @@
  * in, bounds derived from the model, the prompt or infill encoded once.
  */
 import { brief, fail } from './errors.js';
-import type { ModelConfig } from './model/config.js';
+import type { ModelConfig } from './weights/config.js';
 import { isLocalModel } from './convert/import.js';
-import { DEFAULT_STALL_TIMEOUT } from './model/fetch.js';
+import { DEFAULT_STALL_TIMEOUT } from './weights/fetch.js';
 import { GPU_MODEL_DEFAULTS, WEIGHT_STORAGES } from './model/gpu-model.js';
 import { REENCODE_PER_FRESH } from './model/kv-set.js';
-import { isWeights } from './model/tensor.js';
-import type { Vocabulary } from './model/vocab.js';
+import { isWeights } from './weights/tensor.js';
+import type { Vocabulary } from './text/vocab.js';
 import {
   ENCODER_MODES,
   MDLM_STEPS_PER_POSITION,

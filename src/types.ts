@@ -1,18 +1,18 @@
 /** The public types of the API: engine options, generation options, step events and results. */
 import type { GpuContext } from './gpu/context.js';
 import type { ImportOptions as ConvertIntoStoreOptions, LocalModel } from './convert/import.js';
-import type { ModelConfig } from './model/config.js';
-import type { ModelStore } from './model/cache.js';
+import type { ModelConfig } from './weights/config.js';
+import type { ModelStore } from './weights/cache.js';
 import type { WeightStorage } from './model/gpu-model.js';
-import type { LoadProgress } from './model/load.js';
-import type { Weights } from './model/tensor.js';
+import type { LoadProgress } from './weights/load.js';
+import type { Weights } from './weights/tensor.js';
 import type { EncoderMode } from './sampling/samplers.js';
 import type { Order, Schedule } from './sampling/schedule.js';
 
-export type { LoadPhase, LoadProgress } from './model/load.js';
-export type { ModelStore } from './model/cache.js';
+export type { LoadPhase, LoadProgress } from './weights/load.js';
+export type { ModelStore } from './weights/cache.js';
 export type { ImportedModel, LocalModel } from './convert/import.js';
-export type { LocalId, LocalModelInfo, ModelFolder } from './model/local.js';
+export type { LocalId, LocalModelInfo, ModelFolder } from './weights/local.js';
 
 /**
  * A model: its config and its tensors, in memory (a converter's float32 weights, a test's) or

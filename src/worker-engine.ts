@@ -9,9 +9,9 @@
 import { GenerationRun, type EngineInterface } from './engine.js';
 import { PgmError, fail, type PgmErrorCode } from './errors.js';
 import type { AdapterSummary } from './gpu/context.js';
-import type { ModelConfig } from './model/config.js';
-import { abortedError, checkAborted, DEFAULT_STALL_TIMEOUT } from './model/fetch.js';
-import type { LoadProgress } from './model/load.js';
+import type { ModelConfig } from './weights/config.js';
+import { abortedError, checkAborted, DEFAULT_STALL_TIMEOUT } from './weights/fetch.js';
+import type { LoadProgress } from './weights/load.js';
 import { checkBatchOptionTypes, checkEngineOptionTypes, checkGenerateOptionTypes } from './options.js';
 import type {
   BatchOptions,

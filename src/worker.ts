@@ -7,7 +7,7 @@
  */
 import { createEngine, type Engine } from './engine.js';
 import { PgmError } from './errors.js';
-import type { LoadProgress } from './model/load.js';
+import type { LoadProgress } from './weights/load.js';
 import type { BatchOptions, GenerateOptions } from './types.js';
 import { CHANNEL, receiveError, sendError, type FromWorker, type Posted, type ToWorker } from './worker-engine.js';
 

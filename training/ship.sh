@@ -86,7 +86,7 @@ done
 say "3. weights-manifest.json"
 $PY training/ship.py manifest "$STAGE/pgm-small/eval.json" "$STAGE/mdlm-small/eval.json"
 npx tsx -e "
-Promise.all([import('node:fs'), import('./src/model/manifest.ts')]).then(([{ readFileSync }, { validateManifest }]) => {
+Promise.all([import('node:fs'), import('./src/weights/manifest.ts')]).then(([{ readFileSync }, { validateManifest }]) => {
   const m = validateManifest(JSON.parse(readFileSync('weights-manifest.json', 'utf8')));
   console.error('validateManifest: ok, default ' + m.default + ', models ' + m.models.map((x) => x.id).join(', '));
 }).catch((e) => { console.error('ship.sh: ' + e.message); process.exit(1); });"

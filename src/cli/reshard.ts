@@ -1,7 +1,7 @@
 import { DEFAULT_SHARD_SIZE } from '../convert/convert.js';
 import { reshardModel } from '../convert/reshard.js';
 import { dirSink } from '../convert/sink-node.js';
-import { diskFiles } from '../model/load-node.js';
+import { diskFiles } from '../weights/load-node.js';
 import { UsageError, parseBytes, parseCommandLine } from './args.js';
 
 export const summary = 'rewrite a converted model directory into shards of another size';

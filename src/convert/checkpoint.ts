@@ -1,5 +1,5 @@
 import { fail } from '../errors.js';
-import { decodeFloats } from '../model/floats.js';
+import { decodeFloats } from '../weights/floats.js';
 import {
   PickledObject,
   PyGlobal,

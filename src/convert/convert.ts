@@ -1,5 +1,5 @@
 import { fail } from '../errors.js';
-import { checkAborted } from '../model/fetch.js';
+import { checkAborted } from '../weights/fetch.js';
 import {
   validateModelConfig,
   type ModelConfig,
@@ -7,17 +7,17 @@ import {
   type PreQueryMode,
   type QueryProcessMode,
   type ShardInfo,
-} from '../model/config.js';
-import { DTYPE_BYTES, encodeFloats, type SafetensorsDtype } from '../model/floats.js';
+} from '../weights/config.js';
+import { DTYPE_BYTES, encodeFloats, type SafetensorsDtype } from '../weights/floats.js';
 import {
   encodeHeader,
   writeSafetensors,
   type FileSink,
   type TensorBytes,
   type TensorSpec,
-} from '../model/safetensors.js';
-import type { WeightMap } from '../model/tensor.js';
-import { isBuffer, parameterMismatches } from '../model/parameters.js';
+} from '../weights/safetensors.js';
+import type { WeightMap } from '../weights/tensor.js';
+import { isBuffer, parameterMismatches } from '../weights/parameters.js';
 import { Checkpoint, StorageRef, describeValue, lookup, toPlain } from './checkpoint.js';
 import { TorchTensor } from './pickle.js';
 

@@ -7,11 +7,11 @@
  * default) plus a piece of a tensor.
  */
 import { brief, fail, PgmError, printable } from '../errors.js';
-import { configKey, memoryStore, pruneStore, shardKey, type ModelStore } from '../model/cache.js';
-import type { ModelDirConfig } from '../model/config.js';
-import { checkAborted } from '../model/fetch.js';
-import { DTYPE_BYTES } from '../model/floats.js';
-import { loadModel, type LoadedModel, type LoadOptions, type LoadProgress } from '../model/load.js';
+import { configKey, memoryStore, pruneStore, shardKey, type ModelStore } from '../weights/cache.js';
+import type { ModelDirConfig } from '../weights/config.js';
+import { checkAborted } from '../weights/fetch.js';
+import { DTYPE_BYTES } from '../weights/floats.js';
+import { loadModel, type LoadedModel, type LoadOptions, type LoadProgress } from '../weights/load.js';
 import {
   folderFiles,
   isLocalId,
@@ -20,8 +20,8 @@ import {
   storedFiles,
   type LocalId,
   type ModelFolder,
-} from '../model/local.js';
-import { memorySink } from '../model/safetensors.js';
+} from '../weights/local.js';
+import { memorySink } from '../weights/safetensors.js';
 import { Checkpoint } from './checkpoint.js';
 import { convertCheckpoint, inspectCheckpoint, type ConvertOptions, type DirSink } from './convert.js';
 import { blobSource } from './source.js';

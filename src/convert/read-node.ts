@@ -1,11 +1,11 @@
 /** Node: models straight from a Lightning `.ckpt`, or from a path that may be either. */
 import { stat } from 'node:fs/promises';
 import { PgmError } from '../errors.js';
-import { checkAborted } from '../model/fetch.js';
-import type { ModelConfig } from '../model/config.js';
-import { loadModelDir } from '../model/load-node.js';
-import type { LoadOptions } from '../model/load.js';
-import type { HostTensor, WeightMap, Weights } from '../model/tensor.js';
+import { checkAborted } from '../weights/fetch.js';
+import type { ModelConfig } from '../weights/config.js';
+import { loadModelDir } from '../weights/load-node.js';
+import type { LoadOptions } from '../weights/load.js';
+import type { HostTensor, WeightMap, Weights } from '../weights/tensor.js';
 import { Checkpoint } from './checkpoint.js';
 import { inspectCheckpoint, readCheckpointWeights, type CheckpointModel, type ReadOptions } from './convert.js';
 import { fileSource } from './source-node.js';

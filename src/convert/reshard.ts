@@ -5,10 +5,10 @@
  * directory is replaced whole (DirSink.commit), as a conversion does.
  */
 import { fail } from '../errors.js';
-import { MAX_CONFIG_BYTES, parseModelDirConfig, REMEDY, shardProblem, type ModelFiles } from '../model/load.js';
-import { parameterMismatches } from '../model/parameters.js';
-import { parseSafetensors, type SafetensorsTensor } from '../model/safetensors.js';
-import type { ModelDirConfig, ShardInfo } from '../model/config.js';
+import { MAX_CONFIG_BYTES, parseModelDirConfig, REMEDY, shardProblem, type ModelFiles } from '../weights/load.js';
+import { parameterMismatches } from '../weights/parameters.js';
+import { parseSafetensors, type SafetensorsTensor } from '../weights/safetensors.js';
+import type { ModelDirConfig, ShardInfo } from '../weights/config.js';
 import { writeModelDir, type DirSink, type TensorSource } from './convert.js';
 
 export async function reshardModel(

@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PgmError } from '../errors.js';
-import type { FileSink } from '../model/safetensors.js';
+import type { FileSink } from '../weights/safetensors.js';
 import type { DirSink } from './convert.js';
 
 /** What to do about a failed file operation, by errno code. */

@@ -1,5 +1,5 @@
 import { fail } from '../errors.js';
-import { readSlice } from '../model/local.js';
+import { readSlice } from '../weights/local.js';
 
 /**
  * Random access to the bytes of a (possibly multi-GB) file. Readers ask for the ranges they

@@ -1,5 +1,5 @@
 /**
- * How long dispatches take on the GPU: the one timing path of the autotuner (kernels/tuning.ts)
+ * How long dispatches take on the GPU: the one timing path of the autotuner (tuning/tuning.ts)
  * and the bench. WebGPU has no timestamps inside a compute pass, so each timed dispatch gets a
  * pass of its own with `timestampWrites`; without 'timestamp-query', the wall time of an
  * awaited submit per dispatch.

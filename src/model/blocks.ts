@@ -7,7 +7,7 @@ import { matmulDispatch, type MatmulArgs } from '../kernels/matmul.js';
 import { activationShape, Rows, type Workspace } from '../kernels/workspace.js';
 import type { BlockModulation, Modulations } from './conditioning.js';
 import type { RowBlock } from './gpu-weights.js';
-import { headDim, type ModelConfig } from './config.js';
+import { headDim, type ModelConfig } from '../weights/config.js';
 import { layerNormBefore, rotaryColumns } from './fusion.js';
 
 /** Activations shared by both architectures, sized once for [maxBatch, L]. */

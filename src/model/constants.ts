@@ -5,10 +5,10 @@ import { gpuTensor, type GpuTensor } from '../gpu/tensor.js';
 import { matmulDispatch, rotaryTable } from '../kernels/matmul.js';
 import { createWorkspace, Rows, setBatchShape } from '../kernels/workspace.js';
 import { computeModulations, type Modulations } from './conditioning.js';
-import { headDim, type ModelConfig } from './config.js';
+import { headDim, type ModelConfig } from '../weights/config.js';
 import { layerNormBefore } from './fusion.js';
 import type { RowBlock } from './gpu-weights.js';
-import type { WeightMap } from './tensor.js';
+import type { WeightMap } from '../weights/tensor.js';
 
 /**
  * The constant table every pass reads (ForwardContext.constants), one f32 buffer: every

@@ -7,18 +7,18 @@ import { gpuTensor } from '../gpu/tensor.js';
 import { sinusTable } from '../kernels/group-swap.js';
 import { createSampler, type SampleSettings, type Sampler } from '../kernels/sample.js';
 import type { PlanOptions } from '../kernels/plan.js';
-import { kernelPlan } from '../kernels/tuning.js';
+import { kernelPlan } from '../tuning/tuning.js';
 import { createWorkspace, setBatchShape, type Workspace } from '../kernels/workspace.js';
 import { exactSide, recordPass, type Activations, type ForwardContext, type RecordedPass } from './blocks.js';
 import { loadConstants } from './constants.js';
-import { headDim, type ModelConfig } from './config.js';
+import { headDim, type ModelConfig } from '../weights/config.js';
 import { decoderKvGroups } from './fusion.js';
 import { adaptiveSide, incrementalSide, kvSet, REENCODE_PER_FRESH, type KvSet } from './kv-set.js';
 import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from './inputs.js';
 import { mdlmForward } from './mdlm.js';
 import { pgmForward } from './pgm.js';
 import { GpuWeights, WEIGHT_STORAGES, type WeightStorage } from './gpu-weights.js';
-import type { Weights } from './tensor.js';
+import type { Weights } from '../weights/tensor.js';
 
 /**
  * `matmul`, `attention`: which kernel variants run; 'auto' (default) measures them once per

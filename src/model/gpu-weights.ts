@@ -1,8 +1,15 @@
 import { fail } from '../errors.js';
 import type { GpuMemory } from '../gpu/memory.js';
 import { gpuTensor, type GpuDtype, type GpuTensor } from '../gpu/tensor.js';
-import { headDim, type ModelConfig } from './config.js';
-import { decodeFloats, decodeFloatsInto, DTYPE_BYTES, floatToHalf, halfToFloat, halvesInto } from './floats.js';
+import { headDim, type ModelConfig } from '../weights/config.js';
+import {
+  decodeFloats,
+  decodeFloatsInto,
+  DTYPE_BYTES,
+  floatToHalf,
+  halfToFloat,
+  halvesInto,
+} from '../weights/floats.js';
 import {
   decoderKeysValues,
   decoderKvLayer,
@@ -11,8 +18,8 @@ import {
   pairRotaryRows,
   rotaryColumns,
 } from './fusion.js';
-import { isBuffer } from './parameters.js';
-import { floatsOf, numel, type HostTensor, type StoredTensor, type WeightMap } from './tensor.js';
+import { isBuffer } from '../weights/parameters.js';
+import { floatsOf, numel, type HostTensor, type StoredTensor, type WeightMap } from '../weights/tensor.js';
 
 export const WEIGHT_STORAGES = ['auto', 'f32', 'f16'] as const;
 

@@ -1,5 +1,5 @@
 import { fail } from '../errors.js';
-import type { ModelConfig } from './config.js';
+import type { ModelConfig } from '../weights/config.js';
 
 /** One PGM sequence: the clean tokens with their sequence positions, and the positions to predict. */
 export interface PgmSequence {

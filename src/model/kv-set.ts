@@ -4,7 +4,7 @@ import { appendFreshRowsDispatch } from '../kernels/rows.js';
 import { reencodeDispatch, stalenessDispatch, type StalenessState } from '../kernels/staleness.js';
 import { Rows } from '../kernels/workspace.js';
 import type { CleanSide } from './blocks.js';
-import { headDim, type ModelConfig } from './config.js';
+import { headDim, type ModelConfig } from '../weights/config.js';
 
 /**
  * The adaptive policy re-encodes at most this many kept rows per row that joined: a bound on a

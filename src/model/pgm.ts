@@ -15,7 +15,7 @@ import {
   paramsOf,
   type ForwardContext,
 } from './blocks.js';
-import { queryInitTerms } from './config.js';
+import { queryInitTerms } from '../weights/config.js';
 import { decoderKvGroups, decoderKvName } from './fusion.js';
 
 /**

@@ -4,9 +4,9 @@
  * the GPU forward and its stages are tested against these functions.
  */
 import { fail } from '../errors.js';
-import { headDim, type ModelConfig } from '../model/config.js';
+import { headDim, type ModelConfig } from '../weights/config.js';
 import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from '../model/inputs.js';
-import type { WeightMap } from '../model/tensor.js';
+import type { WeightMap } from '../weights/tensor.js';
 import {
   attention,
   embed,

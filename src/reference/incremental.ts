@@ -23,9 +23,9 @@
  * checks. `referenceKvSetLogits` steps a batch of sets, padded like `referencePgmLogits`.
  */
 import { fail } from '../errors.js';
-import { headDim, type ModelConfig } from '../model/config.js';
+import { headDim, type ModelConfig } from '../weights/config.js';
 import { validatePgmBatch, type PgmSequence } from '../model/inputs.js';
-import type { WeightMap } from '../model/tensor.js';
+import type { WeightMap } from '../weights/tensor.js';
 import {
   appendRows,
   ditBlockOver,

@@ -4,10 +4,10 @@
  * dot product, sum and softmax accumulates in JS numbers (float64) and each result is
  * stored back as float32, like one PyTorch float32 op after another.
  */
-import { TIME_FREQ_DIM } from '../model/parameters.js';
+import { TIME_FREQ_DIM } from '../weights/parameters.js';
 import { fail } from '../errors.js';
-import type { ModelConfig } from '../model/config.js';
-import type { HostTensor, WeightMap } from '../model/tensor.js';
+import type { ModelConfig } from '../weights/config.js';
+import type { HostTensor, WeightMap } from '../weights/tensor.js';
 
 const f32 = Math.fround;
 

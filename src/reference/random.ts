@@ -4,9 +4,9 @@
  * that shifts, scales and gates all change the result (a test with zero gates would not
  * see a broken attention or MLP).
  */
-import { expectedParameters } from '../model/parameters.js';
-import type { ModelConfig } from '../model/config.js';
-import { numel, type WeightMap } from '../model/tensor.js';
+import { expectedParameters } from '../weights/parameters.js';
+import type { ModelConfig } from '../weights/config.js';
+import { numel, type WeightMap } from '../weights/tensor.js';
 
 /** A seeded generator of uniform numbers in [0, 1) (mulberry32). */
 export function seededUniform(seed: number): () => number {

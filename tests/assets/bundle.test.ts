@@ -6,8 +6,8 @@ import { PgmError } from '../../src/errors.js';
 import { pgmError } from '../convert/helpers.js';
 import { bindings, constant, preprocess, shader, structFields, workgroupSize } from '../../src/gpu/shader.js';
 import { WGSL } from '../../src/gpu/wgsl.js';
-import { emittedFile, PARCEL_FIX } from '../../src/model/bundlers.js';
-import { PACKAGED_FILES, PACKAGED_MANIFEST } from '../../src/model/packaged.js';
+import { emittedFile, PARCEL_FIX } from '../../src/weights/bundlers.js';
+import { PACKAGED_FILES, PACKAGED_MANIFEST } from '../../src/weights/packaged.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 

@@ -4,7 +4,7 @@
  * a top-level folder of the repository anywhere in the text (`src/options.ts`, a command's
  * `scripts/fuzz.ts`), and backticked paths that start with a folder beside the file
  * (`data/README.md` in training/); in the comments of source files, paths that start with a
- * top-level folder, and in src/ also those relative to src/ (`kernels/tuning.ts`). A cited
+ * top-level folder, and in src/ also those relative to src/ (`tuning/tuning.ts`). A cited
  * `.js` module may be its `.ts` source. Not checked: URLs and absolute paths, placeholders
  * (`<name>`, `*`, `$VAR`, `{a,b}`, `...`), and what .gitignore ignores (build outputs such as
  * `dist/index.js`, generated corpora).
@@ -112,7 +112,7 @@ describe('cited paths', () => {
     ].join('\n');
     expect(citations('docs/x.md', md).map(missing).filter(Boolean)).toEqual(['docs/gone.md', 'src/kernels/none.ts']);
     const ts = [
-      '/** The tuner (kernels/tuning.ts, src/gpu/timing.ts); see docs/none.md. */',
+      '/** The tuner (tuning/tuning.ts, src/gpu/timing.ts); see docs/none.md. */',
       "import { x } from '../docs/ignored-in-code.js';",
       '// https://example.com/src/none.ts and kernels/none.ts',
     ].join('\n');

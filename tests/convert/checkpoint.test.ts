@@ -8,8 +8,8 @@ import { convertCheckpoint, inspectCheckpoint } from '../../src/convert/convert.
 import { dirSink } from '../../src/convert/sink-node.js';
 import { bytesSource } from '../../src/convert/source.js';
 import { loadCheckpoint } from '../../src/convert/read-node.js';
-import { loadModelDir } from '../../src/model/load-node.js';
-import { readWeights } from '../../src/model/tensor.js';
+import { loadModelDir } from '../../src/weights/load-node.js';
+import { readWeights } from '../../src/weights/tensor.js';
 import { pgmError } from './helpers.js';
 
 const DATA = join(import.meta.dirname, 'data');

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import { expectedParameters } from '../../src/model/parameters.js';
+import { expectedParameters } from '../../src/weights/parameters.js';
 import { loadCheckpoint } from '../../src/convert/read-node.js';
-import { loadModelDir } from '../../src/model/load-node.js';
-import { readWeights } from '../../src/model/tensor.js';
+import { loadModelDir } from '../../src/weights/load-node.js';
+import { readWeights } from '../../src/weights/tensor.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
 const NAMES = [

@@ -1,5 +1,5 @@
 /**
- * Local models without a server (src/convert/import.ts, src/model/local.ts): a Lightning .ckpt
+ * Local models without a server (src/convert/import.ts, src/weights/local.ts): a Lightning .ckpt
  * given as a Blob is converted into a model store, read piece by piece and never whole, into the
  * same shards `pgm convert` writes; a model folder given as Files; `local:<name>` ids; and what
  * each of them says when something is wrong.
@@ -17,12 +17,12 @@ import { importCheckpoint as importInto, loadLocalModel, localIdOf } from '../..
 import { dirSink } from '../../src/convert/sink-node.js';
 import { fileSource } from '../../src/convert/source-node.js';
 import { importCheckpoint } from '../../src/engine.js';
-import { configKey, memoryStore, shardKey, type ModelStore } from '../../src/model/cache.js';
-import { floatToHalf, halfToFloat } from '../../src/model/floats.js';
-import { loadModelDir } from '../../src/model/load-node.js';
-import { localModels } from '../../src/model/local.js';
-import type { LoadProgress } from '../../src/model/load.js';
-import { readWeights } from '../../src/model/tensor.js';
+import { configKey, memoryStore, shardKey, type ModelStore } from '../../src/weights/cache.js';
+import { floatToHalf, halfToFloat } from '../../src/weights/floats.js';
+import { loadModelDir } from '../../src/weights/load-node.js';
+import { localModels } from '../../src/weights/local.js';
+import type { LoadProgress } from '../../src/weights/load.js';
+import { readWeights } from '../../src/weights/tensor.js';
 import { IMPORT_OPTIONS } from '../../src/options.js';
 import { testGpu } from '../helpers/gpu.js';
 import { pgmError, readAll } from './helpers.js';

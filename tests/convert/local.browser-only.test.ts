@@ -6,9 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createEngine, importCheckpoint } from '../../src/engine.js';
-import { cacheStore, clearModelCache, shardKey } from '../../src/model/cache.js';
-import type { LoadProgress } from '../../src/model/load.js';
-import { localModels } from '../../src/model/local.js';
+import { cacheStore, clearModelCache, shardKey } from '../../src/weights/cache.js';
+import type { LoadProgress } from '../../src/weights/load.js';
+import { localModels } from '../../src/weights/local.js';
 import { compareRows, testGpu } from '../helpers/gpu.js';
 
 const FIXTURE = 'tests/fixtures/pgm-v50258';

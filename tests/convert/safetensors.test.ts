@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeFloats, floatToHalf, halfToFloat } from '../../src/model/floats.js';
+import { encodeFloats, floatToHalf, halfToFloat } from '../../src/weights/floats.js';
 import {
   encodeHeader,
   memorySink,
@@ -7,7 +7,7 @@ import {
   sha256Hex,
   writeSafetensors,
   type TensorSpec,
-} from '../../src/model/safetensors.js';
+} from '../../src/weights/safetensors.js';
 import { pgmError } from './helpers.js';
 import { seededUniform as rng } from '../../src/reference/random.js';
 

@@ -9,9 +9,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { ModelConfig, ModelDirConfig } from '../../src/model/config.js';
-import { encodeFloats } from '../../src/model/floats.js';
-import { memorySink, writeSafetensors, type TensorSpec } from '../../src/model/safetensors.js';
+import type { ModelConfig, ModelDirConfig } from '../../src/weights/config.js';
+import { encodeFloats } from '../../src/weights/floats.js';
+import { memorySink, writeSafetensors, type TensorSpec } from '../../src/weights/safetensors.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
 
 export const TEST_MODELS = { pgm: 'pgm-test', mdlm: 'mdlm-test' } as const;

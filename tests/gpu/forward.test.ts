@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ANY_SHAPE, everyBucket } from '../../src/kernels/plan.js';
-import type { ModelConfig } from '../../src/model/config.js';
+import type { ModelConfig } from '../../src/weights/config.js';
 import { GpuModel } from '../../src/model/gpu-model.js';
 import type { PgmSequence } from '../../src/model/inputs.js';
-import { encodeFloats } from '../../src/model/floats.js';
-import { floatsOf, type HostTensor, type StoredTensor, type WeightMap } from '../../src/model/tensor.js';
+import { encodeFloats } from '../../src/weights/floats.js';
+import { floatsOf, type HostTensor, type StoredTensor, type WeightMap } from '../../src/weights/tensor.js';
 import { referenceMdlmLogits, referencePgmLogits } from '../../src/reference/forward.js';
 import { randomWeights, seededUniform, tinyConfig } from '../../src/reference/random.js';
 import { compareRows, runtime, testGpu } from '../helpers/gpu.js';

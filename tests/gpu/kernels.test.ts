@@ -39,8 +39,8 @@ import {
 import { appendFreshRowsDispatch } from '../../src/kernels/rows.js';
 import { reencodeDispatch, stalenessDispatch } from '../../src/kernels/staleness.js';
 import { createWorkspace, Rows, setBatchShape, type Workspace } from '../../src/kernels/workspace.js';
-import { queryInitTerms, type PreQueryMode } from '../../src/model/config.js';
-import { decodeFloats, encodeFloats } from '../../src/model/floats.js';
+import { queryInitTerms, type PreQueryMode } from '../../src/weights/config.js';
+import { decodeFloats, encodeFloats } from '../../src/weights/floats.js';
 import { pairRotaryRows, type RotaryColumns } from '../../src/model/fusion.js';
 import {
   attention,

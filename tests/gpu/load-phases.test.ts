@@ -9,9 +9,9 @@
 import { describe, expect, it } from 'vitest';
 import type { DirSink } from '../../src/convert/convert.js';
 import { reshardModel } from '../../src/convert/reshard.js';
-import { memoryStore, shardKey } from '../../src/model/cache.js';
-import { urlFiles, type LoadProgress, type ModelFiles } from '../../src/model/load.js';
-import { memorySink, sha256Hex } from '../../src/model/safetensors.js';
+import { memoryStore, shardKey } from '../../src/weights/cache.js';
+import { urlFiles, type LoadProgress, type ModelFiles } from '../../src/weights/load.js';
+import { memorySink, sha256Hex } from '../../src/weights/safetensors.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
 
 const entry = () => (runtime === 'node' ? import('../../src/node.js') : import('../../src/index.js'));
@@ -21,7 +21,7 @@ async function shardedFolder(): Promise<File[]> {
   let packaged: ModelFiles;
   if (runtime === 'node') {
     const [{ diskFiles }, { fileURLToPath }] = await Promise.all([
-      import('../../src/model/load-node.js'),
+      import('../../src/weights/load-node.js'),
       import('node:url'),
     ]);
     packaged = diskFiles(fileURLToPath(new URL('../../models/pgm-small/', import.meta.url)));

@@ -4,16 +4,16 @@
  * `device-lost` (and resolves `engine.lost`), and what is beyond the device's limits is refused naming the limit.
  */
 import { describe, expect, it } from 'vitest';
-import { expectedParameters } from '../../src/model/parameters.js';
+import { expectedParameters } from '../../src/weights/parameters.js';
 import { Engine } from '../../src/engine.js';
 import { GpuModel } from '../../src/model/gpu-model.js';
 import { MAX_CHARS_PER_TOKEN } from '../../src/options.js';
 import type { GenerateOptions } from '../../src/types.js';
 import { PgmError, brief } from '../../src/errors.js';
 import { requestGpu, type GpuContext } from '../../src/gpu/context.js';
-import type { ModelConfig } from '../../src/model/config.js';
-import { numel, type WeightMap } from '../../src/model/tensor.js';
-import { Vocabulary, gpt2TokenBytes } from '../../src/model/vocab.js';
+import type { ModelConfig } from '../../src/weights/config.js';
+import { numel, type WeightMap } from '../../src/weights/tensor.js';
+import { Vocabulary, gpt2TokenBytes } from '../../src/text/vocab.js';
 import { randomWeights, seededUniform, tinyConfig } from '../../src/reference/random.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
 

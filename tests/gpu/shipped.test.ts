@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { findModel, validateManifest, type WeightsManifest } from '../../src/model/manifest.js';
+import { findModel, validateManifest, type WeightsManifest } from '../../src/weights/manifest.js';
 import { GpuModel } from '../../src/model/gpu-model.js';
-import type { LoadedModel } from '../../src/model/load.js';
+import type { LoadedModel } from '../../src/weights/load.js';
 import { compareRows, runtime, testGpu } from '../helpers/gpu.js';
 
 // The shipped models (models/<id>, listed in weights-manifest.json, written by training/ship.sh)
@@ -31,11 +31,11 @@ const readFloats = async (path: string): Promise<Float32Array> => {
 async function loadShipped(manifest: WeightsManifest, id: string): Promise<LoadedModel> {
   const entry = findModel(manifest, id);
   if (inNode) {
-    const { loadModelDir } = await import('../../src/model/load-node.js');
+    const { loadModelDir } = await import('../../src/weights/load-node.js');
     const { fileURLToPath } = await import('node:url');
     return loadModelDir(fileURLToPath(new URL(`../../${entry.path}/`, import.meta.url)), { manifestEntry: entry });
   }
-  const { loadModelFromUrl } = await import('../../src/model/load.js');
+  const { loadModelFromUrl } = await import('../../src/weights/load.js');
   return loadModelFromUrl(`/${entry.path}/`, { manifestEntry: entry });
 }
 

@@ -1,5 +1,5 @@
 /**
- * Kernel plans (src/kernels/tuning.ts): forced variants, the measurement per row-count bucket
+ * Kernel plans (src/tuning/tuning.ts): forced variants, the measurement per row-count bucket
  * and matmul weight shape on this adapter, and remembering the plan per adapter. Correctness of each variant is in kernels.test.ts.
  */
 import { describe, expect, it } from 'vitest';
@@ -20,10 +20,10 @@ import {
   type KernelPlan,
   type ModelShapes,
 } from '../../src/kernels/plan.js';
-import { forgetPlans, idbPlans, planKey, recall, remember } from '../../src/kernels/plan-store.js';
+import { forgetPlans, idbPlans, planKey, recall, remember } from '../../src/tuning/plan-store.js';
 import { GpuModel } from '../../src/model/gpu-model.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
-import { kernelPlan, measurePlan } from '../../src/kernels/tuning.js';
+import { kernelPlan, measurePlan } from '../../src/tuning/tuning.js';
 import { runtime, testGpu } from '../helpers/gpu.js';
 
 const tiny: ModelShapes = { D: 64, F: 256, V: 300, L: 48, nHeads: 4, headDim: 16 };

@@ -1,6 +1,6 @@
 /** model/fusion.ts: the weight layouts and groupings the fused kernels read (their GPU results: tests/gpu/). */
 import { describe, expect, it } from 'vitest';
-import { encodeFloats } from '../../src/model/floats.js';
+import { encodeFloats } from '../../src/weights/floats.js';
 import {
   decoderKeysValues,
   decoderKvGroups,

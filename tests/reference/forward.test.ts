@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { PgmError } from '../../src/errors.js';
-import { PRE_QUERY_MODES, QUERY_PROCESS_MODES, validateModelConfig, type ModelConfig } from '../../src/model/config.js';
+import {
+  PRE_QUERY_MODES,
+  QUERY_PROCESS_MODES,
+  validateModelConfig,
+  type ModelConfig,
+} from '../../src/weights/config.js';
 import type { PgmSequence } from '../../src/model/inputs.js';
 import {
   groupSwap,

@@ -14,10 +14,10 @@ import { Checkpoint } from '../../src/convert/checkpoint.js';
 import { convertCheckpoint } from '../../src/convert/convert.js';
 import { unpickle } from '../../src/convert/pickle.js';
 import { bytesSource } from '../../src/convert/source.js';
-import type { ModelDirConfig } from '../../src/model/config.js';
-import type { ManifestModel } from '../../src/model/manifest.js';
-import { loadModel, loadModelFromManifest } from '../../src/model/load.js';
-import { parseSafetensors, sha256Hex } from '../../src/model/safetensors.js';
+import type { ModelDirConfig } from '../../src/weights/config.js';
+import type { ManifestModel } from '../../src/weights/manifest.js';
+import { loadModel, loadModelFromManifest } from '../../src/weights/load.js';
+import { parseSafetensors, sha256Hex } from '../../src/weights/safetensors.js';
 import { memoryDir, memoryFiles, trackAllocations } from '../../scripts/fuzz.js';
 import { glob, makeZip, pgmError, pk, readAll, str } from '../convert/helpers.js';
 

@@ -14,14 +14,14 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Checkpoint } from '../../src/convert/checkpoint.js';
 import { convertCheckpoint } from '../../src/convert/convert.js';
 import { bytesSource } from '../../src/convert/source.js';
-import type { ModelDirConfig } from '../../src/model/config.js';
+import type { ModelDirConfig } from '../../src/weights/config.js';
 import {
   fetchManifest,
   loadModelFromManifest,
   loadModelFromUrl as openModelFromUrl,
   type LoadOptions,
   type LoadProgress,
-} from '../../src/model/load.js';
+} from '../../src/weights/load.js';
 import { createEngine } from '../../src/node.js';
 import { memoryDir } from '../../scripts/fuzz.js';
 import { pgmError, readAll } from '../convert/helpers.js';

@@ -5,7 +5,7 @@
  * JSON line: how it ended (the PgmError's code and message, or "loaded"), the resident set
  * before the load and its peak (bytes).
  */
-import { loadModelFromManifest, loadModelFromUrl } from '../../src/model/load.js';
+import { loadModelFromManifest, loadModelFromUrl } from '../../src/weights/load.js';
 
 const [kind, url, stall] = process.argv.slice(2);
 const stallTimeout = stall === undefined ? undefined : Number(stall);

@@ -8,7 +8,7 @@ import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine.js';
 import { PgmError } from '../../src/errors.js';
-import { Vocabulary } from '../../src/model/vocab.js';
+import { Vocabulary } from '../../src/text/vocab.js';
 import { requestNodeGpu } from '../../src/node.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { everyBucket, VARIANT_SET_VERSION, type KernelPlan } from '../../src/kernels/plan.js';
-import { forgetPlans, planKey, recall, remember } from '../../src/kernels/plan-store.js';
+import { forgetPlans, planKey, recall, remember } from '../../src/tuning/plan-store.js';
 import { getNodeGpu } from '../../src/node.js';
 
 let dir: string;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decode as gpt2Decode } from 'gpt-tokenizer/esm/encoding/r50k_base';
 import { PgmError } from '../../src/errors.js';
-import { GPT2_EOT, GPT2_VOCAB_SIZE, gpt2EncodeText, gpt2TokenBytes, Vocabulary } from '../../src/model/vocab.js';
+import { GPT2_EOT, GPT2_VOCAB_SIZE, gpt2EncodeText, gpt2TokenBytes, Vocabulary } from '../../src/text/vocab.js';
 
 const SAMPLES = [
   'It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife.',

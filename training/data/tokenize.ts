@@ -11,7 +11,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { GPT2_EOT, gpt2EncodeText, Vocabulary } from '../../src/model/vocab.js';
+import { GPT2_EOT, gpt2EncodeText, Vocabulary } from '../../src/text/vocab.js';
 import { seededUniform } from '../../src/reference/random.js';
 
 const DEFAULT_WEIGHTS = 'austen=2,mobydick=2,brown=2,web=1,tdavid=0.5,mhcc=0.5';

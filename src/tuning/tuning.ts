@@ -11,8 +11,8 @@ import type { Dispatch, KernelCache } from '../gpu/kernel.js';
 import { GpuMemory } from '../gpu/memory.js';
 import { columns, gpuTensor } from '../gpu/tensor.js';
 import { record, timeRuns } from '../gpu/timing.js';
-import { attentionDispatch } from './attention.js';
-import { expectVariantsRun, hasSubgroups, matmulDispatch, variantRuns } from './matmul.js';
+import { attentionDispatch } from '../kernels/attention.js';
+import { expectVariantsRun, hasSubgroups, matmulDispatch, variantRuns } from '../kernels/matmul.js';
 import {
   ANY_SHAPE,
   ATTENTION_VARIANTS,
@@ -29,9 +29,9 @@ import {
   type MatmulVariant,
   type ModelShapes,
   type PlanOptions,
-} from './plan.js';
+} from '../kernels/plan.js';
 import { planKey, recall, remember } from './plan-store.js';
-import { createWorkspace, Rows, setBatchShape, type Workspace } from './workspace.js';
+import { createWorkspace, Rows, setBatchShape, type Workspace } from '../kernels/workspace.js';
 
 /** One timed shape of one variant. */
 export interface Measurement {

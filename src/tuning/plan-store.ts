@@ -5,7 +5,7 @@
  * is measured again.
  */
 import type { AdapterSummary } from '../gpu/context.js';
-import { isPlan, VARIANT_SET_VERSION, type KernelPlan } from './plan.js';
+import { isPlan, VARIANT_SET_VERSION, type KernelPlan } from '../kernels/plan.js';
 
 const remembered = new Map<string, KernelPlan>();
 

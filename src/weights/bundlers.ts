@@ -1,5 +1,5 @@
 /**
- * What the packaged models (src/model/packaged.ts) need from the app's bundler, and what to say
+ * What the packaged models (src/weights/packaged.ts) need from the app's bundler, and what to say
  * when they did not arrive. Vite and webpack 5 emit each file named by a literal
  * `new URL(..., import.meta.url)` by themselves; Parcel 2 and Rollup 4 need one line of
  * configuration each, which these messages (and the README) give.
