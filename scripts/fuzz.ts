@@ -25,7 +25,7 @@ import { ZipArchive } from '../src/convert/zip.js';
 import { PgmError } from '../src/errors.js';
 import type { ModelDirConfig } from '../src/weights/config.js';
 import { loadModel, loadModelFromManifest, type ModelFiles } from '../src/weights/load.js';
-import { readWeights } from '../src/weights/tensor.js';
+import { readWeights } from '../src/weights/host-tensor.js';
 import { memorySink, parseSafetensors, sha256Hex } from '../src/weights/safetensors.js';
 import { seededUniform } from '../src/reference/random.js';
 import { makeZip, type ZipInput } from '../tests/convert/helpers.js';

@@ -49,7 +49,7 @@ export {
   type LoadedModel,
   type LoadOptions,
 } from './weights/load.js';
-export { readWeights, type Weights, type HostTensor, type StoredTensor } from './weights/tensor.js';
+export { readWeights, type Weights, type HostTensor, type StoredTensor } from './weights/host-tensor.js';
 export { cacheStore, clearModelCache, MODEL_CACHE } from './weights/cache.js';
 export { localModels } from './weights/local.js';
 export { loadLocalModel, localIdOf } from './convert/import.js';

@@ -11,7 +11,7 @@ import { isLocalModel } from './convert/import.js';
 import { DEFAULT_STALL_TIMEOUT } from './weights/fetch.js';
 import { GPU_MODEL_DEFAULTS, WEIGHT_STORAGES } from './model/gpu-model.js';
 import { REENCODE_PER_FRESH } from './model/kv-set.js';
-import { isWeights } from './weights/tensor.js';
+import { isWeights } from './weights/host-tensor.js';
 import type { Vocabulary } from './text/vocab.js';
 import {
   ENCODER_MODES,

@@ -5,7 +5,7 @@ import type { ModelConfig } from './weights/config.js';
 import type { ModelStore } from './weights/cache.js';
 import type { WeightStorage } from './model/gpu-model.js';
 import type { LoadProgress } from './weights/load.js';
-import type { Weights } from './weights/tensor.js';
+import type { Weights } from './weights/host-tensor.js';
 import type { EncoderMode } from './sampling/samplers.js';
 import type { Order, Schedule } from './sampling/schedule.js';
 

@@ -16,7 +16,7 @@ import {
   type TensorBytes,
   type TensorSpec,
 } from '../weights/safetensors.js';
-import type { WeightMap } from '../weights/tensor.js';
+import type { WeightMap } from '../weights/host-tensor.js';
 import { isBuffer, parameterMismatches } from '../weights/parameters.js';
 import { Checkpoint, StorageRef, describeValue, lookup, toPlain } from './checkpoint.js';
 import { TorchTensor } from './pickle.js';

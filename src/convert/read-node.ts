@@ -5,7 +5,7 @@ import { checkAborted } from '../weights/fetch.js';
 import type { ModelConfig } from '../weights/config.js';
 import { loadModelDir } from '../weights/load-node.js';
 import type { LoadOptions } from '../weights/load.js';
-import type { HostTensor, WeightMap, Weights } from '../weights/tensor.js';
+import type { HostTensor, WeightMap, Weights } from '../weights/host-tensor.js';
 import { Checkpoint } from './checkpoint.js';
 import { inspectCheckpoint, readCheckpointWeights, type CheckpointModel, type ReadOptions } from './convert.js';
 import { fileSource } from './source-node.js';

@@ -1,7 +1,7 @@
 import { fail } from '../errors.js';
 import type { ModelConfig } from '../weights/config.js';
 import { DECODER_KV_NORM } from './fusion.js';
-import type { HostTensor, WeightMap } from '../weights/tensor.js';
+import type { HostTensor, WeightMap } from '../weights/host-tensor.js';
 
 /** Offsets (in floats) of one block's six adaLN vectors inside the modulation buffer. */
 export interface BlockModulation {

@@ -8,7 +8,7 @@ import { computeModulations, type Modulations } from './conditioning.js';
 import { headDim, type ModelConfig } from '../weights/config.js';
 import { layerNormBefore } from './fusion.js';
 import type { RowBlock } from './gpu-weights.js';
-import type { WeightMap } from '../weights/tensor.js';
+import type { WeightMap } from '../weights/host-tensor.js';
 
 /**
  * The constant table every pass reads (ForwardContext.constants), one f32 buffer: every

@@ -16,7 +16,7 @@
  * file's W is exact in it; rounding W diag(w) back to f16 would not be).
  */
 import type { ModelConfig } from '../weights/config.js';
-import type { HostTensor, StoredTensor } from '../weights/tensor.js';
+import type { HostTensor, StoredTensor } from '../weights/host-tensor.js';
 
 /** Decoder layers first..last's keys and values in one projection (a weight name no checkpoint has). */
 export const decoderKvName = (first: number, last: number): string => `decoder.layers.${first}-${last}.attn_kv`;

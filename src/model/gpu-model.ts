@@ -18,7 +18,7 @@ import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequenc
 import { mdlmForward } from './mdlm.js';
 import { pgmForward } from './pgm.js';
 import { GpuWeights, WEIGHT_STORAGES, type WeightStorage } from './gpu-weights.js';
-import type { Weights } from '../weights/tensor.js';
+import type { Weights } from '../weights/host-tensor.js';
 
 /**
  * `matmul`, `attention`: which kernel variants run; 'auto' (default) measures them once per

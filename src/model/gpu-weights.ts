@@ -19,7 +19,7 @@ import {
   rotaryColumns,
 } from './fusion.js';
 import { isBuffer } from '../weights/parameters.js';
-import { floatsOf, numel, type HostTensor, type StoredTensor, type WeightMap } from '../weights/tensor.js';
+import { floatsOf, numel, type HostTensor, type StoredTensor, type WeightMap } from '../weights/host-tensor.js';
 
 export const WEIGHT_STORAGES = ['auto', 'f32', 'f16'] as const;
 

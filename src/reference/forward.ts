@@ -6,7 +6,7 @@
 import { fail } from '../errors.js';
 import { headDim, type ModelConfig } from '../weights/config.js';
 import { validateMdlmBatch, validatePgmBatch, type MdlmSequence, type PgmSequence } from '../model/inputs.js';
-import type { WeightMap } from '../weights/tensor.js';
+import type { WeightMap } from '../weights/host-tensor.js';
 import {
   attention,
   embed,

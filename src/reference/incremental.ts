@@ -25,7 +25,7 @@
 import { fail } from '../errors.js';
 import { headDim, type ModelConfig } from '../weights/config.js';
 import { validatePgmBatch, type PgmSequence } from '../model/inputs.js';
-import type { WeightMap } from '../weights/tensor.js';
+import type { WeightMap } from '../weights/host-tensor.js';
 import {
   appendRows,
   ditBlockOver,

@@ -7,7 +7,7 @@
 import { TIME_FREQ_DIM } from '../weights/parameters.js';
 import { fail } from '../errors.js';
 import type { ModelConfig } from '../weights/config.js';
-import type { HostTensor, WeightMap } from '../weights/tensor.js';
+import type { HostTensor, WeightMap } from '../weights/host-tensor.js';
 
 const f32 = Math.fround;
 

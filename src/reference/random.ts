@@ -6,7 +6,7 @@
  */
 import { expectedParameters } from '../weights/parameters.js';
 import type { ModelConfig } from '../weights/config.js';
-import { numel, type WeightMap } from '../weights/tensor.js';
+import { numel, type WeightMap } from '../weights/host-tensor.js';
 
 /** A seeded generator of uniform numbers in [0, 1) (mulberry32). */
 export function seededUniform(seed: number): () => number {

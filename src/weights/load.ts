@@ -7,7 +7,7 @@ import { notEmittedHint } from './bundlers.js';
 import { PACKAGED_FILES, PACKAGED_MANIFEST } from './packaged.js';
 import { parameterMismatches, parameterTotals } from './parameters.js';
 import { parseSafetensors, sha256Hex } from './safetensors.js';
-import type { StoredTensor, Weights } from './tensor.js';
+import type { StoredTensor, Weights } from './host-tensor.js';
 
 /** Read access to the files of one model directory (disk in Node, HTTP in the browser). */
 export interface ModelFiles {

@@ -9,7 +9,7 @@ import { dirSink } from '../../src/convert/sink-node.js';
 import { bytesSource } from '../../src/convert/source.js';
 import { loadCheckpoint } from '../../src/convert/read-node.js';
 import { loadModelDir } from '../../src/weights/load-node.js';
-import { readWeights } from '../../src/weights/tensor.js';
+import { readWeights } from '../../src/weights/host-tensor.js';
 import { pgmError } from './helpers.js';
 
 const DATA = join(import.meta.dirname, 'data');

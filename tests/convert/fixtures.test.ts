@@ -11,7 +11,7 @@ import { main } from '../../src/cli/main.js';
 import { expectedParameters } from '../../src/weights/parameters.js';
 import { loadCheckpoint } from '../../src/convert/read-node.js';
 import { loadModelDir } from '../../src/weights/load-node.js';
-import { readWeights } from '../../src/weights/tensor.js';
+import { readWeights } from '../../src/weights/host-tensor.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
 const NAMES = [

@@ -2,7 +2,7 @@
 import { deflateRawSync } from 'node:zlib';
 import { crc32 } from '../../src/convert/zip.js';
 import { PgmError } from '../../src/errors.js';
-import { readWeights, type WeightMap, type Weights } from '../../src/weights/tensor.js';
+import { readWeights, type WeightMap, type Weights } from '../../src/weights/host-tensor.js';
 
 type Part = number | string | Uint8Array | readonly number[];
 

@@ -22,7 +22,7 @@ import { floatToHalf, halfToFloat } from '../../src/weights/floats.js';
 import { loadModelDir } from '../../src/weights/load-node.js';
 import { localModels } from '../../src/weights/local.js';
 import type { LoadProgress } from '../../src/weights/load.js';
-import { readWeights } from '../../src/weights/tensor.js';
+import { readWeights } from '../../src/weights/host-tensor.js';
 import { IMPORT_OPTIONS } from '../../src/options.js';
 import { testGpu } from '../helpers/gpu.js';
 import { pgmError, readAll } from './helpers.js';

@@ -11,7 +11,7 @@ import { dirSink } from '../../src/convert/sink-node.js';
 import { fileSource } from '../../src/convert/source-node.js';
 import type { ModelDirConfig } from '../../src/weights/config.js';
 import { loadModelFromManifest, loadModelFromUrl, loadPackagedModel } from '../../src/weights/load.js';
-import { readWeights } from '../../src/weights/tensor.js';
+import { readWeights } from '../../src/weights/host-tensor.js';
 import { PACKAGED_MANIFEST } from '../../src/weights/packaged.js';
 import { loadModelPath } from '../../src/convert/read-node.js';
 import { loadModelDir } from '../../src/weights/load-node.js';

@@ -17,7 +17,7 @@ import { convertCheckpoint, type ConvertOptions } from '../../src/convert/conver
 import { dirSink } from '../../src/convert/sink-node.js';
 import { bytesSource } from '../../src/convert/source.js';
 import { loadModelDir } from '../../src/weights/load-node.js';
-import { readWeights } from '../../src/weights/tensor.js';
+import { readWeights } from '../../src/weights/host-tensor.js';
 import { memoryDir } from '../../scripts/fuzz.js';
 import { pgm } from '../helpers/cli.js';
 import { pgmError } from './helpers.js';

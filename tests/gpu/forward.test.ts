@@ -4,7 +4,7 @@ import type { ModelConfig } from '../../src/weights/config.js';
 import { GpuModel } from '../../src/model/gpu-model.js';
 import type { PgmSequence } from '../../src/model/inputs.js';
 import { encodeFloats } from '../../src/weights/floats.js';
-import { floatsOf, type HostTensor, type StoredTensor, type WeightMap } from '../../src/weights/tensor.js';
+import { floatsOf, type HostTensor, type StoredTensor, type WeightMap } from '../../src/weights/host-tensor.js';
 import { referenceMdlmLogits, referencePgmLogits } from '../../src/reference/forward.js';
 import { randomWeights, seededUniform, tinyConfig } from '../../src/reference/random.js';
 import { compareRows, runtime, testGpu } from '../helpers/gpu.js';

@@ -11,7 +11,7 @@ import type { ModelConfig } from '../../src/weights/config.js';
 import { encodeFloats, floatToHalf } from '../../src/weights/floats.js';
 import { GpuModel, type GpuModelOptions } from '../../src/model/gpu-model.js';
 import type { MdlmSequence, PgmSequence } from '../../src/model/inputs.js';
-import { floatsOf, type StoredTensor, type WeightMap } from '../../src/weights/tensor.js';
+import { floatsOf, type StoredTensor, type WeightMap } from '../../src/weights/host-tensor.js';
 import { referenceMdlmLogits, referencePgmLogits } from '../../src/reference/forward.js';
 import { randomWeights, seededNormal, tinyConfig } from '../../src/reference/random.js';
 import { compareRows, runtime, testGpuWithDefaultLimits } from '../helpers/gpu.js';

@@ -12,7 +12,7 @@ import type { GenerateOptions } from '../../src/types.js';
 import { PgmError, brief } from '../../src/errors.js';
 import { requestGpu, type GpuContext } from '../../src/gpu/context.js';
 import type { ModelConfig } from '../../src/weights/config.js';
-import { numel, type WeightMap } from '../../src/weights/tensor.js';
+import { numel, type WeightMap } from '../../src/weights/host-tensor.js';
 import { Vocabulary, gpt2TokenBytes } from '../../src/text/vocab.js';
 import { randomWeights, seededUniform, tinyConfig } from '../../src/reference/random.js';
 import { runtime, testGpu } from '../helpers/gpu.js';

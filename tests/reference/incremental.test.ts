@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { ModelConfig } from '../../src/weights/config.js';
 import type { PgmSequence } from '../../src/model/inputs.js';
-import type { WeightMap } from '../../src/weights/tensor.js';
+import type { WeightMap } from '../../src/weights/host-tensor.js';
 import { loadCheckpoint } from '../../src/convert/read-node.js';
 import { referencePgmLogits } from '../../src/reference/forward.js';
 import { REENCODE_PER_FRESH } from '../../src/model/kv-set.js';

@@ -8,7 +8,7 @@ import { loadOptions } from '../../src/engine.js';
 import { cacheStore, clearModelCache, shardKey, type ModelStore } from '../../src/weights/cache.js';
 import { loadPackagedModel, type LoadOptions, type LoadProgress } from '../../src/weights/load.js';
 import { PACKAGED_MANIFEST } from '../../src/weights/packaged.js';
-import { readWeights } from '../../src/weights/tensor.js';
+import { readWeights } from '../../src/weights/host-tensor.js';
 
 const MODEL = PACKAGED_MANIFEST.default!;
 const SHARD = PACKAGED_MANIFEST.models.find((m) => m.id === MODEL)!.shards[0];
