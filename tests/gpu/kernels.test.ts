@@ -5,7 +5,8 @@
  * multiples of a matmul block (32x32 register, 4x256 wide, 64x64 tiled with K tiles of 16,
  * 4x64 splitk over 16 K lanes) or of a 64-wide workgroup or flash query/key tile, a single row,
  * all `seqStride` rows, ragged batches (sequences with different clean/query row counts), and
- * both row kinds.
+ * both row kinds. On lavapipe each matmul variant runs a representative subset of the cases
+ * (LLVM compiles every pipeline there; see variantCases).
  *
  * Outputs start as a sentinel (or as existing values for in-place kernels) and every element a
  * kernel does not own (padding rows past a sequence's count, columns outside a slice, rows of a
@@ -17,7 +18,7 @@
  * the softmax amplifies rounding (attention scores of order 100). Observed errors on
  * SwiftShader are below 1e-6 (relative to 1 + |want|) except for that peaky softmax case.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { KernelCache, type Dispatch } from '../../src/gpu/kernel.js';
 import { PgmError } from '../../src/errors.js';
 import { columns, gpuTensor, type GpuDtype, type GpuTensor } from '../../src/gpu/tensor.js';
@@ -834,15 +835,9 @@ const matmulEdgeCases: MatmulCase[] = [
   },
 ];
 
-for (const variant of MATMUL_VARIANTS) {
-  describe(`matmul kernel, ${variant} variant (${runtime}) vs reference linear + epilogue`, () => {
-    for (const c of [...matmulCases, ...matmulEdgeCases]) it(describeMatmul(c), () => checkMatmul(c, variant));
-  });
-}
-
-// f16 weight storage: the vec4 path, the scalar path with an odd N * K (a padded last word),
-// and a block edge of each variant.
-const halfCases = [
+// The representative cases: the vec4 path, the scalar path with an odd N * K (with f16 weights: a
+// padded last word), the epilogues, and a block edge of each variant.
+const representativeCases = [
   matmulCases[0],
   matmulCases[1],
   matmulCases[6],
@@ -852,9 +847,22 @@ const halfCases = [
   matmulCases[25],
   ...matmulEdgeCases,
 ];
+
+// Each variant over every case on SwiftShader (Node and Chromium). On lavapipe, where LLVM compiles
+// each pipeline (seconds for each variant and epilogue: the whole matrix took 18 minutes there),
+// each variant over the representative cases; the default plan's describe above runs every case.
+const variantCases =
+  inject('webgpuAdapter') === 'llvmpipe' ? representativeCases : [...matmulCases, ...matmulEdgeCases];
+for (const variant of MATMUL_VARIANTS) {
+  describe(`matmul kernel, ${variant} variant (${runtime}) vs reference linear + epilogue`, () => {
+    for (const c of variantCases) it(describeMatmul(c), () => checkMatmul(c, variant));
+  });
+}
+
+// f16 weight storage, each variant over the representative cases.
 for (const variant of MATMUL_VARIANTS) {
   describe(`matmul kernel, ${variant} variant, f16 weights (${runtime}) vs reference`, () => {
-    for (const c of halfCases) it(describeMatmul(c), () => checkMatmul(c, variant, true));
+    for (const c of representativeCases) it(describeMatmul(c), () => checkMatmul(c, variant, true));
   });
 }
 
