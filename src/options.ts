@@ -19,7 +19,7 @@ import {
   type SamplingOptions,
   type SequencePlan,
 } from './sampling/samplers.js';
-import { ORDERS, SCHEDULES, type Order, type Schedule } from './sampling/schedule.js';
+import { ORDERS, SCHEDULES } from './sampling/schedule.js';
 import type { EngineOptions, SequenceOptions, SharedOptions } from './types.js';
 
 /**

@@ -460,7 +460,7 @@ describe(`robustness (${runtime})`, () => {
     for (const own of [false, true]) {
       const ctx = own ? await ownGpu() : await testGpu();
       const engine = await Engine.create(ctx, model, { maxBatch: 1, ownsDevice: own });
-      const { running, queued, seen, error: stopped } = await interruptAtStep2(engine, () => engine.dispose());
+      const { queued, seen, error: stopped } = await interruptAtStep2(engine, () => engine.dispose());
       expect(seen, `own device: ${own}`).toBeLessThan(20);
       expect([(stopped as PgmError).code, (stopped as PgmError).message]).toEqual([
         'disposed',
