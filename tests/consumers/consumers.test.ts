@@ -514,6 +514,19 @@ window.unmount = () => root.unmount();
           return text.startsWith('It was') && !text.includes('▯');
         };
         await tab.waitForFunction(done, null, { timeout: 120_000 });
+        // The first effect's engine is disposed when its creation resolves, which may come after
+        // the second engine has generated the text: wait for it (the assertion shows the counts).
+        await tab
+          .waitForFunction(
+            () => {
+              const { created, disposed } = (window as unknown as { engines: { created: number; disposed: number } })
+                .engines;
+              return created === 2 && disposed === 1;
+            },
+            null,
+            { timeout: 60_000 },
+          )
+          .catch(() => undefined);
         expect(await tab.evaluate(() => (window as unknown as { engines: unknown }).engines)).toEqual({
           created: 2,
           disposed: 1,
