@@ -8,9 +8,9 @@
  * bench/results/incremental-quality.json and .svg (not in --quick) and prints a Markdown table.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { createEngine } from '../src/node.js';
 import { esc } from './report.js';
+import { RESULTS_DIR } from './write.js';
 import {
   estimateNelbo,
   mdlmNll,
@@ -275,7 +275,7 @@ try {
   console.log(`\n${table}\n`);
   if (args.quick) log(`bench:quality: quick run, ${wallSeconds.toFixed(0)} s; nothing written`);
   else {
-    const dir = fileURLToPath(new URL('./results/', import.meta.url));
+    const dir = RESULTS_DIR;
     mkdirSync(dir, { recursive: true });
     const result = {
       date,

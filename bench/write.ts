@@ -7,6 +7,9 @@ import type { AdapterSummary } from '../src/gpu/context.js';
 import type { BenchMode, BenchResult } from './suite.js';
 
 /** `--kv N` (N seeds per encoder setting, N >= 1): the KV-settings speed run instead of the suite; undefined without the flag. */
+/** bench/results/, where every runner writes (ends in a separator). */
+export const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
+
 export function parseKv(argv: readonly string[]): number | undefined {
   const i = argv.indexOf('--kv');
   if (i < 0) return undefined;
@@ -20,7 +23,7 @@ export function parseKv(argv: readonly string[]): number | undefined {
 
 /** Write a `--kv` run as bench/results/kv-speed-<runtime>.json and print its table. */
 export function finishKv(speed: KvSpeed, runtime: string, command: string): void {
-  const dir = fileURLToPath(new URL('./results/', import.meta.url));
+  const dir = RESULTS_DIR;
   mkdirSync(dir, { recursive: true });
   const file = `kv-speed-${runtime}.json`;
   writeFileSync(`${dir}${file}`, `${JSON.stringify({ date: new Date().toISOString(), command, ...speed }, null, 2)}\n`);
@@ -65,7 +68,7 @@ export function adapterName(a: Pick<AdapterSummary, 'description' | 'architectur
  * latest-node-<adapter>.json/.svg (latest-node-llvmpipe, latest-node-swiftshader).
  */
 export function writeResults(result: BenchResult): string[] {
-  const dir = fileURLToPath(new URL('./results/', import.meta.url));
+  const dir = RESULTS_DIR;
   mkdirSync(dir, { recursive: true });
   const a = result.adapter;
   const base = `${slug(a.runtime)}-${slug(`${a.vendor}-${a.architecture}`)}-${result.mode}-${result.date.slice(0, 10)}`;

@@ -185,12 +185,6 @@ export function linear(
 export const activationView = (f: ForwardContext, t: GpuTensor, width: number, name = t.name): GpuTensor =>
   reshape(t, activationShape(f.ws, width), name);
 
-/** A block's parameters: `p('attn_qkv.weight')` is `<prefix>.attn_qkv.weight`. */
-export const paramsOf =
-  (f: ForwardContext, prefix: string) =>
-  (name: string): GpuTensor =>
-    f.param(`${prefix}.${name}`);
-
 const heads = (f: ForwardContext) => ({ nHeads: f.config.nHeads, headDim: headDim(f.config) });
 
 /**

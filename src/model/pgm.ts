@@ -12,7 +12,6 @@ import {
   linear,
   mlpResidual,
   outputLayer,
-  paramsOf,
   type ForwardContext,
 } from './blocks.js';
 import { queryInitTerms } from '../weights/config.js';
@@ -55,7 +54,6 @@ const GS = 'decoder.group_swap';
 function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
   const { ws, act, config, clean } = f;
   const D = config.hiddenSize;
-  const p = paramsOf(f, GS);
   // q0 is built in y's rows; the group swap's output overwrites it there.
   const q0 = activationView(f, act.y, D, 'q0');
   const terms = queryInitTerms(config.preQueryMode);
@@ -63,7 +61,7 @@ function groupSwap(f: ForwardContext, sinus: GpuTensor): void {
     queryInitDispatches(ws, {
       ...terms,
       encoderOut: act.x,
-      base: p('base_embedding'),
+      base: f.param(`${GS}.base_embedding`),
       queryPositions: act.queryPositions,
       sinus,
       stat: act.stat,
