@@ -43,8 +43,8 @@ export const FULL_SIZE_USAGE = `usage: npm run bench:full -- [--adapters a,b,...
 
   --adapters   where to run, comma-separated (default ${CPU_ADAPTERS.join(',')});
                a GPU: node-gpu,chromium-gpu
-  --steps      sampling steps (default 4: a step at L1024 takes seconds to a minute on a CPU
-               adapter; on a GPU 64, one token per step)
+  --steps      sampling steps (default 4: a step at L1024 takes 8-20 s on lavapipe, 50-130 s
+               on SwiftShader; on a GPU 64, one token per step)
   --generate   tokens generated after the prompt, which fills the rest of L1024 (default 64)
   --kv         the PGM's KV-set setting: ${KV_SETTINGS.join(', ')} (default delayed)
   --models     default pgm,mdlm

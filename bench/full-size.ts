@@ -20,11 +20,11 @@
  *    token, ms per step (p50, p95), tokens per second, dispatches per step.
  *
  * The default workload is 4 steps (16 tokens a step): on these CPU adapters a full-size step at
- * L1024 takes tens of seconds (the prompt is clean, so each exact PGM step runs the encoder and
- * each MDLM step the whole network over about 1000 rows; the KV set's steps after its first
- * encode only the new tokens), and with the warm-ups that is 6 such steps per model and setting,
- * which should keep the whole run (three adapters, plus conversion the first time) to about 20-25
- * minutes on 2 idle cores. On a GPU, `--adapters node-gpu,chromium-gpu --steps 64` (one token
+ * L1024 takes 8-20 s (lavapipe) to 50-130 s (SwiftShader): the prompt is clean, so each exact
+ * PGM step runs the encoder and each MDLM step the whole network over about 1000 rows; the KV
+ * set's steps after its second encode only the new tokens. With the warm-ups that is 6 such
+ * steps per model and setting: on 2 idle cores about 4 minutes on lavapipe and 27 on each
+ * SwiftShader adapter, plus conversion the first time. On a GPU, `--adapters node-gpu,chromium-gpu --steps 64` (one token
  * per step).
  *
  * Prints a Markdown table and writes bench/results/full-size-<adapter>.json.
