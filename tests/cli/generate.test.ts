@@ -4,7 +4,7 @@
  * command line. A process must never end by a signal (SIGSEGV at exit, or EPIPE's SIGPIPE).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -113,10 +113,18 @@ describe('pgm generate, the process', () => {
       writeFileSync(file, '{"pgm-webgpu.kernel-plan');
       ok(await node(CLI, args, false, env));
       expect(isPlan((JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>)[key])).toBe(true);
-      // PGM_WEBGPU_CACHE names the directory; set empty, nothing is written.
+      // PGM_WEBGPU_CACHE names the directory: the hand-made plan there is recalled and left as
+      // it is, and the default place stays empty (a run that ignored it would measure and write
+      // there). Set empty, nothing is written.
       const own = mkdtempSync(join(tmpdir(), 'pgm-cache-'));
+      const ownFile = join(own, 'kernel-plans.json');
+      writeFileSync(ownFile, JSON.stringify(handMade));
+      const ownMtime = statSync(ownFile).mtimeMs;
+      rmSync(file);
       ok(await node(CLI, args, false, { ...env, PGM_WEBGPU_CACHE: own }));
-      expect(existsSync(join(own, 'kernel-plans.json'))).toBe(true);
+      expect(JSON.parse(readFileSync(ownFile, 'utf8'))).toEqual(handMade);
+      expect(statSync(ownFile).mtimeMs).toBe(ownMtime);
+      expect(existsSync(file)).toBe(false);
       const none = mkdtempSync(join(tmpdir(), 'pgm-xdg-'));
       ok(await node(CLI, args, false, { ...env, XDG_CACHE_HOME: none, PGM_WEBGPU_CACHE: '' }));
       expect(existsSync(join(none, 'pgm-webgpu'))).toBe(false);
