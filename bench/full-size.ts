@@ -24,8 +24,8 @@
  * PGM step runs the encoder and each MDLM step the whole network over about 1000 rows; the KV
  * set's steps after its second encode only the new tokens. With the warm-ups that is 6 such
  * steps per model and setting: on 2 idle cores about 4 minutes on lavapipe and 27 on each
- * SwiftShader adapter, plus conversion the first time. On a GPU, `--adapters node-gpu,chromium-gpu --steps 64` (one token
- * per step).
+ * SwiftShader adapter, plus conversion the first time. On a GPU,
+ * `--adapters node-gpu,chromium-gpu --steps 64` (one token per step).
  *
  * Prints a Markdown table and writes bench/results/full-size-<adapter>.json.
  */
