@@ -11,6 +11,7 @@ import { decoderKvGroups } from '../src/model/fusion.js';
 import { GpuModel } from '../src/model/gpu-model.js';
 import { randomWeights, tinyConfig } from '../src/reference/random.js';
 import {
+  plainSampling,
   sampleMdlm,
   samplePgm,
   type BatchStep,
@@ -373,19 +374,6 @@ const EXACT: Encoding = { encoder: 'exact', refresh: 0 };
  */
 const KV_SET: Encoding = { encoder: 'delayed', refresh: 0 };
 
-function samplingOptions(L: number, steps: number, encoding: Encoding): SamplingOptions {
-  return {
-    length: L,
-    steps,
-    order: 'random',
-    schedule: 'uniform',
-    temperature: 1,
-    topP: 1,
-    greedy: false,
-    ...encoding,
-  };
-}
-
 function plans(config: ModelConfig, batch: number): SequencePlan[] {
   return Array.from({ length: batch }, (_, b) => ({ known: new Map([[0, config.bosId]]), seed: 1000 + b }));
 }
@@ -399,7 +387,7 @@ function steps(
   encoding = EXACT,
   overlap = true,
 ): AsyncGenerator<BatchStep> {
-  const o = samplingOptions(L, nSteps, encoding);
+  const o = plainSampling(L, nSteps, encoding);
   const p = plans(model.config, batch);
   return (model.config.arch === 'pgm' ? samplePgm : sampleMdlm)(model, p, o, undefined, { overlap });
 }

@@ -32,6 +32,24 @@ export interface SamplingOptions {
   staleness?: number;
 }
 
+/**
+ * Plain sampling settings: random order, uniform schedule, temperature 1, no nucleus, the exact
+ * encoder; `o` overrides. What the tests and the bench run unless they say otherwise (the
+ * engine's own defaults, with the model's nucleus, are resolveGenerationOptions').
+ */
+export const plainSampling = (length: number, steps: number, o: Partial<SamplingOptions> = {}): SamplingOptions => ({
+  length,
+  steps,
+  order: 'random',
+  schedule: 'uniform',
+  temperature: 1,
+  topP: 1,
+  greedy: false,
+  encoder: 'exact',
+  refresh: 0,
+  ...o,
+});
+
 export const ENCODER_MODES = ['exact', 'incremental', 'delayed', 'adaptive'] as const;
 export type EncoderMode = (typeof ENCODER_MODES)[number];
 

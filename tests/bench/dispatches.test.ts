@@ -7,8 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { timeGeneration } from '../../bench/suite.js';
 import { GpuModel } from '../../src/model/gpu-model.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
-import { samplePgm, type BatchStep } from '../../src/sampling/samplers.js';
-import { testGpu, testSampling } from '../helpers/gpu.js';
+import { plainSampling, samplePgm, type BatchStep } from '../../src/sampling/samplers.js';
+import { testGpu } from '../helpers/gpu.js';
 
 describe('bench: dispatches per step', () => {
   it('one logits window, and windows of 3 rows: the same step plus 2 dispatches per extra window', async () => {
@@ -19,7 +19,7 @@ describe('bench: dispatches per step', () => {
       const model = await GpuModel.load(gpu, config, weights, { maxBatch: 1, logitRows });
       try {
         const queries: number[] = [];
-        const options = testSampling(24, 6);
+        const options = plainSampling(24, 6);
         const times = await timeGeneration(model, 'pgm', 23, async function* () {
           for await (const step of samplePgm(model, [{ known: new Map([[0, config.bosId]]), seed: 5 }], options)) {
             if (step.forward) queries.push(step.decoderRows[0]);

@@ -6,9 +6,15 @@ import type { ModelConfig } from '../../src/weights/config.js';
 import type { GpuModel } from '../../src/model/gpu-model.js';
 import { Vocabulary } from '../../src/text/vocab.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
-import { sampleMdlm, samplePgm, type BatchStep, type SamplingOptions } from '../../src/sampling/samplers.js';
+import {
+  plainSampling,
+  sampleMdlm,
+  samplePgm,
+  type BatchStep,
+  type SamplingOptions,
+} from '../../src/sampling/samplers.js';
 import { uniformCounts } from '../../src/sampling/schedule.js';
-import { runtime, testGpu, testSampling } from '../helpers/gpu.js';
+import { runtime, testGpu } from '../helpers/gpu.js';
 
 // Random weights with the real GPT-2 vocabulary, so the text edge (prompts, decode) is real.
 const pgmConfig = tinyConfig('pgm', { vocabSize: 50258, hiddenSize: 16, nHeads: 2, condDim: 8, length: 40 });
@@ -303,7 +309,7 @@ describe(`the MDLM sampler keeps a step in flight where the step before almost s
       { known: new Map([[0, mdlmConfig.bosId]]), seed: 5 },
     ];
     for (const steps of [8, 120]) {
-      const o = testSampling(37, steps);
+      const o = plainSampling(37, steps);
       const run = (overlap: boolean) => countingSubmits(model, sampleMdlm(model, plans, o, undefined, { overlap }));
       const overlapped = await run(true);
       const single = await run(false);

@@ -5,8 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { GpuModel } from '../../src/model/gpu-model.js';
 import { randomWeights, tinyConfig } from '../../src/reference/random.js';
-import { samplePgm } from '../../src/sampling/samplers.js';
-import { runtime, testGpu, testSampling } from '../helpers/gpu.js';
+import { plainSampling, samplePgm } from '../../src/sampling/samplers.js';
+import { runtime, testGpu } from '../helpers/gpu.js';
 
 describe(`napping while waiting (${runtime})`, () => {
   it('a model naps in Node and not in Chromium, and draws the same tokens either way', async () => {
@@ -16,7 +16,7 @@ describe(`napping while waiting (${runtime})`, () => {
     const generate = async (naps?: boolean) => {
       const model = await GpuModel.load({ ...gpu, napWhileWaiting: naps }, config, weights);
       try {
-        const options = testSampling(24, 6);
+        const options = plainSampling(24, 6);
         const tokens: number[][] = [];
         for await (const step of samplePgm(model, [{ known: new Map([[0, config.bosId]]), seed: 5 }], options))
           tokens.push([...step.tokens[0]]);

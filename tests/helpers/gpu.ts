@@ -1,7 +1,6 @@
 import { requestGpu, type GpuContext } from '../../src/gpu/context.js';
 import { encodeDispatches, type Dispatch } from '../../src/gpu/kernel.js';
 import type { GpuMemory } from '../../src/gpu/memory.js';
-import type { SamplingOptions } from '../../src/sampling/samplers.js';
 
 const inNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
 
@@ -88,20 +87,3 @@ export function compareRows(
   }
   return { maxAbs, argmaxMismatches };
 }
-
-/**
- * A generation's sampling options as the tests take them unless they say otherwise: random order,
- * uniform schedule, temperature 1, no nucleus, the exact encoder; `o` overrides.
- */
-export const testSampling = (length: number, steps: number, o: Partial<SamplingOptions> = {}): SamplingOptions => ({
-  length,
-  steps,
-  order: 'random',
-  schedule: 'uniform',
-  temperature: 1,
-  topP: 1,
-  greedy: false,
-  encoder: 'exact',
-  refresh: 0,
-  ...o,
-});
